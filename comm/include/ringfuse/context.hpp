@@ -1,0 +1,92 @@
+// A Context is one rank's membership in one world: its identity, its connections and the
+// blocking collectives over them. Several Contexts may live in one process (tests do this).
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <memory>
+#include <span>
+#include <string>
+
+#include "ringfuse/types.hpp"
+
+namespace ringfuse {
+
+/// Which all-reduce algorithm to run; `automatic` picks by message size and world size.
+enum class Algorithm : std::uint8_t { automatic, ring, tree, rhd };
+std::string_view to_string(Algorithm algo);
+
+/// Where this rank sits in the world, as read from the environment contract (DESIGN.md §3).
+struct WorldSpec {
+  int rank = 0;
+  int size = 1;
+  int local_rank = 0;
+  int local_size = 1;
+  int cross_rank = 0;
+  int cross_size = 1;
+  std::string store_host;         // empty for a world of one
+  std::uint16_t store_port = 0;
+  bool host_store = false;        // true when this rank (rank 0) must serve the store itself
+  std::string job_id = "local";
+  std::string source = "default"; // which variables described the world, for the start-up log
+};
+
+/// Tunables, validated once when the Context is built.
+struct Options {
+  Algorithm algorithm = Algorithm::automatic;
+  std::chrono::milliseconds connect_timeout{60'000};  // rendezvous and mesh set-up
+  std::chrono::milliseconds op_timeout{300'000};      // one blocking collective
+};
+
+class Context {
+ public:
+  virtual ~Context() = default;
+  Context(const Context&) = delete;
+  Context& operator=(const Context&) = delete;
+
+  virtual int rank() const = 0;
+  virtual int size() const = 0;
+  virtual int local_rank() const = 0;
+  virtual int local_size() const = 0;
+  virtual const WorldSpec& world() const = 0;
+  virtual const Options& options() const = 0;
+
+  /// In place: every rank ends with op applied element-wise over all ranks' `data`.
+  virtual void allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
+                         Algorithm algo = Algorithm::automatic) = 0;
+  /// `data` on `root` is copied to every rank.
+  virtual void broadcast(void* data, std::size_t count, DataType type, int root) = 0;
+  /// Rank r's `count` elements land at recv[r * count]; recv holds size() * count elements.
+  virtual void allgather(const void* send, void* recv, std::size_t count, DataType type) = 0;
+  /// Rank r contributes counts[r] elements, stored contiguously in rank order in `recv`.
+  virtual void allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
+                          DataType type) = 0;
+  /// `send` holds size() * recv_count elements; rank r receives the reduced block r.
+  virtual void reducescatter(const void* send, void* recv, std::size_t recv_count,
+                             DataType type, ReduceOp op) = 0;
+  /// Block j (count elements) of rank i's `send` lands as block i of rank j's `recv`.
+  virtual void alltoall(const void* send, void* recv, std::size_t count, DataType type) = 0;
+  /// send_counts[j] elements go to rank j (blocks contiguous in rank order); recv_counts[i]
+  /// elements arrive from rank i, stored contiguously in rank order.
+  virtual void alltoallv(const void* send, std::span<const std::size_t> send_counts, void* recv,
+                         std::span<const std::size_t> recv_counts, DataType type) = 0;
+  virtual void barrier() = 0;
+
+ protected:
+  Context() = default;
+};
+
+/// Reads the world from the environment (RINGFUSE_* first, then torchrun's RANK/WORLD_SIZE/
+/// MASTER_ADDR/MASTER_PORT, else a world of one) and the tunables (RINGFUSE_ALGO,
+/// RINGFUSE_TIMEOUT_S, RINGFUSE_CONNECT_TIMEOUT_S), then connects to every peer.
+/// Throws ringfuse::Error naming the variable for an invalid value.
+std::unique_ptr<Context> init();
+
+/// Builds a Context for an explicit world (tests, embedding without environment variables).
+std::unique_ptr<Context> init(const WorldSpec& world, const Options& options = {});
+
+/// Parses the environment contract without connecting anything.
+WorldSpec world_from_environment();
+Options options_from_environment();
+
+}  // namespace ringfuse

@@ -1,0 +1,68 @@
+// The collective algorithms, each a function over an abstract Transport (one per file, in the
+// spirit of Gloo's allreduce_ring.h / allreduce_halving_doubling.h). All are blocking and
+// in place unless stated; every rank of the transport's world must call the same one.
+#pragma once
+
+#include <cstddef>
+#include <span>
+
+#include "algo/partition.hpp"
+#include "algo/workspace.hpp"
+#include "ringfuse/context.hpp"
+#include "ringfuse/types.hpp"
+#include "transport/transport.hpp"
+
+namespace ringfuse::algo {
+
+using transport::Transport;
+
+/// The buffer an algorithm reduces over, with its element type and operator.
+struct ReduceBuffer {
+  std::byte* data;
+  std::size_t count;
+  DataType type;
+  ReduceOp op;
+};
+
+/// Ring all-reduce: reduce-scatter then all-gather, N-1 steps each, receiving and reducing
+/// in pipelined chunks. Bandwidth-optimal: each rank sends 2(N-1)/N of the buffer.
+void ring_allreduce(Transport& transport, Workspace& workspace, const ReduceBuffer& buffer);
+
+/// Binomial-tree reduce to rank 0, then binomial broadcast: 2·log2(N) steps, for small buffers.
+void tree_allreduce(Transport& transport, Workspace& workspace, const ReduceBuffer& buffer);
+
+/// Rabenseifner's recursive halving (reduce-scatter) and doubling (all-gather), folding the
+/// ranks beyond the largest power of two into their neighbours first.
+void rhd_allreduce(Transport& transport, Workspace& workspace, const ReduceBuffer& buffer);
+
+/// Ring reduce-scatter over `blocks` of buffer.data, in place. Afterwards this rank's block
+/// wrap(rank + 1 + shift) holds the reduction (as a sum for avg: the caller divides).
+void ring_reduce_scatter(Transport& transport, Workspace& workspace, const ReduceBuffer& buffer,
+                         std::span<const Block> blocks, int shift);
+
+/// Ring all-gather over `blocks` of `data` (element size `element_bytes`), in place, when every
+/// rank holds block wrap(rank + 1 + shift).
+void ring_allgather(Transport& transport, std::byte* data, std::size_t element_bytes,
+                    std::span<const Block> blocks, int shift);
+
+/// Broadcast of `bytes` from `root`: binomial tree for small buffers, scatter + ring all-gather
+/// for large ones.
+void broadcast(Transport& transport, std::byte* data, std::size_t bytes, int root);
+
+/// Pairwise exchange: N-1 steps, step s sends to rank+s and receives from rank-s.
+void alltoallv(Transport& transport, const std::byte* send, std::span<const Block> send_blocks,
+               std::byte* recv, std::span<const Block> recv_blocks, std::size_t element_bytes);
+
+/// Dissemination barrier: ceil(log2 N) rounds of one-byte messages.
+void barrier(Transport& transport);
+
+/// The algorithm RINGFUSE_ALGO=auto uses for an all-reduce of `bytes` over `world_size` ranks.
+Algorithm choose_allreduce(std::size_t bytes, std::size_t count, int world_size);
+
+/// Sends `send_bytes` to `send_peer` while receiving `recv_count` elements from `recv_peer`
+/// and reducing them into `dst` as they arrive (the pipelining every reducing algorithm uses).
+void exchange_and_reduce(Transport& transport, Workspace& workspace, int send_peer,
+                         const std::byte* send, std::size_t send_bytes, int recv_peer,
+                         std::byte* dst, std::size_t recv_count, DataType type, ReduceOp op);
+
+}  // namespace ringfuse::algo

@@ -1,0 +1,25 @@
+// How a buffer of `count` elements is cut into per-rank blocks.
+#pragma once
+
+#include <cstddef>
+#include <span>
+#include <vector>
+
+namespace ringfuse::algo {
+
+struct Block {
+  std::size_t offset = 0;  // in elements
+  std::size_t count = 0;
+};
+
+/// `parts` contiguous blocks covering [0, count); sizes differ by at most one element, so
+/// counts not divisible by the world size (and counts smaller than it) work.
+std::vector<Block> even_blocks(std::size_t count, int parts);
+
+/// Blocks laid out back to back with the given sizes.
+std::vector<Block> blocks_from_counts(std::span<const std::size_t> counts);
+
+/// Non-negative modulo, for ring indices.
+constexpr int wrap(int value, int size) { return ((value % size) + size) % size; }
+
+}  // namespace ringfuse::algo

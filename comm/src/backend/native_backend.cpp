@@ -1,0 +1,128 @@
+#include "backend/native_backend.hpp"
+
+#include <cstring>
+#include <numeric>
+#include <vector>
+
+#include <fmt/format.h>
+
+#include "algo/algorithms.hpp"
+#include "reduce/reduce.hpp"
+#include "ringfuse/error.hpp"
+
+namespace ringfuse::backend {
+namespace {
+
+std::byte* bytes_of(void* data) { return static_cast<std::byte*>(data); }
+const std::byte* bytes_of(const void* data) { return static_cast<const std::byte*>(data); }
+
+}  // namespace
+
+NativeBackend::NativeBackend(std::unique_ptr<transport::Transport> transport,
+                             Algorithm default_algorithm)
+    : transport_(std::move(transport)),
+      default_algorithm_(default_algorithm),
+      rank_(transport_->rank()),
+      size_(transport_->size()) {}
+
+std::string NativeBackend::begin(std::string description) {
+  auto label = fmt::format("{} (collective #{})", description, ++sequence_);
+  transport_->set_operation(label);
+  return label;
+}
+
+void NativeBackend::invalid(const std::string& label, const std::string& what) const {
+  throw Error(ErrorKind::invalid_argument, fmt::format("rank {}: {}: {}", rank_, label, what),
+              rank_);
+}
+
+void NativeBackend::allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
+                              Algorithm algo) {
+  if (algo == Algorithm::automatic) algo = default_algorithm_;
+  const std::size_t bytes = count * element_size(type);
+  if (algo == Algorithm::automatic) algo = algo::choose_allreduce(bytes, count, size_);
+  const auto label =
+      begin(fmt::format("allreduce {}[{}] {} ({})", to_string(type), count, to_string(op),
+                        to_string(algo)));
+  if (count > 0 && data == nullptr) invalid(label, "data is null");
+  if (size_ == 1 || count == 0) {
+    if (op == ReduceOp::avg && count > 0) reduce::divide(data, count, type, 1);
+    return;
+  }
+  const algo::ReduceBuffer buffer{bytes_of(data), count, type, op};
+  switch (algo) {
+    case Algorithm::ring: algo::ring_allreduce(*transport_, workspace_, buffer); break;
+    case Algorithm::tree: algo::tree_allreduce(*transport_, workspace_, buffer); break;
+    case Algorithm::rhd:
+    case Algorithm::automatic: algo::rhd_allreduce(*transport_, workspace_, buffer); break;
+  }
+}
+
+void NativeBackend::broadcast(void* data, std::size_t count, DataType type, int root) {
+  const auto label =
+      begin(fmt::format("broadcast {}[{}] root {}", to_string(type), count, root));
+  if (root < 0 || root >= size_) {
+    invalid(label, fmt::format("root {} is not a rank of this world of {}", root, size_));
+  }
+  if (count > 0 && data == nullptr) invalid(label, "data is null");
+  algo::broadcast(*transport_, bytes_of(data), count * element_size(type), root);
+}
+
+void NativeBackend::allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
+                               DataType type) {
+  const auto label = begin(fmt::format("allgatherv {}[{}]", to_string(type),
+                                       counts.size() == static_cast<std::size_t>(size_)
+                                           ? counts[rank_]
+                                           : 0));
+  if (counts.size() != static_cast<std::size_t>(size_)) {
+    invalid(label, fmt::format("{} counts given for a world of {}", counts.size(), size_));
+  }
+  const std::size_t element_bytes = element_size(type);
+  const auto blocks = algo::blocks_from_counts(counts);
+  const auto& own = blocks[rank_];
+  if (own.count > 0 && send != recv) {
+    std::memmove(bytes_of(recv) + own.offset * element_bytes, send, own.count * element_bytes);
+  }
+  if (size_ > 1) algo::ring_allgather(*transport_, bytes_of(recv), element_bytes, blocks, -1);
+}
+
+void NativeBackend::reducescatter(const void* send, void* recv, std::size_t recv_count,
+                                  DataType type, ReduceOp op) {
+  begin(fmt::format("reducescatter {}[{}x{}] {}", to_string(type), size_, recv_count,
+                    to_string(op)));
+  const std::size_t element_bytes = element_size(type);
+  const std::size_t total = recv_count * static_cast<std::size_t>(size_);
+  // The ring reduces in place, so it works on a copy and the caller's input stays intact.
+  std::byte* work = workspace_.get(algo::Workspace::kWork, total * element_bytes);
+  if (total > 0) std::memcpy(work, send, total * element_bytes);
+  const auto blocks = algo::even_blocks(total, size_);
+  if (size_ > 1) {
+    algo::ring_reduce_scatter(*transport_, workspace_, algo::ReduceBuffer{work, total, type, op},
+                              blocks, -1);
+  }
+  std::byte* own = work + blocks[rank_].offset * element_bytes;
+  if (op == ReduceOp::avg) {
+    reduce::divide(own, recv_count, type, static_cast<std::size_t>(size_));
+  }
+  if (recv_count > 0) std::memcpy(recv, own, recv_count * element_bytes);
+}
+
+void NativeBackend::alltoallv(const void* send, std::span<const std::size_t> send_counts,
+                              void* recv, std::span<const std::size_t> recv_counts,
+                              DataType type) {
+  const auto label = begin(fmt::format("alltoallv {}", to_string(type)));
+  if (send_counts.size() != static_cast<std::size_t>(size_) ||
+      recv_counts.size() != static_cast<std::size_t>(size_)) {
+    invalid(label, fmt::format("{} send counts and {} receive counts given for a world of {}",
+                               send_counts.size(), recv_counts.size(), size_));
+  }
+  algo::alltoallv(*transport_, bytes_of(send), algo::blocks_from_counts(send_counts),
+                  bytes_of(recv), algo::blocks_from_counts(recv_counts), element_size(type));
+}
+
+void NativeBackend::barrier() {
+  begin("barrier");
+  if (size_ > 1) algo::barrier(*transport_);
+}
+
+}  // namespace ringfuse::backend

@@ -1,0 +1,46 @@
+// The native data plane: every collective as one of our algorithms over a Transport.
+// Validates arguments, labels the operation for error messages and picks the algorithm.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <memory>
+#include <span>
+
+#include "algo/workspace.hpp"
+#include "ringfuse/context.hpp"
+#include "transport/transport.hpp"
+
+namespace ringfuse::backend {
+
+class NativeBackend {
+ public:
+  NativeBackend(std::unique_ptr<transport::Transport> transport, Algorithm default_algorithm);
+
+  void allreduce(void* data, std::size_t count, DataType type, ReduceOp op, Algorithm algo);
+  void broadcast(void* data, std::size_t count, DataType type, int root);
+  void allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
+                  DataType type);
+  void reducescatter(const void* send, void* recv, std::size_t recv_count, DataType type,
+                     ReduceOp op);
+  void alltoallv(const void* send, std::span<const std::size_t> send_counts, void* recv,
+                 std::span<const std::size_t> recv_counts, DataType type);
+  void barrier();
+
+  int rank() const { return rank_; }
+  int size() const { return size_; }
+
+ private:
+  /// Starts operation number `sequence_` and returns its label for messages.
+  std::string begin(std::string description);
+  [[noreturn]] void invalid(const std::string& label, const std::string& what) const;
+
+  std::unique_ptr<transport::Transport> transport_;
+  Algorithm default_algorithm_;
+  algo::Workspace workspace_;
+  int rank_;
+  int size_;
+  std::uint64_t sequence_ = 0;
+};
+
+}  // namespace ringfuse::backend

@@ -1,0 +1,150 @@
+#include "context/context_impl.hpp"
+
+#include <arpa/inet.h>
+#include <netdb.h>
+
+#include <vector>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/environment.hpp"
+#include "ringfuse/error.hpp"
+#include "transport/self_transport.hpp"
+#include "transport/tcp_mesh.hpp"
+
+namespace ringfuse::context {
+namespace {
+
+/// MASTER_ADDR may be a name ("localhost", a pod's DNS name); the store and mesh speak IPv4.
+std::string resolve_ipv4(const std::string& host, int rank) {
+  in_addr literal{};
+  if (inet_pton(AF_INET, host.c_str(), &literal) == 1) return host;
+  addrinfo hints{};
+  hints.ai_family = AF_INET;
+  hints.ai_socktype = SOCK_STREAM;
+  addrinfo* found = nullptr;
+  const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found);
+  if (rc != 0 || found == nullptr) {
+    throw Error(ErrorKind::invalid_config,
+                fmt::format("rank {}: cannot resolve the rendezvous store host '{}': {}", rank,
+                            host, gai_strerror(rc)),
+                rank);
+  }
+  char text[INET_ADDRSTRLEN] = {};
+  inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr, text,
+            sizeof(text));
+  ::freeaddrinfo(found);
+  return text;
+}
+
+void apply_log_level() {
+  if (const char* level = std::getenv("RINGFUSE_LOG_LEVEL")) {
+    const auto parsed = spdlog::level::from_str(level);
+    if (parsed == spdlog::level::off && std::string_view(level) != "off") {
+      throw Error(ErrorKind::invalid_config,
+                  fmt::format("environment variable RINGFUSE_LOG_LEVEL='{}' is invalid: expected "
+                              "one of trace, debug, info, warn, error, critical, off",
+                              level));
+    }
+    spdlog::set_level(parsed);
+  }
+}
+
+}  // namespace
+
+ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
+    : world_(world), options_(options) {
+  if (world_.size < 1 || world_.rank < 0 || world_.rank >= world_.size) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("invalid world: rank {} of size {}", world_.rank, world_.size));
+  }
+  std::unique_ptr<transport::Transport> transport;
+  if (world_.size > 1) {
+    const std::string store_ip = resolve_ipv4(world_.store_host, world_.rank);
+    if (world_.host_store) {
+      store_server_ = std::make_unique<rendezvous::TcpStoreServer>("0.0.0.0", world_.store_port);
+    }
+    store_ = std::make_unique<rendezvous::TcpStoreClient>(store_ip, world_.store_port,
+                                                          options_.connect_timeout);
+    // Every init() of every rank arrives once, so arrivals / size numbers the world and keeps
+    // a re-initialised world from reading the previous one's addresses.
+    const std::int64_t arrival = store_->add(fmt::format("ringfuse/{}/arrivals", world_.job_id), 1);
+    const std::int64_t generation = (arrival - 1) / world_.size;
+
+    transport::MeshOptions mesh;
+    const char* host_override = std::getenv("RINGFUSE_HOST_ADDR");
+    mesh.advertise_host = host_override != nullptr ? std::string(host_override)
+                                                   : store_->local_address();
+    mesh.job_id = world_.job_id;
+    mesh.key_prefix = fmt::format("ringfuse/{}/{}/", world_.job_id, generation);
+    mesh.connect_timeout = options_.connect_timeout;
+    mesh.op_timeout = options_.op_timeout;
+    transport = std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_, mesh);
+  } else {
+    transport = std::make_unique<transport::SelfTransport>();
+  }
+  native_ = std::make_unique<backend::NativeBackend>(std::move(transport), options_.algorithm);
+  if (world_.rank == 0) {
+    spdlog::info("ringfuse: rank 0 of {} ({}); algorithm {}, collective timeout {} s",
+                 world_.size, world_.source, to_string(options_.algorithm),
+                 options_.op_timeout.count() / 1000);
+  }
+}
+
+ContextImpl::~ContextImpl() = default;
+
+void ContextImpl::allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
+                            Algorithm algo) {
+  native_->allreduce(data, count, type, op, algo);
+}
+
+void ContextImpl::broadcast(void* data, std::size_t count, DataType type, int root) {
+  native_->broadcast(data, count, type, root);
+}
+
+void ContextImpl::allgather(const void* send, void* recv, std::size_t count, DataType type) {
+  const std::vector<std::size_t> counts(static_cast<std::size_t>(world_.size), count);
+  native_->allgatherv(send, recv, counts, type);
+}
+
+void ContextImpl::allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
+                             DataType type) {
+  native_->allgatherv(send, recv, counts, type);
+}
+
+void ContextImpl::reducescatter(const void* send, void* recv, std::size_t recv_count,
+                                DataType type, ReduceOp op) {
+  native_->reducescatter(send, recv, recv_count, type, op);
+}
+
+void ContextImpl::alltoall(const void* send, void* recv, std::size_t count, DataType type) {
+  const std::vector<std::size_t> counts(static_cast<std::size_t>(world_.size), count);
+  native_->alltoallv(send, counts, recv, counts, type);
+}
+
+void ContextImpl::alltoallv(const void* send, std::span<const std::size_t> send_counts,
+                            void* recv, std::span<const std::size_t> recv_counts, DataType type) {
+  native_->alltoallv(send, send_counts, recv, recv_counts, type);
+}
+
+void ContextImpl::barrier() { native_->barrier(); }
+
+}  // namespace ringfuse::context
+
+namespace ringfuse {
+
+WorldSpec world_from_environment() { return core::parse_world(core::process_environment()); }
+
+Options options_from_environment() { return core::parse_options(core::process_environment()); }
+
+std::unique_ptr<Context> init(const WorldSpec& world, const Options& options) {
+  context::apply_log_level();
+  return std::make_unique<context::ContextImpl>(world, options);
+}
+
+std::unique_ptr<Context> init() {
+  return init(world_from_environment(), options_from_environment());
+}
+
+}  // namespace ringfuse

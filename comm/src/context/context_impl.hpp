@@ -1,0 +1,46 @@
+// The Context behind init(): owns the rendezvous store (client, and the server when this rank
+// hosts it), the transport and the backend, in that order of construction.
+#pragma once
+
+#include <memory>
+
+#include "backend/native_backend.hpp"
+#include "rendezvous/tcp_store.hpp"
+#include "ringfuse/context.hpp"
+
+namespace ringfuse::context {
+
+class ContextImpl final : public Context {
+ public:
+  ContextImpl(const WorldSpec& world, const Options& options);
+  ~ContextImpl() override;
+
+  int rank() const override { return world_.rank; }
+  int size() const override { return world_.size; }
+  int local_rank() const override { return world_.local_rank; }
+  int local_size() const override { return world_.local_size; }
+  const WorldSpec& world() const override { return world_; }
+  const Options& options() const override { return options_; }
+
+  void allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
+                 Algorithm algo) override;
+  void broadcast(void* data, std::size_t count, DataType type, int root) override;
+  void allgather(const void* send, void* recv, std::size_t count, DataType type) override;
+  void allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
+                  DataType type) override;
+  void reducescatter(const void* send, void* recv, std::size_t recv_count, DataType type,
+                     ReduceOp op) override;
+  void alltoall(const void* send, void* recv, std::size_t count, DataType type) override;
+  void alltoallv(const void* send, std::span<const std::size_t> send_counts, void* recv,
+                 std::span<const std::size_t> recv_counts, DataType type) override;
+  void barrier() override;
+
+ private:
+  WorldSpec world_;
+  Options options_;
+  std::unique_ptr<rendezvous::TcpStoreServer> store_server_;
+  std::unique_ptr<rendezvous::TcpStoreClient> store_;
+  std::unique_ptr<backend::NativeBackend> native_;
+};
+
+}  // namespace ringfuse::context

@@ -1,0 +1,194 @@
+#include "core/environment.hpp"
+
+#include <charconv>
+#include <cmath>
+#include <cstdlib>
+
+#include <fmt/format.h>
+
+#include "ringfuse/error.hpp"
+
+namespace ringfuse::core {
+namespace {
+
+[[noreturn]] void bad(const std::string& name, const std::string& value, const std::string& want) {
+  throw Error(ErrorKind::invalid_config,
+              fmt::format("environment variable {}='{}' is invalid: expected {}", name, value, want));
+}
+
+std::optional<long long> integer(const EnvLookup& env, const std::string& name, long long min,
+                                 long long max, const std::string& want) {
+  const auto value = env(name);
+  if (!value) return std::nullopt;
+  long long parsed = 0;
+  const char* first = value->data();
+  const char* last = first + value->size();
+  const auto [end, error] = std::from_chars(first, last, parsed);
+  if (value->empty() || error != std::errc() || end != last || parsed < min || parsed > max) {
+    bad(name, *value, want);
+  }
+  return parsed;
+}
+
+int required_int(const EnvLookup& env, const std::string& name, long long min, long long max,
+                 const std::string& want, const std::string& because) {
+  const auto value = integer(env, name, min, max, want);
+  if (!value) {
+    throw Error(ErrorKind::invalid_config,
+                fmt::format("environment variable {} is not set, but {}; expected {}", name,
+                            because, want));
+  }
+  return static_cast<int>(*value);
+}
+
+std::pair<std::string, std::uint16_t> host_port(const std::string& name, const std::string& value) {
+  const auto colon = value.rfind(':');
+  if (colon == std::string::npos || colon == 0) bad(name, value, "host:port");
+  const std::string port_text = value.substr(colon + 1);
+  unsigned port = 0;
+  const auto [end, error] =
+      std::from_chars(port_text.data(), port_text.data() + port_text.size(), port);
+  if (port_text.empty() || error != std::errc() || end != port_text.data() + port_text.size() ||
+      port == 0 || port > 65535) {
+    bad(name, value, "host:port with a port in 1..65535");
+  }
+  return {value.substr(0, colon), static_cast<std::uint16_t>(port)};
+}
+
+std::chrono::milliseconds seconds(const EnvLookup& env, const std::string& name,
+                                  std::chrono::milliseconds fallback) {
+  const auto value = env(name);
+  if (!value) return fallback;
+  char* end = nullptr;
+  const double parsed = std::strtod(value->c_str(), &end);
+  if (value->empty() || end != value->c_str() + value->size() || !std::isfinite(parsed) ||
+      parsed <= 0 || parsed > 7 * 24 * 3600) {
+    bad(name, *value, "a positive number of seconds (at most a week)");
+  }
+  return std::chrono::milliseconds(static_cast<long long>(parsed * 1000));
+}
+
+void check_rank(const std::string& rank_name, int rank, const std::string& size_name, int size) {
+  if (rank >= size) {
+    throw Error(ErrorKind::invalid_config,
+                fmt::format("environment variable {}={} is not below {}={}; ranks are numbered "
+                            "0..{}",
+                            rank_name, rank, size_name, size, size - 1));
+  }
+}
+
+constexpr long long kMaxRanks = 1 << 20;
+
+WorldSpec ringfuse_world(const EnvLookup& env) {
+  WorldSpec world;
+  world.source = "RINGFUSE_* variables";
+  const std::string because = "RINGFUSE_RANK or RINGFUSE_SIZE is";
+  world.size = required_int(env, "RINGFUSE_SIZE", 1, kMaxRanks, "a number of ranks >= 1", because);
+  world.rank = required_int(env, "RINGFUSE_RANK", 0, kMaxRanks, "a rank >= 0", because);
+  check_rank("RINGFUSE_RANK", world.rank, "RINGFUSE_SIZE", world.size);
+  world.local_size = static_cast<int>(
+      integer(env, "RINGFUSE_LOCAL_SIZE", 1, world.size, "a number of ranks on this host >= 1")
+          .value_or(world.size));
+  world.local_rank = static_cast<int>(
+      integer(env, "RINGFUSE_LOCAL_RANK", 0, kMaxRanks, "a rank >= 0").value_or(world.rank));
+  check_rank("RINGFUSE_LOCAL_RANK", world.local_rank, "RINGFUSE_LOCAL_SIZE", world.local_size);
+  world.cross_size = static_cast<int>(
+      integer(env, "RINGFUSE_CROSS_SIZE", 1, world.size, "a number of hosts >= 1").value_or(1));
+  world.cross_rank = static_cast<int>(
+      integer(env, "RINGFUSE_CROSS_RANK", 0, kMaxRanks, "a host index >= 0").value_or(0));
+  check_rank("RINGFUSE_CROSS_RANK", world.cross_rank, "RINGFUSE_CROSS_SIZE", world.cross_size);
+  if (const auto job = env("RINGFUSE_JOB_ID"); job && !job->empty()) world.job_id = *job;
+  const auto store = env("RINGFUSE_STORE_ADDR");
+  if (store) {
+    std::tie(world.store_host, world.store_port) = host_port("RINGFUSE_STORE_ADDR", *store);
+  } else if (world.size > 1) {
+    throw Error(ErrorKind::invalid_config,
+                "environment variable RINGFUSE_STORE_ADDR is not set, but RINGFUSE_SIZE > 1; "
+                "launch with ringfuse-run, or set it to the host:port of the rendezvous store");
+  }
+  return world;
+}
+
+WorldSpec torchrun_world(const EnvLookup& env) {
+  WorldSpec world;
+  world.source = "torchrun variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)";
+  const std::string because = "RANK or WORLD_SIZE is";
+  world.size = required_int(env, "WORLD_SIZE", 1, kMaxRanks, "a number of ranks >= 1", because);
+  world.rank = required_int(env, "RANK", 0, kMaxRanks, "a rank >= 0", because);
+  check_rank("RANK", world.rank, "WORLD_SIZE", world.size);
+  world.local_size = static_cast<int>(
+      integer(env, "LOCAL_WORLD_SIZE", 1, world.size, "a number of ranks >= 1")
+          .value_or(world.size));
+  world.local_rank = static_cast<int>(
+      integer(env, "LOCAL_RANK", 0, kMaxRanks, "a rank >= 0").value_or(world.rank));
+  check_rank("LOCAL_RANK", world.local_rank, "LOCAL_WORLD_SIZE", world.local_size);
+  world.cross_size = static_cast<int>(
+      integer(env, "GROUP_WORLD_SIZE", 1, world.size, "a number of nodes >= 1").value_or(1));
+  world.cross_rank = static_cast<int>(
+      integer(env, "GROUP_RANK", 0, kMaxRanks, "a node index >= 0").value_or(0));
+  if (const auto job = env("TORCHELASTIC_RUN_ID"); job && !job->empty()) world.job_id = *job;
+  if (world.size > 1) {
+    const auto addr = env("MASTER_ADDR");
+    if (!addr || addr->empty()) {
+      throw Error(ErrorKind::invalid_config,
+                  "environment variable MASTER_ADDR is not set, but WORLD_SIZE > 1");
+    }
+    world.store_host = *addr;
+    world.store_port = static_cast<std::uint16_t>(required_int(
+        env, "MASTER_PORT", 1, 65535, "a port in 1..65535", "WORLD_SIZE > 1"));
+    // torchrun's agent may already serve its own (c10d) store on MASTER_PORT; ours then sits
+    // one port above it.
+    if (env("TORCHELASTIC_USE_AGENT_STORE").value_or("") == "True") {
+      if (world.store_port == 65535) bad("MASTER_PORT", "65535", "a port below 65535");
+      ++world.store_port;
+    }
+    world.host_store = world.rank == 0;
+  }
+  return world;
+}
+
+}  // namespace
+
+EnvLookup process_environment() {
+  return [](const std::string& name) -> std::optional<std::string> {
+    if (const char* value = std::getenv(name.c_str())) return std::string(value);
+    return std::nullopt;
+  };
+}
+
+WorldSpec parse_world(const EnvLookup& env) {
+  if (env("RINGFUSE_RANK") || env("RINGFUSE_SIZE")) return ringfuse_world(env);
+  if (env("RANK") || env("WORLD_SIZE")) return torchrun_world(env);
+  if (const auto mpi_size = integer(env, "OMPI_COMM_WORLD_SIZE", 1, kMaxRanks, "a size >= 1");
+      mpi_size && *mpi_size > 1) {
+    throw Error(ErrorKind::invalid_config,
+                "started by mpirun (OMPI_COMM_WORLD_SIZE is set) but without RINGFUSE_* or "
+                "torchrun variables: bootstrapping through MPI needs the MPI backend, which this "
+                "build does not have yet; launch with ringfuse-run instead");
+  }
+  WorldSpec world;
+  world.source = "no launcher variables: a world of one";
+  return world;
+}
+
+Options parse_options(const EnvLookup& env) {
+  Options options;
+  if (const auto algo = env("RINGFUSE_ALGO")) {
+    if (*algo == "auto") {
+      options.algorithm = Algorithm::automatic;
+    } else if (*algo == "ring") {
+      options.algorithm = Algorithm::ring;
+    } else if (*algo == "tree") {
+      options.algorithm = Algorithm::tree;
+    } else if (*algo == "rhd") {
+      options.algorithm = Algorithm::rhd;
+    } else {
+      bad("RINGFUSE_ALGO", *algo, "one of auto, ring, tree, rhd");
+    }
+  }
+  options.op_timeout = seconds(env, "RINGFUSE_TIMEOUT_S", options.op_timeout);
+  options.connect_timeout = seconds(env, "RINGFUSE_CONNECT_TIMEOUT_S", options.connect_timeout);
+  return options;
+}
+
+}  // namespace ringfuse::core

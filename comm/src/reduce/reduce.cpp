@@ -1,0 +1,352 @@
+#include "reduce/reduce.hpp"
+
+#include <algorithm>
+#include <cstdint>
+#include <limits>
+#include <string>
+#include <type_traits>
+
+#include "reduce/half_impl.hpp"
+#include "ringfuse/error.hpp"
+
+// x86 gets runtime-dispatched AVX2 (+F16C) variants of the half-precision kernels.
+#if defined(__x86_64__) || defined(__i386__)
+#include <immintrin.h>
+#define RINGFUSE_REDUCE_HAVE_F16C_PATH 1
+#endif
+
+namespace ringfuse::reduce {
+namespace {
+
+// Element-wise operators. Integer sum/prod go through the unsigned type so that overflow
+// wraps modulo 2^bits instead of being UB; the conversion back is modular in C++20.
+struct Sum {
+  template <class T>
+  T operator()(T x, T y) const {
+    if constexpr (std::is_integral_v<T>) {
+      using U = std::make_unsigned_t<T>;
+      return static_cast<T>(static_cast<U>(static_cast<U>(x) + static_cast<U>(y)));
+    } else {
+      return x + y;
+    }
+  }
+};
+
+struct Prod {
+  template <class T>
+  T operator()(T x, T y) const {
+    if constexpr (std::is_integral_v<T>) {
+      using U = std::make_unsigned_t<T>;
+      // u8 operands promote to int, where 255 * 255 still fits; wider ones stay unsigned.
+      return static_cast<T>(static_cast<U>(static_cast<U>(x) * static_cast<U>(y)));
+    } else {
+      return x * y;
+    }
+  }
+};
+
+// Written as compare-and-select (not std::min) so x86 lowers them to minps/maxps etc.;
+// with a NaN operand they return one of the operands, which is all the contract asks.
+struct Min {
+  template <class T>
+  T operator()(T x, T y) const { return y < x ? y : x; }
+};
+
+struct Max {
+  template <class T>
+  T operator()(T x, T y) const { return x < y ? y : x; }
+};
+
+// Four loop shapes so every pointer can be __restrict: writing through `out` while reading
+// the same element through another restrict pointer would be UB, so each permitted aliasing
+// pattern (out == a, out == b, all equal) gets its own loop.
+template <class T, class Op>
+void loop_distinct(T* __restrict out, const T* __restrict a, const T* __restrict b,
+                   std::size_t n) {
+  const Op op;
+  for (std::size_t i = 0; i < n; ++i) out[i] = op(a[i], b[i]);
+}
+
+template <class T, class Op, bool kDstIsRight>
+void loop_inplace(T* __restrict dst, const T* __restrict src, std::size_t n) {
+  const Op op;
+  for (std::size_t i = 0; i < n; ++i) {
+    // Keep operand order so non-commutative cases (min/max with NaN) match reduce(a, b).
+    dst[i] = kDstIsRight ? op(src[i], dst[i]) : op(dst[i], src[i]);
+  }
+}
+
+template <class T, class Op>
+void loop_self(T* __restrict buf, std::size_t n) {
+  const Op op;
+  for (std::size_t i = 0; i < n; ++i) buf[i] = op(buf[i], buf[i]);
+}
+
+template <class T, class Op>
+void reduce_plain(T* out, const T* a, const T* b, std::size_t n) {
+  if (out == a && out == b) {
+    loop_self<T, Op>(out, n);
+  } else if (out == a) {
+    loop_inplace<T, Op, false>(out, b, n);
+  } else if (out == b) {
+    loop_inplace<T, Op, true>(out, a, n);
+  } else {
+    loop_distinct<T, Op>(out, a, b, n);
+  }
+}
+
+// f16/bf16 are widened a chunk at a time into stack buffers, combined in float and narrowed
+// once. The chunk is small enough to stay in L1 and, because a whole chunk of both inputs is
+// read before any of it is written, aliasing of out with a or b needs no special casing.
+constexpr std::size_t kChunk = 512;
+
+struct Bf16Convert {
+  static void widen(const std::uint16_t* __restrict src, float* __restrict dst, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) dst[i] = detail::bf16_bits_to_float(src[i]);
+  }
+  static void narrow(const float* __restrict src, std::uint16_t* __restrict dst, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) dst[i] = detail::float_to_bf16_bits(src[i]);
+  }
+};
+
+// Portable f16 path for CPUs without F16C: branchy scalar conversions, correct but slower.
+struct F16ScalarConvert {
+  static void widen(const std::uint16_t* __restrict src, float* __restrict dst, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) dst[i] = detail::f16_bits_to_float(src[i]);
+  }
+  static void narrow(const float* __restrict src, std::uint16_t* __restrict dst, std::size_t n) {
+    for (std::size_t i = 0; i < n; ++i) dst[i] = detail::float_to_f16_bits(src[i]);
+  }
+};
+
+template <class Op>
+void combine_floats(float* __restrict acc, const float* __restrict other, std::size_t n) {
+  const Op op;
+  for (std::size_t i = 0; i < n; ++i) acc[i] = op(acc[i], other[i]);
+}
+
+template <class Convert, class Op>
+void reduce_half_generic(std::uint16_t* out, const std::uint16_t* a, const std::uint16_t* b,
+                         std::size_t n) {
+  alignas(64) float fa[kChunk];
+  alignas(64) float fb[kChunk];
+  for (std::size_t base = 0; base < n; base += kChunk) {
+    const std::size_t m = std::min(kChunk, n - base);
+    Convert::widen(a + base, fa, m);
+    Convert::widen(b + base, fb, m);
+    combine_floats<Op>(fa, fb, m);
+    Convert::narrow(fa, out + base, m);
+  }
+}
+
+#ifdef RINGFUSE_REDUCE_HAVE_F16C_PATH
+// F16C converts 8 halves per instruction with IEEE round-to-nearest-even (subnormals, inf
+// and NaN included), matching the scalar conversions bit for bit on non-NaN values. All loops
+// are in this one function body so they are all compiled for AVX2 as well.
+template <class Op>
+__attribute__((target("avx2,f16c"))) void reduce_f16_f16c(std::uint16_t* out,
+                                                          const std::uint16_t* a,
+                                                          const std::uint16_t* b,
+                                                          std::size_t n) {
+  static_assert(kChunk % 8 == 0);
+  alignas(64) float fa[kChunk];
+  alignas(64) float fb[kChunk];
+  const Op op;
+  for (std::size_t base = 0; base < n; base += kChunk) {
+    const std::size_t m = std::min(kChunk, n - base);
+    std::size_t i = 0;
+    for (; i + 8 <= m; i += 8) {
+      const __m128i ha = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + base + i));
+      const __m128i hb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + base + i));
+      _mm256_store_ps(fa + i, _mm256_cvtph_ps(ha));
+      _mm256_store_ps(fb + i, _mm256_cvtph_ps(hb));
+    }
+    for (; i < m; ++i) {
+      fa[i] = detail::f16_bits_to_float(a[base + i]);
+      fb[i] = detail::f16_bits_to_float(b[base + i]);
+    }
+    for (std::size_t j = 0; j < m; ++j) fa[j] = op(fa[j], fb[j]);
+    i = 0;
+    for (; i + 8 <= m; i += 8) {
+      const __m128i h = _mm256_cvtps_ph(_mm256_load_ps(fa + i),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + base + i), h);
+    }
+    for (; i < m; ++i) out[base + i] = detail::float_to_f16_bits(fa[i]);
+  }
+}
+
+// bf16 conversions are plain integer ops that baseline SSE2 vectorizes poorly (no zero-extend
+// or blend); the same loops compiled for AVX2 run several times faster.
+template <class Op>
+__attribute__((target("avx2"))) void reduce_bf16_avx2(std::uint16_t* out,
+                                                      const std::uint16_t* a,
+                                                      const std::uint16_t* b, std::size_t n) {
+  alignas(64) float fa[kChunk];
+  alignas(64) float fb[kChunk];
+  const Op op;
+  for (std::size_t base = 0; base < n; base += kChunk) {
+    const std::size_t m = std::min(kChunk, n - base);
+    for (std::size_t i = 0; i < m; ++i) fa[i] = detail::bf16_bits_to_float(a[base + i]);
+    for (std::size_t i = 0; i < m; ++i) fb[i] = detail::bf16_bits_to_float(b[base + i]);
+    for (std::size_t i = 0; i < m; ++i) fa[i] = op(fa[i], fb[i]);
+    for (std::size_t i = 0; i < m; ++i) out[base + i] = detail::float_to_bf16_bits(fa[i]);
+  }
+}
+
+bool have_avx2() { return __builtin_cpu_supports("avx2"); }
+
+bool have_f16c() {
+  // A load of libgcc's cached CPUID result: cheap enough to do once per call.
+  return __builtin_cpu_supports("f16c") && __builtin_cpu_supports("avx2");
+}
+#endif
+
+[[noreturn]] void throw_bad_combination(DataType type, ReduceOp op) {
+  throw Error(ErrorKind::invalid_argument,
+              "reduce: unsupported data type/op combination (type " +
+                  std::to_string(static_cast<int>(type)) + ", op " +
+                  std::to_string(static_cast<int>(op)) +
+                  "); pass a DataType and ReduceOp from ringfuse/types.hpp");
+}
+
+template <class Op>
+void reduce_with_op(void* out, const void* a, const void* b, std::size_t n, DataType type,
+                    ReduceOp op) {
+  switch (type) {
+    case DataType::f16: {
+      auto* o = static_cast<std::uint16_t*>(out);
+      const auto* x = static_cast<const std::uint16_t*>(a);
+      const auto* y = static_cast<const std::uint16_t*>(b);
+#ifdef RINGFUSE_REDUCE_HAVE_F16C_PATH
+      if (have_f16c()) return reduce_f16_f16c<Op>(o, x, y, n);
+#endif
+      return reduce_half_generic<F16ScalarConvert, Op>(o, x, y, n);
+    }
+    case DataType::bf16: {
+      auto* o = static_cast<std::uint16_t*>(out);
+      const auto* x = static_cast<const std::uint16_t*>(a);
+      const auto* y = static_cast<const std::uint16_t*>(b);
+#ifdef RINGFUSE_REDUCE_HAVE_F16C_PATH
+      if (have_avx2()) return reduce_bf16_avx2<Op>(o, x, y, n);
+#endif
+      return reduce_half_generic<Bf16Convert, Op>(o, x, y, n);
+    }
+    case DataType::f32:
+      return reduce_plain<float, Op>(static_cast<float*>(out), static_cast<const float*>(a),
+                                     static_cast<const float*>(b), n);
+    case DataType::f64:
+      return reduce_plain<double, Op>(static_cast<double*>(out), static_cast<const double*>(a),
+                                      static_cast<const double*>(b), n);
+    case DataType::i8:
+      return reduce_plain<std::int8_t, Op>(static_cast<std::int8_t*>(out),
+                                           static_cast<const std::int8_t*>(a),
+                                           static_cast<const std::int8_t*>(b), n);
+    case DataType::u8:
+      return reduce_plain<std::uint8_t, Op>(static_cast<std::uint8_t*>(out),
+                                            static_cast<const std::uint8_t*>(a),
+                                            static_cast<const std::uint8_t*>(b), n);
+    case DataType::i32:
+      return reduce_plain<std::int32_t, Op>(static_cast<std::int32_t*>(out),
+                                            static_cast<const std::int32_t*>(a),
+                                            static_cast<const std::int32_t*>(b), n);
+    case DataType::i64:
+      return reduce_plain<std::int64_t, Op>(static_cast<std::int64_t*>(out),
+                                            static_cast<const std::int64_t*>(a),
+                                            static_cast<const std::int64_t*>(b), n);
+  }
+  throw_bad_combination(type, op);
+}
+
+template <class T>
+void divide_float(T* __restrict buf, std::size_t n, std::size_t divisor) {
+  // A true division (not a multiply by the reciprocal) keeps the result correctly rounded.
+  const T d = static_cast<T>(divisor);
+  for (std::size_t i = 0; i < n; ++i) buf[i] = buf[i] / d;
+}
+
+template <class Convert>
+void divide_half(std::uint16_t* buf, std::size_t n, std::size_t divisor) {
+  alignas(64) float tmp[kChunk];
+  for (std::size_t base = 0; base < n; base += kChunk) {
+    const std::size_t m = std::min(kChunk, n - base);
+    Convert::widen(buf + base, tmp, m);
+    divide_float<float>(tmp, m, divisor);
+    Convert::narrow(tmp, buf + base, m);
+  }
+}
+
+template <class T>
+void divide_int(T* __restrict buf, std::size_t n, std::size_t divisor) {
+  if (divisor <= static_cast<std::size_t>(std::numeric_limits<T>::max())) {
+    // The divisor is a positive T, so built-in division truncates toward zero and cannot
+    // overflow (no T::min / -1).
+    const T d = static_cast<T>(divisor);
+    for (std::size_t i = 0; i < n; ++i) buf[i] = static_cast<T>(buf[i] / d);
+    return;
+  }
+  // A divisor beyond T's range: divide the magnitude in 64-bit unsigned arithmetic, which
+  // also gets T::min / 2^(bits-1) == -1 right.
+  for (std::size_t i = 0; i < n; ++i) {
+    const T x = buf[i];
+    bool negative = false;
+    if constexpr (std::is_signed_v<T>) negative = x < 0;
+    const auto magnitude = negative ? std::uint64_t{0} - static_cast<std::uint64_t>(x)
+                                    : static_cast<std::uint64_t>(x);
+    const std::uint64_t q = magnitude / divisor;
+    buf[i] = static_cast<T>(negative ? std::uint64_t{0} - q : q);
+  }
+}
+
+}  // namespace
+
+void reduce(void* out, const void* a, const void* b, std::size_t count, DataType type,
+            ReduceOp op) {
+  if (count == 0) return;
+  if (out == nullptr || a == nullptr || b == nullptr) {
+    throw Error(ErrorKind::invalid_argument,
+                "reduce: null buffer with count " + std::to_string(count) +
+                    "; pass valid buffers of count elements");
+  }
+  switch (op) {
+    case ReduceOp::sum:
+    case ReduceOp::avg: return reduce_with_op<Sum>(out, a, b, count, type, op);
+    case ReduceOp::min: return reduce_with_op<Min>(out, a, b, count, type, op);
+    case ReduceOp::max: return reduce_with_op<Max>(out, a, b, count, type, op);
+    case ReduceOp::prod: return reduce_with_op<Prod>(out, a, b, count, type, op);
+  }
+  throw_bad_combination(type, op);
+}
+
+void reduce_into(void* dst, const void* src, std::size_t count, DataType type, ReduceOp op) {
+  reduce(dst, dst, src, count, type, op);
+}
+
+void divide(void* buf, std::size_t count, DataType type, std::size_t divisor) {
+  if (divisor == 0) {
+    throw Error(ErrorKind::invalid_argument,
+                "reduce: divide by zero (avg over zero contributions); the divisor must be "
+                "the number of ranks, at least 1");
+  }
+  if (count == 0 || divisor == 1) return;
+  if (buf == nullptr) {
+    throw Error(ErrorKind::invalid_argument,
+                "reduce: divide on a null buffer with count " + std::to_string(count));
+  }
+  switch (type) {
+    case DataType::f16:
+      return divide_half<F16ScalarConvert>(static_cast<std::uint16_t*>(buf), count, divisor);
+    case DataType::bf16:
+      return divide_half<Bf16Convert>(static_cast<std::uint16_t*>(buf), count, divisor);
+    case DataType::f32: return divide_float(static_cast<float*>(buf), count, divisor);
+    case DataType::f64: return divide_float(static_cast<double*>(buf), count, divisor);
+    case DataType::i8: return divide_int(static_cast<std::int8_t*>(buf), count, divisor);
+    case DataType::u8: return divide_int(static_cast<std::uint8_t*>(buf), count, divisor);
+    case DataType::i32: return divide_int(static_cast<std::int32_t*>(buf), count, divisor);
+    case DataType::i64: return divide_int(static_cast<std::int64_t*>(buf), count, divisor);
+  }
+  throw Error(ErrorKind::invalid_argument,
+              "reduce: divide on unknown data type " + std::to_string(static_cast<int>(type)));
+}
+
+}  // namespace ringfuse::reduce

@@ -1,0 +1,55 @@
+// The TCP rendezvous store: a server (hosted by ringfuse-run, or by rank 0 under torchrun-style
+// launching) and a client implementing Store. Messages are length-prefixed protobuf
+// (store.proto) over Boost.Asio.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <memory>
+#include <string>
+
+#include "rendezvous/store.hpp"
+
+namespace ringfuse::rendezvous {
+
+class TcpStoreServer {
+ public:
+  /// Binds host:port (port 0 picks a free one) and serves on a background thread until
+  /// destroyed. Throws Error(ErrorKind::system) naming the address if it cannot bind.
+  TcpStoreServer(const std::string& host, std::uint16_t port);
+  ~TcpStoreServer();
+  TcpStoreServer(const TcpStoreServer&) = delete;
+  TcpStoreServer& operator=(const TcpStoreServer&) = delete;
+
+  std::uint16_t port() const;
+  const std::string& host() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+class TcpStoreClient final : public Store {
+ public:
+  /// Connects to host:port, retrying refused connections until `connect_timeout` passes (the
+  /// server may start after the client). Throws Error(ErrorKind::timeout) naming the address.
+  TcpStoreClient(const std::string& host, std::uint16_t port,
+                 std::chrono::milliseconds connect_timeout);
+  ~TcpStoreClient() override;
+
+  void set(const std::string& key, std::string_view value) override;
+  std::string get(const std::string& key, std::chrono::milliseconds timeout) override;
+  void wait(const std::vector<std::string>& keys, std::chrono::milliseconds timeout) override;
+  std::int64_t add(const std::string& key, std::int64_t delta) override;
+  bool remove(const std::string& key) override;
+  bool check(const std::vector<std::string>& keys) override;
+
+  /// The local IP address of the connection to the server: the address peers can reach us at.
+  std::string local_address() const;
+
+ private:
+  class Impl;
+  std::unique_ptr<Impl> impl_;
+};
+
+}  // namespace ringfuse::rendezvous

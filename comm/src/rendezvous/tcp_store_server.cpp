@@ -1,0 +1,465 @@
+// The store server: one io_context on one background thread owns all state, so the key-value
+// map, the parked waiters and the sessions need no locks. Waits are served here, not by client
+// polling: a get/wait that cannot be answered yet is parked until a set/add supplies its keys or
+// its timer fires.
+#include <algorithm>
+#include <charconv>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <string>
+#include <thread>
+#include <unordered_map>
+#include <unordered_set>
+#include <utility>
+#include <vector>
+
+#include <boost/asio/bind_executor.hpp>
+#include <boost/asio/io_context.hpp>
+#include <boost/asio/ip/tcp.hpp>
+#include <boost/asio/post.hpp>
+#include <boost/asio/read.hpp>
+#include <boost/asio/steady_timer.hpp>
+#include <boost/asio/write.hpp>
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "rendezvous/framing.hpp"
+#include "rendezvous/tcp_store.hpp"
+#include "ringfuse/error.hpp"
+#include "store.pb.h"
+
+namespace ringfuse::rendezvous {
+
+namespace asio = boost::asio;
+using asio::ip::tcp;
+using boost::system::error_code;
+
+class TcpStoreServer::Impl {
+ public:
+  Impl(std::string host, std::uint16_t port);
+  ~Impl();
+  Impl(const Impl&) = delete;
+  Impl& operator=(const Impl&) = delete;
+
+  std::uint16_t port() const { return port_; }
+  const std::string& host() const { return host_; }
+
+ private:
+  struct Session {
+    explicit Session(tcp::socket s) : socket(std::move(s)) {}
+    tcp::socket socket;
+    std::string remote;
+    framing::Header header{};
+    std::string body;
+    std::deque<std::string> outbox;  // frames queued behind the one being written
+    bool open = true;
+    std::unordered_set<std::uint64_t> waiters;  // parked requests to drop if the client leaves
+  };
+  using SessionPtr = std::shared_ptr<Session>;
+
+  struct Waiter {
+    Waiter(asio::io_context& io, SessionPtr s) : session(std::move(s)), timer(io) {}
+    SessionPtr session;
+    std::uint64_t request_id = 0;
+    bool is_get = false;                     // get answers with the value, wait with nothing
+    std::vector<std::string> keys;           // in request order, for the timeout message
+    std::unordered_set<std::string> missing;
+    std::chrono::milliseconds timeout{0};
+    asio::steady_timer timer;
+  };
+
+  void accept_next();
+  void start_session(tcp::socket socket);
+  void read_header(const SessionPtr& session);
+  void read_body(const SessionPtr& session);
+  void reject(const SessionPtr& session, const std::string& why);
+  void close(const SessionPtr& session);
+  void send(const SessionPtr& session, const wire::Response& response);
+  void write_next(const SessionPtr& session);
+
+  void handle(const SessionPtr& session, const wire::Request& request);
+  void handle_add(const SessionPtr& session, const wire::Request& request,
+                  wire::Response& response);
+  void park(const SessionPtr& session, std::uint64_t request_id, bool is_get,
+            std::vector<std::string> keys, std::int64_t timeout_ms);
+  void key_present(const std::string& key);
+  void complete(std::uint64_t waiter_id);
+  void expire(std::uint64_t waiter_id);
+  std::unique_ptr<Waiter> take_waiter(std::uint64_t waiter_id);
+  void shut_down();
+
+  std::string host_;
+  std::uint16_t port_ = 0;
+  std::string address_;  // host:port, for log lines
+  asio::io_context io_{1};
+  tcp::acceptor acceptor_{io_};
+  std::unordered_set<SessionPtr> sessions_;
+  std::unordered_map<std::string, std::string> data_;
+  std::unordered_map<std::uint64_t, std::unique_ptr<Waiter>> waiters_;
+  // key -> parked waiters still missing it, so a set touches only the waiters that care.
+  std::unordered_map<std::string, std::vector<std::uint64_t>> waiting_on_;
+  std::uint64_t next_waiter_id_ = 1;
+  std::thread thread_;  // last: started once everything above exists
+};
+
+TcpStoreServer::Impl::Impl(std::string host, std::uint16_t port) : host_(std::move(host)) {
+  address_ = framing::address_string(host_, port);
+  tcp::endpoint endpoint;
+  error_code ec;
+  const auto address = asio::ip::make_address(host_, ec);
+  if (!ec) {
+    endpoint = tcp::endpoint(address, port);
+  } else {
+    // A host name (e.g. "localhost"): bind to what it resolves to first.
+    tcp::resolver resolver(io_);
+    const auto results = resolver.resolve(host_, std::to_string(port), ec);
+    if (ec || results.empty()) {
+      throw Error(ErrorKind::system,
+                  fmt::format("rendezvous store {}: cannot resolve host '{}' to bind to ({}); "
+                              "pass a local IP address or a name this machine resolves",
+                              address_, host_, ec ? ec.message() : "no addresses"));
+    }
+    endpoint = results.begin()->endpoint();
+  }
+
+  const auto fail = [&](std::string_view step) {
+    const auto hint = ec == asio::error::address_in_use
+                          ? "choose another port or stop the process that holds it"
+                          : "check that the host is an address of this machine";
+    throw Error(ErrorKind::system, fmt::format("rendezvous store {}: cannot {} ({}); {}",
+                                               address_, step, ec.message(), hint));
+  };
+  if (acceptor_.open(endpoint.protocol(), ec)) fail("open a socket");
+  // Lets a restarted launcher reuse its port while old connections sit in TIME_WAIT.
+  acceptor_.set_option(tcp::acceptor::reuse_address(true), ec);
+  if (acceptor_.bind(endpoint, ec)) fail("bind");
+  if (acceptor_.listen(asio::socket_base::max_listen_connections, ec)) fail("listen");
+  port_ = acceptor_.local_endpoint().port();
+  address_ = framing::address_string(host_, port_);
+
+  accept_next();
+  thread_ = std::thread([this] {
+    // Handlers never throw by construction; a failure here would be a bug, and letting it
+    // escape the thread would terminate the process without a word.
+    try {
+      io_.run();
+    } catch (const std::exception& e) {
+      spdlog::error("rendezvous store {}: server thread stopped: {}", address_, e.what());
+    }
+  });
+  spdlog::debug("rendezvous store {}: serving", address_);
+}
+
+TcpStoreServer::Impl::~Impl() {
+  // Closing runs on the io thread (it owns the state), and stop() comes after it, so the
+  // clients see their connections close instead of hanging on a half-dead server.
+  asio::post(io_, [this] {
+    shut_down();
+    io_.stop();
+  });
+  thread_.join();
+}
+
+void TcpStoreServer::Impl::shut_down() {
+  error_code ignored;
+  acceptor_.close(ignored);
+  for (auto& [id, waiter] : waiters_) waiter->timer.cancel();
+  waiters_.clear();
+  waiting_on_.clear();
+  for (const auto& session : sessions_) {
+    session->open = false;
+    session->socket.shutdown(tcp::socket::shutdown_both, ignored);
+    session->socket.close(ignored);
+  }
+  sessions_.clear();
+}
+
+void TcpStoreServer::Impl::accept_next() {
+  acceptor_.async_accept([this](error_code ec, tcp::socket socket) {
+    if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
+    if (ec) {
+      // E.g. EMFILE: keep serving the connections we have, and try again.
+      spdlog::warn("rendezvous store {}: accept failed: {}", address_, ec.message());
+    } else {
+      start_session(std::move(socket));
+    }
+    accept_next();
+  });
+}
+
+void TcpStoreServer::Impl::start_session(tcp::socket socket) {
+  framing::tune_socket(socket);
+  auto session = std::make_shared<Session>(std::move(socket));
+  error_code ec;
+  const auto remote = session->socket.remote_endpoint(ec);
+  session->remote = ec ? std::string("unknown peer") : framing::to_string(remote);
+  sessions_.insert(session);
+  read_header(session);
+}
+
+void TcpStoreServer::Impl::read_header(const SessionPtr& session) {
+  asio::async_read(session->socket, asio::buffer(session->header),
+                   [this, session](error_code ec, std::size_t) {
+                     if (!session->open) return;
+                     if (ec) {
+                       if (ec != asio::error::eof)
+                         spdlog::debug("rendezvous store {}: client {} left: {}", address_,
+                                       session->remote, ec.message());
+                       close(session);
+                       return;
+                     }
+                     const auto length = framing::decode_length(session->header);
+                     if (length > framing::kMaxFrameBytes) {
+                       reject(session, fmt::format("frame of {} bytes exceeds the {} byte limit",
+                                                   length, framing::kMaxFrameBytes));
+                       return;
+                     }
+                     session->body.resize(length);
+                     read_body(session);
+                   });
+}
+
+void TcpStoreServer::Impl::read_body(const SessionPtr& session) {
+  asio::async_read(
+      session->socket, asio::buffer(session->body), [this, session](error_code ec, std::size_t) {
+        if (!session->open) return;
+        if (ec) {
+          reject(session, fmt::format("connection ended inside a {} byte message ({})",
+                                      session->body.size(), ec.message()));
+          return;
+        }
+        wire::Request request;
+        if (!request.ParseFromString(session->body)) {
+          reject(session, "message is not a valid store request");
+          return;
+        }
+        if (request.op_case() == wire::Request::OP_NOT_SET) {
+          reject(session, "request names no operation");
+          return;
+        }
+        session->body.clear();
+        session->body.shrink_to_fit();  // a one-off large value should not stay resident
+        handle(session, request);
+        if (session->open) read_header(session);
+      });
+}
+
+void TcpStoreServer::Impl::reject(const SessionPtr& session, const std::string& why) {
+  spdlog::warn("rendezvous store {}: rejected input from {}: {}; closing that connection "
+               "(is something other than a Ringfuse rank connecting to the store port?)",
+               address_, session->remote, why);
+  close(session);
+}
+
+void TcpStoreServer::Impl::close(const SessionPtr& session) {
+  if (!session->open) return;
+  session->open = false;
+  for (const auto id : std::vector<std::uint64_t>(session->waiters.begin(),
+                                                  session->waiters.end())) {
+    take_waiter(id);
+  }
+  error_code ignored;
+  session->socket.shutdown(tcp::socket::shutdown_both, ignored);
+  session->socket.close(ignored);
+  sessions_.erase(session);
+}
+
+void TcpStoreServer::Impl::send(const SessionPtr& session, const wire::Response& response) {
+  if (!session->open) return;
+  const bool idle = session->outbox.empty();
+  session->outbox.push_back(framing::encode(response));
+  if (idle) write_next(session);
+}
+
+void TcpStoreServer::Impl::write_next(const SessionPtr& session) {
+  asio::async_write(session->socket, asio::buffer(session->outbox.front()),
+                    [this, session](error_code ec, std::size_t) {
+                      if (!session->open) return;
+                      if (ec) {
+                        spdlog::debug("rendezvous store {}: write to {} failed: {}", address_,
+                                      session->remote, ec.message());
+                        close(session);
+                        return;
+                      }
+                      session->outbox.pop_front();
+                      if (!session->outbox.empty()) write_next(session);
+                    });
+}
+
+void TcpStoreServer::Impl::handle(const SessionPtr& session, const wire::Request& request) {
+  wire::Response response;
+  response.set_id(request.id());
+  switch (request.op_case()) {
+    case wire::Request::kSet: {
+      const auto& op = request.set();
+      const bool is_new = data_.insert_or_assign(op.key(), op.value()).second;
+      response.mutable_set();
+      send(session, response);
+      if (is_new) key_present(op.key());
+      return;
+    }
+    case wire::Request::kGet: {
+      const auto& op = request.get();
+      if (const auto it = data_.find(op.key()); it != data_.end()) {
+        response.mutable_get()->set_value(it->second);
+        send(session, response);
+      } else {
+        park(session, request.id(), true, {op.key()}, op.timeout_ms());
+      }
+      return;
+    }
+    case wire::Request::kWait: {
+      const auto& op = request.wait();
+      std::vector<std::string> keys(op.keys().begin(), op.keys().end());
+      bool all = true;
+      for (const auto& key : keys) all = all && data_.contains(key);
+      if (all) {
+        response.mutable_wait();
+        send(session, response);
+      } else {
+        park(session, request.id(), false, std::move(keys), op.timeout_ms());
+      }
+      return;
+    }
+    case wire::Request::kAdd:
+      handle_add(session, request, response);
+      return;
+    case wire::Request::kRemove:
+      response.mutable_remove()->set_existed(data_.erase(request.remove().key()) > 0);
+      send(session, response);
+      return;
+    case wire::Request::kCheck: {
+      bool all = true;
+      for (const auto& key : request.check().keys()) all = all && data_.contains(key);
+      response.mutable_check()->set_all_present(all);
+      send(session, response);
+      return;
+    }
+    case wire::Request::OP_NOT_SET:
+      break;
+  }
+  reject(session, "request names no operation");
+}
+
+void TcpStoreServer::Impl::handle_add(const SessionPtr& session, const wire::Request& request,
+                                      wire::Response& response) {
+  const auto& op = request.add();
+  std::int64_t current = 0;
+  const auto it = data_.find(op.key());
+  if (it != data_.end()) {
+    const auto& text = it->second;
+    const auto [end, ec] = std::from_chars(text.data(), text.data() + text.size(), current);
+    if (ec != std::errc{} || end != text.data() + text.size()) {
+      auto* error = response.mutable_error();
+      error->set_code(wire::ErrorResponse::INVALID_ARGUMENT);
+      error->set_message(fmt::format(
+          "add on key '{}': its value ({} bytes) is not a decimal integer; use a separate key "
+          "for counters",
+          op.key(), text.size()));
+      send(session, response);
+      return;
+    }
+  }
+  std::int64_t result = 0;
+  if (__builtin_add_overflow(current, op.delta(), &result)) {
+    auto* error = response.mutable_error();
+    error->set_code(wire::ErrorResponse::INVALID_ARGUMENT);
+    error->set_message(fmt::format("add on key '{}': {} + {} overflows a 64-bit integer",
+                                   op.key(), current, op.delta()));
+    send(session, response);
+    return;
+  }
+  const bool is_new = it == data_.end();
+  data_[op.key()] = std::to_string(result);
+  response.mutable_add()->set_value(result);
+  send(session, response);
+  if (is_new) key_present(op.key());
+}
+
+void TcpStoreServer::Impl::park(const SessionPtr& session, std::uint64_t request_id,
+                                bool is_get, std::vector<std::string> keys,
+                                std::int64_t timeout_ms) {
+  const auto id = next_waiter_id_++;
+  auto waiter = std::make_unique<Waiter>(io_, session);
+  waiter->request_id = request_id;
+  waiter->is_get = is_get;
+  for (const auto& key : keys) {
+    if (!data_.contains(key) && waiter->missing.insert(key).second) waiting_on_[key].push_back(id);
+  }
+  waiter->keys = std::move(keys);
+  // The timeout comes off the wire: clamp it so a hostile or buggy value cannot overflow.
+  waiter->timeout = std::chrono::milliseconds(
+      std::clamp<std::int64_t>(timeout_ms, 0, framing::kMaxWait.count()));
+  waiter->timer.expires_after(waiter->timeout);
+  waiter->timer.async_wait([this, id](error_code ec) {
+    if (!ec) expire(id);
+  });
+  session->waiters.insert(id);
+  waiters_.emplace(id, std::move(waiter));
+}
+
+void TcpStoreServer::Impl::key_present(const std::string& key) {
+  const auto node = waiting_on_.extract(key);
+  if (node.empty()) return;
+  for (const auto id : node.mapped()) {
+    const auto it = waiters_.find(id);
+    if (it == waiters_.end()) continue;
+    it->second->missing.erase(key);
+    if (it->second->missing.empty()) complete(id);
+  }
+}
+
+std::unique_ptr<TcpStoreServer::Impl::Waiter> TcpStoreServer::Impl::take_waiter(
+    std::uint64_t waiter_id) {
+  auto node = waiters_.extract(waiter_id);
+  if (node.empty()) return nullptr;
+  auto waiter = std::move(node.mapped());
+  waiter->timer.cancel();
+  waiter->session->waiters.erase(waiter_id);
+  for (const auto& key : waiter->missing) {
+    const auto it = waiting_on_.find(key);
+    if (it == waiting_on_.end()) continue;
+    std::erase(it->second, waiter_id);
+    if (it->second.empty()) waiting_on_.erase(it);
+  }
+  return waiter;
+}
+
+void TcpStoreServer::Impl::complete(std::uint64_t waiter_id) {
+  const auto waiter = take_waiter(waiter_id);
+  if (!waiter) return;
+  wire::Response response;
+  response.set_id(waiter->request_id);
+  if (waiter->is_get) {
+    const auto it = data_.find(waiter->keys.front());
+    response.mutable_get()->set_value(it == data_.end() ? std::string() : it->second);
+  } else {
+    response.mutable_wait();
+  }
+  send(waiter->session, response);
+}
+
+void TcpStoreServer::Impl::expire(std::uint64_t waiter_id) {
+  const auto waiter = take_waiter(waiter_id);
+  if (!waiter) return;
+  wire::Response response;
+  response.set_id(waiter->request_id);
+  auto* timeout = response.mutable_timeout();
+  timeout->set_timeout_ms(waiter->timeout.count());
+  for (const auto& key : waiter->keys) {
+    if (waiter->missing.contains(key)) timeout->add_missing_keys(key);
+  }
+  send(waiter->session, response);
+}
+
+TcpStoreServer::TcpStoreServer(const std::string& host, std::uint16_t port)
+    : impl_(std::make_unique<Impl>(host, port)) {}
+
+TcpStoreServer::~TcpStoreServer() = default;
+
+std::uint16_t TcpStoreServer::port() const { return impl_->port(); }
+
+const std::string& TcpStoreServer::host() const { return impl_->host(); }
+
+}  // namespace ringfuse::rendezvous

@@ -1,0 +1,284 @@
+#include "transport/tcp_mesh.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <system_error>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "ringfuse/error.hpp"
+
+namespace ringfuse::transport {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::uint32_t kHelloMagic = 0x52465345;  // "RFSE"
+constexpr std::uint32_t kProtocolVersion = 1;
+constexpr std::size_t kMaxIoBytes = std::size_t{4} << 20;
+constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
+
+struct Hello {
+  std::uint32_t magic;
+  std::uint32_t version;
+  std::uint32_t rank;
+  std::uint32_t job_hash;
+};
+
+std::uint32_t fnv1a(std::string_view text) {
+  std::uint32_t hash = 2166136261u;
+  for (unsigned char c : text) {
+    hash ^= c;
+    hash *= 16777619u;
+  }
+  return hash;
+}
+
+
+std::string address_key(const std::string& prefix, int rank) {
+  return fmt::format("{}mesh/addr/{}", prefix, rank);
+}
+
+std::pair<std::string, std::uint16_t> split_address(const std::string& address) {
+  const auto colon = address.rfind(':');
+  return {address.substr(0, colon),
+          static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1)))};
+}
+
+}  // namespace
+
+TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions options)
+    : rank_(rank), size_(size), store_(store), options_(std::move(options)), peers_(size) {
+  if (size_ <= 1) return;
+  const auto deadline = Clock::now() + options_.connect_timeout;
+  auto [listener, port] = listen_on(options_.advertise_host, size_ + 8);
+  store_.set(address_key(options_.key_prefix, rank_), fmt::format("{}:{}", options_.advertise_host, port));
+
+  std::vector<std::string> keys;
+  for (int peer = 0; peer < rank_; ++peer) keys.push_back(address_key(options_.key_prefix, peer));
+  std::vector<std::string> addresses;
+  if (!keys.empty()) {
+    store_.wait(keys, options_.connect_timeout);
+    for (const auto& key : keys) addresses.push_back(store_.get(key, options_.connect_timeout));
+  }
+  connect_to_lower_ranks(addresses, deadline);
+  accept_from_higher_ranks(listener, deadline);
+  spdlog::debug("rank {}: connected to {} peers", rank_, size_ - 1);
+}
+
+void TcpMesh::connect_to_lower_ranks(const std::vector<std::string>& addresses,
+                                     Clock::time_point deadline) {
+  const Hello hello{kHelloMagic, kProtocolVersion, static_cast<std::uint32_t>(rank_),
+                    fnv1a(options_.job_id)};
+  for (int peer = 0; peer < rank_; ++peer) {
+    const auto& address = addresses[peer];
+    const auto [host, port] = split_address(address);
+    Socket socket;
+    Hello reply{};
+    try {
+      socket = connect_with_retry(host, port, deadline);
+      configure_data_socket(socket.fd(), options_.user_timeout);
+      if (!write_all(socket.fd(), &hello, sizeof(hello), deadline) ||
+          !read_all(socket.fd(), &reply, sizeof(reply), deadline)) {
+        throw Error(ErrorKind::timeout,
+                    fmt::format("rank {}: timed out connecting to rank {} at {}", rank_, peer,
+                                address),
+                    rank_, peer);
+      }
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw Error(ErrorKind::peer_failure,
+                  fmt::format("rank {}: cannot connect to rank {} at {}: {}", rank_, peer,
+                              address, e.what()),
+                  rank_, peer);
+    }
+    if (reply.magic != kHelloMagic || reply.rank != static_cast<std::uint32_t>(peer) ||
+        reply.job_hash != hello.job_hash) {
+      throw Error(ErrorKind::protocol,
+                  fmt::format("rank {}: {} answered as rank {} of another job or protocol; "
+                              "check that RINGFUSE_JOB_ID and RINGFUSE_STORE_ADDR are the same "
+                              "for every rank",
+                              rank_, address, reply.rank),
+                  rank_, peer);
+    }
+    peers_[peer] = Peer{std::move(socket), address};
+  }
+}
+
+void TcpMesh::accept_from_higher_ranks(Socket& listener, Clock::time_point deadline) {
+  int missing = size_ - 1 - rank_;
+  const Hello own{kHelloMagic, kProtocolVersion, static_cast<std::uint32_t>(rank_),
+                  fnv1a(options_.job_id)};
+  while (missing > 0) {
+    pollfd pfd{listener.fd(), POLLIN, 0};
+    const int ready = ::poll(&pfd, 1, poll_timeout_ms(deadline));
+    if (ready == 0) {
+      std::vector<int> absent;
+      for (int peer = rank_ + 1; peer < size_; ++peer) {
+        if (!peers_[peer].socket.valid()) absent.push_back(peer);
+      }
+      throw Error(ErrorKind::timeout,
+                  fmt::format("rank {}: ranks [{}] did not connect within {} s; are they "
+                              "running, and can they reach this host?",
+                              rank_, fmt::join(absent, ","),
+                              options_.connect_timeout.count() / 1000),
+                  rank_, absent.front());
+    }
+    sockaddr_storage remote{};
+    socklen_t remote_len = sizeof(remote);
+    Socket socket(::accept4(listener.fd(), reinterpret_cast<sockaddr*>(&remote), &remote_len,
+                            SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!socket.valid()) continue;
+    configure_data_socket(socket.fd(), options_.user_timeout);
+    Hello hello{};
+    const auto hello_deadline = std::min(deadline, Clock::now() + std::chrono::seconds(5));
+    bool valid = false;
+    try {
+      valid = read_all(socket.fd(), &hello, sizeof(hello), hello_deadline) &&
+              hello.magic == kHelloMagic && hello.version == kProtocolVersion &&
+              hello.job_hash == own.job_hash && hello.rank > static_cast<std::uint32_t>(rank_) &&
+              hello.rank < static_cast<std::uint32_t>(size_) &&
+              !peers_[hello.rank].socket.valid();
+    } catch (const std::exception& e) {
+      spdlog::warn("rank {}: dropped a connection during set-up: {}", rank_, e.what());
+      continue;
+    }
+    if (!valid) {
+      spdlog::warn("rank {}: refused a connection that is not a peer of this job (bad hello)",
+                   rank_);
+      continue;
+    }
+    if (!write_all(socket.fd(), &own, sizeof(own), deadline)) continue;
+    const int peer = static_cast<int>(hello.rank);
+    peers_[peer] = Peer{std::move(socket), fmt::format("rank {}", peer)};
+    --missing;
+  }
+}
+
+void TcpMesh::check_peer(int peer, const char* role) const {
+  if (peer == kNoPeer) return;
+  if (peer < 0 || peer >= size_ || peer == rank_) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("rank {}: {}: invalid {} peer {} in a world of {}", rank_, operation_,
+                            role, peer, size_),
+                rank_, peer);
+  }
+}
+
+void TcpMesh::send_recv(int send_peer, const void* send_buf, std::size_t send_bytes,
+                        int recv_peer, void* recv_buf, std::size_t recv_bytes,
+                        const RecvProgress& progress) {
+  if (aborted_) {
+    throw Error(ErrorKind::peer_failure,
+                fmt::format("rank {}: {}: this world was aborted earlier: {}", rank_, operation_,
+                            *aborted_),
+                rank_);
+  }
+  check_peer(send_peer, "send");
+  check_peer(recv_peer, "receive");
+  if (send_peer == kNoPeer) send_bytes = 0;
+  if (recv_peer == kNoPeer) recv_bytes = 0;
+  const int send_fd = send_bytes > 0 ? peers_[send_peer].socket.fd() : -1;
+  const int recv_fd = recv_bytes > 0 ? peers_[recv_peer].socket.fd() : -1;
+  const auto* out = static_cast<const std::byte*>(send_buf);
+  auto* in = static_cast<std::byte*>(recv_buf);
+  std::size_t sent = 0;
+  std::size_t received = 0;
+  std::size_t reported = 0;
+  auto deadline = Clock::now() + options_.op_timeout;
+
+  while (sent < send_bytes || received < recv_bytes) {
+    bool progressed = false;
+    if (sent < send_bytes) {
+      const ssize_t n = ::send(send_fd, out + sent, std::min(send_bytes - sent, kMaxIoBytes),
+                               MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        sent += static_cast<std::size_t>(n);
+        progressed = true;
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        fail(send_peer, fmt::format("sending to it failed: {}", std::strerror(errno)),
+             errno == EPIPE || errno == ECONNRESET);
+      }
+    }
+    if (received < recv_bytes) {
+      const ssize_t n = ::recv(recv_fd, in + received, std::min(recv_bytes - received, kMaxIoBytes),
+                               MSG_DONTWAIT);
+      if (n > 0) {
+        received += static_cast<std::size_t>(n);
+        progressed = true;
+        if (progress && (received == recv_bytes || received - reported >= kProgressGranularity)) {
+          progress(received);
+          reported = received;
+        }
+      } else if (n == 0) {
+        fail(recv_peer, "the connection was closed by the peer", true);
+      } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
+        fail(recv_peer, fmt::format("receiving from it failed: {}", std::strerror(errno)),
+             errno == ECONNRESET);
+      }
+    }
+    if (progressed) {
+      deadline = Clock::now() + options_.op_timeout;
+      continue;
+    }
+    std::array<pollfd, 2> fds{};
+    nfds_t count = 0;
+    if (send_fd >= 0 && sent < send_bytes) fds[count++] = pollfd{send_fd, POLLOUT, 0};
+    if (recv_fd >= 0 && received < recv_bytes) {
+      if (count == 1 && fds[0].fd == recv_fd) {
+        fds[0].events |= POLLIN;
+      } else {
+        fds[count++] = pollfd{recv_fd, POLLIN, 0};
+      }
+    }
+    const int ready = ::poll(fds.data(), count, poll_timeout_ms(deadline));
+    if (ready == 0) {
+      const int stalled = received < recv_bytes ? recv_peer : send_peer;
+      throw Error(ErrorKind::timeout,
+                  fmt::format("rank {}: {}: no progress with rank {} for {} s "
+                              "(RINGFUSE_TIMEOUT_S); is rank {} stalled, or not calling the same "
+                              "collective?",
+                              rank_, operation_, stalled, options_.op_timeout.count() / 1000,
+                              stalled),
+                  rank_, stalled);
+    }
+  }
+}
+
+std::optional<std::string> TcpMesh::first_failure_reported(std::chrono::milliseconds wait) {
+  try {
+    return store_.get(options_.key_prefix + "abort/reason", wait);
+  } catch (const std::exception&) {
+    return std::nullopt;  // nothing reported, or the store itself is gone
+  }
+}
+
+void TcpMesh::fail(int peer, std::string what, bool peer_closed) {
+  std::string message = fmt::format("rank {}: {}: lost rank {}: {}", rank_, operation_, peer, what);
+  // A closed connection is usually a neighbour that aborted after seeing the real failure
+  // elsewhere; give it a moment to say so, then report both.
+  const auto origin = first_failure_reported(std::chrono::milliseconds(peer_closed ? 1000 : 0));
+  if (origin) {
+    message += fmt::format(" (first failure in this world: {})", *origin);
+  } else {
+    message += fmt::format("; rank {} probably exited or crashed", peer);
+    try {
+      if (store_.add(options_.key_prefix + "abort/count", 1) == 1) store_.set(options_.key_prefix + "abort/reason", message);
+    } catch (const std::exception&) {
+      // The store is best effort on the failure path; the error below is what matters.
+    }
+  }
+  aborted_ = message;
+  peers_.clear();  // closing every connection tells every neighbour at once
+  spdlog::error("{}", message);
+  throw Error(ErrorKind::peer_failure, message, rank_, peer);
+}
+
+}  // namespace ringfuse::transport

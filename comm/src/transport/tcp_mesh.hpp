@@ -1,0 +1,65 @@
+// A full mesh of TCP connections between the ranks of one world, set up through the
+// rendezvous store. Inspired by Gloo's Pair/Context split, reduced to what our algorithms need:
+// blocking, deadline-bounded send/recv on non-blocking sockets driven by poll().
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rendezvous/store.hpp"
+#include "transport/socket.hpp"
+#include "transport/transport.hpp"
+
+namespace ringfuse::transport {
+
+struct MeshOptions {
+  std::string advertise_host = "127.0.0.1";         // address peers connect to
+  std::string job_id = "local";                     // connections from other jobs are refused
+  std::string key_prefix = "ringfuse/";             // store namespace of this world
+  std::chrono::milliseconds connect_timeout{60'000};
+  std::chrono::milliseconds op_timeout{300'000};    // longest wait without any progress
+  std::chrono::milliseconds user_timeout{10'000};   // TCP_USER_TIMEOUT on every connection
+};
+
+class TcpMesh final : public Transport {
+ public:
+  /// Publishes this rank's listening address in `store` and connects to every other rank.
+  /// `store` must outlive the mesh: it also carries the first failure's reason to every rank.
+  TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions options);
+  ~TcpMesh() override = default;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void send_recv(int send_peer, const void* send_buf, std::size_t send_bytes, int recv_peer,
+                 void* recv_buf, std::size_t recv_bytes,
+                 const RecvProgress& progress = {}) override;
+  void set_operation(std::string label) override { operation_ = std::move(label); }
+
+ private:
+  struct Peer {
+    Socket socket;
+    std::string address;  // host:port, for messages
+  };
+
+  void connect_to_lower_ranks(const std::vector<std::string>& addresses,
+                              std::chrono::steady_clock::time_point deadline);
+  void accept_from_higher_ranks(Socket& listener, std::chrono::steady_clock::time_point deadline);
+  void check_peer(int peer, const char* role) const;
+  /// Records the failure for every rank (first one wins), closes every connection so that
+  /// neighbours notice at once, and throws the error this rank reports.
+  [[noreturn]] void fail(int peer, std::string what, bool peer_closed);
+  std::optional<std::string> first_failure_reported(std::chrono::milliseconds wait);
+
+  int rank_;
+  int size_;
+  rendezvous::Store& store_;
+  MeshOptions options_;
+  std::vector<Peer> peers_;
+  std::string operation_ = "set-up";
+  std::optional<std::string> aborted_;
+};
+
+}  // namespace ringfuse::transport

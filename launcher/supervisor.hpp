@@ -1,0 +1,45 @@
+// Runs the job: spawns the local ranks, relays their output, forwards signals, and applies the
+// exit-status contract of DESIGN.md §3 (first failure stops everyone and decides the code).
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "job_environment.hpp"
+#include "signal_pipe.hpp"
+
+namespace ringfuse::launcher {
+
+struct SupervisorOptions {
+  /// How long ranks get between SIGTERM and SIGKILL once the job is being stopped.
+  std::chrono::milliseconds stop_grace{5000};
+  /// How long a rank's pipes are still read after it exited: only something that escaped its
+  /// process group can hold them open longer, and we must not wait for that forever.
+  std::chrono::milliseconds drain_after_exit{2000};
+  bool verbose = false;
+  bool timestamps = false;
+  /// Host name used in reports ("rank 2 (host localhost, pid 123)").
+  std::string host = "localhost";
+};
+
+class Supervisor {
+ public:
+  /// `signals` reports the signals to forward and wakes the loop when a rank ends.
+  Supervisor(SupervisorOptions options, SignalPipe& signals);
+
+  /// Runs `command` as every local rank of `environment` and returns ringfuse-run's exit
+  /// code: 0 if all ranks succeeded, else the first failing rank's code (128+signal).
+  /// Throws ProgramNotExecutable if a rank cannot be
+  /// started (the ranks already started are killed).
+  int run(const std::vector<std::string>& command, const JobEnvironment& environment);
+
+ private:
+  SupervisorOptions options_;
+  SignalPipe& signals_;
+};
+
+/// Writes "ringfuse-run: <message>\n" to stderr in one write.
+void report(const std::string& message);
+
+}  // namespace ringfuse::launcher

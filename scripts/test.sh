@@ -1,0 +1,11 @@
+#!/usr/bin/env bash
+# README command 2: install dependencies, build everything, and run the whole test suite.
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+build_dir=${RINGFUSE_BUILD_DIR:-$root/build}
+
+"$root/scripts/install-deps.sh"
+RINGFUSE_BUILD_DIR=$build_dir "$root/scripts/build.sh" -DRINGFUSE_BUILD_TESTS=ON
+
+cd "$build_dir"
+ctest --output-on-failure -j "${RINGFUSE_TEST_JOBS:-2}" --timeout 600

@@ -1,0 +1,384 @@
+// One rank of the multi-process matrix: runs a collective over every dtype × op × algorithm ×
+// count, with inputs every rank can compute for every other rank, and checks the result
+// against a reference computed here. Exits 0 when every check passed, 1 otherwise.
+// Also serves the fault tests: --mode endless keeps all-reducing until an error, which it
+// prints before exiting 3.
+#include <chrono>
+#include <cmath>
+#include <cstring>
+#include <iostream>
+#include <span>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+
+#include "reduce/half.hpp"
+#include "ringfuse/ringfuse.hpp"
+
+namespace {
+
+using ringfuse::Algorithm;
+using ringfuse::DataType;
+using ringfuse::ReduceOp;
+
+double stored(DataType type, double value) {
+  // The value as the dtype can hold it (inputs are chosen to be exact; avg results are not).
+  switch (type) {
+    case DataType::f16: return ringfuse::reduce::f16_to_float(ringfuse::reduce::float_to_f16(float(value)));
+    case DataType::bf16: return ringfuse::reduce::bf16_to_float(ringfuse::reduce::float_to_bf16(float(value)));
+    case DataType::f32: return static_cast<float>(value);
+    default: return value;
+  }
+}
+
+void store(std::byte* base, std::size_t index, DataType type, double value) {
+  void* at = base + index * ringfuse::element_size(type);
+  switch (type) {
+    case DataType::f16: {
+      const auto bits = ringfuse::reduce::float_to_f16(static_cast<float>(value));
+      std::memcpy(at, &bits, 2);
+      break;
+    }
+    case DataType::bf16: {
+      const auto bits = ringfuse::reduce::float_to_bf16(static_cast<float>(value));
+      std::memcpy(at, &bits, 2);
+      break;
+    }
+    case DataType::f32: *static_cast<float*>(at) = static_cast<float>(value); break;
+    case DataType::f64: *static_cast<double*>(at) = value; break;
+    case DataType::i8: *static_cast<std::int8_t*>(at) = static_cast<std::int8_t>(value); break;
+    case DataType::u8: *static_cast<std::uint8_t*>(at) = static_cast<std::uint8_t>(value); break;
+    case DataType::i32: *static_cast<std::int32_t*>(at) = static_cast<std::int32_t>(value); break;
+    case DataType::i64: *static_cast<std::int64_t*>(at) = static_cast<std::int64_t>(value); break;
+  }
+}
+
+double load(const std::byte* base, std::size_t index, DataType type) {
+  const void* at = base + index * ringfuse::element_size(type);
+  std::uint16_t bits = 0;
+  switch (type) {
+    case DataType::f16: std::memcpy(&bits, at, 2); return ringfuse::reduce::f16_to_float(bits);
+    case DataType::bf16: std::memcpy(&bits, at, 2); return ringfuse::reduce::bf16_to_float(bits);
+    case DataType::f32: return *static_cast<const float*>(at);
+    case DataType::f64: return *static_cast<const double*>(at);
+    case DataType::i8: return *static_cast<const std::int8_t*>(at);
+    case DataType::u8: return *static_cast<const std::uint8_t*>(at);
+    case DataType::i32: return *static_cast<const std::int32_t*>(at);
+    case DataType::i64: return static_cast<double>(*static_cast<const std::int64_t*>(at));
+  }
+  return 0;
+}
+
+/// Rank `rank`'s input at `index`: small integers, so sums and products are exact in every
+/// dtype and the reference does not depend on the order of reduction.
+double input(int rank, std::size_t index, DataType type, ReduceOp op) {
+  const bool is_unsigned = type == DataType::u8;
+  const auto r = static_cast<std::size_t>(rank);
+  switch (op) {
+    case ReduceOp::prod: {
+      static constexpr double kSigned[] = {1, -1, 2};
+      static constexpr double kUnsigned[] = {1, 2, 3};
+      return (is_unsigned ? kUnsigned : kSigned)[(r + index) % 3];
+    }
+    case ReduceOp::min:
+    case ReduceOp::max: {
+      const double v = static_cast<double>((r * 13 + index * 5) % 17);
+      return is_unsigned ? v : v - 8;
+    }
+    default: {
+      const double v = static_cast<double>((r * 7 + index * 3) % 9);
+      return is_unsigned ? v : v - 4;
+    }
+  }
+}
+
+double reference(int size, std::size_t index, DataType type, ReduceOp op) {
+  double acc = input(0, index, type, op);
+  for (int r = 1; r < size; ++r) {
+    const double v = input(r, index, type, op);
+    switch (op) {
+      case ReduceOp::sum:
+      case ReduceOp::avg: acc += v; break;
+      case ReduceOp::prod: acc *= v; break;
+      case ReduceOp::min: acc = std::min(acc, v); break;
+      case ReduceOp::max: acc = std::max(acc, v); break;
+    }
+  }
+  if (op == ReduceOp::avg) {
+    acc /= size;
+    if (!ringfuse::is_floating_point(type)) acc = std::trunc(acc);
+  }
+  return stored(type, acc);
+}
+
+bool close_enough(double got, double want, DataType type, ReduceOp op) {
+  if (op != ReduceOp::avg || !ringfuse::is_floating_point(type)) return got == want;
+  const double tolerance = type == DataType::f64 ? 1e-12 : type == DataType::f32 ? 1e-6 : 1e-2;
+  return std::abs(got - want) <= tolerance * std::max(1.0, std::abs(want));
+}
+
+struct Checker {
+  int rank;
+  int failures = 0;
+  int checks = 0;
+
+  void expect(bool ok, const std::string& what) {
+    ++checks;
+    if (!ok && ++failures <= 20) std::cerr << "rank " << rank << ": MISMATCH " << what << "\n";
+  }
+};
+
+std::vector<std::byte> buffer(std::size_t count, DataType type) {
+  return std::vector<std::byte>(std::max<std::size_t>(count, 1) * ringfuse::element_size(type));
+}
+
+/// Checks a result buffer element by element; reports the first wrong index only.
+template <typename Want>
+void check_all(Checker& checker, const std::string& label, const std::byte* got,
+               std::size_t count, DataType type, ReduceOp op, Want want) {
+  for (std::size_t i = 0; i < count; ++i) {
+    const double w = want(i);
+    const double g = load(got, i, type);
+    if (!close_enough(g, w, type, op)) {
+      checker.expect(false, fmt::format("{}: index {}: got {}, want {}", label, i, g, w));
+      return;
+    }
+  }
+  checker.expect(true, label);
+}
+
+void check_allreduce(ringfuse::Context& ctx, Checker& checker, std::span<const std::size_t> counts,
+                     std::span<const DataType> types, std::span<const ReduceOp> ops,
+                     std::span<const Algorithm> algos) {
+  for (Algorithm algo : algos) {
+    for (DataType type : types) {
+      for (ReduceOp op : ops) {
+        for (std::size_t count : counts) {
+          auto data = buffer(count, type);
+          for (std::size_t i = 0; i < count; ++i) {
+            store(data.data(), i, type, input(ctx.rank(), i, type, op));
+          }
+          ctx.allreduce(data.data(), count, type, op, algo);
+          check_all(checker,
+                    fmt::format("allreduce {} {}[{}] {}", ringfuse::to_string(algo),
+                                ringfuse::to_string(type), count, ringfuse::to_string(op)),
+                    data.data(), count, type, op,
+                    [&](std::size_t i) { return reference(ctx.size(), i, type, op); });
+        }
+      }
+    }
+  }
+}
+
+void check_reducescatter(ringfuse::Context& ctx, Checker& checker,
+                         std::span<const std::size_t> counts, std::span<const DataType> types,
+                         std::span<const ReduceOp> ops) {
+  const auto n = static_cast<std::size_t>(ctx.size());
+  for (DataType type : types) {
+    for (ReduceOp op : ops) {
+      for (std::size_t count : counts) {
+        auto send = buffer(count * n, type);
+        auto recv = buffer(count, type);
+        for (std::size_t i = 0; i < count * n; ++i) {
+          store(send.data(), i, type, input(ctx.rank(), i, type, op));
+        }
+        ctx.reducescatter(send.data(), recv.data(), count, type, op);
+        const std::size_t base = static_cast<std::size_t>(ctx.rank()) * count;
+        check_all(checker,
+                  fmt::format("reducescatter {}[{}] {}", ringfuse::to_string(type), count,
+                              ringfuse::to_string(op)),
+                  recv.data(), count, type, op,
+                  [&](std::size_t i) { return reference(ctx.size(), base + i, type, op); });
+      }
+    }
+  }
+}
+
+void check_broadcast(ringfuse::Context& ctx, Checker& checker, std::span<const std::size_t> counts,
+                     std::span<const DataType> types) {
+  for (DataType type : types) {
+    for (std::size_t count : counts) {
+      for (int root : {0, ctx.size() - 1, ctx.size() / 2}) {
+        auto data = buffer(count, type);
+        for (std::size_t i = 0; i < count; ++i) {
+          store(data.data(), i, type, input(ctx.rank(), i, type, ReduceOp::sum));
+        }
+        ctx.broadcast(data.data(), count, type, root);
+        check_all(checker,
+                  fmt::format("broadcast {}[{}] root {}", ringfuse::to_string(type), count, root),
+                  data.data(), count, type, ReduceOp::sum,
+                  [&](std::size_t i) { return stored(type, input(root, i, type, ReduceOp::sum)); });
+      }
+    }
+  }
+}
+
+void check_allgather(ringfuse::Context& ctx, Checker& checker, std::span<const std::size_t> counts,
+                     std::span<const DataType> types, bool variable) {
+  const int n = ctx.size();
+  for (DataType type : types) {
+    for (std::size_t count : counts) {
+      // allgatherv: rank r contributes count + r elements (rank 0 nothing when count is 0).
+      std::vector<std::size_t> sizes(static_cast<std::size_t>(n), count);
+      if (variable) {
+        for (int r = 0; r < n; ++r) sizes[r] = count + static_cast<std::size_t>(r);
+      }
+      std::size_t total = 0;
+      std::vector<std::size_t> offsets;
+      for (std::size_t s : sizes) {
+        offsets.push_back(total);
+        total += s;
+      }
+      const std::size_t mine = sizes[ctx.rank()];
+      auto send = buffer(mine, type);
+      for (std::size_t i = 0; i < mine; ++i) {
+        store(send.data(), i, type, input(ctx.rank(), i, type, ReduceOp::sum));
+      }
+      auto recv = buffer(total, type);
+      if (variable) {
+        ctx.allgatherv(send.data(), recv.data(), sizes, type);
+      } else {
+        ctx.allgather(send.data(), recv.data(), count, type);
+      }
+      for (int r = 0; r < n; ++r) {
+        check_all(checker,
+                  fmt::format("{} {}[{}] block of rank {}", variable ? "allgatherv" : "allgather",
+                              ringfuse::to_string(type), sizes[r], r),
+                  recv.data() + offsets[r] * ringfuse::element_size(type), sizes[r], type,
+                  ReduceOp::sum,
+                  [&](std::size_t i) { return stored(type, input(r, i, type, ReduceOp::sum)); });
+      }
+    }
+  }
+}
+
+void check_alltoall(ringfuse::Context& ctx, Checker& checker, std::span<const std::size_t> counts,
+                    std::span<const DataType> types, bool variable) {
+  const int n = ctx.size();
+  const int me = ctx.rank();
+  // Rank i sends block_size(i, j) elements to rank j; element k of that block is input(i, j·P+k).
+  constexpr std::size_t kStride = 1u << 24;
+  for (DataType type : types) {
+    for (std::size_t count : counts) {
+      auto block_size = [&](int from, int to) {
+        return variable ? count + static_cast<std::size_t>((from + 2 * to) % 3) : count;
+      };
+      std::vector<std::size_t> send_counts, recv_counts;
+      for (int r = 0; r < n; ++r) {
+        send_counts.push_back(block_size(me, r));
+        recv_counts.push_back(block_size(r, me));
+      }
+      std::size_t send_total = 0, recv_total = 0;
+      for (int r = 0; r < n; ++r) {
+        send_total += send_counts[r];
+        recv_total += recv_counts[r];
+      }
+      auto send = buffer(send_total, type);
+      auto recv = buffer(recv_total, type);
+      std::size_t at = 0;
+      for (int to = 0; to < n; ++to) {
+        for (std::size_t k = 0; k < send_counts[to]; ++k) {
+          store(send.data(), at++, type,
+                input(me, static_cast<std::size_t>(to) * kStride + k, type, ReduceOp::sum));
+        }
+      }
+      if (variable) {
+        ctx.alltoallv(send.data(), send_counts, recv.data(), recv_counts, type);
+      } else {
+        ctx.alltoall(send.data(), recv.data(), count, type);
+      }
+      std::size_t offset = 0;
+      for (int from = 0; from < n; ++from) {
+        check_all(checker,
+                  fmt::format("{} {}[{}] block from rank {}", variable ? "alltoallv" : "alltoall",
+                              ringfuse::to_string(type), recv_counts[from], from),
+                  recv.data() + offset * ringfuse::element_size(type), recv_counts[from], type,
+                  ReduceOp::sum, [&](std::size_t k) {
+                    return stored(type, input(from, static_cast<std::size_t>(me) * kStride + k,
+                                              type, ReduceOp::sum));
+                  });
+        offset += recv_counts[from];
+      }
+    }
+  }
+}
+
+int endless_allreduce(ringfuse::Context& ctx, std::size_t count) {
+  std::vector<float> data(count, 1.0f);
+  for (long iteration = 0;; ++iteration) {
+    ctx.allreduce(data.data(), count, DataType::f32, ReduceOp::avg);
+    if (iteration == 0) std::cout << "rank " << ctx.rank() << ": running" << std::endl;
+  }
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  CLI::App app{"Ringfuse multi-process collective check (one rank)"};
+  std::string collective = "allreduce";
+  std::string mode = "check";
+  std::vector<std::size_t> counts{0, 1, 1009, 786433};
+  std::string algos_text = "ring,tree,rhd";
+  std::size_t endless_count = 1 << 22;
+  app.add_option("--collective", collective,
+                 "allreduce|broadcast|allgather|allgatherv|reducescatter|alltoall|alltoallv|"
+                 "barrier");
+  app.add_option("--counts", counts, "element counts to check")->delimiter(',');
+  app.add_option("--algos", algos_text, "all-reduce algorithms to check");
+  app.add_option("--mode", mode, "check | endless (all-reduce until an error)");
+  app.add_option("--endless-count", endless_count, "elements per all-reduce in endless mode");
+  CLI11_PARSE(app, argc, argv);
+
+  std::unique_ptr<ringfuse::Context> ctx;
+  try {
+    ctx = ringfuse::init();
+  } catch (const std::exception& e) {
+    std::cerr << "init failed: " << e.what() << std::endl;
+    return 2;
+  }
+  const int rank = ctx->rank();
+  try {
+    if (mode == "endless") return endless_allreduce(*ctx, endless_count);
+
+    std::vector<Algorithm> algos;
+    for (const auto& name : {"ring", "tree", "rhd"}) {
+      if (algos_text.find(name) != std::string::npos) {
+        algos.push_back(name == std::string("ring")   ? Algorithm::ring
+                        : name == std::string("tree") ? Algorithm::tree
+                                                      : Algorithm::rhd);
+      }
+    }
+    algos.push_back(Algorithm::automatic);
+    Checker checker{rank};
+    const std::span<const DataType> types(ringfuse::kAllDataTypes);
+    const std::span<const ReduceOp> ops(ringfuse::kAllReduceOps);
+    if (collective == "allreduce") {
+      check_allreduce(*ctx, checker, counts, types, ops, algos);
+    } else if (collective == "reducescatter") {
+      check_reducescatter(*ctx, checker, counts, types, ops);
+    } else if (collective == "broadcast") {
+      check_broadcast(*ctx, checker, counts, types);
+    } else if (collective == "allgather" || collective == "allgatherv") {
+      check_allgather(*ctx, checker, counts, types, collective == "allgatherv");
+    } else if (collective == "alltoall" || collective == "alltoallv") {
+      check_alltoall(*ctx, checker, counts, types, collective == "alltoallv");
+    } else if (collective == "barrier") {
+      for (int i = 0; i < 50; ++i) ctx->barrier();
+      checker.expect(true, "barrier");
+    } else {
+      std::cerr << "unknown collective '" << collective << "'\n";
+      return 2;
+    }
+    ctx->barrier();
+    std::cout << fmt::format("rank {}: {} {} checks, {} failed", rank, collective, checker.checks,
+                             checker.failures)
+              << std::endl;
+    return checker.failures == 0 ? 0 : 1;
+  } catch (const ringfuse::Error& e) {
+    std::cerr << "rank " << rank << ": ERROR " << e.what() << std::endl;
+    return 3;
+  }
+}
