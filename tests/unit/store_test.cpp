@@ -21,6 +21,7 @@
 
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/error.hpp"
+#include "store.pb.h"
 
 namespace ringfuse::rendezvous {
 namespace {
@@ -366,17 +367,28 @@ TEST_F(StoreTest, ManyConcurrentClientsRendezvous) {
   EXPECT_EQ(ok.load(), kClients);
 }
 
-TEST_F(StoreTest, ClientDisconnectWhileParkedIsCleanedUp) {
+TEST_F(StoreTest, ClientLeavingWhileParkedIsCleanedUp) {
   {
-    auto leaving = connect();
-    auto pending = std::async(std::launch::async, [&] {
-      expect_error(ErrorKind::timeout, [&] { leaving->wait({"gone"}, 100ms); });
-    });
-    ASSERT_EQ(pending.wait_for(kLong), std::future_status::ready);
+    // A well-formed wait sent by hand, so the connection can close while the server holds it.
+    wire::Request request;
+    request.set_id(1);
+    request.mutable_wait()->add_keys("gone");
+    request.mutable_wait()->set_timeout_ms(60'000);
+    const auto body = request.SerializeAsString();
+    const auto size = static_cast<std::uint32_t>(body.size());
+    std::string frame{static_cast<char>(size >> 24), static_cast<char>(size >> 16),
+                      static_cast<char>(size >> 8), static_cast<char>(size)};
+    RawSocket leaving(server_->port());
+    leaving.send(frame + body);
+    std::this_thread::sleep_for(50ms);
   }
+  std::this_thread::sleep_for(50ms);
   auto client = connect();
-  client->set("gone", "1");  // no stale waiter to answer on a closed connection
+  client->set("gone", "1");  // must not answer on the closed connection or crash the server
   EXPECT_TRUE(client->check({"gone"}));
+  // A parked waiter that times out leaves its connection usable.
+  expect_error(ErrorKind::timeout, [&] { client->wait({"other"}, 50ms); });
+  EXPECT_EQ(client->get("gone", kLong), "1");
 }
 
 }  // namespace

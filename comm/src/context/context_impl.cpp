@@ -59,7 +59,6 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("invalid world: rank {} of size {}", world_.rank, world_.size));
   }
-  std::unique_ptr<transport::Transport> transport;
   if (world_.size > 1) {
     const std::string store_ip = resolve_ipv4(world_.store_host, world_.rank);
     if (world_.host_store) {
@@ -71,20 +70,9 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
     // a re-initialised world from reading the previous one's addresses.
     const std::int64_t arrival = store_->add(fmt::format("ringfuse/{}/arrivals", world_.job_id), 1);
     const std::int64_t generation = (arrival - 1) / world_.size;
-
-    transport::MeshOptions mesh;
-    const char* host_override = std::getenv("RINGFUSE_HOST_ADDR");
-    mesh.advertise_host = host_override != nullptr ? std::string(host_override)
-                                                   : store_->local_address();
-    mesh.job_id = world_.job_id;
-    mesh.key_prefix = fmt::format("ringfuse/{}/{}/", world_.job_id, generation);
-    mesh.connect_timeout = options_.connect_timeout;
-    mesh.op_timeout = options_.op_timeout;
-    transport = std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_, mesh);
-  } else {
-    transport = std::make_unique<transport::SelfTransport>();
+    key_prefix_ = fmt::format("ringfuse/{}/{}/", world_.job_id, generation);
   }
-  native_ = std::make_unique<backend::NativeBackend>(std::move(transport), options_.algorithm);
+  native_ = std::make_unique<backend::NativeBackend>(make_transport("main"), options_.algorithm);
   if (world_.rank == 0) {
     spdlog::info("ringfuse: rank 0 of {} ({}); algorithm {}, collective timeout {} s",
                  world_.size, world_.source, to_string(options_.algorithm),
@@ -93,6 +81,23 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
 }
 
 ContextImpl::~ContextImpl() = default;
+
+std::unique_ptr<transport::Transport> ContextImpl::make_transport(const std::string& channel) {
+  if (world_.size == 1) return std::make_unique<transport::SelfTransport>();
+  transport::MeshOptions mesh;
+  const char* host_override = std::getenv("RINGFUSE_HOST_ADDR");
+  mesh.advertise_host =
+      host_override != nullptr ? std::string(host_override) : store_->local_address();
+  mesh.job_id = world_.job_id;
+  mesh.key_prefix = key_prefix_ + channel + "/";
+  mesh.connect_timeout = options_.connect_timeout;
+  mesh.op_timeout = options_.op_timeout;
+  return std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_, mesh);
+}
+
+std::unique_ptr<backend::NativeBackend> ContextImpl::open_channel(const std::string& name) {
+  return std::make_unique<backend::NativeBackend>(make_transport(name), options_.algorithm);
+}
 
 void ContextImpl::allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
                             Algorithm algo) {

@@ -35,7 +35,16 @@ class ContextImpl final : public Context {
                  std::span<const std::size_t> recv_counts, DataType type) override;
   void barrier() override;
 
+  /// A second, independent set of connections between the same ranks (its own mesh over the
+  /// same store), for a background thread such as the engine's, so its traffic never
+  /// interleaves with the caller's blocking collectives. Collective: every rank must open the
+  /// same channels in the same order.
+  std::unique_ptr<backend::NativeBackend> open_channel(const std::string& name);
+
  private:
+  std::unique_ptr<transport::Transport> make_transport(const std::string& channel);
+
+  std::string key_prefix_;
   WorldSpec world_;
   Options options_;
   std::unique_ptr<rendezvous::TcpStoreServer> store_server_;

@@ -79,24 +79,45 @@ void check_rank(const std::string& rank_name, int rank, const std::string& size_
 
 constexpr long long kMaxRanks = 1 << 20;
 
-WorldSpec ringfuse_world(const EnvLookup& env) {
+/// The names one launcher family gives to the six numbers that place a rank.
+struct RankVariables {
+  const char* size;
+  const char* rank;
+  const char* local_size;
+  const char* local_rank;
+  const char* cross_size;
+  const char* cross_rank;
+};
+
+constexpr RankVariables kRingfuseNames{"RINGFUSE_SIZE",       "RINGFUSE_RANK",
+                                       "RINGFUSE_LOCAL_SIZE", "RINGFUSE_LOCAL_RANK",
+                                       "RINGFUSE_CROSS_SIZE", "RINGFUSE_CROSS_RANK"};
+constexpr RankVariables kTorchrunNames{"WORLD_SIZE",       "RANK",      "LOCAL_WORLD_SIZE",
+                                       "LOCAL_RANK",       "GROUP_WORLD_SIZE", "GROUP_RANK"};
+
+WorldSpec parse_ranks(const EnvLookup& env, const RankVariables& names, std::string source) {
   WorldSpec world;
-  world.source = "RINGFUSE_* variables";
-  const std::string because = "RINGFUSE_RANK or RINGFUSE_SIZE is";
-  world.size = required_int(env, "RINGFUSE_SIZE", 1, kMaxRanks, "a number of ranks >= 1", because);
-  world.rank = required_int(env, "RINGFUSE_RANK", 0, kMaxRanks, "a rank >= 0", because);
-  check_rank("RINGFUSE_RANK", world.rank, "RINGFUSE_SIZE", world.size);
+  world.source = std::move(source);
+  const std::string because = fmt::format("{} or {} is", names.rank, names.size);
+  world.size = required_int(env, names.size, 1, kMaxRanks, "a number of ranks >= 1", because);
+  world.rank = required_int(env, names.rank, 0, kMaxRanks, "a rank >= 0", because);
+  check_rank(names.rank, world.rank, names.size, world.size);
   world.local_size = static_cast<int>(
-      integer(env, "RINGFUSE_LOCAL_SIZE", 1, world.size, "a number of ranks on this host >= 1")
+      integer(env, names.local_size, 1, world.size, "a number of ranks on this host >= 1")
           .value_or(world.size));
   world.local_rank = static_cast<int>(
-      integer(env, "RINGFUSE_LOCAL_RANK", 0, kMaxRanks, "a rank >= 0").value_or(world.rank));
-  check_rank("RINGFUSE_LOCAL_RANK", world.local_rank, "RINGFUSE_LOCAL_SIZE", world.local_size);
+      integer(env, names.local_rank, 0, kMaxRanks, "a rank >= 0").value_or(world.rank));
+  check_rank(names.local_rank, world.local_rank, names.local_size, world.local_size);
   world.cross_size = static_cast<int>(
-      integer(env, "RINGFUSE_CROSS_SIZE", 1, world.size, "a number of hosts >= 1").value_or(1));
+      integer(env, names.cross_size, 1, world.size, "a number of hosts >= 1").value_or(1));
   world.cross_rank = static_cast<int>(
-      integer(env, "RINGFUSE_CROSS_RANK", 0, kMaxRanks, "a host index >= 0").value_or(0));
-  check_rank("RINGFUSE_CROSS_RANK", world.cross_rank, "RINGFUSE_CROSS_SIZE", world.cross_size);
+      integer(env, names.cross_rank, 0, kMaxRanks, "a host index >= 0").value_or(0));
+  check_rank(names.cross_rank, world.cross_rank, names.cross_size, world.cross_size);
+  return world;
+}
+
+WorldSpec ringfuse_world(const EnvLookup& env) {
+  WorldSpec world = parse_ranks(env, kRingfuseNames, "RINGFUSE_* variables");
   if (const auto job = env("RINGFUSE_JOB_ID"); job && !job->empty()) world.job_id = *job;
   const auto store = env("RINGFUSE_STORE_ADDR");
   if (store) {
@@ -110,22 +131,8 @@ WorldSpec ringfuse_world(const EnvLookup& env) {
 }
 
 WorldSpec torchrun_world(const EnvLookup& env) {
-  WorldSpec world;
-  world.source = "torchrun variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)";
-  const std::string because = "RANK or WORLD_SIZE is";
-  world.size = required_int(env, "WORLD_SIZE", 1, kMaxRanks, "a number of ranks >= 1", because);
-  world.rank = required_int(env, "RANK", 0, kMaxRanks, "a rank >= 0", because);
-  check_rank("RANK", world.rank, "WORLD_SIZE", world.size);
-  world.local_size = static_cast<int>(
-      integer(env, "LOCAL_WORLD_SIZE", 1, world.size, "a number of ranks >= 1")
-          .value_or(world.size));
-  world.local_rank = static_cast<int>(
-      integer(env, "LOCAL_RANK", 0, kMaxRanks, "a rank >= 0").value_or(world.rank));
-  check_rank("LOCAL_RANK", world.local_rank, "LOCAL_WORLD_SIZE", world.local_size);
-  world.cross_size = static_cast<int>(
-      integer(env, "GROUP_WORLD_SIZE", 1, world.size, "a number of nodes >= 1").value_or(1));
-  world.cross_rank = static_cast<int>(
-      integer(env, "GROUP_RANK", 0, kMaxRanks, "a node index >= 0").value_or(0));
+  WorldSpec world = parse_ranks(
+      env, kTorchrunNames, "torchrun variables (RANK, WORLD_SIZE, MASTER_ADDR, MASTER_PORT)");
   if (const auto job = env("TORCHELASTIC_RUN_ID"); job && !job->empty()) world.job_id = *job;
   if (world.size > 1) {
     const auto addr = env("MASTER_ADDR");
