@@ -120,12 +120,14 @@ int parse_command_line(int argc, char** argv, Options& options) {
 int run(const Options& options) {
   // Handlers first: a Ctrl-C from here on is forwarded instead of orphaning started ranks.
   SignalPipe signals;
-  ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0);
+  JobIdentity identity = JobIdentity::generate();
+  // Ranks and anything else connecting must prove the job secret (RINGFUSE_JOB_SECRET).
+  ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0, identity.job_secret);
 
   WorldLayout layout;
   layout.world_size = options.np;
   layout.local_size = options.np;
-  JobEnvironment environment(layout, store.host(), store.port(), JobIdentity::generate(),
+  JobEnvironment environment(layout, store.host(), store.port(), std::move(identity),
                              JobEnvironment::current_environment());
 
   SupervisorOptions supervisor_options;

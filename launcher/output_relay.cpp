@@ -22,7 +22,7 @@ std::string iso8601_utc_now() {
 }
 
 OutputRelay::OutputRelay(int rank, UniqueFd source, int destination, bool timestamps)
-    : prefix_("[" + std::to_string(rank) + "] "),
+    : prefix_(std::string("[").append(std::to_string(rank)).append("] ")),
       source_(std::move(source)),
       destination_(destination),
       timestamps_(timestamps),
@@ -34,6 +34,9 @@ void OutputRelay::read_available() {
   const ssize_t n = ::read(source_.get(), buffer, sizeof buffer);
   if (n > 0) {
     splitter_.feed(std::string_view(buffer, static_cast<std::size_t>(n)));
+    // Like a shell pipeline: once nobody reads our output, the rank's next write fails
+    // (SIGPIPE) instead of it running on forever with its output discarded.
+    if (destination_broken_) source_.reset();
     return;
   }
   if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK || errno == EINTR)) return;
@@ -55,8 +58,8 @@ void OutputRelay::write_line(std::string_view line) {
   }
   line_.append(line);
   line_.push_back('\n');
-  // If our own reader went away (`ringfuse-run ... | head`), keep supervising the ranks and
-  // drop their output rather than dying of SIGPIPE and orphaning them.
+  // If our own reader went away (`ringfuse-run ... | head`), we must not die of SIGPIPE and
+  // orphan the ranks; read_available() passes the broken pipe on to the rank instead.
   destination_broken_ = !write_all(destination_, line_.data(), line_.size());
 }
 

@@ -20,7 +20,7 @@ class OutputRelay {
   int fd() const noexcept { return source_.get(); }
 
   /// Reads what is available without blocking. At end of stream or on a read error, prints
-  /// the partial last line and closes.
+  /// the partial last line and closes; also closes once `destination` stops taking output.
   void read_available();
   /// Prints the partial last line and closes, whether or not the stream ended.
   void close();

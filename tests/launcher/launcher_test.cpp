@@ -11,6 +11,7 @@
 #include <algorithm>
 #include <cerrno>
 #include <chrono>
+#include <filesystem>
 #include <fstream>
 #include <map>
 #include <optional>
@@ -173,9 +174,38 @@ void expect_all_gone(const std::vector<pid_t>& pids) {
   }
 }
 
-// A rank that waits a long time, with a grandchild holding its pipes, and says who they are.
-const std::string kSleeper =
-    "sleep 30 & echo \"child=$!\"; echo \"shell=$$\"; echo ready; wait";
+// A scratch directory the ranks of one test use to tell each other they are ready, so that
+// a failing rank fails only once the others are really running (no timing guesses).
+class ScratchDir {
+ public:
+  ScratchDir() {
+    char name[] = "/tmp/ringfuse-launcher-test-XXXXXX";
+    if (::mkdtemp(name) != nullptr) path_ = name;
+  }
+  ~ScratchDir() {
+    if (!path_.empty()) std::filesystem::remove_all(path_);
+  }
+  ScratchDir(const ScratchDir&) = delete;
+  ScratchDir& operator=(const ScratchDir&) = delete;
+  const std::string& path() const { return path_; }
+
+  /// Shell: say this rank is ready.
+  std::string mark_ready() const { return "touch " + path_ + "/ready.$RINGFUSE_RANK; "; }
+  /// Shell: wait (at most ~10 s) until `count` ranks said they are ready.
+  std::string await_ready(int count) const {
+    return "i=0; while [ $(ls " + path_ + " | wc -l) -lt " + std::to_string(count) +
+           " ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; ";
+  }
+  /// Shell: a rank that waits a long time, with a grandchild holding its pipes, and says who
+  /// they are.
+  std::string sleeper() const {
+    return "sleep 30 & echo \"child=$!\"; echo \"shell=$$\"; echo ready; " + mark_ready() +
+           "wait";
+  }
+
+ private:
+  std::string path_;
+};
 
 TEST(Launcher, PrefixesEveryLineWithItsRank) {
   const auto r = run_launcher(
@@ -276,8 +306,9 @@ TEST(Launcher, EachJobGetsItsOwnIdAndSecret) {
 }
 
 TEST(Launcher, FirstFailureStopsTheOthersAndDecidesTheExitCode) {
-  const auto r = run_launcher(
-      sh(4, "if [ \"$RINGFUSE_RANK\" = 2 ]; then sleep 0.3; exit 3; fi; " + kSleeper));
+  ScratchDir dir;
+  const auto r = run_launcher(sh(4, "if [ \"$RINGFUSE_RANK\" = 2 ]; then " + dir.await_ready(3) +
+                                        "exit 3; fi; " + dir.sleeper()));
   ASSERT_FALSE(r.timed_out) << r.err;
   EXPECT_EQ(r.exit_code, 3) << r.err;
   EXPECT_LT(r.elapsed, 10s);
@@ -295,15 +326,18 @@ TEST(Launcher, FirstFailureStopsTheOthersAndDecidesTheExitCode) {
 }
 
 TEST(Launcher, RankKilledBySignalGives128PlusSignal) {
-  const auto r = run_launcher(
-      sh(2, "if [ \"$RINGFUSE_RANK\" = 1 ]; then kill -9 $$; fi; " + kSleeper));
+  ScratchDir dir;
+  const auto r = run_launcher(sh(2, "if [ \"$RINGFUSE_RANK\" = 1 ]; then " + dir.await_ready(1) +
+                                        "kill -9 $$; fi; " + dir.sleeper()));
   ASSERT_FALSE(r.timed_out) << r.err;
   EXPECT_EQ(r.exit_code, 128 + 9) << r.err;
   EXPECT_LT(r.elapsed, 10s);
   EXPECT_TRUE(std::regex_search(
       r.err, std::regex(R"(rank 1 \(host localhost, pid [0-9]+\) was killed by signal 9 \(Killed\); stopped the other 1 rank)")))
       << r.err;
-  expect_all_gone(pids_tagged(r.out, "shell"));
+  const auto shells = pids_tagged(r.out, "shell");
+  EXPECT_EQ(shells.size(), 1u) << r.out;
+  expect_all_gone(shells);
   expect_all_gone(pids_tagged(r.out, "child"));
 }
 
@@ -318,7 +352,8 @@ TEST(Launcher, LeftoverBackgroundProcessesAreStoppedOnSuccess) {
 }
 
 TEST(Launcher, ForwardsSigtermToEveryRank) {
-  const auto r = run_launcher(sh(3, kSleeper), {}, SignalTrigger{"ready", 3, SIGTERM});
+  ScratchDir dir;
+  const auto r = run_launcher(sh(3, dir.sleeper()), {}, SignalTrigger{"ready", 3, SIGTERM});
   ASSERT_FALSE(r.timed_out) << r.err;
   EXPECT_EQ(r.exit_code, 128 + SIGTERM) << r.err;
   EXPECT_LT(r.elapsed, 10s);
@@ -329,22 +364,17 @@ TEST(Launcher, ForwardsSigtermToEveryRank) {
 }
 
 TEST(Launcher, RanksThatIgnoreSigtermAreKilledAfterTheGracePeriod) {
-  // Rank 0 fails only once rank 1 has trapped SIGTERM (it says so through a marker file).
-  char dir_template[] = "/tmp/ringfuse-launcher-test-XXXXXX";
-  ASSERT_NE(::mkdtemp(dir_template), nullptr);
-  const std::string marker = std::string(dir_template) + "/trapped";
+  // Rank 0 fails only once rank 1 has trapped SIGTERM.
+  ScratchDir dir;
   const std::string stubborn =
-      "trap '' TERM; if [ \"$RINGFUSE_RANK\" = 0 ]; then "
-      "i=0; while [ ! -e " + marker + " ] && [ $i -lt 200 ]; do sleep 0.05; i=$((i+1)); done; "
-      "exit 5; fi; echo \"shell=$$\"; touch " + marker + "; while :; do sleep 0.1; done";
+      "trap '' TERM; if [ \"$RINGFUSE_RANK\" = 0 ]; then " + dir.await_ready(1) +
+      "exit 5; fi; echo \"shell=$$\"; " + dir.mark_ready() + "while :; do sleep 0.1; done";
   const auto r = run_launcher(sh(2, stubborn));
   ASSERT_FALSE(r.timed_out) << r.err;
   EXPECT_EQ(r.exit_code, 5) << r.err;
   EXPECT_LT(r.elapsed, 15s);
   EXPECT_NE(r.err.find("sending SIGKILL"), std::string::npos) << r.err;
   expect_all_gone(pids_tagged(r.out, "shell"));
-  ::unlink(marker.c_str());
-  ::rmdir(dir_template);
 }
 
 TEST(Launcher, UnexecutableProgramGives127) {

@@ -16,7 +16,9 @@ class TcpStoreServer {
  public:
   /// Binds host:port (port 0 picks a free one) and serves on a background thread until
   /// destroyed. Throws Error(ErrorKind::system) naming the address if it cannot bind.
-  TcpStoreServer(const std::string& host, std::uint16_t port);
+  /// Every client must prove it knows `secret` (the job secret) before anything else; a client
+  /// that cannot is logged and disconnected while the others carry on.
+  TcpStoreServer(const std::string& host, std::uint16_t port, std::string secret = {});
   ~TcpStoreServer();
   TcpStoreServer(const TcpStoreServer&) = delete;
   TcpStoreServer& operator=(const TcpStoreServer&) = delete;
@@ -33,8 +35,10 @@ class TcpStoreClient final : public Store {
  public:
   /// Connects to host:port, retrying refused connections until `connect_timeout` passes (the
   /// server may start after the client). Throws Error(ErrorKind::timeout) naming the address.
+  /// Authenticates with `secret` both ways; Error(ErrorKind::peer_failure) when the server
+  /// refuses it or cannot prove the same secret.
   TcpStoreClient(const std::string& host, std::uint16_t port,
-                 std::chrono::milliseconds connect_timeout);
+                 std::chrono::milliseconds connect_timeout, std::string secret = {});
   ~TcpStoreClient() override;
 
   void set(const std::string& key, std::string_view value) override;

@@ -18,6 +18,7 @@
 #include <boost/asio/write.hpp>
 #include <fmt/format.h>
 
+#include "rendezvous/auth.hpp"
 #include "rendezvous/framing.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/error.hpp"
@@ -68,7 +69,8 @@ std::string key_list(const google::protobuf::RepeatedPtrField<std::string>& keys
 
 class TcpStoreClient::Impl {
  public:
-  Impl(std::string host, std::uint16_t port, milliseconds connect_timeout);
+  Impl(std::string host, std::uint16_t port, milliseconds connect_timeout,
+       const std::string& secret);
 
   /// Sends `request` and returns the matching response; throws on transport failure. A timeout
   /// or error *reply* is returned, and turned into an Error by expect().
@@ -83,6 +85,8 @@ class TcpStoreClient::Impl {
 
  private:
   error_code try_connect(Clock::time_point deadline);
+  /// Proves the job secret to the server and checks the server's proof (auth.hpp).
+  void authenticate(const std::string& secret);
   /// Runs the io_context until `done` or `deadline`. On the deadline it closes the socket and
   /// drains the aborted handlers (they reference the caller's stack), then returns false.
   bool run_until(const bool& done, Clock::time_point deadline);
@@ -99,7 +103,8 @@ class TcpStoreClient::Impl {
   std::string lost_;  // why the connection became unusable; empty while it is fine
 };
 
-TcpStoreClient::Impl::Impl(std::string host, std::uint16_t port, milliseconds connect_timeout)
+TcpStoreClient::Impl::Impl(std::string host, std::uint16_t port, milliseconds connect_timeout,
+                           const std::string& secret)
     : host_(std::move(host)), port_(port), address_(framing::address_string(host_, port)) {
   const auto timeout = clamp_wait(connect_timeout);
   const auto deadline = Clock::now() + timeout;
@@ -128,6 +133,43 @@ TcpStoreClient::Impl::Impl(std::string host, std::uint16_t port, milliseconds co
   const auto local = socket_.local_endpoint(ec);
   if (ec) fail(ErrorKind::system, fmt::format("cannot read the local address ({})", ec.message()));
   local_address_ = local.address().to_string();
+  authenticate(secret);
+}
+
+void TcpStoreClient::Impl::authenticate(const std::string& secret) {
+  const auto client_nonce = auth::random_nonce();
+  wire::Request hello;
+  hello.mutable_hello()->set_client_nonce(client_nonce);
+  wire::Response challenge;
+  try {
+    challenge = call(hello, kRequestTimeout, "authenticate");
+  } catch (const Error& e) {
+    throw Error(ErrorKind::peer_failure,
+                fmt::format("{} (the server may not be a Ringfuse store of this version)",
+                            e.what()));
+  }
+  if (challenge.result_case() != wire::Response::kChallenge ||
+      !auth::proofs_equal(challenge.challenge().server_proof(),
+                          auth::proof(secret, "store-server", client_nonce,
+                                      challenge.challenge().server_nonce()))) {
+    std::lock_guard lock(mutex_);
+    fail(ErrorKind::peer_failure,
+         "the server could not prove this job's secret: it belongs to another job, or "
+         "RINGFUSE_JOB_SECRET differs between this process and the launcher");
+  }
+  wire::Request proof;
+  proof.mutable_auth()->set_client_proof(auth::proof(secret, "store-client",
+                                                     challenge.challenge().server_nonce(),
+                                                     client_nonce));
+  try {
+    expect(call(proof, kRequestTimeout, "authenticate"), wire::Response::kAuth, "authenticate");
+  } catch (const Error& e) {
+    throw Error(ErrorKind::peer_failure,
+                fmt::format("{}: the store refused this process's job secret; set "
+                            "RINGFUSE_JOB_SECRET to the job's (ringfuse-run passes it to its "
+                            "ranks)",
+                            e.what()));
+  }
 }
 
 error_code TcpStoreClient::Impl::try_connect(Clock::time_point deadline) {
@@ -310,8 +352,8 @@ void TcpStoreClient::Impl::expect(const wire::Response& response,
 }
 
 TcpStoreClient::TcpStoreClient(const std::string& host, std::uint16_t port,
-                               milliseconds connect_timeout)
-    : impl_(std::make_unique<Impl>(host, port, connect_timeout)) {}
+                               milliseconds connect_timeout, std::string secret)
+    : impl_(std::make_unique<Impl>(host, port, connect_timeout, secret)) {}
 
 TcpStoreClient::~TcpStoreClient() = default;
 

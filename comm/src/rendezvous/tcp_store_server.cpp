@@ -24,6 +24,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "rendezvous/auth.hpp"
 #include "rendezvous/framing.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/error.hpp"
@@ -37,7 +38,7 @@ using boost::system::error_code;
 
 class TcpStoreServer::Impl {
  public:
-  Impl(std::string host, std::uint16_t port);
+  Impl(std::string host, std::uint16_t port, std::string secret);
   ~Impl();
   Impl(const Impl&) = delete;
   Impl& operator=(const Impl&) = delete;
@@ -55,6 +56,9 @@ class TcpStoreServer::Impl {
     std::deque<std::string> outbox;  // frames queued behind the one being written
     bool open = true;
     std::unordered_set<std::uint64_t> waiters;  // parked requests to drop if the client leaves
+    std::string client_nonce;                   // set by its hello
+    std::string server_nonce;
+    bool authenticated = false;
   };
   using SessionPtr = std::shared_ptr<Session>;
 
@@ -88,8 +92,11 @@ class TcpStoreServer::Impl {
   void expire(std::uint64_t waiter_id);
   std::unique_ptr<Waiter> take_waiter(std::uint64_t waiter_id);
   void shut_down();
+  /// Handles hello/auth; returns false when the request was not part of authentication.
+  bool authenticate(const SessionPtr& session, const wire::Request& request);
 
   std::string host_;
+  std::string secret_;
   std::uint16_t port_ = 0;
   std::string address_;  // host:port, for log lines
   asio::io_context io_{1};
@@ -103,7 +110,8 @@ class TcpStoreServer::Impl {
   std::thread thread_;  // last: started once everything above exists
 };
 
-TcpStoreServer::Impl::Impl(std::string host, std::uint16_t port) : host_(std::move(host)) {
+TcpStoreServer::Impl::Impl(std::string host, std::uint16_t port, std::string secret)
+    : host_(std::move(host)), secret_(std::move(secret)) {
   address_ = framing::address_string(host_, port);
   tcp::endpoint endpoint;
   error_code ec;
@@ -287,7 +295,40 @@ void TcpStoreServer::Impl::write_next(const SessionPtr& session) {
                     });
 }
 
+bool TcpStoreServer::Impl::authenticate(const SessionPtr& session, const wire::Request& request) {
+  wire::Response response;
+  response.set_id(request.id());
+  if (request.op_case() == wire::Request::kHello && session->server_nonce.empty()) {
+    session->client_nonce = request.hello().client_nonce();
+    session->server_nonce = auth::random_nonce();
+    auto* challenge = response.mutable_challenge();
+    challenge->set_server_nonce(session->server_nonce);
+    challenge->set_server_proof(
+        auth::proof(secret_, "store-server", session->client_nonce, session->server_nonce));
+    send(session, response);
+    return true;
+  }
+  if (request.op_case() == wire::Request::kAuth && !session->server_nonce.empty() &&
+      auth::proofs_equal(request.auth().client_proof(),
+                         auth::proof(secret_, "store-client", session->server_nonce,
+                                     session->client_nonce))) {
+    session->authenticated = true;
+    response.mutable_auth();
+    send(session, response);
+    return true;
+  }
+  return false;
+}
+
 void TcpStoreServer::Impl::handle(const SessionPtr& session, const wire::Request& request) {
+  if (!session->authenticated) {
+    if (!authenticate(session, request)) {
+      reject(session, request.op_case() == wire::Request::kAuth
+                          ? "wrong job secret (its RINGFUSE_JOB_SECRET differs from this job's)"
+                          : "it did not authenticate first");
+    }
+    return;
+  }
   wire::Response response;
   response.set_id(request.id());
   switch (request.op_case()) {
@@ -336,6 +377,8 @@ void TcpStoreServer::Impl::handle(const SessionPtr& session, const wire::Request
       send(session, response);
       return;
     }
+    case wire::Request::kHello:
+    case wire::Request::kAuth:
     case wire::Request::OP_NOT_SET:
       break;
   }
@@ -453,8 +496,8 @@ void TcpStoreServer::Impl::expire(std::uint64_t waiter_id) {
   send(waiter->session, response);
 }
 
-TcpStoreServer::TcpStoreServer(const std::string& host, std::uint16_t port)
-    : impl_(std::make_unique<Impl>(host, port)) {}
+TcpStoreServer::TcpStoreServer(const std::string& host, std::uint16_t port, std::string secret)
+    : impl_(std::make_unique<Impl>(host, port, std::move(secret))) {}
 
 TcpStoreServer::~TcpStoreServer() = default;
 

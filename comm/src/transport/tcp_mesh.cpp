@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "rendezvous/auth.hpp"
 #include "ringfuse/error.hpp"
 
 namespace ringfuse::transport {
@@ -24,13 +25,6 @@ constexpr std::uint32_t kProtocolVersion = 1;
 constexpr std::size_t kMaxIoBytes = std::size_t{4} << 20;
 constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 
-struct Hello {
-  std::uint32_t magic;
-  std::uint32_t version;
-  std::uint32_t rank;
-  std::uint32_t job_hash;
-};
-
 std::uint32_t fnv1a(std::string_view text) {
   std::uint32_t hash = 2166136261u;
   for (unsigned char c : text) {
@@ -39,6 +33,39 @@ std::uint32_t fnv1a(std::string_view text) {
   }
   return hash;
 }
+
+struct Hello {
+  std::uint32_t magic;
+  std::uint32_t version;
+  std::uint32_t rank;
+  std::uint32_t job_hash;
+  std::array<char, rendezvous::auth::kNonceBytes> nonce;
+};
+
+using Proof = std::array<char, rendezvous::auth::kProofBytes>;
+
+std::string_view view(const std::array<char, rendezvous::auth::kNonceBytes>& nonce) {
+  return {nonce.data(), nonce.size()};
+}
+
+/// Each side's proof binds both nonces and both ranks, so it is good for this one connection.
+Proof mesh_proof(const std::string& secret, std::string_view side, const Hello& from,
+                 const Hello& to) {
+  const auto digest = rendezvous::auth::proof(
+      secret, fmt::format("mesh-{}-{}-{}", side, from.rank, to.rank), view(from.nonce),
+      view(to.nonce));
+  Proof proof{};
+  std::copy(digest.begin(), digest.end(), proof.begin());
+  return proof;
+}
+
+Hello make_hello(int rank, const std::string& job_id) {
+  Hello hello{kHelloMagic, kProtocolVersion, static_cast<std::uint32_t>(rank), fnv1a(job_id), {}};
+  const auto nonce = rendezvous::auth::random_nonce();
+  std::copy(nonce.begin(), nonce.end(), hello.nonce.begin());
+  return hello;
+}
+
 
 
 std::string address_key(const std::string& prefix, int rank) {
@@ -74,18 +101,19 @@ TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions optio
 
 void TcpMesh::connect_to_lower_ranks(const std::vector<std::string>& addresses,
                                      Clock::time_point deadline) {
-  const Hello hello{kHelloMagic, kProtocolVersion, static_cast<std::uint32_t>(rank_),
-                    fnv1a(options_.job_id)};
   for (int peer = 0; peer < rank_; ++peer) {
+    const Hello hello = make_hello(rank_, options_.job_id);
     const auto& address = addresses[peer];
     const auto [host, port] = split_address(address);
     Socket socket;
     Hello reply{};
+    Proof acceptor_proof{};
     try {
       socket = connect_with_retry(host, port, deadline);
       configure_data_socket(socket.fd(), options_.user_timeout);
       if (!write_all(socket.fd(), &hello, sizeof(hello), deadline) ||
-          !read_all(socket.fd(), &reply, sizeof(reply), deadline)) {
+          !read_all(socket.fd(), &reply, sizeof(reply), deadline) ||
+          !read_all(socket.fd(), acceptor_proof.data(), acceptor_proof.size(), deadline)) {
         throw Error(ErrorKind::timeout,
                     fmt::format("rank {}: timed out connecting to rank {} at {}", rank_, peer,
                                 address),
@@ -108,14 +136,29 @@ void TcpMesh::connect_to_lower_ranks(const std::vector<std::string>& addresses,
                               rank_, address, reply.rank),
                   rank_, peer);
     }
+    const Proof expected = mesh_proof(options_.secret, "acceptor", reply, hello);
+    if (!rendezvous::auth::proofs_equal({acceptor_proof.data(), acceptor_proof.size()},
+                                        {expected.data(), expected.size()})) {
+      throw Error(ErrorKind::peer_failure,
+                  fmt::format("rank {}: rank {} at {} could not prove this job's secret; "
+                              "RINGFUSE_JOB_SECRET must be the same for every rank",
+                              rank_, peer, address),
+                  rank_, peer);
+    }
+    const Proof own_proof = mesh_proof(options_.secret, "connector", hello, reply);
+    if (!write_all(socket.fd(), own_proof.data(), own_proof.size(), deadline)) {
+      throw Error(ErrorKind::timeout,
+                  fmt::format("rank {}: timed out authenticating to rank {} at {}", rank_, peer,
+                              address),
+                  rank_, peer);
+    }
     peers_[peer] = Peer{std::move(socket), address};
   }
 }
 
 void TcpMesh::accept_from_higher_ranks(Socket& listener, Clock::time_point deadline) {
   int missing = size_ - 1 - rank_;
-  const Hello own{kHelloMagic, kProtocolVersion, static_cast<std::uint32_t>(rank_),
-                  fnv1a(options_.job_id)};
+  const std::uint32_t job_hash = fnv1a(options_.job_id);
   while (missing > 0) {
     pollfd pfd{listener.fd(), POLLIN, 0};
     const int ready = ::poll(&pfd, 1, poll_timeout_ms(deadline));
@@ -143,7 +186,7 @@ void TcpMesh::accept_from_higher_ranks(Socket& listener, Clock::time_point deadl
     try {
       valid = read_all(socket.fd(), &hello, sizeof(hello), hello_deadline) &&
               hello.magic == kHelloMagic && hello.version == kProtocolVersion &&
-              hello.job_hash == own.job_hash && hello.rank > static_cast<std::uint32_t>(rank_) &&
+              hello.job_hash == job_hash && hello.rank > static_cast<std::uint32_t>(rank_) &&
               hello.rank < static_cast<std::uint32_t>(size_) &&
               !peers_[hello.rank].socket.valid();
     } catch (const std::exception& e) {
@@ -155,7 +198,34 @@ void TcpMesh::accept_from_higher_ranks(Socket& listener, Clock::time_point deadl
                    rank_);
       continue;
     }
-    if (!write_all(socket.fd(), &own, sizeof(own), deadline)) continue;
+    // The connector proves the secret only after we have, so nothing of ours is an oracle
+    // for a process that lacks it; our proof binds its nonce, so it cannot be replayed.
+    const Hello own = make_hello(rank_, options_.job_id);
+    const Proof own_proof = mesh_proof(options_.secret, "acceptor", own, hello);
+    Proof connector_proof{};
+    try {
+      if (!write_all(socket.fd(), &own, sizeof(own), hello_deadline) ||
+          !write_all(socket.fd(), own_proof.data(), own_proof.size(), hello_deadline) ||
+          !read_all(socket.fd(), connector_proof.data(), connector_proof.size(),
+                    hello_deadline)) {
+        spdlog::warn("rank {}: refused a connection claiming to be rank {}: it did not finish "
+                     "authenticating in time",
+                     rank_, hello.rank);
+        continue;
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("rank {}: refused a connection claiming to be rank {}: {} (wrong job secret?)",
+                   rank_, hello.rank, e.what());
+      continue;
+    }
+    const Proof expected = mesh_proof(options_.secret, "connector", hello, own);
+    if (!rendezvous::auth::proofs_equal({connector_proof.data(), connector_proof.size()},
+                                        {expected.data(), expected.size()})) {
+      spdlog::warn("rank {}: refused a connection claiming to be rank {}: wrong job secret "
+                   "(RINGFUSE_JOB_SECRET differs from this job's)",
+                   rank_, hello.rank);
+      continue;
+    }
     const int peer = static_cast<int>(hello.rank);
     peers_[peer] = Peer{std::move(socket), fmt::format("rank {}", peer)};
     --missing;

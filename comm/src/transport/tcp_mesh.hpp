@@ -19,6 +19,7 @@ struct MeshOptions {
   std::string advertise_host = "127.0.0.1";         // address peers connect to
   std::string job_id = "local";                     // connections from other jobs are refused
   std::string key_prefix = "ringfuse/";             // store namespace of this world
+  std::string secret;                               // RINGFUSE_JOB_SECRET: proven by every peer
   std::chrono::milliseconds connect_timeout{60'000};
   std::chrono::milliseconds op_timeout{300'000};    // longest wait without any progress
   std::chrono::milliseconds user_timeout{10'000};   // TCP_USER_TIMEOUT on every connection
