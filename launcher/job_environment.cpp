@@ -92,8 +92,23 @@ std::vector<std::string> JobEnvironment::for_local_rank(int local_rank) const {
                 "local rank " + std::to_string(local_rank) + " is outside 0.." +
                     std::to_string(layout_.local_size - 1));
   }
-  const int rank = layout_.first_rank + local_rank;
   std::vector<std::string> env = inherited_;
+  const auto own = assignments_for_local_rank(local_rank);
+  env.insert(env.end(), own.begin(), own.end());
+  return env;
+}
+
+void JobEnvironment::set_extra(const std::string& name, const std::string& value) {
+  const std::string prefix = name + "=";
+  auto named = [&prefix](const std::string& e) { return e.starts_with(prefix); };
+  std::erase_if(inherited_, named);
+  std::erase_if(extra_, named);
+  extra_.push_back(prefix + value);
+}
+
+std::vector<std::string> JobEnvironment::assignments_for_local_rank(int local_rank) const {
+  const int rank = layout_.first_rank + local_rank;
+  std::vector<std::string> env = extra_;
   auto set = [&env](std::string_view name, const std::string& value) {
     env.push_back(std::string(name) + "=" + value);
   };

@@ -43,6 +43,12 @@ class JobEnvironment {
 
   /// Complete environment ("NAME=value" entries) for local rank `local_rank`.
   std::vector<std::string> for_local_rank(int local_rank) const;
+  /// Only what ringfuse-run sets for `local_rank` (contract and extra variables): what a rank
+  /// on a remote host gets on its command line.
+  std::vector<std::string> assignments_for_local_rank(int local_rank) const;
+
+  /// Sets `name` for every rank (a tunable, RINGFUSE_HOST_ADDR, ...), replacing an inherited one.
+  void set_extra(const std::string& name, const std::string& value);
 
   const WorldLayout& layout() const noexcept { return layout_; }
   const JobIdentity& identity() const noexcept { return identity_; }
@@ -54,6 +60,7 @@ class JobEnvironment {
   std::uint16_t store_port_;
   JobIdentity identity_;
   std::vector<std::string> inherited_;  // already stripped of contract variables
+  std::vector<std::string> extra_;      // "NAME=value"
 };
 
 }  // namespace ringfuse::launcher

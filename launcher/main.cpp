@@ -1,34 +1,65 @@
-// ringfuse-run: starts N local ranks of a program with the Ringfuse environment contract
-// (DESIGN.md §3), hosts their rendezvous store, relays their output and reports how they ended.
+// ringfuse-run: starts the ranks of a program with the Ringfuse environment contract
+// (DESIGN.md §3) on this host, on several hosts (-H / --hostfile, remote ones through an rsh
+// agent), or as a Kubernetes pod's entrypoint (--k8s-service); hosts their rendezvous store,
+// relays their output and reports how they ended.
 #include <CLI/CLI.hpp>
 
+#include <unistd.h>
+
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
 #include <exception>
+#include <filesystem>
+#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
+#include "host_list.hpp"
+#include "hostfile.hpp"
 #include "job_environment.hpp"
+#include "k8s_mode.hpp"
 #include "rank_process.hpp"
 #include "rendezvous/tcp_store.hpp"
+#include "rsh_command.hpp"
 #include "signal_pipe.hpp"
 #include "supervisor.hpp"
+#include "tunables.hpp"
 
 namespace {
 
 using namespace ringfuse::launcher;
 
 constexpr int kUsageError = 2;         // as CLI tools conventionally do for bad flags
-constexpr int kLauncherError = 1;      // the launcher itself failed (store, pipes, ...)
+constexpr int kLauncherError = 1;      // the launcher itself failed (store, pipes, discovery, ...)
 constexpr int kCannotExecute = 127;    // as shells do for a program that cannot be run
 
 struct Options {
   int np = 0;
+  std::string hosts;
+  std::string hostfile;
+  std::string rsh_agent = "ssh";
+  std::string store_addr;
   double start_timeout_s = 60.0;
+  bool start_timeout_given = false;
   bool verbose = false;
   bool timestamp = false;
+  std::string k8s_service;
+  std::string k8s_namespace = "default";
+  int nproc_per_pod = 1;
+  std::string dns_server;
+  int port = 29500;
+  Tunables tunables;
   std::vector<std::string> command;
 };
+
+// Flags whose value is the next argument (so normalize_arguments skips it).
+const std::set<std::string, std::less<>> kValueFlags = {
+    "--np", "-n", "-H", "--host", "--hostfile", "--rsh-agent", "--store-addr", "--start-timeout",
+    "--k8s-service", "--namespace", "--nproc-per-pod", "--dns-server", "--port", "--algo",
+    "--transport", "--timeout", "--fusion-threshold", "--cycle-time-ms", "--cache-capacity",
+    "--stall-timeout", "--stall-abort", "--timeline", "--log-level"};
 
 // mpirun users type "-np 4", but CLI11 only has one-letter short options, so the leading
 // launcher flags are rewritten to "--np" before parsing. Only our own flags are touched: the
@@ -44,46 +75,74 @@ std::vector<std::string> normalize_arguments(int argc, char** argv) {
       arg = std::string("--np=").append(arg, 4);
       continue;
     }
-    const bool takes_value = arg == "--np" || arg == "-n" || arg == "--start-timeout";
-    if (takes_value) ++i;
+    if (kValueFlags.contains(arg)) ++i;
   }
   return args;
+}
+
+CLI::Validator positive_int(const std::string& what) {
+  return CLI::Validator(
+      [what](std::string& value) -> std::string {
+        int n = 0;
+        if (!CLI::detail::lexical_cast(value, n) || n < 1) {
+          return what + " must be a whole number >= 1, not '" + value + "'";
+        }
+        return {};
+      },
+      "N>=1");
 }
 
 // Fills `options` and returns -1, or returns the exit code when parsing already decided it
 // (--help, a bad flag).
 int parse_command_line(int argc, char** argv, Options& options) {
   CLI::App app{
-      "Starts N ranks of PROGRAM on this host with the Ringfuse environment (RINGFUSE_RANK, "
-      "RINGFUSE_SIZE, RINGFUSE_STORE_ADDR, ... and torchrun's RANK, WORLD_SIZE, MASTER_ADDR, "
-      "...), hosting their rendezvous store. Each output line is prefixed with its rank.",
+      "Starts N ranks of PROGRAM with the Ringfuse environment (RINGFUSE_RANK, RINGFUSE_SIZE, "
+      "RINGFUSE_STORE_ADDR, ... and torchrun's RANK, WORLD_SIZE, MASTER_ADDR, ...), on this "
+      "host, on the hosts of -H/--hostfile, or as one pod of a Kubernetes job "
+      "(--k8s-service), hosting their rendezvous store. Each output line is prefixed with its "
+      "rank.",
       "ringfuse-run"};
   app.footer(
-      "Usage: ringfuse-run -np N [--start-timeout S] [--verbose] [--timestamp] -- PROGRAM "
-      "[ARGS...]\n\n"
+      "Usage:\n"
+      "  ringfuse-run -np N [-H host1:slots,host2:slots | --hostfile FILE] [flags] -- PROGRAM "
+      "[ARGS...]\n"
+      "  ringfuse-run --k8s-service SVC [--namespace NS] -np N [--nproc-per-pod G] "
+      "[--dns-server IP:PORT] [--port P] -- PROGRAM [ARGS...]\n\n"
+      "Job secret: RINGFUSE_JOB_SECRET from the environment when set (required with "
+      "--k8s-service, from a Kubernetes Secret), else a fresh random one.\n\n"
       "Exit status: 0 when every rank exits 0; otherwise the first failing rank's status "
       "(128+signal if a signal ended it), after the other ranks were stopped (SIGTERM, then "
-      "SIGKILL after 5 s); 127 if PROGRAM cannot be executed; 2 for bad flags. SIGINT, SIGTERM "
-      "and SIGHUP are forwarded to every rank; a second one kills them.");
+      "SIGKILL after 5 s); 127 if PROGRAM cannot be executed; 2 for bad flags; 1 when the "
+      "launcher itself fails (discovery, store, membership). SIGINT, SIGTERM and SIGHUP are "
+      "forwarded to every rank; a second one kills them.");
   app.prefix_command();  // everything from PROGRAM on belongs to PROGRAM
+  app.option_defaults()->always_capture_default();
 
-  app.add_option("-n,--np", options.np, "Number of ranks to start (also spelled -np, as in mpirun)")
-      ->required()
+  app.add_option("-n,--np", options.np,
+                 "Number of ranks (also spelled -np, as in mpirun); with -H/--hostfile the "
+                 "default is every slot; with --k8s-service, the total over all pods")
       ->type_name("N")
-      ->check(CLI::Validator(
-          [](std::string& value) -> std::string {
-            int n = 0;
-            if (!CLI::detail::lexical_cast(value, n) || n < 1) {
-              return "the number of ranks must be a whole number >= 1, not '" + value + "'";
-            }
-            return {};
-          },
-          "N>=1"));
+      ->check(positive_int("the number of ranks"));
+  app.add_option("-H,--host", options.hosts,
+                 "Hosts and their slots: host1:slots,host2:slots (slots default 1). localhost, "
+                 "127.0.0.1 and this host's name are spawned directly, others through "
+                 "--rsh-agent")
+      ->type_name("LIST");
+  app.add_option("--hostfile", options.hostfile,
+                 "File of hosts: 'host slots=N' or 'host:N' lines, '#' comments")
+      ->type_name("FILE");
+  app.add_option("--rsh-agent", options.rsh_agent,
+                 "Program (with arguments) that runs a command on a remote host: AGENT HOST "
+                 "COMMAND")
+      ->type_name("CMD");
+  app.add_option("--store-addr", options.store_addr,
+                 "Address remote ranks reach the store at (default: 127.0.0.1 when every host "
+                 "is a loopback address, else this host's name)")
+      ->type_name("ADDR");
   app.add_option("--start-timeout", options.start_timeout_s,
-                 "Seconds the ranks get to reach the rendezvous (reserved: accepted and "
-                 "validated, not yet enforced)")
+                 "Seconds for start-up: Kubernetes discovery and agreement, and the ranks' "
+                 "rendezvous (sets RINGFUSE_CONNECT_TIMEOUT_S)")
       ->type_name("S")
-      ->capture_default_str()
       ->check(CLI::Validator(
           [](std::string& value) -> std::string {
             double s = 0;
@@ -98,6 +157,28 @@ int parse_command_line(int argc, char** argv, Options& options) {
   app.add_flag("--timestamp", options.timestamp,
                "Add an ISO 8601 UTC timestamp after each line's rank prefix");
 
+  auto* k8s = app.add_option("--k8s-service", options.k8s_service,
+                             "Kubernetes mode: the headless Service whose DNS records list the "
+                             "job's pods; run this in every pod")
+                  ->type_name("SVC")
+                  ->group("Kubernetes");
+  app.add_option("--namespace", options.k8s_namespace, "The Service's namespace")
+      ->type_name("NS")
+      ->group("Kubernetes");
+  app.add_option("--nproc-per-pod", options.nproc_per_pod, "Ranks each pod starts")
+      ->type_name("G")
+      ->group("Kubernetes")
+      ->check(positive_int("--nproc-per-pod"));
+  app.add_option("--dns-server", options.dns_server,
+                 "Ask this DNS server instead of the pod's resolver (for tests)")
+      ->type_name("IP:PORT")
+      ->group("Kubernetes");
+  app.add_option("--port", options.port, "Port of the store pod 0 serves")
+      ->type_name("P")
+      ->group("Kubernetes")
+      ->check(CLI::Range(1, 65535));
+  options.tunables.add_to(app);
+
   auto args = normalize_arguments(argc, argv);
   std::reverse(args.begin(), args.end());  // CLI11 parses a vector from the back
   try {
@@ -106,39 +187,181 @@ int parse_command_line(int argc, char** argv, Options& options) {
     const int code = app.exit(e);
     return code == 0 ? 0 : kUsageError;
   }
+  options.start_timeout_given = app.count("--start-timeout") > 0;
   options.command = app.remaining();
   if (!options.command.empty() && options.command.front() == "--") {
     options.command.erase(options.command.begin());
   }
-  if (options.command.empty()) {
-    report("no PROGRAM given; usage: ringfuse-run -np N [flags] -- PROGRAM [ARGS...]");
+  auto usage = [](const std::string& message) {
+    report(message + "; see ringfuse-run --help");
     return kUsageError;
+  };
+  if (options.command.empty()) {
+    return usage("no PROGRAM given; usage: ringfuse-run -np N [flags] -- PROGRAM [ARGS...]");
+  }
+  if (!options.hosts.empty() && !options.hostfile.empty()) {
+    return usage("-H and --hostfile both name the hosts; give one");
+  }
+  if (k8s->count() > 0 && (!options.hosts.empty() || !options.hostfile.empty())) {
+    return usage("--k8s-service finds the hosts itself; drop -H/--hostfile");
+  }
+  if (options.np == 0 && (k8s->count() > 0 || (options.hosts.empty() && options.hostfile.empty()))) {
+    return usage("-np N is required (the number of ranks)");
   }
   return -1;
+}
+
+std::optional<std::string> getenv_string(const char* name) {
+  if (const char* value = std::getenv(name); value != nullptr && *value != '\0') return value;
+  return std::nullopt;
+}
+
+// Fresh id and secret, except that a secret in our environment is kept (a Kubernetes Secret,
+// or hosts that must share one).
+JobIdentity job_identity() {
+  JobIdentity identity = JobIdentity::generate();
+  if (auto secret = getenv_string("RINGFUSE_JOB_SECRET")) identity.job_secret = std::move(*secret);
+  return identity;
+}
+
+std::map<std::string, std::string> rank_variables(const Options& options) {
+  auto variables = options.tunables.variables();
+  if (options.start_timeout_given) {
+    variables["RINGFUSE_CONNECT_TIMEOUT_S"] = std::to_string(options.start_timeout_s);
+  }
+  return variables;
+}
+
+SupervisorOptions supervisor_options(const Options& options) {
+  SupervisorOptions s;
+  s.verbose = options.verbose;
+  s.timestamps = options.timestamp;
+  return s;
+}
+
+std::string this_hostname() {
+  char name[256] = {};
+  ::gethostname(name, sizeof(name) - 1);
+  return name;
+}
+
+JobEnvironment make_environment(WorldLayout layout, const std::string& store_host,
+                                std::uint16_t store_port, const JobIdentity& identity,
+                                const std::map<std::string, std::string>& variables) {
+  JobEnvironment environment(layout, store_host, store_port, identity,
+                             JobEnvironment::current_environment());
+  for (const auto& [name, value] : variables) environment.set_extra(name, value);
+  return environment;
+}
+
+int run_local(const Options& options, SignalPipe& signals) {
+  JobIdentity identity = job_identity();
+  // Ranks and anything else connecting must prove the job secret (RINGFUSE_JOB_SECRET).
+  ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0, identity.job_secret);
+  WorldLayout layout;
+  layout.world_size = options.np;
+  layout.local_size = options.np;
+  const auto environment =
+      make_environment(layout, store.host(), store.port(), identity, rank_variables(options));
+  if (options.verbose) {
+    report("job " + environment.identity().job_id + ": " + std::to_string(options.np) +
+           " ranks, store at " + environment.store_address());
+  }
+  Supervisor supervisor(supervisor_options(options), signals);
+  return supervisor.run(local_launches(options.command, environment, "localhost"));
+}
+
+int run_hosts(const Options& options, SignalPipe& signals) {
+  const auto hosts = options.hostfile.empty() ? parse_host_list(options.hosts)
+                                              : read_hostfile(options.hostfile);
+  const auto placements = place_ranks(hosts, options.np);
+  const int np = placements.back().first_rank + placements.back().local_size;
+  const bool any_remote = std::any_of(placements.begin(), placements.end(),
+                                      [](const Placement& p) { return !is_local_host(p.host); });
+  // Remote ranks need the store on an address they can reach: it listens on every address,
+  // and they are told --store-addr, or 127.0.0.1 when the "hosts" are loopback addresses, or
+  // this host's name.
+  std::string store_addr = "127.0.0.1";
+  if (!options.store_addr.empty()) {
+    store_addr = options.store_addr;
+  } else if (!std::all_of(placements.begin(), placements.end(), [](const Placement& p) {
+               return is_local_host(p.host) || is_loopback_literal(p.host);
+             })) {
+    store_addr = this_hostname();
+  }
+  const JobIdentity identity = job_identity();
+  ringfuse::rendezvous::TcpStoreServer store(any_remote ? "0.0.0.0" : "127.0.0.1", 0,
+                                             identity.job_secret);
+  const auto variables = rank_variables(options);
+  const auto agent = split_agent(options.rsh_agent);
+  const std::string cwd = std::filesystem::current_path().string();
+  // Our own RINGFUSE_* settings (tunables from the environment) travel to remote ranks too.
+  std::vector<std::string> forwarded;
+  for (const auto& entry : JobEnvironment::current_environment()) {
+    if (entry.starts_with("RINGFUSE_")) forwarded.push_back(entry);
+  }
+  if (options.verbose) {
+    report("job " + identity.job_id + ": " + std::to_string(np) + " ranks on " +
+           std::to_string(placements.size()) + " hosts, store at " + store_addr + ":" +
+           std::to_string(store.port()));
+  }
+
+  std::vector<RankLaunch> launches;
+  for (const auto& placement : placements) {
+    WorldLayout layout;
+    layout.world_size = np;
+    layout.local_size = placement.local_size;
+    layout.cross_rank = placement.cross_rank;
+    layout.cross_size = static_cast<int>(placements.size());
+    layout.first_rank = placement.first_rank;
+    auto environment = make_environment(layout, store_addr, store.port(), identity, variables);
+    // Ranks advertise the address their host was named by, so peers connect to that host.
+    if (is_ip_literal(placement.host) && !is_local_host(placement.host)) {
+      environment.set_extra("RINGFUSE_HOST_ADDR", placement.host);
+    }
+    if (is_local_host(placement.host)) {
+      auto local = local_launches(options.command, environment, placement.host);
+      launches.insert(launches.end(), local.begin(), local.end());
+      continue;
+    }
+    for (int local = 0; local < placement.local_size; ++local) {
+      std::vector<std::string> assignments = forwarded;
+      const auto own = environment.assignments_for_local_rank(local);
+      std::erase_if(assignments, [&own](const std::string& entry) {
+        const auto name = entry.substr(0, entry.find('=') + 1);
+        return std::any_of(own.begin(), own.end(),
+                           [&name](const std::string& o) { return o.starts_with(name); });
+      });
+      assignments.insert(assignments.end(), own.begin(), own.end());
+      launches.push_back(RankLaunch{
+          placement.first_rank + local, placement.host,
+          remote_rank_command(agent, placement.host, cwd, assignments, options.command),
+          JobEnvironment::current_environment()});
+    }
+  }
+  Supervisor supervisor(supervisor_options(options), signals);
+  return supervisor.run(launches);
 }
 
 int run(const Options& options) {
   // Handlers first: a Ctrl-C from here on is forwarded instead of orphaning started ranks.
   SignalPipe signals;
-  JobIdentity identity = JobIdentity::generate();
-  // Ranks and anything else connecting must prove the job secret (RINGFUSE_JOB_SECRET).
-  ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0, identity.job_secret);
-
-  WorldLayout layout;
-  layout.world_size = options.np;
-  layout.local_size = options.np;
-  JobEnvironment environment(layout, store.host(), store.port(), std::move(identity),
-                             JobEnvironment::current_environment());
-
-  SupervisorOptions supervisor_options;
-  supervisor_options.verbose = options.verbose;
-  supervisor_options.timestamps = options.timestamp;
-  if (options.verbose) {
-    report("job " + environment.identity().job_id + ": " + std::to_string(options.np) +
-           " ranks, store at " + environment.store_address());
+  if (!options.k8s_service.empty()) {
+    K8sOptions k8s;
+    k8s.service = options.k8s_service;
+    k8s.ns = options.k8s_namespace;
+    k8s.np = options.np;
+    k8s.nproc_per_pod = options.nproc_per_pod;
+    if (!options.dns_server.empty()) k8s.dns_server = options.dns_server;
+    k8s.port = options.port;
+    k8s.start_timeout =
+        std::chrono::milliseconds(static_cast<long long>(options.start_timeout_s * 1000));
+    k8s.rank_variables = rank_variables(options);
+    k8s.supervisor = supervisor_options(options);
+    return run_k8s(k8s, options.command, signals);
   }
-  Supervisor supervisor(supervisor_options, signals);
-  return supervisor.run(options.command, environment);
+  if (!options.hosts.empty() || !options.hostfile.empty()) return run_hosts(options, signals);
+  return run_local(options, signals);
 }
 
 }  // namespace

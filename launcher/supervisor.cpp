@@ -56,16 +56,14 @@ class Job {
  public:
   Job(const SupervisorOptions& options, SignalPipe& signals) : options_(options), signals_(signals) {}
 
-  void spawn_all(const std::vector<std::string>& command, const JobEnvironment& environment) {
-    const int local_size = environment.layout().local_size;
-    slots_.reserve(static_cast<std::size_t>(local_size));
-    for (int local = 0; local < local_size; ++local) {
-      const int rank = environment.layout().first_rank + local;
+  void spawn_all(const std::vector<RankLaunch>& launches) {
+    slots_.reserve(launches.size());
+    for (const auto& launch : launches) {
       slots_.push_back(std::make_unique<RankSlot>(
-          RankProcess::spawn(rank, options_.host, command, environment.for_local_rank(local)),
+          RankProcess::spawn(launch.rank, launch.host, launch.argv, launch.environment),
           options_.timestamps));
       if (options_.verbose) {
-        report("started rank " + std::to_string(rank) + " (pid " +
+        report("started rank " + std::to_string(launch.rank) + " on " + launch.host + " (pid " +
                std::to_string(slots_.back()->process.pid()) + ")");
       }
     }
@@ -223,10 +221,20 @@ class Job {
 Supervisor::Supervisor(SupervisorOptions options, SignalPipe& signals)
     : options_(std::move(options)), signals_(signals) {}
 
-int Supervisor::run(const std::vector<std::string>& command, const JobEnvironment& environment) {
+std::vector<RankLaunch> local_launches(const std::vector<std::string>& command,
+                                       const JobEnvironment& environment, const std::string& host) {
+  std::vector<RankLaunch> launches;
+  for (int local = 0; local < environment.layout().local_size; ++local) {
+    launches.push_back(RankLaunch{environment.layout().first_rank + local, host, command,
+                                  environment.for_local_rank(local)});
+  }
+  return launches;
+}
+
+int Supervisor::run(const std::vector<RankLaunch>& launches) {
   Job job(options_, signals_);
   // If a later rank cannot start, Job's destructor kills and reaps the ones already running.
-  job.spawn_all(command, environment);
+  job.spawn_all(launches);
   return job.supervise();
 }
 

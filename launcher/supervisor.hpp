@@ -23,16 +23,29 @@ struct SupervisorOptions {
   std::string host = "localhost";
 };
 
+/// One rank to start: its program (for a remote rank, the rsh agent's command line) and the
+/// environment the started process gets.
+struct RankLaunch {
+  int rank = 0;
+  std::string host;
+  std::vector<std::string> argv;
+  std::vector<std::string> environment;
+};
+
+/// The launches for every local rank of `environment`, each running `command` directly.
+std::vector<RankLaunch> local_launches(const std::vector<std::string>& command,
+                                       const JobEnvironment& environment, const std::string& host);
+
 class Supervisor {
  public:
   /// `signals` reports the signals to forward and wakes the loop when a rank ends.
   Supervisor(SupervisorOptions options, SignalPipe& signals);
 
-  /// Runs `command` as every local rank of `environment` and returns ringfuse-run's exit
+  /// Starts every launch and returns ringfuse-run's exit
   /// code: 0 if all ranks succeeded, else the first failing rank's code (128+signal).
   /// Throws ProgramNotExecutable if a rank cannot be
   /// started (the ranks already started are killed).
-  int run(const std::vector<std::string>& command, const JobEnvironment& environment);
+  int run(const std::vector<RankLaunch>& launches);
 
  private:
   SupervisorOptions options_;

@@ -10,8 +10,9 @@ packages=(
   libspdlog-dev libfmt-dev libcli11-dev
   libgtest-dev libgmock-dev libbenchmark-dev
   openmpi-bin libopenmpi-dev
-  libc-ares-dev
+  libc-ares-dev libssl-dev
   dnsmasq-base iproute2 procps
+  libgloo-dev nlohmann-json3-dev gnuplot-nox jq   # ringfuse-perf: Gloo peer, JSON, perf/plot
 )
 
 missing=()

@@ -10,16 +10,18 @@
 
 namespace {
 
-using Params = std::tuple<int, std::string>;
+// (ranks, collective, RINGFUSE_TRANSPORT)
+using Params = std::tuple<int, std::string, std::string>;
 
 class CollectiveMatrix : public ::testing::TestWithParam<Params> {};
 
 TEST_P(CollectiveMatrix, EveryRankMatchesTheReference) {
-  const auto& [ranks, collective] = GetParam();
+  const auto& [ranks, collective, transport] = GetParam();
   const auto result = ringfuse::testing::run_process(
       {RINGFUSE_RUN_PATH, "-np", std::to_string(ranks), "--", COLLECTIVE_CHECK_PATH,
        "--collective", collective},
-      {{"RINGFUSE_TIMEOUT_S", "60"}}, std::chrono::minutes(4));
+      {{"RINGFUSE_TIMEOUT_S", "60"}, {"RINGFUSE_TRANSPORT", transport}},
+      std::chrono::minutes(4));
   ASSERT_FALSE(result.timed_out) << result.output;
   EXPECT_EQ(result.exit_code, 0) << result.output;
   for (int rank = 0; rank < ranks; ++rank) {
@@ -35,11 +37,19 @@ std::string name(const ::testing::TestParamInfo<Params>& info) {
   return std::get<1>(info.param) + "_np" + std::to_string(std::get<0>(info.param));
 }
 
-INSTANTIATE_TEST_SUITE_P(
-    AllCollectives, CollectiveMatrix,
-    ::testing::Combine(::testing::Values(1, 2, 3, 4, 5, 8),
-                       ::testing::Values("allreduce", "broadcast", "allgather", "allgatherv",
-                                         "reducescatter", "alltoall", "alltoallv", "barrier")),
-    name);
+const auto kCollectives = ::testing::Values("allreduce", "broadcast", "allgather", "allgatherv",
+                                            "reducescatter", "alltoall", "alltoallv", "barrier");
+
+// Pinned to TCP: every rank here is on one host, so `auto` would pick shared memory.
+INSTANTIATE_TEST_SUITE_P(AllCollectives, CollectiveMatrix,
+                         ::testing::Combine(::testing::Values(1, 2, 3, 4, 5, 8), kCollectives,
+                                            ::testing::Values("tcp")),
+                         name);
+
+// The shared-memory data plane on fewer world sizes, to keep the suite's run time modest.
+INSTANTIATE_TEST_SUITE_P(Shm, CollectiveMatrix,
+                         ::testing::Combine(::testing::Values(2, 3, 4, 8), kCollectives,
+                                            ::testing::Values("shm")),
+                         name);
 
 }  // namespace

@@ -4,6 +4,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <filesystem>
 #include <memory>
 #include <thread>
 #include <vector>
@@ -28,6 +29,7 @@ std::vector<std::unique_ptr<Process>> start_world(int size, std::uint16_t store_
             {"RINGFUSE_SIZE", std::to_string(size)},
             {"RINGFUSE_STORE_ADDR", "127.0.0.1:" + std::to_string(store_port)},
             {"RINGFUSE_JOB_ID", "kill-test-" + transport_note},
+            {"RINGFUSE_TRANSPORT", transport_note},
             {"RINGFUSE_TIMEOUT_S", "60"}}));
   }
   return ranks;
@@ -68,8 +70,15 @@ TEST_P(KillOneRank, OthersFailFastNamingThePeer) {
         << "rank " << rank << " did not name the dead peer:\n"
         << result.output;
   }
+  // Shared-memory segments are unlinked once mapped, so even a SIGKILL leaves none behind.
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm")) {
+    EXPECT_EQ(entry.path().filename().string().find("ringfuse-kill-test-"),
+              std::string::npos)
+        << "left behind: " << entry.path();
+  }
 }
 
-INSTANTIATE_TEST_SUITE_P(Tcp, KillOneRank, ::testing::Values("tcp"));
+INSTANTIATE_TEST_SUITE_P(Transports, KillOneRank, ::testing::Values("tcp", "shm"),
+                         [](const auto& info) { return info.param; });
 
 }  // namespace

@@ -8,6 +8,7 @@
 #include <span>
 #include <string>
 
+#include "ringfuse/engine.hpp"
 #include "ringfuse/types.hpp"
 
 namespace ringfuse {
@@ -15,6 +16,10 @@ namespace ringfuse {
 /// Which all-reduce algorithm to run; `automatic` picks by message size and world size.
 enum class Algorithm : std::uint8_t { automatic, ring, tree, rhd };
 std::string_view to_string(Algorithm algo);
+
+/// How ranks exchange bytes: TCP, shared memory (every rank on this host), or `automatic`:
+/// shared memory when the whole world is on one host, else TCP.
+enum class TransportKind : std::uint8_t { automatic, tcp, shm };
 
 /// Where this rank sits in the world, as read from the environment contract (DESIGN.md §3).
 struct WorldSpec {
@@ -28,6 +33,7 @@ struct WorldSpec {
   std::uint16_t store_port = 0;
   bool host_store = false;        // true when this rank (rank 0) must serve the store itself
   std::string job_id = "local";
+  std::string job_secret;         // RINGFUSE_JOB_SECRET: every connection must prove it
   std::string source = "default"; // which variables described the world, for the start-up log
 };
 
@@ -36,6 +42,8 @@ struct Options {
   Algorithm algorithm = Algorithm::automatic;
   std::chrono::milliseconds connect_timeout{60'000};  // rendezvous and mesh set-up
   std::chrono::milliseconds op_timeout{300'000};      // one blocking collective
+  TransportKind transport = TransportKind::automatic;  // RINGFUSE_TRANSPORT
+  EngineConfig engine;                                 // the asynchronous engine's tunables
 };
 
 class Context {
@@ -71,6 +79,10 @@ class Context {
   virtual void alltoallv(const void* send, std::span<const std::size_t> send_counts, void* recv,
                          std::span<const std::size_t> recv_counts, DataType type) = 0;
   virtual void barrier() = 0;
+
+  /// The asynchronous engine (ringfuse/engine.hpp), started on first use over its own
+  /// connections. Collective: every rank must call it (the first time) before using it.
+  virtual Engine& engine() = 0;
 
  protected:
   Context() = default;

@@ -2,5 +2,6 @@
 #pragma once
 
 #include "ringfuse/context.hpp"
+#include "ringfuse/engine.hpp"
 #include "ringfuse/error.hpp"
 #include "ringfuse/types.hpp"

@@ -9,8 +9,10 @@
 #include <spdlog/spdlog.h>
 
 #include "core/environment.hpp"
+#include "engine/make_engine.hpp"
 #include "ringfuse/error.hpp"
 #include "transport/self_transport.hpp"
+#include "transport/shm_transport.hpp"
 #include "transport/tcp_mesh.hpp"
 
 namespace ringfuse::context {
@@ -62,10 +64,11 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
   if (world_.size > 1) {
     const std::string store_ip = resolve_ipv4(world_.store_host, world_.rank);
     if (world_.host_store) {
-      store_server_ = std::make_unique<rendezvous::TcpStoreServer>("0.0.0.0", world_.store_port);
+      store_server_ = std::make_unique<rendezvous::TcpStoreServer>("0.0.0.0", world_.store_port,
+                                                                   world_.job_secret);
     }
-    store_ = std::make_unique<rendezvous::TcpStoreClient>(store_ip, world_.store_port,
-                                                          options_.connect_timeout);
+    store_ = std::make_unique<rendezvous::TcpStoreClient>(
+        store_ip, world_.store_port, options_.connect_timeout, world_.job_secret);
     // Every init() of every rank arrives once, so arrivals / size numbers the world and keeps
     // a re-initialised world from reading the previous one's addresses.
     const std::int64_t arrival = store_->add(fmt::format("ringfuse/{}/arrivals", world_.job_id), 1);
@@ -89,10 +92,44 @@ std::unique_ptr<transport::Transport> ContextImpl::make_transport(const std::str
   mesh.advertise_host =
       host_override != nullptr ? std::string(host_override) : store_->local_address();
   mesh.job_id = world_.job_id;
+  mesh.secret = world_.job_secret;
   mesh.key_prefix = key_prefix_ + channel + "/";
   mesh.connect_timeout = options_.connect_timeout;
   mesh.op_timeout = options_.op_timeout;
+  if (transport::use_shared_memory(options_.transport, *store_, mesh, world_.rank, world_.size)) {
+    return std::make_unique<transport::ShmTransport>(world_.rank, world_.size, *store_,
+                                                     transport::ShmOptions{mesh});
+  }
   return std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_, mesh);
+}
+
+Engine& ContextImpl::engine() {
+  std::lock_guard lock(engine_mutex_);
+  if (!engine_) {
+    engine::EngineResources resources;
+    resources.rank = world_.rank;
+    resources.size = world_.size;
+    resources.config = options_.engine;
+    resources.algorithm = options_.algorithm;
+    if (world_.size == 1) {
+      resources.control = std::make_unique<transport::SelfTransport>();
+    } else {
+      transport::MeshOptions mesh;
+      const char* host_override = std::getenv("RINGFUSE_HOST_ADDR");
+      mesh.advertise_host =
+          host_override != nullptr ? std::string(host_override) : store_->local_address();
+      mesh.job_id = world_.job_id;
+      mesh.secret = world_.job_secret;
+      mesh.key_prefix = key_prefix_ + "engine-control/";
+      mesh.connect_timeout = options_.connect_timeout;
+      mesh.op_timeout = engine::kControlTick;
+      resources.control =
+          std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_, mesh);
+    }
+    resources.data = open_channel("engine-data");
+    engine_ = engine::make_engine(std::move(resources));
+  }
+  return *engine_;
 }
 
 std::unique_ptr<backend::NativeBackend> ContextImpl::open_channel(const std::string& name) {

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <memory>
+#include <mutex>
 
 #include "backend/native_backend.hpp"
 #include "rendezvous/tcp_store.hpp"
@@ -41,6 +42,10 @@ class ContextImpl final : public Context {
   /// same channels in the same order.
   std::unique_ptr<backend::NativeBackend> open_channel(const std::string& name);
 
+  /// The asynchronous engine, started on first call over channels "engine-control" (TCP, with
+  /// a short no-progress timeout the engine uses as its polling tick) and "engine-data".
+  Engine& engine() override;
+
  private:
   std::unique_ptr<transport::Transport> make_transport(const std::string& channel);
 
@@ -50,6 +55,8 @@ class ContextImpl final : public Context {
   std::unique_ptr<rendezvous::TcpStoreServer> store_server_;
   std::unique_ptr<rendezvous::TcpStoreClient> store_;
   std::unique_ptr<backend::NativeBackend> native_;
+  std::mutex engine_mutex_;
+  std::unique_ptr<Engine> engine_;  // last: stopped before the connections it uses
 };
 
 }  // namespace ringfuse::context

@@ -1,6 +1,7 @@
 #include "core/environment.hpp"
 
 #include <charconv>
+#include <cctype>
 #include <cmath>
 #include <cstdlib>
 
@@ -119,6 +120,7 @@ WorldSpec parse_ranks(const EnvLookup& env, const RankVariables& names, std::str
 WorldSpec ringfuse_world(const EnvLookup& env) {
   WorldSpec world = parse_ranks(env, kRingfuseNames, "RINGFUSE_* variables");
   if (const auto job = env("RINGFUSE_JOB_ID"); job && !job->empty()) world.job_id = *job;
+  world.job_secret = env("RINGFUSE_JOB_SECRET").value_or("");
   const auto store = env("RINGFUSE_STORE_ADDR");
   if (store) {
     std::tie(world.store_host, world.store_port) = host_port("RINGFUSE_STORE_ADDR", *store);
@@ -193,9 +195,74 @@ Options parse_options(const EnvLookup& env) {
       bad("RINGFUSE_ALGO", *algo, "one of auto, ring, tree, rhd");
     }
   }
+  if (const auto transport = env("RINGFUSE_TRANSPORT")) {
+    if (*transport == "auto") {
+      options.transport = TransportKind::automatic;
+    } else if (*transport == "tcp") {
+      options.transport = TransportKind::tcp;
+    } else if (*transport == "shm") {
+      options.transport = TransportKind::shm;
+    } else {
+      bad("RINGFUSE_TRANSPORT", *transport, "one of auto, tcp, shm");
+    }
+  }
   options.op_timeout = seconds(env, "RINGFUSE_TIMEOUT_S", options.op_timeout);
   options.connect_timeout = seconds(env, "RINGFUSE_CONNECT_TIMEOUT_S", options.connect_timeout);
+  options.engine = parse_engine_config(env);
   return options;
+}
+
+EngineConfig parse_engine_config(const EnvLookup& env) {
+  EngineConfig config;
+  // Bytes, with an optional K/M/G suffix (powers of two); 0 disables fusion.
+  if (const auto value = env("RINGFUSE_FUSION_THRESHOLD")) {
+    std::string digits = *value;
+    unsigned shift = 0;
+    if (!digits.empty()) {
+      const char unit = static_cast<char>(std::toupper(static_cast<unsigned char>(digits.back())));
+      if (unit == 'K' || unit == 'M' || unit == 'G') {
+        shift = unit == 'K' ? 10 : unit == 'M' ? 20 : 30;
+        digits.pop_back();
+      }
+    }
+    unsigned long long parsed = 0;
+    const auto [end, error] =
+        std::from_chars(digits.data(), digits.data() + digits.size(), parsed);
+    const unsigned long long limit = (1ull << 40) >> shift;
+    if (digits.empty() || error != std::errc() || end != digits.data() + digits.size() ||
+        parsed > limit) {
+      bad("RINGFUSE_FUSION_THRESHOLD", *value,
+          "a number of bytes in 0..1T, optionally with a K, M or G suffix");
+    }
+    config.fusion_threshold = static_cast<std::size_t>(parsed << shift);
+  }
+  if (const auto value = env("RINGFUSE_CYCLE_TIME_MS")) {
+    char* end = nullptr;
+    const double parsed = std::strtod(value->c_str(), &end);
+    if (value->empty() || end != value->c_str() + value->size() || !std::isfinite(parsed) ||
+        parsed < 0.05 || parsed > 10'000) {
+      bad("RINGFUSE_CYCLE_TIME_MS", *value, "milliseconds in 0.05..10000");
+    }
+    config.cycle_time = std::chrono::microseconds(static_cast<long long>(parsed * 1000));
+  }
+  config.cache_capacity = static_cast<std::size_t>(
+      integer(env, "RINGFUSE_CACHE_CAPACITY", 0, 1 << 20, "a number of entries in 0..1048576")
+          .value_or(static_cast<long long>(config.cache_capacity)));
+  config.fusion_lookahead = static_cast<std::size_t>(
+      integer(env, "RINGFUSE_FUSION_LOOKAHEAD", 0, 1 << 20, "a number of requests in 0..1048576")
+          .value_or(static_cast<long long>(config.fusion_lookahead)));
+  if (const auto value = env("RINGFUSE_TIMELINE")) config.timeline_path = *value;
+  config.stall_warning = seconds(env, "RINGFUSE_STALL_TIMEOUT_S", config.stall_warning);
+  config.stall_abort = seconds(env, "RINGFUSE_STALL_ABORT_S", config.stall_abort);
+  if (config.stall_abort < config.stall_warning) {
+    throw Error(ErrorKind::invalid_config,
+                fmt::format("environment variable RINGFUSE_STALL_ABORT_S ({} s) is below "
+                            "RINGFUSE_STALL_TIMEOUT_S ({} s); the abort limit must not come "
+                            "before the warning",
+                            config.stall_abort.count() / 1000.0,
+                            config.stall_warning.count() / 1000.0));
+  }
+  return config;
 }
 
 }  // namespace ringfuse::core

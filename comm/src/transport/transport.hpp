@@ -7,6 +7,9 @@
 #include <functional>
 #include <string>
 
+#include "reduce/reduce.hpp"
+#include "ringfuse/types.hpp"
+
 namespace ringfuse::transport {
 
 inline constexpr int kNoPeer = -1;
@@ -28,6 +31,36 @@ class Transport {
   virtual void send_recv(int send_peer, const void* send_buf, std::size_t send_bytes,
                          int recv_peer, void* recv_buf, std::size_t recv_bytes,
                          const RecvProgress& progress = {}) = 0;
+
+  /// Hands out scratch of at least the given number of bytes, kept between calls.
+  using Staging = std::function<std::byte*(std::size_t bytes)>;
+
+  /// Sends `send_bytes` to `send_peer` while receiving `recv_count` elements of `type` from
+  /// `recv_peer` and reducing them into `dst` (dst[i] = op(dst[i], received[i])) as they
+  /// arrive: the pipelined step every reducing algorithm is made of. The default lands the
+  /// bytes in `staging` and reduces behind the receive; a transport whose received bytes are
+  /// already addressable (shared memory) reduces straight out of them and never asks for
+  /// staging.
+  virtual void send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes,
+                                int recv_peer, void* dst, std::size_t recv_count, DataType type,
+                                ReduceOp op, const Staging& staging) {
+    const std::size_t element_bytes = element_size(type);
+    const std::size_t recv_bytes = recv_peer == kNoPeer ? 0 : recv_count * element_bytes;
+    std::byte* landed = recv_bytes > 0 ? staging(recv_bytes) : nullptr;
+    auto* out = static_cast<std::byte*>(dst);
+    std::size_t reduced = 0;
+    // Reduce each whole element as soon as it has arrived, while the rest is still in flight.
+    auto reduce_arrived = [&](std::size_t bytes_received) {
+      const std::size_t arrived = bytes_received / element_bytes;
+      if (arrived > reduced) {
+        reduce::reduce_into(out + reduced * element_bytes, landed + reduced * element_bytes,
+                            arrived - reduced, type, op);
+        reduced = arrived;
+      }
+    };
+    send_recv(send_peer, send_buf, send_bytes, recv_peer, landed, recv_bytes, reduce_arrived);
+    if (recv_bytes > 0) reduce_arrived(recv_bytes);
+  }
 
   /// Labels the collective in progress ("allreduce #12 f32[1024] sum") for error messages.
   virtual void set_operation(std::string label) = 0;

@@ -1,0 +1,136 @@
+// The asynchronous engine (Horovod's model): callers enqueue named tensors and get a Work
+// handle; a background thread negotiates readiness between ranks, fuses small all-reduces into
+// one buffer, runs the collectives and completes the handles.
+//
+//   auto& engine = ctx->engine();                    // collective: every rank calls it once
+//   ringfuse::TensorView grad{ptr, ringfuse::DataType::f32, {1024, 512}};
+//   auto work = engine.allreduce("layer1.weight.grad", grad, {.op = ringfuse::ReduceOp::avg});
+//   work.wait();                                     // throws ringfuse::Error on failure
+//
+// Every rank must enqueue the same collectives in the same order: the i-th collective of every
+// rank is matched with the i-th of every other and must agree on name, dtype, shape, operator
+// and root; a mismatch fails that collective on every rank with one message naming which ranks
+// sent what. A rank that stops submitting is named by the stall inspector.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <functional>
+#include <memory>
+#include <string>
+#include <vector>
+
+#include "ringfuse/error.hpp"
+#include "ringfuse/types.hpp"
+
+namespace ringfuse {
+
+enum class Device : std::uint8_t { cpu, cuda };
+
+/// A view of a caller-owned tensor: nothing is copied, the memory must stay valid until the
+/// Work completes. `shape` may be empty for a scalar.
+struct TensorView {
+  void* data = nullptr;
+  DataType dtype = DataType::f32;
+  std::vector<std::int64_t> shape;
+  Device device = Device::cpu;  // only cpu is supported by this build
+  int device_index = 0;
+
+  std::size_t numel() const;
+  std::size_t bytes() const { return numel() * element_size(dtype); }
+};
+
+/// Wire compression of floating-point all-reduces (f32/f64 travel as f16 or bf16).
+enum class Compression : std::uint8_t { none, fp16, bf16 };
+
+struct AllreduceOptions {
+  ReduceOp op = ReduceOp::sum;
+  double prescale = 1.0;   // multiplied into the input before the reduction (floats only)
+  double postscale = 1.0;  // multiplied into the result (floats only); avg adds 1/size
+  Compression compression = Compression::none;
+};
+
+/// Called on the engine thread with the output shape of an allgather; returns memory for
+/// numel(shape) elements of the input's dtype, valid until the Work completes.
+using OutputAllocator = std::function<void*(const std::vector<std::int64_t>& shape)>;
+
+namespace engine {
+struct WorkState;
+}
+
+/// Handle to one enqueued collective (c10d's Work). Cheap to copy; all copies share state.
+class Work {
+ public:
+  Work() = default;
+  explicit Work(std::shared_ptr<engine::WorkState> state) : state_(std::move(state)) {}
+
+  /// True once the collective finished, successfully or not. Never blocks.
+  bool test() const;
+  /// Blocks until the collective finishes; throws its ringfuse::Error if it failed, or an
+  /// Error of kind timeout when `timeout` passes first (the collective keeps running).
+  void wait(std::chrono::milliseconds timeout = std::chrono::minutes(10)) const;
+  /// Runs `callback` once the collective finished (at once, on this thread, if it already
+  /// has; else on the engine thread): nullptr for success, else the error.
+  void on_complete(std::function<void(const Error*)> callback) const;
+  /// The shape an allgather produced (empty otherwise, or before completion).
+  std::vector<std::int64_t> output_shape() const;
+
+ private:
+  std::shared_ptr<engine::WorkState> state_;
+};
+
+/// Tunables, read from the environment once by init() (see README "Engine").
+struct EngineConfig {
+  std::size_t fusion_threshold = std::size_t{128} << 20;     // RINGFUSE_FUSION_THRESHOLD
+  std::chrono::microseconds cycle_time{5'000};                // RINGFUSE_CYCLE_TIME_MS
+  std::size_t cache_capacity = 1024;                          // RINGFUSE_CACHE_CAPACITY
+  std::string timeline_path;                                  // RINGFUSE_TIMELINE
+  std::chrono::milliseconds stall_warning{60'000};            // RINGFUSE_STALL_TIMEOUT_S
+  std::chrono::milliseconds stall_abort{300'000};             // RINGFUSE_STALL_ABORT_S
+  std::size_t fusion_lookahead = 64;                          // RINGFUSE_FUSION_LOOKAHEAD
+};
+
+/// Counters, for tests and tuning.
+struct EngineStats {
+  std::uint64_t cycles = 0;           // negotiation cycles that carried at least one request
+  std::uint64_t fast_path_cycles = 0; // of those, cycles where every request hit the cache
+  std::uint64_t cache_hits = 0;       // collectives negotiated through the response cache
+  std::uint64_t cache_misses = 0;     // collectives negotiated with full fingerprints
+  std::uint64_t cache_evictions = 0;
+  std::uint64_t collectives = 0;      // backend calls made by the engine
+  std::uint64_t fused_tensors = 0;    // tensors that travelled in a fusion buffer
+};
+
+class Engine {
+ public:
+  virtual ~Engine() = default;
+
+  /// In place: every rank ends with the reduction of every rank's tensor.
+  virtual Work allreduce(std::string name, TensorView tensor, AllreduceOptions options = {}) = 0;
+  /// Several tensors negotiated and completed together (one Work); names are name.0, name.1...
+  virtual Work grouped_allreduce(std::string name, std::vector<TensorView> tensors,
+                                 AllreduceOptions options = {}) = 0;
+  /// Concatenates every rank's input along dimension 0 (which may differ between ranks: an
+  /// allgatherv); the output comes from `allocate`.
+  virtual Work allgather(std::string name, TensorView input, OutputAllocator allocate) = 0;
+  /// In place: root's tensor is copied to every rank.
+  virtual Work broadcast(std::string name, TensorView tensor, int root) = 0;
+  /// Equal splits along dimension 0 (divisible by the world size); output has input's shape.
+  virtual Work alltoall(std::string name, TensorView input, TensorView output) = 0;
+  /// input holds size() blocks of output.numel() elements; rank r gets reduced block r.
+  virtual Work reducescatter(std::string name, TensorView input, TensorView output,
+                             ReduceOp op = ReduceOp::sum) = 0;
+  virtual Work barrier(std::string name = "barrier") = 0;
+  /// This rank has no more collectives: until every rank has joined, it takes part in the
+  /// others' all-reduces with the operator's identity (zeros for sum/avg; avg still divides
+  /// by the world size), broadcasts and barriers, and contributes no rows to allgathers.
+  /// Completes when every rank has joined; then the ranks may enqueue again.
+  virtual Work join() = 0;
+  /// Starts a negotiation cycle now instead of waiting for the queue to go quiet.
+  virtual void flush() = 0;
+
+  virtual EngineStats stats() const = 0;
+  virtual const EngineConfig& config() const = 0;
+};
+
+}  // namespace ringfuse

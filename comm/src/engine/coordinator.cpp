@@ -1,0 +1,154 @@
+#include "engine/coordinator.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+#include "engine/rank_set.hpp"
+
+namespace ringfuse::engine {
+
+void Coordinator::receive(int rank, const CycleMessage& message, Clock::time_point now) {
+  for (const auto& entry : message.entries) {
+    auto& pending = table_[entry.seq];
+    if (pending.by_rank.empty()) {
+      pending.by_rank.resize(static_cast<std::size_t>(size_));
+      pending.since = now;
+    }
+    pending.by_rank[static_cast<std::size_t>(rank)] = entry.fp;
+  }
+  if (message.join && !joined_[static_cast<std::size_t>(rank)]) {
+    joined_[static_cast<std::size_t>(rank)] = true;
+    last_joined_ = rank;
+  }
+  busy_[static_cast<std::size_t>(rank)] = message.busy;
+  if (message.shutdown && !shutdown_rank_) shutdown_rank_ = rank;
+}
+
+ReadyEntry Coordinator::release(std::uint64_t seq, Pending& pending) const {
+  ReadyEntry entry;
+  entry.seq = seq;
+  // Group the ranks by what they announced, in order of first appearance.
+  std::vector<std::pair<Fingerprint, std::vector<int>>> groups;
+  std::vector<int> joined_ranks;
+  for (int rank = 0; rank < size_; ++rank) {
+    const auto& fp = pending.by_rank[static_cast<std::size_t>(rank)];
+    if (!fp) {
+      joined_ranks.push_back(rank);
+      continue;
+    }
+    auto it = std::find_if(groups.begin(), groups.end(),
+                           [&](const auto& group) { return group.first.matches(*fp); });
+    if (it == groups.end()) {
+      groups.push_back({*fp, {rank}});
+    } else {
+      it->second.push_back(rank);
+    }
+  }
+  entry.fp = groups.front().first;
+  if (groups.size() > 1) {
+    const bool names_differ = std::any_of(groups.begin(), groups.end(), [&](const auto& group) {
+      return group.first.name != entry.fp.name;
+    });
+    std::vector<std::string> parts;
+    for (const auto& [fp, ranks] : groups) {
+      parts.push_back(fmt::format("{}: {}", describe_ranks(ranks), fp.describe(names_differ)));
+    }
+    entry.kind = ReadyEntry::Kind::error;
+    entry.error = fmt::format(
+        "ringfuse engine: collective #{}{} does not match across ranks: {}", seq,
+        names_differ ? std::string() : fmt::format(" '{}'", entry.fp.name),
+        fmt::join(parts, "; "));
+    return entry;
+  }
+  if (!joined_ranks.empty()) {
+    const bool unsupported = entry.fp.op_type == OpType::alltoall ||
+                             entry.fp.op_type == OpType::reducescatter ||
+                             (entry.fp.op_type == OpType::broadcast &&
+                              std::find(joined_ranks.begin(), joined_ranks.end(),
+                                        entry.fp.root) != joined_ranks.end());
+    if (unsupported) {
+      entry.kind = ReadyEntry::Kind::error;
+      entry.error = fmt::format("ringfuse engine: collective #{} {} cannot run while {} {} "
+                                "joined",
+                                seq, entry.fp.describe(true), describe_ranks(joined_ranks),
+                                joined_ranks.size() == 1 ? "has" : "have");
+      return entry;
+    }
+  }
+  if (entry.fp.op_type == OpType::allgather) {
+    entry.kind = ReadyEntry::Kind::full;
+    for (const auto& fp : pending.by_rank) entry.dim0.push_back(fp ? fp->shape.front() : 0);
+    return entry;
+  }
+  if (const auto index = cache_.find(entry.fp)) {
+    entry.kind = ReadyEntry::Kind::cached;
+    entry.cache_index = *index;
+  } else {
+    entry.kind = ReadyEntry::Kind::full;
+  }
+  return entry;
+}
+
+CycleResponse Coordinator::respond() {
+  CycleResponse response;
+  for (int rank = 0; rank < size_; ++rank) {
+    if (joined_[static_cast<std::size_t>(rank)]) response.joined.push_back(rank);
+  }
+  while (true) {
+    const auto it = table_.find(next_release_);
+    if (it == table_.end()) break;
+    bool ready = true;
+    for (int rank = 0; rank < size_ && ready; ++rank) {
+      ready = it->second.by_rank[static_cast<std::size_t>(rank)].has_value() ||
+              joined_[static_cast<std::size_t>(rank)];
+    }
+    if (!ready) break;
+    response.ready.push_back(release(next_release_, it->second));
+    table_.erase(it);
+    ++next_release_;
+  }
+  if (std::all_of(joined_.begin(), joined_.end(), [](bool j) { return j; })) {
+    response.join_done = true;
+    response.last_joined = last_joined_;
+    std::fill(joined_.begin(), joined_.end(), false);
+  }
+  response.world_busy = !table_.empty() ||
+                        std::any_of(busy_.begin(), busy_.end(), [](bool b) { return b; }) ||
+                        std::any_of(joined_.begin(), joined_.end(), [](bool j) { return j; });
+  if (shutdown_rank_) {
+    response.status = CycleResponse::Status::shutdown;
+    std::vector<std::string> left;
+    for (const auto& [seq, pending] : table_) {
+      const auto& any = *std::find_if(pending.by_rank.begin(), pending.by_rank.end(),
+                                      [](const auto& fp) { return fp.has_value(); });
+      left.push_back(fmt::format("#{} {}", seq, any->describe(true)));
+    }
+    response.message =
+        fmt::format("ringfuse engine: rank {} shut its engine down{}", *shutdown_rank_,
+                    left.empty() ? std::string()
+                                 : fmt::format(" while collectives were pending: {}",
+                                               fmt::join(left, ", ")));
+  }
+  return response;
+}
+
+std::vector<WaitingCollective> Coordinator::waiting() const {
+  std::vector<WaitingCollective> result;
+  for (const auto& [seq, pending] : table_) {
+    WaitingCollective item{seq, {}, {}, {}, pending.since};
+    for (int rank = 0; rank < size_; ++rank) {
+      const auto& fp = pending.by_rank[static_cast<std::size_t>(rank)];
+      if (fp) {
+        if (item.description.empty()) item.description = fp->describe(true);
+        item.submitted.push_back(rank);
+      } else if (!joined_[static_cast<std::size_t>(rank)]) {
+        item.missing.push_back(rank);
+      }
+    }
+    result.push_back(std::move(item));
+  }
+  return result;
+}
+
+}  // namespace ringfuse::engine

@@ -1,0 +1,662 @@
+#include "engine/engine_impl.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "algo/algorithms.hpp"
+#include "engine/config.hpp"
+#include "engine/rank_set.hpp"
+
+namespace ringfuse::engine {
+namespace {
+
+constexpr std::chrono::microseconds kMaxIdleInterval{50'000};
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+}  // namespace
+
+EngineImpl::EngineImpl(EngineResources resources)
+    : rank_(resources.rank),
+      size_(resources.size),
+      config_(resources.config),
+      algorithm_(resources.algorithm),
+      control_(std::move(resources.control)),
+      data_(std::move(resources.data)),
+      cache_(config_.cache_capacity),
+      coordinator_(size_, cache_),
+      stall_(config_.stall_warning, config_.stall_abort),
+      fusion_(config_.fusion_threshold),
+      idle_interval_(config_.cycle_time) {
+  if (!config_.timeline_path.empty()) {
+    timeline_ = std::make_unique<Timeline>(config_.timeline_path, rank_);
+  }
+  if (rank_ == 0) {
+    spdlog::info("ringfuse engine: {}", describe_config(config_, core::process_environment()));
+  }
+  thread_ = std::thread([this] { run(); });
+}
+
+EngineImpl::~EngineImpl() {
+  queue_.stop();
+  if (thread_.joinable()) thread_.join();
+}
+
+EngineStats EngineImpl::stats() const {
+  std::lock_guard lock(state_mutex_);
+  return stats_;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Callers' side
+
+void EngineImpl::check_tensor(const std::string& name, const TensorView& tensor) const {
+  const auto bad = [&](const std::string& what) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("rank {}: engine: tensor '{}': {}", rank_, name, what), rank_);
+  };
+  if (tensor.device != Device::cpu) bad("only cpu tensors are supported by this build");
+  for (const auto dim : tensor.shape) {
+    if (dim < 0) bad(fmt::format("negative dimension {}", dim));
+  }
+  if (tensor.shape.size() > 16) bad("more than 16 dimensions");
+  if (tensor.data == nullptr && tensor.numel() > 0) bad("data is null");
+}
+
+Work EngineImpl::submit(std::vector<Request> requests) {
+  auto work = std::make_shared<WorkState>();
+  work->remaining = static_cast<int>(requests.size());
+  for (auto& request : requests) request.work = work;
+  if (joined_.load() && !requests.front().join) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("rank {}: engine: this rank called join(); it may enqueue again once "
+                            "every rank has joined",
+                            rank_),
+                rank_);
+  }
+  if (!queue_.push(requests, config_.fusion_threshold)) {
+    std::lock_guard lock(state_mutex_);
+    if (failure_) throw *failure_;
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("rank {}: engine: the engine has shut down", rank_), rank_);
+  }
+  return Work(work);
+}
+
+Work EngineImpl::allreduce(std::string name, TensorView tensor, AllreduceOptions options) {
+  std::vector<TensorView> one;
+  one.push_back(std::move(tensor));
+  return grouped_allreduce(std::move(name), std::move(one), options);
+}
+
+Work EngineImpl::grouped_allreduce(std::string name, std::vector<TensorView> tensors,
+                                   AllreduceOptions options) {
+  if (tensors.empty()) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("rank {}: engine: grouped allreduce '{}' has no tensors", rank_, name),
+                rank_);
+  }
+  std::vector<Request> requests;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    const auto& tensor = tensors[i];
+    const std::string part = tensors.size() == 1 ? name : fmt::format("{}.{}", name, i);
+    check_tensor(part, tensor);
+    const bool floating = is_floating_point(tensor.dtype);
+    if (!floating && (options.prescale != 1.0 || options.postscale != 1.0)) {
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("rank {}: engine: tensor '{}': prescale/postscale need a "
+                              "floating-point tensor, not {}",
+                              rank_, part, to_string(tensor.dtype)),
+                  rank_);
+    }
+    Request request;
+    request.fp.op_type = OpType::allreduce;
+    request.fp.dtype = tensor.dtype;
+    request.fp.op = options.op;
+    request.fp.prescale = options.prescale;
+    request.fp.postscale = options.postscale;
+    request.fp.compression = (tensor.dtype == DataType::f32 || tensor.dtype == DataType::f64)
+                                 ? options.compression
+                                 : Compression::none;
+    request.fp.shape = tensor.shape;
+    request.fp.name = part;
+    request.data = tensor.data;
+    requests.push_back(std::move(request));
+  }
+  return submit(std::move(requests));
+}
+
+Work EngineImpl::allgather(std::string name, TensorView input, OutputAllocator allocate) {
+  check_tensor(name, input);
+  if (input.shape.empty() || !allocate) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("rank {}: engine: allgather '{}' needs a tensor with at least one "
+                            "dimension and an output allocator",
+                            rank_, name),
+                rank_);
+  }
+  Request request;
+  request.fp.op_type = OpType::allgather;
+  request.fp.dtype = input.dtype;
+  request.fp.shape = input.shape;
+  request.fp.name = std::move(name);
+  request.data = input.data;
+  request.allocate = std::move(allocate);
+  std::vector<Request> requests;
+  requests.push_back(std::move(request));
+  return submit(std::move(requests));
+}
+
+Work EngineImpl::broadcast(std::string name, TensorView tensor, int root) {
+  check_tensor(name, tensor);
+  if (root < 0 || root >= size_) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("rank {}: engine: broadcast '{}': root {} is not a rank of this world "
+                            "of {}",
+                            rank_, name, root, size_),
+                rank_);
+  }
+  Request request;
+  request.fp.op_type = OpType::broadcast;
+  request.fp.dtype = tensor.dtype;
+  request.fp.root = root;
+  request.fp.shape = tensor.shape;
+  request.fp.name = std::move(name);
+  request.data = tensor.data;
+  std::vector<Request> requests;
+  requests.push_back(std::move(request));
+  return submit(std::move(requests));
+}
+
+Work EngineImpl::alltoall(std::string name, TensorView input, TensorView output) {
+  check_tensor(name, input);
+  check_tensor(name, output);
+  if (input.shape.empty() || input.shape.front() % size_ != 0 || output.dtype != input.dtype ||
+      output.numel() != input.numel()) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("rank {}: engine: alltoall '{}': dimension 0 must divide by the world "
+                            "size {} and the output must have the input's dtype and size",
+                            rank_, name, size_),
+                rank_);
+  }
+  Request request;
+  request.fp.op_type = OpType::alltoall;
+  request.fp.dtype = input.dtype;
+  request.fp.shape = input.shape;
+  request.fp.name = std::move(name);
+  request.data = input.data;
+  request.output = output.data;
+  std::vector<Request> requests;
+  requests.push_back(std::move(request));
+  return submit(std::move(requests));
+}
+
+Work EngineImpl::reducescatter(std::string name, TensorView input, TensorView output,
+                               ReduceOp op) {
+  check_tensor(name, input);
+  check_tensor(name, output);
+  if (output.dtype != input.dtype ||
+      output.numel() * static_cast<std::size_t>(size_) != input.numel()) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("rank {}: engine: reducescatter '{}': the input must hold {} times the "
+                            "output's elements, of the same dtype",
+                            rank_, name, size_),
+                rank_);
+  }
+  Request request;
+  request.fp.op_type = OpType::reducescatter;
+  request.fp.dtype = input.dtype;
+  request.fp.op = op;
+  request.fp.shape = input.shape;
+  request.fp.name = std::move(name);
+  request.data = input.data;
+  request.output = output.data;
+  std::vector<Request> requests;
+  requests.push_back(std::move(request));
+  return submit(std::move(requests));
+}
+
+Work EngineImpl::barrier(std::string name) {
+  Request request;
+  request.fp.op_type = OpType::barrier;
+  request.fp.dtype = DataType::u8;
+  request.fp.name = std::move(name);
+  std::vector<Request> requests;
+  requests.push_back(std::move(request));
+  return submit(std::move(requests));
+}
+
+Work EngineImpl::join() {
+  if (joined_.exchange(true)) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("rank {}: engine: join() called twice", rank_), rank_);
+  }
+  Request request;
+  request.join = true;
+  request.fp.op_type = OpType::barrier;
+  request.fp.name = "join";
+  std::vector<Request> requests;
+  requests.push_back(std::move(request));
+  try {
+    return submit(std::move(requests));
+  } catch (...) {
+    joined_ = false;
+    throw;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Engine thread
+
+void EngineImpl::run() {
+  try {
+    while (true) {
+      const bool stopping = queue_.stopping();
+      if (stopping && stop_requested_ == Clock::time_point{}) stop_requested_ = Clock::now();
+      const bool active = world_busy_ || !outstanding_.empty() || join_request_.has_value();
+      const auto wait = active ? config_.cycle_time : idle_interval_;
+      auto taken = queue_.wait_and_take(config_.fusion_threshold, config_.cycle_time / 5,
+                                        config_.cycle_time, Clock::now() + wait);
+      const bool had_work = !taken.empty();
+      auto message = announce(std::move(taken));
+      message.shutdown = queue_.stopping();
+      const auto started = Clock::now();
+      auto response = negotiate(message);
+      if (timeline_ && (!message.entries.empty() || !response.ready.empty())) {
+        timeline_->event(Timeline::kNegotiation, "NEGOTIATE", started, Clock::now(),
+                         fmt::format("\"announced\":{},\"released\":{}", message.entries.size(),
+                                     response.ready.size()));
+      }
+      apply(response);
+      if (response.status != CycleResponse::Status::ok) break;
+      if (had_work || active || response.world_busy || !response.ready.empty()) {
+        idle_interval_ = config_.cycle_time;
+      } else {
+        idle_interval_ = std::min(kMaxIdleInterval, idle_interval_ * 2);
+      }
+    }
+  } catch (const Error& error) {
+    fail_everything(error);
+  } catch (const std::exception& e) {
+    fail_everything(Error(ErrorKind::system,
+                          fmt::format("rank {}: ringfuse engine: {}", rank_, e.what()), rank_));
+  }
+  queue_.stop();
+  // Requests that raced with the end get the same answer as everything else pending.
+  auto late = queue_.wait_and_take(0, {}, {}, Clock::now());
+  Error reason = [&] {
+    std::lock_guard lock(state_mutex_);
+    return failure_ ? *failure_
+                    : Error(ErrorKind::invalid_argument,
+                            fmt::format("rank {}: engine: the engine has shut down", rank_), rank_);
+  }();
+  for (auto& request : late) request.work->complete(&reason);
+  if (join_request_) join_request_->work->complete(&reason);
+  timeline_.reset();
+}
+
+CycleMessage EngineImpl::announce(std::vector<Request> taken) {
+  CycleMessage message;
+  const auto now = Clock::now();
+  for (auto& request : taken) {
+    if (request.join) {
+      message.join = true;
+      join_request_ = std::move(request);
+      continue;
+    }
+    Announcement entry{request.seq, cache_.find(request.fp), request.fp};
+    if (timeline_) {
+      timeline_->event(Timeline::kQueue, "QUEUE " + request.fp.name, request.enqueued, now,
+                       fmt::format("\"seq\":{}", request.seq));
+    }
+    message.entries.push_back(std::move(entry));
+    const auto seq = request.seq;
+    outstanding_.emplace(seq, std::move(request));
+  }
+  message.busy = !outstanding_.empty();
+  return message;
+}
+
+CycleResponse EngineImpl::negotiate(const CycleMessage& message) {
+  if (rank_ == 0) return coordinate(message);
+  control_.send(0, message.encode());
+  const auto waiting_since = Clock::now();
+  const auto give_up = config_.stall_abort + std::chrono::seconds(10);
+  while (true) {
+    if (auto bytes = control_.try_recv(0)) return CycleResponse::decode(*bytes, cache_);
+    if (Clock::now() - waiting_since > give_up) {
+      throw Error(ErrorKind::timeout,
+                  fmt::format("rank {}: ringfuse engine: the coordinator (rank 0) has not "
+                              "answered a negotiation cycle for {:.1f} s; is rank 0 stalled?",
+                              rank_, seconds_since(waiting_since)),
+                  rank_, 0);
+    }
+    if (queue_.stopping() && stop_requested_ != Clock::time_point{} &&
+        Clock::now() - stop_requested_ > std::chrono::seconds(2)) {
+      throw Error(ErrorKind::peer_failure,
+                  fmt::format("rank {}: engine: shut down while the coordinator (rank 0) had not "
+                              "answered the last negotiation cycle",
+                              rank_),
+                  rank_, 0);
+    }
+  }
+}
+
+CycleResponse EngineImpl::coordinate(const CycleMessage& message) {
+  const auto cycle_started = Clock::now();
+  coordinator_.receive(0, message, cycle_started);
+  std::vector<bool> received(static_cast<std::size_t>(size_), false);
+  received[0] = true;
+  int missing = size_ - 1;
+  std::optional<std::string> abort;
+  while (missing > 0 && !abort) {
+    for (int peer = 1; peer < size_; ++peer) {
+      if (received[static_cast<std::size_t>(peer)]) continue;
+      if (auto bytes = control_.try_recv(peer)) {
+        coordinator_.receive(peer, CycleMessage::decode(*bytes, cache_), Clock::now());
+        received[static_cast<std::size_t>(peer)] = true;
+        --missing;
+      }
+    }
+    if (missing == 0) break;
+    std::vector<int> silent;
+    for (int peer = 1; peer < size_; ++peer) {
+      if (!received[static_cast<std::size_t>(peer)]) silent.push_back(peer);
+    }
+    abort = stall_.inspect(Clock::now(), coordinator_.waiting(), silent, cycle_started);
+    if (!abort && queue_.stopping() && stop_requested_ != Clock::time_point{} &&
+        Clock::now() - stop_requested_ > std::chrono::seconds(2)) {
+      throw Error(ErrorKind::peer_failure,
+                  fmt::format("rank 0: engine: shut down while {} had not taken part in the last "
+                              "negotiation cycle",
+                              describe_ranks(silent)),
+                  0);
+    }
+  }
+  CycleResponse response;
+  if (!abort) {
+    response = coordinator_.respond();
+    const auto waiting = coordinator_.waiting();
+    abort = stall_.inspect(Clock::now(), waiting, {}, Clock::now());
+    if (!abort) stall_.resolved(waiting);
+  }
+  if (abort) {
+    response = CycleResponse{};
+    response.status = CycleResponse::Status::abort;
+    response.message = *abort;
+  }
+  const auto bytes = response.encode();
+  for (int peer = 1; peer < size_; ++peer) control_.send(peer, bytes);
+  return response;
+}
+
+void EngineImpl::apply(const CycleResponse& response) {
+  if (response.status == CycleResponse::Status::abort) {
+    spdlog::error("rank {}: {}", rank_, response.message);
+    throw Error(ErrorKind::timeout, response.message, rank_);
+  }
+  world_busy_ = response.world_busy;
+  std::uint64_t hits = 0;
+  std::uint64_t misses = 0;
+  const auto evictions_before = cache_.evictions();
+  bool all_cached = true;
+  for (const auto& entry : response.ready) {
+    queue_.advance_sequence(entry.seq + 1);
+    if (entry.kind == ReadyEntry::Kind::cached) {
+      cache_.touch(entry.cache_index);
+      ++hits;
+    } else {
+      all_cached = false;
+      if (entry.kind == ReadyEntry::Kind::full) {
+        cache_.insert(entry.fp);
+        ++misses;
+      }
+    }
+  }
+  {
+    std::lock_guard lock(state_mutex_);
+    if (!response.ready.empty()) {
+      ++stats_.cycles;
+      if (all_cached) ++stats_.fast_path_cycles;
+    }
+    stats_.cache_hits += hits;
+    stats_.cache_misses += misses;
+    stats_.cache_evictions += cache_.evictions() - evictions_before;
+  }
+  for (const auto& entry : response.ready) {
+    if (entry.kind != ReadyEntry::Kind::error) continue;
+    const Error error(ErrorKind::invalid_argument, entry.error, rank_);
+    if (outstanding_.count(entry.seq) != 0) spdlog::error("rank {}: {}", rank_, entry.error);
+    complete(entry.seq, &error);
+  }
+  for (const auto& group : plan_fusion(response.ready, config_.fusion_threshold,
+                                       config_.fusion_lookahead)) {
+    execute(response, group);
+  }
+  if (response.join_done && join_request_) {
+    {
+      std::lock_guard lock(join_request_->work->mutex);
+      join_request_->work->output_shape = {response.last_joined};
+    }
+    joined_ = false;
+    auto work = join_request_->work;
+    join_request_.reset();
+    work->complete(nullptr);
+  }
+  if (response.status == CycleResponse::Status::shutdown) {
+    const Error error(ErrorKind::peer_failure, response.message, rank_);
+    if (!outstanding_.empty() || join_request_) spdlog::error("rank {}: {}", rank_, error.what());
+    std::lock_guard lock(state_mutex_);
+    if (!failure_) failure_ = error;
+    for (auto& [seq, request] : outstanding_) request.work->complete(&error);
+    outstanding_.clear();
+  }
+}
+
+std::byte* EngineImpl::scratch(std::size_t bytes) {
+  if (scratch_.size() < bytes) scratch_.resize(bytes);
+  return scratch_.data();
+}
+
+void EngineImpl::complete(std::uint64_t seq, const Error* error) {
+  const auto it = outstanding_.find(seq);
+  if (it == outstanding_.end()) return;  // a joined rank's stand-in
+  auto work = it->second.work;
+  outstanding_.erase(it);
+  work->complete(error);
+}
+
+void EngineImpl::execute(const CycleResponse& response, const FusionGroup& group) {
+  const auto& head = response.ready[group.members.front()];
+  if (head.fp.op_type == OpType::allreduce) {
+    run_allreduce(response, group);
+  } else {
+    const auto it = outstanding_.find(head.seq);
+    run_single(head, it == outstanding_.end() ? nullptr : &it->second);
+    complete(head.seq, nullptr);
+  }
+  std::lock_guard lock(state_mutex_);
+  ++stats_.collectives;
+}
+
+void EngineImpl::run_allreduce(const CycleResponse& response, const FusionGroup& group) {
+  const auto& fp = response.ready[group.members.front()].fp;
+  const bool floating = is_floating_point(fp.dtype);
+  const ReduceOp backend_op = floating && fp.op == ReduceOp::avg ? ReduceOp::sum : fp.op;
+  const double post = fp.postscale * (floating && fp.op == ReduceOp::avg ? 1.0 / size_ : 1.0);
+  const DataType wire = wire_type(fp);
+
+  // Where each member's data lives on this rank: the caller's tensor, or (a joined rank) the
+  // operator's identity in scratch memory.
+  std::vector<void*> data;
+  std::size_t scratch_bytes = 0;
+  for (const auto index : group.members) {
+    if (outstanding_.count(response.ready[index].seq) == 0) {
+      scratch_bytes += response.ready[index].fp.bytes();
+    }
+  }
+  std::byte* spare = scratch_bytes > 0 ? scratch(scratch_bytes) : nullptr;
+  for (const auto index : group.members) {
+    const auto& entry = response.ready[index];
+    const auto it = outstanding_.find(entry.seq);
+    if (it != outstanding_.end()) {
+      data.push_back(it->second.data);
+    } else {
+      fill_identity(spare, fp.dtype, fp.op, entry.fp.numel());
+      data.push_back(spare);
+      spare += entry.fp.bytes();
+    }
+  }
+
+  std::size_t total = 0;
+  for (const auto index : group.members) total += response.ready[index].fp.numel();
+  const Algorithm algo = algorithm_ != Algorithm::automatic
+                             ? algorithm_
+                             : algo::choose_allreduce(total * element_size(wire), total, size_);
+  const auto label = group.members.size() == 1
+                         ? response.ready[group.members.front()].fp.name
+                         : fmt::format("fused x{}", group.members.size());
+  const auto collective_args = [&] {
+    return fmt::format("\"bytes\":{},\"tensors\":{},\"dtype\":\"{}\",\"algorithm\":\"{}\"",
+                       total * element_size(wire), group.members.size(), to_string(wire),
+                       to_string(algo));
+  };
+
+  if (!group.fused) {
+    void* buffer = data.front();
+    if (fp.prescale != 1.0) convert_scaled(buffer, fp.dtype, buffer, fp.dtype, total, fp.prescale);
+    const auto start = Clock::now();
+    data_->allreduce(buffer, total, fp.dtype, backend_op, Algorithm::automatic);
+    if (timeline_) {
+      timeline_->event(Timeline::kCollective, "ALLREDUCE " + label, start, Clock::now(),
+                       collective_args());
+    }
+    if (post != 1.0) convert_scaled(buffer, fp.dtype, buffer, fp.dtype, total, post);
+  } else {
+    std::byte* buffer = fusion_.data();
+    const std::size_t wire_bytes = element_size(wire);
+    auto start = Clock::now();
+    std::size_t offset = 0;
+    for (std::size_t i = 0; i < group.members.size(); ++i) {
+      const auto count = response.ready[group.members[i]].fp.numel();
+      convert_scaled(buffer + offset * wire_bytes, wire, data[i], fp.dtype, count, fp.prescale);
+      offset += count;
+    }
+    if (timeline_) {
+      timeline_->event(Timeline::kMemcpy, "MEMCPY_IN_FUSION_BUFFER", start, Clock::now(),
+                       fmt::format("\"bytes\":{}", total * wire_bytes));
+    }
+    start = Clock::now();
+    data_->allreduce(buffer, total, wire, backend_op, Algorithm::automatic);
+    if (timeline_) {
+      timeline_->event(Timeline::kCollective, "ALLREDUCE " + label, start, Clock::now(),
+                       collective_args());
+    }
+    start = Clock::now();
+    offset = 0;
+    for (std::size_t i = 0; i < group.members.size(); ++i) {
+      const auto count = response.ready[group.members[i]].fp.numel();
+      convert_scaled(data[i], fp.dtype, buffer + offset * wire_bytes, wire, count, post);
+      offset += count;
+    }
+    if (timeline_) {
+      timeline_->event(Timeline::kMemcpy, "MEMCPY_OUT_FUSION_BUFFER", start, Clock::now(),
+                       fmt::format("\"bytes\":{}", total * wire_bytes));
+    }
+    std::lock_guard lock(state_mutex_);
+    stats_.fused_tensors += group.members.size();
+  }
+  for (const auto index : group.members) complete(response.ready[index].seq, nullptr);
+}
+
+void EngineImpl::run_single(const ReadyEntry& entry, Request* local) {
+  const auto& fp = entry.fp;
+  const auto start = Clock::now();
+  std::string args = fmt::format("\"bytes\":{}", fp.bytes());
+  switch (fp.op_type) {
+    case OpType::allreduce: break;  // handled by run_allreduce
+    case OpType::barrier: data_->barrier(); break;
+    case OpType::broadcast: {
+      void* data = local != nullptr ? local->data : scratch(fp.bytes());
+      data_->broadcast(data, fp.numel(), fp.dtype, fp.root);
+      break;
+    }
+    case OpType::alltoall: {
+      const std::vector<std::size_t> counts(static_cast<std::size_t>(size_),
+                                            fp.numel() / static_cast<std::size_t>(size_));
+      data_->alltoallv(local->data, counts, local->output, counts, fp.dtype);
+      break;
+    }
+    case OpType::reducescatter:
+      data_->reducescatter(local->data, local->output, fp.numel() / static_cast<std::size_t>(size_),
+                           fp.dtype, fp.op);
+      break;
+    case OpType::allgather: {
+      std::size_t row = 1;
+      for (std::size_t d = 1; d < fp.shape.size(); ++d) row *= static_cast<std::size_t>(fp.shape[d]);
+      std::vector<std::size_t> counts;
+      std::int64_t rows = 0;
+      for (const auto d0 : entry.dim0) {
+        counts.push_back(static_cast<std::size_t>(d0) * row);
+        rows += d0;
+      }
+      std::vector<std::int64_t> shape = fp.shape;
+      shape.front() = rows;
+      const std::size_t out_bytes = static_cast<std::size_t>(rows) * row * element_size(fp.dtype);
+      void* output = nullptr;
+      std::optional<Error> allocation_error;
+      if (local != nullptr) {
+        try {
+          output = local->allocate(shape);
+          if (output == nullptr && out_bytes > 0) throw std::runtime_error("it returned null");
+        } catch (const std::exception& e) {
+          allocation_error = Error(ErrorKind::invalid_argument,
+                                   fmt::format("rank {}: engine: allgather '{}': the output "
+                                               "allocator failed: {}",
+                                               rank_, fp.name, e.what()),
+                                   rank_);
+          output = nullptr;
+        }
+      }
+      // Take part even without an output (joined rank, failed allocator): the others wait.
+      std::byte* sink = output == nullptr ? scratch(out_bytes) : static_cast<std::byte*>(output);
+      const void* send = local != nullptr ? local->data : sink;
+      data_->allgatherv(send, sink, counts, fp.dtype);
+      if (local != nullptr) {
+        std::lock_guard lock(local->work->mutex);
+        local->work->output_shape = shape;
+      }
+      if (allocation_error) {
+        auto work = local->work;
+        outstanding_.erase(entry.seq);
+        work->complete(&*allocation_error);
+      }
+      args = fmt::format("\"bytes\":{}", out_bytes);
+      break;
+    }
+  }
+  if (timeline_) {
+    timeline_->event(Timeline::kCollective,
+                     fmt::format("{} {}", fmt::format("{}", to_string(fp.op_type)), fp.name),
+                     start, Clock::now(), args);
+  }
+}
+
+void EngineImpl::fail_everything(const Error& error) {
+  {
+    std::lock_guard lock(state_mutex_);
+    if (!failure_) failure_ = error;
+  }
+  if (!outstanding_.empty() || join_request_) {
+    spdlog::error("rank {}: ringfuse engine stopped: {}", rank_, error.what());
+  }
+  for (auto& [seq, request] : outstanding_) request.work->complete(&error);
+  outstanding_.clear();
+}
+
+}  // namespace ringfuse::engine

@@ -1,0 +1,103 @@
+// The engine: callers' threads validate and enqueue; one background thread runs cycles of
+// take ready requests -> negotiate (coordinator on rank 0) -> plan fusion -> run collectives
+// on the engine's own data connections -> complete Works. Any failure completes every pending
+// Work with that error; destruction negotiates a shutdown and joins the thread.
+#pragma once
+
+#include <atomic>
+#include <map>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "backend/native_backend.hpp"
+#include "engine/control_channel.hpp"
+#include "engine/coordinator.hpp"
+#include "engine/fusion_buffer.hpp"
+#include "engine/fusion_plan.hpp"
+#include "engine/request_queue.hpp"
+#include "engine/response_cache.hpp"
+#include "engine/stall_inspector.hpp"
+#include "engine/timeline.hpp"
+#include "ringfuse/engine.hpp"
+
+namespace ringfuse::engine {
+
+struct EngineResources {
+  int rank = 0;
+  int size = 1;
+  EngineConfig config;
+  Algorithm algorithm = Algorithm::automatic;  // the Context's default, for timeline labels
+  std::unique_ptr<transport::Transport> control;  // short no-progress timeout (the tick)
+  std::unique_ptr<backend::NativeBackend> data;
+};
+
+/// How long one control-channel receive waits before the engine looks around.
+inline constexpr std::chrono::milliseconds kControlTick{100};
+
+class EngineImpl final : public Engine {
+ public:
+  explicit EngineImpl(EngineResources resources);
+  ~EngineImpl() override;
+
+  Work allreduce(std::string name, TensorView tensor, AllreduceOptions options) override;
+  Work grouped_allreduce(std::string name, std::vector<TensorView> tensors,
+                         AllreduceOptions options) override;
+  Work allgather(std::string name, TensorView input, OutputAllocator allocate) override;
+  Work broadcast(std::string name, TensorView tensor, int root) override;
+  Work alltoall(std::string name, TensorView input, TensorView output) override;
+  Work reducescatter(std::string name, TensorView input, TensorView output,
+                     ReduceOp op) override;
+  Work barrier(std::string name) override;
+  Work join() override;
+  void flush() override { queue_.flush(); }
+  EngineStats stats() const override;
+  const EngineConfig& config() const override { return config_; }
+
+ private:
+  Work submit(std::vector<Request> requests);
+  void check_tensor(const std::string& name, const TensorView& tensor) const;
+
+  void run();
+  CycleMessage announce(std::vector<Request> taken);
+  CycleResponse negotiate(const CycleMessage& message);
+  CycleResponse coordinate(const CycleMessage& message);
+  void apply(const CycleResponse& response);
+  void execute(const CycleResponse& response, const FusionGroup& group);
+  void run_allreduce(const CycleResponse& response, const FusionGroup& group);
+  void run_single(const ReadyEntry& entry, Request* local);
+  void complete(std::uint64_t seq, const Error* error);
+  void fail_everything(const Error& error);
+  std::byte* scratch(std::size_t bytes);
+
+  int rank_;
+  int size_;
+  EngineConfig config_;
+  Algorithm algorithm_;
+  ControlChannel control_;
+  std::unique_ptr<backend::NativeBackend> data_;
+  RequestQueue queue_;
+  ResponseCache cache_;
+  Coordinator coordinator_;
+  StallInspector stall_;
+  FusionBuffer fusion_;
+  std::unique_ptr<Timeline> timeline_;
+  std::vector<std::byte> scratch_;  // what a joined rank contributes / receives
+
+  // Engine thread only.
+  std::map<std::uint64_t, Request> outstanding_;
+  std::optional<Request> join_request_;
+  bool world_busy_ = false;
+  std::chrono::microseconds idle_interval_;
+  Clock::time_point stop_requested_{};
+
+  std::atomic<bool> joined_{false};
+  mutable std::mutex state_mutex_;
+  std::optional<Error> failure_;  // why the engine stopped
+  EngineStats stats_;
+  std::thread thread_;
+};
+
+}  // namespace ringfuse::engine

@@ -1,0 +1,93 @@
+#include "engine/fingerprint.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace ringfuse::engine {
+
+std::string_view to_string(OpType op) {
+  switch (op) {
+    case OpType::allreduce: return "allreduce";
+    case OpType::allgather: return "allgather";
+    case OpType::broadcast: return "broadcast";
+    case OpType::alltoall: return "alltoall";
+    case OpType::reducescatter: return "reducescatter";
+    case OpType::barrier: return "barrier";
+  }
+  return "?";
+}
+
+std::size_t Fingerprint::numel() const {
+  std::size_t n = 1;
+  for (const auto dim : shape) n *= static_cast<std::size_t>(dim);
+  return n;
+}
+
+bool Fingerprint::matches(const Fingerprint& other) const {
+  if (op_type != other.op_type || dtype != other.dtype || op != other.op ||
+      compression != other.compression || root != other.root || prescale != other.prescale ||
+      postscale != other.postscale || name != other.name || shape.size() != other.shape.size()) {
+    return false;
+  }
+  for (std::size_t i = op_type == OpType::allgather ? 1 : 0; i < shape.size(); ++i) {
+    if (shape[i] != other.shape[i]) return false;
+  }
+  return true;
+}
+
+std::string Fingerprint::describe(bool with_name) const {
+  std::string text = with_name ? fmt::format("'{}' ", name) : std::string();
+  if (op_type == OpType::barrier) return text + "barrier";
+  text += fmt::format("{}[{}]", ringfuse::to_string(dtype), fmt::join(shape, ","));
+  switch (op_type) {
+    case OpType::allreduce:
+    case OpType::reducescatter:
+      text += fmt::format(" {}", ringfuse::to_string(op));
+      if (op_type == OpType::reducescatter) text += " reducescatter";
+      break;
+    case OpType::broadcast: text += fmt::format(" broadcast root {}", root); break;
+    default: text += fmt::format(" {}", to_string(op_type)); break;
+  }
+  if (prescale != 1.0) text += fmt::format(" prescale {}", prescale);
+  if (postscale != 1.0) text += fmt::format(" postscale {}", postscale);
+  if (compression == Compression::fp16) text += " (fp16 on the wire)";
+  if (compression == Compression::bf16) text += " (bf16 on the wire)";
+  return text;
+}
+
+void Fingerprint::encode(ByteWriter& out) const {
+  out.put(op_type);
+  out.put(dtype);
+  out.put(op);
+  out.put(compression);
+  out.put(root);
+  out.put(prescale);
+  out.put(postscale);
+  out.put(static_cast<std::uint32_t>(shape.size()));
+  for (const auto dim : shape) out.put(dim);
+  out.put_string(name);
+}
+
+Fingerprint Fingerprint::decode(ByteReader& in) {
+  Fingerprint fp;
+  fp.op_type = in.get<OpType>();
+  fp.dtype = in.get<DataType>();
+  fp.op = in.get<ReduceOp>();
+  fp.compression = in.get<Compression>();
+  fp.root = in.get<std::int32_t>();
+  fp.prescale = in.get<double>();
+  fp.postscale = in.get<double>();
+  const auto dims = in.get<std::uint32_t>();
+  if (dims > 64) throw Error(ErrorKind::protocol, "ringfuse engine: bad fingerprint");
+  for (std::uint32_t i = 0; i < dims; ++i) fp.shape.push_back(in.get<std::int64_t>());
+  fp.name = in.get_string();
+  return fp;
+}
+
+std::string Fingerprint::key() const {
+  ByteWriter out;
+  encode(out);
+  return std::string(out.bytes().begin(), out.bytes().end());
+}
+
+}  // namespace ringfuse::engine

@@ -1,0 +1,44 @@
+// What every rank's i-th collective must agree on: operation, name, dtype, shape, operator,
+// root and scaling. Rendered as `'name' f32[1024,512] sum` in mismatch messages.
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "engine/wire.hpp"
+#include "ringfuse/engine.hpp"
+
+namespace ringfuse::engine {
+
+enum class OpType : std::uint8_t { allreduce, allgather, broadcast, alltoall, reducescatter, barrier };
+
+std::string_view to_string(OpType op);
+
+struct Fingerprint {
+  OpType op_type = OpType::allreduce;
+  DataType dtype = DataType::f32;
+  ReduceOp op = ReduceOp::sum;
+  Compression compression = Compression::none;
+  std::int32_t root = -1;
+  double prescale = 1.0;
+  double postscale = 1.0;
+  std::vector<std::int64_t> shape;  // allgather: dimension 0 is this rank's and may differ
+  std::string name;
+
+  std::size_t numel() const;
+  std::size_t bytes() const { return numel() * element_size(dtype); }
+  /// Equality of what must match; allgather ignores dimension 0.
+  bool matches(const Fingerprint& other) const;
+  /// `f32[1024,512] sum`, with the name in front when `with_name`.
+  std::string describe(bool with_name) const;
+  /// Only all-reduces, broadcasts and the like with fixed shapes go in the response cache.
+  bool cacheable() const { return op_type != OpType::allgather; }
+
+  void encode(ByteWriter& out) const;
+  static Fingerprint decode(ByteReader& in);
+  /// The encoding as a string, the response cache's key.
+  std::string key() const;
+};
+
+}  // namespace ringfuse::engine

@@ -1,0 +1,116 @@
+#include "engine/fusion_buffer.hpp"
+
+#include <cstring>
+#include <limits>
+
+#include "reduce/half.hpp"
+
+namespace ringfuse::engine {
+namespace {
+
+double load(const void* p, DataType type, std::size_t i) {
+  switch (type) {
+    case DataType::f16: return reduce::f16_to_float(static_cast<const std::uint16_t*>(p)[i]);
+    case DataType::bf16: return reduce::bf16_to_float(static_cast<const std::uint16_t*>(p)[i]);
+    case DataType::f32: return static_cast<const float*>(p)[i];
+    case DataType::f64: return static_cast<const double*>(p)[i];
+    case DataType::i8: return static_cast<const std::int8_t*>(p)[i];
+    case DataType::u8: return static_cast<const std::uint8_t*>(p)[i];
+    case DataType::i32: return static_cast<const std::int32_t*>(p)[i];
+    case DataType::i64: return static_cast<double>(static_cast<const std::int64_t*>(p)[i]);
+  }
+  return 0;
+}
+
+void store(void* p, DataType type, std::size_t i, double v) {
+  switch (type) {
+    case DataType::f16:
+      static_cast<std::uint16_t*>(p)[i] = reduce::float_to_f16(static_cast<float>(v));
+      break;
+    case DataType::bf16:
+      static_cast<std::uint16_t*>(p)[i] = reduce::float_to_bf16(static_cast<float>(v));
+      break;
+    case DataType::f32: static_cast<float*>(p)[i] = static_cast<float>(v); break;
+    case DataType::f64: static_cast<double*>(p)[i] = v; break;
+    case DataType::i8: static_cast<std::int8_t*>(p)[i] = static_cast<std::int8_t>(v); break;
+    case DataType::u8: static_cast<std::uint8_t*>(p)[i] = static_cast<std::uint8_t>(v); break;
+    case DataType::i32: static_cast<std::int32_t*>(p)[i] = static_cast<std::int32_t>(v); break;
+    case DataType::i64: static_cast<std::int64_t*>(p)[i] = static_cast<std::int64_t>(v); break;
+  }
+}
+
+template <class T>
+void fill(void* dst, std::size_t count, T value) {
+  auto* p = static_cast<T*>(dst);
+  for (std::size_t i = 0; i < count; ++i) p[i] = value;
+}
+
+template <class T>
+void fill_limits(void* dst, ReduceOp op, std::size_t count) {
+  using L = std::numeric_limits<T>;
+  const T low = L::has_infinity ? -L::infinity() : L::lowest();
+  const T high = L::has_infinity ? L::infinity() : L::max();
+  switch (op) {
+    case ReduceOp::sum:
+    case ReduceOp::avg: fill<T>(dst, count, T(0)); break;
+    case ReduceOp::prod: fill<T>(dst, count, T(1)); break;
+    case ReduceOp::min: fill<T>(dst, count, high); break;
+    case ReduceOp::max: fill<T>(dst, count, low); break;
+  }
+}
+
+}  // namespace
+
+std::byte* FusionBuffer::data() {
+  if (!data_ && capacity_ > 0) {
+    data_.reset(new std::byte[capacity_]);
+    std::memset(data_.get(), 0, capacity_);  // fault every page in now, not inside a cycle
+  }
+  return data_.get();
+}
+
+void convert_scaled(void* dst, DataType dst_type, const void* src, DataType src_type,
+                    std::size_t count, double factor) {
+  if (dst_type == src_type && factor == 1.0) {
+    if (dst != src && count > 0) std::memmove(dst, src, count * element_size(dst_type));
+    return;
+  }
+  if (dst_type == DataType::f32 && src_type == DataType::f32) {
+    const auto f = static_cast<float>(factor);
+    const auto* s = static_cast<const float*>(src);
+    auto* d = static_cast<float*>(dst);
+    for (std::size_t i = 0; i < count; ++i) d[i] = s[i] * f;
+    return;
+  }
+  if (dst_type == DataType::f64 && src_type == DataType::f64) {
+    const auto* s = static_cast<const double*>(src);
+    auto* d = static_cast<double*>(dst);
+    for (std::size_t i = 0; i < count; ++i) d[i] = s[i] * factor;
+    return;
+  }
+  for (std::size_t i = 0; i < count; ++i) store(dst, dst_type, i, load(src, src_type, i) * factor);
+}
+
+void fill_identity(void* dst, DataType type, ReduceOp op, std::size_t count) {
+  switch (type) {
+    case DataType::f16:
+    case DataType::bf16: {
+      float value = 0;
+      if (op == ReduceOp::prod) value = 1;
+      if (op == ReduceOp::min) value = std::numeric_limits<float>::infinity();
+      if (op == ReduceOp::max) value = -std::numeric_limits<float>::infinity();
+      const auto bits = type == DataType::f16 ? reduce::float_to_f16(value)
+                                              : reduce::float_to_bf16(value);
+      fill<std::uint16_t>(dst, count, bits);
+      break;
+    }
+    case DataType::f32: fill_limits<float>(dst, op, count); break;
+    case DataType::f64: fill_limits<double>(dst, op, count); break;
+    case DataType::i8: fill_limits<std::int8_t>(dst, op, count); break;
+    case DataType::u8: fill_limits<std::uint8_t>(dst, op, count); break;
+    case DataType::i32: fill_limits<std::int32_t>(dst, op, count); break;
+    case DataType::i64: fill_limits<std::int64_t>(dst, op, count); break;
+  }
+}
+
+}  // namespace ringfuse::engine

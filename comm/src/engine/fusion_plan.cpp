@@ -1,0 +1,59 @@
+#include "engine/fusion_plan.hpp"
+
+namespace ringfuse::engine {
+namespace {
+
+bool compatible(const Fingerprint& a, const Fingerprint& b) {
+  return a.op_type == OpType::allreduce && b.op_type == OpType::allreduce && a.dtype == b.dtype &&
+         a.op == b.op && a.prescale == b.prescale && a.postscale == b.postscale &&
+         a.compression == b.compression;
+}
+
+std::size_t wire_bytes(const Fingerprint& fp) { return fp.numel() * element_size(wire_type(fp)); }
+
+}  // namespace
+
+DataType wire_type(const Fingerprint& fp) {
+  if (fp.dtype != DataType::f32 && fp.dtype != DataType::f64) return fp.dtype;
+  switch (fp.compression) {
+    case Compression::fp16: return DataType::f16;
+    case Compression::bf16: return DataType::bf16;
+    case Compression::none: break;
+  }
+  return fp.dtype;
+}
+
+std::vector<FusionGroup> plan_fusion(const std::vector<ReadyEntry>& ready, std::size_t threshold,
+                                     std::size_t lookahead) {
+  std::vector<FusionGroup> groups;
+  std::vector<bool> taken(ready.size(), false);
+  for (std::size_t i = 0; i < ready.size(); ++i) {
+    if (taken[i] || ready[i].kind == ReadyEntry::Kind::error) continue;
+    taken[i] = true;
+    FusionGroup group{{i}, false};
+    const auto& head = ready[i].fp;
+    if (head.op_type == OpType::allreduce) {
+      std::size_t bytes = wire_bytes(head);
+      std::size_t skipped = 0;
+      for (std::size_t j = i + 1; j < ready.size() && skipped <= lookahead; ++j) {
+        if (taken[j] || ready[j].kind == ReadyEntry::Kind::error) continue;
+        const auto& fp = ready[j].fp;
+        if (!compatible(head, fp)) {
+          ++skipped;
+          continue;
+        }
+        if (bytes + wire_bytes(fp) > threshold) break;
+        bytes += wire_bytes(fp);
+        taken[j] = true;
+        group.members.push_back(j);
+      }
+      // One tensor without compression is reduced in place; the buffer is for packing.
+      group.fused = group.members.size() > 1 || wire_type(head) != head.dtype;
+      if (group.fused && bytes > threshold) group.fused = false;  // too big: in place, alone
+    }
+    groups.push_back(std::move(group));
+  }
+  return groups;
+}
+
+}  // namespace ringfuse::engine

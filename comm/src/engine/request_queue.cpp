@@ -1,0 +1,82 @@
+#include "engine/request_queue.hpp"
+
+#include <algorithm>
+
+namespace ringfuse::engine {
+
+bool RequestQueue::push(std::vector<Request>& requests, std::size_t threshold) {
+  bool wake = false;
+  {
+    std::lock_guard lock(mutex_);
+    if (stop_) return false;
+    const auto now = Clock::now();
+    const bool was_empty = queue_.empty();
+    for (auto& request : requests) {
+      if (!request.join) request.seq = next_seq_++;
+      request.enqueued = now;
+      bytes_ += request.fp.bytes();
+      queue_.push_back(std::move(request));
+    }
+    last_push_ = now;
+    wake = was_empty || bytes_ >= threshold;
+  }
+  // Waking on the first push starts the quiet timer; later pushes only move it, and waking on
+  // every one would only cost context switches.
+  if (wake) cv_.notify_one();
+  return true;
+}
+
+void RequestQueue::flush() {
+  {
+    std::lock_guard lock(mutex_);
+    flush_ = true;
+  }
+  cv_.notify_one();
+}
+
+void RequestQueue::stop() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  cv_.notify_one();
+}
+
+bool RequestQueue::stopping() const {
+  std::lock_guard lock(mutex_);
+  return stop_;
+}
+
+void RequestQueue::advance_sequence(std::uint64_t next) {
+  std::lock_guard lock(mutex_);
+  next_seq_ = std::max(next_seq_, next);
+}
+
+std::vector<Request> RequestQueue::wait_and_take(std::size_t threshold,
+                                                 std::chrono::microseconds quiet,
+                                                 std::chrono::microseconds max_wait,
+                                                 Clock::time_point deadline) {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    const auto now = Clock::now();
+    if (stop_ || now >= deadline) break;
+    if (!queue_.empty()) {
+      if (flush_ || bytes_ >= threshold || queue_.back().join) break;
+      const auto quiet_at = last_push_ + quiet;
+      const auto oldest_at = queue_.front().enqueued + max_wait;
+      const auto due = std::min({quiet_at, oldest_at, deadline});
+      if (now >= due) break;
+      cv_.wait_until(lock, due);
+    } else {
+      cv_.wait_until(lock, deadline);
+    }
+  }
+  flush_ = false;
+  bytes_ = 0;
+  std::vector<Request> taken(std::make_move_iterator(queue_.begin()),
+                             std::make_move_iterator(queue_.end()));
+  queue_.clear();
+  return taken;
+}
+
+}  // namespace ringfuse::engine

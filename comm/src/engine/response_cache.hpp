@@ -1,0 +1,46 @@
+// Horovod's response cache: fingerprints negotiated before get a small index, so a repeating
+// set of tensors is negotiated by index (a few bytes per tensor, no fingerprint comparison)
+// instead of by full description. Every rank applies the same updates in the same order (the
+// coordinator's responses), so the caches stay identical without any extra exchange.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <unordered_map>
+#include <vector>
+
+#include "engine/fingerprint.hpp"
+
+namespace ringfuse::engine {
+
+class ResponseCache {
+ public:
+  explicit ResponseCache(std::size_t capacity) : capacity_(capacity) {}
+
+  std::optional<std::uint32_t> find(const Fingerprint& fp) const;
+  /// The fingerprint at `index`; throws Error(protocol) for an empty slot.
+  const Fingerprint& at(std::uint32_t index) const;
+  void touch(std::uint32_t index);
+  /// Inserts (or touches) `fp`, evicting the least recently used entry when full.
+  /// Returns its index, or nullopt when the cache is disabled (capacity 0).
+  std::optional<std::uint32_t> insert(const Fingerprint& fp);
+
+  std::size_t capacity() const { return capacity_; }
+  std::uint64_t evictions() const { return evictions_; }
+
+ private:
+  struct Slot {
+    Fingerprint fp;
+    std::string key;
+    std::uint64_t last_use = 0;
+    bool used = false;
+  };
+  std::size_t capacity_;
+  std::vector<Slot> slots_;
+  std::unordered_map<std::string, std::uint32_t> index_;
+  std::uint64_t clock_ = 0;
+  std::uint64_t evictions_ = 0;
+};
+
+}  // namespace ringfuse::engine

@@ -1,0 +1,79 @@
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "engine/work_state.hpp"
+
+namespace ringfuse {
+
+std::size_t TensorView::numel() const {
+  std::size_t n = 1;
+  for (const auto dim : shape) n *= static_cast<std::size_t>(dim < 0 ? 0 : dim);
+  return n;
+}
+
+namespace engine {
+
+void WorkState::complete(const Error* failure) {
+  std::vector<std::function<void(const Error*)>> to_run;
+  {
+    std::lock_guard lock(mutex);
+    if (done) return;
+    if (failure != nullptr && !error) error = *failure;
+    if (--remaining > 0 && failure == nullptr) return;
+    done = true;
+    to_run.swap(callbacks);
+  }
+  done_cv.notify_all();
+  for (auto& callback : to_run) {
+    try {
+      callback(error ? &*error : nullptr);
+    } catch (const std::exception& e) {
+      spdlog::error("ringfuse engine: a completion callback threw: {}", e.what());
+    }
+  }
+}
+
+}  // namespace engine
+
+namespace {
+Error no_state() {
+  return Error(ErrorKind::invalid_argument, "this Work handle was default-constructed");
+}
+}  // namespace
+
+bool Work::test() const {
+  if (!state_) return true;
+  std::lock_guard lock(state_->mutex);
+  return state_->done;
+}
+
+void Work::wait(std::chrono::milliseconds timeout) const {
+  if (!state_) throw no_state();
+  std::unique_lock lock(state_->mutex);
+  if (!state_->done_cv.wait_for(lock, timeout, [&] { return state_->done; })) {
+    throw Error(ErrorKind::timeout,
+                fmt::format("Work::wait: the collective did not finish within {} ms",
+                            timeout.count()));
+  }
+  if (state_->error) throw *state_->error;
+}
+
+void Work::on_complete(std::function<void(const Error*)> callback) const {
+  if (!state_) throw no_state();
+  {
+    std::lock_guard lock(state_->mutex);
+    if (!state_->done) {
+      state_->callbacks.push_back(std::move(callback));
+      return;
+    }
+  }
+  callback(state_->error ? &*state_->error : nullptr);
+}
+
+std::vector<std::int64_t> Work::output_shape() const {
+  if (!state_) return {};
+  std::lock_guard lock(state_->mutex);
+  return state_->output_shape;
+}
+
+}  // namespace ringfuse

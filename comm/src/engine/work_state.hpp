@@ -1,0 +1,27 @@
+// The shared state behind a Work handle: completion flag, error, callbacks, allgather shape.
+#pragma once
+
+#include <condition_variable>
+#include <functional>
+#include <mutex>
+#include <optional>
+#include <vector>
+
+#include "ringfuse/engine.hpp"
+
+namespace ringfuse::engine {
+
+struct WorkState {
+  std::mutex mutex;
+  std::condition_variable done_cv;
+  bool done = false;
+  std::optional<Error> error;
+  std::vector<std::function<void(const Error*)>> callbacks;
+  std::vector<std::int64_t> output_shape;
+  int remaining = 1;  // a grouped all-reduce completes when all its parts have
+
+  /// Completes one part (the first error wins); runs the callbacks when the last part is done.
+  void complete(const Error* failure);
+};
+
+}  // namespace ringfuse::engine

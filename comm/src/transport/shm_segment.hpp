@@ -1,0 +1,57 @@
+// Owner of one POSIX shared-memory segment mapping (shm_open + mmap). The creator unlinks the
+// name as soon as every peer has mapped it, so nothing is left in /dev/shm however the job
+// ends; the destructor unlinks too if set-up failed before that point.
+#pragma once
+
+#include <cstddef>
+#include <string>
+#include <utility>
+
+namespace ringfuse::transport::shm {
+
+class Segment {
+ public:
+  Segment() = default;
+  /// Creates `name` (exclusively; a stale segment of the same name, left by a killed job,
+  /// is replaced), sizes it to `bytes`, maps it and touches every page, so no collective ever
+  /// pays the first-touch page faults. Throws std::system_error.
+  static Segment create(const std::string& name, std::size_t bytes);
+  /// Maps an existing segment of exactly `bytes` and pre-faults it. Throws std::system_error.
+  static Segment open(const std::string& name, std::size_t bytes);
+
+  ~Segment() { reset(); }
+  Segment(Segment&& other) noexcept { *this = std::move(other); }
+  Segment& operator=(Segment&& other) noexcept {
+    if (this != &other) {
+      reset();
+      base_ = std::exchange(other.base_, nullptr);
+      bytes_ = std::exchange(other.bytes_, 0);
+      name_ = std::move(other.name_);
+      linked_ = std::exchange(other.linked_, false);
+    }
+    return *this;
+  }
+  Segment(const Segment&) = delete;
+  Segment& operator=(const Segment&) = delete;
+
+  std::byte* data() const { return static_cast<std::byte*>(base_); }
+  std::size_t size() const { return bytes_; }
+  const std::string& name() const { return name_; }
+
+  /// Removes the name (the mapping stays valid); idempotent.
+  void unlink();
+
+ private:
+  void reset();
+
+  void* base_ = nullptr;
+  std::size_t bytes_ = 0;
+  std::string name_;
+  bool linked_ = false;  // this object created the name and has not unlinked it yet
+};
+
+/// A POSIX shm name ("/ringfuse-...") built from `parts`, with characters other than
+/// [A-Za-z0-9._-] replaced and long names shortened with a hash, so any job id is safe.
+std::string segment_name(const std::string& parts);
+
+}  // namespace ringfuse::transport::shm

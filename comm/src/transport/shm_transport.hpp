@@ -1,0 +1,88 @@
+// The data plane between ranks of one host: a single-producer/single-consumer ring in POSIX
+// shared memory for every ordered pair of ranks, set up once and reused by every collective.
+// Shared memory says nothing when a peer dies, so one TCP connection per peer stays open
+// beside the rings purely as a liveness channel: a waiting rank polls it and turns EOF or a
+// reset into the same peer-naming error, published through the store, as the TCP mesh.
+#pragma once
+
+#include <chrono>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "rendezvous/store.hpp"
+#include "ringfuse/context.hpp"
+#include "transport/shm_ring.hpp"
+#include "transport/shm_segment.hpp"
+#include "transport/socket.hpp"
+#include "transport/tcp_mesh.hpp"
+#include "transport/transport.hpp"
+
+namespace ringfuse::transport {
+
+/// This host and boot ("hostname/boot_id"): two ranks with the same identity can share memory
+/// (the boot id tells apart containers or machines that happen to share a hostname).
+std::string host_identity();
+
+/// Collective: publishes host_identity() in the store and decides, identically on every rank,
+/// whether this world runs over shared memory. `automatic` picks it only when every rank is on
+/// this host (a mixed world stays on TCP for every pair until hierarchical composition lands);
+/// `shm` throws Error(invalid_config) naming the ranks on other hosts; `tcp` never picks it
+/// and exchanges nothing.
+bool use_shared_memory(TransportKind requested, rendezvous::Store& store,
+                       const MeshOptions& mesh, int rank, int size);
+
+struct ShmOptions {
+  MeshOptions mesh;                               // store namespace, timeouts, liveness address
+  std::size_t ring_bytes = std::size_t{1} << 20;  // per ordered pair; a power of two
+};
+
+class ShmTransport final : public Transport {
+ public:
+  /// Collective over all ranks, which must share this host: creates this rank's segment (the
+  /// rings it receives on), maps every peer's, waits in the store until every rank has mapped
+  /// every segment, then unlinks its own name.
+  ShmTransport(int rank, int size, rendezvous::Store& store, ShmOptions options);
+  ~ShmTransport() override = default;
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  void send_recv(int send_peer, const void* send_buf, std::size_t send_bytes, int recv_peer,
+                 void* recv_buf, std::size_t recv_bytes,
+                 const RecvProgress& progress = {}) override;
+  void send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes,
+                        int recv_peer, void* dst, std::size_t recv_count, DataType type,
+                        ReduceOp op, const Staging& staging) override;
+  void set_operation(std::string label) override { operation_ = std::move(label); }
+
+ private:
+  void connect_liveness(std::chrono::steady_clock::time_point deadline);
+  void map_segments(std::chrono::steady_clock::time_point deadline);
+  std::size_t slot_of(int sender, int receiver) const;
+  shm::Doorbell& doorbell(int owner) const;
+
+  /// The one loop behind both entry points. `consume(piece, offset)` takes received bytes in
+  /// place and returns how many it used (whole elements only); `granule` is the element size.
+  template <class Consume>
+  void exchange(int send_peer, const std::byte* send, std::size_t send_bytes, int recv_peer,
+                std::size_t recv_bytes, std::size_t granule, Consume&& consume);
+  void check_peer(int peer, const char* role) const;
+  /// Non-blocking: fails naming `peer` if its liveness connection reports EOF or an error.
+  void check_alive(int peer);
+  [[noreturn]] void fail(int peer, std::string what, bool peer_closed);
+  [[noreturn]] void fail_timeout(int stalled);
+  std::optional<std::string> first_failure_reported(std::chrono::milliseconds wait);
+
+  int rank_;
+  int size_;
+  rendezvous::Store& store_;
+  ShmOptions options_;
+  std::string operation_ = "set-up";
+  std::optional<std::string> aborted_;
+  std::vector<Socket> liveness_;           // by peer rank; closed all at once on failure
+  std::vector<shm::Segment> segments_;     // by owner rank: the rings that rank receives on
+  std::vector<shm::RingWriter> writers_;   // by destination rank
+  std::vector<shm::RingReader> readers_;   // by source rank
+};
+
+}  // namespace ringfuse::transport

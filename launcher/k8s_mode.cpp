@@ -1,0 +1,119 @@
+#include "k8s_mode.hpp"
+
+#include <unistd.h>
+
+#include <cstdlib>
+#include <memory>
+
+#include "dns_resolver.hpp"
+#include "job_environment.hpp"
+#include "k8s_discovery.hpp"
+#include "k8s_identity.hpp"
+#include "membership_agreement.hpp"
+#include "rendezvous/tcp_store.hpp"
+#include "ringfuse/error.hpp"
+
+namespace ringfuse::launcher {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+std::optional<std::string> getenv_string(const std::string& name) {
+  if (const char* value = std::getenv(name.c_str())) return std::string(value);
+  return std::nullopt;
+}
+
+std::chrono::milliseconds left_until(Clock::time_point deadline) {
+  return std::max(std::chrono::milliseconds(1),
+                  std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()));
+}
+
+std::string done_key(int pod) { return "ringfuse-run/k8s/done/" + std::to_string(pod); }
+
+}  // namespace
+
+int run_k8s(const K8sOptions& options, const std::vector<std::string>& command,
+            SignalPipe& signals) {
+  if (options.np % options.nproc_per_pod != 0) {
+    throw Error(ErrorKind::invalid_argument,
+                "-np " + std::to_string(options.np) + " is not a multiple of --nproc-per-pod " +
+                    std::to_string(options.nproc_per_pod) + " (N = pods x ranks per pod)");
+  }
+  const int pods = options.np / options.nproc_per_pod;
+  const auto secret = getenv_string("RINGFUSE_JOB_SECRET").value_or("");
+  if (secret.empty()) {
+    throw Error(ErrorKind::invalid_config,
+                "--k8s-service needs RINGFUSE_JOB_SECRET, the same in every pod: put a random "
+                "value in a Kubernetes Secret and expose it with env.valueFrom.secretKeyRef "
+                "(pods with another secret are refused by the store and the mesh)");
+  }
+  const auto deadline = Clock::now() + options.start_timeout;
+
+  char system_hostname[256] = {};
+  ::gethostname(system_hostname, sizeof(system_hostname) - 1);
+  PodIdentity self = pod_identity(getenv_string, system_hostname);
+  if (!self.index && self.ip.empty()) {
+    throw Error(ErrorKind::invalid_config,
+                "the hostname '" + self.hostname + "' has no ordinal (not a StatefulSet or "
+                "Indexed Job pod) and POD_IP is not set, so this pod cannot find itself among "
+                "the Service's addresses; set POD_IP from the downward API (status.podIP)");
+  }
+  report("k8s: pod " + self.hostname + (self.ip.empty() ? "" : " (" + self.ip + ")") +
+         ", index from " + self.index_source + "; waiting for " + std::to_string(pods) +
+         " pods of " + service_fqdn(options.service, options.ns));
+
+  Membership membership;
+  {
+    DnsResolver dns(options.dns_server, std::chrono::milliseconds(2000));
+    membership = discover_pods(DiscoverySpec{options.service, options.ns, pods}, self, dns,
+                               deadline, [](const std::string& line) { report("k8s: " + line); });
+  }
+  const int index = membership.own_index;
+  const std::string own_ip = membership.pod_ips[static_cast<std::size_t>(index)];
+  const std::string& store_ip = membership.pod_ips.front();
+  const auto port = static_cast<std::uint16_t>(options.port);
+  report("k8s: all " + std::to_string(pods) + " pods found; this is pod " + std::to_string(index) +
+         " (" + own_ip + "), store on pod 0 at " + store_ip + ":" + std::to_string(port));
+
+  // Pod 0 serves the store for the whole job; every launcher (pod 0's too) is a client.
+  std::unique_ptr<rendezvous::TcpStoreServer> server;
+  if (index == 0) server = std::make_unique<rendezvous::TcpStoreServer>(own_ip, port, secret);
+  rendezvous::TcpStoreClient store(store_ip, port, left_until(deadline), secret);
+  agree_on_membership(store, membership, left_until(deadline));
+  if (options.supervisor.verbose) report("k8s: every pod agrees on " + membership.canonical());
+
+  WorldLayout layout;
+  layout.world_size = options.np;
+  layout.local_size = options.nproc_per_pod;
+  layout.cross_rank = index;
+  layout.cross_size = pods;
+  layout.first_rank = index * options.nproc_per_pod;
+  JobIdentity identity{getenv_string("RINGFUSE_JOB_ID").value_or("k8s-" + options.ns + "-" +
+                                                                 options.service),
+                       secret};
+  JobEnvironment environment(layout, store_ip, port, std::move(identity),
+                             JobEnvironment::current_environment());
+  for (const auto& [name, value] : options.rank_variables) environment.set_extra(name, value);
+  // The ranks advertise the pod's address to their peers (the library's mesh reads it).
+  environment.set_extra("RINGFUSE_HOST_ADDR", own_ip);
+
+  SupervisorOptions supervisor_options = options.supervisor;
+  supervisor_options.host = self.hostname;
+  Supervisor supervisor(supervisor_options, signals);
+  const int code = supervisor.run(local_launches(command, environment, self.hostname));
+
+  // Pod 0's store must outlive the other pods' ranks: they report here when theirs have ended.
+  try {
+    store.set(done_key(index), std::to_string(code));
+    if (index == 0 && code == 0) {
+      std::vector<std::string> keys;
+      for (int pod = 1; pod < pods; ++pod) keys.push_back(done_key(pod));
+      store.wait(keys, std::chrono::seconds(30));
+    }
+  } catch (const std::exception& e) {
+    if (code == 0) report(std::string("k8s: after the ranks ended: ") + e.what());
+  }
+  return code;
+}
+
+}  // namespace ringfuse::launcher

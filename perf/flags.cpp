@@ -1,0 +1,152 @@
+#include "flags.hpp"
+
+#include <iostream>
+#include <map>
+
+#include <CLI/CLI.hpp>
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "size_parse.hpp"
+
+namespace ringfuse::perf {
+namespace {
+
+// CLI11 transforms turn "4K" into "4096" before the uint64 conversion, so the error for a bad
+// size names the flag and the accepted spellings.
+CLI::Validator size_validator() {
+  return CLI::Validator(
+      [](std::string& value) -> std::string {
+        const auto parsed = parse_size(value);
+        if (!parsed) return fmt::format("'{}' is not a size (e.g. 4096, 4K, 256M, 1G)", value);
+        value = std::to_string(*parsed);
+        return {};
+      },
+      "SIZE[K|M|G]");
+}
+
+std::optional<Algorithm> parse_algorithm(const std::string& name) {
+  if (name == "auto") return Algorithm::automatic;
+  if (name == "ring") return Algorithm::ring;
+  if (name == "tree") return Algorithm::tree;
+  if (name == "rhd") return Algorithm::rhd;
+  return std::nullopt;
+}
+
+}  // namespace
+
+std::string_view to_string(MallocTuning tuning) {
+  switch (tuning) {
+    case MallocTuning::both: return "both";
+    case MallocTuning::env: return "env";
+    case MallocTuning::off: return "off";
+  }
+  return "?";
+}
+
+ParsedFlags parse_flags(int argc, char** argv) {
+  PerfOptions o;
+  CLI::App app{
+      "ringfuse-perf: nccl-tests-style sweep of one collective, with Open MPI and Gloo measured "
+      "in the same run.\nLaunch with `ringfuse-run -np N ringfuse-perf ...` or "
+      "`mpirun -np N ringfuse-perf ...` (needed for --peers mpi)."};
+  std::string collective = "allreduce";
+  std::string dtype = "f32";
+  std::string op = "sum";
+  std::string algo = "auto";
+  std::string peers;
+  std::string malloc_tuning = "both";
+  int check = 1;
+  app.add_option("collective", collective,
+                 "allreduce | broadcast | allgather | reducescatter | alltoall | barrier")
+      ->required();
+  app.add_option("-b,--minbytes", o.min_bytes, "smallest size (K/M/G suffixes)")
+      ->transform(size_validator())
+      ->capture_default_str();
+  app.add_option("-e,--maxbytes", o.max_bytes, "largest size (K/M/G suffixes)")
+      ->transform(size_validator())
+      ->capture_default_str();
+  app.add_option("-f,--stepfactor", o.step_factor, "multiply the size by this between rows")
+      ->check(CLI::Range(std::uint64_t{2}, std::uint64_t{1} << 20))
+      ->capture_default_str();
+  app.add_option("-n,--iters", o.iters, "timed iterations per size")
+      ->check(CLI::Range(1, 1'000'000))
+      ->capture_default_str();
+  app.add_option("-w,--warmup_iters", o.warmup, "untimed iterations per size")
+      ->check(CLI::Range(0, 1'000'000))
+      ->capture_default_str();
+  app.add_option("-c,--check", check, "1: verify every result (the `wrong` column), 0: skip")
+      ->check(CLI::Range(0, 1))
+      ->capture_default_str();
+  app.add_option("-d,--datatype", dtype, "f16 bf16 f32 f64 i8 u8 i32 i64")->capture_default_str();
+  app.add_option("-o,--op", op, "sum avg min max prod")->capture_default_str();
+  app.add_option("-r,--root", o.root, "broadcast root")->capture_default_str();
+  app.add_option("--algo", algo, "all-reduce algorithm of ours: auto ring tree rhd")
+      ->capture_default_str();
+  app.add_option("--backend", o.backend, "our backend (only `native` exists yet)")
+      ->capture_default_str();
+  app.add_option("--peers", peers, "comma-separated peers measured in the same run: mpi,gloo");
+  app.add_option("--peer-malloc-tuning", malloc_tuning,
+                 "both: Open MPI as started, then again with glibc tuned through mallopt "
+                 "(row mpi+malloc); env: re-exec everything under MALLOC_MMAP_MAX_=0 "
+                 "MALLOC_TRIM_THRESHOLD_=4294967296; off: as started only")
+      ->capture_default_str();
+  app.add_option("--json", o.json_path, "also write every row to this file (JSON)");
+  try {
+    app.parse(argc, argv);
+  } catch (const CLI::ParseError& e) {
+    return {std::nullopt, app.exit(e)};
+  }
+
+  auto fail = [](const std::string& message) {
+    std::cerr << "ringfuse-perf: " << message << "\n";
+    return ParsedFlags{std::nullopt, 2};
+  };
+  const auto parsed_collective = parse_collective(collective);
+  if (!parsed_collective) {
+    return fail(fmt::format("unknown collective '{}': expected allreduce, broadcast, allgather, "
+                            "reducescatter, alltoall or barrier", collective));
+  }
+  o.collective = *parsed_collective;
+  const auto parsed_type = parse_data_type(dtype);
+  if (!parsed_type) return fail(fmt::format("-d {}: unknown type (f16 bf16 f32 f64 i8 u8 i32 i64)", dtype));
+  o.type = *parsed_type;
+  const auto parsed_op = parse_reduce_op(op);
+  if (!parsed_op) return fail(fmt::format("-o {}: unknown operator (sum avg min max prod)", op));
+  o.op = *parsed_op;
+  const auto parsed_algo = parse_algorithm(algo);
+  if (!parsed_algo) return fail(fmt::format("--algo {}: expected auto, ring, tree or rhd", algo));
+  o.algo = *parsed_algo;
+  if (o.backend != "native") {
+    return fail(fmt::format("--backend {}: not available; only `native` exists yet (mpi and "
+                            "nccl backends come in later issues)", o.backend));
+  }
+  if (malloc_tuning == "both") {
+    o.malloc_tuning = MallocTuning::both;
+  } else if (malloc_tuning == "env") {
+    o.malloc_tuning = MallocTuning::env;
+  } else if (malloc_tuning == "off") {
+    o.malloc_tuning = MallocTuning::off;
+  } else {
+    return fail(fmt::format("--peer-malloc-tuning {}: expected both, env or off", malloc_tuning));
+  }
+  if (!peers.empty()) {
+    std::size_t start = 0;
+    while (start <= peers.size()) {
+      const std::size_t comma = std::min(peers.find(',', start), peers.size());
+      const std::string peer = peers.substr(start, comma - start);
+      if (peer != "mpi" && peer != "gloo") {
+        return fail(fmt::format("--peers: unknown peer '{}': expected mpi and/or gloo", peer));
+      }
+      if (std::find(o.peers.begin(), o.peers.end(), peer) == o.peers.end()) o.peers.push_back(peer);
+      start = comma + 1;
+    }
+  }
+  if (o.min_bytes > o.max_bytes) {
+    return fail(fmt::format("-b {} is larger than -e {}", o.min_bytes, o.max_bytes));
+  }
+  o.check = check == 1;
+  return {o, 0};
+}
+
+}  // namespace ringfuse::perf

@@ -1,0 +1,51 @@
+// ringfuse-perf's command line: nccl-tests' flags plus --algo, --backend, --peers, --json.
+#pragma once
+
+#include <cstdint>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "collective.hpp"
+#include "ringfuse/context.hpp"
+#include "ringfuse/types.hpp"
+
+namespace ringfuse::perf {
+
+/// How the Open MPI peer's malloc configuration is handled (DESIGN.md §3: its large all-reduce
+/// collapses from page faults on fresh temporaries unless glibc keeps freed memory).
+enum class MallocTuning : std::uint8_t {
+  both,  // measure peers as the process environment says, then again with mallopt() tuning
+  env,   // re-exec the whole benchmark under MALLOC_MMAP_MAX_=0 MALLOC_TRIM_THRESHOLD_=4294967296
+  off,   // only the environment this process was started with
+};
+
+struct PerfOptions {
+  Collective collective = Collective::allreduce;
+  std::uint64_t min_bytes = 32ULL << 20;  // nccl-tests' defaults for -b/-e/-f
+  std::uint64_t max_bytes = 32ULL << 20;
+  std::uint64_t step_factor = 2;
+  int iters = 20;
+  int warmup = 5;
+  bool check = true;
+  DataType type = DataType::f32;
+  ReduceOp op = ReduceOp::sum;
+  int root = 0;
+  Algorithm algo = Algorithm::automatic;
+  std::string backend = "native";
+  std::vector<std::string> peers;  // "mpi", "gloo"
+  MallocTuning malloc_tuning = MallocTuning::both;
+  std::string json_path;
+};
+
+struct ParsedFlags {
+  std::optional<PerfOptions> options;  // set when the benchmark should run
+  int exit_code = 0;                   // otherwise: exit with this (0 after --help)
+};
+
+/// Parses and validates argv; prints usage or a one-line error naming the flag on failure.
+ParsedFlags parse_flags(int argc, char** argv);
+
+std::string_view to_string(MallocTuning tuning);
+
+}  // namespace ringfuse::perf

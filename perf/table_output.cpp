@@ -1,0 +1,38 @@
+#include "table_output.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ostream.h>
+
+#include "size_parse.hpp"
+
+namespace ringfuse::perf {
+
+void print_table(std::ostream& out, const RunInfo& info, const std::vector<Row>& rows) {
+  fmt::print(out, "# ringfuse-perf {}: {} ranks, launched by {}\n", info.collective, info.nranks,
+             info.launcher);
+  fmt::print(out, "# time_us: {}; GB/s = 1e9 bytes/s\n", info.timing);
+  fmt::print(out, "# ours: {}\n", info.transport);
+  fmt::print(out, "# malloc environment: {}\n", info.malloc_env);
+  if (!info.malloc_pass.empty()) fmt::print(out, "# {}\n", info.malloc_pass);
+  for (const auto& note : info.notes) fmt::print(out, "# {}\n", note);
+  fmt::print(out, "#\n");
+  const std::string header = fmt::format(
+      "#{:>11} {:>10} {:>11} {:>5} {:>5} {:>16} {:>11} {:>10} {:>10} {:>6}", "impl", "size",
+      "count", "type", "redop", "algo", "time_us", "algbw_GBps", "busbw_GBps", "wrong");
+  fmt::print(out, "{}{}\n", header, info.with_peers ? fmt::format(" {:>6}", "ratio") : "");
+  for (const Row& r : rows) {
+    std::string line = fmt::format(
+        " {:>11} {:>10} {:>11} {:>5} {:>5} {:>16} {:>11.2f} {:>10.3f} {:>10.3f} {:>6}", r.impl,
+        r.size, r.count, r.type, r.redop, r.algo, r.time_us, r.algbw_gbps, r.busbw_gbps,
+        r.wrong ? fmt::format("{}", *r.wrong) : std::string("N/A"));
+    if (info.with_peers) {
+      line += fmt::format(" {:>6}", r.ratio ? fmt::format("{:.2f}", *r.ratio) : std::string("-"));
+    }
+    fmt::print(out, "{}\n", line);
+  }
+  std::uint64_t wrong = 0;
+  for (const Row& r : rows) wrong += r.wrong.value_or(0);
+  fmt::print(out, "# out of bounds values : {} {}\n", wrong, wrong == 0 ? "OK" : "FAILED");
+}
+
+}  // namespace ringfuse::perf

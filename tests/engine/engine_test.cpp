@@ -1,0 +1,245 @@
+// Multi-process tests of the asynchronous engine: real ranks (engine_worker) on loopback, the
+// store hosted by the test, every child under a deadline.
+#include <gtest/gtest.h>
+#include <signal.h>
+
+#include <fstream>
+#include <memory>
+#include <regex>
+#include <sstream>
+#include <thread>
+#include <vector>
+
+#include "rendezvous/tcp_store.hpp"
+#include "subprocess.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using ringfuse::testing::Process;
+using ringfuse::testing::ProcessResult;
+
+using Env = std::map<std::string, std::string>;
+
+std::vector<std::unique_ptr<Process>> start_world(int size, const std::string& mode,
+                                                  std::uint16_t port, const Env& extra) {
+  static int job = 0;
+  std::vector<std::unique_ptr<Process>> ranks;
+  for (int rank = 0; rank < size; ++rank) {
+    Env env{{"RINGFUSE_RANK", std::to_string(rank)},
+            {"RINGFUSE_SIZE", std::to_string(size)},
+            {"RINGFUSE_STORE_ADDR", "127.0.0.1:" + std::to_string(port)},
+            {"RINGFUSE_JOB_ID", mode + "-" + std::to_string(::getpid()) + "-" + std::to_string(job)},
+            {"RINGFUSE_TIMEOUT_S", "30"}};
+    for (const auto& [k, v] : extra) env[k] = v;
+    ranks.push_back(std::make_unique<Process>(
+        std::vector<std::string>{ENGINE_WORKER_PATH, mode}, env));
+  }
+  ++job;
+  return ranks;
+}
+
+std::vector<ProcessResult> run_world(int size, const std::string& mode, const Env& extra = {}) {
+  ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0);
+  auto ranks = start_world(size, mode, store.port(), extra);
+  std::vector<ProcessResult> results;
+  for (auto& rank : ranks) results.push_back(rank->wait(60s));
+  return results;
+}
+
+std::string all_output(const std::vector<ProcessResult>& results) {
+  std::string text;
+  for (std::size_t r = 0; r < results.size(); ++r) {
+    text += "--- rank " + std::to_string(r) + "\n" + results[r].output;
+  }
+  return text;
+}
+
+void expect_all_ok(const std::vector<ProcessResult>& results) {
+  for (std::size_t r = 0; r < results.size(); ++r) {
+    EXPECT_FALSE(results[r].timed_out) << "rank " << r << " hung\n" << all_output(results);
+    EXPECT_EQ(results[r].exit_code, 0) << "rank " << r << "\n" << all_output(results);
+    EXPECT_NE(results[r].output.find("\nok\n"), std::string::npos) << all_output(results);
+  }
+}
+
+unsigned long long stat(const std::string& output, const std::string& name) {
+  std::smatch match;
+  if (!std::regex_search(output, match, std::regex(name + "=(\\d+)"))) return 0;
+  return std::stoull(match[1]);
+}
+
+TEST(Engine, FusionOfMixedDtypesOpsAndSizes) {
+  const auto results = run_world(3, "fusion", {{"RINGFUSE_FUSION_THRESHOLD", "64K"}});
+  expect_all_ok(results);
+  EXPECT_GT(stat(results[0].output, "fused"), 0u) << results[0].output;
+  EXPECT_GT(stat(results[0].output, "hits"), 0u) << results[0].output;
+  EXPECT_NE(results[0].output.find("ringfuse engine: fusion threshold 65536 B "
+                                   "(RINGFUSE_FUSION_THRESHOLD)"),
+            std::string::npos)
+      << "rank 0 must log the effective configuration\n"
+      << results[0].output;
+}
+
+TEST(Engine, ResponseCacheEvictsWhenFull) {
+  const auto results = run_world(2, "fusion", {{"RINGFUSE_CACHE_CAPACITY", "4"}});
+  expect_all_ok(results);
+  for (const auto& result : results) {
+    EXPECT_GT(stat(result.output, "evictions"), 0u) << result.output;
+  }
+}
+
+class Mismatch : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(Mismatch, FailsEveryRankWithOneMessage) {
+  const auto results = run_world(4, "mismatch-" + GetParam());
+  expect_all_ok(results);
+  std::string first;
+  long long last_enqueue = 0;
+  for (const auto& result : results) {
+    std::smatch match;
+    ASSERT_TRUE(std::regex_search(result.output, match, std::regex("ENQUEUED_MS (\\d+)")))
+        << all_output(results);
+    last_enqueue = std::max(last_enqueue, std::stoll(match[1]));
+  }
+  for (const auto& result : results) {
+    std::smatch match;
+    ASSERT_TRUE(std::regex_search(result.output, match, std::regex("ERROR_MS (\\d+)")));
+    EXPECT_LE(std::stoll(match[1]) - last_enqueue, 2000) << all_output(results);
+    const auto at = result.output.find("MISMATCH: ");
+    ASSERT_NE(at, std::string::npos);
+    const auto line = result.output.substr(at, result.output.find('\n', at) - at);
+    if (first.empty()) first = line;
+    EXPECT_EQ(line, first) << "every rank must report the same message";
+  }
+  EXPECT_NE(first.find("collective #2"), std::string::npos) << first;
+  EXPECT_NE(first.find("ranks {0,1,3}: "), std::string::npos) << first;
+  EXPECT_NE(first.find("; rank 2: "), std::string::npos) << first;
+  if (GetParam() == "shape") {
+    EXPECT_NE(first.find("ranks {0,1,3}: f32[1024,512] sum; rank 2: f32[1024,511] sum"),
+              std::string::npos) << first;
+  }
+  if (GetParam() == "dtype") EXPECT_NE(first.find("rank 2: f64[1024,512] sum"), std::string::npos) << first;
+  if (GetParam() == "op") EXPECT_NE(first.find("rank 2: f32[1024,512] max"), std::string::npos) << first;
+  if (GetParam() == "name") EXPECT_NE(first.find("rank 2: 'layer.bias'"), std::string::npos) << first;
+  if (GetParam() != "name") EXPECT_NE(first.find("'layer.weight'"), std::string::npos) << first;
+}
+
+INSTANTIATE_TEST_SUITE_P(Engine, Mismatch, ::testing::Values("shape", "dtype", "op", "name"));
+
+TEST(Engine, StallInspectorNamesAStoppedRank) {
+  constexpr int kVictim = 1;
+  ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0);
+  auto ranks = start_world(3, "stall", store.port(),
+                           {{"RINGFUSE_STALL_TIMEOUT_S", "1"}, {"RINGFUSE_STALL_ABORT_S", "3"}});
+  const auto deadline = std::chrono::steady_clock::now() + 60s;
+  while (ranks[kVictim]->output().find("ready") == std::string::npos &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(::kill(ranks[kVictim]->pid(), SIGSTOP), 0);
+  std::vector<ProcessResult> results(3);
+  for (int rank = 0; rank < 3; ++rank) {
+    if (rank == kVictim) continue;
+    results[rank] = ranks[rank]->wait(30s);
+  }
+  ::kill(ranks[kVictim]->pid(), SIGKILL);
+  results[kVictim] = ranks[kVictim]->wait(10s);
+  const auto text = all_output(results);
+  EXPECT_NE(results[0].output.find("stall inspector"), std::string::npos)
+      << "rank 0 must warn before aborting\n" << text;
+  for (int rank = 0; rank < 3; ++rank) {
+    if (rank == kVictim) continue;
+    EXPECT_FALSE(results[rank].timed_out) << text;
+    EXPECT_EQ(results[rank].exit_code, 0) << text;
+    const auto at = results[rank].output.find("STALL: ");
+    ASSERT_NE(at, std::string::npos) << text;
+    const auto line = results[rank].output.substr(at);
+    EXPECT_NE(line.find("rank 1 has not taken part"), std::string::npos) << text;
+    EXPECT_NE(line.find("RINGFUSE_STALL_ABORT_S"), std::string::npos) << text;
+  }
+}
+
+TEST(Engine, JoinWithUnevenBatchCounts) {
+  const auto results = run_world(3, "join");
+  expect_all_ok(results);
+  for (const auto& result : results) {
+    EXPECT_NE(result.output.find("last joined: 2"), std::string::npos) << all_output(results);
+  }
+}
+
+// A minimal JSON syntax check (objects, arrays, strings, numbers, literals).
+class JsonChecker {
+ public:
+  explicit JsonChecker(const std::string& text) : s_(text) {}
+  bool valid() {
+    skip();
+    if (!value()) return false;
+    skip();
+    return i_ == s_.size();
+  }
+
+ private:
+  void skip() {
+    while (i_ < s_.size() && std::isspace(static_cast<unsigned char>(s_[i_]))) ++i_;
+  }
+  bool eat(char c) {
+    skip();
+    if (i_ < s_.size() && s_[i_] == c) {
+      ++i_;
+      return true;
+    }
+    return false;
+  }
+  bool string() {
+    if (!eat('"')) return false;
+    while (i_ < s_.size() && s_[i_] != '"') i_ += s_[i_] == '\\' ? 2 : 1;
+    return i_++ < s_.size();
+  }
+  bool value() {
+    skip();
+    if (i_ >= s_.size()) return false;
+    const char c = s_[i_];
+    if (c == '{' || c == '[') {
+      const char close = c == '{' ? '}' : ']';
+      ++i_;
+      if (eat(close)) return true;
+      do {
+        if (c == '{' && !(string() && eat(':'))) return false;
+        if (!value()) return false;
+      } while (eat(','));
+      return eat(close);
+    }
+    if (c == '"') return string();
+    const std::size_t start = i_;
+    while (i_ < s_.size() && (std::isalnum(static_cast<unsigned char>(s_[i_])) ||
+                              s_[i_] == '-' || s_[i_] == '+' || s_[i_] == '.')) {
+      ++i_;
+    }
+    return i_ > start;
+  }
+  const std::string& s_;
+  std::size_t i_ = 0;
+};
+
+TEST(Engine, TimelineIsValidChromeTraceJson) {
+  const std::string path = ::testing::TempDir() + "/engine_timeline.json";
+  const auto results = run_world(2, "fusion", {{"RINGFUSE_TIMELINE", path},
+                                               {"RINGFUSE_FUSION_THRESHOLD", "64K"}});
+  expect_all_ok(results);
+  for (int rank = 0; rank < 2; ++rank) {
+    const std::string file = ::testing::TempDir() + "/engine_timeline." + std::to_string(rank) + ".json";
+    std::ifstream in(file);
+    ASSERT_TRUE(in.good()) << file;
+    std::stringstream text;
+    text << in.rdbuf();
+    const auto json = text.str();
+    EXPECT_TRUE(JsonChecker(json).valid()) << json.substr(0, 2000);
+    for (const char* event : {"NEGOTIATE", "QUEUE ", "MEMCPY_IN_FUSION_BUFFER",
+                              "MEMCPY_OUT_FUSION_BUFFER", "ALLREDUCE fused", "\"algorithm\":"}) {
+      EXPECT_NE(json.find(event), std::string::npos) << event;
+    }
+  }
+}
+
+}  // namespace

@@ -1,0 +1,309 @@
+// One rank of the engine's multi-process tests: `engine_worker MODE`, launched by
+// engine_test with RINGFUSE_* set. Prints "ok" and exits 0 when every check passed; prints
+// what went wrong and exits 3 otherwise.
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <cstring>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include <ringfuse/ringfuse.hpp>
+
+namespace {
+
+using namespace std::chrono_literals;
+using ringfuse::DataType;
+using ringfuse::ReduceOp;
+using ringfuse::TensorView;
+
+long long now_ms() {
+  return std::chrono::duration_cast<std::chrono::milliseconds>(
+             std::chrono::system_clock::now().time_since_epoch())
+      .count();
+}
+
+[[noreturn]] void fail(const std::string& what) {
+  std::printf("FAILED: %s\n", what.c_str());
+  std::fflush(stdout);
+  std::_Exit(3);
+}
+
+double value_at(int rank, std::size_t index) { return static_cast<double>(rank + 1 + index % 5); }
+
+double expected_reduce(int size, std::size_t index, ReduceOp op) {
+  double acc = value_at(0, index);
+  for (int r = 1; r < size; ++r) {
+    const double v = value_at(r, index);
+    switch (op) {
+      case ReduceOp::sum:
+      case ReduceOp::avg: acc += v; break;
+      case ReduceOp::min: acc = std::min(acc, v); break;
+      case ReduceOp::max: acc = std::max(acc, v); break;
+      case ReduceOp::prod: acc *= v; break;
+    }
+  }
+  return op == ReduceOp::avg ? acc / size : acc;
+}
+
+// A typed host buffer filled with value_at(rank, i).
+struct Buffer {
+  DataType type;
+  std::vector<double> f64;
+  std::vector<float> f32;
+  std::vector<std::int32_t> i32;
+  std::vector<std::uint16_t> f16;
+
+  Buffer(DataType t, std::size_t n, int rank) : type(t) {
+    for (std::size_t i = 0; i < n; ++i) {
+      const double v = value_at(rank, i);
+      if (t == DataType::f64) f64.push_back(v);
+      if (t == DataType::f32) f32.push_back(static_cast<float>(v));
+      if (t == DataType::i32) i32.push_back(static_cast<std::int32_t>(v));
+      if (t == DataType::f16) f16.push_back(to_half(static_cast<float>(v)));
+    }
+  }
+  static std::uint16_t to_half(float v) {  // exact for small integers
+    if (v == 0) return 0;
+    int e = 0;
+    const float m = std::frexp(v, &e);  // v = m * 2^e, m in [0.5,1)
+    const auto mant = static_cast<std::uint16_t>((m * 2 - 1) * 1024);
+    return static_cast<std::uint16_t>(((e - 1 + 15) << 10) | mant);
+  }
+  static double from_half(std::uint16_t h) {
+    const int e = (h >> 10) & 31;
+    const int m = h & 1023;
+    if (e == 0) return m / 1024.0 / 16384.0;
+    return std::ldexp(1.0 + m / 1024.0, e - 15);
+  }
+  void* data() {
+    if (type == DataType::f64) return f64.data();
+    if (type == DataType::f32) return f32.data();
+    if (type == DataType::i32) return i32.data();
+    return f16.data();
+  }
+  std::size_t size() const {
+    return std::max({f64.size(), f32.size(), i32.size(), f16.size()});
+  }
+  double at(std::size_t i) const {
+    if (type == DataType::f64) return f64[i];
+    if (type == DataType::f32) return f32[i];
+    if (type == DataType::i32) return i32[i];
+    return from_half(f16[i]);
+  }
+};
+
+struct Case {
+  std::string name;
+  DataType type;
+  ReduceOp op;
+  std::size_t count;
+  ringfuse::AllreduceOptions options;
+};
+
+std::vector<Case> mixed_cases() {
+  const DataType types[] = {DataType::f32, DataType::f64, DataType::i32, DataType::f16};
+  const ReduceOp ops[] = {ReduceOp::sum, ReduceOp::avg, ReduceOp::max, ReduceOp::min};
+  const std::size_t counts[] = {1, 1000, 4099, 30000};
+  std::vector<Case> cases;
+  for (int i = 0; i < 24; ++i) {
+    Case c;
+    c.type = types[i % 4];
+    c.op = ops[(i / 4) % 4];
+    c.count = counts[(i / 2) % 4];
+    if (c.type == DataType::f16 && c.op == ReduceOp::avg) c.op = ReduceOp::sum;
+    c.options.op = c.op;
+    c.name = "grad." + std::to_string(i);
+    cases.push_back(c);
+  }
+  Case scaled{"scaled", DataType::f32, ReduceOp::avg, 5000, {}};
+  scaled.options = {ReduceOp::avg, 0.5, 4.0, ringfuse::Compression::none};
+  cases.push_back(scaled);
+  Case compressed{"compressed", DataType::f32, ReduceOp::sum, 7000, {}};
+  compressed.options.compression = ringfuse::Compression::fp16;
+  cases.push_back(compressed);
+  return cases;
+}
+
+void check_close(const std::string& what, double got, double want) {
+  if (std::abs(got - want) > 1e-3 * std::max(1.0, std::abs(want))) {
+    fail(what + ": got " + std::to_string(got) + ", want " + std::to_string(want));
+  }
+}
+
+void mode_fusion(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  const int rank = ctx.rank();
+  const int size = ctx.size();
+  const auto cases = mixed_cases();
+  for (int iteration = 0; iteration < 3; ++iteration) {
+    std::vector<Buffer> buffers;
+    std::vector<ringfuse::Work> works;
+    for (const auto& c : cases) buffers.emplace_back(c.type, c.count, rank);
+    // Non-all-reduce collectives in the middle of the stream.
+    std::vector<float> bcast(333, static_cast<float>(rank));
+    std::vector<std::int32_t> gather_in(static_cast<std::size_t>(rank + 1) * 3, rank);
+    std::vector<std::int32_t> gather_out;
+    std::vector<float> a2a_in(static_cast<std::size_t>(size) * 4), a2a_out(a2a_in.size());
+    for (std::size_t i = 0; i < a2a_in.size(); ++i) a2a_in[i] = static_cast<float>(rank * 1000 + i);
+    std::vector<double> rs_in(static_cast<std::size_t>(size) * 10, rank + 1.0), rs_out(10);
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      const auto& c = cases[i];
+      works.push_back(engine.allreduce(
+          c.name, TensorView{buffers[i].data(), c.type, {static_cast<std::int64_t>(c.count)}},
+          c.options));
+      if (i == 5) works.push_back(engine.broadcast("bcast", {bcast.data(), DataType::f32, {333}}, size - 1));
+      if (i == 9) {
+        works.push_back(engine.allgather(
+            "gather", {gather_in.data(), DataType::i32, {rank + 1, 3}},
+            [&](const std::vector<std::int64_t>& shape) {
+              gather_out.resize(static_cast<std::size_t>(shape[0] * shape[1]));
+              return static_cast<void*>(gather_out.data());
+            }));
+      }
+      if (i == 13) {
+        works.push_back(engine.alltoall("a2a", {a2a_in.data(), DataType::f32, {size * 4}},
+                                        {a2a_out.data(), DataType::f32, {size * 4}}));
+      }
+      if (i == 17) {
+        works.push_back(engine.reducescatter("rs", {rs_in.data(), DataType::f64, {size * 10}},
+                                             {rs_out.data(), DataType::f64, {10}}));
+        works.push_back(engine.barrier());
+      }
+    }
+    std::vector<float> g1(100, 1.0f), g2(50, 2.0f);
+    works.push_back(engine.grouped_allreduce(
+        "group", {{g1.data(), DataType::f32, {100}}, {g2.data(), DataType::f32, {50}}}));
+    engine.flush();
+    for (auto& work : works) work.wait(60s);
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      const auto& c = cases[i];
+      for (std::size_t j = 0; j < c.count; j += 1 + c.count / 97) {
+        double want = expected_reduce(size, j, c.op);
+        if (c.type == DataType::i32 && c.op == ReduceOp::avg) want = std::trunc(want);
+        if (c.name == "scaled") want = expected_reduce(size, j, ReduceOp::avg) * 0.5 * 4.0;
+        check_close(c.name + "[" + std::to_string(j) + "]", buffers[i].at(j), want);
+      }
+    }
+    for (float v : bcast) check_close("bcast", v, size - 1);
+    std::size_t pos = 0;
+    for (int r = 0; r < size; ++r) {
+      for (int k = 0; k < (r + 1) * 3; ++k) check_close("gather", gather_out.at(pos++), r);
+    }
+    if (pos != gather_out.size()) fail("gather size");
+    for (int r = 0; r < size; ++r) {
+      for (int k = 0; k < 4; ++k) {
+        check_close("a2a", a2a_out[static_cast<std::size_t>(r * 4 + k)], r * 1000 + rank * 4 + k);
+      }
+    }
+    for (double v : rs_out) check_close("reducescatter", v, size * (size + 1) / 2.0);
+    for (float v : g1) check_close("group.0", v, size);
+    for (float v : g2) check_close("group.1", v, 2.0 * size);
+  }
+  const auto stats = engine.stats();
+  std::printf("stats: hits=%llu misses=%llu evictions=%llu fused=%llu fast_cycles=%llu\n",
+              static_cast<unsigned long long>(stats.cache_hits),
+              static_cast<unsigned long long>(stats.cache_misses),
+              static_cast<unsigned long long>(stats.cache_evictions),
+              static_cast<unsigned long long>(stats.fused_tensors),
+              static_cast<unsigned long long>(stats.fast_path_cycles));
+}
+
+void mode_mismatch(ringfuse::Context& ctx, const std::string& kind) {
+  auto& engine = ctx.engine();
+  const int rank = ctx.rank();
+  const bool odd = rank == ctx.size() - 2;
+  std::vector<float> warm(16, 1.0f);
+  engine.allreduce("warmup", {warm.data(), DataType::f32, {4, 4}}).wait(30s);
+  std::vector<double> data(1024 * 512, 1.0);
+  TensorView view{data.data(), DataType::f32, {1024, 512}};
+  ringfuse::AllreduceOptions options;
+  std::string name = "layer.weight";
+  if (odd && kind == "shape") view.shape = {1024, 511};
+  if (odd && kind == "dtype") view.dtype = DataType::f64;
+  if (odd && kind == "op") options.op = ReduceOp::max;
+  if (odd && kind == "name") name = "layer.bias";
+  const long long enqueued = now_ms();
+  auto work = engine.allreduce(name, view, options);
+  try {
+    work.wait(30s);
+    fail("the mismatched all-reduce succeeded");
+  } catch (const ringfuse::Error& e) {
+    std::printf("ENQUEUED_MS %lld\nERROR_MS %lld\nMISMATCH: %s\n", enqueued, now_ms(), e.what());
+  }
+  // The engine stays usable after a mismatch.
+  std::vector<float> after(8, 2.0f);
+  engine.allreduce("after", {after.data(), DataType::f32, {8}}).wait(30s);
+  for (float v : after) check_close("after", v, 2.0 * ctx.size());
+}
+
+void mode_stall(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  std::vector<float> warm(16, 1.0f);
+  engine.allreduce("warmup", {warm.data(), DataType::f32, {16}}).wait(30s);
+  std::printf("ready\n");
+  std::fflush(stdout);
+  std::this_thread::sleep_for(1s);  // the test stops the victim meanwhile
+  std::vector<float> grad(1000, 1.0f);
+  try {
+    engine.allreduce("grad.after.stall", {grad.data(), DataType::f32, {1000}}).wait(60s);
+    fail("the all-reduce with a stopped rank succeeded");
+  } catch (const ringfuse::Error& e) {
+    std::printf("STALL: %s\n", e.what());
+  }
+}
+
+void mode_join(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  const int rank = ctx.rank();
+  const int size = ctx.size();
+  const int batches = 2 * (rank + 1);
+  for (int b = 0; b < batches; ++b) {
+    std::vector<float> grad(1000, 1.0f);
+    std::vector<std::int32_t> top(10, rank);
+    engine.allreduce("grad", {grad.data(), DataType::f32, {1000}}).wait(30s);
+    auto w = engine.allreduce("top", {top.data(), DataType::i32, {10}}, {ReduceOp::max});
+    w.wait(30s);
+    int active = 0;
+    for (int r = 0; r < size; ++r) active += 2 * (r + 1) > b ? 1 : 0;
+    for (float v : grad) check_close("grad batch " + std::to_string(b), v, active);
+    for (auto v : top) check_close("max", v, size - 1);
+  }
+  auto joined = engine.join();
+  joined.wait(30s);
+  std::printf("last joined: %lld\n", static_cast<long long>(joined.output_shape().at(0)));
+  std::vector<float> after(8, 1.0f);
+  engine.allreduce("after.join", {after.data(), DataType::f32, {8}}).wait(30s);
+  for (float v : after) check_close("after join", v, size);
+}
+
+}  // namespace
+
+int main(int argc, char** argv) {
+  if (argc < 2) fail("usage: engine_worker fusion|mismatch-KIND|stall|join");
+  const std::string mode = argv[1];
+  try {
+    auto ctx = ringfuse::init();
+    if (mode == "fusion") {
+      mode_fusion(*ctx);
+    } else if (mode.rfind("mismatch-", 0) == 0) {
+      mode_mismatch(*ctx, mode.substr(9));
+    } else if (mode == "stall") {
+      mode_stall(*ctx);
+      std::fflush(stdout);
+      std::_Exit(0);  // peers are gone or stopped: skip the shutdown handshake
+    } else if (mode == "join") {
+      mode_join(*ctx);
+    } else {
+      fail("unknown mode " + mode);
+    }
+  } catch (const std::exception& e) {
+    fail(e.what());
+  }
+  std::printf("ok\n");
+  return 0;
+}

@@ -1,0 +1,79 @@
+// ringfuse-run -H / --hostfile with distinct loopback addresses standing for hosts, started
+// through a test rsh agent that runs the command here (as ssh would on the host).
+#include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
+
+#include <filesystem>
+#include <fstream>
+#include <string>
+#include <vector>
+
+#include "subprocess.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+namespace fs = std::filesystem;
+using ringfuse::testing::run_process;
+
+class MultiHost : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("ringfuse-hosts-" + std::to_string(::getpid()));
+    fs::create_directories(dir_);
+    agent_ = (dir_ / "fake-rsh").string();
+    std::ofstream(agent_) << "#!/bin/sh\n# fake-rsh HOST COMMAND: runs COMMAND here\n"
+                             "echo \"fake-rsh on $1\" >&2\nshift\nexec /bin/sh -c \"$1\"\n";
+    ::chmod(agent_.c_str(), 0755);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  fs::path dir_;
+  std::string agent_;
+};
+
+TEST_F(MultiHost, LoopbackHostsThroughTheRshAgentUseTcp) {
+  const std::string script =
+      "echo place host=$RINGFUSE_HOST_ADDR cross=$RINGFUSE_CROSS_RANK/$RINGFUSE_CROSS_SIZE "
+      "local=$RINGFUSE_LOCAL_RANK/$RINGFUSE_LOCAL_SIZE rank=$RINGFUSE_RANK/$RINGFUSE_SIZE; "
+      "exec \"$0\" --collective allreduce --counts 1,1009 --algos ring";
+  const auto r = run_process({RINGFUSE_RUN_PATH, "-H", "127.0.0.2:2,127.0.0.3:2", "--rsh-agent",
+                              agent_, "--transport", "tcp", "--", "sh", "-c", script,
+                              COLLECTIVE_CHECK_PATH},
+                             {}, 90s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  for (const char* line : {"[0] place host=127.0.0.2 cross=0/2 local=0/2 rank=0/4",
+                           "[1] place host=127.0.0.2 cross=0/2 local=1/2 rank=1/4",
+                           "[2] place host=127.0.0.3 cross=1/2 local=0/2 rank=2/4",
+                           "[3] place host=127.0.0.3 cross=1/2 local=1/2 rank=3/4",
+                           "[0] fake-rsh on 127.0.0.2", "[3] fake-rsh on 127.0.0.3",
+                           "[3] rank 3: allreduce"}) {
+    EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
+  }
+  EXPECT_EQ(r.output.find("failed, "), std::string::npos);
+}
+
+TEST_F(MultiHost, HostfileFormatsAndALocalHost) {
+  const auto hostfile = (dir_ / "hosts").string();
+  std::ofstream(hostfile) << "# two formats and a comment\nlocalhost slots=1\n"
+                             "127.0.0.3:2   # a remote host\n";
+  const auto r = run_process({RINGFUSE_RUN_PATH, "--hostfile", hostfile, "--rsh-agent", agent_,
+                              "--", "sh", "-c", "echo at=${RINGFUSE_HOST_ADDR:-local} $RINGFUSE_RANK/$RINGFUSE_SIZE"},
+                             {}, 30s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("[0] at=local 0/3"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[2] at=127.0.0.3 2/3"), std::string::npos) << r.output;
+  EXPECT_EQ(r.output.find("[0] fake-rsh"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("[1] fake-rsh on 127.0.0.3"), std::string::npos) << r.output;
+}
+
+TEST_F(MultiHost, TooFewSlotsIsAClearError) {
+  const auto r = run_process({RINGFUSE_RUN_PATH, "-np", "5", "-H", "127.0.0.2:2,127.0.0.3:2",
+                              "--rsh-agent", agent_, "--", "true"},
+                             {}, 30s);
+  EXPECT_EQ(r.exit_code, 1) << r.output;
+  EXPECT_NE(r.output.find("-np 5 needs more slots than the 4"), std::string::npos) << r.output;
+}
+
+}  // namespace

@@ -1,0 +1,181 @@
+// ringfuse-perf as a user runs it: a tiny sweep per launcher, then the table and the JSON are
+// read back. Timings are not checked (this machine is shared); shape and correctness are.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <fstream>
+#include <map>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include <nlohmann/json.hpp>
+
+#include "subprocess.hpp"
+
+namespace {
+
+using ringfuse::testing::run_process;
+constexpr auto kTimeout = std::chrono::seconds(40);
+
+const std::vector<std::string> kColumns = {"impl",    "size",       "count",      "type",
+                                           "redop",   "algo",       "time_us",    "algbw_GBps",
+                                           "busbw_GBps", "wrong"};
+
+struct Table {
+  std::vector<std::string> columns;
+  std::vector<std::map<std::string, std::string>> rows;
+};
+
+std::vector<std::string> split(const std::string& line) {
+  std::istringstream in(line);
+  std::vector<std::string> out;
+  for (std::string word; in >> word;) out.push_back(word);
+  return out;
+}
+
+// ringfuse-run prefixes lines with "[rank] "; mpirun does not.
+std::string strip_rank_prefix(const std::string& line) {
+  if (line.rfind("[0] ", 0) == 0) return line.substr(4);
+  return line;
+}
+
+Table parse_table(const std::string& output) {
+  Table t;
+  std::istringstream in(output);
+  bool in_table = false;
+  for (std::string raw; std::getline(in, raw);) {
+    const std::string line = strip_rank_prefix(raw);
+    if (line.rfind("#", 0) == 0) {
+      const auto words = split(line.substr(1));
+      if (!words.empty() && words.front() == "impl") {
+        t.columns = words;
+        in_table = true;
+      } else if (in_table) {
+        in_table = false;
+      }
+      continue;
+    }
+    if (!in_table) continue;
+    const auto words = split(line);
+    if (words.size() != t.columns.size()) continue;
+    std::map<std::string, std::string> row;
+    for (std::size_t i = 0; i < words.size(); ++i) row[t.columns[i]] = words[i];
+    t.rows.push_back(row);
+  }
+  return t;
+}
+
+std::string temp_json(const std::string& name) {
+  return (::testing::TempDir().empty() ? std::string("/tmp/") : ::testing::TempDir()) +
+         "ringfuse-perf-" + name + "-" + std::to_string(::getpid()) + ".json";
+}
+
+nlohmann::json read_json(const std::string& path) {
+  std::ifstream in(path);
+  EXPECT_TRUE(in.good()) << "no JSON at " << path;
+  return nlohmann::json::parse(in);  // throws (and fails the test) on malformed JSON
+}
+
+void expect_columns(const Table& t, bool with_ratio) {
+  auto want = kColumns;
+  if (with_ratio) want.push_back("ratio");
+  EXPECT_EQ(t.columns, want);
+}
+
+TEST(PerfSweep, RingfuseRunAllreduceTableAndJson) {
+  const std::string json = temp_json("rr");
+  const auto r = run_process({RINGFUSE_RUN_PATH, "-np", "2", "--", RINGFUSE_PERF_PATH, "allreduce",
+                              "-b", "4K", "-e", "64K", "-f", "4", "-n", "3", "-w", "1", "--json",
+                              json},
+                             {{"RINGFUSE_TIMEOUT_S", "30"}}, kTimeout);
+  ASSERT_FALSE(r.timed_out) << r.output;
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Table t = parse_table(r.output);
+  expect_columns(t, false);
+  ASSERT_EQ(t.rows.size(), 3u) << r.output;  // 4K, 16K, 64K
+  const std::vector<std::string> sizes = {"4096", "16384", "65536"};
+  for (std::size_t i = 0; i < t.rows.size(); ++i) {
+    EXPECT_EQ(t.rows[i].at("impl"), "ringfuse");
+    EXPECT_EQ(t.rows[i].at("size"), sizes[i]);
+    EXPECT_EQ(t.rows[i].at("type"), "f32");
+    EXPECT_EQ(t.rows[i].at("redop"), "sum");
+    EXPECT_EQ(t.rows[i].at("wrong"), "0") << r.output;
+    EXPECT_GT(std::stod(t.rows[i].at("time_us")), 0.0);
+  }
+  const auto doc = read_json(json);
+  EXPECT_EQ(doc.at("nranks"), 2);
+  ASSERT_EQ(doc.at("rows").size(), 3u);
+  for (const auto& row : doc.at("rows")) {
+    EXPECT_EQ(row.at("wrong"), 0);
+    // busbw = algbw * 2(n-1)/n, which is algbw itself for n = 2.
+    EXPECT_DOUBLE_EQ(row.at("busbw_GBps").get<double>(), row.at("algbw_GBps").get<double>());
+  }
+  std::remove(json.c_str());
+}
+
+TEST(PerfSweep, EveryCollectiveOnThreeRanksIsCorrect) {
+  // Three ranks: a world size that is not a power of two, and sizes not divisible by it.
+  for (const std::string collective :
+       {"broadcast", "allgather", "reducescatter", "alltoall", "barrier"}) {
+    const auto r = run_process({RINGFUSE_RUN_PATH, "-np", "3", "--", RINGFUSE_PERF_PATH,
+                                collective, "-b", "4K", "-e", "16K", "-f", "4", "-n", "2", "-w",
+                                "1", "-d", "i32", "--peers", "gloo"},
+                               {{"RINGFUSE_TIMEOUT_S", "30"}}, kTimeout);
+    ASSERT_FALSE(r.timed_out) << collective << "\n" << r.output;
+    ASSERT_EQ(r.exit_code, 0) << collective << "\n" << r.output;
+    const Table t = parse_table(r.output);
+    expect_columns(t, true);
+    ASSERT_EQ(t.rows.size(), collective == "barrier" ? 1u : 2u) << r.output;
+    for (const auto& row : t.rows) {
+      EXPECT_EQ(row.at("impl"), "ringfuse") << r.output;  // Gloo measures allreduce only
+      EXPECT_EQ(row.at("wrong"), "0") << collective << "\n" << r.output;
+    }
+  }
+}
+
+TEST(PerfSweep, MpirunWithPeers) {
+  if (std::string(MPIRUN_PATH).empty()) GTEST_SKIP() << "mpirun not found at configure time";
+  const std::string json = temp_json("mpi");
+  const auto r = run_process({MPIRUN_PATH, "--allow-run-as-root", "--oversubscribe", "-np", "2",
+                              RINGFUSE_PERF_PATH, "allreduce", "-b", "4K", "-e", "64K", "-f", "4",
+                              "-n", "3", "-w", "1", "--peers", "mpi,gloo", "--json", json},
+                             {{"RINGFUSE_TIMEOUT_S", "30"}}, kTimeout);
+  ASSERT_FALSE(r.timed_out) << r.output;
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const Table t = parse_table(r.output);
+  expect_columns(t, true);
+  std::map<std::string, int> per_impl;
+  for (const auto& row : t.rows) {
+    ++per_impl[row.at("impl")];
+    EXPECT_EQ(row.at("wrong"), "0") << r.output;
+    if (row.at("impl") == "ringfuse") EXPECT_NE(row.at("ratio"), "-") << r.output;
+  }
+  EXPECT_EQ(per_impl["ringfuse"], 3) << r.output;
+  EXPECT_EQ(per_impl["mpi"], 3) << r.output;
+  EXPECT_EQ(per_impl["mpi+malloc"], 3) << r.output;
+  EXPECT_EQ(per_impl["gloo"], 6) << r.output;  // ring_chunked and halving_doubling
+  const auto doc = read_json(json);
+  EXPECT_EQ(doc.at("launcher"), "mpirun");
+  EXPECT_EQ(doc.at("rows").size(), t.rows.size());
+  for (const auto& row : doc.at("rows")) EXPECT_EQ(row.at("wrong"), 0);
+  std::remove(json.c_str());
+}
+
+TEST(PerfSweep, UnknownBackendIsAClearError) {
+  const auto r = run_process({RINGFUSE_PERF_PATH, "allreduce", "--backend", "nccl"}, {}, kTimeout);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_NE(r.output.find("--backend nccl: not available"), std::string::npos) << r.output;
+}
+
+TEST(PerfSweep, MpiPeerUnderRingfuseRunIsReportedNotFatal) {
+  const auto r = run_process({RINGFUSE_RUN_PATH, "-np", "2", "--", RINGFUSE_PERF_PATH, "allreduce",
+                              "-b", "4K", "-e", "4K", "-n", "2", "-w", "0", "--peers", "mpi"},
+                             {{"RINGFUSE_TIMEOUT_S", "30"}}, kTimeout);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("peer mpi: unavailable: not launched by mpirun"), std::string::npos)
+      << r.output;
+}
+
+}  // namespace
