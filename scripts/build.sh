@@ -4,6 +4,8 @@ set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build_dir=${RINGFUSE_BUILD_DIR:-$root/build}
 jobs=${RINGFUSE_JOBS:-$(nproc)}
+# Lets ccache cache the libtorch precompiled header and the files that use it.
+export CCACHE_SLOPPINESS=${CCACHE_SLOPPINESS:-pch_defines,time_macros,include_file_mtime,include_file_ctime}
 
 cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=${CMAKE_BUILD_TYPE:-Release} "$@"
 cmake --build "$build_dir" -j "$jobs"

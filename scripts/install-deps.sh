@@ -12,6 +12,7 @@ packages=(
   openmpi-bin libopenmpi-dev
   libc-ares-dev libssl-dev
   dnsmasq-base iproute2 procps
+  libtorch-dev zlib1g-dev dataset-fashion-mnist   # trainer/: libtorch (CPU) and real data
   libgloo-dev nlohmann-json3-dev gnuplot-nox jq   # ringfuse-perf: Gloo peer, JSON, perf/plot
 )
 

@@ -163,7 +163,11 @@ int train(const Flags& flags) {
   if (lead) {
     fmt::print("final test accuracy {:.4f}\n", evaluation.accuracy);
     if (const char* timeline = std::getenv("RINGFUSE_TIMELINE"); timeline && *timeline) {
-      fmt::print("timeline: {} (per-rank files; open in https://ui.perfetto.dev)\n", timeline);
+      // The engine writes one Chrome-trace file per rank: NAME.json -> NAME.<rank>.json.
+      std::string base = timeline;
+      if (base.size() > 5 && base.ends_with(".json")) base.resize(base.size() - 5);
+      fmt::print("timeline: {}.0.json ... {}.{}.json (Chrome trace; load in Perfetto)\n", base,
+                 base, size - 1);
     }
     if (!checkpoint_path.empty()) fmt::print("checkpoint: {}\n", checkpoint_path);
   }
