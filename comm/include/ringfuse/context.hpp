@@ -35,6 +35,8 @@ struct WorldSpec {
   std::string job_id = "local";
   std::string job_secret;         // RINGFUSE_JOB_SECRET: every connection must prove it
   std::string source = "default"; // which variables described the world, for the start-up log
+  bool mpi_bootstrap = false;     // started by plain mpirun: store address and secret travel
+                                  // over MPI from rank 0 (needs a build with Open MPI)
 };
 
 /// Tunables, validated once when the Context is built.

@@ -61,6 +61,7 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("invalid world: rank {} of size {}", world_.rank, world_.size));
   }
+  if (world_.mpi_bootstrap) mpi_ = std::make_unique<MpiSession>(world_);
   if (world_.size > 1) {
     const std::string store_ip = resolve_ipv4(world_.store_host, world_.rank);
     if (world_.host_store) {

@@ -6,6 +6,7 @@
 #include <mutex>
 
 #include "backend/native_backend.hpp"
+#include "context/mpi_bootstrap.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/context.hpp"
 
@@ -52,6 +53,7 @@ class ContextImpl final : public Context {
   std::string key_prefix_;
   WorldSpec world_;
   Options options_;
+  std::unique_ptr<MpiSession> mpi_;  // before everything that may talk over it; finalised last
   std::unique_ptr<rendezvous::TcpStoreServer> store_server_;
   std::unique_ptr<rendezvous::TcpStoreClient> store_;
   std::unique_ptr<backend::NativeBackend> native_;

@@ -96,6 +96,11 @@ constexpr RankVariables kRingfuseNames{"RINGFUSE_SIZE",       "RINGFUSE_RANK",
 constexpr RankVariables kTorchrunNames{"WORLD_SIZE",       "RANK",      "LOCAL_WORLD_SIZE",
                                        "LOCAL_RANK",       "GROUP_WORLD_SIZE", "GROUP_RANK"};
 
+// Open MPI exports no host index, so the cross rank and size keep their defaults (nullptr).
+constexpr RankVariables kOpenMpiNames{"OMPI_COMM_WORLD_SIZE",       "OMPI_COMM_WORLD_RANK",
+                                      "OMPI_COMM_WORLD_LOCAL_SIZE", "OMPI_COMM_WORLD_LOCAL_RANK",
+                                      nullptr,                      nullptr};
+
 WorldSpec parse_ranks(const EnvLookup& env, const RankVariables& names, std::string source) {
   WorldSpec world;
   world.source = std::move(source);
@@ -109,11 +114,13 @@ WorldSpec parse_ranks(const EnvLookup& env, const RankVariables& names, std::str
   world.local_rank = static_cast<int>(
       integer(env, names.local_rank, 0, kMaxRanks, "a rank >= 0").value_or(world.rank));
   check_rank(names.local_rank, world.local_rank, names.local_size, world.local_size);
-  world.cross_size = static_cast<int>(
-      integer(env, names.cross_size, 1, world.size, "a number of hosts >= 1").value_or(1));
-  world.cross_rank = static_cast<int>(
-      integer(env, names.cross_rank, 0, kMaxRanks, "a host index >= 0").value_or(0));
-  check_rank(names.cross_rank, world.cross_rank, names.cross_size, world.cross_size);
+  if (names.cross_size != nullptr) {
+    world.cross_size = static_cast<int>(
+        integer(env, names.cross_size, 1, world.size, "a number of hosts >= 1").value_or(1));
+    world.cross_rank = static_cast<int>(
+        integer(env, names.cross_rank, 0, kMaxRanks, "a host index >= 0").value_or(0));
+    check_rank(names.cross_rank, world.cross_rank, names.cross_size, world.cross_size);
+  }
   return world;
 }
 
@@ -156,6 +163,14 @@ WorldSpec torchrun_world(const EnvLookup& env) {
   return world;
 }
 
+/// Plain `mpirun`: rank and placement from Open MPI's variables; the store's address and the
+/// job secret are settled over MPI itself when the Context is built (context/mpi_bootstrap).
+WorldSpec mpirun_world(const EnvLookup& env) {
+  WorldSpec world = parse_ranks(env, kOpenMpiNames, "Open MPI's OMPI_COMM_WORLD_* (plain mpirun)");
+  world.mpi_bootstrap = world.size > 1;
+  return world;
+}
+
 }  // namespace
 
 EnvLookup process_environment() {
@@ -168,13 +183,7 @@ EnvLookup process_environment() {
 WorldSpec parse_world(const EnvLookup& env) {
   if (env("RINGFUSE_RANK") || env("RINGFUSE_SIZE")) return ringfuse_world(env);
   if (env("RANK") || env("WORLD_SIZE")) return torchrun_world(env);
-  if (const auto mpi_size = integer(env, "OMPI_COMM_WORLD_SIZE", 1, kMaxRanks, "a size >= 1");
-      mpi_size && *mpi_size > 1) {
-    throw Error(ErrorKind::invalid_config,
-                "started by mpirun (OMPI_COMM_WORLD_SIZE is set) but without RINGFUSE_* or "
-                "torchrun variables: bootstrapping through MPI needs the MPI backend, which this "
-                "build does not have yet; launch with ringfuse-run instead");
-  }
+  if (env("OMPI_COMM_WORLD_SIZE")) return mpirun_world(env);
   WorldSpec world;
   world.source = "no launcher variables: a world of one";
   return world;

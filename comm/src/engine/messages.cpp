@@ -1,8 +1,22 @@
 #include "engine/messages.hpp"
 
+#include <algorithm>
+
 #include "engine/wire.hpp"
 
 namespace ringfuse::engine {
+namespace {
+
+// Every announcement and ready entry takes at least this many bytes (u64 seq + u8 tag), so a
+// count off the wire is only trusted that far for reserve(): a corrupt count must end in
+// Error(protocol) from the reader, not in a multi-gigabyte allocation (std::bad_alloc).
+constexpr std::size_t kMinEntryBytes = 9;
+
+std::size_t plausible(std::uint32_t count, std::size_t message_bytes) {
+  return std::min<std::size_t>(count, message_bytes / kMinEntryBytes);
+}
+
+}  // namespace
 
 std::vector<std::uint8_t> CycleMessage::encode() const {
   ByteWriter out;
@@ -30,7 +44,7 @@ CycleMessage CycleMessage::decode(const std::vector<std::uint8_t>& bytes,
   message.shutdown = (flags & 2) != 0;
   message.busy = (flags & 4) != 0;
   const auto count = in.get<std::uint32_t>();
-  message.entries.reserve(count);
+  message.entries.reserve(plausible(count, bytes.size()));
   for (std::uint32_t i = 0; i < count; ++i) {
     Announcement entry;
     entry.seq = in.get<std::uint64_t>();
@@ -80,7 +94,7 @@ CycleResponse CycleResponse::decode(const std::vector<std::uint8_t>& bytes,
   response.status = in.get<Status>();
   response.message = in.get_string();
   const auto count = in.get<std::uint32_t>();
-  response.ready.reserve(count);
+  response.ready.reserve(plausible(count, bytes.size()));
   for (std::uint32_t i = 0; i < count; ++i) {
     ReadyEntry entry;
     entry.seq = in.get<std::uint64_t>();

@@ -36,6 +36,12 @@ namespace asio = boost::asio;
 using asio::ip::tcp;
 using boost::system::error_code;
 
+namespace {
+/// Largest frame accepted before a connection has authenticated: a hello (16-byte nonce) or an
+/// auth (32-byte proof) request is well under 100 bytes.
+constexpr std::uint32_t kMaxHandshakeFrameBytes = 1024;
+}  // namespace
+
 class TcpStoreServer::Impl {
  public:
   Impl(std::string host, std::uint16_t port, std::string secret);
@@ -218,9 +224,17 @@ void TcpStoreServer::Impl::read_header(const SessionPtr& session) {
                        return;
                      }
                      const auto length = framing::decode_length(session->header);
-                     if (length > framing::kMaxFrameBytes) {
-                       reject(session, fmt::format("frame of {} bytes exceeds the {} byte limit",
-                                                   length, framing::kMaxFrameBytes));
+                     // Before authenticating only hello and auth are legal, and both are
+                     // tiny: a stranger must not make us set aside up to kMaxFrameBytes per
+                     // connection and wait for the body.
+                     const auto limit = session->authenticated ? framing::kMaxFrameBytes
+                                                               : kMaxHandshakeFrameBytes;
+                     if (length > limit) {
+                       reject(session, fmt::format("frame of {} bytes exceeds the {} byte limit{}",
+                                                   length, limit,
+                                                   session->authenticated
+                                                       ? ""
+                                                       : " before authentication"));
                        return;
                      }
                      session->body.resize(length);

@@ -1,0 +1,68 @@
+// The same collective matrix under plain `mpirun` (Open MPI): init() bootstraps through MPI with
+// no launcher of ours; and an existing MPI program embedding Ringfuse (examples/mpi_embedded).
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <string>
+#include <tuple>
+
+#include "subprocess.hpp"
+
+namespace {
+
+using Params = std::tuple<int, std::string>;
+
+std::vector<std::string> mpirun(int ranks) {
+  std::vector<std::string> argv{MPIRUN_PATH, "--oversubscribe", "-np", std::to_string(ranks)};
+  if (::geteuid() == 0) argv.insert(argv.begin() + 1, "--allow-run-as-root");
+  return argv;
+}
+
+class MpirunMatrix : public ::testing::TestWithParam<Params> {};
+
+TEST_P(MpirunMatrix, EveryRankMatchesTheReference) {
+  const auto& [ranks, collective] = GetParam();
+  auto argv = mpirun(ranks);
+  argv.insert(argv.end(), {COLLECTIVE_CHECK_PATH, "--collective", collective, "--counts",
+                           "0,1,1009,65537"});
+  const auto result = ringfuse::testing::run_process(
+      argv, {{"RINGFUSE_TIMEOUT_S", "60"}, {"OMPI_MCA_btl", "self,vader,tcp"}},
+      std::chrono::minutes(4));
+  ASSERT_FALSE(result.timed_out) << result.output;
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  for (int rank = 0; rank < ranks; ++rank) {
+    EXPECT_NE(result.output.find("rank " + std::to_string(rank) + ": " + collective + " "),
+              std::string::npos)
+        << result.output;
+  }
+  EXPECT_NE(result.output.find("plain mpirun"), std::string::npos)
+      << "init() did not bootstrap through MPI:\n" << result.output;
+  EXPECT_EQ(result.output.find("MISMATCH"), std::string::npos) << result.output;
+}
+
+std::string name(const ::testing::TestParamInfo<Params>& info) {
+  return std::get<1>(info.param) + "_np" + std::to_string(std::get<0>(info.param));
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    Mpirun, MpirunMatrix,
+    ::testing::Combine(::testing::Values(2, 3, 4),
+                       ::testing::Values("allreduce", "broadcast", "allgather", "allgatherv",
+                                         "reducescatter", "alltoall", "alltoallv", "barrier")),
+    name);
+
+TEST(MpiEmbedded, RingfuseBesideTheProgramsOwnMpi) {
+  auto argv = mpirun(3);
+  argv.push_back(MPI_EMBEDDED_PATH);
+  const auto result = ringfuse::testing::run_process(
+      argv, {{"OMPI_MCA_btl", "self,vader,tcp"}}, std::chrono::minutes(2));
+  ASSERT_FALSE(result.timed_out) << result.output;
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  for (int rank = 0; rank < 3; ++rank) {
+    EXPECT_NE(result.output.find("rank " + std::to_string(rank) + ": Ringfuse and MPI agree"),
+              std::string::npos)
+        << result.output;
+  }
+}
+
+}  // namespace
