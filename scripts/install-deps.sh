@@ -15,6 +15,12 @@ packages=(
   libtorch-dev zlib1g-dev dataset-fashion-mnist   # trainer/: libtorch (CPU) and real data
   libgloo-dev nlohmann-json3-dev gnuplot-nox jq   # ringfuse-perf: Gloo peer, JSON, perf/plot
 )
+# k8s/validate (tests/k8s, label k8s): Node.js >= 18 and npm; Debian 12's nodejs 18 + npm 9 do.
+# A machine that already has node and npm (e.g. NodeSource's nodejs, which bundles npm and
+# conflicts with Debian's npm package) keeps them.
+if ! command -v node >/dev/null 2>&1 || ! command -v npm >/dev/null 2>&1; then
+  packages+=(nodejs npm)
+fi
 
 missing=()
 for p in "${packages[@]}"; do
