@@ -5,6 +5,8 @@
 
 #include <algorithm>
 #include <charconv>
+#include <limits>
+#include <string>
 #include <numeric>
 
 #include "ringfuse/error.hpp"
@@ -36,7 +38,12 @@ void add_host(std::vector<HostSlots>& hosts, HostSlots entry) {
   auto same = std::find_if(hosts.begin(), hosts.end(),
                            [&](const HostSlots& h) { return h.host == entry.host; });
   if (same != hosts.end()) {
-    same->slots += entry.slots;
+    // "a:2147483647,a:1" must be an error, not a signed overflow (found by tests/fuzz).
+    if (__builtin_add_overflow(same->slots, entry.slots, &same->slots)) {
+      throw Error(ErrorKind::invalid_argument,
+                  "host '" + entry.host + "' is given more than " +
+                      std::to_string(std::numeric_limits<int>::max()) + " slots in all");
+    }
   } else {
     hosts.push_back(std::move(entry));
   }
