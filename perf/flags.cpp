@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include "fusion_model.hpp"
 #include "size_parse.hpp"
 
 namespace ringfuse::perf {
@@ -58,7 +59,8 @@ ParsedFlags parse_flags(int argc, char** argv) {
   std::string malloc_tuning = "both";
   int check = 1;
   app.add_option("collective", collective,
-                 "allreduce | broadcast | allgather | reducescatter | alltoall | barrier")
+                 "allreduce | broadcast | allgather | reducescatter | alltoall | barrier | fusion "
+                 "(a model's gradient all-reduces, fused vs unfused)")
       ->required();
   app.add_option("-b,--minbytes", o.min_bytes, "smallest size (K/M/G suffixes)")
       ->transform(size_validator())
@@ -91,6 +93,8 @@ ParsedFlags parse_flags(int argc, char** argv) {
                  "(row mpi+malloc); env: re-exec everything under MALLOC_MMAP_MAX_=0 "
                  "MALLOC_TRIM_THRESHOLD_=4294967296; off: as started only")
       ->capture_default_str();
+  app.add_option("--model", o.model, "fusion: resnet50 | small1000 (1,000 tensors of 4 KiB)")
+      ->capture_default_str();
   app.add_option("--json", o.json_path, "also write every row to this file (JSON)");
   try {
     app.parse(argc, argv);
@@ -102,7 +106,15 @@ ParsedFlags parse_flags(int argc, char** argv) {
     std::cerr << "ringfuse-perf: " << message << "\n";
     return ParsedFlags{std::nullopt, 2};
   };
-  const auto parsed_collective = parse_collective(collective);
+  o.fusion = collective == "fusion";
+  if (o.fusion) {
+    const auto names = model_names();
+    if (std::find(names.begin(), names.end(), o.model) == names.end()) {
+      return fail(fmt::format("--model {}: expected resnet50 or small1000", o.model));
+    }
+  }
+  const auto parsed_collective =
+      o.fusion ? std::optional<Collective>(Collective::allreduce) : parse_collective(collective);
   if (!parsed_collective) {
     return fail(fmt::format("unknown collective '{}': expected allreduce, broadcast, allgather, "
                             "reducescatter, alltoall or barrier", collective));

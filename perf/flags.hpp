@@ -36,6 +36,9 @@ struct PerfOptions {
   std::vector<std::string> peers;  // "mpi", "gloo"
   MallocTuning malloc_tuning = MallocTuning::both;
   std::string json_path;
+  // `ringfuse-perf fusion` (perf/fusion_sweep.hpp) instead of a collective sweep.
+  bool fusion = false;
+  std::string model = "resnet50";  // --model, fusion only
 };
 
 struct ParsedFlags {

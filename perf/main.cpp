@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 
 #include "flags.hpp"
+#include "fusion_sweep.hpp"
 #include "gloo_peer.hpp"
 #include "json_output.hpp"
 #include "malloc_tuning.hpp"
@@ -137,6 +138,7 @@ int main(int argc, char** argv) {
     return 1;
   }
   try {
+    if (options.fusion) return run_fusion(argc, argv, options);
     return run(argc, argv, options);
   } catch (const ringfuse::Error& e) {
     std::cerr << "ringfuse-perf: " << e.what() << "\n";
