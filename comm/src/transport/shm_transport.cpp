@@ -1,5 +1,7 @@
 #include "transport/shm_transport.hpp"
 
+#include "transport/failure_report.hpp"
+
 #include <poll.h>
 #include <sched.h>
 #include <sys/mman.h>
@@ -424,31 +426,9 @@ void ShmTransport::check_alive(int peer) {
   // Bytes on the liveness connection are never sent by a peer of this job; ignore them.
 }
 
-std::optional<std::string> ShmTransport::first_failure_reported(std::chrono::milliseconds wait) {
-  try {
-    return store_.get(options_.mesh.key_prefix + "abort/reason", wait);
-  } catch (const std::exception&) {
-    return std::nullopt;  // nothing reported, or the store itself is gone
-  }
-}
-
-// Mirrors TcpMesh::fail so both transports report a lost peer the same way.
 void ShmTransport::fail(int peer, std::string what, bool peer_closed) {
-  std::string message = fmt::format("rank {}: {}: lost rank {}: {}", rank_, operation_, peer, what);
-  // A closed connection is usually a neighbour that aborted after seeing the real failure
-  // elsewhere; give it a moment to say so, then report both.
-  const auto origin = first_failure_reported(std::chrono::milliseconds(peer_closed ? 1000 : 0));
-  if (origin) {
-    message += fmt::format(" (first failure in this world: {})", *origin);
-  } else {
-    message += fmt::format("; rank {} probably exited or crashed", peer);
-    try {
-      const auto& prefix = options_.mesh.key_prefix;
-      if (store_.add(prefix + "abort/count", 1) == 1) store_.set(prefix + "abort/reason", message);
-    } catch (const std::exception&) {
-      // The store is best effort on the failure path; the error below is what matters.
-    }
-  }
+  const std::string message = describe_lost_peer(store_, options_.mesh.key_prefix, rank_,
+                                                 operation_, peer, what, peer_closed);
   aborted_ = message;
   liveness_.clear();  // closing every liveness connection tells every neighbour at once
   spdlog::error("{}", message);
@@ -456,12 +436,7 @@ void ShmTransport::fail(int peer, std::string what, bool peer_closed) {
 }
 
 void ShmTransport::fail_timeout(int stalled) {
-  throw Error(ErrorKind::timeout,
-              fmt::format("rank {}: {}: no progress with rank {} for {} s (RINGFUSE_TIMEOUT_S); "
-                          "is rank {} stalled, or not calling the same collective?",
-                          rank_, operation_, stalled, options_.mesh.op_timeout.count() / 1000,
-                          stalled),
-              rank_, stalled);
+  throw stalled_peer_error(rank_, operation_, stalled, options_.mesh.op_timeout);
 }
 
 }  // namespace ringfuse::transport

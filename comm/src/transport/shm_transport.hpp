@@ -71,7 +71,6 @@ class ShmTransport final : public Transport {
   void check_alive(int peer);
   [[noreturn]] void fail(int peer, std::string what, bool peer_closed);
   [[noreturn]] void fail_timeout(int stalled);
-  std::optional<std::string> first_failure_reported(std::chrono::milliseconds wait);
 
   int rank_;
   int size_;

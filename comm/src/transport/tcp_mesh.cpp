@@ -1,5 +1,7 @@
 #include "transport/tcp_mesh.hpp"
 
+#include "transport/failure_report.hpp"
+
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -311,40 +313,14 @@ void TcpMesh::send_recv(int send_peer, const void* send_buf, std::size_t send_by
     const int ready = ::poll(fds.data(), count, poll_timeout_ms(deadline));
     if (ready == 0) {
       const int stalled = received < recv_bytes ? recv_peer : send_peer;
-      throw Error(ErrorKind::timeout,
-                  fmt::format("rank {}: {}: no progress with rank {} for {} s "
-                              "(RINGFUSE_TIMEOUT_S); is rank {} stalled, or not calling the same "
-                              "collective?",
-                              rank_, operation_, stalled, options_.op_timeout.count() / 1000,
-                              stalled),
-                  rank_, stalled);
+      throw stalled_peer_error(rank_, operation_, stalled, options_.op_timeout);
     }
-  }
-}
-
-std::optional<std::string> TcpMesh::first_failure_reported(std::chrono::milliseconds wait) {
-  try {
-    return store_.get(options_.key_prefix + "abort/reason", wait);
-  } catch (const std::exception&) {
-    return std::nullopt;  // nothing reported, or the store itself is gone
   }
 }
 
 void TcpMesh::fail(int peer, std::string what, bool peer_closed) {
-  std::string message = fmt::format("rank {}: {}: lost rank {}: {}", rank_, operation_, peer, what);
-  // A closed connection is usually a neighbour that aborted after seeing the real failure
-  // elsewhere; give it a moment to say so, then report both.
-  const auto origin = first_failure_reported(std::chrono::milliseconds(peer_closed ? 1000 : 0));
-  if (origin) {
-    message += fmt::format(" (first failure in this world: {})", *origin);
-  } else {
-    message += fmt::format("; rank {} probably exited or crashed", peer);
-    try {
-      if (store_.add(options_.key_prefix + "abort/count", 1) == 1) store_.set(options_.key_prefix + "abort/reason", message);
-    } catch (const std::exception&) {
-      // The store is best effort on the failure path; the error below is what matters.
-    }
-  }
+  const std::string message = describe_lost_peer(store_, options_.key_prefix, rank_, operation_,
+                                                 peer, what, peer_closed);
   aborted_ = message;
   peers_.clear();  // closing every connection tells every neighbour at once
   spdlog::error("{}", message);

@@ -52,7 +52,6 @@ class TcpMesh final : public Transport {
   /// Records the failure for every rank (first one wins), closes every connection so that
   /// neighbours notice at once, and throws the error this rank reports.
   [[noreturn]] void fail(int peer, std::string what, bool peer_closed);
-  std::optional<std::string> first_failure_reported(std::chrono::milliseconds wait);
 
   int rank_;
   int size_;

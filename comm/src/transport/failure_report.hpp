@@ -1,0 +1,25 @@
+// How every transport reports a lost or stalled peer, so each rank's message has the same
+// shape and names the first failure of the world (shared through the store).
+#pragma once
+
+#include <chrono>
+#include <string>
+
+#include "rendezvous/store.hpp"
+#include "ringfuse/error.hpp"
+
+namespace ringfuse::transport {
+
+/// The message for `peer` lost during `operation`. When another rank already recorded a
+/// failure under `key_prefix`, it is quoted as the first one (after up to 1 s of waiting for
+/// it when the peer merely closed: usually a neighbour that aborted after the real failure);
+/// otherwise this failure is recorded as the first. The store is best effort here.
+std::string describe_lost_peer(rendezvous::Store& store, const std::string& key_prefix, int rank,
+                               const std::string& operation, int peer, const std::string& what,
+                               bool peer_closed);
+
+/// The error for a collective that saw no progress with `stalled` for `timeout`.
+Error stalled_peer_error(int rank, const std::string& operation, int stalled,
+                         std::chrono::milliseconds timeout);
+
+}  // namespace ringfuse::transport
