@@ -22,6 +22,7 @@
 #include <thread>
 #include <vector>
 
+#include "dns_server.hpp"
 #include "subprocess.hpp"
 
 namespace {
@@ -29,44 +30,11 @@ namespace {
 using namespace std::chrono_literals;
 using ringfuse::testing::Process;
 using ringfuse::testing::ProcessResult;
+using ringfuse::testing::free_port;
 namespace fs = std::filesystem;
 
-constexpr const char* kDnsmasq = "/usr/sbin/dnsmasq";
+constexpr const char* kDnsmasq = ringfuse::testing::kDnsmasqPath;
 constexpr const char* kNamespace = "default";
-
-std::uint16_t free_port(int type) {
-  const int fd = ::socket(AF_INET, type, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-bool dns_answers(std::uint16_t port, const std::string& name) {
-  std::string packet("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", 12);
-  std::stringstream labels(name);
-  for (std::string label; std::getline(labels, label, '.');) {
-    packet += static_cast<char>(label.size());
-    packet += label;
-  }
-  packet += std::string("\x00\x00\x01\x00\x01", 5);
-  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-  timeval tv{0, 200'000};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::sendto(fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  char reply[512];
-  const auto n = ::recv(fd, reply, sizeof reply, 0);
-  ::close(fd);
-  return n > 0;
-}
 
 // What the rendered manifest says about the StatefulSet's pods.
 struct PodSpec {
@@ -129,26 +97,14 @@ TEST(K8sRehearsal, StatefulSetPodsFromTheManifestRendezvousAndAllReduce) {
   const std::string service_fqdn = spec.service + "." + kNamespace + ".svc.cluster.local";
 
   // dnsmasq standing for the headless Service.
-  const fs::path dir = fs::temp_directory_path() / ("ringfuse-k8s-rehearsal-" + std::to_string(::getpid()));
-  fs::remove_all(dir);
-  fs::create_directories(dir / "hosts");
-  const std::uint16_t dns_port = free_port(SOCK_DGRAM);
-  Process dns({kDnsmasq, "--keep-in-foreground", "--conf-file=/dev/null", "--no-resolv",
-               "--no-hosts", "--hostsdir=" + (dir / "hosts").string(),
-               "--listen-address=127.0.0.1", "--bind-interfaces",
-               "--port=" + std::to_string(dns_port), "--pid-file=", "--local=/cluster.local/",
-               "--log-facility=-"},
-              {});
-  const auto dns_deadline = std::chrono::steady_clock::now() + 10s;
-  while (!dns_answers(dns_port, service_fqdn) && std::chrono::steady_clock::now() < dns_deadline) {
-    std::this_thread::sleep_for(100ms);
-  }
+  ringfuse::testing::Dnsmasq dns(service_fqdn);
+  ASSERT_TRUE(dns.ready()) << "dnsmasq did not answer:\n" << dns.log();
   std::vector<std::string> ips;
   for (int k = 0; k < spec.replicas; ++k) {
     ips.push_back("127.0.3." + std::to_string(k + 1));
-    std::ofstream(dir / "hosts" / ("pod-" + std::to_string(k)))
-        << ips[k] << " " << spec.service << "-" << k << "." << service_fqdn << " " << service_fqdn
-        << "\n";
+    dns.add_record("pod-" + std::to_string(k), ips[k] + " " + spec.service + "-" +
+                                                   std::to_string(k) + "." + service_fqdn + " " +
+                                                   service_fqdn);
   }
 
   const std::string store_port = std::to_string(free_port(SOCK_STREAM));
@@ -163,7 +119,7 @@ TEST(K8sRehearsal, StatefulSetPodsFromTheManifestRendezvousAndAllReduce) {
       ++it;
     }
   }
-  for (const std::string& a : std::vector<std::string>{"--dns-server", "127.0.0.1:" + std::to_string(dns_port),
+  for (const std::string& a : std::vector<std::string>{"--dns-server", dns.server(),
                               "--transport", "tcp", "--", COLLECTIVE_CHECK_PATH, "--collective",
                               "allreduce", "--counts", "1,1009", "--algos", "ring"}) {
     argv.push_back(a);
@@ -190,9 +146,6 @@ TEST(K8sRehearsal, StatefulSetPodsFromTheManifestRendezvousAndAllReduce) {
         << r.output;
     EXPECT_NE(r.output.find(" 0 failed"), std::string::npos) << r.output;
   }
-  ::kill(dns.pid(), SIGTERM);
-  dns.wait(5s);
-  fs::remove_all(dir);
 }
 
 }  // namespace

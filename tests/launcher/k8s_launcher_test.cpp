@@ -16,98 +16,37 @@
 #include <thread>
 #include <vector>
 
+#include "dns_server.hpp"
 #include "subprocess.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
 using ringfuse::testing::Process;
+using ringfuse::testing::free_port;
 using ringfuse::testing::ProcessResult;
 namespace fs = std::filesystem;
 
-constexpr const char* kDnsmasq = "/usr/sbin/dnsmasq";
+constexpr const char* kDnsmasq = ringfuse::testing::kDnsmasqPath;
 constexpr const char* kService = "trainer.default.svc.cluster.local";
 
-std::uint16_t free_port(int type) {
-  const int fd = ::socket(AF_INET, type, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
-// Whether a DNS server answers an A query for `name` on 127.0.0.1:port within 200 ms.
-bool dns_answers(std::uint16_t port, const std::string& name) {
-  std::string packet("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", 12);
-  std::size_t start = 0;
-  while (start <= name.size()) {
-    const auto dot = name.find('.', start);
-    const auto label = name.substr(start, dot == std::string::npos ? std::string::npos : dot - start);
-    packet += static_cast<char>(label.size());
-    packet += label;
-    if (dot == std::string::npos) break;
-    start = dot + 1;
-  }
-  packet += std::string("\x00\x00\x01\x00\x01", 5);
-  const int fd = ::socket(AF_INET, SOCK_DGRAM, 0);
-  timeval tv{0, 200'000};
-  ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof tv);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(port);
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::sendto(fd, packet.data(), packet.size(), 0, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  char reply[512];
-  const auto n = ::recv(fd, reply, sizeof reply, 0);
-  ::close(fd);
-  return n > 0;
-}
-
-// A dnsmasq answering for cluster.local from a hosts directory it re-reads on every change.
+// A dnsmasq answering for cluster.local; each pod's record is a file of its own.
 class Dnsmasq {
  public:
-  Dnsmasq() : dir_(fs::temp_directory_path() / ("ringfuse-dns-" + std::to_string(::getpid()))) {
-    fs::remove_all(dir_);
-    fs::create_directories(dir_ / "hosts");
-    port_ = free_port(SOCK_DGRAM);
-    process_ = std::make_unique<Process>(
-        std::vector<std::string>{kDnsmasq, "--keep-in-foreground", "--conf-file=/dev/null",
-                                 "--no-resolv", "--no-hosts",
-                                 "--hostsdir=" + (dir_ / "hosts").string(),
-                                 "--listen-address=127.0.0.1", "--bind-interfaces",
-                                 "--port=" + std::to_string(port_), "--pid-file=",
-                                 "--local=/cluster.local/", "--log-facility=-"},
-        std::map<std::string, std::string>{});
-    const auto deadline = std::chrono::steady_clock::now() + 10s;
-    while (!dns_answers(port_, kService)) {
-      if (std::chrono::steady_clock::now() > deadline) {
-        ADD_FAILURE() << "dnsmasq did not answer within 10 s:\n" << process_->output();
-        break;
-      }
-      std::this_thread::sleep_for(100ms);
-    }
-  }
-  ~Dnsmasq() {
-    ::kill(process_->pid(), SIGTERM);
-    process_->wait(5s);
-    fs::remove_all(dir_);
+  Dnsmasq() : server_(kService) {
+    if (!server_.ready()) ADD_FAILURE() << "dnsmasq did not answer within 10 s:\n" << server_.log();
   }
 
   /// Adds "127.0.0.X trainer-K.trainer... trainer..." lines (a pod's record) in a new file.
   void add_pod(int ordinal, const std::string& ip) {
-    std::ofstream(dir_ / "hosts" / ("pod-" + std::to_string(ordinal) + "-" + ip)) << ip << " trainer-" << ordinal << "." << kService << " "
-                                                    << kService << "\n";
+    server_.add_record("pod-" + std::to_string(ordinal) + "-" + ip,
+                       ip + " trainer-" + std::to_string(ordinal) + "." + kService + " " +
+                           kService);
   }
-  std::string server() const { return "127.0.0.1:" + std::to_string(port_); }
+  std::string server() const { return server_.server(); }
 
  private:
-  fs::path dir_;
-  std::uint16_t port_ = 0;
-  std::unique_ptr<Process> process_;
+  ringfuse::testing::Dnsmasq server_;
 };
 
 struct Pod {

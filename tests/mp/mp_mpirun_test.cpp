@@ -51,6 +51,52 @@ INSTANTIATE_TEST_SUITE_P(
                                          "reducescatter", "alltoall", "alltoallv", "barrier")),
     name);
 
+// The same matrix with RINGFUSE_BACKEND=mpi: every collective through Open MPI's own calls
+// (backend/mpi_backend.cpp), f16/bf16 through our user-defined MPI_Ops.
+class MpiBackendMatrix : public ::testing::TestWithParam<Params> {};
+
+TEST_P(MpiBackendMatrix, EveryRankMatchesTheReference) {
+  const auto& [ranks, collective] = GetParam();
+  auto argv = mpirun(ranks);
+  argv.insert(argv.end(), {COLLECTIVE_CHECK_PATH, "--collective", collective, "--counts",
+                           "0,1,1009,65537"});
+  const auto result = ringfuse::testing::run_process(
+      argv,
+      {{"RINGFUSE_TIMEOUT_S", "60"}, {"RINGFUSE_BACKEND", "mpi"},
+       {"OMPI_MCA_btl", "self,vader,tcp"}},
+      std::chrono::minutes(4));
+  ASSERT_FALSE(result.timed_out) << result.output;
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  for (int rank = 0; rank < ranks; ++rank) {
+    EXPECT_NE(result.output.find("rank " + std::to_string(rank) + ": " + collective + " "),
+              std::string::npos)
+        << result.output;
+  }
+  EXPECT_NE(result.output.find("backends mpi,native"), std::string::npos)
+      << "the MPI backend was not first in the priority list:\n" << result.output;
+  EXPECT_EQ(result.output.find("MISMATCH"), std::string::npos) << result.output;
+}
+
+INSTANTIATE_TEST_SUITE_P(
+    MpiBackend, MpiBackendMatrix,
+    ::testing::Combine(::testing::Values(2, 4),
+                       ::testing::Values("allreduce", "broadcast", "allgather", "allgatherv",
+                                         "reducescatter", "alltoall", "alltoallv", "barrier")),
+    name);
+
+// Without mpirun there is no MPI to run on: init() must refuse RINGFUSE_BACKEND=mpi clearly
+// rather than fall back silently.
+TEST(MpiBackend, RefusedUnderRingfuseRun) {
+  const auto result = ringfuse::testing::run_process(
+      {RINGFUSE_RUN_PATH, "-np", "2", "--", COLLECTIVE_CHECK_PATH, "--collective", "barrier"},
+      {{"RINGFUSE_BACKEND", "mpi"}, {"RINGFUSE_TIMEOUT_S", "20"}}, std::chrono::minutes(1));
+  ASSERT_FALSE(result.timed_out) << result.output;
+  EXPECT_NE(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("RINGFUSE_BACKEND=mpi needs a world started by plain mpirun"),
+            std::string::npos)
+      << result.output;
+}
+
 TEST(MpiEmbedded, RingfuseBesideTheProgramsOwnMpi) {
   auto argv = mpirun(3);
   argv.push_back(MPI_EMBEDDED_PATH);

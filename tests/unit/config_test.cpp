@@ -128,6 +128,10 @@ TEST(Options, AlgorithmAndTimeoutsAreValidated) {
             std::string::npos);
   EXPECT_NE(config_error({{"RINGFUSE_TIMEOUT_S", "0"}}).find("RINGFUSE_TIMEOUT_S"),
             std::string::npos);
+  EXPECT_EQ(ringfuse::core::parse_options(env_of({{"RINGFUSE_BACKEND", "mpi"}})).backend,
+            ringfuse::BackendKind::mpi);
+  EXPECT_NE(config_error({{"RINGFUSE_BACKEND", "gloo"}}).find("RINGFUSE_BACKEND='gloo'"),
+            std::string::npos);
   EXPECT_NE(config_error({{"RINGFUSE_CONNECT_TIMEOUT_S", "soon"}}).find("RINGFUSE_CONNECT_TIMEOUT_S"),
             std::string::npos);
 }

@@ -21,6 +21,13 @@ std::string_view to_string(Algorithm algo);
 /// shared memory when the whole world is on one host, else TCP.
 enum class TransportKind : std::uint8_t { automatic, tcp, shm };
 
+/// Which data plane runs the Context's blocking collectives (RINGFUSE_BACKEND). `automatic`:
+/// native for host memory (faster than MPI here), NCCL for CUDA device memory when built with
+/// it. `mpi` needs a world started by plain mpirun (init() fails otherwise); `nccl` runs
+/// device buffers on NCCL and host buffers on native.
+enum class BackendKind : std::uint8_t { automatic, native, mpi, nccl };
+std::string_view to_string(BackendKind backend);
+
 /// Where this rank sits in the world, as read from the environment contract (DESIGN.md §3).
 struct WorldSpec {
   int rank = 0;
@@ -45,6 +52,7 @@ struct Options {
   std::chrono::milliseconds connect_timeout{60'000};  // rendezvous and mesh set-up
   std::chrono::milliseconds op_timeout{300'000};      // one blocking collective
   TransportKind transport = TransportKind::automatic;  // RINGFUSE_TRANSPORT
+  BackendKind backend = BackendKind::automatic;        // RINGFUSE_BACKEND
   EngineConfig engine;                                 // the asynchronous engine's tunables
 };
 
@@ -92,7 +100,8 @@ class Context {
 
 /// Reads the world from the environment (RINGFUSE_* first, then torchrun's RANK/WORLD_SIZE/
 /// MASTER_ADDR/MASTER_PORT, else a world of one) and the tunables (RINGFUSE_ALGO,
-/// RINGFUSE_TIMEOUT_S, RINGFUSE_CONNECT_TIMEOUT_S), then connects to every peer.
+/// RINGFUSE_BACKEND, RINGFUSE_TIMEOUT_S, RINGFUSE_CONNECT_TIMEOUT_S), then connects to every
+/// peer.
 /// Throws ringfuse::Error naming the variable for an invalid value.
 std::unique_ptr<Context> init();
 

@@ -8,24 +8,30 @@
 #include <span>
 
 #include "algo/workspace.hpp"
+#include "backend/backend.hpp"
 #include "ringfuse/context.hpp"
 #include "transport/transport.hpp"
 
 namespace ringfuse::backend {
 
-class NativeBackend {
+class NativeBackend final : public Backend {
  public:
   NativeBackend(std::unique_ptr<transport::Transport> transport, Algorithm default_algorithm);
 
-  void allreduce(void* data, std::size_t count, DataType type, ReduceOp op, Algorithm algo);
-  void broadcast(void* data, std::size_t count, DataType type, int root);
+  std::string_view name() const override { return "native"; }
+  /// Every collective on host memory (device buffers need the NCCL backend).
+  bool enabled(const OpDesc& op) const override { return op.device == Device::cpu; }
+
+  void allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
+                 Algorithm algo) override;
+  void broadcast(void* data, std::size_t count, DataType type, int root) override;
   void allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
-                  DataType type);
+                  DataType type) override;
   void reducescatter(const void* send, void* recv, std::size_t recv_count, DataType type,
-                     ReduceOp op);
+                     ReduceOp op) override;
   void alltoallv(const void* send, std::span<const std::size_t> send_counts, void* recv,
-                 std::span<const std::size_t> recv_counts, DataType type);
-  void barrier();
+                 std::span<const std::size_t> recv_counts, DataType type) override;
+  void barrier() override;
 
   int rank() const { return rank_; }
   int size() const { return size_; }

@@ -8,6 +8,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "backend/mpi_backend.hpp"
+#include "backend/nccl_backend.hpp"
 #include "core/environment.hpp"
 #include "engine/make_engine.hpp"
 #include "ringfuse/error.hpp"
@@ -77,17 +79,44 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
     key_prefix_ = fmt::format("ringfuse/{}/{}/", world_.job_id, generation);
   }
   native_ = std::make_unique<backend::NativeBackend>(make_transport("main"), options_.algorithm);
+  if (options_.backend == BackendKind::mpi) {
+    if (!mpi_) {
+      throw Error(ErrorKind::invalid_config,
+                  fmt::format("rank {}: RINGFUSE_BACKEND=mpi needs a world started by plain "
+                              "mpirun (this one came from {}); use RINGFUSE_BACKEND=auto or "
+                              "native, or launch with mpirun",
+                              world_.rank, world_.source),
+                  world_.rank);
+    }
+    mpi_backend_ = backend::make_mpi_backend(world_.rank, world_.size);
+  }
+  if (options_.backend != BackendKind::native && options_.backend != BackendKind::mpi) {
+    backend::NcclSetup setup{world_.rank, world_.size, world_.local_rank, store_.get(),
+                             key_prefix_ + "nccl/", options_.op_timeout};
+    nccl_backend_ = backend::make_nccl_backend(setup);  // null without NCCL or a GPU
+    if (options_.backend == BackendKind::nccl && !nccl_backend_ && world_.rank == 0) {
+      spdlog::warn("ringfuse: RINGFUSE_BACKEND=nccl but {}; every collective runs on native",
+                   backend::nccl_unavailable_reason());
+    }
+  }
+  // Priority list: device memory -> NCCL; host memory -> MPI when asked for, else native.
+  if (nccl_backend_) backends_.push_back(nccl_backend_.get());
+  if (mpi_backend_) backends_.push_back(mpi_backend_.get());
+  backends_.push_back(native_.get());
   if (world_.rank == 0) {
-    spdlog::info("ringfuse: rank 0 of {} ({}); algorithm {}, collective timeout {} s",
-                 world_.size, world_.source, to_string(options_.algorithm),
+    std::string order;
+    for (const auto* backend : backends_) {
+      order += (order.empty() ? "" : ",") + std::string(backend->name());
+    }
+    spdlog::info("ringfuse: rank 0 of {} ({}); algorithm {}, backends {}, collective timeout {} s",
+                 world_.size, world_.source, to_string(options_.algorithm), order,
                  options_.op_timeout.count() / 1000);
   }
 }
 
 ContextImpl::~ContextImpl() = default;
 
-std::unique_ptr<transport::Transport> ContextImpl::make_transport(const std::string& channel) {
-  if (world_.size == 1) return std::make_unique<transport::SelfTransport>();
+transport::MeshOptions ContextImpl::mesh_options(const std::string& channel) const {
   transport::MeshOptions mesh;
   const char* host_override = std::getenv("RINGFUSE_HOST_ADDR");
   mesh.advertise_host =
@@ -97,6 +126,12 @@ std::unique_ptr<transport::Transport> ContextImpl::make_transport(const std::str
   mesh.key_prefix = key_prefix_ + channel + "/";
   mesh.connect_timeout = options_.connect_timeout;
   mesh.op_timeout = options_.op_timeout;
+  return mesh;
+}
+
+std::unique_ptr<transport::Transport> ContextImpl::make_transport(const std::string& channel) {
+  if (world_.size == 1) return std::make_unique<transport::SelfTransport>();
+  const transport::MeshOptions mesh = mesh_options(channel);
   if (transport::use_shared_memory(options_.transport, *store_, mesh, world_.rank, world_.size)) {
     return std::make_unique<transport::ShmTransport>(world_.rank, world_.size, *store_,
                                                      transport::ShmOptions{mesh});
@@ -115,14 +150,8 @@ Engine& ContextImpl::engine() {
     if (world_.size == 1) {
       resources.control = std::make_unique<transport::SelfTransport>();
     } else {
-      transport::MeshOptions mesh;
-      const char* host_override = std::getenv("RINGFUSE_HOST_ADDR");
-      mesh.advertise_host =
-          host_override != nullptr ? std::string(host_override) : store_->local_address();
-      mesh.job_id = world_.job_id;
-      mesh.secret = world_.job_secret;
-      mesh.key_prefix = key_prefix_ + "engine-control/";
-      mesh.connect_timeout = options_.connect_timeout;
+      // Always TCP, with a short timeout the engine uses as its polling tick.
+      transport::MeshOptions mesh = mesh_options("engine-control");
       mesh.op_timeout = engine::kControlTick;
       resources.control =
           std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_, mesh);
@@ -137,41 +166,64 @@ std::unique_ptr<backend::NativeBackend> ContextImpl::open_channel(const std::str
   return std::make_unique<backend::NativeBackend>(make_transport(name), options_.algorithm);
 }
 
+backend::Backend& ContextImpl::pick(backend::OpKind kind, DataType type, ReduceOp op,
+                                    const void* buffer) {
+  backend::OpDesc desc{kind, type, op, Device::cpu};
+  // Only a build with NCCL and a GPU can be handed device memory; ask CUDA where it lives.
+  if (nccl_backend_ && buffer != nullptr) desc.device = backend::device_of(buffer);
+  for (auto* backend : backends_) {
+    if (backend->enabled(desc)) return *backend;
+  }
+  throw Error(ErrorKind::invalid_argument,
+              fmt::format("rank {}: no backend accepts {} of {} on {} memory (RINGFUSE_BACKEND={})",
+                          world_.rank, backend::to_string(kind), to_string(type),
+                          desc.device == Device::cuda ? "CUDA device" : "host",
+                          to_string(options_.backend)),
+              world_.rank);
+}
+
 void ContextImpl::allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
                             Algorithm algo) {
-  native_->allreduce(data, count, type, op, algo);
+  pick(backend::OpKind::allreduce, type, op, data).allreduce(data, count, type, op, algo);
 }
 
 void ContextImpl::broadcast(void* data, std::size_t count, DataType type, int root) {
-  native_->broadcast(data, count, type, root);
+  pick(backend::OpKind::broadcast, type, ReduceOp::sum, data).broadcast(data, count, type, root);
 }
 
 void ContextImpl::allgather(const void* send, void* recv, std::size_t count, DataType type) {
   const std::vector<std::size_t> counts(static_cast<std::size_t>(world_.size), count);
-  native_->allgatherv(send, recv, counts, type);
+  pick(backend::OpKind::allgatherv, type, ReduceOp::sum, recv)
+      .allgatherv(send, recv, counts, type);
 }
 
 void ContextImpl::allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
                              DataType type) {
-  native_->allgatherv(send, recv, counts, type);
+  pick(backend::OpKind::allgatherv, type, ReduceOp::sum, recv)
+      .allgatherv(send, recv, counts, type);
 }
 
 void ContextImpl::reducescatter(const void* send, void* recv, std::size_t recv_count,
                                 DataType type, ReduceOp op) {
-  native_->reducescatter(send, recv, recv_count, type, op);
+  pick(backend::OpKind::reducescatter, type, op, recv)
+      .reducescatter(send, recv, recv_count, type, op);
 }
 
 void ContextImpl::alltoall(const void* send, void* recv, std::size_t count, DataType type) {
   const std::vector<std::size_t> counts(static_cast<std::size_t>(world_.size), count);
-  native_->alltoallv(send, counts, recv, counts, type);
+  pick(backend::OpKind::alltoallv, type, ReduceOp::sum, recv)
+      .alltoallv(send, counts, recv, counts, type);
 }
 
 void ContextImpl::alltoallv(const void* send, std::span<const std::size_t> send_counts,
                             void* recv, std::span<const std::size_t> recv_counts, DataType type) {
-  native_->alltoallv(send, send_counts, recv, recv_counts, type);
+  pick(backend::OpKind::alltoallv, type, ReduceOp::sum, recv)
+      .alltoallv(send, send_counts, recv, recv_counts, type);
 }
 
-void ContextImpl::barrier() { native_->barrier(); }
+void ContextImpl::barrier() {
+  pick(backend::OpKind::barrier, DataType::u8, ReduceOp::sum, nullptr).barrier();
+}
 
 }  // namespace ringfuse::context
 

@@ -1,12 +1,19 @@
 // The Context behind init(): owns the rendezvous store (client, and the server when this rank
-// hosts it), the transport and the backend, in that order of construction.
+// hosts it), the transport and the backends, in that order of construction.
+// Blocking collectives run on the first backend of a priority list whose enabled(op) accepts
+// the operation (RINGFUSE_BACKEND picks the list; see pick()). They must be called from one
+// thread at a time per Context; with RINGFUSE_BACKEND=mpi that thread is the only one that
+// calls MPI (the engine keeps its own native channel).
 #pragma once
 
 #include <memory>
 #include <mutex>
+#include <vector>
 
+#include "backend/backend.hpp"
 #include "backend/native_backend.hpp"
 #include "context/mpi_bootstrap.hpp"
+#include "transport/tcp_mesh.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/context.hpp"
 
@@ -48,7 +55,11 @@ class ContextImpl final : public Context {
   Engine& engine() override;
 
  private:
+  /// Connection settings for the channel `channel` (its own store namespace).
+  transport::MeshOptions mesh_options(const std::string& channel) const;
   std::unique_ptr<transport::Transport> make_transport(const std::string& channel);
+  /// The first backend in priority order that accepts the operation on `buffer`'s memory.
+  backend::Backend& pick(backend::OpKind kind, DataType type, ReduceOp op, const void* buffer);
 
   std::string key_prefix_;
   WorldSpec world_;
@@ -56,7 +67,10 @@ class ContextImpl final : public Context {
   std::unique_ptr<MpiSession> mpi_;  // before everything that may talk over it; finalised last
   std::unique_ptr<rendezvous::TcpStoreServer> store_server_;
   std::unique_ptr<rendezvous::TcpStoreClient> store_;
+  std::unique_ptr<backend::Backend> mpi_backend_;   // RINGFUSE_BACKEND=mpi; before mpi_ goes
+  std::unique_ptr<backend::Backend> nccl_backend_;  // when built with NCCL and a GPU is present
   std::unique_ptr<backend::NativeBackend> native_;
+  std::vector<backend::Backend*> backends_;         // priority order
   std::mutex engine_mutex_;
   std::unique_ptr<Engine> engine_;  // last: stopped before the connections it uses
 };

@@ -66,7 +66,9 @@ std::chrono::milliseconds seconds(const EnvLookup& env, const std::string& name,
       parsed <= 0 || parsed > 7 * 24 * 3600) {
     bad(name, *value, "a positive number of seconds (at most a week)");
   }
-  return std::chrono::milliseconds(static_cast<long long>(parsed * 1000));
+  // Rounded up: a positive value must not become a zero timeout (e.g. 1e-6 s; found by
+  // tests/fuzz).
+  return std::chrono::milliseconds(static_cast<long long>(std::ceil(parsed * 1000)));
 }
 
 void check_rank(const std::string& rank_name, int rank, const std::string& size_name, int size) {
@@ -215,6 +217,19 @@ Options parse_options(const EnvLookup& env) {
       bad("RINGFUSE_TRANSPORT", *transport, "one of auto, tcp, shm");
     }
   }
+  if (const auto backend = env("RINGFUSE_BACKEND")) {
+    if (*backend == "auto") {
+      options.backend = BackendKind::automatic;
+    } else if (*backend == "native") {
+      options.backend = BackendKind::native;
+    } else if (*backend == "mpi") {
+      options.backend = BackendKind::mpi;
+    } else if (*backend == "nccl") {
+      options.backend = BackendKind::nccl;
+    } else {
+      bad("RINGFUSE_BACKEND", *backend, "one of auto, native, mpi, nccl");
+    }
+  }
   options.op_timeout = seconds(env, "RINGFUSE_TIMEOUT_S", options.op_timeout);
   options.connect_timeout = seconds(env, "RINGFUSE_CONNECT_TIMEOUT_S", options.connect_timeout);
   options.engine = parse_engine_config(env);
@@ -275,3 +290,17 @@ EngineConfig parse_engine_config(const EnvLookup& env) {
 }
 
 }  // namespace ringfuse::core
+
+namespace ringfuse {
+
+std::string_view to_string(BackendKind backend) {
+  switch (backend) {
+    case BackendKind::automatic: return "auto";
+    case BackendKind::native: return "native";
+    case BackendKind::mpi: return "mpi";
+    case BackendKind::nccl: return "nccl";
+  }
+  return "unknown";
+}
+
+}  // namespace ringfuse

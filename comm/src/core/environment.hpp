@@ -19,8 +19,8 @@ EnvLookup process_environment();
 /// else a world of one. Throws Error(ErrorKind::invalid_config) naming the variable.
 WorldSpec parse_world(const EnvLookup& env);
 
-/// RINGFUSE_ALGO, RINGFUSE_TRANSPORT, RINGFUSE_TIMEOUT_S, RINGFUSE_CONNECT_TIMEOUT_S, and the
-/// engine's below.
+/// RINGFUSE_ALGO, RINGFUSE_TRANSPORT, RINGFUSE_BACKEND, RINGFUSE_TIMEOUT_S,
+/// RINGFUSE_CONNECT_TIMEOUT_S, and the engine's below.
 Options parse_options(const EnvLookup& env);
 
 /// RINGFUSE_FUSION_THRESHOLD, RINGFUSE_CYCLE_TIME_MS, RINGFUSE_CACHE_CAPACITY,

@@ -1,0 +1,53 @@
+// A whole-collective executor (DESIGN.md §2: native | mpi | nccl). The Context keeps a list of
+// backends in priority order and runs each operation on the first whose enabled(op) is true
+// (Horovod's OperationManager idea), so optional dependencies are one entry in a list rather
+// than #if blocks around every call.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <span>
+#include <string_view>
+
+#include "ringfuse/context.hpp"
+
+namespace ringfuse::backend {
+
+enum class OpKind : std::uint8_t { allreduce, broadcast, allgatherv, reducescatter, alltoallv,
+                                   barrier };
+
+inline std::string_view to_string(OpKind kind) {
+  constexpr std::string_view names[] = {"allreduce", "broadcast", "allgatherv", "reducescatter",
+                                        "alltoallv", "barrier"};
+  return names[static_cast<int>(kind)];
+}
+
+/// What enabled() may look at: the operation, its element type and reduction, and where the
+/// caller's buffers live.
+struct OpDesc {
+  OpKind kind = OpKind::barrier;
+  DataType type = DataType::f32;
+  ReduceOp op = ReduceOp::sum;
+  Device device = Device::cpu;
+};
+
+class Backend {
+ public:
+  virtual ~Backend() = default;
+
+  virtual std::string_view name() const = 0;
+  virtual bool enabled(const OpDesc& op) const = 0;
+
+  virtual void allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
+                         Algorithm algo) = 0;
+  virtual void broadcast(void* data, std::size_t count, DataType type, int root) = 0;
+  virtual void allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
+                          DataType type) = 0;
+  virtual void reducescatter(const void* send, void* recv, std::size_t recv_count,
+                             DataType type, ReduceOp op) = 0;
+  virtual void alltoallv(const void* send, std::span<const std::size_t> send_counts, void* recv,
+                         std::span<const std::size_t> recv_counts, DataType type) = 0;
+  virtual void barrier() = 0;
+};
+
+}  // namespace ringfuse::backend

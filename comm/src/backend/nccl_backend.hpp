@@ -1,0 +1,44 @@
+// The NCCL data plane for CUDA device buffers. The implementation lives in its own object
+// layer (comm/src/nccl/, built only when CMake found CUDA and NCCL); without it the stubs in
+// backend/nccl_stub.cpp report "not built" and make_nccl_backend() returns null.
+//
+// One communicator per Context, created lazily by the first device collective (collective:
+// every rank must pass device memory to the same operation): rank 0 calls ncclGetUniqueId and
+// publishes it through our rendezvous store, the others read it. One CUDA stream per
+// communicator; each collective records a CUDA event and waits for it while polling
+// ncclCommGetAsyncError, and calls ncclCommAbort when the deadline (RINGFUSE_TIMEOUT_S)
+// passes, so a dead peer gives an Error rather than a hang.
+//
+// GPUs: rank r uses device local_rank % device_count. NCCL (>= 2.19) refuses two ranks of one
+// communicator on the same GPU, so a multi-rank NCCL world needs one GPU per local rank.
+#pragma once
+
+#include <chrono>
+#include <memory>
+#include <string>
+
+#include "backend/backend.hpp"
+#include "rendezvous/store.hpp"
+
+namespace ringfuse::backend {
+
+struct NcclSetup {
+  int rank = 0;
+  int size = 1;
+  int local_rank = 0;
+  rendezvous::Store* store = nullptr;  // null for a world of one
+  std::string key_prefix;              // where rank 0 publishes the unique id
+  std::chrono::milliseconds timeout{300'000};
+};
+
+/// A NCCL backend, or null when this build has no NCCL or no CUDA device is visible
+/// (cudaGetDeviceCount fails, e.g. error 35/100, or returns 0).
+std::unique_ptr<Backend> make_nccl_backend(const NcclSetup& setup);
+
+/// Why make_nccl_backend() returned null, for messages.
+std::string nccl_unavailable_reason();
+
+/// Where `pointer` lives (CUDA device or managed memory -> Device::cuda); cpu without CUDA.
+Device device_of(const void* pointer);
+
+}  // namespace ringfuse::backend

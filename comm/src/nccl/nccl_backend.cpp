@@ -1,0 +1,343 @@
+// The NCCL backend (declared in backend/nccl_backend.hpp); built only with CUDA and NCCL.
+#include "backend/nccl_backend.hpp"
+
+#include <cuda_runtime.h>
+#include <nccl.h>
+
+#include <cstring>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "ringfuse/error.hpp"
+
+namespace ringfuse::backend {
+namespace {
+
+std::mutex reason_mutex;
+std::string unavailable_reason = "NCCL backend not created yet";
+
+void set_reason(std::string reason) {
+  std::lock_guard lock(reason_mutex);
+  unavailable_reason = std::move(reason);
+}
+
+ncclDataType_t nccl_type(DataType type) {
+  switch (type) {
+    case DataType::f16: return ncclFloat16;
+    case DataType::bf16: return ncclBfloat16;
+    case DataType::f32: return ncclFloat32;
+    case DataType::f64: return ncclFloat64;
+    case DataType::i8: return ncclInt8;
+    case DataType::u8: return ncclUint8;
+    case DataType::i32: return ncclInt32;
+    case DataType::i64: return ncclInt64;
+  }
+  return ncclUint8;
+}
+
+ncclRedOp_t nccl_op(ReduceOp op) {
+  switch (op) {
+    case ReduceOp::sum: return ncclSum;
+    case ReduceOp::avg: return ncclAvg;  // NCCL >= 2.10
+    case ReduceOp::min: return ncclMin;
+    case ReduceOp::max: return ncclMax;
+    case ReduceOp::prod: return ncclProd;
+  }
+  return ncclSum;
+}
+
+class NcclBackend final : public Backend {
+ public:
+  NcclBackend(const NcclSetup& setup, int device)
+      : setup_(setup), device_(device) {}
+
+  ~NcclBackend() override {
+    if (comm_ != nullptr) {
+      if (poisoned_) {
+        ncclCommAbort(comm_);
+      } else {
+        ncclCommDestroy(comm_);
+      }
+    }
+    if (done_ != nullptr) cudaEventDestroy(done_);
+    if (ready_ != nullptr) cudaEventDestroy(ready_);
+    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+    if (scratch_ != nullptr) cudaFree(scratch_);
+  }
+
+  std::string_view name() const override { return "nccl"; }
+  bool enabled(const OpDesc& op) const override { return op.device == Device::cuda; }
+
+  void allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
+                 Algorithm) override {
+    run(fmt::format("allreduce {}[{}] {}", to_string(type), count, to_string(op)), [&] {
+      return ncclAllReduce(data, data, count, nccl_type(type), nccl_op(op), comm_, stream_);
+    });
+  }
+
+  void broadcast(void* data, std::size_t count, DataType type, int root) override {
+    if (root < 0 || root >= setup_.size) {
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("rank {}: nccl broadcast: root {} is not a rank of this world of {}",
+                              setup_.rank, root, setup_.size),
+                  setup_.rank);
+    }
+    run(fmt::format("broadcast {}[{}] root {}", to_string(type), count, root), [&] {
+      return ncclBroadcast(data, data, count, nccl_type(type), root, comm_, stream_);
+    });
+  }
+
+  void allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
+                  DataType type) override {
+    check_counts("allgatherv", counts.size());
+    const std::size_t element = element_size(type);
+    bool equal = true;
+    for (const std::size_t count : counts) equal = equal && count == counts[0];
+    run(fmt::format("allgatherv {}", to_string(type)), [&] {
+      if (equal) {
+        const void* source = send == recv ? static_cast<const std::byte*>(recv) +
+                                                counts[0] * element * setup_.rank
+                                          : send;
+        return ncclAllGather(source, recv, counts[0], nccl_type(type), comm_, stream_);
+      }
+      // NCCL has no all-gather-v: one broadcast per rank, grouped into one launch.
+      ncclResult_t rc = ncclGroupStart();
+      std::size_t offset = 0;
+      for (int root = 0; root < setup_.size && rc == ncclSuccess; ++root) {
+        auto* block = static_cast<std::byte*>(recv) + offset * element;
+        const void* source = root == setup_.rank && send != recv ? send : block;
+        rc = ncclBroadcast(source, block, counts[root], nccl_type(type), root, comm_, stream_);
+        offset += counts[root];
+      }
+      const ncclResult_t end = ncclGroupEnd();
+      return rc != ncclSuccess ? rc : end;
+    });
+  }
+
+  void reducescatter(const void* send, void* recv, std::size_t recv_count, DataType type,
+                     ReduceOp op) override {
+    run(fmt::format("reducescatter {}[{}x{}] {}", to_string(type), setup_.size, recv_count,
+                    to_string(op)),
+        [&] {
+          return ncclReduceScatter(send, recv, recv_count, nccl_type(type), nccl_op(op), comm_,
+                                   stream_);
+        });
+  }
+
+  void alltoallv(const void* send, std::span<const std::size_t> send_counts, void* recv,
+                 std::span<const std::size_t> recv_counts, DataType type) override {
+    check_counts("alltoallv", send_counts.size());
+    check_counts("alltoallv", recv_counts.size());
+    const std::size_t element = element_size(type);
+    run(fmt::format("alltoallv {}", to_string(type)), [&] {
+      ncclResult_t rc = ncclGroupStart();
+      std::size_t send_offset = 0;
+      std::size_t recv_offset = 0;
+      for (int peer = 0; peer < setup_.size && rc == ncclSuccess; ++peer) {
+        if (send_counts[peer] > 0) {
+          rc = ncclSend(static_cast<const std::byte*>(send) + send_offset * element,
+                        send_counts[peer], nccl_type(type), peer, comm_, stream_);
+        }
+        if (rc == ncclSuccess && recv_counts[peer] > 0) {
+          rc = ncclRecv(static_cast<std::byte*>(recv) + recv_offset * element, recv_counts[peer],
+                        nccl_type(type), peer, comm_, stream_);
+        }
+        send_offset += send_counts[peer];
+        recv_offset += recv_counts[peer];
+      }
+      const ncclResult_t end = ncclGroupEnd();
+      return rc != ncclSuccess ? rc : end;
+    });
+  }
+
+  void barrier() override {
+    run("barrier", [&] {
+      if (scratch_ == nullptr) cuda(cudaMalloc(&scratch_, sizeof(float)), "cudaMalloc");
+      return ncclAllReduce(scratch_, scratch_, 1, ncclFloat32, ncclSum, comm_, stream_);
+    });
+  }
+
+ private:
+  void check_counts(const char* what, std::size_t given) const {
+    if (given != static_cast<std::size_t>(setup_.size)) {
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("rank {}: nccl {}: {} counts given for a world of {}", setup_.rank,
+                              what, given, setup_.size),
+                  setup_.rank);
+    }
+  }
+
+  void cuda(cudaError_t rc, const std::string& what) const {
+    if (rc != cudaSuccess) {
+      throw Error(ErrorKind::system,
+                  fmt::format("rank {}: {} failed: {}", setup_.rank, what, cudaGetErrorString(rc)),
+                  setup_.rank);
+    }
+  }
+
+  std::chrono::steady_clock::time_point deadline() const {
+    return std::chrono::steady_clock::now() + setup_.timeout;
+  }
+
+  /// Waits while the (non-blocking) communicator reports ncclInProgress; throws on an error,
+  /// and aborts the communicator when `until` passes.
+  void settle(const std::string& label, std::chrono::steady_clock::time_point until) {
+    for (;;) {
+      ncclResult_t state = ncclSuccess;
+      ncclCommGetAsyncError(comm_, &state);
+      if (state == ncclSuccess) return;
+      if (state != ncclInProgress) fail(label, state);
+      if (std::chrono::steady_clock::now() > until) abort_after_deadline(label);
+      std::this_thread::yield();
+    }
+  }
+
+  [[noreturn]] void fail(const std::string& label, ncclResult_t rc) {
+    poisoned_ = true;
+    const char* last = ncclGetLastError(comm_);
+    throw Error(ErrorKind::peer_failure,
+                fmt::format("rank {}: nccl {} failed: {} ({})", setup_.rank, label,
+                            ncclGetErrorString(rc), last != nullptr ? last : ""),
+                setup_.rank);
+  }
+
+  [[noreturn]] void abort_after_deadline(const std::string& label) {
+    poisoned_ = true;
+    throw Error(ErrorKind::timeout,
+                fmt::format("rank {}: nccl {} did not complete within {} s; the communicator "
+                            "was aborted (a peer died or stopped calling this collective)",
+                            setup_.rank, label, setup_.timeout.count() / 1000),
+                setup_.rank);
+  }
+
+  void ensure_comm() {
+    if (poisoned_) {
+      throw Error(ErrorKind::peer_failure,
+                  fmt::format("rank {}: the NCCL communicator was aborted by an earlier error",
+                              setup_.rank),
+                  setup_.rank);
+    }
+    if (comm_ != nullptr) return;
+    cuda(cudaSetDevice(device_), fmt::format("cudaSetDevice({})", device_));
+    ncclUniqueId id{};
+    if (setup_.rank == 0) {
+      const ncclResult_t rc = ncclGetUniqueId(&id);
+      if (rc != ncclSuccess) fail("ncclGetUniqueId", rc);
+      if (setup_.store != nullptr) {
+        setup_.store->set(setup_.key_prefix + "unique-id",
+                          std::string_view(reinterpret_cast<const char*>(&id), sizeof(id)));
+      }
+    } else {
+      const std::string bytes = setup_.store->get(setup_.key_prefix + "unique-id", setup_.timeout);
+      if (bytes.size() != sizeof(id)) {
+        throw Error(ErrorKind::protocol,
+                    fmt::format("rank {}: NCCL unique id from the store has {} bytes, not {}",
+                                setup_.rank, bytes.size(), sizeof(id)),
+                    setup_.rank);
+      }
+      std::memcpy(&id, bytes.data(), sizeof(id));
+    }
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;  // every call returns at once; settle() polls with a deadline
+    const ncclResult_t rc = ncclCommInitRankConfig(&comm_, setup_.size, id, setup_.rank, &config);
+    if (rc != ncclSuccess && rc != ncclInProgress) {
+      comm_ = nullptr;
+      poisoned_ = true;
+      throw Error(ErrorKind::peer_failure,
+                  fmt::format("rank {}: ncclCommInitRank failed: {}", setup_.rank,
+                              ncclGetErrorString(rc)),
+                  setup_.rank);
+    }
+    settle("communicator set-up", deadline());
+    cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    cuda(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming), "cudaEventCreate");
+    cuda(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreate");
+    if (setup_.rank == 0) {
+      int version = 0;
+      ncclGetVersion(&version);
+      spdlog::info("ringfuse: NCCL {} communicator of {} ranks on CUDA device {}", version,
+                   setup_.size, device_);
+    }
+  }
+
+  /// Runs one collective: orders it after the caller's work on the legacy default stream,
+  /// enqueues it on our stream, then waits for its event while polling for NCCL errors.
+  template <typename Enqueue>
+  void run(const std::string& description, Enqueue&& enqueue) {
+    const std::string label = fmt::format("{} (nccl collective #{})", description, ++sequence_);
+    ensure_comm();
+    // The communicator, stream and events belong to device_, whatever the calling thread's
+    // current device is.
+    cuda(cudaSetDevice(device_), fmt::format("cudaSetDevice({})", device_));
+    const auto until = deadline();
+    cuda(cudaEventRecord(ready_, cudaStreamLegacy), "cudaEventRecord");
+    cuda(cudaStreamWaitEvent(stream_, ready_, 0), "cudaStreamWaitEvent");
+    const ncclResult_t rc = enqueue();
+    if (rc != ncclSuccess && rc != ncclInProgress) fail(label, rc);
+    settle(label, until);
+    cuda(cudaEventRecord(done_, stream_), "cudaEventRecord");
+    for (;;) {
+      const cudaError_t state = cudaEventQuery(done_);
+      if (state == cudaSuccess) return;
+      if (state != cudaErrorNotReady) cuda(state, label);
+      ncclResult_t async = ncclSuccess;
+      ncclCommGetAsyncError(comm_, &async);
+      if (async != ncclSuccess && async != ncclInProgress) fail(label, async);
+      if (std::chrono::steady_clock::now() > until) abort_after_deadline(label);
+      std::this_thread::yield();
+    }
+  }
+
+  NcclSetup setup_;
+  int device_;
+  ncclComm_t comm_ = nullptr;
+  cudaStream_t stream_ = nullptr;
+  cudaEvent_t ready_ = nullptr;
+  cudaEvent_t done_ = nullptr;
+  void* scratch_ = nullptr;
+  bool poisoned_ = false;
+  std::uint64_t sequence_ = 0;
+};
+
+}  // namespace
+
+std::unique_ptr<Backend> make_nccl_backend(const NcclSetup& setup) {
+  int devices = 0;
+  const cudaError_t rc = cudaGetDeviceCount(&devices);
+  if (rc != cudaSuccess) {
+    set_reason(fmt::format("no CUDA device is usable (cudaGetDeviceCount: error {}, {})",
+                           static_cast<int>(rc), cudaGetErrorString(rc)));
+    return nullptr;
+  }
+  if (devices == 0) {
+    set_reason("no CUDA device is visible");
+    return nullptr;
+  }
+  if (setup.size > 1 && setup.store == nullptr) {
+    set_reason("a multi-rank world without a rendezvous store");
+    return nullptr;
+  }
+  return std::make_unique<NcclBackend>(setup, setup.local_rank % devices);
+}
+
+std::string nccl_unavailable_reason() {
+  std::lock_guard lock(reason_mutex);
+  return unavailable_reason;
+}
+
+Device device_of(const void* pointer) {
+  cudaPointerAttributes attributes{};
+  if (cudaPointerGetAttributes(&attributes, pointer) != cudaSuccess) {
+    cudaGetLastError();  // clear the sticky-free error so later calls are not confused
+    return Device::cpu;
+  }
+  return attributes.type == cudaMemoryTypeDevice || attributes.type == cudaMemoryTypeManaged
+             ? Device::cuda
+             : Device::cpu;
+}
+
+}  // namespace ringfuse::backend
