@@ -49,25 +49,43 @@ PodIdentity pod_identity(const EnvGet& env, const std::string& system_hostname) 
   }
   const auto ordinal = statefulset_ordinal(id.hostname);
   if (ordinal) id.name_base = ordinal_base(id.hostname);
-  if (const auto jci = env("JOB_COMPLETION_INDEX"); jci && !jci->empty()) {
-    const auto index = parse_index(*jci);
+  // Explicit sources first, in DESIGN.md §6's order; the first one set decides.
+  static constexpr const char* kExplicitIndex[] = {
+      "PET_NODE_RANK",         // PyTorchJob / torch elastic: this node's (pod's) rank
+      "RANK",                  // an explicit rank given to a one-rank-per-pod job
+      "JOB_COMPLETION_INDEX",  // Indexed Job
+      "POD_INDEX",             // the apps.kubernetes.io/pod-index label via the downward API
+  };
+  std::optional<std::string> explicit_source;
+  std::string explicit_text;
+  for (const char* name : kExplicitIndex) {
+    if (const auto value = env(name); value && !value->empty()) {
+      explicit_source = name;
+      explicit_text = *value;
+      break;
+    }
+  }
+  if (explicit_source) {
+    const std::string& source = *explicit_source;
+    const auto index = parse_index(explicit_text);
     if (!index) {
       throw Error(ErrorKind::invalid_config,
-                  "JOB_COMPLETION_INDEX='" + *jci + "' is not a pod index >= 0");
+                  source + "='" + explicit_text + "' is not a pod index >= 0");
     }
     if (ordinal && *ordinal != *index) {
       throw Error(ErrorKind::invalid_config,
-                  "JOB_COMPLETION_INDEX=" + *jci + " contradicts the hostname '" + id.hostname +
+                  source + "=" + explicit_text + " contradicts the hostname '" + id.hostname +
                       "' (ordinal " + std::to_string(*ordinal) + ")");
     }
     if (!ordinal) {
       throw Error(ErrorKind::invalid_config,
-                  "JOB_COMPLETION_INDEX=" + *jci + " is set but the hostname '" + id.hostname +
-                      "' does not end in -" + *jci + ", so the peers' names are unknown; an "
-                      "Indexed Job's pods are named JOB-INDEX with subdomain set to the Service");
+                  source + "=" + explicit_text + " is set but the hostname '" + id.hostname +
+                      "' does not end in -" + explicit_text + ", so the peers' names are "
+                      "unknown; pods must be named BASE-INDEX (StatefulSet, or an Indexed Job "
+                      "with subdomain set to the Service)");
     }
     id.index = index;
-    id.index_source = "JOB_COMPLETION_INDEX";
+    id.index_source = source;
   } else if (ordinal) {
     id.index = ordinal;
     id.index_source = "StatefulSet ordinal of hostname " + id.hostname;

@@ -1,5 +1,6 @@
 // Who this pod is in a Kubernetes job: its address, its name, and its pod index, from the
-// sources DESIGN.md §6 ranks: JOB_COMPLETION_INDEX (Indexed Job), then the StatefulSet
+// sources DESIGN.md §6 ranks: PET_NODE_RANK or RANK when given explicitly, JOB_COMPLETION_INDEX
+// (Indexed Job), POD_INDEX (the pod-index label through the downward API), then the StatefulSet
 // ordinal in the hostname (trainer-2), and only then the position of its IP among the
 // Service's sorted records (decided later, by discovery).
 #pragma once

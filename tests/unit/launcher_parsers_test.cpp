@@ -121,6 +121,16 @@ TEST(PodIdentity, PrecedenceAndContradictions) {
   EXPECT_EQ(id.index, 1);
   EXPECT_EQ(id.index_source, "JOB_COMPLETION_INDEX");
 
+  // Explicit ranks come first: PET_NODE_RANK, then RANK, then JOB_COMPLETION_INDEX, POD_INDEX.
+  id = pod_identity(env_of({{"PET_NODE_RANK", "2"}, {"RANK", "5"}, {"JOB_COMPLETION_INDEX", "2"}}),
+                    "job-2");
+  EXPECT_EQ(id.index, 2);
+  EXPECT_EQ(id.index_source, "PET_NODE_RANK");
+  id = pod_identity(env_of({{"POD_INDEX", "4"}}), "trainer-4");
+  EXPECT_EQ(id.index_source, "POD_INDEX");
+  EXPECT_THROW(pod_identity(env_of({{"RANK", "1"}}), "trainer-2"), ringfuse::Error);
+  EXPECT_THROW(pod_identity(env_of({{"PET_NODE_RANK", "x"}}), "trainer-2"), ringfuse::Error);
+
   id = pod_identity(env_of({{"POD_IP", "10.0.0.9"}}), "web-7d9f8-abcde");
   EXPECT_FALSE(id.index.has_value());  // decided by sorted IP
 
