@@ -285,6 +285,33 @@ void divide_half(std::uint16_t* buf, std::size_t n, std::size_t divisor) {
   }
 }
 
+#ifdef RINGFUSE_REDUCE_HAVE_F16C_PATH
+// divide_half's f16 loop with F16C conversions: the scalar converter made an f16 avg's final
+// divide ~15x slower than the reduction itself (perf/RESULTS.md).
+__attribute__((target("avx2,f16c"))) void divide_f16_f16c(std::uint16_t* buf, std::size_t n,
+                                                          std::size_t divisor) {
+  alignas(64) float tmp[kChunk];
+  const float d = static_cast<float>(divisor);
+  for (std::size_t base = 0; base < n; base += kChunk) {
+    const std::size_t m = std::min(kChunk, n - base);
+    std::size_t i = 0;
+    for (; i + 8 <= m; i += 8) {
+      const __m128i h = _mm_loadu_si128(reinterpret_cast<const __m128i*>(buf + base + i));
+      _mm256_store_ps(tmp + i, _mm256_cvtph_ps(h));
+    }
+    for (; i < m; ++i) tmp[i] = detail::f16_bits_to_float(buf[base + i]);
+    for (std::size_t j = 0; j < m; ++j) tmp[j] = tmp[j] / d;
+    i = 0;
+    for (; i + 8 <= m; i += 8) {
+      const __m128i h = _mm256_cvtps_ph(_mm256_load_ps(tmp + i),
+                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+      _mm_storeu_si128(reinterpret_cast<__m128i*>(buf + base + i), h);
+    }
+    for (; i < m; ++i) buf[base + i] = detail::float_to_f16_bits(tmp[i]);
+  }
+}
+#endif
+
 template <class T>
 void divide_int(T* __restrict buf, std::size_t n, std::size_t divisor) {
   if (divisor <= static_cast<std::size_t>(std::numeric_limits<T>::max())) {
@@ -344,6 +371,9 @@ void divide(void* buf, std::size_t count, DataType type, std::size_t divisor) {
   }
   switch (type) {
     case DataType::f16:
+#ifdef RINGFUSE_REDUCE_HAVE_F16C_PATH
+      if (have_f16c()) return divide_f16_f16c(static_cast<std::uint16_t*>(buf), count, divisor);
+#endif
       return divide_half<F16ScalarConvert>(static_cast<std::uint16_t*>(buf), count, divisor);
     case DataType::bf16:
       return divide_half<Bf16Convert>(static_cast<std::uint16_t*>(buf), count, divisor);
