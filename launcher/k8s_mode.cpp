@@ -48,6 +48,7 @@ int run_k8s(const K8sOptions& options, const std::vector<std::string>& command,
                 "(pods with another secret are refused by the store and the mesh)");
   }
   const auto deadline = Clock::now() + options.start_timeout;
+  HealthState* health = options.supervisor.health;
 
   char system_hostname[256] = {};
   ::gethostname(system_hostname, sizeof(system_hostname) - 1);
@@ -62,6 +63,10 @@ int run_k8s(const K8sOptions& options, const std::vector<std::string>& command,
          ", index from " + self.index_source + "; waiting for " + std::to_string(pods) +
          " pods of " + service_fqdn(options.service, options.ns));
 
+  if (health) {
+    health->set_starting("discovering " + std::to_string(pods) + " pods of " +
+                         service_fqdn(options.service, options.ns));
+  }
   Membership membership;
   {
     DnsResolver dns(options.dns_server, std::chrono::milliseconds(2000));
@@ -79,6 +84,7 @@ int run_k8s(const K8sOptions& options, const std::vector<std::string>& command,
   std::unique_ptr<rendezvous::TcpStoreServer> server;
   if (index == 0) server = std::make_unique<rendezvous::TcpStoreServer>(own_ip, port, secret);
   rendezvous::TcpStoreClient store(store_ip, port, left_until(deadline), secret);
+  if (health) health->set_starting("agreeing on the membership through the store on pod 0");
   agree_on_membership(store, membership, left_until(deadline));
   if (options.supervisor.verbose) report("k8s: every pod agrees on " + membership.canonical());
 

@@ -11,12 +11,14 @@
 #include <cstdlib>
 #include <exception>
 #include <filesystem>
+#include <optional>
 #include <set>
 #include <string>
 #include <string_view>
 #include <vector>
 
 #include "host_list.hpp"
+#include "health_server.hpp"
 #include "hostfile.hpp"
 #include "job_environment.hpp"
 #include "k8s_mode.hpp"
@@ -50,6 +52,7 @@ struct Options {
   int nproc_per_pod = 1;
   std::string dns_server;
   int port = 29500;
+  int health_port = 0;
   Tunables tunables;
   std::vector<std::string> command;
 };
@@ -57,9 +60,9 @@ struct Options {
 // Flags whose value is the next argument (so normalize_arguments skips it).
 const std::set<std::string, std::less<>> kValueFlags = {
     "--np", "-n", "-H", "--host", "--hostfile", "--rsh-agent", "--store-addr", "--start-timeout",
-    "--k8s-service", "--namespace", "--nproc-per-pod", "--dns-server", "--port", "--algo",
-    "--transport", "--timeout", "--fusion-threshold", "--cycle-time-ms", "--cache-capacity",
-    "--stall-timeout", "--stall-abort", "--timeline", "--log-level"};
+    "--k8s-service", "--namespace", "--nproc-per-pod", "--dns-server", "--port", "--health-port",
+    "--algo", "--transport", "--timeout", "--fusion-threshold", "--cycle-time-ms",
+    "--cache-capacity", "--stall-timeout", "--stall-abort", "--timeline", "--log-level"};
 
 // mpirun users type "-np 4", but CLI11 only has one-letter short options, so the leading
 // launcher flags are rewritten to "--np" before parsing. Only our own flags are touched: the
@@ -107,7 +110,7 @@ int parse_command_line(int argc, char** argv, Options& options) {
       "  ringfuse-run -np N [-H host1:slots,host2:slots | --hostfile FILE] [flags] -- PROGRAM "
       "[ARGS...]\n"
       "  ringfuse-run --k8s-service SVC [--namespace NS] -np N [--nproc-per-pod G] "
-      "[--dns-server IP:PORT] [--port P] -- PROGRAM [ARGS...]\n\n"
+      "[--dns-server IP:PORT] [--port P] [--health-port P] -- PROGRAM [ARGS...]\n\n"
       "Job secret: RINGFUSE_JOB_SECRET from the environment when set (required with "
       "--k8s-service, from a Kubernetes Secret), else a fresh random one.\n\n"
       "Exit status: 0 when every rank exits 0; otherwise the first failing rank's status "
@@ -152,6 +155,14 @@ int parse_command_line(int argc, char** argv, Options& options) {
             return {};
           },
           "S>0"));
+  app.add_option("--health-port", options.health_port,
+                 "Serve HTTP on 0.0.0.0:P for probes and Prometheus: GET /healthz (200 'ok' "
+                 "until a rank fails, then 503 with the reason), /readyz (200 once every local "
+                 "rank was started, after discovery and agreement with --k8s-service; 503 "
+                 "'starting: ...' before), /metrics (ranks by state, local ranks, uptime, exit "
+                 "codes; Prometheus text format); 0 = off")
+      ->type_name("P")
+      ->check(CLI::Range(0, 65535));
   app.add_flag("--verbose", options.verbose,
                "Report the store address, job id, and each rank's start and end");
   app.add_flag("--timestamp", options.timestamp,
@@ -232,8 +243,9 @@ std::map<std::string, std::string> rank_variables(const Options& options) {
   return variables;
 }
 
-SupervisorOptions supervisor_options(const Options& options) {
+SupervisorOptions supervisor_options(const Options& options, HealthState* health) {
   SupervisorOptions s;
+  s.health = health;
   s.verbose = options.verbose;
   s.timestamps = options.timestamp;
   return s;
@@ -254,7 +266,7 @@ JobEnvironment make_environment(WorldLayout layout, const std::string& store_hos
   return environment;
 }
 
-int run_local(const Options& options, SignalPipe& signals) {
+int run_local(const Options& options, SignalPipe& signals, HealthState* health) {
   JobIdentity identity = job_identity();
   // Ranks and anything else connecting must prove the job secret (RINGFUSE_JOB_SECRET).
   ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0, identity.job_secret);
@@ -267,11 +279,11 @@ int run_local(const Options& options, SignalPipe& signals) {
     report("job " + environment.identity().job_id + ": " + std::to_string(options.np) +
            " ranks, store at " + environment.store_address());
   }
-  Supervisor supervisor(supervisor_options(options), signals);
+  Supervisor supervisor(supervisor_options(options, health), signals);
   return supervisor.run(local_launches(options.command, environment, "localhost"));
 }
 
-int run_hosts(const Options& options, SignalPipe& signals) {
+int run_hosts(const Options& options, SignalPipe& signals, HealthState* health) {
   const auto hosts = options.hostfile.empty() ? parse_host_list(options.hosts)
                                               : read_hostfile(options.hostfile);
   const auto placements = place_ranks(hosts, options.np);
@@ -339,13 +351,24 @@ int run_hosts(const Options& options, SignalPipe& signals) {
           JobEnvironment::current_environment()});
     }
   }
-  Supervisor supervisor(supervisor_options(options), signals);
+  Supervisor supervisor(supervisor_options(options, health), signals);
   return supervisor.run(launches);
 }
 
 int run(const Options& options) {
   // Handlers first: a Ctrl-C from here on is forwarded instead of orphaning started ranks.
   SignalPipe signals;
+  // --health-port: served from its own thread until run() returns (the destructor joins it).
+  HealthState health_state;
+  HealthState* health = options.health_port > 0 ? &health_state : nullptr;
+  std::optional<HealthServer> health_server;
+  if (health) {
+    health_server.emplace(health_state, static_cast<std::uint16_t>(options.health_port));
+    if (options.verbose) {
+      report("health endpoint on 0.0.0.0:" + std::to_string(health_server->port()) +
+             " (/healthz, /readyz, /metrics)");
+    }
+  }
   if (!options.k8s_service.empty()) {
     K8sOptions k8s;
     k8s.service = options.k8s_service;
@@ -357,11 +380,13 @@ int run(const Options& options) {
     k8s.start_timeout =
         std::chrono::milliseconds(static_cast<long long>(options.start_timeout_s * 1000));
     k8s.rank_variables = rank_variables(options);
-    k8s.supervisor = supervisor_options(options);
+    k8s.supervisor = supervisor_options(options, health);
     return run_k8s(k8s, options.command, signals);
   }
-  if (!options.hosts.empty() || !options.hostfile.empty()) return run_hosts(options, signals);
-  return run_local(options, signals);
+  if (!options.hosts.empty() || !options.hostfile.empty()) {
+    return run_hosts(options, signals, health);
+  }
+  return run_local(options, signals, health);
 }
 
 }  // namespace

@@ -58,10 +58,12 @@ class Job {
 
   void spawn_all(const std::vector<RankLaunch>& launches) {
     slots_.reserve(launches.size());
+    if (options_.health) options_.health->expect_ranks(static_cast<int>(launches.size()));
     for (const auto& launch : launches) {
       slots_.push_back(std::make_unique<RankSlot>(
           RankProcess::spawn(launch.rank, launch.host, launch.argv, launch.environment),
           options_.timestamps));
+      if (options_.health) options_.health->rank_started();
       if (options_.verbose) {
         report("started rank " + std::to_string(launch.rank) + " on " + launch.host + " (pid " +
                std::to_string(slots_.back()->process.pid()) + ")");
@@ -113,6 +115,9 @@ class Job {
       const auto& status = slot->process.poll_exit();
       if (!status) continue;
       slot->exited_at = Clock::now();
+      if (options_.health) {
+        options_.health->rank_exited(slot->process.rank(), status->launcher_exit_code());
+      }
       if (options_.verbose) {
         report("rank " + std::to_string(slot->process.rank()) + " (pid " +
                std::to_string(slot->process.pid()) + ") " + status->describe());
@@ -120,6 +125,10 @@ class Job {
       if (!status->success() && !failure_) {
         failure_ = Failure{slot->process.rank(), slot->process.pid(), slot->process.host(),
                            *status, running_count()};
+        if (options_.health) {
+          options_.health->set_failed("rank " + std::to_string(slot->process.rank()) + " " +
+                                      status->describe());
+        }
         begin_stop(SIGTERM);
       }
     }

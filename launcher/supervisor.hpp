@@ -6,6 +6,7 @@
 #include <string>
 #include <vector>
 
+#include "health_server.hpp"
 #include "job_environment.hpp"
 #include "signal_pipe.hpp"
 
@@ -21,6 +22,8 @@ struct SupervisorOptions {
   bool timestamps = false;
   /// Host name used in reports ("rank 2 (host localhost, pid 123)").
   std::string host = "localhost";
+  /// Where the run's progress is published for --health-port (null: nowhere). Not owned.
+  HealthState* health = nullptr;
 };
 
 /// One rank to start: its program (for a remote rank, the rsh agent's command line) and the

@@ -280,10 +280,22 @@ export function ringfuseRules(objects) {
     const w = workload(o);
     if (!w || !w.pod) continue;
     for (const c of [...(w.pod.containers ?? []), ...(w.pod.initContainers ?? [])]) {
-      for (const probe of ["livenessProbe", "readinessProbe", "startupProbe"]) {
-        if (c[probe]?.httpGet) errors.push(`${id(o)}: container ${c.name}: ${probe} uses httpGet, but ringfuse-run serves no HTTP endpoint`);
-      }
       const args = [...(c.command ?? []), ...(c.args ?? [])];
+      // httpGet probes must hit the endpoint ringfuse-run --health-port serves.
+      const healthPort = Number(flag(args, "--health-port") ?? 0);
+      const paths = { livenessProbe: ["/healthz"], readinessProbe: ["/readyz", "/healthz"], startupProbe: ["/healthz", "/readyz"] };
+      for (const probe of Object.keys(paths)) {
+        const get = c[probe]?.httpGet;
+        if (!get) continue;
+        const at = `${id(o)}: container ${c.name}: ${probe}`;
+        if (!healthPort) { errors.push(`${at} uses httpGet, but ringfuse-run has no --health-port (it serves HTTP only with one)`); continue; }
+        const named = typeof get.port === "string" ? (c.ports ?? []).find((p) => p.name === get.port) : undefined;
+        const target = typeof get.port === "string" ? named?.containerPort : get.port;
+        if (typeof get.port === "string" && !named) errors.push(`${at}: httpGet port ${get.port} names no containerPort`);
+        else if (target !== healthPort) errors.push(`${at}: httpGet port ${get.port} is not --health-port ${healthPort}`);
+        if (!paths[probe].includes(get.path)) errors.push(`${at}: httpGet path ${get.path} must be ${paths[probe].join(" or ")}`);
+      }
+      if (healthPort && !(c.ports ?? []).some((p) => p.containerPort === healthPort)) errors.push(`${id(o)}: container ${c.name}: no containerPort ${healthPort} for --health-port`);
       const svcName = flag(args, "--k8s-service");
       if (!svcName) continue;
       const at = `${id(o)}: container ${c.name}`;

@@ -2,7 +2,8 @@
 // rendered manifest (k8s/validate/validate.mjs pod-command), not retyped, and run as `replicas`
 // "pods" against a dnsmasq standing for the headless Service, as tests/launcher's
 // k8s_launcher_test.cpp does. Substitutions, all test-only: $(POD_NAMESPACE) -> default, the
-// store port -> a free one, --start-timeout -> 20, added --dns-server and --transport tcp, and
+// store port -> a free one, --health-port -> a free one per pod (they share one host here),
+// --start-timeout -> 20, added --dns-server and --transport tcp, and
 // the program after `--` (ringfuse-train, which needs libtorch) -> collective_check.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
@@ -109,6 +110,7 @@ TEST(K8sRehearsal, StatefulSetPodsFromTheManifestRendezvousAndAllReduce) {
 
   const std::string store_port = std::to_string(free_port(SOCK_STREAM));
   std::vector<std::string> argv{RINGFUSE_RUN_PATH};
+  std::size_t health_port_at = 0;  // argv index of --health-port's value, set per pod below
   for (auto it = spec.args.begin(); it != dashdash; ++it) {
     std::string a = *it;
     if (a == "$(POD_NAMESPACE)") a = kNamespace;
@@ -116,6 +118,10 @@ TEST(K8sRehearsal, StatefulSetPodsFromTheManifestRendezvousAndAllReduce) {
     argv.push_back(a);
     if ((*it == "--port" || *it == "--start-timeout") && it + 1 != dashdash) {
       argv.push_back(*it == "--port" ? store_port : "20");
+      ++it;
+    } else if (*it == "--health-port" && it + 1 != dashdash) {
+      health_port_at = argv.size();
+      argv.push_back(*(it + 1));
       ++it;
     }
   }
@@ -132,6 +138,7 @@ TEST(K8sRehearsal, StatefulSetPodsFromTheManifestRendezvousAndAllReduce) {
     env["POD_NAMESPACE"] = kNamespace;
     env["HOSTNAME"] = spec.service + "-" + std::to_string(k);
     env["RINGFUSE_JOB_SECRET"] = "k8s-rehearsal-secret";
+    if (health_port_at != 0) argv[health_port_at] = std::to_string(free_port(SOCK_STREAM));
     pods.push_back(std::make_unique<Process>(argv, env));
   }
   for (int k = 0; k < spec.replicas; ++k) {
