@@ -18,15 +18,17 @@ std::vector<std::string> mpirun(int ranks) {
   return argv;
 }
 
-class MpirunMatrix : public ::testing::TestWithParam<Params> {};
-
-TEST_P(MpirunMatrix, EveryRankMatchesTheReference) {
-  const auto& [ranks, collective] = GetParam();
+/// Runs collective_check under mpirun with RINGFUSE_BACKEND=`backend` and checks every rank's
+/// report, plus a start-up log line that proves which path was taken.
+void expect_matrix_case(int ranks, const std::string& collective, const std::string& backend,
+                        const std::string& proof, const std::string& proof_meaning) {
   auto argv = mpirun(ranks);
   argv.insert(argv.end(), {COLLECTIVE_CHECK_PATH, "--collective", collective, "--counts",
                            "0,1,1009,65537"});
   const auto result = ringfuse::testing::run_process(
-      argv, {{"RINGFUSE_TIMEOUT_S", "60"}, {"OMPI_MCA_btl", "self,vader,tcp"}},
+      argv,
+      {{"RINGFUSE_TIMEOUT_S", "60"}, {"RINGFUSE_BACKEND", backend},
+       {"OMPI_MCA_btl", "self,vader,tcp"}},
       std::chrono::minutes(4));
   ASSERT_FALSE(result.timed_out) << result.output;
   EXPECT_EQ(result.exit_code, 0) << result.output;
@@ -35,9 +37,17 @@ TEST_P(MpirunMatrix, EveryRankMatchesTheReference) {
               std::string::npos)
         << result.output;
   }
-  EXPECT_NE(result.output.find("plain mpirun"), std::string::npos)
-      << "init() did not bootstrap through MPI:\n" << result.output;
+  EXPECT_NE(result.output.find(proof), std::string::npos) << proof_meaning << ":\n"
+                                                          << result.output;
   EXPECT_EQ(result.output.find("MISMATCH"), std::string::npos) << result.output;
+}
+
+class MpirunMatrix : public ::testing::TestWithParam<Params> {};
+
+TEST_P(MpirunMatrix, EveryRankMatchesTheReference) {
+  const auto& [ranks, collective] = GetParam();
+  expect_matrix_case(ranks, collective, "auto", "plain mpirun",
+                     "init() did not bootstrap through MPI");
 }
 
 std::string name(const ::testing::TestParamInfo<Params>& info) {
@@ -57,24 +67,8 @@ class MpiBackendMatrix : public ::testing::TestWithParam<Params> {};
 
 TEST_P(MpiBackendMatrix, EveryRankMatchesTheReference) {
   const auto& [ranks, collective] = GetParam();
-  auto argv = mpirun(ranks);
-  argv.insert(argv.end(), {COLLECTIVE_CHECK_PATH, "--collective", collective, "--counts",
-                           "0,1,1009,65537"});
-  const auto result = ringfuse::testing::run_process(
-      argv,
-      {{"RINGFUSE_TIMEOUT_S", "60"}, {"RINGFUSE_BACKEND", "mpi"},
-       {"OMPI_MCA_btl", "self,vader,tcp"}},
-      std::chrono::minutes(4));
-  ASSERT_FALSE(result.timed_out) << result.output;
-  EXPECT_EQ(result.exit_code, 0) << result.output;
-  for (int rank = 0; rank < ranks; ++rank) {
-    EXPECT_NE(result.output.find("rank " + std::to_string(rank) + ": " + collective + " "),
-              std::string::npos)
-        << result.output;
-  }
-  EXPECT_NE(result.output.find("backends mpi,native"), std::string::npos)
-      << "the MPI backend was not first in the priority list:\n" << result.output;
-  EXPECT_EQ(result.output.find("MISMATCH"), std::string::npos) << result.output;
+  expect_matrix_case(ranks, collective, "mpi", "backends mpi,native",
+                     "the MPI backend was not first in the priority list");
 }
 
 INSTANTIATE_TEST_SUITE_P(
