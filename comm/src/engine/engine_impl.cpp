@@ -114,20 +114,31 @@ Work EngineImpl::grouped_allreduce(std::string name, std::vector<TensorView> ten
                               rank_, part, to_string(tensor.dtype)),
                   rank_);
     }
-    Request request;
-    request.fp.op_type = OpType::allreduce;
-    request.fp.dtype = tensor.dtype;
+    Request request = tensor_request(OpType::allreduce, part, tensor);
     request.fp.op = options.op;
     request.fp.prescale = options.prescale;
     request.fp.postscale = options.postscale;
     request.fp.compression = (tensor.dtype == DataType::f32 || tensor.dtype == DataType::f64)
                                  ? options.compression
                                  : Compression::none;
-    request.fp.shape = tensor.shape;
-    request.fp.name = part;
-    request.data = tensor.data;
     requests.push_back(std::move(request));
   }
+  return submit(std::move(requests));
+}
+
+Request EngineImpl::tensor_request(OpType type, std::string name, const TensorView& tensor) {
+  Request request;
+  request.fp.op_type = type;
+  request.fp.dtype = tensor.dtype;
+  request.fp.shape = tensor.shape;
+  request.fp.name = std::move(name);
+  request.data = tensor.data;
+  return request;
+}
+
+Work EngineImpl::submit_one(Request request) {
+  std::vector<Request> requests;
+  requests.push_back(std::move(request));
   return submit(std::move(requests));
 }
 
@@ -140,16 +151,9 @@ Work EngineImpl::allgather(std::string name, TensorView input, OutputAllocator a
                             rank_, name),
                 rank_);
   }
-  Request request;
-  request.fp.op_type = OpType::allgather;
-  request.fp.dtype = input.dtype;
-  request.fp.shape = input.shape;
-  request.fp.name = std::move(name);
-  request.data = input.data;
+  Request request = tensor_request(OpType::allgather, std::move(name), input);
   request.allocate = std::move(allocate);
-  std::vector<Request> requests;
-  requests.push_back(std::move(request));
-  return submit(std::move(requests));
+  return submit_one(std::move(request));
 }
 
 Work EngineImpl::broadcast(std::string name, TensorView tensor, int root) {
@@ -161,16 +165,9 @@ Work EngineImpl::broadcast(std::string name, TensorView tensor, int root) {
                             rank_, name, root, size_),
                 rank_);
   }
-  Request request;
-  request.fp.op_type = OpType::broadcast;
-  request.fp.dtype = tensor.dtype;
+  Request request = tensor_request(OpType::broadcast, std::move(name), tensor);
   request.fp.root = root;
-  request.fp.shape = tensor.shape;
-  request.fp.name = std::move(name);
-  request.data = tensor.data;
-  std::vector<Request> requests;
-  requests.push_back(std::move(request));
-  return submit(std::move(requests));
+  return submit_one(std::move(request));
 }
 
 Work EngineImpl::alltoall(std::string name, TensorView input, TensorView output) {
@@ -184,16 +181,9 @@ Work EngineImpl::alltoall(std::string name, TensorView input, TensorView output)
                             rank_, name, size_),
                 rank_);
   }
-  Request request;
-  request.fp.op_type = OpType::alltoall;
-  request.fp.dtype = input.dtype;
-  request.fp.shape = input.shape;
-  request.fp.name = std::move(name);
-  request.data = input.data;
+  Request request = tensor_request(OpType::alltoall, std::move(name), input);
   request.output = output.data;
-  std::vector<Request> requests;
-  requests.push_back(std::move(request));
-  return submit(std::move(requests));
+  return submit_one(std::move(request));
 }
 
 Work EngineImpl::reducescatter(std::string name, TensorView input, TensorView output,
@@ -208,17 +198,10 @@ Work EngineImpl::reducescatter(std::string name, TensorView input, TensorView ou
                             rank_, name, size_),
                 rank_);
   }
-  Request request;
-  request.fp.op_type = OpType::reducescatter;
-  request.fp.dtype = input.dtype;
+  Request request = tensor_request(OpType::reducescatter, std::move(name), input);
   request.fp.op = op;
-  request.fp.shape = input.shape;
-  request.fp.name = std::move(name);
-  request.data = input.data;
   request.output = output.data;
-  std::vector<Request> requests;
-  requests.push_back(std::move(request));
-  return submit(std::move(requests));
+  return submit_one(std::move(request));
 }
 
 Work EngineImpl::barrier(std::string name) {
@@ -226,9 +209,7 @@ Work EngineImpl::barrier(std::string name) {
   request.fp.op_type = OpType::barrier;
   request.fp.dtype = DataType::u8;
   request.fp.name = std::move(name);
-  std::vector<Request> requests;
-  requests.push_back(std::move(request));
-  return submit(std::move(requests));
+  return submit_one(std::move(request));
 }
 
 Work EngineImpl::join() {
@@ -240,10 +221,8 @@ Work EngineImpl::join() {
   request.join = true;
   request.fp.op_type = OpType::barrier;
   request.fp.name = "join";
-  std::vector<Request> requests;
-  requests.push_back(std::move(request));
   try {
-    return submit(std::move(requests));
+    return submit_one(std::move(request));
   } catch (...) {
     joined_ = false;
     throw;

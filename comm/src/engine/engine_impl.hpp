@@ -58,6 +58,9 @@ class EngineImpl final : public Engine {
 
  private:
   Work submit(std::vector<Request> requests);
+  Work submit_one(Request request);
+  /// A request over `tensor`'s memory, fingerprinted by op type, dtype, shape and name.
+  static Request tensor_request(OpType type, std::string name, const TensorView& tensor);
   void check_tensor(const std::string& name, const TensorView& tensor) const;
 
   void run();
