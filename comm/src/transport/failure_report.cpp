@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "transport/transport.hpp"
+
 namespace ringfuse::transport {
 namespace {
 
@@ -34,6 +36,24 @@ std::string describe_lost_peer(rendezvous::Store& store, const std::string& key_
     // Best effort on the failure path; the error the caller throws is what matters.
   }
   return message;
+}
+
+void check_exchange(int rank, int size, const std::string& operation,
+                    const std::optional<std::string>& aborted, int send_peer, int recv_peer) {
+  if (aborted) {
+    throw Error(ErrorKind::peer_failure,
+                fmt::format("rank {}: {}: this world was aborted earlier: {}", rank, operation,
+                            *aborted),
+                rank);
+  }
+  for (const auto& [peer, role] : {std::pair{send_peer, "send"}, std::pair{recv_peer, "receive"}}) {
+    if (peer != kNoPeer && (peer < 0 || peer >= size || peer == rank)) {
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("rank {}: {}: invalid {} peer {} in a world of {}", rank, operation,
+                              role, peer, size),
+                  rank, peer);
+    }
+  }
 }
 
 Error stalled_peer_error(int rank, const std::string& operation, int stalled,

@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <optional>
 #include <string>
 
 #include "rendezvous/store.hpp"
@@ -17,6 +18,11 @@ namespace ringfuse::transport {
 std::string describe_lost_peer(rendezvous::Store& store, const std::string& key_prefix, int rank,
                                const std::string& operation, int peer, const std::string& what,
                                bool peer_closed);
+
+/// Throws before an exchange starts: the world was aborted by an earlier failure (`aborted`
+/// holds its message), or a peer is neither kNoPeer nor another rank of the world.
+void check_exchange(int rank, int size, const std::string& operation,
+                    const std::optional<std::string>& aborted, int send_peer, int recv_peer);
 
 /// The error for a collective that saw no progress with `stalled` for `timeout`.
 Error stalled_peer_error(int rank, const std::string& operation, int stalled,

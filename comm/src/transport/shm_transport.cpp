@@ -290,28 +290,12 @@ shm::Doorbell& ShmTransport::doorbell(int owner) const {
   return *reinterpret_cast<shm::Doorbell*>(segments_[owner].data() + shm::kLineStride);
 }
 
-void ShmTransport::check_peer(int peer, const char* role) const {
-  if (peer == kNoPeer) return;
-  if (peer < 0 || peer >= size_ || peer == rank_) {
-    throw Error(ErrorKind::invalid_argument,
-                fmt::format("rank {}: {}: invalid {} peer {} in a world of {}", rank_, operation_,
-                            role, peer, size_),
-                rank_, peer);
-  }
-}
 
 template <class Consume>
 void ShmTransport::exchange(int send_peer, const std::byte* send, std::size_t send_bytes,
                             int recv_peer, std::size_t recv_bytes, std::size_t granule,
                             Consume&& consume) {
-  if (aborted_) {
-    throw Error(ErrorKind::peer_failure,
-                fmt::format("rank {}: {}: this world was aborted earlier: {}", rank_, operation_,
-                            *aborted_),
-                rank_);
-  }
-  check_peer(send_peer, "send");
-  check_peer(recv_peer, "receive");
+  check_exchange(rank_, size_, operation_, aborted_, send_peer, recv_peer);
   if (send_peer == kNoPeer) send_bytes = 0;
   if (recv_peer == kNoPeer) recv_bytes = 0;
   shm::RingWriter* writer = send_bytes > 0 ? &writers_[send_peer] : nullptr;

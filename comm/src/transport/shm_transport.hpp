@@ -66,7 +66,6 @@ class ShmTransport final : public Transport {
   template <class Consume>
   void exchange(int send_peer, const std::byte* send, std::size_t send_bytes, int recv_peer,
                 std::size_t recv_bytes, std::size_t granule, Consume&& consume);
-  void check_peer(int peer, const char* role) const;
   /// Non-blocking: fails naming `peer` if its liveness connection reports EOF or an error.
   void check_alive(int peer);
   [[noreturn]] void fail(int peer, std::string what, bool peer_closed);

@@ -234,27 +234,11 @@ void TcpMesh::accept_from_higher_ranks(Socket& listener, Clock::time_point deadl
   }
 }
 
-void TcpMesh::check_peer(int peer, const char* role) const {
-  if (peer == kNoPeer) return;
-  if (peer < 0 || peer >= size_ || peer == rank_) {
-    throw Error(ErrorKind::invalid_argument,
-                fmt::format("rank {}: {}: invalid {} peer {} in a world of {}", rank_, operation_,
-                            role, peer, size_),
-                rank_, peer);
-  }
-}
 
 void TcpMesh::send_recv(int send_peer, const void* send_buf, std::size_t send_bytes,
                         int recv_peer, void* recv_buf, std::size_t recv_bytes,
                         const RecvProgress& progress) {
-  if (aborted_) {
-    throw Error(ErrorKind::peer_failure,
-                fmt::format("rank {}: {}: this world was aborted earlier: {}", rank_, operation_,
-                            *aborted_),
-                rank_);
-  }
-  check_peer(send_peer, "send");
-  check_peer(recv_peer, "receive");
+  check_exchange(rank_, size_, operation_, aborted_, send_peer, recv_peer);
   if (send_peer == kNoPeer) send_bytes = 0;
   if (recv_peer == kNoPeer) recv_bytes = 0;
   const int send_fd = send_bytes > 0 ? peers_[send_peer].socket.fd() : -1;

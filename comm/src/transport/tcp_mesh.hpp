@@ -48,7 +48,6 @@ class TcpMesh final : public Transport {
   void connect_to_lower_ranks(const std::vector<std::string>& addresses,
                               std::chrono::steady_clock::time_point deadline);
   void accept_from_higher_ranks(Socket& listener, std::chrono::steady_clock::time_point deadline);
-  void check_peer(int peer, const char* role) const;
   /// Records the failure for every rank (first one wins), closes every connection so that
   /// neighbours notice at once, and throws the error this rank reports.
   [[noreturn]] void fail(int peer, std::string what, bool peer_closed);
