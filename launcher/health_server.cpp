@@ -6,8 +6,14 @@
 #include <boost/beast/core.hpp>
 #include <boost/beast/http.hpp>
 
+#include <cerrno>
 #include <cstdio>
+#include <cstdlib>
+#include <cstring>
+#include <filesystem>
 #include <thread>
+
+#include <fmt/format.h>
 
 #include "ringfuse/error.hpp"
 
@@ -20,6 +26,44 @@ using tcp = asio::ip::tcp;
 using Clock = std::chrono::steady_clock;
 
 HealthState::HealthState() : started_at_(Clock::now()) {}
+
+HealthState::~HealthState() {
+  progress_.clear();  // unmaps before the files go
+  if (!progress_dir_.empty()) {
+    std::error_code ignored;
+    std::filesystem::remove_all(progress_dir_, ignored);
+  }
+}
+
+std::optional<std::string> HealthState::progress_file_for(int rank) {
+  std::lock_guard lock(mutex_);
+  if (progress_unavailable_) return std::nullopt;
+  try {
+    if (progress_dir_.empty()) {
+      // tmpfs where there is one (a pod's /dev/shm is memory): the records are written often.
+      std::string base = "/dev/shm";
+      if (!std::filesystem::is_directory(base)) {
+        const char* tmp = std::getenv("TMPDIR");
+        base = tmp != nullptr && *tmp != '\0' ? tmp : "/tmp";
+      }
+      std::string pattern = base + "/ringfuse-progress-XXXXXX";
+      if (::mkdtemp(pattern.data()) == nullptr) {
+        throw Error(ErrorKind::system, "cannot create a directory like " + pattern + ": " +
+                                           std::strerror(errno));
+      }
+      progress_dir_ = pattern;
+    }
+    const std::string path = progress_dir_ + "/rank-" + std::to_string(rank);
+    progress_[rank] = std::make_unique<core::ProgressReader>(path);
+    return path;
+  } catch (const Error& error) {
+    progress_unavailable_ = true;
+    std::fprintf(stderr,
+                 "ringfuse-run: /metrics will show no step or all-reduce figures: %s\n",
+                 error.what());
+    return std::nullopt;
+  }
+}
 
 void HealthState::set_starting(std::string why) {
   std::lock_guard lock(mutex_);
@@ -66,6 +110,53 @@ HealthState::Response HealthState::readyz() const {
   return {503, "text/plain; charset=utf-8", "starting: " + starting_ + "\n"};
 }
 
+std::string HealthState::progress_metrics() const {
+  std::map<int, core::ProgressSnapshot> snapshots;
+  for (const auto& [rank, reader] : progress_) {
+    auto snapshot = reader->read();
+    if (snapshot.attached) snapshots.emplace(rank, snapshot);
+  }
+  if (snapshots.empty()) return {};
+  const auto now_ms = std::chrono::duration_cast<std::chrono::milliseconds>(
+                          std::chrono::system_clock::now().time_since_epoch())
+                          .count();
+  std::string body;
+  const auto family = [&](const char* name, const char* type, const char* help,
+                          const auto& value_of) {
+    body += fmt::format("# HELP {} {}\n# TYPE {} {}\n", name, help, name, type);
+    for (const auto& [rank, snapshot] : snapshots) {
+      body += fmt::format("{}{{rank=\"{}\"}} {}\n", name, rank, value_of(snapshot));
+    }
+  };
+  using Snapshot = core::ProgressSnapshot;
+  family("ringfuse_step", "gauge",
+         "Training step each local rank reported last (Context::report_step).",
+         [](const Snapshot& s) { return s.step; });
+  family("ringfuse_collectives_total", "counter",
+         "Collectives each local rank completed (an engine-fused all-reduce counts once).",
+         [](const Snapshot& s) { return s.collectives; });
+  family("ringfuse_allreduce_total", "counter", "All-reduces each local rank completed.",
+         [](const Snapshot& s) { return s.allreduces; });
+  family("ringfuse_allreduce_bytes_total", "counter", "Bytes each local rank all-reduced.",
+         [](const Snapshot& s) { return s.allreduce_bytes; });
+  family("ringfuse_allreduce_seconds_total", "counter",
+         "Seconds each local rank spent in all-reduces.", [](const Snapshot& s) {
+           return fmt::format("{:.6f}", static_cast<double>(s.allreduce_nanoseconds) * 1e-9);
+         });
+  family("ringfuse_allreduce_busbw_bytes_per_second", "gauge",
+         "Mean all-reduce bus bandwidth so far: bytes x 2(n-1)/n per second, as nccl-tests "
+         "counts it.",
+         [](const Snapshot& s) { return fmt::format("{:.0f}", s.allreduce_busbw()); });
+  family("ringfuse_progress_age_seconds", "gauge",
+         "Seconds since each local rank last completed a collective or reported a step.",
+         [&](const Snapshot& s) {
+           const auto age = std::max<std::int64_t>(
+               0, now_ms - static_cast<std::int64_t>(s.updated_unix_ms));
+           return fmt::format("{:.3f}", static_cast<double>(age) * 1e-3);
+         });
+  return body;
+}
+
 HealthState::Response HealthState::metrics() const {
   std::lock_guard lock(mutex_);
   const int running = std::max(0, started_ - exited_ok_ - failed_);
@@ -85,6 +176,7 @@ HealthState::Response HealthState::metrics() const {
       "# HELP ringfuse_launcher_uptime_seconds Seconds since ringfuse-run started.\n"
       "# TYPE ringfuse_launcher_uptime_seconds gauge\n"
       "ringfuse_launcher_uptime_seconds " + uptime + "\n";
+  body += progress_metrics();
   if (!exit_codes_.empty()) {
     body +=
         "# HELP ringfuse_rank_exit_code Exit code of each exited rank (128+signal when a "

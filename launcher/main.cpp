@@ -348,7 +348,7 @@ int run_hosts(const Options& options, SignalPipe& signals, HealthState* health) 
       launches.push_back(RankLaunch{
           placement.first_rank + local, placement.host,
           remote_rank_command(agent, placement.host, cwd, assignments, options.command),
-          JobEnvironment::current_environment()});
+          JobEnvironment::current_environment(), /*remote=*/true});
     }
   }
   Supervisor supervisor(supervisor_options(options, health), signals);

@@ -60,8 +60,17 @@ class Job {
     slots_.reserve(launches.size());
     if (options_.health) options_.health->expect_ranks(static_cast<int>(launches.size()));
     for (const auto& launch : launches) {
+      auto environment = launch.environment;
+      if (options_.health && !launch.remote) {
+        if (auto path = options_.health->progress_file_for(launch.rank)) {
+          std::erase_if(environment, [](const std::string& entry) {
+            return entry.starts_with("RINGFUSE_PROGRESS_FILE=");
+          });
+          environment.push_back("RINGFUSE_PROGRESS_FILE=" + *path);
+        }
+      }
       slots_.push_back(std::make_unique<RankSlot>(
-          RankProcess::spawn(launch.rank, launch.host, launch.argv, launch.environment),
+          RankProcess::spawn(launch.rank, launch.host, launch.argv, environment),
           options_.timestamps));
       if (options_.health) options_.health->rank_started();
       if (options_.verbose) {

@@ -33,6 +33,8 @@ struct RankLaunch {
   std::string host;
   std::vector<std::string> argv;
   std::vector<std::string> environment;
+  /// Started through the rsh agent on another host, where the launcher's files are not.
+  bool remote = false;
 };
 
 /// The launches for every local rank of `environment`, each running `command` directly.

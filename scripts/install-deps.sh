@@ -11,7 +11,7 @@ packages=(
   libgtest-dev libgmock-dev libbenchmark-dev
   openmpi-bin libopenmpi-dev
   libc-ares-dev libssl-dev
-  dnsmasq-base iproute2 procps
+  dnsmasq-base iproute2 procps curl                # tests: DNS, namespaces, HTTP probes
   libtorch-dev zlib1g-dev dataset-fashion-mnist   # trainer/: libtorch (CPU) and real data
   libgloo-dev nlohmann-json3-dev gnuplot-nox jq   # ringfuse-perf: Gloo peer, JSON, perf/plot
 )

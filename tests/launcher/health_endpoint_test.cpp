@@ -2,13 +2,17 @@
 // with a raw-socket HTTP client. Every wait is bounded.
 #include <arpa/inet.h>
 #include <gtest/gtest.h>
+#include <iostream>
 #include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 #include <unistd.h>
 
 #include <chrono>
+#include <filesystem>
+#include <fstream>
 #include <functional>
+#include <regex>
 #include <map>
 #include <memory>
 #include <string>
@@ -25,6 +29,7 @@ using Clock = std::chrono::steady_clock;
 using ringfuse::testing::Process;
 using ringfuse::testing::ProcessResult;
 using ringfuse::testing::free_port;
+using ringfuse::testing::run_process;
 
 struct HttpReply {
   int status = 0;  // 0: no answer (connection refused, timeout, garbage)
@@ -124,6 +129,77 @@ TEST(HealthEndpoint, ServesReadinessHealthAndMetricsWhileRanksRun) {
   EXPECT_EQ(r.exit_code, 0) << r.output;
   // The server went away with the launcher.
   EXPECT_EQ(get(port, "/healthz").status, 0);
+}
+
+// The ranks' own progress, published through the library's record and read by the launcher:
+// fetched with curl, as a probe or a Prometheus scraper would, and linted by promtool.
+TEST(HealthEndpoint, MetricsShowEachRanksStepAllreduceBytesAndBusBandwidth) {
+  constexpr int kSteps = 20;
+  constexpr std::uint64_t kBytesPerAllreduce = std::uint64_t{1} << 20;
+  const std::uint16_t port = free_port(SOCK_STREAM);
+  const auto release = std::filesystem::temp_directory_path() /
+                       ("ringfuse-progress-release-" + std::to_string(port));
+  std::filesystem::remove(release);
+  Process launcher({RINGFUSE_RUN_PATH, "--health-port", std::to_string(port), "-np", "2", "--",
+                    PROGRESS_RANK_PATH, std::to_string(kSteps), release.string()},
+                   {});
+  const std::string url = "http://127.0.0.1:" + std::to_string(port) + "/metrics";
+  ProcessResult scrape;
+  const auto deadline = Clock::now() + 60s;
+  while (Clock::now() < deadline) {
+    scrape = run_process({CURL_PATH, "--silent", "--show-error", "--max-time", "3",
+                          "--include", url},
+                         {}, 10s);
+    if (scrape.output.find("ringfuse_step{rank=\"1\"} " + std::to_string(kSteps) + "\n") !=
+            std::string::npos &&
+        scrape.output.find("ringfuse_step{rank=\"0\"} " + std::to_string(kSteps) + "\n") !=
+            std::string::npos) {
+      break;
+    }
+    std::this_thread::sleep_for(100ms);
+  }
+  const std::string& text = scrape.output;
+  ASSERT_EQ(scrape.exit_code, 0) << text << launcher.output();
+  EXPECT_NE(text.find("HTTP/1.1 200 OK"), std::string::npos) << text;
+  EXPECT_NE(text.find("Content-Type: text/plain; version=0.0.4"), std::string::npos) << text;
+  EXPECT_NE(text.find("ringfuse_ranks{state=\"running\"} 2\n"), std::string::npos) << text;
+  for (int rank = 0; rank < 2; ++rank) {
+    const std::string label = "{rank=\"" + std::to_string(rank) + "\"} ";
+    EXPECT_NE(text.find("ringfuse_step" + label + std::to_string(kSteps) + "\n"),
+              std::string::npos)
+        << text << launcher.output();
+    // One blocking and one engine all-reduce of 1 MiB per step.
+    EXPECT_NE(text.find("ringfuse_allreduce_total" + label + std::to_string(2 * kSteps) + "\n"),
+              std::string::npos)
+        << text;
+    EXPECT_NE(text.find("ringfuse_allreduce_bytes_total" + label +
+                        std::to_string(2 * kSteps * kBytesPerAllreduce) + "\n"),
+              std::string::npos)
+        << text;
+    std::smatch busbw;
+    const std::regex busbw_line("ringfuse_allreduce_busbw_bytes_per_second\\{rank=\"" +
+                                std::to_string(rank) + "\"\\} ([0-9]+)\n");
+    ASSERT_TRUE(std::regex_search(text, busbw, busbw_line)) << text;
+    EXPECT_GT(std::stod(busbw[1]), 1e6) << "a 1 MiB all-reduce on loopback beats 1 MB/s";
+  }
+
+  if (std::filesystem::exists(PROMTOOL_PATH)) {
+    const auto lint = run_process(
+        {"/bin/sh", "-c",
+         std::string(CURL_PATH) + " --silent --show-error --max-time 3 " + url + " | " +
+             PROMTOOL_PATH + " check metrics"},
+        {}, 20s);
+    EXPECT_EQ(lint.exit_code, 0) << "promtool check metrics:\n" << lint.output;
+  } else {
+    std::cout << "promtool not found at " << PROMTOOL_PATH
+              << " (scripts/fetch-promtool.sh puts it there): format not linted\n";
+  }
+
+  std::ofstream(release).put('\n');
+  const ProcessResult r = launcher.wait(30s);
+  std::filesystem::remove(release);
+  EXPECT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
 }
 
 TEST(HealthEndpoint, HealthzTurns503WhenARankFails) {

@@ -7,7 +7,7 @@ namespace ringfuse_torch {
 DistributedOptimizer::DistributedOptimizer(ringfuse::Context& ctx, torch::optim::Optimizer& inner,
                                            torch::nn::Module& module,
                                            ringfuse::Compression compression)
-    : engine_(ctx.engine()), inner_(inner) {
+    : context_(ctx), engine_(ctx.engine()), inner_(inner) {
   options_.op = ringfuse::ReduceOp::avg;
   options_.compression = compression;
   const auto named = module.named_parameters(/*recurse=*/true);
@@ -84,6 +84,7 @@ void DistributedOptimizer::synchronize() {
 void DistributedOptimizer::step() {
   synchronize();
   inner_.step();
+  context_.report_step(++steps_);  // ringfuse-run's /metrics shows it as ringfuse_step
 }
 
 }  // namespace ringfuse_torch

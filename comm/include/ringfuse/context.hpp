@@ -90,6 +90,11 @@ class Context {
                          std::span<const std::size_t> recv_counts, DataType type) = 0;
   virtual void barrier() = 0;
 
+  /// Tells the launcher which training step this rank has reached: ringfuse-run
+  /// --health-port shows it as `ringfuse_step` on /metrics, beside the all-reduce bytes and
+  /// bus bandwidth the library counts itself. One atomic store; a no-op outside ringfuse-run.
+  virtual void report_step(std::uint64_t step) = 0;
+
   /// The asynchronous engine (ringfuse/engine.hpp), started on first use over its own
   /// connections. Collective: every rank must call it (the first time) before using it.
   virtual Engine& engine() = 0;

@@ -11,6 +11,7 @@
 #include "backend/mpi_backend.hpp"
 #include "backend/nccl_backend.hpp"
 #include "core/environment.hpp"
+#include "core/progress_record.hpp"
 #include "engine/make_engine.hpp"
 #include "ringfuse/error.hpp"
 #include "transport/self_transport.hpp"
@@ -63,6 +64,7 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("invalid world: rank {} of size {}", world_.rank, world_.size));
   }
+  progress_ = core::ProgressPublisher::from_environment(world_.rank);
   if (world_.mpi_bootstrap) mpi_ = std::make_unique<MpiSession>(world_);
   if (world_.size > 1) {
     const std::string store_ip = resolve_ipv4(world_.store_host, world_.rank);
@@ -147,6 +149,7 @@ Engine& ContextImpl::engine() {
     resources.size = world_.size;
     resources.config = options_.engine;
     resources.algorithm = options_.algorithm;
+    resources.progress = progress_.get();
     if (world_.size == 1) {
       resources.control = std::make_unique<transport::SelfTransport>();
     } else {
@@ -184,45 +187,61 @@ backend::Backend& ContextImpl::pick(backend::OpKind kind, DataType type, ReduceO
 
 void ContextImpl::allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
                             Algorithm algo) {
+  const auto start = std::chrono::steady_clock::now();
   pick(backend::OpKind::allreduce, type, op, data).allreduce(data, count, type, op, algo);
+  if (progress_) {
+    progress_->allreduce(count * element_size(type), world_.size,
+                         std::chrono::steady_clock::now() - start);
+  }
 }
 
 void ContextImpl::broadcast(void* data, std::size_t count, DataType type, int root) {
   pick(backend::OpKind::broadcast, type, ReduceOp::sum, data).broadcast(data, count, type, root);
+  if (progress_) progress_->collective();
 }
 
 void ContextImpl::allgather(const void* send, void* recv, std::size_t count, DataType type) {
   const std::vector<std::size_t> counts(static_cast<std::size_t>(world_.size), count);
   pick(backend::OpKind::allgatherv, type, ReduceOp::sum, recv)
       .allgatherv(send, recv, counts, type);
+  if (progress_) progress_->collective();
 }
 
 void ContextImpl::allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
                              DataType type) {
   pick(backend::OpKind::allgatherv, type, ReduceOp::sum, recv)
       .allgatherv(send, recv, counts, type);
+  if (progress_) progress_->collective();
 }
 
 void ContextImpl::reducescatter(const void* send, void* recv, std::size_t recv_count,
                                 DataType type, ReduceOp op) {
   pick(backend::OpKind::reducescatter, type, op, recv)
       .reducescatter(send, recv, recv_count, type, op);
+  if (progress_) progress_->collective();
 }
 
 void ContextImpl::alltoall(const void* send, void* recv, std::size_t count, DataType type) {
   const std::vector<std::size_t> counts(static_cast<std::size_t>(world_.size), count);
   pick(backend::OpKind::alltoallv, type, ReduceOp::sum, recv)
       .alltoallv(send, counts, recv, counts, type);
+  if (progress_) progress_->collective();
 }
 
 void ContextImpl::alltoallv(const void* send, std::span<const std::size_t> send_counts,
                             void* recv, std::span<const std::size_t> recv_counts, DataType type) {
   pick(backend::OpKind::alltoallv, type, ReduceOp::sum, recv)
       .alltoallv(send, send_counts, recv, recv_counts, type);
+  if (progress_) progress_->collective();
+}
+
+void ContextImpl::report_step(std::uint64_t step) {
+  if (progress_) progress_->step(step);
 }
 
 void ContextImpl::barrier() {
   pick(backend::OpKind::barrier, DataType::u8, ReduceOp::sum, nullptr).barrier();
+  if (progress_) progress_->collective();
 }
 
 }  // namespace ringfuse::context

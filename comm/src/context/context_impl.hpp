@@ -13,6 +13,7 @@
 #include "backend/backend.hpp"
 #include "backend/native_backend.hpp"
 #include "context/mpi_bootstrap.hpp"
+#include "core/progress_record.hpp"
 #include "transport/tcp_mesh.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/context.hpp"
@@ -43,6 +44,7 @@ class ContextImpl final : public Context {
   void alltoallv(const void* send, std::span<const std::size_t> send_counts, void* recv,
                  std::span<const std::size_t> recv_counts, DataType type) override;
   void barrier() override;
+  void report_step(std::uint64_t step) override;
 
   /// A second, independent set of connections between the same ranks (its own mesh over the
   /// same store), for a background thread such as the engine's, so its traffic never
@@ -64,6 +66,7 @@ class ContextImpl final : public Context {
   std::string key_prefix_;
   WorldSpec world_;
   Options options_;
+  std::unique_ptr<core::ProgressPublisher> progress_;  // RINGFUSE_PROGRESS_FILE, else null
   std::unique_ptr<MpiSession> mpi_;  // before everything that may talk over it; finalised last
   std::unique_ptr<rendezvous::TcpStoreServer> store_server_;
   std::unique_ptr<rendezvous::TcpStoreClient> store_;

@@ -28,6 +28,7 @@ EngineImpl::EngineImpl(EngineResources resources)
       algorithm_(resources.algorithm),
       control_(std::move(resources.control)),
       data_(std::move(resources.data)),
+      progress_(resources.progress),
       cache_(config_.cache_capacity),
       coordinator_(size_, cache_),
       stall_(config_.stall_warning, config_.stall_abort),
@@ -458,6 +459,7 @@ void EngineImpl::execute(const CycleResponse& response, const FusionGroup& group
     const auto it = outstanding_.find(head.seq);
     run_single(head, it == outstanding_.end() ? nullptr : &it->second);
     complete(head.seq, nullptr);
+    if (progress_) progress_->collective();
   }
   std::lock_guard lock(state_mutex_);
   ++stats_.collectives;
@@ -500,10 +502,15 @@ void EngineImpl::run_allreduce(const CycleResponse& response, const FusionGroup&
   const auto label = group.members.size() == 1
                          ? response.ready[group.members.front()].fp.name
                          : fmt::format("fused x{}", group.members.size());
-  const auto collective_args = [&] {
-    return fmt::format("\"bytes\":{},\"tensors\":{},\"dtype\":\"{}\",\"algorithm\":\"{}\"",
-                       total * element_size(wire), group.members.size(), to_string(wire),
-                       to_string(algo));
+  // The collective itself is over: on the timeline and in the launcher's progress record.
+  const auto collective_done = [&](Clock::time_point start, std::size_t bytes) {
+    const auto end = Clock::now();
+    if (timeline_) {
+      timeline_->event(Timeline::kCollective, "ALLREDUCE " + label, start, end,
+                       fmt::format("\"bytes\":{},\"tensors\":{},\"dtype\":\"{}\",\"algorithm\":\"{}\"",
+                                   bytes, group.members.size(), to_string(wire), to_string(algo)));
+    }
+    if (progress_) progress_->allreduce(bytes, size_, end - start);
   };
 
   if (!group.fused) {
@@ -511,10 +518,7 @@ void EngineImpl::run_allreduce(const CycleResponse& response, const FusionGroup&
     if (fp.prescale != 1.0) convert_scaled(buffer, fp.dtype, buffer, fp.dtype, total, fp.prescale);
     const auto start = Clock::now();
     data_->allreduce(buffer, total, fp.dtype, backend_op, Algorithm::automatic);
-    if (timeline_) {
-      timeline_->event(Timeline::kCollective, "ALLREDUCE " + label, start, Clock::now(),
-                       collective_args());
-    }
+    collective_done(start, total * element_size(fp.dtype));
     if (post != 1.0) convert_scaled(buffer, fp.dtype, buffer, fp.dtype, total, post);
   } else {
     std::byte* buffer = fusion_.data();
@@ -532,10 +536,7 @@ void EngineImpl::run_allreduce(const CycleResponse& response, const FusionGroup&
     }
     start = Clock::now();
     data_->allreduce(buffer, total, wire, backend_op, Algorithm::automatic);
-    if (timeline_) {
-      timeline_->event(Timeline::kCollective, "ALLREDUCE " + label, start, Clock::now(),
-                       collective_args());
-    }
+    collective_done(start, total * wire_bytes);
     start = Clock::now();
     offset = 0;
     for (std::size_t i = 0; i < group.members.size(); ++i) {

@@ -13,6 +13,7 @@
 #include <vector>
 
 #include "backend/native_backend.hpp"
+#include "core/progress_record.hpp"
 #include "engine/control_channel.hpp"
 #include "engine/coordinator.hpp"
 #include "engine/fusion_buffer.hpp"
@@ -32,6 +33,7 @@ struct EngineResources {
   Algorithm algorithm = Algorithm::automatic;  // the Context's default, for timeline labels
   std::unique_ptr<transport::Transport> control;  // short no-progress timeout (the tick)
   std::unique_ptr<backend::NativeBackend> data;
+  core::ProgressPublisher* progress = nullptr;  // the Context's, for the launcher's /metrics
 };
 
 /// How long one control-channel receive waits before the engine looks around.
@@ -81,6 +83,7 @@ class EngineImpl final : public Engine {
   Algorithm algorithm_;
   ControlChannel control_;
   std::unique_ptr<backend::NativeBackend> data_;
+  core::ProgressPublisher* progress_;  // may be null
   RequestQueue queue_;
   ResponseCache cache_;
   Coordinator coordinator_;

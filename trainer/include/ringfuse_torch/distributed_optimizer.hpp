@@ -5,6 +5,7 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
 #include <vector>
 
@@ -48,12 +49,14 @@ class DistributedOptimizer {
 
   void enqueue(Slot& slot, const torch::Tensor& gradient);
 
+  ringfuse::Context& context_;
   ringfuse::Engine& engine_;
   torch::optim::Optimizer& inner_;
   ringfuse::AllreduceOptions options_;
   std::vector<Slot> slots_;
   std::vector<unsigned> hooks_;
   std::chrono::duration<double> communication_wait_{0};
+  std::uint64_t steps_ = 0;  // step() calls so far, reported to the launcher
 };
 
 }  // namespace ringfuse_torch
