@@ -2,11 +2,15 @@
 // count, with inputs every rank can compute for every other rank, and checks the result
 // against a reference computed here. Exits 0 when every check passed, 1 otherwise.
 // Also serves the fault tests: --mode endless keeps all-reducing until an error, which it
-// prints before exiting 3.
+// prints before exiting 3. In --mode early-exit and --mode leave every rank does the same,
+// except --victim: after --after all-reduces it stops calling them, and either returns 0 from
+// main (early-exit) or destroys its Context and stays alive for --linger-s (leave), so the
+// others' next all-reduce has a peer that left in order rather than crashed.
 #include <chrono>
 #include <cmath>
 #include <cstring>
 #include <iostream>
+#include <memory>
 #include <span>
 #include <string>
 #include <thread>
@@ -306,11 +310,31 @@ void check_alltoall(ringfuse::Context& ctx, Checker& checker, std::span<const st
   }
 }
 
-int endless_allreduce(ringfuse::Context& ctx, std::size_t count) {
+struct Departure {
+  long after = -1;              // all-reduces done before leaving; -1: never leaves
+  bool keep_process = false;    // destroy the Context but keep running (else return from main)
+  std::chrono::seconds linger{30};
+};
+
+int endless_allreduce(std::unique_ptr<ringfuse::Context>& ctx, std::size_t count,
+                      const Departure& departure) {
+  const int rank = ctx->rank();
   std::vector<float> data(count, 1.0f);
   for (long iteration = 0;; ++iteration) {
-    ctx.allreduce(data.data(), count, DataType::f32, ReduceOp::avg);
-    if (iteration == 0) std::cout << "rank " << ctx.rank() << ": running" << std::endl;
+    if (iteration == departure.after) {
+      if (!departure.keep_process) {
+        std::cout << "rank " << rank << ": returning from main after " << iteration
+                  << " all-reduces" << std::endl;
+        return 0;  // main's Context goes with it, as in a program that simply ends early
+      }
+      ctx.reset();  // the public API's shutdown
+      std::cout << "rank " << rank << ": destroyed its context after " << iteration
+                << " all-reduces; lingering" << std::endl;
+      std::this_thread::sleep_for(departure.linger);
+      return 0;
+    }
+    ctx->allreduce(data.data(), count, DataType::f32, ReduceOp::avg);
+    if (iteration == 0) std::cout << "rank " << rank << ": running" << std::endl;
   }
 }
 
@@ -323,13 +347,25 @@ int main(int argc, char** argv) {
   std::vector<std::size_t> counts{0, 1, 1009, 786433};
   std::string algos_text = "ring,tree,rhd";
   std::size_t endless_count = 1 << 22;
+  int victim = 1;
+  long after = 3;
+  int linger_s = 30;
   app.add_option("--collective", collective,
                  "allreduce|broadcast|allgather|allgatherv|reducescatter|alltoall|alltoallv|"
                  "barrier");
   app.add_option("--counts", counts, "element counts to check")->delimiter(',');
   app.add_option("--algos", algos_text, "all-reduce algorithms to check");
-  app.add_option("--mode", mode, "check | endless (all-reduce until an error)");
+  app.add_option("--mode", mode,
+                 "check | endless (all-reduce until an error) | early-exit (--victim returns "
+                 "from main after --after all-reduces) | leave (--victim destroys its Context "
+                 "after --after all-reduces and lingers)")
+      ->check(CLI::IsMember({"check", "endless", "early-exit", "leave"}));
   app.add_option("--endless-count", endless_count, "elements per all-reduce in endless mode");
+  app.add_option("--victim", victim, "the rank that leaves in early-exit and leave modes");
+  app.add_option("--after", after, "all-reduces the victim does before leaving")
+      ->check(CLI::NonNegativeNumber);
+  app.add_option("--linger-s", linger_s, "seconds the victim stays alive in leave mode")
+      ->check(CLI::NonNegativeNumber);
   CLI11_PARSE(app, argc, argv);
 
   std::unique_ptr<ringfuse::Context> ctx;
@@ -341,7 +377,15 @@ int main(int argc, char** argv) {
   }
   const int rank = ctx->rank();
   try {
-    if (mode == "endless") return endless_allreduce(*ctx, endless_count);
+    if (mode != "check") {
+      Departure departure;
+      if (mode != "endless" && rank == victim) {
+        departure.after = after;
+        departure.keep_process = mode == "leave";
+        departure.linger = std::chrono::seconds(linger_s);
+      }
+      return endless_allreduce(ctx, endless_count, departure);
+    }
 
     std::vector<Algorithm> algos;
     for (const auto& name : {"ring", "tree", "rhd"}) {

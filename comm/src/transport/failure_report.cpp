@@ -18,16 +18,45 @@ std::optional<std::string> first_failure(rendezvous::Store& store, const std::st
   }
 }
 
+std::string left_key(const std::string& key_prefix, int rank) {
+  return fmt::format("{}left/{}", key_prefix, rank);
+}
+
+bool peer_left(rendezvous::Store& store, const std::string& key_prefix, int peer) {
+  try {
+    return store.check({left_key(key_prefix, peer)});
+  } catch (const std::exception&) {
+    return false;  // the store is gone: say what the connection alone tells
+  }
+}
+
 }  // namespace
+
+void record_orderly_close(rendezvous::Store& store, const std::string& key_prefix, int rank) {
+  store.set(left_key(key_prefix, rank), "1");
+}
 
 std::string describe_lost_peer(rendezvous::Store& store, const std::string& key_prefix, int rank,
                                const std::string& operation, int peer, const std::string& what,
                                bool peer_closed) {
   std::string message = fmt::format("rank {}: {}: lost rank {}: {}", rank, operation, peer, what);
-  const auto origin =
-      first_failure(store, key_prefix, std::chrono::milliseconds(peer_closed ? 1000 : 0));
+  // A peer that shut down in order said so before closing, so it needs no waiting for.
+  const bool left = peer_closed && peer_left(store, key_prefix, peer);
+  const auto origin = first_failure(store, key_prefix,
+                                    std::chrono::milliseconds(peer_closed && !left ? 1000 : 0));
   if (origin) return message + fmt::format(" (first failure in this world: {})", *origin);
-  message += fmt::format("; rank {} probably exited or crashed", peer);
+  if (left) {
+    message += fmt::format(
+        "; rank {} left: it shut Ringfuse down in order (destroyed its Context, or returned "
+        "from main) while this rank still needed it; every rank must make the same "
+        "collective calls before shutting down",
+        peer);
+  } else if (peer_closed) {
+    message += fmt::format("; rank {} probably exited or crashed", peer);
+  } else {
+    message += fmt::format("; rank {} or its host probably crashed, or the network to it failed",
+                           peer);
+  }
   try {
     if (store.add(key_prefix + "abort/count", 1) == 1) {
       store.set(key_prefix + "abort/reason", message);
@@ -60,7 +89,7 @@ Error stalled_peer_error(int rank, const std::string& operation, int stalled,
                          std::chrono::milliseconds timeout) {
   return Error(ErrorKind::timeout,
                fmt::format("rank {}: {}: no progress with rank {} for {} s (RINGFUSE_TIMEOUT_S); "
-                           "is rank {} stalled, or not calling the same collective?",
+                           "is rank {} stalled or unreachable, or not calling the same collective?",
                            rank, operation, stalled, timeout.count() / 1000, stalled),
                rank, stalled);
 }

@@ -133,6 +133,15 @@ ShmTransport::ShmTransport(int rank, int size, rendezvous::Store& store, ShmOpti
                 ring >> 10);
 }
 
+ShmTransport::~ShmTransport() {
+  if (size_ <= 1 || aborted_ || stalled_) return;
+  try {
+    record_orderly_close(store_, options_.mesh.key_prefix, rank_);
+  } catch (const std::exception& e) {
+    spdlog::debug("rank {}: could not record an orderly close: {}", rank_, e.what());
+  }
+}
+
 void ShmTransport::connect_liveness(Clock::time_point deadline) {
   const auto& mesh = options_.mesh;
   liveness_.resize(static_cast<std::size_t>(size_));
@@ -420,6 +429,7 @@ void ShmTransport::fail(int peer, std::string what, bool peer_closed) {
 }
 
 void ShmTransport::fail_timeout(int stalled) {
+  stalled_ = true;
   throw stalled_peer_error(rank_, operation_, stalled, options_.mesh.op_timeout);
 }
 

@@ -43,7 +43,8 @@ class ShmTransport final : public Transport {
   /// rings it receives on), maps every peer's, waits in the store until every rank has mapped
   /// every segment, then unlinks its own name.
   ShmTransport(int rank, int size, rendezvous::Store& store, ShmOptions options);
-  ~ShmTransport() override = default;
+  /// Like ~TcpMesh: records an orderly close in the store unless this transport failed.
+  ~ShmTransport() override;
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -77,6 +78,7 @@ class ShmTransport final : public Transport {
   ShmOptions options_;
   std::string operation_ = "set-up";
   std::optional<std::string> aborted_;
+  bool stalled_ = false;                   // an operation timed out
   std::vector<Socket> liveness_;           // by peer rank; closed all at once on failure
   std::vector<shm::Segment> segments_;     // by owner rank: the rings that rank receives on
   std::vector<shm::RingWriter> writers_;   // by destination rank

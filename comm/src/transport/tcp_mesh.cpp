@@ -101,6 +101,17 @@ TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions optio
   spdlog::debug("rank {}: connected to {} peers", rank_, size_ - 1);
 }
 
+TcpMesh::~TcpMesh() {
+  // Only a healthy mesh says goodbye: after a failure or a timeout the store may be as
+  // unreachable as the peer, and a destructor must not wait for it.
+  if (size_ <= 1 || aborted_ || stalled_) return;
+  try {
+    record_orderly_close(store_, options_.key_prefix, rank_);
+  } catch (const std::exception& e) {
+    spdlog::debug("rank {}: could not record an orderly close: {}", rank_, e.what());
+  }
+}
+
 void TcpMesh::connect_to_lower_ranks(const std::vector<std::string>& addresses,
                                      Clock::time_point deadline) {
   for (int peer = 0; peer < rank_; ++peer) {
@@ -297,6 +308,7 @@ void TcpMesh::send_recv(int send_peer, const void* send_buf, std::size_t send_by
     const int ready = ::poll(fds.data(), count, poll_timeout_ms(deadline));
     if (ready == 0) {
       const int stalled = received < recv_bytes ? recv_peer : send_peer;
+      stalled_ = true;
       throw stalled_peer_error(rank_, operation_, stalled, options_.op_timeout);
     }
   }

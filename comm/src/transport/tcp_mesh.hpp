@@ -30,7 +30,9 @@ class TcpMesh final : public Transport {
   /// Publishes this rank's listening address in `store` and connects to every other rank.
   /// `store` must outlive the mesh: it also carries the first failure's reason to every rank.
   TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions options);
-  ~TcpMesh() override = default;
+  /// Tells the store this rank leaves in order (unless this mesh already failed), so peers
+  /// still waiting on it report that rather than a crash; then closes every connection.
+  ~TcpMesh() override;
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
@@ -59,6 +61,7 @@ class TcpMesh final : public Transport {
   std::vector<Peer> peers_;
   std::string operation_ = "set-up";
   std::optional<std::string> aborted_;
+  bool stalled_ = false;  // an operation timed out: the store may be unreachable as well
 };
 
 }  // namespace ringfuse::transport
