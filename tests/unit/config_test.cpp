@@ -136,4 +136,19 @@ TEST(Options, AlgorithmAndTimeoutsAreValidated) {
             std::string::npos);
 }
 
+TEST(Options, FusionSizesTakeKMGSuffixesAndNameTheVariableWhenBad) {
+  const auto config = ringfuse::core::parse_engine_config(
+      env_of({{"RINGFUSE_FUSION_THRESHOLD", "64M"}, {"RINGFUSE_FUSION_INPLACE_MIN", "256k"}}));
+  EXPECT_EQ(config.fusion_threshold, std::size_t{64} << 20);
+  EXPECT_EQ(config.fusion_inplace_min, std::size_t{256} << 10);
+  EXPECT_EQ(ringfuse::core::parse_engine_config(env_of({})).fusion_inplace_min,
+            std::size_t{1} << 20);
+  EXPECT_NE(config_error({{"RINGFUSE_FUSION_INPLACE_MIN", "1T"}})
+                .find("RINGFUSE_FUSION_INPLACE_MIN='1T'"),
+            std::string::npos);
+  EXPECT_NE(config_error({{"RINGFUSE_FUSION_THRESHOLD", "-1"}})
+                .find("RINGFUSE_FUSION_THRESHOLD='-1'"),
+            std::string::npos);
+}
+
 }  // namespace

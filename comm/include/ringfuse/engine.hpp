@@ -88,6 +88,9 @@ struct EngineConfig {
   std::chrono::milliseconds stall_warning{60'000};            // RINGFUSE_STALL_TIMEOUT_S
   std::chrono::milliseconds stall_abort{300'000};             // RINGFUSE_STALL_ABORT_S
   std::size_t fusion_lookahead = 64;                          // RINGFUSE_FUSION_LOOKAHEAD
+  /// All-reduces of at least this many bytes skip the fusion buffer: copying them in and out
+  /// costs more than the separate call it would save.
+  std::size_t fusion_inplace_min = std::size_t{1} << 20;      // RINGFUSE_FUSION_INPLACE_MIN
 };
 
 /// Counters, for tests and tuning.

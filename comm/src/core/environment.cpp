@@ -236,30 +236,40 @@ Options parse_options(const EnvLookup& env) {
   return options;
 }
 
+namespace {
+
+// Bytes, with an optional K/M/G suffix (powers of two), up to 1T.
+std::optional<std::size_t> byte_size(const EnvLookup& env, const char* name) {
+  const auto value = env(name);
+  if (!value) return std::nullopt;
+  std::string digits = *value;
+  unsigned shift = 0;
+  if (!digits.empty()) {
+    const char unit = static_cast<char>(std::toupper(static_cast<unsigned char>(digits.back())));
+    if (unit == 'K' || unit == 'M' || unit == 'G') {
+      shift = unit == 'K' ? 10 : unit == 'M' ? 20 : 30;
+      digits.pop_back();
+    }
+  }
+  unsigned long long parsed = 0;
+  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), parsed);
+  const unsigned long long limit = (1ull << 40) >> shift;
+  if (digits.empty() || error != std::errc() || end != digits.data() + digits.size() ||
+      parsed > limit) {
+    bad(name, *value, "a number of bytes in 0..1T, optionally with a K, M or G suffix");
+  }
+  return static_cast<std::size_t>(parsed << shift);
+}
+
+}  // namespace
+
 EngineConfig parse_engine_config(const EnvLookup& env) {
   EngineConfig config;
-  // Bytes, with an optional K/M/G suffix (powers of two); 0 disables fusion.
-  if (const auto value = env("RINGFUSE_FUSION_THRESHOLD")) {
-    std::string digits = *value;
-    unsigned shift = 0;
-    if (!digits.empty()) {
-      const char unit = static_cast<char>(std::toupper(static_cast<unsigned char>(digits.back())));
-      if (unit == 'K' || unit == 'M' || unit == 'G') {
-        shift = unit == 'K' ? 10 : unit == 'M' ? 20 : 30;
-        digits.pop_back();
-      }
-    }
-    unsigned long long parsed = 0;
-    const auto [end, error] =
-        std::from_chars(digits.data(), digits.data() + digits.size(), parsed);
-    const unsigned long long limit = (1ull << 40) >> shift;
-    if (digits.empty() || error != std::errc() || end != digits.data() + digits.size() ||
-        parsed > limit) {
-      bad("RINGFUSE_FUSION_THRESHOLD", *value,
-          "a number of bytes in 0..1T, optionally with a K, M or G suffix");
-    }
-    config.fusion_threshold = static_cast<std::size_t>(parsed << shift);
-  }
+  // 0 disables fusion.
+  config.fusion_threshold =
+      byte_size(env, "RINGFUSE_FUSION_THRESHOLD").value_or(config.fusion_threshold);
+  config.fusion_inplace_min =
+      byte_size(env, "RINGFUSE_FUSION_INPLACE_MIN").value_or(config.fusion_inplace_min);
   if (const auto value = env("RINGFUSE_CYCLE_TIME_MS")) {
     char* end = nullptr;
     const double parsed = std::strtod(value->c_str(), &end);

@@ -25,7 +25,7 @@ Options parse_options(const EnvLookup& env);
 
 /// RINGFUSE_FUSION_THRESHOLD, RINGFUSE_CYCLE_TIME_MS, RINGFUSE_CACHE_CAPACITY,
 /// RINGFUSE_TIMELINE, RINGFUSE_STALL_TIMEOUT_S, RINGFUSE_STALL_ABORT_S,
-/// RINGFUSE_FUSION_LOOKAHEAD.
+/// RINGFUSE_FUSION_LOOKAHEAD, RINGFUSE_FUSION_INPLACE_MIN.
 EngineConfig parse_engine_config(const EnvLookup& env);
 
 }  // namespace ringfuse::core

@@ -415,7 +415,7 @@ void EngineImpl::apply(const CycleResponse& response) {
     complete(entry.seq, &error);
   }
   for (const auto& group : plan_fusion(response.ready, config_.fusion_threshold,
-                                       config_.fusion_lookahead)) {
+                                       config_.fusion_inplace_min, config_.fusion_lookahead)) {
     execute(response, group);
   }
   if (response.join_done && join_request_) {

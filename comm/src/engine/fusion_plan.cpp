@@ -11,6 +11,13 @@ bool compatible(const Fingerprint& a, const Fingerprint& b) {
 
 std::size_t wire_bytes(const Fingerprint& fp) { return fp.numel() * element_size(wire_type(fp)); }
 
+// Copying a large tensor into the fusion buffer and back costs more than the separate call it
+// saves: it is reduced in place, alone. (Compressed tensors must go through the buffer.)
+bool reduce_in_place(const Fingerprint& fp, std::size_t inplace_min) {
+  return fp.op_type == OpType::allreduce && wire_type(fp) == fp.dtype &&
+         wire_bytes(fp) >= inplace_min;
+}
+
 }  // namespace
 
 DataType wire_type(const Fingerprint& fp) {
@@ -24,7 +31,7 @@ DataType wire_type(const Fingerprint& fp) {
 }
 
 std::vector<FusionGroup> plan_fusion(const std::vector<ReadyEntry>& ready, std::size_t threshold,
-                                     std::size_t lookahead) {
+                                     std::size_t inplace_min, std::size_t lookahead) {
   std::vector<FusionGroup> groups;
   std::vector<bool> taken(ready.size(), false);
   for (std::size_t i = 0; i < ready.size(); ++i) {
@@ -32,13 +39,13 @@ std::vector<FusionGroup> plan_fusion(const std::vector<ReadyEntry>& ready, std::
     taken[i] = true;
     FusionGroup group{{i}, false};
     const auto& head = ready[i].fp;
-    if (head.op_type == OpType::allreduce) {
+    if (head.op_type == OpType::allreduce && !reduce_in_place(head, inplace_min)) {
       std::size_t bytes = wire_bytes(head);
       std::size_t skipped = 0;
       for (std::size_t j = i + 1; j < ready.size() && skipped <= lookahead; ++j) {
         if (taken[j] || ready[j].kind == ReadyEntry::Kind::error) continue;
         const auto& fp = ready[j].fp;
-        if (!compatible(head, fp)) {
+        if (!compatible(head, fp) || reduce_in_place(fp, inplace_min)) {
           ++skipped;
           continue;
         }

@@ -1,6 +1,7 @@
 // Groups the collectives released in one cycle: compatible all-reduces (same dtype, operator,
 // scaling and compression) are packed together up to the fusion threshold, looking ahead a
-// bounded number of entries past incompatible ones (mixed dtypes); everything else runs alone.
+// bounded number of entries past incompatible ones (mixed dtypes); uncompressed all-reduces of
+// at least `inplace_min` bytes, and everything else, run alone, in place.
 // Every rank computes the same plan from the same response.
 #pragma once
 
@@ -20,6 +21,6 @@ struct FusionGroup {
 DataType wire_type(const Fingerprint& fp);
 
 std::vector<FusionGroup> plan_fusion(const std::vector<ReadyEntry>& ready, std::size_t threshold,
-                                     std::size_t lookahead);
+                                     std::size_t inplace_min, std::size_t lookahead);
 
 }  // namespace ringfuse::engine
