@@ -8,6 +8,7 @@
 #include <fmt/ranges.h>
 
 #include "fusion_model.hpp"
+#include "ringfuse/error.hpp"
 #include "size_parse.hpp"
 
 namespace ringfuse::perf {
@@ -93,7 +94,9 @@ ParsedFlags parse_flags(int argc, char** argv) {
                  "(row mpi+malloc); env: re-exec everything under MALLOC_MMAP_MAX_=0 "
                  "MALLOC_TRIM_THRESHOLD_=4294967296; off: as started only")
       ->capture_default_str();
-  app.add_option("--model", o.model, "fusion: resnet50 | small1000 (1,000 tensors of 4 KiB)")
+  app.add_option("--model", o.model,
+                 "fusion: resnet50 | bert-base | small1000 (1,000 tensors of 4 KiB) | "
+                 "uniform:COUNTxBYTES (e.g. uniform:200x1M)")
       ->capture_default_str();
   app.add_option("--json", o.json_path, "also write every row to this file (JSON)");
   try {
@@ -108,9 +111,10 @@ ParsedFlags parse_flags(int argc, char** argv) {
   };
   o.fusion = collective == "fusion";
   if (o.fusion) {
-    const auto names = model_names();
-    if (std::find(names.begin(), names.end(), o.model) == names.end()) {
-      return fail(fmt::format("--model {}: expected resnet50 or small1000", o.model));
+    try {
+      make_model(o.model);
+    } catch (const Error& e) {
+      return fail(fmt::format("--model {}: {}", o.model, e.what()));
     }
   }
   const auto parsed_collective =

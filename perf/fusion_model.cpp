@@ -2,10 +2,12 @@
 
 #include <array>
 #include <initializer_list>
+#include <optional>
 
 #include <fmt/format.h>
 
 #include "ringfuse/error.hpp"
+#include "size_parse.hpp"
 
 namespace ringfuse::perf {
 namespace {
@@ -199,8 +201,6 @@ constexpr std::uint64_t resnet50_total() {
 static_assert(std::size(kResnet50) == 161, "resnet50 has 161 parameter tensors");
 static_assert(resnet50_total() == 25'557'032, "resnet50 has 25,557,032 parameters");
 
-constexpr std::string_view kNames[] = {"resnet50", "small1000"};
-
 void add(Model& m, std::string name, std::vector<std::int64_t> shape) {
   GradientSpec g;
   g.name = std::move(name);
@@ -211,9 +211,62 @@ void add(Model& m, std::string name, std::vector<std::int64_t> shape) {
   m.gradients.push_back(std::move(g));
 }
 
-}  // namespace
+// Hugging Face BertModel (bert-base-uncased) named_parameters(), in order: embeddings (word,
+// position, token type, LayerNorm), 12 encoder layers (query, key, value, attention output
+// dense, its LayerNorm, intermediate 768 -> 3072, output 3072 -> 768, its LayerNorm; each dense
+// with a bias), then the pooler dense: 199 tensors, 109,482,240 parameters.
+void add_bert_base(Model& m) {
+  constexpr std::int64_t hidden = 768, intermediate = 3072, layers = 12;
+  add(m, "embeddings.word_embeddings.weight", {30522, hidden});
+  add(m, "embeddings.position_embeddings.weight", {512, hidden});
+  add(m, "embeddings.token_type_embeddings.weight", {2, hidden});
+  add(m, "embeddings.LayerNorm.weight", {hidden});
+  add(m, "embeddings.LayerNorm.bias", {hidden});
+  const auto dense = [&](const std::string& prefix, std::int64_t out, std::int64_t in) {
+    add(m, prefix + ".weight", {out, in});
+    add(m, prefix + ".bias", {out});
+  };
+  for (std::int64_t i = 0; i < layers; ++i) {
+    const std::string layer = fmt::format("encoder.layer.{}", i);
+    dense(layer + ".attention.self.query", hidden, hidden);
+    dense(layer + ".attention.self.key", hidden, hidden);
+    dense(layer + ".attention.self.value", hidden, hidden);
+    dense(layer + ".attention.output.dense", hidden, hidden);
+    add(m, layer + ".attention.output.LayerNorm.weight", {hidden});
+    add(m, layer + ".attention.output.LayerNorm.bias", {hidden});
+    dense(layer + ".intermediate.dense", intermediate, hidden);
+    dense(layer + ".output.dense", hidden, intermediate);
+    add(m, layer + ".output.LayerNorm.weight", {hidden});
+    add(m, layer + ".output.LayerNorm.bias", {hidden});
+  }
+  dense("pooler.dense", hidden, hidden);
+}
 
-std::span<const std::string_view> model_names() { return kNames; }
+// "uniform:COUNTxBYTES": COUNT f32 tensors of BYTES each (K/M/G suffixes, a multiple of 4).
+std::optional<Model> uniform_model(std::string_view name) {
+  constexpr std::string_view prefix = "uniform:";
+  if (!name.starts_with(prefix)) return std::nullopt;
+  const auto spec = name.substr(prefix.size());
+  const auto x = spec.find('x');
+  const auto count = x == std::string_view::npos ? std::nullopt : parse_size(spec.substr(0, x));
+  const auto bytes = x == std::string_view::npos ? std::nullopt : parse_size(spec.substr(x + 1));
+  if (!count || !bytes || *count == 0 || *count > 1'000'000 || *bytes == 0 || *bytes % 4 != 0 ||
+      *bytes > (std::uint64_t{4} << 30) || *count * *bytes > (std::uint64_t{4} << 30)) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("model '{}': expected uniform:COUNTxBYTES with 1..1000000 tensors of "
+                            "a positive multiple of 4 bytes (K/M/G suffixes), 4 GiB in all at "
+                            "most, e.g. uniform:1000x4K",
+                            name));
+  }
+  Model m;
+  m.name = std::string(name);
+  for (std::uint64_t i = 0; i < *count; ++i) {
+    add(m, fmt::format("uniform.{}", i), {static_cast<std::int64_t>(*bytes / 4)});
+  }
+  return m;
+}
+
+}  // namespace
 
 Model make_model(std::string_view name) {
   Model m;
@@ -226,14 +279,20 @@ Model make_model(std::string_view name) {
       }
       add(m, p.name, std::move(shape));
     }
+  } else if (name == "bert-base") {
+    add_bert_base(m);
   } else if (name == "small1000") {
     // 1,000 tensors of 4 KiB (1,024 f32 each).
     for (int i = 0; i < 1000; ++i) add(m, fmt::format("small.{}", i), {1024});
   } else if (name == "scalar") {
     add(m, "scalar", {1});
+  } else if (auto uniform = uniform_model(name)) {
+    return std::move(*uniform);
   } else {
     throw Error(ErrorKind::invalid_argument,
-                fmt::format("unknown model '{}': expected resnet50 or small1000", name));
+                fmt::format("unknown model '{}': expected resnet50, bert-base, small1000 or "
+                            "uniform:COUNTxBYTES",
+                            name));
   }
   return m;
 }

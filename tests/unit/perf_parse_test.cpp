@@ -2,6 +2,8 @@
 #include <gtest/gtest.h>
 
 #include "collective.hpp"
+#include "fusion_model.hpp"
+#include "ringfuse/error.hpp"
 #include "size_parse.hpp"
 
 namespace ringfuse::perf {
@@ -55,6 +57,28 @@ TEST(PerfCollective, LayoutsRoundToWholeBlocks) {
   EXPECT_TRUE(ar.in_place);
   EXPECT_EQ(ar.count, 512u);
   EXPECT_EQ(make_layout(Collective::barrier, DataType::f32, 4096, 2).count, 0u);
+}
+
+TEST(PerfFusionModel, RealModelsHaveTheirPublishedTensorAndParameterCounts) {
+  const auto resnet = make_model("resnet50");
+  EXPECT_EQ(resnet.gradients.size(), 161u);
+  EXPECT_EQ(resnet.total_numel, 25'557'032u);
+  const auto bert = make_model("bert-base");
+  EXPECT_EQ(bert.gradients.size(), 199u);
+  EXPECT_EQ(bert.total_numel, 109'482'240u);  // BertModel (bert-base-uncased)
+  EXPECT_EQ(bert.gradients.front().name, "embeddings.word_embeddings.weight");
+  EXPECT_EQ(bert.gradients.back().name, "pooler.dense.bias");
+}
+
+TEST(PerfFusionModel, UniformModelsAreCountTimesBytes) {
+  const auto model = make_model("uniform:200x1M");
+  EXPECT_EQ(model.gradients.size(), 200u);
+  EXPECT_EQ(model.total_numel, 200u * (1u << 18));
+  EXPECT_EQ(make_model("small1000").total_numel, make_model("uniform:1000x4K").total_numel);
+  for (const char* bad : {"uniform:", "uniform:0x4K", "uniform:10x3", "uniform:10x", "uniform:x4K",
+                          "uniform:2x16G", "vgg16"}) {
+    EXPECT_THROW(make_model(bad), ringfuse::Error) << bad;
+  }
 }
 
 }  // namespace
