@@ -27,8 +27,12 @@ class Coordinator {
  private:
   struct Pending {
     std::vector<std::optional<Fingerprint>> by_rank;
+    // The cache index each rank announced it by (kNotCached: a full fingerprint): when every
+    // rank used the same one, the fingerprints agree without being compared.
+    std::vector<std::int64_t> index_by_rank;
     Clock::time_point since;
   };
+  static constexpr std::int64_t kNotCached = -1;
   ReadyEntry release(std::uint64_t seq, Pending& pending) const;
 
   int size_;

@@ -84,10 +84,21 @@ Fingerprint Fingerprint::decode(ByteReader& in) {
   return fp;
 }
 
-std::string Fingerprint::key() const {
-  ByteWriter out;
-  encode(out);
-  return std::string(out.bytes().begin(), out.bytes().end());
+std::size_t Fingerprint::hash() const {
+  // FNV-1a style mixing of the small fields, then the name's and the shape's hashes.
+  std::size_t h = 0xcbf29ce484222325ULL;
+  const auto mix = [&h](std::uint64_t value) { h = (h ^ value) * 0x100000001b3ULL; };
+  mix(static_cast<std::uint64_t>(op_type) | static_cast<std::uint64_t>(dtype) << 8 |
+      static_cast<std::uint64_t>(op) << 16 | static_cast<std::uint64_t>(compression) << 24 |
+      static_cast<std::uint64_t>(static_cast<std::uint32_t>(root)) << 32);
+  mix(std::hash<double>{}(prescale));
+  mix(std::hash<double>{}(postscale));
+  mix(std::hash<std::string>{}(name));
+  for (std::size_t i = op_type == OpType::allgather ? 1 : 0; i < shape.size(); ++i) {
+    mix(static_cast<std::uint64_t>(shape[i]));
+  }
+  mix(shape.size());
+  return h;
 }
 
 }  // namespace ringfuse::engine

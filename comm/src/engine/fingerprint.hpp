@@ -37,8 +37,8 @@ struct Fingerprint {
 
   void encode(ByteWriter& out) const;
   static Fingerprint decode(ByteReader& in);
-  /// The encoding as a string, the response cache's key.
-  std::string key() const;
+  /// A hash of every field matches() compares (the response cache's index).
+  std::size_t hash() const;
 };
 
 }  // namespace ringfuse::engine

@@ -6,7 +6,7 @@ namespace ringfuse::engine {
 
 std::optional<std::uint32_t> ResponseCache::find(const Fingerprint& fp) const {
   if (capacity_ == 0 || !fp.cacheable()) return std::nullopt;
-  const auto it = index_.find(fp.key());
+  const auto it = index_.find(fp);
   if (it == index_.end()) return std::nullopt;
   return it->second;
 }
@@ -27,8 +27,7 @@ void ResponseCache::touch(std::uint32_t index) {
 
 std::optional<std::uint32_t> ResponseCache::insert(const Fingerprint& fp) {
   if (capacity_ == 0 || !fp.cacheable()) return std::nullopt;
-  auto key = fp.key();
-  if (const auto it = index_.find(key); it != index_.end()) {
+  if (const auto it = index_.find(fp); it != index_.end()) {
     touch(it->second);
     return it->second;
   }
@@ -40,11 +39,11 @@ std::optional<std::uint32_t> ResponseCache::insert(const Fingerprint& fp) {
     for (std::uint32_t i = 1; i < slots_.size(); ++i) {
       if (slots_[i].last_use < slots_[slot].last_use) slot = i;
     }
-    index_.erase(slots_[slot].key);
+    index_.erase(slots_[slot].fp);
     ++evictions_;
   }
-  slots_[slot] = Slot{fp, key, ++clock_, true};
-  index_.emplace(std::move(key), slot);
+  slots_[slot] = Slot{fp, ++clock_, true};
+  index_.emplace(fp, slot);
   return slot;
 }
 

@@ -32,13 +32,19 @@ class ResponseCache {
  private:
   struct Slot {
     Fingerprint fp;
-    std::string key;
     std::uint64_t last_use = 0;
     bool used = false;
   };
+  // Looked up once per announced tensor: hashing the fingerprint in place, not building a key.
+  struct Hash {
+    std::size_t operator()(const Fingerprint& fp) const { return fp.hash(); }
+  };
+  struct Same {
+    bool operator()(const Fingerprint& a, const Fingerprint& b) const { return a.matches(b); }
+  };
   std::size_t capacity_;
   std::vector<Slot> slots_;
-  std::unordered_map<std::string, std::uint32_t> index_;
+  std::unordered_map<Fingerprint, std::uint32_t, Hash, Same> index_;
   std::uint64_t clock_ = 0;
   std::uint64_t evictions_ = 0;
 };
