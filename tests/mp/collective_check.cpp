@@ -313,6 +313,7 @@ void check_alltoall(ringfuse::Context& ctx, Checker& checker, std::span<const st
 struct Departure {
   long after = -1;              // all-reduces done before leaving; -1: never leaves
   bool keep_process = false;    // destroy the Context but keep running (else return from main)
+  bool keep_context = false;    // stall: keep the Context too, and just stop calling
   std::chrono::seconds linger{30};
 };
 
@@ -322,6 +323,12 @@ int endless_allreduce(std::unique_ptr<ringfuse::Context>& ctx, std::size_t count
   std::vector<float> data(count, 1.0f);
   for (long iteration = 0;; ++iteration) {
     if (iteration == departure.after) {
+      if (departure.keep_context) {
+        std::cout << "rank " << rank << ": stalling after " << iteration << " all-reduces"
+                  << std::endl;
+        std::this_thread::sleep_for(departure.linger);
+        return 0;
+      }
       if (!departure.keep_process) {
         std::cout << "rank " << rank << ": returning from main after " << iteration
                   << " all-reduces" << std::endl;
@@ -358,10 +365,11 @@ int main(int argc, char** argv) {
   app.add_option("--mode", mode,
                  "check | endless (all-reduce until an error) | early-exit (--victim returns "
                  "from main after --after all-reduces) | leave (--victim destroys its Context "
-                 "after --after all-reduces and lingers)")
-      ->check(CLI::IsMember({"check", "endless", "early-exit", "leave"}));
+                 "after --after all-reduces and lingers) | stall (--victim stops calling, "
+                 "keeping its Context, for --linger-s)")
+      ->check(CLI::IsMember({"check", "endless", "early-exit", "leave", "stall"}));
   app.add_option("--endless-count", endless_count, "elements per all-reduce in endless mode");
-  app.add_option("--victim", victim, "the rank that leaves in early-exit and leave modes");
+  app.add_option("--victim", victim, "the rank that leaves (early-exit, leave) or stalls");
   app.add_option("--after", after, "all-reduces the victim does before leaving")
       ->check(CLI::NonNegativeNumber);
   app.add_option("--linger-s", linger_s, "seconds the victim stays alive in leave mode")
@@ -382,6 +390,7 @@ int main(int argc, char** argv) {
       if (mode != "endless" && rank == victim) {
         departure.after = after;
         departure.keep_process = mode == "leave";
+        departure.keep_context = mode == "stall";
         departure.linger = std::chrono::seconds(linger_s);
       }
       return endless_allreduce(ctx, endless_count, departure);

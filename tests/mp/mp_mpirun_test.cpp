@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <chrono>
 #include <string>
 #include <tuple>
 
@@ -77,6 +78,30 @@ INSTANTIATE_TEST_SUITE_P(
                        ::testing::Values("allreduce", "broadcast", "allgather", "allgatherv",
                                          "reducescatter", "alltoall", "alltoallv", "barrier")),
     name);
+
+// MPI cannot time out or cancel a collective: the backend's watchdog must turn a stalled peer
+// into an error naming the collective and an aborted job, within RINGFUSE_TIMEOUT_S.
+TEST(MpiBackend, AStalledRankAbortsTheJobAfterTheTimeoutNamingTheCollective) {
+  auto argv = mpirun(3);
+  argv.insert(argv.end(), {COLLECTIVE_CHECK_PATH, "--mode", "stall", "--victim", "1", "--after",
+                           "3", "--linger-s", "60", "--endless-count", "1024"});
+  const auto started = std::chrono::steady_clock::now();
+  const auto result = ringfuse::testing::run_process(
+      argv,
+      {{"RINGFUSE_TIMEOUT_S", "3"}, {"RINGFUSE_BACKEND", "mpi"},
+       {"OMPI_MCA_btl", "self,vader,tcp"}},
+      std::chrono::seconds(90));
+  const auto took = std::chrono::steady_clock::now() - started;
+  ASSERT_FALSE(result.timed_out) << "the job hung:\n" << result.output;
+  EXPECT_NE(result.exit_code, 0) << result.output;
+  EXPECT_NE(result.output.find("rank 1: stalling after 3 all-reduces"), std::string::npos)
+      << result.output;
+  EXPECT_NE(result.output.find("(mpi collective #"), std::string::npos) << result.output;
+  EXPECT_NE(result.output.find("not finished after 3 s (RINGFUSE_TIMEOUT_S)"), std::string::npos)
+      << result.output;
+  // 3 s of timeout, start-up and mpirun's teardown: far below the 60 s the victim sleeps.
+  EXPECT_LT(took, std::chrono::seconds(40)) << result.output;
+}
 
 // Without mpirun there is no MPI to run on: init() must refuse RINGFUSE_BACKEND=mpi clearly
 // rather than fall back silently.

@@ -1,11 +1,16 @@
 #include "backend/mpi_backend.hpp"
 
+#include <chrono>
 #include <climits>
+#include <cstdlib>
+#include <memory>
 #include <cstring>
 #include <vector>
 
 #include <fmt/format.h>
+#include <spdlog/spdlog.h>
 
+#include "backend/collective_watchdog.hpp"
 #include "reduce/reduce.hpp"
 #include "ringfuse/error.hpp"
 
@@ -42,7 +47,12 @@ constexpr int kOps = 5;  // ReduceOp values
 
 class MpiBackend final : public Backend {
  public:
-  MpiBackend(int rank, int size) : rank_(rank), size_(size) {
+  MpiBackend(int rank, int size, std::chrono::milliseconds timeout)
+      : rank_(rank),
+        size_(size),
+        watchdog_(timeout, [this](const std::string& label, std::chrono::milliseconds limit) {
+          abort_stalled(label, limit);
+        }) {
     check(MPI_Comm_dup(MPI_COMM_WORLD, &comm_), "MPI_Comm_dup");
     MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
     int mpi_rank = 0;
@@ -81,8 +91,9 @@ class MpiBackend final : public Backend {
 
   void allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
                  Algorithm) override {
-    const auto label = begin(fmt::format("allreduce {}[{}] {}", to_string(type), count,
+    const auto call = begin(fmt::format("allreduce {}[{}] {}", to_string(type), count,
                                          to_string(op)));
+    const std::string& label = call.label;
     if (count > 0 && data == nullptr) invalid(label, "data is null");
     const std::size_t element = element_size(type);
     for (std::size_t done = 0; done < count;) {  // MPI counts are int: chunk huge buffers
@@ -98,8 +109,8 @@ class MpiBackend final : public Backend {
   }
 
   void broadcast(void* data, std::size_t count, DataType type, int root) override {
-    const auto label =
-        begin(fmt::format("broadcast {}[{}] root {}", to_string(type), count, root));
+    const auto call = begin(fmt::format("broadcast {}[{}] root {}", to_string(type), count, root));
+    const std::string& label = call.label;
     if (root < 0 || root >= size_) {
       invalid(label, fmt::format("root {} is not a rank of this world of {}", root, size_));
     }
@@ -116,7 +127,8 @@ class MpiBackend final : public Backend {
 
   void allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
                   DataType type) override {
-    const auto label = begin(fmt::format("allgatherv {}", to_string(type)));
+    const auto call = begin(fmt::format("allgatherv {}", to_string(type)));
+    const std::string& label = call.label;
     if (counts.size() != static_cast<std::size_t>(size_)) {
       invalid(label, fmt::format("{} counts given for a world of {}", counts.size(), size_));
     }
@@ -134,8 +146,9 @@ class MpiBackend final : public Backend {
 
   void reducescatter(const void* send, void* recv, std::size_t recv_count, DataType type,
                      ReduceOp op) override {
-    const auto label = begin(fmt::format("reducescatter {}[{}x{}] {}", to_string(type), size_,
+    const auto call = begin(fmt::format("reducescatter {}[{}x{}] {}", to_string(type), size_,
                                          recv_count, to_string(op)));
+    const std::string& label = call.label;
     if (recv_count * static_cast<std::size_t>(size_) > INT_MAX) {
       invalid(label, "more than 2^31-1 elements; use the native backend");
     }
@@ -150,7 +163,8 @@ class MpiBackend final : public Backend {
 
   void alltoallv(const void* send, std::span<const std::size_t> send_counts, void* recv,
                  std::span<const std::size_t> recv_counts, DataType type) override {
-    const auto label = begin(fmt::format("alltoallv {}", to_string(type)));
+    const auto call = begin(fmt::format("alltoallv {}", to_string(type)));
+    const std::string& label = call.label;
     if (send_counts.size() != static_cast<std::size_t>(size_) ||
         recv_counts.size() != static_cast<std::size_t>(size_)) {
       invalid(label, fmt::format("{} send counts and {} receive counts given for a world of {}",
@@ -165,13 +179,34 @@ class MpiBackend final : public Backend {
   }
 
   void barrier() override {
-    const auto label = begin("barrier");
+    const auto call = begin("barrier");
+    const std::string& label = call.label;
     check(MPI_Barrier(comm_), label);
   }
 
  private:
-  std::string begin(const std::string& description) {
-    return fmt::format("{} (mpi collective #{})", description, ++sequence_);
+  // One collective: its label for messages, and the watchdog's deadline while it runs.
+  struct Call {
+    Call(CollectiveWatchdog& watchdog, std::string text)
+        : label(std::move(text)), guard(watchdog, label) {}
+    std::string label;
+    CollectiveWatchdog::Guard guard;
+  };
+
+  Call begin(const std::string& description) {
+    return Call(watchdog_, fmt::format("{} (mpi collective #{})", description, ++sequence_));
+  }
+
+  // On the watchdog's thread: the collective is still blocked inside MPI, which can neither
+  // time it out nor cancel it, so the only way not to hang is to end the job, loudly.
+  [[noreturn]] void abort_stalled(const std::string& label, std::chrono::milliseconds limit) {
+    spdlog::error("rank {}: {}: not finished after {} s (RINGFUSE_TIMEOUT_S): a rank is stalled, "
+                  "dead, or not calling the same collective. MPI cannot cancel a collective, so "
+                  "this rank aborts the MPI job (MPI_Abort, exit code 3)",
+                  rank_, label, limit.count() / 1000.0);
+    spdlog::default_logger()->flush();
+    MPI_Abort(comm_, 3);
+    std::_Exit(3);  // MPI_Abort does not return; should it, the process still must not hang
   }
 
   [[noreturn]] void invalid(const std::string& label, const std::string& what) const {
@@ -237,6 +272,7 @@ class MpiBackend final : public Backend {
   MPI_Op f16_ops_[kOps] = {};
   MPI_Op bf16_ops_[kOps] = {};
   std::uint64_t sequence_ = 0;
+  CollectiveWatchdog watchdog_;  // last: its thread is stopped before the rest goes
 };
 
 }  // namespace
@@ -249,7 +285,7 @@ bool mpi_available() {
   return initialised != 0 && finalised == 0;
 }
 
-std::unique_ptr<Backend> make_mpi_backend(int rank, int size) {
+std::unique_ptr<Backend> make_mpi_backend(int rank, int size, std::chrono::milliseconds timeout) {
   if (!mpi_available()) {
     throw Error(ErrorKind::invalid_config,
                 "RINGFUSE_BACKEND=mpi needs a world started by plain mpirun (MPI is not "
@@ -257,14 +293,14 @@ std::unique_ptr<Backend> make_mpi_backend(int rank, int size) {
                 "or native under ringfuse-run/torchrun",
                 rank);
   }
-  return std::make_unique<MpiBackend>(rank, size);
+  return std::make_unique<MpiBackend>(rank, size, timeout);
 }
 
 #else
 
 bool mpi_available() { return false; }
 
-std::unique_ptr<Backend> make_mpi_backend(int rank, int) {
+std::unique_ptr<Backend> make_mpi_backend(int rank, int, std::chrono::milliseconds) {
   throw Error(ErrorKind::invalid_config,
               "RINGFUSE_BACKEND=mpi: this build has no Open MPI; rebuild with libopenmpi-dev "
               "installed, or use RINGFUSE_BACKEND=auto or native",

@@ -9,19 +9,23 @@
 // Threading: MPI is called only from the thread that calls the Context's blocking collectives
 // (the engine keeps its own native channel), so MPI_THREAD_SERIALIZED suffices; MPI is
 // initialised with MPI_THREAD_MULTIPLE requested anyway, for programs that embed us.
-// Deadlines: MPI has no per-call timeout, so RINGFUSE_TIMEOUT_S does not bound an MPI
-// collective; a dead rank is handled by mpirun, which stops the whole job.
+// Deadlines: MPI has no per-call timeout and cannot cancel a collective, so a watchdog thread
+// (backend/collective_watchdog.hpp) bounds each one by RINGFUSE_TIMEOUT_S: past it, the rank
+// logs which collective stalled and calls MPI_Abort, and mpirun ends the job with an error
+// instead of a hang. A dead rank is also noticed by mpirun itself, which stops the job.
 #pragma once
 
+#include <chrono>
 #include <memory>
 
 #include "backend/backend.hpp"
 
 namespace ringfuse::backend {
 
-/// Duplicates MPI_COMM_WORLD (collective over every rank). Throws Error(invalid_config) when
-/// this build has no MPI or MPI is not initialised.
-std::unique_ptr<Backend> make_mpi_backend(int rank, int size);
+/// Duplicates MPI_COMM_WORLD (collective over every rank). A collective still blocked after
+/// `timeout` aborts the MPI job. Throws Error(invalid_config) when this build has no MPI or MPI
+/// is not initialised.
+std::unique_ptr<Backend> make_mpi_backend(int rank, int size, std::chrono::milliseconds timeout);
 
 /// True when this build has MPI and MPI_Init has been called (and not yet finalised).
 bool mpi_available();

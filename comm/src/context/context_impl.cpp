@@ -90,7 +90,7 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
                               world_.rank, world_.source),
                   world_.rank);
     }
-    mpi_backend_ = backend::make_mpi_backend(world_.rank, world_.size);
+    mpi_backend_ = backend::make_mpi_backend(world_.rank, world_.size, options_.op_timeout);
   }
   if (options_.backend != BackendKind::native && options_.backend != BackendKind::mpi) {
     backend::NcclSetup setup{world_.rank, world_.size, world_.local_rank, store_.get(),
