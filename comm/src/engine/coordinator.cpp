@@ -8,15 +8,15 @@
 
 namespace ringfuse::engine {
 
-void Coordinator::receive(int rank, const CycleMessage& message, Clock::time_point now) {
-  for (const auto& entry : message.entries) {
+void Coordinator::receive(int rank, CycleMessage message, Clock::time_point now) {
+  for (auto& entry : message.entries) {
     auto& pending = table_[entry.seq];
     if (pending.by_rank.empty()) {
       pending.by_rank.resize(static_cast<std::size_t>(size_));
       pending.index_by_rank.assign(static_cast<std::size_t>(size_), kNotCached);
       pending.since = now;
     }
-    pending.by_rank[static_cast<std::size_t>(rank)] = entry.fp;
+    pending.by_rank[static_cast<std::size_t>(rank)] = std::move(entry.fp);
     if (entry.cache_index) {
       pending.index_by_rank[static_cast<std::size_t>(rank)] = *entry.cache_index;
     }
@@ -43,7 +43,7 @@ ReadyEntry Coordinator::release(std::uint64_t seq, Pending& pending) const {
   if (one_index) {
     entry.kind = ReadyEntry::Kind::cached;
     entry.cache_index = static_cast<std::uint32_t>(common_index);
-    entry.fp = cache_.at(entry.cache_index);
+    entry.fp = std::move(*pending.by_rank.front());  // the pending entry goes after release
     return entry;
   }
   // Group the ranks by what they announced, in order of first appearance.

@@ -18,7 +18,7 @@ class Coordinator {
  public:
   Coordinator(int size, const ResponseCache& cache) : size_(size), cache_(cache), joined_(size), busy_(size) {}
 
-  void receive(int rank, const CycleMessage& message, Clock::time_point now);
+  void receive(int rank, CycleMessage message, Clock::time_point now);
   /// The response to the cycle whose messages were all received.
   CycleResponse respond();
   /// The collectives waiting for some rank, for the stall inspector.

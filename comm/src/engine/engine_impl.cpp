@@ -90,9 +90,7 @@ Work EngineImpl::submit(std::vector<Request> requests) {
 }
 
 Work EngineImpl::allreduce(std::string name, TensorView tensor, AllreduceOptions options) {
-  std::vector<TensorView> one;
-  one.push_back(std::move(tensor));
-  return grouped_allreduce(std::move(name), std::move(one), options);
+  return submit_one(allreduce_request(std::move(name), tensor, options));
 }
 
 Work EngineImpl::grouped_allreduce(std::string name, std::vector<TensorView> tensors,
@@ -104,27 +102,30 @@ Work EngineImpl::grouped_allreduce(std::string name, std::vector<TensorView> ten
   }
   std::vector<Request> requests;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
-    const auto& tensor = tensors[i];
-    const std::string part = tensors.size() == 1 ? name : fmt::format("{}.{}", name, i);
-    check_tensor(part, tensor);
-    const bool floating = is_floating_point(tensor.dtype);
-    if (!floating && (options.prescale != 1.0 || options.postscale != 1.0)) {
-      throw Error(ErrorKind::invalid_argument,
-                  fmt::format("rank {}: engine: tensor '{}': prescale/postscale need a "
-                              "floating-point tensor, not {}",
-                              rank_, part, to_string(tensor.dtype)),
-                  rank_);
-    }
-    Request request = tensor_request(OpType::allreduce, part, tensor);
-    request.fp.op = options.op;
-    request.fp.prescale = options.prescale;
-    request.fp.postscale = options.postscale;
-    request.fp.compression = (tensor.dtype == DataType::f32 || tensor.dtype == DataType::f64)
-                                 ? options.compression
-                                 : Compression::none;
-    requests.push_back(std::move(request));
+    requests.push_back(allreduce_request(
+        tensors.size() == 1 ? name : fmt::format("{}.{}", name, i), tensors[i], options));
   }
   return submit(std::move(requests));
+}
+
+Request EngineImpl::allreduce_request(std::string name, const TensorView& tensor,
+                                      const AllreduceOptions& options) const {
+  check_tensor(name, tensor);
+  if (!is_floating_point(tensor.dtype) && (options.prescale != 1.0 || options.postscale != 1.0)) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("rank {}: engine: tensor '{}': prescale/postscale need a "
+                            "floating-point tensor, not {}",
+                            rank_, name, to_string(tensor.dtype)),
+                rank_);
+  }
+  Request request = tensor_request(OpType::allreduce, std::move(name), tensor);
+  request.fp.op = options.op;
+  request.fp.prescale = options.prescale;
+  request.fp.postscale = options.postscale;
+  request.fp.compression = (tensor.dtype == DataType::f32 || tensor.dtype == DataType::f64)
+                               ? options.compression
+                               : Compression::none;
+  return request;
 }
 
 Request EngineImpl::tensor_request(OpType type, std::string name, const TensorView& tensor) {
@@ -246,10 +247,11 @@ void EngineImpl::run() {
       auto message = announce(std::move(taken));
       message.shutdown = queue_.stopping();
       const auto started = Clock::now();
-      auto response = negotiate(message);
-      if (timeline_ && (!message.entries.empty() || !response.ready.empty())) {
+      const auto announced = message.entries.size();
+      auto response = negotiate(std::move(message));
+      if (timeline_ && (announced > 0 || !response.ready.empty())) {
         timeline_->event(Timeline::kNegotiation, "NEGOTIATE", started, Clock::now(),
-                         fmt::format("\"announced\":{},\"released\":{}", message.entries.size(),
+                         fmt::format("\"announced\":{},\"released\":{}", announced,
                                      response.ready.size()));
       }
       apply(response);
@@ -302,8 +304,8 @@ CycleMessage EngineImpl::announce(std::vector<Request> taken) {
   return message;
 }
 
-CycleResponse EngineImpl::negotiate(const CycleMessage& message) {
-  if (rank_ == 0) return coordinate(message);
+CycleResponse EngineImpl::negotiate(CycleMessage message) {
+  if (rank_ == 0) return coordinate(std::move(message));
   control_.send(0, message.encode());
   const auto waiting_since = Clock::now();
   const auto give_up = config_.stall_abort + std::chrono::seconds(10);
@@ -327,9 +329,9 @@ CycleResponse EngineImpl::negotiate(const CycleMessage& message) {
   }
 }
 
-CycleResponse EngineImpl::coordinate(const CycleMessage& message) {
+CycleResponse EngineImpl::coordinate(CycleMessage message) {
   const auto cycle_started = Clock::now();
-  coordinator_.receive(0, message, cycle_started);
+  coordinator_.receive(0, std::move(message), cycle_started);
   std::vector<bool> received(static_cast<std::size_t>(size_), false);
   received[0] = true;
   int missing = size_ - 1;

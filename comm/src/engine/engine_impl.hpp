@@ -63,12 +63,15 @@ class EngineImpl final : public Engine {
   Work submit_one(Request request);
   /// A request over `tensor`'s memory, fingerprinted by op type, dtype, shape and name.
   static Request tensor_request(OpType type, std::string name, const TensorView& tensor);
+  /// A checked all-reduce request with `options` in its fingerprint.
+  Request allreduce_request(std::string name, const TensorView& tensor,
+                            const AllreduceOptions& options) const;
   void check_tensor(const std::string& name, const TensorView& tensor) const;
 
   void run();
   CycleMessage announce(std::vector<Request> taken);
-  CycleResponse negotiate(const CycleMessage& message);
-  CycleResponse coordinate(const CycleMessage& message);
+  CycleResponse negotiate(CycleMessage message);
+  CycleResponse coordinate(CycleMessage message);
   void apply(const CycleResponse& response);
   void execute(const CycleResponse& response, const FusionGroup& group);
   void run_allreduce(const CycleResponse& response, const FusionGroup& group);
