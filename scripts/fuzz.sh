@@ -4,6 +4,11 @@
 #
 #   scripts/fuzz.sh [SECONDS] [TARGET...]     # targets: store_frame environment hostfile
 #                                             #   host_list dns_answer engine_messages
+#   scripts/fuzz.sh --build-only [TARGET...]  # install clang if needed, configure, build; no runs
+#
+# scripts/test.sh (CI) calls --build-only before CTest; the main build's CTest tests
+# fuzz_run_<target> (label fuzz) then run each built target for a short fixed time
+# (tests/fuzz/CMakeLists.txt, tests/fuzz/run_fuzzer.sh).
 #
 # Each target fuzzes a working corpus in the build dir, seeded from tests/fuzz/corpus/<target>/
 # (the committed seeds are never modified). Crashes land in BUILD/fuzz-artifacts/; the run
@@ -12,8 +17,15 @@
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 build_dir=${RINGFUSE_FUZZ_BUILD_DIR:-$root/build-fuzz-clang}
-seconds=${1:-10}
-shift || true
+build_only=0
+if [[ ${1:-} == --build-only ]]; then
+  build_only=1
+  shift
+  seconds=0
+else
+  seconds=${1:-10}
+  shift || true
+fi
 targets=("$@")
 if ((${#targets[@]} == 0)); then
   targets=(store_frame environment hostfile host_list dns_answer engine_messages)
@@ -48,6 +60,10 @@ if ! grep -q "RINGFUSE_HAVE_LIBFUZZER:INTERNAL=1" "$build_dir/CMakeCache.txt"; t
   exit 1
 fi
 cmake --build "$build_dir" -j "${RINGFUSE_JOBS:-$(nproc)}" --target "${targets[@]/#/fuzz_}"
+if ((build_only)); then
+  echo "fuzz.sh: built ${targets[*]} in $build_dir/tests/fuzz/"
+  exit 0
+fi
 
 export ASAN_OPTIONS=${ASAN_OPTIONS:-abort_on_error=1:detect_leaks=1}
 export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}

@@ -12,13 +12,16 @@
 // checks that it still serves well-behaved clients.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
-#include <sys/time.h>
 #include <unistd.h>
 
+#include <cerrno>
 #include <chrono>
 #include <cstddef>
 #include <cstdint>
+#include <cstdio>
+#include <cstring>
 #include <memory>
 #include <optional>
 #include <string>
@@ -45,19 +48,41 @@ TcpStoreServer& server() {
   return *instance;
 }
 
+// libFuzzer's -timeout=T arms ITIMER_REAL: SIGALRM every T/2+1 s (6 s with -timeout=10), with a
+// handler installed without SA_RESTART. A blocking recv/send/connect interrupted by it fails with
+// EINTR (for a socket with SO_RCVTIMEO/SO_SNDTIMEO even under SA_RESTART: signal(7)). Every
+// blocking step here therefore waits with poll() against its own deadline and retries EINTR;
+// only a server that really neither answers nor closes within kPatience is a finding.
+constexpr auto kPatience = std::chrono::seconds(10);  // generous: fuzzing shares a loaded machine
+
+/// Reports what the server did wrong (with errno for a failed call) and stops the fuzzer.
+[[noreturn]] void finding(const char* what, int error = 0) {
+  if (error != 0) {
+    std::fprintf(stderr, "store_frame: %s: %s\n", what, std::strerror(error));
+  } else {
+    std::fprintf(stderr, "store_frame: %s\n", what);
+  }
+  __builtin_trap();
+}
+
 class Raw {
  public:
   explicit Raw(std::uint16_t port) : fd_(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0)) {
-    if (fd_ < 0) __builtin_trap();
-    timeval tv{10, 0};  // bounded (generous: fuzzing shares a loaded machine); a server that
-                        // neither answers nor closes within it is a finding
-    ::setsockopt(fd_, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    ::setsockopt(fd_, SOL_SOCKET, SO_SNDTIMEO, &tv, sizeof(tv));
+    if (fd_ < 0) finding("socket() failed", errno);
     sockaddr_in addr{};
     addr.sin_family = AF_INET;
     addr.sin_port = htons(port);
     addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) __builtin_trap();
+    // A connect interrupted by a signal goes on asynchronously (EINTR, then EALREADY/EISCONN):
+    // wait for it to finish and read its outcome instead of calling connect again.
+    if (::connect(fd_, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)) != 0) {
+      if (errno != EINTR && errno != EINPROGRESS) finding("connect to the store failed", errno);
+      if (!wait_for(POLLOUT)) finding("connect to the store did not complete");
+      int error = 0;
+      socklen_t length = sizeof(error);
+      ::getsockopt(fd_, SOL_SOCKET, SO_ERROR, &error, &length);
+      if (error != 0) finding("connect to the store failed", error);
+    }
   }
   ~Raw() { ::close(fd_); }
   Raw(const Raw&) = delete;
@@ -66,15 +91,19 @@ class Raw {
   void send(const std::string& bytes) {
     std::size_t done = 0;
     while (done < bytes.size()) {
-      const auto n = ::send(fd_, bytes.data() + done, bytes.size() - done, MSG_NOSIGNAL);
+      if (!wait_for(POLLOUT)) finding("the server neither read our bytes nor closed");
+      const auto n = ::send(fd_, bytes.data() + done, bytes.size() - done,
+                            MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n < 0 && (errno == EINTR || errno == EAGAIN)) continue;
       if (n <= 0) return;  // the server may close on us mid-way: fine
       done += static_cast<std::size_t>(n);
     }
   }
+  /// Reads exactly `size` bytes; false when the server closed first.
   bool read_exact(char* out, std::size_t size) {
     std::size_t done = 0;
     while (done < size) {
-      const auto n = ::recv(fd_, out + done, size - done, 0);
+      const auto n = receive(out + done, size - done);
       if (n <= 0) return false;
       done += static_cast<std::size_t>(n);
     }
@@ -84,28 +113,48 @@ class Raw {
     framing::Header header{};
     if (!read_exact(reinterpret_cast<char*>(header.data()), header.size())) return std::nullopt;
     const auto length = framing::decode_length(header);
-    if (length > (1u << 20)) __builtin_trap();  // the server never sends that much here
+    if (length > (1u << 20)) finding("the server sent a frame over 1 MiB");
     std::string body(length, '\0');
     if (!read_exact(body.data(), body.size())) return std::nullopt;
     wire::Response response;
-    if (!response.ParseFromString(body)) __builtin_trap();  // the server's own output
+    if (!response.ParseFromString(body)) finding("the server sent an unparsable response");
     return response;
   }
-  /// Half-closes and reads until the server closes: it must, within the receive timeout.
+  /// Half-closes and reads until the server closes: it must, within kPatience.
   void finish() {
     ::shutdown(fd_, SHUT_WR);
     char sink[4096];
-    for (;;) {
-      const auto n = ::recv(fd_, sink, sizeof sink, 0);
-      if (n == 0) return;
-      if (n < 0) {
-        if (errno == ECONNRESET) return;
-        __builtin_trap();  // timed out: the server kept a half-closed connection open
-      }
+    while (receive(sink, sizeof sink) > 0) {
     }
   }
 
  private:
+  /// One recv: > 0 bytes, 0 when the server closed (or reset) the connection. A server that
+  /// sends nothing and does not close within kPatience is a finding.
+  ssize_t receive(char* out, std::size_t size) {
+    for (;;) {
+      if (!wait_for(POLLIN)) finding("the server neither answered nor closed the connection");
+      const auto n = ::recv(fd_, out, size, MSG_DONTWAIT);
+      if (n >= 0) return n;
+      if (errno == ECONNRESET) return 0;
+      if (errno != EINTR && errno != EAGAIN) finding("recv failed", errno);
+    }
+  }
+  /// Polls for `events` until kPatience has passed, retrying EINTR; true when ready (an error or
+  /// hang-up counts as ready: the following call reports it).
+  bool wait_for(short events) {
+    const auto deadline = std::chrono::steady_clock::now() + kPatience;
+    for (;;) {
+      const auto left = std::chrono::duration_cast<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      if (left.count() <= 0) return false;
+      pollfd p{fd_, events, 0};
+      const int ready = ::poll(&p, 1, static_cast<int>(left.count()) + 1);
+      if (ready > 0) return true;
+      if (ready < 0 && errno != EINTR) finding("poll failed", errno);
+    }
+  }
+
   int fd_;
 };
 
@@ -118,7 +167,7 @@ void handshake(Raw& raw) {
   hello.mutable_hello()->set_client_nonce(client_nonce);
   raw.send(frame(hello));
   const auto challenge = raw.read_response();
-  if (!challenge || !challenge->has_challenge()) __builtin_trap();
+  if (!challenge || !challenge->has_challenge()) finding("the server did not answer hello");
   const auto& c = challenge->challenge();
   if (!auth::proofs_equal(c.server_proof(), auth::proof(kSecret, "store-server", client_nonce,
                                                          c.server_nonce()))) {
@@ -130,7 +179,7 @@ void handshake(Raw& raw) {
       auth::proof(kSecret, "store-client", c.server_nonce(), client_nonce));
   raw.send(frame(auth_request));
   const auto accepted = raw.read_response();
-  if (!accepted || !accepted->has_auth()) __builtin_trap();
+  if (!accepted || !accepted->has_auth()) finding("the server did not accept our auth");
 }
 
 void parse_in_process(const std::string& bytes) {
