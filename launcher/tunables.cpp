@@ -25,6 +25,8 @@ std::vector<Tunable> table() {
       {"--algo", "RINGFUSE_ALGO", "auto", "all-reduce algorithm: auto|ring|tree|rhd"},
       {"--transport", "RINGFUSE_TRANSPORT", "auto",
        "data path between ranks: auto (shared memory inside a host)|tcp|shm"},
+      {"--hierarchical", "RINGFUSE_HIERARCHICAL", "auto",
+       "two-level all-reduce across hosts: auto (>= 64 KiB when ranks span hosts)|1|0"},
       {"--backend", "RINGFUSE_BACKEND", "auto",
        "collective backend: auto|native|mpi (plain mpirun only)|nccl (CUDA buffers)"},
       {"--timeout", "RINGFUSE_TIMEOUT_S", fmt::format("{}", defaults.op_timeout.count() / 1000.0),

@@ -17,6 +17,12 @@ using namespace std::chrono_literals;
 namespace fs = std::filesystem;
 using ringfuse::testing::run_process;
 
+std::size_t count_of(const std::string& text, const std::string& what) {
+  std::size_t n = 0;
+  for (auto at = text.find(what); at != std::string::npos; at = text.find(what, at + 1)) ++n;
+  return n;
+}
+
 class MultiHost : public ::testing::Test {
  protected:
   void SetUp() override {
@@ -52,6 +58,51 @@ TEST_F(MultiHost, LoopbackHostsThroughTheRshAgentUseTcp) {
     EXPECT_NE(r.output.find(line), std::string::npos) << line << "\n" << r.output;
   }
   EXPECT_EQ(r.output.find("failed, "), std::string::npos);
+}
+
+// Two-level all-reduce (algo::hierarchical_allreduce): checked over every dtype, operator and
+// algorithm request of collective_check, including counts smaller than a host's ranks.
+TEST_F(MultiHost, HierarchicalAllreduceForcedUsesSharedMemoryOnEachHost) {
+  const auto r = run_process({RINGFUSE_RUN_PATH, "-H", "127.0.0.2:2,127.0.0.3:2", "--rsh-agent",
+                              agent_, "--hierarchical", "1", "--", COLLECTIVE_CHECK_PATH,
+                              "--collective", "allreduce", "--counts", "0,1,3,1009,786433"},
+                             {}, 120s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("hierarchical all-reduce (every all-reduce): 2 ranks per host over "
+                          "shared memory, 2 hosts over tcp"),
+            std::string::npos)
+      << r.output;
+  for (int rank = 0; rank < 4; ++rank) {
+    EXPECT_NE(r.output.find("rank " + std::to_string(rank) + ": allreduce 800 checks, 0 failed"),
+              std::string::npos)
+        << r.output;
+  }
+}
+
+TEST_F(MultiHost, HierarchicalAllreduceIsAutomaticAcrossHostsAndSkipsUnevenLayouts) {
+  const auto even = run_process({RINGFUSE_RUN_PATH, "-H", "127.0.0.2:2,127.0.0.3:2,127.0.0.4:2",
+                                 "--rsh-agent", agent_, "--transport", "tcp", "--",
+                                 COLLECTIVE_CHECK_PATH, "--collective", "allreduce", "--counts",
+                                 "1,1009,786433", "--algos", "ring"},
+                                {}, 120s);
+  EXPECT_EQ(even.exit_code, 0) << even.output;
+  EXPECT_NE(even.output.find("hierarchical all-reduce (all-reduces of 64 KiB and more): 2 ranks "
+                             "per host over tcp, 3 hosts over tcp"),
+            std::string::npos)
+      << even.output;
+  EXPECT_EQ(count_of(even.output, "checks, 0 failed"), 6u) << even.output;
+
+  const auto uneven = run_process({RINGFUSE_RUN_PATH, "-H", "127.0.0.2:2,127.0.0.3:1",
+                                   "--rsh-agent", agent_, "--hierarchical", "1", "--",
+                                   COLLECTIVE_CHECK_PATH, "--collective", "allreduce", "--counts",
+                                   "1,1009", "--algos", "ring"},
+                                  {}, 120s);
+  EXPECT_EQ(uneven.exit_code, 0) << uneven.output;
+  EXPECT_NE(uneven.output.find("RINGFUSE_HIERARCHICAL=1 ignored: it needs ranks on several "
+                               "hosts with the same number on each"),
+            std::string::npos)
+      << uneven.output;
+  EXPECT_EQ(count_of(uneven.output, "checks, 0 failed"), 3u) << uneven.output;
 }
 
 TEST_F(MultiHost, HostfileFormatsAndALocalHost) {

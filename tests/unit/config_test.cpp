@@ -136,6 +136,18 @@ TEST(Options, AlgorithmAndTimeoutsAreValidated) {
             std::string::npos);
 }
 
+TEST(Options, HierarchicalIsAutoOnOrOff) {
+  const auto parse = [](const std::string& value) {
+    return ringfuse::core::parse_options(env_of({{"RINGFUSE_HIERARCHICAL", value}})).hierarchical;
+  };
+  EXPECT_EQ(ringfuse::core::parse_options(env_of({})).hierarchical,
+            ringfuse::Hierarchical::automatic);
+  EXPECT_EQ(parse("1"), ringfuse::Hierarchical::on);
+  EXPECT_EQ(parse("off"), ringfuse::Hierarchical::off);
+  EXPECT_NE(config_error({{"RINGFUSE_HIERARCHICAL", "yes"}}).find("RINGFUSE_HIERARCHICAL='yes'"),
+            std::string::npos);
+}
+
 TEST(Options, FusionSizesTakeKMGSuffixesAndNameTheVariableWhenBad) {
   const auto config = ringfuse::core::parse_engine_config(
       env_of({{"RINGFUSE_FUSION_THRESHOLD", "64M"}, {"RINGFUSE_FUSION_INPLACE_MIN", "256k"}}));

@@ -46,6 +46,11 @@ struct WorldSpec {
                                   // over MPI from rank 0 (needs a build with Open MPI)
 };
 
+/// Two-level all-reduce over hosts (RINGFUSE_HIERARCHICAL): `automatic` uses it for all-reduces
+/// of 64 KiB and more when the ranks span several hosts with the same number of ranks on each
+/// (RINGFUSE_LOCAL_SIZE x RINGFUSE_CROSS_SIZE), `on` for every all-reduce, `off` never.
+enum class Hierarchical : std::uint8_t { automatic, on, off };
+
 /// Tunables, validated once when the Context is built.
 struct Options {
   Algorithm algorithm = Algorithm::automatic;
@@ -53,6 +58,7 @@ struct Options {
   std::chrono::milliseconds op_timeout{300'000};      // one blocking collective
   TransportKind transport = TransportKind::automatic;  // RINGFUSE_TRANSPORT
   BackendKind backend = BackendKind::automatic;        // RINGFUSE_BACKEND
+  Hierarchical hierarchical = Hierarchical::automatic; // RINGFUSE_HIERARCHICAL
   EngineConfig engine;                                 // the asynchronous engine's tunables
 };
 

@@ -35,6 +35,13 @@ void tree_allreduce(Transport& transport, Workspace& workspace, const ReduceBuff
 /// ranks beyond the largest power of two into their neighbours first.
 void rhd_allreduce(Transport& transport, Workspace& workspace, const ReduceBuffer& buffer);
 
+/// Two-level all-reduce for ranks spread over hosts: ring reduce-scatter among the ranks of
+/// this host (`local`, shared memory where it can), an all-reduce of this rank's block among
+/// the ranks with the same local rank on every host (`cross`, TCP), then a ring all-gather on
+/// the host. Only 1/local_size of the buffer crosses the network from each rank.
+void hierarchical_allreduce(Transport& local, Transport& cross, Workspace& workspace,
+                            const ReduceBuffer& buffer);
+
 /// Ring reduce-scatter over `blocks` of buffer.data, in place. Afterwards this rank's block
 /// wrap(rank + 1 + shift) holds the reduction (as a sum for avg: the caller divides).
 void ring_reduce_scatter(Transport& transport, Workspace& workspace, const ReduceBuffer& buffer,

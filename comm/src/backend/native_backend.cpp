@@ -40,6 +40,19 @@ void NativeBackend::allreduce(void* data, std::size_t count, DataType type, Redu
                               Algorithm algo) {
   if (algo == Algorithm::automatic) algo = default_algorithm_;
   const std::size_t bytes = count * element_size(type);
+  if (hierarchy_ && count > 0 &&
+      (hierarchy_->min_bytes == 0 || (algo == Algorithm::automatic && bytes >= hierarchy_->min_bytes))) {
+    const auto label = begin(fmt::format("allreduce {}[{}] {} (hierarchical: {} on the host, {} "
+                                         "across hosts)",
+                                         to_string(type), count, to_string(op),
+                                         hierarchy_->local->size(), hierarchy_->cross->size()));
+    if (data == nullptr) invalid(label, "data is null");
+    hierarchy_->local->set_operation(label + " [within the host]");
+    hierarchy_->cross->set_operation(label + " [across hosts]");
+    algo::hierarchical_allreduce(*hierarchy_->local, *hierarchy_->cross, workspace_,
+                                 algo::ReduceBuffer{bytes_of(data), count, type, op});
+    return;
+  }
   if (algo == Algorithm::automatic) algo = algo::choose_allreduce(bytes, count, size_);
   const auto label =
       begin(fmt::format("allreduce {}[{}] {} ({})", to_string(type), count, to_string(op),

@@ -5,6 +5,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <span>
 
 #include "algo/workspace.hpp"
@@ -17,6 +18,17 @@ namespace ringfuse::backend {
 class NativeBackend final : public Backend {
  public:
   NativeBackend(std::unique_ptr<transport::Transport> transport, Algorithm default_algorithm);
+
+  /// A second level of connections, for all-reduces over ranks on several hosts
+  /// (algo::hierarchical_allreduce).
+  struct Hierarchy {
+    std::unique_ptr<transport::Transport> local;  // the ranks of this host
+    std::unique_ptr<transport::Transport> cross;  // this local rank on every host
+    /// All-reduces of at least this many bytes go hierarchical when no algorithm is forced;
+    /// 0 (RINGFUSE_HIERARCHICAL=1): every all-reduce, whatever the algorithm asked for.
+    std::size_t min_bytes = 0;
+  };
+  void set_hierarchy(Hierarchy hierarchy) { hierarchy_ = std::move(hierarchy); }
 
   std::string_view name() const override { return "native"; }
   /// Every collective on host memory (device buffers need the NCCL backend).
@@ -42,6 +54,7 @@ class NativeBackend final : public Backend {
   [[noreturn]] void invalid(const std::string& label, const std::string& what) const;
 
   std::unique_ptr<transport::Transport> transport_;
+  std::optional<Hierarchy> hierarchy_;
   Algorithm default_algorithm_;
   algo::Workspace workspace_;
   int rank_;

@@ -80,7 +80,7 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
     const std::int64_t generation = (arrival - 1) / world_.size;
     key_prefix_ = fmt::format("ringfuse/{}/{}/", world_.job_id, generation);
   }
-  native_ = std::make_unique<backend::NativeBackend>(make_transport("main"), options_.algorithm);
+  native_ = open_channel("main");
   if (options_.backend == BackendKind::mpi) {
     if (!mpi_) {
       throw Error(ErrorKind::invalid_config,
@@ -166,7 +166,61 @@ Engine& ContextImpl::engine() {
 }
 
 std::unique_ptr<backend::NativeBackend> ContextImpl::open_channel(const std::string& name) {
-  return std::make_unique<backend::NativeBackend>(make_transport(name), options_.algorithm);
+  auto native = std::make_unique<backend::NativeBackend>(make_transport(name), options_.algorithm);
+  if (auto hierarchy = make_hierarchy(name)) native->set_hierarchy(std::move(*hierarchy));
+  return native;
+}
+
+std::optional<backend::NativeBackend::Hierarchy> ContextImpl::make_hierarchy(
+    const std::string& channel) {
+  if (world_.size == 1 || options_.hierarchical == Hierarchical::off) return std::nullopt;
+  // Every rank must take the same decision, so rank 0 collects each rank's view of its place.
+  const bool fits = world_.local_size > 1 && world_.cross_size > 1 &&
+                    world_.size == world_.local_size * world_.cross_size &&
+                    world_.rank == world_.cross_rank * world_.local_size + world_.local_rank;
+  const std::string prefix = key_prefix_ + channel + "/hierarchy/";
+  store_->set(prefix + std::to_string(world_.rank), fits ? "1" : "0");
+  if (world_.rank == 0) {
+    bool all = true;
+    for (int rank = 0; rank < world_.size; ++rank) {
+      all = store_->get(prefix + std::to_string(rank), options_.connect_timeout) == "1" && all;
+    }
+    store_->set(prefix + "decision", all ? "1" : "0");
+    if (!all && options_.hierarchical == Hierarchical::on && channel == "main") {
+      spdlog::warn("ringfuse: RINGFUSE_HIERARCHICAL=1 ignored: it needs ranks on several hosts "
+                   "with the same number on each, numbered host by host (local size {}, cross "
+                   "size {}, world {})",
+                   world_.local_size, world_.cross_size, world_.size);
+    }
+  }
+  if (store_->get(prefix + "decision", options_.connect_timeout) != "1") return std::nullopt;
+
+  backend::NativeBackend::Hierarchy hierarchy;
+  // The ranks of one host: shared memory unless TCP is forced (or they are not on one host).
+  auto local_mesh = mesh_options(fmt::format("{}-host{}", channel, world_.cross_rank));
+  if (transport::use_shared_memory(options_.transport, *store_, local_mesh, world_.local_rank,
+                                   world_.local_size)) {
+    hierarchy.local = std::make_unique<transport::ShmTransport>(
+        world_.local_rank, world_.local_size, *store_, transport::ShmOptions{local_mesh});
+  } else {
+    hierarchy.local = std::make_unique<transport::TcpMesh>(world_.local_rank, world_.local_size,
+                                                           *store_, local_mesh);
+  }
+  hierarchy.cross = std::make_unique<transport::TcpMesh>(
+      world_.cross_rank, world_.cross_size, *store_,
+      mesh_options(fmt::format("{}-local{}", channel, world_.local_rank)));
+  hierarchy.min_bytes = options_.hierarchical == Hierarchical::on ? 0 : kHierarchicalMinBytes;
+  if (world_.rank == 0 && channel == "main") {
+    spdlog::info("ringfuse: hierarchical all-reduce ({}): {} ranks per host over {}, {} hosts "
+                 "over tcp",
+                 options_.hierarchical == Hierarchical::on ? "every all-reduce"
+                                                           : "all-reduces of 64 KiB and more",
+                 world_.local_size,
+                 dynamic_cast<transport::ShmTransport*>(hierarchy.local.get()) ? "shared memory"
+                                                                               : "tcp",
+                 world_.cross_size);
+  }
+  return hierarchy;
 }
 
 backend::Backend& ContextImpl::pick(backend::OpKind kind, DataType type, ReduceOp op,

@@ -8,6 +8,7 @@
 
 #include <memory>
 #include <mutex>
+#include <optional>
 #include <vector>
 
 #include "backend/backend.hpp"
@@ -60,6 +61,11 @@ class ContextImpl final : public Context {
   /// Connection settings for the channel `channel` (its own store namespace).
   transport::MeshOptions mesh_options(const std::string& channel) const;
   std::unique_ptr<transport::Transport> make_transport(const std::string& channel);
+  /// The host-level and cross-host connections of a hierarchical all-reduce for `channel`,
+  /// when RINGFUSE_HIERARCHICAL and the world's layout call for one (every rank agrees).
+  std::optional<backend::NativeBackend::Hierarchy> make_hierarchy(const std::string& channel);
+  /// Below this, a flat all-reduce's fewer steps win over the network bytes saved.
+  static constexpr std::size_t kHierarchicalMinBytes = std::size_t{64} << 10;
   /// The first backend in priority order that accepts the operation on `buffer`'s memory.
   backend::Backend& pick(backend::OpKind kind, DataType type, ReduceOp op, const void* buffer);
 

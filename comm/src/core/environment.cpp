@@ -217,6 +217,17 @@ Options parse_options(const EnvLookup& env) {
       bad("RINGFUSE_TRANSPORT", *transport, "one of auto, tcp, shm");
     }
   }
+  if (const auto hierarchical = env("RINGFUSE_HIERARCHICAL")) {
+    if (*hierarchical == "auto") {
+      options.hierarchical = Hierarchical::automatic;
+    } else if (*hierarchical == "1" || *hierarchical == "on") {
+      options.hierarchical = Hierarchical::on;
+    } else if (*hierarchical == "0" || *hierarchical == "off") {
+      options.hierarchical = Hierarchical::off;
+    } else {
+      bad("RINGFUSE_HIERARCHICAL", *hierarchical, "one of auto, 1 (on), 0 (off)");
+    }
+  }
   if (const auto backend = env("RINGFUSE_BACKEND")) {
     if (*backend == "auto") {
       options.backend = BackendKind::automatic;

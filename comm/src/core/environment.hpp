@@ -19,7 +19,7 @@ EnvLookup process_environment();
 /// else a world of one. Throws Error(ErrorKind::invalid_config) naming the variable.
 WorldSpec parse_world(const EnvLookup& env);
 
-/// RINGFUSE_ALGO, RINGFUSE_TRANSPORT, RINGFUSE_BACKEND, RINGFUSE_TIMEOUT_S,
+/// RINGFUSE_ALGO, RINGFUSE_TRANSPORT, RINGFUSE_BACKEND, RINGFUSE_HIERARCHICAL, RINGFUSE_TIMEOUT_S,
 /// RINGFUSE_CONNECT_TIMEOUT_S, and the engine's below.
 Options parse_options(const EnvLookup& env);
 
