@@ -224,12 +224,12 @@ TEST_P(LeavingRank, OthersFailFastSayingItLeft) {
   expect_no_segments_left(job);
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, LeavingRank,
-                         ::testing::Values(LeaveCase{"early-exit", "tcp"},
+// Both ways of leaving, over both transports.
+const auto kLeaveCases = ::testing::Values(LeaveCase{"early-exit", "tcp"},
                                            LeaveCase{"early-exit", "shm"},
-                                           LeaveCase{"leave", "tcp"},
-                                           LeaveCase{"leave", "shm"}),
-                         case_name);
+                                           LeaveCase{"leave", "tcp"}, LeaveCase{"leave", "shm"});
+
+INSTANTIATE_TEST_SUITE_P(Modes, LeavingRank, kLeaveCases, case_name);
 
 // The same under ringfuse-run -np 3: the launcher must exit non-zero, report which rank failed
 // and why, and the relayed output must name the rank that left.
@@ -271,12 +271,7 @@ TEST_P(LeavingRankUnderLauncher, LauncherFailsNamingTheRanks) {
       << result.output;
 }
 
-INSTANTIATE_TEST_SUITE_P(Modes, LeavingRankUnderLauncher,
-                         ::testing::Values(LeaveCase{"early-exit", "tcp"},
-                                           LeaveCase{"early-exit", "shm"},
-                                           LeaveCase{"leave", "tcp"},
-                                           LeaveCase{"leave", "shm"}),
-                         case_name);
+INSTANTIATE_TEST_SUITE_P(Modes, LeavingRankUnderLauncher, kLeaveCases, case_name);
 
 // ---------------------------------------------------------------------------------------------
 // A link cut between two hosts: two network namespaces joined by a veth pair (addresses from
