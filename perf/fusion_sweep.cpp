@@ -308,8 +308,9 @@ int run_fusion(int argc, char** argv, const PerfOptions& o) {
   const char* transport = std::getenv("RINGFUSE_TRANSPORT");
   h.transport = transport != nullptr ? fmt::format("RINGFUSE_TRANSPORT={}", transport)
                                      : "RINGFUSE_TRANSPORT unset (the library's default)";
+  h.transport += fmt::format("; backend {}", o.backend);
   h.command.assign(argv, argv + argc);
-  auto launch = Launch::start(argc, argv);
+  auto launch = Launch::start(argc, argv, o.backend == "mpi");
   Context& ctx = launch->context();
   h.launcher = launch->launcher();
   h.nranks = ctx.size();

@@ -55,8 +55,9 @@ int run(int argc, char** argv, const PerfOptions& o) {
   const char* transport = std::getenv("RINGFUSE_TRANSPORT");
   info.transport = transport != nullptr ? fmt::format("RINGFUSE_TRANSPORT={}", transport)
                                         : "RINGFUSE_TRANSPORT unset (the library's default)";
+  info.transport += fmt::format("; backend {}", o.backend);
   info.command.assign(argv, argv + argc);
-  auto launch = Launch::start(argc, argv);
+  auto launch = Launch::start(argc, argv, o.backend == "mpi");
   Context& ctx = launch->context();
   info.collective = std::string(to_string(o.collective));
   info.nranks = ctx.size();

@@ -40,10 +40,17 @@ struct Launch::StoreServerHolder {
   std::unique_ptr<rendezvous::TcpStoreServer> server;
 };
 
-std::unique_ptr<Launch> Launch::start(int& argc, char**& argv) {
+std::unique_ptr<Launch> Launch::start(int& argc, char**& argv, bool mpi_backend) {
   std::unique_ptr<Launch> launch(new Launch());
-  const Options options = options_from_environment();
+  Options options = options_from_environment();
+  if (mpi_backend) options.backend = BackendKind::mpi;
   if (!launched_by_mpirun()) {
+    if (options.backend == BackendKind::mpi) {
+      throw Error(ErrorKind::invalid_config,
+                  "--backend mpi measures the library's MPI backend, which needs a world started "
+                  "by mpirun: run `mpirun --allow-run-as-root --oversubscribe -np N "
+                  "ringfuse-perf ... --backend mpi`");
+    }
     launch->context_ = init();
     const WorldSpec& w = launch->context_->world();
     launch->launcher_ = std::getenv("RINGFUSE_RANK") != nullptr ? "ringfuse-run" : w.source;
@@ -92,6 +99,9 @@ std::unique_ptr<Launch> Launch::start(int& argc, char**& argv) {
   world.job_id = fmt::format("perf-mpi-{}", port);  // the port is unique while the job lives
   world.job_secret = secret.data();
   world.source = "mpirun (ringfuse-perf bootstrap)";
+  // The MPI backend needs the Context's own MPI session (MPI is initialised already, so it
+  // only shares the Context's store address over MPI; ours above then goes unused).
+  world.mpi_bootstrap = options.backend == BackendKind::mpi;
   launch->store_host_ = world.store_host;
   launch->store_port_ = world.store_port;
   launch->job_id_ = world.job_id;

@@ -15,8 +15,9 @@ namespace ringfuse::perf {
 
 class Launch {
  public:
-  /// Starts MPI if launched by mpirun, then connects the Context.
-  static std::unique_ptr<Launch> start(int& argc, char**& argv);
+  /// Starts MPI if launched by mpirun, then connects the Context; `mpi_backend` runs our
+  /// collectives through the library's MPI backend (RINGFUSE_BACKEND=mpi; needs mpirun).
+  static std::unique_ptr<Launch> start(int& argc, char**& argv, bool mpi_backend = false);
   ~Launch();
   Launch(const Launch&) = delete;
   Launch& operator=(const Launch&) = delete;
