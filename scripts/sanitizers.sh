@@ -30,13 +30,20 @@ for a in "${ctest_args[@]}"; do [[ $a == -E ]] && have_exclude=1; done
 "$root/scripts/install-deps.sh"
 
 run_one() {
-  local kind=$1 build_dir flags
+  local kind=$1 build_dir flags mpi_env=()
   case "$kind" in
     asan)
       build_dir=${RINGFUSE_ASAN_BUILD_DIR:-$root/build-asan}
       flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
       export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1}
       export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
+      export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/scripts/lsan.supp}
+      # Processes started by mpirun (label mpi): Open MPI leaks ~120 KB in ~3300 allocations
+      # per process in MPI_Init_thread/MPI_Finalize, most of them from MCA plugins it has
+      # dlclose()d before the leak check runs, so their frames are "<unknown module>" and no
+      # suppression can name them (Open MPI 4.1 has no option to keep plugins loaded). Those
+      # tests run with LeakSanitizer off; ASan's memory-error checks and UBSan stay on.
+      mpi_env=("ASAN_OPTIONS=$ASAN_OPTIONS:detect_leaks=0")
       ;;
     tsan)
       build_dir=${RINGFUSE_TSAN_BUILD_DIR:-$root/build-tsan}
@@ -50,16 +57,21 @@ run_one() {
     -DCMAKE_C_FLAGS="$flags" -DCMAKE_CXX_FLAGS="$flags" \
     -DCMAKE_EXE_LINKER_FLAGS="$flags" -DCMAKE_SHARED_LINKER_FLAGS="$flags" \
     -DRINGFUSE_BUILD_TESTS=ON -DRINGFUSE_BUILD_PERF=OFF -DRINGFUSE_WITH_TORCH=OFF \
-    -DRINGFUSE_WITH_CUDA=OFF >/dev/null
+    -DRINGFUSE_WITH_CUDA=OFF >/dev/null || return 1
   local targets=()
   if [[ -n ${RINGFUSE_SAN_TARGETS:-} ]]; then
     read -r -a targets <<<"$RINGFUSE_SAN_TARGETS"
-    cmake --build "$build_dir" -j "${RINGFUSE_JOBS:-$(nproc)}" --target "${targets[@]}"
+    cmake --build "$build_dir" -j "${RINGFUSE_JOBS:-$(nproc)}" --target "${targets[@]}" || return 1
   else
-    cmake --build "$build_dir" -j "${RINGFUSE_JOBS:-$(nproc)}"
+    cmake --build "$build_dir" -j "${RINGFUSE_JOBS:-$(nproc)}" || return 1
   fi
+  local result=0
   (cd "$build_dir" && ctest --output-on-failure -j "${RINGFUSE_TEST_JOBS:-2}" --timeout 900 \
-    "${ctest_args[@]}")
+    -LE mpi "${ctest_args[@]}") || result=1
+  echo "sanitizers.sh: $kind: the tests under mpirun (label mpi)"
+  (cd "$build_dir" && env "${mpi_env[@]}" ctest --output-on-failure \
+    -j "${RINGFUSE_TEST_JOBS:-2}" --timeout 900 -L mpi "${ctest_args[@]}") || result=1
+  return $result
 }
 
 status=0

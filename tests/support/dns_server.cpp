@@ -31,6 +31,25 @@ std::uint16_t free_port(int type) {
   return ntohs(addr.sin_port);
 }
 
+namespace {
+
+/// A loopback port free a moment ago for both UDP and TCP (dnsmasq binds both).
+std::uint16_t free_dns_port() {
+  for (int attempt = 0;; ++attempt) {
+    const std::uint16_t port = free_port(SOCK_DGRAM);
+    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
+    sockaddr_in addr{};
+    addr.sin_family = AF_INET;
+    addr.sin_port = htons(port);
+    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+    const bool tcp_free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+    ::close(fd);
+    if (tcp_free || attempt >= 20) return port;
+  }
+}
+
+}  // namespace
+
 bool dns_answers(std::uint16_t port, const std::string& name) {
   // A minimal query: header (id, recursion desired, one question), the name, type A, class IN.
   std::string packet("\x12\x34\x01\x00\x00\x01\x00\x00\x00\x00\x00\x00", 12);
@@ -60,18 +79,26 @@ Dnsmasq::Dnsmasq(const std::string& probe_name)
             std::to_string(std::chrono::steady_clock::now().time_since_epoch().count()))) {
   fs::remove_all(dir_);
   fs::create_directories(dir_ / "hosts");
-  port_ = free_port(SOCK_DGRAM);
-  process_ = std::make_unique<Process>(
-      std::vector<std::string>{kDnsmasqPath, "--keep-in-foreground", "--conf-file=/dev/null",
-                               "--no-resolv", "--no-hosts",
-                               "--hostsdir=" + (dir_ / "hosts").string(),
-                               "--listen-address=127.0.0.1", "--bind-interfaces",
-                               "--port=" + std::to_string(port_), "--pid-file=",
-                               "--local=/cluster.local/", "--log-facility=-"},
-      std::map<std::string, std::string>{});
-  const auto deadline = std::chrono::steady_clock::now() + 10s;
-  while (!(ready_ = dns_answers(port_, probe_name)) && std::chrono::steady_clock::now() < deadline) {
-    std::this_thread::sleep_for(100ms);
+  // dnsmasq listens on the port over UDP and TCP, and the port is only known to have been free
+  // a moment ago: another test's loopback connection (or a server) can take it before dnsmasq
+  // binds, and dnsmasq then exits with "Address already in use". Try another port then.
+  for (int attempt = 0; attempt < 5 && !ready_; ++attempt) {
+    process_.reset();
+    port_ = free_dns_port();
+    process_ = std::make_unique<Process>(
+        std::vector<std::string>{kDnsmasqPath, "--keep-in-foreground", "--conf-file=/dev/null",
+                                 "--no-resolv", "--no-hosts",
+                                 "--hostsdir=" + (dir_ / "hosts").string(),
+                                 "--listen-address=127.0.0.1", "--bind-interfaces",
+                                 "--port=" + std::to_string(port_), "--pid-file=",
+                                 "--local=/cluster.local/", "--log-facility=-"},
+        std::map<std::string, std::string>{});
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    while (!(ready_ = dns_answers(port_, probe_name)) &&
+           std::chrono::steady_clock::now() < deadline) {
+      if (process_->output().find("Address already in use") != std::string::npos) break;
+      std::this_thread::sleep_for(100ms);
+    }
   }
 }
 

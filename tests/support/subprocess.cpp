@@ -15,6 +15,8 @@ namespace ringfuse::testing {
 
 using Clock = std::chrono::steady_clock;
 
+int timeout_scale() { return RINGFUSE_TEST_TIMEOUT_SCALE; }
+
 Process::Process(const std::vector<std::string>& argv,
                  const std::map<std::string, std::string>& env)
     : started_(Clock::now()) {
@@ -56,7 +58,7 @@ std::string Process::output() const {
 
 ProcessResult Process::wait(std::chrono::milliseconds timeout) {
   ProcessResult result;
-  const auto deadline = Clock::now() + timeout;
+  const auto deadline = Clock::now() + timeout * timeout_scale();
   int status = 0;
   while (true) {
     const int rc = ::waitpid(pid_, &status, WNOHANG);

@@ -24,7 +24,7 @@ class Process {
   Process& operator=(const Process&) = delete;
 
   int pid() const { return pid_; }
-  /// Waits until the child exits or `timeout` passes (then kills it).
+  /// Waits until the child exits or `timeout` × timeout_scale() passes (then kills it).
   ProcessResult wait(std::chrono::milliseconds timeout);
   /// The output so far.
   std::string output() const;
@@ -35,6 +35,11 @@ class Process {
   bool reaped_ = false;
   std::chrono::steady_clock::time_point started_;
 };
+
+/// The factor deadlines are multiplied by: RINGFUSE_TEST_TIMEOUT_SCALE of the build (1, or
+/// more in a sanitizer build, whose processes run several times slower). For deadlines that
+/// only stop a hung test, not for time bounds a test asserts.
+int timeout_scale();
 
 ProcessResult run_process(const std::vector<std::string>& argv,
                           const std::map<std::string, std::string>& env,
