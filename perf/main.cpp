@@ -121,7 +121,9 @@ int run(int argc, char** argv, const PerfOptions& o) {
     if (!o.json_path.empty()) write_json(o.json_path, info, rows);
   }
   std::uint64_t wrong = 0;
-  for (const Row& r : rows) wrong += r.wrong.value_or(0);
+  for (const Row& r : rows) {
+    if (r.ours) wrong += r.wrong.value_or(0);  // a peer's wrong results do not fail our run
+  }
   return wrong == 0 ? 0 : 3;
 }
 
