@@ -13,6 +13,9 @@
 # ("store_test auth_test ...") to build only those targets, for a quick run on a small machine
 # (then filter ctest to the tests they provide). The install test is excluded by default
 # (it rebuilds a consumer project without the sanitizer flags); pass -E '' to include it.
+# The tests under mpirun (label mpi) run in a second ctest pass (with ASan: LeakSanitizer off,
+# see below). Test deadlines scale in these builds (RINGFUSE_TEST_TIMEOUT_SCALE in
+# tests/CMakeLists.txt). Results, timings and what is excluded: docs/SANITIZERS.md.
 set -euo pipefail
 root=$(cd "$(dirname "$0")/.." && pwd)
 mode=${1:-asan}
@@ -37,7 +40,6 @@ run_one() {
       flags="-fsanitize=address,undefined -fno-sanitize-recover=undefined -fno-omit-frame-pointer"
       export ASAN_OPTIONS=${ASAN_OPTIONS:-detect_leaks=1:abort_on_error=1:strict_string_checks=1:detect_stack_use_after_return=1}
       export UBSAN_OPTIONS=${UBSAN_OPTIONS:-print_stacktrace=1:halt_on_error=1}
-      export LSAN_OPTIONS=${LSAN_OPTIONS:-suppressions=$root/scripts/lsan.supp}
       # Processes started by mpirun (label mpi): Open MPI leaks ~120 KB in ~3300 allocations
       # per process in MPI_Init_thread/MPI_Finalize, most of them from MCA plugins it has
       # dlclose()d before the leak check runs, so their frames are "<unknown module>" and no
@@ -48,7 +50,9 @@ run_one() {
     tsan)
       build_dir=${RINGFUSE_TSAN_BUILD_DIR:-$root/build-tsan}
       flags="-fsanitize=thread -fno-omit-frame-pointer"
-      export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1}
+      # scripts/tsan.supp: reports inside uninstrumented libraries (spdlog, Open MPI), each
+      # with its reason.
+      export TSAN_OPTIONS=${TSAN_OPTIONS:-halt_on_error=1:second_deadlock_stack=1:suppressions=$root/scripts/tsan.supp}
       ;;
   esac
   echo "sanitizers.sh: $kind build in $build_dir"

@@ -11,6 +11,12 @@ namespace ringfuse::rendezvous::auth {
 inline constexpr std::size_t kNonceBytes = 16;
 inline constexpr std::size_t kProofBytes = 32;
 
+/// Initialises OpenSSL now. Call it before starting a thread that will authenticate: OpenSSL
+/// registers its atexit cleanup on first use, and that cleanup must be registered before the
+/// destructor of whatever owns the thread (a static, say), so that it runs after the thread is
+/// joined rather than freeing OpenSSL's tables under it.
+void initialise();
+
 /// kNonceBytes from the system's CSPRNG.
 std::string random_nonce();
 

@@ -153,6 +153,7 @@ TcpStoreServer::Impl::Impl(std::string host, std::uint16_t port, std::string sec
   address_ = framing::address_string(host_, port_);
 
   accept_next();
+  auth::initialise();  // before the io thread authenticates anyone (see auth.hpp)
   thread_ = std::thread([this] {
     // Handlers never throw by construction; a failure here would be a bug, and letting it
     // escape the thread would terminate the process without a word.
