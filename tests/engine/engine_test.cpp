@@ -160,6 +160,71 @@ TEST(Engine, StallInspectorNamesAStoppedRank) {
   }
 }
 
+long long stamp(const std::string& output, const std::string& key) {
+  std::smatch match;
+  if (!std::regex_search(output, match, std::regex(key + " (\\d+)"))) return -1;
+  return std::stoll(match[1]);
+}
+
+std::string line_after(const std::string& output, const std::string& marker) {
+  const auto at = output.find(marker);
+  if (at == std::string::npos) return {};
+  return output.substr(at, output.find('\n', at) - at);
+}
+
+TEST(Engine, CacheIndexRoundReleasesWhatEveryRankAgreesOnUnderSkew) {
+  const auto results = run_world(3, "skew");
+  expect_all_ok(results);
+  for (const auto& result : results) {
+    // Steps 2..6 are cached; the late rank splits each into at least two releases.
+    EXPECT_GE(stat(result.output, "fast_cycles"), 10u) << all_output(results);
+    EXPECT_EQ(stat(result.output, "misses"), 40u) << all_output(results);
+  }
+}
+
+TEST(Engine, SwappedCachedTensorsFailEveryRankWithOneMessage) {
+  const auto results = run_world(4, "mismatch-order");
+  expect_all_ok(results);
+  long long last_enqueue = 0;
+  for (const auto& result : results) last_enqueue = std::max(last_enqueue, stamp(result.output, "ENQUEUED_MS"));
+  std::string first;
+  for (const auto& result : results) {
+    const auto error_ms = stamp(result.output, "ERROR_MS");
+    ASSERT_GE(error_ms, 0) << all_output(results);
+    EXPECT_LE(error_ms - last_enqueue, 2000) << all_output(results);
+    const auto line = line_after(result.output, "MISMATCH: ");
+    if (first.empty()) first = line;
+    EXPECT_EQ(line, first) << "every rank must report the same message";
+  }
+  EXPECT_NE(first.find("collective #5 does not match"), std::string::npos) << first;
+  EXPECT_NE(first.find("ranks {0,1,3}: 'grad.a' f32[64] sum"), std::string::npos) << first;
+  EXPECT_NE(first.find("rank 2: 'grad.b' f32[32] sum"), std::string::npos) << first;
+}
+
+TEST(Engine, StallInspectorNamesARankThatSkipsACachedTensor) {
+  const auto results = run_world(3, "stall-missing", {{"RINGFUSE_STALL_TIMEOUT_S", "1"},
+                                                      {"RINGFUSE_STALL_ABORT_S", "3"}});
+  expect_all_ok(results);
+  const auto text = all_output(results);
+  EXPECT_NE(results[0].output.find("stall inspector"), std::string::npos)
+      << "rank 0 must warn before aborting\n" << text;
+  EXPECT_NE(results[0].output.find("rank 1 has not submitted collective #6 'grad.b'"),
+            std::string::npos) << text;
+  for (int rank : {0, 2}) {
+    const auto& output = results[static_cast<std::size_t>(rank)].output;
+    const auto line = line_after(output, "STALL: ");
+    EXPECT_NE(line.find("rank 1 has not submitted collective #6 'grad.b' f32[32] sum"),
+              std::string::npos) << text;
+    EXPECT_NE(line.find("(ranks {0,2} did)"), std::string::npos) << text;
+    EXPECT_NE(line.find("RINGFUSE_STALL_ABORT_S"), std::string::npos) << text;
+    const auto waited = stamp(output, "ERROR_MS") - stamp(output, "ENQUEUED_MS");
+    EXPECT_GE(waited, 3000) << text;
+    EXPECT_LE(waited, 8000) << text;
+  }
+  EXPECT_NE(results[1].output.find("STALL: "), std::string::npos)
+      << "the rank that skipped the tensor must learn of the abort too\n" << text;
+}
+
 TEST(Engine, JoinWithUnevenBatchCounts) {
   const auto results = run_world(3, "join");
   expect_all_ok(results);

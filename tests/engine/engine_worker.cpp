@@ -257,6 +257,113 @@ void mode_stall(ringfuse::Context& ctx) {
   }
 }
 
+// The cache-index round under skew: the last rank submits each step's second half late, so
+// the others hold tensors it has not sent yet and the coordinator releases only what every
+// rank agrees on, cycle after cycle.
+void mode_skew(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  const int rank = ctx.rank();
+  const int size = ctx.size();
+  constexpr int kTensors = 40;
+  constexpr int kSteps = 6;
+  for (int step = 0; step < kSteps; ++step) {
+    std::vector<std::vector<float>> grads;
+    for (int t = 0; t < kTensors; ++t) {
+      grads.emplace_back(static_cast<std::size_t>(100 + 37 * t), static_cast<float>(rank + t));
+    }
+    std::vector<ringfuse::Work> works;
+    for (int t = 0; t < kTensors; ++t) {
+      if (rank == size - 1 && t == kTensors / 2) {
+        // Only once its first half is through: the others hold tensors it has not sent.
+        engine.flush();
+        for (auto& work : works) work.wait(60s);
+      }
+      works.push_back(engine.allreduce(
+          "skew." + std::to_string(t),
+          {grads[t].data(), DataType::f32, {static_cast<std::int64_t>(grads[t].size())}}));
+    }
+    engine.flush();
+    for (auto& work : works) work.wait(60s);
+    for (int t = 0; t < kTensors; ++t) {
+      const double want = size * (size - 1) / 2.0 + static_cast<double>(size) * t;
+      for (float v : grads[t]) check_close("skew." + std::to_string(t), v, want);
+    }
+  }
+  const auto stats = engine.stats();
+  std::printf("stats: hits=%llu misses=%llu fast_cycles=%llu cycles=%llu\n",
+              static_cast<unsigned long long>(stats.cache_hits),
+              static_cast<unsigned long long>(stats.cache_misses),
+              static_cast<unsigned long long>(stats.fast_path_cycles),
+              static_cast<unsigned long long>(stats.cycles));
+}
+
+// Two tensors every rank has in its cache, submitted in the opposite order by one rank: the
+// cache-index round sees two indices at one sequence number and hands over to the full way,
+// which names the mismatch.
+void mode_mismatch_order(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  const bool odd = ctx.rank() == ctx.size() - 2;
+  std::vector<float> a(64, 1.0f), b(32, 1.0f);
+  for (int warm = 0; warm < 2; ++warm) {
+    auto wa = engine.allreduce("grad.a", {a.data(), DataType::f32, {64}});
+    auto wb = engine.allreduce("grad.b", {b.data(), DataType::f32, {32}});
+    wa.wait(30s);
+    wb.wait(30s);
+  }
+  const long long enqueued = now_ms();
+  std::vector<ringfuse::Work> works;
+  if (odd) works.push_back(engine.allreduce("grad.b", {b.data(), DataType::f32, {32}}));
+  works.push_back(engine.allreduce("grad.a", {a.data(), DataType::f32, {64}}));
+  if (!odd) works.push_back(engine.allreduce("grad.b", {b.data(), DataType::f32, {32}}));
+  engine.flush();
+  try {
+    works.front().wait(30s);
+    fail("the swapped all-reduce succeeded");
+  } catch (const ringfuse::Error& e) {
+    std::printf("ENQUEUED_MS %lld\nERROR_MS %lld\nMISMATCH: %s\n", enqueued, now_ms(), e.what());
+  }
+  try {
+    works.back().wait(30s);
+    fail("the second swapped all-reduce succeeded");
+  } catch (const ringfuse::Error&) {
+  }
+  std::vector<float> after(8, 2.0f);
+  engine.allreduce("after", {after.data(), DataType::f32, {8}}).wait(30s);
+  for (float v : after) check_close("after", v, 2.0 * ctx.size());
+}
+
+// Rank 1 skips a tensor the others submit, after both were cached: the stall inspector names
+// the rank and the tensor, and the job aborts after RINGFUSE_STALL_ABORT_S.
+void mode_stall_missing(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  std::vector<float> a(64, 1.0f), b(32, 1.0f);
+  for (int warm = 0; warm < 2; ++warm) {
+    auto wa = engine.allreduce("grad.a", {a.data(), DataType::f32, {64}});
+    auto wb = engine.allreduce("grad.b", {b.data(), DataType::f32, {32}});
+    wa.wait(30s);
+    wb.wait(30s);
+  }
+  const long long enqueued = now_ms();
+  std::printf("ENQUEUED_MS %lld\n", enqueued);
+  engine.allreduce("grad.a", {a.data(), DataType::f32, {64}}).wait(30s);
+  if (ctx.rank() == 1) {
+    std::this_thread::sleep_for(6s);  // the others abort meanwhile
+    try {
+      engine.allreduce("late", {a.data(), DataType::f32, {64}}).wait(30s);
+      fail("the engine still ran after the stall abort");
+    } catch (const ringfuse::Error& e) {
+      std::printf("STALL: %s\n", e.what());
+    }
+    return;
+  }
+  try {
+    engine.allreduce("grad.b", {b.data(), DataType::f32, {32}}).wait(60s);
+    fail("the all-reduce that rank 1 never submitted succeeded");
+  } catch (const ringfuse::Error& e) {
+    std::printf("ERROR_MS %lld\nSTALL: %s\n", now_ms(), e.what());
+  }
+}
+
 void mode_join(ringfuse::Context& ctx) {
   auto& engine = ctx.engine();
   const int rank = ctx.rank();
@@ -284,12 +391,16 @@ void mode_join(ringfuse::Context& ctx) {
 }  // namespace
 
 int main(int argc, char** argv) {
-  if (argc < 2) fail("usage: engine_worker fusion|mismatch-KIND|stall|join");
+  if (argc < 2) {
+    fail("usage: engine_worker fusion|mismatch-KIND|mismatch-order|stall|stall-missing|join|skew");
+  }
   const std::string mode = argv[1];
   try {
     auto ctx = ringfuse::init();
     if (mode == "fusion") {
       mode_fusion(*ctx);
+    } else if (mode == "mismatch-order") {
+      mode_mismatch_order(*ctx);
     } else if (mode.rfind("mismatch-", 0) == 0) {
       mode_mismatch(*ctx, mode.substr(9));
     } else if (mode == "stall") {
@@ -298,6 +409,13 @@ int main(int argc, char** argv) {
       std::_Exit(0);  // peers are gone or stopped: skip the shutdown handshake
     } else if (mode == "join") {
       mode_join(*ctx);
+    } else if (mode == "skew") {
+      mode_skew(*ctx);
+    } else if (mode == "stall-missing") {
+      mode_stall_missing(*ctx);
+      std::printf("ok\n");
+      std::fflush(stdout);
+      std::_Exit(0);  // the engine aborted: skip the shutdown handshake
     } else {
       fail("unknown mode " + mode);
     }

@@ -40,12 +40,16 @@ extern "C" int LLVMFuzzerTestOneInput(const std::uint8_t* data, std::size_t size
     if (data[0] % 2 == 0) {
       const auto message = CycleMessage::decode(bytes, cache());
       const auto again = CycleMessage::decode(message.encode(), cache());
-      if (again.entries.size() != message.entries.size()) __builtin_trap();
+      if (again.entries.size() != message.entries.size() || again.indexed != message.indexed ||
+          again.first_seq != message.first_seq || again.indices != message.indices) {
+        __builtin_trap();
+      }
       for (const auto& e : message.entries) (void)e.fp.describe(true);
     } else {
       const auto response = CycleResponse::decode(bytes, cache());
       const auto again = CycleResponse::decode(response.encode(), cache());
-      if (again.ready.size() != response.ready.size() || again.message != response.message) {
+      if (again.ready.size() != response.ready.size() || again.message != response.message ||
+          again.indexed_released != response.indexed_released) {
         __builtin_trap();
       }
       for (const auto& e : response.ready) (void)e.fp.describe(true);

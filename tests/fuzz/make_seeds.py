@@ -152,5 +152,9 @@ response = (u8(0) + string("") + u32(3)
             + u32(2) + i32(0) + i32(3) + u8(3) + i32(3))
 write("engine_messages", "cycle_response", b"\x01" + response)
 write("engine_messages", "cycle_response_abort", b"\x01" + u8(1) + string("rank 2 lost") + u32(0) + u32(0) + u8(0) + i32(-1))
+# The cache-index round: busy|indexed, first seq 12, indices 0 and 1, no announcements; and the
+# answer releasing one of them.
+write("engine_messages", "cycle_message_indexed", b"\x00" + u8(4 | 8) + u64(12) + u32(2) + u32(0) + u32(1) + u32(0))
+write("engine_messages", "cycle_response_indexed", b"\x01" + u8(0) + string("") + u32(0) + u32(0) + u8(2 | 4) + i32(-1) + u32(1))
 write("engine_messages", "huge_count", b"\x00" + u8(0) + u32(0xffffffff))
 write("engine_messages", "huge_count_response", b"\x01" + u8(0) + string("") + u32(0xffffffff))

@@ -96,7 +96,7 @@ struct EngineConfig {
 /// Counters, for tests and tuning.
 struct EngineStats {
   std::uint64_t cycles = 0;           // negotiation cycles that carried at least one request
-  std::uint64_t fast_path_cycles = 0; // of those, cycles where every request hit the cache
+  std::uint64_t fast_path_cycles = 0; // of those, cycles negotiated by cache index alone
   std::uint64_t cache_hits = 0;       // collectives negotiated through the response cache
   std::uint64_t cache_misses = 0;     // collectives negotiated with full fingerprints
   std::uint64_t cache_evictions = 0;

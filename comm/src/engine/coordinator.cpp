@@ -9,6 +9,13 @@
 namespace ringfuse::engine {
 
 void Coordinator::receive(int rank, CycleMessage message, Clock::time_point now) {
+  if (message.indexed) {
+    auto& run = runs_[static_cast<std::size_t>(rank)];
+    run.first_seq = message.first_seq;
+    run.indices = std::move(message.indices);
+  } else {
+    any_full_ = true;
+  }
   for (auto& entry : message.entries) {
     auto& pending = table_[entry.seq];
     if (pending.by_rank.empty()) {
@@ -108,8 +115,100 @@ ReadyEntry Coordinator::release(std::uint64_t seq, Pending& pending) const {
   return entry;
 }
 
-CycleResponse Coordinator::respond() {
+std::optional<std::uint32_t> Coordinator::agreed_prefix() const {
+  std::size_t shortest = runs_.front().indices.size();
+  for (const auto& run : runs_) {
+    if (!run.indices.empty() && run.first_seq != next_release_) return std::nullopt;
+    shortest = std::min(shortest, run.indices.size());
+  }
+  const auto& reference = runs_.front().indices;
+  for (std::size_t i = 0; i < shortest; ++i) {
+    for (const auto& run : runs_) {
+      // Two collectives at one sequence number: the full way names the mismatch.
+      if (run.indices[i] != reference[i]) return std::nullopt;
+    }
+  }
+  return static_cast<std::uint32_t>(shortest);
+}
+
+Clock::time_point Coordinator::first_seen(std::uint64_t seq, Clock::time_point otherwise) const {
+  if (seq >= indexed_seen_until_) return otherwise;
+  auto since = otherwise;
+  for (const auto& [first, time] : indexed_seen_) {
+    if (first > seq) break;
+    since = time;
+  }
+  return since;
+}
+
+void Coordinator::note_held_by_index(std::uint32_t released, Clock::time_point now) {
+  constexpr std::size_t kListed = 8;
+  std::size_t longest = 0;
+  for (const auto& run : runs_) longest = std::max(longest, run.indices.size());
+  const std::uint64_t held_until = next_release_ + longest;
+  if (held_until > indexed_seen_until_) {
+    indexed_seen_.emplace_back(std::max(indexed_seen_until_, next_release_ + released), now);
+    indexed_seen_until_ = held_until;
+  }
+  while (indexed_seen_.size() > 1 && indexed_seen_[1].first <= next_release_ + released) {
+    indexed_seen_.pop_front();
+  }
+  indexed_waiting_.clear();
+  for (std::size_t offset = released; offset < longest && offset < released + kListed; ++offset) {
+    const std::uint64_t seq = next_release_ + offset;
+    WaitingCollective item{seq, {}, {}, {}, first_seen(seq, now)};
+    for (int rank = 0; rank < size_; ++rank) {
+      const auto& indices = runs_[static_cast<std::size_t>(rank)].indices;
+      if (offset < indices.size()) {
+        if (item.description.empty()) item.description = cache_.at(indices[offset]).describe(true);
+        item.submitted.push_back(rank);
+      } else {
+        item.missing.push_back(rank);
+      }
+    }
+    indexed_waiting_.push_back(std::move(item));
+  }
+}
+
+void Coordinator::absorb_indexed(Clock::time_point now) {
+  for (int rank = 0; rank < size_; ++rank) {
+    const auto& run = runs_[static_cast<std::size_t>(rank)];
+    for (std::size_t i = 0; i < run.indices.size(); ++i) {
+      const std::uint64_t seq = run.first_seq + i;
+      auto& pending = table_[seq];
+      if (pending.by_rank.empty()) {
+        pending.by_rank.resize(static_cast<std::size_t>(size_));
+        pending.index_by_rank.assign(static_cast<std::size_t>(size_), kNotCached);
+        pending.since = first_seen(seq, now);
+      }
+      pending.by_rank[static_cast<std::size_t>(rank)] = cache_.at(run.indices[i]);
+      pending.index_by_rank[static_cast<std::size_t>(rank)] = run.indices[i];
+    }
+  }
+  indexed_seen_.clear();
+  indexed_seen_until_ = 0;
+  indexed_waiting_.clear();
+}
+
+std::optional<std::uint32_t> Coordinator::settle_indexed(Clock::time_point now) {
+  const bool short_way = !any_full_ && table_.empty() && !shutdown_rank_ &&
+                         std::none_of(joined_.begin(), joined_.end(), [](bool j) { return j; });
+  std::optional<std::uint32_t> released;
+  if (short_way) released = agreed_prefix();
+  if (released) {
+    note_held_by_index(*released, now);
+    next_release_ += *released;
+  } else {
+    absorb_indexed(now);
+  }
+  for (auto& run : runs_) run.indices.clear();
+  any_full_ = false;
+  return released;
+}
+
+CycleResponse Coordinator::respond(Clock::time_point now) {
   CycleResponse response;
+  response.indexed_released = settle_indexed(now);
   for (int rank = 0; rank < size_; ++rank) {
     if (joined_[static_cast<std::size_t>(rank)]) response.joined.push_back(rank);
   }
@@ -152,7 +251,7 @@ CycleResponse Coordinator::respond() {
 }
 
 std::vector<WaitingCollective> Coordinator::waiting() const {
-  std::vector<WaitingCollective> result;
+  std::vector<WaitingCollective> result = indexed_waiting_;
   for (const auto& [seq, pending] : table_) {
     WaitingCollective item{seq, {}, {}, {}, pending.since};
     for (int rank = 0; rank < size_; ++rank) {

@@ -4,6 +4,7 @@
 #pragma once
 
 #include <cstdint>
+#include <deque>
 #include <map>
 #include <optional>
 #include <vector>
@@ -16,11 +17,12 @@ namespace ringfuse::engine {
 
 class Coordinator {
  public:
-  Coordinator(int size, const ResponseCache& cache) : size_(size), cache_(cache), joined_(size), busy_(size) {}
+  Coordinator(int size, const ResponseCache& cache)
+      : size_(size), cache_(cache), joined_(size), busy_(size), runs_(size) {}
 
   void receive(int rank, CycleMessage message, Clock::time_point now);
   /// The response to the cycle whose messages were all received.
-  CycleResponse respond();
+  CycleResponse respond(Clock::time_point now);
   /// The collectives waiting for some rank, for the stall inspector.
   std::vector<WaitingCollective> waiting() const;
 
@@ -35,6 +37,19 @@ class Coordinator {
   static constexpr std::int64_t kNotCached = -1;
   ReadyEntry release(std::uint64_t seq, Pending& pending) const;
 
+  // The short way (messages.hpp): what a rank sent by cache index this cycle.
+  struct IndexedRun {
+    std::uint64_t first_seq = 0;
+    std::vector<std::uint32_t> indices;
+  };
+  /// Ends this cycle's short way: how many collectives every rank releases, or nullopt after
+  /// taking every run into the table (something else is pending, or the runs disagree).
+  std::optional<std::uint32_t> settle_indexed(Clock::time_point now);
+  std::optional<std::uint32_t> agreed_prefix() const;
+  void note_held_by_index(std::uint32_t released, Clock::time_point now);
+  void absorb_indexed(Clock::time_point now);
+  Clock::time_point first_seen(std::uint64_t seq, Clock::time_point otherwise) const;
+
   int size_;
   const ResponseCache& cache_;
   std::map<std::uint64_t, Pending> table_;
@@ -43,6 +58,16 @@ class Coordinator {
   int last_joined_ = -1;
   std::optional<int> shutdown_rank_;
   std::uint64_t next_release_ = 1;
+
+  std::vector<IndexedRun> runs_;  // by rank, this cycle
+  bool any_full_ = false;         // some rank announced the full way this cycle
+  // When collectives still held by index were first sent: (first seq, time) in sequence order,
+  // as every later cycle only adds higher sequence numbers; and one past the highest seen.
+  std::deque<std::pair<std::uint64_t, Clock::time_point>> indexed_seen_;
+  std::uint64_t indexed_seen_until_ = 0;
+  // The first few collectives held by index that some rank has not sent (the others cannot
+  // run before them), for the stall inspector.
+  std::vector<WaitingCollective> indexed_waiting_;
 };
 
 }  // namespace ringfuse::engine

@@ -244,15 +244,21 @@ void EngineImpl::run() {
       auto taken = queue_.wait_and_take(config_.fusion_threshold, config_.cycle_time / 5,
                                         config_.cycle_time, Clock::now() + wait);
       const bool had_work = !taken.empty();
-      auto message = announce(std::move(taken));
-      message.shutdown = queue_.stopping();
+      auto message = announce(std::move(taken), queue_.stopping());
       const auto started = Clock::now();
-      const auto announced = message.entries.size();
+      const auto announced = message.entries.size() + message.indices.size();
+      const bool by_index = message.indexed;
       auto response = negotiate(std::move(message));
+      if (response.indexed_released) {
+        release_held(response);
+      } else if (by_index) {
+        held_.clear();  // the coordinator took them into its table
+      }
       if (timeline_ && (announced > 0 || !response.ready.empty())) {
         timeline_->event(Timeline::kNegotiation, "NEGOTIATE", started, Clock::now(),
-                         fmt::format("\"announced\":{},\"released\":{}", announced,
-                                     response.ready.size()));
+                         fmt::format("\"announced\":{},\"released\":{},\"by_index\":{}",
+                                     announced, response.ready.size(),
+                                     response.indexed_released.has_value()));
       }
       apply(response);
       if (response.status != CycleResponse::Status::ok) break;
@@ -282,8 +288,9 @@ void EngineImpl::run() {
   timeline_.reset();
 }
 
-CycleMessage EngineImpl::announce(std::vector<Request> taken) {
+CycleMessage EngineImpl::announce(std::vector<Request> taken, bool shutdown) {
   CycleMessage message;
+  message.shutdown = shutdown;
   const auto now = Clock::now();
   for (auto& request : taken) {
     if (request.join) {
@@ -291,17 +298,60 @@ CycleMessage EngineImpl::announce(std::vector<Request> taken) {
       join_request_ = std::move(request);
       continue;
     }
-    Announcement entry{request.seq, cache_.find(request.fp), request.fp};
     if (timeline_) {
       timeline_->event(Timeline::kQueue, "QUEUE " + request.fp.name, request.enqueued, now,
                        fmt::format("\"seq\":{}", request.seq));
     }
-    message.entries.push_back(std::move(entry));
     const auto seq = request.seq;
+    held_.push_back(seq);
     outstanding_.emplace(seq, std::move(request));
   }
   message.busy = !outstanding_.empty();
+
+  // The short way when everything held is cached (never an allgather: the coordinator must
+  // collect every rank's dimension 0).
+  held_indices_.clear();
+  bool by_index = !message.join && !shutdown && !join_request_;
+  for (auto it = held_.begin(); by_index && it != held_.end(); ++it) {
+    if (const auto index = cache_.find(outstanding_.at(*it).fp)) {
+      held_indices_.push_back(*index);
+    } else {
+      by_index = false;
+    }
+  }
+  if (by_index) {
+    message.indexed = true;
+    message.first_seq = held_.empty() ? 0 : held_.front();
+    message.indices = held_indices_;
+    return message;
+  }
+  for (const auto seq : held_) {
+    const auto& fp = outstanding_.at(seq).fp;
+    message.entries.push_back(Announcement{seq, cache_.find(fp), fp});
+  }
+  held_.clear();
   return message;
+}
+
+void EngineImpl::release_held(CycleResponse& response) {
+  const auto released = *response.indexed_released;
+  if (released > held_.size()) {
+    throw Error(ErrorKind::protocol,
+                fmt::format("rank {}: ringfuse engine: the coordinator released {} collectives "
+                            "by cache index, but this rank holds {}",
+                            rank_, released, held_.size()),
+                rank_, 0);
+  }
+  response.ready.reserve(released);
+  for (std::uint32_t i = 0; i < released; ++i) {
+    ReadyEntry entry;
+    entry.seq = held_.front();
+    entry.kind = ReadyEntry::Kind::cached;
+    entry.cache_index = held_indices_[i];
+    entry.fp = outstanding_.at(entry.seq).fp;
+    response.ready.push_back(std::move(entry));
+    held_.pop_front();
+  }
 }
 
 CycleResponse EngineImpl::negotiate(CycleMessage message) {
@@ -362,7 +412,7 @@ CycleResponse EngineImpl::coordinate(CycleMessage message) {
   }
   CycleResponse response;
   if (!abort) {
-    response = coordinator_.respond();
+    response = coordinator_.respond(Clock::now());
     const auto waiting = coordinator_.waiting();
     abort = stall_.inspect(Clock::now(), waiting, {}, Clock::now());
     if (!abort) stall_.resolved(waiting);
@@ -386,14 +436,12 @@ void EngineImpl::apply(const CycleResponse& response) {
   std::uint64_t hits = 0;
   std::uint64_t misses = 0;
   const auto evictions_before = cache_.evictions();
-  bool all_cached = true;
   for (const auto& entry : response.ready) {
     queue_.advance_sequence(entry.seq + 1);
     if (entry.kind == ReadyEntry::Kind::cached) {
       cache_.touch(entry.cache_index);
       ++hits;
     } else {
-      all_cached = false;
       if (entry.kind == ReadyEntry::Kind::full) {
         cache_.insert(entry.fp);
         ++misses;
@@ -404,7 +452,7 @@ void EngineImpl::apply(const CycleResponse& response) {
     std::lock_guard lock(state_mutex_);
     if (!response.ready.empty()) {
       ++stats_.cycles;
-      if (all_cached) ++stats_.fast_path_cycles;
+      if (response.indexed_released) ++stats_.fast_path_cycles;
     }
     stats_.cache_hits += hits;
     stats_.cache_misses += misses;
@@ -437,6 +485,7 @@ void EngineImpl::apply(const CycleResponse& response) {
     if (!failure_) failure_ = error;
     for (auto& [seq, request] : outstanding_) request.work->complete(&error);
     outstanding_.clear();
+    held_.clear();
   }
 }
 
@@ -523,8 +572,8 @@ void EngineImpl::run_allreduce(const CycleResponse& response, const FusionGroup&
     collective_done(start, total * element_size(fp.dtype));
     if (post != 1.0) convert_scaled(buffer, fp.dtype, buffer, fp.dtype, total, post);
   } else {
-    std::byte* buffer = fusion_.data();
     const std::size_t wire_bytes = element_size(wire);
+    std::byte* buffer = fusion_.data(total * wire_bytes);
     auto start = Clock::now();
     std::size_t offset = 0;
     for (std::size_t i = 0; i < group.members.size(); ++i) {
@@ -639,6 +688,7 @@ void EngineImpl::fail_everything(const Error& error) {
   }
   for (auto& [seq, request] : outstanding_) request.work->complete(&error);
   outstanding_.clear();
+  held_.clear();
 }
 
 }  // namespace ringfuse::engine

@@ -5,6 +5,7 @@
 #pragma once
 
 #include <atomic>
+#include <deque>
 #include <map>
 #include <memory>
 #include <mutex>
@@ -69,7 +70,10 @@ class EngineImpl final : public Engine {
   void check_tensor(const std::string& name, const TensorView& tensor) const;
 
   void run();
-  CycleMessage announce(std::vector<Request> taken);
+  CycleMessage announce(std::vector<Request> taken, bool shutdown);
+  /// After a cycle answered the short way: moves the released collectives from held_ into
+  /// response.ready, as the coordinator would have listed them.
+  void release_held(CycleResponse& response);
   CycleResponse negotiate(CycleMessage message);
   CycleResponse coordinate(CycleMessage message);
   void apply(const CycleResponse& response);
@@ -97,6 +101,11 @@ class EngineImpl final : public Engine {
 
   // Engine thread only.
   std::map<std::uint64_t, Request> outstanding_;
+  // Collectives in outstanding_ that are not yet in the coordinator's table, in sequence
+  // order: sent by cache index each cycle until released (messages.hpp); with the indices the
+  // last message carried.
+  std::deque<std::uint64_t> held_;
+  std::vector<std::uint32_t> held_indices_;
   std::optional<Request> join_request_;
   bool world_busy_ = false;
   std::chrono::microseconds idle_interval_;

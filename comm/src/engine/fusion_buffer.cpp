@@ -1,5 +1,6 @@
 #include "engine/fusion_buffer.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <limits>
 
@@ -61,10 +62,14 @@ void fill_limits(void* dst, ReduceOp op, std::size_t count) {
 
 }  // namespace
 
-std::byte* FusionBuffer::data() {
-  if (!data_ && capacity_ > 0) {
-    data_.reset(new std::byte[capacity_]);
-    std::memset(data_.get(), 0, capacity_);  // fault every page in now, not inside a cycle
+std::byte* FusionBuffer::data(std::size_t bytes) {
+  constexpr std::size_t kSmallest = std::size_t{1} << 20;
+  if (bytes > allocated_ && allocated_ < capacity_) {
+    const std::size_t grown = std::min(capacity_, std::max({bytes, 2 * allocated_, kSmallest}));
+    data_.reset();  // give the old pages back before touching the new ones
+    data_ = std::make_unique_for_overwrite<std::byte[]>(grown);
+    std::memset(data_.get(), 0, grown);  // fault every page in now, once
+    allocated_ = grown;
   }
   return data_.get();
 }

@@ -20,7 +20,13 @@ std::size_t plausible(std::uint32_t count, std::size_t message_bytes) {
 
 std::vector<std::uint8_t> CycleMessage::encode() const {
   ByteWriter out;
-  out.put(static_cast<std::uint8_t>((join ? 1 : 0) | (shutdown ? 2 : 0) | (busy ? 4 : 0)));
+  out.put(static_cast<std::uint8_t>((join ? 1 : 0) | (shutdown ? 2 : 0) | (busy ? 4 : 0) |
+                                    (indexed ? 8 : 0)));
+  if (indexed) {
+    out.put(first_seq);
+    out.put(static_cast<std::uint32_t>(indices.size()));
+    for (const auto index : indices) out.put(index);
+  }
   out.put(static_cast<std::uint32_t>(entries.size()));
   for (const auto& entry : entries) {
     out.put(entry.seq);
@@ -43,6 +49,16 @@ CycleMessage CycleMessage::decode(const std::vector<std::uint8_t>& bytes,
   message.join = (flags & 1) != 0;
   message.shutdown = (flags & 2) != 0;
   message.busy = (flags & 4) != 0;
+  message.indexed = (flags & 8) != 0;
+  if (message.indexed) {
+    message.first_seq = in.get<std::uint64_t>();
+    const auto n = in.get<std::uint32_t>();
+    message.indices.reserve(std::min<std::size_t>(n, bytes.size() / sizeof(std::uint32_t)));
+    for (std::uint32_t i = 0; i < n; ++i) {
+      message.indices.push_back(in.get<std::uint32_t>());
+      (void)cache.at(message.indices.back());  // an empty slot: the caches diverged
+    }
+  }
   const auto count = in.get<std::uint32_t>();
   message.entries.reserve(plausible(count, bytes.size()));
   for (std::uint32_t i = 0; i < count; ++i) {
@@ -82,8 +98,10 @@ std::vector<std::uint8_t> CycleResponse::encode() const {
   }
   out.put(static_cast<std::uint32_t>(joined.size()));
   for (const auto r : joined) out.put(r);
-  out.put(static_cast<std::uint8_t>((join_done ? 1 : 0) | (world_busy ? 2 : 0)));
+  out.put(static_cast<std::uint8_t>((join_done ? 1 : 0) | (world_busy ? 2 : 0) |
+                                    (indexed_released ? 4 : 0)));
   out.put(last_joined);
+  if (indexed_released) out.put(*indexed_released);
   return std::move(out.bytes());
 }
 
@@ -123,6 +141,7 @@ CycleResponse CycleResponse::decode(const std::vector<std::uint8_t>& bytes,
   response.join_done = (flags & 1) != 0;
   response.world_busy = (flags & 2) != 0;
   response.last_joined = in.get<std::int32_t>();
+  if ((flags & 4) != 0) response.indexed_released = in.get<std::uint32_t>();
   return response;
 }
 

@@ -1,6 +1,14 @@
 // The two messages of a negotiation cycle: each rank's announcement of the collectives that
 // became ready since its last cycle (cache index or full fingerprint), and the coordinator's
 // response (what runs now, in which order, what failed, join and abort state).
+//
+// The steady state takes a shorter way (Horovod's bit-vector round, kept in sequence order so
+// that a swapped pair of tensors is still caught): when every collective a rank holds is in the
+// response cache, it sends only their cache indices, in sequence order, without announcing them.
+// If every rank did so and the coordinator has nothing else pending, it answers with how many
+// of them every rank agrees on, and each rank releases those from what it holds; the rest stay
+// held and go again next cycle. Otherwise the coordinator takes the indices into its table as
+// announcements, and the cycle goes the full way.
 #pragma once
 
 #include <cstdint>
@@ -24,6 +32,11 @@ struct CycleMessage {
   bool shutdown = false;  // this rank's engine is being destroyed
   bool busy = false;      // this rank has collectives announced but not finished
   std::vector<Announcement> entries;
+  // The short way: the cache indices of the collectives this rank holds, from sequence number
+  // `first_seq` on (entries is then empty).
+  bool indexed = false;
+  std::uint64_t first_seq = 0;
+  std::vector<std::uint32_t> indices;
 
   std::vector<std::uint8_t> encode() const;
   /// Resolves cache indices through `cache` (the coordinator's, identical to the sender's).
@@ -49,6 +62,10 @@ struct CycleResponse {
   bool join_done = false;              // every rank has joined: complete the join() Works
   std::int32_t last_joined = -1;
   bool world_busy = false;             // some rank still waits on something: keep cycling
+  // Set: the short way was taken, and every rank releases this many of the collectives it sent
+  // by index (ready is then empty: each rank fills it from what it holds). Unset: whatever was
+  // sent by index is now announced, in the coordinator's table.
+  std::optional<std::uint32_t> indexed_released;
 
   std::vector<std::uint8_t> encode() const;
   static CycleResponse decode(const std::vector<std::uint8_t>& bytes, const ResponseCache& cache);

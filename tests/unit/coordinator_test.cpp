@@ -1,0 +1,138 @@
+// Rank 0's coordinator on its own: the cache-index round (what every rank agrees on is
+// released, the rest stays held; a disagreement or anything else pending hands over to the
+// full way), and the fusion buffer's growth.
+#include <gtest/gtest.h>
+
+#include <string>
+#include <vector>
+
+#include "engine/coordinator.hpp"
+#include "engine/fusion_buffer.hpp"
+
+namespace {
+
+using ringfuse::engine::Announcement;
+using ringfuse::engine::Clock;
+using ringfuse::engine::Coordinator;
+using ringfuse::engine::CycleMessage;
+using ringfuse::engine::CycleResponse;
+using ringfuse::engine::Fingerprint;
+using ringfuse::engine::FusionBuffer;
+using ringfuse::engine::ReadyEntry;
+using ringfuse::engine::ResponseCache;
+
+Fingerprint tensor(const std::string& name, std::int64_t elements) {
+  Fingerprint fp;
+  fp.name = name;
+  fp.shape = {elements};
+  return fp;
+}
+
+CycleMessage by_index(std::uint64_t first_seq, std::vector<std::uint32_t> indices) {
+  CycleMessage message;
+  message.indexed = true;
+  message.first_seq = first_seq;
+  message.indices = std::move(indices);
+  message.busy = !message.indices.empty();
+  return message;
+}
+
+class CoordinatorTest : public ::testing::Test {
+ protected:
+  CoordinatorTest() : cache_(16), coordinator_(3, cache_) {
+    for (const auto* name : {"a", "b", "c", "d"}) cache_.insert(tensor(name, 8));
+  }
+  CycleResponse cycle(std::vector<CycleMessage> messages) {
+    const auto now = Clock::now();
+    for (std::size_t rank = 0; rank < messages.size(); ++rank) {
+      coordinator_.receive(static_cast<int>(rank), std::move(messages[rank]), now);
+    }
+    return coordinator_.respond(now);
+  }
+  ResponseCache cache_;
+  Coordinator coordinator_;
+};
+
+TEST_F(CoordinatorTest, ReleasesTheIndicesEveryRankSentAndKeepsTheRestHeld) {
+  auto response = cycle({by_index(1, {0, 1, 2}), by_index(1, {0, 1}), by_index(1, {0, 1, 2, 3})});
+  ASSERT_TRUE(response.indexed_released.has_value());
+  EXPECT_EQ(*response.indexed_released, 2u);
+  EXPECT_TRUE(response.ready.empty()) << "each rank fills ready from what it holds";
+  EXPECT_TRUE(response.world_busy);
+  // Rank 1 has not sent #3 yet: the stall inspector sees who is missing.
+  const auto waiting = coordinator_.waiting();
+  ASSERT_EQ(waiting.size(), 2u);
+  EXPECT_EQ(waiting[0].seq, 3u);
+  EXPECT_EQ(waiting[0].missing, std::vector<int>{1});
+  EXPECT_EQ(waiting[0].submitted, (std::vector<int>{0, 2}));
+  EXPECT_EQ(waiting[0].description, "'c' f32[8] sum");
+  EXPECT_EQ(waiting[1].missing, (std::vector<int>{0, 1}));
+
+  // Next cycle the held ones go again, from #3.
+  response = cycle({by_index(3, {2}), by_index(3, {2, 3}), by_index(3, {2, 3})});
+  ASSERT_TRUE(response.indexed_released.has_value());
+  EXPECT_EQ(*response.indexed_released, 1u);
+  response = cycle({by_index(4, {3}), by_index(4, {3}), by_index(4, {3})});
+  EXPECT_EQ(response.indexed_released.value_or(99), 1u);
+  EXPECT_TRUE(coordinator_.waiting().empty());
+}
+
+TEST_F(CoordinatorTest, TwoIndicesAtOneSequenceNumberGoTheFullWayAndFailAsAMismatch) {
+  const auto response =
+      cycle({by_index(1, {0, 1}), by_index(1, {1, 0}), by_index(1, {0, 1})});
+  EXPECT_FALSE(response.indexed_released.has_value());
+  ASSERT_EQ(response.ready.size(), 2u);
+  for (const auto& entry : response.ready) {
+    EXPECT_EQ(entry.kind, ReadyEntry::Kind::error);
+  }
+  EXPECT_NE(response.ready[0].error.find("collective #1 does not match across ranks: ranks "
+                                         "{0,2}: 'a' f32[8] sum; rank 1: 'b' f32[8] sum"),
+            std::string::npos)
+      << response.ready[0].error;
+}
+
+TEST_F(CoordinatorTest, ARankAnnouncingInFullTakesEveryonesIndicesIntoTheTable) {
+  CycleMessage full;
+  full.entries.push_back(Announcement{1, std::nullopt, tensor("new", 4)});
+  full.busy = true;
+  auto response = cycle({by_index(1, {0}), std::move(full), by_index(1, {})});
+  EXPECT_FALSE(response.indexed_released.has_value());
+  EXPECT_TRUE(response.ready.empty()) << "rank 2 has sent nothing for #1";
+  // Rank 0's 'a' and rank 1's 'new' are announced now: when rank 2 sends 'a', #1 fails.
+  response = cycle({by_index(2, {}), by_index(2, {}), by_index(1, {0})});
+  EXPECT_FALSE(response.indexed_released.has_value());
+  ASSERT_EQ(response.ready.size(), 1u);
+  EXPECT_EQ(response.ready[0].kind, ReadyEntry::Kind::error);
+  EXPECT_NE(response.ready[0].error.find("rank 1: 'new' f32[4] sum"), std::string::npos)
+      << response.ready[0].error;
+  // The table is empty again: the short way is back.
+  response = cycle({by_index(2, {3}), by_index(2, {3}), by_index(2, {3})});
+  EXPECT_EQ(response.indexed_released.value_or(99), 1u);
+}
+
+TEST_F(CoordinatorTest, AJoinedRankTurnsTheShortWayOff) {
+  CycleMessage join;
+  join.join = true;
+  const auto response = cycle({by_index(1, {0}), by_index(1, {0}), std::move(join)});
+  EXPECT_FALSE(response.indexed_released.has_value());
+  ASSERT_EQ(response.ready.size(), 1u);
+  EXPECT_EQ(response.ready[0].kind, ReadyEntry::Kind::cached);
+  EXPECT_EQ(response.joined, std::vector<std::int32_t>{2});
+}
+
+TEST(FusionBuffer, GrowsOnlyAsFarAsAFusedGroupNeedsUpToItsCapacity) {
+  FusionBuffer buffer(std::size_t{8} << 20);
+  EXPECT_EQ(buffer.allocated(), 0u);
+  ASSERT_NE(buffer.data(100), nullptr);
+  EXPECT_EQ(buffer.allocated(), std::size_t{1} << 20) << "the smallest allocation is 1 MiB";
+  buffer.data(std::size_t{1} << 20);
+  EXPECT_EQ(buffer.allocated(), std::size_t{1} << 20);
+  buffer.data((std::size_t{1} << 20) + 1);
+  EXPECT_EQ(buffer.allocated(), std::size_t{2} << 20) << "at least doubling";
+  buffer.data(std::size_t{5} << 20);
+  EXPECT_EQ(buffer.allocated(), std::size_t{5} << 20);
+  buffer.data(std::size_t{100} << 20);
+  EXPECT_EQ(buffer.allocated(), std::size_t{8} << 20) << "never past the threshold";
+}
+
+}  // namespace
