@@ -47,6 +47,7 @@ struct Options {
   bool start_timeout_given = false;
   bool verbose = false;
   bool timestamp = false;
+  std::string bind_to = "none";
   std::string k8s_service;
   std::string k8s_namespace = "default";
   int nproc_per_pod = 1;
@@ -61,8 +62,9 @@ struct Options {
 const std::set<std::string, std::less<>> kValueFlags = {
     "--np", "-n", "-H", "--host", "--hostfile", "--rsh-agent", "--store-addr", "--start-timeout",
     "--k8s-service", "--namespace", "--nproc-per-pod", "--dns-server", "--port", "--health-port",
-    "--algo", "--transport", "--timeout", "--fusion-threshold", "--cycle-time-ms",
-    "--cache-capacity", "--stall-timeout", "--stall-abort", "--timeline", "--log-level"};
+    "--bind-to", "--algo", "--transport", "--hierarchical", "--backend", "--timeout",
+    "--fusion-threshold", "--fusion-inplace-min", "--cycle-time-ms", "--cache-capacity",
+    "--stall-timeout", "--stall-abort", "--timeline", "--log-level"};
 
 // mpirun users type "-np 4", but CLI11 only has one-letter short options, so the leading
 // launcher flags are rewritten to "--np" before parsing. Only our own flags are touched: the
@@ -163,6 +165,14 @@ int parse_command_line(int argc, char** argv, Options& options) {
                  "codes; Prometheus text format); 0 = off")
       ->type_name("P")
       ->check(CLI::Range(0, 65535));
+  app.add_option("--bind-to", options.bind_to,
+                 "none: ranks run on any CPU this launcher may use (as torchrun); core: the "
+                 "i-th rank started on this host is bound to the i-th of those CPUs (as mpirun "
+                 "--bind-to core). Binding helps latency-bound runs such as many small "
+                 "all-reduces; it hurts a rank that wants several cores (libtorch's intra-op "
+                 "threads, data loaders)")
+      ->type_name("none|core")
+      ->check(CLI::IsMember({"none", "core"}));
   app.add_flag("--verbose", options.verbose,
                "Report the store address, job id, and each rank's start and end");
   app.add_flag("--timestamp", options.timestamp,
@@ -248,6 +258,7 @@ SupervisorOptions supervisor_options(const Options& options, HealthState* health
   s.health = health;
   s.verbose = options.verbose;
   s.timestamps = options.timestamp;
+  s.bind_to_core = options.bind_to == "core";
   return s;
 }
 

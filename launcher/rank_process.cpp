@@ -9,6 +9,8 @@
 #include <cstring>
 #include <utility>
 
+#include "cpu_binding.hpp"
+
 namespace ringfuse::launcher {
 namespace {
 
@@ -60,7 +62,8 @@ std::vector<char*> c_strings(const std::vector<std::string>& strings) {
 
 RankProcess::Spawned RankProcess::spawn(int rank, std::string host,
                                         const std::vector<std::string>& command,
-                                        const std::vector<std::string>& environment) {
+                                        const std::vector<std::string>& environment,
+                                        std::optional<int> cpu) {
   if (command.empty()) {
     throw Error(ErrorKind::invalid_argument, "no program given to run");
   }
@@ -105,7 +108,10 @@ RankProcess::Spawned RankProcess::spawn(int rank, std::string host,
   auto envp = c_strings(environment);
   pid_t pid = -1;
   // glibc's posix_spawnp reports exec failures (ENOENT, EACCES, ...) here, synchronously.
+  std::optional<ScopedThreadBinding> binding;
+  if (cpu) binding.emplace(*cpu);
   const int rc = ::posix_spawnp(&pid, argv[0], actions.get(), attr.get(), argv.data(), envp.data());
+  binding.reset();
   if (rc != 0) {
     const bool searched = command[0].find('/') == std::string::npos;
     throw ProgramNotExecutable(

@@ -28,9 +28,11 @@ class RankProcess {
   /// Starts `command` (command[0] looked up in PATH like execvp) with exactly `environment`,
   /// stdin from /dev/null, stdout/stderr into fresh pipes, in a new process group so that
   /// signals reach the rank's whole process tree and a terminal's Ctrl-C reaches only us.
-  /// Throws ProgramNotExecutable naming the program and the reason.
+  /// Throws ProgramNotExecutable naming the program and the reason. With `cpu`, the process
+  /// starts bound to that CPU (cpu_binding.hpp).
   static Spawned spawn(int rank, std::string host, const std::vector<std::string>& command,
-                       const std::vector<std::string>& environment);
+                       const std::vector<std::string>& environment,
+                       std::optional<int> cpu = std::nullopt);
 
   RankProcess(RankProcess&& other) noexcept;
   RankProcess& operator=(RankProcess&&) = delete;

@@ -10,6 +10,7 @@
 #include <memory>
 #include <optional>
 
+#include "cpu_binding.hpp"
 #include "exit_status.hpp"
 #include "output_relay.hpp"
 #include "rank_process.hpp"
@@ -58,6 +59,14 @@ class Job {
 
   void spawn_all(const std::vector<RankLaunch>& launches) {
     slots_.reserve(launches.size());
+    const auto cpus = options_.bind_to_core ? allowed_cpus() : std::vector<int>{};
+    const auto local_ranks = std::count_if(launches.begin(), launches.end(),
+                                           [](const RankLaunch& launch) { return !launch.remote; });
+    if (options_.bind_to_core && static_cast<std::size_t>(local_ranks) > cpus.size()) {
+      report("warning: --bind-to core: " + std::to_string(local_ranks) + " ranks on " +
+             std::to_string(cpus.size()) + " CPUs; some ranks share a CPU");
+    }
+    std::size_t next_cpu = 0;
     if (options_.health) options_.health->expect_ranks(static_cast<int>(launches.size()));
     for (const auto& launch : launches) {
       auto environment = launch.environment;
@@ -69,13 +78,16 @@ class Job {
           environment.push_back("RINGFUSE_PROGRESS_FILE=" + *path);
         }
       }
+      std::optional<int> cpu;
+      if (!cpus.empty() && !launch.remote) cpu = cpus[next_cpu++ % cpus.size()];
       slots_.push_back(std::make_unique<RankSlot>(
-          RankProcess::spawn(launch.rank, launch.host, launch.argv, environment),
+          RankProcess::spawn(launch.rank, launch.host, launch.argv, environment, cpu),
           options_.timestamps));
       if (options_.health) options_.health->rank_started();
       if (options_.verbose) {
         report("started rank " + std::to_string(launch.rank) + " on " + launch.host + " (pid " +
-               std::to_string(slots_.back()->process.pid()) + ")");
+               std::to_string(slots_.back()->process.pid()) + ")" +
+               (cpu ? ", bound to CPU " + std::to_string(*cpu) : std::string()));
       }
     }
   }

@@ -24,6 +24,9 @@ struct SupervisorOptions {
   std::string host = "localhost";
   /// Where the run's progress is published for --health-port (null: nowhere). Not owned.
   HealthState* health = nullptr;
+  /// --bind-to core: the i-th rank started on this host is bound to the i-th CPU the launcher
+  /// may use (wrapping around, with a warning, when there are more ranks than CPUs).
+  bool bind_to_core = false;
 };
 
 /// One rank to start: its program (for a remote rank, the rsh agent's command line) and the

@@ -2,6 +2,7 @@
 // rank prefixes, the environment contract, and the exit-status contract of DESIGN.md §3.
 // Every run has a hard wall-clock limit so a broken launcher fails the test instead of hanging.
 #include <fcntl.h>
+#include <sched.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -406,6 +407,40 @@ TEST(Launcher, RejectsBadRankCounts) {
   const auto bad_timeout = run_launcher({"-np", "1", "--start-timeout", "0", "--", "/bin/true"});
   EXPECT_EQ(bad_timeout.exit_code, 2);
   EXPECT_NE(bad_timeout.err.find("start timeout"), std::string::npos) << bad_timeout.err;
+}
+
+TEST(Launcher, BindToCoreGivesEachRankOneCpuOfTheLaunchersOwn) {
+  const std::string script = "grep Cpus_allowed_list /proc/self/status | cut -f2";
+  // Every flag that takes a value is skipped when "-np" is looked for after it.
+  const auto bound = run_launcher({"--bind-to", "core", "--hierarchical", "0", "-np", "2", "--",
+                                   "/bin/sh", "-c", script});
+  ASSERT_FALSE(bound.timed_out);
+  ASSERT_EQ(bound.exit_code, 0) << bound.err;
+  cpu_set_t own;
+  ASSERT_EQ(::sched_getaffinity(0, sizeof(own), &own), 0);
+  std::vector<std::string> cpus;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &own)) cpus.push_back(std::to_string(cpu));
+  }
+  auto out = lines_of(bound.out);
+  std::sort(out.begin(), out.end());
+  ASSERT_EQ(out.size(), 2u) << bound.out;
+  EXPECT_EQ(out[0], "[0] " + cpus.at(0));
+  EXPECT_EQ(out[1], "[1] " + cpus.at(1 % cpus.size()));
+
+  const auto unbound = run_launcher({"-np", "1", "--", "/bin/sh", "-c", script});
+  ASSERT_EQ(unbound.exit_code, 0) << unbound.err;
+  std::ifstream status("/proc/self/status");
+  std::string line;
+  std::string own_list;
+  while (std::getline(status, line)) {
+    if (line.starts_with("Cpus_allowed_list:")) own_list = line.substr(line.find('\t') + 1);
+  }
+  EXPECT_EQ(unbound.out, "[0] " + own_list + "\n") << "without --bind-to, the launcher's CPUs";
+
+  const auto bad = run_launcher({"--bind-to", "socket", "-np", "1", "--", "/bin/true"});
+  EXPECT_EQ(bad.exit_code, 2);
+  EXPECT_NE(bad.err.find("--bind-to"), std::string::npos) << bad.err;
 }
 
 TEST(Launcher, HelpListsFlagsWithDefaults) {
