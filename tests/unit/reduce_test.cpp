@@ -484,6 +484,24 @@ TEST(Half, Bf16AllBitPatternsRoundTrip) {
   }
 }
 
+TEST(Half, Bf16AllBitPatternsThroughKernel) {
+  // max(x, x) = x through the kernel's widen/narrow (the AVX2 path where the CPU has it):
+  // every non-NaN pattern comes back unchanged, every NaN stays a NaN.
+  std::vector<std::uint16_t> all(65536);
+  for (std::uint32_t i = 0; i <= 0xffff; ++i) all[i] = static_cast<std::uint16_t>(i);
+  for (const auto op : {ReduceOp::max, ReduceOp::min}) {
+    std::vector<std::uint16_t> out(all.size());
+    reduce(out.data(), all.data(), all.data(), all.size(), DataType::bf16, op);
+    for (std::uint32_t i = 0; i <= 0xffff; ++i) {
+      if (bf16_is_nan(all[i])) {
+        ASSERT_TRUE(bf16_is_nan(out[i])) << std::hex << i;
+      } else {
+        ASSERT_EQ(out[i], all[i]) << std::hex << i;
+      }
+    }
+  }
+}
+
 TEST(Half, HalfKernelsRoundTheFloatResultOnce) {
   // 1 + 2^-11 (f16) and 1 + 2^-8 (bf16) are ties after the float sum; both round to even 1.0.
   std::vector<std::uint16_t> one = {0x3c00};

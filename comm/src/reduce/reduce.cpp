@@ -65,14 +65,14 @@ struct Max {
 // the same element through another restrict pointer would be UB, so each permitted aliasing
 // pattern (out == a, out == b, all equal) gets its own loop.
 template <class T, class Op>
-void loop_distinct(T* __restrict out, const T* __restrict a, const T* __restrict b,
+[[gnu::always_inline]] inline void loop_distinct(T* __restrict out, const T* __restrict a, const T* __restrict b,
                    std::size_t n) {
   const Op op;
   for (std::size_t i = 0; i < n; ++i) out[i] = op(a[i], b[i]);
 }
 
 template <class T, class Op, bool kDstIsRight>
-void loop_inplace(T* __restrict dst, const T* __restrict src, std::size_t n) {
+[[gnu::always_inline]] inline void loop_inplace(T* __restrict dst, const T* __restrict src, std::size_t n) {
   const Op op;
   for (std::size_t i = 0; i < n; ++i) {
     // Keep operand order so non-commutative cases (min/max with NaN) match reduce(a, b).
@@ -81,13 +81,13 @@ void loop_inplace(T* __restrict dst, const T* __restrict src, std::size_t n) {
 }
 
 template <class T, class Op>
-void loop_self(T* __restrict buf, std::size_t n) {
+[[gnu::always_inline]] inline void loop_self(T* __restrict buf, std::size_t n) {
   const Op op;
   for (std::size_t i = 0; i < n; ++i) buf[i] = op(buf[i], buf[i]);
 }
 
 template <class T, class Op>
-void reduce_plain(T* out, const T* a, const T* b, std::size_t n) {
+[[gnu::always_inline]] inline void reduce_plain(T* out, const T* a, const T* b, std::size_t n) {
   if (out == a && out == b) {
     loop_self<T, Op>(out, n);
   } else if (out == a) {
@@ -144,61 +144,104 @@ void reduce_half_generic(std::uint16_t* out, const std::uint16_t* a, const std::
 }
 
 #ifdef RINGFUSE_REDUCE_HAVE_F16C_PATH
-// F16C converts 8 halves per instruction with IEEE round-to-nearest-even (subnormals, inf
-// and NaN included), matching the scalar conversions bit for bit on non-NaN values. All loops
-// are in this one function body so they are all compiled for AVX2 as well.
+// The half-precision kernels for AVX2: 8 elements at a time are widened to float in
+// registers, combined, rounded back and stored, in one pass (widening into stack buffers
+// first ran at 7-15 GB/s, a sixth of memcpy's speed in cache). Reading a[i..i+8) and
+// b[i..i+8) before writing out[i..i+8) keeps out == a and out == b correct.
+
+// Op on 8 floats, with the scalar operators' operand order (Min(x, y) = y < x ? y : x is
+// minps(y, x), and likewise for max), so NaN cases give what the scalar loop gives.
+template <class Op>
+__attribute__((target("avx2"))) inline __m256 combine8(__m256 x, __m256 y) {
+  if constexpr (std::is_same_v<Op, Sum>) {
+    return _mm256_add_ps(x, y);
+  } else if constexpr (std::is_same_v<Op, Prod>) {
+    return _mm256_mul_ps(x, y);
+  } else if constexpr (std::is_same_v<Op, Min>) {
+    return _mm256_min_ps(y, x);
+  } else {
+    static_assert(std::is_same_v<Op, Max>);
+    return _mm256_max_ps(y, x);
+  }
+}
+
+// F16C converts with IEEE round-to-nearest-even (subnormals, inf and NaN included), matching
+// the scalar conversions bit for bit on non-NaN values.
 template <class Op>
 __attribute__((target("avx2,f16c"))) void reduce_f16_f16c(std::uint16_t* out,
                                                           const std::uint16_t* a,
                                                           const std::uint16_t* b,
                                                           std::size_t n) {
-  static_assert(kChunk % 8 == 0);
-  alignas(64) float fa[kChunk];
-  alignas(64) float fb[kChunk];
+  std::size_t i = 0;
+  for (; i + 8 <= n; i += 8) {
+    const __m256 x = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(a + i)));
+    const __m256 y = _mm256_cvtph_ps(_mm_loadu_si128(reinterpret_cast<const __m128i*>(b + i)));
+    const __m128i h =
+        _mm256_cvtps_ph(combine8<Op>(x, y), _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
+    _mm_storeu_si128(reinterpret_cast<__m128i*>(out + i), h);
+  }
   const Op op;
-  for (std::size_t base = 0; base < n; base += kChunk) {
-    const std::size_t m = std::min(kChunk, n - base);
-    std::size_t i = 0;
-    for (; i + 8 <= m; i += 8) {
-      const __m128i ha = _mm_loadu_si128(reinterpret_cast<const __m128i*>(a + base + i));
-      const __m128i hb = _mm_loadu_si128(reinterpret_cast<const __m128i*>(b + base + i));
-      _mm256_store_ps(fa + i, _mm256_cvtph_ps(ha));
-      _mm256_store_ps(fb + i, _mm256_cvtph_ps(hb));
-    }
-    for (; i < m; ++i) {
-      fa[i] = detail::f16_bits_to_float(a[base + i]);
-      fb[i] = detail::f16_bits_to_float(b[base + i]);
-    }
-    for (std::size_t j = 0; j < m; ++j) fa[j] = op(fa[j], fb[j]);
-    i = 0;
-    for (; i + 8 <= m; i += 8) {
-      const __m128i h = _mm256_cvtps_ph(_mm256_load_ps(fa + i),
-                                        _MM_FROUND_TO_NEAREST_INT | _MM_FROUND_NO_EXC);
-      _mm_storeu_si128(reinterpret_cast<__m128i*>(out + base + i), h);
-    }
-    for (; i < m; ++i) out[base + i] = detail::float_to_f16_bits(fa[i]);
+  for (; i < n; ++i) {
+    out[i] = detail::float_to_f16_bits(
+        op(detail::f16_bits_to_float(a[i]), detail::f16_bits_to_float(b[i])));
   }
 }
 
-// bf16 conversions are plain integer ops that baseline SSE2 vectorizes poorly (no zero-extend
-// or blend); the same loops compiled for AVX2 run several times faster.
+// detail::float_to_bf16_bits on 8 floats, the result in the low 16 bits of each 32-bit lane:
+// round to nearest even by adding 0x7fff plus the lowest kept bit; a NaN is truncated with its
+// quiet bit forced instead.
+__attribute__((target("avx2"))) inline __m256i narrow8_bf16(__m256 v) {
+  const __m256i bits = _mm256_castps_si256(v);
+  const __m256i high = _mm256_srli_epi32(bits, 16);
+  const __m256i lowest_kept = _mm256_and_si256(high, _mm256_set1_epi32(1));
+  const __m256i rounded = _mm256_srli_epi32(
+      _mm256_add_epi32(_mm256_add_epi32(bits, _mm256_set1_epi32(0x7fff)), lowest_kept), 16);
+  const __m256i quiet_nan = _mm256_or_si256(high, _mm256_set1_epi32(0x40));
+  const __m256i is_nan = _mm256_cmpgt_epi32(
+      _mm256_and_si256(bits, _mm256_set1_epi32(0x7fffffff)), _mm256_set1_epi32(0x7f800000));
+  return _mm256_blendv_epi8(rounded, quiet_nan, is_nan);
+}
+
+// Two narrow8_bf16 results as 16 halves in order. Every lane is below 0x10000, so the
+// saturating pack is exact; it packs within 128-bit halves, and the permute restores order.
+__attribute__((target("avx2"))) inline __m256i pack16_bf16(__m256i low, __m256i high) {
+  return _mm256_permute4x64_epi64(_mm256_packus_epi32(low, high), 0b11011000);
+}
+
+__attribute__((target("avx2"))) inline __m256 widen8_bf16(const std::uint16_t* p) {
+  const __m256i wide =
+      _mm256_cvtepu16_epi32(_mm_loadu_si128(reinterpret_cast<const __m128i*>(p)));
+  return _mm256_castsi256_ps(_mm256_slli_epi32(wide, 16));
+}
+
 template <class Op>
 __attribute__((target("avx2"))) void reduce_bf16_avx2(std::uint16_t* out,
                                                       const std::uint16_t* a,
                                                       const std::uint16_t* b, std::size_t n) {
-  alignas(64) float fa[kChunk];
-  alignas(64) float fb[kChunk];
+  std::size_t i = 0;
+  for (; i + 16 <= n; i += 16) {
+    const __m256i low = narrow8_bf16(combine8<Op>(widen8_bf16(a + i), widen8_bf16(b + i)));
+    const __m256i high =
+        narrow8_bf16(combine8<Op>(widen8_bf16(a + i + 8), widen8_bf16(b + i + 8)));
+    _mm256_storeu_si256(reinterpret_cast<__m256i*>(out + i), pack16_bf16(low, high));
+  }
   const Op op;
-  for (std::size_t base = 0; base < n; base += kChunk) {
-    const std::size_t m = std::min(kChunk, n - base);
-    for (std::size_t i = 0; i < m; ++i) fa[i] = detail::bf16_bits_to_float(a[base + i]);
-    for (std::size_t i = 0; i < m; ++i) fb[i] = detail::bf16_bits_to_float(b[base + i]);
-    for (std::size_t i = 0; i < m; ++i) fa[i] = op(fa[i], fb[i]);
-    for (std::size_t i = 0; i < m; ++i) out[base + i] = detail::float_to_bf16_bits(fa[i]);
+  for (; i < n; ++i) {
+    out[i] = detail::float_to_bf16_bits(
+        op(detail::bf16_bits_to_float(a[i]), detail::bf16_bits_to_float(b[i])));
   }
 }
 
 bool have_avx2() { return __builtin_cpu_supports("avx2"); }
+
+// The plain loops again, compiled for AVX2 (they are inlined into this entry point): the
+// baseline build's 16-byte vectors ran f32/f64/i32 reductions at ~40% of memcpy's speed in
+// cache (perf/RESULTS.md, "Reduction kernels").
+template <class T, class Op>
+__attribute__((target("avx2"))) void reduce_plain_avx2(T* out, const T* a, const T* b,
+                                                       std::size_t n) {
+  reduce_plain<T, Op>(out, a, b, n);
+}
 
 bool have_f16c() {
   // CPUID leaf 1, ECX bit 29 (clang 14's __builtin_cpu_supports does not know "f16c"); asked
@@ -217,6 +260,17 @@ bool have_f16c() {
                   std::to_string(static_cast<int>(type)) + ", op " +
                   std::to_string(static_cast<int>(op)) +
                   "); pass a DataType and ReduceOp from ringfuse/types.hpp");
+}
+
+template <class T, class Op>
+void reduce_typed(void* out, const void* a, const void* b, std::size_t n) {
+  auto* o = static_cast<T*>(out);
+  const auto* x = static_cast<const T*>(a);
+  const auto* y = static_cast<const T*>(b);
+#ifdef RINGFUSE_REDUCE_HAVE_F16C_PATH
+  if (have_avx2()) return reduce_plain_avx2<T, Op>(o, x, y, n);
+#endif
+  reduce_plain<T, Op>(o, x, y, n);
 }
 
 template <class Op>
@@ -241,28 +295,12 @@ void reduce_with_op(void* out, const void* a, const void* b, std::size_t n, Data
 #endif
       return reduce_half_generic<Bf16Convert, Op>(o, x, y, n);
     }
-    case DataType::f32:
-      return reduce_plain<float, Op>(static_cast<float*>(out), static_cast<const float*>(a),
-                                     static_cast<const float*>(b), n);
-    case DataType::f64:
-      return reduce_plain<double, Op>(static_cast<double*>(out), static_cast<const double*>(a),
-                                      static_cast<const double*>(b), n);
-    case DataType::i8:
-      return reduce_plain<std::int8_t, Op>(static_cast<std::int8_t*>(out),
-                                           static_cast<const std::int8_t*>(a),
-                                           static_cast<const std::int8_t*>(b), n);
-    case DataType::u8:
-      return reduce_plain<std::uint8_t, Op>(static_cast<std::uint8_t*>(out),
-                                            static_cast<const std::uint8_t*>(a),
-                                            static_cast<const std::uint8_t*>(b), n);
-    case DataType::i32:
-      return reduce_plain<std::int32_t, Op>(static_cast<std::int32_t*>(out),
-                                            static_cast<const std::int32_t*>(a),
-                                            static_cast<const std::int32_t*>(b), n);
-    case DataType::i64:
-      return reduce_plain<std::int64_t, Op>(static_cast<std::int64_t*>(out),
-                                            static_cast<const std::int64_t*>(a),
-                                            static_cast<const std::int64_t*>(b), n);
+    case DataType::f32: return reduce_typed<float, Op>(out, a, b, n);
+    case DataType::f64: return reduce_typed<double, Op>(out, a, b, n);
+    case DataType::i8: return reduce_typed<std::int8_t, Op>(out, a, b, n);
+    case DataType::u8: return reduce_typed<std::uint8_t, Op>(out, a, b, n);
+    case DataType::i32: return reduce_typed<std::int32_t, Op>(out, a, b, n);
+    case DataType::i64: return reduce_typed<std::int64_t, Op>(out, a, b, n);
   }
   throw_bad_combination(type, op);
 }
