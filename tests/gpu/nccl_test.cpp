@@ -5,7 +5,8 @@
 // Multi-rank NCCL needs one GPU per rank: NCCL >= 2.19 refuses two ranks of a communicator on
 // the same device. With one GPU these tests cover a world of one through the Context (the
 // whole NCCL path: unique id, communicator, stream, events, error polling) and the kernels;
-// TwoRanksTwoGpus runs under ringfuse-run when at least two GPUs are visible.
+// TwoRanksTwoGpus runs under ringfuse-run when at least two GPUs are visible. The CudaStaging
+// tests run device buffers on the native backend (pinned host staging), one GPU enough.
 #include <cuda_runtime.h>
 #include <gtest/gtest.h>
 
@@ -66,11 +67,37 @@ struct DeviceBuffer {
   std::size_t count;
 };
 
-std::unique_ptr<ringfuse::Context> nccl_world_of_one() {
+std::unique_ptr<ringfuse::Context> world_of_one(ringfuse::BackendKind backend) {
   ringfuse::Options options;
-  options.backend = ringfuse::BackendKind::nccl;
+  options.backend = backend;
   options.op_timeout = std::chrono::seconds(60);
   return ringfuse::init(ringfuse::WorldSpec{}, options);
+}
+
+std::unique_ptr<ringfuse::Context> nccl_world_of_one() {
+  return world_of_one(ringfuse::BackendKind::nccl);
+}
+
+// Every collective on device memory through `context`, in a world of one (each result equals
+// the input).
+void run_every_collective_on_device_memory(ringfuse::Context& context) {
+  std::vector<float> values(1009);
+  std::iota(values.begin(), values.end(), 1.0f);
+  DeviceBuffer<float> data(values);
+  context.allreduce(data.data, data.count, DataType::f32, ReduceOp::sum);
+  EXPECT_EQ(data.read(), values);
+  context.allreduce(data.data, data.count, DataType::f32, ReduceOp::avg);
+  EXPECT_EQ(data.read(), values);
+  context.broadcast(data.data, data.count, DataType::f32, 0);
+  EXPECT_EQ(data.read(), values);
+  DeviceBuffer<float> out(values.size());
+  context.allgather(data.data, out.data, data.count, DataType::f32);
+  EXPECT_EQ(out.read(), values);
+  context.reducescatter(data.data, out.data, data.count, DataType::f32, ReduceOp::max);
+  EXPECT_EQ(out.read(), values);
+  context.alltoall(data.data, out.data, data.count, DataType::f32);
+  EXPECT_EQ(out.read(), values);
+  context.barrier();  // host: runs on the native backend
 }
 
 TEST(CudaKernels, ScaleMultipliesEveryElement) {
@@ -107,23 +134,27 @@ TEST(CudaKernels, F32ToF16AndBackMatchesTheHostConversion) {
 TEST(NcclBackend, WorldOfOneRunsEveryCollectiveOnDeviceMemory) {
   REQUIRE_GPUS(1);
   auto context = nccl_world_of_one();
-  std::vector<float> values(1009);
-  std::iota(values.begin(), values.end(), 1.0f);
-  DeviceBuffer<float> data(values);
-  context->allreduce(data.data, data.count, DataType::f32, ReduceOp::sum);
-  EXPECT_EQ(data.read(), values);
-  context->allreduce(data.data, data.count, DataType::f32, ReduceOp::avg);
-  EXPECT_EQ(data.read(), values);
-  context->broadcast(data.data, data.count, DataType::f32, 0);
-  EXPECT_EQ(data.read(), values);
-  DeviceBuffer<float> out(values.size());
-  context->allgather(data.data, out.data, data.count, DataType::f32);
-  EXPECT_EQ(out.read(), values);
-  context->reducescatter(data.data, out.data, data.count, DataType::f32, ReduceOp::max);
-  EXPECT_EQ(out.read(), values);
-  context->alltoall(data.data, out.data, data.count, DataType::f32);
-  EXPECT_EQ(out.read(), values);
-  context->barrier();  // host: runs on the native backend
+  run_every_collective_on_device_memory(*context);
+}
+
+TEST(CudaStaging, NativeBackendRunsEveryCollectiveOnDeviceMemory) {
+  REQUIRE_GPUS(1);
+  auto context = world_of_one(ringfuse::BackendKind::native);
+  run_every_collective_on_device_memory(*context);
+}
+
+TEST(CudaStaging, TwoRanksShareOneGpuThroughTheNativeBackend) {
+  // NCCL refuses two ranks on one device; staging through host memory does not care.
+  REQUIRE_GPUS(1);
+  const auto result = ringfuse::testing::run_process(
+      {RINGFUSE_RUN_PATH, "-np", "2", "--", NCCL_WORKER_PATH},
+      {{"RINGFUSE_BACKEND", "native"}, {"RINGFUSE_TIMEOUT_S", "60"}}, std::chrono::minutes(3));
+  ASSERT_FALSE(result.timed_out) << result.output;
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  for (const char* line : {"rank 0: native allreduce of 1048576 floats, 0 wrong",
+                           "rank 1: native allreduce of 1048576 floats, 0 wrong"}) {
+    EXPECT_NE(result.output.find(line), std::string::npos) << result.output;
+  }
 }
 
 TEST(NcclBackend, HostMemoryStillRunsOnNative) {

@@ -1,9 +1,10 @@
-// One rank of the multi-GPU test: all-reduces (sum and avg) a device buffer through the
-// Context with RINGFUSE_BACKEND=nccl and checks the result. Exits 0 on success, 1 on a wrong
-// value, 2 on an error.
+// One rank of the multi-rank GPU tests: all-reduces a device buffer through the Context
+// (RINGFUSE_BACKEND=nccl: NCCL; native: staged through pinned host memory) and checks the
+// result. Exits 0 on success, 1 on a wrong value, 2 on an error.
 #include <cuda_runtime.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <iostream>
 #include <vector>
 
@@ -31,8 +32,9 @@ int main() {
       if (host[i] != ranks_sum * (i % 7)) ++wrong;
     }
     cudaFree(device);
-    std::cout << "rank " << rank << ": nccl allreduce of " << count << " floats, " << wrong
-              << " wrong" << std::endl;
+    const char* backend = std::getenv("RINGFUSE_BACKEND");
+    std::cout << "rank " << rank << ": " << (backend != nullptr ? backend : "auto")
+              << " allreduce of " << count << " floats, " << wrong << " wrong" << std::endl;
     return wrong == 0 ? 0 : 1;
   } catch (const std::exception& error) {
     std::cerr << "nccl_worker: " << error.what() << std::endl;

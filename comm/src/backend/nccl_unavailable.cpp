@@ -1,4 +1,6 @@
-// What the Context sees of NCCL in builds without CUDA and NCCL: no backend, and why.
+// What the Context sees of NCCL in builds without CUDA and NCCL: no backend, no staging of
+// device buffers, and why.
+#include "backend/cuda_staging_backend.hpp"
 #include "backend/nccl_backend.hpp"
 
 #ifndef RINGFUSE_HAVE_NCCL
@@ -12,6 +14,8 @@ std::string nccl_unavailable_reason() {
 }
 
 Device device_of(const void*) { return Device::cpu; }
+
+std::unique_ptr<Backend> make_cuda_staging_backend(Backend&, int, int) { return nullptr; }
 
 }  // namespace ringfuse::backend
 

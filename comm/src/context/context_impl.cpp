@@ -8,6 +8,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "backend/cuda_staging_backend.hpp"
 #include "backend/mpi_backend.hpp"
 #include "backend/nccl_backend.hpp"
 #include "core/environment.hpp"
@@ -101,8 +102,15 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
                    backend::nccl_unavailable_reason());
     }
   }
-  // Priority list: device memory -> NCCL; host memory -> MPI when asked for, else native.
+  // Device memory that NCCL does not take (none built, RINGFUSE_BACKEND=native|mpi) is staged
+  // through pinned host memory onto the host backend. Null without a CUDA device.
+  staging_backend_ = backend::make_cuda_staging_backend(
+      mpi_backend_ ? static_cast<backend::Backend&>(*mpi_backend_) : *native_, world_.rank,
+      world_.size);
+  // Priority list: device memory -> NCCL, else staged; host memory -> MPI when asked for,
+  // else native.
   if (nccl_backend_) backends_.push_back(nccl_backend_.get());
+  if (staging_backend_) backends_.push_back(staging_backend_.get());
   if (mpi_backend_) backends_.push_back(mpi_backend_.get());
   backends_.push_back(native_.get());
   if (world_.rank == 0) {
@@ -227,7 +235,9 @@ backend::Backend& ContextImpl::pick(backend::OpKind kind, DataType type, ReduceO
                                     const void* buffer) {
   backend::OpDesc desc{kind, type, op, Device::cpu};
   // Only a build with NCCL and a GPU can be handed device memory; ask CUDA where it lives.
-  if (nccl_backend_ && buffer != nullptr) desc.device = backend::device_of(buffer);
+  if ((nccl_backend_ || staging_backend_) && buffer != nullptr) {
+    desc.device = backend::device_of(buffer);
+  }
   for (auto* backend : backends_) {
     if (backend->enabled(desc)) return *backend;
   }

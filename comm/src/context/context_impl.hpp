@@ -79,6 +79,8 @@ class ContextImpl final : public Context {
   std::unique_ptr<backend::Backend> mpi_backend_;   // RINGFUSE_BACKEND=mpi; before mpi_ goes
   std::unique_ptr<backend::Backend> nccl_backend_;  // when built with NCCL and a GPU is present
   std::unique_ptr<backend::NativeBackend> native_;
+  // Device buffers staged onto mpi_backend_ or native_ (with a GPU); goes before either.
+  std::unique_ptr<backend::Backend> staging_backend_;
   std::vector<backend::Backend*> backends_;         // priority order
   std::mutex engine_mutex_;
   std::unique_ptr<Engine> engine_;  // last: stopped before the connections it uses
