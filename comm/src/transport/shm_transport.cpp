@@ -32,11 +32,14 @@ constexpr std::uint32_t kLivenessMagic = 0x52464c56;          // "RFLV"
 constexpr std::size_t kHeaderBytes = 2 * shm::kLineStride;    // magic line + doorbell line
 constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 
-// Waiting: a few spins catch a peer that is mid-copy; yields let a descheduled peer run
-// (ranks outnumber cores here); then sleep on the doorbell, waking at least every
-// kSleepSlice to poll liveness and the deadline.
-constexpr unsigned kSpins = 64;
-constexpr unsigned kYields = 1;
+// Waiting: a few spins catch a peer that is mid-copy; yields let a descheduled peer run; then
+// sleep on the doorbell, waking at least every kSleepSlice to poll liveness and the deadline.
+// When the ranks outnumber the CPUs they may use, the peer being waited for is usually not
+// running, so spinning only delays it: no spins, more yields (perf/RESULTS.md, run 3: N=4 on
+// 2 cores, 4 KiB in ~40-65 us against ~60-145 us; with a CPU each, spinning keeps N=2 at ~2 us
+// against ~3.7 us without it).
+constexpr WaitPolicy kCpuEach{64, 1};
+constexpr WaitPolicy kOversubscribed{0, 8};
 constexpr auto kSleepSlice = 1000us;
 constexpr auto kLivenessInterval = 1ms;
 
@@ -116,8 +119,33 @@ bool use_shared_memory(TransportKind requested, rendezvous::Store& store,
   return false;
 }
 
+namespace {
+
+// A CPU set as hex digits (4 CPUs each), for the store.
+std::string encode_cpus(const cpu_set_t& cpus) {
+  std::string text;
+  for (int base = 0; base < CPU_SETSIZE; base += 4) {
+    int digit = 0;
+    for (int bit = 0; bit < 4; ++bit) digit |= CPU_ISSET(base + bit, &cpus) ? 1 << bit : 0;
+    text.push_back("0123456789abcdef"[digit]);
+  }
+  return text;
+}
+
+void add_cpus(const std::string& text, cpu_set_t& cpus) {
+  for (std::size_t i = 0; i < text.size() && static_cast<int>(4 * i) < CPU_SETSIZE; ++i) {
+    const char c = text[i];
+    const int digit = c >= 'a' ? c - 'a' + 10 : c - '0';
+    for (int bit = 0; bit < 4; ++bit) {
+      if ((digit >> bit) & 1) CPU_SET(static_cast<int>(4 * i) + bit, &cpus);
+    }
+  }
+}
+
+}  // namespace
+
 ShmTransport::ShmTransport(int rank, int size, rendezvous::Store& store, ShmOptions options)
-    : rank_(rank), size_(size), store_(store), options_(std::move(options)) {
+    : rank_(rank), size_(size), store_(store), options_(std::move(options)), wait_(kCpuEach) {
   const std::size_t ring = options_.ring_bytes;
   if (ring < 4096 || (ring & (ring - 1)) != 0) {
     throw Error(ErrorKind::invalid_argument,
@@ -129,8 +157,32 @@ ShmTransport::ShmTransport(int rank, int size, rendezvous::Store& store, ShmOpti
   const auto deadline = Clock::now() + options_.mesh.connect_timeout;
   connect_liveness(deadline);
   map_segments(deadline);
+  wait_ = agree_wait_policy(deadline);
   spdlog::debug("rank {}: shared-memory rings to {} peers ({} KiB each)", rank_, size_ - 1,
                 ring >> 10);
+}
+
+WaitPolicy ShmTransport::agree_wait_policy(Clock::time_point deadline) {
+  // The CPUs this host's ranks may use between them: each rank's own mask may be one CPU
+  // (mpirun binds), so only the union says whether the ranks outnumber the CPUs.
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  if (::sched_getaffinity(0, sizeof(cpus), &cpus) != 0) {
+    // Publish something all the same: the peers are waiting for this key.
+    const long online = ::sysconf(_SC_NPROCESSORS_ONLN);
+    for (long cpu = 0; cpu < online && cpu < CPU_SETSIZE; ++cpu) CPU_SET(cpu, &cpus);
+  }
+  const auto key = [&](int r) {
+    return fmt::format("{}shm/cpus/{}", options_.mesh.key_prefix, r);
+  };
+  store_.set(key(rank_), encode_cpus(cpus));
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer == rank_) continue;
+    const auto wait =
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+    add_cpus(store_.get(key(peer), std::max(wait, std::chrono::milliseconds(1))), cpus);
+  }
+  return size_ > CPU_COUNT(&cpus) ? kOversubscribed : kCpuEach;
 }
 
 ShmTransport::~ShmTransport() {
@@ -348,16 +400,16 @@ void ShmTransport::exchange(int send_peer, const std::byte* send, std::size_t se
       idle = 0;
       continue;
     }
-    if (++idle <= kSpins) {
+    if (++idle <= wait_.spins) {
       cpu_relax();
       continue;
     }
-    if (idle <= kSpins + kYields) {
+    if (idle <= wait_.spins + wait_.yields) {
       ::sched_yield();
       continue;
     }
     const auto now = Clock::now();
-    if (idle == kSpins + kYields + 1) last_progress = now;  // first sleep since progress
+    if (idle == wait_.spins + wait_.yields + 1) last_progress = now;  // first sleep since progress
     if (now >= next_liveness) {
       // Shared memory gives no EOF: ask the liveness connections of the peers we still need.
       if (sent < send_bytes) check_alive(send_peer);

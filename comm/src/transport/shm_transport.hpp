@@ -37,6 +37,13 @@ struct ShmOptions {
   std::size_t ring_bytes = std::size_t{1} << 20;  // per ordered pair; a power of two
 };
 
+/// How an idle rank waits: `spins` pause-spins, then `yields` sched_yield()s, then it sleeps on
+/// its doorbell.
+struct WaitPolicy {
+  unsigned spins;
+  unsigned yields;
+};
+
 class ShmTransport final : public Transport {
  public:
   /// Collective over all ranks, which must share this host: creates this rank's segment (the
@@ -71,11 +78,14 @@ class ShmTransport final : public Transport {
   void check_alive(int peer);
   [[noreturn]] void fail(int peer, std::string what, bool peer_closed);
   [[noreturn]] void fail_timeout(int stalled);
+  /// Spin only when the ranks on this host have a CPU each (shm_transport.cpp).
+  WaitPolicy agree_wait_policy(std::chrono::steady_clock::time_point deadline);
 
   int rank_;
   int size_;
   rendezvous::Store& store_;
   ShmOptions options_;
+  WaitPolicy wait_;  // how an idle rank waits for its peers (shm_transport.cpp)
   std::string operation_ = "set-up";
   std::optional<std::string> aborted_;
   bool stalled_ = false;                   // an operation timed out
