@@ -12,7 +12,6 @@
 #include <exception>
 #include <filesystem>
 #include <optional>
-#include <set>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -58,18 +57,11 @@ struct Options {
   std::vector<std::string> command;
 };
 
-// Flags whose value is the next argument (so normalize_arguments skips it).
-const std::set<std::string, std::less<>> kValueFlags = {
-    "--np", "-n", "-H", "--host", "--hostfile", "--rsh-agent", "--store-addr", "--start-timeout",
-    "--k8s-service", "--namespace", "--nproc-per-pod", "--dns-server", "--port", "--health-port",
-    "--bind-to", "--algo", "--transport", "--hierarchical", "--backend", "--timeout",
-    "--fusion-threshold", "--fusion-inplace-min", "--cycle-time-ms", "--cache-capacity",
-    "--stall-timeout", "--stall-abort", "--timeline", "--log-level"};
-
 // mpirun users type "-np 4", but CLI11 only has one-letter short options, so the leading
 // launcher flags are rewritten to "--np" before parsing. Only our own flags are touched: the
-// scan stops at "--" or at the program, whose arguments are never rewritten.
-std::vector<std::string> normalize_arguments(int argc, char** argv) {
+// scan stops at "--" or at the program, whose arguments are never rewritten; the value after
+// any of `app`'s options that takes one is skipped.
+std::vector<std::string> normalize_arguments(const CLI::App& app, int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string& arg = args[i];
@@ -80,7 +72,8 @@ std::vector<std::string> normalize_arguments(int argc, char** argv) {
       arg = std::string("--np=").append(arg, 4);
       continue;
     }
-    if (kValueFlags.contains(arg)) ++i;
+    const CLI::Option* option = app.get_option_no_throw(arg);
+    if (option != nullptr && option->get_expected_min() > 0) ++i;
   }
   return args;
 }
@@ -200,7 +193,7 @@ int parse_command_line(int argc, char** argv, Options& options) {
       ->check(CLI::Range(1, 65535));
   options.tunables.add_to(app);
 
-  auto args = normalize_arguments(argc, argv);
+  auto args = normalize_arguments(app, argc, argv);
   std::reverse(args.begin(), args.end());  // CLI11 parses a vector from the back
   try {
     app.parse(args);
