@@ -8,6 +8,18 @@
 
 namespace ringfuse::engine {
 
+void Coordinator::record(int rank, std::uint64_t seq, Fingerprint fp, std::int64_t cache_index,
+                         Clock::time_point since) {
+  auto& pending = table_[seq];
+  if (pending.by_rank.empty()) {
+    pending.by_rank.resize(static_cast<std::size_t>(size_));
+    pending.index_by_rank.assign(static_cast<std::size_t>(size_), kNotCached);
+    pending.since = since;
+  }
+  pending.by_rank[static_cast<std::size_t>(rank)] = std::move(fp);
+  pending.index_by_rank[static_cast<std::size_t>(rank)] = cache_index;
+}
+
 void Coordinator::receive(int rank, CycleMessage message, Clock::time_point now) {
   if (message.indexed) {
     auto& run = runs_[static_cast<std::size_t>(rank)];
@@ -17,16 +29,8 @@ void Coordinator::receive(int rank, CycleMessage message, Clock::time_point now)
     any_full_ = true;
   }
   for (auto& entry : message.entries) {
-    auto& pending = table_[entry.seq];
-    if (pending.by_rank.empty()) {
-      pending.by_rank.resize(static_cast<std::size_t>(size_));
-      pending.index_by_rank.assign(static_cast<std::size_t>(size_), kNotCached);
-      pending.since = now;
-    }
-    pending.by_rank[static_cast<std::size_t>(rank)] = std::move(entry.fp);
-    if (entry.cache_index) {
-      pending.index_by_rank[static_cast<std::size_t>(rank)] = *entry.cache_index;
-    }
+    record(rank, entry.seq, std::move(entry.fp),
+           entry.cache_index ? std::int64_t{*entry.cache_index} : kNotCached, now);
   }
   if (message.join && !joined_[static_cast<std::size_t>(rank)]) {
     joined_[static_cast<std::size_t>(rank)] = true;
@@ -175,14 +179,7 @@ void Coordinator::absorb_indexed(Clock::time_point now) {
     const auto& run = runs_[static_cast<std::size_t>(rank)];
     for (std::size_t i = 0; i < run.indices.size(); ++i) {
       const std::uint64_t seq = run.first_seq + i;
-      auto& pending = table_[seq];
-      if (pending.by_rank.empty()) {
-        pending.by_rank.resize(static_cast<std::size_t>(size_));
-        pending.index_by_rank.assign(static_cast<std::size_t>(size_), kNotCached);
-        pending.since = first_seen(seq, now);
-      }
-      pending.by_rank[static_cast<std::size_t>(rank)] = cache_.at(run.indices[i]);
-      pending.index_by_rank[static_cast<std::size_t>(rank)] = run.indices[i];
+      record(rank, seq, cache_.at(run.indices[i]), run.indices[i], first_seen(seq, now));
     }
   }
   indexed_seen_.clear();

@@ -36,6 +36,10 @@ class Coordinator {
   };
   static constexpr std::int64_t kNotCached = -1;
   ReadyEntry release(std::uint64_t seq, Pending& pending) const;
+  /// `rank` announced collective `seq` as `fp` (by `cache_index`, or kNotCached); `since`
+  /// dates the table entry if this is its first announcement.
+  void record(int rank, std::uint64_t seq, Fingerprint fp, std::int64_t cache_index,
+              Clock::time_point since);
 
   // The short way (messages.hpp): what a rank sent by cache index this cycle.
   struct IndexedRun {
