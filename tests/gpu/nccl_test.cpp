@@ -143,17 +143,24 @@ TEST(CudaStaging, NativeBackendRunsEveryCollectiveOnDeviceMemory) {
   run_every_collective_on_device_memory(*context);
 }
 
+// Two nccl_worker ranks under ringfuse-run with RINGFUSE_BACKEND=`backend`: checks they ended
+// in time and well, and returns what they printed.
+std::string run_two_workers(const std::string& backend) {
+  const auto result = ringfuse::testing::run_process(
+      {RINGFUSE_RUN_PATH, "-np", "2", "--", NCCL_WORKER_PATH},
+      {{"RINGFUSE_BACKEND", backend}, {"RINGFUSE_TIMEOUT_S", "60"}}, std::chrono::minutes(3));
+  EXPECT_FALSE(result.timed_out) << result.output;
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  return result.output;
+}
+
 TEST(CudaStaging, TwoRanksShareOneGpuThroughTheNativeBackend) {
   // NCCL refuses two ranks on one device; staging through host memory does not care.
   REQUIRE_GPUS(1);
-  const auto result = ringfuse::testing::run_process(
-      {RINGFUSE_RUN_PATH, "-np", "2", "--", NCCL_WORKER_PATH},
-      {{"RINGFUSE_BACKEND", "native"}, {"RINGFUSE_TIMEOUT_S", "60"}}, std::chrono::minutes(3));
-  ASSERT_FALSE(result.timed_out) << result.output;
-  EXPECT_EQ(result.exit_code, 0) << result.output;
+  const auto output = run_two_workers("native");
   for (const char* line : {"rank 0: native allreduce of 1048576 floats, 0 wrong",
                            "rank 1: native allreduce of 1048576 floats, 0 wrong"}) {
-    EXPECT_NE(result.output.find(line), std::string::npos) << result.output;
+    EXPECT_NE(output.find(line), std::string::npos) << output;
   }
 }
 
@@ -167,14 +174,9 @@ TEST(NcclBackend, HostMemoryStillRunsOnNative) {
 
 TEST(NcclBackend, TwoRanksTwoGpus) {
   REQUIRE_GPUS(2);
-  const auto result = ringfuse::testing::run_process(
-      {RINGFUSE_RUN_PATH, "-np", "2", "--", NCCL_WORKER_PATH},
-      {{"RINGFUSE_BACKEND", "nccl"}, {"RINGFUSE_TIMEOUT_S", "60"}}, std::chrono::minutes(3));
-  ASSERT_FALSE(result.timed_out) << result.output;
-  EXPECT_EQ(result.exit_code, 0) << result.output;
-  EXPECT_NE(result.output.find("rank 1: nccl allreduce of 1048576 floats, 0 wrong"),
-            std::string::npos)
-      << result.output;
+  const auto output = run_two_workers("nccl");
+  EXPECT_NE(output.find("rank 1: nccl allreduce of 1048576 floats, 0 wrong"), std::string::npos)
+      << output;
 }
 
 }  // namespace
