@@ -11,6 +11,7 @@
 #include <vector>
 
 #include "rendezvous/tcp_store.hpp"
+#include "ringfuse/ringfuse.hpp"
 #include "subprocess.hpp"
 
 namespace {
@@ -286,6 +287,30 @@ class JsonChecker {
   const std::string& s_;
   std::size_t i_ = 0;
 };
+
+TEST(Engine, HostMemoryMarkedAsACudaTensorIsRefusedWithTheReasonAndTheEngineGoesOn) {
+  // Without a usable GPU (this build has no CUDA, or no device) the reason is that; with one,
+  // it is that the pointer is host memory. Either way nothing reaches the engine thread.
+  auto context = ringfuse::init(ringfuse::WorldSpec{}, ringfuse::Options{});
+  auto& engine = context->engine();
+  std::vector<float> values{1, 2, 3, 4};
+  ringfuse::TensorView mislabelled{values.data(), ringfuse::DataType::f32, {4}};
+  mislabelled.device = ringfuse::Device::cuda;
+  try {
+    engine.allreduce("grad.w", mislabelled);
+    FAIL() << "a host pointer marked cuda was accepted";
+  } catch (const ringfuse::Error& error) {
+    EXPECT_EQ(error.kind(), ringfuse::ErrorKind::invalid_argument);
+    const std::string message = error.what();
+    EXPECT_NE(message.find("tensor 'grad.w'"), std::string::npos) << message;
+    EXPECT_TRUE(message.find("is a CUDA tensor, but") != std::string::npos ||
+                message.find("its data pointer is host memory") != std::string::npos)
+        << message;
+  }
+  mislabelled.device = ringfuse::Device::cpu;
+  engine.allreduce("grad.w", mislabelled).wait(10s);
+  EXPECT_EQ(values, (std::vector<float>{1, 2, 3, 4}));
+}
 
 TEST(Engine, TimelineIsValidChromeTraceJson) {
   const std::string path = ::testing::TempDir() + "/engine_timeline.json";

@@ -136,8 +136,8 @@ def f64(v): return struct.pack("<d", v)
 def string(s): return u32(len(s)) + s.encode()
 
 
-def fingerprint(name, shape, op_type=0, dtype=2, op=0, root=-1):
-    return (u8(op_type) + u8(dtype) + u8(op) + u8(0) + i32(root) + f64(1.0) + f64(1.0)
+def fingerprint(name, shape, op_type=0, dtype=2, op=0, root=-1, device=0):
+    return (u8(op_type) + u8(dtype) + u8(op) + u8(0) + i32(root) + u8(device) + f64(1.0) + f64(1.0)
             + u32(len(shape)) + b"".join(i64(d) for d in shape) + string(name))
 
 
@@ -148,7 +148,7 @@ write("engine_messages", "cycle_message_join", b"\x00" + u8(1) + u32(0))
 response = (u8(0) + string("") + u32(3)
             + u64(7) + u8(0) + u32(1)
             + u64(8) + u8(1) + fingerprint("grad/g", [4, 5], op_type=1) + u32(2) + i64(4) + i64(6)
-            + u64(9) + u8(2) + fingerprint("grad/x", [2]) + string("mismatch: rank 1 has f64")
+            + u64(9) + u8(2) + fingerprint("grad/x", [2], device=1) + string("mismatch: rank 1 has f64")
             + u32(2) + i32(0) + i32(3) + u8(3) + i32(3))
 write("engine_messages", "cycle_response", b"\x01" + response)
 write("engine_messages", "cycle_response_abort", b"\x01" + u8(1) + string("rank 2 lost") + u32(0) + u32(0) + u8(0) + i32(-1))

@@ -13,9 +13,12 @@
 #include <cmath>
 #include <cstdint>
 #include <numeric>
+#include <memory>
 #include <string>
+#include <type_traits>
 #include <vector>
 
+#include "engine/fusion_buffer.hpp"
 #include "reduce/cuda_kernels.hpp"
 #include "reduce/half.hpp"
 #include "ringfuse/ringfuse.hpp"
@@ -131,6 +134,147 @@ TEST(CudaKernels, F32ToF16AndBackMatchesTheHostConversion) {
   }
 }
 
+// Segments at odd offsets and lengths, more than one launch holds (64), each converted on the
+// device and by the host's convert_scaled(); the two must agree bit for bit.
+template <typename Dst, typename Src>
+void expect_convert_matches_the_host(DataType dst_type, DataType src_type, double factor) {
+  constexpr std::size_t kSegments = 150;
+  std::vector<std::size_t> offsets;
+  std::size_t total = 0;
+  for (std::size_t i = 0; i < kSegments; ++i) {
+    offsets.push_back(total);
+    total += (i * 37) % 101 + 1;  // 1..101 elements: most segments misaligned for wide words
+  }
+  std::vector<Src> source(total);
+  for (std::size_t i = 0; i < total; ++i) {
+    const float value = (static_cast<float>(i % 2000) - 1000.0f) / 8.0f;
+    if constexpr (std::is_same_v<Src, std::uint16_t>) {
+      source[i] = src_type == DataType::f16 ? ringfuse::reduce::float_to_f16(value)
+                                            : ringfuse::reduce::float_to_bf16(value);
+    } else {
+      source[i] = static_cast<Src>(value);
+    }
+  }
+  DeviceBuffer<Src> in(source);
+  DeviceBuffer<Dst> out(total);
+  std::vector<ringfuse::reduce::cuda::Segment> segments;
+  for (std::size_t i = 0; i < kSegments; ++i) {
+    const std::size_t count = (i + 1 < kSegments ? offsets[i + 1] : total) - offsets[i];
+    segments.push_back({out.data + offsets[i], in.data + offsets[i], count});
+  }
+  ringfuse::reduce::cuda::convert(segments.data(), segments.size(), dst_type, src_type, factor,
+                                  nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  std::vector<Dst> expected(total);
+  ringfuse::engine::convert_scaled(expected.data(), dst_type, source.data(), src_type, total,
+                                   factor);
+  const auto result = out.read();
+  for (std::size_t i = 0; i < total; ++i) {
+    ASSERT_EQ(result[i], expected[i]) << ringfuse::to_string(src_type) << " -> "
+                                      << ringfuse::to_string(dst_type) << " at " << i;
+  }
+}
+
+TEST(CudaKernels, ConvertPacksAndUnpacksManySegmentsAsTheHostDoes) {
+  REQUIRE_GPUS(1);
+  expect_convert_matches_the_host<float, float>(DataType::f32, DataType::f32, 1.0);  // a copy
+  expect_convert_matches_the_host<float, float>(DataType::f32, DataType::f32, 0.25);
+  expect_convert_matches_the_host<std::uint16_t, float>(DataType::f16, DataType::f32, 0.5);
+  expect_convert_matches_the_host<float, std::uint16_t>(DataType::f32, DataType::f16, 2.0);
+  expect_convert_matches_the_host<std::uint16_t, float>(DataType::bf16, DataType::f32, 1.0);
+  expect_convert_matches_the_host<double, float>(DataType::f64, DataType::f32, 3.0);
+  expect_convert_matches_the_host<std::uint16_t, double>(DataType::f16, DataType::f64, 0.125);
+  expect_convert_matches_the_host<std::int32_t, std::int32_t>(DataType::i32, DataType::i32, 1.0);
+}
+
+TEST(CudaKernels, FillSetsEveryElementToThePattern) {
+  REQUIRE_GPUS(1);
+  DeviceBuffer<std::uint16_t> halves(100'001);
+  ringfuse::reduce::cuda::fill(halves.data, 0x7c00, 2, halves.count, nullptr);  // f16 +inf
+  DeviceBuffer<double> doubles(999);
+  ringfuse::reduce::cuda::fill(doubles.data, 0x3ff0000000000000ULL, 8, doubles.count, nullptr);
+  ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
+  EXPECT_EQ(halves.read(), std::vector<std::uint16_t>(halves.count, 0x7c00));
+  EXPECT_EQ(doubles.read(), std::vector<double>(doubles.count, 1.0));
+}
+
+ringfuse::TensorView device_view(float* data, std::int64_t count) {
+  ringfuse::TensorView view{data, DataType::f32, {count}};
+  view.device = ringfuse::Device::cuda;
+  cudaGetDevice(&view.device_index);
+  return view;
+}
+
+// Device tensors through the engine of a world of one: fused groups (packed on the device, with
+// scaling and fp16 compression), an in-place one, and the other collectives. Every result must
+// equal the input (exactly: the values are small integers and halves, exact in fp16).
+void run_engine_on_device_tensors(ringfuse::Context& context) {
+  auto& engine = context.engine();
+  std::vector<std::unique_ptr<DeviceBuffer<float>>> tensors;
+  std::vector<std::vector<float>> values;
+  std::vector<ringfuse::Work> works;
+  for (int i = 0; i < 40; ++i) {
+    values.emplace_back(static_cast<std::size_t>(i * 13 + 1));
+    for (std::size_t j = 0; j < values.back().size(); ++j) {
+      values.back()[j] = static_cast<float>((i + j) % 64) / 2.0f;
+    }
+    tensors.push_back(std::make_unique<DeviceBuffer<float>>(values.back()));
+    ringfuse::AllreduceOptions options;
+    if (i % 2 == 0) {
+      options.op = ReduceOp::avg;
+      options.prescale = 2.0;
+      options.postscale = 0.5;
+    } else {
+      options.compression = ringfuse::Compression::fp16;
+    }
+    works.push_back(engine.allreduce("grad." + std::to_string(i),
+                                     device_view(tensors.back()->data, tensors.back()->count),
+                                     options));
+  }
+  std::vector<float> large(std::size_t{1} << 20);
+  std::iota(large.begin(), large.end(), 0.0f);
+  DeviceBuffer<float> large_tensor(large);  // 4 MiB: above the in-place minimum
+  works.push_back(engine.allreduce("large", device_view(large_tensor.data, large_tensor.count)));
+  for (auto& work : works) work.wait(std::chrono::seconds(60));
+  for (std::size_t i = 0; i < values.size(); ++i) {
+    EXPECT_EQ(tensors[i]->read(), values[i]) << "grad." << i;
+  }
+  EXPECT_EQ(large_tensor.read(), large);
+  EXPECT_GE(engine.stats().fused_tensors, 2u) << "the small device tensors were not fused";
+
+  DeviceBuffer<float> source(values[3]);
+  engine.broadcast("bcast", device_view(source.data, source.count), 0).wait();
+  EXPECT_EQ(source.read(), values[3]);
+  DeviceBuffer<float> gathered(source.count);
+  auto gather = engine.allgather("gather", device_view(source.data, source.count),
+                                 [&](const std::vector<std::int64_t>& shape) -> void* {
+                                   EXPECT_EQ(static_cast<std::size_t>(shape.front()), source.count);
+                                   return gathered.data;
+                                 });
+  gather.wait();
+  EXPECT_EQ(gathered.read(), values[3]);
+  DeviceBuffer<float> exchanged(source.count);
+  engine.alltoall("a2a", device_view(source.data, source.count),
+                  device_view(exchanged.data, exchanged.count)).wait();
+  EXPECT_EQ(exchanged.read(), values[3]);
+  DeviceBuffer<float> scattered(source.count);
+  engine.reducescatter("rs", device_view(source.data, source.count),
+                       device_view(scattered.data, scattered.count), ReduceOp::max).wait();
+  EXPECT_EQ(scattered.read(), values[3]);
+}
+
+TEST(Engine, DeviceTensorsInAWorldOfOneRunOnNccl) {
+  REQUIRE_GPUS(1);
+  auto context = nccl_world_of_one();
+  run_engine_on_device_tensors(*context);
+}
+
+TEST(Engine, DeviceTensorsInAWorldOfOneRunStagedOnNative) {
+  REQUIRE_GPUS(1);
+  auto context = world_of_one(ringfuse::BackendKind::native);
+  run_engine_on_device_tensors(*context);
+}
+
 TEST(NcclBackend, WorldOfOneRunsEveryCollectiveOnDeviceMemory) {
   REQUIRE_GPUS(1);
   auto context = nccl_world_of_one();
@@ -159,7 +303,9 @@ TEST(CudaStaging, TwoRanksShareOneGpuThroughTheNativeBackend) {
   REQUIRE_GPUS(1);
   const auto output = run_two_workers("native");
   for (const char* line : {"rank 0: native allreduce of 1048576 floats, 0 wrong",
-                           "rank 1: native allreduce of 1048576 floats, 0 wrong"}) {
+                           "rank 1: native allreduce of 1048576 floats, 0 wrong",
+                           "rank 0: engine on device tensors, 0 wrong",
+                           "rank 1: engine on device tensors, 0 wrong"}) {
     EXPECT_NE(output.find(line), std::string::npos) << output;
   }
 }

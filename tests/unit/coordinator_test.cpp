@@ -1,13 +1,16 @@
 // Rank 0's coordinator on its own: the cache-index round (what every rank agrees on is
 // released, the rest stays held; a disagreement or anything else pending hands over to the
-// full way), and the fusion buffer's growth.
+// full way), and the fusion buffer's growth and host packing space.
 #include <gtest/gtest.h>
 
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <vector>
 
 #include "engine/coordinator.hpp"
 #include "engine/fusion_buffer.hpp"
+#include "engine/host_memory_space.hpp"
 
 namespace {
 
@@ -91,6 +94,23 @@ TEST_F(CoordinatorTest, TwoIndicesAtOneSequenceNumberGoTheFullWayAndFailAsAMisma
       << response.ready[0].error;
 }
 
+TEST_F(CoordinatorTest, HostMemoryOnOneRankAndCudaMemoryOnAnotherIsAMismatch) {
+  std::vector<CycleMessage> messages(3);
+  for (std::size_t rank = 0; rank < messages.size(); ++rank) {
+    auto fp = tensor("grad", 8);
+    if (rank == 1) fp.device = ringfuse::Device::cuda;
+    messages[rank].entries.push_back(Announcement{1, std::nullopt, fp});
+    messages[rank].busy = true;
+  }
+  const auto response = cycle(std::move(messages));
+  ASSERT_EQ(response.ready.size(), 1u);
+  EXPECT_EQ(response.ready[0].kind, ReadyEntry::Kind::error);
+  EXPECT_NE(response.ready[0].error.find("collective #1 'grad' does not match across ranks: "
+                                         "ranks {0,2}: f32[8] sum; rank 1: f32[8] sum on cuda"),
+            std::string::npos)
+      << response.ready[0].error;
+}
+
 TEST_F(CoordinatorTest, ARankAnnouncingInFullTakesEveryonesIndicesIntoTheTable) {
   CycleMessage full;
   full.entries.push_back(Announcement{1, std::nullopt, tensor("new", 4)});
@@ -133,6 +153,28 @@ TEST(FusionBuffer, GrowsOnlyAsFarAsAFusedGroupNeedsUpToItsCapacity) {
   EXPECT_EQ(buffer.allocated(), std::size_t{5} << 20);
   buffer.data(std::size_t{100} << 20);
   EXPECT_EQ(buffer.allocated(), std::size_t{8} << 20) << "never past the threshold";
+}
+
+TEST(HostMemorySpace, PacksConvertsAndUnpacksSegmentsAndFillsStandIns) {
+  ringfuse::engine::HostMemorySpace memory(std::size_t{8} << 20);
+  std::vector<float> a{1, 2, 3};
+  std::vector<float> b{4, 5};
+  auto* buffer = reinterpret_cast<double*>(memory.fusion_buffer(5 * sizeof(double)));
+  std::vector<ringfuse::backend::CopySegment> in{{buffer, a.data(), 3}, {buffer + 3, b.data(), 2}};
+  memory.begin();
+  memory.convert(in, ringfuse::DataType::f64, ringfuse::DataType::f32, 0.5);
+  memory.finish();
+  EXPECT_EQ(std::vector<double>(buffer, buffer + 5), (std::vector<double>{0.5, 1, 1.5, 2, 2.5}));
+  std::vector<ringfuse::backend::CopySegment> out{{a.data(), buffer, 3}, {b.data(), buffer + 3, 2}};
+  memory.convert(out, ringfuse::DataType::f32, ringfuse::DataType::f64, 4.0);
+  EXPECT_EQ(a, (std::vector<float>{2, 4, 6}));
+  EXPECT_EQ(b, (std::vector<float>{8, 10}));
+
+  auto* stand_in = reinterpret_cast<std::int32_t*>(memory.scratch(7 * sizeof(std::int32_t)));
+  std::uint64_t identity = 0;
+  ringfuse::engine::fill_identity(&identity, ringfuse::DataType::i32, ringfuse::ReduceOp::min, 1);
+  memory.fill(stand_in, identity, sizeof(std::int32_t), 7);
+  for (int i = 0; i < 7; ++i) EXPECT_EQ(stand_in[i], std::numeric_limits<std::int32_t>::max());
 }
 
 }  // namespace

@@ -72,4 +72,14 @@ TEST(FusionPlan, MixedDtypesFuseSeparately) {
   EXPECT_EQ(members(groups), (std::vector<std::vector<std::size_t>>{{0, 2}, {1, 3}}));
 }
 
+TEST(FusionPlan, HostAndCudaTensorsNeverShareABuffer) {
+  // They are packed in different memory and run on different backends.
+  std::vector<ReadyEntry> ready = {allreduce("a", 16), allreduce("g0", 16), allreduce("b", 16),
+                                   allreduce("g1", 16)};
+  ready[1].fp.device = ringfuse::Device::cuda;
+  ready[3].fp.device = ringfuse::Device::cuda;
+  const auto groups = plan_fusion(ready, kThreshold, kInPlaceMin, kLookahead);
+  EXPECT_EQ(members(groups), (std::vector<std::vector<std::size_t>>{{0, 2}, {1, 3}}));
+}
+
 }  // namespace

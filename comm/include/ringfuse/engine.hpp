@@ -29,12 +29,20 @@ enum class Device : std::uint8_t { cpu, cuda };
 
 /// A view of a caller-owned tensor: nothing is copied, the memory must stay valid until the
 /// Work completes. `shape` may be empty for a scalar.
+///
+/// CUDA tensors (device = cuda) need a build with CUDA and NCCL, and must live on this rank's
+/// GPU: cuda:(local rank modulo the visible devices). The engine packs them into a fusion
+/// buffer on that GPU with its own kernels and runs them on its own NCCL communicator (with
+/// RINGFUSE_BACKEND=native|mpi: staged through pinned host memory). Its device work starts
+/// after what callers have queued on the legacy default stream by the time the collective
+/// runs, so a tensor produced on another stream must be synchronised before it is enqueued.
+/// When the Work completes, the device work is finished and the result is in the tensor.
 struct TensorView {
   void* data = nullptr;
   DataType dtype = DataType::f32;
   std::vector<std::int64_t> shape;
-  Device device = Device::cpu;  // only cpu is supported by this build
-  int device_index = 0;
+  Device device = Device::cpu;
+  int device_index = 0;  // CUDA: the ordinal of the GPU `data` is on
 
   std::size_t numel() const;
   std::size_t bytes() const { return numel() * element_size(dtype); }
@@ -51,7 +59,8 @@ struct AllreduceOptions {
 };
 
 /// Called on the engine thread with the output shape of an allgather; returns memory for
-/// numel(shape) elements of the input's dtype, valid until the Work completes.
+/// numel(shape) elements of the input's dtype (on the input's device), valid until the Work
+/// completes.
 using OutputAllocator = std::function<void*(const std::vector<std::int64_t>& shape)>;
 
 namespace engine {

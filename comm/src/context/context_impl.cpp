@@ -9,6 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "backend/cuda_staging_backend.hpp"
+#include "backend/memory_space.hpp"
 #include "backend/mpi_backend.hpp"
 #include "backend/nccl_backend.hpp"
 #include "core/environment.hpp"
@@ -168,6 +169,24 @@ Engine& ContextImpl::engine() {
           std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_, mesh);
     }
     resources.data = open_channel("engine-data");
+    // CUDA tensors: the engine's own NCCL communicator when the Context would use NCCL, else
+    // device buffers staged onto the engine's native channel (RINGFUSE_BACKEND=native|mpi).
+    resources.device_space = backend::make_cuda_memory_space(
+        world_.rank, world_.local_rank, options_.op_timeout, resources.device_unavailable);
+    if (resources.device_space) {
+      if (nccl_backend_) {
+        resources.device_data = backend::make_nccl_backend(
+            backend::NcclSetup{world_.rank, world_.size, world_.local_rank, store_.get(),
+                               key_prefix_ + "engine-nccl/", options_.op_timeout});
+      } else {
+        resources.device_data =
+            backend::make_cuda_staging_backend(*resources.data, world_.rank, world_.size);
+      }
+      if (!resources.device_data) {
+        resources.device_space.reset();
+        resources.device_unavailable = backend::nccl_unavailable_reason();
+      }
+    }
     engine_ = engine::make_engine(std::move(resources));
   }
   return *engine_;

@@ -7,6 +7,7 @@
 #include <spdlog/spdlog.h>
 
 #include "algo/algorithms.hpp"
+#include "backend/nccl_backend.hpp"
 #include "engine/config.hpp"
 #include "engine/rank_set.hpp"
 
@@ -28,11 +29,14 @@ EngineImpl::EngineImpl(EngineResources resources)
       algorithm_(resources.algorithm),
       control_(std::move(resources.control)),
       data_(std::move(resources.data)),
+      device_space_(std::move(resources.device_space)),
+      device_data_(std::move(resources.device_data)),
+      device_unavailable_(std::move(resources.device_unavailable)),
       progress_(resources.progress),
       cache_(config_.cache_capacity),
       coordinator_(size_, cache_),
       stall_(config_.stall_warning, config_.stall_abort),
-      fusion_(config_.fusion_threshold),
+      host_memory_(config_.fusion_threshold),
       idle_interval_(config_.cycle_time) {
   if (!config_.timeline_path.empty()) {
     timeline_ = std::make_unique<Timeline>(config_.timeline_path, rank_);
@@ -61,7 +65,22 @@ void EngineImpl::check_tensor(const std::string& name, const TensorView& tensor)
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("rank {}: engine: tensor '{}': {}", rank_, name, what), rank_);
   };
-  if (tensor.device != Device::cpu) bad("only cpu tensors are supported by this build");
+  if (tensor.device == Device::cuda) {
+    if (!device_space_ || !device_data_) {
+      bad(fmt::format("is a CUDA tensor, but {}; pass host memory, or run where a CUDA device "
+                      "is visible",
+                      device_unavailable_));
+    }
+    if (tensor.device_index != device_space_->device_index()) {
+      bad(fmt::format("is on cuda:{}, but this rank's engine works on cuda:{} (its local rank "
+                      "modulo the visible devices); give each rank its own GPU with "
+                      "CUDA_VISIBLE_DEVICES, or move the tensor",
+                      tensor.device_index, device_space_->device_index()));
+    }
+    if (tensor.numel() > 0 && backend::device_of(tensor.data) != Device::cuda) {
+      bad("is marked as a CUDA tensor, but its data pointer is host memory");
+    }
+  }
   for (const auto dim : tensor.shape) {
     if (dim < 0) bad(fmt::format("negative dimension {}", dim));
   }
@@ -134,6 +153,7 @@ Request EngineImpl::tensor_request(OpType type, std::string name, const TensorVi
   request.fp.dtype = tensor.dtype;
   request.fp.shape = tensor.shape;
   request.fp.name = std::move(name);
+  request.fp.device = tensor.device;
   request.data = tensor.data;
   return request;
 }
@@ -176,10 +196,10 @@ Work EngineImpl::alltoall(std::string name, TensorView input, TensorView output)
   check_tensor(name, input);
   check_tensor(name, output);
   if (input.shape.empty() || input.shape.front() % size_ != 0 || output.dtype != input.dtype ||
-      output.numel() != input.numel()) {
+      output.numel() != input.numel() || output.device != input.device) {
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("rank {}: engine: alltoall '{}': dimension 0 must divide by the world "
-                            "size {} and the output must have the input's dtype and size",
+                            "size {} and the output must have the input's dtype, size and device",
                             rank_, name, size_),
                 rank_);
   }
@@ -192,11 +212,11 @@ Work EngineImpl::reducescatter(std::string name, TensorView input, TensorView ou
                                ReduceOp op) {
   check_tensor(name, input);
   check_tensor(name, output);
-  if (output.dtype != input.dtype ||
+  if (output.dtype != input.dtype || output.device != input.device ||
       output.numel() * static_cast<std::size_t>(size_) != input.numel()) {
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("rank {}: engine: reducescatter '{}': the input must hold {} times the "
-                            "output's elements, of the same dtype",
+                            "output's elements, of the same dtype and device",
                             rank_, name, size_),
                 rank_);
   }
@@ -489,9 +509,22 @@ void EngineImpl::apply(const CycleResponse& response) {
   }
 }
 
-std::byte* EngineImpl::scratch(std::size_t bytes) {
-  if (scratch_.size() < bytes) scratch_.resize(bytes);
-  return scratch_.data();
+backend::MemorySpace& EngineImpl::memory_for(Device device) {
+  if (device == Device::cpu) return host_memory_;
+  if (!device_space_) {
+    throw Error(ErrorKind::invalid_argument,
+                fmt::format("rank {}: engine: the other ranks agreed on a collective of CUDA "
+                            "tensors, but this rank cannot take part: {}",
+                            rank_, device_unavailable_),
+                rank_);
+  }
+  return *device_space_;
+}
+
+backend::Backend& EngineImpl::backend_for(Device device) {
+  if (device == Device::cpu) return *data_;
+  memory_for(device);  // the same check
+  return *device_data_;
 }
 
 void EngineImpl::complete(std::uint64_t seq, const Error* error) {
@@ -523,6 +556,10 @@ void EngineImpl::run_allreduce(const CycleResponse& response, const FusionGroup&
   const double post = fp.postscale * (floating && fp.op == ReduceOp::avg ? 1.0 / size_ : 1.0);
   const DataType wire = wire_type(fp);
 
+  auto& memory = memory_for(fp.device);
+  auto& backend = backend_for(fp.device);
+  memory.begin();
+
   // Where each member's data lives on this rank: the caller's tensor, or (a joined rank) the
   // operator's identity in scratch memory.
   std::vector<void*> data;
@@ -532,14 +569,16 @@ void EngineImpl::run_allreduce(const CycleResponse& response, const FusionGroup&
       scratch_bytes += response.ready[index].fp.bytes();
     }
   }
-  std::byte* spare = scratch_bytes > 0 ? scratch(scratch_bytes) : nullptr;
+  std::byte* spare = scratch_bytes > 0 ? memory.scratch(scratch_bytes) : nullptr;
+  std::uint64_t identity = 0;
+  fill_identity(&identity, fp.dtype, fp.op, 1);
   for (const auto index : group.members) {
     const auto& entry = response.ready[index];
     const auto it = outstanding_.find(entry.seq);
     if (it != outstanding_.end()) {
       data.push_back(it->second.data);
     } else {
-      fill_identity(spare, fp.dtype, fp.op, entry.fp.numel());
+      memory.fill(spare, identity, element_size(fp.dtype), entry.fp.numel());
       data.push_back(spare);
       spare += entry.fp.bytes();
     }
@@ -566,35 +605,45 @@ void EngineImpl::run_allreduce(const CycleResponse& response, const FusionGroup&
 
   if (!group.fused) {
     void* buffer = data.front();
-    if (fp.prescale != 1.0) convert_scaled(buffer, fp.dtype, buffer, fp.dtype, total, fp.prescale);
+    const backend::CopySegment in_place{buffer, buffer, total};
+    if (fp.prescale != 1.0) memory.convert({&in_place, 1}, fp.dtype, fp.dtype, fp.prescale);
+    memory.finish();
     const auto start = Clock::now();
-    data_->allreduce(buffer, total, fp.dtype, backend_op, Algorithm::automatic);
+    backend.allreduce(buffer, total, fp.dtype, backend_op, Algorithm::automatic);
     collective_done(start, total * element_size(fp.dtype));
-    if (post != 1.0) convert_scaled(buffer, fp.dtype, buffer, fp.dtype, total, post);
+    if (post != 1.0) {
+      memory.convert({&in_place, 1}, fp.dtype, fp.dtype, post);
+      memory.finish();
+    }
   } else {
     const std::size_t wire_bytes = element_size(wire);
-    std::byte* buffer = fusion_.data(total * wire_bytes);
+    std::byte* buffer = memory.fusion_buffer(total * wire_bytes);
     auto start = Clock::now();
-    std::size_t offset = 0;
-    for (std::size_t i = 0; i < group.members.size(); ++i) {
-      const auto count = response.ready[group.members[i]].fp.numel();
-      convert_scaled(buffer + offset * wire_bytes, wire, data[i], fp.dtype, count, fp.prescale);
-      offset += count;
-    }
+    // Each member's place in the buffer, as (into the buffer) or (out of it) segments.
+    const auto place_members = [&](bool into_buffer) {
+      segments_.clear();
+      std::size_t offset = 0;
+      for (std::size_t i = 0; i < group.members.size(); ++i) {
+        const auto count = response.ready[group.members[i]].fp.numel();
+        std::byte* slot = buffer + offset * wire_bytes;
+        segments_.push_back(into_buffer ? backend::CopySegment{slot, data[i], count}
+                                        : backend::CopySegment{data[i], slot, count});
+        offset += count;
+      }
+      return std::span<const backend::CopySegment>(segments_);
+    };
+    memory.convert(place_members(true), wire, fp.dtype, fp.prescale);
+    memory.finish();
     if (timeline_) {
       timeline_->event(Timeline::kMemcpy, "MEMCPY_IN_FUSION_BUFFER", start, Clock::now(),
                        fmt::format("\"bytes\":{}", total * wire_bytes));
     }
     start = Clock::now();
-    data_->allreduce(buffer, total, wire, backend_op, Algorithm::automatic);
+    backend.allreduce(buffer, total, wire, backend_op, Algorithm::automatic);
     collective_done(start, total * wire_bytes);
     start = Clock::now();
-    offset = 0;
-    for (std::size_t i = 0; i < group.members.size(); ++i) {
-      const auto count = response.ready[group.members[i]].fp.numel();
-      convert_scaled(data[i], fp.dtype, buffer + offset * wire_bytes, wire, count, post);
-      offset += count;
-    }
+    memory.convert(place_members(false), fp.dtype, wire, post);
+    memory.finish();
     if (timeline_) {
       timeline_->event(Timeline::kMemcpy, "MEMCPY_OUT_FUSION_BUFFER", start, Clock::now(),
                        fmt::format("\"bytes\":{}", total * wire_bytes));
@@ -611,21 +660,22 @@ void EngineImpl::run_single(const ReadyEntry& entry, Request* local) {
   std::string args = fmt::format("\"bytes\":{}", fp.bytes());
   switch (fp.op_type) {
     case OpType::allreduce: break;  // handled by run_allreduce
-    case OpType::barrier: data_->barrier(); break;
+    case OpType::barrier: backend_for(fp.device).barrier(); break;
     case OpType::broadcast: {
-      void* data = local != nullptr ? local->data : scratch(fp.bytes());
-      data_->broadcast(data, fp.numel(), fp.dtype, fp.root);
+      void* data = local != nullptr ? local->data : memory_for(fp.device).scratch(fp.bytes());
+      backend_for(fp.device).broadcast(data, fp.numel(), fp.dtype, fp.root);
       break;
     }
     case OpType::alltoall: {
       const std::vector<std::size_t> counts(static_cast<std::size_t>(size_),
                                             fp.numel() / static_cast<std::size_t>(size_));
-      data_->alltoallv(local->data, counts, local->output, counts, fp.dtype);
+      backend_for(fp.device).alltoallv(local->data, counts, local->output, counts, fp.dtype);
       break;
     }
     case OpType::reducescatter:
-      data_->reducescatter(local->data, local->output, fp.numel() / static_cast<std::size_t>(size_),
-                           fp.dtype, fp.op);
+      backend_for(fp.device).reducescatter(local->data, local->output,
+                                           fp.numel() / static_cast<std::size_t>(size_), fp.dtype,
+                                           fp.op);
       break;
     case OpType::allgather: {
       std::size_t row = 1;
@@ -655,9 +705,10 @@ void EngineImpl::run_single(const ReadyEntry& entry, Request* local) {
         }
       }
       // Take part even without an output (joined rank, failed allocator): the others wait.
-      std::byte* sink = output == nullptr ? scratch(out_bytes) : static_cast<std::byte*>(output);
+      std::byte* sink = output == nullptr ? memory_for(fp.device).scratch(out_bytes)
+                                          : static_cast<std::byte*>(output);
       const void* send = local != nullptr ? local->data : sink;
-      data_->allgatherv(send, sink, counts, fp.dtype);
+      backend_for(fp.device).allgatherv(send, sink, counts, fp.dtype);
       if (local != nullptr) {
         std::lock_guard lock(local->work->mutex);
         local->work->output_shape = shape;

@@ -13,12 +13,13 @@
 #include <thread>
 #include <vector>
 
+#include "backend/memory_space.hpp"
 #include "backend/native_backend.hpp"
 #include "core/progress_record.hpp"
 #include "engine/control_channel.hpp"
 #include "engine/coordinator.hpp"
-#include "engine/fusion_buffer.hpp"
 #include "engine/fusion_plan.hpp"
+#include "engine/host_memory_space.hpp"
 #include "engine/request_queue.hpp"
 #include "engine/response_cache.hpp"
 #include "engine/stall_inspector.hpp"
@@ -34,6 +35,12 @@ struct EngineResources {
   Algorithm algorithm = Algorithm::automatic;  // the Context's default, for timeline labels
   std::unique_ptr<transport::Transport> control;  // short no-progress timeout (the tick)
   std::unique_ptr<backend::NativeBackend> data;
+  // CUDA tensors: the packing space on this rank's device, and a backend for device buffers
+  // on the engine's own connections (its own NCCL communicator, or staging onto `data`, which
+  // it may refer to). Both null without a usable device, and device_unavailable says why.
+  std::unique_ptr<backend::MemorySpace> device_space;
+  std::unique_ptr<backend::Backend> device_data;
+  std::string device_unavailable;
   core::ProgressPublisher* progress = nullptr;  // the Context's, for the launcher's /metrics
 };
 
@@ -82,7 +89,10 @@ class EngineImpl final : public Engine {
   void run_single(const ReadyEntry& entry, Request* local);
   void complete(std::uint64_t seq, const Error* error);
   void fail_everything(const Error& error);
-  std::byte* scratch(std::size_t bytes);
+  /// Where collectives on `device` memory are packed, and the backend that runs them; a rank
+  /// without a CUDA device fails here when the others agreed on a CUDA collective (it joined).
+  backend::MemorySpace& memory_for(Device device);
+  backend::Backend& backend_for(Device device);
 
   int rank_;
   int size_;
@@ -90,14 +100,17 @@ class EngineImpl final : public Engine {
   Algorithm algorithm_;
   ControlChannel control_;
   std::unique_ptr<backend::NativeBackend> data_;
+  std::unique_ptr<backend::MemorySpace> device_space_;  // null without a CUDA device
+  std::unique_ptr<backend::Backend> device_data_;       // may use data_: declared after it
+  std::string device_unavailable_;
   core::ProgressPublisher* progress_;  // may be null
   RequestQueue queue_;
   ResponseCache cache_;
   Coordinator coordinator_;
   StallInspector stall_;
-  FusionBuffer fusion_;
+  HostMemorySpace host_memory_;  // fusion buffer and a joined rank's stand-ins, in host memory
   std::unique_ptr<Timeline> timeline_;
-  std::vector<std::byte> scratch_;  // what a joined rank contributes / receives
+  std::vector<backend::CopySegment> segments_;  // reused by every fused all-reduce
 
   // Engine thread only.
   std::map<std::uint64_t, Request> outstanding_;

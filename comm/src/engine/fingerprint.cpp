@@ -25,8 +25,9 @@ std::size_t Fingerprint::numel() const {
 
 bool Fingerprint::matches(const Fingerprint& other) const {
   if (op_type != other.op_type || dtype != other.dtype || op != other.op ||
-      compression != other.compression || root != other.root || prescale != other.prescale ||
-      postscale != other.postscale || name != other.name || shape.size() != other.shape.size()) {
+      compression != other.compression || root != other.root || device != other.device ||
+      prescale != other.prescale || postscale != other.postscale || name != other.name ||
+      shape.size() != other.shape.size()) {
     return false;
   }
   for (std::size_t i = op_type == OpType::allgather ? 1 : 0; i < shape.size(); ++i) {
@@ -52,6 +53,7 @@ std::string Fingerprint::describe(bool with_name) const {
   if (postscale != 1.0) text += fmt::format(" postscale {}", postscale);
   if (compression == Compression::fp16) text += " (fp16 on the wire)";
   if (compression == Compression::bf16) text += " (bf16 on the wire)";
+  if (device == Device::cuda) text += " on cuda";
   return text;
 }
 
@@ -61,6 +63,7 @@ void Fingerprint::encode(ByteWriter& out) const {
   out.put(op);
   out.put(compression);
   out.put(root);
+  out.put(device);
   out.put(prescale);
   out.put(postscale);
   out.put(static_cast<std::uint32_t>(shape.size()));
@@ -75,6 +78,7 @@ Fingerprint Fingerprint::decode(ByteReader& in) {
   fp.op = in.get<ReduceOp>();
   fp.compression = in.get<Compression>();
   fp.root = in.get<std::int32_t>();
+  fp.device = in.get<Device>();
   fp.prescale = in.get<double>();
   fp.postscale = in.get<double>();
   const auto dims = in.get<std::uint32_t>();
@@ -91,6 +95,7 @@ std::size_t Fingerprint::hash() const {
   mix(static_cast<std::uint64_t>(op_type) | static_cast<std::uint64_t>(dtype) << 8 |
       static_cast<std::uint64_t>(op) << 16 | static_cast<std::uint64_t>(compression) << 24 |
       static_cast<std::uint64_t>(static_cast<std::uint32_t>(root)) << 32);
+  mix(static_cast<std::uint64_t>(device));
   mix(std::hash<double>{}(prescale));
   mix(std::hash<double>{}(postscale));
   mix(std::hash<std::string>{}(name));

@@ -1,5 +1,6 @@
 // What every rank's i-th collective must agree on: operation, name, dtype, shape, operator,
-// root and scaling. Rendered as `'name' f32[1024,512] sum` in mismatch messages.
+// root, scaling and device (host or CUDA memory: the engine packs and runs them differently).
+// Rendered as `'name' f32[1024,512] sum` (`... on cuda`) in mismatch messages.
 #pragma once
 
 #include <cstdint>
@@ -21,6 +22,7 @@ struct Fingerprint {
   ReduceOp op = ReduceOp::sum;
   Compression compression = Compression::none;
   std::int32_t root = -1;
+  Device device = Device::cpu;
   double prescale = 1.0;
   double postscale = 1.0;
   std::vector<std::int64_t> shape;  // allgather: dimension 0 is this rank's and may differ

@@ -6,7 +6,7 @@ namespace {
 bool compatible(const Fingerprint& a, const Fingerprint& b) {
   return a.op_type == OpType::allreduce && b.op_type == OpType::allreduce && a.dtype == b.dtype &&
          a.op == b.op && a.prescale == b.prescale && a.postscale == b.postscale &&
-         a.compression == b.compression;
+         a.compression == b.compression && a.device == b.device;
 }
 
 std::size_t wire_bytes(const Fingerprint& fp) { return fp.numel() * element_size(wire_type(fp)); }

@@ -1,7 +1,7 @@
 // Groups the collectives released in one cycle: compatible all-reduces (same dtype, operator,
-// scaling and compression) are packed together up to the fusion threshold, looking ahead a
-// bounded number of entries past incompatible ones (mixed dtypes); uncompressed all-reduces of
-// at least `inplace_min` bytes, and everything else, run alone, in place.
+// scaling, compression and device) are packed together up to the fusion threshold, looking
+// ahead a bounded number of entries past incompatible ones (mixed dtypes); uncompressed
+// all-reduces of at least `inplace_min` bytes, and everything else, run alone, in place.
 // Every rank computes the same plan from the same response.
 #pragma once
 

@@ -21,10 +21,23 @@ void f32_to_f16(const float* in, std::uint16_t* out, std::size_t count, float fa
 void f16_to_f32(const std::uint16_t* in, float* out, std::size_t count, float factor,
                 cudaStream_t stream);
 
-/// Packs `n` device buffers back to back into `dst` (and unpacks): cudaMemcpyAsync per buffer.
-void pack(void* dst, const void* const* sources, const std::size_t* bytes, std::size_t n,
+/// One segment of a batched conversion: `count` elements from `src` to `dst`.
+struct Segment {
+  void* dst;
+  const void* src;
+  std::size_t count;
+};
+
+/// For every segment, dst[i] = dst_type(src[i] * factor): packing tensors into a fusion
+/// buffer and unpacking them, with prescale/postscale and fp16/bf16 compression on the way, in
+/// one launch per 64 segments (not one cudaMemcpy per tensor). Floating-point types convert
+/// freely; equal types with factor 1 are a plain copy (any type, widest aligned words). Other
+/// integer conversions throw Error(invalid_argument).
+void convert(const Segment* segments, std::size_t n, DataType dst_type, DataType src_type,
+             double factor, cudaStream_t stream);
+
+/// `count` elements of `element_bytes` (1, 2, 4 or 8) set to the low bytes of `pattern`.
+void fill(void* dst, std::uint64_t pattern, std::size_t element_bytes, std::size_t count,
           cudaStream_t stream);
-void unpack(const void* src, void* const* destinations, const std::size_t* bytes, std::size_t n,
-            cudaStream_t stream);
 
 }  // namespace ringfuse::reduce::cuda
