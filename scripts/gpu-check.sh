@@ -1,0 +1,75 @@
+#!/usr/bin/env bash
+# The GPU evidence, in one short run on a machine with an NVIDIA GPU that lacks our Debian
+# build dependencies (the lent device machine: nvcc, CMake and PyTorch's NCCL, nothing else).
+#
+#   bash scripts/gpu-check.sh bundle   # here (Debian 12, CUDA 13 + NCCL under /usr/local/cuda):
+#                                      # builds build-gpu and copies what the check runs, with
+#                                      # the shared libraries Debian gave us, into .gpu-bundle/
+#   bash scripts/gpu-check.sh run      # there, from the repository root, with .gpu-bundle/
+#                                      # carried: runs every GPU test (CUDA kernels, the NCCL
+#                                      # backend, staging, the engine on device tensors, two
+#                                      # ranks on one GPU) and the packing kernels against a
+#                                      # device-to-device cudaMemcpy; log in ${OUT:-.}/gpu-check.log
+#
+# libnccl (218 MB) does not travel: `run` uses the one it finds there (PyTorch's wheel ships it).
+set -euo pipefail
+root=$(cd "$(dirname "$0")/.." && pwd)
+bundle=$root/.gpu-bundle
+# The tests find ringfuse-run and their worker by the absolute paths they were built with.
+build_dir=/work/main/build-gpu
+
+bundle() {
+  # No Open MPI or Gloo: their runtimes would have to travel too, and the GPU paths need neither.
+  cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRINGFUSE_WITH_MPI=OFF \
+    -DRINGFUSE_WITH_GLOO=OFF -DRINGFUSE_WITH_TORCH=OFF -DRINGFUSE_BUILD_TESTS=ON
+  cmake --build "$build_dir" -j "${RINGFUSE_JOBS:-$(nproc)}" --target nccl_test nccl_worker \
+    ringfuse-run ringfuse-cuda-kernel-bench
+  rm -rf "$bundle"
+  mkdir -p "$bundle/lib"
+  local binaries=(tests/gpu/nccl_test tests/gpu/nccl_worker launcher/ringfuse-run
+                  perf/ringfuse-cuda-kernel-bench)
+  for binary in "${binaries[@]}"; do
+    mkdir -p "$bundle/build-gpu/$(dirname "$binary")"
+    cp "$build_dir/$binary" "$bundle/build-gpu/$binary"
+  done
+  mkdir -p "$bundle/build-gpu/comm"
+  cp -P "$build_dir"/comm/libringfuse.so* "$bundle/build-gpu/comm/"
+  # Every shared library they load, except the C library's own, the driver's and NCCL.
+  for binary in "${binaries[@]}"; do ldd "$build_dir/$binary"; done |
+    awk '$3 ~ /^\// {print $3}' | sort -u |
+    grep -Ev '/(libc|libm|libdl|libpthread|librt|libgcc_s|ld-linux[^/]*|libcuda|libnccl)\.so' |
+    grep -v '/libringfuse\.so' | while read -r library; do cp -L "$library" "$bundle/lib/"; done
+  du -sh "$bundle"
+  ls "$bundle/lib"
+}
+
+run() {
+  local log=${OUT:-$root}/gpu-check.log
+  [[ -d $bundle ]] || { echo "no $bundle: run 'scripts/gpu-check.sh bundle' first and carry it"; exit 2; }
+  if [[ ! -e $build_dir || -L $build_dir ]]; then  # else: run where it was built
+    mkdir -p "$(dirname "$build_dir")"
+    ln -sfn "$bundle/build-gpu" "$build_dir"
+  fi
+  local nccl
+  nccl=$(find /usr/local/cuda/ /usr/lib /opt / -xdev \( -type f -o -type l \) \
+         -name 'libnccl.so.2*' -print 2>/dev/null | head -1 || true)
+  [[ -n $nccl ]] || { echo "no libnccl.so.2 on this machine"; exit 2; }
+  export LD_LIBRARY_PATH=$bundle/lib:$(dirname "$nccl")${LD_LIBRARY_PATH:+:$LD_LIBRARY_PATH}
+  chmod +x "$bundle"/build-gpu/*/* "$bundle"/build-gpu/tests/gpu/* 2>/dev/null || true
+  {
+    nvidia-smi --query-gpu=name,driver_version,memory.total --format=csv || true
+    echo "libnccl: $nccl"
+    local status=0
+    timeout 400 "$build_dir/tests/gpu/nccl_test" --gtest_brief=0 || status=$?
+    echo "nccl_test exit status: $status"
+    timeout 120 "$build_dir/perf/ringfuse-cuda-kernel-bench" --benchmark_min_time=0.2 \
+      --benchmark_counters_tabular=true || echo "kernel bench exit status: $?"
+    exit "$status"
+  } 2>&1 | tee "$log"
+}
+
+case ${1:-} in
+  bundle) bundle ;;
+  run) run ;;
+  *) echo "usage: $0 bundle|run"; exit 2 ;;
+esac
