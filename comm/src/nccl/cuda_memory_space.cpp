@@ -21,21 +21,17 @@ namespace {
 class CudaMemorySpace final : public MemorySpace {
  public:
   CudaMemorySpace(int rank, int device, std::chrono::milliseconds timeout)
-      : rank_(rank), device_(device), timeout_(timeout) {
-    select();
-    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
-    check(cudaEventCreateWithFlags(&callers_, cudaEventDisableTiming), "cudaEventCreate");
-    check(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreate");
-  }
+      : rank_(rank), device_(device), timeout_(timeout) {}
 
   ~CudaMemorySpace() override {
+    if (stream_ == nullptr) return;  // never used: no CUDA context was made for it
     cudaSetDevice(device_);
-    if (stream_ != nullptr) cudaStreamSynchronize(stream_);
+    cudaStreamSynchronize(stream_);
     if (fusion_ != nullptr) cudaFree(fusion_);
     if (scratch_ != nullptr) cudaFree(scratch_);
     if (done_ != nullptr) cudaEventDestroy(done_);
     if (callers_ != nullptr) cudaEventDestroy(callers_);
-    if (stream_ != nullptr) cudaStreamDestroy(stream_);
+    cudaStreamDestroy(stream_);
   }
 
   CudaMemorySpace(const CudaMemorySpace&) = delete;
@@ -96,7 +92,15 @@ class CudaMemorySpace final : public MemorySpace {
   }
 
  private:
-  void select() { check(cudaSetDevice(device_), "cudaSetDevice"); }
+  /// Makes device_ current on this thread; the stream and events are made on first use, so an
+  /// engine that only ever sees host tensors never creates a CUDA context.
+  void select() {
+    check(cudaSetDevice(device_), "cudaSetDevice");
+    if (stream_ != nullptr) return;
+    check(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    check(cudaEventCreateWithFlags(&callers_, cudaEventDisableTiming), "cudaEventCreate");
+    check(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreate");
+  }
 
   void check(cudaError_t rc, const char* what) const {
     if (rc != cudaSuccess) {
