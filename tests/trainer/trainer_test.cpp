@@ -74,6 +74,29 @@ TEST(Trainer, ResumeContinuesFromTheCheckpoint) {
   std::filesystem::remove_all(dir);
 }
 
+TEST(Trainer, DeviceCudaTrainsOnTheGpuOrSaysWhyNot) {
+  if (!std::filesystem::exists(DIGITS_CSV)) GTEST_SKIP() << DIGITS_CSV << " missing";
+  const std::vector<std::string> base{RINGFUSE_TRAIN_PATH, "--model", "mlp", "--dataset",
+                                      "digits", "--digits-csv", DIGITS_CSV, "--epochs", "1",
+                                      "--progress-every", "0", "--device"};
+  auto cuda_args = base;
+  cuda_args.push_back("cuda");
+  const auto cuda = run_process(cuda_args, {}, 3min);
+  auto auto_args = base;
+  auto_args.push_back("auto");
+  const auto automatic = run_process(auto_args, {}, 3min);
+  ASSERT_EQ(automatic.exit_code, 0) << automatic.output;
+  if (cuda.exit_code == 0) {  // a CUDA libtorch and a GPU: both runs train there
+    EXPECT_NE(cuda.output.find("on cuda"), std::string::npos) << cuda.output;
+    EXPECT_NE(automatic.output.find("on cuda"), std::string::npos) << automatic.output;
+  } else {
+    EXPECT_EQ(cuda.exit_code, 1) << cuda.output;
+    EXPECT_NE(cuda.output.find("--device cuda, but"), std::string::npos) << cuda.output;
+    EXPECT_NE(automatic.output.find("on cpu"), std::string::npos) << automatic.output;
+  }
+  EXPECT_NE(automatic.output.find("final test accuracy"), std::string::npos) << automatic.output;
+}
+
 TEST(Trainer, TorchDataParallelExampleRuns) {
   const auto result =
       run_process({RINGFUSE_RUN_PATH, "-np", "2", "--", TORCH_EXAMPLE_PATH}, {}, 3min);

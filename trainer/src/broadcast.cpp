@@ -44,9 +44,17 @@ void broadcast_optimizer_state(ringfuse::Context& ctx, torch::optim::Optimizer& 
   }
   broadcast_bytes(ctx, bytes, root);
   if (ctx.rank() != root) {
+    // The state (momentum buffers) goes where the parameters are: a GPU, or the host.
+    torch::Device device = torch::kCPU;
+    for (const auto& group : optimizer.param_groups()) {
+      if (!group.params().empty()) {
+        device = group.params().front().device();
+        break;
+      }
+    }
     std::istringstream in(bytes);
     torch::serialize::InputArchive archive;
-    archive.load_from(in);
+    archive.load_from(in, device);
     optimizer.load(archive);
   }
 }

@@ -46,11 +46,11 @@ std::string save_checkpoint(const std::string& dir, torch::nn::Module& model,
 }
 
 std::optional<Progress> load_checkpoint(const std::string& dir, torch::nn::Module& model,
-                                        torch::optim::Optimizer& optimizer) {
+                                        torch::optim::Optimizer& optimizer, torch::Device device) {
   const std::string path = checkpoint_path(dir);
   if (!std::filesystem::exists(path)) return std::nullopt;
   torch::serialize::InputArchive archive;
-  archive.load_from(path);
+  archive.load_from(path, device);  // a checkpoint written on a GPU loads on a CPU, and back
   torch::serialize::InputArchive model_archive;
   archive.read("model", model_archive);
   model.load(model_archive);

@@ -18,8 +18,9 @@ struct Progress {
 std::string save_checkpoint(const std::string& dir, torch::nn::Module& model,
                             torch::optim::Optimizer& optimizer, const Progress& progress);
 
-/// Loads `dir`/checkpoint.pt into model and optimizer; std::nullopt when there is none.
+/// Loads `dir`/checkpoint.pt into model and optimizer, its tensors onto `device` (where the
+/// model lives); std::nullopt when there is none.
 std::optional<Progress> load_checkpoint(const std::string& dir, torch::nn::Module& model,
-                                        torch::optim::Optimizer& optimizer);
+                                        torch::optim::Optimizer& optimizer, torch::Device device);
 
 }  // namespace ringfuse_train

@@ -38,7 +38,24 @@ struct Flags {
   std::uint64_t seed = 42;
   int threads = 0;
   int progress_every = 100;
+  std::string device = "auto";
 };
+
+/// Where this rank trains: `cuda` is GPU local_rank % visible GPUs (the GPU the library's
+/// NCCL backend and engine use for this rank); `auto` is cuda when this libtorch has CUDA and a
+/// GPU is visible, else cpu.
+torch::Device training_device(const std::string& requested, const ringfuse::Context& ctx) {
+  const bool have_cuda = torch::cuda::is_available();
+  if (requested == "cpu" || (requested == "auto" && !have_cuda)) return torch::kCPU;
+  if (!have_cuda) {
+    throw std::runtime_error(
+        fmt::format("rank {}: --device cuda, but {}; use --device cpu (or auto)", ctx.rank(),
+                    torch::hasCUDA() ? "no CUDA device is visible"
+                                     : "this libtorch was built without CUDA"));
+  }
+  const auto devices = static_cast<int>(torch::cuda::device_count());
+  return {torch::kCUDA, static_cast<c10::DeviceIndex>(ctx.local_rank() % devices)};
+}
 
 struct Evaluation {
   double accuracy;
@@ -46,7 +63,8 @@ struct Evaluation {
 };
 
 /// Every rank scores its shard of the test split; the counts are summed across ranks.
-Evaluation evaluate(ringfuse::Context& ctx, torch::nn::Module& model, const Dataset& data) {
+Evaluation evaluate(ringfuse::Context& ctx, torch::nn::Module& model, const Dataset& data,
+                    torch::Device device) {
   torch::NoGradGuard no_grad;
   model.eval();
   const auto n = data.test.images.size(0);
@@ -56,8 +74,9 @@ Evaluation evaluate(ringfuse::Context& ctx, torch::nn::Module& model, const Data
   constexpr std::int64_t kBatch = 1000;
   for (std::int64_t start = 0; start < indices.size(0); start += kBatch) {
     auto batch = indices.slice(0, start, std::min(start + kBatch, indices.size(0)));
-    auto logits = ringfuse_train::forward(model, data.test.images.index_select(0, batch));
-    auto labels = data.test.labels.index_select(0, batch);
+    auto logits =
+        ringfuse_train::forward(model, data.test.images.index_select(0, batch).to(device));
+    auto labels = data.test.labels.index_select(0, batch).to(device);
     totals[0] += logits.argmax(1).eq(labels).sum().item<double>();
     totals[1] += torch::nn::functional::cross_entropy(
                      logits, labels,
@@ -81,6 +100,7 @@ int train(const Flags& flags) {
           : std::max(1, static_cast<int>(std::thread::hardware_concurrency()) / ctx->local_size());
   torch::set_num_threads(threads);
   torch::manual_seed(flags.seed + static_cast<std::uint64_t>(rank));  // dropout etc. differ per rank
+  const torch::Device device = training_device(flags.device, *ctx);
 
   const Dataset data = flags.dataset == "digits"
                            ? ringfuse_train::load_digits(flags.digits_csv)
@@ -88,12 +108,14 @@ int train(const Flags& flags) {
   const int side = static_cast<int>(data.train.images.size(2));
   torch::manual_seed(flags.seed);  // the same initial weights everywhere (rank 0's win anyway)
   auto model = ringfuse_train::make_model(flags.model, side, data.classes);
+  model->to(device);  // before the optimizer takes the parameters
   torch::optim::SGD optimizer(model->parameters(),
                               torch::optim::SGDOptions(flags.lr).momentum(flags.momentum));
 
   ringfuse_train::Progress progress;
   if (flags.resume && !flags.checkpoint_dir.empty()) {
-    if (auto loaded = ringfuse_train::load_checkpoint(flags.checkpoint_dir, *model, optimizer)) {
+    if (auto loaded =
+            ringfuse_train::load_checkpoint(flags.checkpoint_dir, *model, optimizer, device)) {
       progress = *loaded;
       if (lead) {
         fmt::print("resumed from {}/checkpoint.pt at epoch {} (last loss {:.4f})\n",
@@ -110,9 +132,9 @@ int train(const Flags& flags) {
   const auto n = data.train.images.size(0);
   if (lead) {
     fmt::print("training {} on {} ({} train / {} test samples) with {} ranks x batch {}, "
-               "{} threads per rank\n",
+               "{} threads per rank, on {}\n",
                flags.model, data.name, n, data.test.images.size(0), size, flags.batch_size,
-               threads);
+               threads, device.is_cuda() ? "cuda (GPU local rank % GPUs)" : "cpu");
   }
   std::string checkpoint_path;
   Evaluation evaluation{0, 0};
@@ -126,9 +148,10 @@ int train(const Flags& flags) {
       auto batch = indices.slice(0, step * flags.batch_size,
                                  std::min((step + 1) * flags.batch_size, indices.size(0)));
       distributed.zero_grad();
-      auto logits = ringfuse_train::forward(*model, data.train.images.index_select(0, batch));
-      auto loss =
-          torch::nn::functional::cross_entropy(logits, data.train.labels.index_select(0, batch));
+      auto logits = ringfuse_train::forward(
+          *model, data.train.images.index_select(0, batch).to(device));
+      auto loss = torch::nn::functional::cross_entropy(
+          logits, data.train.labels.index_select(0, batch).to(device));
       loss.backward();
       distributed.step();
       loss_sum += loss.item<double>();
@@ -145,7 +168,7 @@ int train(const Flags& flags) {
     double epoch_loss[2] = {loss_sum, static_cast<double>(steps)};
     ctx->allreduce(epoch_loss, 2, ringfuse::DataType::f64, ringfuse::ReduceOp::sum);
     progress = ringfuse_train::Progress{epoch + 1, epoch_loss[0] / epoch_loss[1]};
-    evaluation = evaluate(*ctx, *model, data);
+    evaluation = evaluate(*ctx, *model, data, device);
     if (lead) {
       fmt::print("epoch {}/{}: loss {:.4f}, test accuracy {:.4f}, test loss {:.4f}, "
                  "{:.0f} samples/s, all-reduce wait {:.1f}% of step time ({:.1f} s)\n",
@@ -205,6 +228,9 @@ int main(int argc, char** argv) {
       ->capture_default_str();
   app.add_option("--progress-every", flags.progress_every, "steps between progress lines (0: none)")
       ->capture_default_str();
+  app.add_option("--device", flags.device,
+                 "auto | cpu | cuda (GPU local rank % visible GPUs; auto: cuda when there is one)")
+      ->check(CLI::IsMember({"auto", "cpu", "cuda"}))->capture_default_str();
   CLI11_PARSE(app, argc, argv);
   try {
     return train(flags);
