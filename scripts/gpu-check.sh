@@ -8,8 +8,9 @@
 #   bash scripts/gpu-check.sh run      # there, from the repository root, with .gpu-bundle/
 #                                      # carried: runs every GPU test (CUDA kernels, the NCCL
 #                                      # backend, staging, the engine on device tensors, two
-#                                      # ranks on one GPU) and the packing kernels against a
-#                                      # device-to-device cudaMemcpy; log in ${OUT:-.}/gpu-check.log
+#                                      # ranks on one GPU), the packing kernels against a
+#                                      # device-to-device cudaMemcpy, and ringfuse-train on the
+#                                      # GPU; log in ${OUT:-.}/gpu-check.log
 #
 # libnccl (218 MB) does not travel: `run` uses the one it finds there (PyTorch's wheel ships it).
 set -euo pipefail
@@ -35,10 +36,18 @@ bundle() {
   mkdir -p "$bundle/build-gpu/comm"
   cp -P "$build_dir"/comm/libringfuse.so* "$bundle/build-gpu/comm/"
   # Every shared library they load, except the C library's own, the driver's and NCCL.
+  # Every shared library they load, except the C and C++ runtimes (the machine's own are newer
+  # and serve both our binaries and the trainer it compiles), the driver's and NCCL.
   for binary in "${binaries[@]}"; do ldd "$build_dir/$binary"; done |
     awk '$3 ~ /^\// {print $3}' | sort -u |
-    grep -Ev '/(libc|libm|libdl|libpthread|librt|libgcc_s|ld-linux[^/]*|libcuda|libnccl)\.so' |
+    grep -Ev '/(libc|libm|libdl|libpthread|librt|libgcc_s|libstdc\+\+|ld-linux[^/]*|libcuda|libnccl)\.so' |
     grep -v '/libringfuse\.so' | while read -r library; do cp -L "$library" "$bundle/lib/"; done
+  # What scripts/gpu-trainer needs to compile ringfuse-train against the machine's CUDA libtorch
+  # (zlib itself is among the libraries above): the headers of CLI11, fmt and zlib, and the
+  # digits data set.
+  mkdir -p "$bundle/include" "$bundle/data"
+  cp -r /usr/include/CLI /usr/include/fmt /usr/include/zlib.h /usr/include/zconf.h "$bundle/include/"
+  "$root/scripts/fetch-digits.sh" "$bundle/data" >/dev/null
   du -sh "$bundle"
   ls "$bundle/lib"
 }
@@ -64,8 +73,30 @@ run() {
     echo "nccl_test exit status: $status"
     timeout 120 "$build_dir/perf/ringfuse-cuda-kernel-bench" --benchmark_min_time=0.2 \
       --benchmark_counters_tabular=true || echo "kernel bench exit status: $?"
+    train || status=$?
     exit "$status"
   } 2>&1 | tee "$log"
+}
+
+# ringfuse-train compiled there against the machine's CUDA libtorch (scripts/gpu-trainer), then
+# trained on its GPU: a world of one (the engine's device fusion on its NCCL communicator), and
+# two ranks sharing the GPU (RINGFUSE_BACKEND=native: staged through pinned host memory).
+train() {
+  local torch_prefix trainer_build=${TMPDIR:-/tmp}/ringfuse-gpu-trainer
+  if ! torch_prefix=$(python3 -c 'import torch; print(torch.utils.cmake_prefix_path)' 2>/dev/null); then
+    echo "no PyTorch for python3 here: ringfuse-train not built"
+    return 0
+  fi
+  cmake -S "$root/scripts/gpu-trainer" -B "$trainer_build" -G Ninja -DCMAKE_BUILD_TYPE=Release \
+    -DBUNDLE="$bundle" -DCMAKE_PREFIX_PATH="$torch_prefix" >/dev/null &&
+    cmake --build "$trainer_build" -j "$(nproc)" --target ringfuse-train || return 1
+  local args=(--model mlp --dataset digits --digits-csv "$bundle/data/digits.csv.gz"
+              --epochs 3 --progress-every 0 --device "${RINGFUSE_TRAIN_DEVICE:-cuda}")
+  echo "ringfuse-train, a world of one:"
+  timeout 180 "$trainer_build/trainer/ringfuse-train" "${args[@]}" || return 1
+  echo "ringfuse-train, 2 ranks on one GPU, RINGFUSE_BACKEND=native:"
+  RINGFUSE_BACKEND=native timeout 240 "$build_dir/launcher/ringfuse-run" -np 2 -- \
+    "$trainer_build/trainer/ringfuse-train" "${args[@]}" || return 1
 }
 
 case ${1:-} in
