@@ -146,19 +146,34 @@ Buffers::Buffers(const CaseSpec& spec)
     auto* in = reinterpret_cast<S*>(input_.data());
     for (std::size_t i = 0; i < spec_.layout.input_count; ++i) in[i] = pattern[i % kPeriod];
   });
+  if (on_device()) {
+    device_input_ = DeviceBytes(input_.size());
+    device_output_ = DeviceBytes(output_.size());
+    device_input_.upload(input_.data(), input_.size());
+  }
   restore();
 }
 
 void Buffers::restore() {
-  if (spec_.layout.in_place) std::memcpy(output_.data(), input_.data(), input_.size());
+  if (!spec_.layout.in_place) return;
+  if (on_device()) {
+    device_output_.copy_from(device_input_, input_.size());
+  } else {
+    std::memcpy(output_.data(), input_.data(), input_.size());
+  }
 }
 
 void Buffers::poison() {
-  std::memset(output_.data(), 0xA5, output_.size());
+  if (on_device()) {
+    device_output_.fill(0xA5, output_.size());
+  } else {
+    std::memset(output_.data(), 0xA5, output_.size());
+  }
   restore();
 }
 
-std::uint64_t Buffers::count_wrong() const {
+std::uint64_t Buffers::count_wrong() {
+  if (on_device()) device_output_.download(output_.data(), output_.size());
   return dispatch(spec_.type, [&]<class T>(T) -> std::uint64_t {
     using S = typename T::storage;
     constexpr DataType D = T::type;

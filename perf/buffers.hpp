@@ -7,6 +7,8 @@
 #include <memory>
 
 #include "collective.hpp"
+#include "device_memory.hpp"
+#include "ringfuse/engine.hpp"
 #include "ringfuse/types.hpp"
 
 namespace ringfuse::perf {
@@ -37,29 +39,36 @@ struct CaseSpec {
   int rank = 0;
   int size = 1;
   Layout layout;
+  Device device = Device::cpu;  // --device: where the measured buffers live
 };
 
 class Buffers {
  public:
   explicit Buffers(const CaseSpec& spec);
 
-  /// What an implementation passes to the collective. For in-place collectives (allreduce,
-  /// broadcast) `output()` is the data buffer and `input()` its pristine copy.
-  const void* input() const { return input_.data(); }
-  void* output() { return output_.data(); }
+  /// What an implementation passes to the collective: GPU memory with --device cuda (the host
+  /// buffers then only build the inputs and check the results). For in-place collectives
+  /// (allreduce, broadcast) `output()` is the data buffer and `input()` its pristine copy.
+  const void* input() const { return on_device() ? device_input_.data() : input_.data(); }
+  void* output() { return on_device() ? device_output_.data() : output_.data(); }
 
   /// Before each iteration of an in-place collective: the previous result would otherwise be
   /// the next input (sums grow, and a broadcast would already be correct).
   void restore();
   /// Before each implementation: so a result left by the previous one cannot pass the check.
   void poison();
-  /// Elements of this rank's output that differ from the reference (tolerance for floats).
-  std::uint64_t count_wrong() const;
+  /// Elements of this rank's output that differ from the reference (tolerance for floats);
+  /// a GPU output is copied back first.
+  std::uint64_t count_wrong();
 
  private:
+  bool on_device() const { return spec_.device == Device::cuda; }
+
   CaseSpec spec_;
   AlignedBytes input_;
   AlignedBytes output_;
+  DeviceBytes device_input_;
+  DeviceBytes device_output_;
 };
 
 }  // namespace ringfuse::perf

@@ -27,6 +27,16 @@ CLI::Validator size_validator() {
       "SIZE[K|M|G]");
 }
 
+// -d takes our names and nccl-tests' (so its command lines, e.g. `-d float`, carry over).
+std::optional<DataType> parse_type_name(const std::string& name) {
+  static const std::map<std::string, DataType> nccl_tests_names = {
+      {"half", DataType::f16},   {"bfloat16", DataType::bf16}, {"float", DataType::f32},
+      {"double", DataType::f64}, {"int8", DataType::i8},       {"uint8", DataType::u8},
+      {"int32", DataType::i32},  {"int", DataType::i32},       {"int64", DataType::i64}};
+  if (const auto it = nccl_tests_names.find(name); it != nccl_tests_names.end()) return it->second;
+  return parse_data_type(name);
+}
+
 std::optional<Algorithm> parse_algorithm(const std::string& name) {
   if (name == "auto") return Algorithm::automatic;
   if (name == "ring") return Algorithm::ring;
@@ -36,6 +46,13 @@ std::optional<Algorithm> parse_algorithm(const std::string& name) {
 }
 
 }  // namespace
+
+std::optional<BackendKind> backend_override(const PerfOptions& options) {
+  if (options.backend == "mpi") return BackendKind::mpi;
+  if (options.backend == "nccl") return BackendKind::nccl;
+  if (options.device == Device::cuda) return BackendKind::native;  // staged, on purpose
+  return std::nullopt;
+}
 
 std::string_view to_string(MallocTuning tuning) {
   switch (tuning) {
@@ -81,15 +98,24 @@ ParsedFlags parse_flags(int argc, char** argv) {
   app.add_option("-c,--check", check, "1: verify every result (the `wrong` column), 0: skip")
       ->check(CLI::Range(0, 1))
       ->capture_default_str();
-  app.add_option("-d,--datatype", dtype, "f16 bf16 f32 f64 i8 u8 i32 i64")->capture_default_str();
+  app.add_option("-d,--datatype", dtype,
+                 "f16 bf16 f32 f64 i8 u8 i32 i64 (or nccl-tests' half bfloat16 float double int8 "
+                 "uint8 int32 int64)")
+      ->capture_default_str();
   app.add_option("-o,--op", op, "sum avg min max prod")->capture_default_str();
   app.add_option("-r,--root", o.root, "broadcast root")->capture_default_str();
   app.add_option("--algo", algo, "all-reduce algorithm of ours: auto ring tree rhd")
       ->capture_default_str();
   app.add_option("--backend", o.backend,
-                 "our backend: native, or mpi (the library's MPI backend; under mpirun only)")
+                 "our backend: native, mpi (the library's MPI backend; under mpirun only), or "
+                 "nccl (with --device cuda, its default)");
+  std::string device = "cpu";
+  app.add_option("--device", device,
+                 "cpu, or cuda: the buffers on GPU local rank % GPUs (nccl-tests' setting)")
       ->capture_default_str();
-  app.add_option("--peers", peers, "comma-separated peers measured in the same run: mpi,gloo");
+  app.add_option("--peers", peers,
+                 "comma-separated peers measured in the same run: mpi,gloo (host memory), "
+                 "nccl (--device cuda)");
   app.add_option("--peer-malloc-tuning", malloc_tuning,
                  "both: Open MPI as started, then again with glibc tuned through mallopt "
                  "(row mpi+malloc); env: re-exec everything under MALLOC_MMAP_MAX_=0 "
@@ -125,7 +151,7 @@ ParsedFlags parse_flags(int argc, char** argv) {
                             "reducescatter, alltoall or barrier", collective));
   }
   o.collective = *parsed_collective;
-  const auto parsed_type = parse_data_type(dtype);
+  const auto parsed_type = parse_type_name(dtype);
   if (!parsed_type) return fail(fmt::format("-d {}: unknown type (f16 bf16 f32 f64 i8 u8 i32 i64)", dtype));
   o.type = *parsed_type;
   const auto parsed_op = parse_reduce_op(op);
@@ -134,9 +160,19 @@ ParsedFlags parse_flags(int argc, char** argv) {
   const auto parsed_algo = parse_algorithm(algo);
   if (!parsed_algo) return fail(fmt::format("--algo {}: expected auto, ring, tree or rhd", algo));
   o.algo = *parsed_algo;
-  if (o.backend != "native" && o.backend != "mpi") {
-    return fail(fmt::format("--backend {}: expected native or mpi (nccl runs device buffers, "
-                            "which ringfuse-perf does not allocate)", o.backend));
+  if (device != "cpu" && device != "cuda") {
+    return fail(fmt::format("--device {}: expected cpu or cuda", device));
+  }
+  o.device = device == "cuda" ? Device::cuda : Device::cpu;
+  if (o.backend.empty()) o.backend = o.device == Device::cuda ? "nccl" : "native";
+  if (o.backend != "native" && o.backend != "mpi" && o.backend != "nccl") {
+    return fail(fmt::format("--backend {}: expected native, mpi or nccl", o.backend));
+  }
+  if (o.backend == "nccl" && o.device != Device::cuda) {
+    return fail("--backend nccl runs GPU buffers: add --device cuda");
+  }
+  if (o.fusion && o.device == Device::cuda) {
+    return fail("--device cuda: the fusion benchmark replays host tensors only");
   }
   if (malloc_tuning == "both") {
     o.malloc_tuning = MallocTuning::both;
@@ -152,8 +188,13 @@ ParsedFlags parse_flags(int argc, char** argv) {
     while (start <= peers.size()) {
       const std::size_t comma = std::min(peers.find(',', start), peers.size());
       const std::string peer = peers.substr(start, comma - start);
-      if (peer != "mpi" && peer != "gloo") {
-        return fail(fmt::format("--peers: unknown peer '{}': expected mpi and/or gloo", peer));
+      if (peer != "mpi" && peer != "gloo" && peer != "nccl") {
+        return fail(fmt::format("--peers: unknown peer '{}': expected mpi, gloo or nccl", peer));
+      }
+      if ((peer == "nccl") != (o.device == Device::cuda)) {
+        return fail(fmt::format("--peers {}: {}", peer,
+                                peer == "nccl" ? "nccl measures GPU buffers: add --device cuda"
+                                               : "measures host buffers, not --device cuda"));
       }
       if (std::find(o.peers.begin(), o.peers.end(), peer) == o.peers.end()) o.peers.push_back(peer);
       start = comma + 1;

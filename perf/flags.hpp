@@ -8,6 +8,7 @@
 
 #include "collective.hpp"
 #include "ringfuse/context.hpp"
+#include "ringfuse/engine.hpp"
 #include "ringfuse/types.hpp"
 
 namespace ringfuse::perf {
@@ -32,8 +33,9 @@ struct PerfOptions {
   ReduceOp op = ReduceOp::sum;
   int root = 0;
   Algorithm algo = Algorithm::automatic;
-  std::string backend = "native";
-  std::vector<std::string> peers;  // "mpi", "gloo"
+  std::string backend;  // native | mpi | nccl; parse_flags fills in the --device's default
+  std::vector<std::string> peers;  // "mpi", "gloo", "nccl"
+  Device device = Device::cpu;     // --device: where the measured buffers live
   MallocTuning malloc_tuning = MallocTuning::both;
   std::string json_path;
   // `ringfuse-perf fusion` (perf/fusion_sweep.hpp) instead of a collective sweep.
@@ -48,6 +50,10 @@ struct ParsedFlags {
 
 /// Parses and validates argv; prints usage or a one-line error naming the flag on failure.
 ParsedFlags parse_flags(int argc, char** argv);
+
+/// What --backend (and --device) ask of the Context: nothing (RINGFUSE_BACKEND decides) for
+/// native on host memory; native with --device cuda stages GPU buffers through host memory.
+std::optional<BackendKind> backend_override(const PerfOptions& options);
 
 std::string_view to_string(MallocTuning tuning);
 

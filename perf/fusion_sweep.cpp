@@ -310,7 +310,7 @@ int run_fusion(int argc, char** argv, const PerfOptions& o) {
                                      : "RINGFUSE_TRANSPORT unset (the library's default)";
   h.transport += fmt::format("; backend {}", o.backend);
   h.command.assign(argv, argv + argc);
-  auto launch = Launch::start(argc, argv, o.backend == "mpi");
+  auto launch = Launch::start(argc, argv, backend_override(o));
   Context& ctx = launch->context();
   h.launcher = launch->launcher();
   h.nranks = ctx.size();

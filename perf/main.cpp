@@ -15,6 +15,7 @@
 #include "mpi_bootstrap.hpp"
 #include "mpi_peer.hpp"
 #include "native_impl.hpp"
+#include "nccl_peer.hpp"
 #include "report.hpp"
 #include "ringfuse/error.hpp"
 #include "size_parse.hpp"
@@ -39,6 +40,7 @@ void note_unsupported(const PerfOptions& o, const Context& ctx,
   spec.rank = ctx.rank();
   spec.size = ctx.size();
   spec.layout = make_layout(o.collective, o.type, sweep_sizes(o).front(), ctx.size());
+  spec.device = o.device;
   for (const auto& impl : impls) {
     const std::string why = impl->unsupported(spec);
     if (!why.empty()) {
@@ -57,8 +59,12 @@ int run(int argc, char** argv, const PerfOptions& o) {
                                         : "RINGFUSE_TRANSPORT unset (the library's default)";
   info.transport += fmt::format("; backend {}", o.backend);
   info.command.assign(argv, argv + argc);
-  auto launch = Launch::start(argc, argv, o.backend == "mpi");
+  auto launch = Launch::start(argc, argv, backend_override(o));
   Context& ctx = launch->context();
+  if (o.device == Device::cuda) {
+    info.transport += fmt::format("; buffers on GPU {} (local rank {} % visible GPUs)",
+                                  select_cuda_device(ctx.local_rank()), ctx.local_rank());
+  }
   info.collective = std::string(to_string(o.collective));
   info.nranks = ctx.size();
   info.launcher = launch->launcher();
@@ -75,6 +81,22 @@ int run(int argc, char** argv, const PerfOptions& o) {
       mpi_measured = true;
     } else {
       info.notes.push_back(fmt::format("peer mpi: unavailable: {}", launch->mpi_unavailable()));
+    }
+  }
+  if (wants(o, "nccl")) {
+    NcclWorld nw;
+    nw.rank = ctx.rank();
+    nw.size = ctx.size();
+    nw.store_host = launch->store_host();
+    nw.store_port = launch->store_port();
+    nw.key_prefix = fmt::format("ringfuse-perf/{}/nccl/", launch->job_id());
+    nw.job_secret = launch->job_secret();
+    nw.timeout = ctx.options().op_timeout;
+    NcclPeer nccl = make_nccl_peer(nw);
+    if (nccl.impl) {
+      impls.push_back(std::move(nccl.impl));
+    } else {
+      info.notes.push_back(fmt::format("peer nccl: unavailable: {}", nccl.unavailable));
     }
   }
   if (wants(o, "gloo")) {

@@ -40,10 +40,11 @@ struct Launch::StoreServerHolder {
   std::unique_ptr<rendezvous::TcpStoreServer> server;
 };
 
-std::unique_ptr<Launch> Launch::start(int& argc, char**& argv, bool mpi_backend) {
+std::unique_ptr<Launch> Launch::start(int& argc, char**& argv,
+                                      std::optional<BackendKind> backend) {
   std::unique_ptr<Launch> launch(new Launch());
   Options options = options_from_environment();
-  if (mpi_backend) options.backend = BackendKind::mpi;
+  if (backend) options.backend = *backend;
   if (!launched_by_mpirun()) {
     if (options.backend == BackendKind::mpi) {
       throw Error(ErrorKind::invalid_config,

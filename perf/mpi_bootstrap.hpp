@@ -7,6 +7,7 @@
 
 #include <cstdint>
 #include <memory>
+#include <optional>
 #include <string>
 
 #include "ringfuse/context.hpp"
@@ -15,9 +16,10 @@ namespace ringfuse::perf {
 
 class Launch {
  public:
-  /// Starts MPI if launched by mpirun, then connects the Context; `mpi_backend` runs our
-  /// collectives through the library's MPI backend (RINGFUSE_BACKEND=mpi; needs mpirun).
-  static std::unique_ptr<Launch> start(int& argc, char**& argv, bool mpi_backend = false);
+  /// Starts MPI if launched by mpirun, then connects the Context; `backend`, when given,
+  /// overrides RINGFUSE_BACKEND for our collectives (mpi needs mpirun).
+  static std::unique_ptr<Launch> start(int& argc, char**& argv,
+                                       std::optional<BackendKind> backend = std::nullopt);
   ~Launch();
   Launch(const Launch&) = delete;
   Launch& operator=(const Launch&) = delete;

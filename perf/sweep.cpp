@@ -83,6 +83,7 @@ std::vector<Row> run_sweep(Context& control, const PerfOptions& options,
     spec.rank = control.rank();
     spec.size = control.size();
     spec.layout = make_layout(options.collective, options.type, nominal, control.size());
+    spec.device = options.device;
     if (spec.collective != Collective::barrier && spec.layout.count == 0) continue;
     Buffers buffers(spec);
     const auto started = Clock::now();

@@ -9,7 +9,8 @@
 #                                      # carried: runs every GPU test (CUDA kernels, the NCCL
 #                                      # backend, staging, the engine on device tensors, two
 #                                      # ranks on one GPU), the packing kernels against a
-#                                      # device-to-device cudaMemcpy, and ringfuse-train on the
+#                                      # device-to-device cudaMemcpy, ringfuse-perf on GPU
+#                                      # buffers against NCCL itself, and ringfuse-train on the
 #                                      # GPU; log in ${OUT:-.}/gpu-check.log
 #
 # libnccl (218 MB) does not travel: `run` uses the one it finds there (PyTorch's wheel ships it).
@@ -24,11 +25,11 @@ bundle() {
   cmake -S "$root" -B "$build_dir" -G Ninja -DCMAKE_BUILD_TYPE=Release -DRINGFUSE_WITH_MPI=OFF \
     -DRINGFUSE_WITH_GLOO=OFF -DRINGFUSE_WITH_TORCH=OFF -DRINGFUSE_BUILD_TESTS=ON
   cmake --build "$build_dir" -j "${RINGFUSE_JOBS:-$(nproc)}" --target nccl_test nccl_worker \
-    ringfuse-run ringfuse-cuda-kernel-bench
+    ringfuse-run ringfuse-cuda-kernel-bench ringfuse-perf
   rm -rf "$bundle"
   mkdir -p "$bundle/lib"
   local binaries=(tests/gpu/nccl_test tests/gpu/nccl_worker launcher/ringfuse-run
-                  perf/ringfuse-cuda-kernel-bench)
+                  perf/ringfuse-cuda-kernel-bench perf/ringfuse-perf)
   for binary in "${binaries[@]}"; do
     mkdir -p "$bundle/build-gpu/$(dirname "$binary")"
     cp "$build_dir/$binary" "$bundle/build-gpu/$binary"
@@ -73,6 +74,12 @@ run() {
     echo "nccl_test exit status: $status"
     timeout 120 "$build_dir/perf/ringfuse-cuda-kernel-bench" --benchmark_min_time=0.2 \
       --benchmark_counters_tabular=true || echo "kernel bench exit status: $?"
+    echo "ringfuse-perf --device cuda, a world of one, NCCL itself as the peer:"
+    timeout 120 "$build_dir/perf/ringfuse-perf" allreduce --device cuda --peers nccl \
+      -b 64K -e 256M -f 4 -n 20 -w 5 || status=$?
+    echo "ringfuse-perf --device cuda, 2 ranks sharing the GPU, staged (--backend native):"
+    timeout 180 "$build_dir/launcher/ringfuse-run" -np 2 -- "$build_dir/perf/ringfuse-perf" \
+      allreduce --device cuda --backend native -b 64K -e 64M -f 4 -n 10 -w 2 || status=$?
     train || status=$?
     exit "$status"
   } 2>&1 | tee "$log"

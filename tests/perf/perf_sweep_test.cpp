@@ -233,11 +233,49 @@ TEST(PerfSweep, MpirunWithPeers) {
   std::remove(json.c_str());
 }
 
+TEST(PerfSweep, DeviceCudaMeasuresGpuBuffersOrSaysWhyNot) {
+  const auto r = run_process({RINGFUSE_PERF_PATH, "allreduce", "--device", "cuda", "--peers",
+                              "nccl", "-b", "1M", "-e", "1M", "-n", "3", "-w", "1"},
+                             {}, kTimeout);
+  if (r.exit_code == 0) {  // a GPU: ours on NCCL and NCCL itself, results checked
+    EXPECT_NE(r.output.find("buffers on GPU"), std::string::npos) << r.output;
+    const auto t = parse_table(r.output);
+    ASSERT_EQ(t.rows.size(), 2u) << r.output;
+    for (const auto& row : t.rows) EXPECT_EQ(row.at("wrong"), "0") << r.output;
+  } else {
+    EXPECT_EQ(r.exit_code, 1) << r.output;
+    EXPECT_NE(r.output.find("ringfuse-perf: --device cuda: "), std::string::npos) << r.output;
+  }
+  const auto mixed = run_process(
+      {RINGFUSE_PERF_PATH, "allreduce", "--device", "cuda", "--peers", "gloo"}, {}, kTimeout);
+  EXPECT_EQ(mixed.exit_code, 2) << mixed.output;
+  EXPECT_NE(mixed.output.find("--peers gloo: measures host buffers, not --device cuda"),
+            std::string::npos)
+      << mixed.output;
+}
+
+TEST(PerfSweep, NcclTestsTypeNamesAreAccepted) {
+  // The Kubernetes perf-sweep Job passes `-d float`, as nccl-tests users do.
+  const auto r = run_process(
+      {RINGFUSE_PERF_PATH, "allreduce", "-d", "float", "-b", "4K", "-e", "4K", "-n", "2", "-w", "0"},
+      {}, kTimeout);
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  const auto t = parse_table(r.output);
+  ASSERT_EQ(t.rows.size(), 1u) << r.output;
+  EXPECT_EQ(t.rows[0].at("type"), "f32") << r.output;
+}
+
 TEST(PerfSweep, UnknownBackendIsAClearError) {
-  const auto r = run_process({RINGFUSE_PERF_PATH, "allreduce", "--backend", "nccl"}, {}, kTimeout);
+  const auto r = run_process({RINGFUSE_PERF_PATH, "allreduce", "--backend", "gloo"}, {}, kTimeout);
   EXPECT_EQ(r.exit_code, 2) << r.output;
-  EXPECT_NE(r.output.find("--backend nccl: expected native or mpi"), std::string::npos)
+  EXPECT_NE(r.output.find("--backend gloo: expected native, mpi or nccl"), std::string::npos)
       << r.output;
+  const auto host_nccl =
+      run_process({RINGFUSE_PERF_PATH, "allreduce", "--backend", "nccl"}, {}, kTimeout);
+  EXPECT_EQ(host_nccl.exit_code, 2) << host_nccl.output;
+  EXPECT_NE(host_nccl.output.find("--backend nccl runs GPU buffers: add --device cuda"),
+            std::string::npos)
+      << host_nccl.output;
   const auto no_mpirun = run_process({RINGFUSE_RUN_PATH, "-np", "2", "--", RINGFUSE_PERF_PATH,
                                       "allreduce", "-b", "4K", "-e", "4K", "--backend", "mpi"},
                                      {{"RINGFUSE_TIMEOUT_S", "30"}}, kTimeout);
