@@ -157,7 +157,9 @@ NcclPeer make_nccl_peer(const NcclWorld& world) {
   const std::string key = world.key_prefix + "unique-id";
   if (world.rank == 0) {
     const ncclResult_t rc = ncclGetUniqueId(&id);
-    if (rc != ncclSuccess) return {nullptr, fmt::format("ncclGetUniqueId: {}", ncclGetErrorString(rc))};
+    if (rc != ncclSuccess) {
+      return {nullptr, fmt::format("ncclGetUniqueId: {}", ncclGetErrorString(rc))};
+    }
   }
   if (world.size > 1) {
     rendezvous::TcpStoreClient store(world.store_host, world.store_port, world.timeout,
@@ -166,13 +168,17 @@ NcclPeer make_nccl_peer(const NcclWorld& world) {
       store.set(key, std::string_view(reinterpret_cast<const char*>(&id), sizeof(id)));
     } else {
       const std::string bytes = store.get(key, world.timeout);
-      if (bytes.size() != sizeof(id)) return {nullptr, "the unique id in the store has the wrong size"};
+      if (bytes.size() != sizeof(id)) {
+        return {nullptr, "the unique id in the store has the wrong size"};
+      }
       std::memcpy(&id, bytes.data(), sizeof(id));
     }
   }
   ncclComm_t comm = nullptr;
   const ncclResult_t rc = ncclCommInitRank(&comm, world.size, id, world.rank);
-  if (rc != ncclSuccess) return {nullptr, fmt::format("ncclCommInitRank: {}", ncclGetErrorString(rc))};
+  if (rc != ncclSuccess) {
+    return {nullptr, fmt::format("ncclCommInitRank: {}", ncclGetErrorString(rc))};
+  }
   return {std::make_unique<Nccl>(comm, world.size, world.timeout), {}};
 }
 

@@ -256,9 +256,9 @@ TEST(PerfSweep, DeviceCudaMeasuresGpuBuffersOrSaysWhyNot) {
 
 TEST(PerfSweep, NcclTestsTypeNamesAreAccepted) {
   // The Kubernetes perf-sweep Job passes `-d float`, as nccl-tests users do.
-  const auto r = run_process(
-      {RINGFUSE_PERF_PATH, "allreduce", "-d", "float", "-b", "4K", "-e", "4K", "-n", "2", "-w", "0"},
-      {}, kTimeout);
+  const auto r = run_process({RINGFUSE_PERF_PATH, "allreduce", "-d", "float", "-b", "4K", "-e",
+                              "4K", "-n", "2", "-w", "0"},
+                             {}, kTimeout);
   ASSERT_EQ(r.exit_code, 0) << r.output;
   const auto t = parse_table(r.output);
   ASSERT_EQ(t.rows.size(), 1u) << r.output;
