@@ -46,7 +46,9 @@ std::vector<HostSlots> parse_hostfile(std::string_view text, const std::string& 
       int n = 0;
       const auto [end, error] = std::from_chars(value.data(), value.data() + value.size(), n);
       if (value.empty() || error != std::errc() || end != value.data() + value.size() || n < 1) {
-        fail("'" + std::string(value) + "' is not a whole number of slots >= 1");
+        std::string message = "'";
+        message.append(value).append("' is not a whole number of slots >= 1");
+        fail(message);
       }
       return n;
     };

@@ -120,7 +120,8 @@ DiscoveryVerdict by_address(const DiscoverySpec& spec, const PodIdentity& self,
 std::string Membership::canonical() const {
   std::string out;
   for (std::size_t k = 0; k < pod_ips.size(); ++k) {
-    out += (k == 0 ? "" : ",") + std::to_string(k) + "=" + pod_ips[k];
+    if (k > 0) out += ',';
+    out.append(std::to_string(k)).append("=").append(pod_ips[k]);
   }
   return out;
 }
@@ -172,7 +173,7 @@ Membership discover_pods(const DiscoverySpec& spec, const PodIdentity& self, Dns
         const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(now - since).count();
         const auto what = round.by_name[static_cast<std::size_t>(k)].describe();
         names.push_back(pod_name(self, k) + " (" + what + " for " + std::to_string(seconds) + " s)");
-        detail += " " + pod_name(self, k) + what;
+        detail.append(" ").append(pod_name(self, k)).append(what);
       }
       message += ": missing " + join(names);
     }

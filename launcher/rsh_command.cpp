@@ -43,8 +43,14 @@ std::vector<std::string> remote_rank_command(const std::vector<std::string>& age
                                              const std::vector<std::string>& assignments,
                                              const std::vector<std::string>& command) {
   std::string line = "cd " + shell_quote(cwd) + " && exec env";
-  for (const auto& assignment : assignments) line += " " + shell_quote(assignment);
-  for (const auto& word : command) line += " " + shell_quote(word);
+  for (const auto& assignment : assignments) {
+    line += ' ';
+    line += shell_quote(assignment);
+  }
+  for (const auto& word : command) {
+    line += ' ';
+    line += shell_quote(word);
+  }
   std::vector<std::string> argv = agent;
   argv.push_back(host);
   argv.push_back(line);

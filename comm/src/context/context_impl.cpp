@@ -117,7 +117,8 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
   if (world_.rank == 0) {
     std::string order;
     for (const auto* backend : backends_) {
-      order += (order.empty() ? "" : ",") + std::string(backend->name());
+      if (!order.empty()) order += ',';
+      order += backend->name();
     }
     spdlog::info("ringfuse: rank 0 of {} ({}); algorithm {}, backends {}, collective timeout {} s",
                  world_.size, world_.source, to_string(options_.algorithm), order,
