@@ -220,7 +220,9 @@ TEST(PerfSweep, MpirunWithPeers) {
   for (const auto& row : t.rows) {
     ++per_impl[row.at("impl")];
     EXPECT_EQ(row.at("wrong"), "0") << r.output;
-    if (row.at("impl") == "ringfuse") EXPECT_NE(row.at("ratio"), "-") << r.output;
+    if (row.at("impl") == "ringfuse") {
+      EXPECT_NE(row.at("ratio"), "-") << r.output;
+    }
   }
   EXPECT_EQ(per_impl["ringfuse"], 3) << r.output;
   EXPECT_EQ(per_impl["mpi"], 3) << r.output;
