@@ -117,26 +117,31 @@ class Nccl final : public Implementation {
     }
   }
 
-  /// Waits for the stream, polling NCCL's asynchronous errors, within the timeout.
+  /// Waits until the (non-blocking) communicator has enqueued the call, then for the stream,
+  /// polling NCCL's asynchronous errors, within the timeout.
   void complete(ncclResult_t rc, std::string_view what) {
-    if (rc != ncclSuccess) {
+    if (rc != ncclSuccess && rc != ncclInProgress) {
       aborted_ = true;
       throw Error(ErrorKind::peer_failure,
                   fmt::format("nccl peer: {} failed: {}", what, ncclGetErrorString(rc)));
     }
     const auto until = std::chrono::steady_clock::now() + timeout_;
+    bool enqueued = false;
     for (;;) {
-      const cudaError_t state = cudaStreamQuery(stream_);
-      if (state == cudaSuccess) return;
-      if (state != cudaErrorNotReady) check(state, "cudaStreamQuery");
       ncclResult_t async = ncclSuccess;
       ncclCommGetAsyncError(comm_, &async);
-      if (async != ncclSuccess || std::chrono::steady_clock::now() > until) {
+      enqueued = enqueued || async == ncclSuccess;
+      if (enqueued) {
+        const cudaError_t state = cudaStreamQuery(stream_);
+        if (state == cudaSuccess) return;
+        if (state != cudaErrorNotReady) check(state, "cudaStreamQuery");
+      }
+      const bool failed = async != ncclSuccess && async != ncclInProgress;
+      if (failed || std::chrono::steady_clock::now() > until) {
         aborted_ = true;
-        throw Error(ErrorKind::timeout,
+        throw Error(failed ? ErrorKind::peer_failure : ErrorKind::timeout,
                     fmt::format("nccl peer: {} {}; the communicator is aborted", what,
-                                async != ncclSuccess ? ncclGetErrorString(async)
-                                                     : "did not complete in time"));
+                                failed ? ncclGetErrorString(async) : "did not complete in time"));
       }
       std::this_thread::yield();
     }
@@ -174,9 +179,33 @@ NcclPeer make_nccl_peer(const NcclWorld& world) {
       std::memcpy(&id, bytes.data(), sizeof(id));
     }
   }
+  // Non-blocking set-up polled against the timeout, so a rank that never arrives ends the wait
+  // with a reason instead of a hang.
   ncclComm_t comm = nullptr;
-  const ncclResult_t rc = ncclCommInitRank(&comm, world.size, id, world.rank);
+  ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+  config.blocking = 0;
+  ncclResult_t rc = ncclCommInitRankConfig(&comm, world.size, id, world.rank, &config);
+  const auto until = std::chrono::steady_clock::now() + world.timeout;
+  while (rc == ncclInProgress || rc == ncclSuccess) {
+    ncclResult_t state = ncclSuccess;
+    ncclCommGetAsyncError(comm, &state);
+    if (state == ncclSuccess) {
+      rc = ncclSuccess;
+      break;
+    }
+    if (state != ncclInProgress) {
+      rc = state;
+      break;
+    }
+    if (std::chrono::steady_clock::now() > until) {
+      ncclCommAbort(comm);
+      return {nullptr, fmt::format("ncclCommInitRank did not complete within {} s",
+                                   world.timeout.count() / 1000)};
+    }
+    std::this_thread::yield();
+  }
   if (rc != ncclSuccess) {
+    if (comm != nullptr) ncclCommAbort(comm);
     return {nullptr, fmt::format("ncclCommInitRank: {}", ncclGetErrorString(rc))};
   }
   return {std::make_unique<Nccl>(comm, world.size, world.timeout), {}};
