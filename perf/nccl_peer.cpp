@@ -10,36 +10,12 @@
 
 #include <fmt/format.h>
 
+#include "nccl/nccl_types.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/error.hpp"
 
 namespace ringfuse::perf {
 namespace {
-
-ncclDataType_t nccl_type(DataType type) {
-  switch (type) {
-    case DataType::f16: return ncclFloat16;
-    case DataType::bf16: return ncclBfloat16;
-    case DataType::f32: return ncclFloat32;
-    case DataType::f64: return ncclFloat64;
-    case DataType::i8: return ncclInt8;
-    case DataType::u8: return ncclUint8;
-    case DataType::i32: return ncclInt32;
-    case DataType::i64: return ncclInt64;
-  }
-  return ncclFloat32;
-}
-
-ncclRedOp_t nccl_op(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::sum: return ncclSum;
-    case ReduceOp::avg: return ncclAvg;
-    case ReduceOp::prod: return ncclProd;
-    case ReduceOp::min: return ncclMin;
-    case ReduceOp::max: return ncclMax;
-  }
-  return ncclSum;
-}
 
 class Nccl final : public Implementation {
  public:
@@ -68,11 +44,12 @@ class Nccl final : public Implementation {
 
   void run(const CaseSpec& spec, Buffers& b) override {
     const Layout& l = spec.layout;
-    const ncclDataType_t type = nccl_type(spec.type);
+    const ncclDataType_t type = nccl::data_type(spec.type);
     ncclResult_t rc = ncclSuccess;
     switch (spec.collective) {
       case Collective::allreduce:
-        rc = ncclAllReduce(b.output(), b.output(), l.count, type, nccl_op(spec.op), comm_, stream_);
+        rc = ncclAllReduce(b.output(), b.output(), l.count, type, nccl::reduce_op(spec.op), comm_,
+                           stream_);
         break;
       case Collective::broadcast:
         rc = ncclBroadcast(b.output(), b.output(), l.count, type, spec.root, comm_, stream_);
@@ -81,8 +58,8 @@ class Nccl final : public Implementation {
         rc = ncclAllGather(b.input(), b.output(), l.block, type, comm_, stream_);
         break;
       case Collective::reducescatter:
-        rc = ncclReduceScatter(b.input(), b.output(), l.block, type, nccl_op(spec.op), comm_,
-                               stream_);
+        rc = ncclReduceScatter(b.input(), b.output(), l.block, type, nccl::reduce_op(spec.op),
+                               comm_, stream_);
         break;
       case Collective::alltoall: {
         const std::size_t bytes = l.block * element_size(spec.type);

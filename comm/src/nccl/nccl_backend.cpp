@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "nccl/nccl_types.hpp"
 #include "ringfuse/error.hpp"
 
 namespace ringfuse::backend {
@@ -23,31 +24,6 @@ std::string unavailable_reason = "NCCL backend not created yet";
 void set_reason(std::string reason) {
   std::lock_guard lock(reason_mutex);
   unavailable_reason = std::move(reason);
-}
-
-ncclDataType_t nccl_type(DataType type) {
-  switch (type) {
-    case DataType::f16: return ncclFloat16;
-    case DataType::bf16: return ncclBfloat16;
-    case DataType::f32: return ncclFloat32;
-    case DataType::f64: return ncclFloat64;
-    case DataType::i8: return ncclInt8;
-    case DataType::u8: return ncclUint8;
-    case DataType::i32: return ncclInt32;
-    case DataType::i64: return ncclInt64;
-  }
-  return ncclUint8;
-}
-
-ncclRedOp_t nccl_op(ReduceOp op) {
-  switch (op) {
-    case ReduceOp::sum: return ncclSum;
-    case ReduceOp::avg: return ncclAvg;  // NCCL >= 2.10
-    case ReduceOp::min: return ncclMin;
-    case ReduceOp::max: return ncclMax;
-    case ReduceOp::prod: return ncclProd;
-  }
-  return ncclSum;
 }
 
 class NcclBackend final : public Backend {
@@ -75,7 +51,8 @@ class NcclBackend final : public Backend {
   void allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
                  Algorithm) override {
     run(fmt::format("allreduce {}[{}] {}", to_string(type), count, to_string(op)), [&] {
-      return ncclAllReduce(data, data, count, nccl_type(type), nccl_op(op), comm_, stream_);
+      return ncclAllReduce(data, data, count, nccl::data_type(type), nccl::reduce_op(op), comm_,
+                           stream_);
     });
   }
 
@@ -87,7 +64,7 @@ class NcclBackend final : public Backend {
                   setup_.rank);
     }
     run(fmt::format("broadcast {}[{}] root {}", to_string(type), count, root), [&] {
-      return ncclBroadcast(data, data, count, nccl_type(type), root, comm_, stream_);
+      return ncclBroadcast(data, data, count, nccl::data_type(type), root, comm_, stream_);
     });
   }
 
@@ -102,7 +79,7 @@ class NcclBackend final : public Backend {
         const void* source = send == recv ? static_cast<const std::byte*>(recv) +
                                                 counts[0] * element * setup_.rank
                                           : send;
-        return ncclAllGather(source, recv, counts[0], nccl_type(type), comm_, stream_);
+        return ncclAllGather(source, recv, counts[0], nccl::data_type(type), comm_, stream_);
       }
       // NCCL has no all-gather-v: one broadcast per rank, grouped into one launch.
       ncclResult_t rc = ncclGroupStart();
@@ -110,7 +87,8 @@ class NcclBackend final : public Backend {
       for (int root = 0; root < setup_.size && rc == ncclSuccess; ++root) {
         auto* block = static_cast<std::byte*>(recv) + offset * element;
         const void* source = root == setup_.rank && send != recv ? send : block;
-        rc = ncclBroadcast(source, block, counts[root], nccl_type(type), root, comm_, stream_);
+        rc = ncclBroadcast(source, block, counts[root], nccl::data_type(type), root, comm_,
+                           stream_);
         offset += counts[root];
       }
       const ncclResult_t end = ncclGroupEnd();
@@ -123,8 +101,8 @@ class NcclBackend final : public Backend {
     run(fmt::format("reducescatter {}[{}x{}] {}", to_string(type), setup_.size, recv_count,
                     to_string(op)),
         [&] {
-          return ncclReduceScatter(send, recv, recv_count, nccl_type(type), nccl_op(op), comm_,
-                                   stream_);
+          return ncclReduceScatter(send, recv, recv_count, nccl::data_type(type),
+                                   nccl::reduce_op(op), comm_, stream_);
         });
   }
 
@@ -140,11 +118,11 @@ class NcclBackend final : public Backend {
       for (int peer = 0; peer < setup_.size && rc == ncclSuccess; ++peer) {
         if (send_counts[peer] > 0) {
           rc = ncclSend(static_cast<const std::byte*>(send) + send_offset * element,
-                        send_counts[peer], nccl_type(type), peer, comm_, stream_);
+                        send_counts[peer], nccl::data_type(type), peer, comm_, stream_);
         }
         if (rc == ncclSuccess && recv_counts[peer] > 0) {
           rc = ncclRecv(static_cast<std::byte*>(recv) + recv_offset * element, recv_counts[peer],
-                        nccl_type(type), peer, comm_, stream_);
+                        nccl::data_type(type), peer, comm_, stream_);
         }
         send_offset += send_counts[peer];
         recv_offset += recv_counts[peer];
