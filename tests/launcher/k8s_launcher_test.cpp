@@ -95,10 +95,10 @@ class K8sLauncher : public ::testing::Test {
       EXPECT_NE(r.output.find("this is pod " + std::to_string(k) + " (" + ip + ")"),
                 std::string::npos)
           << r.output;
-      EXPECT_NE(r.output.find("[" + std::to_string(k) + "] rank " + std::to_string(k) +
-                              ": allreduce"),
-                std::string::npos)
-          << r.output;
+      const std::string rank = std::to_string(k);
+      std::string rank_line = "[";
+      rank_line.append(rank).append("] rank ").append(rank).append(": allreduce");
+      EXPECT_NE(r.output.find(rank_line), std::string::npos) << r.output;
       EXPECT_NE(r.output.find(" 0 failed"), std::string::npos) << r.output;
     }
   }
