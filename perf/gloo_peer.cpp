@@ -291,7 +291,7 @@ void grow_send_buffers(const std::shared_ptr<gloo::Context>& ctx) {
 
 }  // namespace
 
-GlooPeers make_gloo_peers(const GlooWorld& world) {
+GlooPeers make_gloo_peers(const PeerWorld& world) {
   GlooPeers peers;
   if (world.size > 1 && world.store_host.empty()) {
     peers.unavailable = "no rendezvous store to meet through";
@@ -324,7 +324,7 @@ GlooPeers make_gloo_peers(const GlooWorld& world) {
 
 namespace ringfuse::perf {
 
-GlooPeers make_gloo_peers(const GlooWorld& /*world*/) {
+GlooPeers make_gloo_peers(const PeerWorld& /*world*/) {
   return {{}, "built without Gloo (install libgloo-dev and reconfigure)"};
 }
 

@@ -22,16 +22,6 @@
 
 namespace ringfuse::perf {
 
-struct GlooWorld {
-  int rank = 0;
-  int size = 1;
-  std::string store_host;
-  std::uint16_t store_port = 0;
-  std::string key_prefix;  // unique per job
-  std::string job_secret;  // the store authenticates every connection
-  std::chrono::milliseconds timeout{60'000};
-};
-
 struct GlooPeers {
   std::vector<std::unique_ptr<Implementation>> impls;  // the two slots above
   std::string unavailable;                             // why not, when impls is empty
@@ -39,6 +29,6 @@ struct GlooPeers {
 
 /// Connects one Gloo context (a full TCP mesh) shared by every algorithm. Collective: every
 /// rank must call it.
-GlooPeers make_gloo_peers(const GlooWorld& world);
+GlooPeers make_gloo_peers(const PeerWorld& world);
 
 }  // namespace ringfuse::perf

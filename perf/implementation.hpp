@@ -2,11 +2,25 @@
 // calls these in the same order on every rank, so each implementation's collectives match up.
 #pragma once
 
+#include <chrono>
+#include <cstdint>
 #include <string>
 
 #include "buffers.hpp"
 
 namespace ringfuse::perf {
+
+/// Where a peer library's ranks meet (Gloo's mesh, NCCL's unique id): the run's rendezvous
+/// store, under a key prefix of the peer's own.
+struct PeerWorld {
+  int rank = 0;
+  int size = 1;
+  std::string store_host;  // unused in a world of one
+  std::uint16_t store_port = 0;
+  std::string key_prefix;  // unique per job and peer
+  std::string job_secret;  // the store authenticates every connection
+  std::chrono::milliseconds timeout{60'000};
+};
 
 class Implementation {
  public:

@@ -83,16 +83,17 @@ int run(int argc, char** argv, const PerfOptions& o) {
       info.notes.push_back(fmt::format("peer mpi: unavailable: {}", launch->mpi_unavailable()));
     }
   }
+  const auto peer_world = [&](std::string_view peer, std::chrono::milliseconds timeout) {
+    return PeerWorld{ctx.rank(),
+                     ctx.size(),
+                     launch->store_host(),
+                     launch->store_port(),
+                     fmt::format("ringfuse-perf/{}/{}/", launch->job_id(), peer),
+                     launch->job_secret(),
+                     timeout};
+  };
   if (wants(o, "nccl")) {
-    NcclWorld nw;
-    nw.rank = ctx.rank();
-    nw.size = ctx.size();
-    nw.store_host = launch->store_host();
-    nw.store_port = launch->store_port();
-    nw.key_prefix = fmt::format("ringfuse-perf/{}/nccl/", launch->job_id());
-    nw.job_secret = launch->job_secret();
-    nw.timeout = ctx.options().op_timeout;
-    NcclPeer nccl = make_nccl_peer(nw);
+    NcclPeer nccl = make_nccl_peer(peer_world("nccl", ctx.options().op_timeout));
     if (nccl.impl) {
       impls.push_back(std::move(nccl.impl));
     } else {
@@ -100,15 +101,7 @@ int run(int argc, char** argv, const PerfOptions& o) {
     }
   }
   if (wants(o, "gloo")) {
-    GlooWorld gw;
-    gw.rank = ctx.rank();
-    gw.size = ctx.size();
-    gw.store_host = launch->store_host();
-    gw.store_port = launch->store_port();
-    gw.key_prefix = fmt::format("ringfuse-perf/{}/gloo/", launch->job_id());
-    gw.job_secret = launch->job_secret();
-    gw.timeout = ctx.options().connect_timeout;
-    GlooPeers gloo = make_gloo_peers(gw);
+    GlooPeers gloo = make_gloo_peers(peer_world("gloo", ctx.options().connect_timeout));
     if (gloo.impls.empty()) info.notes.push_back(fmt::format("peer gloo: unavailable: {}", gloo.unavailable));
     for (auto& impl : gloo.impls) impls.push_back(std::move(impl));
   }

@@ -134,7 +134,7 @@ class Nccl final : public Implementation {
 
 }  // namespace
 
-NcclPeer make_nccl_peer(const NcclWorld& world) {
+NcclPeer make_nccl_peer(const PeerWorld& world) {
   ncclUniqueId id{};
   const std::string key = world.key_prefix + "unique-id";
   if (world.rank == 0) {
@@ -194,7 +194,7 @@ NcclPeer make_nccl_peer(const NcclWorld& world) {
 
 namespace ringfuse::perf {
 
-NcclPeer make_nccl_peer(const NcclWorld&) {
+NcclPeer make_nccl_peer(const PeerWorld&) {
   return {nullptr, "built without CUDA and NCCL"};
 }
 

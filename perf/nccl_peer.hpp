@@ -7,8 +7,6 @@
 // unavailable, with the reason.
 #pragma once
 
-#include <chrono>
-#include <cstdint>
 #include <memory>
 #include <string>
 
@@ -16,22 +14,12 @@
 
 namespace ringfuse::perf {
 
-struct NcclWorld {
-  int rank = 0;
-  int size = 1;
-  std::string store_host;  // unused in a world of one
-  std::uint16_t store_port = 0;
-  std::string key_prefix;  // unique per job
-  std::string job_secret;
-  std::chrono::milliseconds timeout{300'000};
-};
-
 struct NcclPeer {
   std::unique_ptr<Implementation> impl;
   std::string unavailable;  // why not, when impl is null
 };
 
 /// Collective: every rank must call it, with the GPU already selected (select_cuda_device).
-NcclPeer make_nccl_peer(const NcclWorld& world);
+NcclPeer make_nccl_peer(const PeerWorld& world);
 
 }  // namespace ringfuse::perf
