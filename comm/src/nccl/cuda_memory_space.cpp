@@ -115,9 +115,7 @@ class CudaMemorySpace final : public MemorySpace {
   /// keeps reallocations to a handful while a model warms up.
   std::byte* grow(void*& memory, std::size_t& capacity, std::size_t bytes, const char* what) {
     if (bytes > capacity) {
-      select();
-      // The stream may still read the old buffer.
-      check(cudaStreamSynchronize(stream_), "cudaStreamSynchronize");
+      finish();  // the stream may still read the old buffer (waited for with the deadline)
       if (memory != nullptr) cudaFree(memory);
       memory = nullptr;
       capacity = 0;
