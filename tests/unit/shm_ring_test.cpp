@@ -1,7 +1,8 @@
 // The shared-memory transport's pieces: the SPSC ring (wrap-around, odd sizes, a producer
-// and a consumer thread), the segment owner (no name left behind), and ShmTransport itself
-// with ranks as threads of one process (ring exchange, N=2 with the same peer both ways,
-// reduction straight out of the ring, peer loss).
+// and a consumer thread), the segment owner (no name left behind, on-demand reservation), and
+// ShmTransport itself with ranks as threads of one process (ring exchange, N=2 with the same
+// peer both ways, reduction straight out of the ring, peer loss, the shared window and the
+// all-reduce over it).
 #include <gtest/gtest.h>
 #include <sys/mman.h>
 
@@ -15,6 +16,7 @@
 
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/error.hpp"
+#include "algo/algorithms.hpp"
 #include "transport/shm_ring.hpp"
 #include "transport/shm_segment.hpp"
 #include "transport/shm_transport.hpp"
@@ -178,10 +180,31 @@ TEST(ShmSegment, NamesAreSafe) {
   EXPECT_NE(shm::segment_name(std::string(1000, 'x')), shm::segment_name(std::string(1001, 'x')));
 }
 
+TEST(ShmSegment, OnDemandSegmentReservesAsItGrowsAndKeepsWhatWasWritten) {
+  const std::string name = shm::segment_name("unit-on-demand-" + std::to_string(::getpid()));
+  constexpr std::size_t kBytes = std::size_t{16} << 20;
+  auto owner = shm::Segment::create_on_demand(name, kBytes);
+  auto reader = shm::Segment::open_on_demand(name, kBytes);
+  owner.unlink();
+  EXPECT_FALSE(std::filesystem::exists("/dev/shm" + name));
+  owner.reserve(100);  // at least 1 MiB
+  const auto first = pattern(std::size_t{1} << 20, 7);
+  std::memcpy(owner.data(), first.data(), first.size());
+  owner.reserve(std::size_t{5} << 20);
+  owner.reserve(kBytes + 1);  // clamped to the segment
+  const auto last = pattern(4096, 8);
+  std::memcpy(owner.data() + kBytes - last.size(), last.data(), last.size());
+  EXPECT_EQ(std::memcmp(reader.data(), first.data(), first.size()), 0);
+  EXPECT_EQ(std::memcmp(reader.data() + kBytes - last.size(), last.data(), last.size()), 0);
+}
+
 // ---- ShmTransport with ranks as threads ----
 
 struct World {
-  explicit World(int size, std::size_t ring_bytes = 1 << 16) : size(size) {
+  /// `window_bytes`: each rank's ShmOptions::window_bytes (none when empty).
+  explicit World(int size, std::size_t ring_bytes = 1 << 16,
+                 std::vector<std::size_t> window_bytes = {})
+      : size(size) {
     server = std::make_unique<ringfuse::rendezvous::TcpStoreServer>("127.0.0.1", 0);
     transports.resize(size);
     std::vector<std::thread> threads;
@@ -197,6 +220,7 @@ struct World {
         options.mesh.connect_timeout = 10s;
         options.mesh.op_timeout = 10s;
         options.ring_bytes = ring_bytes;
+        if (!window_bytes.empty()) options.window_bytes = window_bytes[rank];
         transports[rank] = std::make_unique<ShmTransport>(rank, size, *stores[rank], options);
       });
     }
@@ -271,6 +295,86 @@ TEST(ShmTransport, LostPeerFailsNamingIt) {
     EXPECT_EQ(e.kind(), ringfuse::ErrorKind::peer_failure);
     EXPECT_EQ(e.peer(), 1);
     EXPECT_NE(std::string(e.what()).find("lost rank 1"), std::string::npos) << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+// ---- The shared window ----
+
+std::vector<float> window_input(int rank, std::size_t count) {
+  std::vector<float> values(count);
+  for (std::size_t i = 0; i < count; ++i) values[i] = static_cast<float>((rank + 1) * (i % 13 + 1));
+  return values;
+}
+
+TEST(ShmTransport, WindowAllreduceOfOddCountsAtAnOffset) {
+  for (const int size : {2, 3, 5, 8}) {
+    World world(size, 1 << 16, std::vector<std::size_t>(size, std::size_t{4} << 20));
+    world.run([&](int rank, Transport& t) {
+      SharedWindow* window = t.shared_window();
+      ASSERT_NE(window, nullptr);
+      EXPECT_EQ(window->capacity(), std::size_t{4} << 20);
+      for (const std::size_t count : {std::size_t{1}, std::size_t{7}, std::size_t{1009},
+                                      std::size_t{300'001}}) {
+        for (const std::size_t offset : {std::size_t{0}, std::size_t{4096 + 8}}) {
+          // sum, then max of the sums, then avg: each result feeds the next call.
+          auto* data = reinterpret_cast<float*>(window->reserve(offset + count * 4) + offset);
+          const auto input = window_input(rank, count);
+          std::memcpy(data, input.data(), count * sizeof(float));
+          const auto buffer = [&](ringfuse::ReduceOp op) {
+            return ringfuse::algo::ReduceBuffer{reinterpret_cast<std::byte*>(data), count,
+                                                ringfuse::DataType::f32, op};
+          };
+          ringfuse::algo::window_allreduce(*window, offset, buffer(ringfuse::ReduceOp::sum));
+          const float ranks_sum = static_cast<float>(size * (size + 1) / 2);
+          for (std::size_t i = 0; i < count; i += 1 + count / 101) {
+            ASSERT_EQ(data[i], ranks_sum * static_cast<float>(i % 13 + 1))
+                << "size " << size << " rank " << rank << " count " << count << " at " << i;
+          }
+          ASSERT_EQ(data[count - 1], ranks_sum * static_cast<float>((count - 1) % 13 + 1));
+          data[0] += static_cast<float>(rank);  // only the max keeps the last rank's
+          ringfuse::algo::window_allreduce(*window, offset, buffer(ringfuse::ReduceOp::max));
+          ASSERT_EQ(data[0], ranks_sum + static_cast<float>(size - 1));
+          // Every rank holds the same values now, so their average is each of them.
+          const std::vector<float> agreed(data, data + count);
+          ringfuse::algo::window_allreduce(*window, offset, buffer(ringfuse::ReduceOp::avg));
+          ASSERT_EQ(data[count - 1], agreed[count - 1]);
+          ASSERT_EQ(data[count / 2], agreed[count / 2]);
+        }
+      }
+    });
+  }
+}
+
+TEST(ShmTransport, WindowOnlyWhenEveryRankAskedForOneOfTheSameSize) {
+  const std::size_t mib = std::size_t{1} << 20;
+  for (const auto& sizes : {std::vector<std::size_t>{mib, 0, mib},
+                            std::vector<std::size_t>{mib, 2 * mib, mib}}) {
+    World world(3, 1 << 16, sizes);
+    for (const auto& transport : world.transports) EXPECT_EQ(transport->shared_window(), nullptr);
+  }
+  World world(3, 1 << 16, {mib, mib, mib});
+  for (const auto& transport : world.transports) EXPECT_NE(transport->shared_window(), nullptr);
+  // Nothing of the windows is left in /dev/shm once every rank has mapped them.
+  for (const auto& entry : std::filesystem::directory_iterator("/dev/shm")) {
+    EXPECT_EQ(entry.path().filename().string().find("unit_" + std::to_string(::getpid())),
+              std::string::npos)
+        << entry.path();
+  }
+}
+
+TEST(ShmTransport, WindowBarrierFailsNamingALostPeer) {
+  World world(3, 1 << 16, {1 << 20, 1 << 20, 1 << 20});
+  world.transports[2].reset();  // its liveness connections close
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    world.transports[0]->shared_window()->barrier();
+    FAIL() << "expected an error";
+  } catch (const ringfuse::Error& e) {
+    // Rank 1 has not arrived either, but only rank 2 is gone.
+    EXPECT_EQ(e.kind(), ringfuse::ErrorKind::peer_failure);
+    EXPECT_EQ(e.peer(), 2) << e.what();
+    EXPECT_NE(std::string(e.what()).find("lost rank 2"), std::string::npos) << e.what();
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
 }

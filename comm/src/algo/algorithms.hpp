@@ -42,6 +42,14 @@ void rhd_allreduce(Transport& transport, Workspace& workspace, const ReduceBuffe
 void hierarchical_allreduce(Transport& local, Transport& cross, Workspace& workspace,
                             const ReduceBuffer& buffer);
 
+/// All-reduce of a buffer that lies in every rank's SharedWindow at the same `offset`: each
+/// rank reduces its block straight out of the peers' windows, then copies the other blocks
+/// out of their owners' windows, with a window barrier before, between and after. Nothing
+/// goes through a transport's rings, so it moves about half the bytes of a ring through them
+/// (N = 2) and less still for more ranks.
+void window_allreduce(transport::SharedWindow& window, std::size_t offset,
+                      const ReduceBuffer& buffer);
+
 /// Ring reduce-scatter over `blocks` of buffer.data, in place. Afterwards this rank's block
 /// wrap(rank + 1 + shift) holds the reduction (as a sum for avg: the caller divides).
 void ring_reduce_scatter(Transport& transport, Workspace& workspace, const ReduceBuffer& buffer,

@@ -1,6 +1,8 @@
 // Owner of one POSIX shared-memory segment mapping (shm_open + mmap). The creator unlinks the
 // name as soon as every peer has mapped it, so nothing is left in /dev/shm however the job
-// ends; the destructor unlinks too if set-up failed before that point.
+// ends; the destructor unlinks too if set-up failed before that point. A segment is either
+// backed in full at once (the rings) or sized in full but backed on demand (a shared window,
+// whose owner reserves pages as it needs them; the peers fault them in on first read).
 #pragma once
 
 #include <cstddef>
@@ -18,6 +20,10 @@ class Segment {
   static Segment create(const std::string& name, std::size_t bytes);
   /// Maps an existing segment of exactly `bytes` and pre-faults it. Throws std::system_error.
   static Segment open(const std::string& name, std::size_t bytes);
+  /// Like create(), but no page is reserved or touched until reserve() asks for it.
+  static Segment create_on_demand(const std::string& name, std::size_t bytes);
+  /// Maps an existing on-demand segment of exactly `bytes` without touching it.
+  static Segment open_on_demand(const std::string& name, std::size_t bytes);
 
   ~Segment() { reset(); }
   Segment(Segment&& other) noexcept { *this = std::move(other); }
@@ -28,6 +34,8 @@ class Segment {
       bytes_ = std::exchange(other.bytes_, 0);
       name_ = std::move(other.name_);
       linked_ = std::exchange(other.linked_, false);
+      fd_ = std::exchange(other.fd_, -1);
+      reserved_ = std::exchange(other.reserved_, 0);
     }
     return *this;
   }
@@ -41,6 +49,11 @@ class Segment {
   /// Removes the name (the mapping stays valid); idempotent.
   void unlink();
 
+  /// An on-demand segment's creator: backs at least the first `bytes` (growing by at least
+  /// doubling) with reserved, pre-faulted pages, so a full /dev/shm is an exception here and
+  /// never a SIGBUS later. Keeps the contents. Throws std::system_error.
+  void reserve(std::size_t bytes);
+
  private:
   void reset();
 
@@ -48,6 +61,8 @@ class Segment {
   std::size_t bytes_ = 0;
   std::string name_;
   bool linked_ = false;  // this object created the name and has not unlinked it yet
+  int fd_ = -1;          // kept by an on-demand segment's creator, for reserve()
+  std::size_t reserved_ = 0;
 };
 
 /// A POSIX shm name ("/ringfuse-...") built from `parts`, with characters other than

@@ -6,8 +6,10 @@
 #include <sched.h>
 #include <sys/mman.h>
 #include <sys/socket.h>
+#include <sys/statvfs.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cerrno>
 #include <cstring>
 #include <fstream>
@@ -24,12 +26,13 @@
 namespace ringfuse::transport {
 namespace {
 
-using Clock = std::chrono::steady_clock;
 using namespace std::chrono_literals;
 
-constexpr std::uint64_t kSegmentMagic = 0x52465348'4d000001;  // "RFSHM", layout version 1
+constexpr std::uint64_t kSegmentMagic = 0x52465348'4d000002;  // "RFSHM", layout version 2
 constexpr std::uint32_t kLivenessMagic = 0x52464c56;          // "RFLV"
-constexpr std::size_t kHeaderBytes = 2 * shm::kLineStride;    // magic line + doorbell line
+// The magic line, the doorbell line and the window-barrier line.
+constexpr std::size_t kHeaderBytes = 3 * shm::kLineStride;
+constexpr std::size_t kWindowArrivalsOffset = 2 * shm::kLineStride;
 constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 
 // Waiting: a few spins catch a peer that is mid-copy; yields let a descheduled peer run; then
@@ -144,6 +147,40 @@ void add_cpus(const std::string& text, cpu_set_t& cpus) {
 
 }  // namespace
 
+// The windows of every rank, mapped by every rank; this rank's grows on demand.
+class ShmTransport::Window final : public SharedWindow {
+ public:
+  Window(ShmTransport& transport, std::vector<shm::Segment> segments, std::size_t capacity)
+      : transport_(transport), segments_(std::move(segments)), capacity_(capacity) {}
+
+  int rank() const override { return transport_.rank_; }
+  int size() const override { return transport_.size_; }
+  std::size_t capacity() const override { return capacity_; }
+  std::byte* reserve(std::size_t bytes) override {
+    auto& own = segments_[transport_.rank_];
+    try {
+      own.reserve(std::min(bytes, capacity_));
+    } catch (const std::system_error& e) {
+      throw Error(ErrorKind::system,
+                  fmt::format("rank {}: the shared fusion buffer cannot grow to {} bytes: {}; "
+                              "give /dev/shm more room (Kubernetes: an emptyDir with medium: "
+                              "Memory mounted there), lower RINGFUSE_FUSION_THRESHOLD, or set "
+                              "RINGFUSE_FUSION_SHM=0",
+                              transport_.rank_, bytes, e.what()),
+                  transport_.rank_);
+    }
+    return own.data();
+  }
+  const std::byte* local() const override { return segments_[transport_.rank_].data(); }
+  const std::byte* peer(int rank) const override { return segments_[rank].data(); }
+  void barrier() override { transport_.window_barrier(); }
+
+ private:
+  ShmTransport& transport_;
+  std::vector<shm::Segment> segments_;  // by owner rank
+  std::size_t capacity_;
+};
+
 ShmTransport::ShmTransport(int rank, int size, rendezvous::Store& store, ShmOptions options)
     : rank_(rank), size_(size), store_(store), options_(std::move(options)), wait_(kCpuEach) {
   const std::size_t ring = options_.ring_bytes;
@@ -160,6 +197,10 @@ ShmTransport::ShmTransport(int rank, int size, rendezvous::Store& store, ShmOpti
   wait_ = agree_wait_policy(deadline);
   spdlog::debug("rank {}: shared-memory rings to {} peers ({} KiB each)", rank_, size_ - 1,
                 ring >> 10);
+  if (window_) {
+    spdlog::debug("rank {}: {}: shared window of up to {} KiB per rank", rank_,
+                  options_.mesh.key_prefix, options_.window_bytes >> 10);
+  }
 }
 
 WaitPolicy ShmTransport::agree_wait_policy(Clock::time_point deadline) {
@@ -272,9 +313,16 @@ void ShmTransport::map_segments(Clock::time_point deadline) {
   const std::size_t ring = options_.ring_bytes;
   const std::size_t bytes = segment_bytes(size_, ring);
   const auto name_key = [&](int r) { return fmt::format("{}shm/name/{}", mesh.key_prefix, r); };
+  const auto window_key = [&](int r) { return fmt::format("{}shm/window/{}", mesh.key_prefix, r); };
   const auto mapped_key = [&](int r) { return fmt::format("{}shm/mapped/{}", mesh.key_prefix, r); };
+  const auto time_left = [&] {
+    return std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()),
+                    std::chrono::milliseconds(1));
+  };
   segments_.resize(static_cast<std::size_t>(size_));
+  std::vector<shm::Segment> windows(static_cast<std::size_t>(size_));
   std::vector<std::string> names(static_cast<std::size_t>(size_));
+  std::vector<std::string> window_names(static_cast<std::size_t>(size_));
   int current = rank_;
   try {
     // The key prefix carries job id, generation and channel; the rank makes it unique.
@@ -285,16 +333,26 @@ void ShmTransport::map_segments(Clock::time_point deadline) {
     std::byte* base = segments_[rank_].data();
     new (base) SegmentHeader{kSegmentMagic, ring, static_cast<std::uint64_t>(size_)};
     new (base + shm::kLineStride) shm::Doorbell{};
+    new (base + kWindowArrivalsOffset) std::atomic<std::uint64_t>{0};
     for (int sender = 0; sender < size_; ++sender) {
       if (sender != rank_) new (base + kHeaderBytes + slot_of(sender, rank_) * slot_bytes(ring)) shm::RingControl{};
     }
     store_.set(name_key(rank_), names[rank_]);
+    // Every rank publishes "<bytes> <name>" for its window, or "0" for none; there is one
+    // only when every rank made one of the same size.
+    if (options_.window_bytes > 0 && window_fits()) {
+      window_names[rank_] = shm::segment_name(fmt::format("{}r{}w", scope, rank_));
+      windows[rank_] = shm::Segment::create_on_demand(window_names[rank_], options_.window_bytes);
+      store_.set(window_key(rank_), fmt::format("{} {}", options_.window_bytes, window_names[rank_]));
+    } else {
+      store_.set(window_key(rank_), "0");
+    }
 
+    bool every_window = !window_names[rank_].empty();
     for (int peer = 0; peer < size_; ++peer) {
       if (peer == rank_) continue;
       current = peer;
-      const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-      names[peer] = store_.get(name_key(peer), std::max(wait, std::chrono::milliseconds(1)));
+      names[peer] = store_.get(name_key(peer), time_left());
       segments_[peer] = shm::Segment::open(names[peer], bytes);
       const auto* header = reinterpret_cast<const SegmentHeader*>(segments_[peer].data());
       if (header->magic != kSegmentMagic || header->ring_bytes != ring ||
@@ -305,6 +363,17 @@ void ShmTransport::map_segments(Clock::time_point deadline) {
                                 rank_, names[peer], peer),
                     rank_, peer);
       }
+      const std::string window = store_.get(window_key(peer), time_left());
+      const auto space = window.find(' ');
+      if (space != std::string::npos) window_names[peer] = window.substr(space + 1);
+      every_window = every_window && window.substr(0, space) == std::to_string(options_.window_bytes);
+    }
+    if (every_window) {
+      for (int peer = 0; peer < size_; ++peer) {
+        if (peer == rank_) continue;
+        current = peer;
+        windows[peer] = shm::Segment::open_on_demand(window_names[peer], options_.window_bytes);
+      }
     }
     current = rank_;
     // Only after every rank mapped every segment may the names go: from then on the memory
@@ -312,16 +381,24 @@ void ShmTransport::map_segments(Clock::time_point deadline) {
     store_.set(mapped_key(rank_), "1");
     std::vector<std::string> keys;
     for (int r = 0; r < size_; ++r) keys.push_back(mapped_key(r));
-    store_.wait(keys, std::max(std::chrono::duration_cast<std::chrono::milliseconds>(
-                                   deadline - Clock::now()),
-                               std::chrono::milliseconds(1)));
+    store_.wait(keys, time_left());
     segments_[rank_].unlink();
+    windows[rank_].unlink();
+    if (every_window) {
+      window_ = std::make_unique<Window>(*this, std::move(windows), options_.window_bytes);
+    } else if (options_.window_bytes > 0 && rank_ == 0) {
+      spdlog::info("ringfuse: {}: no shared window: not every rank asked for one of {} bytes "
+                   "or had room for it in /dev/shm",
+                   mesh.key_prefix, options_.window_bytes);
+    }
   } catch (const std::exception& e) {
     // A rank that died between creating its segment and the barrier cannot unlink it; whoever
     // learnt the name does (removing a name others still need only fails a set-up that is
     // failing anyway).
-    for (const auto& name : names) {
-      if (!name.empty()) ::shm_unlink(name.c_str());
+    for (const auto* list : {&names, &window_names}) {
+      for (const auto& name : *list) {
+        if (!name.empty()) ::shm_unlink(name.c_str());
+      }
     }
     if (dynamic_cast<const Error*>(&e) != nullptr) throw;
     throw Error(ErrorKind::system,
@@ -351,6 +428,84 @@ shm::Doorbell& ShmTransport::doorbell(int owner) const {
   return *reinterpret_cast<shm::Doorbell*>(segments_[owner].data() + shm::kLineStride);
 }
 
+std::atomic<std::uint64_t>& ShmTransport::window_arrivals(int owner) const {
+  return *reinterpret_cast<std::atomic<std::uint64_t>*>(segments_[owner].data() +
+                                                        kWindowArrivalsOffset);
+}
+
+SharedWindow* ShmTransport::shared_window() { return window_.get(); }
+
+bool ShmTransport::window_fits() const {
+  // Every rank of this host grows its window in the same /dev/shm; knowing now beats a full
+  // /dev/shm in the middle of training.
+  struct statvfs info {};
+  if (::statvfs("/dev/shm", &info) != 0) return true;  // not a tmpfs we can see; try
+  const std::size_t free = static_cast<std::size_t>(info.f_bavail) * info.f_frsize;
+  const std::size_t needed = options_.window_bytes * static_cast<std::size_t>(size_);
+  if (free >= needed) return true;
+  spdlog::log(rank_ == 0 ? spdlog::level::info : spdlog::level::debug,
+              "rank {}: {}: /dev/shm has {} MiB free, the shared windows of {} ranks need up to "
+              "{} MiB, so the fusion buffer stays in private memory (one copy more per fused "
+              "all-reduce); give /dev/shm more room or lower RINGFUSE_FUSION_THRESHOLD",
+              rank_, options_.mesh.key_prefix, free >> 20, size_, needed >> 20);
+  return false;
+}
+
+template <class Ready>
+void ShmTransport::idle(Idle& state, std::span<const int> waiting_for, Ready&& ready) {
+  ++state.rounds;
+  if (state.rounds <= wait_.spins) {
+    cpu_relax();
+    return;
+  }
+  if (state.rounds <= wait_.spins + wait_.yields) {
+    ::sched_yield();
+    return;
+  }
+  const auto now = Clock::now();
+  if (state.rounds == wait_.spins + wait_.yields + 1) state.since = now;  // first sleep since progress
+  // At the first sleep of a wait, then at most every kLivenessInterval: a poll per stalled
+  // chunk would cost the ring exchanges more than they wait.
+  if (now >= state.next_liveness) {
+    // Shared memory gives no EOF: ask the liveness connections of the peers we still need.
+    for (const int peer : waiting_for) check_alive(peer);
+    state.next_liveness = now + kLivenessInterval;
+  }
+  if (now - state.since >= options_.mesh.op_timeout) fail_timeout(waiting_for.front());
+  shm::sleep(doorbell(rank_), kSleepSlice, ready);
+}
+
+void ShmTransport::window_barrier() {
+  check_exchange(rank_, size_, operation_, aborted_, kNoPeer, kNoPeer);
+  const std::uint64_t epoch = ++window_epoch_;
+  // Release: what this rank wrote to its window before is visible to whoever sees the count.
+  window_arrivals(rank_).store(epoch, std::memory_order_release);
+  for (int peer = 0; peer < size_; ++peer) {
+    if (peer != rank_) shm::ring(doorbell(peer));
+  }
+  const auto arrived = [&](int peer) {
+    return window_arrivals(peer).load(std::memory_order_acquire) >= epoch;
+  };
+  const auto everyone = [&] {
+    for (int peer = 0; peer < size_; ++peer) {
+      if (!arrived(peer)) return false;
+    }
+    return true;
+  };
+  Idle state;
+  std::size_t missing = static_cast<std::size_t>(size_);
+  for (;;) {
+    window_waiting_.clear();
+    for (int peer = 0; peer < size_; ++peer) {
+      if (peer != rank_ && !arrived(peer)) window_waiting_.push_back(peer);
+    }
+    if (window_waiting_.empty()) return;
+    if (window_waiting_.size() < missing) state.rounds = 0;  // someone arrived: progress
+    missing = window_waiting_.size();
+    idle(state, window_waiting_, everyone);
+  }
+}
+
 
 template <class Consume>
 void ShmTransport::exchange(int send_peer, const std::byte* send, std::size_t send_bytes,
@@ -368,9 +523,8 @@ void ShmTransport::exchange(int send_peer, const std::byte* send, std::size_t se
   const std::size_t chunk = options_.ring_bytes / 4;
   std::size_t sent = 0;
   std::size_t received = 0;
-  unsigned idle = 0;
-  auto last_progress = Clock::now();
-  auto next_liveness = last_progress;
+  Idle waiting;
+  int waiting_for[2] = {kNoPeer, kNoPeer};
 
   const auto ready = [&] {
     return (sent < send_bytes && writer->has_space()) ||
@@ -397,29 +551,14 @@ void ShmTransport::exchange(int send_peer, const std::byte* send, std::size_t se
       }
     }
     if (progressed) {
-      idle = 0;
+      waiting.rounds = 0;
       continue;
     }
-    if (++idle <= wait_.spins) {
-      cpu_relax();
-      continue;
-    }
-    if (idle <= wait_.spins + wait_.yields) {
-      ::sched_yield();
-      continue;
-    }
-    const auto now = Clock::now();
-    if (idle == wait_.spins + wait_.yields + 1) last_progress = now;  // first sleep since progress
-    if (now >= next_liveness) {
-      // Shared memory gives no EOF: ask the liveness connections of the peers we still need.
-      if (sent < send_bytes) check_alive(send_peer);
-      if (received < recv_bytes) check_alive(recv_peer);
-      next_liveness = now + kLivenessInterval;
-    }
-    if (now - last_progress >= options_.mesh.op_timeout) {
-      fail_timeout(received < recv_bytes ? recv_peer : send_peer);
-    }
-    shm::sleep(doorbell(rank_), kSleepSlice, ready);
+    // The peer named first when nothing comes is the one we receive from.
+    std::size_t peers = 0;
+    if (received < recv_bytes) waiting_for[peers++] = recv_peer;
+    if (sent < send_bytes) waiting_for[peers++] = send_peer;
+    idle(waiting, std::span<const int>(waiting_for, peers), ready);
   }
 }
 

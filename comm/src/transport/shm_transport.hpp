@@ -6,7 +6,9 @@
 #pragma once
 
 #include <chrono>
+#include <memory>
 #include <optional>
+#include <span>
 #include <string>
 #include <vector>
 
@@ -35,6 +37,9 @@ bool use_shared_memory(TransportKind requested, rendezvous::Store& store,
 struct ShmOptions {
   MeshOptions mesh;                               // store namespace, timeouts, liveness address
   std::size_t ring_bytes = std::size_t{1} << 20;  // per ordered pair; a power of two
+  /// A SharedWindow of up to this many bytes per rank (0: none). It is left out, for every
+  /// rank alike, when /dev/shm has not room for every rank's window grown in full.
+  std::size_t window_bytes = 0;
 };
 
 /// How an idle rank waits: `spins` pause-spins, then `yields` sched_yield()s, then it sleeps on
@@ -62,12 +67,33 @@ class ShmTransport final : public Transport {
                         int recv_peer, void* dst, std::size_t recv_count, DataType type,
                         ReduceOp op, const Staging& staging) override;
   void set_operation(std::string label) override { operation_ = std::move(label); }
+  SharedWindow* shared_window() override;
 
  private:
-  void connect_liveness(std::chrono::steady_clock::time_point deadline);
-  void map_segments(std::chrono::steady_clock::time_point deadline);
+  class Window;
+  using Clock = std::chrono::steady_clock;
+  /// How long this rank has been waiting without progress, for idle().
+  struct Idle {
+    unsigned rounds = 0;
+    Clock::time_point since{};
+    Clock::time_point next_liveness{};  // the epoch: the first sleep polls at once
+  };
+
+  void connect_liveness(Clock::time_point deadline);
+  void map_segments(Clock::time_point deadline);
+  /// Whether /dev/shm has room for every rank's window at full size (logged when not).
+  bool window_fits() const;
   std::size_t slot_of(int sender, int receiver) const;
   shm::Doorbell& doorbell(int owner) const;
+  /// How many window barriers `owner` has reached (in its ring segment's header).
+  std::atomic<std::uint64_t>& window_arrivals(int owner) const;
+  void window_barrier();
+
+  /// One round of waiting while nothing can progress: spin, yield, then sleep on this rank's
+  /// doorbell until `ready()` (wait_), polling the liveness of the peers in `waiting_for`
+  /// every millisecond; fails naming the first of them after the operation timeout.
+  template <class Ready>
+  void idle(Idle& state, std::span<const int> waiting_for, Ready&& ready);
 
   /// The one loop behind both entry points. `consume(piece, offset)` takes received bytes in
   /// place and returns how many it used (whole elements only); `granule` is the element size.
@@ -79,7 +105,7 @@ class ShmTransport final : public Transport {
   [[noreturn]] void fail(int peer, std::string what, bool peer_closed);
   [[noreturn]] void fail_timeout(int stalled);
   /// Spin only when the ranks on this host have a CPU each (shm_transport.cpp).
-  WaitPolicy agree_wait_policy(std::chrono::steady_clock::time_point deadline);
+  WaitPolicy agree_wait_policy(Clock::time_point deadline);
 
   int rank_;
   int size_;
@@ -93,6 +119,9 @@ class ShmTransport final : public Transport {
   std::vector<shm::Segment> segments_;     // by owner rank: the rings that rank receives on
   std::vector<shm::RingWriter> writers_;   // by destination rank
   std::vector<shm::RingReader> readers_;   // by source rank
+  std::unique_ptr<Window> window_;         // null unless options.window_bytes asked for one
+  std::uint64_t window_epoch_ = 0;         // window barriers this rank has reached
+  std::vector<int> window_waiting_;        // peers a window barrier still waits for
 };
 
 }  // namespace ringfuse::transport

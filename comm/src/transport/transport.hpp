@@ -9,6 +9,7 @@
 
 #include "reduce/reduce.hpp"
 #include "ringfuse/types.hpp"
+#include "transport/shared_window.hpp"
 
 namespace ringfuse::transport {
 
@@ -61,6 +62,10 @@ class Transport {
     send_recv(send_peer, send_buf, send_bytes, recv_peer, landed, recv_bytes, reduce_arrived);
     if (recv_bytes > 0) reduce_arrived(recv_bytes);
   }
+
+  /// Memory every rank maps (shared memory on one host, when the transport was asked for a
+  /// window), or null.
+  virtual SharedWindow* shared_window() { return nullptr; }
 
   /// Labels the collective in progress ("allreduce #12 f32[1024] sum") for error messages.
   virtual void set_operation(std::string label) = 0;
