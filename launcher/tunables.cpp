@@ -36,6 +36,8 @@ std::vector<Tunable> table() {
       {"--fusion-inplace-min", "RINGFUSE_FUSION_INPLACE_MIN",
        fmt::format("{}K", engine.fusion_inplace_min >> 10),
        "all-reduces this large skip the fusion buffer (K/M/G suffix)"},
+      {"--fusion-shm", "RINGFUSE_FUSION_SHM", engine.fusion_shared_memory ? "1" : "0",
+       "fusion buffer in shared memory when every rank is on one host: 1|0"},
       {"--cycle-time-ms", "RINGFUSE_CYCLE_TIME_MS",
        fmt::format("{}", engine.cycle_time.count() / 1000.0), "engine cycle time, ms"},
       {"--cache-capacity", "RINGFUSE_CACHE_CAPACITY", fmt::format("{}", engine.cache_capacity),

@@ -82,6 +82,24 @@ TEST(Engine, FusionOfMixedDtypesOpsAndSizes) {
       << results[0].output;
 }
 
+// RINGFUSE_FUSION_SHM=1: fused groups of 300 KiB to 1.2 MiB all-reduced straight out of the
+// ranks' shared windows (N = 3: blocks of odd sizes), every dtype, operator, scaling and fp16
+// compression, three times over (the windows are reused).
+TEST(Engine, FusionInSharedMemoryWindows) {
+  for (const int size : {2, 3}) {
+    const auto results = run_world(size, "fusion-large",
+                                   {{"RINGFUSE_FUSION_SHM", "1"}, {"RINGFUSE_TRANSPORT", "shm"},
+                                    {"RINGFUSE_LOG_LEVEL", "debug"}});
+    expect_all_ok(results);
+    for (const auto& result : results) {
+      EXPECT_NE(result.output.find("shared window of up to 131072 KiB per rank"),
+                std::string::npos)
+          << result.output;
+      EXPECT_GT(stat(result.output, "fused"), 0u) << result.output;
+    }
+  }
+}
+
 TEST(Engine, ResponseCacheEvictsWhenFull) {
   const auto results = run_world(2, "fusion", {{"RINGFUSE_CACHE_CAPACITY", "4"}});
   expect_all_ok(results);

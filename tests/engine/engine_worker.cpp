@@ -129,10 +129,80 @@ std::vector<Case> mixed_cases() {
   return cases;
 }
 
+// Fused groups of 300 KiB to 1.2 MiB, odd counts: large enough for the shared window
+// (RINGFUSE_FUSION_SHM=1 takes fused all-reduces of 256 KiB and more), each tensor below
+// the 1 MiB from which the engine runs a tensor in place.
+std::vector<Case> large_cases() {
+  std::vector<Case> cases;
+  const std::size_t counts[] = {30011, 50021, 70001};
+  for (const DataType type : {DataType::f32, DataType::f64, DataType::i32, DataType::f16}) {
+    for (const ReduceOp op : {ReduceOp::sum, ReduceOp::avg, ReduceOp::max, ReduceOp::min}) {
+      if (type == DataType::f16 && op == ReduceOp::avg) continue;
+      for (const std::size_t count : counts) {
+        Case c{"large." + std::to_string(cases.size()), type, op, count, {}};
+        c.options.op = op;
+        cases.push_back(c);
+      }
+    }
+  }
+  for (int i = 0; i < 3; ++i) {
+    Case scaled{"scaled." + std::to_string(i), DataType::f32, ReduceOp::avg, 40003, {}};
+    scaled.options = {ReduceOp::avg, 0.5, 4.0, ringfuse::Compression::none};
+    cases.push_back(scaled);
+    Case compressed{"compressed." + std::to_string(i), DataType::f32, ReduceOp::sum, 50001, {}};
+    compressed.options.compression = ringfuse::Compression::fp16;
+    cases.push_back(compressed);
+  }
+  return cases;
+}
+
 void check_close(const std::string& what, double got, double want) {
   if (std::abs(got - want) > 1e-3 * std::max(1.0, std::abs(want))) {
     fail(what + ": got " + std::to_string(got) + ", want " + std::to_string(want));
   }
+}
+
+void check_cases(const std::vector<Case>& cases, const std::vector<Buffer>& buffers, int size) {
+  for (std::size_t i = 0; i < cases.size(); ++i) {
+    const auto& c = cases[i];
+    const auto check = [&](std::size_t j) {
+      double want = expected_reduce(size, j, c.op);
+      if (c.type == DataType::i32 && c.op == ReduceOp::avg) want = std::trunc(want);
+      if (c.name.starts_with("scaled")) want = expected_reduce(size, j, ReduceOp::avg) * 0.5 * 4.0;
+      check_close(c.name + "[" + std::to_string(j) + "]", buffers[i].at(j), want);
+    };
+    for (std::size_t j = 0; j < c.count; j += 1 + c.count / 97) check(j);
+    check(c.count - 1);  // blocks split at odd places
+  }
+}
+
+void print_stats(const ringfuse::EngineStats& stats) {
+  std::printf("stats: hits=%llu misses=%llu evictions=%llu fused=%llu fast_cycles=%llu\n",
+              static_cast<unsigned long long>(stats.cache_hits),
+              static_cast<unsigned long long>(stats.cache_misses),
+              static_cast<unsigned long long>(stats.cache_evictions),
+              static_cast<unsigned long long>(stats.fused_tensors),
+              static_cast<unsigned long long>(stats.fast_path_cycles));
+}
+
+void mode_fusion_large(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  const auto cases = large_cases();
+  for (int iteration = 0; iteration < 3; ++iteration) {
+    std::vector<Buffer> buffers;
+    std::vector<ringfuse::Work> works;
+    for (const auto& c : cases) buffers.emplace_back(c.type, c.count, ctx.rank());
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      const auto& c = cases[i];
+      works.push_back(engine.allreduce(
+          c.name, TensorView{buffers[i].data(), c.type, {static_cast<std::int64_t>(c.count)}},
+          c.options));
+    }
+    engine.flush();
+    for (auto& work : works) work.wait(60s);
+    check_cases(cases, buffers, ctx.size());
+  }
+  print_stats(engine.stats());
 }
 
 void mode_fusion(ringfuse::Context& ctx) {
@@ -180,15 +250,7 @@ void mode_fusion(ringfuse::Context& ctx) {
         "group", {{g1.data(), DataType::f32, {100}}, {g2.data(), DataType::f32, {50}}}));
     engine.flush();
     for (auto& work : works) work.wait(60s);
-    for (std::size_t i = 0; i < cases.size(); ++i) {
-      const auto& c = cases[i];
-      for (std::size_t j = 0; j < c.count; j += 1 + c.count / 97) {
-        double want = expected_reduce(size, j, c.op);
-        if (c.type == DataType::i32 && c.op == ReduceOp::avg) want = std::trunc(want);
-        if (c.name == "scaled") want = expected_reduce(size, j, ReduceOp::avg) * 0.5 * 4.0;
-        check_close(c.name + "[" + std::to_string(j) + "]", buffers[i].at(j), want);
-      }
-    }
+    check_cases(cases, buffers, size);
     for (float v : bcast) check_close("bcast", v, size - 1);
     std::size_t pos = 0;
     for (int r = 0; r < size; ++r) {
@@ -204,13 +266,7 @@ void mode_fusion(ringfuse::Context& ctx) {
     for (float v : g1) check_close("group.0", v, size);
     for (float v : g2) check_close("group.1", v, 2.0 * size);
   }
-  const auto stats = engine.stats();
-  std::printf("stats: hits=%llu misses=%llu evictions=%llu fused=%llu fast_cycles=%llu\n",
-              static_cast<unsigned long long>(stats.cache_hits),
-              static_cast<unsigned long long>(stats.cache_misses),
-              static_cast<unsigned long long>(stats.cache_evictions),
-              static_cast<unsigned long long>(stats.fused_tensors),
-              static_cast<unsigned long long>(stats.fast_path_cycles));
+  print_stats(engine.stats());
 }
 
 void mode_mismatch(ringfuse::Context& ctx, const std::string& kind) {
@@ -393,13 +449,15 @@ void mode_join(ringfuse::Context& ctx) {
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    fail("usage: engine_worker fusion|mismatch-KIND|mismatch-order|stall|stall-missing|join|skew");
+    fail("usage: engine_worker fusion|fusion-large|mismatch-KIND|mismatch-order|stall|stall-missing|join|skew");
   }
   const std::string mode = argv[1];
   try {
     auto ctx = ringfuse::init();
     if (mode == "fusion") {
       mode_fusion(*ctx);
+    } else if (mode == "fusion-large") {
+      mode_fusion_large(*ctx);
     } else if (mode == "mismatch-order") {
       mode_mismatch_order(*ctx);
     } else if (mode.rfind("mismatch-", 0) == 0) {

@@ -318,9 +318,17 @@ struct Departure {
 };
 
 int endless_allreduce(std::unique_ptr<ringfuse::Context>& ctx, std::size_t count,
-                      const Departure& departure) {
+                      std::size_t engine_tensors, const Departure& departure) {
   const int rank = ctx->rank();
   std::vector<float> data(count, 1.0f);
+  // engine_tensors > 0: the same bytes as that many tensors through the engine, fused.
+  std::vector<ringfuse::TensorView> tensors;
+  for (std::size_t i = 0; i < engine_tensors; ++i) {
+    const std::size_t begin = count * i / engine_tensors;
+    const std::size_t end = count * (i + 1) / engine_tensors;
+    tensors.push_back({data.data() + begin, DataType::f32,
+                       {static_cast<std::int64_t>(end - begin)}});
+  }
   for (long iteration = 0;; ++iteration) {
     if (iteration == departure.after) {
       if (departure.keep_context) {
@@ -340,7 +348,14 @@ int endless_allreduce(std::unique_ptr<ringfuse::Context>& ctx, std::size_t count
       std::this_thread::sleep_for(departure.linger);
       return 0;
     }
-    ctx->allreduce(data.data(), count, DataType::f32, ReduceOp::avg);
+    if (tensors.empty()) {
+      ctx->allreduce(data.data(), count, DataType::f32, ReduceOp::avg);
+    } else {
+      ctx->engine()
+          .grouped_allreduce(fmt::format("endless.{}", iteration % 2), tensors,
+                             {.op = ReduceOp::avg})
+          .wait(std::chrono::seconds(120));
+    }
     if (iteration == 0) std::cout << "rank " << rank << ": running" << std::endl;
   }
 }
@@ -369,6 +384,10 @@ int main(int argc, char** argv) {
                  "keeping its Context, for --linger-s)")
       ->check(CLI::IsMember({"check", "endless", "early-exit", "leave", "stall"}));
   app.add_option("--endless-count", endless_count, "elements per all-reduce in endless mode");
+  std::size_t engine_tensors = 0;
+  app.add_option("--engine-tensors", engine_tensors,
+                 "endless mode: all-reduce the elements as this many tensors through the "
+                 "engine (one fused group) instead of one blocking all-reduce");
   app.add_option("--victim", victim, "the rank that leaves (early-exit, leave) or stalls");
   app.add_option("--after", after, "all-reduces the victim does before leaving")
       ->check(CLI::NonNegativeNumber);
@@ -393,7 +412,7 @@ int main(int argc, char** argv) {
         departure.keep_context = mode == "stall";
         departure.linger = std::chrono::seconds(linger_s);
       }
-      return endless_allreduce(ctx, endless_count, departure);
+      return endless_allreduce(ctx, endless_count, engine_tensors, departure);
     }
 
     std::vector<Algorithm> algos;

@@ -71,14 +71,15 @@ Env rank_env(int rank, int size, const std::string& store_addr, const std::strin
 std::vector<std::unique_ptr<Process>> start_world(int size, std::uint16_t store_port,
                                                   const std::string& job,
                                                   const std::string& transport,
-                                                  const std::vector<std::string>& args) {
+                                                  const std::vector<std::string>& args,
+                                                  const Env& extra_env = {}) {
   std::vector<std::unique_ptr<Process>> ranks;
   for (int rank = 0; rank < size; ++rank) {
     std::vector<std::string> argv{COLLECTIVE_CHECK_PATH};
     argv.insert(argv.end(), args.begin(), args.end());
-    ranks.push_back(std::make_unique<Process>(
-        argv, rank_env(rank, size, "127.0.0.1:" + std::to_string(store_port), job, transport,
-                       60)));
+    auto env = rank_env(rank, size, "127.0.0.1:" + std::to_string(store_port), job, transport, 60);
+    for (const auto& [name, value] : extra_env) env[name] = value;
+    ranks.push_back(std::make_unique<Process>(argv, env));
   }
   return ranks;
 }
@@ -162,6 +163,32 @@ TEST_P(KillOneRank, OthersFailFastNamingThePeer) {
 
 INSTANTIATE_TEST_SUITE_P(Transports, KillOneRank, ::testing::Values("tcp", "shm"),
                          [](const auto& info) { return info.param; });
+
+// The engine's fusion buffer in shared memory (RINGFUSE_FUSION_SHM=1): the windows are
+// segments of their own, and must not outlive a killed rank either.
+TEST(KillOneRankInTheEngine, FusedInSharedMemoryOthersFailFastAndNoSegmentIsLeft) {
+  constexpr int kSize = 3;
+  constexpr int kVictim = 1;
+  ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0);
+  auto ranks = start_world(kSize, store.port(), "kill-window-test", "shm",
+                           {"--mode", "endless", "--endless-count", std::to_string(1 << 20),
+                            "--engine-tensors", "64"},
+                           {{"RINGFUSE_FUSION_SHM", "1"}, {"RINGFUSE_LOG_LEVEL", "debug"}});
+  ASSERT_TRUE(wait_until_running(ranks, 60s)) << ranks[0]->output();
+  for (const auto& rank : ranks) {
+    EXPECT_NE(rank->output().find("engine-data/: shared window of up to 131072 KiB per rank"),
+              std::string::npos)
+        << rank->output();
+  }
+
+  ASSERT_EQ(::kill(ranks[kVictim]->pid(), SIGKILL), 0);
+  const auto killed_at = Clock::now();
+  // Whichever channel notices first (negotiation, or a window barrier) names the victim.
+  expect_survivors_fail(ranks, kVictim, killed_at, kLostPeerBound,
+                        std::regex("lost rank [0-9]+.*rank 1 probably exited or crashed"),
+                        "the kill of rank 1");
+  expect_no_segments_left("kill-window-test");
+}
 
 // ---------------------------------------------------------------------------------------------
 // A rank that stops taking part without crashing: it returns from main (early-exit), or it

@@ -163,4 +163,17 @@ TEST(Options, FusionSizesTakeKMGSuffixesAndNameTheVariableWhenBad) {
             std::string::npos);
 }
 
+TEST(Options, FusionInSharedMemoryIsOffUnlessAskedFor) {
+  const auto parse = [](const std::string& value) {
+    return ringfuse::core::parse_engine_config(env_of({{"RINGFUSE_FUSION_SHM", value}}))
+        .fusion_shared_memory;
+  };
+  EXPECT_FALSE(ringfuse::core::parse_engine_config(env_of({})).fusion_shared_memory);
+  EXPECT_TRUE(parse("1"));
+  EXPECT_TRUE(parse("on"));
+  EXPECT_FALSE(parse("0"));
+  EXPECT_NE(config_error({{"RINGFUSE_FUSION_SHM", "yes"}}).find("RINGFUSE_FUSION_SHM='yes'"),
+            std::string::npos);
+}
+
 }  // namespace

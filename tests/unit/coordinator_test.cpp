@@ -156,7 +156,7 @@ TEST(FusionBuffer, GrowsOnlyAsFarAsAFusedGroupNeedsUpToItsCapacity) {
 }
 
 TEST(HostMemorySpace, PacksConvertsAndUnpacksSegmentsAndFillsStandIns) {
-  ringfuse::engine::HostMemorySpace memory(std::size_t{8} << 20);
+  ringfuse::engine::HostMemorySpace memory(std::size_t{8} << 20, nullptr);
   std::vector<float> a{1, 2, 3};
   std::vector<float> b{4, 5};
   auto* buffer = reinterpret_cast<double*>(memory.fusion_buffer(5 * sizeof(double)));

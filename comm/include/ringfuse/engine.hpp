@@ -100,6 +100,11 @@ struct EngineConfig {
   /// All-reduces of at least this many bytes skip the fusion buffer: copying them in and out
   /// costs more than the separate call it would save.
   std::size_t fusion_inplace_min = std::size_t{1} << 20;      // RINGFUSE_FUSION_INPLACE_MIN
+  /// With every rank on one host (shared-memory transport): the fusion buffer lives in shared
+  /// memory and fused all-reduces of 256 KiB and more read the peers' buffers in place, with
+  /// no copy into the rings. Off by default: on the machines measured so far the rings'
+  /// pipelined copies are faster below 64 MiB (perf/RESULTS.md).
+  bool fusion_shared_memory = false;                          // RINGFUSE_FUSION_SHM
 };
 
 /// Counters, for tests and tuning.

@@ -13,6 +13,10 @@
 namespace ringfuse::backend {
 namespace {
 
+// Below this, the window's three barriers cost more than the rings' few exchanges
+// (perf/RESULTS.md, "Fusion buffer in shared memory").
+constexpr std::size_t kWindowMinBytes = std::size_t{256} << 10;
+
 std::byte* bytes_of(void* data) { return static_cast<std::byte*>(data); }
 const std::byte* bytes_of(const void* data) { return static_cast<const std::byte*>(data); }
 
@@ -52,6 +56,22 @@ void NativeBackend::allreduce(void* data, std::size_t count, DataType type, Redu
     algo::hierarchical_allreduce(*hierarchy_->local, *hierarchy_->cross, workspace_,
                                  algo::ReduceBuffer{bytes_of(data), count, type, op});
     return;
+  }
+  if (auto* window = transport_->shared_window();
+      window != nullptr && algo == Algorithm::automatic && count > 0 && data != nullptr &&
+      bytes >= kWindowMinBytes) {
+    // A buffer the caller placed in the shared window (the engine's fusion buffer) is read
+    // by the peers where it is. Every rank's buffer is at the same offset: they all pack the
+    // same fused response into windows of the same size.
+    const auto* begin_of_window = window->local();
+    const auto* at = bytes_of(data);
+    if (at >= begin_of_window && at + bytes <= begin_of_window + window->capacity()) {
+      begin(fmt::format("allreduce {}[{}] {} (shared window)", to_string(type), count,
+                        to_string(op)));
+      algo::window_allreduce(*window, static_cast<std::size_t>(at - begin_of_window),
+                             algo::ReduceBuffer{bytes_of(data), count, type, op});
+      return;
+    }
   }
   if (algo == Algorithm::automatic) algo = algo::choose_allreduce(bytes, count, size_);
   const auto label =

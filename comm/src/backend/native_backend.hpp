@@ -47,6 +47,9 @@ class NativeBackend final : public Backend {
 
   int rank() const { return rank_; }
   int size() const { return size_; }
+  /// The transport's shared window, or null: an all-reduce (automatic algorithm) of a buffer
+  /// inside it runs as algo::window_allreduce.
+  transport::SharedWindow* shared_window() { return transport_->shared_window(); }
 
  private:
   /// Starts operation number `sequence_` and returns its label for messages.

@@ -141,12 +141,14 @@ transport::MeshOptions ContextImpl::mesh_options(const std::string& channel) con
   return mesh;
 }
 
-std::unique_ptr<transport::Transport> ContextImpl::make_transport(const std::string& channel) {
+std::unique_ptr<transport::Transport> ContextImpl::make_transport(const std::string& channel,
+                                                                  std::size_t window_bytes) {
   if (world_.size == 1) return std::make_unique<transport::SelfTransport>();
   const transport::MeshOptions mesh = mesh_options(channel);
   if (transport::use_shared_memory(options_.transport, *store_, mesh, world_.rank, world_.size)) {
-    return std::make_unique<transport::ShmTransport>(world_.rank, world_.size, *store_,
-                                                     transport::ShmOptions{mesh});
+    transport::ShmOptions shm{mesh};
+    shm.window_bytes = window_bytes;
+    return std::make_unique<transport::ShmTransport>(world_.rank, world_.size, *store_, shm);
   }
   return std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_, mesh);
 }
@@ -169,7 +171,9 @@ Engine& ContextImpl::engine() {
       resources.control =
           std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_, mesh);
     }
-    resources.data = open_channel("engine-data");
+    const auto& engine_config = options_.engine;
+    resources.data = open_channel(
+        "engine-data", engine_config.fusion_shared_memory ? engine_config.fusion_threshold : 0);
     // CUDA tensors: the engine's own NCCL communicator when the Context would use NCCL, else
     // device buffers staged onto the engine's native channel (RINGFUSE_BACKEND=native|mpi).
     resources.device_space = backend::make_cuda_memory_space(
@@ -193,8 +197,10 @@ Engine& ContextImpl::engine() {
   return *engine_;
 }
 
-std::unique_ptr<backend::NativeBackend> ContextImpl::open_channel(const std::string& name) {
-  auto native = std::make_unique<backend::NativeBackend>(make_transport(name), options_.algorithm);
+std::unique_ptr<backend::NativeBackend> ContextImpl::open_channel(const std::string& name,
+                                                                  std::size_t window_bytes) {
+  auto native = std::make_unique<backend::NativeBackend>(make_transport(name, window_bytes),
+                                                         options_.algorithm);
   if (auto hierarchy = make_hierarchy(name)) native->set_hierarchy(std::move(*hierarchy));
   return native;
 }

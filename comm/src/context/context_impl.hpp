@@ -51,7 +51,10 @@ class ContextImpl final : public Context {
   /// same store), for a background thread such as the engine's, so its traffic never
   /// interleaves with the caller's blocking collectives. Collective: every rank must open the
   /// same channels in the same order.
-  std::unique_ptr<backend::NativeBackend> open_channel(const std::string& name);
+  /// `window_bytes` > 0: a shared window of that many bytes per rank when the channel runs on
+  /// shared memory (the engine's fusion buffer).
+  std::unique_ptr<backend::NativeBackend> open_channel(const std::string& name,
+                                                       std::size_t window_bytes = 0);
 
   /// The asynchronous engine, started on first call over channels "engine-control" (TCP, with
   /// a short no-progress timeout the engine uses as its polling tick) and "engine-data".
@@ -60,7 +63,8 @@ class ContextImpl final : public Context {
  private:
   /// Connection settings for the channel `channel` (its own store namespace).
   transport::MeshOptions mesh_options(const std::string& channel) const;
-  std::unique_ptr<transport::Transport> make_transport(const std::string& channel);
+  std::unique_ptr<transport::Transport> make_transport(const std::string& channel,
+                                                      std::size_t window_bytes);
   /// The host-level and cross-host connections of a hierarchical all-reduce for `channel`,
   /// when RINGFUSE_HIERARCHICAL and the world's layout call for one (every rank agrees).
   std::optional<backend::NativeBackend::Hierarchy> make_hierarchy(const std::string& channel);

@@ -297,6 +297,15 @@ EngineConfig parse_engine_config(const EnvLookup& env) {
       integer(env, "RINGFUSE_FUSION_LOOKAHEAD", 0, 1 << 20, "a number of requests in 0..1048576")
           .value_or(static_cast<long long>(config.fusion_lookahead)));
   if (const auto value = env("RINGFUSE_TIMELINE")) config.timeline_path = *value;
+  if (const auto value = env("RINGFUSE_FUSION_SHM")) {
+    if (*value == "1" || *value == "on") {
+      config.fusion_shared_memory = true;
+    } else if (*value == "0" || *value == "off") {
+      config.fusion_shared_memory = false;
+    } else {
+      bad("RINGFUSE_FUSION_SHM", *value, "1 (on) or 0 (off)");
+    }
+  }
   config.stall_warning = seconds(env, "RINGFUSE_STALL_TIMEOUT_S", config.stall_warning);
   config.stall_abort = seconds(env, "RINGFUSE_STALL_ABORT_S", config.stall_abort);
   if (config.stall_abort < config.stall_warning) {

@@ -4,6 +4,13 @@
 
 namespace ringfuse::engine {
 
+std::byte* HostMemorySpace::fusion_buffer(std::size_t bytes) {
+  // Every rank takes the same branch: the window exists on all ranks or none, with one
+  // capacity, and they all pack the same fused response.
+  if (shared_ != nullptr && bytes <= shared_->capacity()) return shared_->reserve(bytes);
+  return fusion_.data(bytes);
+}
+
 std::byte* HostMemorySpace::scratch(std::size_t bytes) {
   if (scratch_.size() < bytes) scratch_.resize(bytes);
   return scratch_.data();
