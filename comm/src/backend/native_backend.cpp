@@ -40,6 +40,17 @@ void NativeBackend::invalid(const std::string& label, const std::string& what) c
               rank_);
 }
 
+bool NativeBackend::runs_in_window(const void* data, std::size_t bytes, Algorithm algo) const {
+  if (algo == Algorithm::automatic) algo = default_algorithm_;
+  const auto* window = transport_->shared_window();
+  if (window == nullptr || algo != Algorithm::automatic || data == nullptr ||
+      bytes < kWindowMinBytes) {
+    return false;
+  }
+  const auto* at = static_cast<const std::byte*>(data);
+  return at >= window->local() && at + bytes <= window->local() + window->capacity();
+}
+
 void NativeBackend::allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
                               Algorithm algo) {
   if (algo == Algorithm::automatic) algo = default_algorithm_;
@@ -57,21 +68,16 @@ void NativeBackend::allreduce(void* data, std::size_t count, DataType type, Redu
                                  algo::ReduceBuffer{bytes_of(data), count, type, op});
     return;
   }
-  if (auto* window = transport_->shared_window();
-      window != nullptr && algo == Algorithm::automatic && count > 0 && data != nullptr &&
-      bytes >= kWindowMinBytes) {
+  if (runs_in_window(data, bytes, algo)) {
     // A buffer the caller placed in the shared window (the engine's fusion buffer) is read
     // by the peers where it is. Every rank's buffer is at the same offset: they all pack the
     // same fused response into windows of the same size.
-    const auto* begin_of_window = window->local();
-    const auto* at = bytes_of(data);
-    if (at >= begin_of_window && at + bytes <= begin_of_window + window->capacity()) {
-      begin(fmt::format("allreduce {}[{}] {} (shared window)", to_string(type), count,
-                        to_string(op)));
-      algo::window_allreduce(*window, static_cast<std::size_t>(at - begin_of_window),
-                             algo::ReduceBuffer{bytes_of(data), count, type, op});
-      return;
-    }
+    auto* window = transport_->shared_window();
+    begin(fmt::format("allreduce {}[{}] {} (shared window)", to_string(type), count,
+                      to_string(op)));
+    algo::window_allreduce(*window, static_cast<std::size_t>(bytes_of(data) - window->local()),
+                           algo::ReduceBuffer{bytes_of(data), count, type, op});
+    return;
   }
   if (algo == Algorithm::automatic) algo = algo::choose_allreduce(bytes, count, size_);
   const auto label =

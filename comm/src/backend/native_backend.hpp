@@ -47,9 +47,11 @@ class NativeBackend final : public Backend {
 
   int rank() const { return rank_; }
   int size() const { return size_; }
-  /// The transport's shared window, or null: an all-reduce (automatic algorithm) of a buffer
-  /// inside it runs as algo::window_allreduce.
+  /// The transport's shared window, or null.
   transport::SharedWindow* shared_window() { return transport_->shared_window(); }
+  /// Whether allreduce(data, ...) of `bytes` with `algo` runs as algo::window_allreduce: the
+  /// algorithm is automatic, the buffer lies inside the shared window, and it is large enough.
+  bool runs_in_window(const void* data, std::size_t bytes, Algorithm algo) const;
 
  private:
   /// Starts operation number `sequence_` and returns its label for messages.

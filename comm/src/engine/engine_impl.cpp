@@ -590,6 +590,7 @@ void EngineImpl::run_allreduce(const CycleResponse& response, const FusionGroup&
   const Algorithm algo = algorithm_ != Algorithm::automatic
                              ? algorithm_
                              : algo::choose_allreduce(total * element_size(wire), total, size_);
+  std::string_view algorithm_name = to_string(algo);  // for the timeline
   const auto label = group.members.size() == 1
                          ? response.ready[group.members.front()].fp.name
                          : fmt::format("fused x{}", group.members.size());
@@ -599,7 +600,7 @@ void EngineImpl::run_allreduce(const CycleResponse& response, const FusionGroup&
     if (timeline_) {
       timeline_->event(Timeline::kCollective, "ALLREDUCE " + label, start, end,
                        fmt::format("\"bytes\":{},\"tensors\":{},\"dtype\":\"{}\",\"algorithm\":\"{}\"",
-                                   bytes, group.members.size(), to_string(wire), to_string(algo)));
+                                   bytes, group.members.size(), to_string(wire), algorithm_name));
     }
     if (progress_) progress_->allreduce(bytes, size_, end - start);
   };
@@ -619,6 +620,10 @@ void EngineImpl::run_allreduce(const CycleResponse& response, const FusionGroup&
   } else {
     const std::size_t wire_bytes = element_size(wire);
     std::byte* buffer = memory.fusion_buffer(total * wire_bytes);
+    if (fp.device == Device::cpu &&
+        data_->runs_in_window(buffer, total * wire_bytes, Algorithm::automatic)) {
+      algorithm_name = "shared-window";
+    }
     auto start = Clock::now();
     // Each member's place in the buffer, as (into the buffer) or (out of it) segments.
     const auto place_members = [&](bool into_buffer) {
