@@ -9,6 +9,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <span>
 #include <system_error>
 
 #include <fmt/format.h>
@@ -26,6 +27,9 @@ constexpr std::uint32_t kHelloMagic = 0x52465345;  // "RFSE"
 constexpr std::uint32_t kProtocolVersion = 1;
 constexpr std::size_t kMaxIoBytes = std::size_t{4} << 20;
 constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
+// What send_recv_reduce receives before it reduces: well inside L2, so the reduction reads
+// what the kernel just wrote there.
+constexpr std::size_t kReducePieceBytes = std::size_t{256} << 10;
 
 std::uint32_t fnv1a(std::string_view text) {
   std::uint32_t hash = 2166136261u;
@@ -246,19 +250,16 @@ void TcpMesh::accept_from_higher_ranks(Socket& listener, Clock::time_point deadl
 }
 
 
-void TcpMesh::send_recv(int send_peer, const void* send_buf, std::size_t send_bytes,
-                        int recv_peer, void* recv_buf, std::size_t recv_bytes,
-                        const RecvProgress& progress) {
+template <class Place, class Landed>
+void TcpMesh::exchange(int send_peer, const std::byte* out, std::size_t send_bytes,
+                       int recv_peer, std::size_t recv_bytes, Place&& place, Landed&& landed) {
   check_exchange(rank_, size_, operation_, aborted_, send_peer, recv_peer);
   if (send_peer == kNoPeer) send_bytes = 0;
   if (recv_peer == kNoPeer) recv_bytes = 0;
   const int send_fd = send_bytes > 0 ? peers_[send_peer].socket.fd() : -1;
   const int recv_fd = recv_bytes > 0 ? peers_[recv_peer].socket.fd() : -1;
-  const auto* out = static_cast<const std::byte*>(send_buf);
-  auto* in = static_cast<std::byte*>(recv_buf);
   std::size_t sent = 0;
   std::size_t received = 0;
-  std::size_t reported = 0;
   auto deadline = Clock::now() + options_.op_timeout;
 
   while (sent < send_bytes || received < recv_bytes) {
@@ -275,15 +276,13 @@ void TcpMesh::send_recv(int send_peer, const void* send_buf, std::size_t send_by
       }
     }
     if (received < recv_bytes) {
-      const ssize_t n = ::recv(recv_fd, in + received, std::min(recv_bytes - received, kMaxIoBytes),
+      const std::span<std::byte> into = place(received);
+      const ssize_t n = ::recv(recv_fd, into.data(), std::min(into.size(), recv_bytes - received),
                                MSG_DONTWAIT);
       if (n > 0) {
         received += static_cast<std::size_t>(n);
         progressed = true;
-        if (progress && (received == recv_bytes || received - reported >= kProgressGranularity)) {
-          progress(received);
-          reported = received;
-        }
+        landed(static_cast<std::size_t>(n));
       } else if (n == 0) {
         fail(recv_peer, "the connection was closed by the peer", true);
       } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -312,6 +311,48 @@ void TcpMesh::send_recv(int send_peer, const void* send_buf, std::size_t send_by
       throw stalled_peer_error(rank_, operation_, stalled, options_.op_timeout);
     }
   }
+}
+
+void TcpMesh::send_recv(int send_peer, const void* send_buf, std::size_t send_bytes,
+                        int recv_peer, void* recv_buf, std::size_t recv_bytes,
+                        const RecvProgress& progress) {
+  auto* in = static_cast<std::byte*>(recv_buf);
+  std::size_t received = 0;
+  std::size_t reported = 0;
+  exchange(
+      send_peer, static_cast<const std::byte*>(send_buf), send_bytes, recv_peer, recv_bytes,
+      [&](std::size_t at) { return std::span<std::byte>(in + at, kMaxIoBytes); },
+      [&](std::size_t bytes) {
+        received += bytes;
+        if (progress && (received == recv_bytes || received - reported >= kProgressGranularity)) {
+          progress(received);
+          reported = received;
+        }
+      });
+}
+
+void TcpMesh::send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes,
+                               int recv_peer, void* dst, std::size_t recv_count, DataType type,
+                               ReduceOp op, const Staging& staging) {
+  const std::size_t element_bytes = element_size(type);
+  const std::size_t recv_bytes = recv_peer == kNoPeer ? 0 : recv_count * element_bytes;
+  const std::size_t piece = std::min(recv_bytes, kReducePieceBytes);
+  std::byte* landing = piece > 0 ? staging(piece) : nullptr;
+  auto* out = static_cast<std::byte*>(dst);
+  std::size_t held = 0;  // bytes in `landing`: always less than one element between receives
+  exchange(
+      send_peer, static_cast<const std::byte*>(send_buf), send_bytes, recv_peer, recv_bytes,
+      [&](std::size_t) { return std::span<std::byte>(landing + held, piece - held); },
+      [&](std::size_t bytes) {
+        held += bytes;
+        const std::size_t whole = held / element_bytes;
+        if (whole == 0) return;
+        reduce::reduce_into(out, landing, whole, type, op);
+        out += whole * element_bytes;
+        const std::size_t rest = held - whole * element_bytes;
+        if (rest > 0) std::memmove(landing, landing + whole * element_bytes, rest);
+        held = rest;
+      });
 }
 
 void TcpMesh::fail(int peer, std::string what, bool peer_closed) {

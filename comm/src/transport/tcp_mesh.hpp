@@ -39,6 +39,12 @@ class TcpMesh final : public Transport {
   void send_recv(int send_peer, const void* send_buf, std::size_t send_bytes, int recv_peer,
                  void* recv_buf, std::size_t recv_bytes,
                  const RecvProgress& progress = {}) override;
+  /// Receives into a cache-sized piece of `staging` and reduces each piece into `dst` as soon
+  /// as it lands, while it is still in cache: landing the whole message first sends it
+  /// through DRAM twice at large sizes.
+  void send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes,
+                        int recv_peer, void* dst, std::size_t recv_count, DataType type,
+                        ReduceOp op, const Staging& staging) override;
   void set_operation(std::string label) override { operation_ = std::move(label); }
 
  private:
@@ -53,6 +59,12 @@ class TcpMesh final : public Transport {
   /// Records the failure for every rank (first one wins), closes every connection so that
   /// neighbours notice at once, and throws the error this rank reports.
   [[noreturn]] void fail(int peer, std::string what, bool peer_closed);
+  /// The one loop behind both entry points: sends `send_bytes` while receiving `recv_bytes`.
+  /// `place(received)` is where the next received bytes go (and how many may go there);
+  /// `landed(bytes)` is told after each receive of `bytes` into that place.
+  template <class Place, class Landed>
+  void exchange(int send_peer, const std::byte* send, std::size_t send_bytes, int recv_peer,
+                std::size_t recv_bytes, Place&& place, Landed&& landed);
 
   int rank_;
   int size_;
