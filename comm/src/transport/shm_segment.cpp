@@ -5,8 +5,8 @@
 #include <sys/stat.h>
 #include <unistd.h>
 
-#include <cerrno>
 #include <algorithm>
+#include <cerrno>
 #include <cstring>
 #include <functional>
 #include <system_error>
@@ -63,6 +63,16 @@ void size_to(int fd, std::size_t bytes, const std::string& name) {
   }
 }
 
+// Reserving pages turns a full /dev/shm into an error here rather than a SIGBUS in the middle
+// of a collective.
+void reserve_pages(int fd, std::size_t from, std::size_t to, const std::string& name) {
+  if (const int rc = ::posix_fallocate(fd, static_cast<off_t>(from), static_cast<off_t>(to - from));
+      rc != 0) {
+    errno = rc;
+    throw_errno(fmt::format("reserving {} bytes of {} (is /dev/shm large enough?)", to, name));
+  }
+}
+
 int open_sized(const std::string& name, std::size_t bytes) {
   const int fd = ::shm_open(name.c_str(), O_RDWR | O_CLOEXEC, 0600);
   if (fd < 0) throw_errno(fmt::format("shm_open({})", name));
@@ -86,12 +96,7 @@ Segment Segment::create(const std::string& name, std::size_t bytes) {
   segment.name_ = name;
   segment.linked_ = true;  // from here on the destructor unlinks on any failure
   size_to(fd, bytes, name);
-  // Reserving the pages now turns a full /dev/shm into an error here rather than a SIGBUS in
-  // the middle of a collective.
-  if (const int rc = ::posix_fallocate(fd, 0, static_cast<off_t>(bytes)); rc != 0) {
-    errno = rc;
-    throw_errno(fmt::format("reserving {} bytes for {} (is /dev/shm large enough?)", bytes, name));
-  }
+  reserve_pages(fd, 0, bytes, name);
   segment.base_ = map(fd, bytes, name);
   segment.bytes_ = bytes;
   // Writing every page maps it writable in this process too and zeroes the ring cursors.
@@ -136,12 +141,7 @@ void Segment::reserve(std::size_t bytes) {
   constexpr std::size_t kSmallest = std::size_t{1} << 20;
   const std::size_t grown = std::min(
       bytes_, (std::max({bytes, 2 * reserved_, kSmallest}) + kPage - 1) / kPage * kPage);
-  if (const int rc = ::posix_fallocate(fd_, static_cast<off_t>(reserved_),
-                                       static_cast<off_t>(grown - reserved_));
-      rc != 0) {
-    errno = rc;
-    throw_errno(fmt::format("reserving {} bytes of {} (is /dev/shm large enough?)", grown, name_));
-  }
+  reserve_pages(fd_, reserved_, grown, name_);
   // The first write to each page maps it in this process, once, here rather than in a
   // collective; the pages are new, so writing a zero changes nothing.
   auto* pages = static_cast<volatile std::byte*>(base_);
