@@ -277,7 +277,8 @@ void TcpMesh::exchange(int send_peer, const std::byte* out, std::size_t send_byt
     }
     if (received < recv_bytes) {
       const std::span<std::byte> into = place(received);
-      const ssize_t n = ::recv(recv_fd, into.data(), std::min(into.size(), recv_bytes - received),
+      const ssize_t n = ::recv(recv_fd, into.data(),
+                               std::min({into.size(), recv_bytes - received, kMaxIoBytes}),
                                MSG_DONTWAIT);
       if (n > 0) {
         received += static_cast<std::size_t>(n);
@@ -321,7 +322,7 @@ void TcpMesh::send_recv(int send_peer, const void* send_buf, std::size_t send_by
   std::size_t reported = 0;
   exchange(
       send_peer, static_cast<const std::byte*>(send_buf), send_bytes, recv_peer, recv_bytes,
-      [&](std::size_t at) { return std::span<std::byte>(in + at, kMaxIoBytes); },
+      [&](std::size_t at) { return std::span<std::byte>(in + at, recv_bytes - at); },
       [&](std::size_t bytes) {
         received += bytes;
         if (progress && (received == recv_bytes || received - reported >= kProgressGranularity)) {
