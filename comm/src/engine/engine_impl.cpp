@@ -36,8 +36,7 @@ EngineImpl::EngineImpl(EngineResources resources)
       cache_(config_.cache_capacity),
       coordinator_(size_, cache_),
       stall_(config_.stall_warning, config_.stall_abort),
-      host_memory_(config_.fusion_threshold,
-                   config_.fusion_shared_memory ? data_->shared_window() : nullptr),
+      host_memory_(config_.fusion_threshold, data_->shared_window()),
       idle_interval_(config_.cycle_time) {
   if (!config_.timeline_path.empty()) {
     timeline_ = std::make_unique<Timeline>(config_.timeline_path, rank_);
