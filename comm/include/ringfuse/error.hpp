@@ -4,6 +4,7 @@
 #include <cstdint>
 #include <stdexcept>
 #include <string>
+#include <string_view>
 
 namespace ringfuse {
 
@@ -30,11 +31,28 @@ class Error : public std::runtime_error {
   ErrorKind kind() const noexcept { return kind_; }
   int rank() const noexcept { return rank_; }
   int peer() const noexcept { return peer_; }
+  /// The failed collective's number on its channel (as in "collective #12"), 0 when the error
+  /// did not happen inside a collective.
+  std::uint64_t sequence() const noexcept { return sequence_; }
+  /// The backend that ran it ("native", "mpi", "nccl", "engine"), empty when none did.
+  const std::string& backend() const noexcept { return backend_; }
+
+  /// Records which collective failed and on which backend; returns *this for chaining.
+  Error& in_collective(std::uint64_t sequence, std::string backend) & {
+    sequence_ = sequence;
+    backend_ = std::move(backend);
+    return *this;
+  }
+  Error&& in_collective(std::uint64_t sequence, std::string backend) && {
+    return std::move(in_collective(sequence, std::move(backend)));
+  }
 
  private:
   ErrorKind kind_;
   int rank_;
   int peer_;
+  std::uint64_t sequence_ = 0;
+  std::string backend_;
 };
 
 }  // namespace ringfuse
