@@ -108,6 +108,49 @@ TEST(Engine, FusionInSharedMemoryWindows) {
   }
 }
 
+// The engine's f32 average equals the blocking call's bit for bit at a world size whose
+// reciprocal is not exact in f32 (issue #16.8: it used to multiply by 1/7 rounded to f32).
+TEST(Engine, AverageHasTheBlockingCallsBitsAtSevenRanks) {
+  const auto results = run_world(7, "avg-bits");
+  expect_all_ok(results);
+  EXPECT_NE(results[0].output.find("engine avg of a sum of 42 over 7 ranks: 6\n"), std::string::npos)
+      << all_output(results);
+}
+
+// The timeline names the algorithm the backend ran, not a guess made beside it: with
+// RINGFUSE_HIERARCHICAL=1 on two "hosts" of two ranks each, every all-reduce is hierarchical.
+TEST(Engine, TimelineNamesTheHierarchicalAllreduceThatRan) {
+  const std::string timeline = ::testing::TempDir() + "/hierarchical_timeline";
+  ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0);
+  std::vector<std::unique_ptr<Process>> ranks;
+  for (int rank = 0; rank < 4; ++rank) {
+    const Env env{{"RINGFUSE_RANK", std::to_string(rank)},
+                  {"RINGFUSE_SIZE", "4"},
+                  {"RINGFUSE_LOCAL_RANK", std::to_string(rank % 2)},
+                  {"RINGFUSE_LOCAL_SIZE", "2"},
+                  {"RINGFUSE_CROSS_RANK", std::to_string(rank / 2)},
+                  {"RINGFUSE_CROSS_SIZE", "2"},
+                  {"RINGFUSE_STORE_ADDR", "127.0.0.1:" + std::to_string(store.port())},
+                  {"RINGFUSE_JOB_ID", "hier-timeline-" + std::to_string(::getpid())},
+                  {"RINGFUSE_HIERARCHICAL", "1"},
+                  {"RINGFUSE_TIMELINE", timeline + ".json"},
+                  {"RINGFUSE_TIMEOUT_S", "30"}};
+    ranks.push_back(std::make_unique<Process>(
+        std::vector<std::string>{ENGINE_WORKER_PATH, "plain"}, env));
+  }
+  std::vector<ProcessResult> results;
+  for (auto& rank : ranks) results.push_back(rank->wait(60s));
+  expect_all_ok(results);
+  for (int rank = 0; rank < 4; ++rank) {
+    std::ifstream in(timeline + "." + std::to_string(rank) + ".json");
+    std::stringstream text;
+    text << in.rdbuf();
+    EXPECT_NE(text.str().find("\"algorithm\":\"hierarchical\""), std::string::npos)
+        << "rank " << rank << ":\n" << text.str();
+    EXPECT_EQ(text.str().find("\"algorithm\":\"tree\""), std::string::npos) << text.str();
+  }
+}
+
 TEST(Engine, ResponseCacheEvictsWhenFull) {
   const auto results = run_world(2, "fusion", {{"RINGFUSE_CACHE_CAPACITY", "4"}});
   expect_all_ok(results);

@@ -445,11 +445,59 @@ void mode_join(ringfuse::Context& ctx) {
   for (float v : after) check_close("after join", v, size);
 }
 
+// The engine's average and the blocking call's give the same bits: 7 ranks of 6 sum to 42,
+// whose average is 6, not 6.0000005 (1/7 rounded to f32 and multiplied in), alone and fused.
+void mode_avg_bits(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  std::vector<float> blocking(5, 6.0f);
+  ctx.allreduce(blocking.data(), blocking.size(), DataType::f32, ReduceOp::avg);
+  std::vector<float> alone(5, 6.0f);
+  engine.allreduce("alone", {alone.data(), DataType::f32, {5}}, {ReduceOp::avg}).wait(30s);
+  std::vector<std::vector<float>> fused(4, std::vector<float>(5, 6.0f));
+  std::vector<ringfuse::Work> works;
+  for (std::size_t i = 0; i < fused.size(); ++i) {
+    works.push_back(engine.allreduce("fused." + std::to_string(i),
+                                     {fused[i].data(), DataType::f32, {5}}, {ReduceOp::avg}));
+  }
+  for (auto& work : works) work.wait(30s);
+  const auto same_bits = [&](const std::string& what, float got) {
+    if (std::memcmp(&got, &blocking[0], sizeof(float)) != 0) {
+      char text[128];
+      std::snprintf(text, sizeof(text), "engine average %.9g, but the blocking call gave %.9g",
+                    static_cast<double>(got), static_cast<double>(blocking[0]));
+      fail(what + ": " + text);
+    }
+  };
+  for (float v : alone) same_bits("alone", v);
+  for (const auto& tensor : fused) {
+    for (float v : tensor) same_bits("fused", v);
+  }
+  std::printf("engine avg of a sum of %d over %d ranks: %.9g\n", 6 * ctx.size(), ctx.size(),
+              static_cast<double>(alone[0]));
+}
+
+// A few fused all-reduces, for the timeline test of what ran.
+void mode_plain(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  std::vector<std::vector<float>> tensors(3, std::vector<float>(1000, 1.0f));
+  std::vector<ringfuse::Work> works;
+  for (std::size_t i = 0; i < tensors.size(); ++i) {
+    works.push_back(engine.allreduce("plain." + std::to_string(i),
+                                     {tensors[i].data(), DataType::f32, {1000}}));
+  }
+  for (auto& work : works) work.wait(30s);
+  for (const auto& tensor : tensors) {
+    for (float v : tensor) check_close("plain", v, ctx.size());
+  }
+  std::printf("plain: %zu all-reduces checked\n", tensors.size());
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
-    fail("usage: engine_worker fusion|fusion-large|mismatch-KIND|mismatch-order|stall|stall-missing|join|skew");
+    fail("usage: engine_worker fusion|fusion-large|mismatch-KIND|mismatch-order|stall|"
+         "stall-missing|join|skew|avg-bits|plain");
   }
   const std::string mode = argv[1];
   try {
@@ -468,6 +516,10 @@ int main(int argc, char** argv) {
       std::_Exit(0);  // peers are gone or stopped: skip the shutdown handshake
     } else if (mode == "join") {
       mode_join(*ctx);
+    } else if (mode == "avg-bits") {
+      mode_avg_bits(*ctx);
+    } else if (mode == "plain") {
+      mode_plain(*ctx);
     } else if (mode == "skew") {
       mode_skew(*ctx);
     } else if (mode == "stall-missing") {

@@ -74,6 +74,11 @@ void barrier(Transport& transport);
 /// The algorithm RINGFUSE_ALGO=auto uses for an all-reduce of `bytes` over `world_size` ranks.
 Algorithm choose_allreduce(std::size_t bytes, std::size_t count, int world_size);
 
+/// The one dispatch from an Algorithm to its function: runs `algorithm` over the whole
+/// transport (Algorithm::automatic: choose_allreduce by size) and returns the one that ran.
+Algorithm allreduce(Algorithm algorithm, Transport& transport, Workspace& workspace,
+                    const ReduceBuffer& buffer);
+
 /// Sends `send_bytes` to `send_peer` while receiving `recv_count` elements from `recv_peer`
 /// and reducing them into `dst` as they arrive (the pipelining every reducing algorithm uses).
 void exchange_and_reduce(Transport& transport, Workspace& workspace, int send_peer,

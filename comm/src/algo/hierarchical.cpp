@@ -18,12 +18,7 @@ void hierarchical_allreduce(Transport& local, Transport& cross, Workspace& works
   std::byte* own_data = buffer.data + own.offset * element_bytes;
   if (cross.size() > 1 && own.count > 0) {
     const ReduceBuffer slice{own_data, own.count, buffer.type, op};
-    switch (choose_allreduce(own.count * element_bytes, own.count, cross.size())) {
-      case Algorithm::tree: tree_allreduce(cross, workspace, slice); break;
-      case Algorithm::rhd: rhd_allreduce(cross, workspace, slice); break;
-      case Algorithm::ring:
-      case Algorithm::automatic: ring_allreduce(cross, workspace, slice); break;
-    }
+    allreduce(Algorithm::automatic, cross, workspace, slice);
   }
   if (buffer.op == ReduceOp::avg && own.count > 0) {
     reduce::divide(own_data, own.count, buffer.type,

@@ -7,6 +7,7 @@
 #include <cstddef>
 #include <cstdint>
 #include <span>
+#include <string>
 #include <string_view>
 
 #include "ringfuse/context.hpp"
@@ -31,6 +32,16 @@ struct OpDesc {
   Device device = Device::cpu;
 };
 
+/// What a backend ran for one all-reduce, decided once by the backend itself: the timeline and
+/// the launcher's /metrics report this instead of guessing the backend's choice again.
+struct Executed {
+  /// As the timeline names it: "ring", "tree", "rhd", "hierarchical", "shared-window" (native),
+  /// "mpi", "nccl".
+  std::string algorithm;
+  std::size_t bytes = 0;  // the bytes reduced
+  std::string label;      // the backend's label for the operation, as its errors quote it
+};
+
 class Backend {
  public:
   virtual ~Backend() = default;
@@ -38,8 +49,10 @@ class Backend {
   virtual std::string_view name() const = 0;
   virtual bool enabled(const OpDesc& op) const = 0;
 
-  virtual void allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
-                         Algorithm algo) = 0;
+  /// `algo` is a request (Algorithm::automatic: the backend's own choice); the result says
+  /// what ran.
+  virtual Executed allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
+                             Algorithm algo) = 0;
   virtual void broadcast(void* data, std::size_t count, DataType type, int root) = 0;
   virtual void allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
                           DataType type) = 0;

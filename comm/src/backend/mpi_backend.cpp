@@ -89,8 +89,8 @@ class MpiBackend final : public Backend {
   std::string_view name() const override { return "mpi"; }
   bool enabled(const OpDesc& op) const override { return op.device == Device::cpu; }
 
-  void allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
-                 Algorithm) override {
+  Executed allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
+                     Algorithm) override {
     const auto call = begin(fmt::format("allreduce {}[{}] {}", to_string(type), count,
                                          to_string(op)));
     const std::string& label = call.label;
@@ -106,6 +106,7 @@ class MpiBackend final : public Backend {
     if (op == ReduceOp::avg && count > 0) {
       reduce::divide(data, count, type, static_cast<std::size_t>(size_));
     }
+    return Executed{"mpi", count * element, label};
   }
 
   void broadcast(void* data, std::size_t count, DataType type, int root) override {

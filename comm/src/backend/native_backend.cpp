@@ -51,8 +51,8 @@ bool NativeBackend::runs_in_window(const void* data, std::size_t bytes, Algorith
   return at >= window->local() && at + bytes <= window->local() + window->capacity();
 }
 
-void NativeBackend::allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
-                              Algorithm algo) {
+Executed NativeBackend::allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
+                                  Algorithm algo) {
   if (algo == Algorithm::automatic) algo = default_algorithm_;
   const std::size_t bytes = count * element_size(type);
   if (hierarchy_ && count > 0 &&
@@ -66,35 +66,29 @@ void NativeBackend::allreduce(void* data, std::size_t count, DataType type, Redu
     hierarchy_->cross->set_operation(label + " [across hosts]");
     algo::hierarchical_allreduce(*hierarchy_->local, *hierarchy_->cross, workspace_,
                                  algo::ReduceBuffer{bytes_of(data), count, type, op});
-    return;
+    return Executed{"hierarchical", bytes, label};
   }
   if (runs_in_window(data, bytes, algo)) {
     // A buffer the caller placed in the shared window (the engine's fusion buffer) is read
     // by the peers where it is. Every rank's buffer is at the same offset: they all pack the
     // same fused response into windows of the same size.
     auto* window = transport_->shared_window();
-    begin(fmt::format("allreduce {}[{}] {} (shared window)", to_string(type), count,
-                      to_string(op)));
+    auto label = begin(fmt::format("allreduce {}[{}] {} (shared window)", to_string(type), count,
+                                   to_string(op)));
     algo::window_allreduce(*window, static_cast<std::size_t>(bytes_of(data) - window->local()),
                            algo::ReduceBuffer{bytes_of(data), count, type, op});
-    return;
+    return Executed{"shared-window", bytes, std::move(label)};
   }
   if (algo == Algorithm::automatic) algo = algo::choose_allreduce(bytes, count, size_);
   const auto label =
       begin(fmt::format("allreduce {}[{}] {} ({})", to_string(type), count, to_string(op),
                         to_string(algo)));
   if (count > 0 && data == nullptr) invalid(label, "data is null");
-  if (size_ == 1 || count == 0) {
-    if (op == ReduceOp::avg && count > 0) reduce::divide(data, count, type, 1);
-    return;
+  if (size_ > 1 && count > 0) {
+    algo::allreduce(algo, *transport_, workspace_,
+                    algo::ReduceBuffer{bytes_of(data), count, type, op});
   }
-  const algo::ReduceBuffer buffer{bytes_of(data), count, type, op};
-  switch (algo) {
-    case Algorithm::ring: algo::ring_allreduce(*transport_, workspace_, buffer); break;
-    case Algorithm::tree: algo::tree_allreduce(*transport_, workspace_, buffer); break;
-    case Algorithm::rhd:
-    case Algorithm::automatic: algo::rhd_allreduce(*transport_, workspace_, buffer); break;
-  }
+  return Executed{std::string(to_string(algo)), bytes, label};
 }
 
 void NativeBackend::broadcast(void* data, std::size_t count, DataType type, int root) {

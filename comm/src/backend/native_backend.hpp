@@ -34,8 +34,8 @@ class NativeBackend final : public Backend {
   /// Every collective on host memory (device buffers need the NCCL backend).
   bool enabled(const OpDesc& op) const override { return op.device == Device::cpu; }
 
-  void allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
-                 Algorithm algo) override;
+  Executed allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
+                     Algorithm algo) override;
   void broadcast(void* data, std::size_t count, DataType type, int root) override;
   void allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
                   DataType type) override;
@@ -49,14 +49,14 @@ class NativeBackend final : public Backend {
   int size() const { return size_; }
   /// The transport's shared window, or null.
   transport::SharedWindow* shared_window() { return transport_->shared_window(); }
-  /// Whether allreduce(data, ...) of `bytes` with `algo` runs as algo::window_allreduce: the
-  /// algorithm is automatic, the buffer lies inside the shared window, and it is large enough.
-  bool runs_in_window(const void* data, std::size_t bytes, Algorithm algo) const;
 
  private:
   /// Starts operation number `sequence_` and returns its label for messages.
   std::string begin(std::string description);
   [[noreturn]] void invalid(const std::string& label, const std::string& what) const;
+  /// Whether allreduce(data, ...) of `bytes` with `algo` runs as algo::window_allreduce: the
+  /// algorithm is automatic, the buffer lies inside the shared window, and it is large enough.
+  bool runs_in_window(const void* data, std::size_t bytes, Algorithm algo) const;
 
   std::unique_ptr<transport::Transport> transport_;
   std::optional<Hierarchy> hierarchy_;

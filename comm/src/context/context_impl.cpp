@@ -160,7 +160,6 @@ Engine& ContextImpl::engine() {
     resources.rank = world_.rank;
     resources.size = world_.size;
     resources.config = options_.engine;
-    resources.algorithm = options_.algorithm;
     resources.progress = progress_.get();
     if (world_.size == 1) {
       resources.control = std::make_unique<transport::SelfTransport>();

@@ -81,10 +81,10 @@ void convert_scaled(void* dst, DataType dst_type, const void* src, DataType src_
     return;
   }
   if (dst_type == DataType::f32 && src_type == DataType::f32) {
-    const auto f = static_cast<float>(factor);
+    // The factor in double: rounded to float first, 1/7 would make 42/7 come back 6.0000005.
     const auto* s = static_cast<const float*>(src);
     auto* d = static_cast<float*>(dst);
-    for (std::size_t i = 0; i < count; ++i) d[i] = s[i] * f;
+    for (std::size_t i = 0; i < count; ++i) d[i] = static_cast<float>(s[i] * factor);
     return;
   }
   if (dst_type == DataType::f64 && src_type == DataType::f64) {

@@ -65,12 +65,13 @@ class CudaStagingBackend final : public Backend {
     return op.device == Device::cuda && host_.enabled(OpDesc{op.kind, op.type, op.op, Device::cpu});
   }
 
-  void allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
-                 Algorithm algo) override {
+  Executed allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
+                     Algorithm algo) override {
     const std::size_t bytes = count * element_size(type);
     void* staged = to_host(send_, data, bytes);
-    host_.allreduce(staged, count, type, op, algo);
+    auto executed = host_.allreduce(staged, count, type, op, algo);
     to_device(data, staged, bytes);
+    return executed;
   }
 
   void broadcast(void* data, std::size_t count, DataType type, int root) override {

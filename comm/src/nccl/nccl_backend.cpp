@@ -48,12 +48,14 @@ class NcclBackend final : public Backend {
   std::string_view name() const override { return "nccl"; }
   bool enabled(const OpDesc& op) const override { return op.device == Device::cuda; }
 
-  void allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
-                 Algorithm) override {
-    run(fmt::format("allreduce {}[{}] {}", to_string(type), count, to_string(op)), [&] {
+  Executed allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
+                     Algorithm) override {
+    auto label = fmt::format("allreduce {}[{}] {}", to_string(type), count, to_string(op));
+    run(label, [&] {
       return ncclAllReduce(data, data, count, nccl::data_type(type), nccl::reduce_op(op), comm_,
                            stream_);
     });
+    return Executed{"nccl", count * element_size(type), std::move(label)};
   }
 
   void broadcast(void* data, std::size_t count, DataType type, int root) override {

@@ -1,0 +1,249 @@
+#include "engine/executor.hpp"
+
+#include <fmt/format.h>
+
+#include "backend/nccl_backend.hpp"
+#include "core/errors.hpp"
+#include "engine/fusion_buffer.hpp"
+
+namespace ringfuse::engine {
+
+Executor::Executor(int rank, int size, std::size_t fusion_threshold,
+                   ExecutionResources resources, Outstanding& outstanding,
+                   const std::unique_ptr<Timeline>& timeline)
+    : rank_(rank),
+      size_(size),
+      data_(std::move(resources.data)),
+      device_space_(std::move(resources.device_space)),
+      device_data_(std::move(resources.device_data)),
+      device_unavailable_(std::move(resources.device_unavailable)),
+      progress_(resources.progress),
+      outstanding_(outstanding),
+      timeline_(timeline),
+      host_memory_(fusion_threshold, data_->shared_window()) {}
+
+std::optional<std::string> Executor::device_problem(const TensorView& tensor) const {
+  if (tensor.device != Device::cuda) return std::nullopt;
+  if (!device_space_ || !device_data_) {
+    return fmt::format("is a CUDA tensor, but {}; pass host memory, or run where a CUDA device "
+                       "is visible",
+                       device_unavailable_);
+  }
+  if (tensor.device_index != device_space_->device_index()) {
+    return fmt::format("is on cuda:{}, but this rank's engine works on cuda:{} (its local rank "
+                       "modulo the visible devices); give each rank its own GPU with "
+                       "CUDA_VISIBLE_DEVICES, or move the tensor",
+                       tensor.device_index, device_space_->device_index());
+  }
+  if (tensor.numel() > 0 && backend::device_of(tensor.data) != Device::cuda) {
+    return "is marked as a CUDA tensor, but its data pointer is host memory";
+  }
+  return std::nullopt;
+}
+
+backend::MemorySpace& Executor::memory_for(Device device) {
+  if (device == Device::cpu) return host_memory_;
+  if (!device_space_) {
+    throw core::rank_error(ErrorKind::invalid_argument, rank_,
+                           "engine: the other ranks agreed on a collective of CUDA tensors, but "
+                           "this rank cannot take part: {}",
+                           device_unavailable_);
+  }
+  return *device_space_;
+}
+
+backend::Backend& Executor::backend_for(Device device) {
+  if (device == Device::cpu) return *data_;
+  memory_for(device);  // the same check
+  return *device_data_;
+}
+
+void Executor::execute(const CycleResponse& response, const FusionGroup& group) {
+  const auto& head = response.ready[group.members.front()];
+  if (head.fp.op_type == OpType::allreduce) {
+    run_allreduce(response, group);
+  } else {
+    run_single(head, outstanding_.find(head.seq));
+    outstanding_.complete(head.seq, nullptr);
+    if (progress_) progress_->collective();
+  }
+  ++collectives_;
+}
+
+void Executor::allreduce_done(const std::string& label, std::size_t tensors, DataType wire,
+                              const backend::Executed& executed, Clock::time_point start) {
+  const auto end = Clock::now();
+  if (timeline_) {
+    timeline_->event(Timeline::kCollective, "ALLREDUCE " + label, start, end,
+                     fmt::format("\"bytes\":{},\"tensors\":{},\"dtype\":\"{}\",\"algorithm\":\"{}\"",
+                                 executed.bytes, tensors, to_string(wire), executed.algorithm));
+  }
+  if (progress_) progress_->allreduce(executed.bytes, size_, end - start);
+}
+
+void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& group) {
+  const auto& fp = response.ready[group.members.front()].fp;
+  // A tensor run in place travels in its own type; only a fused one may be compressed.
+  const DataType wire = group.fused ? wire_type(fp) : fp.dtype;
+  // An average divides in the backend, exactly as the blocking call does, so both give the
+  // same bits. Only a compressed float travels as a sum and is divided once it is widened
+  // again: dividing in f16/bf16 would round twice.
+  const bool divide_after =
+      is_floating_point(fp.dtype) && fp.op == ReduceOp::avg && wire != fp.dtype;
+  const ReduceOp backend_op = divide_after ? ReduceOp::sum : fp.op;
+  const double post = divide_after ? fp.postscale / size_ : fp.postscale;
+
+  auto& memory = memory_for(fp.device);
+  auto& backend = backend_for(fp.device);
+  memory.begin();
+
+  // Where each member's data lives on this rank: the caller's tensor, or (a joined rank) the
+  // operator's identity in scratch memory.
+  std::vector<void*> data;
+  std::size_t scratch_bytes = 0;
+  for (const auto index : group.members) {
+    if (!outstanding_.contains(response.ready[index].seq)) {
+      scratch_bytes += response.ready[index].fp.bytes();
+    }
+  }
+  std::byte* spare = scratch_bytes > 0 ? memory.scratch(scratch_bytes) : nullptr;
+  std::uint64_t identity = 0;
+  fill_identity(&identity, fp.dtype, fp.op, 1);
+  for (const auto index : group.members) {
+    const auto& entry = response.ready[index];
+    if (const Request* local = outstanding_.find(entry.seq)) {
+      data.push_back(local->data);
+    } else {
+      memory.fill(spare, identity, element_size(fp.dtype), entry.fp.numel());
+      data.push_back(spare);
+      spare += entry.fp.bytes();
+    }
+  }
+
+  std::size_t total = 0;
+  for (const auto index : group.members) total += response.ready[index].fp.numel();
+  const auto label = group.members.size() == 1
+                         ? response.ready[group.members.front()].fp.name
+                         : fmt::format("fused x{}", group.members.size());
+
+  if (!group.fused) {
+    void* buffer = data.front();
+    const backend::CopySegment in_place{buffer, buffer, total};
+    if (fp.prescale != 1.0) memory.convert({&in_place, 1}, fp.dtype, fp.dtype, fp.prescale);
+    memory.finish();
+    const auto start = Clock::now();
+    const auto executed = backend.allreduce(buffer, total, fp.dtype, backend_op,
+                                            Algorithm::automatic);
+    allreduce_done(label, group.members.size(), fp.dtype, executed, start);
+    if (post != 1.0) {
+      memory.convert({&in_place, 1}, fp.dtype, fp.dtype, post);
+      memory.finish();
+    }
+  } else {
+    const std::size_t wire_bytes = element_size(wire);
+    std::byte* buffer = memory.fusion_buffer(total * wire_bytes);
+    auto start = Clock::now();
+    // Each member's place in the buffer, as (into the buffer) or (out of it) segments.
+    const auto place_members = [&](bool into_buffer) {
+      segments_.clear();
+      std::size_t offset = 0;
+      for (std::size_t i = 0; i < group.members.size(); ++i) {
+        const auto count = response.ready[group.members[i]].fp.numel();
+        std::byte* slot = buffer + offset * wire_bytes;
+        segments_.push_back(into_buffer ? backend::CopySegment{slot, data[i], count}
+                                        : backend::CopySegment{data[i], slot, count});
+        offset += count;
+      }
+      return std::span<const backend::CopySegment>(segments_);
+    };
+    memory.convert(place_members(true), wire, fp.dtype, fp.prescale);
+    memory.finish();
+    if (timeline_) {
+      timeline_->event(Timeline::kMemcpy, "MEMCPY_IN_FUSION_BUFFER", start, Clock::now(),
+                       fmt::format("\"bytes\":{}", total * wire_bytes));
+    }
+    start = Clock::now();
+    const auto executed = backend.allreduce(buffer, total, wire, backend_op, Algorithm::automatic);
+    allreduce_done(label, group.members.size(), wire, executed, start);
+    start = Clock::now();
+    memory.convert(place_members(false), fp.dtype, wire, post);
+    memory.finish();
+    if (timeline_) {
+      timeline_->event(Timeline::kMemcpy, "MEMCPY_OUT_FUSION_BUFFER", start, Clock::now(),
+                       fmt::format("\"bytes\":{}", total * wire_bytes));
+    }
+    fused_tensors_ += group.members.size();
+  }
+  for (const auto index : group.members) outstanding_.complete(response.ready[index].seq, nullptr);
+}
+
+void Executor::run_single(const ReadyEntry& entry, Request* local) {
+  const auto& fp = entry.fp;
+  const auto start = Clock::now();
+  std::string args = fmt::format("\"bytes\":{}", fp.bytes());
+  switch (fp.op_type) {
+    case OpType::allreduce: break;  // handled by run_allreduce
+    case OpType::barrier: backend_for(fp.device).barrier(); break;
+    case OpType::broadcast: {
+      void* data = local != nullptr ? local->data : memory_for(fp.device).scratch(fp.bytes());
+      backend_for(fp.device).broadcast(data, fp.numel(), fp.dtype, fp.root);
+      break;
+    }
+    case OpType::alltoall: {
+      const std::vector<std::size_t> counts(static_cast<std::size_t>(size_),
+                                            fp.numel() / static_cast<std::size_t>(size_));
+      backend_for(fp.device).alltoallv(local->data, counts, local->output, counts, fp.dtype);
+      break;
+    }
+    case OpType::reducescatter:
+      backend_for(fp.device).reducescatter(local->data, local->output,
+                                           fp.numel() / static_cast<std::size_t>(size_), fp.dtype,
+                                           fp.op);
+      break;
+    case OpType::allgather: {
+      std::size_t row = 1;
+      for (std::size_t d = 1; d < fp.shape.size(); ++d) row *= static_cast<std::size_t>(fp.shape[d]);
+      std::vector<std::size_t> counts;
+      std::int64_t rows = 0;
+      for (const auto d0 : entry.dim0) {
+        counts.push_back(static_cast<std::size_t>(d0) * row);
+        rows += d0;
+      }
+      std::vector<std::int64_t> shape = fp.shape;
+      shape.front() = rows;
+      const std::size_t out_bytes = static_cast<std::size_t>(rows) * row * element_size(fp.dtype);
+      void* output = nullptr;
+      std::optional<Error> allocation_error;
+      if (local != nullptr) {
+        try {
+          output = local->allocate(shape);
+          if (output == nullptr && out_bytes > 0) throw std::runtime_error("it returned null");
+        } catch (const std::exception& e) {
+          allocation_error = core::rank_error(ErrorKind::invalid_argument, rank_,
+                                              "engine: allgather '{}': the output allocator "
+                                              "failed: {}",
+                                              fp.name, e.what());
+          output = nullptr;
+        }
+      }
+      // Take part even without an output (joined rank, failed allocator): the others wait.
+      std::byte* sink = output == nullptr ? memory_for(fp.device).scratch(out_bytes)
+                                          : static_cast<std::byte*>(output);
+      const void* send = local != nullptr ? local->data : sink;
+      backend_for(fp.device).allgatherv(send, sink, counts, fp.dtype);
+      if (local != nullptr) {
+        std::lock_guard lock(local->work->mutex);
+        local->work->output_shape = shape;
+      }
+      if (allocation_error) outstanding_.complete(entry.seq, &*allocation_error);
+      args = fmt::format("\"bytes\":{}", out_bytes);
+      break;
+    }
+  }
+  if (timeline_) {
+    timeline_->event(Timeline::kCollective, fmt::format("{} {}", to_string(fp.op_type), fp.name),
+                     start, Clock::now(), args);
+  }
+}
+
+}  // namespace ringfuse::engine

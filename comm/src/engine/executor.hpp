@@ -1,0 +1,77 @@
+// The execution half of the engine (Horovod's OperationManager): for each group the fusion
+// plan made of a negotiated response, pack the members into the fusion buffer (or run one
+// tensor in place), call the backend for the tensors' device, unpack, and complete the Works.
+// A joined rank takes part with the operator's identity in scratch memory. The backends
+// report what they ran, and that is what the timeline and the launcher's /metrics show.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <memory>
+#include <optional>
+#include <string>
+#include <vector>
+
+#include "backend/memory_space.hpp"
+#include "backend/native_backend.hpp"
+#include "core/progress_record.hpp"
+#include "engine/fusion_plan.hpp"
+#include "engine/host_memory_space.hpp"
+#include "engine/messages.hpp"
+#include "engine/outstanding.hpp"
+#include "engine/timeline.hpp"
+
+namespace ringfuse::engine {
+
+/// What the executor runs on. The device parts are null without a usable CUDA device, and
+/// `device_unavailable` then says why.
+struct ExecutionResources {
+  std::unique_ptr<backend::NativeBackend> data;
+  std::unique_ptr<backend::MemorySpace> device_space;
+  std::unique_ptr<backend::Backend> device_data;  // may refer to `data`
+  std::string device_unavailable;
+  core::ProgressPublisher* progress = nullptr;  // the Context's, for /metrics; may be null
+};
+
+class Executor {
+ public:
+  /// `outstanding` and `timeline` belong to the engine and outlive the executor.
+  Executor(int rank, int size, std::size_t fusion_threshold, ExecutionResources resources,
+           Outstanding& outstanding, const std::unique_ptr<Timeline>& timeline);
+
+  /// Runs one group of `response.ready` and completes its members' Works.
+  void execute(const CycleResponse& response, const FusionGroup& group);
+
+  /// Why this rank's engine cannot take `tensor` on its device, or nullopt when it can.
+  std::optional<std::string> device_problem(const TensorView& tensor) const;
+
+  std::uint64_t collectives() const { return collectives_.load(); }
+  std::uint64_t fused_tensors() const { return fused_tensors_.load(); }
+
+ private:
+  void run_allreduce(const CycleResponse& response, const FusionGroup& group);
+  void run_single(const ReadyEntry& entry, Request* local);
+  /// Where collectives on `device` memory are packed, and the backend that runs them; a rank
+  /// without a CUDA device fails here when the others agreed on a CUDA collective (it joined).
+  backend::MemorySpace& memory_for(Device device);
+  backend::Backend& backend_for(Device device);
+  /// The all-reduce is over: on the timeline and in the launcher's progress record.
+  void allreduce_done(const std::string& label, std::size_t tensors, DataType wire,
+                      const backend::Executed& executed, Clock::time_point start);
+
+  int rank_;
+  int size_;
+  std::unique_ptr<backend::NativeBackend> data_;
+  std::unique_ptr<backend::MemorySpace> device_space_;  // null without a CUDA device
+  std::unique_ptr<backend::Backend> device_data_;       // may use data_: declared after it
+  std::string device_unavailable_;
+  core::ProgressPublisher* progress_;  // may be null
+  Outstanding& outstanding_;
+  const std::unique_ptr<Timeline>& timeline_;
+  HostMemorySpace host_memory_;  // fusion buffer and a joined rank's stand-ins, in host memory
+  std::vector<backend::CopySegment> segments_;  // reused by every fused all-reduce
+  std::atomic<std::uint64_t> collectives_{0};
+  std::atomic<std::uint64_t> fused_tensors_{0};
+};
+
+}  // namespace ringfuse::engine

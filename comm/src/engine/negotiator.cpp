@@ -1,0 +1,184 @@
+#include "engine/negotiator.hpp"
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/errors.hpp"
+#include "engine/rank_set.hpp"
+
+namespace ringfuse::engine {
+namespace {
+
+// A shutting-down engine waits this long for a silent coordinator or peer.
+constexpr std::chrono::seconds kShutdownGrace{2};
+
+double seconds_since(Clock::time_point t) {
+  return std::chrono::duration<double>(Clock::now() - t).count();
+}
+
+bool past_grace(Clock::time_point stop_requested) {
+  return stop_requested != Clock::time_point{} && Clock::now() - stop_requested > kShutdownGrace;
+}
+
+}  // namespace
+
+Negotiator::Negotiator(int rank, int size, const EngineConfig& config,
+                       std::unique_ptr<transport::Transport> control)
+    : rank_(rank),
+      size_(size),
+      stall_abort_(config.stall_abort),
+      control_(std::move(control)),
+      cache_(config.cache_capacity),
+      coordinator_(size, cache_),
+      stall_(config.stall_warning, config.stall_abort) {}
+
+Cycle Negotiator::cycle(const Outstanding& outstanding, bool join, bool join_pending,
+                        bool shutdown, Clock::time_point stop_requested) {
+  Cycle result;
+  auto message = announce(outstanding, join, join_pending, shutdown);
+  result.announced = message.entries.size() + message.indices.size();
+  const bool by_index = message.indexed;
+  result.response = exchange(std::move(message), stop_requested);
+  if (result.response.indexed_released) {
+    release_held(outstanding, result.response);
+  } else if (by_index) {
+    held_.clear();  // the coordinator took them into its table
+  }
+  if (result.response.status != CycleResponse::Status::abort) update_cache(result);
+  return result;
+}
+
+CycleMessage Negotiator::announce(const Outstanding& outstanding, bool join, bool join_pending,
+                                  bool shutdown) {
+  CycleMessage message;
+  message.join = join;
+  message.shutdown = shutdown;
+  message.busy = !outstanding.empty();
+
+  // The short way when everything held is cached (never an allgather: the coordinator must
+  // collect every rank's dimension 0).
+  held_indices_.clear();
+  bool by_index = !join && !shutdown && !join_pending;
+  for (auto it = held_.begin(); by_index && it != held_.end(); ++it) {
+    if (const auto index = cache_.find(outstanding.at(*it).fp)) {
+      held_indices_.push_back(*index);
+    } else {
+      by_index = false;
+    }
+  }
+  if (by_index) {
+    message.indexed = true;
+    message.first_seq = held_.empty() ? 0 : held_.front();
+    message.indices = held_indices_;
+    return message;
+  }
+  for (const auto seq : held_) {
+    const auto& fp = outstanding.at(seq).fp;
+    message.entries.push_back(Announcement{seq, cache_.find(fp), fp});
+  }
+  held_.clear();
+  return message;
+}
+
+void Negotiator::release_held(const Outstanding& outstanding, CycleResponse& response) {
+  const auto released = *response.indexed_released;
+  if (released > held_.size()) {
+    throw core::error_at(ErrorKind::protocol, rank_, 0,
+                         "ringfuse engine: the coordinator released {} collectives by cache "
+                         "index, but this rank holds {}",
+                         released, held_.size());
+  }
+  response.ready.reserve(released);
+  for (std::uint32_t i = 0; i < released; ++i) {
+    ReadyEntry entry;
+    entry.seq = held_.front();
+    entry.kind = ReadyEntry::Kind::cached;
+    entry.cache_index = held_indices_[i];
+    entry.fp = outstanding.at(entry.seq).fp;
+    response.ready.push_back(std::move(entry));
+    held_.pop_front();
+  }
+}
+
+CycleResponse Negotiator::exchange(CycleMessage message, Clock::time_point stop_requested) {
+  if (rank_ == 0) return coordinate(std::move(message), stop_requested);
+  control_.send(0, message.encode());
+  const auto waiting_since = Clock::now();
+  const auto give_up = stall_abort_ + std::chrono::seconds(10);
+  while (true) {
+    if (auto bytes = control_.try_recv(0)) return CycleResponse::decode(*bytes, cache_);
+    if (Clock::now() - waiting_since > give_up) {
+      throw core::error_at(ErrorKind::timeout, rank_, 0,
+                           "ringfuse engine: the coordinator (rank 0) has not answered a "
+                           "negotiation cycle for {:.1f} s; is rank 0 stalled?",
+                           seconds_since(waiting_since));
+    }
+    if (past_grace(stop_requested)) {
+      throw core::error_at(ErrorKind::peer_failure, rank_, 0,
+                           "engine: shut down while the coordinator (rank 0) had not answered "
+                           "the last negotiation cycle");
+    }
+  }
+}
+
+CycleResponse Negotiator::coordinate(CycleMessage message, Clock::time_point stop_requested) {
+  const auto cycle_started = Clock::now();
+  coordinator_.receive(0, std::move(message), cycle_started);
+  std::vector<bool> received(static_cast<std::size_t>(size_), false);
+  received[0] = true;
+  int missing = size_ - 1;
+  std::optional<std::string> abort;
+  while (missing > 0 && !abort) {
+    for (int peer = 1; peer < size_; ++peer) {
+      if (received[static_cast<std::size_t>(peer)]) continue;
+      if (auto bytes = control_.try_recv(peer)) {
+        coordinator_.receive(peer, CycleMessage::decode(*bytes, cache_), Clock::now());
+        received[static_cast<std::size_t>(peer)] = true;
+        --missing;
+      }
+    }
+    if (missing == 0) break;
+    std::vector<int> silent;
+    for (int peer = 1; peer < size_; ++peer) {
+      if (!received[static_cast<std::size_t>(peer)]) silent.push_back(peer);
+    }
+    abort = stall_.inspect(Clock::now(), coordinator_.waiting(), silent, cycle_started);
+    if (!abort && past_grace(stop_requested)) {
+      throw core::rank_error(ErrorKind::peer_failure, 0,
+                             "engine: shut down while {} had not taken part in the last "
+                             "negotiation cycle",
+                             describe_ranks(silent));
+    }
+  }
+  CycleResponse response;
+  if (!abort) {
+    response = coordinator_.respond(Clock::now());
+    const auto waiting = coordinator_.waiting();
+    abort = stall_.inspect(Clock::now(), waiting, {}, Clock::now());
+    if (!abort) stall_.resolved(waiting);
+  }
+  if (abort) {
+    response = CycleResponse{};
+    response.status = CycleResponse::Status::abort;
+    response.message = *abort;
+  }
+  const auto bytes = response.encode();
+  for (int peer = 1; peer < size_; ++peer) control_.send(peer, bytes);
+  return response;
+}
+
+void Negotiator::update_cache(Cycle& cycle) {
+  const auto evictions_before = cache_.evictions();
+  for (const auto& entry : cycle.response.ready) {
+    if (entry.kind == ReadyEntry::Kind::cached) {
+      cache_.touch(entry.cache_index);
+      ++cycle.cache_hits;
+    } else if (entry.kind == ReadyEntry::Kind::full) {
+      cache_.insert(entry.fp);
+      ++cycle.cache_misses;
+    }
+  }
+  cycle.cache_evictions = cache_.evictions() - evictions_before;
+}
+
+}  // namespace ringfuse::engine

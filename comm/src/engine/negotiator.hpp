@@ -1,0 +1,75 @@
+// The negotiation half of the engine (Horovod's Controller): each cycle, announce what this
+// rank holds (by cache index when everything is cached, else full fingerprints), let the
+// coordinator on rank 0 collect every rank's announcement and answer, release what every
+// rank agreed on, and keep the response cache identical on every rank. The engine thread
+// calls cycle(); nothing here runs a collective.
+#pragma once
+
+#include <chrono>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <vector>
+
+#include "engine/control_channel.hpp"
+#include "engine/coordinator.hpp"
+#include "engine/messages.hpp"
+#include "engine/outstanding.hpp"
+#include "engine/response_cache.hpp"
+#include "engine/stall_inspector.hpp"
+#include "ringfuse/engine.hpp"
+
+namespace ringfuse::engine {
+
+/// One negotiation cycle's result: the coordinator's response with `ready` filled in on
+/// every rank, and what it did to the response cache.
+struct Cycle {
+  CycleResponse response;
+  std::size_t announced = 0;  // collectives this rank announced (by index or in full)
+  std::uint64_t cache_hits = 0;
+  std::uint64_t cache_misses = 0;
+  std::uint64_t cache_evictions = 0;
+};
+
+class Negotiator {
+ public:
+  Negotiator(int rank, int size, const EngineConfig& config,
+             std::unique_ptr<transport::Transport> control);
+
+  /// Remembers a collective taken from the queue (already in `outstanding`), to announce.
+  void hold(std::uint64_t seq) { held_.push_back(seq); }
+  /// Forgets everything held (the engine failed or shut down).
+  void drop_held() { held_.clear(); }
+
+  /// Runs one cycle. `join`: this rank called join() this cycle; `join_pending`: its join()
+  /// has not completed yet; `shutdown`: this rank's engine is being destroyed, since
+  /// `stop_requested` (after which a silent coordinator or peer is given 2 s).
+  Cycle cycle(const Outstanding& outstanding, bool join, bool join_pending, bool shutdown,
+              Clock::time_point stop_requested);
+
+ private:
+  CycleMessage announce(const Outstanding& outstanding, bool join, bool join_pending,
+                        bool shutdown);
+  CycleResponse exchange(CycleMessage message, Clock::time_point stop_requested);
+  CycleResponse coordinate(CycleMessage message, Clock::time_point stop_requested);
+  /// After a cycle answered the short way: moves the released collectives from held_ into
+  /// response.ready, as the coordinator would have listed them.
+  void release_held(const Outstanding& outstanding, CycleResponse& response);
+  /// Takes every released collective into the response cache, identically on every rank.
+  void update_cache(Cycle& cycle);
+
+  int rank_;
+  int size_;
+  std::chrono::milliseconds stall_abort_;
+  ControlChannel control_;
+  ResponseCache cache_;
+  Coordinator coordinator_;  // used on rank 0 only
+  StallInspector stall_;
+  // Collectives in `outstanding` that are not yet in the coordinator's table, in sequence
+  // order: sent by cache index each cycle until released (messages.hpp); with the indices the
+  // last message carried.
+  std::deque<std::uint64_t> held_;
+  std::vector<std::uint32_t> held_indices_;
+};
+
+}  // namespace ringfuse::engine
