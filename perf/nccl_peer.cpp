@@ -10,7 +10,7 @@
 
 #include <fmt/format.h>
 
-#include "nccl/nccl_types.hpp"
+#include "backend/nccl/nccl_types.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/error.hpp"
 

@@ -18,7 +18,7 @@
 #include <type_traits>
 #include <vector>
 
-#include "engine/fusion_buffer.hpp"
+#include "memory/fusion_buffer.hpp"
 #include "reduce/cuda_kernels.hpp"
 #include "reduce/half.hpp"
 #include "ringfuse/ringfuse.hpp"
@@ -166,7 +166,7 @@ void expect_convert_matches_the_host(DataType dst_type, DataType src_type, doubl
                                   nullptr);
   ASSERT_EQ(cudaDeviceSynchronize(), cudaSuccess);
   std::vector<Dst> expected(total);
-  ringfuse::engine::convert_scaled(expected.data(), dst_type, source.data(), src_type, total,
+  ringfuse::memory::convert_scaled(expected.data(), dst_type, source.data(), src_type, total,
                                    factor);
   const auto result = out.read();
   for (std::size_t i = 0; i < total; ++i) {

@@ -192,7 +192,7 @@ TEST(HealthEndpoint, MetricsShowEachRanksStepAllreduceBytesAndBusBandwidth) {
     EXPECT_EQ(lint.exit_code, 0) << "promtool check metrics:\n" << lint.output;
   } else {
     std::cout << "promtool not found at " << PROMTOOL_PATH
-              << " (scripts/fetch-promtool.sh puts it there): format not linted\n";
+              << " (scripts/test.sh extracts it there): format not linted\n";
   }
 
   std::ofstream(release).put('\n');

@@ -9,8 +9,8 @@
 #include <vector>
 
 #include "engine/coordinator.hpp"
-#include "engine/fusion_buffer.hpp"
-#include "engine/host_memory_space.hpp"
+#include "memory/fusion_buffer.hpp"
+#include "memory/host_memory_space.hpp"
 
 namespace {
 
@@ -20,7 +20,7 @@ using ringfuse::engine::Coordinator;
 using ringfuse::engine::CycleMessage;
 using ringfuse::engine::CycleResponse;
 using ringfuse::engine::Fingerprint;
-using ringfuse::engine::FusionBuffer;
+using ringfuse::memory::FusionBuffer;
 using ringfuse::engine::ReadyEntry;
 using ringfuse::engine::ResponseCache;
 
@@ -156,23 +156,23 @@ TEST(FusionBuffer, GrowsOnlyAsFarAsAFusedGroupNeedsUpToItsCapacity) {
 }
 
 TEST(HostMemorySpace, PacksConvertsAndUnpacksSegmentsAndFillsStandIns) {
-  ringfuse::engine::HostMemorySpace memory(std::size_t{8} << 20, nullptr);
+  ringfuse::memory::HostMemorySpace memory(std::size_t{8} << 20, nullptr);
   std::vector<float> a{1, 2, 3};
   std::vector<float> b{4, 5};
   auto* buffer = reinterpret_cast<double*>(memory.fusion_buffer(5 * sizeof(double)));
-  std::vector<ringfuse::backend::CopySegment> in{{buffer, a.data(), 3}, {buffer + 3, b.data(), 2}};
+  std::vector<ringfuse::memory::CopySegment> in{{buffer, a.data(), 3}, {buffer + 3, b.data(), 2}};
   memory.begin();
   memory.convert(in, ringfuse::DataType::f64, ringfuse::DataType::f32, 0.5);
   memory.finish();
   EXPECT_EQ(std::vector<double>(buffer, buffer + 5), (std::vector<double>{0.5, 1, 1.5, 2, 2.5}));
-  std::vector<ringfuse::backend::CopySegment> out{{a.data(), buffer, 3}, {b.data(), buffer + 3, 2}};
+  std::vector<ringfuse::memory::CopySegment> out{{a.data(), buffer, 3}, {b.data(), buffer + 3, 2}};
   memory.convert(out, ringfuse::DataType::f32, ringfuse::DataType::f64, 4.0);
   EXPECT_EQ(a, (std::vector<float>{2, 4, 6}));
   EXPECT_EQ(b, (std::vector<float>{8, 10}));
 
   auto* stand_in = reinterpret_cast<std::int32_t*>(memory.scratch(7 * sizeof(std::int32_t)));
   std::uint64_t identity = 0;
-  ringfuse::engine::fill_identity(&identity, ringfuse::DataType::i32, ringfuse::ReduceOp::min, 1);
+  ringfuse::memory::fill_identity(&identity, ringfuse::DataType::i32, ringfuse::ReduceOp::min, 1);
   memory.fill(stand_in, identity, sizeof(std::int32_t), 7);
   for (int i = 0; i < 7; ++i) EXPECT_EQ(stand_in[i], std::numeric_limits<std::int32_t>::max());
 }

@@ -1,6 +1,6 @@
-// The NCCL data plane for CUDA device buffers. The implementation lives in its own object
-// layer (comm/src/nccl/, built only when CMake found CUDA and NCCL); without it the stubs in
-// backend/nccl_stub.cpp report "not built" and make_nccl_backend() returns null.
+// The NCCL data plane for CUDA device buffers. The implementation (backend/nccl/) is built
+// only when CMake found CUDA and NCCL; without it backend/nccl_unavailable.cpp reports "not
+// built" and make_nccl_backend() returns null.
 //
 // One communicator per Context, created lazily by the first device collective (collective:
 // every rank must pass device memory to the same operation): rank 0 calls ncclGetUniqueId and

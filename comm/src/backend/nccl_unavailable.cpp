@@ -1,7 +1,6 @@
 // What the Context and the engine see of NCCL and CUDA in builds without them: no backend, no
-// staging of device buffers, no device packing space, and why.
+// staging of device buffers, and why (memory/cuda_unavailable.cpp: no device packing space).
 #include "backend/cuda_staging_backend.hpp"
-#include "backend/memory_space.hpp"
 #include "backend/nccl_backend.hpp"
 
 #ifndef RINGFUSE_HAVE_NCCL
@@ -17,12 +16,6 @@ std::string nccl_unavailable_reason() {
 Device device_of(const void*) { return Device::cpu; }
 
 std::unique_ptr<Backend> make_cuda_staging_backend(Backend&, int, int) { return nullptr; }
-
-std::unique_ptr<MemorySpace> make_cuda_memory_space(int, int, std::chrono::milliseconds,
-                                                     std::string& why_not) {
-  why_not = nccl_unavailable_reason();
-  return nullptr;
-}
 
 }  // namespace ringfuse::backend
 

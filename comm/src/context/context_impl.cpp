@@ -9,7 +9,7 @@
 #include <spdlog/spdlog.h>
 
 #include "backend/cuda_staging_backend.hpp"
-#include "backend/memory_space.hpp"
+#include "memory/memory_space.hpp"
 #include "backend/mpi_backend.hpp"
 #include "backend/nccl_backend.hpp"
 #include "core/environment.hpp"
@@ -175,7 +175,7 @@ Engine& ContextImpl::engine() {
         "engine-data", engine_config.fusion_shared_memory ? engine_config.fusion_threshold : 0);
     // CUDA tensors: the engine's own NCCL communicator when the Context would use NCCL, else
     // device buffers staged onto the engine's native channel (RINGFUSE_BACKEND=native|mpi).
-    resources.device_space = backend::make_cuda_memory_space(
+    resources.device_space = memory::make_cuda_memory_space(
         world_.rank, world_.local_rank, options_.op_timeout, resources.device_unavailable);
     if (resources.device_space) {
       if (nccl_backend_) {

@@ -12,7 +12,7 @@
 #include <thread>
 #include <vector>
 
-#include "backend/memory_space.hpp"
+#include "memory/memory_space.hpp"
 #include "backend/native_backend.hpp"
 #include "core/progress_record.hpp"
 #include "engine/executor.hpp"
@@ -33,7 +33,7 @@ struct EngineResources {
   // CUDA tensors: the packing space on this rank's device, and a backend for device buffers
   // on the engine's own connections (its own NCCL communicator, or staging onto `data`, which
   // it may refer to). Both null without a usable device, and device_unavailable says why.
-  std::unique_ptr<backend::MemorySpace> device_space;
+  std::unique_ptr<memory::MemorySpace> device_space;
   std::unique_ptr<backend::Backend> device_data;
   std::string device_unavailable;
   core::ProgressPublisher* progress = nullptr;  // the Context's, for the launcher's /metrics

@@ -4,7 +4,7 @@
 
 #include "backend/nccl_backend.hpp"
 #include "core/errors.hpp"
-#include "engine/fusion_buffer.hpp"
+#include "memory/fusion_buffer.hpp"
 
 namespace ringfuse::engine {
 
@@ -41,7 +41,7 @@ std::optional<std::string> Executor::device_problem(const TensorView& tensor) co
   return std::nullopt;
 }
 
-backend::MemorySpace& Executor::memory_for(Device device) {
+memory::MemorySpace& Executor::memory_for(Device device) {
   if (device == Device::cpu) return host_memory_;
   if (!device_space_) {
     throw core::rank_error(ErrorKind::invalid_argument, rank_,
@@ -108,7 +108,7 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
   }
   std::byte* spare = scratch_bytes > 0 ? memory.scratch(scratch_bytes) : nullptr;
   std::uint64_t identity = 0;
-  fill_identity(&identity, fp.dtype, fp.op, 1);
+  memory::fill_identity(&identity, fp.dtype, fp.op, 1);
   for (const auto index : group.members) {
     const auto& entry = response.ready[index];
     if (const Request* local = outstanding_.find(entry.seq)) {
@@ -128,7 +128,7 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
 
   if (!group.fused) {
     void* buffer = data.front();
-    const backend::CopySegment in_place{buffer, buffer, total};
+    const memory::CopySegment in_place{buffer, buffer, total};
     if (fp.prescale != 1.0) memory.convert({&in_place, 1}, fp.dtype, fp.dtype, fp.prescale);
     memory.finish();
     const auto start = Clock::now();
@@ -150,11 +150,11 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
       for (std::size_t i = 0; i < group.members.size(); ++i) {
         const auto count = response.ready[group.members[i]].fp.numel();
         std::byte* slot = buffer + offset * wire_bytes;
-        segments_.push_back(into_buffer ? backend::CopySegment{slot, data[i], count}
-                                        : backend::CopySegment{data[i], slot, count});
+        segments_.push_back(into_buffer ? memory::CopySegment{slot, data[i], count}
+                                        : memory::CopySegment{data[i], slot, count});
         offset += count;
       }
-      return std::span<const backend::CopySegment>(segments_);
+      return std::span<const memory::CopySegment>(segments_);
     };
     memory.convert(place_members(true), wire, fp.dtype, fp.prescale);
     memory.finish();

@@ -12,11 +12,11 @@
 #include <string>
 #include <vector>
 
-#include "backend/memory_space.hpp"
+#include "memory/memory_space.hpp"
 #include "backend/native_backend.hpp"
 #include "core/progress_record.hpp"
 #include "engine/fusion_plan.hpp"
-#include "engine/host_memory_space.hpp"
+#include "memory/host_memory_space.hpp"
 #include "engine/messages.hpp"
 #include "engine/outstanding.hpp"
 #include "engine/timeline.hpp"
@@ -27,7 +27,7 @@ namespace ringfuse::engine {
 /// `device_unavailable` then says why.
 struct ExecutionResources {
   std::unique_ptr<backend::NativeBackend> data;
-  std::unique_ptr<backend::MemorySpace> device_space;
+  std::unique_ptr<memory::MemorySpace> device_space;
   std::unique_ptr<backend::Backend> device_data;  // may refer to `data`
   std::string device_unavailable;
   core::ProgressPublisher* progress = nullptr;  // the Context's, for /metrics; may be null
@@ -53,7 +53,7 @@ class Executor {
   void run_single(const ReadyEntry& entry, Request* local);
   /// Where collectives on `device` memory are packed, and the backend that runs them; a rank
   /// without a CUDA device fails here when the others agreed on a CUDA collective (it joined).
-  backend::MemorySpace& memory_for(Device device);
+  memory::MemorySpace& memory_for(Device device);
   backend::Backend& backend_for(Device device);
   /// The all-reduce is over: on the timeline and in the launcher's progress record.
   void allreduce_done(const std::string& label, std::size_t tensors, DataType wire,
@@ -62,14 +62,14 @@ class Executor {
   int rank_;
   int size_;
   std::unique_ptr<backend::NativeBackend> data_;
-  std::unique_ptr<backend::MemorySpace> device_space_;  // null without a CUDA device
+  std::unique_ptr<memory::MemorySpace> device_space_;  // null without a CUDA device
   std::unique_ptr<backend::Backend> device_data_;       // may use data_: declared after it
   std::string device_unavailable_;
   core::ProgressPublisher* progress_;  // may be null
   Outstanding& outstanding_;
   const std::unique_ptr<Timeline>& timeline_;
-  HostMemorySpace host_memory_;  // fusion buffer and a joined rank's stand-ins, in host memory
-  std::vector<backend::CopySegment> segments_;  // reused by every fused all-reduce
+  memory::HostMemorySpace host_memory_;  // fusion buffer and a joined rank's stand-ins, in host memory
+  std::vector<memory::CopySegment> segments_;  // reused by every fused all-reduce
   std::atomic<std::uint64_t> collectives_{0};
   std::atomic<std::uint64_t> fused_tensors_{0};
 };

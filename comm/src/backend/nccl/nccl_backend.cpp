@@ -12,7 +12,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "nccl/nccl_types.hpp"
+#include "backend/nccl/nccl_types.hpp"
 #include "ringfuse/error.hpp"
 
 namespace ringfuse::backend {

@@ -1,4 +1,4 @@
-#include "engine/fusion_buffer.hpp"
+#include "memory/fusion_buffer.hpp"
 
 #include <algorithm>
 #include <cstring>
@@ -6,7 +6,7 @@
 
 #include "reduce/half.hpp"
 
-namespace ringfuse::engine {
+namespace ringfuse::memory {
 namespace {
 
 double load(const void* p, DataType type, std::size_t i) {
@@ -118,4 +118,4 @@ void fill_identity(void* dst, DataType type, ReduceOp op, std::size_t count) {
   }
 }
 
-}  // namespace ringfuse::engine
+}  // namespace ringfuse::memory

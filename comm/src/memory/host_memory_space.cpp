@@ -1,8 +1,8 @@
-#include "engine/host_memory_space.hpp"
+#include "memory/host_memory_space.hpp"
 
 #include <cstring>
 
-namespace ringfuse::engine {
+namespace ringfuse::memory {
 
 std::byte* HostMemorySpace::fusion_buffer(std::size_t bytes) {
   // Every rank takes the same branch: the window exists on all ranks or none, with one
@@ -16,7 +16,7 @@ std::byte* HostMemorySpace::scratch(std::size_t bytes) {
   return scratch_.data();
 }
 
-void HostMemorySpace::convert(std::span<const backend::CopySegment> segments, DataType dst_type,
+void HostMemorySpace::convert(std::span<const CopySegment> segments, DataType dst_type,
                               DataType src_type, double factor) {
   for (const auto& segment : segments) {
     convert_scaled(segment.dst, dst_type, segment.src, src_type, segment.count, factor);
@@ -29,4 +29,4 @@ void HostMemorySpace::fill(void* dst, std::uint64_t pattern, std::size_t element
   for (std::size_t i = 0; i < count; ++i) std::memcpy(out + i * element_bytes, &pattern, element_bytes);
 }
 
-}  // namespace ringfuse::engine
+}  // namespace ringfuse::memory

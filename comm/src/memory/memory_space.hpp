@@ -1,8 +1,8 @@
 // Where the engine packs a fused collective: a fusion buffer, stand-in memory for a joined
 // rank, and element conversion (pack, unpack, prescale/postscale, fp16/bf16 compression)
 // between the callers' tensors and the buffer. Host memory uses plain loops
-// (engine/host_memory_space.hpp); CUDA device memory uses our kernels on the engine's own
-// stream (nccl/cuda_memory_space.cpp, built with CUDA and NCCL).
+// (memory/host_memory_space.hpp); CUDA device memory uses our kernels on the engine's own
+// stream (memory/cuda/cuda_memory_space.cpp, built with CUDA and NCCL).
 //
 // Ordering: begin() orders what follows after the work callers had queued on the memory
 // (CUDA: the legacy default stream); convert() and fill() may run asynchronously; finish()
@@ -19,7 +19,7 @@
 
 #include "ringfuse/engine.hpp"
 
-namespace ringfuse::backend {
+namespace ringfuse::memory {
 
 /// `count` elements from `src` to `dst` (which may be the same memory).
 struct CopySegment {
@@ -59,4 +59,4 @@ std::unique_ptr<MemorySpace> make_cuda_memory_space(int rank, int local_rank,
                                                      std::chrono::milliseconds timeout,
                                                      std::string& why_not);
 
-}  // namespace ringfuse::backend
+}  // namespace ringfuse::memory

@@ -1,4 +1,4 @@
-// The engine's packing space on a CUDA device (backend/memory_space.hpp): fusion buffer and
+// The engine's packing space on a CUDA device (memory/memory_space.hpp): fusion buffer and
 // scratch in device memory, our kernels (reduce/cuda_kernels.cu) on the engine's own
 // non-blocking stream, so packing never waits for, or holds up, unrelated work that callers
 // queue later on the default stream.
@@ -11,11 +11,11 @@
 
 #include <fmt/format.h>
 
-#include "backend/memory_space.hpp"
+#include "memory/memory_space.hpp"
 #include "reduce/cuda_kernels.hpp"
 #include "ringfuse/error.hpp"
 
-namespace ringfuse::backend {
+namespace ringfuse::memory {
 namespace {
 
 class CudaMemorySpace final : public MemorySpace {
@@ -167,4 +167,4 @@ std::unique_ptr<MemorySpace> make_cuda_memory_space(int rank, int local_rank,
   return std::make_unique<CudaMemorySpace>(rank, local_rank % devices, timeout);
 }
 
-}  // namespace ringfuse::backend
+}  // namespace ringfuse::memory

@@ -11,7 +11,7 @@
 
 #include "ringfuse/types.hpp"
 
-namespace ringfuse::engine {
+namespace ringfuse::memory {
 
 class FusionBuffer {
  public:
@@ -37,4 +37,4 @@ void convert_scaled(void* dst, DataType dst_type, const void* src, DataType src_
 /// Fills `count` elements with the identity of `op` (what a joined rank contributes).
 void fill_identity(void* dst, DataType type, ReduceOp op, std::size_t count);
 
-}  // namespace ringfuse::engine
+}  // namespace ringfuse::memory

@@ -7,13 +7,13 @@
 
 #include <vector>
 
-#include "backend/memory_space.hpp"
-#include "engine/fusion_buffer.hpp"
+#include "memory/memory_space.hpp"
+#include "memory/fusion_buffer.hpp"
 #include "transport/shared_window.hpp"
 
-namespace ringfuse::engine {
+namespace ringfuse::memory {
 
-class HostMemorySpace final : public backend::MemorySpace {
+class HostMemorySpace final : public MemorySpace {
  public:
   /// `shared` (may be null) must outlive this space.
   HostMemorySpace(std::size_t fusion_capacity, transport::SharedWindow* shared)
@@ -24,7 +24,7 @@ class HostMemorySpace final : public backend::MemorySpace {
   std::byte* fusion_buffer(std::size_t bytes) override;
   std::byte* scratch(std::size_t bytes) override;
   void begin() override {}
-  void convert(std::span<const backend::CopySegment> segments, DataType dst_type,
+  void convert(std::span<const CopySegment> segments, DataType dst_type,
                DataType src_type, double factor) override;
   void fill(void* dst, std::uint64_t pattern, std::size_t element_bytes,
             std::size_t count) override;
@@ -36,4 +36,4 @@ class HostMemorySpace final : public backend::MemorySpace {
   std::vector<std::byte> scratch_;
 };
 
-}  // namespace ringfuse::engine
+}  // namespace ringfuse::memory
