@@ -1,0 +1,63 @@
+#include "allreduce_check.hpp"
+
+#include <fmt/format.h>
+
+namespace ringfuse::inproc {
+
+void PrintTo(const WorldParam& world, std::ostream* out) {
+  *out << world.size << " ranks over " << (world.kind == TransportKind::shm ? "shm" : "tcp");
+}
+
+std::string world_name(const ::testing::TestParamInfo<WorldParam>& info) {
+  return fmt::format("{}_np{}", info.param.kind == TransportKind::shm ? "shm" : "tcp",
+                     info.param.size);
+}
+
+std::vector<WorldParam> worlds(int from, int to) {
+  std::vector<WorldParam> list;
+  for (int size = from; size <= to; ++size) {
+    list.push_back({size, TransportKind::tcp});
+    // A world of one has no transport to tell apart.
+    if (size > 1) list.push_back({size, TransportKind::shm});
+  }
+  return list;
+}
+
+std::vector<WorldParam> worlds(std::initializer_list<int> sizes) {
+  std::vector<WorldParam> list;
+  for (int size : sizes) {
+    const auto more = worlds(size, size);
+    list.insert(list.end(), more.begin(), more.end());
+  }
+  return list;
+}
+
+AllreduceCases every_type_and_op(std::vector<std::size_t> counts) {
+  return {kEveryType, kEveryOp, std::move(counts)};
+}
+
+void check_allreduce(Rank& rank, const AllreduceCases& cases, const RunAllreduce& allreduce) {
+  std::size_t case_index = 0;
+  for (DataType type : cases.types) {
+    for (ReduceOp op : cases.ops) {
+      for (std::size_t count : cases.counts) {
+        for (bool aligned : {true, false}) {
+          const std::size_t offset = misalignment(type, aligned, rank.rank(), case_index++);
+          GuardedBuffer buffer(count * element_size(type), offset);
+          for (std::size_t i = 0; i < count; ++i) {
+            put(buffer.data(), i, type, input(rank.rank(), i, type, op, cases.seed));
+          }
+          allreduce(algo::ReduceBuffer{buffer.data(), count, type, op});
+          const auto what = fmt::format("{} at +{} bytes", label(type, count, op), offset);
+          const auto difference = first_difference(buffer.data(), count, type, [&](std::size_t i) {
+            return reference(rank.size(), i, type, op, cases.seed);
+          });
+          rank.expect(!difference, fmt::format("{}: {}", what, difference.value_or("")));
+          rank.expect(buffer.guards_intact(), what + ": wrote outside the buffer");
+        }
+      }
+    }
+  }
+}
+
+}  // namespace ringfuse::inproc

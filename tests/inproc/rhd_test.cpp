@@ -1,0 +1,45 @@
+// Recursive halving-doubling all-reduce on both transports; the sizes that are not powers
+// of two exercise the fold and unfold.
+#include <gtest/gtest.h>
+
+#include "allreduce_check.hpp"
+
+namespace ringfuse::inproc {
+namespace {
+
+void check(const WorldParam& world, const AllreduceCases& cases) {
+  run_ranks(world.size, [&](Rank& rank) {
+    auto transport = rank.connect({world.kind});
+    algo::Workspace workspace;
+    check_allreduce(rank, cases, [&](const algo::ReduceBuffer& buffer) {
+      algo::rhd_allreduce(*transport, workspace, buffer);
+    });
+    algo::barrier(*transport);
+  });
+}
+
+// Every dtype and operator, on a few world sizes.
+class RhdEveryTypeAndOp : public ::testing::TestWithParam<WorldParam> {};
+
+TEST_P(RhdEveryTypeAndOp, MatchesTheReference) {
+  check(GetParam(), every_type_and_op(odd_counts(GetParam().size, {13, 1009})));
+}
+
+INSTANTIATE_TEST_SUITE_P(InProcess, RhdEveryTypeAndOp, ::testing::ValuesIn(worlds({2, 3, 5})),
+                         world_name);
+
+// Every world size from 1 to 8, on fewer dtypes, with a count that wraps the rings.
+class RhdEveryWorldSize : public ::testing::TestWithParam<WorldParam> {};
+
+TEST_P(RhdEveryWorldSize, MatchesTheReference) {
+  check(GetParam(), {{DataType::bf16, DataType::f32, DataType::i8},
+                     kEveryOp,
+                     odd_counts(GetParam().size, {31, 40009}),
+                     /*seed=*/1});
+}
+
+INSTANTIATE_TEST_SUITE_P(InProcess, RhdEveryWorldSize, ::testing::ValuesIn(worlds(1, 8)),
+                         world_name);
+
+}  // namespace
+}  // namespace ringfuse::inproc
