@@ -136,10 +136,12 @@ TEST_P(NativeBackendDispatch, EveryAlgorithmRunsWhatItNames) {
           std::vector<std::byte> data(count * element_size(kType));
           fill(data.data(), count, rank.rank());
           record.clear();
-          backend.allreduce(data.data(), count, kType, kOp, asked);
+          const auto executed = backend.allreduce(data.data(), count, kType, kOp, asked);
           check_result(rank, data.data(), count, what);
           rank.expect(record == replay(rank, *inner, wanted, count),
                       what + ": exchanged differently from that algorithm");
+          rank.expect(executed.algorithm == to_string(wanted),
+                      what + ": reported that it ran " + executed.algorithm);
         }
       }
     }
@@ -172,13 +174,14 @@ TEST(NativeBackendWindow, OnlyAutomaticLargeBuffersInTheWindowUseIt) {
         const bool in_window = asked == Algorithm::automatic && bytes >= (std::size_t{256} << 10);
         const auto what = fmt::format("allreduce {} in the window, asked {}",
                                       label(kType, count, kOp), to_string(asked));
-        rank.expect(backend.runs_in_window(data, bytes, asked) == in_window,
-                    what + ": runs_in_window says otherwise");
         record.clear();
-        backend.allreduce(data, count, kType, kOp, asked);
+        const auto executed = backend.allreduce(data, count, kType, kOp, asked);
         check_result(rank, data, count, what);
         const Algorithm wanted =
             expected_algorithm(asked, Algorithm::automatic, count, rank.size());
+        const std::string ran = in_window ? "shared-window" : std::string(to_string(wanted));
+        rank.expect(executed.algorithm == ran,
+                    what + ": reported that it ran " + executed.algorithm + ", not " + ran);
         rank.expect(in_window ? record.empty() : record == replay(rank, *inner, wanted, count),
                     fmt::format("{}: exchanged differently from {}", what,
                                 in_window ? "the window" : to_string(wanted)));
@@ -217,8 +220,10 @@ TEST(NativeBackendHierarchy, MinBytesAndAlgorithmDecide) {
           fill(data.data(), count, rank.rank());
           record.clear();
           hierarchical.clear();
-          backend.allreduce(data.data(), count, kType, kOp, asked);
+          const auto executed = backend.allreduce(data.data(), count, kType, kOp, asked);
           check_result(rank, data.data(), count, what);
+          rank.expect(goes_hierarchical == (executed.algorithm == "hierarchical"),
+                      what + ": reported that it ran " + executed.algorithm);
           if (goes_hierarchical) {
             Record expected;
             RecordingTransport local_replay(*local, expected), cross_replay(*cross, expected);
