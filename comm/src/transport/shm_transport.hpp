@@ -12,7 +12,7 @@
 #include <string>
 #include <vector>
 
-#include "rendezvous/store.hpp"
+#include "rendezvous/prefix_store.hpp"
 #include "ringfuse/context.hpp"
 #include "transport/shm_ring.hpp"
 #include "transport/shm_segment.hpp"
@@ -109,8 +109,8 @@ class ShmTransport final : public Transport {
 
   int rank_;
   int size_;
-  rendezvous::Store& store_;
   ShmOptions options_;
+  rendezvous::PrefixStore world_;  // the store under options_.mesh.key_prefix
   WaitPolicy wait_;  // how an idle rank waits for its peers (shm_transport.cpp)
   std::string operation_ = "set-up";
   std::optional<std::string> aborted_;
