@@ -26,6 +26,7 @@
 #include "rendezvous/all_gather.hpp"
 #include "ringfuse/error.hpp"
 #include "transport/full_mesh.hpp"
+#include "transport/unlink_on_signal.hpp"
 
 namespace ringfuse::transport {
 namespace {
@@ -236,12 +237,16 @@ void ShmTransport::map_segments(Clock::time_point deadline) {
   std::vector<shm::Segment> windows(static_cast<std::size_t>(size_));
   std::vector<std::string> names(static_cast<std::size_t>(size_));
   std::vector<std::string> window_names(static_cast<std::size_t>(size_));
+  // Until every rank has mapped our names, a signal that kills this rank removes them first
+  // (the launcher stops a job whose rank died with SIGTERM while we wait in the store).
+  std::vector<shm::UnlinkOnSignal> guards;
   int current = rank_;
   try {
     // The key prefix carries job id, generation and channel; the rank makes it unique.
     std::string_view scope = mesh.key_prefix;
     if (scope.starts_with("ringfuse/")) scope.remove_prefix(9);  // segment_name says it
     names[rank_] = shm::segment_name(fmt::format("{}r{}", scope, rank_));
+    guards.emplace_back(names[rank_]);  // before the name exists: no moment unguarded
     segments_[rank_] = shm::Segment::create(names[rank_], bytes);
     std::byte* base = segments_[rank_].data();
     new (base) SegmentHeader{kSegmentMagic, ring, static_cast<std::uint64_t>(size_)};
@@ -255,6 +260,7 @@ void ShmTransport::map_segments(Clock::time_point deadline) {
     std::string published = fmt::format("{} 0 -", names[rank_]);
     if (options_.window_bytes > 0 && window_fits()) {
       window_names[rank_] = shm::segment_name(fmt::format("{}r{}w", scope, rank_));
+      guards.emplace_back(window_names[rank_]);
       windows[rank_] = shm::Segment::create_on_demand(window_names[rank_], options_.window_bytes);
       published = fmt::format("{} {} {}", names[rank_], options_.window_bytes, window_names[rank_]);
     }
@@ -304,7 +310,8 @@ void ShmTransport::map_segments(Clock::time_point deadline) {
   } catch (const std::exception& e) {
     // A rank that died between creating its segment and the barrier cannot unlink it; whoever
     // learnt the name does (removing a name others still need only fails a set-up that is
-    // failing anyway).
+    // failing anyway). Names nobody learnt are the launcher's to remove (launcher/
+    // shm_cleanup.hpp).
     for (const auto* list : {&names, &window_names}) {
       for (const auto& name : *list) {
         if (!name.empty()) ::shm_unlink(name.c_str());
