@@ -4,6 +4,7 @@
 // peer both ways, reduction straight out of the ring, peer loss, the shared window and the
 // all-reduce over it).
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/mman.h>
 
 #include <array>
@@ -381,6 +382,29 @@ TEST(ShmTransport, WindowBarrierFailsNamingALostPeer) {
     EXPECT_NE(std::string(e.what()).find("lost rank 2"), std::string::npos) << e.what();
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+// ---- Set-up and signals (issue #22.2) ----
+
+void on_sighup(int) {}
+
+TEST(ShmTransport, SetUpLeavesTheSignalDispositionsAsItFoundThem) {
+  // During set-up SIGTERM/SIGINT/SIGHUP unlink the rank's names before killing it
+  // (tests/launcher/shm_setup_leak_test.cpp); afterwards the program's choices stand.
+  struct sigaction own {};
+  own.sa_handler = on_sighup;
+  ::sigemptyset(&own.sa_mask);
+  struct sigaction previous {};
+  ASSERT_EQ(::sigaction(SIGHUP, &own, &previous), 0);
+  {
+    World world(3);
+  }
+  struct sigaction now {};
+  ASSERT_EQ(::sigaction(SIGTERM, nullptr, &now), 0);
+  EXPECT_EQ(now.sa_handler, SIG_DFL);
+  ASSERT_EQ(::sigaction(SIGHUP, nullptr, &now), 0);
+  EXPECT_EQ(now.sa_handler, &on_sighup);
+  ::sigaction(SIGHUP, &previous, nullptr);
 }
 
 // ---- Every liveness connection proves the job secret (issue #22.1) ----

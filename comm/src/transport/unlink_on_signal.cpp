@@ -5,7 +5,9 @@
 
 #include <array>
 #include <atomic>
+#include <cerrno>
 #include <cstring>
+#include <iterator>
 #include <mutex>
 
 #include <spdlog/spdlog.h>
@@ -27,7 +29,10 @@ struct Slot {
 };
 
 std::array<Slot, kSlots> slots;
-std::once_flag installed;
+// Guards the handlers' installation and the count of armed slots; never taken in a handler.
+std::mutex registry;
+int armed_count = 0;
+bool installed_for[std::size(kSignals)] = {};
 
 void unlink_armed_and_die(int signal) {
   const int saved_errno = errno;
@@ -46,9 +51,9 @@ void unlink_armed_and_die(int signal) {
 }
 
 void install_handlers() {
-  for (const int signal : kSignals) {
+  for (std::size_t i = 0; i < std::size(kSignals); ++i) {
     struct sigaction current {};
-    if (::sigaction(signal, nullptr, &current) != 0 || current.sa_handler != SIG_DFL ||
+    if (::sigaction(kSignals[i], nullptr, &current) != 0 || current.sa_handler != SIG_DFL ||
         (current.sa_flags & SA_SIGINFO) != 0) {
       continue;  // the program handles or ignores it: leave that alone
     }
@@ -56,16 +61,33 @@ void install_handlers() {
     action.sa_handler = unlink_armed_and_die;
     ::sigemptyset(&action.sa_mask);
     for (const int other : kSignals) ::sigaddset(&action.sa_mask, other);
-    ::sigaction(signal, &action, nullptr);
+    installed_for[i] = ::sigaction(kSignals[i], &action, nullptr) == 0;
+  }
+}
+
+// Once no name is in set-up, the process's dispositions are as the program left them.
+void restore_handlers() {
+  for (std::size_t i = 0; i < std::size(kSignals); ++i) {
+    if (!installed_for[i]) continue;
+    installed_for[i] = false;
+    struct sigaction current {};
+    if (::sigaction(kSignals[i], nullptr, &current) != 0 ||
+        (current.sa_flags & SA_SIGINFO) != 0 || current.sa_handler != unlink_armed_and_die) {
+      continue;  // the program installed its own since: keep it
+    }
+    struct sigaction action {};
+    action.sa_handler = SIG_DFL;
+    ::sigemptyset(&action.sa_mask);
+    ::sigaction(kSignals[i], &action, nullptr);
   }
 }
 
 }  // namespace
 
 UnlinkOnSignal::UnlinkOnSignal(const std::string& name) {
-  std::call_once(installed, install_handlers);
   constexpr std::string_view kDir = "/dev/shm";
   if (kDir.size() + name.size() >= kPathBytes) return;
+  std::lock_guard lock(registry);
   for (std::size_t i = 0; i < slots.size(); ++i) {
     int expected = kFree;
     if (!slots[i].state.compare_exchange_strong(expected, kFilling, std::memory_order_acquire)) {
@@ -74,6 +96,7 @@ UnlinkOnSignal::UnlinkOnSignal(const std::string& name) {
     std::memcpy(slots[i].path, kDir.data(), kDir.size());
     std::memcpy(slots[i].path + kDir.size(), name.c_str(), name.size() + 1);
     slots[i].state.store(kArmed, std::memory_order_release);
+    if (armed_count++ == 0) install_handlers();
     slot_ = static_cast<int>(i);
     return;
   }
@@ -84,8 +107,10 @@ UnlinkOnSignal::UnlinkOnSignal(const std::string& name) {
 
 void UnlinkOnSignal::release() {
   if (slot_ < 0) return;
+  std::lock_guard lock(registry);
   slots[static_cast<std::size_t>(slot_)].state.store(kFree, std::memory_order_release);
   slot_ = -1;
+  if (--armed_count == 0) restore_handlers();
 }
 
 }  // namespace ringfuse::transport::shm
