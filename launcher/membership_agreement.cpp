@@ -1,21 +1,21 @@
 #include "membership_agreement.hpp"
 
+#include "rendezvous/all_gather.hpp"
+#include "rendezvous/prefix_store.hpp"
 #include "ringfuse/error.hpp"
 
 namespace ringfuse::launcher {
 
 void agree_on_membership(rendezvous::Store& store, const Membership& membership,
                          std::chrono::milliseconds timeout) {
-  const auto key = [](std::size_t pod) { return "ringfuse-run/k8s/view/" + std::to_string(pod); };
   const std::string own = membership.canonical();
-  store.set(key(static_cast<std::size_t>(membership.own_index)), own);
-  std::vector<std::string> keys;
-  for (std::size_t pod = 0; pod < membership.pod_ips.size(); ++pod) keys.push_back(key(pod));
-  store.wait(keys, timeout);  // the timeout error names the missing keys (pods)
+  rendezvous::PrefixStore k8s(store, "ringfuse-run/k8s/");
+  // The timeout error names the missing keys (pods).
+  const auto views = rendezvous::all_gather(k8s, "view", own, membership.own_index,
+                                            static_cast<int>(membership.pod_ips.size()), timeout);
   std::string differing;
-  for (std::size_t pod = 0; pod < membership.pod_ips.size(); ++pod) {
-    const std::string view = store.get(key(pod), timeout);
-    if (view != own) differing += "\n  pod " + std::to_string(pod) + " saw " + view;
+  for (std::size_t pod = 0; pod < views.size(); ++pod) {
+    if (views[pod] != own) differing += "\n  pod " + std::to_string(pod) + " saw " + views[pod];
   }
   if (!differing.empty()) {
     throw Error(ErrorKind::invalid_config,

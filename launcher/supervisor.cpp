@@ -14,6 +14,7 @@
 #include "exit_status.hpp"
 #include "output_relay.hpp"
 #include "rank_process.hpp"
+#include "shm_cleanup.hpp"
 #include "ringfuse/error.hpp"
 
 namespace ringfuse::launcher {
@@ -265,7 +266,19 @@ int Supervisor::run(const std::vector<RankLaunch>& launches) {
   Job job(options_, signals_);
   // If a later rank cannot start, Job's destructor kills and reaps the ones already running.
   job.spawn_all(launches);
-  return job.supervise();
+  const int code = job.supervise();
+  // Every local rank has ended: shared memory its job left in /dev/shm (a rank killed during
+  // set-up) can go. Remote ranks' hosts have their own /dev/shm.
+  const auto local = std::find_if(launches.begin(), launches.end(),
+                                  [](const RankLaunch& launch) { return !launch.remote; });
+  if (local != launches.end()) {
+    const auto removed = remove_job_segments(job_id_in(local->environment));
+    if (!removed.empty() && options_.verbose) {
+      report("removed " + std::to_string(removed.size()) +
+             " shared-memory segment(s) left in /dev/shm by ranks that did not finish set-up");
+    }
+  }
+  return code;
 }
 
 }  // namespace ringfuse::launcher

@@ -4,12 +4,16 @@
 // peer both ways, reduction straight out of the ring, peer loss, the shared window and the
 // all-reduce over it).
 #include <gtest/gtest.h>
+#include <signal.h>
 #include <sys/mman.h>
 
+#include <array>
 #include <cstring>
 #include <filesystem>
+#include <future>
 #include <memory>
 #include <numeric>
+#include <optional>
 #include <random>
 #include <thread>
 #include <vector>
@@ -20,6 +24,7 @@
 #include "transport/shm_ring.hpp"
 #include "transport/shm_segment.hpp"
 #include "transport/shm_transport.hpp"
+#include "transport/socket.hpp"
 
 namespace {
 
@@ -377,6 +382,157 @@ TEST(ShmTransport, WindowBarrierFailsNamingALostPeer) {
     EXPECT_NE(std::string(e.what()).find("lost rank 2"), std::string::npos) << e.what();
   }
   EXPECT_LT(std::chrono::steady_clock::now() - start, 5s);
+}
+
+// ---- Set-up and signals (issue #22.2) ----
+
+void on_sighup(int) {}
+
+TEST(ShmTransport, SetUpLeavesTheSignalDispositionsAsItFoundThem) {
+  // During set-up SIGTERM/SIGINT/SIGHUP unlink the rank's names before killing it
+  // (tests/launcher/shm_setup_leak_test.cpp); afterwards the program's choices stand.
+  struct sigaction own {};
+  own.sa_handler = on_sighup;
+  ::sigemptyset(&own.sa_mask);
+  struct sigaction previous {};
+  ASSERT_EQ(::sigaction(SIGHUP, &own, &previous), 0);
+  {
+    World world(3);
+  }
+  struct sigaction now {};
+  ASSERT_EQ(::sigaction(SIGTERM, nullptr, &now), 0);
+  EXPECT_EQ(now.sa_handler, SIG_DFL);
+  ASSERT_EQ(::sigaction(SIGHUP, nullptr, &now), 0);
+  EXPECT_EQ(now.sa_handler, &on_sighup);
+  ::sigaction(SIGHUP, &previous, nullptr);
+}
+
+// ---- Every liveness connection proves the job secret (issue #22.1) ----
+
+std::uint32_t job_hash(const std::string& job_id) {  // FNV-1a, as the hellos carry it
+  std::uint32_t hash = 2166136261u;
+  for (unsigned char c : job_id) {
+    hash ^= c;
+    hash *= 16777619u;
+  }
+  return hash;
+}
+
+/// Reads until the peer closes or `limit` passes; returns the bytes read, or nullopt when the
+/// connection was still open at `limit`.
+std::optional<std::string> read_until_closed(int fd, std::chrono::seconds limit) {
+  std::string got;
+  const auto deadline = std::chrono::steady_clock::now() + limit;
+  while (std::chrono::steady_clock::now() < deadline) {
+    char byte = 0;
+    try {
+      if (!read_all(fd, &byte, 1, std::min(deadline, std::chrono::steady_clock::now() + 100ms))) {
+        continue;
+      }
+    } catch (const std::exception&) {
+      return got;  // EOF or reset: the rank closed it
+    }
+    got.push_back(byte);
+  }
+  return std::nullopt;
+}
+
+TEST(ShmTransport, StrayLivenessClientWithoutTheSecretIsRefusedAndTheJobIsUnaffected) {
+  // A local stranger knows the job id (segment names in /dev/shm carry it) and finds a rank's
+  // liveness port; it claims to be rank 2 before the real rank 2 arrives. It must not take
+  // rank 2's place: the real rank 2 connects and the world works.
+  constexpr int kSize = 3;
+  constexpr char kSecret[] = "the-job-secret";
+  ringfuse::rendezvous::TcpStoreServer server("127.0.0.1", 0, kSecret);
+  ShmOptions options;
+  options.mesh.key_prefix = "stray/" + std::to_string(::getpid()) + "/";
+  options.mesh.job_id = "stray-liveness-test";
+  options.mesh.secret = kSecret;
+  options.mesh.connect_timeout = 30s;
+  options.mesh.op_timeout = 10s;
+  options.ring_bytes = 1 << 16;
+  std::vector<std::unique_ptr<ringfuse::rendezvous::TcpStoreClient>> stores;
+  for (int rank = 0; rank < kSize; ++rank) {
+    stores.push_back(std::make_unique<ringfuse::rendezvous::TcpStoreClient>(
+        "127.0.0.1", server.port(), 10s, kSecret));
+  }
+  const auto start = [&](int rank) {
+    return std::async(std::launch::async, [&, rank] {
+      return std::make_unique<ShmTransport>(rank, kSize, *stores[rank], options);
+    });
+  };
+  auto rank0 = start(0);
+  auto rank1 = start(1);
+
+  ringfuse::rendezvous::TcpStoreClient spy("127.0.0.1", server.port(), 10s, kSecret);
+  const std::string address = spy.get(options.mesh.key_prefix + "shm/live/0", 20s);
+  const auto connect = [&] {
+    const auto colon = address.rfind(':');
+    return connect_with_retry(address.substr(0, colon),
+                              static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))),
+                              std::chrono::steady_clock::now() + 5s);
+  };
+  // The hello the liveness connections used to accept: magic "RFLV", rank, job hash, size.
+  const std::array<std::uint32_t, 4> liveness_hello{0x52464c56, 2, job_hash(options.mesh.job_id),
+                                                    kSize};
+  Socket stray = connect();
+  ASSERT_TRUE(write_all(stray.fd(), liveness_hello.data(), sizeof(liveness_hello),
+                        std::chrono::steady_clock::now() + 5s));
+  // A second stranger speaks the authenticated hello but cannot prove the secret.
+  struct {
+    std::uint32_t magic, version, rank, job_hash;
+    std::array<char, 16> nonce;
+  } mesh_hello{0x52465345, 1, 2, job_hash(options.mesh.job_id), {}};
+  Socket forger = connect();
+  ASSERT_TRUE(write_all(forger.fd(), &mesh_hello, sizeof(mesh_hello),
+                        std::chrono::steady_clock::now() + 5s));
+  auto forger_done = std::async(std::launch::async, [&] {
+    std::array<char, sizeof(mesh_hello) + 32> reply{};
+    try {
+      if (read_all(forger.fd(), reply.data(), reply.size(), std::chrono::steady_clock::now() + 20s)) {
+        const std::array<char, 32> forged{};
+        write_all(forger.fd(), forged.data(), forged.size(), std::chrono::steady_clock::now() + 5s);
+      }
+    } catch (const std::exception&) {
+      // Refused before the proof: fine.
+    }
+    return read_until_closed(forger.fd(), 20s);
+  });
+
+  auto rank2 = start(2);
+  std::vector<std::unique_ptr<ShmTransport>> transports;
+  for (auto* pending : {&rank0, &rank1, &rank2}) {
+    ASSERT_EQ(pending->wait_for(40s), std::future_status::ready) << "set-up did not finish";
+    try {
+      transports.push_back(pending->get());
+    } catch (const std::exception& e) {
+      FAIL() << "rank " << transports.size() << " failed to set up: " << e.what();
+    }
+  }
+  // Neither stranger holds a liveness connection of the job.
+  const auto stray_saw = read_until_closed(stray.fd(), 10s);
+  ASSERT_TRUE(stray_saw.has_value()) << "the stray liveness client is still connected";
+  EXPECT_EQ(*stray_saw, "") << "the stray liveness client was answered as a peer";
+  const auto forger_saw = forger_done.get();
+  EXPECT_TRUE(forger_saw.has_value()) << "the forging client is still connected";
+
+  // The world works: a ring exchange, and the liveness connections tell a real loss.
+  std::vector<std::future<int>> received;
+  for (int r = 0; r < kSize; ++r) {
+    received.push_back(std::async(std::launch::async, [&, r] {
+      int out = r, in = -1;
+      transports[r]->send_recv((r + 1) % kSize, &out, sizeof(out), (r + kSize - 1) % kSize, &in,
+                               sizeof(in));
+      return in;
+    }));
+  }
+  for (int r = 0; r < kSize; ++r) {
+    ASSERT_EQ(received[r].wait_for(10s), std::future_status::ready);
+    EXPECT_EQ(received[r].get(), (r + kSize - 1) % kSize);
+  }
+  transports[2].reset();
+  int sink = 0;
+  EXPECT_THROW(transports[0]->recv(2, &sink, sizeof(sink)), ringfuse::Error);
 }
 
 }  // namespace

@@ -3,6 +3,7 @@
 #include <arpa/inet.h>
 #include <netdb.h>
 
+#include <algorithm>
 #include <vector>
 
 #include <fmt/format.h>
@@ -15,6 +16,8 @@
 #include "core/environment.hpp"
 #include "core/progress_record.hpp"
 #include "engine/make_engine.hpp"
+#include "rendezvous/all_gather.hpp"
+#include "rendezvous/prefix_store.hpp"
 #include "ringfuse/error.hpp"
 #include "transport/self_transport.hpp"
 #include "transport/shm_transport.hpp"
@@ -211,22 +214,17 @@ std::optional<backend::NativeBackend::Hierarchy> ContextImpl::make_hierarchy(
   const bool fits = world_.local_size > 1 && world_.cross_size > 1 &&
                     world_.size == world_.local_size * world_.cross_size &&
                     world_.rank == world_.cross_rank * world_.local_size + world_.local_rank;
-  const std::string prefix = key_prefix_ + channel + "/hierarchy/";
-  store_->set(prefix + std::to_string(world_.rank), fits ? "1" : "0");
-  if (world_.rank == 0) {
-    bool all = true;
-    for (int rank = 0; rank < world_.size; ++rank) {
-      all = store_->get(prefix + std::to_string(rank), options_.connect_timeout) == "1" && all;
-    }
-    store_->set(prefix + "decision", all ? "1" : "0");
-    if (!all && options_.hierarchical == Hierarchical::on && channel == "main") {
-      spdlog::warn("ringfuse: RINGFUSE_HIERARCHICAL=1 ignored: it needs ranks on several hosts "
-                   "with the same number on each, numbered host by host (local size {}, cross "
-                   "size {}, world {})",
-                   world_.local_size, world_.cross_size, world_.size);
-    }
+  rendezvous::PrefixStore world(*store_, key_prefix_ + channel + "/");
+  const auto views = rendezvous::all_gather(world, "hierarchy", fits ? "1" : "0", world_.rank,
+                                            world_.size, options_.connect_timeout);
+  const bool all = std::all_of(views.begin(), views.end(), [](const auto& v) { return v == "1"; });
+  if (!all && world_.rank == 0 && options_.hierarchical == Hierarchical::on && channel == "main") {
+    spdlog::warn("ringfuse: RINGFUSE_HIERARCHICAL=1 ignored: it needs ranks on several hosts "
+                 "with the same number on each, numbered host by host (local size {}, cross "
+                 "size {}, world {})",
+                 world_.local_size, world_.cross_size, world_.size);
   }
-  if (store_->get(prefix + "decision", options_.connect_timeout) != "1") return std::nullopt;
+  if (!all) return std::nullopt;
 
   backend::NativeBackend::Hierarchy hierarchy;
   // The ranks of one host: shared memory unless TCP is forced (or they are not on one host).

@@ -9,22 +9,20 @@
 namespace ringfuse::transport {
 namespace {
 
-std::optional<std::string> first_failure(rendezvous::Store& store, const std::string& key_prefix,
+std::optional<std::string> first_failure(rendezvous::Store& world,
                                          std::chrono::milliseconds wait) {
   try {
-    return store.get(key_prefix + "abort/reason", wait);
+    return world.get("abort/reason", wait);
   } catch (const std::exception&) {
     return std::nullopt;  // nothing reported, or the store itself is gone
   }
 }
 
-std::string left_key(const std::string& key_prefix, int rank) {
-  return fmt::format("{}left/{}", key_prefix, rank);
-}
+std::string left_key(int rank) { return fmt::format("left/{}", rank); }
 
-bool peer_left(rendezvous::Store& store, const std::string& key_prefix, int peer) {
+bool peer_left(rendezvous::Store& world, int peer) {
   try {
-    return store.check({left_key(key_prefix, peer)});
+    return world.check({left_key(peer)});
   } catch (const std::exception&) {
     return false;  // the store is gone: say what the connection alone tells
   }
@@ -32,17 +30,16 @@ bool peer_left(rendezvous::Store& store, const std::string& key_prefix, int peer
 
 }  // namespace
 
-void record_orderly_close(rendezvous::Store& store, const std::string& key_prefix, int rank) {
-  store.set(left_key(key_prefix, rank), "1");
+void record_orderly_close(rendezvous::Store& world, int rank) {
+  world.set(left_key(rank), "1");
 }
 
-std::string describe_lost_peer(rendezvous::Store& store, const std::string& key_prefix, int rank,
-                               const std::string& operation, int peer, const std::string& what,
-                               bool peer_closed) {
+std::string describe_lost_peer(rendezvous::Store& world, int rank, const std::string& operation,
+                               int peer, const std::string& what, bool peer_closed) {
   std::string message = fmt::format("rank {}: {}: lost rank {}: {}", rank, operation, peer, what);
   // A peer that shut down in order said so before closing, so it needs no waiting for.
-  const bool left = peer_closed && peer_left(store, key_prefix, peer);
-  const auto origin = first_failure(store, key_prefix,
+  const bool left = peer_closed && peer_left(world, peer);
+  const auto origin = first_failure(world,
                                     std::chrono::milliseconds(peer_closed && !left ? 1000 : 0));
   if (origin) return message + fmt::format(" (first failure in this world: {})", *origin);
   if (left) {
@@ -58,8 +55,8 @@ std::string describe_lost_peer(rendezvous::Store& store, const std::string& key_
                            peer);
   }
   try {
-    if (store.add(key_prefix + "abort/count", 1) == 1) {
-      store.set(key_prefix + "abort/reason", message);
+    if (world.add("abort/count", 1) == 1) {
+      world.set("abort/reason", message);
     }
   } catch (const std::exception&) {
     // Best effort on the failure path; the error the caller throws is what matters.

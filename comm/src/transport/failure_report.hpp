@@ -11,21 +11,22 @@
 
 namespace ringfuse::transport {
 
+/// `world` is the store seen through the world's key prefix (rendezvous::PrefixStore).
+
 /// Marks `rank` as leaving in order (its transport is being destroyed, not crashing), so a peer
 /// that sees the connection close can say so. Call it before closing the connections; it
 /// talks to the store, so only while the store is believed reachable. Throws what the store
 /// throws.
-void record_orderly_close(rendezvous::Store& store, const std::string& key_prefix, int rank);
+void record_orderly_close(rendezvous::Store& world, int rank);
 
 /// The message for `peer` lost during `operation`. When another rank already recorded a
-/// failure under `key_prefix`, it is quoted as the first one (after up to 1 s of waiting for
+/// failure in `world`, it is quoted as the first one (after up to 1 s of waiting for
 /// it when the peer merely closed: usually a neighbour that aborted after the real failure);
 /// otherwise this failure is recorded as the first, saying whether the peer left in order
 /// (record_orderly_close), closed without notice (exited or crashed), or failed otherwise
 /// (a timed-out or unreachable connection). The store is best effort here.
-std::string describe_lost_peer(rendezvous::Store& store, const std::string& key_prefix, int rank,
-                               const std::string& operation, int peer, const std::string& what,
-                               bool peer_closed);
+std::string describe_lost_peer(rendezvous::Store& world, int rank, const std::string& operation,
+                               int peer, const std::string& what, bool peer_closed);
 
 /// Throws before an exchange starts: the world was aborted by an earlier failure (`aborted`
 /// holds its message), or a peer is neither kNoPeer nor another rank of the world.

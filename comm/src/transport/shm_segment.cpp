@@ -166,13 +166,27 @@ void Segment::reset() {
   reserved_ = 0;
 }
 
-std::string segment_name(const std::string& parts) {
-  std::string name = "/ringfuse-";
+namespace {
+
+void append_safe(std::string& name, std::string_view parts) {
   for (const char c : parts) {
     const bool safe = (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z') || (c >= '0' && c <= '9') ||
                       c == '.' || c == '_' || c == '-';
     name += safe ? c : '_';
   }
+}
+
+}  // namespace
+
+std::string job_segment_prefix(const std::string& job_id) {
+  std::string prefix = "ringfuse-";
+  append_safe(prefix, job_id);
+  return prefix + '_';
+}
+
+std::string segment_name(const std::string& parts) {
+  std::string name = "/ringfuse-";
+  append_safe(name, parts);
   constexpr std::size_t kMaxName = 200;  // NAME_MAX is 255; leave room for nothing surprising
   if (name.size() > kMaxName) {
     name = fmt::format("{}-{:016x}", name.substr(0, kMaxName - 17), std::hash<std::string>{}(parts));

@@ -69,4 +69,9 @@ class Segment {
 /// [A-Za-z0-9._-] replaced and long names shortened with a hash, so any job id is safe.
 std::string segment_name(const std::string& parts);
 
+/// What the file name (in /dev/shm, without the slash) of every segment of job `job_id`
+/// starts with: "ringfuse-<job id, made safe>_"; the world's generation (digits) follows.
+/// The launcher removes its job's leftovers by it.
+std::string job_segment_prefix(const std::string& job_id);
+
 }  // namespace ringfuse::transport::shm

@@ -14,14 +14,19 @@
 #include <cstring>
 #include <fstream>
 #include <new>
+#include <sstream>
 #include <system_error>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
+#include "core/errors.hpp"
 #include "reduce/reduce.hpp"
+#include "rendezvous/all_gather.hpp"
 #include "ringfuse/error.hpp"
+#include "transport/full_mesh.hpp"
+#include "transport/unlink_on_signal.hpp"
 
 namespace ringfuse::transport {
 namespace {
@@ -29,7 +34,6 @@ namespace {
 using namespace std::chrono_literals;
 
 constexpr std::uint64_t kSegmentMagic = 0x52465348'4d000002;  // "RFSHM", layout version 2
-constexpr std::uint32_t kLivenessMagic = 0x52464c56;          // "RFLV"
 // The magic line, the doorbell line and the window-barrier line.
 constexpr std::size_t kHeaderBytes = 3 * shm::kLineStride;
 constexpr std::size_t kWindowArrivalsOffset = 2 * shm::kLineStride;
@@ -51,28 +55,6 @@ struct SegmentHeader {
   std::uint64_t ring_bytes;
   std::uint64_t world_size;
 };
-
-struct LivenessHello {
-  std::uint32_t magic;
-  std::uint32_t rank;
-  std::uint32_t job_hash;
-  std::uint32_t world_size;
-};
-
-std::uint32_t fnv1a(std::string_view text) {
-  std::uint32_t hash = 2166136261u;
-  for (unsigned char c : text) {
-    hash ^= c;
-    hash *= 16777619u;
-  }
-  return hash;
-}
-
-std::pair<std::string, std::uint16_t> split_address(const std::string& address) {
-  const auto colon = address.rfind(':');
-  return {address.substr(0, colon),
-          static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1)))};
-}
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -103,13 +85,11 @@ bool use_shared_memory(TransportKind requested, rendezvous::Store& store,
                        const MeshOptions& mesh, int rank, int size) {
   if (requested == TransportKind::tcp || size <= 1) return false;
   const std::string own = host_identity();
-  const auto key = [&](int r) { return fmt::format("{}host/{}", mesh.key_prefix, r); };
-  store.set(key(rank), own);
+  rendezvous::PrefixStore world(store, mesh.key_prefix);
+  const auto identities = rendezvous::all_gather(world, "host", own, rank, size, mesh.connect_timeout);
   std::vector<std::string> elsewhere;
   for (int peer = 0; peer < size; ++peer) {
-    if (peer == rank) continue;
-    const std::string identity = store.get(key(peer), mesh.connect_timeout);
-    if (identity != own) elsewhere.push_back(fmt::format("rank {} on {}", peer, identity));
+    if (identities[peer] != own) elsewhere.push_back(fmt::format("rank {} on {}", peer, identities[peer]));
   }
   if (elsewhere.empty()) return true;
   if (requested == TransportKind::shm) {
@@ -182,7 +162,11 @@ class ShmTransport::Window final : public SharedWindow {
 };
 
 ShmTransport::ShmTransport(int rank, int size, rendezvous::Store& store, ShmOptions options)
-    : rank_(rank), size_(size), store_(store), options_(std::move(options)), wait_(kCpuEach) {
+    : rank_(rank),
+      size_(size),
+      options_(std::move(options)),
+      world_(store, options_.mesh.key_prefix),
+      wait_(kCpuEach) {
   const std::size_t ring = options_.ring_bytes;
   if (ring < 4096 || (ring & (ring - 1)) != 0) {
     throw Error(ErrorKind::invalid_argument,
@@ -213,23 +197,17 @@ WaitPolicy ShmTransport::agree_wait_policy(Clock::time_point deadline) {
     const long online = ::sysconf(_SC_NPROCESSORS_ONLN);
     for (long cpu = 0; cpu < online && cpu < CPU_SETSIZE; ++cpu) CPU_SET(cpu, &cpus);
   }
-  const auto key = [&](int r) {
-    return fmt::format("{}shm/cpus/{}", options_.mesh.key_prefix, r);
-  };
-  store_.set(key(rank_), encode_cpus(cpus));
-  for (int peer = 0; peer < size_; ++peer) {
-    if (peer == rank_) continue;
-    const auto wait =
-        std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-    add_cpus(store_.get(key(peer), std::max(wait, std::chrono::milliseconds(1))), cpus);
-  }
+  const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
+  const auto masks = rendezvous::all_gather(world_, "shm/cpus", encode_cpus(cpus), rank_, size_,
+                                            std::max(wait, std::chrono::milliseconds(1)));
+  for (const auto& mask : masks) add_cpus(mask, cpus);
   return size_ > CPU_COUNT(&cpus) ? kOversubscribed : kCpuEach;
 }
 
 ShmTransport::~ShmTransport() {
   if (size_ <= 1 || aborted_ || stalled_) return;
   try {
-    record_orderly_close(store_, options_.mesh.key_prefix, rank_);
+    record_orderly_close(world_, rank_);
   } catch (const std::exception& e) {
     spdlog::debug("rank {}: could not record an orderly close: {}", rank_, e.what());
   }
@@ -237,84 +215,20 @@ ShmTransport::~ShmTransport() {
 
 void ShmTransport::connect_liveness(Clock::time_point deadline) {
   const auto& mesh = options_.mesh;
-  liveness_.resize(static_cast<std::size_t>(size_));
-  auto [listener, port] = listen_on(mesh.advertise_host, size_ + 8);
-  const auto key = [&](int r) { return fmt::format("{}shm/live/{}", mesh.key_prefix, r); };
-  store_.set(key(rank_), fmt::format("{}:{}", mesh.advertise_host, port));
-  const LivenessHello own{kLivenessMagic, static_cast<std::uint32_t>(rank_), fnv1a(mesh.job_id),
-                          static_cast<std::uint32_t>(size_)};
-  const auto refuse = [&](int peer, const std::string& why) -> Error {
-    return Error(ErrorKind::peer_failure,
-                 fmt::format("rank {}: set-up of shared memory: cannot reach rank {}: {}", rank_,
-                             peer, why),
-                 rank_, peer);
-  };
-  for (int peer = 0; peer < rank_; ++peer) {
-    const std::string address = store_.get(key(peer), mesh.connect_timeout);
-    LivenessHello reply{};
-    try {
-      const auto [host, peer_port] = split_address(address);
-      Socket socket = connect_with_retry(host, peer_port, deadline);
-      configure_data_socket(socket.fd(), mesh.user_timeout);
-      if (!write_all(socket.fd(), &own, sizeof(own), deadline) ||
-          !read_all(socket.fd(), &reply, sizeof(reply), deadline)) {
-        throw refuse(peer, "timed out");
-      }
-      liveness_[peer] = std::move(socket);
-    } catch (const Error&) {
-      throw;
-    } catch (const std::exception& e) {
-      throw refuse(peer, fmt::format("{} at {}", e.what(), address));
-    }
-    if (reply.magic != kLivenessMagic || reply.rank != static_cast<std::uint32_t>(peer) ||
-        reply.job_hash != own.job_hash) {
-      throw Error(ErrorKind::protocol,
-                  fmt::format("rank {}: {} answered as rank {} of another job; check that "
-                              "RINGFUSE_JOB_ID and RINGFUSE_STORE_ADDR are the same for every "
-                              "rank",
-                              rank_, address, reply.rank),
-                  rank_, peer);
-    }
-  }
-  for (int missing = size_ - 1 - rank_; missing > 0;) {
-    pollfd pfd{listener.fd(), POLLIN, 0};
-    if (::poll(&pfd, 1, poll_timeout_ms(deadline)) == 0) {
-      throw Error(ErrorKind::timeout,
-                  fmt::format("rank {}: set-up of shared memory: higher ranks did not connect "
-                              "within {} s",
-                              rank_, mesh.connect_timeout.count() / 1000),
-                  rank_);
-    }
-    Socket socket(::accept4(listener.fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
-    if (!socket.valid()) continue;
-    configure_data_socket(socket.fd(), mesh.user_timeout);
-    LivenessHello hello{};
-    try {
-      const auto hello_deadline = std::min(deadline, Clock::now() + 5s);
-      if (!read_all(socket.fd(), &hello, sizeof(hello), hello_deadline)) continue;
-    } catch (const std::exception& e) {
-      spdlog::warn("rank {}: dropped a liveness connection during set-up: {}", rank_, e.what());
-      continue;
-    }
-    const int peer = static_cast<int>(hello.rank);
-    if (hello.magic != kLivenessMagic || hello.job_hash != own.job_hash || peer <= rank_ ||
-        peer >= size_ || liveness_[peer].valid()) {
-      spdlog::warn("rank {}: refused a connection that is not a peer of this job", rank_);
-      continue;
-    }
-    if (!write_all(socket.fd(), &own, sizeof(own), deadline)) continue;
-    liveness_[peer] = std::move(socket);
-    --missing;
-  }
+  FullMeshOptions liveness;
+  liveness.advertise_host = mesh.advertise_host;
+  liveness.job_id = mesh.job_id;
+  liveness.secret = mesh.secret;
+  liveness.address_key = "shm/live";
+  liveness.purpose = "set-up of shared memory (liveness connections)";
+  liveness.user_timeout = mesh.user_timeout;
+  liveness_ = connect_full_mesh(rank_, size_, world_, liveness, deadline);
 }
 
 void ShmTransport::map_segments(Clock::time_point deadline) {
   const auto& mesh = options_.mesh;
   const std::size_t ring = options_.ring_bytes;
   const std::size_t bytes = segment_bytes(size_, ring);
-  const auto name_key = [&](int r) { return fmt::format("{}shm/name/{}", mesh.key_prefix, r); };
-  const auto window_key = [&](int r) { return fmt::format("{}shm/window/{}", mesh.key_prefix, r); };
-  const auto mapped_key = [&](int r) { return fmt::format("{}shm/mapped/{}", mesh.key_prefix, r); };
   const auto time_left = [&] {
     return std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()),
                     std::chrono::milliseconds(1));
@@ -323,12 +237,16 @@ void ShmTransport::map_segments(Clock::time_point deadline) {
   std::vector<shm::Segment> windows(static_cast<std::size_t>(size_));
   std::vector<std::string> names(static_cast<std::size_t>(size_));
   std::vector<std::string> window_names(static_cast<std::size_t>(size_));
+  // Until every rank has mapped our names, a signal that kills this rank removes them first
+  // (the launcher stops a job whose rank died with SIGTERM while we wait in the store).
+  std::vector<shm::UnlinkOnSignal> guards;
   int current = rank_;
   try {
     // The key prefix carries job id, generation and channel; the rank makes it unique.
     std::string_view scope = mesh.key_prefix;
     if (scope.starts_with("ringfuse/")) scope.remove_prefix(9);  // segment_name says it
     names[rank_] = shm::segment_name(fmt::format("{}r{}", scope, rank_));
+    guards.emplace_back(names[rank_]);  // before the name exists: no moment unguarded
     segments_[rank_] = shm::Segment::create(names[rank_], bytes);
     std::byte* base = segments_[rank_].data();
     new (base) SegmentHeader{kSegmentMagic, ring, static_cast<std::uint64_t>(size_)};
@@ -337,51 +255,49 @@ void ShmTransport::map_segments(Clock::time_point deadline) {
     for (int sender = 0; sender < size_; ++sender) {
       if (sender != rank_) new (base + kHeaderBytes + slot_of(sender, rank_) * slot_bytes(ring)) shm::RingControl{};
     }
-    store_.set(name_key(rank_), names[rank_]);
-    // Every rank publishes "<bytes> <name>" for its window, or "0" for none; there is one
-    // only when every rank made one of the same size.
+    // Every rank publishes "<ring segment> <window bytes> <window segment>", window bytes 0
+    // for none; there is a window only when every rank made one of the same size.
+    std::string published = fmt::format("{} 0 -", names[rank_]);
     if (options_.window_bytes > 0 && window_fits()) {
       window_names[rank_] = shm::segment_name(fmt::format("{}r{}w", scope, rank_));
+      guards.emplace_back(window_names[rank_]);
       windows[rank_] = shm::Segment::create_on_demand(window_names[rank_], options_.window_bytes);
-      store_.set(window_key(rank_), fmt::format("{} {}", options_.window_bytes, window_names[rank_]));
-    } else {
-      store_.set(window_key(rank_), "0");
+      published = fmt::format("{} {} {}", names[rank_], options_.window_bytes, window_names[rank_]);
     }
+    const auto segments =
+        rendezvous::all_gather(world_, "shm/segments", published, rank_, size_, time_left());
 
     bool every_window = !window_names[rank_].empty();
     for (int peer = 0; peer < size_; ++peer) {
       if (peer == rank_) continue;
       current = peer;
-      names[peer] = store_.get(name_key(peer), time_left());
+      std::istringstream fields(segments[peer]);
+      std::string window_bytes;
+      std::string window_name;
+      fields >> names[peer] >> window_bytes >> window_name;
+      if (window_bytes != "0") window_names[peer] = window_name;
+      every_window = every_window && window_bytes == std::to_string(options_.window_bytes);
+    }
+    for (int peer = 0; peer < size_; ++peer) {
+      if (peer == rank_) continue;
+      current = peer;
       segments_[peer] = shm::Segment::open(names[peer], bytes);
       const auto* header = reinterpret_cast<const SegmentHeader*>(segments_[peer].data());
       if (header->magic != kSegmentMagic || header->ring_bytes != ring ||
           header->world_size != static_cast<std::uint64_t>(size_)) {
-        throw Error(ErrorKind::protocol,
-                    fmt::format("rank {}: shared-memory segment {} of rank {} has another "
-                                "layout (a different Ringfuse version?)",
-                                rank_, names[peer], peer),
-                    rank_, peer);
+        throw core::error_at(ErrorKind::protocol, rank_, peer,
+                             "shared-memory segment {} of rank {} has another layout (a "
+                             "different Ringfuse version?)",
+                             names[peer], peer);
       }
-      const std::string window = store_.get(window_key(peer), time_left());
-      const auto space = window.find(' ');
-      if (space != std::string::npos) window_names[peer] = window.substr(space + 1);
-      every_window = every_window && window.substr(0, space) == std::to_string(options_.window_bytes);
-    }
-    if (every_window) {
-      for (int peer = 0; peer < size_; ++peer) {
-        if (peer == rank_) continue;
-        current = peer;
+      if (every_window) {
         windows[peer] = shm::Segment::open_on_demand(window_names[peer], options_.window_bytes);
       }
     }
     current = rank_;
     // Only after every rank mapped every segment may the names go: from then on the memory
     // lives exactly as long as the mappings, so no exit path can leak it.
-    store_.set(mapped_key(rank_), "1");
-    std::vector<std::string> keys;
-    for (int r = 0; r < size_; ++r) keys.push_back(mapped_key(r));
-    store_.wait(keys, time_left());
+    rendezvous::all_gather(world_, "shm/mapped", "1", rank_, size_, time_left());
     segments_[rank_].unlink();
     windows[rank_].unlink();
     if (every_window) {
@@ -394,17 +310,16 @@ void ShmTransport::map_segments(Clock::time_point deadline) {
   } catch (const std::exception& e) {
     // A rank that died between creating its segment and the barrier cannot unlink it; whoever
     // learnt the name does (removing a name others still need only fails a set-up that is
-    // failing anyway).
+    // failing anyway). Names nobody learnt are the launcher's to remove (launcher/
+    // shm_cleanup.hpp).
     for (const auto* list : {&names, &window_names}) {
       for (const auto& name : *list) {
         if (!name.empty()) ::shm_unlink(name.c_str());
       }
     }
     if (dynamic_cast<const Error*>(&e) != nullptr) throw;
-    throw Error(ErrorKind::system,
-                fmt::format("rank {}: set-up of shared memory with rank {} failed: {}", rank_,
-                            current, e.what()),
-                rank_, current == rank_ ? Error::kNoRank : current);
+    throw core::error_at(ErrorKind::system, rank_, current == rank_ ? Error::kNoRank : current,
+                         "set-up of shared memory with rank {} failed: {}", current, e.what());
   }
 
   writers_.resize(static_cast<std::size_t>(size_));
@@ -611,8 +526,8 @@ void ShmTransport::check_alive(int peer) {
 }
 
 void ShmTransport::fail(int peer, std::string what, bool peer_closed) {
-  const std::string message = describe_lost_peer(store_, options_.mesh.key_prefix, rank_,
-                                                 operation_, peer, what, peer_closed);
+  const std::string message = describe_lost_peer(world_, rank_, operation_, peer, what,
+                                                 peer_closed);
   aborted_ = message;
   liveness_.clear();  // closing every liveness connection tells every neighbour at once
   spdlog::error("{}", message);

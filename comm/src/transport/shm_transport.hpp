@@ -1,8 +1,10 @@
 // The data plane between ranks of one host: a single-producer/single-consumer ring in POSIX
 // shared memory for every ordered pair of ranks, set up once and reused by every collective.
 // Shared memory says nothing when a peer dies, so one TCP connection per peer stays open
-// beside the rings purely as a liveness channel: a waiting rank polls it and turns EOF or a
-// reset into the same peer-naming error, published through the store, as the TCP mesh.
+// beside the rings purely as a liveness channel (made, and authenticated with the job secret,
+// by the same full-mesh connect as the TCP mesh: full_mesh.hpp): a waiting rank polls it and
+// turns EOF or a reset into the same peer-naming error, published through the store, as the
+// TCP mesh.
 #pragma once
 
 #include <chrono>
@@ -12,7 +14,7 @@
 #include <string>
 #include <vector>
 
-#include "rendezvous/store.hpp"
+#include "rendezvous/prefix_store.hpp"
 #include "ringfuse/context.hpp"
 #include "transport/shm_ring.hpp"
 #include "transport/shm_segment.hpp"
@@ -53,7 +55,9 @@ class ShmTransport final : public Transport {
  public:
   /// Collective over all ranks, which must share this host: creates this rank's segment (the
   /// rings it receives on), maps every peer's, waits in the store until every rank has mapped
-  /// every segment, then unlinks its own name.
+  /// every segment, then unlinks its own name. Until then a SIGTERM, SIGINT or SIGHUP left at
+  /// its default action unlinks this rank's names before it kills the process
+  /// (unlink_on_signal.hpp).
   ShmTransport(int rank, int size, rendezvous::Store& store, ShmOptions options);
   /// Like ~TcpMesh: records an orderly close in the store unless this transport failed.
   ~ShmTransport() override;
@@ -109,8 +113,8 @@ class ShmTransport final : public Transport {
 
   int rank_;
   int size_;
-  rendezvous::Store& store_;
   ShmOptions options_;
+  rendezvous::PrefixStore world_;  // the store under options_.mesh.key_prefix
   WaitPolicy wait_;  // how an idle rank waits for its peers (shm_transport.cpp)
   std::string operation_ = "set-up";
   std::optional<std::string> aborted_;

@@ -9,7 +9,7 @@
 #include <string>
 #include <vector>
 
-#include "rendezvous/store.hpp"
+#include "rendezvous/prefix_store.hpp"
 #include "transport/socket.hpp"
 #include "transport/transport.hpp"
 
@@ -48,14 +48,6 @@ class TcpMesh final : public Transport {
   void set_operation(std::string label) override { operation_ = std::move(label); }
 
  private:
-  struct Peer {
-    Socket socket;
-    std::string address;  // host:port, for messages
-  };
-
-  void connect_to_lower_ranks(const std::vector<std::string>& addresses,
-                              std::chrono::steady_clock::time_point deadline);
-  void accept_from_higher_ranks(Socket& listener, std::chrono::steady_clock::time_point deadline);
   /// Records the failure for every rank (first one wins), closes every connection so that
   /// neighbours notice at once, and throws the error this rank reports.
   [[noreturn]] void fail(int peer, std::string what, bool peer_closed);
@@ -68,9 +60,9 @@ class TcpMesh final : public Transport {
 
   int rank_;
   int size_;
-  rendezvous::Store& store_;
   MeshOptions options_;
-  std::vector<Peer> peers_;
+  rendezvous::PrefixStore world_;  // the store under options_.key_prefix
+  std::vector<Socket> peers_;  // by peer rank, from connect_full_mesh()
   std::string operation_ = "set-up";
   std::optional<std::string> aborted_;
   bool stalled_ = false;  // an operation timed out: the store may be unreachable as well

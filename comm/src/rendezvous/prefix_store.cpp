@@ -1,0 +1,34 @@
+#include "rendezvous/prefix_store.hpp"
+
+namespace ringfuse::rendezvous {
+
+void PrefixStore::set(const std::string& key, std::string_view value) {
+  base_.set(prefix_ + key, value);
+}
+
+std::string PrefixStore::get(const std::string& key, std::chrono::milliseconds timeout) {
+  return base_.get(prefix_ + key, timeout);
+}
+
+void PrefixStore::wait(const std::vector<std::string>& keys, std::chrono::milliseconds timeout) {
+  base_.wait(prefixed(keys), timeout);
+}
+
+std::int64_t PrefixStore::add(const std::string& key, std::int64_t delta) {
+  return base_.add(prefix_ + key, delta);
+}
+
+bool PrefixStore::remove(const std::string& key) { return base_.remove(prefix_ + key); }
+
+bool PrefixStore::check(const std::vector<std::string>& keys) {
+  return base_.check(prefixed(keys));
+}
+
+std::vector<std::string> PrefixStore::prefixed(const std::vector<std::string>& keys) const {
+  std::vector<std::string> out;
+  out.reserve(keys.size());
+  for (const auto& key : keys) out.push_back(prefix_ + key);
+  return out;
+}
+
+}  // namespace ringfuse::rendezvous

@@ -1,0 +1,238 @@
+#include "transport/full_mesh.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+
+#include <algorithm>
+#include <array>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+#include <spdlog/spdlog.h>
+
+#include "core/errors.hpp"
+#include "rendezvous/all_gather.hpp"
+#include "rendezvous/auth.hpp"
+
+namespace ringfuse::transport {
+namespace {
+
+using Clock = std::chrono::steady_clock;
+
+constexpr std::uint32_t kHelloMagic = 0x52465345;  // "RFSE"
+constexpr std::uint32_t kProtocolVersion = 1;
+constexpr auto kHandshakeLimit = std::chrono::seconds(5);  // per accepted connection
+
+std::uint32_t fnv1a(std::string_view text) {
+  std::uint32_t hash = 2166136261u;
+  for (unsigned char c : text) {
+    hash ^= c;
+    hash *= 16777619u;
+  }
+  return hash;
+}
+
+struct Hello {
+  std::uint32_t magic;
+  std::uint32_t version;
+  std::uint32_t rank;
+  std::uint32_t job_hash;
+  std::array<char, rendezvous::auth::kNonceBytes> nonce;
+};
+
+using Proof = std::array<char, rendezvous::auth::kProofBytes>;
+
+std::string_view view(const std::array<char, rendezvous::auth::kNonceBytes>& nonce) {
+  return {nonce.data(), nonce.size()};
+}
+
+/// Each side's proof binds both nonces and both ranks, so it is good for this one connection.
+Proof mesh_proof(const std::string& secret, std::string_view side, const Hello& from,
+                 const Hello& to) {
+  const auto digest = rendezvous::auth::proof(
+      secret, fmt::format("mesh-{}-{}-{}", side, from.rank, to.rank), view(from.nonce),
+      view(to.nonce));
+  Proof proof{};
+  std::copy(digest.begin(), digest.end(), proof.begin());
+  return proof;
+}
+
+bool proof_matches(const Proof& got, const Proof& expected) {
+  return rendezvous::auth::proofs_equal({got.data(), got.size()},
+                                        {expected.data(), expected.size()});
+}
+
+Hello make_hello(int rank, const std::string& job_id) {
+  Hello hello{kHelloMagic, kProtocolVersion, static_cast<std::uint32_t>(rank), fnv1a(job_id), {}};
+  const auto nonce = rendezvous::auth::random_nonce();
+  std::copy(nonce.begin(), nonce.end(), hello.nonce.begin());
+  return hello;
+}
+
+std::pair<std::string, std::uint16_t> split_address(const std::string& address) {
+  const auto colon = address.rfind(':');
+  return {address.substr(0, colon),
+          static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1)))};
+}
+
+class MeshSetUp {
+ public:
+  MeshSetUp(int rank, int size, const FullMeshOptions& options, Clock::time_point deadline)
+      : rank_(rank), size_(size), options_(options), deadline_(deadline),
+        peers_(static_cast<std::size_t>(size)) {}
+
+  std::vector<Socket> run(rendezvous::Store& store) {
+    auto [listener, port] = listen_on(options_.advertise_host, size_ + 8);
+    const auto wait = std::max(
+        std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()),
+        std::chrono::milliseconds(1));
+    // Only the lower ranks' listeners are needed: rank 0 accepts at once.
+    const auto addresses =
+        rendezvous::gather_first(store, options_.address_key,
+                                 fmt::format("{}:{}", options_.advertise_host, port), rank_,
+                                 rank_, wait);
+    for (int peer = 0; peer < rank_; ++peer) connect_to(peer, addresses[peer]);
+    accept_higher_ranks(listener);
+    return std::move(peers_);
+  }
+
+ private:
+  void connect_to(int peer, const std::string& address) {
+    const Hello hello = make_hello(rank_, options_.job_id);
+    Socket socket;
+    Hello reply{};
+    Proof acceptor_proof{};
+    try {
+      const auto [host, port] = split_address(address);
+      socket = connect_with_retry(host, port, deadline_);
+      configure_data_socket(socket.fd(), options_.user_timeout);
+      if (!write_all(socket.fd(), &hello, sizeof(hello), deadline_) ||
+          !read_all(socket.fd(), &reply, sizeof(reply), deadline_) ||
+          !read_all(socket.fd(), acceptor_proof.data(), acceptor_proof.size(), deadline_)) {
+        throw core::error_at(ErrorKind::timeout, rank_, peer,
+                             "{}: timed out connecting to rank {} at {}", options_.purpose, peer,
+                             address);
+      }
+    } catch (const Error&) {
+      throw;
+    } catch (const std::exception& e) {
+      throw core::error_at(ErrorKind::peer_failure, rank_, peer,
+                           "{}: cannot connect to rank {} at {}: {}", options_.purpose, peer,
+                           address, e.what());
+    }
+    if (reply.magic != kHelloMagic || reply.rank != static_cast<std::uint32_t>(peer) ||
+        reply.job_hash != hello.job_hash) {
+      throw core::error_at(ErrorKind::protocol, rank_, peer,
+                           "{}: {} answered as rank {} of another job or protocol; check that "
+                           "RINGFUSE_JOB_ID and RINGFUSE_STORE_ADDR are the same for every rank",
+                           options_.purpose, address, reply.rank);
+    }
+    if (!proof_matches(acceptor_proof, mesh_proof(options_.secret, "acceptor", reply, hello))) {
+      throw core::error_at(ErrorKind::peer_failure, rank_, peer,
+                           "{}: rank {} at {} could not prove this job's secret; "
+                           "RINGFUSE_JOB_SECRET must be the same for every rank",
+                           options_.purpose, peer, address);
+    }
+    const Proof own_proof = mesh_proof(options_.secret, "connector", hello, reply);
+    if (!write_all(socket.fd(), own_proof.data(), own_proof.size(), deadline_)) {
+      throw core::error_at(ErrorKind::timeout, rank_, peer,
+                           "{}: timed out authenticating to rank {} at {}", options_.purpose,
+                           peer, address);
+    }
+    peers_[peer] = std::move(socket);
+  }
+
+  void accept_higher_ranks(Socket& listener) {
+    for (int missing = size_ - 1 - rank_; missing > 0;) {
+      pollfd pfd{listener.fd(), POLLIN, 0};
+      if (::poll(&pfd, 1, poll_timeout_ms(deadline_)) == 0) throw absent_ranks();
+      Socket socket(::accept4(listener.fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+      if (!socket.valid()) continue;
+      configure_data_socket(socket.fd(), options_.user_timeout);
+      if (const int peer = authenticate(socket); peer >= 0) {
+        peers_[peer] = std::move(socket);
+        --missing;
+      }
+    }
+  }
+
+  /// The peer rank the connection proved to be, or -1 (logged) when it is refused.
+  int authenticate(const Socket& socket) {
+    const auto limit = std::min(deadline_, Clock::now() + kHandshakeLimit);
+    Hello hello{};
+    try {
+      if (!read_all(socket.fd(), &hello, sizeof(hello), limit)) {
+        spdlog::warn("rank {}: {}: refused a connection that sent no complete hello within {} s",
+                     rank_, options_.purpose, kHandshakeLimit.count());
+        return -1;
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("rank {}: {}: dropped a connection during set-up: {}", rank_,
+                   options_.purpose, e.what());
+      return -1;
+    }
+    if (hello.magic != kHelloMagic || hello.version != kProtocolVersion ||
+        hello.job_hash != fnv1a(options_.job_id) ||
+        hello.rank <= static_cast<std::uint32_t>(rank_) ||
+        hello.rank >= static_cast<std::uint32_t>(size_) || peers_[hello.rank].valid()) {
+      spdlog::warn("rank {}: {}: refused a connection that is not a peer of this job (bad hello)",
+                   rank_, options_.purpose);
+      return -1;
+    }
+    // The connector proves the secret only after we have, so nothing of ours is an oracle
+    // for a process that lacks it; our proof binds its nonce, so it cannot be replayed.
+    const Hello own = make_hello(rank_, options_.job_id);
+    const Proof own_proof = mesh_proof(options_.secret, "acceptor", own, hello);
+    Proof connector_proof{};
+    try {
+      if (!write_all(socket.fd(), &own, sizeof(own), limit) ||
+          !write_all(socket.fd(), own_proof.data(), own_proof.size(), limit) ||
+          !read_all(socket.fd(), connector_proof.data(), connector_proof.size(), limit)) {
+        spdlog::warn("rank {}: {}: refused a connection claiming to be rank {}: it did not "
+                     "finish authenticating in time",
+                     rank_, options_.purpose, hello.rank);
+        return -1;
+      }
+    } catch (const std::exception& e) {
+      spdlog::warn("rank {}: {}: refused a connection claiming to be rank {}: {} (wrong job "
+                   "secret?)",
+                   rank_, options_.purpose, hello.rank, e.what());
+      return -1;
+    }
+    if (!proof_matches(connector_proof, mesh_proof(options_.secret, "connector", hello, own))) {
+      spdlog::warn("rank {}: {}: refused a connection claiming to be rank {}: wrong job secret "
+                   "(RINGFUSE_JOB_SECRET differs from this job's)",
+                   rank_, options_.purpose, hello.rank);
+      return -1;
+    }
+    return static_cast<int>(hello.rank);
+  }
+
+  Error absent_ranks() const {
+    std::vector<int> absent;
+    for (int peer = rank_ + 1; peer < size_; ++peer) {
+      if (!peers_[peer].valid()) absent.push_back(peer);
+    }
+    return core::error_at(ErrorKind::timeout, rank_, absent.front(),
+                          "{}: ranks [{}] did not connect in time; are they running, and can "
+                          "they reach this host?",
+                          options_.purpose, fmt::join(absent, ","));
+  }
+
+  int rank_;
+  int size_;
+  const FullMeshOptions& options_;
+  Clock::time_point deadline_;
+  std::vector<Socket> peers_;
+};
+
+}  // namespace
+
+std::vector<Socket> connect_full_mesh(int rank, int size, rendezvous::Store& store,
+                                      const FullMeshOptions& options,
+                                      std::chrono::steady_clock::time_point deadline) {
+  if (size <= 1) return std::vector<Socket>(static_cast<std::size_t>(std::max(size, 0)));
+  return MeshSetUp(rank, size, options, deadline).run(store);
+}
+
+}  // namespace ringfuse::transport

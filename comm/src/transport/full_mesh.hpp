@@ -1,0 +1,37 @@
+// The one way two ranks of a job open a TCP connection to each other: every rank publishes a
+// listener through the store, the higher rank of each pair connects, and both sides prove the
+// job secret (HMAC over fresh nonces, rendezvous/auth.hpp) before the connection is used.
+// The TCP mesh's data connections and the shared-memory transport's liveness connections are
+// both made here, so no connection a rank accepts skips the proof (SECURITY.md).
+#pragma once
+
+#include <chrono>
+#include <string>
+#include <vector>
+
+#include "rendezvous/store.hpp"
+#include "transport/socket.hpp"
+
+namespace ringfuse::transport {
+
+struct FullMeshOptions {
+  std::string advertise_host = "127.0.0.1";  // address peers connect to
+  std::string job_id;                        // hashed into the hello: tells jobs apart
+  std::string secret;                        // RINGFUSE_JOB_SECRET: proven by both sides
+  /// Store key the listeners' addresses are gathered under (`address_key/<rank>`).
+  std::string address_key = "mesh/addr";
+  /// What these connections are for, in error messages ("the TCP mesh").
+  std::string purpose = "the TCP mesh";
+  std::chrono::milliseconds user_timeout{10'000};  // TCP_USER_TIMEOUT on every connection
+};
+
+/// Collective over `size` ranks: returns one authenticated, non-blocking socket per peer,
+/// indexed by peer rank (this rank's slot stays invalid). A connection whose hello is not a
+/// peer's of this job, or whose proof is wrong or late (5 s), is dropped with a warning and
+/// the rank keeps waiting for the real peer. Throws ringfuse::Error naming the peer on a
+/// connect failure, a peer that cannot prove the secret, or `deadline`.
+std::vector<Socket> connect_full_mesh(int rank, int size, rendezvous::Store& store,
+                                      const FullMeshOptions& options,
+                                      std::chrono::steady_clock::time_point deadline);
+
+}  // namespace ringfuse::transport
