@@ -236,7 +236,8 @@ TEST(Tunables, EveryRowHasAFlagAndParsesItsOwnDefault) {
 }
 
 TEST(Tunables, StartUpLogShowsEveryEngineValueAndWhereItCameFrom) {
-  const auto env = env_of({{"RINGFUSE_CYCLE_TIME_MS", "2.5"}, {"RINGFUSE_FUSION_THRESHOLD", "64K"}});
+  const auto env =
+      env_of({{"RINGFUSE_CYCLE_TIME_MS", "2.5"}, {"RINGFUSE_FUSION_THRESHOLD", "64K"}});
   const auto log =
       ringfuse::engine::describe_config(ringfuse::core::parse_engine_config(env), env);
   EXPECT_NE(log.find("RINGFUSE_FUSION_THRESHOLD=64K (environment)"), std::string::npos) << log;

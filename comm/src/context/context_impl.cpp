@@ -345,8 +345,9 @@ void ContextImpl::barrier() {
 namespace ringfuse {
 
 WorldSpec world_from_environment() {
-  return context::only_ringfuse_errors(Error::kNoRank, "reading the world from the environment",
-                                       [] { return core::parse_world(core::process_environment()); });
+  return context::only_ringfuse_errors(
+      Error::kNoRank, "reading the world from the environment",
+      [] { return core::parse_world(core::process_environment()); });
 }
 
 Options options_from_environment() {

@@ -83,9 +83,10 @@ HostAddressCheck check_this_host_address(const std::string& host) {
   for (const in_addr candidate : candidates) named.push_back(text_of(candidate));
   std::vector<std::string> assigned;
   for (const in_addr a : here) assigned.push_back(text_of(a));
-  check.problem = fmt::format("{} {} not assigned to any interface of this host (its addresses: {})",
-                              fmt::join(named, ", "), named.size() == 1 ? "is" : "are",
-                              fmt::join(assigned, ", "));
+  check.problem =
+      fmt::format("{} {} not assigned to any interface of this host (its addresses: {})",
+                  fmt::join(named, ", "), named.size() == 1 ? "is" : "are",
+                  fmt::join(assigned, ", "));
   return check;
 }
 
