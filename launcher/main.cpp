@@ -16,6 +16,8 @@
 #include <string_view>
 #include <vector>
 
+#include "closest_flag.hpp"
+#include "descriptor_budget.hpp"
 #include "host_list.hpp"
 #include "health_server.hpp"
 #include "hostfile.hpp"
@@ -42,8 +44,6 @@ struct Options {
   std::string hostfile;
   std::string rsh_agent = "ssh";
   std::string store_addr;
-  double start_timeout_s = 60.0;
-  bool start_timeout_given = false;
   bool verbose = false;
   bool timestamp = false;
   std::string bind_to = "none";
@@ -57,23 +57,45 @@ struct Options {
   std::vector<std::string> command;
 };
 
+// Every spelling of `app`'s flags ("--np", "-n", ...), for suggestions.
+std::vector<std::string> known_flags(const CLI::App& app) {
+  std::vector<std::string> flags{"-np"};
+  for (const CLI::Option* option : app.get_options()) {
+    for (const auto& name : option->get_lnames()) flags.push_back("--" + name);
+    for (const auto& name : option->get_snames()) flags.push_back("-" + name);
+  }
+  return flags;
+}
+
 // mpirun users type "-np 4", but CLI11 only has one-letter short options, so the leading
 // launcher flags are rewritten to "--np" before parsing. Only our own flags are touched: the
 // scan stops at "--" or at the program, whose arguments are never rewritten; the value after
-// any of `app`'s options that takes one is skipped.
+// any of `app`'s options that takes one is skipped. A flag `app` does not know is refused here
+// (CLI11 would take it, and everything after it, for the program), with the nearest known one.
 std::vector<std::string> normalize_arguments(const CLI::App& app, int argc, char** argv) {
   std::vector<std::string> args(argv + 1, argv + argc);
   for (std::size_t i = 0; i < args.size(); ++i) {
     std::string& arg = args[i];
-    if (arg == "--" || arg.empty() || arg[0] != '-') break;
+    if (arg == "--" || arg.size() < 2 || arg[0] != '-') break;
     if (arg == "-np") {
       arg = "--np";
     } else if (arg.starts_with("-np=")) {
       arg = std::string("--np=").append(arg, 4);
       continue;
     }
-    const CLI::Option* option = app.get_option_no_throw(arg);
-    if (option != nullptr && option->get_expected_min() > 0) ++i;
+    // "--name=value" and "-nVALUE" carry their value; "--name VALUE" and "-n VALUE" do not.
+    const bool is_long = arg.starts_with("--");
+    const std::string name = is_long ? arg.substr(0, arg.find('=')) : arg.substr(0, 2);
+    const CLI::Option* option = app.get_option_no_throw(name);
+    if (option == nullptr) {
+      const std::string typed = is_long ? name : arg;
+      throw CLI::ParseError(
+          "unknown flag '" + typed + "'; did you mean '" + closest_flag(typed, known_flags(app)) +
+              "'? (ringfuse-run's flags go before PROGRAM; put '--' before a PROGRAM whose "
+              "name starts with '-')",
+          CLI::ExitCodes::ExtrasError);
+    }
+    if (option->get_expected_min() > 0 && name == arg) ++i;
   }
   return args;
 }
@@ -110,9 +132,13 @@ int parse_command_line(int argc, char** argv, Options& options) {
       "--k8s-service, from a Kubernetes Secret), else a fresh random one.\n\n"
       "Exit status: 0 when every rank exits 0; otherwise the first failing rank's status "
       "(128+signal if a signal ended it), after the other ranks were stopped (SIGTERM, then "
-      "SIGKILL after 5 s); 127 if PROGRAM cannot be executed; 2 for bad flags; 1 when the "
+      "SIGKILL after 5 s); 127 if PROGRAM cannot be executed; 2 for bad flags (an unknown "
+      "flag, an invalid value, more ranks than the open-file limit allows); 1 when the "
       "launcher itself fails (discovery, store, membership). SIGINT, SIGTERM and SIGHUP are "
-      "forwarded to every rank; a second one kills them.");
+      "forwarded to every rank; a second one kills them.\n\n"
+      "Each tunable flag sets its RINGFUSE_* variable for every rank, checked as ringfuse::init() "
+      "checks it; a tunable not given keeps the launcher's environment's value, else the "
+      "default shown.");
   app.prefix_command();  // everything from PROGRAM on belongs to PROGRAM
   app.option_defaults()->always_capture_default();
 
@@ -137,25 +163,12 @@ int parse_command_line(int argc, char** argv, Options& options) {
                  "Address remote ranks reach the store at (default: 127.0.0.1 when every host "
                  "is a loopback address, else this host's name)")
       ->type_name("ADDR");
-  app.add_option("--start-timeout", options.start_timeout_s,
-                 "Seconds for start-up: Kubernetes discovery and agreement, and the ranks' "
-                 "rendezvous (sets RINGFUSE_CONNECT_TIMEOUT_S)")
-      ->type_name("S")
-      ->check(CLI::Validator(
-          [](std::string& value) -> std::string {
-            double s = 0;
-            if (!CLI::detail::lexical_cast(value, s) || !(s > 0)) {
-              return "the start timeout must be a positive number of seconds, not '" + value + "'";
-            }
-            return {};
-          },
-          "S>0"));
   app.add_option("--health-port", options.health_port,
                  "Serve HTTP on 0.0.0.0:P for probes and Prometheus: GET /healthz (200 'ok' "
                  "until a rank fails, then 503 with the reason), /readyz (200 once every local "
                  "rank was started, after discovery and agreement with --k8s-service; 503 "
                  "'starting: ...' before), /metrics (ranks by state, local ranks, uptime, exit "
-                 "codes; Prometheus text format); 0 = off")
+                 "codes; Prometheus text format); 0 = off. Sets each rank's RINGFUSE_PROGRESS_FILE")
       ->type_name("P")
       ->check(CLI::Range(0, 65535));
   app.add_option("--bind-to", options.bind_to,
@@ -193,15 +206,14 @@ int parse_command_line(int argc, char** argv, Options& options) {
       ->check(CLI::Range(1, 65535));
   options.tunables.add_to(app);
 
-  auto args = normalize_arguments(app, argc, argv);
-  std::reverse(args.begin(), args.end());  // CLI11 parses a vector from the back
   try {
+    auto args = normalize_arguments(app, argc, argv);
+    std::reverse(args.begin(), args.end());  // CLI11 parses a vector from the back
     app.parse(args);
   } catch (const CLI::ParseError& e) {
     const int code = app.exit(e);
     return code == 0 ? 0 : kUsageError;
   }
-  options.start_timeout_given = app.count("--start-timeout") > 0;
   options.command = app.remaining();
   if (!options.command.empty() && options.command.front() == "--") {
     options.command.erase(options.command.begin());
@@ -222,6 +234,18 @@ int parse_command_line(int argc, char** argv, Options& options) {
   if (options.np == 0 && (k8s->count() > 0 || (options.hosts.empty() && options.hostfile.empty()))) {
     return usage("-np N is required (the number of ranks)");
   }
+  if (const auto problem = options.tunables.inconsistency()) return usage(*problem);
+  if (options.np > 0) {
+    // With --k8s-service this pod supervises its own ranks, and pod 0 serves the store to
+    // every rank and pod; otherwise this launcher does both for all of them.
+    const bool k8s_mode = k8s->count() > 0;
+    const DescriptorNeed need{k8s_mode ? options.nproc_per_pod : options.np,
+                              k8s_mode ? options.np + options.np / options.nproc_per_pod
+                                       : options.np};
+    if (const auto shortfall = descriptor_shortfall(need)) {
+      return usage("-np " + std::to_string(options.np) + ": " + *shortfall);
+    }
+  }
   return -1;
 }
 
@@ -239,11 +263,7 @@ JobIdentity job_identity() {
 }
 
 std::map<std::string, std::string> rank_variables(const Options& options) {
-  auto variables = options.tunables.variables();
-  if (options.start_timeout_given) {
-    variables["RINGFUSE_CONNECT_TIMEOUT_S"] = std::to_string(options.start_timeout_s);
-  }
-  return variables;
+  return options.tunables.variables();
 }
 
 SupervisorOptions supervisor_options(const Options& options, HealthState* health) {
@@ -292,6 +312,11 @@ int run_hosts(const Options& options, SignalPipe& signals, HealthState* health) 
                                               : read_hostfile(options.hostfile);
   const auto placements = place_ranks(hosts, options.np);
   const int np = placements.back().first_rank + placements.back().local_size;
+  if (const auto shortfall = descriptor_shortfall(DescriptorNeed{np, np})) {
+    report(std::to_string(np) + " ranks (the hosts' slots): " + *shortfall +
+           "; see ringfuse-run --help");
+    return kUsageError;
+  }
   const bool any_remote = std::any_of(placements.begin(), placements.end(),
                                       [](const Placement& p) { return !is_local_host(p.host); });
   // Remote ranks need the store on an address they can reach: it listens on every address,
@@ -311,10 +336,13 @@ int run_hosts(const Options& options, SignalPipe& signals, HealthState* health) 
   const auto variables = rank_variables(options);
   const auto agent = split_agent(options.rsh_agent);
   const std::string cwd = std::filesystem::current_path().string();
-  // Our own RINGFUSE_* settings (tunables from the environment) travel to remote ranks too.
+  // Our own RINGFUSE_* settings (tunables from the environment) travel to remote ranks too,
+  // except this host's own address.
   std::vector<std::string> forwarded;
   for (const auto& entry : JobEnvironment::current_environment()) {
-    if (entry.starts_with("RINGFUSE_")) forwarded.push_back(entry);
+    if (entry.starts_with("RINGFUSE_") && !entry.starts_with("RINGFUSE_HOST_ADDR=")) {
+      forwarded.push_back(entry);
+    }
   }
   if (options.verbose) {
     report("job " + identity.job_id + ": " + std::to_string(np) + " ranks on " +
@@ -330,7 +358,11 @@ int run_hosts(const Options& options, SignalPipe& signals, HealthState* health) 
     layout.cross_rank = placement.cross_rank;
     layout.cross_size = static_cast<int>(placements.size());
     layout.first_rank = placement.first_rank;
-    auto environment = make_environment(layout, store_addr, store.port(), identity, variables);
+    // --host-addr names an address of this host: only its own ranks advertise it.
+    auto host_variables = variables;
+    if (!is_local_host(placement.host)) host_variables.erase("RINGFUSE_HOST_ADDR");
+    auto environment =
+        make_environment(layout, store_addr, store.port(), identity, host_variables);
     // Ranks advertise the address their host was named by, so peers connect to that host.
     if (is_ip_literal(placement.host) && !is_local_host(placement.host)) {
       environment.set_extra("RINGFUSE_HOST_ADDR", placement.host);
@@ -381,8 +413,7 @@ int run(const Options& options) {
     k8s.nproc_per_pod = options.nproc_per_pod;
     if (!options.dns_server.empty()) k8s.dns_server = options.dns_server;
     k8s.port = options.port;
-    k8s.start_timeout =
-        std::chrono::milliseconds(static_cast<long long>(options.start_timeout_s * 1000));
+    k8s.start_timeout = options.tunables.options().connect_timeout;
     k8s.rank_variables = rank_variables(options);
     k8s.supervisor = supervisor_options(options, health);
     return run_k8s(k8s, options.command, signals);

@@ -3,6 +3,7 @@
 // Every run has a hard wall-clock limit so a broken launcher fails the test instead of hanging.
 #include <fcntl.h>
 #include <sched.h>
+#include <sys/resource.h>
 #include <gtest/gtest.h>
 #include <poll.h>
 #include <signal.h>
@@ -406,7 +407,7 @@ TEST(Launcher, RejectsBadRankCounts) {
   EXPECT_EQ(no_program.exit_code, 2);
   const auto bad_timeout = run_launcher({"-np", "1", "--start-timeout", "0", "--", "/bin/true"});
   EXPECT_EQ(bad_timeout.exit_code, 2);
-  EXPECT_NE(bad_timeout.err.find("start timeout"), std::string::npos) << bad_timeout.err;
+  EXPECT_NE(bad_timeout.err.find("--start-timeout"), std::string::npos) << bad_timeout.err;
 }
 
 TEST(Launcher, BindToCoreGivesEachRankOneCpuOfTheLaunchersOwn) {
@@ -450,6 +451,106 @@ TEST(Launcher, HelpListsFlagsWithDefaults) {
   for (const char* flag : {"--np", "-np", "--start-timeout", "=60", "--verbose", "--timestamp"}) {
     EXPECT_NE(r.out.find(flag), std::string::npos) << flag << " missing from\n" << r.out;
   }
+}
+
+// Issue #16.5: every tunable of the README's table has its flag, with its variable and default.
+TEST(Launcher, HelpListsEveryTunableWithItsVariable) {
+  const auto r = run_launcher({"--help"});
+  ASSERT_EQ(r.exit_code, 0);
+  const std::map<std::string, std::string> flags{
+      {"RINGFUSE_ALGO", "--algo"},
+      {"RINGFUSE_TRANSPORT", "--transport"},
+      {"RINGFUSE_HIERARCHICAL", "--hierarchical"},
+      {"RINGFUSE_BACKEND", "--backend"},
+      {"RINGFUSE_TIMEOUT_S", "--timeout"},
+      {"RINGFUSE_CONNECT_TIMEOUT_S", "--start-timeout"},
+      {"RINGFUSE_HOST_ADDR", "--host-addr"},
+      {"RINGFUSE_LOG_LEVEL", "--log-level"},
+      {"RINGFUSE_PROGRESS_FILE", "--health-port"},
+      {"RINGFUSE_FUSION_THRESHOLD", "--fusion-threshold"},
+      {"RINGFUSE_FUSION_INPLACE_MIN", "--fusion-inplace-min"},
+      {"RINGFUSE_FUSION_LOOKAHEAD", "--fusion-lookahead"},
+      {"RINGFUSE_FUSION_SHM", "--fusion-shm"},
+      {"RINGFUSE_CYCLE_TIME_MS", "--cycle-time-ms"},
+      {"RINGFUSE_CACHE_CAPACITY", "--cache-capacity"},
+      {"RINGFUSE_STALL_TIMEOUT_S", "--stall-timeout"},
+      {"RINGFUSE_STALL_ABORT_S", "--stall-abort"},
+      {"RINGFUSE_TIMELINE", "--timeline"}};
+  for (const auto& [variable, flag] : flags) {
+    EXPECT_NE(r.out.find(flag + " "), std::string::npos) << flag << " missing from\n" << r.out;
+    EXPECT_NE(r.out.find(variable), std::string::npos) << variable << " missing from\n" << r.out;
+  }
+  EXPECT_NE(r.out.find("--fusion-lookahead N=64"), std::string::npos) << r.out;
+}
+
+// Issue #22.4: a mistyped flag used to be taken for the program (exit 127).
+TEST(Launcher, UnknownFlagIsRefusedWithTheClosestValidOne) {
+  const auto r = run_launcher({"--transprot", "tcp", "-np", "1", "--", "/bin/true"});
+  ASSERT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("unknown flag '--transprot'"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("did you mean '--transport'"), std::string::npos) << r.err;
+  const auto after_np = run_launcher({"-np", "1", "--verbos", "--", "/bin/true"});
+  EXPECT_EQ(after_np.exit_code, 2) << after_np.err;
+  EXPECT_NE(after_np.err.find("did you mean '--verbose'"), std::string::npos) << after_np.err;
+  // Attached values are fine, and the program's own flags stay the program's.
+  const auto attached = run_launcher({"--np=1", "--algo=ring", "/bin/echo", "--transprot"});
+  EXPECT_EQ(attached.exit_code, 0) << attached.err;
+  EXPECT_EQ(attached.out, "[0] --transprot\n");
+}
+
+// Issue #22.4: invalid tunable flags exited 1, although usage errors exit 2.
+TEST(Launcher, InvalidTunableFlagIsAUsageError) {
+  const auto r = run_launcher({"--algo", "butterfly", "-np", "1", "--", "/bin/true"});
+  ASSERT_FALSE(r.timed_out);
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_NE(r.err.find("--algo"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("RINGFUSE_ALGO"), std::string::npos) << r.err;
+  const auto host = run_launcher({"--host-addr", "8.8.8.8", "-np", "1", "--", "/bin/true"});
+  EXPECT_EQ(host.exit_code, 2) << host.err;
+  EXPECT_NE(host.err.find("RINGFUSE_HOST_ADDR"), std::string::npos) << host.err;
+  const auto stall =
+      run_launcher({"--stall-timeout", "30", "--stall-abort", "10", "-np", "1", "--", "/bin/true"});
+  EXPECT_EQ(stall.exit_code, 2) << stall.err;
+  EXPECT_NE(stall.err.find("--stall-abort"), std::string::npos) << stall.err;
+}
+
+// Lowers this process's open-file limit (inherited by the launchers it starts) for one scope.
+class ScopedOpenFileLimit {
+ public:
+  explicit ScopedOpenFileLimit(rlim_t soft) {
+    ::getrlimit(RLIMIT_NOFILE, &saved_);
+    rlimit lowered = saved_;
+    lowered.rlim_cur = soft;
+    EXPECT_EQ(::setrlimit(RLIMIT_NOFILE, &lowered), 0);
+  }
+  ~ScopedOpenFileLimit() { ::setrlimit(RLIMIT_NOFILE, &saved_); }
+  ScopedOpenFileLimit(const ScopedOpenFileLimit&) = delete;
+  ScopedOpenFileLimit& operator=(const ScopedOpenFileLimit&) = delete;
+
+ private:
+  rlimit saved_{};
+};
+
+// Issue #22.4: -np beyond what the launcher's descriptors can hold ran out of them half-way
+// and kept running; it is refused before any rank starts, with the ulimit -n to ask for.
+// The limit is lowered so that the test never depends on (or, on a broken launcher, exhausts)
+// the machine's own.
+TEST(Launcher, MoreRanksThanOpenFilesAreRefusedBeforeSpawning) {
+  ScopedOpenFileLimit limit(128);
+  const auto r = run_launcher(sh(100, "echo started"), {}, std::nullopt, 30s);
+  ASSERT_FALSE(r.timed_out);
+  ASSERT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_EQ(r.out.find("started"), std::string::npos) << "no rank may start";
+  EXPECT_NE(r.err.find("-np 100:"), std::string::npos) << r.err;
+  EXPECT_NE(r.err.find("ulimit -n"), std::string::npos) << r.err;
+  const auto huge = run_launcher({"-np", "100000", "--", "/bin/true"}, {}, std::nullopt, 30s);
+  ASSERT_FALSE(huge.timed_out);
+  EXPECT_EQ(huge.exit_code, 2) << huge.err;
+  EXPECT_NE(huge.err.find("ulimit -n"), std::string::npos) << huge.err;
+  // A job that fits still runs under the same limit.
+  const auto fits = run_launcher(sh(4, "echo started"), {}, std::nullopt, 30s);
+  EXPECT_EQ(fits.exit_code, 0) << fits.err;
 }
 
 }  // namespace

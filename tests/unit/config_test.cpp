@@ -1,9 +1,17 @@
 // The environment contract: which variables describe the world, and the errors for bad values.
 #include <gtest/gtest.h>
 
+#include <cstdlib>
+#include <functional>
 #include <map>
+#include <optional>
+#include <typeinfo>
 
 #include "core/environment.hpp"
+#include "core/tunables.hpp"
+#include "engine/config.hpp"
+#include "rendezvous/tcp_store.hpp"
+#include "ringfuse/context.hpp"
 #include "ringfuse/error.hpp"
 
 namespace {
@@ -174,6 +182,154 @@ TEST(Options, FusionInSharedMemoryIsOffUnlessAskedFor) {
   EXPECT_FALSE(parse("0"));
   EXPECT_NE(config_error({{"RINGFUSE_FUSION_SHM", "yes"}}).find("RINGFUSE_FUSION_SHM='yes'"),
             std::string::npos);
+}
+
+TEST(Options, LogLevelHostAddressAndProgressFileAreParsedWithTheOthers) {
+  const auto options = ringfuse::core::parse_options(
+      env_of({{"RINGFUSE_LOG_LEVEL", "debug"},
+              {"RINGFUSE_HOST_ADDR", "127.0.0.5"},
+              {"RINGFUSE_PROGRESS_FILE", "/tmp/progress.0"}}));
+  EXPECT_EQ(options.log_level, "debug");
+  EXPECT_EQ(options.host_addr, "127.0.0.5");
+  EXPECT_EQ(options.progress_file, "/tmp/progress.0");
+  EXPECT_NE(config_error({{"RINGFUSE_LOG_LEVEL", "loud"}}).find("RINGFUSE_LOG_LEVEL='loud'"),
+            std::string::npos);
+}
+
+// Issue #22.3: an address that is not this host's used to escape init() as a plain C++
+// exception (exit 134); it is refused when the variable is read, naming it.
+TEST(Options, HostAddressMustBeOneOfThisHostsAddresses) {
+  for (const std::string bad : {"abc", "::1", "8.8.8.8", "", "ringfuse-no-such-host.invalid"}) {
+    const auto message = config_error({{"RINGFUSE_HOST_ADDR", bad}});
+    EXPECT_NE(message.find("environment variable RINGFUSE_HOST_ADDR='" + bad + "' is invalid"),
+              std::string::npos)
+        << bad << ": " << message;
+    EXPECT_NE(message.find("of this host"), std::string::npos) << message;
+  }
+  EXPECT_NE(config_error({{"RINGFUSE_HOST_ADDR", "::1"}}).find("IPv6"), std::string::npos);
+  EXPECT_NE(config_error({{"RINGFUSE_HOST_ADDR", "8.8.8.8"}}).find("not assigned"),
+            std::string::npos);
+  // A name is resolved to the address peers will be given; every 127/8 address is this host's.
+  const auto host_addr = [](const std::string& value) {
+    return ringfuse::core::parse_options(env_of({{"RINGFUSE_HOST_ADDR", value}})).host_addr;
+  };
+  EXPECT_EQ(host_addr("localhost"), "127.0.0.1");
+  EXPECT_EQ(host_addr("127.0.0.2"), "127.0.0.2");
+}
+
+// The table is what the parser, the start-up log and ringfuse-run --help walk: each row must
+// take back what it shows as its default, and name a flag.
+TEST(Tunables, EveryRowHasAFlagAndParsesItsOwnDefault) {
+  const ringfuse::Options defaults;
+  for (const auto& row : ringfuse::core::tunables()) {
+    EXPECT_TRUE(std::string(row.flag).starts_with("--")) << row.variable;
+    EXPECT_FALSE(row.help.empty()) << row.variable;
+    EXPECT_EQ(ringfuse::core::find_tunable(row.variable), &row);
+    const std::string shown = row.show(defaults);
+    if (shown.empty()) continue;  // unset by default (timeline, host address, ...)
+    ringfuse::Options parsed;
+    EXPECT_EQ(row.parse(shown, parsed), std::nullopt) << row.variable << "=" << shown;
+    EXPECT_EQ(row.show(parsed), shown) << row.variable;
+  }
+  EXPECT_NE(ringfuse::core::find_tunable("RINGFUSE_FUSION_LOOKAHEAD"), nullptr);
+  EXPECT_EQ(ringfuse::core::find_tunable("RINGFUSE_FUSION_LOOKAHEAD")->flag, "--fusion-lookahead");
+}
+
+TEST(Tunables, StartUpLogShowsEveryEngineValueAndWhereItCameFrom) {
+  const auto env =
+      env_of({{"RINGFUSE_CYCLE_TIME_MS", "2.5"}, {"RINGFUSE_FUSION_THRESHOLD", "64K"}});
+  const auto log =
+      ringfuse::engine::describe_config(ringfuse::core::parse_engine_config(env), env);
+  EXPECT_NE(log.find("RINGFUSE_FUSION_THRESHOLD=64K (environment)"), std::string::npos) << log;
+  EXPECT_NE(log.find("RINGFUSE_CYCLE_TIME_MS=2.5 (environment)"), std::string::npos) << log;
+  EXPECT_NE(log.find("RINGFUSE_FUSION_LOOKAHEAD=64 (default)"), std::string::npos) << log;
+  EXPECT_NE(log.find("RINGFUSE_TIMELINE=(none) (default)"), std::string::npos) << log;
+  for (const auto& row : ringfuse::core::tunables()) {
+    const bool listed = log.find(std::string(row.variable) + "=") != std::string::npos;
+    EXPECT_EQ(listed, row.scope == ringfuse::core::TunableScope::engine) << row.variable;
+  }
+}
+
+// Sets environment variables for one test and restores them.
+class ScopedEnvironment {
+ public:
+  explicit ScopedEnvironment(const std::map<std::string, std::string>& vars) {
+    for (const auto& [name, value] : vars) {
+      const char* old = std::getenv(name.c_str());
+      saved_[name] = old ? std::optional<std::string>(old) : std::nullopt;
+      ::setenv(name.c_str(), value.c_str(), 1);
+    }
+  }
+  ~ScopedEnvironment() {
+    for (const auto& [name, value] : saved_) {
+      if (value) {
+        ::setenv(name.c_str(), value->c_str(), 1);
+      } else {
+        ::unsetenv(name.c_str());
+      }
+    }
+  }
+  ScopedEnvironment(const ScopedEnvironment&) = delete;
+  ScopedEnvironment& operator=(const ScopedEnvironment&) = delete;
+
+ private:
+  std::map<std::string, std::optional<std::string>> saved_;
+};
+
+// What init() let out for `body`: "" for a ringfuse::Error (its message in `message`), the
+// exception's type for anything else.
+std::string escaped_from_init(const std::function<void()>& body, std::string& message) {
+  try {
+    body();
+  } catch (const Error& e) {
+    message = e.what();
+    return "";
+  } catch (const std::exception& e) {
+    message = e.what();
+    return typeid(e).name();
+  }
+  return "nothing";
+}
+
+// Issue #22.3 as a user met it: rank 0 of two, a real store, and a host address that is not
+// this host's. Every such value must come out of init() as a ringfuse::Error naming the
+// variable, never as another exception (which, uncaught, aborted the program).
+TEST(Environment, InitRefusesAHostAddressOfAnotherHostWithARingfuseError) {
+  ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0, "tunables-secret");
+  for (const std::string bad : {"abc", "::1", "8.8.8.8"}) {
+    ScopedEnvironment env({{"RINGFUSE_RANK", "0"},
+                           {"RINGFUSE_SIZE", "2"},
+                           {"RINGFUSE_STORE_ADDR", "127.0.0.1:" + std::to_string(store.port())},
+                           {"RINGFUSE_JOB_ID", "host-addr-" + bad},
+                           {"RINGFUSE_JOB_SECRET", "tunables-secret"},
+                           {"RINGFUSE_TRANSPORT", "tcp"},
+                           {"RINGFUSE_CONNECT_TIMEOUT_S", "5"},
+                           {"RINGFUSE_HOST_ADDR", bad}});
+    std::string message;
+    EXPECT_EQ(escaped_from_init([] { ringfuse::init(); }, message), "") << bad << ": " << message;
+    EXPECT_NE(message.find("RINGFUSE_HOST_ADDR"), std::string::npos) << bad << ": " << message;
+  }
+}
+
+// init() with hand-built Options (no environment): whatever fails below is still a
+// ringfuse::Error, saying what failed.
+TEST(Environment, InitLetsOnlyRingfuseErrorsOut) {
+  ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0, "tunables-secret");
+  ringfuse::WorldSpec world;
+  world.rank = 0;
+  world.size = 2;
+  world.store_host = "127.0.0.1";
+  world.store_port = store.port();
+  world.job_id = "only-ringfuse-errors";
+  world.job_secret = "tunables-secret";
+  ringfuse::Options options;
+  options.transport = ringfuse::TransportKind::tcp;
+  options.connect_timeout = std::chrono::seconds(5);
+  options.host_addr = "not-an-address";
+  std::string message;
+  EXPECT_EQ(escaped_from_init([&] { ringfuse::init(world, options); }, message), "") << message;
+  EXPECT_NE(message.find("rank 0: init() failed"), std::string::npos) << message;
+  EXPECT_NE(message.find("not-an-address"), std::string::npos) << message;
 }
 
 }  // namespace

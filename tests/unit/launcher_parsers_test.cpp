@@ -2,14 +2,22 @@
 // Kubernetes pod identity and the discovery verdicts.
 #include <gtest/gtest.h>
 
-#include <map>
-#include <stdexcept>
+#include <CLI/CLI.hpp>
 
+#include <algorithm>
+#include <chrono>
+#include <map>
+#include <optional>
+#include <stdexcept>
+#include <vector>
+
+#include "closest_flag.hpp"
 #include "host_list.hpp"
 #include "hostfile.hpp"
 #include "k8s_discovery.hpp"
 #include "k8s_identity.hpp"
 #include "rsh_command.hpp"
+#include "tunables.hpp"
 #include "ringfuse/error.hpp"
 
 namespace {
@@ -226,6 +234,73 @@ TEST(Discovery, BySortedAddress) {
 
   round.service = ok({"10.0.0.1", "10.0.0.2", "10.0.0.3", "10.0.0.4"});
   EXPECT_EQ(evaluate_discovery(kSpec, self, round).kind, DiscoveryVerdict::Kind::fatal);
+}
+
+TEST(ClosestFlag, SuggestsTheNearestSpelling) {
+  const std::vector<std::string> known{"--np", "-np", "--transport", "--timeout", "--timeline",
+                                       "--verbose", "--hostfile", "-H"};
+  EXPECT_EQ(closest_flag("--transprot", known), "--transport");
+  EXPECT_EQ(closest_flag("--timeot", known), "--timeout");
+  EXPECT_EQ(closest_flag("--verbos", known), "--verbose");
+  EXPECT_EQ(closest_flag("--host-file", known), "--hostfile");
+  EXPECT_EQ(closest_flag("-nP", known), "-np");
+  EXPECT_EQ(closest_flag("--x", {}), "");
+}
+
+// Parses `args` (in command-line order) into a fresh app with the tunables' flags; returns the
+// CLI11 error, or "" when parsing succeeded.
+std::string parse_tunables(Tunables& tunables, std::vector<std::string> args) {
+  CLI::App app{"test"};
+  tunables.add_to(app);
+  std::reverse(args.begin(), args.end());
+  try {
+    app.parse(args);
+  } catch (const CLI::ParseError& e) {
+    return e.what();
+  }
+  return "";
+}
+
+// Issue #22.4: a bad tunable value is a usage error while the flags are read (exit 2), naming
+// the flag, its variable and what it takes; before, it was found later and exited 1.
+TEST(Tunables, FlagsAreCheckedByTheLibrarysParserAsTheyAreRead) {
+  Tunables tunables;
+  const auto error = parse_tunables(tunables, {"--algo", "butterfly"});
+  EXPECT_NE(error.find("--algo"), std::string::npos) << error;
+  EXPECT_NE(error.find("RINGFUSE_ALGO"), std::string::npos) << error;
+  EXPECT_NE(error.find("one of auto, ring, tree, rhd"), std::string::npos) << error;
+  for (const auto& bad :
+       {std::vector<std::string>{"--timeout", "0"}, {"--fusion-threshold", "2T"},
+        {"--log-level", "loud"}, {"--host-addr", "8.8.8.8"}, {"--fusion-lookahead", "-1"},
+        {"--start-timeout", "soon"}}) {
+    Tunables fresh;
+    EXPECT_NE(parse_tunables(fresh, bad), "") << bad[0] << " " << bad[1];
+  }
+}
+
+TEST(Tunables, EveryTunableHasAFlagThatSetsItsVariable) {
+  Tunables tunables;
+  ASSERT_EQ(parse_tunables(tunables, {"--fusion-lookahead", "8", "--start-timeout", "7.5",
+                                      "--host-addr", "127.0.0.3", "--log-level", "debug",
+                                      "--algo", "ring"}),
+            "");
+  EXPECT_EQ(tunables.variables(),
+            (std::map<std::string, std::string>{{"RINGFUSE_FUSION_LOOKAHEAD", "8"},
+                                                {"RINGFUSE_CONNECT_TIMEOUT_S", "7.5"},
+                                                {"RINGFUSE_HOST_ADDR", "127.0.0.3"},
+                                                {"RINGFUSE_LOG_LEVEL", "debug"},
+                                                {"RINGFUSE_ALGO", "ring"}}));
+  EXPECT_EQ(tunables.options().connect_timeout, std::chrono::milliseconds(7500));
+  EXPECT_EQ(tunables.options().engine.fusion_lookahead, 8u);
+  EXPECT_EQ(tunables.inconsistency(), std::nullopt);
+
+  Tunables contradicting;
+  ASSERT_EQ(parse_tunables(contradicting, {"--stall-timeout", "30", "--stall-abort", "10"}), "");
+  const auto problem = contradicting.inconsistency();
+  ASSERT_TRUE(problem.has_value());
+  EXPECT_NE(problem->find("--stall-abort (10 s) is below --stall-timeout (30 s)"),
+            std::string::npos)
+      << *problem;
 }
 
 }  // namespace

@@ -59,6 +59,15 @@ struct Options {
   TransportKind transport = TransportKind::automatic;  // RINGFUSE_TRANSPORT
   BackendKind backend = BackendKind::automatic;        // RINGFUSE_BACKEND
   Hierarchical hierarchical = Hierarchical::automatic; // RINGFUSE_HIERARCHICAL
+  /// RINGFUSE_HOST_ADDR: the IPv4 address this rank advertises to its peers, one of this
+  /// host's; empty: the address it reaches the rendezvous store from.
+  std::string host_addr;
+  /// RINGFUSE_LOG_LEVEL: spdlog level (trace, debug, info, warn, error, critical, off) set by
+  /// init(); empty leaves the process's level as it is.
+  std::string log_level;
+  /// RINGFUSE_PROGRESS_FILE: the record ringfuse-run --health-port reads this rank's progress
+  /// from; empty: none.
+  std::string progress_file;
   EngineConfig engine;                                 // the asynchronous engine's tunables
 };
 
@@ -110,13 +119,14 @@ class Context {
 };
 
 /// Reads the world from the environment (RINGFUSE_* first, then torchrun's RANK/WORLD_SIZE/
-/// MASTER_ADDR/MASTER_PORT, else a world of one) and the tunables (RINGFUSE_ALGO,
-/// RINGFUSE_BACKEND, RINGFUSE_TIMEOUT_S, RINGFUSE_CONNECT_TIMEOUT_S), then connects to every
-/// peer.
-/// Throws ringfuse::Error naming the variable for an invalid value.
+/// MASTER_ADDR/MASTER_PORT, else a world of one) and the tunables (every RINGFUSE_* variable
+/// of the README's table: RINGFUSE_ALGO, RINGFUSE_TIMEOUT_S, RINGFUSE_HOST_ADDR, ...), then
+/// connects to every peer.
+/// Throws ringfuse::Error, and nothing else: naming the variable for an invalid value.
 std::unique_ptr<Context> init();
 
-/// Builds a Context for an explicit world (tests, embedding without environment variables).
+/// Builds a Context for an explicit world (tests, embedding without environment variables);
+/// reads no environment variable. Throws ringfuse::Error, and nothing else.
 std::unique_ptr<Context> init(const WorldSpec& world, const Options& options = {});
 
 /// Parses the environment contract without connecting anything.

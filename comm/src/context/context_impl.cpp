@@ -13,8 +13,11 @@
 #include "memory/memory_space.hpp"
 #include "backend/mpi_backend.hpp"
 #include "backend/nccl_backend.hpp"
+#include "context/only_ringfuse_errors.hpp"
 #include "core/environment.hpp"
+#include "core/errors.hpp"
 #include "core/progress_record.hpp"
+#include "core/tunables.hpp"
 #include "engine/make_engine.hpp"
 #include "rendezvous/all_gather.hpp"
 #include "rendezvous/prefix_store.hpp"
@@ -48,17 +51,18 @@ std::string resolve_ipv4(const std::string& host, int rank) {
   return text;
 }
 
-void apply_log_level() {
-  if (const char* level = std::getenv("RINGFUSE_LOG_LEVEL")) {
-    const auto parsed = spdlog::level::from_str(level);
-    if (parsed == spdlog::level::off && std::string_view(level) != "off") {
-      throw Error(ErrorKind::invalid_config,
-                  fmt::format("environment variable RINGFUSE_LOG_LEVEL='{}' is invalid: expected "
-                              "one of trace, debug, info, warn, error, critical, off",
-                              level));
-    }
-    spdlog::set_level(parsed);
+// Options::log_level was validated by the tunables' parser; a hand-built Options may still
+// hold anything, hence the check.
+void apply_log_level(const Options& options, int rank) {
+  if (options.log_level.empty()) return;
+  const auto parsed = spdlog::level::from_str(options.log_level);
+  if (parsed == spdlog::level::off && options.log_level != "off") {
+    throw core::rank_error(ErrorKind::invalid_config, rank,
+                           "log level '{}' (Options::log_level, RINGFUSE_LOG_LEVEL) is invalid: "
+                           "expected one of trace, debug, info, warn, error, critical, off",
+                           options.log_level);
   }
+  spdlog::set_level(parsed);
 }
 
 }  // namespace
@@ -69,7 +73,7 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("invalid world: rank {} of size {}", world_.rank, world_.size));
   }
-  progress_ = core::ProgressPublisher::from_environment(world_.rank);
+  progress_ = core::ProgressPublisher::open_if_set(options_.progress_file, world_.rank);
   if (world_.mpi_bootstrap) mpi_ = std::make_unique<MpiSession>(world_);
   if (world_.size > 1) {
     const std::string store_ip = resolve_ipv4(world_.store_host, world_.rank);
@@ -123,9 +127,12 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
       if (!order.empty()) order += ',';
       order += backend->name();
     }
-    spdlog::info("ringfuse: rank 0 of {} ({}); algorithm {}, backends {}, collective timeout {} s",
+    spdlog::info("ringfuse: rank 0 of {} ({}); algorithm {}, backends {}, collective timeout {} s; "
+                 "{}",
                  world_.size, world_.source, to_string(options_.algorithm), order,
-                 options_.op_timeout.count() / 1000);
+                 options_.op_timeout.count() / 1000,
+                 core::describe_tunables(options_, core::process_environment(),
+                                         core::TunableScope::context));
   }
 }
 
@@ -133,9 +140,8 @@ ContextImpl::~ContextImpl() = default;
 
 transport::MeshOptions ContextImpl::mesh_options(const std::string& channel) const {
   transport::MeshOptions mesh;
-  const char* host_override = std::getenv("RINGFUSE_HOST_ADDR");
   mesh.advertise_host =
-      host_override != nullptr ? std::string(host_override) : store_->local_address();
+      options_.host_addr.empty() ? store_->local_address() : options_.host_addr;
   mesh.job_id = world_.job_id;
   mesh.secret = world_.job_secret;
   mesh.key_prefix = key_prefix_ + channel + "/";
@@ -335,13 +341,23 @@ void ContextImpl::barrier() {
 
 namespace ringfuse {
 
-WorldSpec world_from_environment() { return core::parse_world(core::process_environment()); }
+WorldSpec world_from_environment() {
+  return context::only_ringfuse_errors(
+      Error::kNoRank, "reading the world from the environment",
+      [] { return core::parse_world(core::process_environment()); });
+}
 
-Options options_from_environment() { return core::parse_options(core::process_environment()); }
+Options options_from_environment() {
+  return context::only_ringfuse_errors(
+      Error::kNoRank, "reading the tunables from the environment",
+      [] { return core::parse_options(core::process_environment()); });
+}
 
 std::unique_ptr<Context> init(const WorldSpec& world, const Options& options) {
-  context::apply_log_level();
-  return std::make_unique<context::ContextImpl>(world, options);
+  return context::only_ringfuse_errors(world.rank, "init()", [&] {
+    context::apply_log_level(options, world.rank);
+    return std::make_unique<context::ContextImpl>(world, options);
+  });
 }
 
 std::unique_ptr<Context> init() {

@@ -1,12 +1,11 @@
 #include "core/environment.hpp"
 
 #include <charconv>
-#include <cctype>
-#include <cmath>
 #include <cstdlib>
 
 #include <fmt/format.h>
 
+#include "core/tunables.hpp"
 #include "ringfuse/error.hpp"
 
 namespace ringfuse::core {
@@ -54,21 +53,6 @@ std::pair<std::string, std::uint16_t> host_port(const std::string& name, const s
     bad(name, value, "host:port with a port in 1..65535");
   }
   return {value.substr(0, colon), static_cast<std::uint16_t>(port)};
-}
-
-std::chrono::milliseconds seconds(const EnvLookup& env, const std::string& name,
-                                  std::chrono::milliseconds fallback) {
-  const auto value = env(name);
-  if (!value) return fallback;
-  char* end = nullptr;
-  const double parsed = std::strtod(value->c_str(), &end);
-  if (value->empty() || end != value->c_str() + value->size() || !std::isfinite(parsed) ||
-      parsed <= 0 || parsed > 7 * 24 * 3600) {
-    bad(name, *value, "a positive number of seconds (at most a week)");
-  }
-  // Rounded up: a positive value must not become a zero timeout (e.g. 1e-6 s; found by
-  // tests/fuzz).
-  return std::chrono::milliseconds(static_cast<long long>(std::ceil(parsed * 1000)));
 }
 
 void check_rank(const std::string& rank_name, int rank, const std::string& size_name, int size) {
@@ -191,132 +175,35 @@ WorldSpec parse_world(const EnvLookup& env) {
   return world;
 }
 
-Options parse_options(const EnvLookup& env) {
-  Options options;
-  if (const auto algo = env("RINGFUSE_ALGO")) {
-    if (*algo == "auto") {
-      options.algorithm = Algorithm::automatic;
-    } else if (*algo == "ring") {
-      options.algorithm = Algorithm::ring;
-    } else if (*algo == "tree") {
-      options.algorithm = Algorithm::tree;
-    } else if (*algo == "rhd") {
-      options.algorithm = Algorithm::rhd;
-    } else {
-      bad("RINGFUSE_ALGO", *algo, "one of auto, ring, tree, rhd");
-    }
-  }
-  if (const auto transport = env("RINGFUSE_TRANSPORT")) {
-    if (*transport == "auto") {
-      options.transport = TransportKind::automatic;
-    } else if (*transport == "tcp") {
-      options.transport = TransportKind::tcp;
-    } else if (*transport == "shm") {
-      options.transport = TransportKind::shm;
-    } else {
-      bad("RINGFUSE_TRANSPORT", *transport, "one of auto, tcp, shm");
-    }
-  }
-  if (const auto hierarchical = env("RINGFUSE_HIERARCHICAL")) {
-    if (*hierarchical == "auto") {
-      options.hierarchical = Hierarchical::automatic;
-    } else if (*hierarchical == "1" || *hierarchical == "on") {
-      options.hierarchical = Hierarchical::on;
-    } else if (*hierarchical == "0" || *hierarchical == "off") {
-      options.hierarchical = Hierarchical::off;
-    } else {
-      bad("RINGFUSE_HIERARCHICAL", *hierarchical, "one of auto, 1 (on), 0 (off)");
-    }
-  }
-  if (const auto backend = env("RINGFUSE_BACKEND")) {
-    if (*backend == "auto") {
-      options.backend = BackendKind::automatic;
-    } else if (*backend == "native") {
-      options.backend = BackendKind::native;
-    } else if (*backend == "mpi") {
-      options.backend = BackendKind::mpi;
-    } else if (*backend == "nccl") {
-      options.backend = BackendKind::nccl;
-    } else {
-      bad("RINGFUSE_BACKEND", *backend, "one of auto, native, mpi, nccl");
-    }
-  }
-  options.op_timeout = seconds(env, "RINGFUSE_TIMEOUT_S", options.op_timeout);
-  options.connect_timeout = seconds(env, "RINGFUSE_CONNECT_TIMEOUT_S", options.connect_timeout);
-  options.engine = parse_engine_config(env);
-  return options;
-}
-
 namespace {
 
-// Bytes, with an optional K/M/G suffix (powers of two), up to 1T.
-std::optional<std::size_t> byte_size(const EnvLookup& env, const char* name) {
-  const auto value = env(name);
-  if (!value) return std::nullopt;
-  std::string digits = *value;
-  unsigned shift = 0;
-  if (!digits.empty()) {
-    const char unit = static_cast<char>(std::toupper(static_cast<unsigned char>(digits.back())));
-    if (unit == 'K' || unit == 'M' || unit == 'G') {
-      shift = unit == 'K' ? 10 : unit == 'M' ? 20 : 30;
-      digits.pop_back();
-    }
+// Walks the rows of `scope` (every row when nullopt) that `env` sets.
+void apply_environment(const EnvLookup& env, Options& options,
+                       std::optional<TunableScope> scope) {
+  for (const auto& row : tunables()) {
+    if (scope && row.scope != *scope) continue;
+    const std::string name(row.variable);
+    const auto value = env(name);
+    if (!value) continue;
+    if (const auto want = row.parse(*value, options)) bad(name, *value, *want);
   }
-  unsigned long long parsed = 0;
-  const auto [end, error] = std::from_chars(digits.data(), digits.data() + digits.size(), parsed);
-  const unsigned long long limit = (1ull << 40) >> shift;
-  if (digits.empty() || error != std::errc() || end != digits.data() + digits.size() ||
-      parsed > limit) {
-    bad(name, *value, "a number of bytes in 0..1T, optionally with a K, M or G suffix");
+  if (const auto problem = inconsistency(options)) {
+    throw Error(ErrorKind::invalid_config, "environment variable " + *problem);
   }
-  return static_cast<std::size_t>(parsed << shift);
 }
 
 }  // namespace
 
+Options parse_options(const EnvLookup& env) {
+  Options options;
+  apply_environment(env, options, std::nullopt);
+  return options;
+}
+
 EngineConfig parse_engine_config(const EnvLookup& env) {
-  EngineConfig config;
-  // 0 disables fusion.
-  config.fusion_threshold =
-      byte_size(env, "RINGFUSE_FUSION_THRESHOLD").value_or(config.fusion_threshold);
-  config.fusion_inplace_min =
-      byte_size(env, "RINGFUSE_FUSION_INPLACE_MIN").value_or(config.fusion_inplace_min);
-  if (const auto value = env("RINGFUSE_CYCLE_TIME_MS")) {
-    char* end = nullptr;
-    const double parsed = std::strtod(value->c_str(), &end);
-    if (value->empty() || end != value->c_str() + value->size() || !std::isfinite(parsed) ||
-        parsed < 0.05 || parsed > 10'000) {
-      bad("RINGFUSE_CYCLE_TIME_MS", *value, "milliseconds in 0.05..10000");
-    }
-    config.cycle_time = std::chrono::microseconds(static_cast<long long>(parsed * 1000));
-  }
-  config.cache_capacity = static_cast<std::size_t>(
-      integer(env, "RINGFUSE_CACHE_CAPACITY", 0, 1 << 20, "a number of entries in 0..1048576")
-          .value_or(static_cast<long long>(config.cache_capacity)));
-  config.fusion_lookahead = static_cast<std::size_t>(
-      integer(env, "RINGFUSE_FUSION_LOOKAHEAD", 0, 1 << 20, "a number of requests in 0..1048576")
-          .value_or(static_cast<long long>(config.fusion_lookahead)));
-  if (const auto value = env("RINGFUSE_TIMELINE")) config.timeline_path = *value;
-  if (const auto value = env("RINGFUSE_FUSION_SHM")) {
-    if (*value == "1" || *value == "on") {
-      config.fusion_shared_memory = true;
-    } else if (*value == "0" || *value == "off") {
-      config.fusion_shared_memory = false;
-    } else {
-      bad("RINGFUSE_FUSION_SHM", *value, "1 (on) or 0 (off)");
-    }
-  }
-  config.stall_warning = seconds(env, "RINGFUSE_STALL_TIMEOUT_S", config.stall_warning);
-  config.stall_abort = seconds(env, "RINGFUSE_STALL_ABORT_S", config.stall_abort);
-  if (config.stall_abort < config.stall_warning) {
-    throw Error(ErrorKind::invalid_config,
-                fmt::format("environment variable RINGFUSE_STALL_ABORT_S ({} s) is below "
-                            "RINGFUSE_STALL_TIMEOUT_S ({} s); the abort limit must not come "
-                            "before the warning",
-                            config.stall_abort.count() / 1000.0,
-                            config.stall_warning.count() / 1000.0));
-  }
-  return config;
+  Options options;
+  apply_environment(env, options, TunableScope::engine);
+  return options.engine;
 }
 
 }  // namespace ringfuse::core

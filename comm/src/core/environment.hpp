@@ -19,13 +19,12 @@ EnvLookup process_environment();
 /// else a world of one. Throws Error(ErrorKind::invalid_config) naming the variable.
 WorldSpec parse_world(const EnvLookup& env);
 
-/// RINGFUSE_ALGO, RINGFUSE_TRANSPORT, RINGFUSE_BACKEND, RINGFUSE_HIERARCHICAL, RINGFUSE_TIMEOUT_S,
-/// RINGFUSE_CONNECT_TIMEOUT_S, and the engine's below.
+/// Every tunable of core/tunables.hpp's table that `env` sets (RINGFUSE_ALGO,
+/// RINGFUSE_TIMEOUT_S, RINGFUSE_HOST_ADDR, RINGFUSE_LOG_LEVEL, the engine's, ...). Throws
+/// Error(ErrorKind::invalid_config) naming the variable, the value and what was expected.
 Options parse_options(const EnvLookup& env);
 
-/// RINGFUSE_FUSION_THRESHOLD, RINGFUSE_CYCLE_TIME_MS, RINGFUSE_CACHE_CAPACITY,
-/// RINGFUSE_TIMELINE, RINGFUSE_STALL_TIMEOUT_S, RINGFUSE_STALL_ABORT_S,
-/// RINGFUSE_FUSION_LOOKAHEAD, RINGFUSE_FUSION_INPLACE_MIN, RINGFUSE_FUSION_SHM.
+/// The engine's rows of that table only (RINGFUSE_FUSION_THRESHOLD, RINGFUSE_CYCLE_TIME_MS, ...).
 EngineConfig parse_engine_config(const EnvLookup& env);
 
 }  // namespace ringfuse::core

@@ -99,9 +99,9 @@ ProgressPublisher::ProgressPublisher(const std::string& path)
 
 ProgressPublisher::~ProgressPublisher() = default;
 
-std::unique_ptr<ProgressPublisher> ProgressPublisher::from_environment(int rank) {
-  const char* path = std::getenv("RINGFUSE_PROGRESS_FILE");
-  if (path == nullptr || *path == '\0') return nullptr;
+std::unique_ptr<ProgressPublisher> ProgressPublisher::open_if_set(const std::string& path,
+                                                                  int rank) {
+  if (path.empty()) return nullptr;
   try {
     return std::make_unique<ProgressPublisher>(path);
   } catch (const Error& error) {

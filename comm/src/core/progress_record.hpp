@@ -39,9 +39,9 @@ class ProgressPublisher {
   ProgressPublisher(const ProgressPublisher&) = delete;
   ProgressPublisher& operator=(const ProgressPublisher&) = delete;
 
-  /// From RINGFUSE_PROGRESS_FILE; null when it is unset or cannot be mapped (then logged:
-  /// metrics must never stop a job).
-  static std::unique_ptr<ProgressPublisher> from_environment(int rank);
+  /// The record at `path` (Options::progress_file, from RINGFUSE_PROGRESS_FILE); null when
+  /// `path` is empty or cannot be mapped (then logged: metrics must never stop a job).
+  static std::unique_ptr<ProgressPublisher> open_if_set(const std::string& path, int rank);
 
   void step(std::uint64_t step);
   void collective();

@@ -6,7 +6,8 @@
 
 namespace ringfuse::engine {
 
-/// "fusion threshold 134217728 B (default), cycle time 5 ms (RINGFUSE_CYCLE_TIME_MS), ..."
+/// "RINGFUSE_FUSION_THRESHOLD=128M (default), RINGFUSE_CYCLE_TIME_MS=2 (environment), ...":
+/// every engine row of core/tunables.hpp's table, spelled as its variable takes it.
 std::string describe_config(const EngineConfig& config, const core::EnvLookup& env);
 
 }  // namespace ringfuse::engine

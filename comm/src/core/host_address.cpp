@@ -1,0 +1,93 @@
+#include "core/host_address.hpp"
+
+#include <arpa/inet.h>
+#include <ifaddrs.h>
+#include <netdb.h>
+#include <netinet/in.h>
+
+#include <algorithm>
+#include <memory>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+namespace ringfuse::core {
+namespace {
+
+std::string text_of(in_addr address) {
+  char text[INET_ADDRSTRLEN] = {};
+  ::inet_ntop(AF_INET, &address, text, sizeof(text));
+  return text;
+}
+
+bool is_loopback(in_addr address) { return (ntohl(address.s_addr) >> 24) == 127; }
+
+std::vector<in_addr> interface_addresses() {
+  std::vector<in_addr> addresses;
+  ifaddrs* list = nullptr;
+  if (::getifaddrs(&list) != 0) return addresses;
+  const std::unique_ptr<ifaddrs, decltype(&::freeifaddrs)> owner(list, &::freeifaddrs);
+  for (const ifaddrs* entry = list; entry != nullptr; entry = entry->ifa_next) {
+    if (entry->ifa_addr != nullptr && entry->ifa_addr->sa_family == AF_INET) {
+      addresses.push_back(reinterpret_cast<const sockaddr_in*>(entry->ifa_addr)->sin_addr);
+    }
+  }
+  return addresses;
+}
+
+}  // namespace
+
+HostAddressCheck check_this_host_address(const std::string& host) {
+  HostAddressCheck check;
+  in6_addr ipv6{};
+  if (host.empty()) {
+    check.problem = "it is empty";
+    return check;
+  }
+  if (::inet_pton(AF_INET6, host.c_str(), &ipv6) == 1) {
+    check.problem = "IPv6 addresses are not supported (the mesh speaks IPv4)";
+    return check;
+  }
+  std::vector<in_addr> candidates;
+  in_addr literal{};
+  if (::inet_pton(AF_INET, host.c_str(), &literal) == 1) {
+    candidates.push_back(literal);
+  } else {
+    addrinfo hints{};
+    hints.ai_family = AF_INET;
+    hints.ai_socktype = SOCK_STREAM;
+    addrinfo* found = nullptr;
+    const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found);
+    if (rc != 0 || found == nullptr) {
+      check.problem = fmt::format("'{}' does not resolve to an IPv4 address ({})", host,
+                                  rc != 0 ? ::gai_strerror(rc) : "no address");
+      return check;
+    }
+    const std::unique_ptr<addrinfo, decltype(&::freeaddrinfo)> owner(found, &::freeaddrinfo);
+    for (const addrinfo* entry = found; entry != nullptr; entry = entry->ai_next) {
+      candidates.push_back(reinterpret_cast<const sockaddr_in*>(entry->ai_addr)->sin_addr);
+    }
+  }
+  const auto here = interface_addresses();
+  for (const in_addr candidate : candidates) {
+    const bool assigned = std::any_of(here.begin(), here.end(), [&](in_addr a) {
+      return a.s_addr == candidate.s_addr;
+    });
+    if (assigned || is_loopback(candidate)) {
+      check.address = text_of(candidate);
+      return check;
+    }
+  }
+  std::vector<std::string> named;
+  for (const in_addr candidate : candidates) named.push_back(text_of(candidate));
+  std::vector<std::string> assigned;
+  for (const in_addr a : here) assigned.push_back(text_of(a));
+  check.problem =
+      fmt::format("{} {} not assigned to any interface of this host (its addresses: {})",
+                  fmt::join(named, ", "), named.size() == 1 ? "is" : "are",
+                  fmt::join(assigned, ", "));
+  return check;
+}
+
+}  // namespace ringfuse::core
