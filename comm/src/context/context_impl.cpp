@@ -71,8 +71,11 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
   if (world_.size > 1) {
     const std::string store_ip = resolve_ipv4(world_.store_host, world_.rank);
     if (world_.host_store) {
-      store_server_ = std::make_unique<rendezvous::TcpStoreServer>("0.0.0.0", world_.store_port,
-                                                                   world_.job_secret);
+      // Listen where the world connects: a loopback MASTER_ADDR means every rank is on this
+      // host, and nothing beyond it needs (or should reach) the store.
+      const bool loopback = store_ip.starts_with("127.");
+      store_server_ = std::make_unique<rendezvous::TcpStoreServer>(
+          loopback ? store_ip : "0.0.0.0", world_.store_port, world_.job_secret);
     }
     store_ = std::make_unique<rendezvous::TcpStoreClient>(
         store_ip, world_.store_port, options_.connect_timeout, world_.job_secret);
