@@ -17,6 +17,7 @@
 #include "engine/make_engine.hpp"
 #include "ringfuse/error.hpp"
 #include "transport/self_transport.hpp"
+#include "transport/shm_capacity.hpp"
 #include "transport/shm_transport.hpp"
 #include "transport/tcp_mesh.hpp"
 
@@ -151,9 +152,24 @@ std::unique_ptr<transport::Transport> ContextImpl::make_transport(const std::str
   if (transport::use_shared_memory(options_.transport, *store_, mesh, world_.rank, world_.size)) {
     transport::ShmOptions shm{mesh};
     shm.window_bytes = window_bytes;
-    return std::make_unique<transport::ShmTransport>(world_.rank, world_.size, *store_, shm);
+    shm.ring_bytes = shm_ring_bytes(mesh, world_.rank, world_.size, shm.ring_bytes);
+    if (shm.ring_bytes > 0) {
+      return std::make_unique<transport::ShmTransport>(world_.rank, world_.size, *store_, shm);
+    }
   }
   return std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_, mesh);
+}
+
+std::size_t ContextImpl::shm_ring_bytes(const transport::MeshOptions& mesh, int rank, int size,
+                                        std::size_t wanted) {
+  const auto plan =
+      transport::plan_shm_rings(*store_, mesh, rank, size, wanted, options_.transport);
+  // One warning per Context: the fix is the same for every channel.
+  if (!plan.warning.empty() && !shm_shortfall_logged_) {
+    spdlog::warn("{}", plan.warning);
+    shm_shortfall_logged_ = true;
+  }
+  return plan.ring_bytes;
 }
 
 Engine& ContextImpl::engine() {
@@ -235,10 +251,16 @@ std::optional<backend::NativeBackend::Hierarchy> ContextImpl::make_hierarchy(
   backend::NativeBackend::Hierarchy hierarchy;
   // The ranks of one host: shared memory unless TCP is forced (or they are not on one host).
   auto local_mesh = mesh_options(fmt::format("{}-host{}", channel, world_.cross_rank));
-  if (transport::use_shared_memory(options_.transport, *store_, local_mesh, world_.local_rank,
-                                   world_.local_size)) {
+  transport::ShmOptions local_shm{local_mesh};
+  const bool shared = transport::use_shared_memory(options_.transport, *store_, local_mesh,
+                                                   world_.local_rank, world_.local_size);
+  if (shared) {
+    local_shm.ring_bytes = shm_ring_bytes(local_mesh, world_.local_rank, world_.local_size,
+                                          local_shm.ring_bytes);
+  }
+  if (shared && local_shm.ring_bytes > 0) {
     hierarchy.local = std::make_unique<transport::ShmTransport>(
-        world_.local_rank, world_.local_size, *store_, transport::ShmOptions{local_mesh});
+        world_.local_rank, world_.local_size, *store_, local_shm);
   } else {
     hierarchy.local = std::make_unique<transport::TcpMesh>(world_.local_rank, world_.local_size,
                                                            *store_, local_mesh);
