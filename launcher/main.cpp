@@ -331,8 +331,10 @@ int run_hosts(const Options& options, SignalPipe& signals, HealthState* health) 
     store_addr = this_hostname();
   }
   const JobIdentity identity = job_identity();
-  ringfuse::rendezvous::TcpStoreServer store(any_remote ? "0.0.0.0" : "127.0.0.1", 0,
-                                             identity.job_secret);
+  // A loopback store address (loopback "hosts", a tunnel) needs nothing beyond it.
+  const std::string listen_addr =
+      is_loopback_literal(store_addr) ? store_addr : any_remote ? "0.0.0.0" : "127.0.0.1";
+  ringfuse::rendezvous::TcpStoreServer store(listen_addr, 0, identity.job_secret);
   const auto variables = rank_variables(options);
   const auto agent = split_agent(options.rsh_agent);
   const std::string cwd = std::filesystem::current_path().string();

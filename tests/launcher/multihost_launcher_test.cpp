@@ -72,6 +72,22 @@ TEST_F(MultiHost, LoopbackHostsThroughTheRshAgentUseTcp) {
   EXPECT_EQ(r.output.find("failed, "), std::string::npos);
 }
 
+// Issue #22, item 5: "hosts" that are all loopback addresses reach the store at 127.0.0.1, so
+// it listens there rather than on every address. Each rank reads the store's listening socket
+// from /proc/net/tcp (address and port in hex).
+TEST_F(MultiHost, LoopbackHostsKeepTheStoreOnLoopback) {
+  const std::string script =
+      "port=$(printf '%04X' \"${RINGFUSE_STORE_ADDR##*:}\"); "
+      "awk -v p=\":$port\" '$4 == \"0A\" && substr($2, length($2) - 4) == p "
+      "{ print \"store listens on \" $2 }' /proc/net/tcp";
+  const auto r = run_process({RINGFUSE_RUN_PATH, "-H", "127.0.0.2:1,127.0.0.3:1", "--rsh-agent",
+                              agent_, "--", "sh", "-c", script},
+                             {}, 60s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(count_of(r.output, "store listens on 0100007F:"), 2u)
+      << "expected 127.0.0.1 (0100007F), not 0.0.0.0 (00000000)\n" << r.output;
+}
+
 // Two-level all-reduce (algo::hierarchical_allreduce), checked by collective_check over every
 // dtype and operator, including counts smaller than a host's ranks.
 TEST_F(MultiHost, HierarchicalAllreduceForcedUsesSharedMemoryOnEachHost) {

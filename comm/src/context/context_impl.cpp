@@ -23,6 +23,7 @@
 #include "rendezvous/prefix_store.hpp"
 #include "ringfuse/error.hpp"
 #include "transport/self_transport.hpp"
+#include "transport/shm_capacity.hpp"
 #include "transport/shm_transport.hpp"
 #include "transport/tcp_mesh.hpp"
 
@@ -78,8 +79,11 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
   if (world_.size > 1) {
     const std::string store_ip = resolve_ipv4(world_.store_host, world_.rank);
     if (world_.host_store) {
-      store_server_ = std::make_unique<rendezvous::TcpStoreServer>("0.0.0.0", world_.store_port,
-                                                                   world_.job_secret);
+      // Listen where the world connects: a loopback MASTER_ADDR means every rank is on this
+      // host, and nothing beyond it needs (or should reach) the store.
+      const bool loopback = store_ip.starts_with("127.");
+      store_server_ = std::make_unique<rendezvous::TcpStoreServer>(
+          loopback ? store_ip : "0.0.0.0", world_.store_port, world_.job_secret);
     }
     store_ = std::make_unique<rendezvous::TcpStoreClient>(
         store_ip, world_.store_port, options_.connect_timeout, world_.job_secret);
@@ -157,9 +161,24 @@ std::unique_ptr<transport::Transport> ContextImpl::make_transport(const std::str
   if (transport::use_shared_memory(options_.transport, *store_, mesh, world_.rank, world_.size)) {
     transport::ShmOptions shm{mesh};
     shm.window_bytes = window_bytes;
-    return std::make_unique<transport::ShmTransport>(world_.rank, world_.size, *store_, shm);
+    shm.ring_bytes = shm_ring_bytes(mesh, world_.rank, world_.size, shm.ring_bytes);
+    if (shm.ring_bytes > 0) {
+      return std::make_unique<transport::ShmTransport>(world_.rank, world_.size, *store_, shm);
+    }
   }
   return std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_, mesh);
+}
+
+std::size_t ContextImpl::shm_ring_bytes(const transport::MeshOptions& mesh, int rank, int size,
+                                        std::size_t wanted) {
+  const auto plan =
+      transport::plan_shm_rings(*store_, mesh, rank, size, wanted, options_.transport);
+  // One warning per Context: the fix is the same for every channel.
+  if (!plan.warning.empty() && !shm_shortfall_logged_) {
+    spdlog::warn("{}", plan.warning);
+    shm_shortfall_logged_ = true;
+  }
+  return plan.ring_bytes;
 }
 
 Engine& ContextImpl::engine() {
@@ -235,10 +254,16 @@ std::optional<backend::NativeBackend::Hierarchy> ContextImpl::make_hierarchy(
   backend::NativeBackend::Hierarchy hierarchy;
   // The ranks of one host: shared memory unless TCP is forced (or they are not on one host).
   auto local_mesh = mesh_options(fmt::format("{}-host{}", channel, world_.cross_rank));
-  if (transport::use_shared_memory(options_.transport, *store_, local_mesh, world_.local_rank,
-                                   world_.local_size)) {
+  transport::ShmOptions local_shm{local_mesh};
+  const bool shared = transport::use_shared_memory(options_.transport, *store_, local_mesh,
+                                                   world_.local_rank, world_.local_size);
+  if (shared) {
+    local_shm.ring_bytes = shm_ring_bytes(local_mesh, world_.local_rank, world_.local_size,
+                                          local_shm.ring_bytes);
+  }
+  if (shared && local_shm.ring_bytes > 0) {
     hierarchy.local = std::make_unique<transport::ShmTransport>(
-        world_.local_rank, world_.local_size, *store_, transport::ShmOptions{local_mesh});
+        world_.local_rank, world_.local_size, *store_, local_shm);
   } else {
     hierarchy.local = std::make_unique<transport::TcpMesh>(world_.local_rank, world_.local_size,
                                                            *store_, local_mesh);

@@ -65,6 +65,10 @@ class ContextImpl final : public Context {
   transport::MeshOptions mesh_options(const std::string& channel) const;
   std::unique_ptr<transport::Transport> make_transport(const std::string& channel,
                                                       std::size_t window_bytes);
+  /// Collective over the channel's ranks: the ring size that fits in /dev/shm (up to `wanted`),
+  /// or 0 for TCP; warns once per Context when a channel gets less (transport/shm_capacity).
+  std::size_t shm_ring_bytes(const transport::MeshOptions& mesh, int rank, int size,
+                             std::size_t wanted);
   /// The host-level and cross-host connections of a hierarchical all-reduce for `channel`,
   /// when RINGFUSE_HIERARCHICAL and the world's layout call for one (every rank agrees).
   std::optional<backend::NativeBackend::Hierarchy> make_hierarchy(const std::string& channel);
@@ -86,6 +90,7 @@ class ContextImpl final : public Context {
   // Device buffers staged onto mpi_backend_ or native_ (with a GPU); goes before either.
   std::unique_ptr<backend::Backend> staging_backend_;
   std::vector<backend::Backend*> backends_;         // priority order
+  bool shm_shortfall_logged_ = false;  // the /dev/shm warning is given once
   std::mutex engine_mutex_;
   std::unique_ptr<Engine> engine_;  // last: stopped before the connections it uses
 };

@@ -2,10 +2,17 @@
 // map, the parked waiters and the sessions need no locks. Waits are served here, not by client
 // polling: a get/wait that cannot be answered yet is parked until a set/add supplies its keys or
 // its timer fires.
+//
+// Anyone who can reach the port can connect, so what a stranger costs is bounded before the
+// handshake: connections that have not authenticated are capped per remote address and
+// overall (past a cap the oldest is dropped, so a flood cannot lock out a rank that connects
+// after it), each must authenticate within a few seconds of connecting, and the warnings they
+// cause are rate-limited.
 #include <algorithm>
 #include <charconv>
 #include <cstdint>
 #include <deque>
+#include <list>
 #include <memory>
 #include <string>
 #include <thread>
@@ -27,6 +34,7 @@
 #include "rendezvous/auth.hpp"
 #include "rendezvous/framing.hpp"
 #include "rendezvous/tcp_store.hpp"
+#include "rendezvous/warning_limiter.hpp"
 #include "ringfuse/error.hpp"
 #include "store.pb.h"
 
@@ -40,6 +48,20 @@ namespace {
 /// Largest frame accepted before a connection has authenticated: a hello (16-byte nonce) or an
 /// auth (32-byte proof) request is well under 100 bytes.
 constexpr std::uint32_t kMaxHandshakeFrameBytes = 1024;
+/// Connections not yet authenticated, from one remote address and from all. A rank
+/// authenticates within a round trip of connecting, so only ranks starting together on one
+/// host come near the first cap; a scanner or a flood hits it.
+constexpr std::size_t kMaxPendingPerAddress = 128;
+constexpr std::size_t kMaxPending = 512;
+/// From accept to a completed handshake. A Ringfuse client sends its hello as it connects, so
+/// this only ever closes connections that are idle or trickle bytes.
+constexpr std::chrono::seconds kHandshakeDeadline{5};
+/// Warnings a stranger can cause: this many per interval, then one line counting the rest.
+constexpr std::size_t kWarningBurst = 10;
+constexpr std::chrono::seconds kWarningInterval{10};
+/// Pause before accepting again after accept() failed (EMFILE: out of descriptors), so a
+/// failing accept neither spins nor logs in a loop.
+constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
 }  // namespace
 
 class TcpStoreServer::Impl {
@@ -54,9 +76,14 @@ class TcpStoreServer::Impl {
 
  private:
   struct Session {
-    explicit Session(tcp::socket s) : socket(std::move(s)) {}
+    explicit Session(tcp::socket s)
+        : socket(std::move(s)), handshake_deadline(socket.get_executor()) {}
     tcp::socket socket;
     std::string remote;
+    std::string address;  // the remote IP alone: what the pending caps count by
+    asio::steady_timer handshake_deadline;
+    bool pending = false;  // in pending_ (connected, not authenticated, not closed)
+    std::list<std::shared_ptr<Session>>::iterator pending_position;
     framing::Header header{};
     std::string body;
     std::deque<std::string> outbox;  // frames queued behind the one being written
@@ -85,6 +112,13 @@ class TcpStoreServer::Impl {
   void read_body(const SessionPtr& session);
   void reject(const SessionPtr& session, const std::string& why);
   void close(const SessionPtr& session);
+  /// Counts a new connection as pending, dropping the oldest pending one first when a cap is
+  /// reached, and starts its handshake deadline.
+  void admit_pending(const SessionPtr& session);
+  void leave_pending(const SessionPtr& session);
+  /// A warning line through the budget; the rest are counted and summarised.
+  void warn(std::string what);
+  void log_suppressed();
   void send(const SessionPtr& session, const wire::Response& response);
   void write_next(const SessionPtr& session);
 
@@ -108,6 +142,13 @@ class TcpStoreServer::Impl {
   asio::io_context io_{1};
   tcp::acceptor acceptor_{io_};
   std::unordered_set<SessionPtr> sessions_;
+  std::list<SessionPtr> pending_;  // not yet authenticated, oldest first
+  std::unordered_map<std::string, std::size_t> pending_per_address_;
+  WarningLimiter warnings_{kWarningBurst, kWarningInterval};
+  std::string last_suppressed_;  // the latest warning not logged, for the summary
+  asio::steady_timer summary_timer_{io_};
+  bool summary_armed_ = false;
+  asio::steady_timer accept_retry_{io_};
   std::unordered_map<std::string, std::string> data_;
   std::unordered_map<std::uint64_t, std::unique_ptr<Waiter>> waiters_;
   // key -> parked waiters still missing it, so a set touches only the waiters that care.
@@ -179,26 +220,38 @@ TcpStoreServer::Impl::~Impl() {
 void TcpStoreServer::Impl::shut_down() {
   error_code ignored;
   acceptor_.close(ignored);
+  accept_retry_.cancel();
+  summary_timer_.cancel();
+  log_suppressed();
   for (auto& [id, waiter] : waiters_) waiter->timer.cancel();
   waiters_.clear();
   waiting_on_.clear();
   for (const auto& session : sessions_) {
     session->open = false;
+    session->pending = false;  // pending_ is cleared below
+    session->handshake_deadline.cancel();
     session->socket.shutdown(tcp::socket::shutdown_both, ignored);
     session->socket.close(ignored);
   }
   sessions_.clear();
+  pending_.clear();
+  pending_per_address_.clear();
 }
 
 void TcpStoreServer::Impl::accept_next() {
   acceptor_.async_accept([this](error_code ec, tcp::socket socket) {
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) {
-      // E.g. EMFILE: keep serving the connections we have, and try again.
-      spdlog::warn("rendezvous store {}: accept failed: {}", address_, ec.message());
-    } else {
-      start_session(std::move(socket));
+      // E.g. EMFILE: keep serving the connections we have, and try again shortly.
+      warn(fmt::format("accept failed: {}; trying again in {} ms", ec.message(),
+                       kAcceptRetryDelay.count()));
+      accept_retry_.expires_after(kAcceptRetryDelay);
+      accept_retry_.async_wait([this](error_code wait_ec) {
+        if (!wait_ec && acceptor_.is_open()) accept_next();
+      });
+      return;
     }
+    start_session(std::move(socket));
     accept_next();
   });
 }
@@ -209,8 +262,77 @@ void TcpStoreServer::Impl::start_session(tcp::socket socket) {
   error_code ec;
   const auto remote = session->socket.remote_endpoint(ec);
   session->remote = ec ? std::string("unknown peer") : framing::to_string(remote);
+  session->address = ec ? std::string("unknown peer") : remote.address().to_string();
   sessions_.insert(session);
+  admit_pending(session);
   read_header(session);
+}
+
+void TcpStoreServer::Impl::admit_pending(const SessionPtr& session) {
+  if (pending_per_address_[session->address] >= kMaxPendingPerAddress) {
+    // A copy: closing it erases the list element.
+    const SessionPtr oldest = *std::find_if(
+        pending_.begin(), pending_.end(),
+        [&](const SessionPtr& other) { return other->address == session->address; });
+    warn(fmt::format("more than {} connections from {} have not authenticated; closing the "
+                     "oldest, {} (a scan or a flood from that address?)",
+                     kMaxPendingPerAddress, session->address, oldest->remote));
+    close(oldest);
+  } else if (pending_.size() >= kMaxPending) {
+    const SessionPtr oldest = pending_.front();
+    warn(fmt::format("more than {} connections have not authenticated; closing the oldest, {} "
+                     "(a scan or a flood?)",
+                     kMaxPending, oldest->remote));
+    close(oldest);
+  }
+  ++pending_per_address_[session->address];
+  session->pending_position = pending_.insert(pending_.end(), session);
+  session->pending = true;
+  session->handshake_deadline.expires_after(kHandshakeDeadline);
+  session->handshake_deadline.async_wait([this, session](error_code ec) {
+    if (ec || !session->open || session->authenticated) return;
+    warn(fmt::format("closed the connection from {}: it did not authenticate within {} s of "
+                     "connecting (is something other than a Ringfuse rank connecting to the "
+                     "store port?)",
+                     session->remote, kHandshakeDeadline.count()));
+    close(session);
+  });
+}
+
+void TcpStoreServer::Impl::leave_pending(const SessionPtr& session) {
+  if (!session->pending) return;
+  session->pending = false;
+  session->handshake_deadline.cancel();
+  pending_.erase(session->pending_position);
+  const auto count = pending_per_address_.find(session->address);
+  if (count != pending_per_address_.end() && --count->second == 0) {
+    pending_per_address_.erase(count);
+  }
+}
+
+void TcpStoreServer::Impl::warn(std::string what) {
+  if (warnings_.admit(WarningLimiter::Clock::now())) {
+    spdlog::warn("rendezvous store {}: {}", address_, what);
+    return;
+  }
+  last_suppressed_ = std::move(what);
+  if (summary_armed_) return;
+  summary_armed_ = true;
+  summary_timer_.expires_at(warnings_.interval_end());
+  summary_timer_.async_wait([this](error_code ec) {
+    summary_armed_ = false;
+    if (!ec) log_suppressed();
+  });
+}
+
+void TcpStoreServer::Impl::log_suppressed() {
+  const std::size_t count = warnings_.take_suppressed();
+  if (count == 0) return;
+  spdlog::warn("rendezvous store {}: {} more warning{} in the last {} s not logged one by one "
+               "(the latest: {})",
+               address_, count, count == 1 ? "" : "s",
+               std::chrono::duration_cast<std::chrono::seconds>(warnings_.interval()).count(),
+               last_suppressed_);
 }
 
 void TcpStoreServer::Impl::read_header(const SessionPtr& session) {
@@ -269,15 +391,16 @@ void TcpStoreServer::Impl::read_body(const SessionPtr& session) {
 }
 
 void TcpStoreServer::Impl::reject(const SessionPtr& session, const std::string& why) {
-  spdlog::warn("rendezvous store {}: rejected input from {}: {}; closing that connection "
-               "(is something other than a Ringfuse rank connecting to the store port?)",
-               address_, session->remote, why);
+  warn(fmt::format("rejected input from {}: {}; closing that connection (is something other "
+                   "than a Ringfuse rank connecting to the store port?)",
+                   session->remote, why));
   close(session);
 }
 
 void TcpStoreServer::Impl::close(const SessionPtr& session) {
   if (!session->open) return;
   session->open = false;
+  leave_pending(session);
   for (const auto id : std::vector<std::uint64_t>(session->waiters.begin(),
                                                   session->waiters.end())) {
     take_waiter(id);
@@ -328,6 +451,7 @@ bool TcpStoreServer::Impl::authenticate(const SessionPtr& session, const wire::R
                          auth::proof(secret_, "store-client", session->server_nonce,
                                      session->client_nonce))) {
     session->authenticated = true;
+    leave_pending(session);
     response.mutable_auth();
     send(session, response);
     return true;
