@@ -171,13 +171,17 @@ TEST_P(Mismatch, FailsEveryRankWithOneMessage) {
         << all_output(results);
     last_enqueue = std::max(last_enqueue, std::stoll(match[1]));
   }
-  for (const auto& result : results) {
+  for (std::size_t rank = 0; rank < results.size(); ++rank) {
+    const auto& result = results[rank];
     std::smatch match;
     ASSERT_TRUE(std::regex_search(result.output, match, std::regex("ERROR_MS (\\d+)")));
     EXPECT_LE(std::stoll(match[1]) - last_enqueue, 2000) << all_output(results);
-    const auto at = result.output.find("MISMATCH: ");
-    ASSERT_NE(at, std::string::npos);
-    const auto line = result.output.substr(at, result.output.find('\n', at) - at);
+    // Each rank's message starts with its own rank; the rest is the same on every rank.
+    const std::string prefix = "MISMATCH: rank " + std::to_string(rank) + ": ";
+    const auto at = result.output.find(prefix);
+    ASSERT_NE(at, std::string::npos) << all_output(results);
+    const auto line =
+        result.output.substr(at + prefix.size(), result.output.find('\n', at) - at - prefix.size());
     if (first.empty()) first = line;
     EXPECT_EQ(line, first) << "every rank must report the same message";
   }
@@ -265,13 +269,18 @@ TEST(Engine, SwappedCachedTensorsFailEveryRankWithOneMessage) {
   long long last_enqueue = 0;
   for (const auto& result : results) last_enqueue = std::max(last_enqueue, stamp(result.output, "ENQUEUED_MS"));
   std::string first;
-  for (const auto& result : results) {
+  for (std::size_t rank = 0; rank < results.size(); ++rank) {
+    const auto& result = results[rank];
     const auto error_ms = stamp(result.output, "ERROR_MS");
     ASSERT_GE(error_ms, 0) << all_output(results);
     EXPECT_LE(error_ms - last_enqueue, 2000) << all_output(results);
-    const auto line = line_after(result.output, "MISMATCH: ");
-    if (first.empty()) first = line;
-    EXPECT_EQ(line, first) << "every rank must report the same message";
+    // Each rank's message starts with its own rank; the rest is the same on every rank.
+    const std::string marker = "MISMATCH: rank " + std::to_string(rank) + ": ";
+    const auto line = line_after(result.output, marker);
+    ASSERT_FALSE(line.empty()) << all_output(results);
+    const auto message = line.substr(marker.size());
+    if (first.empty()) first = message;
+    EXPECT_EQ(message, first) << "every rank must report the same message";
   }
   EXPECT_NE(first.find("collective #5 does not match"), std::string::npos) << first;
   EXPECT_NE(first.find("ranks {0,1,3}: 'grad.a' f32[64] sum"), std::string::npos) << first;

@@ -332,4 +332,24 @@ TEST(Environment, InitLetsOnlyRingfuseErrorsOut) {
   EXPECT_NE(message.find("not-an-address"), std::string::npos) << message;
 }
 
+// A collective's Error carries which collective failed and on which backend, as fields.
+TEST(Errors, CollectiveErrorsCarryTheirSequenceNumberAndBackend) {
+  ringfuse::WorldSpec world;  // a world of one
+  auto ctx = ringfuse::init(world, ringfuse::Options{});
+  float value = 1.0f;
+  ctx->allreduce(&value, 1, ringfuse::DataType::f32, ringfuse::ReduceOp::sum);
+  try {
+    ctx->broadcast(&value, 1, ringfuse::DataType::f32, 3);
+    FAIL() << "a broadcast from root 3 in a world of one was accepted";
+  } catch (const ringfuse::Error& error) {
+    EXPECT_EQ(error.kind(), ringfuse::ErrorKind::invalid_argument);
+    EXPECT_EQ(error.rank(), 0);
+    EXPECT_EQ(error.sequence(), 2u) << error.what();
+    EXPECT_EQ(error.backend(), "native") << error.what();
+    EXPECT_NE(std::string(error.what()).find("rank 0: broadcast f32[1] root 3 (collective #2)"),
+              std::string::npos)
+        << error.what();
+  }
+}
+
 }  // namespace

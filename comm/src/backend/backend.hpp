@@ -48,6 +48,9 @@ class Backend {
 
   virtual std::string_view name() const = 0;
   virtual bool enabled(const OpDesc& op) const = 0;
+  /// The number of the collective running, or last run, on this backend ("collective #N" in
+  /// its labels); 0 before the first.
+  virtual std::uint64_t sequence() const = 0;
 
   /// `algo` is a request (Algorithm::automatic: the backend's own choice); the result says
   /// what ran.

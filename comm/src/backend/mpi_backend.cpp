@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "backend/collective_watchdog.hpp"
+#include "core/errors.hpp"
 #include "reduce/reduce.hpp"
 #include "ringfuse/error.hpp"
 
@@ -87,6 +88,7 @@ class MpiBackend final : public Backend {
   }
 
   std::string_view name() const override { return "mpi"; }
+  std::uint64_t sequence() const override { return sequence_; }
   bool enabled(const OpDesc& op) const override { return op.device == Device::cpu; }
 
   Executed allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
@@ -211,8 +213,7 @@ class MpiBackend final : public Backend {
   }
 
   [[noreturn]] void invalid(const std::string& label, const std::string& what) const {
-    throw Error(ErrorKind::invalid_argument, fmt::format("rank {}: {}: {}", rank_, label, what),
-                rank_);
+    throw core::rank_error(ErrorKind::invalid_argument, rank_, "{}: {}", label, what);
   }
 
   void check(int rc, const std::string& label) const {
@@ -220,10 +221,8 @@ class MpiBackend final : public Backend {
     char text[MPI_MAX_ERROR_STRING] = {};
     int length = 0;
     MPI_Error_string(rc, text, &length);
-    throw Error(ErrorKind::peer_failure,
-                fmt::format("rank {}: {} failed in MPI: {} (code {})", rank_, label,
-                            std::string(text, static_cast<std::size_t>(length)), rc),
-                rank_);
+    throw core::rank_error(ErrorKind::peer_failure, rank_, "{} failed in MPI: {} (code {})", label,
+                           std::string(text, static_cast<std::size_t>(length)), rc);
   }
 
   void displacements(const std::string& label, std::span<const std::size_t> counts,

@@ -7,6 +7,7 @@
 #include <fmt/format.h>
 
 #include "algo/algorithms.hpp"
+#include "core/errors.hpp"
 #include "reduce/reduce.hpp"
 #include "ringfuse/error.hpp"
 
@@ -36,8 +37,7 @@ std::string NativeBackend::begin(std::string description) {
 }
 
 void NativeBackend::invalid(const std::string& label, const std::string& what) const {
-  throw Error(ErrorKind::invalid_argument, fmt::format("rank {}: {}: {}", rank_, label, what),
-              rank_);
+  throw core::rank_error(ErrorKind::invalid_argument, rank_, "{}: {}", label, what);
 }
 
 bool NativeBackend::runs_in_window(const void* data, std::size_t bytes, Algorithm algo) const {

@@ -31,6 +31,7 @@ class NativeBackend final : public Backend {
   void set_hierarchy(Hierarchy hierarchy) { hierarchy_ = std::move(hierarchy); }
 
   std::string_view name() const override { return "native"; }
+  std::uint64_t sequence() const override { return sequence_; }
   /// Every collective on host memory (device buffers need the NCCL backend).
   bool enabled(const OpDesc& op) const override { return op.device == Device::cpu; }
 

@@ -40,10 +40,9 @@ std::string resolve_ipv4(const std::string& host, int rank) {
   addrinfo* found = nullptr;
   const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found);
   if (rc != 0 || found == nullptr) {
-    throw Error(ErrorKind::invalid_config,
-                fmt::format("rank {}: cannot resolve the rendezvous store host '{}': {}", rank,
-                            host, gai_strerror(rc)),
-                rank);
+    throw core::rank_error(ErrorKind::invalid_config, rank,
+                           "cannot resolve the rendezvous store host '{}': {}", host,
+                           gai_strerror(rc));
   }
   char text[INET_ADDRSTRLEN] = {};
   inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr, text,
@@ -96,12 +95,11 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
   native_ = open_channel("main");
   if (options_.backend == BackendKind::mpi) {
     if (!mpi_) {
-      throw Error(ErrorKind::invalid_config,
-                  fmt::format("rank {}: RINGFUSE_BACKEND=mpi needs a world started by plain "
-                              "mpirun (this one came from {}); use RINGFUSE_BACKEND=auto or "
-                              "native, or launch with mpirun",
-                              world_.rank, world_.source),
-                  world_.rank);
+      throw core::rank_error(ErrorKind::invalid_config, world_.rank,
+                             "RINGFUSE_BACKEND=mpi needs a world started by plain "
+                             "mpirun (this one came from {}); use RINGFUSE_BACKEND=auto or "
+                             "native, or launch with mpirun",
+                             world_.source);
     }
     mpi_backend_ = backend::make_mpi_backend(world_.rank, world_.size, options_.op_timeout);
   }
@@ -295,61 +293,75 @@ backend::Backend& ContextImpl::pick(backend::OpKind kind, DataType type, ReduceO
   for (auto* backend : backends_) {
     if (backend->enabled(desc)) return *backend;
   }
-  throw Error(ErrorKind::invalid_argument,
-              fmt::format("rank {}: no backend accepts {} of {} on {} memory (RINGFUSE_BACKEND={})",
-                          world_.rank, backend::to_string(kind), to_string(type),
-                          desc.device == Device::cuda ? "CUDA device" : "host",
-                          to_string(options_.backend)),
-              world_.rank);
+  throw core::rank_error(ErrorKind::invalid_argument, world_.rank,
+                         "no backend accepts {} of {} on {} memory (RINGFUSE_BACKEND={})",
+                         backend::to_string(kind), to_string(type),
+                         desc.device == Device::cuda ? "CUDA device" : "host",
+                         to_string(options_.backend));
+}
+
+template <class Call>
+auto ContextImpl::run(backend::OpKind kind, DataType type, ReduceOp op, const void* buffer,
+                      Call&& call) {
+  auto& backend = pick(kind, type, op, buffer);
+  try {
+    return call(backend);
+  } catch (Error& error) {
+    if (error.backend().empty())
+      error.in_collective(backend.sequence(), std::string(backend.name()));
+    throw;
+  }
 }
 
 void ContextImpl::allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
                             Algorithm algo) {
   const auto start = std::chrono::steady_clock::now();
-  pick(backend::OpKind::allreduce, type, op, data).allreduce(data, count, type, op, algo);
+  const auto executed = run(backend::OpKind::allreduce, type, op, data, [&](auto& backend) {
+    return backend.allreduce(data, count, type, op, algo);
+  });
   if (progress_) {
-    progress_->allreduce(count * element_size(type), world_.size,
-                         std::chrono::steady_clock::now() - start);
+    progress_->allreduce(executed.bytes, world_.size, std::chrono::steady_clock::now() - start);
   }
 }
 
 void ContextImpl::broadcast(void* data, std::size_t count, DataType type, int root) {
-  pick(backend::OpKind::broadcast, type, ReduceOp::sum, data).broadcast(data, count, type, root);
+  run(backend::OpKind::broadcast, type, ReduceOp::sum, data,
+      [&](auto& backend) { backend.broadcast(data, count, type, root); });
   if (progress_) progress_->collective();
 }
 
 void ContextImpl::allgather(const void* send, void* recv, std::size_t count, DataType type) {
   const std::vector<std::size_t> counts(static_cast<std::size_t>(world_.size), count);
-  pick(backend::OpKind::allgatherv, type, ReduceOp::sum, recv)
-      .allgatherv(send, recv, counts, type);
+  run(backend::OpKind::allgatherv, type, ReduceOp::sum, recv,
+      [&](auto& backend) { backend.allgatherv(send, recv, counts, type); });
   if (progress_) progress_->collective();
 }
 
 void ContextImpl::allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
                              DataType type) {
-  pick(backend::OpKind::allgatherv, type, ReduceOp::sum, recv)
-      .allgatherv(send, recv, counts, type);
+  run(backend::OpKind::allgatherv, type, ReduceOp::sum, recv,
+      [&](auto& backend) { backend.allgatherv(send, recv, counts, type); });
   if (progress_) progress_->collective();
 }
 
 void ContextImpl::reducescatter(const void* send, void* recv, std::size_t recv_count,
                                 DataType type, ReduceOp op) {
-  pick(backend::OpKind::reducescatter, type, op, recv)
-      .reducescatter(send, recv, recv_count, type, op);
+  run(backend::OpKind::reducescatter, type, op, recv,
+      [&](auto& backend) { backend.reducescatter(send, recv, recv_count, type, op); });
   if (progress_) progress_->collective();
 }
 
 void ContextImpl::alltoall(const void* send, void* recv, std::size_t count, DataType type) {
   const std::vector<std::size_t> counts(static_cast<std::size_t>(world_.size), count);
-  pick(backend::OpKind::alltoallv, type, ReduceOp::sum, recv)
-      .alltoallv(send, counts, recv, counts, type);
+  run(backend::OpKind::alltoallv, type, ReduceOp::sum, recv,
+      [&](auto& backend) { backend.alltoallv(send, counts, recv, counts, type); });
   if (progress_) progress_->collective();
 }
 
 void ContextImpl::alltoallv(const void* send, std::span<const std::size_t> send_counts,
                             void* recv, std::span<const std::size_t> recv_counts, DataType type) {
-  pick(backend::OpKind::alltoallv, type, ReduceOp::sum, recv)
-      .alltoallv(send, send_counts, recv, recv_counts, type);
+  run(backend::OpKind::alltoallv, type, ReduceOp::sum, recv,
+      [&](auto& backend) { backend.alltoallv(send, send_counts, recv, recv_counts, type); });
   if (progress_) progress_->collective();
 }
 
@@ -358,7 +370,8 @@ void ContextImpl::report_step(std::uint64_t step) {
 }
 
 void ContextImpl::barrier() {
-  pick(backend::OpKind::barrier, DataType::u8, ReduceOp::sum, nullptr).barrier();
+  run(backend::OpKind::barrier, DataType::u8, ReduceOp::sum, nullptr,
+      [&](auto& backend) { backend.barrier(); });
   if (progress_) progress_->collective();
 }
 

@@ -76,6 +76,10 @@ class ContextImpl final : public Context {
   static constexpr std::size_t kHierarchicalMinBytes = std::size_t{64} << 10;
   /// The first backend in priority order that accepts the operation on `buffer`'s memory.
   backend::Backend& pick(backend::OpKind kind, DataType type, ReduceOp op, const void* buffer);
+  /// Runs `call(backend)` on the backend pick() chooses; an Error it throws leaves with the
+  /// collective's number and the backend's name (Error::sequence(), Error::backend()).
+  template <class Call>
+  auto run(backend::OpKind kind, DataType type, ReduceOp op, const void* buffer, Call&& call);
 
   std::string key_prefix_;
   WorldSpec world_;

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "core/errors.hpp"
 #include "ringfuse/error.hpp"
 
 namespace ringfuse::engine {
@@ -27,10 +28,9 @@ std::optional<std::vector<std::uint8_t>> ControlChannel::try_recv(int peer) {
     throw;
   }
   if (size > (std::uint64_t{1} << 32)) {
-    throw Error(ErrorKind::protocol,
-                fmt::format("ringfuse engine: rank {} sent a negotiation message of {} bytes",
-                            peer, size),
-                transport_->rank(), peer);
+    throw core::error_at(ErrorKind::protocol, transport_->rank(), peer,
+                         "ringfuse engine: rank {} sent a negotiation message of {} bytes", peer,
+                         size);
   }
   std::vector<std::uint8_t> payload(size);
   // The frame was sent in one piece, so the rest follows at once; a tick without progress

@@ -294,15 +294,16 @@ void EngineImpl::count(const Cycle& cycle) {
 
 void EngineImpl::apply(const CycleResponse& response) {
   if (response.status == CycleResponse::Status::abort) {
-    spdlog::error("rank {}: {}", rank_, response.message);
-    throw Error(ErrorKind::timeout, response.message, rank_);
+    auto error = core::rank_error(ErrorKind::timeout, rank_, "{}", response.message);
+    spdlog::error("{}", error.what());
+    throw error;
   }
   world_busy_ = response.world_busy;
   for (const auto& entry : response.ready) queue_.advance_sequence(entry.seq + 1);
   for (const auto& entry : response.ready) {
     if (entry.kind != ReadyEntry::Kind::error) continue;
-    const Error error(ErrorKind::invalid_argument, entry.error, rank_);
-    if (outstanding_.contains(entry.seq)) spdlog::error("rank {}: {}", rank_, entry.error);
+    const auto error = core::rank_error(ErrorKind::invalid_argument, rank_, "{}", entry.error);
+    if (outstanding_.contains(entry.seq)) spdlog::error("{}", error.what());
     outstanding_.complete(entry.seq, &error);
   }
   for (const auto& group : plan_fusion(response.ready, config_.fusion_threshold,
@@ -320,8 +321,8 @@ void EngineImpl::apply(const CycleResponse& response) {
     work->complete(nullptr);
   }
   if (response.status == CycleResponse::Status::shutdown) {
-    const Error error(ErrorKind::peer_failure, response.message, rank_);
-    if (!outstanding_.empty() || join_request_) spdlog::error("rank {}: {}", rank_, error.what());
+    const auto error = core::rank_error(ErrorKind::peer_failure, rank_, "{}", response.message);
+    if (!outstanding_.empty() || join_request_) spdlog::error("{}", error.what());
     {
       std::lock_guard lock(state_mutex_);
       if (!failure_) failure_ = error;

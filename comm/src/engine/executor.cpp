@@ -60,12 +60,21 @@ backend::Backend& Executor::backend_for(Device device) {
 
 void Executor::execute(const CycleResponse& response, const FusionGroup& group) {
   const auto& head = response.ready[group.members.front()];
-  if (head.fp.op_type == OpType::allreduce) {
-    run_allreduce(response, group);
-  } else {
-    run_single(head, outstanding_.find(head.seq));
-    outstanding_.complete(head.seq, nullptr);
-    if (progress_) progress_->collective();
+  try {
+    if (head.fp.op_type == OpType::allreduce) {
+      run_allreduce(response, group);
+    } else {
+      run_single(head, outstanding_.find(head.seq));
+      outstanding_.complete(head.seq, nullptr);
+      if (progress_) progress_->collective();
+    }
+  } catch (Error& error) {
+    // The failed collective's number and backend travel with the error to every Work.
+    const backend::Backend* ran = head.fp.device == Device::cpu ? data_.get() : device_data_.get();
+    if (ran != nullptr && error.backend().empty()) {
+      error.in_collective(ran->sequence(), std::string(ran->name()));
+    }
+    throw;
   }
   ++collectives_;
 }

@@ -3,6 +3,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "core/errors.hpp"
 #include "ringfuse/error.hpp"
 
 namespace ringfuse::engine {
@@ -37,8 +38,8 @@ Timeline::Timeline(const std::string& path, int rank) : rank_(rank) {
   const auto file = path_for_rank(path, rank);
   file_ = std::fopen(file.c_str(), "w");
   if (file_ == nullptr) {
-    throw Error(ErrorKind::invalid_config,
-                fmt::format("rank {}: RINGFUSE_TIMELINE: cannot write '{}'", rank, file), rank);
+    throw core::rank_error(ErrorKind::invalid_config, rank, "RINGFUSE_TIMELINE: cannot write '{}'",
+                           file);
   }
   std::fputs("[\n", file_);
   const char* rows[] = {"", "negotiation", "queue", "fusion memcpy", "collective"};

@@ -4,6 +4,7 @@
 
 #include <fmt/format.h>
 
+#include "core/errors.hpp"
 #include "transport/transport.hpp"
 
 namespace ringfuse::transport {
@@ -67,28 +68,23 @@ std::string describe_lost_peer(rendezvous::Store& world, int rank, const std::st
 void check_exchange(int rank, int size, const std::string& operation,
                     const std::optional<std::string>& aborted, int send_peer, int recv_peer) {
   if (aborted) {
-    throw Error(ErrorKind::peer_failure,
-                fmt::format("rank {}: {}: this world was aborted earlier: {}", rank, operation,
-                            *aborted),
-                rank);
+    throw core::rank_error(ErrorKind::peer_failure, rank, "{}: this world was aborted earlier: {}",
+                           operation, *aborted);
   }
   for (const auto& [peer, role] : {std::pair{send_peer, "send"}, std::pair{recv_peer, "receive"}}) {
     if (peer != kNoPeer && (peer < 0 || peer >= size || peer == rank)) {
-      throw Error(ErrorKind::invalid_argument,
-                  fmt::format("rank {}: {}: invalid {} peer {} in a world of {}", rank, operation,
-                              role, peer, size),
-                  rank, peer);
+      throw core::error_at(ErrorKind::invalid_argument, rank, peer,
+                           "{}: invalid {} peer {} in a world of {}", operation, role, peer, size);
     }
   }
 }
 
 Error stalled_peer_error(int rank, const std::string& operation, int stalled,
                          std::chrono::milliseconds timeout) {
-  return Error(ErrorKind::timeout,
-               fmt::format("rank {}: {}: no progress with rank {} for {} s (RINGFUSE_TIMEOUT_S); "
-                           "is rank {} stalled or unreachable, or not calling the same collective?",
-                           rank, operation, stalled, timeout.count() / 1000, stalled),
-               rank, stalled);
+  return core::error_at(ErrorKind::timeout, rank, stalled,
+                        "{}: no progress with rank {} for {} s (RINGFUSE_TIMEOUT_S); "
+                        "is rank {} stalled or unreachable, or not calling the same collective?",
+                        operation, stalled, timeout.count() / 1000, stalled);
 }
 
 }  // namespace ringfuse::transport

@@ -93,11 +93,10 @@ bool use_shared_memory(TransportKind requested, rendezvous::Store& store,
   }
   if (elsewhere.empty()) return true;
   if (requested == TransportKind::shm) {
-    throw Error(ErrorKind::invalid_config,
-                fmt::format("rank {}: RINGFUSE_TRANSPORT=shm needs every rank on this host ({}), "
-                            "but {}; use auto or tcp",
-                            rank, own, fmt::join(elsewhere, ", ")),
-                rank);
+    throw core::rank_error(ErrorKind::invalid_config, rank,
+                           "RINGFUSE_TRANSPORT=shm needs every rank on this host ({}), "
+                           "but {}; use auto or tcp",
+                           own, fmt::join(elsewhere, ", "));
   }
   return false;
 }
@@ -141,13 +140,12 @@ class ShmTransport::Window final : public SharedWindow {
     try {
       own.reserve(std::min(bytes, capacity_));
     } catch (const std::system_error& e) {
-      throw Error(ErrorKind::system,
-                  fmt::format("rank {}: the shared fusion buffer cannot grow to {} bytes: {}; "
-                              "give /dev/shm more room (Kubernetes: an emptyDir with medium: "
-                              "Memory mounted there), lower RINGFUSE_FUSION_THRESHOLD, or set "
-                              "RINGFUSE_FUSION_SHM=0",
-                              transport_.rank_, bytes, e.what()),
-                  transport_.rank_);
+      throw core::rank_error(ErrorKind::system, transport_.rank_,
+                             "the shared fusion buffer cannot grow to {} bytes: {}; "
+                             "give /dev/shm more room (Kubernetes: an emptyDir with medium: "
+                             "Memory mounted there), lower RINGFUSE_FUSION_THRESHOLD, or set "
+                             "RINGFUSE_FUSION_SHM=0",
+                             bytes, e.what());
     }
     return own.data();
   }
@@ -169,10 +167,8 @@ ShmTransport::ShmTransport(int rank, int size, rendezvous::Store& store, ShmOpti
       wait_(kCpuEach) {
   const std::size_t ring = options_.ring_bytes;
   if (ring < 4096 || (ring & (ring - 1)) != 0) {
-    throw Error(ErrorKind::invalid_argument,
-                fmt::format("rank {}: shared-memory ring size {} is not a power of two >= 4096",
-                            rank_, ring),
-                rank_);
+    throw core::rank_error(ErrorKind::invalid_argument, rank_,
+                           "shared-memory ring size {} is not a power of two >= 4096", ring);
   }
   if (size_ <= 1) return;
   const auto deadline = Clock::now() + options_.mesh.connect_timeout;

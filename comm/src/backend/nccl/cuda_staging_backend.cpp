@@ -9,6 +9,7 @@
 
 #include <fmt/format.h>
 
+#include "core/errors.hpp"
 #include "ringfuse/error.hpp"
 
 namespace ringfuse::backend {
@@ -16,11 +17,10 @@ namespace {
 
 void check_cuda(cudaError_t rc, int rank, const char* what) {
   if (rc != cudaSuccess) {
-    throw Error(ErrorKind::system,
-                fmt::format("rank {}: staging a CUDA buffer through host memory: {} failed: {} "
-                            "({})",
-                            rank, what, cudaGetErrorString(rc), static_cast<int>(rc)),
-                rank);
+    throw core::rank_error(ErrorKind::system, rank,
+                           "staging a CUDA buffer through host memory: {} failed: {} "
+                           "({})",
+                           what, cudaGetErrorString(rc), static_cast<int>(rc));
   }
 }
 
@@ -60,6 +60,7 @@ class CudaStagingBackend final : public Backend {
       : host_(host), rank_(rank), size_(size), send_(rank), recv_(rank) {}
 
   std::string_view name() const override { return "cuda-staging"; }
+  std::uint64_t sequence() const override { return host_.sequence(); }
 
   bool enabled(const OpDesc& op) const override {
     return op.device == Device::cuda && host_.enabled(OpDesc{op.kind, op.type, op.op, Device::cpu});

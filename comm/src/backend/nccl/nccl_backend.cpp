@@ -13,6 +13,9 @@
 #include <spdlog/spdlog.h>
 
 #include "backend/nccl/nccl_types.hpp"
+#include "core/errors.hpp"
+#include "rendezvous/all_gather.hpp"
+#include "rendezvous/prefix_store.hpp"
 #include "ringfuse/error.hpp"
 
 namespace ringfuse::backend {
@@ -46,6 +49,7 @@ class NcclBackend final : public Backend {
   }
 
   std::string_view name() const override { return "nccl"; }
+  std::uint64_t sequence() const override { return sequence_; }
   bool enabled(const OpDesc& op) const override { return op.device == Device::cuda; }
 
   Executed allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
@@ -60,10 +64,9 @@ class NcclBackend final : public Backend {
 
   void broadcast(void* data, std::size_t count, DataType type, int root) override {
     if (root < 0 || root >= setup_.size) {
-      throw Error(ErrorKind::invalid_argument,
-                  fmt::format("rank {}: nccl broadcast: root {} is not a rank of this world of {}",
-                              setup_.rank, root, setup_.size),
-                  setup_.rank);
+      throw core::rank_error(ErrorKind::invalid_argument, setup_.rank,
+                             "nccl broadcast: root {} is not a rank of this world of {}", root,
+                             setup_.size);
     }
     run(fmt::format("broadcast {}[{}] root {}", to_string(type), count, root), [&] {
       return ncclBroadcast(data, data, count, nccl::data_type(type), root, comm_, stream_);
@@ -144,18 +147,16 @@ class NcclBackend final : public Backend {
  private:
   void check_counts(const char* what, std::size_t given) const {
     if (given != static_cast<std::size_t>(setup_.size)) {
-      throw Error(ErrorKind::invalid_argument,
-                  fmt::format("rank {}: nccl {}: {} counts given for a world of {}", setup_.rank,
-                              what, given, setup_.size),
-                  setup_.rank);
+      throw core::rank_error(ErrorKind::invalid_argument, setup_.rank,
+                             "nccl {}: {} counts given for a world of {}", what, given,
+                             setup_.size);
     }
   }
 
   void cuda(cudaError_t rc, const std::string& what) const {
     if (rc != cudaSuccess) {
-      throw Error(ErrorKind::system,
-                  fmt::format("rank {}: {} failed: {}", setup_.rank, what, cudaGetErrorString(rc)),
-                  setup_.rank);
+      throw core::rank_error(ErrorKind::system, setup_.rank, "{} failed: {}", what,
+                             cudaGetErrorString(rc));
     }
   }
 
@@ -179,27 +180,22 @@ class NcclBackend final : public Backend {
   [[noreturn]] void fail(const std::string& label, ncclResult_t rc) {
     poisoned_ = true;
     const char* last = ncclGetLastError(comm_);
-    throw Error(ErrorKind::peer_failure,
-                fmt::format("rank {}: nccl {} failed: {} ({})", setup_.rank, label,
-                            ncclGetErrorString(rc), last != nullptr ? last : ""),
-                setup_.rank);
+    throw core::rank_error(ErrorKind::peer_failure, setup_.rank, "nccl {} failed: {} ({})", label,
+                           ncclGetErrorString(rc), last != nullptr ? last : "");
   }
 
   [[noreturn]] void abort_after_deadline(const std::string& label) {
     poisoned_ = true;
-    throw Error(ErrorKind::timeout,
-                fmt::format("rank {}: nccl {} did not complete within {} s; the communicator "
-                            "was aborted (a peer died or stopped calling this collective)",
-                            setup_.rank, label, setup_.timeout.count() / 1000),
-                setup_.rank);
+    throw core::rank_error(ErrorKind::timeout, setup_.rank,
+                           "nccl {} did not complete within {} s; the communicator "
+                           "was aborted (a peer died or stopped calling this collective)",
+                           label, setup_.timeout.count() / 1000);
   }
 
   void ensure_comm() {
     if (poisoned_) {
-      throw Error(ErrorKind::peer_failure,
-                  fmt::format("rank {}: the NCCL communicator was aborted by an earlier error",
-                              setup_.rank),
-                  setup_.rank);
+      throw core::rank_error(ErrorKind::peer_failure, setup_.rank,
+                             "the NCCL communicator was aborted by an earlier error");
     }
     if (comm_ != nullptr) return;
     cuda(cudaSetDevice(device_), fmt::format("cudaSetDevice({})", device_));
@@ -207,17 +203,16 @@ class NcclBackend final : public Backend {
     if (setup_.rank == 0) {
       const ncclResult_t rc = ncclGetUniqueId(&id);
       if (rc != ncclSuccess) fail("ncclGetUniqueId", rc);
-      if (setup_.store != nullptr) {
-        setup_.store->set(setup_.key_prefix + "unique-id",
-                          std::string_view(reinterpret_cast<const char*>(&id), sizeof(id)));
-      }
-    } else {
-      const std::string bytes = setup_.store->get(setup_.key_prefix + "unique-id", setup_.timeout);
+    }
+    if (setup_.store != nullptr) {
+      rendezvous::PrefixStore world(*setup_.store, setup_.key_prefix);
+      const std::string bytes = rendezvous::broadcast(
+          world, "unique-id", std::string_view(reinterpret_cast<const char*>(&id), sizeof(id)),
+          setup_.rank, 0, setup_.timeout);
       if (bytes.size() != sizeof(id)) {
-        throw Error(ErrorKind::protocol,
-                    fmt::format("rank {}: NCCL unique id from the store has {} bytes, not {}",
-                                setup_.rank, bytes.size(), sizeof(id)),
-                    setup_.rank);
+        throw core::rank_error(ErrorKind::protocol, setup_.rank,
+                               "NCCL unique id from the store has {} bytes, not {}", bytes.size(),
+                               sizeof(id));
       }
       std::memcpy(&id, bytes.data(), sizeof(id));
     }
@@ -227,10 +222,8 @@ class NcclBackend final : public Backend {
     if (rc != ncclSuccess && rc != ncclInProgress) {
       comm_ = nullptr;
       poisoned_ = true;
-      throw Error(ErrorKind::peer_failure,
-                  fmt::format("rank {}: ncclCommInitRank failed: {}", setup_.rank,
-                              ncclGetErrorString(rc)),
-                  setup_.rank);
+      throw core::rank_error(ErrorKind::peer_failure, setup_.rank, "ncclCommInitRank failed: {}",
+                             ncclGetErrorString(rc));
     }
     settle("communicator set-up", deadline());
     cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");

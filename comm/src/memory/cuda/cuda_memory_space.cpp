@@ -11,6 +11,7 @@
 
 #include <fmt/format.h>
 
+#include "core/errors.hpp"
 #include "memory/memory_space.hpp"
 #include "reduce/cuda_kernels.hpp"
 #include "ringfuse/error.hpp"
@@ -81,11 +82,10 @@ class CudaMemorySpace final : public MemorySpace {
       if (state == cudaSuccess) return;
       if (state != cudaErrorNotReady) check(state, "packing kernels");
       if (std::chrono::steady_clock::now() > until) {
-        throw Error(ErrorKind::timeout,
-                    fmt::format("rank {}: the engine's packing kernels on CUDA device {} did not "
-                                "finish within {} s (is the device hung or oversubscribed?)",
-                                rank_, device_, timeout_.count() / 1000),
-                    rank_);
+        throw core::rank_error(ErrorKind::timeout, rank_,
+                               "the engine's packing kernels on CUDA device {} did not "
+                               "finish within {} s (is the device hung or oversubscribed?)",
+                               device_, timeout_.count() / 1000);
       }
       std::this_thread::yield();
     }
@@ -104,10 +104,9 @@ class CudaMemorySpace final : public MemorySpace {
 
   void check(cudaError_t rc, const char* what) const {
     if (rc != cudaSuccess) {
-      throw Error(ErrorKind::system,
-                  fmt::format("rank {}: engine on CUDA device {}: {} failed: {} ({})", rank_,
-                              device_, what, cudaGetErrorString(rc), static_cast<int>(rc)),
-                  rank_);
+      throw core::rank_error(ErrorKind::system, rank_,
+                             "engine on CUDA device {}: {} failed: {} ({})", device_, what,
+                             cudaGetErrorString(rc), static_cast<int>(rc));
     }
   }
 
@@ -123,11 +122,10 @@ class CudaMemorySpace final : public MemorySpace {
       const cudaError_t rc = cudaMalloc(&memory, grown);
       if (rc != cudaSuccess) {
         cudaGetLastError();
-        throw Error(ErrorKind::system,
-                    fmt::format("rank {}: engine: could not allocate a {} of {} MiB on CUDA "
-                                "device {}: {}; lower RINGFUSE_FUSION_THRESHOLD",
-                                rank_, what, grown >> 20, device_, cudaGetErrorString(rc)),
-                    rank_);
+        throw core::rank_error(ErrorKind::system, rank_,
+                               "engine: could not allocate a {} of {} MiB on CUDA "
+                               "device {}: {}; lower RINGFUSE_FUSION_THRESHOLD",
+                               what, grown >> 20, device_, cudaGetErrorString(rc));
       }
       capacity = grown;
     }
