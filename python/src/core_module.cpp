@@ -14,6 +14,7 @@
 #include <ATen/ATen.h>
 #include <pybind11/stl.h>
 
+#include <algorithm>
 #include <chrono>
 #include <memory>
 #include <mutex>
@@ -343,7 +344,10 @@ PYBIND11_MODULE(_core, m) {
     } catch (const rf::Error& e) {
       // An instance carrying the library's fields, so Python can tell kinds apart.
       py::object instance = py::reinterpret_borrow<py::object>(error_type.ptr())(e.what());
-      instance.attr("kind") = std::string(rf::to_string(e.kind()));
+      // "invalid argument" -> "invalid_argument": an identifier-like value to compare with.
+      std::string kind(rf::to_string(e.kind()));
+      std::replace(kind.begin(), kind.end(), ' ', '_');
+      instance.attr("kind") = kind;
       instance.attr("rank") = e.rank();
       instance.attr("peer") = e.peer();
       PyErr_SetObject(error_type.ptr(), instance.ptr());
