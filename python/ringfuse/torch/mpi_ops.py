@@ -279,7 +279,7 @@ def _name(kind, name):
     """Horovod names unnamed collectives itself; every rank counts its calls in the same order,
     so the names agree."""
     if name is not None:
-        return str(name)
+        return name if type(name) is str else str(name)
     count = _name_counters.get(kind, 0)
     _name_counters[kind] = count + 1
     return "%s.noname.%d" % (kind, count)
@@ -350,17 +350,27 @@ def _as_bytes(tensor):
 # allreduce
 
 def _allreduce_async(tensor, output, name, op, prescale_factor, postscale_factor, finish):
-    _check_reducible(tensor, op, prescale_factor, postscale_factor, "allreduce", name)
+    # The common case (a supported dtype, no integer scaling) is checked inline: this runs once
+    # per gradient per step.
+    dtype = tensor.dtype
+    if dtype not in _REDUCIBLE or ((prescale_factor != 1.0 or postscale_factor != 1.0)
+                                   and not dtype.is_floating_point):
+        _check_reducible(tensor, op, prescale_factor, postscale_factor, "allreduce", name)
     engine_op = _ENGINE_OPS[op]
     return _enqueue(lambda s: s.allreduce(name, output, engine_op, float(prescale_factor),
                                           float(postscale_factor)), finish)
 
 
+def _resolve_op(op, average, what):
+    return Average if op is None and average is None else _engine_op(op, average, what)
+
+
 def allreduce_async(tensor, average=None, name=None, op=None, prescale_factor=1.0,
                     postscale_factor=1.0, process_set=global_process_set):
     """Starts an allreduce into a new tensor; synchronize(handle) returns it."""
-    _check_process_set(process_set, "allreduce_async")
-    op = _engine_op(op, average, "allreduce_async")
+    if process_set is not global_process_set:
+        _check_process_set(process_set, "allreduce_async")
+    op = _resolve_op(op, average, "allreduce_async")
     name = _name("allreduce", name)
     output = tensor.detach().clone(memory_format=torch.contiguous_format)
     return _allreduce_async(tensor, output, name, op, prescale_factor, postscale_factor,
@@ -370,17 +380,20 @@ def allreduce_async(tensor, average=None, name=None, op=None, prescale_factor=1.
 def allreduce_async_(tensor, average=None, name=None, op=None, prescale_factor=1.0,
                      postscale_factor=1.0, process_set=global_process_set):
     """Starts an in-place allreduce; synchronize(handle) returns `tensor`."""
-    _check_process_set(process_set, "allreduce_async_")
-    op = _engine_op(op, average, "allreduce_async_")
+    if process_set is not global_process_set:
+        _check_process_set(process_set, "allreduce_async_")
+    op = _resolve_op(op, average, "allreduce_async_")
     name = _name("allreduce", name)
-    buffer = _dense_contiguous(tensor.detach())
-    if buffer is tensor.detach() or buffer.data_ptr() == tensor.data_ptr():
-        finish = lambda core: tensor
-    else:
-        def finish(core):
-            with torch.no_grad():
-                tensor.copy_(buffer)
-            return tensor
+    if tensor.is_contiguous():
+        # The engine writes through the data pointer: no detach() needed (and none paid for).
+        return _allreduce_async(tensor, tensor, name, op, prescale_factor, postscale_factor,
+                                lambda core: tensor)
+    buffer = tensor.detach().contiguous()
+
+    def finish(core):
+        with torch.no_grad():
+            tensor.copy_(buffer)
+        return tensor
     return _allreduce_async(tensor, buffer, name, op, prescale_factor, postscale_factor, finish)
 
 
