@@ -239,3 +239,23 @@ def test_sync_batch_norm_equals_batch_norm_on_the_global_batch():
     sync_bn.eval()
     bn.eval()
     torch.testing.assert_close(sync_bn(x[rows]), bn(x)[rows])
+
+
+@pytest.mark.parametrize("sparse_as_dense", [False, True], ids=["sparse", "as_dense"])
+def test_sparse_gradients_equal_one_process(sparse_as_dense):
+    def build():
+        torch.manual_seed(5)
+        return torch.nn.Embedding(10, 3, sparse=True)
+    model, reference = build(), build()
+    opt = hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.5),
+                                   named_parameters=model.named_parameters(),
+                                   sparse_as_dense=sparse_as_dense)
+    ref_opt = torch.optim.SGD(reference.parameters(), lr=0.5)
+    ids = [torch.tensor([r, r + 1, 9]) for r in range(hvd.size())]
+    opt.zero_grad()
+    model(ids[hvd.rank()]).sum().backward()
+    opt.step()
+    ref_opt.zero_grad()
+    (sum(reference(i).sum() for i in ids) / hvd.size()).backward()
+    ref_opt.step()
+    torch.testing.assert_close(model.weight, reference.weight)
