@@ -185,6 +185,9 @@ def test_join_every_rank_then_collectives_again():
     last = hvd.join()
     with pytest.raises(NotImplementedError, match="joined last"):
         int(last)
+    with pytest.raises(NotImplementedError, match="joined last"):
+        if last == 0:
+            pass
     assert torch.equal(hvd.allreduce(torch.ones(2), op=hvd.Sum), torch.full((2,), hvd.size() * 1.0))
 
 

@@ -66,8 +66,11 @@ def test_refused_with_clear_errors_on_every_rank():
 def test_library_errors_carry_kind_and_rank():
     with pytest.raises(hvd.HorovodInternalError) as failure:
         hvd.allgather(torch.ones(2, 1 + hvd.rank()), name="gather.mismatch")
-    assert failure.value.rank == hvd.rank() or failure.value.rank is not None
-    assert isinstance(failure.value.__cause__, _core.RingfuseError)
+    error = failure.value
+    assert error.kind == "invalid_argument" and error.rank == hvd.rank(), vars(error)
+    for r in range(hvd.size()):  # the message says what each rank sent
+        assert "rank %d: f32[2,%d] allgather" % (r, r + 1) in str(error), str(error)
+    assert isinstance(error.__cause__, _core.RingfuseError)
 
 
 def test_shutdown_then_init_again():

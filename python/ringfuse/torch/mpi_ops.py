@@ -826,7 +826,7 @@ class _LastRankUnknown:
             "join() completed, but which rank joined last needs the engine's join report "
             "(engine issue)")
 
-    __int__ = __index__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse
+    __int__ = __index__ = __bool__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse
     __hash__ = None
 
     def __repr__(self):
