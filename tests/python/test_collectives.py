@@ -91,6 +91,17 @@ def test_allreduce_async_handles_poll_and_many_in_flight():
     assert torch.all(hvd.synchronize(h) == 1)
 
 
+def test_in_place_collectives_write_the_callers_memory():
+    """No copies: an in-place allreduce of a slice changes the tensor it is a view of."""
+    base = torch.zeros(8)
+    window = base[2:5]
+    window.fill_(hvd.rank() + 1.0)
+    hvd.allreduce_(window, op=hvd.Sum)
+    expected = torch.zeros(8)
+    expected[2:5] = sum(r + 1.0 for r in range(hvd.size()))
+    assert torch.equal(base, expected)
+
+
 def test_allreduce_noncontiguous_in_place():
     base = torch.arange(12, dtype=torch.float32).reshape(3, 4) * (hvd.rank() + 1)
     view = base.t()

@@ -1,6 +1,8 @@
 """Errors on every rank, shutdown and re-init, Python threads under load."""
 
+import signal
 import threading
+import time
 
 import pytest
 import torch
@@ -157,3 +159,24 @@ def test_waiting_thread_does_not_block_other_python_threads():
     t.join()
     assert torch.all(out == hvd.size())
     assert len(ticks) > 10
+
+
+def test_a_signal_interrupts_a_wait_and_the_handle_stays_usable():
+    """Waiting releases the GIL but still runs Python's signal handlers (Ctrl-C works); the
+    interrupted handle can be synchronized again."""
+    if hvd.rank() == 0:
+        def expire(signum, frame):
+            raise TimeoutError("alarm")
+        previous = signal.signal(signal.SIGALRM, expire)
+        handle = hvd.allreduce_async(torch.ones(2), op=hvd.Sum, name="late.match")
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        try:
+            with pytest.raises(TimeoutError, match="alarm"):
+                hvd.synchronize(handle)  # the others enqueue only after a second
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+        out = hvd.synchronize(handle)
+    else:
+        time.sleep(1.0)
+        out = hvd.allreduce(torch.ones(2), op=hvd.Sum, name="late.match")
+    assert torch.equal(out, torch.full((2,), float(hvd.size())))

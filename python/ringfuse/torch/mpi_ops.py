@@ -264,14 +264,18 @@ def poll(handle):
 def synchronize(handle):
     """Waits for the collective of `handle` and returns its result; raises
     HorovodInternalError with the library's message if it failed."""
-    entry = _handles.pop(handle, None)
+    entry = _handles.get(handle)
     if entry is None:
         raise ValueError("synchronize: unknown handle %r (already synchronized?)" % (handle,))
     core, finish = entry
     try:
         core.wait()
     except _core.RingfuseError as e:
+        _handles.pop(handle, None)
         raise HorovodInternalError(str(e), *_fields(e)) from e
+    # Anything else (KeyboardInterrupt, an exception from a signal handler) leaves the handle
+    # registered: the collective still runs and may be synchronized again.
+    _handles.pop(handle, None)
     return finish(core)
 
 
