@@ -16,5 +16,9 @@ handles.append(hvd.allreduce_async(torch.ones(1 << 20), name="pending.large"))
 if hvd.rank() == 0:
     hvd.allreduce_async(torch.ones(8), name="only.rank0")  # nobody else will match it
 del handles  # Python forgets the tensors; the extension keeps them until the end
+# Every rank has enqueued everything before any leaves: a rank that leaves first would
+# (rightly) make the others' later enqueues fail. The Context's own barrier, not the engine's,
+# so the engine's work stays pending.
+hvd.mpi_ops._session.context_barrier()
 print("rank %d exiting with collectives pending" % hvd.rank(), flush=True)
 sys.exit(0)

@@ -90,13 +90,17 @@ def test_shutdown_then_init_again():
 
 
 def test_shutdown_with_pending_collectives_fails_them():
+    # The Context's barrier (not the engine's) keeps the others from shutting down before rank
+    # 0 enqueued: a peer that already left would (rightly) make the enqueue itself fail.
     if hvd.rank() == 0:
         # Only rank 0 enqueues: the collective can never complete; shutdown must end it.
         handle = hvd.allreduce_async(torch.ones(4), name="never.matched")
+        hvd.mpi_ops._session.context_barrier()
         hvd.shutdown()
         with pytest.raises(hvd.HorovodInternalError):
             hvd.synchronize(handle)
     else:
+        hvd.mpi_ops._session.context_barrier()
         hvd.shutdown()
     hvd.init()
     hvd.barrier()
