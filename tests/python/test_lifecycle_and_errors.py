@@ -80,13 +80,11 @@ def test_shutdown_then_init_again():
     assert not hvd.is_initialized()
     with pytest.raises(ValueError, match="not been initialized"):
         hvd.rank()
-    pending_after = None
     hvd.init()
     hvd.init()  # idempotent
     assert hvd.is_initialized()
     assert torch.equal(hvd.allreduce(torch.ones(3), op=hvd.Sum),
                        torch.full((3,), float(hvd.size())))
-    del pending_after
 
 
 def test_shutdown_with_pending_collectives_fails_them():
