@@ -17,12 +17,13 @@ namespace {
 
 // Every variable the contract sets. An inherited value of any of these (say ringfuse-run
 // started from inside another job) would contradict ours, so it is dropped rather than kept.
-constexpr std::array<std::string_view, 17> kContractVariables = {
+constexpr std::array<std::string_view, 23> kContractVariables = {
     "RINGFUSE_RANK",       "RINGFUSE_SIZE",       "RINGFUSE_LOCAL_RANK", "RINGFUSE_LOCAL_SIZE",
     "RINGFUSE_CROSS_RANK", "RINGFUSE_CROSS_SIZE", "RINGFUSE_STORE_ADDR", "RINGFUSE_JOB_ID",
     "RINGFUSE_JOB_SECRET", "RANK",                "WORLD_SIZE",          "LOCAL_RANK",
     "LOCAL_WORLD_SIZE",    "GROUP_RANK",          "GROUP_WORLD_SIZE",    "MASTER_ADDR",
-    "MASTER_PORT",
+    "MASTER_PORT",         "HOROVOD_RANK",        "HOROVOD_SIZE",        "HOROVOD_LOCAL_RANK",
+    "HOROVOD_LOCAL_SIZE",  "HOROVOD_CROSS_RANK",  "HOROVOD_CROSS_SIZE",
 };
 
 bool is_contract_entry(std::string_view entry) {
@@ -130,6 +131,14 @@ std::vector<std::string> JobEnvironment::assignments_for_local_rank(int local_ra
   set("GROUP_WORLD_SIZE", std::to_string(layout_.cross_size));
   set("MASTER_ADDR", store_host_);
   set("MASTER_PORT", std::to_string(store_port_));
+  // horovodrun's names, so Horovod scripts (import ringfuse.torch as hvd) that read them see
+  // the same world.
+  set("HOROVOD_RANK", std::to_string(rank));
+  set("HOROVOD_SIZE", std::to_string(layout_.world_size));
+  set("HOROVOD_LOCAL_RANK", std::to_string(local_rank));
+  set("HOROVOD_LOCAL_SIZE", std::to_string(layout_.local_size));
+  set("HOROVOD_CROSS_RANK", std::to_string(layout_.cross_rank));
+  set("HOROVOD_CROSS_SIZE", std::to_string(layout_.cross_size));
   return env;
 }
 

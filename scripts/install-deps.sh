@@ -14,6 +14,8 @@ packages=(
   dnsmasq-base iproute2 procps curl                # tests: DNS, namespaces, HTTP probes
   libtorch-dev zlib1g-dev dataset-fashion-mnist   # trainer/: libtorch (CPU) and real data
   libgloo-dev nlohmann-json3-dev gnuplot-nox jq   # ringfuse-perf: Gloo peer, JSON, perf/plot
+  python3-torch pybind11-dev python3-dev           # python/: ringfuse._core, ringfuse.torch
+  python3-pytest python3-torchvision               # tests/python, examples/python
 )
 # k8s/validate (tests/k8s, label k8s): Node.js >= 18 and npm; Debian 12's nodejs 18 + npm 9 do.
 # A machine that already has node and npm (e.g. NodeSource's nodejs, which bundles npm and

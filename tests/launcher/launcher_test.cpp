@@ -299,6 +299,20 @@ TEST(Launcher, SetsTheEnvironmentContract) {
   EXPECT_EQ(stores.size(), 1u);
 }
 
+TEST(Launcher, SetsHorovodVariablesLikeHorovodrun) {
+  const std::string script =
+      "echo \"$HOROVOD_RANK $HOROVOD_SIZE $HOROVOD_LOCAL_RANK $HOROVOD_LOCAL_SIZE "
+      "$HOROVOD_CROSS_RANK $HOROVOD_CROSS_SIZE\"";
+  // A stale value from an enclosing job must not leak through.
+  const auto r = run_launcher(sh(3, script), {"HOROVOD_RANK=99"});
+  ASSERT_FALSE(r.timed_out);
+  ASSERT_EQ(r.exit_code, 0) << r.err;
+  auto out = lines_of(r.out);
+  std::sort(out.begin(), out.end());
+  EXPECT_EQ(out, (std::vector<std::string>{"[0] 0 3 0 3 0 1", "[1] 1 3 1 3 0 1",
+                                           "[2] 2 3 2 3 0 1"}));
+}
+
 TEST(Launcher, EachJobGetsItsOwnIdAndSecret) {
   const auto a = run_launcher(sh(1, "echo \"$RINGFUSE_JOB_ID $RINGFUSE_JOB_SECRET\""));
   const auto b = run_launcher(sh(1, "echo \"$RINGFUSE_JOB_ID $RINGFUSE_JOB_SECRET\""));

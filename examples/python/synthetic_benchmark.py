@@ -1,0 +1,131 @@
+#!/usr/bin/env python3
+"""Synthetic data-parallel training benchmark (in the style of Horovod's): a torchvision model on
+random images, img/s per rank and in total.
+
+    ringfuse-run -np 2 /usr/bin/python3 examples/python/synthetic_benchmark.py --model resnet18
+    ringfuse-run -np 2 /usr/bin/python3 examples/python/synthetic_benchmark.py --model resnet18 --ddp
+
+The second line runs the same training on torch's DistributedDataParallel over Gloo instead of
+ringfuse.torch, for a side-by-side comparison. Models come from Debian's python3-torchvision with
+random weights (nothing is downloaded).
+"""
+
+import argparse
+import os
+import time
+
+import torch
+import torch.nn.functional as F
+import torchvision.models
+
+
+def parse_args():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--model", default="resnet18", help="a torchvision.models name")
+    parser.add_argument("--batch-size", type=int, default=32, help="per rank")
+    parser.add_argument("--image-size", type=int, default=224)
+    parser.add_argument("--num-warmup-batches", type=int, default=2)
+    parser.add_argument("--num-batches-per-iter", type=int, default=5)
+    parser.add_argument("--num-iters", type=int, default=5)
+    parser.add_argument("--fp16-allreduce", action="store_true",
+                        help="ringfuse.torch: gradients travel as float16")
+    parser.add_argument("--ddp", action="store_true",
+                        help="torch DistributedDataParallel over Gloo instead of ringfuse.torch")
+    parser.add_argument("--threads", type=int, default=0,
+                        help="torch threads per rank (0: cores / local ranks)")
+    return parser.parse_args()
+
+
+class Ringfuse:
+    """ringfuse.torch's Horovod API."""
+
+    def __init__(self, model, args):
+        import ringfuse.torch as hvd
+        self.hvd = hvd
+        hvd.init()
+        self.rank, self.size, self.local_size = hvd.rank(), hvd.size(), hvd.local_size()
+        compression = hvd.Compression.fp16 if args.fp16_allreduce else hvd.Compression.none
+        self.model = model
+        self.optimizer = hvd.DistributedOptimizer(
+            torch.optim.SGD(model.parameters(), lr=0.01),
+            named_parameters=model.named_parameters(), compression=compression)
+        hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+        hvd.broadcast_optimizer_state(self.optimizer, root_rank=0)
+
+    def mean(self, value, name):
+        return self.hvd.allreduce(torch.tensor(value), name=name).item()
+
+    def close(self):
+        self.hvd.shutdown()
+
+
+class Ddp:
+    """torch.distributed + DistributedDataParallel over Gloo, for comparison. The store is a
+    file: ringfuse-run's own store already listens on MASTER_PORT."""
+
+    def __init__(self, model, args):
+        import torch.distributed as dist
+        self.dist = dist
+        job = os.environ.get("RINGFUSE_JOB_ID", "local")
+        self.rank = int(os.environ.get("RANK", 0))
+        self.size = int(os.environ.get("WORLD_SIZE", 1))
+        self.local_size = int(os.environ.get("LOCAL_WORLD_SIZE", self.size))
+        dist.init_process_group("gloo", init_method="file:///tmp/ringfuse-ddp-%s" % job,
+                                rank=self.rank, world_size=self.size)
+        self.model = torch.nn.parallel.DistributedDataParallel(model)
+        self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
+
+    def mean(self, value, name):
+        t = torch.tensor(value)
+        self.dist.all_reduce(t)
+        return (t / self.size).item()
+
+    def close(self):
+        self.dist.destroy_process_group()
+
+
+def main():
+    args = parse_args()
+    torch.manual_seed(0)
+    model = getattr(torchvision.models, args.model)(num_classes=1000)
+    runner = (Ddp if args.ddp else Ringfuse)(model, args)
+    threads = args.threads or max(1, (os.cpu_count() or 1) // runner.local_size)
+    torch.set_num_threads(threads)
+
+    data = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
+    target = torch.randint(0, 1000, (args.batch_size,))
+
+    def step():
+        runner.optimizer.zero_grad()
+        F.cross_entropy(runner.model(data), target).backward()
+        runner.optimizer.step()
+
+    def log(text):
+        if runner.rank == 0:
+            print(text, flush=True)
+
+    log("Model: %s, batch size %d per rank, %d ranks, %s, %d threads per rank"
+        % (args.model, args.batch_size, runner.size,
+           "DDP over Gloo" if args.ddp else "ringfuse.torch" +
+           (" (fp16 allreduce)" if args.fp16_allreduce else ""), threads))
+    for _ in range(args.num_warmup_batches):
+        step()
+    rates = []
+    for i in range(args.num_iters):
+        started = time.perf_counter()
+        for _ in range(args.num_batches_per_iter):
+            step()
+        rate = args.batch_size * args.num_batches_per_iter / (time.perf_counter() - started)
+        log("Iter #%d: %.1f img/sec per rank" % (i, rate))
+        rates.append(rate)
+    mean = sum(rates) / len(rates)
+    deviation = 1.96 * (sum((r - mean) ** 2 for r in rates) / len(rates)) ** 0.5
+    mean = runner.mean(mean, "benchmark.rate")
+    log("Img/sec per rank: %.1f +-%.1f" % (mean, deviation))
+    log("Total img/sec on %d rank(s): %.1f +-%.1f"
+        % (runner.size, runner.size * mean, runner.size * deviation))
+    runner.close()
+
+
+if __name__ == "__main__":
+    main()

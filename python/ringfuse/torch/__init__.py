@@ -1,0 +1,31 @@
+"""Horovod's PyTorch API on ringfuse: ``import ringfuse.torch as hvd`` runs Horovod scripts.
+
+    import ringfuse.torch as hvd
+    hvd.init()
+    optimizer = hvd.DistributedOptimizer(optimizer, named_parameters=model.named_parameters())
+    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+
+Launch with ``ringfuse-run -np N python3 train.py`` (or mpirun, or torchrun). Collectives are
+matched in the order each rank enqueues them: every rank must issue the same collectives in the
+same order. What needs engine work that this build lacks (process sets, uneven alltoall and
+reducescatter, int16/bool reductions, integer scaling, the runtime timeline, join's last rank)
+raises ``NotBuiltYetError`` (a NotImplementedError) naming it.
+"""
+
+from ringfuse.exceptions import HorovodInternalError, HostsUpdatedInterrupt, NotBuiltYetError
+from ringfuse.torch.compression import Compression
+from ringfuse.torch.functions import (allgather_object, broadcast_object,
+                                      broadcast_optimizer_state, broadcast_parameters)
+from ringfuse.torch.mpi_ops import (
+    Adasum, Average, Max, Min, Product, ProcessSet, Sum, add_process_set, allgather,
+    allgather_async, allreduce, allreduce_, allreduce_async, allreduce_async_, alltoall,
+    alltoall_async, barrier, broadcast, broadcast_, broadcast_async, broadcast_async_,
+    ccl_built, cross_rank, cross_size, cuda_built, ddl_built, gloo_built, gloo_enabled,
+    global_process_set, grouped_allgather, grouped_allgather_async, grouped_allreduce,
+    grouped_allreduce_, grouped_allreduce_async, grouped_allreduce_async_,
+    grouped_reducescatter, grouped_reducescatter_async, init, is_homogeneous, is_initialized,
+    join, local_rank, local_size, mpi_built, mpi_enabled, mpi_threads_supported, nccl_built,
+    poll, rank, reducescatter, reducescatter_async, remove_process_set, rocm_built, shutdown,
+    size, sparse_allreduce_async, start_timeline, stop_timeline, synchronize)
+from ringfuse.torch.optimizer import DistributedOptimizer
+from ringfuse.torch.sync_batch_norm import SyncBatchNorm

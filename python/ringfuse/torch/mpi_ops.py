@@ -1,0 +1,845 @@
+"""Horovod's collective operations (``horovod/torch/mpi_ops.py``) over ringfuse's engine.
+
+Every collective is enqueued on the engine (ringfuse._core) and returns an integer handle;
+``synchronize(handle)`` waits for it (the GIL is released while waiting) and returns the result.
+A failed collective raises ``HorovodInternalError`` with the library's message (rank, tensor,
+peers) on every rank that took part.
+
+What the engine cannot do yet raises ``NotBuiltYetError`` (a ``NotImplementedError``) naming the
+missing part, before anything is enqueued: it never returns a wrong result.
+"""
+
+import atexit
+import itertools
+import threading
+import warnings
+
+import torch
+
+from ringfuse import _core
+from ringfuse.exceptions import HorovodInternalError, NotBuiltYetError
+
+# Reduction operators, with Horovod's values.
+Average = 0
+Sum = 1
+Adasum = 2
+Min = 3
+Max = 4
+Product = 5
+
+_ENGINE_OPS = {Average: "avg", Sum: "sum", Min: "min", Max: "max", Product: "prod"}
+_OP_NAMES = {Average: "Average", Sum: "Sum", Adasum: "Adasum", Min: "Min", Max: "Max",
+             Product: "Product"}
+
+# What the engine reduces today.
+_REDUCIBLE = {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8,
+              torch.uint8, torch.int32, torch.int64}
+# What Horovod reduces and the engine will (the engine issue's i16/bool work).
+_REDUCIBLE_LATER = {torch.int16, torch.bool}
+
+
+# ---------------------------------------------------------------------------------------------
+# Process sets: only the global one exists until the process-set issue lands.
+
+class ProcessSet:
+    """A subset of the ranks that runs its own collectives (Horovod's ``ProcessSet``).
+
+    Only ``global_process_set`` works in this build; ``add_process_set`` refuses."""
+
+    def __init__(self, ranks_or_comm=None):
+        self.ranks = None if ranks_or_comm is None else sorted(list(ranks_or_comm))
+        self.process_set_id = None
+
+    def _invalidate(self):
+        self.process_set_id = None
+
+    def size(self):
+        return size() if self is global_process_set else len(self.ranks)
+
+    def rank(self):
+        if self is global_process_set:
+            return rank()
+        return self.ranks.index(rank()) if rank() in self.ranks else -1
+
+    def included(self):
+        return self is global_process_set or rank() in self.ranks
+
+    def __str__(self):
+        if self is global_process_set:
+            return "ProcessSet(global)"
+        return "ProcessSet(ranks=%s)" % self.ranks
+
+
+global_process_set = ProcessSet()
+global_process_set.process_set_id = 0
+
+
+def _process_sets_missing(what):
+    return NotBuiltYetError(
+        "%s: process sets other than the global one need the engine's process sets (the "
+        "process-set issue), which this build does not have yet" % what)
+
+
+def add_process_set(process_set):
+    raise _process_sets_missing("add_process_set")
+
+
+def remove_process_set(process_set):
+    raise _process_sets_missing("remove_process_set")
+
+
+def _check_process_set(process_set, what):
+    if process_set is not global_process_set and process_set is not None:
+        raise _process_sets_missing(what)
+
+
+# ---------------------------------------------------------------------------------------------
+# Life cycle and topology
+
+_lock = threading.RLock()
+_session = None
+_handles = {}
+_next_handle = itertools.count(1)
+_name_counters = {}
+
+
+def init(comm=None, process_sets=None):
+    """Joins the world described by the environment (ringfuse-run, torchrun or mpirun sets
+    it; none: a world of one). Idempotent: a second call while initialised does nothing."""
+    global _session
+    if comm is not None:
+        raise ValueError("init(comm=...): ringfuse takes its world from the environment "
+                         "(ringfuse-run, torchrun, mpirun), not from an MPI communicator")
+    if process_sets:
+        raise _process_sets_missing("init(process_sets=...)")
+    with _lock:
+        if _session is None:
+            try:
+                _session = _core.Session()
+            except _core.RingfuseError as e:
+                raise HorovodInternalError(str(e), *_fields(e)) from e
+            _name_counters.clear()
+
+
+def shutdown():
+    """Leaves the world. Collectives still pending fail with "the engine has shut down".
+    init() may be called again afterwards."""
+    global _session
+    with _lock:
+        session, _session = _session, None
+    if session is not None:
+        session.close()
+
+
+def is_initialized():
+    return _session is not None
+
+
+def _require_session():
+    session = _session
+    if session is None:
+        raise ValueError("Horovod has not been initialized; use hvd.init().")
+    return session
+
+
+def size():
+    return _require_session().size
+
+
+def rank():
+    return _require_session().rank
+
+
+def local_size():
+    return _require_session().local_size
+
+
+def local_rank():
+    return _require_session().local_rank
+
+
+def cross_size():
+    return _require_session().cross_size
+
+
+def cross_rank():
+    return _require_session().cross_rank
+
+
+def is_homogeneous():
+    """True when every host runs the same number of ranks."""
+    session = _require_session()
+    return session.local_size * session.cross_size == session.size
+
+
+# What this build has, answered truthfully: the engine always runs on ringfuse's own TCP /
+# shared-memory channel, never on Horovod's MPI or Gloo controllers.
+def mpi_threads_supported():
+    return False
+
+
+def mpi_built(verbose=False):
+    return False
+
+
+def mpi_enabled():
+    return False
+
+
+def gloo_built(verbose=False):
+    return False
+
+
+def gloo_enabled():
+    return False
+
+
+def nccl_built(verbose=False):
+    return bool(_core.with_cuda)
+
+
+def cuda_built(verbose=False):
+    return bool(_core.with_cuda)
+
+
+def ddl_built(verbose=False):
+    return False
+
+
+def ccl_built(verbose=False):
+    return False
+
+
+def rocm_built(verbose=False):
+    return False
+
+
+def start_timeline(file_path, mark_cycles=False):
+    raise NotBuiltYetError(
+        "start_timeline: starting the timeline at run time needs the engine's runtime timeline "
+        "(engine issue); set RINGFUSE_TIMELINE=PATH (ringfuse-run --timeline PATH) at start "
+        "instead")
+
+
+def stop_timeline():
+    raise NotBuiltYetError(
+        "stop_timeline: needs the engine's runtime timeline (engine issue); the timeline of "
+        "RINGFUSE_TIMELINE is written until shutdown()")
+
+
+atexit.register(shutdown)
+
+
+# ---------------------------------------------------------------------------------------------
+# Handles
+
+def _fields(error):
+    return (getattr(error, "kind", None), getattr(error, "rank", None),
+            getattr(error, "peer", None))
+
+
+def _enqueue(start, finish):
+    """Runs `start(session)` (which returns a _core.Handle) and registers `finish(core)`, which
+    builds the result once the collective completed. Returns Horovod's integer handle."""
+    session = _require_session()
+    try:
+        core = start(session)
+    except _core.RingfuseError as e:
+        if getattr(e, "kind", None) == "invalid_argument":
+            raise ValueError(str(e)) from e
+        raise HorovodInternalError(str(e), *_fields(e)) from e
+    handle = next(_next_handle)
+    _handles[handle] = (core, finish)
+    return handle
+
+
+def poll(handle):
+    """True once the collective of `handle` finished (its result is ready). Never blocks."""
+    entry = _handles.get(handle)
+    if entry is None:
+        raise ValueError("poll: unknown handle %r (already synchronized?)" % (handle,))
+    return entry[0].poll()
+
+
+def synchronize(handle):
+    """Waits for the collective of `handle` and returns its result; raises
+    HorovodInternalError with the library's message if it failed."""
+    entry = _handles.get(handle)
+    if entry is None:
+        raise ValueError("synchronize: unknown handle %r (already synchronized?)" % (handle,))
+    core, finish = entry
+    try:
+        core.wait()
+    except _core.RingfuseError as e:
+        _handles.pop(handle, None)
+        raise HorovodInternalError(str(e), *_fields(e)) from e
+    # Anything else (KeyboardInterrupt, an exception from a signal handler) leaves the handle
+    # registered: the collective still runs and may be synchronized again.
+    _handles.pop(handle, None)
+    return finish(core)
+
+
+def _name(kind, name):
+    """Horovod names unnamed collectives itself; every rank counts its calls in the same order,
+    so the names agree."""
+    if name is not None:
+        return name if type(name) is str else str(name)
+    count = _name_counters.get(kind, 0)
+    _name_counters[kind] = count + 1
+    return "%s.noname.%d" % (kind, count)
+
+
+# ---------------------------------------------------------------------------------------------
+# Tensor plumbing
+
+def _engine_op(op, average, what):
+    if average is not None:
+        if op is not None:
+            raise ValueError("%s: give op or the deprecated average, not both" % what)
+        warnings.warn("Parameter `average` has been replaced with `op` and will be removed",
+                      DeprecationWarning)
+        op = Average if average else Sum
+    if op is None:
+        op = Average
+    if op == Adasum:
+        raise ValueError("%s: op=Adasum is not supported by ringfuse; use Average or Sum" % what)
+    if op not in _ENGINE_OPS:
+        raise ValueError("%s: unknown op %r" % (what, op))
+    return op
+
+
+def _check_reducible(tensor, op, prescale, postscale, what, name):
+    dtype = tensor.dtype
+    if dtype in _REDUCIBLE_LATER:
+        raise NotBuiltYetError(
+            "%s '%s': reducing %s tensors needs the engine's i16/bool reductions (engine issue)"
+            % (what, name, dtype))
+    if dtype not in _REDUCIBLE:
+        raise TypeError("%s '%s': %s tensors cannot be reduced (supported: %s)"
+                        % (what, name, dtype, ", ".join(sorted(str(t) for t in _REDUCIBLE))))
+    if not dtype.is_floating_point and (prescale != 1.0 or postscale != 1.0):
+        raise NotBuiltYetError(
+            "%s '%s': prescale/postscale factors on integer tensors need the engine's integer "
+            "scaling (engine issue)" % (what, name))
+    if tensor.is_sparse:
+        raise ValueError("%s '%s': sparse tensors go through sparse_allreduce_async or "
+                         "DistributedOptimizer(sparse_as_dense=True)" % (what, name))
+
+
+def _dense_contiguous(tensor):
+    return tensor if tensor.is_contiguous() else tensor.contiguous()
+
+
+def _as_bytes(tensor):
+    """A view of `tensor` the engine can move: itself for the engine's dtypes, else its bytes
+    (uint8) with dimension 0 kept, for collectives that only move data (broadcast, allgather,
+    alltoall). Returns (view, restore) where restore(bytes_result) gives the dtype back."""
+    if tensor.dtype in _REDUCIBLE:
+        return tensor, lambda t: t
+    dtype = tensor.dtype
+    rest = tuple(tensor.shape[1:])
+    rows = tensor.shape[0] if tensor.dim() > 0 else 1
+    row_elements = 1
+    for d in rest:
+        row_elements *= d
+    raw = tensor.reshape(rows, row_elements).view(torch.uint8)
+
+    def restore(out):
+        return out.view(dtype).reshape((out.shape[0],) + rest) if tensor.dim() > 0 \
+            else out.view(dtype).reshape(tensor.shape)
+    return raw, restore
+
+
+# ---------------------------------------------------------------------------------------------
+# allreduce
+
+def _allreduce_async(tensor, output, name, op, prescale_factor, postscale_factor, finish):
+    # The common case (a supported dtype, no integer scaling) is checked inline: this runs once
+    # per gradient per step.
+    dtype = tensor.dtype
+    if dtype not in _REDUCIBLE or ((prescale_factor != 1.0 or postscale_factor != 1.0)
+                                   and not dtype.is_floating_point):
+        _check_reducible(tensor, op, prescale_factor, postscale_factor, "allreduce", name)
+    engine_op = _ENGINE_OPS[op]
+    return _enqueue(lambda s: s.allreduce(name, output, engine_op, float(prescale_factor),
+                                          float(postscale_factor)), finish)
+
+
+def _resolve_op(op, average, what):
+    return Average if op is None and average is None else _engine_op(op, average, what)
+
+
+def allreduce_async(tensor, average=None, name=None, op=None, prescale_factor=1.0,
+                    postscale_factor=1.0, process_set=global_process_set):
+    """Starts an allreduce into a new tensor; synchronize(handle) returns it."""
+    if process_set is not global_process_set:
+        _check_process_set(process_set, "allreduce_async")
+    op = _resolve_op(op, average, "allreduce_async")
+    name = _name("allreduce", name)
+    output = tensor.detach().clone(memory_format=torch.contiguous_format)
+    return _allreduce_async(tensor, output, name, op, prescale_factor, postscale_factor,
+                            lambda core: output)
+
+
+def allreduce_async_(tensor, average=None, name=None, op=None, prescale_factor=1.0,
+                     postscale_factor=1.0, process_set=global_process_set):
+    """Starts an in-place allreduce; synchronize(handle) returns `tensor`."""
+    if process_set is not global_process_set:
+        _check_process_set(process_set, "allreduce_async_")
+    op = _resolve_op(op, average, "allreduce_async_")
+    name = _name("allreduce", name)
+    if tensor.is_contiguous():
+        # The engine writes through the data pointer: no detach() needed (and none paid for).
+        return _allreduce_async(tensor, tensor, name, op, prescale_factor, postscale_factor,
+                                lambda core: tensor)
+    buffer = tensor.detach().contiguous()
+
+    def finish(core):
+        with torch.no_grad():
+            tensor.copy_(buffer)
+        return tensor
+    return _allreduce_async(tensor, buffer, name, op, prescale_factor, postscale_factor, finish)
+
+
+def allreduce_(tensor, average=None, name=None, op=None, prescale_factor=1.0,
+               postscale_factor=1.0, process_set=global_process_set):
+    return synchronize(allreduce_async_(tensor, average, name, op, prescale_factor,
+                                        postscale_factor, process_set))
+
+
+class HorovodAllreduce(torch.autograd.Function):
+    """allreduce with a gradient: the backward pass allreduces the gradient the same way."""
+
+    @staticmethod
+    def forward(ctx, tensor, average, name, op, prescale_factor, postscale_factor, process_set):
+        ctx.average, ctx.op = average, op
+        ctx.prescale_factor, ctx.postscale_factor = prescale_factor, postscale_factor
+        ctx.process_set = process_set
+        return synchronize(allreduce_async(tensor, average, name, op, prescale_factor,
+                                           postscale_factor, process_set))
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        return (allreduce(grad_output, average=ctx.average, op=ctx.op,
+                          prescale_factor=ctx.prescale_factor,
+                          postscale_factor=ctx.postscale_factor,
+                          process_set=ctx.process_set),
+                None, None, None, None, None, None)
+
+
+def allreduce(tensor, average=None, name=None, compression=None, op=None,
+              prescale_factor=1.0, postscale_factor=1.0, process_set=global_process_set):
+    """Returns the reduction of `tensor` over every rank (default: the average); `tensor` is
+    unchanged. Differentiable."""
+    from ringfuse.torch.compression import Compression
+    compression = compression or Compression.none
+    compressed, ctx = compression.compress(tensor)
+    reduced = HorovodAllreduce.apply(compressed, average, name, op, prescale_factor,
+                                     postscale_factor, process_set)
+    return compression.decompress(reduced, ctx)
+
+
+# grouped allreduce: one negotiation for all the tensors, completed together.
+
+def _grouped_allreduce_async(tensors, outputs, name, op, prescale_factor, postscale_factor,
+                             finish):
+    for i, t in enumerate(tensors):
+        _check_reducible(t, op, prescale_factor, postscale_factor, "grouped_allreduce",
+                         "%s.%d" % (name, i))
+    engine_op = _ENGINE_OPS[op]
+    return _enqueue(lambda s: s.grouped_allreduce(name, outputs, engine_op,
+                                                  float(prescale_factor),
+                                                  float(postscale_factor)), finish)
+
+
+def grouped_allreduce_async(tensors, average=None, name=None, op=None, prescale_factor=1.0,
+                            postscale_factor=1.0, process_set=global_process_set):
+    _check_process_set(process_set, "grouped_allreduce_async")
+    op = _engine_op(op, average, "grouped_allreduce_async")
+    name = _name("grouped_allreduce", name)
+    outputs = [t.detach().clone(memory_format=torch.contiguous_format) for t in tensors]
+    return _grouped_allreduce_async(tensors, outputs, name, op, prescale_factor,
+                                    postscale_factor, lambda core: outputs)
+
+
+def grouped_allreduce_async_(tensors, average=None, name=None, op=None, prescale_factor=1.0,
+                             postscale_factor=1.0, process_set=global_process_set):
+    _check_process_set(process_set, "grouped_allreduce_async_")
+    op = _engine_op(op, average, "grouped_allreduce_async_")
+    name = _name("grouped_allreduce", name)
+    buffers = [_dense_contiguous(t.detach()) for t in tensors]
+
+    def finish(core):
+        with torch.no_grad():
+            for t, b in zip(tensors, buffers):
+                if b.data_ptr() != t.data_ptr():
+                    t.copy_(b)
+        return list(tensors)
+    return _grouped_allreduce_async(tensors, buffers, name, op, prescale_factor,
+                                    postscale_factor, finish)
+
+
+def grouped_allreduce_(tensors, average=None, name=None, op=None, prescale_factor=1.0,
+                       postscale_factor=1.0, process_set=global_process_set):
+    return synchronize(grouped_allreduce_async_(tensors, average, name, op, prescale_factor,
+                                                postscale_factor, process_set))
+
+
+class HorovodGroupedAllreduce(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, average, name, op, prescale_factor, postscale_factor, process_set,
+                *tensors):
+        ctx.average, ctx.op = average, op
+        ctx.prescale_factor, ctx.postscale_factor = prescale_factor, postscale_factor
+        ctx.process_set = process_set
+        return tuple(synchronize(grouped_allreduce_async(
+            list(tensors), average, name, op, prescale_factor, postscale_factor, process_set)))
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        grads = grouped_allreduce(list(grad_outputs), average=ctx.average, op=ctx.op,
+                                  prescale_factor=ctx.prescale_factor,
+                                  postscale_factor=ctx.postscale_factor,
+                                  process_set=ctx.process_set)
+        return (None, None, None, None, None, None) + tuple(grads)
+
+
+def grouped_allreduce(tensors, average=None, name=None, compression=None, op=None,
+                      prescale_factor=1.0, postscale_factor=1.0,
+                      process_set=global_process_set):
+    """allreduce of several tensors as one group. Differentiable."""
+    from ringfuse.torch.compression import Compression
+    compression = compression or Compression.none
+    compressed, ctxs = zip(*[compression.compress(t) for t in tensors]) if tensors else ((), ())
+    reduced = HorovodGroupedAllreduce.apply(average, name, op, prescale_factor,
+                                            postscale_factor, process_set, *compressed)
+    return [compression.decompress(t, c) for t, c in zip(reduced, ctxs)]
+
+
+def sparse_allreduce_async(tensor, name, op, process_set=global_process_set):
+    """Allreduce of a sparse tensor through allgathers of its indices and values (Horovod's
+    method); synchronize returns a sparse tensor."""
+    _check_process_set(process_set, "sparse_allreduce_async")
+    if op not in (Average, Sum):
+        raise ValueError("sparse_allreduce_async: only Average and Sum are supported")
+    t = tensor.coalesce()
+    indices_handle = allgather_async(t.indices().t().contiguous(), name="%s.indices" % name)
+    values_handle = allgather_async(t.values().contiguous(), name="%s.values" % name)
+    world = size()
+
+    def finish(core):
+        indices = synchronize(indices_handle).t()
+        values = synchronize(values_handle)
+        if op == Average:
+            values = values / world
+        return torch.sparse_coo_tensor(indices, values, t.shape)
+    # A handle of its own that completes once both allgathers did.
+    return _enqueue(lambda s: _Both(s, indices_handle, values_handle), finish)
+
+
+class _Both:
+    """A _core.Handle look-alike over two Horovod handles."""
+
+    def __init__(self, session, first, second):
+        self.first, self.second = first, second
+
+    def poll(self):
+        return poll(self.first) and poll(self.second)
+
+    def wait(self):
+        pass  # finish() synchronizes both
+
+
+# ---------------------------------------------------------------------------------------------
+# allgather
+
+def allgather_async(tensor, name=None, process_set=global_process_set):
+    """Starts concatenating every rank's `tensor` along dimension 0 (which may differ between
+    ranks); synchronize(handle) returns the result."""
+    _check_process_set(process_set, "allgather_async")
+    name = _name("allgather", name)
+    source = tensor.detach()
+    if source.dim() == 0:
+        source = source.reshape(1)
+    source = _dense_contiguous(source)
+    raw, restore = _as_bytes(source)
+    return _enqueue(lambda s: s.allgather(name, raw), lambda core: restore(core.gathered()))
+
+
+class HorovodAllgather(torch.autograd.Function):
+    """allgather with a gradient: each rank gets the sum of every rank's gradient for its own
+    rows."""
+
+    @staticmethod
+    def forward(ctx, tensor, name, process_set):
+        ctx.dim0 = tensor.shape[0] if tensor.dim() > 0 else 1
+        ctx.process_set = process_set
+        return synchronize(allgather_async(tensor, name, process_set))
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        reduced = allreduce(grad_output, op=Sum, process_set=ctx.process_set)
+        rows = synchronize(allgather_async(torch.tensor([ctx.dim0], dtype=torch.int64)))
+        offset = int(rows[:rank()].sum())
+        return reduced.narrow(0, offset, ctx.dim0), None, None
+
+
+def allgather(tensor, name=None, process_set=global_process_set):
+    return HorovodAllgather.apply(tensor, name, process_set)
+
+
+def grouped_allgather_async(tensors, name=None, process_set=global_process_set):
+    """Several allgathers. Until the engine groups them (engine issue) they are enqueued one by
+    one under name.0, name.1, ...: the results are the same."""
+    _check_process_set(process_set, "grouped_allgather_async")
+    name = _name("grouped_allgather", name)
+    handles = [allgather_async(t, "%s.%d" % (name, i)) for i, t in enumerate(tensors)]
+    return _enqueue(lambda s: _All(handles), lambda core: [synchronize(h) for h in handles])
+
+
+def grouped_allgather(tensors, name=None, process_set=global_process_set):
+    return [allgather(t, None if name is None else "%s.%d" % (name, i), process_set)
+            for i, t in enumerate(tensors)]
+
+
+class _All:
+    def __init__(self, handles):
+        self.handles = handles
+
+    def poll(self):
+        return all(poll(h) for h in self.handles)
+
+    def wait(self):
+        pass  # finish() synchronizes each
+
+
+# ---------------------------------------------------------------------------------------------
+# broadcast
+
+def _broadcast_async(buffer, name, root_rank, finish):
+    if not isinstance(root_rank, int) or isinstance(root_rank, bool):
+        raise ValueError("broadcast: root_rank must be an int, not %r" % (root_rank,))
+    raw, _ = _as_bytes(buffer)
+    return _enqueue(lambda s: s.broadcast(name, raw, root_rank), finish)
+
+
+def broadcast_async(tensor, root_rank, name=None, process_set=global_process_set):
+    """Starts copying root_rank's `tensor` into a new tensor on every rank."""
+    _check_process_set(process_set, "broadcast_async")
+    name = _name("broadcast", name)
+    output = tensor.detach().clone(memory_format=torch.contiguous_format)
+    return _broadcast_async(output, name, root_rank, lambda core: output)
+
+
+def broadcast_async_(tensor, root_rank, name=None, process_set=global_process_set):
+    """Starts copying root_rank's `tensor` into `tensor` on every rank."""
+    _check_process_set(process_set, "broadcast_async_")
+    name = _name("broadcast", name)
+    buffer = _dense_contiguous(tensor.detach())
+    if buffer.data_ptr() == tensor.data_ptr() and tensor.is_contiguous():
+        finish = lambda core: tensor
+    else:
+        def finish(core):
+            with torch.no_grad():
+                tensor.copy_(buffer)
+            return tensor
+    return _broadcast_async(buffer, name, root_rank, finish)
+
+
+def broadcast_(tensor, root_rank, name=None, process_set=global_process_set):
+    return synchronize(broadcast_async_(tensor, root_rank, name, process_set))
+
+
+class HorovodBroadcast(torch.autograd.Function):
+    """broadcast with Horovod's gradient: the root gets the average of every rank's gradient,
+    the other ranks zero."""
+
+    @staticmethod
+    def forward(ctx, tensor, root_rank, name, process_set):
+        ctx.root_rank, ctx.process_set = root_rank, process_set
+        return synchronize(broadcast_async(tensor, root_rank, name, process_set))
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        reduced = allreduce(grad_output, op=Average, process_set=ctx.process_set)
+        if rank() != ctx.root_rank:
+            reduced = reduced * 0
+        return reduced, None, None, None
+
+
+def broadcast(tensor, root_rank, name=None, process_set=global_process_set):
+    return HorovodBroadcast.apply(tensor, root_rank, name, process_set)
+
+
+# ---------------------------------------------------------------------------------------------
+# alltoall
+
+def _even_splits(tensor, splits, what):
+    world = size()
+    rows = tensor.shape[0] if tensor.dim() > 0 else 0
+    if splits is None:
+        if tensor.dim() == 0 or rows % world != 0:
+            raise ValueError("%s: dimension 0 (%d) must divide by the world size (%d) when no "
+                             "splits are given" % (what, rows, world))
+        return [rows // world] * world
+    split_list = [int(x) for x in (splits.tolist() if torch.is_tensor(splits) else splits)]
+    if len(split_list) != world:
+        raise ValueError("%s: %d splits given for a world of %d" % (what, len(split_list), world))
+    if sum(split_list) != rows:
+        raise ValueError("%s: the splits add up to %d, dimension 0 is %d"
+                         % (what, sum(split_list), rows))
+    if len(set(split_list)) != 1:
+        raise NotBuiltYetError(
+            "%s: uneven splits %s need the engine's uneven alltoall (engine issue); equal "
+            "splits work" % (what, split_list))
+    return split_list
+
+
+def alltoall_async(tensor, splits=None, name=None, process_set=global_process_set):
+    """Starts sending block j of dimension 0 to rank j; synchronize(handle) returns
+    (output, received_splits)."""
+    _check_process_set(process_set, "alltoall_async")
+    split_list = _even_splits(tensor, splits, "alltoall")
+    name = _name("alltoall", name)
+    source = _dense_contiguous(tensor.detach())
+    raw, restore = _as_bytes(source)
+    output = torch.empty_like(raw)
+    received = torch.tensor(split_list, dtype=torch.int32)
+    return _enqueue(lambda s: s.alltoall(name, raw, output),
+                    lambda core: (restore(output), received))
+
+
+class HorovodAlltoall(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tensor, splits, name, process_set):
+        output, received = synchronize(alltoall_async(tensor, splits, name, process_set))
+        ctx.received, ctx.process_set = received, process_set
+        if splits is None:
+            return output
+        ctx.mark_non_differentiable(received)
+        return output, received
+
+    @staticmethod
+    def backward(ctx, grad_output, *unused):
+        grad, _ = synchronize(alltoall_async(grad_output.contiguous(), ctx.received,
+                                             process_set=ctx.process_set))
+        return grad, None, None, None
+
+
+def alltoall(tensor, splits=None, name=None, process_set=global_process_set):
+    """Block j of dimension 0 goes to rank j. Returns the output, or (output, received_splits)
+    when splits were given. Differentiable."""
+    return HorovodAlltoall.apply(tensor, splits, name, process_set)
+
+
+# ---------------------------------------------------------------------------------------------
+# reducescatter
+
+def reducescatter_async(tensor, name=None, op=Average, process_set=global_process_set,
+                        prescale_factor=1.0, postscale_factor=1.0):
+    """Starts reducing `tensor` over every rank; rank r gets block r of dimension 0."""
+    _check_process_set(process_set, "reducescatter_async")
+    if op not in (Average, Sum):
+        raise ValueError("reducescatter: op must be Average or Sum (as in Horovod), not %s"
+                         % _OP_NAMES.get(op, op))
+    name = _name("reducescatter", name)
+    _check_reducible(tensor, op, prescale_factor, postscale_factor, "reducescatter", name)
+    world = size()
+    rows = tensor.shape[0] if tensor.dim() > 0 else 0
+    if tensor.dim() == 0:
+        raise ValueError("reducescatter '%s': needs at least one dimension" % name)
+    if rows % world != 0:
+        raise NotBuiltYetError(
+            "reducescatter '%s': dimension 0 (%d) does not divide by the world size (%d); "
+            "uneven blocks need the engine's uneven reducescatter (engine issue)"
+            % (name, rows, world))
+    source = tensor.detach()
+    if prescale_factor != 1.0:
+        source = source * prescale_factor
+    source = _dense_contiguous(source)
+    output = torch.empty((rows // world,) + tuple(tensor.shape[1:]), dtype=tensor.dtype,
+                         device=tensor.device)
+
+    def finish(core):
+        if postscale_factor != 1.0:
+            output.mul_(postscale_factor)
+        return output
+    return _enqueue(lambda s: s.reducescatter(name, source, output, _ENGINE_OPS[op]), finish)
+
+
+class HorovodReducescatter(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, tensor, name, op, process_set, prescale_factor, postscale_factor):
+        ctx.op, ctx.process_set = op, process_set
+        ctx.scale = prescale_factor * postscale_factor
+        return synchronize(reducescatter_async(tensor, name, op, process_set, prescale_factor,
+                                               postscale_factor))
+
+    @staticmethod
+    def backward(ctx, grad_output):
+        grad = synchronize(allgather_async(grad_output.contiguous()))
+        scale = ctx.scale / size() if ctx.op == Average else ctx.scale
+        return grad * scale, None, None, None, None, None
+
+
+def reducescatter(tensor, name=None, compression=None, op=Average,
+                  process_set=global_process_set, prescale_factor=1.0, postscale_factor=1.0):
+    from ringfuse.torch.compression import Compression
+    compression = compression or Compression.none
+    compressed, ctx = compression.compress(tensor)
+    out = HorovodReducescatter.apply(compressed, name, op, process_set, prescale_factor,
+                                     postscale_factor)
+    return compression.decompress(out, ctx)
+
+
+def grouped_reducescatter_async(tensors, name=None, op=Average,
+                                process_set=global_process_set, prescale_factor=1.0,
+                                postscale_factor=1.0):
+    """Several reducescatters. Until the engine groups them (engine issue) they are enqueued one
+    by one under name.0, name.1, ...: the results are the same."""
+    _check_process_set(process_set, "grouped_reducescatter_async")
+    name = _name("grouped_reducescatter", name)
+    handles = [reducescatter_async(t, "%s.%d" % (name, i), op, process_set, prescale_factor,
+                                   postscale_factor) for i, t in enumerate(tensors)]
+    return _enqueue(lambda s: _All(handles), lambda core: [synchronize(h) for h in handles])
+
+
+def grouped_reducescatter(tensors, name=None, compression=None, op=Average,
+                          process_set=global_process_set, prescale_factor=1.0,
+                          postscale_factor=1.0):
+    return [reducescatter(t, None if name is None else "%s.%d" % (name, i), compression, op,
+                          process_set, prescale_factor, postscale_factor)
+            for i, t in enumerate(tensors)]
+
+
+# ---------------------------------------------------------------------------------------------
+# barrier and join
+
+def barrier(process_set=global_process_set):
+    """Returns once every rank called barrier()."""
+    _check_process_set(process_set, "barrier")
+    synchronize(_enqueue(lambda s: s.barrier(_name("barrier", None)), lambda core: None))
+
+
+class _LastRankUnknown:
+    """What join() returns until the engine reports which rank joined last (engine issue): any
+    use of it as a rank raises instead of giving a wrong answer."""
+
+    def _refuse(self, *args):
+        raise NotBuiltYetError(
+            "join() completed, but which rank joined last needs the engine's join report "
+            "(engine issue)")
+
+    __int__ = __index__ = __bool__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse
+    __hash__ = None
+
+    def __repr__(self):
+        return "<join: last rank not reported by this build>"
+
+
+def join(device=-1):
+    """Declares that this rank has no more collectives; until every rank joined, it takes part
+    in the others' allreduces with zeros (Average still divides by the world size), their
+    broadcasts and barriers. Returns once every rank joined."""
+    synchronize(_enqueue(lambda s: s.join(), lambda core: None))
+    return _LastRankUnknown()

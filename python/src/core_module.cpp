@@ -1,0 +1,408 @@
+// ringfuse._core: the Context and the asynchronous Engine over torch tensors, for the pure
+// Python layer (ringfuse.torch). Tensors are never copied: the engine gets their data pointer,
+// dtype, shape and device, and the tensors are kept alive until their collective completed.
+//
+// The GIL: the engine thread never touches Python. Completion only flips the Work's state;
+// Python observes it through poll()/wait() (wait releases the GIL). Tensor references are
+// dropped on Python threads only (a TensorImpl with a Python object may take the GIL in its
+// destructor), which is why the Session keeps every in-flight collective until it completed,
+// even when Python dropped its handle.
+//
+// This is the only file that includes torch's headers (they compile slowly).
+#include <torch/csrc/utils/pybind.h>
+
+#include <ATen/ATen.h>
+#include <pybind11/stl.h>
+
+#include <algorithm>
+#include <chrono>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include "core/errors.hpp"
+#include "ringfuse/context.hpp"
+#include "ringfuse/engine.hpp"
+#include "ringfuse/error.hpp"
+
+namespace py = pybind11;
+namespace rf = ringfuse;
+using namespace std::chrono_literals;
+
+namespace {
+
+// The data types the engine reduces today. Others (int16, bool, complex) are the Python
+// layer's business: it moves them as bytes where no arithmetic is involved, and refuses them
+// where the engine would have to reduce them.
+std::optional<rf::DataType> engine_dtype(at::ScalarType type) {
+  switch (type) {
+    case at::kHalf: return rf::DataType::f16;
+    case at::kBFloat16: return rf::DataType::bf16;
+    case at::kFloat: return rf::DataType::f32;
+    case at::kDouble: return rf::DataType::f64;
+    case at::kChar: return rf::DataType::i8;
+    case at::kByte: return rf::DataType::u8;
+    case at::kInt: return rf::DataType::i32;
+    case at::kLong: return rf::DataType::i64;
+    default: return std::nullopt;
+  }
+}
+
+rf::ReduceOp reduce_op(const std::string& name, int rank) {
+  if (auto op = rf::parse_reduce_op(name)) return *op;
+  throw rf::core::rank_error(rf::ErrorKind::invalid_argument, rank,
+                             "unknown reduction '{}' (sum, avg, min, max, prod)", name);
+}
+
+rf::Compression wire_compression(const std::string& name, int rank) {
+  if (name == "none") return rf::Compression::none;
+  if (name == "fp16") return rf::Compression::fp16;
+  if (name == "bf16") return rf::Compression::bf16;
+  throw rf::core::rank_error(rf::ErrorKind::invalid_argument, rank,
+                             "unknown wire compression '{}' (none, fp16, bf16)", name);
+}
+
+// A view of `tensor` for the engine: its own memory, no copy.
+rf::TensorView view_of(const at::Tensor& tensor, const std::string& name, int rank) {
+  const auto refuse = [&](const std::string& why) {
+    return rf::core::rank_error(rf::ErrorKind::invalid_argument, rank, "tensor '{}': {}", name,
+                                why);
+  };
+  if (!tensor.defined()) throw refuse("is undefined (None)");
+  if (tensor.is_sparse()) throw refuse("is sparse; pass a dense tensor (tensor.to_dense())");
+  if (!tensor.is_contiguous()) {
+    throw refuse("is not contiguous; pass tensor.contiguous() (in-place collectives need "
+                 "contiguous memory)");
+  }
+  const auto dtype = engine_dtype(tensor.scalar_type());
+  if (!dtype) {
+    throw refuse(std::string("dtype ") + c10::toString(tensor.scalar_type()) +
+                 " is not one the engine reduces (f16, bf16, f32, f64, i8, u8, i32, i64)");
+  }
+  rf::TensorView view;
+  view.data = tensor.data_ptr();
+  view.dtype = *dtype;
+  view.shape.assign(tensor.sizes().begin(), tensor.sizes().end());
+  if (tensor.is_cuda()) {
+    view.device = rf::Device::cuda;
+    view.device_index = tensor.get_device();
+  } else if (!tensor.is_cpu()) {
+    throw refuse(std::string("is on device ") + tensor.device().str() +
+                 "; only CPU and CUDA tensors are supported");
+  }
+  return view;
+}
+
+// One enqueued collective as Python sees it: the engine's Work, the tensors it reads and
+// writes (kept alive until it completed), and what the engine allocated for an allgather.
+struct Pending {
+  rf::Work work;
+  std::vector<at::Tensor> keep_alive;
+  std::mutex output_mutex;  // the allgather output is set on the engine thread
+  at::Tensor gathered;
+};
+
+class Handle {
+ public:
+  explicit Handle(std::shared_ptr<Pending> pending) : pending_(std::move(pending)) {}
+
+  bool poll() const { return pending_->work.test(); }
+
+  /// Waits (GIL released) until the collective finished, in slices so that Ctrl-C is seen;
+  /// throws its error, or a timeout error once `timeout_s` (<= 0: no limit) passed.
+  void wait(double timeout_s) const {
+    const auto start = std::chrono::steady_clock::now();
+    while (true) {
+      bool finished = false;
+      {
+        py::gil_scoped_release no_gil;
+        try {
+          pending_->work.wait(100ms);
+          finished = true;
+        } catch (const rf::Error&) {
+          if (pending_->work.test()) throw;  // the collective's own error
+        }
+      }
+      if (finished) return;
+      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+      const std::chrono::duration<double> waited = std::chrono::steady_clock::now() - start;
+      if (timeout_s > 0 && waited.count() >= timeout_s) {
+        throw rf::Error(rf::ErrorKind::timeout,
+                        "ringfuse: the collective did not finish within " +
+                            std::to_string(timeout_s) + " s (it keeps running)");
+      }
+    }
+  }
+
+  /// The tensor an allgather produced (None before completion or for other collectives).
+  py::object gathered() const {
+    std::lock_guard lock(pending_->output_mutex);
+    if (!pending_->gathered.defined()) return py::none();
+    return py::cast(pending_->gathered);
+  }
+
+  std::vector<std::int64_t> output_shape() const { return pending_->work.output_shape(); }
+
+ private:
+  std::shared_ptr<Pending> pending_;
+};
+
+// One rank's membership in the world (ringfuse::init()) and its engine.
+class Session {
+ public:
+  Session() {
+    py::gil_scoped_release no_gil;  // init() connects to every peer: let other threads run
+    context_ = rf::init();
+    engine_ = &context_->engine();
+  }
+  ~Session() { close(); }
+
+  /// Shuts the engine and the Context down: collectives still pending fail with the engine's
+  /// "shut down" error. Idempotent.
+  void close() {
+    // Detached first, so another Python thread entering while the GIL is released below finds
+    // the session closed rather than half destroyed.
+    auto closing = std::move(context_);
+    engine_ = nullptr;
+    if (closing) {
+      // The engine thread never takes the GIL, so this cannot deadlock either way; releasing
+      // it lets other Python threads run during the shutdown handshake.
+      if (PyGILState_Check() != 0) {
+        py::gil_scoped_release no_gil;
+        closing.reset();
+      } else {
+        closing.reset();
+      }
+    }
+    in_flight_.clear();
+  }
+
+  bool closed() const { return !context_; }
+  rf::Context& context() const {
+    if (!context_) {
+      throw rf::Error(rf::ErrorKind::invalid_argument,
+                      "ringfuse has been shut down; call init() again first");
+    }
+    return *context_;
+  }
+  rf::Engine& engine() const {
+    context();
+    return *engine_;
+  }
+  int rank() const { return context().rank(); }
+
+  Handle allreduce(const std::string& name, const at::Tensor& tensor, const std::string& op,
+                   double prescale, double postscale, const std::string& compression) {
+    rf::AllreduceOptions options{reduce_op(op, rank()), prescale, postscale,
+                                 wire_compression(compression, rank())};
+    auto pending = start({tensor});
+    pending->work = engine().allreduce(name, view_of(tensor, name, rank()), options);
+    return track(std::move(pending));
+  }
+
+  Handle grouped_allreduce(const std::string& name, const std::vector<at::Tensor>& tensors,
+                           const std::string& op, double prescale, double postscale,
+                           const std::string& compression) {
+    rf::AllreduceOptions options{reduce_op(op, rank()), prescale, postscale,
+                                 wire_compression(compression, rank())};
+    std::vector<rf::TensorView> views;
+    views.reserve(tensors.size());
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      views.push_back(view_of(tensors[i], name + "." + std::to_string(i), rank()));
+    }
+    auto pending = start(tensors);
+    pending->work = engine().grouped_allreduce(name, std::move(views), options);
+    return track(std::move(pending));
+  }
+
+  Handle allgather(const std::string& name, const at::Tensor& input) {
+    auto pending = start({input});
+    const auto options = input.options();
+    Pending* raw = pending.get();  // lives in in_flight_ until the Work completed
+    pending->work = engine().allgather(
+        name, view_of(input, name, rank()),
+        [raw, options](const std::vector<std::int64_t>& shape) -> void* {
+          // Engine thread: a fresh tensor has no Python object, so no GIL is involved.
+          std::lock_guard lock(raw->output_mutex);
+          raw->gathered = at::empty(shape, options);
+          return raw->gathered.data_ptr();
+        });
+    return track(std::move(pending));
+  }
+
+  Handle broadcast(const std::string& name, const at::Tensor& tensor, int root) {
+    auto pending = start({tensor});
+    pending->work = engine().broadcast(name, view_of(tensor, name, rank()), root);
+    return track(std::move(pending));
+  }
+
+  Handle alltoall(const std::string& name, const at::Tensor& input, const at::Tensor& output) {
+    auto pending = start({input, output});
+    pending->work = engine().alltoall(name, view_of(input, name, rank()),
+                                      view_of(output, name + " (output)", rank()));
+    return track(std::move(pending));
+  }
+
+  Handle reducescatter(const std::string& name, const at::Tensor& input,
+                       const at::Tensor& output, const std::string& op) {
+    auto pending = start({input, output});
+    pending->work =
+        engine().reducescatter(name, view_of(input, name, rank()),
+                               view_of(output, name + " (output)", rank()), reduce_op(op, rank()));
+    return track(std::move(pending));
+  }
+
+  Handle barrier(const std::string& name) {
+    auto pending = start({});
+    pending->work = engine().barrier(name);
+    return track(std::move(pending));
+  }
+
+  Handle join() {
+    auto pending = start({});
+    pending->work = engine().join();
+    return track(std::move(pending));
+  }
+
+  void flush() { engine().flush(); }
+
+  py::dict stats() const {
+    const auto s = engine().stats();
+    py::dict d;
+    d["cycles"] = s.cycles;
+    d["fast_path_cycles"] = s.fast_path_cycles;
+    d["cache_hits"] = s.cache_hits;
+    d["cache_misses"] = s.cache_misses;
+    d["cache_evictions"] = s.cache_evictions;
+    d["collectives"] = s.collectives;
+    d["fused_tensors"] = s.fused_tensors;
+    return d;
+  }
+
+  std::size_t in_flight() const { return in_flight_.size(); }
+
+ private:
+  std::shared_ptr<Pending> start(std::vector<at::Tensor> tensors) {
+    context();  // refuses after shutdown
+    prune();
+    auto pending = std::make_shared<Pending>();
+    pending->keep_alive = std::move(tensors);
+    return pending;
+  }
+
+  Handle track(std::shared_ptr<Pending> pending) {
+    in_flight_.push_back(pending);
+    return Handle(std::move(pending));
+  }
+
+  // Drops finished collectives (on this Python thread, GIL held). Amortised: it walks the
+  // list only once it doubled since the last walk.
+  void prune() {
+    if (in_flight_.size() < prune_at_) return;
+    std::erase_if(in_flight_, [](const std::shared_ptr<Pending>& p) { return p->work.test(); });
+    prune_at_ = std::max<std::size_t>(64, 2 * in_flight_.size());
+  }
+
+  std::unique_ptr<rf::Context> context_;
+  rf::Engine* engine_ = nullptr;
+  std::vector<std::shared_ptr<Pending>> in_flight_;
+  std::size_t prune_at_ = 64;
+};
+
+// Blocking collectives of the Context (no engine), GIL released while they run.
+void context_allreduce(Session& s, const at::Tensor& tensor, const std::string& op) {
+  const auto view = view_of(tensor, "allreduce", s.rank());
+  const auto rop = reduce_op(op, s.rank());
+  py::gil_scoped_release no_gil;
+  s.context().allreduce(view.data, view.numel(), view.dtype, rop);
+}
+
+void context_broadcast(Session& s, const at::Tensor& tensor, int root) {
+  const auto view = view_of(tensor, "broadcast", s.rank());
+  py::gil_scoped_release no_gil;
+  s.context().broadcast(view.data, view.numel(), view.dtype, root);
+}
+
+void context_barrier(Session& s) {
+  auto& context = s.context();
+  py::gil_scoped_release no_gil;
+  context.barrier();
+}
+
+}  // namespace
+
+PYBIND11_MODULE(_core, m) {
+  m.doc() = "Ringfuse's Context and asynchronous engine over torch tensors (no copies)";
+
+  static py::exception<rf::Error> error_type(m, "RingfuseError", PyExc_RuntimeError);
+  py::register_exception_translator([](std::exception_ptr p) {
+    try {
+      if (p) std::rethrow_exception(p);
+    } catch (const rf::Error& e) {
+      // An instance carrying the library's fields, so Python can tell kinds apart.
+      py::object instance = py::reinterpret_borrow<py::object>(error_type.ptr())(e.what());
+      // "invalid argument" -> "invalid_argument": an identifier-like value to compare with.
+      std::string kind(rf::to_string(e.kind()));
+      std::replace(kind.begin(), kind.end(), ' ', '_');
+      instance.attr("kind") = kind;
+      instance.attr("rank") = e.rank();
+      instance.attr("peer") = e.peer();
+      PyErr_SetObject(error_type.ptr(), instance.ptr());
+    }
+  });
+
+  py::class_<Handle>(m, "Handle", "One enqueued collective (poll / wait)")
+      .def("poll", &Handle::poll, "True once the collective finished; never blocks")
+      .def("wait", &Handle::wait, py::arg("timeout_s") = 0.0,
+           "Blocks (GIL released) until the collective finished; raises its error")
+      .def("gathered", &Handle::gathered, "The tensor an allgather produced, else None")
+      .def("output_shape", &Handle::output_shape);
+
+  py::class_<Session>(m, "Session", "ringfuse::init(): this rank's Context and engine")
+      .def(py::init<>())
+      .def("close", &Session::close)
+      .def_property_readonly("closed", &Session::closed)
+      .def_property_readonly("rank", [](const Session& s) { return s.context().rank(); })
+      .def_property_readonly("size", [](const Session& s) { return s.context().size(); })
+      .def_property_readonly("local_rank",
+                             [](const Session& s) { return s.context().local_rank(); })
+      .def_property_readonly("local_size",
+                             [](const Session& s) { return s.context().local_size(); })
+      .def_property_readonly("cross_rank",
+                             [](const Session& s) { return s.context().world().cross_rank; })
+      .def_property_readonly("cross_size",
+                             [](const Session& s) { return s.context().world().cross_size; })
+      .def_property_readonly("fusion_threshold", [](const Session& s) {
+        return s.engine().config().fusion_threshold;
+      })
+      .def("allreduce", &Session::allreduce, py::arg("name"), py::arg("tensor"), py::arg("op"),
+           py::arg("prescale") = 1.0, py::arg("postscale") = 1.0,
+           py::arg("compression") = "none")
+      .def("grouped_allreduce", &Session::grouped_allreduce, py::arg("name"),
+           py::arg("tensors"), py::arg("op"), py::arg("prescale") = 1.0,
+           py::arg("postscale") = 1.0, py::arg("compression") = "none")
+      .def("allgather", &Session::allgather, py::arg("name"), py::arg("input"))
+      .def("broadcast", &Session::broadcast, py::arg("name"), py::arg("tensor"),
+           py::arg("root"))
+      .def("alltoall", &Session::alltoall, py::arg("name"), py::arg("input"), py::arg("output"))
+      .def("reducescatter", &Session::reducescatter, py::arg("name"), py::arg("input"),
+           py::arg("output"), py::arg("op"))
+      .def("barrier", &Session::barrier, py::arg("name") = "barrier")
+      .def("join", &Session::join)
+      .def("flush", &Session::flush)
+      .def("stats", &Session::stats)
+      .def("in_flight", &Session::in_flight)
+      .def("context_allreduce", &context_allreduce, py::arg("tensor"), py::arg("op"))
+      .def("context_broadcast", &context_broadcast, py::arg("tensor"), py::arg("root"))
+      .def("context_barrier", &context_barrier);
+
+  m.attr("with_cuda") =
+#ifdef RINGFUSE_PY_HAVE_NCCL
+      true;
+#else
+      false;
+#endif
+}

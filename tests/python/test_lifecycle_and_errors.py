@@ -1,0 +1,184 @@
+"""Errors on every rank, shutdown and re-init, Python threads under load."""
+
+import signal
+import threading
+import time
+
+import pytest
+import torch
+
+import ringfuse.torch as hvd
+from ringfuse import _core
+
+
+def test_mismatched_shapes_fail_every_rank_with_the_tensor_name():
+    shape = (3 + hvd.rank(),)
+    with pytest.raises(hvd.HorovodInternalError) as failure:
+        hvd.allreduce(torch.ones(shape), name="grad.mismatch")
+    message = str(failure.value)
+    assert "grad.mismatch" in message, message
+    assert "rank %d" % hvd.rank() in message, message
+    # The engine goes on: the next collective works.
+    assert torch.equal(hvd.allreduce(torch.ones(2), op=hvd.Sum), torch.full((2,), float(hvd.size())))
+
+
+def test_mismatched_dtypes_fail_every_rank():
+    dtype = torch.float32 if hvd.rank() == 0 else torch.float64
+    with pytest.raises(hvd.HorovodInternalError, match="dtype.mismatch"):
+        hvd.allreduce(torch.ones(4, dtype=dtype), name="dtype.mismatch")
+
+
+def test_bad_root_is_refused_before_anything_is_enqueued():
+    with pytest.raises(ValueError, match="root"):
+        hvd.broadcast(torch.ones(2), root_rank=hvd.size())
+    with pytest.raises(ValueError, match="root_rank"):
+        hvd.broadcast(torch.ones(2), root_rank="0")
+
+
+def test_refused_with_clear_errors_on_every_rank():
+    with pytest.raises(ValueError, match="Adasum"):
+        hvd.allreduce(torch.ones(2), op=hvd.Adasum)
+    with pytest.raises(NotImplementedError, match="i16/bool"):
+        hvd.allreduce(torch.ones(2, dtype=torch.int16))
+    with pytest.raises(NotImplementedError, match="i16/bool"):
+        hvd.allreduce(torch.ones(2, dtype=torch.bool))
+    with pytest.raises(TypeError, match="cannot be reduced"):
+        hvd.allreduce(torch.ones(2, dtype=torch.complex64))
+    with pytest.raises(NotImplementedError, match="integer scaling"):
+        hvd.allreduce(torch.ones(2, dtype=torch.int32), op=hvd.Sum, postscale_factor=2.0)
+    with pytest.raises(NotImplementedError, match="process sets"):
+        hvd.add_process_set([0])
+    with pytest.raises(NotImplementedError, match="process sets"):
+        hvd.allreduce(torch.ones(2), process_set=hvd.ProcessSet([0]))
+    with pytest.raises(NotImplementedError, match="runtime timeline"):
+        hvd.start_timeline("/tmp/timeline.json")
+    if hvd.size() > 1:
+        splits = [0] * hvd.size()
+        splits[0] = 2
+        with pytest.raises(NotImplementedError, match="uneven alltoall"):
+            hvd.alltoall(torch.ones(2), splits=splits)
+        with pytest.raises(NotImplementedError, match="uneven reducescatter"):
+            hvd.reducescatter(torch.ones(hvd.size() + 1))
+    with pytest.raises(ValueError, match="divide"):
+        hvd.alltoall(torch.ones(hvd.size() + 1))
+    # Nothing above was enqueued: the ranks still agree.
+    assert torch.equal(hvd.allreduce(torch.ones(1), op=hvd.Sum), torch.full((1,), float(hvd.size())))
+
+
+def test_library_errors_carry_kind_and_rank():
+    with pytest.raises(hvd.HorovodInternalError) as failure:
+        hvd.allgather(torch.ones(2, 1 + hvd.rank()), name="gather.mismatch")
+    error = failure.value
+    assert error.kind == "invalid_argument" and error.rank == hvd.rank(), vars(error)
+    for r in range(hvd.size()):  # the message says what each rank sent
+        assert "rank %d: f32[2,%d] allgather" % (r, r + 1) in str(error), str(error)
+    assert isinstance(error.__cause__, _core.RingfuseError)
+
+
+def test_shutdown_then_init_again():
+    hvd.shutdown()
+    assert not hvd.is_initialized()
+    with pytest.raises(ValueError, match="not been initialized"):
+        hvd.rank()
+    hvd.init()
+    hvd.init()  # idempotent
+    assert hvd.is_initialized()
+    assert torch.equal(hvd.allreduce(torch.ones(3), op=hvd.Sum),
+                       torch.full((3,), float(hvd.size())))
+
+
+def test_shutdown_with_pending_collectives_fails_them():
+    # The Context's barrier (not the engine's) keeps the others from shutting down before rank
+    # 0 enqueued: a peer that already left would (rightly) make the enqueue itself fail.
+    if hvd.rank() == 0:
+        # Only rank 0 enqueues: the collective can never complete; shutdown must end it.
+        handle = hvd.allreduce_async(torch.ones(4), name="never.matched")
+        hvd.mpi_ops._session.context_barrier()
+        hvd.shutdown()
+        with pytest.raises(hvd.HorovodInternalError):
+            hvd.synchronize(handle)
+    else:
+        hvd.mpi_ops._session.context_barrier()
+        hvd.shutdown()
+    hvd.init()
+    hvd.barrier()
+
+
+def test_python_threads_under_load():
+    """Several Python threads enqueue and wait at once (waits release the GIL) while the main
+    thread polls; every result is right."""
+    errors = []
+    results = {}
+    # This engine matches collectives in the order each rank enqueues them, so the threads
+    # take turns to enqueue (in the same order on every rank), then all wait at once.
+    turn = [0]
+    turns = threading.Condition()
+
+    def worker(index):
+        try:
+            with turns:
+                turns.wait_for(lambda: turn[0] == index)
+                handles = [hvd.allreduce_async(torch.full((64,), float(index + i)), op=hvd.Sum,
+                                               name="thread.%d.%d" % (index, i))
+                           for i in range(50)]
+                turn[0] += 1
+                turns.notify_all()
+            results[index] = [hvd.synchronize(h) for h in handles]
+        except Exception as e:  # reported below, on the main thread
+            errors.append(e)
+
+    threads = [threading.Thread(target=worker, args=(i,)) for i in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(timeout=120)
+    assert not any(t.is_alive() for t in threads), "a thread hung"
+    assert not errors, errors
+    assert sorted(results) == [0, 1, 2, 3]
+    for index, outs in results.items():
+        for i, out in enumerate(outs):
+            assert torch.all(out == (index + i) * hvd.size())
+
+
+def test_waiting_thread_does_not_block_other_python_threads():
+    """While one thread waits in synchronize() (GIL released), another thread keeps running
+    Python code and finishes its own collective."""
+    ticks = []
+    stop = threading.Event()
+
+    def ticker():
+        while not stop.is_set():
+            ticks.append(1)
+            stop.wait(0.001)
+
+    t = threading.Thread(target=ticker)
+    t.start()
+    if hvd.rank() == 0:
+        import time
+        time.sleep(0.3)  # the other ranks wait for rank 0 meanwhile
+    out = hvd.allreduce(torch.ones(2), op=hvd.Sum, name="slow.rank0")
+    stop.set()
+    t.join()
+    assert torch.all(out == hvd.size())
+    assert len(ticks) > 10
+
+
+def test_a_signal_interrupts_a_wait_and_the_handle_stays_usable():
+    """Waiting releases the GIL but still runs Python's signal handlers (Ctrl-C works); the
+    interrupted handle can be synchronized again."""
+    if hvd.rank() == 0:
+        def expire(signum, frame):
+            raise TimeoutError("alarm")
+        previous = signal.signal(signal.SIGALRM, expire)
+        handle = hvd.allreduce_async(torch.ones(2), op=hvd.Sum, name="late.match")
+        signal.setitimer(signal.ITIMER_REAL, 0.2)
+        try:
+            with pytest.raises(TimeoutError, match="alarm"):
+                hvd.synchronize(handle)  # the others enqueue only after a second
+        finally:
+            signal.signal(signal.SIGALRM, previous)
+        out = hvd.synchronize(handle)
+    else:
+        time.sleep(1.0)
+        out = hvd.allreduce(torch.ones(2), op=hvd.Sum, name="late.match")
+    assert torch.equal(out, torch.full((2,), float(hvd.size())))

@@ -1,0 +1,261 @@
+"""Autograd through the collectives, DistributedOptimizer against one process training on the
+same global batch, optimizer-state broadcast and SyncBatchNorm against BatchNorm on the global
+batch."""
+
+import warnings
+
+import pytest
+import torch
+
+import ringfuse.torch as hvd
+from conftest import rank_data
+
+
+def per_rank_weights(shape, rank):
+    return rank_data(shape, torch.float64, rank, low=1, high=9)
+
+
+def test_allreduce_gradient_is_the_gradient_of_the_summed_losses():
+    x = torch.ones(5, dtype=torch.float64, requires_grad=True)
+    (hvd.allreduce(x) * per_rank_weights((5,), hvd.rank())).sum().backward()
+    expected = sum(per_rank_weights((5,), r) for r in range(hvd.size())) / hvd.size()
+    torch.testing.assert_close(x.grad, expected)
+    y = torch.ones(5, dtype=torch.float64, requires_grad=True)
+    (hvd.allreduce(y, op=hvd.Sum) * per_rank_weights((5,), hvd.rank())).sum().backward()
+    torch.testing.assert_close(y.grad, expected * hvd.size())
+
+
+def test_grouped_allreduce_gradient():
+    a = torch.ones(3, dtype=torch.float64, requires_grad=True)
+    b = torch.ones(2, 2, dtype=torch.float64, requires_grad=True)
+    ya, yb = hvd.grouped_allreduce([a, b], op=hvd.Sum)
+    (ya * per_rank_weights((3,), hvd.rank())).sum().backward(retain_graph=True)
+    (yb * 2).sum().backward()
+    torch.testing.assert_close(a.grad, sum(per_rank_weights((3,), r) for r in range(hvd.size())))
+    torch.testing.assert_close(b.grad, torch.full((2, 2), 2.0 * hvd.size(), dtype=torch.float64))
+
+
+def test_allgather_gradient_is_each_ranks_rows_summed():
+    n = hvd.size()
+    rows = [r + 1 for r in range(n)]
+    total = sum(rows)
+    x = torch.ones(rows[hvd.rank()], 2, dtype=torch.float64, requires_grad=True)
+    (hvd.allgather(x) * per_rank_weights((total, 2), hvd.rank())).sum().backward()
+    summed = sum(per_rank_weights((total, 2), r) for r in range(n))
+    start = sum(rows[:hvd.rank()])
+    torch.testing.assert_close(x.grad, summed[start:start + rows[hvd.rank()]])
+
+
+def test_broadcast_gradient_follows_horovod():
+    x = torch.ones(4, dtype=torch.float64, requires_grad=True)
+    (hvd.broadcast(x, root_rank=0) * per_rank_weights((4,), hvd.rank())).sum().backward()
+    mean = sum(per_rank_weights((4,), r) for r in range(hvd.size())) / hvd.size()
+    torch.testing.assert_close(x.grad, mean if hvd.rank() == 0 else torch.zeros_like(mean))
+
+
+def test_alltoall_gradient_is_the_reverse_alltoall():
+    n = hvd.size()
+    x = torch.ones(2 * n, 3, dtype=torch.float64, requires_grad=True)
+    (hvd.alltoall(x) * per_rank_weights((2 * n, 3), hvd.rank())).sum().backward()
+    me = hvd.rank()
+    expected = torch.cat([per_rank_weights((2 * n, 3), r)[2 * me:2 * me + 2] for r in range(n)])
+    torch.testing.assert_close(x.grad, expected)
+
+
+@pytest.mark.parametrize("op", [hvd.Sum, hvd.Average], ids=["sum", "avg"])
+def test_reducescatter_gradient(op):
+    n = hvd.size()
+    x = torch.ones(2 * n, dtype=torch.float64, requires_grad=True)
+    (hvd.reducescatter(x, op=op) * per_rank_weights((2,), hvd.rank())).sum().backward()
+    expected = torch.cat([per_rank_weights((2,), r) for r in range(n)])
+    if op == hvd.Average:
+        expected = expected / n
+    torch.testing.assert_close(x.grad, expected)
+
+
+# ---------------------------------------------------------------------------------------------
+# DistributedOptimizer
+
+def make_model():
+    torch.manual_seed(7)  # every rank and the reference start from the same weights
+    return torch.nn.Sequential(torch.nn.Linear(6, 8), torch.nn.Tanh(), torch.nn.Linear(8, 3))
+
+
+def global_batch(step, per_rank=4):
+    g = torch.Generator().manual_seed(100 + step)
+    x = torch.randn(per_rank * hvd.size(), 6, generator=g)
+    y = torch.randint(0, 3, (per_rank * hvd.size(),), generator=g)
+    return x, y
+
+
+def shard(t, per_rank=4):
+    return t[hvd.rank() * per_rank:(hvd.rank() + 1) * per_rank]
+
+
+def train(distributed_kwargs, steps=3, passes=1, optimizer_cls=torch.optim.SGD,
+          optimizer_kwargs=None):
+    """Trains a distributed model and a one-process reference on the same global batches;
+    returns both models."""
+    optimizer_kwargs = optimizer_kwargs or {"lr": 0.1, "momentum": 0.9}
+    model, reference = make_model(), make_model()
+    opt = hvd.DistributedOptimizer(optimizer_cls(model.parameters(), **optimizer_kwargs),
+                                   named_parameters=model.named_parameters(),
+                                   backward_passes_per_step=passes, **distributed_kwargs)
+    ref_opt = optimizer_cls(reference.parameters(), **optimizer_kwargs)
+    loss_fn = torch.nn.CrossEntropyLoss()
+    per_pass = 4 // passes
+    for step in range(steps):
+        x, y = global_batch(step)
+        opt.zero_grad()
+        for p in range(passes):
+            xs = shard(x)[p * per_pass:(p + 1) * per_pass]
+            ys = shard(y)[p * per_pass:(p + 1) * per_pass]
+            loss_fn(model(xs), ys).backward()
+        opt.step()
+        # Reference: the same micro-batches of every rank, averaged over the ranks.
+        ref_opt.zero_grad()
+        total = 0
+        for r in range(hvd.size()):
+            for p in range(passes):
+                rows = slice(r * 4 + p * per_pass, r * 4 + (p + 1) * per_pass)
+                total = total + loss_fn(reference(x[rows]), y[rows])
+        (total / hvd.size()).backward()
+        ref_opt.step()
+    return model, reference
+
+
+def assert_same_weights(model, reference, tol=1e-5):
+    for (name, p), q in zip(model.named_parameters(), reference.parameters()):
+        torch.testing.assert_close(p, q, rtol=tol, atol=tol, msg=name)
+
+
+@pytest.mark.parametrize("kwargs", [
+    {},
+    {"groups": 2},
+    {"gradient_predivide_factor": 2.0},
+    {"op": hvd.Sum},
+], ids=["plain", "groups", "predivide", "sum"])
+def test_distributed_optimizer_equals_one_process_on_the_global_batch(kwargs):
+    model, reference = train(kwargs)
+    if kwargs.get("op") == hvd.Sum:
+        # Sum: the gradient is size times the average; compare against a reference with
+        # size times the learning rate (plain SGD).
+        model, reference = train(kwargs, optimizer_kwargs={"lr": 0.1})
+        ref2 = make_model()
+        ref_opt = torch.optim.SGD(ref2.parameters(), lr=0.1 * hvd.size())
+        loss_fn = torch.nn.CrossEntropyLoss()
+        for step in range(3):
+            x, y = global_batch(step)
+            ref_opt.zero_grad()
+            (sum(loss_fn(ref2(x[r * 4:(r + 1) * 4]), y[r * 4:(r + 1) * 4])
+                 for r in range(hvd.size())) / hvd.size()).backward()
+            ref_opt.step()
+        reference = ref2
+    assert_same_weights(model, reference)
+
+
+def test_distributed_optimizer_with_fp16_compression_and_adam():
+    model, reference = train({"compression": hvd.Compression.fp16},
+                             optimizer_cls=torch.optim.Adam, optimizer_kwargs={"lr": 0.01})
+    assert_same_weights(model, reference, tol=2e-3)
+
+
+def test_backward_passes_per_step_accumulates_locally():
+    model, reference = train({}, passes=2)
+    assert_same_weights(model, reference)
+
+
+def test_synchronize_then_clip_inside_skip_synchronize():
+    model = make_model()
+    opt = hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1),
+                                   named_parameters=model.named_parameters())
+    x, y = global_batch(0)
+    torch.nn.functional.cross_entropy(model(shard(x)), shard(y)).backward()
+    with pytest.raises(AssertionError, match="zero_grad"):
+        opt.zero_grad()
+    opt.synchronize()
+    torch.nn.utils.clip_grad_norm_(model.parameters(), 0.5)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        with opt.skip_synchronize():
+            opt.step()
+    # Every rank ends with the same weights.
+    for p in model.parameters():
+        gathered = hvd.allgather(p.detach().unsqueeze(0))
+        assert torch.all(gathered == gathered[0])
+
+
+def test_broadcast_optimizer_state_copies_the_roots():
+    model = make_model()
+    opt = torch.optim.Adam(model.parameters(), lr=0.001 * (hvd.rank() + 1))
+    x, y = global_batch(hvd.rank())  # a different step on every rank
+    torch.nn.functional.cross_entropy(model(x), y).backward()
+    opt.step()
+    hvd.broadcast_optimizer_state(opt, root_rank=0)
+    assert opt.param_groups[0]["lr"] == pytest.approx(0.001)
+    for p in model.parameters():
+        state = opt.state[p]
+        for key in ("exp_avg", "exp_avg_sq"):
+            gathered = hvd.allgather(state[key].unsqueeze(0))
+            assert torch.all(gathered == gathered[0]), key
+
+
+def test_broadcast_optimizer_state_of_a_fresh_distributed_optimizer():
+    model = make_model()
+    opt = hvd.DistributedOptimizer(torch.optim.Adam(model.parameters(), lr=0.01),
+                                   named_parameters=model.named_parameters())
+    hvd.broadcast_parameters(model.state_dict(), root_rank=0)
+    hvd.broadcast_optimizer_state(opt, root_rank=0)
+    assert len(opt.state) == len(list(model.parameters()))
+
+
+# ---------------------------------------------------------------------------------------------
+# SyncBatchNorm
+
+def test_sync_batch_norm_equals_batch_norm_on_the_global_batch():
+    torch.manual_seed(3)
+    g = torch.Generator().manual_seed(11)
+    x = torch.randn(3 * hvd.size(), 4, 5, generator=g, dtype=torch.float64)
+    upstream = torch.randn(3 * hvd.size(), 4, 5, generator=g, dtype=torch.float64)
+    sync_bn = hvd.SyncBatchNorm(4).double()
+    bn = torch.nn.BatchNorm1d(4).double()
+    with torch.no_grad():
+        for m in (sync_bn, bn):
+            m.weight.copy_(torch.linspace(0.5, 2.0, 4))
+            m.bias.copy_(torch.linspace(-1.0, 1.0, 4))
+    rows = slice(3 * hvd.rank(), 3 * hvd.rank() + 3)
+    mine = x[rows].clone().requires_grad_(True)
+    everything = x.clone().requires_grad_(True)
+    out = sync_bn(mine)
+    ref = bn(everything)
+    torch.testing.assert_close(out, ref[rows])
+    (out * upstream[rows]).sum().backward()
+    (ref * upstream).sum().backward()
+    torch.testing.assert_close(mine.grad, everything.grad[rows])
+    torch.testing.assert_close(sync_bn.running_mean, bn.running_mean)
+    torch.testing.assert_close(sync_bn.running_var, bn.running_var)
+    # Weight gradients: each rank has its part; their sum is the reference's.
+    torch.testing.assert_close(hvd.allreduce(sync_bn.weight.grad, op=hvd.Sum), bn.weight.grad)
+    sync_bn.eval()
+    bn.eval()
+    torch.testing.assert_close(sync_bn(x[rows]), bn(x)[rows])
+
+
+@pytest.mark.parametrize("sparse_as_dense", [False, True], ids=["sparse", "as_dense"])
+def test_sparse_gradients_equal_one_process(sparse_as_dense):
+    def build():
+        torch.manual_seed(5)
+        return torch.nn.Embedding(10, 3, sparse=True)
+    model, reference = build(), build()
+    opt = hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.5),
+                                   named_parameters=model.named_parameters(),
+                                   sparse_as_dense=sparse_as_dense)
+    ref_opt = torch.optim.SGD(reference.parameters(), lr=0.5)
+    ids = [torch.tensor([r, r + 1, 9]) for r in range(hvd.size())]
+    opt.zero_grad()
+    model(ids[hvd.rank()]).sum().backward()
+    opt.step()
+    ref_opt.zero_grad()
+    (sum(reference(i).sum() for i in ids) / hvd.size()).backward()
+    ref_opt.step()
+    torch.testing.assert_close(model.weight, reference.weight)
