@@ -177,4 +177,26 @@ TEST(HostMemorySpace, PacksConvertsAndUnpacksSegmentsAndFillsStandIns) {
   for (int i = 0; i < 7; ++i) EXPECT_EQ(stand_in[i], std::numeric_limits<std::int32_t>::max());
 }
 
+TEST(HostMemorySpace, FillsTheIdentitiesOfI16AndBool) {
+  using ringfuse::DataType;
+  using ringfuse::ReduceOp;
+  using ringfuse::memory::fill_identity;
+  std::int16_t i16[2] = {};
+  fill_identity(i16, DataType::i16, ReduceOp::min, 2);
+  EXPECT_EQ(i16[1], std::numeric_limits<std::int16_t>::max());
+  fill_identity(i16, DataType::i16, ReduceOp::max, 2);
+  EXPECT_EQ(i16[1], std::numeric_limits<std::int16_t>::min());
+  fill_identity(i16, DataType::i16, ReduceOp::prod, 2);
+  EXPECT_EQ(i16[1], 1);
+  std::uint8_t flags[3] = {7, 7, 7};
+  for (const ReduceOp op : {ReduceOp::sum, ReduceOp::max}) {
+    fill_identity(flags, DataType::boolean, op, 3);
+    EXPECT_EQ(flags[2], 0) << "false is the identity of or";
+  }
+  for (const ReduceOp op : {ReduceOp::min, ReduceOp::prod}) {
+    fill_identity(flags, DataType::boolean, op, 3);
+    EXPECT_EQ(flags[2], 1) << "true is the identity of and";
+  }
+}
+
 }  // namespace

@@ -278,8 +278,19 @@ backend::Backend& ContextImpl::pick(backend::OpKind kind, DataType type, ReduceO
               world_.rank);
 }
 
+void ContextImpl::refuse_undefined(std::string_view collective, DataType type,
+                                   ReduceOp op) const {
+  if (is_defined(type, op)) return;
+  throw core::rank_error(ErrorKind::invalid_argument, world_.rank,
+                         "{}: {} of {} is not defined (on bools sum and max are logical or, min "
+                         "and prod logical and); use another operator, or an integer type to "
+                         "count",
+                         collective, to_string(op), to_string(type));
+}
+
 void ContextImpl::allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
                             Algorithm algo) {
+  refuse_undefined("allreduce", type, op);
   const auto start = std::chrono::steady_clock::now();
   pick(backend::OpKind::allreduce, type, op, data).allreduce(data, count, type, op, algo);
   if (progress_) {
@@ -309,6 +320,7 @@ void ContextImpl::allgatherv(const void* send, void* recv, std::span<const std::
 
 void ContextImpl::reducescatter(const void* send, void* recv, std::size_t recv_count,
                                 DataType type, ReduceOp op) {
+  refuse_undefined("reducescatter", type, op);
   pick(backend::OpKind::reducescatter, type, op, recv)
       .reducescatter(send, recv, recv_count, type, op);
   if (progress_) progress_->collective();

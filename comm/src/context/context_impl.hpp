@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "backend/backend.hpp"
@@ -72,6 +73,9 @@ class ContextImpl final : public Context {
   static constexpr std::size_t kHierarchicalMinBytes = std::size_t{64} << 10;
   /// The first backend in priority order that accepts the operation on `buffer`'s memory.
   backend::Backend& pick(backend::OpKind kind, DataType type, ReduceOp op, const void* buffer);
+  /// Throws Error(invalid_argument) before any communication when `op` has no meaning on
+  /// `type` (the average of bools), so every rank fails alike, a world of one included.
+  void refuse_undefined(std::string_view collective, DataType type, ReduceOp op) const;
 
   std::string key_prefix_;
   WorldSpec world_;

@@ -19,6 +19,8 @@ double load(const void* p, DataType type, std::size_t i) {
     case DataType::u8: return static_cast<const std::uint8_t*>(p)[i];
     case DataType::i32: return static_cast<const std::int32_t*>(p)[i];
     case DataType::i64: return static_cast<double>(static_cast<const std::int64_t*>(p)[i]);
+    case DataType::i16: return static_cast<const std::int16_t*>(p)[i];
+    case DataType::boolean: return static_cast<const std::uint8_t*>(p)[i] != 0 ? 1.0 : 0.0;
   }
   return 0;
 }
@@ -37,6 +39,8 @@ void store(void* p, DataType type, std::size_t i, double v) {
     case DataType::u8: static_cast<std::uint8_t*>(p)[i] = static_cast<std::uint8_t>(v); break;
     case DataType::i32: static_cast<std::int32_t*>(p)[i] = static_cast<std::int32_t>(v); break;
     case DataType::i64: static_cast<std::int64_t*>(p)[i] = static_cast<std::int64_t>(v); break;
+    case DataType::i16: static_cast<std::int16_t*>(p)[i] = static_cast<std::int16_t>(v); break;
+    case DataType::boolean: static_cast<std::uint8_t*>(p)[i] = v != 0 ? 1 : 0; break;
   }
 }
 
@@ -115,6 +119,13 @@ void fill_identity(void* dst, DataType type, ReduceOp op, std::size_t count) {
     case DataType::u8: fill_limits<std::uint8_t>(dst, op, count); break;
     case DataType::i32: fill_limits<std::int32_t>(dst, op, count); break;
     case DataType::i64: fill_limits<std::int64_t>(dst, op, count); break;
+    case DataType::i16: fill_limits<std::int16_t>(dst, op, count); break;
+    case DataType::boolean: {
+      // false for or (sum, max), true for and (min, prod).
+      const bool is_or = op == ReduceOp::sum || op == ReduceOp::avg || op == ReduceOp::max;
+      fill<std::uint8_t>(dst, count, is_or ? 0 : 1);
+      break;
+    }
   }
 }
 
