@@ -109,9 +109,10 @@ Work EngineImpl::grouped_allreduce(std::string name, std::vector<TensorView> ten
 Request EngineImpl::allreduce_request(std::string name, const TensorView& tensor,
                                       const AllreduceOptions& options) const {
   check_tensor(name, tensor);
-  if (!is_floating_point(tensor.dtype) && (options.prescale != 1.0 || options.postscale != 1.0)) {
-    refuse(fmt::format("tensor '{}': prescale/postscale need a floating-point tensor, not {}",
-                       name, to_string(tensor.dtype)));
+  // Integers scale in f64 and truncate toward zero (Horovod's rule); a bool has no scale.
+  if (tensor.dtype == DataType::boolean &&
+      (options.prescale != 1.0 || options.postscale != 1.0)) {
+    refuse(fmt::format("tensor '{}': prescale/postscale do not apply to a bool tensor", name));
   }
   if (!is_defined(tensor.dtype, options.op)) {
     refuse(undefined_reduction(name, tensor.dtype, options.op));
