@@ -32,6 +32,8 @@ decltype(auto) dispatch(DataType type, F&& f) {
     case DataType::u8: return f(Tag<DataType::u8, std::uint8_t>{});
     case DataType::i32: return f(Tag<DataType::i32, std::int32_t>{});
     case DataType::i64: return f(Tag<DataType::i64, std::int64_t>{});
+    case DataType::i16: return f(Tag<DataType::i16, std::int16_t>{});
+    case DataType::boolean: return f(Tag<DataType::boolean, std::uint8_t>{});
   }
   return f(Tag<DataType::f32, float>{});
 }
@@ -42,6 +44,8 @@ S encode(double v) {
     return reduce::float_to_f16(static_cast<float>(v));
   } else if constexpr (D == DataType::bf16) {
     return reduce::float_to_bf16(static_cast<float>(v));
+  } else if constexpr (D == DataType::boolean) {
+    return static_cast<S>(v != 0);
   } else if constexpr (std::is_floating_point_v<S>) {
     return static_cast<S>(v);
   } else {
@@ -67,7 +71,13 @@ double decode(S s) {
 // the index, so the reference is a 10-entry table per source rank.
 constexpr std::size_t kPeriod = 10;
 
-double input_value(ReduceOp op, int rank, std::size_t index) {
+double input_value(ReduceOp op, int rank, std::size_t index, DataType type) {
+  if (type == DataType::boolean) {
+    // True on about one rank in five for or (sum, max), false on one in five for and (min,
+    // prod): both results turn up at any world size.
+    const bool marked = (static_cast<std::size_t>(rank) + 3 * index) % 5 == 0;
+    return (op == ReduceOp::min || op == ReduceOp::prod) != marked ? 1.0 : 0.0;
+  }
   if (op == ReduceOp::prod) return 1.0 + static_cast<double>((rank + index) % 2);
   return 1.0 + static_cast<double>((static_cast<std::size_t>(rank) + 3 * index) % 5);
 }
@@ -85,8 +95,20 @@ double combine(ReduceOp op, double a, double b) {
 
 template <DataType D, class S>
 S reduced_value(const CaseSpec& spec, std::size_t index) {
-  double acc = input_value(spec.op, 0, index);
-  for (int q = 1; q < spec.size; ++q) acc = combine(spec.op, acc, input_value(spec.op, q, index));
+  if constexpr (D == DataType::boolean) {
+    // sum and max are logical or, min and prod logical and (avg is refused).
+    const bool any = spec.op != ReduceOp::min && spec.op != ReduceOp::prod;
+    bool acc = encode<D, S>(input_value(spec.op, 0, index, D)) != 0;
+    for (int q = 1; q < spec.size; ++q) {
+      const bool v = encode<D, S>(input_value(spec.op, q, index, D)) != 0;
+      acc = any ? acc || v : acc && v;
+    }
+    return static_cast<S>(acc);
+  }
+  double acc = input_value(spec.op, 0, index, D);
+  for (int q = 1; q < spec.size; ++q) {
+    acc = combine(spec.op, acc, input_value(spec.op, q, index, D));
+  }
   if (spec.op == ReduceOp::avg) {
     if constexpr (std::is_integral_v<S> && D != DataType::f16 && D != DataType::bf16) {
       acc = std::trunc(acc / spec.size);
@@ -139,7 +161,7 @@ Buffers::Buffers(const CaseSpec& spec)
     using S = typename T::storage;
     std::array<S, kPeriod> pattern{};
     for (std::size_t k = 0; k < kPeriod; ++k) {
-      pattern[k] = encode<T::type, S>(input_value(spec_.op, spec_.rank, k));
+      pattern[k] = encode<T::type, S>(input_value(spec_.op, spec_.rank, k, T::type));
     }
     // reducescatter and alltoall inputs are indexed globally; allgather's input is this rank's
     // block, which lands at the same offsets in every output block.
@@ -185,7 +207,7 @@ std::uint64_t Buffers::count_wrong() {
     std::array<S, kPeriod> reduced{};
     for (std::size_t k = 0; k < kPeriod; ++k) reduced[k] = reduced_value<D, S>(spec_, k);
     auto from = [&](int src, std::size_t index) {
-      return encode<D, S>(input_value(spec_.op, src, index % kPeriod));
+      return encode<D, S>(input_value(spec_.op, src, index % kPeriod, D));
     };
     switch (spec_.collective) {
       case Collective::barrier: break;

@@ -32,7 +32,8 @@ std::optional<DataType> parse_type_name(const std::string& name) {
   static const std::map<std::string, DataType> nccl_tests_names = {
       {"half", DataType::f16},   {"bfloat16", DataType::bf16}, {"float", DataType::f32},
       {"double", DataType::f64}, {"int8", DataType::i8},       {"uint8", DataType::u8},
-      {"int32", DataType::i32},  {"int", DataType::i32},       {"int64", DataType::i64}};
+      {"int16", DataType::i16},  {"int32", DataType::i32},     {"int", DataType::i32},
+      {"int64", DataType::i64},  {"bool", DataType::boolean}};
   if (const auto it = nccl_tests_names.find(name); it != nccl_tests_names.end()) return it->second;
   return parse_data_type(name);
 }
@@ -99,8 +100,8 @@ ParsedFlags parse_flags(int argc, char** argv) {
       ->check(CLI::Range(0, 1))
       ->capture_default_str();
   app.add_option("-d,--datatype", dtype,
-                 "f16 bf16 f32 f64 i8 u8 i32 i64 (or nccl-tests' half bfloat16 float double int8 "
-                 "uint8 int32 int64)")
+                 "f16 bf16 f32 f64 i8 u8 i16 i32 i64 bool (or nccl-tests' half bfloat16 float "
+                 "double int8 uint8 int16 int32 int64)")
       ->capture_default_str();
   app.add_option("-o,--op", op, "sum avg min max prod")->capture_default_str();
   app.add_option("-r,--root", o.root, "broadcast root")->capture_default_str();

@@ -115,6 +115,9 @@ void with_gloo_type(DataType type, F&& f) {
     case DataType::u8: return f(std::type_identity<std::uint8_t>{});
     case DataType::i32: return f(std::type_identity<std::int32_t>{});
     case DataType::i64: return f(std::type_identity<std::int64_t>{});
+    case DataType::i16: return f(std::type_identity<std::int16_t>{});
+    // Gloo has no bool; it only ever travels as bytes (reductions: see unsupported()).
+    case DataType::boolean: return f(std::type_identity<std::uint8_t>{});
   }
 }
 
@@ -203,6 +206,7 @@ class GlooPeer final : public Implementation {
     }
     if (reduces(spec.collective)) {
       if (spec.type == DataType::bf16) return "Gloo has no bf16 reductions";
+      if (spec.type == DataType::boolean) return "Gloo has no bool reductions";
       if (spec.op == ReduceOp::avg) return "Gloo has no average operator";
     }
     if (int_sized(v) && spec.layout.bytes > static_cast<std::size_t>(INT_MAX)) {

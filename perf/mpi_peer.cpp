@@ -23,11 +23,17 @@ MPI_Datatype mpi_type(DataType type) {
     case DataType::u8: return MPI_UINT8_T;
     case DataType::i32: return MPI_INT32_T;
     case DataType::i64: return MPI_INT64_T;
+    case DataType::i16: return MPI_INT16_T;
+    case DataType::boolean: return MPI_C_BOOL;
   }
   return MPI_BYTE;
 }
 
-MPI_Op mpi_op(ReduceOp op) {
+MPI_Op mpi_op(ReduceOp op, DataType type) {
+  if (type == DataType::boolean) {
+    // MPI defines only the logical operators on MPI_C_BOOL.
+    return op == ReduceOp::min || op == ReduceOp::prod ? MPI_LAND : MPI_LOR;
+  }
   switch (op) {
     case ReduceOp::sum: return MPI_SUM;
     case ReduceOp::prod: return MPI_PROD;
@@ -63,14 +69,16 @@ class MpiPeer final : public Implementation {
     const int block = static_cast<int>(l.block);
     switch (spec.collective) {
       case Collective::allreduce:
-        MPI_Allreduce(MPI_IN_PLACE, b.output(), count, t, mpi_op(spec.op), MPI_COMM_WORLD);
+        MPI_Allreduce(MPI_IN_PLACE, b.output(), count, t, mpi_op(spec.op, spec.type),
+                      MPI_COMM_WORLD);
         break;
       case Collective::broadcast: MPI_Bcast(b.output(), count, t, spec.root, MPI_COMM_WORLD); break;
       case Collective::allgather:
         MPI_Allgather(b.input(), block, t, b.output(), block, t, MPI_COMM_WORLD);
         break;
       case Collective::reducescatter:
-        MPI_Reduce_scatter_block(b.input(), b.output(), block, t, mpi_op(spec.op), MPI_COMM_WORLD);
+        MPI_Reduce_scatter_block(b.input(), b.output(), block, t, mpi_op(spec.op, spec.type),
+                                 MPI_COMM_WORLD);
         break;
       case Collective::alltoall:
         MPI_Alltoall(b.input(), block, t, b.output(), block, t, MPI_COMM_WORLD);

@@ -1,5 +1,7 @@
 #include "native_impl.hpp"
 
+#include <fmt/format.h>
+
 namespace ringfuse::perf {
 namespace {
 
@@ -15,7 +17,12 @@ class Native final : public Implementation {
     return spec.collective == Collective::allreduce ? std::string(to_string(algo_)) : "native";
   }
 
-  std::string unsupported(const CaseSpec& /*spec*/) const override { return {}; }
+  std::string unsupported(const CaseSpec& spec) const override {
+    if (reduces(spec.collective) && !is_defined(spec.type, spec.op)) {
+      return fmt::format("{} of {} is not defined", to_string(spec.op), to_string(spec.type));
+    }
+    return {};
+  }
 
   void run(const CaseSpec& spec, Buffers& b) override {
     const Layout& l = spec.layout;

@@ -39,7 +39,14 @@ class Nccl final : public Implementation {
   std::string name() const override { return "nccl"; }
   std::string algo(const CaseSpec&) const override { return "nccl"; }
   std::string unsupported(const CaseSpec& spec) const override {
-    return spec.device == Device::cuda ? "" : "GPU buffers only (--device cuda)";
+    if (spec.device != Device::cuda) return "GPU buffers only (--device cuda)";
+    if (reduces(spec.collective) && !nccl::can_reduce(spec.type)) {
+      return fmt::format("NCCL has no {} reductions", to_string(spec.type));
+    }
+    if (reduces(spec.collective) && !is_defined(spec.type, spec.op)) {
+      return fmt::format("{} of {} is not defined", to_string(spec.op), to_string(spec.type));
+    }
+    return {};
   }
 
   void run(const CaseSpec& spec, Buffers& b) override {
@@ -48,8 +55,8 @@ class Nccl final : public Implementation {
     ncclResult_t rc = ncclSuccess;
     switch (spec.collective) {
       case Collective::allreduce:
-        rc = ncclAllReduce(b.output(), b.output(), l.count, type, nccl::reduce_op(spec.op), comm_,
-                           stream_);
+        rc = ncclAllReduce(b.output(), b.output(), l.count, type,
+                           nccl::reduce_op(spec.op, spec.type), comm_, stream_);
         break;
       case Collective::broadcast:
         rc = ncclBroadcast(b.output(), b.output(), l.count, type, spec.root, comm_, stream_);
@@ -58,8 +65,8 @@ class Nccl final : public Implementation {
         rc = ncclAllGather(b.input(), b.output(), l.block, type, comm_, stream_);
         break;
       case Collective::reducescatter:
-        rc = ncclReduceScatter(b.input(), b.output(), l.block, type, nccl::reduce_op(spec.op),
-                               comm_, stream_);
+        rc = ncclReduceScatter(b.input(), b.output(), l.block, type,
+                               nccl::reduce_op(spec.op, spec.type), comm_, stream_);
         break;
       case Collective::alltoall: {
         const std::size_t bytes = l.block * element_size(spec.type);

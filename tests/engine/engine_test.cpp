@@ -116,6 +116,27 @@ TEST(Engine, AverageHasTheBlockingCallsBitsAtSevenRanks) {
       << all_output(results);
 }
 
+// Integer tensors take prescale/postscale (issue #18.5): trunc(x * prescale) before the
+// reduction, an average divided toward zero, then trunc(result * postscale), in fused groups
+// and in place; they used to be refused.
+TEST(Engine, IntegerPrescaleAndPostscaleTruncateTowardZero) {
+  const auto results = run_world(3, "int-scale", {{"RINGFUSE_FUSION_THRESHOLD", "64K"}});
+  expect_all_ok(results);
+  EXPECT_NE(results[0].output.find("int-scale: 11 integer tensors"), std::string::npos)
+      << all_output(results);
+}
+
+// i16 and bool through the engine, every operator, fused and in place (issue #18.4); the
+// average of bools and a scaled bool are refused where they are enqueued.
+TEST(Engine, I16AndBoolAllreduceAndTheUndefinedOnesAreRefused) {
+  const auto results = run_world(3, "dtypes", {{"RINGFUSE_FUSION_THRESHOLD", "64K"}});
+  expect_all_ok(results);
+  EXPECT_NE(results[0].output.find("bool avg refused: rank 0: engine: tensor 'bool.avg': avg of "
+                                   "bool is not defined"),
+            std::string::npos)
+      << all_output(results);
+}
+
 // The timeline names the algorithm the backend ran, not a guess made beside it: with
 // RINGFUSE_HIERARCHICAL=1 on two "hosts" of two ranks each, every all-reduce is hierarchical.
 TEST(Engine, TimelineNamesTheHierarchicalAllreduceThatRan) {

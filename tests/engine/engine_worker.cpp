@@ -492,12 +492,235 @@ void mode_plain(ringfuse::Context& ctx) {
   std::printf("plain: %zu all-reduces checked\n", tensors.size());
 }
 
+// An integer case for mode_int_scale: x(r, i) small and of both signs; what the engine must
+// give is Horovod's rule, computed here in exact integer arithmetic where it can be.
+struct IntScaleCase {
+  std::string name;
+  DataType type;
+  ReduceOp op;
+  std::size_t count;
+  double prescale;
+  double postscale;
+};
+
+std::int64_t int_input(int rank, std::size_t index, DataType type) {
+  const auto v = static_cast<std::int64_t>((static_cast<std::size_t>(rank) * 7 + index * 3) % 19);
+  return type == DataType::u8 ? v : v - 9;
+}
+
+// trunc(double(x) * factor): what the engine does before the reduction (prescale) and after it
+// (postscale). Every value here is small, so the product is exact in a double.
+std::int64_t scaled(std::int64_t x, double factor) {
+  return static_cast<std::int64_t>(std::trunc(static_cast<double>(x) * factor));
+}
+
+std::int64_t int_expected(const IntScaleCase& c, int size, std::size_t index) {
+  std::int64_t acc = scaled(int_input(0, index, c.type), c.prescale);
+  for (int r = 1; r < size; ++r) {
+    const std::int64_t v = scaled(int_input(r, index, c.type), c.prescale);
+    switch (c.op) {
+      case ReduceOp::sum:
+      case ReduceOp::avg: acc += v; break;
+      case ReduceOp::min: acc = std::min(acc, v); break;
+      case ReduceOp::max: acc = std::max(acc, v); break;
+      case ReduceOp::prod: acc *= v; break;
+    }
+  }
+  if (c.op == ReduceOp::avg) acc /= size;  // divided first, toward zero, then scaled
+  return scaled(acc, c.postscale);
+}
+
+// A host buffer of any integer type, read and written as int64.
+struct IntBuffer {
+  DataType type;
+  std::vector<std::byte> bytes;
+  IntBuffer(DataType t, std::size_t n) : type(t), bytes(n * ringfuse::element_size(t)) {}
+  void* data() { return bytes.data(); }
+  template <class T>
+  T* as() { return reinterpret_cast<T*>(bytes.data()); }
+  void set(std::size_t i, std::int64_t v) {
+    switch (type) {
+      case DataType::i8: as<std::int8_t>()[i] = static_cast<std::int8_t>(v); break;
+      case DataType::u8: as<std::uint8_t>()[i] = static_cast<std::uint8_t>(v); break;
+      case DataType::i16: as<std::int16_t>()[i] = static_cast<std::int16_t>(v); break;
+      case DataType::i32: as<std::int32_t>()[i] = static_cast<std::int32_t>(v); break;
+      case DataType::i64: as<std::int64_t>()[i] = v; break;
+      default: fail("IntBuffer: not an integer type");
+    }
+  }
+  std::int64_t get(std::size_t i) {
+    switch (type) {
+      case DataType::i8: return as<std::int8_t>()[i];
+      case DataType::u8: return as<std::uint8_t>()[i];
+      case DataType::i16: return as<std::int16_t>()[i];
+      case DataType::i32: return as<std::int32_t>()[i];
+      case DataType::i64: return as<std::int64_t>()[i];
+      default: fail("IntBuffer: not an integer type");
+    }
+  }
+};
+
+// Integer tensors with prescale/postscale (issue #18.5): scaled in f64 and truncated toward
+// zero, as Horovod does, instead of refused; fused groups and a tensor run in place (above
+// 1 MiB), three times over (the second and later cycles take the response cache's path).
+void mode_int_scale(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  std::vector<IntScaleCase> cases;
+  for (int copy = 0; copy < 2; ++copy) {  // two of each: they fuse
+    const std::string n = "." + std::to_string(copy);
+    cases.push_back({"i32.avg" + n, DataType::i32, ReduceOp::avg, 1001 + 7u * copy, 0.5, 3.0});
+    cases.push_back({"i64.max" + n, DataType::i64, ReduceOp::max, 333, -2.0, 1.0});
+    cases.push_back({"i8.sum" + n, DataType::i8, ReduceOp::sum, 77, 1.5, 0.25});
+    cases.push_back({"u8.sum" + n, DataType::u8, ReduceOp::sum, 99, 0.5, 2.0});
+    cases.push_back({"i32.min" + n, DataType::i32, ReduceOp::min, 500, 1.0, -0.5});
+  }
+  // 1.2 MB: run in place, not packed into the fusion buffer.
+  cases.push_back({"i32.sum.big", DataType::i32, ReduceOp::sum, 300007, 0.7, 1.5});
+  for (int iteration = 0; iteration < 3; ++iteration) {
+    std::vector<IntBuffer> buffers;
+    std::vector<ringfuse::Work> works;
+    for (const auto& c : cases) {
+      auto& buffer = buffers.emplace_back(c.type, c.count);
+      for (std::size_t i = 0; i < c.count; ++i) buffer.set(i, int_input(ctx.rank(), i, c.type));
+    }
+    for (std::size_t k = 0; k < cases.size(); ++k) {
+      const auto& c = cases[k];
+      ringfuse::AllreduceOptions options{c.op, c.prescale, c.postscale,
+                                         ringfuse::Compression::none};
+      works.push_back(engine.allreduce(
+          c.name, TensorView{buffers[k].data(), c.type, {static_cast<std::int64_t>(c.count)}},
+          options));
+    }
+    engine.flush();
+    for (auto& work : works) work.wait(60s);
+    for (std::size_t k = 0; k < cases.size(); ++k) {
+      const auto& c = cases[k];
+      for (std::size_t i = 0; i < c.count; ++i) {
+        const std::int64_t want = int_expected(c, ctx.size(), i);
+        const std::int64_t got = buffers[k].get(i);
+        if (got != want) {
+          fail(c.name + "[" + std::to_string(i) + "]: got " + std::to_string(got) + ", want " +
+               std::to_string(want));
+        }
+      }
+    }
+  }
+  std::printf("int-scale: %zu integer tensors with prescale/postscale checked\n", cases.size());
+}
+
+bool bool_input(int rank, std::size_t index, ReduceOp op, int size) {
+  // True on at most one rank for or, false on at most one rank for and: both results turn up.
+  const bool marked = index % static_cast<std::size_t>(size + 1) == static_cast<std::size_t>(rank);
+  return op == ReduceOp::min || op == ReduceOp::prod ? !marked : marked;
+}
+
+// i16 and bool through the engine (issue #18.4), fused and alone, every operator (bool: sum and
+// max are or, min and prod and); the average of bools and a scaled bool are refused on the
+// caller's thread, and the engine goes on.
+void mode_dtypes(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  const int rank = ctx.rank();
+  const int size = ctx.size();
+  const ReduceOp ops[] = {ReduceOp::sum, ReduceOp::avg, ReduceOp::min, ReduceOp::max,
+                          ReduceOp::prod};
+  const std::size_t counts[] = {1, 1003, 600011};  // the last runs in place (over 1 MiB)
+  const auto i16_input = [](int r, std::size_t i) {
+    const auto v = (static_cast<std::size_t>(r) * 37 + i * 11) % 200;
+    return static_cast<std::int16_t>(static_cast<int>(v) - 100);
+  };
+  for (int iteration = 0; iteration < 2; ++iteration) {
+    std::vector<std::vector<std::int16_t>> shorts;
+    std::vector<std::vector<std::uint8_t>> flags;
+    std::vector<std::pair<ReduceOp, std::size_t>> short_cases;
+    std::vector<std::pair<ReduceOp, std::size_t>> flag_cases;
+    std::vector<ringfuse::Work> works;
+    for (const ReduceOp op : ops) {
+      for (const std::size_t count : counts) {
+        auto& s = shorts.emplace_back(count);
+        for (std::size_t i = 0; i < count; ++i) s[i] = i16_input(rank, i);
+        short_cases.emplace_back(op, count);
+        works.push_back(engine.allreduce(
+            "i16." + std::string(ringfuse::to_string(op)) + "." + std::to_string(count),
+            {s.data(), DataType::i16, {static_cast<std::int64_t>(count)}}, {op}));
+        if (op == ReduceOp::avg) continue;
+        auto& f = flags.emplace_back(count);
+        for (std::size_t i = 0; i < count; ++i) f[i] = bool_input(rank, i, op, size) ? 1 : 0;
+        flag_cases.emplace_back(op, count);
+        works.push_back(engine.allreduce(
+            "bool." + std::string(ringfuse::to_string(op)) + "." + std::to_string(count),
+            {f.data(), DataType::boolean, {static_cast<std::int64_t>(count)}}, {op}));
+      }
+    }
+    engine.flush();
+    for (auto& work : works) work.wait(60s);
+    for (std::size_t k = 0; k < short_cases.size(); ++k) {
+      const auto [op, count] = short_cases[k];
+      for (std::size_t i = 0; i < count; ++i) {
+        std::int64_t acc = i16_input(0, i);
+        for (int r = 1; r < size; ++r) {
+          const std::int64_t v = i16_input(r, i);
+          if (op == ReduceOp::sum || op == ReduceOp::avg) acc += v;
+          if (op == ReduceOp::min) acc = std::min(acc, v);
+          if (op == ReduceOp::max) acc = std::max(acc, v);
+          if (op == ReduceOp::prod) acc *= v;
+        }
+        if (op == ReduceOp::avg) acc /= size;
+        const auto want = static_cast<std::int16_t>(acc);  // prod wraps modulo 2^16
+        if (shorts[k][i] != want) {
+          fail("i16 " + std::string(ringfuse::to_string(op)) + "[" + std::to_string(i) +
+               "]: got " + std::to_string(shorts[k][i]) + ", want " + std::to_string(want));
+        }
+      }
+    }
+    for (std::size_t k = 0; k < flag_cases.size(); ++k) {
+      const auto [op, count] = flag_cases[k];
+      const bool is_and = op == ReduceOp::min || op == ReduceOp::prod;
+      for (std::size_t i = 0; i < count; ++i) {
+        bool acc = is_and;
+        for (int r = 0; r < size; ++r) {
+          const bool v = bool_input(r, i, op, size);
+          acc = is_and ? acc && v : acc || v;
+        }
+        if (flags[k][i] != (acc ? 1 : 0)) {
+          fail("bool " + std::string(ringfuse::to_string(op)) + "[" + std::to_string(i) +
+               "]: got " + std::to_string(flags[k][i]) + ", want " + std::to_string(acc));
+        }
+      }
+    }
+  }
+  // Refused where they are enqueued, with the reason; nothing reaches the other ranks.
+  std::vector<std::uint8_t> flags(8, 1);
+  const TensorView view{flags.data(), DataType::boolean, {8}};
+  const auto expect_refused = [&](const std::string& what, auto call, const std::string& reason) {
+    try {
+      call();
+      fail(what + " was accepted");
+    } catch (const ringfuse::Error& e) {
+      if (e.kind() != ringfuse::ErrorKind::invalid_argument ||
+          std::string(e.what()).find(reason) == std::string::npos) {
+        fail(what + " refused with: " + e.what());
+      }
+      std::printf("%s refused: %s\n", what.c_str(), e.what());
+    }
+  };
+  expect_refused("bool avg", [&] { engine.allreduce("bool.avg", view, {ReduceOp::avg}); },
+                 "avg of bool is not defined");
+  expect_refused("bool prescale",
+                 [&] { engine.allreduce("bool.scaled", view, {ReduceOp::max, 2.0, 1.0}); },
+                 "prescale/postscale");
+  // The engine goes on.
+  auto work = engine.allreduce("bool.after", view, {ReduceOp::min});
+  work.wait(30s);
+  for (const auto v : flags) check_close("bool.after", v, 1);
+  std::printf("dtypes: i16 and bool checked\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
     fail("usage: engine_worker fusion|fusion-large|mismatch-KIND|mismatch-order|stall|"
-         "stall-missing|join|skew|avg-bits|plain");
+         "stall-missing|join|skew|avg-bits|plain|int-scale|dtypes");
   }
   const std::string mode = argv[1];
   try {
@@ -520,6 +743,10 @@ int main(int argc, char** argv) {
       mode_avg_bits(*ctx);
     } else if (mode == "plain") {
       mode_plain(*ctx);
+    } else if (mode == "int-scale") {
+      mode_int_scale(*ctx);
+    } else if (mode == "dtypes") {
+      mode_dtypes(*ctx);
     } else if (mode == "skew") {
       mode_skew(*ctx);
     } else if (mode == "stall-missing") {

@@ -26,6 +26,7 @@ double wrap_integer(DataType type, std::int64_t value) {
   switch (type) {
     case DataType::i8: return static_cast<std::int8_t>(value);
     case DataType::u8: return static_cast<std::uint8_t>(value);
+    case DataType::i16: return static_cast<std::int16_t>(value);
     case DataType::i32: return static_cast<std::int32_t>(value);
     default: return static_cast<double>(value);
   }
@@ -53,6 +54,12 @@ double divide_like_the_dtype(DataType type, double sum, int size) {
 double input(int rank, std::size_t index, DataType type, ReduceOp op, std::uint64_t seed) {
   const std::uint64_t h =
       mix(seed ^ mix(static_cast<std::uint64_t>(rank) * 0x100000001b3ull + index));
+  if (type == DataType::boolean) {
+    // Mostly false for or (sum, max), mostly true for and (min, prod), so that with up to 8
+    // ranks both results turn up often.
+    const bool rare = h % 8 == 0;
+    return (op == ReduceOp::min || op == ReduceOp::prod) != rare ? 1.0 : 0.0;
+  }
   const bool is_unsigned = type == DataType::u8;
   switch (op) {
     case ReduceOp::prod: {
@@ -73,6 +80,16 @@ double input(int rank, std::size_t index, DataType type, ReduceOp op, std::uint6
 }
 
 double reference(int size, std::size_t index, DataType type, ReduceOp op, std::uint64_t seed) {
+  if (type == DataType::boolean) {
+    // sum and max are logical or, min and prod logical and; avg is not defined (no reference).
+    const bool is_and = op == ReduceOp::min || op == ReduceOp::prod;
+    bool acc = is_and;
+    for (int r = 0; r < size; ++r) {
+      const bool v = input(r, index, type, op, seed) != 0;
+      acc = is_and ? acc && v : acc || v;
+    }
+    return acc ? 1.0 : 0.0;
+  }
   // Every partial result is an integer of magnitude at most 3^8, exact in a double and an
   // int64; the dtype's rounding or wrap-around is applied once at the end.
   std::int64_t acc = static_cast<std::int64_t>(input(0, index, type, op, seed));
@@ -106,6 +123,8 @@ void put(std::byte* base, std::size_t index, DataType type, double value) {
     case DataType::u8: return write(static_cast<std::uint8_t>(value));
     case DataType::i32: return write(static_cast<std::int32_t>(value));
     case DataType::i64: return write(static_cast<std::int64_t>(value));
+    case DataType::i16: return write(static_cast<std::int16_t>(value));
+    case DataType::boolean: return write(static_cast<std::uint8_t>(value != 0 ? 1 : 0));
   }
 }
 
@@ -125,6 +144,9 @@ double get(const std::byte* base, std::size_t index, DataType type) {
     case DataType::u8: return read(std::uint8_t{});
     case DataType::i32: return read(std::int32_t{});
     case DataType::i64: return static_cast<double>(read(std::int64_t{}));
+    case DataType::i16: return read(std::int16_t{});
+    // The raw byte: a result must be exactly 0 or 1, so another nonzero byte shows as wrong.
+    case DataType::boolean: return read(std::uint8_t{});
   }
   return 0;
 }

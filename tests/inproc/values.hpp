@@ -20,12 +20,15 @@ namespace ringfuse::inproc {
 /// Small enough that sums, products, min and max are exact in every dtype (f16 and bf16 too)
 /// whatever the order of reduction: the result depends only on the values, never on the
 /// algorithm's order. Products use {1, -1, 2} ({1, 2, 3} for u8); integer products may wrap,
-/// which is modular and so order-independent too.
+/// which is modular and so order-independent too. bool inputs are 0 or 1: mostly 0 for the
+/// or-operators (sum, max), mostly 1 for the and-operators (min, prod).
 double input(int rank, std::size_t index, DataType type, ReduceOp op, std::uint64_t seed = 0);
 
 /// The reduction of input(0..size-1, index) with `op`, as the dtype holds it: avg is the exact
 /// sum divided once in the dtype's arithmetic (f16/bf16: in float, rounded once; integers:
-/// truncated toward zero), which is how the library defines it.
+/// truncated toward zero), which is how the library defines it. On bool: sum and max are
+/// logical or, min and prod logical and (avg of bool is not defined: callers skip it, see
+/// ringfuse::is_defined).
 double reference(int size, std::size_t index, DataType type, ReduceOp op, std::uint64_t seed = 0);
 
 /// "index 7: got 3, want 4", for reports.

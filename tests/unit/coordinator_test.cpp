@@ -177,4 +177,54 @@ TEST(HostMemorySpace, PacksConvertsAndUnpacksSegmentsAndFillsStandIns) {
   for (int i = 0; i < 7; ++i) EXPECT_EQ(stand_in[i], std::numeric_limits<std::int32_t>::max());
 }
 
+TEST(HostMemorySpace, ScalesIntegersInF64TruncatingTowardZeroAndSaturating) {
+  using ringfuse::DataType;
+  using ringfuse::memory::convert_scaled;
+  // Horovod's rule: trunc(double(x) * factor), so 7 * 0.5 is 3 and -7 * 0.5 is -3.
+  std::vector<std::int32_t> i32{7, -7, 3, 1'000'000'001, 2'000'000'000, -2'000'000'000};
+  convert_scaled(i32.data(), DataType::i32, i32.data(), DataType::i32, 3, 0.5);
+  EXPECT_EQ(std::vector<std::int32_t>(i32.begin(), i32.begin() + 3),
+            (std::vector<std::int32_t>{3, -3, 1}));
+  convert_scaled(i32.data() + 3, DataType::i32, i32.data() + 3, DataType::i32, 3, 2.0);
+  EXPECT_EQ(std::vector<std::int32_t>(i32.begin() + 3, i32.end()),
+            (std::vector<std::int32_t>{2'000'000'002, std::numeric_limits<std::int32_t>::max(),
+                                       std::numeric_limits<std::int32_t>::min()}))
+      << "out of range saturates (a plain cast would be undefined)";
+
+  std::vector<std::int8_t> i8{100, -100, 5, -5};
+  convert_scaled(i8.data(), DataType::i8, i8.data(), DataType::i8, i8.size(), 2.0);
+  EXPECT_EQ(i8, (std::vector<std::int8_t>{127, -128, 10, -10}));
+  std::vector<std::uint8_t> u8{200, 3};
+  convert_scaled(u8.data(), DataType::u8, u8.data(), DataType::u8, u8.size(), -1.5);
+  EXPECT_EQ(u8, (std::vector<std::uint8_t>{0, 0}));
+  std::vector<std::int16_t> i16{-32768, 999, 20000};
+  convert_scaled(i16.data(), DataType::i16, i16.data(), DataType::i16, i16.size(), 0.1);
+  EXPECT_EQ(i16, (std::vector<std::int16_t>{-3276, 99, 2000}));
+  std::vector<std::int64_t> i64{-9, 9};
+  convert_scaled(i64.data(), DataType::i64, i64.data(), DataType::i64, i64.size(), 0.5);
+  EXPECT_EQ(i64, (std::vector<std::int64_t>{-4, 4}));
+}
+
+TEST(HostMemorySpace, FillsTheIdentitiesOfI16AndBool) {
+  using ringfuse::DataType;
+  using ringfuse::ReduceOp;
+  using ringfuse::memory::fill_identity;
+  std::int16_t i16[2] = {};
+  fill_identity(i16, DataType::i16, ReduceOp::min, 2);
+  EXPECT_EQ(i16[1], std::numeric_limits<std::int16_t>::max());
+  fill_identity(i16, DataType::i16, ReduceOp::max, 2);
+  EXPECT_EQ(i16[1], std::numeric_limits<std::int16_t>::min());
+  fill_identity(i16, DataType::i16, ReduceOp::prod, 2);
+  EXPECT_EQ(i16[1], 1);
+  std::uint8_t flags[3] = {7, 7, 7};
+  for (const ReduceOp op : {ReduceOp::sum, ReduceOp::max}) {
+    fill_identity(flags, DataType::boolean, op, 3);
+    EXPECT_EQ(flags[2], 0) << "false is the identity of or";
+  }
+  for (const ReduceOp op : {ReduceOp::min, ReduceOp::prod}) {
+    fill_identity(flags, DataType::boolean, op, 3);
+    EXPECT_EQ(flags[2], 1) << "true is the identity of and";
+  }
+}
+
 }  // namespace

@@ -90,6 +90,15 @@ void ref_element(DataType type, ReduceOp op, const std::uint8_t* a, const std::u
       return store(out, ref_int_op(op, load<std::int32_t>(a), load<std::int32_t>(b)));
     case DataType::i64:
       return store(out, ref_int_op(op, load<std::int64_t>(a), load<std::int64_t>(b)));
+    case DataType::i16:
+      return store(out, ref_int_op(op, load<std::int16_t>(a), load<std::int16_t>(b)));
+    case DataType::boolean: {
+      // Any nonzero byte is true; sum and max are or, min and prod and; the result is 0 or 1.
+      const bool x = *a != 0;
+      const bool y = *b != 0;
+      const bool any = op == ReduceOp::sum || op == ReduceOp::max;
+      return store(out, static_cast<std::uint8_t>(any ? (x || y) : (x && y)));
+    }
   }
 }
 
@@ -178,6 +187,14 @@ class ReduceKernelTest : public ::testing::TestWithParam<KernelParam> {};
 
 TEST_P(ReduceKernelTest, MatchesScalarReferenceForEveryAliasing) {
   const auto [type, op, count] = GetParam();
+  if (!is_defined(type, op)) {
+    // The average of bools: refused, whatever the buffers.
+    Bytes a(count, 1);
+    if (count > 0) {
+      EXPECT_THROW(reduce_into(a.data(), a.data(), count, type, op), Error);
+    }
+    return;
+  }
   std::mt19937_64 rng(0x5eed ^ (static_cast<std::uint64_t>(type) << 8) ^
                       static_cast<std::uint64_t>(op) ^ count);
   const Bytes a = random_buffer(type, count, rng);
@@ -252,6 +269,44 @@ std::vector<T> reduce_values(std::vector<T> a, const std::vector<T>& b, DataType
                              ReduceOp op) {
   reduce_into(a.data(), b.data(), a.size(), type, op);
   return a;
+}
+
+TEST(ReduceKernel, I16SumAndProdWrapWithoutOverflowingInt) {
+  using I16 = std::int16_t;
+  EXPECT_EQ(reduce_values<I16>({32767, -32768, 300}, {1, -1, 300}, DataType::i16, ReduceOp::sum),
+            (std::vector<I16>{-32768, 32767, 600}));
+  // -1 * -1 is 65535 * 65535 as u16, which overflows int if u16 promotes to it.
+  EXPECT_EQ(reduce_values<I16>({-1, 256, -32768}, {-1, 256, -1}, DataType::i16, ReduceOp::prod),
+            (std::vector<I16>{1, 0, -32768}));
+  EXPECT_EQ(reduce_values<I16>({-5, 7}, {3, -9}, DataType::i16, ReduceOp::min),
+            (std::vector<I16>{-5, -9}));
+  EXPECT_EQ(reduce_values<I16>({-5, 7}, {3, -9}, DataType::i16, ReduceOp::max),
+            (std::vector<I16>{3, 7}));
+}
+
+TEST(ReduceKernel, BoolSumAndMaxAreOrMinAndProdAreAnd) {
+  using B = std::uint8_t;
+  const std::vector<B> a{0, 0, 1, 1, 2, 0};
+  const std::vector<B> b{0, 1, 0, 1, 0, 255};
+  for (const ReduceOp op : {ReduceOp::sum, ReduceOp::max}) {
+    EXPECT_EQ(reduce_values<B>(a, b, DataType::boolean, op), (std::vector<B>{0, 1, 1, 1, 1, 1}))
+        << to_string(op);
+  }
+  for (const ReduceOp op : {ReduceOp::min, ReduceOp::prod}) {
+    EXPECT_EQ(reduce_values<B>(a, b, DataType::boolean, op), (std::vector<B>{0, 0, 0, 1, 0, 0}))
+        << to_string(op);
+  }
+  // Nonzero bytes other than 1 are true, and results are 0 or 1: 2 and 2 is 1, not 2.
+  EXPECT_EQ(reduce_values<B>({2, 128}, {2, 128}, DataType::boolean, ReduceOp::prod),
+            (std::vector<B>{1, 1}));
+  std::vector<B> flags{1, 1};
+  try {
+    reduce_into(flags.data(), flags.data(), flags.size(), DataType::boolean, ReduceOp::avg);
+    FAIL() << "expected an Error";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
+    EXPECT_NE(std::string(e.what()).find("avg of bool is not defined"), std::string::npos);
+  }
 }
 
 TEST(ReduceKernel, IntegerSumAndProdWrap) {
@@ -539,6 +594,10 @@ TEST(Divide, IntegersTruncateTowardZero) {
   // Divisors beyond the element range.
   EXPECT_EQ(divided<I8>({-128, 127, -127}, DataType::i8, 128), (std::vector<I8>{-1, 0, 0}));
   EXPECT_EQ(divided<I8>({-128, 127}, DataType::i8, 1000), (std::vector<I8>{0, 0}));
+  using I16 = std::int16_t;
+  EXPECT_EQ(divided<I16>({-32768, 32767, -7, 7}, DataType::i16, 2),
+            (std::vector<I16>{-16384, 16383, -3, 3}));
+  EXPECT_EQ(divided<I16>({-32768, 32767}, DataType::i16, 32768), (std::vector<I16>{-1, 0}));
   using U8 = std::uint8_t;
   EXPECT_EQ(divided<U8>({255, 7, 0}, DataType::u8, 2), (std::vector<U8>{127, 3, 0}));
   EXPECT_EQ(divided<U8>({255}, DataType::u8, 256), (std::vector<U8>{0}));
@@ -554,6 +613,21 @@ TEST(Divide, IntegersTruncateTowardZero) {
   for (std::size_t i = 0; i < many.size(); ++i) many[i] = static_cast<I32>(i) - 500;
   const auto result = divided(many, DataType::i32, 7);
   for (std::size_t i = 0; i < many.size(); ++i) ASSERT_EQ(result[i], many[i] / 7);
+}
+
+TEST(Divide, BoolAverageIsRefusedEvenInAWorldOfOne) {
+  std::vector<std::uint8_t> flags{1, 0, 1};
+  for (const std::size_t divisor : {std::size_t{1}, std::size_t{3}}) {
+    try {
+      divide(flags.data(), flags.size(), DataType::boolean, divisor);
+      FAIL() << "expected an Error for divisor " << divisor;
+    } catch (const Error& e) {
+      EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
+      EXPECT_NE(std::string(e.what()).find("avg of bool is not defined"), std::string::npos)
+          << e.what();
+    }
+  }
+  EXPECT_EQ(flags, (std::vector<std::uint8_t>{1, 0, 1})) << "left untouched";
 }
 
 TEST(Divide, FloatsDivideAndRoundOnce) {
@@ -608,7 +682,11 @@ TEST(Divide, ByZeroThrowsInvalidArgument) {
       EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
     }
     EXPECT_THROW(divide(nullptr, 0, type, 0), Error);
-    EXPECT_NO_THROW(divide(nullptr, 0, type, 3));
+    if (type == DataType::boolean) {
+      EXPECT_THROW(divide(nullptr, 0, type, 3), Error) << "avg of bool: refused at any count";
+    } else {
+      EXPECT_NO_THROW(divide(nullptr, 0, type, 3));
+    }
   }
 }
 

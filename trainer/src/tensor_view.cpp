@@ -14,6 +14,8 @@ ringfuse::DataType data_type_of(torch::ScalarType type) {
     case torch::kUInt8: return ringfuse::DataType::u8;
     case torch::kInt32: return ringfuse::DataType::i32;
     case torch::kInt64: return ringfuse::DataType::i64;
+    case torch::kInt16: return ringfuse::DataType::i16;
+    case torch::kBool: return ringfuse::DataType::boolean;  // one byte, 0 or 1, as ours
     default:
       throw ringfuse::Error(ringfuse::ErrorKind::invalid_argument,
                             std::string("torch dtype ") + c10::toString(type) +

@@ -53,8 +53,10 @@ enum class Compression : std::uint8_t { none, fp16, bf16 };
 
 struct AllreduceOptions {
   ReduceOp op = ReduceOp::sum;
-  double prescale = 1.0;   // multiplied into the input before the reduction (floats only)
-  double postscale = 1.0;  // multiplied into the result (floats only); avg adds 1/size
+  // Integer tensors are scaled in f64 and truncated toward zero (Horovod's rule), an average
+  // being divided before the postscale; bool tensors take no scale, nor avg.
+  double prescale = 1.0;   // multiplied into the input before the reduction
+  double postscale = 1.0;  // multiplied into the result; avg adds 1/size
   Compression compression = Compression::none;
 };
 

@@ -8,13 +8,15 @@
 
 namespace ringfuse {
 
-enum class DataType : std::uint8_t { f16, bf16, f32, f64, i8, u8, i32, i64 };
+/// `boolean` is one byte, 0 false and anything else true (C++'s and torch's bool); reductions
+/// write 0 or 1. New types are appended: the values travel in engine messages.
+enum class DataType : std::uint8_t { f16, bf16, f32, f64, i8, u8, i32, i64, i16, boolean };
 
 enum class ReduceOp : std::uint8_t { sum, avg, min, max, prod };
 
-inline constexpr DataType kAllDataTypes[] = {DataType::f16, DataType::bf16, DataType::f32,
-                                             DataType::f64, DataType::i8,   DataType::u8,
-                                             DataType::i32, DataType::i64};
+inline constexpr DataType kAllDataTypes[] = {
+    DataType::f16, DataType::bf16, DataType::f32, DataType::f64,    DataType::i8,
+    DataType::u8,  DataType::i16,  DataType::i32, DataType::i64, DataType::boolean};
 inline constexpr ReduceOp kAllReduceOps[] = {ReduceOp::sum, ReduceOp::avg, ReduceOp::min,
                                              ReduceOp::max, ReduceOp::prod};
 
@@ -22,13 +24,15 @@ inline constexpr ReduceOp kAllReduceOps[] = {ReduceOp::sum, ReduceOp::avg, Reduc
 constexpr std::size_t element_size(DataType type) {
   switch (type) {
     case DataType::f16:
-    case DataType::bf16: return 2;
+    case DataType::bf16:
+    case DataType::i16: return 2;
     case DataType::f32:
     case DataType::i32: return 4;
     case DataType::f64:
     case DataType::i64: return 8;
     case DataType::i8:
-    case DataType::u8: return 1;
+    case DataType::u8:
+    case DataType::boolean: return 1;
   }
   return 0;
 }
@@ -36,6 +40,13 @@ constexpr std::size_t element_size(DataType type) {
 constexpr bool is_floating_point(DataType type) {
   return type == DataType::f16 || type == DataType::bf16 || type == DataType::f32 ||
          type == DataType::f64;
+}
+
+/// Whether `op` is defined on `type`. Everything is, except the average of bools (a sum of
+/// bools is their logical or, and dividing that has no meaning; Horovod and torch refuse it
+/// too). On bools sum and max are logical or, min and prod logical and.
+constexpr bool is_defined(DataType type, ReduceOp op) {
+  return !(type == DataType::boolean && op == ReduceOp::avg);
 }
 
 /// Short lowercase names ("f32", "sum") as used in logs, errors and ringfuse-perf tables.

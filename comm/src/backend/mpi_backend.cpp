@@ -248,6 +248,8 @@ class MpiBackend final : public Backend {
       case DataType::u8: return MPI_UINT8_T;
       case DataType::i32: return MPI_INT32_T;
       case DataType::i64: return MPI_INT64_T;
+      case DataType::i16: return MPI_INT16_T;
+      case DataType::boolean: return MPI_C_BOOL;  // one byte, as our bool
     }
     return MPI_BYTE;
   }
@@ -255,6 +257,10 @@ class MpiBackend final : public Backend {
   MPI_Op mpi_op(DataType type, ReduceOp op) const {
     if (type == DataType::f16) return f16_ops_[static_cast<int>(op)];
     if (type == DataType::bf16) return bf16_ops_[static_cast<int>(op)];
+    if (type == DataType::boolean) {
+      // MPI defines only the logical operators on MPI_C_BOOL.
+      return op == ReduceOp::min || op == ReduceOp::prod ? MPI_LAND : MPI_LOR;
+    }
     switch (op) {
       case ReduceOp::sum:
       case ReduceOp::avg: return MPI_SUM;

@@ -313,8 +313,19 @@ auto ContextImpl::run(backend::OpKind kind, DataType type, ReduceOp op, const vo
   }
 }
 
+void ContextImpl::refuse_undefined(std::string_view collective, DataType type,
+                                   ReduceOp op) const {
+  if (is_defined(type, op)) return;
+  throw core::rank_error(ErrorKind::invalid_argument, world_.rank,
+                         "{}: {} of {} is not defined (on bools sum and max are logical or, min "
+                         "and prod logical and); use another operator, or an integer type to "
+                         "count",
+                         collective, to_string(op), to_string(type));
+}
+
 void ContextImpl::allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
                             Algorithm algo) {
+  refuse_undefined("allreduce", type, op);
   const auto start = std::chrono::steady_clock::now();
   const auto executed = run(backend::OpKind::allreduce, type, op, data, [&](auto& backend) {
     return backend.allreduce(data, count, type, op, algo);
@@ -346,6 +357,7 @@ void ContextImpl::allgatherv(const void* send, void* recv, std::span<const std::
 
 void ContextImpl::reducescatter(const void* send, void* recv, std::size_t recv_count,
                                 DataType type, ReduceOp op) {
+  refuse_undefined("reducescatter", type, op);
   run(backend::OpKind::reducescatter, type, op, recv,
       [&](auto& backend) { backend.reducescatter(send, recv, recv_count, type, op); });
   if (progress_) progress_->collective();

@@ -9,6 +9,7 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <string_view>
 #include <vector>
 
 #include "backend/backend.hpp"
@@ -80,6 +81,9 @@ class ContextImpl final : public Context {
   /// collective's number and the backend's name (Error::sequence(), Error::backend()).
   template <class Call>
   auto run(backend::OpKind kind, DataType type, ReduceOp op, const void* buffer, Call&& call);
+  /// Throws Error(invalid_argument) before any communication when `op` has no meaning on
+  /// `type` (the average of bools), so every rank fails alike, a world of one included.
+  void refuse_undefined(std::string_view collective, DataType type, ReduceOp op) const;
 
   std::string key_prefix_;
   WorldSpec world_;

@@ -9,15 +9,17 @@
 namespace ringfuse {
 namespace {
 
-constexpr std::array<std::pair<DataType, std::string_view>, 8> kTypeNames{{
+constexpr std::array<std::pair<DataType, std::string_view>, 10> kTypeNames{{
     {DataType::f16, "f16"},
     {DataType::bf16, "bf16"},
     {DataType::f32, "f32"},
     {DataType::f64, "f64"},
     {DataType::i8, "i8"},
     {DataType::u8, "u8"},
+    {DataType::i16, "i16"},
     {DataType::i32, "i32"},
     {DataType::i64, "i64"},
+    {DataType::boolean, "bool"},
 }};
 
 constexpr std::array<std::pair<ReduceOp, std::string_view>, 5> kOpNames{{

@@ -51,6 +51,13 @@ EngineStats EngineImpl::stats() const {
 // ---------------------------------------------------------------------------------------------
 // Callers' side
 
+static std::string undefined_reduction(const std::string& name, DataType type, ReduceOp op) {
+  return fmt::format("tensor '{}': {} of {} is not defined (on bools sum and max are logical or, "
+                     "min and prod logical and); use another operator, or an integer tensor to "
+                     "count",
+                     name, to_string(op), to_string(type));
+}
+
 void EngineImpl::refuse(const std::string& what) const {
   throw core::rank_error(ErrorKind::invalid_argument, rank_, "engine: {}", what);
 }
@@ -102,9 +109,13 @@ Work EngineImpl::grouped_allreduce(std::string name, std::vector<TensorView> ten
 Request EngineImpl::allreduce_request(std::string name, const TensorView& tensor,
                                       const AllreduceOptions& options) const {
   check_tensor(name, tensor);
-  if (!is_floating_point(tensor.dtype) && (options.prescale != 1.0 || options.postscale != 1.0)) {
-    refuse(fmt::format("tensor '{}': prescale/postscale need a floating-point tensor, not {}",
-                       name, to_string(tensor.dtype)));
+  // Integers scale in f64 and truncate toward zero (Horovod's rule); a bool has no scale.
+  if (tensor.dtype == DataType::boolean &&
+      (options.prescale != 1.0 || options.postscale != 1.0)) {
+    refuse(fmt::format("tensor '{}': prescale/postscale do not apply to a bool tensor", name));
+  }
+  if (!is_defined(tensor.dtype, options.op)) {
+    refuse(undefined_reduction(name, tensor.dtype, options.op));
   }
   Request request = tensor_request(OpType::allreduce, std::move(name), tensor);
   request.fp.op = options.op;
@@ -180,6 +191,7 @@ Work EngineImpl::reducescatter(std::string name, TensorView input, TensorView ou
                        "elements, of the same dtype and device",
                        name, size_));
   }
+  if (!is_defined(input.dtype, op)) refuse(undefined_reduction(name, input.dtype, op));
   Request request = tensor_request(OpType::reducescatter, std::move(name), input);
   request.fp.op = op;
   request.output = output.data;

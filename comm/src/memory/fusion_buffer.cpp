@@ -1,6 +1,7 @@
 #include "memory/fusion_buffer.hpp"
 
 #include <algorithm>
+#include <cmath>
 #include <cstring>
 #include <limits>
 
@@ -8,6 +9,19 @@
 
 namespace ringfuse::memory {
 namespace {
+
+// An integer from a scaled value: truncated toward zero, as Horovod scales integer tensors.
+// A plain cast of a value out of T's range (or NaN) is UB, so those saturate (NaN gives 0).
+template <class T>
+T truncate_to(double v) {
+  using L = std::numeric_limits<T>;
+  if (std::isnan(v)) return T(0);
+  // max() + 1 and min() - 1 are exact powers of two (or, for i64, round to them), so the
+  // comparisons are exact and everything strictly between truncates into range.
+  if (v >= static_cast<double>(L::max()) + 1.0) return L::max();
+  if (v <= static_cast<double>(L::min()) - 1.0) return L::min();
+  return static_cast<T>(v);
+}
 
 double load(const void* p, DataType type, std::size_t i) {
   switch (type) {
@@ -19,6 +33,8 @@ double load(const void* p, DataType type, std::size_t i) {
     case DataType::u8: return static_cast<const std::uint8_t*>(p)[i];
     case DataType::i32: return static_cast<const std::int32_t*>(p)[i];
     case DataType::i64: return static_cast<double>(static_cast<const std::int64_t*>(p)[i]);
+    case DataType::i16: return static_cast<const std::int16_t*>(p)[i];
+    case DataType::boolean: return static_cast<const std::uint8_t*>(p)[i] != 0 ? 1.0 : 0.0;
   }
   return 0;
 }
@@ -33,10 +49,22 @@ void store(void* p, DataType type, std::size_t i, double v) {
       break;
     case DataType::f32: static_cast<float*>(p)[i] = static_cast<float>(v); break;
     case DataType::f64: static_cast<double*>(p)[i] = v; break;
-    case DataType::i8: static_cast<std::int8_t*>(p)[i] = static_cast<std::int8_t>(v); break;
-    case DataType::u8: static_cast<std::uint8_t*>(p)[i] = static_cast<std::uint8_t>(v); break;
-    case DataType::i32: static_cast<std::int32_t*>(p)[i] = static_cast<std::int32_t>(v); break;
-    case DataType::i64: static_cast<std::int64_t*>(p)[i] = static_cast<std::int64_t>(v); break;
+    case DataType::i8: static_cast<std::int8_t*>(p)[i] = truncate_to<std::int8_t>(v); break;
+    case DataType::u8: static_cast<std::uint8_t*>(p)[i] = truncate_to<std::uint8_t>(v); break;
+    case DataType::i16: static_cast<std::int16_t*>(p)[i] = truncate_to<std::int16_t>(v); break;
+    case DataType::i32: static_cast<std::int32_t*>(p)[i] = truncate_to<std::int32_t>(v); break;
+    case DataType::i64: static_cast<std::int64_t*>(p)[i] = truncate_to<std::int64_t>(v); break;
+    case DataType::boolean: static_cast<std::uint8_t*>(p)[i] = v != 0 ? 1 : 0; break;
+  }
+}
+
+// One integer type scaled into itself (prescale/postscale), without the per-element switch.
+template <class T>
+void scale_integers(void* dst, const void* src, std::size_t count, double factor) {
+  const auto* s = static_cast<const T*>(src);
+  auto* d = static_cast<T*>(dst);
+  for (std::size_t i = 0; i < count; ++i) {
+    d[i] = truncate_to<T>(static_cast<double>(s[i]) * factor);
   }
 }
 
@@ -93,6 +121,16 @@ void convert_scaled(void* dst, DataType dst_type, const void* src, DataType src_
     for (std::size_t i = 0; i < count; ++i) d[i] = s[i] * factor;
     return;
   }
+  if (dst_type == src_type) {
+    switch (dst_type) {
+      case DataType::i8: return scale_integers<std::int8_t>(dst, src, count, factor);
+      case DataType::u8: return scale_integers<std::uint8_t>(dst, src, count, factor);
+      case DataType::i16: return scale_integers<std::int16_t>(dst, src, count, factor);
+      case DataType::i32: return scale_integers<std::int32_t>(dst, src, count, factor);
+      case DataType::i64: return scale_integers<std::int64_t>(dst, src, count, factor);
+      default: break;
+    }
+  }
   for (std::size_t i = 0; i < count; ++i) store(dst, dst_type, i, load(src, src_type, i) * factor);
 }
 
@@ -115,6 +153,13 @@ void fill_identity(void* dst, DataType type, ReduceOp op, std::size_t count) {
     case DataType::u8: fill_limits<std::uint8_t>(dst, op, count); break;
     case DataType::i32: fill_limits<std::int32_t>(dst, op, count); break;
     case DataType::i64: fill_limits<std::int64_t>(dst, op, count); break;
+    case DataType::i16: fill_limits<std::int16_t>(dst, op, count); break;
+    case DataType::boolean: {
+      // false for or (sum, max), true for and (min, prod).
+      const bool is_or = op == ReduceOp::sum || op == ReduceOp::avg || op == ReduceOp::max;
+      fill<std::uint8_t>(dst, count, is_or ? 0 : 1);
+      break;
+    }
   }
 }
 

@@ -30,7 +30,9 @@ class FusionBuffer {
 };
 
 /// dst (dst_type) = src (src_type) * factor, element-wise; a plain copy when the types agree
-/// and factor is 1. Integer types only with factor 1 and equal types.
+/// and factor is 1. The product is computed in f64; into an integer type it is truncated
+/// toward zero (Horovod's rule for scaling integer tensors) and saturates at the type's limits;
+/// into bool it is 1 when nonzero.
 void convert_scaled(void* dst, DataType dst_type, const void* src, DataType src_type,
                     std::size_t count, double factor);
 

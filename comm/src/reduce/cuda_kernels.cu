@@ -4,6 +4,8 @@
 #include <cuda_fp16.h>
 #include <cuda_runtime.h>
 
+#include <cstdint>
+#include <limits>
 #include <string>
 #include <type_traits>
 
@@ -108,6 +110,30 @@ __global__ void convert_kernel(Batch batch, C factor) {
   }
 }
 
+// Integer scaling (same type in and out), as the host's convert_scaled does it: the product
+// in f64, truncated toward zero; saturated at [low, high] (T's limits, passed from the host
+// with their exclusive bounds below_low and above_high), NaN giving 0.
+template <typename T>
+__global__ void scale_integer_kernel(Batch batch, double factor, double below_low,
+                                     double above_high, T low, T high) {
+  const Segment& segment = batch.segments[blockIdx.y];
+  auto* dst = static_cast<T*>(segment.dst);
+  const auto* src = static_cast<const T*>(segment.src);
+  for (std::size_t i = blockIdx.x * static_cast<std::size_t>(blockDim.x) + threadIdx.x;
+       i < segment.count; i += static_cast<std::size_t>(gridDim.x) * blockDim.x) {
+    const double v = static_cast<double>(src[i]) * factor;
+    dst[i] = v != v ? T(0) : v >= above_high ? high : v <= below_low ? low : static_cast<T>(v);
+  }
+}
+
+template <typename T>
+void launch_scale_integer(const Batch& batch, dim3 grid, double factor, cudaStream_t stream) {
+  using L = std::numeric_limits<T>;
+  scale_integer_kernel<T><<<grid, kThreads, 0, stream>>>(
+      batch, factor, static_cast<double>(L::min()) - 1.0, static_cast<double>(L::max()) + 1.0,
+      L::min(), L::max());
+}
+
 template <typename Word>
 __device__ void copy_words(void* dst, const void* src, std::size_t words) {
   auto* out = static_cast<Word*>(dst);
@@ -164,6 +190,16 @@ void with_float_type(DataType type, F&& f) {
 
 void launch_convert(const Batch& batch, dim3 grid, DataType dst_type, DataType src_type,
                     double factor, cudaStream_t stream) {
+  if (dst_type == src_type) {
+    switch (dst_type) {
+      case DataType::i8: return launch_scale_integer<std::int8_t>(batch, grid, factor, stream);
+      case DataType::u8: return launch_scale_integer<std::uint8_t>(batch, grid, factor, stream);
+      case DataType::i16: return launch_scale_integer<std::int16_t>(batch, grid, factor, stream);
+      case DataType::i32: return launch_scale_integer<std::int32_t>(batch, grid, factor, stream);
+      case DataType::i64: return launch_scale_integer<std::int64_t>(batch, grid, factor, stream);
+      default: break;
+    }
+  }
   with_float_type(dst_type, [&](auto* dst_tag) {
     with_float_type(src_type, [&](auto* src_tag) {
       using Dst = std::remove_pointer_t<decltype(dst_tag)>;

@@ -31,8 +31,10 @@ struct Segment {
 /// For every segment, dst[i] = dst_type(src[i] * factor): packing tensors into a fusion
 /// buffer and unpacking them, with prescale/postscale and fp16/bf16 compression on the way, in
 /// one launch per 64 segments (not one cudaMemcpy per tensor). Floating-point types convert
-/// freely; equal types with factor 1 are a plain copy (any type, widest aligned words). Other
-/// integer conversions throw Error(invalid_argument).
+/// freely; equal types with factor 1 are a plain copy (any type, widest aligned words); an
+/// integer type scales into itself in f64, truncated toward zero and saturated (as on the
+/// host). Other conversions (bool scaled, integer to another type) throw
+/// Error(invalid_argument).
 void convert(const Segment* segments, std::size_t n, DataType dst_type, DataType src_type,
              double factor, cudaStream_t stream);
 

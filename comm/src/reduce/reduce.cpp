@@ -40,9 +40,12 @@ struct Prod {
   template <class T>
   T operator()(T x, T y) const {
     if constexpr (std::is_integral_v<T>) {
+      // Multiplied as unsigned, at least as wide as unsigned int: narrower unsigned operands
+      // would promote to int, where 65535 * 65535 (u16 from i16) overflows, which is UB.
       using U = std::make_unsigned_t<T>;
-      // u8 operands promote to int, where 255 * 255 still fits; wider ones stay unsigned.
-      return static_cast<T>(static_cast<U>(static_cast<U>(x) * static_cast<U>(y)));
+      using W = std::conditional_t<(sizeof(T) < sizeof(unsigned)), unsigned, U>;
+      return static_cast<T>(static_cast<U>(static_cast<W>(static_cast<U>(x)) *
+                                           static_cast<W>(static_cast<U>(y))));
     } else {
       return x * y;
     }
@@ -60,6 +63,24 @@ struct Max {
   template <class T>
   T operator()(T x, T y) const { return x < y ? y : x; }
 };
+
+// On bools (one byte, nonzero is true) sum and max are logical or, min and prod logical and.
+// Results are always 0 or 1, whatever nonzero bytes came in. Branch-free, so they vectorize.
+struct LogicalOr {
+  std::uint8_t operator()(std::uint8_t x, std::uint8_t y) const {
+    return static_cast<std::uint8_t>((x | y) != 0);
+  }
+};
+
+struct LogicalAnd {
+  std::uint8_t operator()(std::uint8_t x, std::uint8_t y) const {
+    return static_cast<std::uint8_t>((x != 0) & (y != 0));
+  }
+};
+
+template <class Op>
+using LogicalOf =
+    std::conditional_t<std::is_same_v<Op, Sum> || std::is_same_v<Op, Max>, LogicalOr, LogicalAnd>;
 
 // Four loop shapes so every pointer can be __restrict: writing through `out` while reading
 // the same element through another restrict pointer would be UB, so each permitted aliasing
@@ -262,6 +283,12 @@ bool have_f16c() {
                   "); pass a DataType and ReduceOp from ringfuse/types.hpp");
 }
 
+[[noreturn]] void throw_bool_average() {
+  throw Error(ErrorKind::invalid_argument,
+              "reduce: avg of bool is not defined (the sum of bools is their logical or); use "
+              "max for any, min for all, or an integer type to count the true values");
+}
+
 template <class T, class Op>
 void reduce_typed(void* out, const void* a, const void* b, std::size_t n) {
   auto* o = static_cast<T*>(out);
@@ -299,8 +326,12 @@ void reduce_with_op(void* out, const void* a, const void* b, std::size_t n, Data
     case DataType::f64: return reduce_typed<double, Op>(out, a, b, n);
     case DataType::i8: return reduce_typed<std::int8_t, Op>(out, a, b, n);
     case DataType::u8: return reduce_typed<std::uint8_t, Op>(out, a, b, n);
+    case DataType::i16: return reduce_typed<std::int16_t, Op>(out, a, b, n);
     case DataType::i32: return reduce_typed<std::int32_t, Op>(out, a, b, n);
     case DataType::i64: return reduce_typed<std::int64_t, Op>(out, a, b, n);
+    case DataType::boolean:
+      if (op == ReduceOp::avg) throw_bool_average();
+      return reduce_typed<std::uint8_t, LogicalOf<Op>>(out, a, b, n);
   }
   throw_bad_combination(type, op);
 }
@@ -402,6 +433,8 @@ void divide(void* buf, std::size_t count, DataType type, std::size_t divisor) {
                 "reduce: divide by zero (avg over zero contributions); the divisor must be "
                 "the number of ranks, at least 1");
   }
+  // Before the early returns: a world of one must refuse what every other world refuses.
+  if (type == DataType::boolean) throw_bool_average();
   if (count == 0 || divisor == 1) return;
   if (buf == nullptr) {
     throw Error(ErrorKind::invalid_argument,
@@ -419,8 +452,10 @@ void divide(void* buf, std::size_t count, DataType type, std::size_t divisor) {
     case DataType::f64: return divide_float(static_cast<double*>(buf), count, divisor);
     case DataType::i8: return divide_int(static_cast<std::int8_t*>(buf), count, divisor);
     case DataType::u8: return divide_int(static_cast<std::uint8_t*>(buf), count, divisor);
+    case DataType::i16: return divide_int(static_cast<std::int16_t*>(buf), count, divisor);
     case DataType::i32: return divide_int(static_cast<std::int32_t*>(buf), count, divisor);
     case DataType::i64: return divide_int(static_cast<std::int64_t*>(buf), count, divisor);
+    case DataType::boolean: throw_bool_average();
   }
   throw Error(ErrorKind::invalid_argument,
               "reduce: divide on unknown data type " + std::to_string(static_cast<int>(type)));

@@ -50,14 +50,19 @@ class NcclBackend final : public Backend {
 
   std::string_view name() const override { return "nccl"; }
   std::uint64_t sequence() const override { return sequence_; }
-  bool enabled(const OpDesc& op) const override { return op.device == Device::cuda; }
+  // NCCL cannot reduce i16: those reductions go to the next backend (staging through the host).
+  bool enabled(const OpDesc& op) const override {
+    const bool reduces = op.kind == OpKind::allreduce || op.kind == OpKind::reducescatter;
+    return op.device == Device::cuda && (!reduces || nccl::can_reduce(op.type));
+  }
 
   Executed allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
                      Algorithm) override {
     auto label = fmt::format("allreduce {}[{}] {}", to_string(type), count, to_string(op));
+    check_reducible(label, type);
     run(label, [&] {
-      return ncclAllReduce(data, data, count, nccl::data_type(type), nccl::reduce_op(op), comm_,
-                           stream_);
+      return ncclAllReduce(data, data, count, nccl::data_type(type), nccl::reduce_op(op, type),
+                           comm_, stream_);
     });
     return Executed{"nccl", count * element_size(type), std::move(label)};
   }
@@ -103,12 +108,13 @@ class NcclBackend final : public Backend {
 
   void reducescatter(const void* send, void* recv, std::size_t recv_count, DataType type,
                      ReduceOp op) override {
-    run(fmt::format("reducescatter {}[{}x{}] {}", to_string(type), setup_.size, recv_count,
-                    to_string(op)),
-        [&] {
-          return ncclReduceScatter(send, recv, recv_count, nccl::data_type(type),
-                                   nccl::reduce_op(op), comm_, stream_);
-        });
+    const auto label = fmt::format("reducescatter {}[{}x{}] {}", to_string(type), setup_.size,
+                                   recv_count, to_string(op));
+    check_reducible(label, type);
+    run(label, [&] {
+      return ncclReduceScatter(send, recv, recv_count, nccl::data_type(type),
+                               nccl::reduce_op(op, type), comm_, stream_);
+    });
   }
 
   void alltoallv(const void* send, std::span<const std::size_t> send_counts, void* recv,
@@ -145,6 +151,17 @@ class NcclBackend final : public Backend {
   }
 
  private:
+  // The engine hands its device collectives to this backend directly (no enabled() asked).
+  void check_reducible(const std::string& label, DataType type) const {
+    if (!nccl::can_reduce(type)) {
+      throw core::rank_error(ErrorKind::invalid_argument, setup_.rank,
+                             "nccl {}: NCCL cannot reduce {} (it has no such type); reduce it "
+                             "as i32, or run with RINGFUSE_BACKEND=native to stage it through "
+                             "host memory",
+                             label, to_string(type));
+    }
+  }
+
   void check_counts(const char* what, std::size_t given) const {
     if (given != static_cast<std::size_t>(setup_.size)) {
       throw core::rank_error(ErrorKind::invalid_argument, setup_.rank,

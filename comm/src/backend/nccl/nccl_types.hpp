@@ -7,8 +7,13 @@
 
 namespace ringfuse::nccl {
 
+/// NCCL's type for moving (not reducing) elements of `type`. NCCL has no 16-bit integer: i16
+/// moves as ncclFloat16, the same width, whose bits NCCL copies unchanged when it only moves
+/// them; it must never be reduced as such (see can_reduce). bool moves as ncclUint8.
 inline ncclDataType_t data_type(DataType type) {
   switch (type) {
+    case DataType::i16: return ncclFloat16;
+    case DataType::boolean: return ncclUint8;
     case DataType::f16: return ncclFloat16;
     case DataType::bf16: return ncclBfloat16;
     case DataType::f32: return ncclFloat32;
@@ -21,7 +26,19 @@ inline ncclDataType_t data_type(DataType type) {
   return ncclUint8;
 }
 
-inline ncclRedOp_t reduce_op(ReduceOp op) {
+/// Whether NCCL reduces `type` correctly with data_type(type) and reduce_op(op, type): all
+/// but i16 (NCCL has no 16-bit integer; i16 reductions on device memory are staged through
+/// the host backend instead, see backend/cuda_staging_backend.hpp).
+inline bool can_reduce(DataType type) { return type != DataType::i16; }
+
+/// NCCL's operator for `op` on `type`. bool travels as ncclUint8, where max is logical or and
+/// min logical and (a nonzero byte is true), so sum/max map to ncclMax and min/prod to ncclMin;
+/// from 0/1 inputs (torch's bools) the results are 0 or 1, as on the host.
+/// The average of bools is not defined (ringfuse::is_defined); callers refuse it first.
+inline ncclRedOp_t reduce_op(ReduceOp op, DataType type) {
+  if (type == DataType::boolean) {
+    return op == ReduceOp::min || op == ReduceOp::prod ? ncclMin : ncclMax;
+  }
   switch (op) {
     case ReduceOp::sum: return ncclSum;
     case ReduceOp::avg: return ncclAvg;  // NCCL >= 2.10
