@@ -28,6 +28,7 @@
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/error.hpp"
 #include "store.pb.h"
+#include "transport/full_mesh.hpp"
 #include "transport/tcp_mesh.hpp"
 
 namespace {
@@ -258,15 +259,6 @@ TEST_F(BadStoreInput, OversizedFramesBeforeAuthenticatingAreRefusedWithoutWaitin
 
 // --- the mesh listener ---
 
-std::uint32_t fnv1a(const std::string& text) {
-  std::uint32_t hash = 2166136261u;
-  for (unsigned char c : text) {
-    hash ^= c;
-    hash *= 16777619u;
-  }
-  return hash;
-}
-
 struct Hello {
   std::uint32_t magic, version, rank, job_hash;
   std::array<char, 16> nonce;
@@ -285,7 +277,11 @@ void attack_mesh_port(std::uint16_t port, const std::string& job_id, int size) {
     for (auto& c : out) c = static_cast<char>(random());
     return out;
   };
-  const Hello good{0x52465345, 1, static_cast<std::uint32_t>(size - 1), fnv1a(job_id), {}};
+  const Hello good{0x52465345,
+                   1,
+                   static_cast<std::uint32_t>(size - 1),
+                   ringfuse::transport::job_hash(job_id),
+                   {}};
   std::vector<std::string> payloads = {random_bytes(sizeof(Hello)), random_bytes(4096),
                                        bytes_of(good).substr(0, 10), std::string()};
   Hello h = good;
