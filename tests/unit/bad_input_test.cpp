@@ -26,6 +26,7 @@
 #include "rendezvous/auth.hpp"
 #include "rendezvous/framing.hpp"
 #include "rendezvous/tcp_store.hpp"
+#include "ring_exchange.hpp"
 #include "ringfuse/error.hpp"
 #include "store.pb.h"
 #include "transport/full_mesh.hpp"
@@ -351,19 +352,7 @@ TEST(BadMeshInput, GarbageOnTheMeshPortDuringSetUpDoesNotStopTheJob) {
     meshes.push_back(pending->get());
   }
   // Data flows around the ring: every rank sends its rank to the next.
-  std::vector<std::future<int>> received;
-  for (int r = 0; r < kSize; ++r) {
-    received.push_back(std::async(std::launch::async, [&, r] {
-      int out = r, in = -1;
-      meshes[r]->send_recv((r + 1) % kSize, &out, sizeof(out), (r + kSize - 1) % kSize, &in,
-                           sizeof(in));
-      return in;
-    }));
-  }
-  for (int r = 0; r < kSize; ++r) {
-    ASSERT_EQ(received[r].wait_for(10s), std::future_status::ready);
-    EXPECT_EQ(received[r].get(), (r + kSize - 1) % kSize);
-  }
+  ASSERT_NO_FATAL_FAILURE(ringfuse::test_support::expect_ring_exchange(meshes));
 }
 
 }  // namespace

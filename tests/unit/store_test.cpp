@@ -23,6 +23,8 @@
 #include <spdlog/spdlog.h>
 
 #include "rendezvous/tcp_store.hpp"
+#include "expect_error.hpp"
+#include "increments.hpp"
 #include "ringfuse/error.hpp"
 #include "store.pb.h"
 
@@ -103,22 +105,9 @@ class StoreTest : public testing::Test {
   std::unique_ptr<TcpStoreServer> server_ = std::make_unique<TcpStoreServer>("127.0.0.1", 0);
 };
 
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
-// Runs `body` expecting an Error of `kind`; returns its message for further checks.
-template <typename Body>
-std::string expect_error(ErrorKind kind, Body&& body) {
-  try {
-    body();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an Error of kind " << to_string(kind);
-  return {};
-}
+using test_support::contains;
+using test_support::expect_error;
+using test_support::expect_every_increment_once;
 
 TEST_F(StoreTest, ServerReportsItsAddress) {
   EXPECT_NE(server_->port(), 0);
@@ -228,12 +217,7 @@ TEST_F(StoreTest, AddIsAtomicAcrossClientsAndThreads) {
     });
   }
   for (auto& thread : threads) thread.join();
-  std::vector<std::int64_t> all;
-  for (const auto& values : seen) all.insert(all.end(), values.begin(), values.end());
-  std::sort(all.begin(), all.end());
-  std::vector<std::int64_t> expected(kThreads * kAdds);
-  std::iota(expected.begin(), expected.end(), 1);
-  EXPECT_EQ(all, expected);  // every increment observed exactly once
+  expect_every_increment_once(seen, kThreads * kAdds);
 }
 
 TEST_F(StoreTest, RemoveAndCheck) {
