@@ -12,9 +12,9 @@
 
 #include <gtest/gtest.h>
 
-#include "rendezvous/memory_store.hpp"
 #include "expect_error.hpp"
 #include "increments.hpp"
+#include "rendezvous/memory_store.hpp"
 #include "ringfuse/error.hpp"
 
 namespace ringfuse::rendezvous {

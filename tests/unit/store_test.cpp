@@ -22,9 +22,9 @@
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
-#include "rendezvous/tcp_store.hpp"
 #include "expect_error.hpp"
 #include "increments.hpp"
+#include "rendezvous/tcp_store.hpp"
 #include "ringfuse/error.hpp"
 #include "store.pb.h"
 
@@ -101,6 +101,33 @@ class StoreTest : public testing::Test {
     return std::make_unique<TcpStoreClient>("127.0.0.1", server_->port(), kConnect);
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(server_->port()); }
+
+  // `clients` clients, each on a thread and a connection of its own, publish their address
+  // under `key_prefix` + their number, wait for all the others' and read them back, as ranks
+  // do at start-up. Returns how many saw every address and an arrival count in range.
+  int rendezvous(int clients, const std::string& key_prefix) {
+    std::vector<std::string> keys;
+    for (int i = 0; i < clients; ++i) keys.push_back(key_prefix + std::to_string(i));
+    std::atomic<int> ok{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < clients; ++i) {
+      threads.emplace_back([&, i] {
+        try {
+          auto client = connect();
+          client->set(keys[i], "addr-" + std::to_string(i));
+          client->wait(keys, kLong);
+          for (int j = 0; j < clients; ++j) {
+            if (client->get(keys[j], kLong) != "addr-" + std::to_string(j)) return;
+          }
+          if (client->add(key_prefix + "arrived", 1) <= clients) ++ok;
+        } catch (const Error& e) {
+          ADD_FAILURE() << "client " << i << ": " << e.what();
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    return ok.load();
+  }
 
   std::unique_ptr<TcpStoreServer> server_ = std::make_unique<TcpStoreServer>("127.0.0.1", 0);
 };
@@ -330,30 +357,7 @@ TEST_F(StoreTest, GarbageFromOneConnectionDoesNotDisturbOthers) {
   EXPECT_EQ(other->add("count", 3), 3);
 }
 
-TEST_F(StoreTest, ManyConcurrentClientsRendezvous) {
-  constexpr int kClients = 16;
-  std::vector<std::string> keys;
-  for (int i = 0; i < kClients; ++i) keys.push_back("rank/" + std::to_string(i));
-  std::atomic<int> ok{0};
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kClients; ++i) {
-    threads.emplace_back([&, i] {
-      try {
-        TcpStoreClient client("127.0.0.1", server_->port(), kConnect);
-        client.set(keys[i], "addr-" + std::to_string(i));
-        client.wait(keys, kLong);
-        for (int j = 0; j < kClients; ++j) {
-          if (client.get(keys[j], kLong) != "addr-" + std::to_string(j)) return;
-        }
-        if (client.add("arrived", 1) <= kClients) ++ok;
-      } catch (const Error& e) {
-        ADD_FAILURE() << "client " << i << ": " << e.what();
-      }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  EXPECT_EQ(ok.load(), kClients);
-}
+TEST_F(StoreTest, ManyConcurrentClientsRendezvous) { EXPECT_EQ(rendezvous(16, "rank/"), 16); }
 
 TEST_F(StoreTest, ClientLeavingWhileParkedIsCleanedUp) {
   {
@@ -456,25 +460,7 @@ TEST_F(StoreTest, IdleUnauthenticatedConnectionsAreCappedAndClosedWhileRanksRend
   }
   const auto opened = std::chrono::steady_clock::now();
 
-  constexpr int kRanks = 8;
-  std::vector<std::string> keys;
-  for (int i = 0; i < kRanks; ++i) keys.push_back("addr/" + std::to_string(i));
-  std::atomic<int> ok{0};
-  std::vector<std::thread> ranks;
-  for (int i = 0; i < kRanks; ++i) {
-    ranks.emplace_back([&, i] {
-      try {
-        auto client = connect();
-        client->set(keys[i], std::to_string(i));
-        client->wait(keys, kLong);
-        if (client->get(keys[(i + 1) % kRanks], kLong) == std::to_string((i + 1) % kRanks)) ++ok;
-      } catch (const Error& e) {
-        ADD_FAILURE() << "rank " << i << ": " << e.what();
-      }
-    });
-  }
-  for (auto& rank : ranks) rank.join();
-  EXPECT_EQ(ok.load(), kRanks);
+  EXPECT_EQ(rendezvous(8, "addr/"), 8);
 
   // Closed within the handshake deadline (5 s), with room for a loaded machine.
   const auto closed = count_closed_by_server(idle, opened + 15s);
