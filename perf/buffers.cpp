@@ -7,6 +7,7 @@
 #include <new>
 #include <type_traits>
 
+#include "core/combine.hpp"
 #include "reduce/half.hpp"
 
 namespace ringfuse::perf {
@@ -82,17 +83,6 @@ double input_value(ReduceOp op, int rank, std::size_t index, DataType type) {
   return 1.0 + static_cast<double>((static_cast<std::size_t>(rank) + 3 * index) % 5);
 }
 
-double combine(ReduceOp op, double a, double b) {
-  switch (op) {
-    case ReduceOp::sum:
-    case ReduceOp::avg: return a + b;
-    case ReduceOp::prod: return a * b;
-    case ReduceOp::min: return std::min(a, b);
-    case ReduceOp::max: return std::max(a, b);
-  }
-  return a;
-}
-
 template <DataType D, class S>
 S reduced_value(const CaseSpec& spec, std::size_t index) {
   if constexpr (D == DataType::boolean) {
@@ -107,7 +97,7 @@ S reduced_value(const CaseSpec& spec, std::size_t index) {
   }
   double acc = input_value(spec.op, 0, index, D);
   for (int q = 1; q < spec.size; ++q) {
-    acc = combine(spec.op, acc, input_value(spec.op, q, index, D));
+    acc = core::combine(spec.op, acc, input_value(spec.op, q, index, D));
   }
   if (spec.op == ReduceOp::avg) {
     if constexpr (std::is_integral_v<S> && D != DataType::f16 && D != DataType::bf16) {

@@ -2,6 +2,8 @@
 
 #include "gloo_store_adapter.hpp"
 
+#include "rendezvous/prefix_store.hpp"
+
 namespace ringfuse::perf {
 
 GlooStoreAdapter::GlooStoreAdapter(const std::string& host, std::uint16_t port, std::string prefix,
@@ -18,19 +20,12 @@ std::vector<char> GlooStoreAdapter::get(const std::string& key) {
 }
 
 void GlooStoreAdapter::wait(const std::vector<std::string>& keys) {
-  client_.wait(prefixed(keys), timeout_);
+  client_.wait(rendezvous::prefixed_keys(prefix_, keys), timeout_);
 }
 
 void GlooStoreAdapter::wait(const std::vector<std::string>& keys,
                             const std::chrono::milliseconds& timeout) {
-  client_.wait(prefixed(keys), timeout);
-}
-
-std::vector<std::string> GlooStoreAdapter::prefixed(const std::vector<std::string>& keys) const {
-  std::vector<std::string> out;
-  out.reserve(keys.size());
-  for (const auto& k : keys) out.push_back(prefix_ + k);
-  return out;
+  client_.wait(rendezvous::prefixed_keys(prefix_, keys), timeout);
 }
 
 }  // namespace ringfuse::perf

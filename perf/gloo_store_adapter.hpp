@@ -31,8 +31,6 @@ class GlooStoreAdapter final : public gloo::rendezvous::Store {
   std::string local_address() const { return client_.local_address(); }
 
  private:
-  std::vector<std::string> prefixed(const std::vector<std::string>& keys) const;
-
   ringfuse::rendezvous::TcpStoreClient client_;
   std::string prefix_;
   std::chrono::milliseconds timeout_;

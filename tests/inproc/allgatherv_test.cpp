@@ -13,9 +13,7 @@ namespace {
 class Allgatherv : public ::testing::TestWithParam<WorldParam> {};
 
 TEST_P(Allgatherv, EveryRankGetsEveryBlock) {
-  const auto world = GetParam();
-  run_ranks(world.size, [&](Rank& rank) {
-    auto transport = rank.connect({world.kind});
+  run_in_world(GetParam(), [&](Rank& rank, transport::Transport& transport, algo::Workspace&) {
     const int n = rank.size();
     std::size_t case_index = 0;
     for (DataType type : {DataType::u8, DataType::f16, DataType::f32, DataType::f64}) {
@@ -41,7 +39,7 @@ TEST_P(Allgatherv, EveryRankGetsEveryBlock) {
                     k == own ? pattern(k, 1, i) : pattern(rank.rank(), 2, i);
               }
             }
-            algo::ring_allgather(*transport, buffer.data(), element, blocks, shift);
+            algo::ring_allgather(transport, buffer.data(), element, blocks, shift);
             for (int k = 0; k < n; ++k) {
               const auto& block = blocks[k];
               const auto what = fmt::format("{} blocks of {}+ elements, shift {}, at +{}: block {}",
@@ -57,7 +55,6 @@ TEST_P(Allgatherv, EveryRankGetsEveryBlock) {
         }
       }
     }
-    algo::barrier(*transport);
   });
 }
 

@@ -36,6 +36,22 @@ AllreduceCases every_type_and_op(std::vector<std::size_t> counts) {
   return {kEveryType, kEveryOp, std::move(counts)};
 }
 
+AllreduceCases few_types_with_wrapping_counts(int size) {
+  return {{DataType::bf16, DataType::f32, DataType::i8},
+          kEveryOp,
+          odd_counts(size, {31, 40009}),
+          /*seed=*/1};
+}
+
+void run_in_world(const WorldParam& world, const RankInWorld& body) {
+  run_ranks(world.size, [&](Rank& rank) {
+    auto transport = rank.connect({world.kind});
+    algo::Workspace workspace;
+    body(rank, *transport, workspace);
+    algo::barrier(*transport);
+  });
+}
+
 void check_allreduce(Rank& rank, const AllreduceCases& cases, const RunAllreduce& allreduce) {
   std::size_t case_index = 0;
   for (DataType type : cases.types) {

@@ -54,4 +54,13 @@ void check_allreduce(Rank& rank, const AllreduceCases& cases, const RunAllreduce
 /// The cross product of every type × op on `counts`.
 AllreduceCases every_type_and_op(std::vector<std::size_t> counts);
 
+/// bf16, f32 and i8 under every op, on counts for a world of `size` that wrap the rings
+/// (seed 1): the cases a test runs on every world size, where every type would take too long.
+AllreduceCases few_types_with_wrapping_counts(int size);
+
+/// Runs `body` on every rank of `world` with that rank's transport and a workspace of its own,
+/// then a barrier, so that no rank closes its transport while a peer still sends to it.
+using RankInWorld = std::function<void(Rank&, transport::Transport&, algo::Workspace&)>;
+void run_in_world(const WorldParam& world, const RankInWorld& body);
+
 }  // namespace ringfuse::inproc

@@ -12,9 +12,7 @@ namespace {
 class Alltoallv : public ::testing::TestWithParam<WorldParam> {};
 
 TEST_P(Alltoallv, EveryRankGetsItsBlockFromEveryRank) {
-  const auto world = GetParam();
-  run_ranks(world.size, [&](Rank& rank) {
-    auto transport = rank.connect({world.kind});
+  run_in_world(GetParam(), [&](Rank& rank, transport::Transport& transport, algo::Workspace&) {
     const int n = rank.size();
     const int me = rank.rank();
     std::size_t case_index = 0;
@@ -46,7 +44,7 @@ TEST_P(Alltoallv, EveryRankGetsItsBlockFromEveryRank) {
               send.data()[send_blocks[to].offset * element + i] = pattern(me, to, i);
             }
           }
-          algo::alltoallv(*transport, send.data(), send_blocks, recv.data(), recv_blocks, element);
+          algo::alltoallv(transport, send.data(), send_blocks, recv.data(), recv_blocks, element);
           for (int from = 0; from < n; ++from) {
             const auto what = fmt::format("{} blocks of {}+ elements, block from rank {}",
                                           to_string(type), base, from);
@@ -61,7 +59,6 @@ TEST_P(Alltoallv, EveryRankGetsItsBlockFromEveryRank) {
         }
       }
     }
-    algo::barrier(*transport);
   });
 }
 

@@ -16,9 +16,7 @@ constexpr std::size_t kJustAboveScatter = (std::size_t{256} << 10) + 13;
 class Broadcast : public ::testing::TestWithParam<WorldParam> {};
 
 TEST_P(Broadcast, EveryRankGetsTheRootsBytes) {
-  const auto world = GetParam();
-  run_ranks(world.size, [&](Rank& rank) {
-    auto transport = rank.connect({world.kind});
+  run_in_world(GetParam(), [&](Rank& rank, transport::Transport& transport, algo::Workspace&) {
     const int n = rank.size();
     std::size_t case_index = 0;
     for (std::size_t bytes : odd_counts(n, {7, 1009, kJustBelowScatter, kJustAboveScatter})) {
@@ -28,7 +26,7 @@ TEST_P(Broadcast, EveryRankGetsTheRootsBytes) {
           GuardedBuffer buffer(bytes, offset);
           // Every rank starts with bytes of its own, so a rank that receives nothing shows.
           for (std::size_t i = 0; i < bytes; ++i) buffer.data()[i] = pattern(rank.rank(), 0, i);
-          algo::broadcast(*transport, buffer.data(), bytes, root);
+          algo::broadcast(transport, buffer.data(), bytes, root);
           const auto what = fmt::format("{} bytes from root {} at +{}", bytes, root, offset);
           const auto difference = first_byte_difference(
               buffer.data(), bytes, [&](std::size_t i) { return pattern(root, 0, i); });
@@ -37,7 +35,6 @@ TEST_P(Broadcast, EveryRankGetsTheRootsBytes) {
         }
       }
     }
-    algo::barrier(*transport);
   });
 }
 

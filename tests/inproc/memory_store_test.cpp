@@ -12,6 +12,8 @@
 
 #include <gtest/gtest.h>
 
+#include "expect_error.hpp"
+#include "increments.hpp"
 #include "rendezvous/memory_store.hpp"
 #include "ringfuse/error.hpp"
 
@@ -22,21 +24,9 @@ using namespace std::chrono_literals;
 
 constexpr auto kLong = 10000ms;  // a deadline the test expects never to reach
 
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
-template <typename Body>
-std::string expect_error(ErrorKind kind, Body&& body) {
-  try {
-    body();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an Error of kind " << to_string(kind);
-  return {};
-}
+using test_support::contains;
+using test_support::expect_error;
+using test_support::expect_every_increment_once;
 
 TEST(MemoryStore, SetGetReplaceAndBinaryValues) {
   MemoryStore store;
@@ -135,12 +125,7 @@ TEST(MemoryStore, AddIsAtomicAcrossThreads) {
     });
   }
   for (auto& thread : threads) thread.join();
-  std::vector<std::int64_t> all;
-  for (const auto& values : seen) all.insert(all.end(), values.begin(), values.end());
-  std::sort(all.begin(), all.end());
-  std::vector<std::int64_t> expected(kThreads * kAdds);
-  std::iota(expected.begin(), expected.end(), 1);
-  EXPECT_EQ(all, expected);
+  expect_every_increment_once(seen, kThreads * kAdds);
 }
 
 TEST(MemoryStore, RemoveAndCheck) {

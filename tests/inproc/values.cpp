@@ -5,6 +5,7 @@
 
 #include <fmt/format.h>
 
+#include "core/combine.hpp"
 #include "reduce/half.hpp"
 
 namespace ringfuse::inproc {
@@ -94,14 +95,8 @@ double reference(int size, std::size_t index, DataType type, ReduceOp op, std::u
   // int64; the dtype's rounding or wrap-around is applied once at the end.
   std::int64_t acc = static_cast<std::int64_t>(input(0, index, type, op, seed));
   for (int r = 1; r < size; ++r) {
-    const auto v = static_cast<std::int64_t>(input(r, index, type, op, seed));
-    switch (op) {
-      case ReduceOp::sum:
-      case ReduceOp::avg: acc += v; break;
-      case ReduceOp::prod: acc *= v; break;
-      case ReduceOp::min: acc = std::min(acc, v); break;
-      case ReduceOp::max: acc = std::max(acc, v); break;
-    }
+    acc =
+        core::combine(op, acc, static_cast<std::int64_t>(input(r, index, type, op, seed)));
   }
   if (op == ReduceOp::avg) return divide_like_the_dtype(type, static_cast<double>(acc), size);
   return is_floating_point(type) ? static_cast<double>(acc) : wrap_integer(type, acc);

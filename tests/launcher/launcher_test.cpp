@@ -136,6 +136,18 @@ RunResult run_launcher(const std::vector<std::string>& args,
   return result;
 }
 
+// Runs the launcher with `args` expecting a usage error: exit 2, with each of `mentions` in
+// what it wrote to stderr.
+void expect_usage_error(const std::vector<std::string>& args,
+                        const std::vector<std::string>& mentions) {
+  const auto r = run_launcher(args);
+  ASSERT_FALSE(r.timed_out) << "ringfuse-run " << args.front() << " ... did not exit";
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  for (const auto& mention : mentions) {
+    EXPECT_NE(r.err.find(mention), std::string::npos) << mention << " missing from\n" << r.err;
+  }
+}
+
 std::vector<std::string> lines_of(const std::string& text) {
   std::vector<std::string> lines;
   std::istringstream in(text);
@@ -499,14 +511,9 @@ TEST(Launcher, HelpListsEveryTunableWithItsVariable) {
 
 // Issue #22.4: a mistyped flag used to be taken for the program (exit 127).
 TEST(Launcher, UnknownFlagIsRefusedWithTheClosestValidOne) {
-  const auto r = run_launcher({"--transprot", "tcp", "-np", "1", "--", "/bin/true"});
-  ASSERT_FALSE(r.timed_out);
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_NE(r.err.find("unknown flag '--transprot'"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("did you mean '--transport'"), std::string::npos) << r.err;
-  const auto after_np = run_launcher({"-np", "1", "--verbos", "--", "/bin/true"});
-  EXPECT_EQ(after_np.exit_code, 2) << after_np.err;
-  EXPECT_NE(after_np.err.find("did you mean '--verbose'"), std::string::npos) << after_np.err;
+  expect_usage_error({"--transprot", "tcp", "-np", "1", "--", "/bin/true"},
+                     {"unknown flag '--transprot'", "did you mean '--transport'"});
+  expect_usage_error({"-np", "1", "--verbos", "--", "/bin/true"}, {"did you mean '--verbose'"});
   // Attached values are fine, and the program's own flags stay the program's.
   const auto attached = run_launcher({"--np=1", "--algo=ring", "/bin/echo", "--transprot"});
   EXPECT_EQ(attached.exit_code, 0) << attached.err;
@@ -515,18 +522,13 @@ TEST(Launcher, UnknownFlagIsRefusedWithTheClosestValidOne) {
 
 // Issue #22.4: invalid tunable flags exited 1, although usage errors exit 2.
 TEST(Launcher, InvalidTunableFlagIsAUsageError) {
-  const auto r = run_launcher({"--algo", "butterfly", "-np", "1", "--", "/bin/true"});
-  ASSERT_FALSE(r.timed_out);
-  EXPECT_EQ(r.exit_code, 2) << r.err;
-  EXPECT_NE(r.err.find("--algo"), std::string::npos) << r.err;
-  EXPECT_NE(r.err.find("RINGFUSE_ALGO"), std::string::npos) << r.err;
-  const auto host = run_launcher({"--host-addr", "8.8.8.8", "-np", "1", "--", "/bin/true"});
-  EXPECT_EQ(host.exit_code, 2) << host.err;
-  EXPECT_NE(host.err.find("RINGFUSE_HOST_ADDR"), std::string::npos) << host.err;
-  const auto stall =
-      run_launcher({"--stall-timeout", "30", "--stall-abort", "10", "-np", "1", "--", "/bin/true"});
-  EXPECT_EQ(stall.exit_code, 2) << stall.err;
-  EXPECT_NE(stall.err.find("--stall-abort"), std::string::npos) << stall.err;
+  expect_usage_error({"--algo", "butterfly", "-np", "1", "--", "/bin/true"},
+                     {"--algo", "RINGFUSE_ALGO"});
+  expect_usage_error({"--host-addr", "8.8.8.8", "-np", "1", "--", "/bin/true"},
+                     {"RINGFUSE_HOST_ADDR"});
+  expect_usage_error(
+      {"--stall-timeout", "30", "--stall-abort", "10", "-np", "1", "--", "/bin/true"},
+      {"--stall-abort"});
 }
 
 // Lowers this process's open-file limit (inherited by the launchers it starts) for one scope.

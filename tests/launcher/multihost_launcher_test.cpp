@@ -35,16 +35,27 @@ class MultiHost : public ::testing::Test {
   }
   void TearDown() override { fs::remove_all(dir_); }
 
+  // ringfuse-run with `flags` on loopback "hosts" through the rsh agent, running `program`.
+  ringfuse::testing::ProcessResult run_on(const std::string& hosts,
+                                          const std::vector<std::string>& flags,
+                                          const std::vector<std::string>& program,
+                                          std::chrono::seconds timeout) {
+    std::vector<std::string> argv{RINGFUSE_RUN_PATH, "-H", hosts, "--rsh-agent", agent_};
+    argv.insert(argv.end(), flags.begin(), flags.end());
+    argv.push_back("--");
+    argv.insert(argv.end(), program.begin(), program.end());
+    return run_process(argv, {}, timeout);
+  }
+
   // collective_check's all-reduce matrix on loopback "hosts" through the rsh agent.
   ringfuse::testing::ProcessResult allreduce_on(const std::string& hosts,
                                                 const std::vector<std::string>& flags,
                                                 const std::string& counts,
                                                 const std::string& algos) {
-    std::vector<std::string> argv{RINGFUSE_RUN_PATH, "-H", hosts, "--rsh-agent", agent_};
-    argv.insert(argv.end(), flags.begin(), flags.end());
-    argv.insert(argv.end(), {"--", COLLECTIVE_CHECK_PATH, "--collective", "allreduce",
-                             "--counts", counts, "--algos", algos});
-    return run_process(argv, {}, 120s);
+    return run_on(hosts, flags,
+                  {COLLECTIVE_CHECK_PATH, "--collective", "allreduce", "--counts", counts,
+                   "--algos", algos},
+                  120s);
   }
 
   fs::path dir_;
@@ -56,10 +67,8 @@ TEST_F(MultiHost, LoopbackHostsThroughTheRshAgentUseTcp) {
       "echo place host=$RINGFUSE_HOST_ADDR cross=$RINGFUSE_CROSS_RANK/$RINGFUSE_CROSS_SIZE "
       "local=$RINGFUSE_LOCAL_RANK/$RINGFUSE_LOCAL_SIZE rank=$RINGFUSE_RANK/$RINGFUSE_SIZE; "
       "exec \"$0\" --collective allreduce --counts 1,1009 --algos ring";
-  const auto r = run_process({RINGFUSE_RUN_PATH, "-H", "127.0.0.2:2,127.0.0.3:2", "--rsh-agent",
-                              agent_, "--transport", "tcp", "--", "sh", "-c", script,
-                              COLLECTIVE_CHECK_PATH},
-                             {}, 90s);
+  const auto r = run_on("127.0.0.2:2,127.0.0.3:2", {"--transport", "tcp"},
+                        {"sh", "-c", script, COLLECTIVE_CHECK_PATH}, 90s);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   for (const char* line : {"[0] place host=127.0.0.2 cross=0/2 local=0/2 rank=0/4",
                            "[1] place host=127.0.0.2 cross=0/2 local=1/2 rank=1/4",
@@ -80,9 +89,7 @@ TEST_F(MultiHost, LoopbackHostsKeepTheStoreOnLoopback) {
       "port=$(printf '%04X' \"${RINGFUSE_STORE_ADDR##*:}\"); "
       "awk -v p=\":$port\" '$4 == \"0A\" && substr($2, length($2) - 4) == p "
       "{ print \"store listens on \" $2 }' /proc/net/tcp";
-  const auto r = run_process({RINGFUSE_RUN_PATH, "-H", "127.0.0.2:1,127.0.0.3:1", "--rsh-agent",
-                              agent_, "--", "sh", "-c", script},
-                             {}, 60s);
+  const auto r = run_on("127.0.0.2:1,127.0.0.3:1", {}, {"sh", "-c", script}, 60s);
   EXPECT_EQ(r.exit_code, 0) << r.output;
   EXPECT_EQ(count_of(r.output, "store listens on 0100007F:"), 2u)
       << "expected 127.0.0.1 (0100007F), not 0.0.0.0 (00000000)\n" << r.output;

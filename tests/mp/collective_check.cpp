@@ -19,6 +19,7 @@
 #include <CLI/CLI.hpp>
 #include <fmt/format.h>
 
+#include "core/combine.hpp"
 #include "reduce/half.hpp"
 #include "ringfuse/ringfuse.hpp"
 
@@ -122,14 +123,7 @@ double reference(int size, std::size_t index, DataType type, ReduceOp op) {
   }
   double acc = input(0, index, type, op);
   for (int r = 1; r < size; ++r) {
-    const double v = input(r, index, type, op);
-    switch (op) {
-      case ReduceOp::sum:
-      case ReduceOp::avg: acc += v; break;
-      case ReduceOp::prod: acc *= v; break;
-      case ReduceOp::min: acc = std::min(acc, v); break;
-      case ReduceOp::max: acc = std::max(acc, v); break;
-    }
+    acc = ringfuse::core::combine(op, acc, input(r, index, type, op));
   }
   if (op == ReduceOp::avg) {
     acc /= size;

@@ -26,8 +26,10 @@
 #include "rendezvous/auth.hpp"
 #include "rendezvous/framing.hpp"
 #include "rendezvous/tcp_store.hpp"
+#include "ring_exchange.hpp"
 #include "ringfuse/error.hpp"
 #include "store.pb.h"
+#include "transport/full_mesh.hpp"
 #include "transport/tcp_mesh.hpp"
 
 namespace {
@@ -258,15 +260,6 @@ TEST_F(BadStoreInput, OversizedFramesBeforeAuthenticatingAreRefusedWithoutWaitin
 
 // --- the mesh listener ---
 
-std::uint32_t fnv1a(const std::string& text) {
-  std::uint32_t hash = 2166136261u;
-  for (unsigned char c : text) {
-    hash ^= c;
-    hash *= 16777619u;
-  }
-  return hash;
-}
-
 struct Hello {
   std::uint32_t magic, version, rank, job_hash;
   std::array<char, 16> nonce;
@@ -285,7 +278,11 @@ void attack_mesh_port(std::uint16_t port, const std::string& job_id, int size) {
     for (auto& c : out) c = static_cast<char>(random());
     return out;
   };
-  const Hello good{0x52465345, 1, static_cast<std::uint32_t>(size - 1), fnv1a(job_id), {}};
+  const Hello good{0x52465345,
+                   1,
+                   static_cast<std::uint32_t>(size - 1),
+                   ringfuse::transport::job_hash(job_id),
+                   {}};
   std::vector<std::string> payloads = {random_bytes(sizeof(Hello)), random_bytes(4096),
                                        bytes_of(good).substr(0, 10), std::string()};
   Hello h = good;
@@ -355,19 +352,7 @@ TEST(BadMeshInput, GarbageOnTheMeshPortDuringSetUpDoesNotStopTheJob) {
     meshes.push_back(pending->get());
   }
   // Data flows around the ring: every rank sends its rank to the next.
-  std::vector<std::future<int>> received;
-  for (int r = 0; r < kSize; ++r) {
-    received.push_back(std::async(std::launch::async, [&, r] {
-      int out = r, in = -1;
-      meshes[r]->send_recv((r + 1) % kSize, &out, sizeof(out), (r + kSize - 1) % kSize, &in,
-                           sizeof(in));
-      return in;
-    }));
-  }
-  for (int r = 0; r < kSize; ++r) {
-    ASSERT_EQ(received[r].wait_for(10s), std::future_status::ready);
-    EXPECT_EQ(received[r].get(), (r + kSize - 1) % kSize);
-  }
+  ASSERT_NO_FATAL_FAILURE(ringfuse::test_support::expect_ring_exchange(meshes));
 }
 
 }  // namespace

@@ -12,6 +12,7 @@
 #include <tuple>
 #include <vector>
 
+#include "core/combine.hpp"
 #include "reduce/half.hpp"
 #include "reduce/reduce.hpp"
 #include "ringfuse/error.hpp"
@@ -37,18 +38,6 @@ void store(std::uint8_t* p, T v) {
 bool f16_is_nan(std::uint16_t h) { return (h & 0x7c00u) == 0x7c00u && (h & 0x3ffu) != 0; }
 bool bf16_is_nan(std::uint16_t h) { return (h & 0x7f80u) == 0x7f80u && (h & 0x7fu) != 0; }
 
-template <class T>
-T ref_float_op(ReduceOp op, T x, T y) {
-  switch (op) {
-    case ReduceOp::sum:
-    case ReduceOp::avg: return x + y;
-    case ReduceOp::prod: return x * y;
-    case ReduceOp::min: return y < x ? y : x;
-    case ReduceOp::max: return x < y ? y : x;
-  }
-  return T{};
-}
-
 // Integers are combined in __int128, where nothing overflows, then truncated to T: this is
 // the wrap-around the kernels must reproduce without UB.
 template <class T>
@@ -71,17 +60,19 @@ void ref_element(DataType type, ReduceOp op, const std::uint8_t* a, const std::u
                  std::uint8_t* out) {
   switch (type) {
     case DataType::f16: {
-      const float r = ref_float_op(op, f16_to_float(load<std::uint16_t>(a)),
-                                   f16_to_float(load<std::uint16_t>(b)));
+      const float r = core::combine(op, f16_to_float(load<std::uint16_t>(a)),
+                                    f16_to_float(load<std::uint16_t>(b)));
       return store(out, float_to_f16(r));
     }
     case DataType::bf16: {
-      const float r = ref_float_op(op, bf16_to_float(load<std::uint16_t>(a)),
-                                   bf16_to_float(load<std::uint16_t>(b)));
+      const float r = core::combine(op, bf16_to_float(load<std::uint16_t>(a)),
+                                    bf16_to_float(load<std::uint16_t>(b)));
       return store(out, float_to_bf16(r));
     }
-    case DataType::f32: return store(out, ref_float_op(op, load<float>(a), load<float>(b)));
-    case DataType::f64: return store(out, ref_float_op(op, load<double>(a), load<double>(b)));
+    case DataType::f32:
+      return store(out, core::combine(op, load<float>(a), load<float>(b)));
+    case DataType::f64:
+      return store(out, core::combine(op, load<double>(a), load<double>(b)));
     case DataType::i8:
       return store(out, ref_int_op(op, load<std::int8_t>(a), load<std::int8_t>(b)));
     case DataType::u8:

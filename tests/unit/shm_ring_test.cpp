@@ -19,6 +19,7 @@
 #include <vector>
 
 #include "rendezvous/tcp_store.hpp"
+#include "ring_exchange.hpp"
 #include "ringfuse/error.hpp"
 #include "algo/algorithms.hpp"
 #include "transport/shm_ring.hpp"
@@ -517,19 +518,7 @@ TEST(ShmTransport, StrayLivenessClientWithoutTheSecretIsRefusedAndTheJobIsUnaffe
   EXPECT_TRUE(forger_saw.has_value()) << "the forging client is still connected";
 
   // The world works: a ring exchange, and the liveness connections tell a real loss.
-  std::vector<std::future<int>> received;
-  for (int r = 0; r < kSize; ++r) {
-    received.push_back(std::async(std::launch::async, [&, r] {
-      int out = r, in = -1;
-      transports[r]->send_recv((r + 1) % kSize, &out, sizeof(out), (r + kSize - 1) % kSize, &in,
-                               sizeof(in));
-      return in;
-    }));
-  }
-  for (int r = 0; r < kSize; ++r) {
-    ASSERT_EQ(received[r].wait_for(10s), std::future_status::ready);
-    EXPECT_EQ(received[r].get(), (r + kSize - 1) % kSize);
-  }
+  ASSERT_NO_FATAL_FAILURE(ringfuse::test_support::expect_ring_exchange(transports));
   transports[2].reset();
   int sink = 0;
   EXPECT_THROW(transports[0]->recv(2, &sink, sizeof(sink)), ringfuse::Error);

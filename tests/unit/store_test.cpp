@@ -22,6 +22,8 @@
 #include <spdlog/sinks/base_sink.h>
 #include <spdlog/spdlog.h>
 
+#include "expect_error.hpp"
+#include "increments.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/error.hpp"
 #include "store.pb.h"
@@ -100,25 +102,39 @@ class StoreTest : public testing::Test {
   }
   std::string address() const { return "127.0.0.1:" + std::to_string(server_->port()); }
 
+  // `clients` clients, each on a thread and a connection of its own, publish their address
+  // under `key_prefix` + their number, wait for all the others' and read them back, as ranks
+  // do at start-up. Returns how many saw every address and an arrival count in range.
+  int rendezvous(int clients, const std::string& key_prefix) {
+    std::vector<std::string> keys;
+    for (int i = 0; i < clients; ++i) keys.push_back(key_prefix + std::to_string(i));
+    std::atomic<int> ok{0};
+    std::vector<std::thread> threads;
+    for (int i = 0; i < clients; ++i) {
+      threads.emplace_back([&, i] {
+        try {
+          auto client = connect();
+          client->set(keys[i], "addr-" + std::to_string(i));
+          client->wait(keys, kLong);
+          for (int j = 0; j < clients; ++j) {
+            if (client->get(keys[j], kLong) != "addr-" + std::to_string(j)) return;
+          }
+          if (client->add(key_prefix + "arrived", 1) <= clients) ++ok;
+        } catch (const Error& e) {
+          ADD_FAILURE() << "client " << i << ": " << e.what();
+        }
+      });
+    }
+    for (auto& thread : threads) thread.join();
+    return ok.load();
+  }
+
   std::unique_ptr<TcpStoreServer> server_ = std::make_unique<TcpStoreServer>("127.0.0.1", 0);
 };
 
-bool contains(const std::string& text, const std::string& part) {
-  return text.find(part) != std::string::npos;
-}
-
-// Runs `body` expecting an Error of `kind`; returns its message for further checks.
-template <typename Body>
-std::string expect_error(ErrorKind kind, Body&& body) {
-  try {
-    body();
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), kind) << e.what();
-    return e.what();
-  }
-  ADD_FAILURE() << "expected an Error of kind " << to_string(kind);
-  return {};
-}
+using test_support::contains;
+using test_support::expect_error;
+using test_support::expect_every_increment_once;
 
 TEST_F(StoreTest, ServerReportsItsAddress) {
   EXPECT_NE(server_->port(), 0);
@@ -228,12 +244,7 @@ TEST_F(StoreTest, AddIsAtomicAcrossClientsAndThreads) {
     });
   }
   for (auto& thread : threads) thread.join();
-  std::vector<std::int64_t> all;
-  for (const auto& values : seen) all.insert(all.end(), values.begin(), values.end());
-  std::sort(all.begin(), all.end());
-  std::vector<std::int64_t> expected(kThreads * kAdds);
-  std::iota(expected.begin(), expected.end(), 1);
-  EXPECT_EQ(all, expected);  // every increment observed exactly once
+  expect_every_increment_once(seen, kThreads * kAdds);
 }
 
 TEST_F(StoreTest, RemoveAndCheck) {
@@ -346,30 +357,7 @@ TEST_F(StoreTest, GarbageFromOneConnectionDoesNotDisturbOthers) {
   EXPECT_EQ(other->add("count", 3), 3);
 }
 
-TEST_F(StoreTest, ManyConcurrentClientsRendezvous) {
-  constexpr int kClients = 16;
-  std::vector<std::string> keys;
-  for (int i = 0; i < kClients; ++i) keys.push_back("rank/" + std::to_string(i));
-  std::atomic<int> ok{0};
-  std::vector<std::thread> threads;
-  for (int i = 0; i < kClients; ++i) {
-    threads.emplace_back([&, i] {
-      try {
-        TcpStoreClient client("127.0.0.1", server_->port(), kConnect);
-        client.set(keys[i], "addr-" + std::to_string(i));
-        client.wait(keys, kLong);
-        for (int j = 0; j < kClients; ++j) {
-          if (client.get(keys[j], kLong) != "addr-" + std::to_string(j)) return;
-        }
-        if (client.add("arrived", 1) <= kClients) ++ok;
-      } catch (const Error& e) {
-        ADD_FAILURE() << "client " << i << ": " << e.what();
-      }
-    });
-  }
-  for (auto& thread : threads) thread.join();
-  EXPECT_EQ(ok.load(), kClients);
-}
+TEST_F(StoreTest, ManyConcurrentClientsRendezvous) { EXPECT_EQ(rendezvous(16, "rank/"), 16); }
 
 TEST_F(StoreTest, ClientLeavingWhileParkedIsCleanedUp) {
   {
@@ -472,25 +460,7 @@ TEST_F(StoreTest, IdleUnauthenticatedConnectionsAreCappedAndClosedWhileRanksRend
   }
   const auto opened = std::chrono::steady_clock::now();
 
-  constexpr int kRanks = 8;
-  std::vector<std::string> keys;
-  for (int i = 0; i < kRanks; ++i) keys.push_back("addr/" + std::to_string(i));
-  std::atomic<int> ok{0};
-  std::vector<std::thread> ranks;
-  for (int i = 0; i < kRanks; ++i) {
-    ranks.emplace_back([&, i] {
-      try {
-        auto client = connect();
-        client->set(keys[i], std::to_string(i));
-        client->wait(keys, kLong);
-        if (client->get(keys[(i + 1) % kRanks], kLong) == std::to_string((i + 1) % kRanks)) ++ok;
-      } catch (const Error& e) {
-        ADD_FAILURE() << "rank " << i << ": " << e.what();
-      }
-    });
-  }
-  for (auto& rank : ranks) rank.join();
-  EXPECT_EQ(ok.load(), kRanks);
+  EXPECT_EQ(rendezvous(8, "addr/"), 8);
 
   // Closed within the handshake deadline (5 s), with room for a loaded machine.
   const auto closed = count_closed_by_server(idle, opened + 15s);

@@ -1,8 +1,5 @@
 #include "context/context_impl.hpp"
 
-#include <arpa/inet.h>
-#include <netdb.h>
-
 #include <algorithm>
 #include <vector>
 
@@ -16,6 +13,7 @@
 #include "context/only_ringfuse_errors.hpp"
 #include "core/environment.hpp"
 #include "core/errors.hpp"
+#include "core/host_address.hpp"
 #include "core/progress_record.hpp"
 #include "core/tunables.hpp"
 #include "engine/make_engine.hpp"
@@ -31,24 +29,14 @@ namespace ringfuse::context {
 namespace {
 
 /// MASTER_ADDR may be a name ("localhost", a pod's DNS name); the store and mesh speak IPv4.
-std::string resolve_ipv4(const std::string& host, int rank) {
-  in_addr literal{};
-  if (inet_pton(AF_INET, host.c_str(), &literal) == 1) return host;
-  addrinfo hints{};
-  hints.ai_family = AF_INET;
-  hints.ai_socktype = SOCK_STREAM;
-  addrinfo* found = nullptr;
-  const int rc = ::getaddrinfo(host.c_str(), nullptr, &hints, &found);
-  if (rc != 0 || found == nullptr) {
+std::string store_ipv4(const std::string& host, int rank) {
+  const auto resolution = core::resolve_ipv4(host);
+  if (resolution.addresses.empty()) {
     throw core::rank_error(ErrorKind::invalid_config, rank,
                            "cannot resolve the rendezvous store host '{}': {}", host,
-                           gai_strerror(rc));
+                           resolution.problem);
   }
-  char text[INET_ADDRSTRLEN] = {};
-  inet_ntop(AF_INET, &reinterpret_cast<sockaddr_in*>(found->ai_addr)->sin_addr, text,
-            sizeof(text));
-  ::freeaddrinfo(found);
-  return text;
+  return core::ipv4_text(resolution.addresses.front());
 }
 
 // Options::log_level was validated by the tunables' parser; a hand-built Options may still
@@ -76,7 +64,7 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
   progress_ = core::ProgressPublisher::open_if_set(options_.progress_file, world_.rank);
   if (world_.mpi_bootstrap) mpi_ = std::make_unique<MpiSession>(world_);
   if (world_.size > 1) {
-    const std::string store_ip = resolve_ipv4(world_.store_host, world_.rank);
+    const std::string store_ip = store_ipv4(world_.store_host, world_.rank);
     if (world_.host_store) {
       // Listen where the world connects: a loopback MASTER_ADDR means every rank is on this
       // host, and nothing beyond it needs (or should reach) the store.

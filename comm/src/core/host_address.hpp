@@ -3,10 +3,25 @@
 // answers on all of them), or a name that resolves to one.
 #pragma once
 
+#include <netinet/in.h>
+
 #include <optional>
 #include <string>
+#include <vector>
 
 namespace ringfuse::core {
+
+struct Ipv4Resolution {
+  std::vector<in_addr> addresses;  // in the resolver's order; empty when `host` resolves to none
+  std::string problem;             // then: why not (getaddrinfo's reason), for an error message
+};
+
+/// The IPv4 addresses `host` stands for: itself when it is an IPv4 literal, else what
+/// getaddrinfo finds for it (the one IPv4 resolution of the library: store host, host address).
+Ipv4Resolution resolve_ipv4(const std::string& host);
+
+/// `address` in dotted-quad form.
+std::string ipv4_text(in_addr address);
 
 struct HostAddressCheck {
   std::optional<std::string> address;  // the IPv4 address, as text, when `host` is this host's

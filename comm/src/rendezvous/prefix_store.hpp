@@ -3,10 +3,15 @@
 #pragma once
 
 #include <string>
+#include <vector>
 
 #include "rendezvous/store.hpp"
 
 namespace ringfuse::rendezvous {
+
+/// `prefix + key` for each of `keys`, in order.
+std::vector<std::string> prefixed_keys(const std::string& prefix,
+                                       const std::vector<std::string>& keys);
 
 class PrefixStore final : public Store {
  public:
@@ -24,8 +29,6 @@ class PrefixStore final : public Store {
   bool check(const std::vector<std::string>& keys) override;
 
  private:
-  std::vector<std::string> prefixed(const std::vector<std::string>& keys) const;
-
   Store& base_;
   std::string prefix_;
 };

@@ -13,6 +13,7 @@
 #include "core/errors.hpp"
 #include "rendezvous/all_gather.hpp"
 #include "rendezvous/auth.hpp"
+#include "transport/tcp_mesh.hpp"
 
 namespace ringfuse::transport {
 namespace {
@@ -22,15 +23,6 @@ using Clock = std::chrono::steady_clock;
 constexpr std::uint32_t kHelloMagic = 0x52465345;  // "RFSE"
 constexpr std::uint32_t kProtocolVersion = 1;
 constexpr auto kHandshakeLimit = std::chrono::seconds(5);  // per accepted connection
-
-std::uint32_t fnv1a(std::string_view text) {
-  std::uint32_t hash = 2166136261u;
-  for (unsigned char c : text) {
-    hash ^= c;
-    hash *= 16777619u;
-  }
-  return hash;
-}
 
 struct Hello {
   std::uint32_t magic;
@@ -63,7 +55,8 @@ bool proof_matches(const Proof& got, const Proof& expected) {
 }
 
 Hello make_hello(int rank, const std::string& job_id) {
-  Hello hello{kHelloMagic, kProtocolVersion, static_cast<std::uint32_t>(rank), fnv1a(job_id), {}};
+  Hello hello{
+      kHelloMagic, kProtocolVersion, static_cast<std::uint32_t>(rank), job_hash(job_id), {}};
   const auto nonce = rendezvous::auth::random_nonce();
   std::copy(nonce.begin(), nonce.end(), hello.nonce.begin());
   return hello;
@@ -172,7 +165,7 @@ class MeshSetUp {
       return -1;
     }
     if (hello.magic != kHelloMagic || hello.version != kProtocolVersion ||
-        hello.job_hash != fnv1a(options_.job_id) ||
+        hello.job_hash != job_hash(options_.job_id) ||
         hello.rank <= static_cast<std::uint32_t>(rank_) ||
         hello.rank >= static_cast<std::uint32_t>(size_) || peers_[hello.rank].valid()) {
       spdlog::warn("rank {}: {}: refused a connection that is not a peer of this job (bad hello)",
@@ -227,6 +220,27 @@ class MeshSetUp {
 };
 
 }  // namespace
+
+std::uint32_t job_hash(std::string_view job_id) {
+  std::uint32_t hash = 2166136261u;  // FNV-1a
+  for (unsigned char c : job_id) {
+    hash ^= c;
+    hash *= 16777619u;
+  }
+  return hash;
+}
+
+FullMeshOptions full_mesh_options(const MeshOptions& mesh, std::string address_key,
+                                  std::string purpose) {
+  FullMeshOptions options;
+  options.advertise_host = mesh.advertise_host;
+  options.job_id = mesh.job_id;
+  options.secret = mesh.secret;
+  options.address_key = std::move(address_key);
+  options.purpose = std::move(purpose);
+  options.user_timeout = mesh.user_timeout;
+  return options;
+}
 
 std::vector<Socket> connect_full_mesh(int rank, int size, rendezvous::Store& store,
                                       const FullMeshOptions& options,

@@ -6,13 +6,17 @@
 #pragma once
 
 #include <chrono>
+#include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "rendezvous/store.hpp"
 #include "transport/socket.hpp"
 
 namespace ringfuse::transport {
+
+struct MeshOptions;  // tcp_mesh.hpp
 
 struct FullMeshOptions {
   std::string advertise_host = "127.0.0.1";  // address peers connect to
@@ -24,6 +28,16 @@ struct FullMeshOptions {
   std::string purpose = "the TCP mesh";
   std::chrono::milliseconds user_timeout{10'000};  // TCP_USER_TIMEOUT on every connection
 };
+
+/// What a hello carries to tell jobs apart before the proof: the FNV-1a hash of `job_id`.
+std::uint32_t job_hash(std::string_view job_id);
+
+/// The connection settings of `mesh` (its advertised host, job id, secret and
+/// TCP_USER_TIMEOUT), for connections gathered under `address_key` and called `purpose` in
+/// errors: how the TCP mesh and the shared-memory transport's liveness connections are made
+/// alike.
+FullMeshOptions full_mesh_options(const MeshOptions& mesh, std::string address_key,
+                                  std::string purpose);
 
 /// Collective over `size` ranks: returns one authenticated, non-blocking socket per peer,
 /// indexed by peer rank (this rank's slot stays invalid). A connection whose hello is not a

@@ -210,15 +210,11 @@ ShmTransport::~ShmTransport() {
 }
 
 void ShmTransport::connect_liveness(Clock::time_point deadline) {
-  const auto& mesh = options_.mesh;
-  FullMeshOptions liveness;
-  liveness.advertise_host = mesh.advertise_host;
-  liveness.job_id = mesh.job_id;
-  liveness.secret = mesh.secret;
-  liveness.address_key = "shm/live";
-  liveness.purpose = "set-up of shared memory (liveness connections)";
-  liveness.user_timeout = mesh.user_timeout;
-  liveness_ = connect_full_mesh(rank_, size_, world_, liveness, deadline);
+  liveness_ = connect_full_mesh(
+      rank_, size_, world_,
+      full_mesh_options(options_.mesh, "shm/live",
+                        "set-up of shared memory (liveness connections)"),
+      deadline);
 }
 
 void ShmTransport::map_segments(Clock::time_point deadline) {

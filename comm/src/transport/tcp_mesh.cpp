@@ -41,14 +41,9 @@ TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions optio
     peers_.resize(static_cast<std::size_t>(std::max(size_, 0)));
     return;
   }
-  FullMeshOptions mesh;
-  mesh.advertise_host = options_.advertise_host;
-  mesh.job_id = options_.job_id;
-  mesh.secret = options_.secret;
-  mesh.address_key = "mesh/addr";
-  mesh.purpose = "the TCP mesh";
-  mesh.user_timeout = options_.user_timeout;
-  peers_ = connect_full_mesh(rank_, size_, world_, mesh, Clock::now() + options_.connect_timeout);
+  peers_ = connect_full_mesh(rank_, size_, world_,
+                             full_mesh_options(options_, "mesh/addr", "the TCP mesh"),
+                             Clock::now() + options_.connect_timeout);
   spdlog::debug("rank {}: connected to {} peers", rank_, size_ - 1);
 }
 
