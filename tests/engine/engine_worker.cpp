@@ -492,12 +492,24 @@ void mode_plain(ringfuse::Context& ctx) {
   std::printf("plain: %zu all-reduces checked\n", tensors.size());
 }
 
+// Rank 0 enqueues an all-reduce at once, the others 600 ms later: meanwhile every control
+// connection sees quiet spells longer than the engine's polling tick (rank 0, waiting for the
+// others, runs a cycle only every RINGFUSE_CYCLE_TIME_MS). Then an ordinary shutdown.
+void mode_uneven_then_leave(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  if (ctx.rank() != 0) std::this_thread::sleep_for(600ms);
+  std::vector<float> tensor(16, 1.0f);
+  engine.allreduce("uneven", {tensor.data(), DataType::f32, {16}}).wait(30s);
+  for (float v : tensor) check_close("uneven", v, ctx.size());
+  std::printf("uneven all-reduce checked\n");
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
     fail("usage: engine_worker fusion|fusion-large|mismatch-KIND|mismatch-order|stall|"
-         "stall-missing|join|skew|avg-bits|plain");
+         "stall-missing|join|skew|avg-bits|plain|uneven-then-leave");
   }
   const std::string mode = argv[1];
   try {
@@ -520,6 +532,8 @@ int main(int argc, char** argv) {
       mode_avg_bits(*ctx);
     } else if (mode == "plain") {
       mode_plain(*ctx);
+    } else if (mode == "uneven-then-leave") {
+      mode_uneven_then_leave(*ctx);
     } else if (mode == "skew") {
       mode_skew(*ctx);
     } else if (mode == "stall-missing") {

@@ -173,11 +173,10 @@ Engine& ContextImpl::engine() {
     if (world_.size == 1) {
       resources.control = std::make_unique<transport::SelfTransport>();
     } else {
-      // Always TCP, with a short timeout the engine uses as its polling tick.
-      transport::MeshOptions mesh = mesh_options("engine-control");
-      mesh.op_timeout = engine::kControlTick;
-      resources.control =
-          std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_, mesh);
+      // Always TCP: the engine polls it with wait_readable between its other duties, and the
+      // collective timeout bounds a message once it started.
+      resources.control = std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_,
+                                                               mesh_options("engine-control"));
     }
     const auto& engine_config = options_.engine;
     resources.data = open_channel(

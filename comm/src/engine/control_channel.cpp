@@ -20,12 +20,8 @@ void ControlChannel::send(int peer, const std::vector<std::uint8_t>& payload) {
 std::optional<std::vector<std::uint8_t>> ControlChannel::try_recv(int peer) {
   std::uint64_t size = 0;
   transport_->set_operation("engine negotiation");
-  try {
-    transport_->recv(peer, &size, sizeof(size));
-  } catch (const Error& e) {
-    if (e.kind() == ErrorKind::timeout) return std::nullopt;  // nothing this tick
-    throw;
-  }
+  if (!transport_->wait_readable(peer, tick_)) return std::nullopt;  // nothing this tick
+  transport_->recv(peer, &size, sizeof(size));
   if (size > (std::uint64_t{1} << 32)) {
     throw Error(ErrorKind::protocol,
                 fmt::format("ringfuse engine: rank {} sent a negotiation message of {} bytes",
@@ -33,8 +29,8 @@ std::optional<std::vector<std::uint8_t>> ControlChannel::try_recv(int peer) {
                 transport_->rank(), peer);
   }
   std::vector<std::uint8_t> payload(size);
-  // The frame was sent in one piece, so the rest follows at once; a tick without progress
-  // here is a peer stopped mid-message, which the caller reports as an error.
+  // The frame was sent in one piece, so the rest follows at once; the transport's operation
+  // timeout without progress here is a peer stopped mid-message, reported as an error.
   if (size > 0) transport_->recv(peer, payload.data(), payload.size());
   return payload;
 }
