@@ -1,5 +1,7 @@
 #include "engine/control_channel.hpp"
 
+#include <sched.h>
+
 #include <cstring>
 
 #include <fmt/format.h>
@@ -7,6 +9,15 @@
 #include "ringfuse/error.hpp"
 
 namespace ringfuse::engine {
+namespace {
+
+// How long a receive keeps checking (yielding the CPU between checks) before it sleeps in
+// poll(): about one negotiation round trip when both ranks are running. A sleeping engine
+// thread is woken by the peer's bytes only when the scheduler gets to it, which on a busy
+// host (or a rank bound to one core with its main thread) costs far more than the round trip.
+constexpr std::chrono::microseconds kSpinBeforeSleep{100};
+
+}  // namespace
 
 void ControlChannel::send(int peer, const std::vector<std::uint8_t>& payload) {
   std::vector<std::uint8_t> frame(sizeof(std::uint64_t) + payload.size());
@@ -20,7 +31,13 @@ void ControlChannel::send(int peer, const std::vector<std::uint8_t>& payload) {
 std::optional<std::vector<std::uint8_t>> ControlChannel::try_recv(int peer) {
   std::uint64_t size = 0;
   transport_->set_operation("engine negotiation");
-  if (!transport_->wait_readable(peer, tick_)) return std::nullopt;  // nothing this tick
+  bool readable = transport_->wait_readable(peer, std::chrono::microseconds{0});
+  for (const auto spin_until = std::chrono::steady_clock::now() + kSpinBeforeSleep;
+       !readable && std::chrono::steady_clock::now() < spin_until;) {
+    ::sched_yield();
+    readable = transport_->wait_readable(peer, std::chrono::microseconds{0});
+  }
+  if (!readable && !transport_->wait_readable(peer, tick_)) return std::nullopt;  // this tick
   transport_->recv(peer, &size, sizeof(size));
   if (size > (std::uint64_t{1} << 32)) {
     throw Error(ErrorKind::protocol,
