@@ -170,14 +170,10 @@ Engine& ContextImpl::engine() {
     resources.size = world_.size;
     resources.config = options_.engine;
     resources.progress = progress_.get();
-    if (world_.size == 1) {
-      resources.control = std::make_unique<transport::SelfTransport>();
-    } else {
-      // Always TCP: the engine polls it with wait_readable between its other duties, and the
-      // collective timeout bounds a message once it started.
-      resources.control = std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_,
-                                                               mesh_options("engine-control"));
-    }
+    // Shared memory when every rank is on this host (as for data), else TCP: the engine polls
+    // it with wait_readable between its other duties, and the collective timeout bounds a
+    // message once it started.
+    resources.control = make_transport("engine-control", 0);
     const auto& engine_config = options_.engine;
     resources.data = open_channel(
         "engine-data", engine_config.fusion_shared_memory ? engine_config.fusion_threshold : 0);

@@ -20,12 +20,12 @@ constexpr std::chrono::microseconds kSpinBeforeSleep{100};
 }  // namespace
 
 void ControlChannel::send(int peer, const std::vector<std::uint8_t>& payload) {
-  std::vector<std::uint8_t> frame(sizeof(std::uint64_t) + payload.size());
+  // The size and the payload go as two messages because try_recv receives them as two: a
+  // shared-memory transport matches each receive with one send.
   const std::uint64_t size = payload.size();
-  std::memcpy(frame.data(), &size, sizeof(size));
-  if (!payload.empty()) std::memcpy(frame.data() + sizeof(size), payload.data(), payload.size());
   transport_->set_operation("engine negotiation");
-  transport_->send(peer, frame.data(), frame.size());
+  transport_->send(peer, &size, sizeof(size));
+  if (!payload.empty()) transport_->send(peer, payload.data(), payload.size());
 }
 
 std::optional<std::vector<std::uint8_t>> ControlChannel::try_recv(int peer) {
