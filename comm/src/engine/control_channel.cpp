@@ -2,8 +2,6 @@
 
 #include <sched.h>
 
-#include <cstring>
-
 #include <fmt/format.h>
 
 #include "ringfuse/error.hpp"
@@ -46,8 +44,9 @@ std::optional<std::vector<std::uint8_t>> ControlChannel::try_recv(int peer) {
                 transport_->rank(), peer);
   }
   std::vector<std::uint8_t> payload(size);
-  // The frame was sent in one piece, so the rest follows at once; the transport's operation
-  // timeout without progress here is a peer stopped mid-message, reported as an error.
+  // The payload is sent right after its size, so it follows at once; the transport's
+  // operation timeout without progress here is a peer stopped mid-message, reported as an
+  // error.
   if (size > 0) transport_->recv(peer, payload.data(), payload.size());
   return payload;
 }
