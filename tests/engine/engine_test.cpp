@@ -262,6 +262,35 @@ TEST(Engine, StallInspectorNamesAStoppedRank) {
   }
 }
 
+// The engine polls its control connections. A peer that stays quiet for longer than the
+// polling tick is no failure, so afterwards every rank that shuts down in order is recorded as
+// having left in order (what a peer still waiting on it reports), not as a crash. Rank 0
+// enqueues 600 ms before the others, and with a 300 ms cycle time the others wait that long
+// for the coordinator's answers. Over both control transports (TCP, and shared memory when
+// every rank is on one host).
+TEST(Engine, ControlChannelRecordsAnOrderlyCloseAfterQuietSpells) {
+  for (const std::string transport : {"tcp", "shm"}) {
+    SCOPED_TRACE("RINGFUSE_TRANSPORT=" + transport);
+    ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0);
+    const std::string job = "uneven-leave-" + transport + "-" + std::to_string(::getpid());
+    auto ranks = start_world(2, "uneven-then-leave", store.port(),
+                             {{"RINGFUSE_JOB_ID", job},
+                              {"RINGFUSE_CYCLE_TIME_MS", "300"},
+                              {"RINGFUSE_TRANSPORT", transport}});
+    std::vector<ProcessResult> results;
+    for (auto& rank : ranks) results.push_back(rank->wait(60s));
+    expect_all_ok(results);
+    ringfuse::rendezvous::TcpStoreClient client("127.0.0.1", store.port(), 10s);
+    for (int rank = 0; rank < 2; ++rank) {
+      const std::string key =
+          "ringfuse/" + job + "/0/engine-control/left/" + std::to_string(rank);
+      EXPECT_TRUE(client.check({key}))
+          << "rank " << rank << " left in order, but its engine's control connections did not "
+          << "record it (" << key << ")\n" << all_output(results);
+    }
+  }
+}
+
 long long stamp(const std::string& output, const std::string& key) {
   std::smatch match;
   if (!std::regex_search(output, match, std::regex(key + " (\\d+)"))) return -1;

@@ -713,6 +713,16 @@ void mode_dtypes(ringfuse::Context& ctx) {
   work.wait(30s);
   for (const auto v : flags) check_close("bool.after", v, 1);
   std::printf("dtypes: i16 and bool checked\n");
+// Rank 0 enqueues an all-reduce at once, the others 600 ms later: meanwhile every control
+// connection sees quiet spells longer than the engine's polling tick (rank 0, waiting for the
+// others, runs a cycle only every RINGFUSE_CYCLE_TIME_MS). Then an ordinary shutdown.
+void mode_uneven_then_leave(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  if (ctx.rank() != 0) std::this_thread::sleep_for(600ms);
+  std::vector<float> tensor(16, 1.0f);
+  engine.allreduce("uneven", {tensor.data(), DataType::f32, {16}}).wait(30s);
+  for (float v : tensor) check_close("uneven", v, ctx.size());
+  std::printf("uneven all-reduce checked\n");
 }
 
 }  // namespace
@@ -720,7 +730,7 @@ void mode_dtypes(ringfuse::Context& ctx) {
 int main(int argc, char** argv) {
   if (argc < 2) {
     fail("usage: engine_worker fusion|fusion-large|mismatch-KIND|mismatch-order|stall|"
-         "stall-missing|join|skew|avg-bits|plain|int-scale|dtypes");
+         "stall-missing|join|skew|avg-bits|plain|int-scale|dtypes|uneven-then-leave");
   }
   const std::string mode = argv[1];
   try {
@@ -747,6 +757,8 @@ int main(int argc, char** argv) {
       mode_int_scale(*ctx);
     } else if (mode == "dtypes") {
       mode_dtypes(*ctx);
+    } else if (mode == "uneven-then-leave") {
+      mode_uneven_then_leave(*ctx);
     } else if (mode == "skew") {
       mode_skew(*ctx);
     } else if (mode == "stall-missing") {

@@ -175,15 +175,10 @@ Engine& ContextImpl::engine() {
     resources.size = world_.size;
     resources.config = options_.engine;
     resources.progress = progress_.get();
-    if (world_.size == 1) {
-      resources.control = std::make_unique<transport::SelfTransport>();
-    } else {
-      // Always TCP, with a short timeout the engine uses as its polling tick.
-      transport::MeshOptions mesh = mesh_options("engine-control");
-      mesh.op_timeout = engine::kControlTick;
-      resources.control =
-          std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_, mesh);
-    }
+    // Shared memory when every rank is on this host (as for data), else TCP: the engine polls
+    // it with wait_readable between its other duties, and the collective timeout bounds a
+    // message once it started.
+    resources.control = make_transport("engine-control", 0);
     const auto& engine_config = options_.engine;
     resources.data = open_channel(
         "engine-data", engine_config.fusion_shared_memory ? engine_config.fusion_threshold : 0);

@@ -28,7 +28,7 @@ struct EngineResources {
   int rank = 0;
   int size = 1;
   EngineConfig config;
-  std::unique_ptr<transport::Transport> control;  // short no-progress timeout (the tick)
+  std::unique_ptr<transport::Transport> control;  // polled with wait_readable (control_channel.hpp)
   std::unique_ptr<backend::NativeBackend> data;
   // CUDA tensors: the packing space on this rank's device, and a backend for device buffers
   // on the engine's own connections (its own NCCL communicator, or staging onto `data`, which
@@ -38,9 +38,6 @@ struct EngineResources {
   std::string device_unavailable;
   core::ProgressPublisher* progress = nullptr;  // the Context's, for the launcher's /metrics
 };
-
-/// How long one control-channel receive waits before the engine looks around.
-inline constexpr std::chrono::milliseconds kControlTick{100};
 
 /// The public Engine: callers' threads validate and enqueue here; the engine thread's loop
 /// takes ready requests, has the Negotiator agree on them with every rank, and hands what was

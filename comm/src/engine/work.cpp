@@ -1,3 +1,7 @@
+#include <sched.h>
+
+#include <algorithm>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -36,6 +40,13 @@ void WorkState::complete(const Error* failure) {
 }  // namespace engine
 
 namespace {
+
+// How long wait() keeps checking (yielding the CPU between checks) before it sleeps: a small
+// collective completes within this when the engine thread gets the CPU, and waking a sleeper
+// costs a trip through the scheduler. Yielding lets the engine thread run when it shares this
+// thread's core (mpirun binds a rank to one).
+constexpr std::chrono::microseconds kSpinBeforeSleep{200};
+
 Error no_state() {
   return Error(ErrorKind::invalid_argument, "this Work handle was default-constructed");
 }
@@ -49,6 +60,11 @@ bool Work::test() const {
 
 void Work::wait(std::chrono::milliseconds timeout) const {
   if (!state_) throw no_state();
+  const auto spin = std::min<std::chrono::microseconds>(kSpinBeforeSleep, timeout);
+  for (const auto spin_until = std::chrono::steady_clock::now() + spin;
+       !test() && std::chrono::steady_clock::now() < spin_until;) {
+    ::sched_yield();
+  }
   std::unique_lock lock(state_->mutex);
   if (!state_->done_cv.wait_for(lock, timeout, [&] { return state_->done; })) {
     throw Error(ErrorKind::timeout,

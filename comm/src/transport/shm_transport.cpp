@@ -469,6 +469,23 @@ void ShmTransport::exchange(int send_peer, const std::byte* send, std::size_t se
   }
 }
 
+bool ShmTransport::wait_readable(int peer, std::chrono::microseconds timeout) {
+  check_exchange(rank_, size_, operation_, aborted_, kNoPeer, peer);
+  shm::RingReader& reader = readers_[static_cast<std::size_t>(peer)];
+  // Skips the previous message's padding, as the receive will (no-op when aligned).
+  reader.begin_message();
+  const auto ready = [&] { return reader.has_data(); };
+  const auto deadline = Clock::now() + timeout;
+  while (!ready()) {
+    check_alive(peer);
+    const auto now = Clock::now();
+    if (now >= deadline) return false;
+    const auto left = std::chrono::duration_cast<std::chrono::microseconds>(deadline - now);
+    shm::sleep(doorbell(rank_), std::min<std::chrono::microseconds>(left, kSleepSlice), ready);
+  }
+  return true;
+}
+
 void ShmTransport::send_recv(int send_peer, const void* send_buf, std::size_t send_bytes,
                              int recv_peer, void* recv_buf, std::size_t recv_bytes,
                              const RecvProgress& progress) {

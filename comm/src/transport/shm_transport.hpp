@@ -70,6 +70,11 @@ class ShmTransport final : public Transport {
   void send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes,
                         int recv_peer, void* dst, std::size_t recv_count, DataType type,
                         ReduceOp op, const Staging& staging) override;
+  /// Checks `peer`'s ring, then sleeps on this rank's doorbell until bytes come or `timeout`
+  /// passes, polling the peer's liveness connection, so a crashed peer is reported (as a
+  /// receive would) instead of waited for. No timeout error: a quiet peer leaves the
+  /// transport healthy.
+  bool wait_readable(int peer, std::chrono::microseconds timeout) override;
   void set_operation(std::string label) override { operation_ = std::move(label); }
   SharedWindow* shared_window() override;
 

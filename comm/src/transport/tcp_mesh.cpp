@@ -164,6 +164,20 @@ void TcpMesh::send_recv_reduce(int send_peer, const void* send_buf, std::size_t 
       });
 }
 
+bool TcpMesh::wait_readable(int peer, std::chrono::microseconds timeout) {
+  check_exchange(rank_, size_, operation_, aborted_, kNoPeer, peer);
+  pollfd fd{peers_[static_cast<std::size_t>(peer)].fd(), POLLIN, 0};
+  const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout);
+  const timespec wait{static_cast<time_t>(seconds.count()),
+                      static_cast<long>((timeout - seconds).count() * 1000)};
+  const int ready = ::ppoll(&fd, 1, &wait, nullptr);
+  if (ready < 0 && errno != EINTR) {
+    fail(peer, fmt::format("waiting for it failed: {}", std::strerror(errno)), false);
+  }
+  // POLLHUP/POLLERR count too: the receive that follows reports how the peer went.
+  return ready > 0;
+}
+
 void TcpMesh::fail(int peer, std::string what, bool peer_closed) {
   const std::string message = describe_lost_peer(world_, rank_, operation_,
                                                  peer, what, peer_closed);

@@ -45,6 +45,9 @@ class TcpMesh final : public Transport {
   void send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes,
                         int recv_peer, void* dst, std::size_t recv_count, DataType type,
                         ReduceOp op, const Staging& staging) override;
+  /// poll() on the connection to `peer`: no timeout error, so a quiet peer leaves the mesh
+  /// healthy and its destructor still records an orderly close.
+  bool wait_readable(int peer, std::chrono::microseconds timeout) override;
   void set_operation(std::string label) override { operation_ = std::move(label); }
 
  private:

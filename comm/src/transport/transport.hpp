@@ -3,11 +3,13 @@
 // ringfuse::Error naming the peer when a peer fails.
 #pragma once
 
+#include <chrono>
 #include <cstddef>
 #include <functional>
 #include <string>
 
 #include "reduce/reduce.hpp"
+#include "ringfuse/error.hpp"
 #include "ringfuse/types.hpp"
 #include "transport/shared_window.hpp"
 
@@ -66,6 +68,20 @@ class Transport {
   /// Memory every rank maps (shared memory on one host, when the transport was asked for a
   /// window), or null.
   virtual SharedWindow* shared_window() { return nullptr; }
+
+  /// Waits at most `timeout` for `peer`'s next bytes without taking them: true when a
+  /// receive from `peer` would progress now (data, or a closed connection that the receive
+  /// then reports), false when nothing came. A quiet peer is not an error here, so a caller
+  /// that polls (the engine's control channel) needs no timeout exception and leaves the
+  /// transport healthy. Throws only what a receive would throw before it starts (a failed
+  /// world, an invalid peer), or invalid_argument from a transport that cannot wait so.
+  virtual bool wait_readable(int peer, std::chrono::microseconds timeout) {
+    (void)timeout;
+    throw Error(ErrorKind::invalid_argument,
+                "rank " + std::to_string(rank()) + ": this transport cannot wait for rank " +
+                    std::to_string(peer) + "'s bytes without receiving them; use TCP",
+                rank(), peer);
+  }
 
   /// Labels the collective in progress ("allreduce #12 f32[1024] sum") for error messages.
   virtual void set_operation(std::string label) = 0;
