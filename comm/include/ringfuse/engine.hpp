@@ -7,10 +7,18 @@
 //   auto work = engine.allreduce("layer1.weight.grad", grad, {.op = ringfuse::ReduceOp::avg});
 //   work.wait();                                     // throws ringfuse::Error on failure
 //
-// Every rank must enqueue the same collectives in the same order: the i-th collective of every
-// rank is matched with the i-th of every other and must agree on name, dtype, shape, operator
-// and root; a mismatch fails that collective on every rank with one message naming which ranks
-// sent what. A rank that stops submitting is named by the stall inspector.
+// Matching (EngineConfig::match, RINGFUSE_MATCH):
+// - sequence (the default): every rank must enqueue the same collectives in the same order:
+//   the i-th collective of every rank is matched with the i-th of every other and must agree
+//   on name, dtype, shape, operator and root.
+// - name (Horovod's semantics): collectives are matched by name, so ranks may enqueue them in
+//   different orders; a collective runs once every rank (that has not joined) enqueued its
+//   name, and whatever is ready on every rank is fused and run in one order agreed by rank 0.
+//   Enqueueing a name that is still pending on this rank is refused at once (invalid_argument).
+// Either way a mismatch (dtype, shape, operator, root) fails that collective on every rank
+// with one message naming which ranks sent what, and the engine stays usable for the next one;
+// a rank that stops submitting is named, with the names it has not submitted, by the stall
+// inspector.
 #pragma once
 
 #include <chrono>
@@ -83,13 +91,20 @@ class Work {
   void on_complete(std::function<void(const Error*)> callback) const;
   /// The shape an allgather produced (empty otherwise, or before completion).
   std::vector<std::int64_t> output_shape() const;
+  /// join(): the rank that joined last, once the Work completed (Horovod's join() returns
+  /// it); -1 before that, and for every other collective.
+  int last_joined_rank() const;
 
  private:
   std::shared_ptr<engine::WorkState> state_;
 };
 
+/// How the engine pairs up the ranks' collectives (see the top of this file).
+enum class MatchMode : std::uint8_t { sequence, name };
+
 /// Tunables, read from the environment once by init() (see README "Engine").
 struct EngineConfig {
+  MatchMode match = MatchMode::sequence;                      // RINGFUSE_MATCH
   std::size_t fusion_threshold = std::size_t{128} << 20;     // RINGFUSE_FUSION_THRESHOLD
   std::chrono::microseconds cycle_time{5'000};                // RINGFUSE_CYCLE_TIME_MS
   std::size_t cache_capacity = 1024;                          // RINGFUSE_CACHE_CAPACITY
@@ -141,10 +156,20 @@ class Engine {
   /// This rank has no more collectives: until every rank has joined, it takes part in the
   /// others' all-reduces with the operator's identity (zeros for sum/avg; avg still divides
   /// by the world size), broadcasts and barriers, and contributes no rows to allgathers.
-  /// Completes when every rank has joined; then the ranks may enqueue again.
+  /// Completes when every rank has joined (its last_joined_rank() says which joined last);
+  /// then the ranks may enqueue again.
   virtual Work join() = 0;
   /// Starts a negotiation cycle now instead of waiting for the queue to go quiet.
   virtual void flush() = 0;
+
+  /// Starts writing this rank's timeline (Chrome trace / Perfetto JSON) to
+  /// path_for_rank(path) ("t.json" -> "t.<rank>.json"), replacing the one being written, if
+  /// any (RINGFUSE_TIMELINE starts one with the engine). `mark_cycles`: also an instant event
+  /// "CYCLE_START" for each negotiation cycle that carried work. Throws invalid_config when
+  /// the file cannot be written. Only this rank's engine is affected.
+  virtual void start_timeline(const std::string& path, bool mark_cycles = false) = 0;
+  /// Closes the timeline being written (a complete JSON document); nothing if none is.
+  virtual void stop_timeline() = 0;
 
   virtual EngineStats stats() const = 0;
   virtual const EngineConfig& config() const = 0;

@@ -19,9 +19,7 @@ EngineImpl::EngineImpl(EngineResources resources)
     : rank_(resources.rank),
       size_(resources.size),
       config_(resources.config),
-      timeline_(config_.timeline_path.empty()
-                    ? nullptr
-                    : std::make_unique<Timeline>(config_.timeline_path, rank_)),
+      timeline_(rank_),
       negotiator_(rank_, size_, config_, std::move(resources.control)),
       executor_(rank_, size_, config_.fusion_threshold,
                 ExecutionResources{std::move(resources.data), std::move(resources.device_space),
@@ -29,6 +27,7 @@ EngineImpl::EngineImpl(EngineResources resources)
                                    std::move(resources.device_unavailable), resources.progress},
                 outstanding_, timeline_),
       idle_interval_(config_.cycle_time) {
+  if (!config_.timeline_path.empty()) timeline_.start(config_.timeline_path, false);
   if (rank_ == 0) {
     spdlog::info("ringfuse engine: {}", describe_config(config_, core::process_environment()));
   }
@@ -38,6 +37,11 @@ EngineImpl::EngineImpl(EngineResources resources)
 EngineImpl::~EngineImpl() {
   queue_.stop();
   if (thread_.joinable()) thread_.join();
+}
+
+void EngineImpl::start_timeline(const std::string& path, bool mark_cycles) {
+  if (path.empty()) refuse("start_timeline: the path is empty");
+  timeline_.start(path, mark_cycles);
 }
 
 EngineStats EngineImpl::stats() const {
@@ -74,12 +78,41 @@ Work EngineImpl::submit(std::vector<Request> requests) {
   if (joined_.load() && !requests.front().join) {
     refuse("this rank called join(); it may enqueue again once every rank has joined");
   }
+  const bool by_name = config_.match == MatchMode::name && !requests.front().join;
+  if (by_name) claim_names(requests, *work);
   if (!queue_.push(requests, config_.fusion_threshold)) {
+    if (by_name) std::exchange(work->before_done, nullptr)();
     std::lock_guard lock(state_mutex_);
     if (failure_) throw *failure_;
     refuse("the engine has shut down");
   }
   return Work(work);
+}
+
+void EngineImpl::claim_names(const std::vector<Request>& requests, WorkState& work) {
+  std::vector<std::string> names;
+  for (const auto& request : requests) names.push_back(request.fp.name);
+  {
+    std::lock_guard lock(names_mutex_);
+    std::set<std::string> claimed;
+    for (const auto& name : names) {
+      if (pending_names_.count(name) != 0 || !claimed.insert(name).second) {
+        refuse(fmt::format("'{}' is already pending on this rank (RINGFUSE_MATCH=name matches "
+                           "collectives by name); wait for its Work before enqueueing it "
+                           "again, or give this one another name",
+                           name));
+      }
+    }
+    pending_names_.insert(names.begin(), names.end());
+  }
+  // Released before the Work is marked done, so that a caller may enqueue the name again as
+  // soon as wait() returns.
+  work.before_done = [this, names = std::move(names)] { release_names(names); };
+}
+
+void EngineImpl::release_names(const std::vector<std::string>& names) {
+  std::lock_guard lock(names_mutex_);
+  for (const auto& name : names) pending_names_.erase(name);
 }
 
 Work EngineImpl::allreduce(std::string name, TensorView tensor, AllreduceOptions options) {
@@ -228,8 +261,11 @@ void EngineImpl::run() {
       const Cycle cycle = negotiator_.cycle(outstanding_, join, join_request_.has_value(),
                                             queue_.stopping(), stop_requested_);
       const auto& response = cycle.response;
-      if (timeline_ && (cycle.announced > 0 || !response.ready.empty())) {
-        timeline_->event(Timeline::kNegotiation, "NEGOTIATE", started, Clock::now(),
+      if (timeline_.enabled() && (cycle.announced > 0 || !response.ready.empty())) {
+        if (timeline_.marking_cycles()) {
+          timeline_.instant(Timeline::kNegotiation, "CYCLE_START", started);
+        }
+        timeline_.event(Timeline::kNegotiation, "NEGOTIATE", started, Clock::now(),
                          fmt::format("\"announced\":{},\"released\":{},\"by_index\":{}",
                                      cycle.announced, response.ready.size(),
                                      response.indexed_released.has_value()));
@@ -259,7 +295,7 @@ void EngineImpl::run() {
   }();
   for (auto& request : late) request.work->complete(&reason);
   if (join_request_) join_request_->work->complete(&reason);
-  timeline_.reset();
+  timeline_.stop();
 }
 
 bool EngineImpl::take(std::vector<Request> taken) {
@@ -271,8 +307,8 @@ bool EngineImpl::take(std::vector<Request> taken) {
       join_request_ = std::move(request);
       continue;
     }
-    if (timeline_) {
-      timeline_->event(Timeline::kQueue, "QUEUE " + request.fp.name, request.enqueued, now,
+    if (timeline_.enabled()) {
+      timeline_.event(Timeline::kQueue, "QUEUE " + request.fp.name, request.enqueued, now,
                        fmt::format("\"seq\":{}", request.seq));
     }
     negotiator_.hold(request.seq);
@@ -313,6 +349,7 @@ void EngineImpl::apply(const CycleResponse& response) {
     {
       std::lock_guard lock(join_request_->work->mutex);
       join_request_->work->output_shape = {response.last_joined};
+      join_request_->work->last_joined = response.last_joined;
     }
     joined_ = false;
     auto work = join_request_->work;

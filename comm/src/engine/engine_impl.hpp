@@ -9,6 +9,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -61,6 +63,8 @@ class EngineImpl final : public Engine {
   Work barrier(std::string name) override;
   Work join() override;
   void flush() override { queue_.flush(); }
+  void start_timeline(const std::string& path, bool mark_cycles) override;
+  void stop_timeline() override { timeline_.stop(); }
   EngineStats stats() const override;
   const EngineConfig& config() const override { return config_; }
 
@@ -68,6 +72,10 @@ class EngineImpl final : public Engine {
   // Callers' side: validation and enqueueing.
   Work submit(std::vector<Request> requests);
   Work submit_one(Request request);
+  /// Name mode: claims the requests' names until their Work completes, or refuses them when
+  /// one is pending already (or appears twice among them).
+  void claim_names(const std::vector<Request>& requests, WorkState& work);
+  void release_names(const std::vector<std::string>& names);
   /// A request over `tensor`'s memory, fingerprinted by op type, dtype, shape and name.
   static Request tensor_request(OpType type, std::string name, const TensorView& tensor);
   /// A checked all-reduce request with `options` in its fingerprint.
@@ -89,7 +97,7 @@ class EngineImpl final : public Engine {
   int size_;
   EngineConfig config_;
   RequestQueue queue_;
-  std::unique_ptr<Timeline> timeline_;
+  Timeline timeline_;
   Outstanding outstanding_;  // engine thread only
   Negotiator negotiator_;
   Executor executor_;
@@ -101,6 +109,8 @@ class EngineImpl final : public Engine {
   Clock::time_point stop_requested_{};
 
   std::atomic<bool> joined_{false};
+  std::mutex names_mutex_;
+  std::set<std::string> pending_names_;  // name mode: enqueued and not completed
   mutable std::mutex state_mutex_;
   std::optional<Error> failure_;  // why the engine stopped
   EngineStats stats_;             // the negotiation's counters; the executor keeps its own

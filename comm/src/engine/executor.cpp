@@ -10,7 +10,7 @@ namespace ringfuse::engine {
 
 Executor::Executor(int rank, int size, std::size_t fusion_threshold,
                    ExecutionResources resources, Outstanding& outstanding,
-                   const std::unique_ptr<Timeline>& timeline)
+                   Timeline& timeline)
     : rank_(rank),
       size_(size),
       data_(std::move(resources.data)),
@@ -73,8 +73,8 @@ void Executor::execute(const CycleResponse& response, const FusionGroup& group) 
 void Executor::allreduce_done(const std::string& label, std::size_t tensors, DataType wire,
                               const backend::Executed& executed, Clock::time_point start) {
   const auto end = Clock::now();
-  if (timeline_) {
-    timeline_->event(Timeline::kCollective, "ALLREDUCE " + label, start, end,
+  if (timeline_.enabled()) {
+    timeline_.event(Timeline::kCollective, "ALLREDUCE " + label, start, end,
                      fmt::format("\"bytes\":{},\"tensors\":{},\"dtype\":\"{}\",\"algorithm\":\"{}\"",
                                  executed.bytes, tensors, to_string(wire), executed.algorithm));
   }
@@ -158,8 +158,8 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
     };
     memory.convert(place_members(true), wire, fp.dtype, fp.prescale);
     memory.finish();
-    if (timeline_) {
-      timeline_->event(Timeline::kMemcpy, "MEMCPY_IN_FUSION_BUFFER", start, Clock::now(),
+    if (timeline_.enabled()) {
+      timeline_.event(Timeline::kMemcpy, "MEMCPY_IN_FUSION_BUFFER", start, Clock::now(),
                        fmt::format("\"bytes\":{}", total * wire_bytes));
     }
     start = Clock::now();
@@ -168,8 +168,8 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
     start = Clock::now();
     memory.convert(place_members(false), fp.dtype, wire, post);
     memory.finish();
-    if (timeline_) {
-      timeline_->event(Timeline::kMemcpy, "MEMCPY_OUT_FUSION_BUFFER", start, Clock::now(),
+    if (timeline_.enabled()) {
+      timeline_.event(Timeline::kMemcpy, "MEMCPY_OUT_FUSION_BUFFER", start, Clock::now(),
                        fmt::format("\"bytes\":{}", total * wire_bytes));
     }
     fused_tensors_ += group.members.size();
@@ -240,8 +240,8 @@ void Executor::run_single(const ReadyEntry& entry, Request* local) {
       break;
     }
   }
-  if (timeline_) {
-    timeline_->event(Timeline::kCollective, fmt::format("{} {}", to_string(fp.op_type), fp.name),
+  if (timeline_.enabled()) {
+    timeline_.event(Timeline::kCollective, fmt::format("{} {}", to_string(fp.op_type), fp.name),
                      start, Clock::now(), args);
   }
 }

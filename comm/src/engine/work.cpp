@@ -1,3 +1,5 @@
+#include <utility>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -20,6 +22,7 @@ void WorkState::complete(const Error* failure) {
     if (done) return;
     if (failure != nullptr && !error) error = *failure;
     if (--remaining > 0 && failure == nullptr) return;
+    if (before_done) std::exchange(before_done, nullptr)();
     done = true;
     to_run.swap(callbacks);
   }
@@ -74,6 +77,12 @@ std::vector<std::int64_t> Work::output_shape() const {
   if (!state_) return {};
   std::lock_guard lock(state_->mutex);
   return state_->output_shape;
+}
+
+int Work::last_joined_rank() const {
+  if (!state_) return -1;
+  std::lock_guard lock(state_->mutex);
+  return state_->done ? state_->last_joined : -1;
 }
 
 }  // namespace ringfuse
