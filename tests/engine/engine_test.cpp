@@ -495,6 +495,20 @@ TEST(Engine, TimelineIsValidChromeTraceJson) {
   }
 }
 
+// Issue #18.6: uneven alltoall (received splits checked), uneven reducescatter, grouped
+// allgather and grouped reducescatter, against references, in both matching modes.
+TEST(Engine, UnevenAlltoallAndReducescatterAndGroupedCollectives) {
+  for (const int size : {2, 3}) {
+    for (const auto& env : {Env{}, kByName}) {
+      const auto results = run_world(size, "uneven", env);
+      expect_all_ok(results);
+      for (const auto& result : results) {
+        EXPECT_NE(result.output.find("uneven: checked"), std::string::npos) << all_output(results);
+      }
+    }
+  }
+}
+
 // Engine::start_timeline(path, mark_cycles) / stop_timeline() at run time: valid JSON holding
 // the window's collectives and cycle marks, and nothing from before or after it.
 TEST(Engine, TimelineStartedAndStoppedAtRunTimeHoldsOnlyItsWindow) {

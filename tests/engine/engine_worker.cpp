@@ -612,6 +612,95 @@ void mode_recover(ringfuse::Context& ctx) {
   std::printf("recovered\n");
 }
 
+// Issue #18.6: uneven alltoall (rank r sends (r + j) % 3 rows to rank j), uneven reducescatter
+// (2 * size + 1 rows), grouped allgather and grouped reducescatter, checked against values
+// computed here.
+void mode_uneven(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  const int rank = ctx.rank();
+  const int size = ctx.size();
+  constexpr int kWidth = 3;
+  // alltoall: row k of the block for rank j holds rank * 1000 + j * 100 + k.
+  std::vector<std::int64_t> splits;
+  std::vector<float> a2a_in;
+  for (int j = 0; j < size; ++j) {
+    splits.push_back((rank + j) % 3);
+    for (int k = 0; k < (rank + j) % 3; ++k) {
+      for (int c = 0; c < kWidth; ++c) a2a_in.push_back(static_cast<float>(rank * 1000 + j * 100 + k));
+    }
+  }
+  std::vector<float> a2a_out;
+  const auto in_rows = static_cast<std::int64_t>(a2a_in.size() / kWidth);
+  auto a2a = engine.alltoall("a2a.uneven", {a2a_in.data(), DataType::f32, {in_rows, kWidth}},
+                             splits, [&](const std::vector<std::int64_t>& shape) {
+                               a2a_out.resize(static_cast<std::size_t>(shape[0] * shape[1]));
+                               return static_cast<void*>(a2a_out.data());
+                             });
+  // reducescatter: row i of every rank's input holds rank + 1 + i.
+  const int rows = 2 * size + 1;
+  std::vector<double> rs_in;
+  for (int i = 0; i < rows; ++i) {
+    for (int c = 0; c < 2; ++c) rs_in.push_back(rank + 1 + i);
+  }
+  std::vector<double> rs_out;
+  auto rs = engine.reducescatter("rs.uneven", {rs_in.data(), DataType::f64, {rows, 2}},
+                                 [&](const std::vector<std::int64_t>& shape) {
+                                   rs_out.resize(static_cast<std::size_t>(shape[0] * shape[1]));
+                                   return static_cast<void*>(rs_out.data());
+                                 });
+  // grouped allgather: rank + 1 rows of 2 holding rank, and one row of 4 holding 10 * rank.
+  std::vector<std::int32_t> g0(static_cast<std::size_t>(rank + 1) * 2, rank), g1(4, 10 * rank);
+  std::vector<std::vector<std::int32_t>> gathered(2);
+  auto ag = engine.grouped_allgather(
+      "ag.group", {{g0.data(), DataType::i32, {rank + 1, 2}}, {g1.data(), DataType::i32, {1, 4}}},
+      [&](std::size_t index, const std::vector<std::int64_t>& shape) {
+        gathered.at(index).resize(static_cast<std::size_t>(shape[0] * shape[1]));
+        return static_cast<void*>(gathered[index].data());
+      });
+  // grouped reducescatter: blocks of 3 and 5 floats holding rank + 1.
+  std::vector<float> r0_in(static_cast<std::size_t>(size) * 3, rank + 1.0f), r0_out(3);
+  std::vector<float> r1_in(static_cast<std::size_t>(size) * 5, rank + 1.0f), r1_out(5);
+  auto rsg = engine.grouped_reducescatter(
+      "rs.group", {{r0_in.data(), DataType::f32, {size * 3}}, {r1_in.data(), DataType::f32, {size * 5}}},
+      {{r0_out.data(), DataType::f32, {3}}, {r1_out.data(), DataType::f32, {5}}});
+  engine.flush();
+  for (auto* work : {&a2a, &rs, &ag, &rsg}) work->wait(30s);
+
+  std::vector<std::int64_t> want_splits;
+  std::size_t pos = 0;
+  for (int j = 0; j < size; ++j) {
+    want_splits.push_back((j + rank) % 3);
+    for (int k = 0; k < (j + rank) % 3; ++k) {
+      for (int c = 0; c < kWidth; ++c) check_close("a2a", a2a_out.at(pos++), j * 1000 + rank * 100 + k);
+    }
+  }
+  if (pos != a2a_out.size()) fail("a2a: more rows than sent");
+  if (a2a.received_splits() != want_splits) fail("a2a: received_splits");
+  if (a2a.output_shape() != std::vector<std::int64_t>{static_cast<std::int64_t>(pos / kWidth), kWidth}) {
+    fail("a2a: output_shape");
+  }
+  const int mine = rows / size + (rank < rows % size ? 1 : 0);
+  const int first = rank * (rows / size) + std::min(rank, rows % size);
+  if (rs.output_shape() != std::vector<std::int64_t>{mine, 2}) fail("rs: output_shape");
+  for (int i = 0; i < mine; ++i) {
+    for (int c = 0; c < 2; ++c) {
+      check_close("rs row " + std::to_string(first + i), rs_out.at(static_cast<std::size_t>(i * 2 + c)),
+                  size * (size + 1) / 2.0 + static_cast<double>(size) * (first + i));
+    }
+  }
+  pos = 0;
+  for (int r = 0; r < size; ++r) {
+    for (int k = 0; k < (r + 1) * 2; ++k) check_close("ag.group.0", gathered[0].at(pos++), r);
+  }
+  if (pos != gathered[0].size()) fail("ag.group.0 size");
+  for (int r = 0; r < size; ++r) {
+    for (int k = 0; k < 4; ++k) check_close("ag.group.1", gathered[1].at(static_cast<std::size_t>(r * 4 + k)), 10 * r);
+  }
+  for (float v : r0_out) check_close("rs.group.0", v, size * (size + 1) / 2.0);
+  for (float v : r1_out) check_close("rs.group.1", v, size * (size + 1) / 2.0);
+  std::printf("uneven: checked\n");
+}
+
 // Engine::start_timeline / stop_timeline around the middle of three phases: the file holds
 // only that window's collectives, and cycle marks.
 void mode_timeline_window(ringfuse::Context& ctx) {
@@ -644,7 +733,7 @@ int main(int argc, char** argv) {
   if (argc < 2) {
     fail("usage: engine_worker fusion|fusion-large|mismatch-KIND|mismatch-order|stall|"
          "stall-missing|join|skew|avg-bits|plain|name-order|name-duplicate|recover|"
-         "timeline-window");
+         "timeline-window|uneven");
   }
   const std::string mode = argv[1];
   try {
@@ -675,6 +764,8 @@ int main(int argc, char** argv) {
       mode_name_duplicate(*ctx);
     } else if (mode == "recover") {
       mode_recover(*ctx);
+    } else if (mode == "uneven") {
+      mode_uneven(*ctx);
     } else if (mode == "timeline-window") {
       mode_timeline_window(*ctx);
     } else if (mode == "stall-missing") {

@@ -70,6 +70,9 @@ struct AllreduceOptions {
 /// numel(shape) elements of the input's dtype (on the input's device), valid until the Work
 /// completes.
 using OutputAllocator = std::function<void*(const std::vector<std::int64_t>& shape)>;
+/// The same for one tensor of a grouped collective: `index` is its place in the group.
+using GroupedOutputAllocator =
+    std::function<void*(std::size_t index, const std::vector<std::int64_t>& shape)>;
 
 namespace engine {
 struct WorkState;
@@ -89,8 +92,12 @@ class Work {
   /// Runs `callback` once the collective finished (at once, on this thread, if it already
   /// has; else on the engine thread): nullptr for success, else the error.
   void on_complete(std::function<void(const Error*)> callback) const;
-  /// The shape an allgather produced (empty otherwise, or before completion).
+  /// The shape an allgather (or an uneven alltoall or reducescatter) produced: empty
+  /// otherwise, or before completion; for a grouped allgather, the last tensor's.
   std::vector<std::int64_t> output_shape() const;
+  /// Uneven alltoall: the rows (dimension 0) received from each rank, in rank order, once the
+  /// Work completed; empty otherwise.
+  std::vector<std::int64_t> received_splits() const;
   /// join(): the rank that joined last, once the Work completed (Horovod's join() returns
   /// it); -1 before that, and for every other collective.
   int last_joined_rank() const;
@@ -149,9 +156,29 @@ class Engine {
   virtual Work broadcast(std::string name, TensorView tensor, int root) = 0;
   /// Equal splits along dimension 0 (divisible by the world size); output has input's shape.
   virtual Work alltoall(std::string name, TensorView input, TensorView output) = 0;
+  /// Uneven splits: this rank sends `splits[j]` rows (dimension 0) of `input` to rank j, in
+  /// order (size() entries summing to dimension 0; ranks may differ). The output, from
+  /// `allocate`, holds the rows every rank sent to this one, in rank order; the Work's
+  /// received_splits() says how many came from each.
+  virtual Work alltoall(std::string name, TensorView input, std::vector<std::int64_t> splits,
+                        OutputAllocator allocate) = 0;
   /// input holds size() blocks of output.numel() elements; rank r gets reduced block r.
   virtual Work reducescatter(std::string name, TensorView input, TensorView output,
                              ReduceOp op = ReduceOp::sum) = 0;
+  /// Uneven splits of dimension 0 (Horovod's): of R rows, rank r gets R / size() rows, one
+  /// more when r < R % size(), reduced, into an output from `allocate` (dimension 0 = its
+  /// rows). Runs as an all-reduce of the whole input into engine memory, then a copy.
+  virtual Work reducescatter(std::string name, TensorView input, OutputAllocator allocate,
+                             ReduceOp op = ReduceOp::sum) = 0;
+  /// Several allgathers negotiated together, one Work; names name.0, name.1, ...; each
+  /// output comes from `allocate(index, shape)`. Each runs as its own backend call.
+  virtual Work grouped_allgather(std::string name, std::vector<TensorView> inputs,
+                                 GroupedOutputAllocator allocate) = 0;
+  /// Several reducescatters (as reducescatter() above) negotiated together, one Work; names
+  /// name.0, name.1, ...; inputs[i] and outputs[i] pair up. Each runs as its own backend call.
+  virtual Work grouped_reducescatter(std::string name, std::vector<TensorView> inputs,
+                                     std::vector<TensorView> outputs,
+                                     ReduceOp op = ReduceOp::sum) = 0;
   virtual Work barrier(std::string name = "barrier") = 0;
   /// This rank has no more collectives: until every rank has joined, it takes part in the
   /// others' all-reduces with the operator's identity (zeros for sum/avg; avg still divides

@@ -106,6 +106,8 @@ ReadyEntry Coordinator::release(std::uint64_t seq, Pending& pending) const {
   if (!joined_ranks.empty()) {
     const bool unsupported = entry.fp.op_type == OpType::alltoall ||
                              entry.fp.op_type == OpType::reducescatter ||
+                             entry.fp.op_type == OpType::alltoallv ||
+                             entry.fp.op_type == OpType::reducescatterv ||
                              (entry.fp.op_type == OpType::broadcast &&
                               std::find(joined_ranks.begin(), joined_ranks.end(),
                                         entry.fp.root) != joined_ranks.end());
@@ -122,6 +124,13 @@ ReadyEntry Coordinator::release(std::uint64_t seq, Pending& pending) const {
   if (entry.fp.op_type == OpType::allgather) {
     entry.kind = ReadyEntry::Kind::full;
     for (const auto& fp : pending.by_rank) entry.dim0.push_back(fp ? fp->shape.front() : 0);
+    return entry;
+  }
+  if (entry.fp.op_type == OpType::alltoallv) {  // nobody has joined (above)
+    entry.kind = ReadyEntry::Kind::full;
+    for (const auto& fp : pending.by_rank) {
+      entry.dim0.insert(entry.dim0.end(), fp->splits.begin(), fp->splits.end());
+    }
     return entry;
   }
   if (const auto index = cache_.find(entry.fp)) {

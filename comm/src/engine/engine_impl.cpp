@@ -126,8 +126,8 @@ Work EngineImpl::grouped_allreduce(std::string name, std::vector<TensorView> ten
   }
   std::vector<Request> requests;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
-    requests.push_back(allreduce_request(
-        tensors.size() == 1 ? name : fmt::format("{}.{}", name, i), tensors[i], options));
+    requests.push_back(
+        allreduce_request(member_name(name, i, tensors.size()), tensors[i], options));
   }
   return submit(std::move(requests));
 }
@@ -166,7 +166,13 @@ Work EngineImpl::submit_one(Request request) {
   return submit(std::move(requests));
 }
 
-Work EngineImpl::allgather(std::string name, TensorView input, OutputAllocator allocate) {
+std::string EngineImpl::member_name(const std::string& name, std::size_t index,
+                                    std::size_t count) {
+  return count == 1 ? name : fmt::format("{}.{}", name, index);
+}
+
+Request EngineImpl::allgather_request(std::string name, const TensorView& input,
+                                      OutputAllocator allocate) const {
   check_tensor(name, input);
   if (input.shape.empty() || !allocate) {
     refuse(fmt::format("allgather '{}' needs a tensor with at least one dimension and an "
@@ -175,7 +181,25 @@ Work EngineImpl::allgather(std::string name, TensorView input, OutputAllocator a
   }
   Request request = tensor_request(OpType::allgather, std::move(name), input);
   request.allocate = std::move(allocate);
-  return submit_one(std::move(request));
+  return request;
+}
+
+Work EngineImpl::allgather(std::string name, TensorView input, OutputAllocator allocate) {
+  return submit_one(allgather_request(std::move(name), input, std::move(allocate)));
+}
+
+Work EngineImpl::grouped_allgather(std::string name, std::vector<TensorView> inputs,
+                                   GroupedOutputAllocator allocate) {
+  if (inputs.empty() || !allocate) {
+    refuse(fmt::format("grouped allgather '{}' needs tensors and an output allocator", name));
+  }
+  std::vector<Request> requests;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    requests.push_back(allgather_request(
+        member_name(name, i, inputs.size()), inputs[i],
+        [allocate, i](const std::vector<std::int64_t>& shape) { return allocate(i, shape); }));
+  }
+  return submit(std::move(requests));
 }
 
 Work EngineImpl::broadcast(std::string name, TensorView tensor, int root) {
@@ -203,8 +227,63 @@ Work EngineImpl::alltoall(std::string name, TensorView input, TensorView output)
   return submit_one(std::move(request));
 }
 
+Work EngineImpl::alltoall(std::string name, TensorView input, std::vector<std::int64_t> splits,
+                          OutputAllocator allocate) {
+  check_tensor(name, input);
+  std::int64_t rows = 0;
+  bool negative = false;
+  for (const auto count : splits) {
+    negative = negative || count < 0;
+    rows += count;
+  }
+  if (input.shape.empty() || splits.size() != static_cast<std::size_t>(size_) || negative ||
+      rows != input.shape.front() || !allocate) {
+    refuse(fmt::format("alltoall '{}': give {} splits (one per rank, none negative) that add "
+                       "up to the input's dimension 0 ({}), and an output allocator",
+                       name, size_, input.shape.empty() ? 0 : input.shape.front()));
+  }
+  Request request = tensor_request(OpType::alltoallv, std::move(name), input);
+  request.fp.splits = std::move(splits);
+  request.allocate = std::move(allocate);
+  return submit_one(std::move(request));
+}
+
+Work EngineImpl::reducescatter(std::string name, TensorView input, OutputAllocator allocate,
+                               ReduceOp op) {
+  check_tensor(name, input);
+  if (input.shape.empty() || !allocate) {
+    refuse(fmt::format("reducescatter '{}' needs a tensor with at least one dimension and an "
+                       "output allocator",
+                       name));
+  }
+  Request request = tensor_request(OpType::reducescatterv, std::move(name), input);
+  request.fp.op = op;
+  request.allocate = std::move(allocate);
+  return submit_one(std::move(request));
+}
+
+Work EngineImpl::grouped_reducescatter(std::string name, std::vector<TensorView> inputs,
+                                       std::vector<TensorView> outputs, ReduceOp op) {
+  if (inputs.empty() || inputs.size() != outputs.size()) {
+    refuse(fmt::format("grouped reducescatter '{}' needs as many outputs as inputs, at least "
+                       "one ({} and {} given)",
+                       name, inputs.size(), outputs.size()));
+  }
+  std::vector<Request> requests;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    requests.push_back(
+        reducescatter_request(member_name(name, i, inputs.size()), inputs[i], outputs[i], op));
+  }
+  return submit(std::move(requests));
+}
+
 Work EngineImpl::reducescatter(std::string name, TensorView input, TensorView output,
                                ReduceOp op) {
+  return submit_one(reducescatter_request(std::move(name), input, output, op));
+}
+
+Request EngineImpl::reducescatter_request(std::string name, const TensorView& input,
+                                          const TensorView& output, ReduceOp op) const {
   check_tensor(name, input);
   check_tensor(name, output);
   if (output.dtype != input.dtype || output.device != input.device ||
@@ -216,7 +295,7 @@ Work EngineImpl::reducescatter(std::string name, TensorView input, TensorView ou
   Request request = tensor_request(OpType::reducescatter, std::move(name), input);
   request.fp.op = op;
   request.output = output.data;
-  return submit_one(std::move(request));
+  return request;
 }
 
 Work EngineImpl::barrier(std::string name) {

@@ -58,8 +58,16 @@ class EngineImpl final : public Engine {
   Work allgather(std::string name, TensorView input, OutputAllocator allocate) override;
   Work broadcast(std::string name, TensorView tensor, int root) override;
   Work alltoall(std::string name, TensorView input, TensorView output) override;
+  Work alltoall(std::string name, TensorView input, std::vector<std::int64_t> splits,
+                OutputAllocator allocate) override;
   Work reducescatter(std::string name, TensorView input, TensorView output,
                      ReduceOp op) override;
+  Work reducescatter(std::string name, TensorView input, OutputAllocator allocate,
+                     ReduceOp op) override;
+  Work grouped_allgather(std::string name, std::vector<TensorView> inputs,
+                         GroupedOutputAllocator allocate) override;
+  Work grouped_reducescatter(std::string name, std::vector<TensorView> inputs,
+                             std::vector<TensorView> outputs, ReduceOp op) override;
   Work barrier(std::string name) override;
   Work join() override;
   void flush() override { queue_.flush(); }
@@ -82,6 +90,12 @@ class EngineImpl final : public Engine {
   Request allreduce_request(std::string name, const TensorView& tensor,
                             const AllreduceOptions& options) const;
   void check_tensor(const std::string& name, const TensorView& tensor) const;
+  Request allgather_request(std::string name, const TensorView& input,
+                            OutputAllocator allocate) const;
+  Request reducescatter_request(std::string name, const TensorView& input,
+                                const TensorView& output, ReduceOp op) const;
+  /// name.0, name.1, ... (just `name` for a group of one), as grouped all-reduces name theirs.
+  static std::string member_name(const std::string& name, std::size_t index, std::size_t count);
   [[noreturn]] void refuse(const std::string& what) const;
 
   // Engine thread: the loop.

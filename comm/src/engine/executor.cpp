@@ -177,6 +177,85 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
   for (const auto index : group.members) outstanding_.complete(response.ready[index].seq, nullptr);
 }
 
+std::byte* Executor::allocate_output(const Fingerprint& fp, Request& local,
+                                     const std::vector<std::int64_t>& shape, std::size_t bytes,
+                                     std::optional<Error>& failure) {
+  try {
+    void* output = local.allocate(shape);
+    if (output == nullptr && bytes > 0) throw std::runtime_error("it returned null");
+    if (output != nullptr) return static_cast<std::byte*>(output);
+  } catch (const std::exception& e) {
+    failure = core::rank_error(ErrorKind::invalid_argument, rank_,
+                               "engine: {} '{}': the output allocator failed: {}",
+                               to_string(fp.op_type), fp.name, e.what());
+  }
+  return nullptr;
+}
+
+void Executor::run_alltoallv(const ReadyEntry& entry, Request& local) {
+  const auto& fp = local.fp;  // entry.fp carries another rank's splits
+  std::size_t row = 1;
+  for (std::size_t d = 1; d < fp.shape.size(); ++d) row *= static_cast<std::size_t>(fp.shape[d]);
+  const auto n = static_cast<std::size_t>(size_);
+  std::vector<std::size_t> send_counts;
+  std::vector<std::size_t> recv_counts;
+  std::vector<std::int64_t> received;
+  std::int64_t rows = 0;
+  for (std::size_t peer = 0; peer < n; ++peer) {
+    send_counts.push_back(static_cast<std::size_t>(fp.splits[peer]) * row);
+    received.push_back(entry.dim0.at(peer * n + static_cast<std::size_t>(rank_)));
+    recv_counts.push_back(static_cast<std::size_t>(received.back()) * row);
+    rows += received.back();
+  }
+  std::vector<std::int64_t> shape = fp.shape;
+  shape.front() = rows;
+  std::optional<Error> failure;
+  const std::size_t out_bytes = static_cast<std::size_t>(rows) * row * element_size(fp.dtype);
+  std::byte* output = allocate_output(fp, local, shape, out_bytes, failure);
+  if (output == nullptr) output = memory_for(fp.device).scratch(out_bytes);
+  backend_for(fp.device).alltoallv(local.data, send_counts, output, recv_counts, fp.dtype);
+  {
+    std::lock_guard lock(local.work->mutex);
+    local.work->output_shape = shape;
+    local.work->received_splits = std::move(received);
+  }
+  if (failure) outstanding_.complete(entry.seq, &*failure);
+}
+
+void Executor::run_reducescatterv(const ReadyEntry& entry, Request& local) {
+  const auto& fp = entry.fp;
+  const auto rows = static_cast<std::size_t>(fp.shape.front());
+  const std::size_t row = rows == 0 ? 0 : fp.numel() / rows;
+  const auto n = static_cast<std::size_t>(size_);
+  const auto r = static_cast<std::size_t>(rank_);
+  const std::size_t mine = rows / n + (r < rows % n ? 1 : 0);
+  const std::size_t first = r * (rows / n) + std::min(r, rows % n);
+  std::vector<std::int64_t> shape = fp.shape;
+  shape.front() = static_cast<std::int64_t>(mine);
+  auto& memory = memory_for(fp.device);
+  const std::size_t out_bytes = mine * row * element_size(fp.dtype);
+  // The whole input is reduced in engine scratch (the caller's input stays as it was), and
+  // this rank's rows are copied out: the backends have no uneven reduce-scatter.
+  std::byte* reduced = memory.scratch(fp.bytes() + out_bytes);
+  std::optional<Error> failure;
+  std::byte* output = allocate_output(fp, local, shape, out_bytes, failure);
+  if (output == nullptr) output = reduced + fp.bytes();
+  memory.begin();
+  const memory::CopySegment in{reduced, local.data, fp.numel()};
+  memory.convert({&in, 1}, fp.dtype, fp.dtype, 1.0);
+  memory.finish();
+  backend_for(fp.device).allreduce(reduced, fp.numel(), fp.dtype, fp.op, Algorithm::automatic);
+  const memory::CopySegment out{output, reduced + first * row * element_size(fp.dtype),
+                                mine * row};
+  memory.convert({&out, 1}, fp.dtype, fp.dtype, 1.0);
+  memory.finish();
+  {
+    std::lock_guard lock(local.work->mutex);
+    local.work->output_shape = shape;
+  }
+  if (failure) outstanding_.complete(entry.seq, &*failure);
+}
+
 void Executor::run_single(const ReadyEntry& entry, Request* local) {
   const auto& fp = entry.fp;
   const auto start = Clock::now();
@@ -195,6 +274,8 @@ void Executor::run_single(const ReadyEntry& entry, Request* local) {
       backend_for(fp.device).alltoallv(local->data, counts, local->output, counts, fp.dtype);
       break;
     }
+    case OpType::alltoallv: run_alltoallv(entry, *local); break;
+    case OpType::reducescatterv: run_reducescatterv(entry, *local); break;
     case OpType::reducescatter:
       backend_for(fp.device).reducescatter(local->data, local->output,
                                            fp.numel() / static_cast<std::size_t>(size_), fp.dtype,

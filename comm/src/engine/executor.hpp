@@ -51,6 +51,13 @@ class Executor {
  private:
   void run_allreduce(const CycleResponse& response, const FusionGroup& group);
   void run_single(const ReadyEntry& entry, Request* local);
+  /// Calls `local`'s output allocator for `shape` (of `bytes`); on failure, records the error
+  /// for the Work and returns null (the caller takes part with scratch, as the others wait).
+  std::byte* allocate_output(const Fingerprint& fp, Request& local,
+                             const std::vector<std::int64_t>& shape, std::size_t bytes,
+                             std::optional<Error>& failure);
+  void run_alltoallv(const ReadyEntry& entry, Request& local);
+  void run_reducescatterv(const ReadyEntry& entry, Request& local);
   /// Where collectives on `device` memory are packed, and the backend that runs them; a rank
   /// without a CUDA device fails here when the others agreed on a CUDA collective (it joined).
   memory::MemorySpace& memory_for(Device device);

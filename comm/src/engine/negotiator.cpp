@@ -58,8 +58,8 @@ CycleMessage Negotiator::announce(const Outstanding& outstanding, bool join, boo
   message.shutdown = shutdown;
   message.busy = !outstanding.empty();
 
-  // The short way when everything held is cached (never an allgather: the coordinator must
-  // collect every rank's dimension 0). Not in name mode: the short way relies on every rank
+  // The short way when everything held is cached (never an allgather or uneven alltoall: the
+  // coordinator must collect every rank's dimension 0 or splits). Not in name mode: the short way relies on every rank
   // holding the same collectives in the same order.
   held_indices_.clear();
   bool by_index = !join && !shutdown && !join_pending && match_ == MatchMode::sequence;

@@ -79,6 +79,12 @@ std::vector<std::int64_t> Work::output_shape() const {
   return state_->output_shape;
 }
 
+std::vector<std::int64_t> Work::received_splits() const {
+  if (!state_) return {};
+  std::lock_guard lock(state_->mutex);
+  return state_->received_splits;
+}
+
 int Work::last_joined_rank() const {
   if (!state_) return -1;
   std::lock_guard lock(state_->mutex);
