@@ -184,6 +184,29 @@ TEST(CoordinatorByName, ReleasesANameOnceEveryRankAnnouncedItWhateverTheOrder) {
   EXPECT_TRUE(coordinator.waiting().empty());
 }
 
+// An uneven alltoall: dimension 0 and the splits differ by rank and still match; every rank
+// gets the whole matrix of splits, rank after rank.
+TEST(CoordinatorUnevenAlltoall, HandsEveryRankTheMatrixOfSplits) {
+  ResponseCache cache(16);
+  Coordinator coordinator(2, cache);
+  const auto uneven = [](std::int64_t rows, std::vector<std::int64_t> splits) {
+    Fingerprint fp = tensor("a2a", rows);
+    fp.shape.push_back(3);
+    fp.op_type = ringfuse::engine::OpType::alltoallv;
+    fp.splits = std::move(splits);
+    CycleMessage message;
+    message.entries.push_back(Announcement{1, std::nullopt, fp});
+    return message;
+  };
+  const auto now = Clock::now();
+  coordinator.receive(0, uneven(3, {1, 2}), now);
+  coordinator.receive(1, uneven(4, {4, 0}), now);
+  const auto response = coordinator.respond(now);
+  ASSERT_EQ(response.ready.size(), 1u);
+  EXPECT_EQ(response.ready[0].kind, ReadyEntry::Kind::full) << response.ready[0].error;
+  EXPECT_EQ(response.ready[0].dim0, (std::vector<std::int64_t>{1, 2, 4, 0}));
+}
+
 TEST(FusionBuffer, GrowsOnlyAsFarAsAFusedGroupNeedsUpToItsCapacity) {
   FusionBuffer buffer(std::size_t{8} << 20);
   EXPECT_EQ(buffer.allocated(), 0u);
