@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <regex>
@@ -10,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/timeline.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/ringfuse.hpp"
 #include "subprocess.hpp"
@@ -19,6 +21,7 @@ namespace {
 using namespace std::chrono_literals;
 using ringfuse::testing::Process;
 using ringfuse::testing::ProcessResult;
+using ringfuse::engine::Timeline;
 
 using Env = std::map<std::string, std::string>;
 
@@ -513,11 +516,13 @@ TEST(Engine, UnevenAlltoallAndReducescatterAndGroupedCollectives) {
 // the window's collectives and cycle marks, and nothing from before or after it.
 TEST(Engine, TimelineStartedAndStoppedAtRunTimeHoldsOnlyItsWindow) {
   const std::string path = ::testing::TempDir() + "/window_only_timeline.json";
+  for (int rank = 0; rank < 2; ++rank) {  // a file left by an earlier run must not pass
+    std::remove(Timeline::path_for_rank(path, rank).c_str());
+  }
   const auto results = run_world(2, "timeline-window", {{"ENGINE_TEST_TIMELINE", path}});
   expect_all_ok(results);
   for (int rank = 0; rank < 2; ++rank) {
-    const std::string file =
-        ::testing::TempDir() + "/window_only_timeline." + std::to_string(rank) + ".json";
+    const std::string file = Timeline::path_for_rank(path, rank);
     std::ifstream in(file);
     ASSERT_TRUE(in.good()) << file;
     std::stringstream text;
