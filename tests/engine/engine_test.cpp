@@ -507,6 +507,8 @@ TEST(Engine, UnevenAlltoallAndReducescatterAndGroupedCollectives) {
       expect_all_ok(results);
       for (const auto& result : results) {
         EXPECT_NE(result.output.find("uneven: checked"), std::string::npos) << all_output(results);
+        // The grouped allgather's two tensors went in one allgatherv.
+        EXPECT_GE(stat(result.output, "fused"), 2u) << all_output(results);
       }
     }
   }

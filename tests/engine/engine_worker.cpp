@@ -698,6 +698,7 @@ void mode_uneven(ringfuse::Context& ctx) {
   }
   for (float v : r0_out) check_close("rs.group.0", v, size * (size + 1) / 2.0);
   for (float v : r1_out) check_close("rs.group.1", v, size * (size + 1) / 2.0);
+  print_stats(engine.stats());
   std::printf("uneven: checked\n");
 }
 

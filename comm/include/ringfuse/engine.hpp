@@ -171,7 +171,8 @@ class Engine {
   virtual Work reducescatter(std::string name, TensorView input, OutputAllocator allocate,
                              ReduceOp op = ReduceOp::sum) = 0;
   /// Several allgathers negotiated together, one Work; names name.0, name.1, ...; each
-  /// output comes from `allocate(index, shape)`. Each runs as its own backend call.
+  /// output comes from `allocate(index, shape)`. Allgathers of one dtype released together
+  /// (these, and any others) travel in one allgatherv, up to the fusion threshold.
   virtual Work grouped_allgather(std::string name, std::vector<TensorView> inputs,
                                  GroupedOutputAllocator allocate) = 0;
   /// Several reducescatters (as reducescatter() above) negotiated together, one Work; names

@@ -62,6 +62,8 @@ void Executor::execute(const CycleResponse& response, const FusionGroup& group) 
   const auto& head = response.ready[group.members.front()];
   if (head.fp.op_type == OpType::allreduce) {
     run_allreduce(response, group);
+  } else if (group.fused) {
+    run_allgathers_fused(response, group);
   } else {
     run_single(head, outstanding_.find(head.seq));
     outstanding_.complete(head.seq, nullptr);
@@ -190,6 +192,95 @@ std::byte* Executor::allocate_output(const Fingerprint& fp, Request& local,
                                to_string(fp.op_type), fp.name, e.what());
   }
   return nullptr;
+}
+
+void Executor::run_allgathers_fused(const CycleResponse& response, const FusionGroup& group) {
+  const auto& head = response.ready[group.members.front()].fp;
+  const std::size_t element = element_size(head.dtype);
+  const auto ranks = static_cast<std::size_t>(size_);
+  const auto me = static_cast<std::size_t>(rank_);
+  // Member m's row length, and the elements each rank sends: its rows of every member.
+  std::vector<std::size_t> row;
+  std::vector<std::size_t> counts(ranks, 0);
+  for (const auto index : group.members) {
+    const auto& entry = response.ready[index];
+    std::size_t length = 1;
+    for (std::size_t d = 1; d < entry.fp.shape.size(); ++d) {
+      length *= static_cast<std::size_t>(entry.fp.shape[d]);
+    }
+    row.push_back(length);
+    for (std::size_t r = 0; r < ranks; ++r) {
+      counts[r] += static_cast<std::size_t>(entry.dim0[r]) * length;
+    }
+  }
+  std::size_t total = 0;
+  std::vector<std::size_t> rank_offset;  // where each rank's block starts in the gathered buffer
+  for (const auto count : counts) {
+    rank_offset.push_back(total);
+    total += count;
+  }
+  auto& memory = memory_for(head.device);
+  std::byte* send = memory.scratch((counts[me] + total) * element);
+  std::byte* gathered = send + counts[me] * element;
+
+  const auto start = Clock::now();
+  memory.begin();
+  segments_.clear();
+  std::size_t offset = 0;
+  for (std::size_t m = 0; m < group.members.size(); ++m) {
+    const auto& entry = response.ready[group.members[m]];
+    const std::size_t count = static_cast<std::size_t>(entry.dim0[me]) * row[m];
+    if (const Request* local = outstanding_.find(entry.seq); local != nullptr && count > 0) {
+      segments_.push_back({send + offset * element, local->data, count});
+    }
+    offset += count;
+  }
+  memory.convert(segments_, head.dtype, head.dtype, 1.0);
+  memory.finish();
+  backend_for(head.device).allgatherv(send, gathered, counts, head.dtype);
+
+  // Each member's output: rank after rank, its rows from that rank's block.
+  std::vector<std::size_t> within(ranks, 0);  // elements of earlier members in each block
+  std::vector<std::optional<Error>> failures(group.members.size());
+  segments_.clear();
+  for (std::size_t m = 0; m < group.members.size(); ++m) {
+    const auto& entry = response.ready[group.members[m]];
+    Request* local = outstanding_.find(entry.seq);
+    std::vector<std::int64_t> shape = entry.fp.shape;
+    shape.front() = 0;
+    for (const auto d0 : entry.dim0) shape.front() += d0;
+    const std::size_t out_count = static_cast<std::size_t>(shape.front()) * row[m];
+    std::byte* output =
+        local == nullptr ? nullptr
+                         : allocate_output(entry.fp, *local, shape, out_count * element, failures[m]);
+    std::size_t placed = 0;
+    for (std::size_t r = 0; r < ranks; ++r) {
+      const std::size_t count = static_cast<std::size_t>(entry.dim0[r]) * row[m];
+      if (output != nullptr && count > 0) {
+        segments_.push_back({output + placed * element,
+                             gathered + (rank_offset[r] + within[r]) * element, count});
+      }
+      placed += count;
+      within[r] += count;
+    }
+    if (local != nullptr) {
+      std::lock_guard lock(local->work->mutex);
+      local->work->output_shape = shape;
+    }
+  }
+  memory.convert(segments_, head.dtype, head.dtype, 1.0);
+  memory.finish();
+  if (timeline_.enabled()) {
+    timeline_.event(Timeline::kCollective,
+                    fmt::format("allgather fused x{}", group.members.size()), start,
+                    Clock::now(), fmt::format("\"bytes\":{}", total * element));
+  }
+  for (std::size_t m = 0; m < group.members.size(); ++m) {
+    const auto seq = response.ready[group.members[m]].seq;
+    outstanding_.complete(seq, failures[m] ? &*failures[m] : nullptr);
+    if (progress_) progress_->collective();
+  }
+  fused_tensors_ += group.members.size();
 }
 
 void Executor::run_alltoallv(const ReadyEntry& entry, Request& local) {

@@ -57,6 +57,8 @@ class Executor {
                              const std::vector<std::int64_t>& shape, std::size_t bytes,
                              std::optional<Error>& failure);
   void run_alltoallv(const ReadyEntry& entry, Request& local);
+  /// Several allgathers in one allgatherv: each rank's rows of every member, packed.
+  void run_allgathers_fused(const CycleResponse& response, const FusionGroup& group);
   void run_reducescatterv(const ReadyEntry& entry, Request& local);
   /// Where collectives on `device` memory are packed, and the backend that runs them; a rank
   /// without a CUDA device fails here when the others agreed on a CUDA collective (it joined).
