@@ -108,4 +108,19 @@ TEST(FusionPlan, AllgathersOfOneDtypeGatherTogetherUpToTheThreshold) {
   EXPECT_FALSE(groups[3].fused);
 }
 
+TEST(FusionPlan, ReducescattersOfOneDtypeAndOperatorScatterTogether) {
+  auto scatter = [](const std::string& name, std::int64_t elements, ringfuse::ReduceOp op) {
+    ReadyEntry entry = allreduce(name, elements);
+    entry.fp.op_type = OpType::reducescatter;
+    entry.fp.op = op;
+    return entry;
+  };
+  const std::vector<ReadyEntry> ready = {scatter("r0", 30, ringfuse::ReduceOp::sum),
+                                         scatter("r1", 12, ringfuse::ReduceOp::max),
+                                         scatter("r2", 60, ringfuse::ReduceOp::sum)};
+  const auto groups = plan_fusion(ready, kThreshold, kInPlaceMin, kLookahead);
+  EXPECT_EQ(members(groups), (std::vector<std::vector<std::size_t>>{{0, 2}, {1}}));
+  EXPECT_TRUE(groups[0].fused);
+}
+
 }  // namespace

@@ -176,7 +176,8 @@ class Engine {
   virtual Work grouped_allgather(std::string name, std::vector<TensorView> inputs,
                                  GroupedOutputAllocator allocate) = 0;
   /// Several reducescatters (as reducescatter() above) negotiated together, one Work; names
-  /// name.0, name.1, ...; inputs[i] and outputs[i] pair up. Each runs as its own backend call.
+  /// name.0, name.1, ...; inputs[i] and outputs[i] pair up. Those of one dtype and operator
+  /// released together travel in one reducescatter, up to the fusion threshold.
   virtual Work grouped_reducescatter(std::string name, std::vector<TensorView> inputs,
                                      std::vector<TensorView> outputs,
                                      ReduceOp op = ReduceOp::sum) = 0;

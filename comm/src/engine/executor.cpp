@@ -62,6 +62,8 @@ void Executor::execute(const CycleResponse& response, const FusionGroup& group) 
   const auto& head = response.ready[group.members.front()];
   if (head.fp.op_type == OpType::allreduce) {
     run_allreduce(response, group);
+  } else if (group.fused && head.fp.op_type == OpType::reducescatter) {
+    run_reducescatters_fused(response, group);
   } else if (group.fused) {
     run_allgathers_fused(response, group);
   } else {
@@ -275,12 +277,64 @@ void Executor::run_allgathers_fused(const CycleResponse& response, const FusionG
                     fmt::format("allgather fused x{}", group.members.size()), start,
                     Clock::now(), fmt::format("\"bytes\":{}", total * element));
   }
+  fused_tensors_ += group.members.size();  // counted before a waiter can look
   for (std::size_t m = 0; m < group.members.size(); ++m) {
     const auto seq = response.ready[group.members[m]].seq;
     outstanding_.complete(seq, failures[m] ? &*failures[m] : nullptr);
     if (progress_) progress_->collective();
   }
-  fused_tensors_ += group.members.size();
+}
+
+void Executor::run_reducescatters_fused(const CycleResponse& response,
+                                        const FusionGroup& group) {
+  const auto& head = response.ready[group.members.front()].fp;
+  const std::size_t element = element_size(head.dtype);
+  const auto ranks = static_cast<std::size_t>(size_);
+  std::vector<Request*> locals;  // nobody has joined: the coordinator refuses that
+  std::vector<std::size_t> block;  // each member's output elements
+  std::size_t per_rank = 0;
+  for (const auto index : group.members) {
+    const auto& entry = response.ready[index];
+    locals.push_back(outstanding_.find(entry.seq));
+    block.push_back(entry.fp.numel() / ranks);
+    per_rank += block.back();
+  }
+  auto& memory = memory_for(head.device);
+  std::byte* packed = memory.scratch((ranks + 1) * per_rank * element);
+  std::byte* reduced = packed + ranks * per_rank * element;
+
+  const auto start = Clock::now();
+  memory.begin();
+  segments_.clear();
+  for (std::size_t r = 0; r < ranks; ++r) {
+    std::size_t offset = r * per_rank;
+    for (std::size_t m = 0; m < locals.size(); ++m) {
+      const auto* input = static_cast<const std::byte*>(locals[m]->data);
+      segments_.push_back({packed + offset * element, input + r * block[m] * element, block[m]});
+      offset += block[m];
+    }
+  }
+  memory.convert(segments_, head.dtype, head.dtype, 1.0);
+  memory.finish();
+  backend_for(head.device).reducescatter(packed, reduced, per_rank, head.dtype, head.op);
+  segments_.clear();
+  std::size_t offset = 0;
+  for (std::size_t m = 0; m < locals.size(); ++m) {
+    segments_.push_back({locals[m]->output, reduced + offset * element, block[m]});
+    offset += block[m];
+  }
+  memory.convert(segments_, head.dtype, head.dtype, 1.0);
+  memory.finish();
+  if (timeline_.enabled()) {
+    timeline_.event(Timeline::kCollective,
+                    fmt::format("reducescatter fused x{}", group.members.size()), start,
+                    Clock::now(), fmt::format("\"bytes\":{}", ranks * per_rank * element));
+  }
+  fused_tensors_ += group.members.size();  // counted before a waiter can look
+  for (const auto index : group.members) {
+    outstanding_.complete(response.ready[index].seq, nullptr);
+    if (progress_) progress_->collective();
+  }
 }
 
 void Executor::run_alltoallv(const ReadyEntry& entry, Request& local) {

@@ -59,6 +59,8 @@ class Executor {
   void run_alltoallv(const ReadyEntry& entry, Request& local);
   /// Several allgathers in one allgatherv: each rank's rows of every member, packed.
   void run_allgathers_fused(const CycleResponse& response, const FusionGroup& group);
+  /// Several reducescatters in one: rank r's block of every member, packed, r after r.
+  void run_reducescatters_fused(const CycleResponse& response, const FusionGroup& group);
   void run_reducescatterv(const ReadyEntry& entry, Request& local);
   /// Where collectives on `device` memory are packed, and the backend that runs them; a rank
   /// without a CUDA device fails here when the others agreed on a CUDA collective (it joined).

@@ -16,8 +16,14 @@ bool gathers_together(const Fingerprint& a, const Fingerprint& b) {
          a.dtype == b.dtype && a.device == b.device;
 }
 
+bool scatters_together(const Fingerprint& a, const Fingerprint& b) {
+  return a.op_type == OpType::reducescatter && b.op_type == OpType::reducescatter &&
+         a.dtype == b.dtype && a.op == b.op && a.device == b.device;
+}
+
 // What an allgather brings together on every rank: every rank's rows.
 std::size_t gathered_bytes(const ReadyEntry& entry) {
+  if (entry.fp.op_type == OpType::reducescatter) return entry.fp.bytes();  // the input
   const auto& fp = entry.fp;
   std::size_t row = 1;
   for (std::size_t d = 1; d < fp.shape.size(); ++d) row *= static_cast<std::size_t>(fp.shape[d]);
@@ -72,12 +78,14 @@ std::vector<FusionGroup> plan_fusion(const std::vector<ReadyEntry>& ready, std::
       // One tensor without compression is reduced in place; the buffer is for packing.
       group.fused = group.members.size() > 1 || wire_type(head) != head.dtype;
       if (group.fused && bytes > threshold) group.fused = false;  // too big: in place, alone
-    } else if (head.op_type == OpType::allgather) {
+    } else if (head.op_type == OpType::allgather || head.op_type == OpType::reducescatter) {
+      const auto together = head.op_type == OpType::allgather ? gathers_together
+                                                              : scatters_together;
       std::size_t bytes = gathered_bytes(ready[i]);
       std::size_t skipped = 0;
       for (std::size_t j = i + 1; j < ready.size() && skipped <= lookahead; ++j) {
         if (taken[j] || ready[j].kind == ReadyEntry::Kind::error) continue;
-        if (!gathers_together(head, ready[j].fp)) {
+        if (!together(head, ready[j].fp)) {
           ++skipped;
           continue;
         }

@@ -3,7 +3,8 @@
 // ahead a bounded number of entries past incompatible ones (mixed dtypes); uncompressed
 // all-reduces of at least `inplace_min` bytes run alone, in place. Allgathers of one dtype and
 // device are packed together the same way (one allgatherv), up to the threshold in gathered
-// bytes; everything else runs alone.
+// bytes, and so are (even) reducescatters of one dtype, operator and device (one
+// reducescatter), up to the threshold in input bytes; everything else runs alone.
 // Every rank computes the same plan from the same response.
 #pragma once
 
