@@ -3,6 +3,7 @@
 #include <gtest/gtest.h>
 #include <signal.h>
 
+#include <cstdio>
 #include <fstream>
 #include <memory>
 #include <regex>
@@ -10,6 +11,7 @@
 #include <thread>
 #include <vector>
 
+#include "engine/timeline.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/ringfuse.hpp"
 #include "subprocess.hpp"
@@ -19,6 +21,7 @@ namespace {
 using namespace std::chrono_literals;
 using ringfuse::testing::Process;
 using ringfuse::testing::ProcessResult;
+using ringfuse::engine::Timeline;
 
 using Env = std::map<std::string, std::string>;
 
@@ -369,6 +372,93 @@ TEST(Engine, JoinWithUnevenBatchCounts) {
   }
 }
 
+const Env kByName{{"RINGFUSE_MATCH", "name"}};
+
+TEST(EngineByName, JoinWithUnevenBatchCountsReportsTheLastRank) {
+  const auto results = run_world(3, "join", kByName);
+  expect_all_ok(results);
+  for (const auto& result : results) {
+    EXPECT_NE(result.output.find("last joined: 2"), std::string::npos) << all_output(results);
+  }
+}
+
+TEST(EngineByName, RanksEnqueueInDifferentOrders) {
+  const auto results = run_world(3, "name-order", kByName);
+  expect_all_ok(results);
+  EXPECT_NE(results[0].output.find("RINGFUSE_MATCH=name (environment)"), std::string::npos)
+      << results[0].output;
+  for (const auto& result : results) {
+    EXPECT_GT(stat(result.output, "fused"), 0u) << all_output(results);
+  }
+}
+
+TEST(EngineByName, ADuplicatePendingNameIsRefusedAtEnqueue) {
+  const auto results = run_world(3, "name-duplicate", kByName);
+  expect_all_ok(results);
+  for (int rank : {0, 1}) {
+    const auto& output = results[static_cast<std::size_t>(rank)].output;
+    EXPECT_NE(output.find("DUPLICATE: rank " + std::to_string(rank) +
+                          ": engine: 'dup' is already pending on this rank"),
+              std::string::npos) << all_output(results);
+    EXPECT_NE(output.find("DUPLICATE: rank " + std::to_string(rank) +
+                          ": engine: 'g' is already pending on this rank"),
+              std::string::npos) << all_output(results);
+  }
+}
+
+class MismatchByName : public ::testing::TestWithParam<std::string> {};
+
+// Name mode matches by name, so the names agree; everything else is diagnosed as in sequence
+// mode, with the name in place of the sequence number, and the next collective succeeds.
+TEST_P(MismatchByName, FailsEveryRankWithOneMessageNamingTheTensor) {
+  const auto results = run_world(4, "mismatch-" + GetParam(), kByName);
+  expect_all_ok(results);
+  std::string first;
+  for (const auto& result : results) {
+    const auto line = line_after(result.output, "MISMATCH: ");
+    ASSERT_FALSE(line.empty()) << all_output(results);
+    if (first.empty()) first = line;
+    EXPECT_EQ(line, first) << "every rank must report the same message";
+  }
+  const std::string odd = GetParam() == "shape"   ? "f32[1024,511] sum"
+                          : GetParam() == "dtype" ? "f64[1024,512] sum"
+                                                  : "f32[1024,512] max";
+  EXPECT_NE(first.find("collective 'layer.weight' does not match across ranks: ranks {0,1,3}: "
+                       "f32[1024,512] sum; rank 2: " + odd),
+            std::string::npos) << first;
+}
+
+INSTANTIATE_TEST_SUITE_P(Engine, MismatchByName, ::testing::Values("shape", "dtype", "op"));
+
+TEST(EngineByName, StallInspectorNamesTheRankAndTheNameItSkipped) {
+  Env env = kByName;
+  env["RINGFUSE_STALL_TIMEOUT_S"] = "1";
+  env["RINGFUSE_STALL_ABORT_S"] = "3";
+  const auto results = run_world(3, "stall-missing", env);
+  expect_all_ok(results);
+  const auto text = all_output(results);
+  EXPECT_NE(results[0].output.find("stall inspector"), std::string::npos)
+      << "rank 0 must warn before aborting\n" << text;
+  for (int rank : {0, 2}) {
+    const auto line = line_after(results[static_cast<std::size_t>(rank)].output, "STALL: ");
+    EXPECT_NE(line.find("rank 1 has not submitted collective 'grad.b' f32[32] sum for "),
+              std::string::npos) << text;
+    EXPECT_NE(line.find("(ranks {0,2} did)"), std::string::npos) << text;
+  }
+}
+
+// Item 7 of issue #18: a refused argument (on every rank) leaves the engine and the names
+// usable, in both modes (mismatches: the Mismatch suites' workers go on to a next collective).
+TEST(Engine, RefusedArgumentsLeaveTheEngineUsable) {
+  for (const auto& env : {Env{}, kByName}) {
+    const auto results = run_world(3, "recover", env);
+    expect_all_ok(results);
+    for (const auto& result : results) {
+      EXPECT_NE(result.output.find("recovered"), std::string::npos) << all_output(results);
+    }
+  }
+}
+
 // A minimal JSON syntax check (objects, arrays, strings, numbers, literals).
 class JsonChecker {
  public:
@@ -464,6 +554,48 @@ TEST(Engine, TimelineIsValidChromeTraceJson) {
                               "MEMCPY_OUT_FUSION_BUFFER", "ALLREDUCE fused", "\"algorithm\":"}) {
       EXPECT_NE(json.find(event), std::string::npos) << event;
     }
+  }
+}
+
+// Issue #18.6: uneven alltoall (received splits checked), uneven reducescatter, grouped
+// allgather and grouped reducescatter, against references, in both matching modes.
+TEST(Engine, UnevenAlltoallAndReducescatterAndGroupedCollectives) {
+  for (const int size : {2, 3}) {
+    for (const auto& env : {Env{}, kByName}) {
+      const auto results = run_world(size, "uneven", env);
+      expect_all_ok(results);
+      for (const auto& result : results) {
+        EXPECT_NE(result.output.find("uneven: checked"), std::string::npos) << all_output(results);
+        // The grouped allgather's two tensors went in one allgatherv, and the grouped
+        // reducescatter's in one reducescatter.
+        EXPECT_GE(stat(result.output, "fused"), 4u) << all_output(results);
+      }
+    }
+  }
+}
+
+// Engine::start_timeline(path, mark_cycles) / stop_timeline() at run time: valid JSON holding
+// the window's collectives and cycle marks, and nothing from before or after it.
+TEST(Engine, TimelineStartedAndStoppedAtRunTimeHoldsOnlyItsWindow) {
+  const std::string path = ::testing::TempDir() + "/window_only_timeline.json";
+  for (int rank = 0; rank < 2; ++rank) {  // a file left by an earlier run must not pass
+    std::remove(Timeline::path_for_rank(path, rank).c_str());
+  }
+  const auto results = run_world(2, "timeline-window", {{"ENGINE_TEST_TIMELINE", path}});
+  expect_all_ok(results);
+  for (int rank = 0; rank < 2; ++rank) {
+    const std::string file = Timeline::path_for_rank(path, rank);
+    std::ifstream in(file);
+    ASSERT_TRUE(in.good()) << file;
+    std::stringstream text;
+    text << in.rdbuf();
+    const auto json = text.str();
+    EXPECT_TRUE(JsonChecker(json).valid()) << json;
+    for (const char* event : {"QUEUE inside.0", "QUEUE inside.2", "CYCLE_START", "NEGOTIATE"}) {
+      EXPECT_NE(json.find(event), std::string::npos) << event << "\n" << json;
+    }
+    EXPECT_EQ(json.find("before."), std::string::npos) << json;
+    EXPECT_EQ(json.find("after."), std::string::npos) << json;
   }
 }
 

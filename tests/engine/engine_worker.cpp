@@ -4,7 +4,10 @@
 #include <signal.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <chrono>
+#include <cstdlib>
+#include <functional>
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -439,7 +442,7 @@ void mode_join(ringfuse::Context& ctx) {
   }
   auto joined = engine.join();
   joined.wait(30s);
-  std::printf("last joined: %lld\n", static_cast<long long>(joined.output_shape().at(0)));
+  std::printf("last joined: %d\n", joined.last_joined_rank());
   std::vector<float> after(8, 1.0f);
   engine.allreduce("after.join", {after.data(), DataType::f32, {8}}).wait(30s);
   for (float v : after) check_close("after join", v, size);
@@ -725,12 +728,246 @@ void mode_uneven_then_leave(ringfuse::Context& ctx) {
   std::printf("uneven all-reduce checked\n");
 }
 
+
+// RINGFUSE_MATCH=name: every rank enqueues the same collectives in its own order (rotated by
+// rank, reversed on odd ranks), twice over; all complete with the right values, and the
+// all-reduces that were ready together were fused.
+void mode_name_order(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  const int rank = ctx.rank();
+  const int size = ctx.size();
+  const auto cases = mixed_cases();
+  for (int iteration = 0; iteration < 2; ++iteration) {
+    std::vector<Buffer> buffers;
+    for (const auto& c : cases) buffers.emplace_back(c.type, c.count, rank);
+    std::vector<float> bcast(333, static_cast<float>(rank));
+    std::vector<std::int32_t> gather_in(static_cast<std::size_t>(rank + 1) * 3, rank);
+    std::vector<std::int32_t> gather_out;
+    std::vector<std::function<ringfuse::Work()>> enqueue;
+    for (std::size_t i = 0; i < cases.size(); ++i) {
+      enqueue.push_back([&, i] {
+        const auto& c = cases[i];
+        return engine.allreduce(
+            c.name, TensorView{buffers[i].data(), c.type, {static_cast<std::int64_t>(c.count)}},
+            c.options);
+      });
+    }
+    enqueue.push_back([&] {
+      return engine.broadcast("bcast", {bcast.data(), DataType::f32, {333}}, size - 1);
+    });
+    enqueue.push_back([&] {
+      return engine.allgather("gather", {gather_in.data(), DataType::i32, {rank + 1, 3}},
+                              [&](const std::vector<std::int64_t>& shape) {
+                                gather_out.resize(static_cast<std::size_t>(shape[0] * shape[1]));
+                                return static_cast<void*>(gather_out.data());
+                              });
+    });
+    enqueue.push_back([&] { return engine.barrier("fence"); });
+    std::rotate(enqueue.begin(), enqueue.begin() + (5 * rank) % enqueue.size(), enqueue.end());
+    if (rank % 2 == 1) std::reverse(enqueue.begin(), enqueue.end());
+    std::vector<ringfuse::Work> works;
+    for (auto& submit : enqueue) works.push_back(submit());
+    engine.flush();
+    for (auto& work : works) work.wait(60s);
+    check_cases(cases, buffers, size);
+    for (float v : bcast) check_close("bcast", v, size - 1);
+    std::size_t pos = 0;
+    for (int r = 0; r < size; ++r) {
+      for (int k = 0; k < (r + 1) * 3; ++k) check_close("gather", gather_out.at(pos++), r);
+    }
+    if (pos != gather_out.size()) fail("gather size");
+  }
+  print_stats(engine.stats());
+}
+
+// RINGFUSE_MATCH=name: a name enqueued again while it is pending is refused at once (the last
+// rank holds 'dup' back, so it is still pending on the others); once its Work completed the
+// name may be enqueued again.
+void mode_name_duplicate(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  const int size = ctx.size();
+  const bool late = ctx.rank() == size - 1;
+  std::vector<float> first(10, 1.0f), second(10, 1.0f), group(4, 1.0f);
+  if (late) std::this_thread::sleep_for(500ms);
+  auto work = engine.allreduce("dup", {first.data(), DataType::f32, {10}});
+  auto grouped = engine.grouped_allreduce("g", {{group.data(), DataType::f32, {4}}});
+  if (!late) {
+    for (const auto& [what, attempt] :
+         std::vector<std::pair<std::string, std::function<void()>>>{
+             {"dup", [&] { engine.allreduce("dup", {second.data(), DataType::f32, {10}}); }},
+             {"g", [&] { engine.broadcast("g", {second.data(), DataType::f32, {10}}, 0); }}}) {
+      try {
+        attempt();
+        fail("a second pending '" + what + "' was accepted");
+      } catch (const ringfuse::Error& e) {
+        if (e.kind() != ringfuse::ErrorKind::invalid_argument) fail(e.what());
+        std::printf("DUPLICATE: %s\n", e.what());
+      }
+    }
+  }
+  work.wait(30s);
+  grouped.wait(30s);
+  for (float v : first) check_close("dup", v, size);
+  for (float v : group) check_close("g", v, size);
+  engine.allreduce("dup", {second.data(), DataType::f32, {10}}).wait(30s);
+  for (float v : second) check_close("dup again", v, size);
+  std::printf("name-duplicate: checked\n");
+}
+
+// Arguments every rank gets wrong are refused at once, and leave the engine (and in name mode
+// the names) usable: the next collectives, under the same names, succeed on every rank.
+void mode_recover(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  const int size = ctx.size();
+  std::vector<float> data(static_cast<std::size_t>(size) * 2 + 1, 1.0f), out(data.size());
+  const auto refused = [&](const std::string& what, const std::function<void()>& attempt) {
+    try {
+      attempt();
+      fail(what + " was accepted");
+    } catch (const ringfuse::Error& e) {
+      if (e.kind() != ringfuse::ErrorKind::invalid_argument) fail(e.what());
+      std::printf("REFUSED: %s\n", e.what());
+    }
+  };
+  const auto n = static_cast<std::int64_t>(data.size());
+  refused("an uneven alltoall", [&] {
+    engine.alltoall("x", {data.data(), DataType::f32, {n}}, {out.data(), DataType::f32, {n}});
+  });
+  refused("a broadcast from no rank", [&] {
+    engine.broadcast("y", {data.data(), DataType::f32, {n}}, size);
+  });
+  refused("a null tensor", [&] { engine.allreduce("x", {nullptr, DataType::f32, {n}}); });
+  auto x = engine.allreduce("x", {data.data(), DataType::f32, {n}});
+  auto y = engine.broadcast("y", {out.data(), DataType::f32, {n}}, 0);
+  x.wait(30s);
+  y.wait(30s);
+  for (float v : data) check_close("x after the refusals", v, size);
+  std::printf("recovered\n");
+}
+
+// Issue #18.6: uneven alltoall (rank r sends (r + j) % 3 rows to rank j), uneven reducescatter
+// (2 * size + 1 rows), grouped allgather and grouped reducescatter, checked against values
+// computed here.
+void mode_uneven(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  const int rank = ctx.rank();
+  const int size = ctx.size();
+  constexpr int kWidth = 3;
+  // alltoall: row k of the block for rank j holds rank * 1000 + j * 100 + k.
+  std::vector<std::int64_t> splits;
+  std::vector<float> a2a_in;
+  for (int j = 0; j < size; ++j) {
+    splits.push_back((rank + j) % 3);
+    for (int k = 0; k < (rank + j) % 3; ++k) {
+      for (int c = 0; c < kWidth; ++c) a2a_in.push_back(static_cast<float>(rank * 1000 + j * 100 + k));
+    }
+  }
+  std::vector<float> a2a_out;
+  const auto in_rows = static_cast<std::int64_t>(a2a_in.size() / kWidth);
+  auto a2a = engine.alltoall("a2a.uneven", {a2a_in.data(), DataType::f32, {in_rows, kWidth}},
+                             splits, [&](const std::vector<std::int64_t>& shape) {
+                               a2a_out.resize(static_cast<std::size_t>(shape[0] * shape[1]));
+                               return static_cast<void*>(a2a_out.data());
+                             });
+  // reducescatter: row i of every rank's input holds rank + 1 + i.
+  const int rows = 2 * size + 1;
+  std::vector<double> rs_in;
+  for (int i = 0; i < rows; ++i) {
+    for (int c = 0; c < 2; ++c) rs_in.push_back(rank + 1 + i);
+  }
+  std::vector<double> rs_out;
+  auto rs = engine.reducescatter("rs.uneven", {rs_in.data(), DataType::f64, {rows, 2}},
+                                 [&](const std::vector<std::int64_t>& shape) {
+                                   rs_out.resize(static_cast<std::size_t>(shape[0] * shape[1]));
+                                   return static_cast<void*>(rs_out.data());
+                                 });
+  // grouped allgather: rank + 1 rows of 2 holding rank, and one row of 4 holding 10 * rank.
+  std::vector<std::int32_t> g0(static_cast<std::size_t>(rank + 1) * 2, rank), g1(4, 10 * rank);
+  std::vector<std::vector<std::int32_t>> gathered(2);
+  auto ag = engine.grouped_allgather(
+      "ag.group", {{g0.data(), DataType::i32, {rank + 1, 2}}, {g1.data(), DataType::i32, {1, 4}}},
+      [&](std::size_t index, const std::vector<std::int64_t>& shape) {
+        gathered.at(index).resize(static_cast<std::size_t>(shape[0] * shape[1]));
+        return static_cast<void*>(gathered[index].data());
+      });
+  // grouped reducescatter: blocks of 3 and 5 floats holding rank + 1.
+  std::vector<float> r0_in(static_cast<std::size_t>(size) * 3, rank + 1.0f), r0_out(3);
+  std::vector<float> r1_in(static_cast<std::size_t>(size) * 5, rank + 1.0f), r1_out(5);
+  auto rsg = engine.grouped_reducescatter(
+      "rs.group", {{r0_in.data(), DataType::f32, {size * 3}}, {r1_in.data(), DataType::f32, {size * 5}}},
+      {{r0_out.data(), DataType::f32, {3}}, {r1_out.data(), DataType::f32, {5}}});
+  engine.flush();
+  for (auto* work : {&a2a, &rs, &ag, &rsg}) work->wait(30s);
+
+  std::vector<std::int64_t> want_splits;
+  std::size_t pos = 0;
+  for (int j = 0; j < size; ++j) {
+    want_splits.push_back((j + rank) % 3);
+    for (int k = 0; k < (j + rank) % 3; ++k) {
+      for (int c = 0; c < kWidth; ++c) check_close("a2a", a2a_out.at(pos++), j * 1000 + rank * 100 + k);
+    }
+  }
+  if (pos != a2a_out.size()) fail("a2a: more rows than sent");
+  if (a2a.received_splits() != want_splits) fail("a2a: received_splits");
+  if (a2a.output_shape() != std::vector<std::int64_t>{static_cast<std::int64_t>(pos / kWidth), kWidth}) {
+    fail("a2a: output_shape");
+  }
+  const int mine = rows / size + (rank < rows % size ? 1 : 0);
+  const int first = rank * (rows / size) + std::min(rank, rows % size);
+  if (rs.output_shape() != std::vector<std::int64_t>{mine, 2}) fail("rs: output_shape");
+  for (int i = 0; i < mine; ++i) {
+    for (int c = 0; c < 2; ++c) {
+      check_close("rs row " + std::to_string(first + i), rs_out.at(static_cast<std::size_t>(i * 2 + c)),
+                  size * (size + 1) / 2.0 + static_cast<double>(size) * (first + i));
+    }
+  }
+  pos = 0;
+  for (int r = 0; r < size; ++r) {
+    for (int k = 0; k < (r + 1) * 2; ++k) check_close("ag.group.0", gathered[0].at(pos++), r);
+  }
+  if (pos != gathered[0].size()) fail("ag.group.0 size");
+  for (int r = 0; r < size; ++r) {
+    for (int k = 0; k < 4; ++k) check_close("ag.group.1", gathered[1].at(static_cast<std::size_t>(r * 4 + k)), 10 * r);
+  }
+  for (float v : r0_out) check_close("rs.group.0", v, size * (size + 1) / 2.0);
+  for (float v : r1_out) check_close("rs.group.1", v, size * (size + 1) / 2.0);
+  print_stats(engine.stats());
+  std::printf("uneven: checked\n");
+}
+
+// Engine::start_timeline / stop_timeline around the middle of three phases: the file holds
+// only that window's collectives, and cycle marks.
+void mode_timeline_window(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  const char* path = std::getenv("ENGINE_TEST_TIMELINE");
+  if (path == nullptr) fail("ENGINE_TEST_TIMELINE is not set");
+  const auto phase = [&](const std::string& prefix) {
+    std::vector<std::vector<float>> tensors(3, std::vector<float>(100, 1.0f));
+    std::vector<ringfuse::Work> works;
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      works.push_back(engine.allreduce(prefix + std::to_string(i),
+                                       {tensors[i].data(), DataType::f32, {100}}));
+    }
+    for (auto& work : works) work.wait(30s);
+    for (const auto& tensor : tensors) {
+      for (float v : tensor) check_close(prefix, v, ctx.size());
+    }
+  };
+  phase("before.");
+  engine.start_timeline(path, true);
+  phase("inside.");
+  engine.stop_timeline();
+  phase("after.");
+  engine.stop_timeline();  // nothing open: nothing happens
+  std::printf("timeline window: checked\n");
+}
 }  // namespace
 
 int main(int argc, char** argv) {
   if (argc < 2) {
     fail("usage: engine_worker fusion|fusion-large|mismatch-KIND|mismatch-order|stall|"
-         "stall-missing|join|skew|avg-bits|plain|int-scale|dtypes|uneven-then-leave");
+         "stall-missing|join|skew|avg-bits|plain|int-scale|dtypes|uneven-then-leave|"
+         "name-order|name-duplicate|recover|timeline-window|uneven");
   }
   const std::string mode = argv[1];
   try {
@@ -761,6 +998,16 @@ int main(int argc, char** argv) {
       mode_uneven_then_leave(*ctx);
     } else if (mode == "skew") {
       mode_skew(*ctx);
+    } else if (mode == "name-order") {
+      mode_name_order(*ctx);
+    } else if (mode == "name-duplicate") {
+      mode_name_duplicate(*ctx);
+    } else if (mode == "recover") {
+      mode_recover(*ctx);
+    } else if (mode == "uneven") {
+      mode_uneven(*ctx);
+    } else if (mode == "timeline-window") {
+      mode_timeline_window(*ctx);
     } else if (mode == "stall-missing") {
       mode_stall_missing(*ctx);
       std::printf("ok\n");

@@ -501,6 +501,7 @@ TEST(Launcher, HelpListsEveryTunableWithItsVariable) {
       {"RINGFUSE_CACHE_CAPACITY", "--cache-capacity"},
       {"RINGFUSE_STALL_TIMEOUT_S", "--stall-timeout"},
       {"RINGFUSE_STALL_ABORT_S", "--stall-abort"},
+      {"RINGFUSE_MATCH", "--match"},
       {"RINGFUSE_TIMELINE", "--timeline"}};
   for (const auto& [variable, flag] : flags) {
     EXPECT_NE(r.out.find(flag + " "), std::string::npos) << flag << " missing from\n" << r.out;

@@ -184,6 +184,17 @@ TEST(Options, FusionInSharedMemoryIsOffUnlessAskedFor) {
             std::string::npos);
 }
 
+TEST(Options, MatchingIsBySequenceUnlessNameIsAskedFor) {
+  EXPECT_EQ(ringfuse::core::parse_engine_config(env_of({})).match,
+            ringfuse::MatchMode::sequence);
+  EXPECT_EQ(ringfuse::core::parse_engine_config(env_of({{"RINGFUSE_MATCH", "name"}})).match,
+            ringfuse::MatchMode::name);
+  const auto message = config_error({{"RINGFUSE_MATCH", "order"}});
+  EXPECT_NE(message.find("RINGFUSE_MATCH='order'"), std::string::npos) << message;
+  EXPECT_NE(message.find("one of sequence, name"), std::string::npos) << message;
+  EXPECT_EQ(ringfuse::core::find_tunable("RINGFUSE_MATCH")->flag, "--match");
+}
+
 TEST(Options, LogLevelHostAddressAndProgressFileAreParsedWithTheOthers) {
   const auto options = ringfuse::core::parse_options(
       env_of({{"RINGFUSE_LOG_LEVEL", "debug"},

@@ -140,6 +140,73 @@ TEST_F(CoordinatorTest, AJoinedRankTurnsTheShortWayOff) {
   EXPECT_EQ(response.joined, std::vector<std::int32_t>{2});
 }
 
+// Name mode (RINGFUSE_MATCH=name): announcements in full, in each rank's own order.
+CycleMessage in_full(std::vector<Fingerprint> tensors) {
+  CycleMessage message;
+  std::uint64_t seq = 100;  // a rank's own numbers mean nothing to the others here
+  for (auto& fp : tensors) message.entries.push_back(Announcement{seq++, std::nullopt, fp});
+  message.busy = !message.entries.empty();
+  return message;
+}
+
+TEST(CoordinatorByName, ReleasesANameOnceEveryRankAnnouncedItWhateverTheOrder) {
+  ResponseCache cache(16);
+  Coordinator coordinator(3, cache, ringfuse::MatchMode::name);
+  const auto cycle = [&](std::vector<CycleMessage> messages) {
+    const auto now = Clock::now();
+    for (std::size_t rank = 0; rank < messages.size(); ++rank) {
+      coordinator.receive(static_cast<int>(rank), std::move(messages[rank]), now);
+    }
+    return coordinator.respond(now);
+  };
+  auto response = cycle({in_full({tensor("a", 8), tensor("b", 8)}), in_full({tensor("b", 8)}),
+                         in_full({tensor("b", 8), tensor("a", 8)})});
+  ASSERT_EQ(response.ready.size(), 1u);
+  EXPECT_EQ(response.ready[0].fp.name, "b");
+  EXPECT_EQ(response.ready[0].seq, 1u) << "numbered by release";
+  EXPECT_TRUE(response.world_busy);
+  const auto waiting = coordinator.waiting();
+  ASSERT_EQ(waiting.size(), 1u);
+  EXPECT_EQ(waiting[0].description, "'a' f32[8] sum");
+  EXPECT_EQ(waiting[0].missing, std::vector<int>{1});
+  EXPECT_FALSE(waiting[0].numbered);
+
+  // 'c' disagrees; 'a' (waiting since the first cycle) goes first.
+  response = cycle({in_full({tensor("c", 8)}), in_full({tensor("c", 8), tensor("a", 8)}),
+                    in_full({tensor("c", 4)})});
+  ASSERT_EQ(response.ready.size(), 2u);
+  EXPECT_EQ(response.ready[0].fp.name, "a");
+  EXPECT_EQ(response.ready[0].seq, 2u);
+  EXPECT_EQ(response.ready[1].kind, ReadyEntry::Kind::error);
+  EXPECT_EQ(response.ready[1].error,
+            "ringfuse engine: collective 'c' does not match across ranks: ranks {0,1}: f32[8] "
+            "sum; rank 2: f32[4] sum");
+  EXPECT_TRUE(coordinator.waiting().empty());
+}
+
+// An uneven alltoall: dimension 0 and the splits differ by rank and still match; every rank
+// gets the whole matrix of splits, rank after rank.
+TEST(CoordinatorUnevenAlltoall, HandsEveryRankTheMatrixOfSplits) {
+  ResponseCache cache(16);
+  Coordinator coordinator(2, cache);
+  const auto uneven = [](std::int64_t rows, std::vector<std::int64_t> splits) {
+    Fingerprint fp = tensor("a2a", rows);
+    fp.shape.push_back(3);
+    fp.op_type = ringfuse::engine::OpType::alltoallv;
+    fp.splits = std::move(splits);
+    CycleMessage message;
+    message.entries.push_back(Announcement{1, std::nullopt, fp});
+    return message;
+  };
+  const auto now = Clock::now();
+  coordinator.receive(0, uneven(3, {1, 2}), now);
+  coordinator.receive(1, uneven(4, {4, 0}), now);
+  const auto response = coordinator.respond(now);
+  ASSERT_EQ(response.ready.size(), 1u);
+  EXPECT_EQ(response.ready[0].kind, ReadyEntry::Kind::full) << response.ready[0].error;
+  EXPECT_EQ(response.ready[0].dim0, (std::vector<std::int64_t>{1, 2, 4, 0}));
+}
+
 TEST(FusionBuffer, GrowsOnlyAsFarAsAFusedGroupNeedsUpToItsCapacity) {
   FusionBuffer buffer(std::size_t{8} << 20);
   EXPECT_EQ(buffer.allocated(), 0u);

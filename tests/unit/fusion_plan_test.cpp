@@ -82,4 +82,45 @@ TEST(FusionPlan, HostAndCudaTensorsNeverShareABuffer) {
   EXPECT_EQ(members(groups), (std::vector<std::vector<std::size_t>>{{0, 2}, {1, 3}}));
 }
 
+ReadyEntry allgather(const std::string& name, std::vector<std::int64_t> rows_by_rank,
+                     std::int64_t row, DataType dtype) {
+  ReadyEntry entry;
+  entry.kind = ReadyEntry::Kind::full;
+  entry.fp.op_type = OpType::allgather;
+  entry.fp.dtype = dtype;
+  entry.fp.shape = {rows_by_rank.front(), row};
+  entry.fp.name = name;
+  entry.dim0 = std::move(rows_by_rank);
+  return entry;
+}
+
+// Allgathers of one dtype go in one allgatherv, up to the threshold in gathered bytes (every
+// rank's rows); other dtypes and everything else run on their own.
+TEST(FusionPlan, AllgathersOfOneDtypeGatherTogetherUpToTheThreshold) {
+  const std::vector<ReadyEntry> ready = {
+      allgather("g0", {1, 2}, 4, DataType::i32), allgather("h", {3, 3}, 2, DataType::f32),
+      allreduce("a", 16), allgather("g1", {2, 0}, 8, DataType::i32),
+      allgather("big", {1024, 1024}, 1024, DataType::i32)};
+  const auto groups = plan_fusion(ready, 1 << 20, kInPlaceMin, kLookahead);
+  EXPECT_EQ(members(groups), (std::vector<std::vector<std::size_t>>{{0, 3}, {1}, {2}, {4}}));
+  EXPECT_TRUE(groups[0].fused);
+  EXPECT_FALSE(groups[1].fused);
+  EXPECT_FALSE(groups[3].fused);
+}
+
+TEST(FusionPlan, ReducescattersOfOneDtypeAndOperatorScatterTogether) {
+  auto scatter = [](const std::string& name, std::int64_t elements, ringfuse::ReduceOp op) {
+    ReadyEntry entry = allreduce(name, elements);
+    entry.fp.op_type = OpType::reducescatter;
+    entry.fp.op = op;
+    return entry;
+  };
+  const std::vector<ReadyEntry> ready = {scatter("r0", 30, ringfuse::ReduceOp::sum),
+                                         scatter("r1", 12, ringfuse::ReduceOp::max),
+                                         scatter("r2", 60, ringfuse::ReduceOp::sum)};
+  const auto groups = plan_fusion(ready, kThreshold, kInPlaceMin, kLookahead);
+  EXPECT_EQ(members(groups), (std::vector<std::vector<std::size_t>>{{0, 2}, {1}}));
+  EXPECT_TRUE(groups[0].fused);
+}
+
 }  // namespace

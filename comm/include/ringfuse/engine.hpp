@@ -7,10 +7,18 @@
 //   auto work = engine.allreduce("layer1.weight.grad", grad, {.op = ringfuse::ReduceOp::avg});
 //   work.wait();                                     // throws ringfuse::Error on failure
 //
-// Every rank must enqueue the same collectives in the same order: the i-th collective of every
-// rank is matched with the i-th of every other and must agree on name, dtype, shape, operator
-// and root; a mismatch fails that collective on every rank with one message naming which ranks
-// sent what. A rank that stops submitting is named by the stall inspector.
+// Matching (EngineConfig::match, RINGFUSE_MATCH):
+// - sequence (the default): every rank must enqueue the same collectives in the same order:
+//   the i-th collective of every rank is matched with the i-th of every other and must agree
+//   on name, dtype, shape, operator and root.
+// - name (Horovod's semantics): collectives are matched by name, so ranks may enqueue them in
+//   different orders; a collective runs once every rank (that has not joined) enqueued its
+//   name, and whatever is ready on every rank is fused and run in one order agreed by rank 0.
+//   Enqueueing a name that is still pending on this rank is refused at once (invalid_argument).
+// Either way a mismatch (dtype, shape, operator, root) fails that collective on every rank
+// with one message naming which ranks sent what, and the engine stays usable for the next one;
+// a rank that stops submitting is named, with the names it has not submitted, by the stall
+// inspector.
 #pragma once
 
 #include <chrono>
@@ -64,6 +72,9 @@ struct AllreduceOptions {
 /// numel(shape) elements of the input's dtype (on the input's device), valid until the Work
 /// completes.
 using OutputAllocator = std::function<void*(const std::vector<std::int64_t>& shape)>;
+/// The same for one tensor of a grouped collective: `index` is its place in the group.
+using GroupedOutputAllocator =
+    std::function<void*(std::size_t index, const std::vector<std::int64_t>& shape)>;
 
 namespace engine {
 struct WorkState;
@@ -83,15 +94,26 @@ class Work {
   /// Runs `callback` once the collective finished (at once, on this thread, if it already
   /// has; else on the engine thread): nullptr for success, else the error.
   void on_complete(std::function<void(const Error*)> callback) const;
-  /// The shape an allgather produced (empty otherwise, or before completion).
+  /// The shape an allgather (or an uneven alltoall or reducescatter) produced: empty
+  /// otherwise, or before completion; for a grouped allgather, the last tensor's.
   std::vector<std::int64_t> output_shape() const;
+  /// Uneven alltoall: the rows (dimension 0) received from each rank, in rank order, once the
+  /// Work completed; empty otherwise.
+  std::vector<std::int64_t> received_splits() const;
+  /// join(): the rank that joined last, once the Work completed (Horovod's join() returns
+  /// it); -1 before that, and for every other collective.
+  int last_joined_rank() const;
 
  private:
   std::shared_ptr<engine::WorkState> state_;
 };
 
+/// How the engine pairs up the ranks' collectives (see the top of this file).
+enum class MatchMode : std::uint8_t { sequence, name };
+
 /// Tunables, read from the environment once by init() (see README "Engine").
 struct EngineConfig {
+  MatchMode match = MatchMode::sequence;                      // RINGFUSE_MATCH
   std::size_t fusion_threshold = std::size_t{128} << 20;     // RINGFUSE_FUSION_THRESHOLD
   std::chrono::microseconds cycle_time{5'000};                // RINGFUSE_CYCLE_TIME_MS
   std::size_t cache_capacity = 1024;                          // RINGFUSE_CACHE_CAPACITY
@@ -136,17 +158,49 @@ class Engine {
   virtual Work broadcast(std::string name, TensorView tensor, int root) = 0;
   /// Equal splits along dimension 0 (divisible by the world size); output has input's shape.
   virtual Work alltoall(std::string name, TensorView input, TensorView output) = 0;
+  /// Uneven splits: this rank sends `splits[j]` rows (dimension 0) of `input` to rank j, in
+  /// order (size() entries summing to dimension 0; ranks may differ). The output, from
+  /// `allocate`, holds the rows every rank sent to this one, in rank order; the Work's
+  /// received_splits() says how many came from each.
+  virtual Work alltoall(std::string name, TensorView input, std::vector<std::int64_t> splits,
+                        OutputAllocator allocate) = 0;
   /// input holds size() blocks of output.numel() elements; rank r gets reduced block r.
   virtual Work reducescatter(std::string name, TensorView input, TensorView output,
                              ReduceOp op = ReduceOp::sum) = 0;
+  /// Uneven splits of dimension 0 (Horovod's): of R rows, rank r gets R / size() rows, one
+  /// more when r < R % size(), reduced, into an output from `allocate` (dimension 0 = its
+  /// rows). Runs as an all-reduce of the whole input into engine memory, then a copy.
+  virtual Work reducescatter(std::string name, TensorView input, OutputAllocator allocate,
+                             ReduceOp op = ReduceOp::sum) = 0;
+  /// Several allgathers negotiated together, one Work; names name.0, name.1, ...; each
+  /// output comes from `allocate(index, shape)`. Allgathers of one dtype released together
+  /// (these, and any others) travel in one allgatherv, up to the fusion threshold.
+  virtual Work grouped_allgather(std::string name, std::vector<TensorView> inputs,
+                                 GroupedOutputAllocator allocate) = 0;
+  /// Several reducescatters (as reducescatter() above) negotiated together, one Work; names
+  /// name.0, name.1, ...; inputs[i] and outputs[i] pair up. Those of one dtype and operator
+  /// released together travel in one reducescatter, up to the fusion threshold.
+  virtual Work grouped_reducescatter(std::string name, std::vector<TensorView> inputs,
+                                     std::vector<TensorView> outputs,
+                                     ReduceOp op = ReduceOp::sum) = 0;
   virtual Work barrier(std::string name = "barrier") = 0;
   /// This rank has no more collectives: until every rank has joined, it takes part in the
   /// others' all-reduces with the operator's identity (zeros for sum/avg; avg still divides
   /// by the world size), broadcasts and barriers, and contributes no rows to allgathers.
-  /// Completes when every rank has joined; then the ranks may enqueue again.
+  /// Completes when every rank has joined (its last_joined_rank() says which joined last);
+  /// then the ranks may enqueue again.
   virtual Work join() = 0;
   /// Starts a negotiation cycle now instead of waiting for the queue to go quiet.
   virtual void flush() = 0;
+
+  /// Starts writing this rank's timeline (Chrome trace / Perfetto JSON) to
+  /// path_for_rank(path) ("t.json" -> "t.<rank>.json"), replacing the one being written, if
+  /// any (RINGFUSE_TIMELINE starts one with the engine). `mark_cycles`: also an instant event
+  /// "CYCLE_START" for each negotiation cycle that carried work. Throws invalid_config when
+  /// the file cannot be written. Only this rank's engine is affected.
+  virtual void start_timeline(const std::string& path, bool mark_cycles = false) = 0;
+  /// Closes the timeline being written (a complete JSON document); nothing if none is.
+  virtual void stop_timeline() = 0;
 
   virtual EngineStats stats() const = 0;
   virtual const EngineConfig& config() const = 0;

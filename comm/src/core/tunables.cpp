@@ -61,6 +61,8 @@ constexpr std::array<Choice<BackendKind>, 4> kBackends{{{"auto", BackendKind::au
                                                          {"native", BackendKind::native},
                                                          {"mpi", BackendKind::mpi},
                                                          {"nccl", BackendKind::nccl}}};
+constexpr std::array<Choice<MatchMode>, 2> kMatchModes{
+    {{"sequence", MatchMode::sequence}, {"name", MatchMode::name}}};
 constexpr std::array<Choice<bool>, 4> kSwitch{
     {{"0", false}, {"1", true}, {"off", false}, {"on", true}}};
 
@@ -150,7 +152,7 @@ Problem host_address(const std::string& text, std::string& field) {
 }
 
 // The rows. Captureless lambdas: each row's parser and display sit next to its name.
-const std::array<Tunable, 18> kTunables{{
+const std::array<Tunable, 19> kTunables{{
     {"RINGFUSE_ALGO", "--algo", true, "auto|ring|tree|rhd",
      "all-reduce algorithm (auto: tree up to 32 KiB, rhd up to 1 MiB, ring above)", "",
      TunableScope::context,
@@ -260,6 +262,14 @@ const std::array<Tunable, 18> kTunables{{
      TunableScope::engine,
      [](const std::string& v, Options& o) { return seconds(v, o.engine.stall_abort); },
      [](const Options& o) { return show_seconds(o.engine.stall_abort); }},
+    {"RINGFUSE_MATCH", "--match", true, "sequence|name",
+     "engine: how ranks' collectives are paired: sequence (same order on every rank) or name "
+     "(Horovod's: any order, a duplicate pending name is refused)",
+     "", TunableScope::engine,
+     [](const std::string& v, Options& o) {
+       return choose(v, kMatchModes, o.engine.match, "one of sequence, name");
+     },
+     [](const Options& o) { return name_of(kMatchModes, o.engine.match); }},
     {"RINGFUSE_TIMELINE", "--timeline", true, "FILE",
      "engine: Chrome-trace timeline, one file per rank (NAME.<rank>.json)", "(none)",
      TunableScope::engine,

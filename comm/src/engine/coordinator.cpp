@@ -10,11 +10,12 @@ namespace ringfuse::engine {
 
 void Coordinator::record(int rank, std::uint64_t seq, Fingerprint fp, std::int64_t cache_index,
                          Clock::time_point since) {
-  auto& pending = table_[seq];
+  auto& pending = mode_ == MatchMode::name ? named_[fp.name] : table_[seq];
   if (pending.by_rank.empty()) {
     pending.by_rank.resize(static_cast<std::size_t>(size_));
     pending.index_by_rank.assign(static_cast<std::size_t>(size_), kNotCached);
     pending.since = since;
+    pending.arrival = ++arrivals_;
   }
   pending.by_rank[static_cast<std::size_t>(rank)] = std::move(fp);
   pending.index_by_rank[static_cast<std::size_t>(rank)] = cache_index;
@@ -38,6 +39,15 @@ void Coordinator::receive(int rank, CycleMessage message, Clock::time_point now)
   }
   busy_[static_cast<std::size_t>(rank)] = message.busy;
   if (message.shutdown && !shutdown_rank_) shutdown_rank_ = rank;
+}
+
+std::string Coordinator::label(std::uint64_t seq, const std::string& name) const {
+  return mode_ == MatchMode::name ? fmt::format("'{}'", name) : fmt::format("#{}", seq);
+}
+
+bool Coordinator::present(const Pending& pending, int rank) const {
+  return pending.by_rank[static_cast<std::size_t>(rank)].has_value() ||
+         joined_[static_cast<std::size_t>(rank)];
 }
 
 ReadyEntry Coordinator::release(std::uint64_t seq, Pending& pending) const {
@@ -84,23 +94,29 @@ ReadyEntry Coordinator::release(std::uint64_t seq, Pending& pending) const {
       parts.push_back(fmt::format("{}: {}", describe_ranks(ranks), fp.describe(names_differ)));
     }
     entry.kind = ReadyEntry::Kind::error;
+    // Name mode matches by name: the names always agree, and the label is the name.
+    const bool numbered = mode_ == MatchMode::sequence;
     entry.error = fmt::format(
-        "ringfuse engine: collective #{}{} does not match across ranks: {}", seq,
-        names_differ ? std::string() : fmt::format(" '{}'", entry.fp.name),
+        "ringfuse engine: collective {}{} does not match across ranks: {}",
+        label(seq, entry.fp.name),
+        names_differ || !numbered ? std::string() : fmt::format(" '{}'", entry.fp.name),
         fmt::join(parts, "; "));
     return entry;
   }
   if (!joined_ranks.empty()) {
     const bool unsupported = entry.fp.op_type == OpType::alltoall ||
                              entry.fp.op_type == OpType::reducescatter ||
+                             entry.fp.op_type == OpType::alltoallv ||
+                             entry.fp.op_type == OpType::reducescatterv ||
                              (entry.fp.op_type == OpType::broadcast &&
                               std::find(joined_ranks.begin(), joined_ranks.end(),
                                         entry.fp.root) != joined_ranks.end());
     if (unsupported) {
       entry.kind = ReadyEntry::Kind::error;
-      entry.error = fmt::format("ringfuse engine: collective #{} {} cannot run while {} {} "
+      entry.error = fmt::format("ringfuse engine: collective {}{} cannot run while {} {} "
                                 "joined",
-                                seq, entry.fp.describe(true), describe_ranks(joined_ranks),
+                                mode_ == MatchMode::name ? std::string() : label(seq, {}) + " ",
+                                entry.fp.describe(true), describe_ranks(joined_ranks),
                                 joined_ranks.size() == 1 ? "has" : "have");
       return entry;
     }
@@ -108,6 +124,13 @@ ReadyEntry Coordinator::release(std::uint64_t seq, Pending& pending) const {
   if (entry.fp.op_type == OpType::allgather) {
     entry.kind = ReadyEntry::Kind::full;
     for (const auto& fp : pending.by_rank) entry.dim0.push_back(fp ? fp->shape.front() : 0);
+    return entry;
+  }
+  if (entry.fp.op_type == OpType::alltoallv) {  // nobody has joined (above)
+    entry.kind = ReadyEntry::Kind::full;
+    for (const auto& fp : pending.by_rank) {
+      entry.dim0.insert(entry.dim0.end(), fp->splits.begin(), fp->splits.end());
+    }
     return entry;
   }
   if (const auto index = cache_.find(entry.fp)) {
@@ -209,35 +232,35 @@ CycleResponse Coordinator::respond(Clock::time_point now) {
   for (int rank = 0; rank < size_; ++rank) {
     if (joined_[static_cast<std::size_t>(rank)]) response.joined.push_back(rank);
   }
-  while (true) {
+  while (mode_ == MatchMode::sequence) {
     const auto it = table_.find(next_release_);
     if (it == table_.end()) break;
     bool ready = true;
-    for (int rank = 0; rank < size_ && ready; ++rank) {
-      ready = it->second.by_rank[static_cast<std::size_t>(rank)].has_value() ||
-              joined_[static_cast<std::size_t>(rank)];
-    }
+    for (int rank = 0; rank < size_ && ready; ++rank) ready = present(it->second, rank);
     if (!ready) break;
     response.ready.push_back(release(next_release_, it->second));
     table_.erase(it);
     ++next_release_;
   }
+  if (mode_ == MatchMode::name) release_by_name(response);
   if (std::all_of(joined_.begin(), joined_.end(), [](bool j) { return j; })) {
     response.join_done = true;
     response.last_joined = last_joined_;
     std::fill(joined_.begin(), joined_.end(), false);
   }
-  response.world_busy = !table_.empty() ||
+  response.world_busy = !table_.empty() || !named_.empty() ||
                         std::any_of(busy_.begin(), busy_.end(), [](bool b) { return b; }) ||
                         std::any_of(joined_.begin(), joined_.end(), [](bool j) { return j; });
   if (shutdown_rank_) {
     response.status = CycleResponse::Status::shutdown;
     std::vector<std::string> left;
-    for (const auto& [seq, pending] : table_) {
+    const auto describe_left = [&](const std::string& prefix, const Pending& pending) {
       const auto& any = *std::find_if(pending.by_rank.begin(), pending.by_rank.end(),
                                       [](const auto& fp) { return fp.has_value(); });
-      left.push_back(fmt::format("#{} {}", seq, any->describe(true)));
-    }
+      left.push_back(prefix + any->describe(true));
+    };
+    for (const auto& [seq, pending] : table_) describe_left(fmt::format("#{} ", seq), pending);
+    for (const auto& [name, pending] : named_) describe_left("", pending);
     response.message =
         fmt::format("ringfuse engine: rank {} shut its engine down{}", *shutdown_rank_,
                     left.empty() ? std::string()
@@ -247,8 +270,41 @@ CycleResponse Coordinator::respond(Clock::time_point now) {
   return response;
 }
 
+void Coordinator::release_by_name(CycleResponse& response) {
+  std::vector<std::pair<std::uint64_t, std::string>> ready;  // (arrival, name)
+  for (const auto& [name, pending] : named_) {
+    bool all = true;
+    for (int rank = 0; rank < size_ && all; ++rank) all = present(pending, rank);
+    if (all) ready.emplace_back(pending.arrival, name);
+  }
+  std::sort(ready.begin(), ready.end());
+  for (const auto& [arrival, name] : ready) {
+    const auto it = named_.find(name);
+    response.ready.push_back(release(next_release_++, it->second));
+    named_.erase(it);
+  }
+}
+
 std::vector<WaitingCollective> Coordinator::waiting() const {
   std::vector<WaitingCollective> result = indexed_waiting_;
+  const auto add = [&](std::uint64_t key, const Pending& pending) -> WaitingCollective& {
+    result.push_back(WaitingCollective{key, {}, {}, {}, pending.since});
+    return result.back();
+  };
+  // Name mode: keyed by arrival, and named by name alone (no sequence number to show).
+  for (const auto& [name, pending] : named_) {
+    auto& item = add(pending.arrival, pending);
+    item.numbered = false;
+    for (int rank = 0; rank < size_; ++rank) {
+      const auto& fp = pending.by_rank[static_cast<std::size_t>(rank)];
+      if (fp) {
+        if (item.description.empty()) item.description = fp->describe(true);
+        item.submitted.push_back(rank);
+      } else if (!joined_[static_cast<std::size_t>(rank)]) {
+        item.missing.push_back(rank);
+      }
+    }
+  }
   for (const auto& [seq, pending] : table_) {
     WaitingCollective item{seq, {}, {}, {}, pending.since};
     for (int rank = 0; rank < size_; ++rank) {

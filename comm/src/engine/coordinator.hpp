@@ -1,12 +1,16 @@
-// Rank 0's side of negotiation (Horovod's coordinator, matched by sequence number): collects
-// every rank's announcements into a table, releases each collective once every rank that has
-// not joined announced it, and turns disagreeing fingerprints into one error for all ranks.
+// Rank 0's side of negotiation (Horovod's coordinator): collects every rank's announcements
+// into a table, releases each collective once every rank that has not joined announced it, and
+// turns disagreeing fingerprints into one error for all ranks. Matched by sequence number
+// (released in sequence order), or in name mode by name: each name is released once every rank
+// announced it, in the order names became ready here, numbered 1, 2, ... by release (each rank
+// finds its own request by the name).
 #pragma once
 
 #include <cstdint>
 #include <deque>
 #include <map>
 #include <optional>
+#include <string>
 #include <vector>
 
 #include "engine/messages.hpp"
@@ -17,8 +21,8 @@ namespace ringfuse::engine {
 
 class Coordinator {
  public:
-  Coordinator(int size, const ResponseCache& cache)
-      : size_(size), cache_(cache), joined_(size), busy_(size), runs_(size) {}
+  Coordinator(int size, const ResponseCache& cache, MatchMode mode = MatchMode::sequence)
+      : size_(size), mode_(mode), cache_(cache), joined_(size), busy_(size), runs_(size) {}
 
   void receive(int rank, CycleMessage message, Clock::time_point now);
   /// The response to the cycle whose messages were all received.
@@ -33,9 +37,15 @@ class Coordinator {
     // rank used the same one, the fingerprints agree without being compared.
     std::vector<std::int64_t> index_by_rank;
     Clock::time_point since;
+    std::uint64_t arrival = 0;  // name mode: the order of first announcement
   };
   static constexpr std::int64_t kNotCached = -1;
   ReadyEntry release(std::uint64_t seq, Pending& pending) const;
+  /// "#7" (sequence mode) or "'grad.w'" (name mode): how messages name a collective.
+  std::string label(std::uint64_t seq, const std::string& name) const;
+  /// Name mode: releases every name that every rank (not joined) announced, in arrival order.
+  void release_by_name(CycleResponse& response);
+  bool present(const Pending& pending, int rank) const;
   /// `rank` announced collective `seq` as `fp` (by `cache_index`, or kNotCached); `since`
   /// dates the table entry if this is its first announcement.
   void record(int rank, std::uint64_t seq, Fingerprint fp, std::int64_t cache_index,
@@ -55,8 +65,11 @@ class Coordinator {
   Clock::time_point first_seen(std::uint64_t seq, Clock::time_point otherwise) const;
 
   int size_;
+  MatchMode mode_;
   const ResponseCache& cache_;
   std::map<std::uint64_t, Pending> table_;
+  std::map<std::string, Pending> named_;  // name mode's table
+  std::uint64_t arrivals_ = 0;
   std::vector<bool> joined_;
   std::vector<bool> busy_;
   int last_joined_ = -1;

@@ -19,9 +19,7 @@ EngineImpl::EngineImpl(EngineResources resources)
     : rank_(resources.rank),
       size_(resources.size),
       config_(resources.config),
-      timeline_(config_.timeline_path.empty()
-                    ? nullptr
-                    : std::make_unique<Timeline>(config_.timeline_path, rank_)),
+      timeline_(rank_),
       negotiator_(rank_, size_, config_, std::move(resources.control)),
       executor_(rank_, size_, config_.fusion_threshold,
                 ExecutionResources{std::move(resources.data), std::move(resources.device_space),
@@ -29,6 +27,7 @@ EngineImpl::EngineImpl(EngineResources resources)
                                    std::move(resources.device_unavailable), resources.progress},
                 outstanding_, timeline_),
       idle_interval_(config_.cycle_time) {
+  if (!config_.timeline_path.empty()) timeline_.start(config_.timeline_path, false);
   if (rank_ == 0) {
     spdlog::info("ringfuse engine: {}", describe_config(config_, core::process_environment()));
   }
@@ -38,6 +37,11 @@ EngineImpl::EngineImpl(EngineResources resources)
 EngineImpl::~EngineImpl() {
   queue_.stop();
   if (thread_.joinable()) thread_.join();
+}
+
+void EngineImpl::start_timeline(const std::string& path, bool mark_cycles) {
+  if (path.empty()) refuse("start_timeline: the path is empty");
+  timeline_.start(path, mark_cycles);
 }
 
 EngineStats EngineImpl::stats() const {
@@ -81,12 +85,41 @@ Work EngineImpl::submit(std::vector<Request> requests) {
   if (joined_.load() && !requests.front().join) {
     refuse("this rank called join(); it may enqueue again once every rank has joined");
   }
+  const bool by_name = config_.match == MatchMode::name && !requests.front().join;
+  if (by_name) claim_names(requests, *work);
   if (!queue_.push(requests, config_.fusion_threshold)) {
+    if (by_name) std::exchange(work->before_done, nullptr)();
     std::lock_guard lock(state_mutex_);
     if (failure_) throw *failure_;
     refuse("the engine has shut down");
   }
   return Work(work);
+}
+
+void EngineImpl::claim_names(const std::vector<Request>& requests, WorkState& work) {
+  std::vector<std::string> names;
+  for (const auto& request : requests) names.push_back(request.fp.name);
+  {
+    std::lock_guard lock(names_mutex_);
+    std::set<std::string> claimed;
+    for (const auto& name : names) {
+      if (pending_names_.count(name) != 0 || !claimed.insert(name).second) {
+        refuse(fmt::format("'{}' is already pending on this rank (RINGFUSE_MATCH=name matches "
+                           "collectives by name); wait for its Work before enqueueing it "
+                           "again, or give this one another name",
+                           name));
+      }
+    }
+    pending_names_.insert(names.begin(), names.end());
+  }
+  // Released before the Work is marked done, so that a caller may enqueue the name again as
+  // soon as wait() returns.
+  work.before_done = [this, names = std::move(names)] { release_names(names); };
+}
+
+void EngineImpl::release_names(const std::vector<std::string>& names) {
+  std::lock_guard lock(names_mutex_);
+  for (const auto& name : names) pending_names_.erase(name);
 }
 
 Work EngineImpl::allreduce(std::string name, TensorView tensor, AllreduceOptions options) {
@@ -100,8 +133,8 @@ Work EngineImpl::grouped_allreduce(std::string name, std::vector<TensorView> ten
   }
   std::vector<Request> requests;
   for (std::size_t i = 0; i < tensors.size(); ++i) {
-    requests.push_back(allreduce_request(
-        tensors.size() == 1 ? name : fmt::format("{}.{}", name, i), tensors[i], options));
+    requests.push_back(
+        allreduce_request(member_name(name, i, tensors.size()), tensors[i], options));
   }
   return submit(std::move(requests));
 }
@@ -144,7 +177,13 @@ Work EngineImpl::submit_one(Request request) {
   return submit(std::move(requests));
 }
 
-Work EngineImpl::allgather(std::string name, TensorView input, OutputAllocator allocate) {
+std::string EngineImpl::member_name(const std::string& name, std::size_t index,
+                                    std::size_t count) {
+  return count == 1 ? name : fmt::format("{}.{}", name, index);
+}
+
+Request EngineImpl::allgather_request(std::string name, const TensorView& input,
+                                      OutputAllocator allocate) const {
   check_tensor(name, input);
   if (input.shape.empty() || !allocate) {
     refuse(fmt::format("allgather '{}' needs a tensor with at least one dimension and an "
@@ -153,7 +192,25 @@ Work EngineImpl::allgather(std::string name, TensorView input, OutputAllocator a
   }
   Request request = tensor_request(OpType::allgather, std::move(name), input);
   request.allocate = std::move(allocate);
-  return submit_one(std::move(request));
+  return request;
+}
+
+Work EngineImpl::allgather(std::string name, TensorView input, OutputAllocator allocate) {
+  return submit_one(allgather_request(std::move(name), input, std::move(allocate)));
+}
+
+Work EngineImpl::grouped_allgather(std::string name, std::vector<TensorView> inputs,
+                                   GroupedOutputAllocator allocate) {
+  if (inputs.empty() || !allocate) {
+    refuse(fmt::format("grouped allgather '{}' needs tensors and an output allocator", name));
+  }
+  std::vector<Request> requests;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    requests.push_back(allgather_request(
+        member_name(name, i, inputs.size()), inputs[i],
+        [allocate, i](const std::vector<std::int64_t>& shape) { return allocate(i, shape); }));
+  }
+  return submit(std::move(requests));
 }
 
 Work EngineImpl::broadcast(std::string name, TensorView tensor, int root) {
@@ -181,8 +238,63 @@ Work EngineImpl::alltoall(std::string name, TensorView input, TensorView output)
   return submit_one(std::move(request));
 }
 
+Work EngineImpl::alltoall(std::string name, TensorView input, std::vector<std::int64_t> splits,
+                          OutputAllocator allocate) {
+  check_tensor(name, input);
+  std::int64_t rows = 0;
+  bool negative = false;
+  for (const auto count : splits) {
+    negative = negative || count < 0;
+    rows += count;
+  }
+  if (input.shape.empty() || splits.size() != static_cast<std::size_t>(size_) || negative ||
+      rows != input.shape.front() || !allocate) {
+    refuse(fmt::format("alltoall '{}': give {} splits (one per rank, none negative) that add "
+                       "up to the input's dimension 0 ({}), and an output allocator",
+                       name, size_, input.shape.empty() ? 0 : input.shape.front()));
+  }
+  Request request = tensor_request(OpType::alltoallv, std::move(name), input);
+  request.fp.splits = std::move(splits);
+  request.allocate = std::move(allocate);
+  return submit_one(std::move(request));
+}
+
+Work EngineImpl::reducescatter(std::string name, TensorView input, OutputAllocator allocate,
+                               ReduceOp op) {
+  check_tensor(name, input);
+  if (input.shape.empty() || !allocate) {
+    refuse(fmt::format("reducescatter '{}' needs a tensor with at least one dimension and an "
+                       "output allocator",
+                       name));
+  }
+  Request request = tensor_request(OpType::reducescatterv, std::move(name), input);
+  request.fp.op = op;
+  request.allocate = std::move(allocate);
+  return submit_one(std::move(request));
+}
+
+Work EngineImpl::grouped_reducescatter(std::string name, std::vector<TensorView> inputs,
+                                       std::vector<TensorView> outputs, ReduceOp op) {
+  if (inputs.empty() || inputs.size() != outputs.size()) {
+    refuse(fmt::format("grouped reducescatter '{}' needs as many outputs as inputs, at least "
+                       "one ({} and {} given)",
+                       name, inputs.size(), outputs.size()));
+  }
+  std::vector<Request> requests;
+  for (std::size_t i = 0; i < inputs.size(); ++i) {
+    requests.push_back(
+        reducescatter_request(member_name(name, i, inputs.size()), inputs[i], outputs[i], op));
+  }
+  return submit(std::move(requests));
+}
+
 Work EngineImpl::reducescatter(std::string name, TensorView input, TensorView output,
                                ReduceOp op) {
+  return submit_one(reducescatter_request(std::move(name), input, output, op));
+}
+
+Request EngineImpl::reducescatter_request(std::string name, const TensorView& input,
+                                          const TensorView& output, ReduceOp op) const {
   check_tensor(name, input);
   check_tensor(name, output);
   if (output.dtype != input.dtype || output.device != input.device ||
@@ -195,7 +307,7 @@ Work EngineImpl::reducescatter(std::string name, TensorView input, TensorView ou
   Request request = tensor_request(OpType::reducescatter, std::move(name), input);
   request.fp.op = op;
   request.output = output.data;
-  return submit_one(std::move(request));
+  return request;
 }
 
 Work EngineImpl::barrier(std::string name) {
@@ -240,8 +352,11 @@ void EngineImpl::run() {
       const Cycle cycle = negotiator_.cycle(outstanding_, join, join_request_.has_value(),
                                             queue_.stopping(), stop_requested_);
       const auto& response = cycle.response;
-      if (timeline_ && (cycle.announced > 0 || !response.ready.empty())) {
-        timeline_->event(Timeline::kNegotiation, "NEGOTIATE", started, Clock::now(),
+      if (timeline_.enabled() && (cycle.announced > 0 || !response.ready.empty())) {
+        if (timeline_.marking_cycles()) {
+          timeline_.instant(Timeline::kNegotiation, "CYCLE_START", started);
+        }
+        timeline_.event(Timeline::kNegotiation, "NEGOTIATE", started, Clock::now(),
                          fmt::format("\"announced\":{},\"released\":{},\"by_index\":{}",
                                      cycle.announced, response.ready.size(),
                                      response.indexed_released.has_value()));
@@ -271,7 +386,7 @@ void EngineImpl::run() {
   }();
   for (auto& request : late) request.work->complete(&reason);
   if (join_request_) join_request_->work->complete(&reason);
-  timeline_.reset();
+  timeline_.stop();
 }
 
 bool EngineImpl::take(std::vector<Request> taken) {
@@ -283,8 +398,8 @@ bool EngineImpl::take(std::vector<Request> taken) {
       join_request_ = std::move(request);
       continue;
     }
-    if (timeline_) {
-      timeline_->event(Timeline::kQueue, "QUEUE " + request.fp.name, request.enqueued, now,
+    if (timeline_.enabled()) {
+      timeline_.event(Timeline::kQueue, "QUEUE " + request.fp.name, request.enqueued, now,
                        fmt::format("\"seq\":{}", request.seq));
     }
     negotiator_.hold(request.seq);
@@ -326,6 +441,7 @@ void EngineImpl::apply(const CycleResponse& response) {
     {
       std::lock_guard lock(join_request_->work->mutex);
       join_request_->work->output_shape = {response.last_joined};
+      join_request_->work->last_joined = response.last_joined;
     }
     joined_ = false;
     auto work = join_request_->work;

@@ -9,6 +9,8 @@
 #include <memory>
 #include <mutex>
 #include <optional>
+#include <set>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -53,11 +55,21 @@ class EngineImpl final : public Engine {
   Work allgather(std::string name, TensorView input, OutputAllocator allocate) override;
   Work broadcast(std::string name, TensorView tensor, int root) override;
   Work alltoall(std::string name, TensorView input, TensorView output) override;
+  Work alltoall(std::string name, TensorView input, std::vector<std::int64_t> splits,
+                OutputAllocator allocate) override;
   Work reducescatter(std::string name, TensorView input, TensorView output,
                      ReduceOp op) override;
+  Work reducescatter(std::string name, TensorView input, OutputAllocator allocate,
+                     ReduceOp op) override;
+  Work grouped_allgather(std::string name, std::vector<TensorView> inputs,
+                         GroupedOutputAllocator allocate) override;
+  Work grouped_reducescatter(std::string name, std::vector<TensorView> inputs,
+                             std::vector<TensorView> outputs, ReduceOp op) override;
   Work barrier(std::string name) override;
   Work join() override;
   void flush() override { queue_.flush(); }
+  void start_timeline(const std::string& path, bool mark_cycles) override;
+  void stop_timeline() override { timeline_.stop(); }
   EngineStats stats() const override;
   const EngineConfig& config() const override { return config_; }
 
@@ -65,12 +77,22 @@ class EngineImpl final : public Engine {
   // Callers' side: validation and enqueueing.
   Work submit(std::vector<Request> requests);
   Work submit_one(Request request);
+  /// Name mode: claims the requests' names until their Work completes, or refuses them when
+  /// one is pending already (or appears twice among them).
+  void claim_names(const std::vector<Request>& requests, WorkState& work);
+  void release_names(const std::vector<std::string>& names);
   /// A request over `tensor`'s memory, fingerprinted by op type, dtype, shape and name.
   static Request tensor_request(OpType type, std::string name, const TensorView& tensor);
   /// A checked all-reduce request with `options` in its fingerprint.
   Request allreduce_request(std::string name, const TensorView& tensor,
                             const AllreduceOptions& options) const;
   void check_tensor(const std::string& name, const TensorView& tensor) const;
+  Request allgather_request(std::string name, const TensorView& input,
+                            OutputAllocator allocate) const;
+  Request reducescatter_request(std::string name, const TensorView& input,
+                                const TensorView& output, ReduceOp op) const;
+  /// name.0, name.1, ... (just `name` for a group of one), as grouped all-reduces name theirs.
+  static std::string member_name(const std::string& name, std::size_t index, std::size_t count);
   [[noreturn]] void refuse(const std::string& what) const;
 
   // Engine thread: the loop.
@@ -86,7 +108,7 @@ class EngineImpl final : public Engine {
   int size_;
   EngineConfig config_;
   RequestQueue queue_;
-  std::unique_ptr<Timeline> timeline_;
+  Timeline timeline_;
   Outstanding outstanding_;  // engine thread only
   Negotiator negotiator_;
   Executor executor_;
@@ -98,6 +120,8 @@ class EngineImpl final : public Engine {
   Clock::time_point stop_requested_{};
 
   std::atomic<bool> joined_{false};
+  std::mutex names_mutex_;
+  std::set<std::string> pending_names_;  // name mode: enqueued and not completed
   mutable std::mutex state_mutex_;
   std::optional<Error> failure_;  // why the engine stopped
   EngineStats stats_;             // the negotiation's counters; the executor keeps its own

@@ -10,7 +10,7 @@ namespace ringfuse::engine {
 
 Executor::Executor(int rank, int size, std::size_t fusion_threshold,
                    ExecutionResources resources, Outstanding& outstanding,
-                   const std::unique_ptr<Timeline>& timeline)
+                   Timeline& timeline)
     : rank_(rank),
       size_(size),
       data_(std::move(resources.data)),
@@ -63,6 +63,10 @@ void Executor::execute(const CycleResponse& response, const FusionGroup& group) 
   try {
     if (head.fp.op_type == OpType::allreduce) {
       run_allreduce(response, group);
+    } else if (group.fused && head.fp.op_type == OpType::reducescatter) {
+      run_reducescatters_fused(response, group);
+    } else if (group.fused) {
+      run_allgathers_fused(response, group);
     } else {
       run_single(head, outstanding_.find(head.seq));
       outstanding_.complete(head.seq, nullptr);
@@ -82,8 +86,8 @@ void Executor::execute(const CycleResponse& response, const FusionGroup& group) 
 void Executor::allreduce_done(const std::string& label, std::size_t tensors, DataType wire,
                               const backend::Executed& executed, Clock::time_point start) {
   const auto end = Clock::now();
-  if (timeline_) {
-    timeline_->event(Timeline::kCollective, "ALLREDUCE " + label, start, end,
+  if (timeline_.enabled()) {
+    timeline_.event(Timeline::kCollective, "ALLREDUCE " + label, start, end,
                      fmt::format("\"bytes\":{},\"tensors\":{},\"dtype\":\"{}\",\"algorithm\":\"{}\"",
                                  executed.bytes, tensors, to_string(wire), executed.algorithm));
   }
@@ -167,8 +171,8 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
     };
     memory.convert(place_members(true), wire, fp.dtype, fp.prescale);
     memory.finish();
-    if (timeline_) {
-      timeline_->event(Timeline::kMemcpy, "MEMCPY_IN_FUSION_BUFFER", start, Clock::now(),
+    if (timeline_.enabled()) {
+      timeline_.event(Timeline::kMemcpy, "MEMCPY_IN_FUSION_BUFFER", start, Clock::now(),
                        fmt::format("\"bytes\":{}", total * wire_bytes));
     }
     start = Clock::now();
@@ -177,13 +181,233 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
     start = Clock::now();
     memory.convert(place_members(false), fp.dtype, wire, post);
     memory.finish();
-    if (timeline_) {
-      timeline_->event(Timeline::kMemcpy, "MEMCPY_OUT_FUSION_BUFFER", start, Clock::now(),
+    if (timeline_.enabled()) {
+      timeline_.event(Timeline::kMemcpy, "MEMCPY_OUT_FUSION_BUFFER", start, Clock::now(),
                        fmt::format("\"bytes\":{}", total * wire_bytes));
     }
     fused_tensors_ += group.members.size();
   }
   for (const auto index : group.members) outstanding_.complete(response.ready[index].seq, nullptr);
+}
+
+std::byte* Executor::allocate_output(const Fingerprint& fp, Request& local,
+                                     const std::vector<std::int64_t>& shape, std::size_t bytes,
+                                     std::optional<Error>& failure) {
+  try {
+    void* output = local.allocate(shape);
+    if (output == nullptr && bytes > 0) throw std::runtime_error("it returned null");
+    if (output != nullptr) return static_cast<std::byte*>(output);
+  } catch (const std::exception& e) {
+    failure = core::rank_error(ErrorKind::invalid_argument, rank_,
+                               "engine: {} '{}': the output allocator failed: {}",
+                               to_string(fp.op_type), fp.name, e.what());
+  }
+  return nullptr;
+}
+
+void Executor::run_allgathers_fused(const CycleResponse& response, const FusionGroup& group) {
+  const auto& head = response.ready[group.members.front()].fp;
+  const std::size_t element = element_size(head.dtype);
+  const auto ranks = static_cast<std::size_t>(size_);
+  const auto me = static_cast<std::size_t>(rank_);
+  // Member m's row length, and the elements each rank sends: its rows of every member.
+  std::vector<std::size_t> row;
+  std::vector<std::size_t> counts(ranks, 0);
+  for (const auto index : group.members) {
+    const auto& entry = response.ready[index];
+    std::size_t length = 1;
+    for (std::size_t d = 1; d < entry.fp.shape.size(); ++d) {
+      length *= static_cast<std::size_t>(entry.fp.shape[d]);
+    }
+    row.push_back(length);
+    for (std::size_t r = 0; r < ranks; ++r) {
+      counts[r] += static_cast<std::size_t>(entry.dim0[r]) * length;
+    }
+  }
+  std::size_t total = 0;
+  std::vector<std::size_t> rank_offset;  // where each rank's block starts in the gathered buffer
+  for (const auto count : counts) {
+    rank_offset.push_back(total);
+    total += count;
+  }
+  auto& memory = memory_for(head.device);
+  std::byte* send = memory.scratch((counts[me] + total) * element);
+  std::byte* gathered = send + counts[me] * element;
+
+  const auto start = Clock::now();
+  memory.begin();
+  segments_.clear();
+  std::size_t offset = 0;
+  for (std::size_t m = 0; m < group.members.size(); ++m) {
+    const auto& entry = response.ready[group.members[m]];
+    const std::size_t count = static_cast<std::size_t>(entry.dim0[me]) * row[m];
+    if (const Request* local = outstanding_.find(entry.seq); local != nullptr && count > 0) {
+      segments_.push_back({send + offset * element, local->data, count});
+    }
+    offset += count;
+  }
+  memory.convert(segments_, head.dtype, head.dtype, 1.0);
+  memory.finish();
+  backend_for(head.device).allgatherv(send, gathered, counts, head.dtype);
+
+  // Each member's output: rank after rank, its rows from that rank's block.
+  std::vector<std::size_t> within(ranks, 0);  // elements of earlier members in each block
+  std::vector<std::optional<Error>> failures(group.members.size());
+  segments_.clear();
+  for (std::size_t m = 0; m < group.members.size(); ++m) {
+    const auto& entry = response.ready[group.members[m]];
+    Request* local = outstanding_.find(entry.seq);
+    std::vector<std::int64_t> shape = entry.fp.shape;
+    shape.front() = 0;
+    for (const auto d0 : entry.dim0) shape.front() += d0;
+    const std::size_t out_count = static_cast<std::size_t>(shape.front()) * row[m];
+    std::byte* output =
+        local == nullptr ? nullptr
+                         : allocate_output(entry.fp, *local, shape, out_count * element, failures[m]);
+    std::size_t placed = 0;
+    for (std::size_t r = 0; r < ranks; ++r) {
+      const std::size_t count = static_cast<std::size_t>(entry.dim0[r]) * row[m];
+      if (output != nullptr && count > 0) {
+        segments_.push_back({output + placed * element,
+                             gathered + (rank_offset[r] + within[r]) * element, count});
+      }
+      placed += count;
+      within[r] += count;
+    }
+    if (local != nullptr) {
+      std::lock_guard lock(local->work->mutex);
+      local->work->output_shape = shape;
+    }
+  }
+  memory.convert(segments_, head.dtype, head.dtype, 1.0);
+  memory.finish();
+  if (timeline_.enabled()) {
+    timeline_.event(Timeline::kCollective,
+                    fmt::format("allgather fused x{}", group.members.size()), start,
+                    Clock::now(), fmt::format("\"bytes\":{}", total * element));
+  }
+  fused_tensors_ += group.members.size();  // counted before a waiter can look
+  for (std::size_t m = 0; m < group.members.size(); ++m) {
+    const auto seq = response.ready[group.members[m]].seq;
+    outstanding_.complete(seq, failures[m] ? &*failures[m] : nullptr);
+    if (progress_) progress_->collective();
+  }
+}
+
+void Executor::run_reducescatters_fused(const CycleResponse& response,
+                                        const FusionGroup& group) {
+  const auto& head = response.ready[group.members.front()].fp;
+  const std::size_t element = element_size(head.dtype);
+  const auto ranks = static_cast<std::size_t>(size_);
+  std::vector<Request*> locals;  // nobody has joined: the coordinator refuses that
+  std::vector<std::size_t> block;  // each member's output elements
+  std::size_t per_rank = 0;
+  for (const auto index : group.members) {
+    const auto& entry = response.ready[index];
+    locals.push_back(outstanding_.find(entry.seq));
+    block.push_back(entry.fp.numel() / ranks);
+    per_rank += block.back();
+  }
+  auto& memory = memory_for(head.device);
+  std::byte* packed = memory.scratch((ranks + 1) * per_rank * element);
+  std::byte* reduced = packed + ranks * per_rank * element;
+
+  const auto start = Clock::now();
+  memory.begin();
+  segments_.clear();
+  for (std::size_t r = 0; r < ranks; ++r) {
+    std::size_t offset = r * per_rank;
+    for (std::size_t m = 0; m < locals.size(); ++m) {
+      const auto* input = static_cast<const std::byte*>(locals[m]->data);
+      segments_.push_back({packed + offset * element, input + r * block[m] * element, block[m]});
+      offset += block[m];
+    }
+  }
+  memory.convert(segments_, head.dtype, head.dtype, 1.0);
+  memory.finish();
+  backend_for(head.device).reducescatter(packed, reduced, per_rank, head.dtype, head.op);
+  segments_.clear();
+  std::size_t offset = 0;
+  for (std::size_t m = 0; m < locals.size(); ++m) {
+    segments_.push_back({locals[m]->output, reduced + offset * element, block[m]});
+    offset += block[m];
+  }
+  memory.convert(segments_, head.dtype, head.dtype, 1.0);
+  memory.finish();
+  if (timeline_.enabled()) {
+    timeline_.event(Timeline::kCollective,
+                    fmt::format("reducescatter fused x{}", group.members.size()), start,
+                    Clock::now(), fmt::format("\"bytes\":{}", ranks * per_rank * element));
+  }
+  fused_tensors_ += group.members.size();  // counted before a waiter can look
+  for (const auto index : group.members) {
+    outstanding_.complete(response.ready[index].seq, nullptr);
+    if (progress_) progress_->collective();
+  }
+}
+
+void Executor::run_alltoallv(const ReadyEntry& entry, Request& local) {
+  const auto& fp = local.fp;  // entry.fp carries another rank's splits
+  std::size_t row = 1;
+  for (std::size_t d = 1; d < fp.shape.size(); ++d) row *= static_cast<std::size_t>(fp.shape[d]);
+  const auto n = static_cast<std::size_t>(size_);
+  std::vector<std::size_t> send_counts;
+  std::vector<std::size_t> recv_counts;
+  std::vector<std::int64_t> received;
+  std::int64_t rows = 0;
+  for (std::size_t peer = 0; peer < n; ++peer) {
+    send_counts.push_back(static_cast<std::size_t>(fp.splits[peer]) * row);
+    received.push_back(entry.dim0.at(peer * n + static_cast<std::size_t>(rank_)));
+    recv_counts.push_back(static_cast<std::size_t>(received.back()) * row);
+    rows += received.back();
+  }
+  std::vector<std::int64_t> shape = fp.shape;
+  shape.front() = rows;
+  std::optional<Error> failure;
+  const std::size_t out_bytes = static_cast<std::size_t>(rows) * row * element_size(fp.dtype);
+  std::byte* output = allocate_output(fp, local, shape, out_bytes, failure);
+  if (output == nullptr) output = memory_for(fp.device).scratch(out_bytes);
+  backend_for(fp.device).alltoallv(local.data, send_counts, output, recv_counts, fp.dtype);
+  {
+    std::lock_guard lock(local.work->mutex);
+    local.work->output_shape = shape;
+    local.work->received_splits = std::move(received);
+  }
+  if (failure) outstanding_.complete(entry.seq, &*failure);
+}
+
+void Executor::run_reducescatterv(const ReadyEntry& entry, Request& local) {
+  const auto& fp = entry.fp;
+  const auto rows = static_cast<std::size_t>(fp.shape.front());
+  const std::size_t row = rows == 0 ? 0 : fp.numel() / rows;
+  const auto n = static_cast<std::size_t>(size_);
+  const auto r = static_cast<std::size_t>(rank_);
+  const std::size_t mine = rows / n + (r < rows % n ? 1 : 0);
+  const std::size_t first = r * (rows / n) + std::min(r, rows % n);
+  std::vector<std::int64_t> shape = fp.shape;
+  shape.front() = static_cast<std::int64_t>(mine);
+  auto& memory = memory_for(fp.device);
+  const std::size_t out_bytes = mine * row * element_size(fp.dtype);
+  // The whole input is reduced in engine scratch (the caller's input stays as it was), and
+  // this rank's rows are copied out: the backends have no uneven reduce-scatter.
+  std::byte* reduced = memory.scratch(fp.bytes() + out_bytes);
+  std::optional<Error> failure;
+  std::byte* output = allocate_output(fp, local, shape, out_bytes, failure);
+  if (output == nullptr) output = reduced + fp.bytes();
+  memory.begin();
+  const memory::CopySegment in{reduced, local.data, fp.numel()};
+  memory.convert({&in, 1}, fp.dtype, fp.dtype, 1.0);
+  memory.finish();
+  backend_for(fp.device).allreduce(reduced, fp.numel(), fp.dtype, fp.op, Algorithm::automatic);
+  const memory::CopySegment out{output, reduced + first * row * element_size(fp.dtype),
+                                mine * row};
+  memory.convert({&out, 1}, fp.dtype, fp.dtype, 1.0);
+  memory.finish();
+  {
+    std::lock_guard lock(local.work->mutex);
+    local.work->output_shape = shape;
+  }
+  if (failure) outstanding_.complete(entry.seq, &*failure);
 }
 
 void Executor::run_single(const ReadyEntry& entry, Request* local) {
@@ -204,6 +428,8 @@ void Executor::run_single(const ReadyEntry& entry, Request* local) {
       backend_for(fp.device).alltoallv(local->data, counts, local->output, counts, fp.dtype);
       break;
     }
+    case OpType::alltoallv: run_alltoallv(entry, *local); break;
+    case OpType::reducescatterv: run_reducescatterv(entry, *local); break;
     case OpType::reducescatter:
       backend_for(fp.device).reducescatter(local->data, local->output,
                                            fp.numel() / static_cast<std::size_t>(size_), fp.dtype,
@@ -249,8 +475,8 @@ void Executor::run_single(const ReadyEntry& entry, Request* local) {
       break;
     }
   }
-  if (timeline_) {
-    timeline_->event(Timeline::kCollective, fmt::format("{} {}", to_string(fp.op_type), fp.name),
+  if (timeline_.enabled()) {
+    timeline_.event(Timeline::kCollective, fmt::format("{} {}", to_string(fp.op_type), fp.name),
                      start, Clock::now(), args);
   }
 }

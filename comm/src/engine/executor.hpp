@@ -37,7 +37,7 @@ class Executor {
  public:
   /// `outstanding` and `timeline` belong to the engine and outlive the executor.
   Executor(int rank, int size, std::size_t fusion_threshold, ExecutionResources resources,
-           Outstanding& outstanding, const std::unique_ptr<Timeline>& timeline);
+           Outstanding& outstanding, Timeline& timeline);
 
   /// Runs one group of `response.ready` and completes its members' Works.
   void execute(const CycleResponse& response, const FusionGroup& group);
@@ -51,6 +51,17 @@ class Executor {
  private:
   void run_allreduce(const CycleResponse& response, const FusionGroup& group);
   void run_single(const ReadyEntry& entry, Request* local);
+  /// Calls `local`'s output allocator for `shape` (of `bytes`); on failure, records the error
+  /// for the Work and returns null (the caller takes part with scratch, as the others wait).
+  std::byte* allocate_output(const Fingerprint& fp, Request& local,
+                             const std::vector<std::int64_t>& shape, std::size_t bytes,
+                             std::optional<Error>& failure);
+  void run_alltoallv(const ReadyEntry& entry, Request& local);
+  /// Several allgathers in one allgatherv: each rank's rows of every member, packed.
+  void run_allgathers_fused(const CycleResponse& response, const FusionGroup& group);
+  /// Several reducescatters in one: rank r's block of every member, packed, r after r.
+  void run_reducescatters_fused(const CycleResponse& response, const FusionGroup& group);
+  void run_reducescatterv(const ReadyEntry& entry, Request& local);
   /// Where collectives on `device` memory are packed, and the backend that runs them; a rank
   /// without a CUDA device fails here when the others agreed on a CUDA collective (it joined).
   memory::MemorySpace& memory_for(Device device);
@@ -67,7 +78,7 @@ class Executor {
   std::string device_unavailable_;
   core::ProgressPublisher* progress_;  // may be null
   Outstanding& outstanding_;
-  const std::unique_ptr<Timeline>& timeline_;
+  Timeline& timeline_;
   memory::HostMemorySpace host_memory_;  // fusion buffer and a joined rank's stand-ins, in host memory
   std::vector<memory::CopySegment> segments_;  // reused by every fused all-reduce
   std::atomic<std::uint64_t> collectives_{0};

@@ -13,6 +13,8 @@ std::string_view to_string(OpType op) {
     case OpType::alltoall: return "alltoall";
     case OpType::reducescatter: return "reducescatter";
     case OpType::barrier: return "barrier";
+    case OpType::alltoallv: return "alltoallv";
+    case OpType::reducescatterv: return "reducescatterv";
   }
   return "?";
 }
@@ -30,7 +32,7 @@ bool Fingerprint::matches(const Fingerprint& other) const {
       shape.size() != other.shape.size()) {
     return false;
   }
-  for (std::size_t i = op_type == OpType::allgather ? 1 : 0; i < shape.size(); ++i) {
+  for (std::size_t i = rows_differ() ? 1 : 0; i < shape.size(); ++i) {
     if (shape[i] != other.shape[i]) return false;
   }
   return true;
@@ -43,8 +45,9 @@ std::string Fingerprint::describe(bool with_name) const {
   switch (op_type) {
     case OpType::allreduce:
     case OpType::reducescatter:
+    case OpType::reducescatterv:
       text += fmt::format(" {}", ringfuse::to_string(op));
-      if (op_type == OpType::reducescatter) text += " reducescatter";
+      if (op_type != OpType::allreduce) text += fmt::format(" {}", to_string(op_type));
       break;
     case OpType::broadcast: text += fmt::format(" broadcast root {}", root); break;
     default: text += fmt::format(" {}", to_string(op_type)); break;
@@ -69,6 +72,8 @@ void Fingerprint::encode(ByteWriter& out) const {
   out.put(static_cast<std::uint32_t>(shape.size()));
   for (const auto dim : shape) out.put(dim);
   out.put_string(name);
+  out.put(static_cast<std::uint32_t>(splits.size()));
+  for (const auto rows : splits) out.put(rows);
 }
 
 Fingerprint Fingerprint::decode(ByteReader& in) {
@@ -85,6 +90,9 @@ Fingerprint Fingerprint::decode(ByteReader& in) {
   if (dims > 64) throw Error(ErrorKind::protocol, "ringfuse engine: bad fingerprint");
   for (std::uint32_t i = 0; i < dims; ++i) fp.shape.push_back(in.get<std::int64_t>());
   fp.name = in.get_string();
+  const auto ranks = in.get<std::uint32_t>();
+  if (ranks > (1u << 20)) throw Error(ErrorKind::protocol, "ringfuse engine: bad fingerprint");
+  for (std::uint32_t i = 0; i < ranks; ++i) fp.splits.push_back(in.get<std::int64_t>());
   return fp;
 }
 
@@ -99,7 +107,7 @@ std::size_t Fingerprint::hash() const {
   mix(std::hash<double>{}(prescale));
   mix(std::hash<double>{}(postscale));
   mix(std::hash<std::string>{}(name));
-  for (std::size_t i = op_type == OpType::allgather ? 1 : 0; i < shape.size(); ++i) {
+  for (std::size_t i = rows_differ() ? 1 : 0; i < shape.size(); ++i) {
     mix(static_cast<std::uint64_t>(shape[i]));
   }
   mix(shape.size());

@@ -12,7 +12,11 @@
 
 namespace ringfuse::engine {
 
-enum class OpType : std::uint8_t { allreduce, allgather, broadcast, alltoall, reducescatter, barrier };
+// alltoallv / reducescatterv: the uneven alltoall and reducescatter (appended: the wire keeps
+// the older values).
+enum class OpType : std::uint8_t {
+  allreduce, allgather, broadcast, alltoall, reducescatter, barrier, alltoallv, reducescatterv
+};
 
 std::string_view to_string(OpType op);
 
@@ -25,8 +29,9 @@ struct Fingerprint {
   Device device = Device::cpu;
   double prescale = 1.0;
   double postscale = 1.0;
-  std::vector<std::int64_t> shape;  // allgather: dimension 0 is this rank's and may differ
+  std::vector<std::int64_t> shape;  // allgather, alltoallv: dimension 0 may differ by rank
   std::string name;
+  std::vector<std::int64_t> splits;  // alltoallv: the rows this rank sends to each rank
 
   std::size_t numel() const;
   std::size_t bytes() const { return numel() * element_size(dtype); }
@@ -35,7 +40,11 @@ struct Fingerprint {
   /// `f32[1024,512] sum`, with the name in front when `with_name`.
   std::string describe(bool with_name) const;
   /// Only all-reduces, broadcasts and the like with fixed shapes go in the response cache.
-  bool cacheable() const { return op_type != OpType::allgather; }
+  bool cacheable() const { return !rows_differ(); }
+  /// Dimension 0 may differ between ranks, which the coordinator collects (never cached).
+  bool rows_differ() const {
+    return op_type == OpType::allgather || op_type == OpType::alltoallv;
+  }
 
   void encode(ByteWriter& out) const;
   static Fingerprint decode(ByteReader& in);

@@ -11,6 +11,27 @@ bool compatible(const Fingerprint& a, const Fingerprint& b) {
 
 std::size_t wire_bytes(const Fingerprint& fp) { return fp.numel() * element_size(wire_type(fp)); }
 
+bool gathers_together(const Fingerprint& a, const Fingerprint& b) {
+  return a.op_type == OpType::allgather && b.op_type == OpType::allgather &&
+         a.dtype == b.dtype && a.device == b.device;
+}
+
+bool scatters_together(const Fingerprint& a, const Fingerprint& b) {
+  return a.op_type == OpType::reducescatter && b.op_type == OpType::reducescatter &&
+         a.dtype == b.dtype && a.op == b.op && a.device == b.device;
+}
+
+// What an allgather brings together on every rank: every rank's rows.
+std::size_t gathered_bytes(const ReadyEntry& entry) {
+  if (entry.fp.op_type == OpType::reducescatter) return entry.fp.bytes();  // the input
+  const auto& fp = entry.fp;
+  std::size_t row = 1;
+  for (std::size_t d = 1; d < fp.shape.size(); ++d) row *= static_cast<std::size_t>(fp.shape[d]);
+  std::size_t rows = 0;
+  for (const auto d0 : entry.dim0) rows += static_cast<std::size_t>(d0);
+  return rows * row * element_size(fp.dtype);
+}
+
 // Copying a large tensor into the fusion buffer and back costs more than the separate call it
 // saves: it is reduced in place, alone. (Compressed tensors must go through the buffer.)
 bool reduce_in_place(const Fingerprint& fp, std::size_t inplace_min) {
@@ -57,6 +78,23 @@ std::vector<FusionGroup> plan_fusion(const std::vector<ReadyEntry>& ready, std::
       // One tensor without compression is reduced in place; the buffer is for packing.
       group.fused = group.members.size() > 1 || wire_type(head) != head.dtype;
       if (group.fused && bytes > threshold) group.fused = false;  // too big: in place, alone
+    } else if (head.op_type == OpType::allgather || head.op_type == OpType::reducescatter) {
+      const auto together = head.op_type == OpType::allgather ? gathers_together
+                                                              : scatters_together;
+      std::size_t bytes = gathered_bytes(ready[i]);
+      std::size_t skipped = 0;
+      for (std::size_t j = i + 1; j < ready.size() && skipped <= lookahead; ++j) {
+        if (taken[j] || ready[j].kind == ReadyEntry::Kind::error) continue;
+        if (!together(head, ready[j].fp)) {
+          ++skipped;
+          continue;
+        }
+        if (bytes + gathered_bytes(ready[j]) > threshold) break;
+        bytes += gathered_bytes(ready[j]);
+        taken[j] = true;
+        group.members.push_back(j);
+      }
+      group.fused = group.members.size() > 1;
     }
     groups.push_back(std::move(group));
   }

@@ -1,7 +1,10 @@
 // Groups the collectives released in one cycle: compatible all-reduces (same dtype, operator,
 // scaling, compression and device) are packed together up to the fusion threshold, looking
 // ahead a bounded number of entries past incompatible ones (mixed dtypes); uncompressed
-// all-reduces of at least `inplace_min` bytes, and everything else, run alone, in place.
+// all-reduces of at least `inplace_min` bytes run alone, in place. Allgathers of one dtype and
+// device are packed together the same way (one allgatherv), up to the threshold in gathered
+// bytes, and so are (even) reducescatters of one dtype, operator and device (one
+// reducescatter), up to the threshold in input bytes; everything else runs alone.
 // Every rank computes the same plan from the same response.
 #pragma once
 

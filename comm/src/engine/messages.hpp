@@ -49,7 +49,9 @@ struct ReadyEntry {
   Kind kind = Kind::full;
   std::uint32_t cache_index = 0;
   Fingerprint fp;                      // resolved on every rank
-  std::vector<std::int64_t> dim0;      // allgather: every rank's dimension 0
+  // allgather: every rank's dimension 0; alltoallv: every rank's splits, rank after rank
+  // (size x size: [r * size + j] rows go from rank r to rank j)
+  std::vector<std::int64_t> dim0;
   std::string error;                   // Kind::error: the message every rank reports
 };
 

@@ -26,10 +26,11 @@ Negotiator::Negotiator(int rank, int size, const EngineConfig& config,
                        std::unique_ptr<transport::Transport> control)
     : rank_(rank),
       size_(size),
+      match_(config.match),
       stall_abort_(config.stall_abort),
       control_(std::move(control)),
       cache_(config.cache_capacity),
-      coordinator_(size, cache_),
+      coordinator_(size, cache_, config.match),
       stall_(config.stall_warning, config.stall_abort) {}
 
 Cycle Negotiator::cycle(const Outstanding& outstanding, bool join, bool join_pending,
@@ -39,7 +40,9 @@ Cycle Negotiator::cycle(const Outstanding& outstanding, bool join, bool join_pen
   result.announced = message.entries.size() + message.indices.size();
   const bool by_index = message.indexed;
   result.response = exchange(std::move(message), stop_requested);
-  if (result.response.indexed_released) {
+  if (match_ == MatchMode::name) {
+    resolve_names(outstanding, result.response);
+  } else if (result.response.indexed_released) {
     release_held(outstanding, result.response);
   } else if (by_index) {
     held_.clear();  // the coordinator took them into its table
@@ -55,10 +58,11 @@ CycleMessage Negotiator::announce(const Outstanding& outstanding, bool join, boo
   message.shutdown = shutdown;
   message.busy = !outstanding.empty();
 
-  // The short way when everything held is cached (never an allgather: the coordinator must
-  // collect every rank's dimension 0).
+  // The short way when everything held is cached (never an allgather or uneven alltoall: the
+  // coordinator must collect every rank's dimension 0 or splits). Not in name mode: the short way relies on every rank
+  // holding the same collectives in the same order.
   held_indices_.clear();
-  bool by_index = !join && !shutdown && !join_pending;
+  bool by_index = !join && !shutdown && !join_pending && match_ == MatchMode::sequence;
   for (auto it = held_.begin(); by_index && it != held_.end(); ++it) {
     if (const auto index = cache_.find(outstanding.at(*it).fp)) {
       held_indices_.push_back(*index);
@@ -78,6 +82,10 @@ CycleMessage Negotiator::announce(const Outstanding& outstanding, bool join, boo
   }
   held_.clear();
   return message;
+}
+
+void Negotiator::resolve_names(const Outstanding& outstanding, CycleResponse& response) const {
+  for (auto& entry : response.ready) entry.seq = outstanding.seq_named(entry.fp.name).value_or(0);
 }
 
 void Negotiator::release_held(const Outstanding& outstanding, CycleResponse& response) {

@@ -58,8 +58,13 @@ class Negotiator {
   /// Takes every released collective into the response cache, identically on every rank.
   void update_cache(Cycle& cycle);
 
+  /// Name mode: each rank finds its own request for a released name; a rank that joined (and
+  /// so holds none) gets sequence number 0, which no request has.
+  void resolve_names(const Outstanding& outstanding, CycleResponse& response) const;
+
   int rank_;
   int size_;
+  MatchMode match_;
   std::chrono::milliseconds stall_abort_;
   ControlChannel control_;
   ResponseCache cache_;

@@ -5,6 +5,8 @@
 
 #include <cstdint>
 #include <map>
+#include <optional>
+#include <string>
 
 #include "engine/request.hpp"
 
@@ -23,6 +25,14 @@ class Outstanding {
   }
   const Request& at(std::uint64_t seq) const { return requests_.at(seq); }
   bool contains(std::uint64_t seq) const { return requests_.count(seq) != 0; }
+  /// The sequence number of the request called `name` (name mode: names are unique among a
+  /// rank's pending requests), or nullopt.
+  std::optional<std::uint64_t> seq_named(const std::string& name) const {
+    for (const auto& [seq, request] : requests_) {
+      if (request.fp.name == name) return seq;
+    }
+    return std::nullopt;
+  }
   bool empty() const { return requests_.empty(); }
 
   /// Completes the Work of `seq` (nullptr: success) and forgets it; nothing if it is not here.

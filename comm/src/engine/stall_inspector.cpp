@@ -34,9 +34,10 @@ std::string StallInspector::describe(Clock::time_point now,
       parts.push_back("...");
       break;
     }
-    parts.push_back(fmt::format("{} {} not submitted collective #{} {} for {:.1f} s ({} did)",
+    parts.push_back(fmt::format("{} {} not submitted collective {}{} for {:.1f} s ({} did)",
                                 describe_ranks(item.missing),
-                                item.missing.size() == 1 ? "has" : "have", item.seq,
+                                item.missing.size() == 1 ? "has" : "have",
+                                item.numbered ? fmt::format("#{} ", item.seq) : std::string(),
                                 item.description, seconds_between(item.since, now),
                                 describe_ranks(item.submitted)));
   }

@@ -21,6 +21,7 @@ struct WaitingCollective {
   std::vector<int> submitted;  // ranks that announced it
   std::vector<int> missing;    // ranks that did not (and have not joined)
   Clock::time_point since;     // first announcement
+  bool numbered = true;        // false in name mode: `seq` is only a key, not shown
 };
 
 class StallInspector {

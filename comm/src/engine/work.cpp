@@ -1,6 +1,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <utility>
 
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
@@ -24,6 +25,7 @@ void WorkState::complete(const Error* failure) {
     if (done) return;
     if (failure != nullptr && !error) error = *failure;
     if (--remaining > 0 && failure == nullptr) return;
+    if (before_done) std::exchange(before_done, nullptr)();
     done = true;
     to_run.swap(callbacks);
   }
@@ -90,6 +92,18 @@ std::vector<std::int64_t> Work::output_shape() const {
   if (!state_) return {};
   std::lock_guard lock(state_->mutex);
   return state_->output_shape;
+}
+
+std::vector<std::int64_t> Work::received_splits() const {
+  if (!state_) return {};
+  std::lock_guard lock(state_->mutex);
+  return state_->received_splits;
+}
+
+int Work::last_joined_rank() const {
+  if (!state_) return -1;
+  std::lock_guard lock(state_->mutex);
+  return state_->done ? state_->last_joined : -1;
 }
 
 }  // namespace ringfuse

@@ -18,6 +18,11 @@ struct WorkState {
   std::optional<Error> error;
   std::vector<std::function<void(const Error*)>> callbacks;
   std::vector<std::int64_t> output_shape;
+  int last_joined = -1;  // join(): the rank that joined last
+  std::vector<std::int64_t> received_splits;  // uneven alltoall
+  // Runs once, under `mutex`, just before the Work is marked done: whatever a waiter may rely
+  // on once wait() returns (the name-mode registry's release of this Work's names).
+  std::function<void()> before_done;
   int remaining = 1;  // a grouped all-reduce completes when all its parts have
 
   /// Completes one part (the first error wins); runs the callbacks when the last part is done.
