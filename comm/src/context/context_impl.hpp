@@ -74,6 +74,9 @@ class ContextImpl final : public Context {
   backend::Backend& pick(backend::OpKind kind, DataType type, ReduceOp op, const void* buffer);
 
   std::string key_prefix_;
+  // Shared by every transport of this Context: after one channel failed, none of them
+  // reports an orderly shutdown to its peers.
+  std::shared_ptr<transport::AbortState> abort_state_ = std::make_shared<transport::AbortState>();
   WorldSpec world_;
   Options options_;
   std::unique_ptr<core::ProgressPublisher> progress_;  // RINGFUSE_PROGRESS_FILE, else null

@@ -64,8 +64,10 @@ std::string describe_lost_peer(rendezvous::Store& world, int rank, const std::st
   return message;
 }
 
-void check_exchange(int rank, int size, const std::string& operation,
-                    const std::optional<std::string>& aborted, int send_peer, int recv_peer) {
+void check_exchange(int position, int size, const GlobalRanks& global,
+                    const std::string& operation, const std::optional<std::string>& aborted,
+                    int send_peer, int recv_peer) {
+  const int rank = global(position);
   if (aborted) {
     throw Error(ErrorKind::peer_failure,
                 fmt::format("rank {}: {}: this world was aborted earlier: {}", rank, operation,
@@ -73,10 +75,10 @@ void check_exchange(int rank, int size, const std::string& operation,
                 rank);
   }
   for (const auto& [peer, role] : {std::pair{send_peer, "send"}, std::pair{recv_peer, "receive"}}) {
-    if (peer != kNoPeer && (peer < 0 || peer >= size || peer == rank)) {
+    if (peer != kNoPeer && (peer < 0 || peer >= size || peer == position)) {
       throw Error(ErrorKind::invalid_argument,
-                  fmt::format("rank {}: {}: invalid {} peer {} in a world of {}", rank, operation,
-                              role, peer, size),
+                  fmt::format("rank {}: {}: invalid {} peer {} in a world of {}", rank,
+                              operation, role, peer, size),
                   rank, peer);
     }
   }

@@ -166,6 +166,10 @@ ShmTransport::ShmTransport(int rank, int size, rendezvous::Store& store, ShmOpti
       size_(size),
       options_(std::move(options)),
       world_(store, options_.mesh.key_prefix),
+      reports_(store, options_.mesh.report_prefix.empty() ? options_.mesh.key_prefix
+                                                           : options_.mesh.report_prefix),
+      abort_state_(options_.mesh.abort_state ? options_.mesh.abort_state
+                                             : std::make_shared<AbortState>()),
       wait_(kCpuEach) {
   const std::size_t ring = options_.ring_bytes;
   if (ring < 4096 || (ring & (ring - 1)) != 0) {
@@ -205,9 +209,10 @@ WaitPolicy ShmTransport::agree_wait_policy(Clock::time_point deadline) {
 }
 
 ShmTransport::~ShmTransport() {
-  if (size_ <= 1 || aborted_ || stalled_) return;
+  // A rank that failed on another channel (a cross-host link) is not leaving in order either.
+  if (size_ <= 1 || aborted_ || stalled_ || abort_state_->reason()) return;
   try {
-    record_orderly_close(world_, rank_);
+    record_orderly_close(reports_, options_.mesh.global_ranks(rank_));
   } catch (const std::exception& e) {
     spdlog::debug("rank {}: could not record an orderly close: {}", rank_, e.what());
   }
@@ -391,7 +396,8 @@ void ShmTransport::idle(Idle& state, std::span<const int> waiting_for, Ready&& r
 }
 
 void ShmTransport::window_barrier() {
-  check_exchange(rank_, size_, operation_, aborted_, kNoPeer, kNoPeer);
+  check_exchange(rank_, size_, options_.mesh.global_ranks, operation_, aborted_, kNoPeer,
+                 kNoPeer);
   const std::uint64_t epoch = ++window_epoch_;
   // Release: what this rank wrote to its window before is visible to whoever sees the count.
   window_arrivals(rank_).store(epoch, std::memory_order_release);
@@ -426,7 +432,8 @@ template <class Consume>
 void ShmTransport::exchange(int send_peer, const std::byte* send, std::size_t send_bytes,
                             int recv_peer, std::size_t recv_bytes, std::size_t granule,
                             Consume&& consume) {
-  check_exchange(rank_, size_, operation_, aborted_, send_peer, recv_peer);
+  check_exchange(rank_, size_, options_.mesh.global_ranks, operation_, aborted_, send_peer,
+                 recv_peer);
   if (send_peer == kNoPeer) send_bytes = 0;
   if (recv_peer == kNoPeer) recv_bytes = 0;
   shm::RingWriter* writer = send_bytes > 0 ? &writers_[send_peer] : nullptr;
@@ -526,17 +533,24 @@ void ShmTransport::check_alive(int peer) {
 }
 
 void ShmTransport::fail(int peer, std::string what, bool peer_closed) {
-  const std::string message = describe_lost_peer(world_, rank_, operation_, peer, what,
-                                                 peer_closed);
+  const int global_rank = options_.mesh.global_ranks(rank_);
+  const int global_peer = options_.mesh.global_ranks(peer);
+  const std::string message = describe_lost_peer(reports_, global_rank, operation_, global_peer,
+                                                 what, peer_closed);
   aborted_ = message;
+  abort_state_->record(message);
   liveness_.clear();  // closing every liveness connection tells every neighbour at once
   spdlog::error("{}", message);
-  throw Error(ErrorKind::peer_failure, message, rank_, peer);
+  throw Error(ErrorKind::peer_failure, message, global_rank, global_peer);
 }
 
 void ShmTransport::fail_timeout(int stalled) {
   stalled_ = true;
-  throw stalled_peer_error(rank_, operation_, stalled, options_.mesh.op_timeout);
+  Error error = stalled_peer_error(options_.mesh.global_ranks(rank_), operation_,
+                                   options_.mesh.global_ranks(stalled),
+                                   options_.mesh.op_timeout);
+  abort_state_->record(error.what());
+  throw error;
 }
 
 }  // namespace ringfuse::transport

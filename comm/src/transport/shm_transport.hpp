@@ -114,7 +114,9 @@ class ShmTransport final : public Transport {
   int rank_;
   int size_;
   ShmOptions options_;
-  rendezvous::PrefixStore world_;  // the store under options_.mesh.key_prefix
+  rendezvous::PrefixStore world_;    // the store under options_.mesh.key_prefix
+  rendezvous::PrefixStore reports_;  // under options_.mesh.report_prefix (failure_report.hpp)
+  std::shared_ptr<AbortState> abort_state_;
   WaitPolicy wait_;  // how an idle rank waits for its peers (shm_transport.cpp)
   std::string operation_ = "set-up";
   std::optional<std::string> aborted_;

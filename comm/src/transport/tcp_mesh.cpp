@@ -36,7 +36,11 @@ TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions optio
     : rank_(rank),
       size_(size),
       options_(std::move(options)),
-      world_(store, options_.key_prefix) {
+      world_(store, options_.key_prefix),
+      reports_(store, options_.report_prefix.empty() ? options_.key_prefix
+                                                      : options_.report_prefix),
+      abort_state_(options_.abort_state ? options_.abort_state
+                                        : std::make_shared<AbortState>()) {
   if (size_ <= 1) {
     peers_.resize(static_cast<std::size_t>(std::max(size_, 0)));
     return;
@@ -53,11 +57,12 @@ TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions optio
 }
 
 TcpMesh::~TcpMesh() {
-  // Only a healthy mesh says goodbye: after a failure or a timeout the store may be as
-  // unreachable as the peer, and a destructor must not wait for it.
-  if (size_ <= 1 || aborted_ || stalled_) return;
+  // Only a healthy mesh of a healthy rank says goodbye: after a failure or a timeout the
+  // store may be as unreachable as the peer, and a destructor must not wait for it; and a
+  // rank that failed on another channel is not leaving in order.
+  if (size_ <= 1 || aborted_ || stalled_ || abort_state_->reason()) return;
   try {
-    record_orderly_close(world_, rank_);
+    record_orderly_close(reports_, options_.global_ranks(rank_));
   } catch (const std::exception& e) {
     spdlog::debug("rank {}: could not record an orderly close: {}", rank_, e.what());
   }
@@ -66,7 +71,8 @@ TcpMesh::~TcpMesh() {
 template <class Place, class Landed>
 void TcpMesh::exchange(int send_peer, const std::byte* out, std::size_t send_bytes,
                        int recv_peer, std::size_t recv_bytes, Place&& place, Landed&& landed) {
-  check_exchange(rank_, size_, operation_, aborted_, send_peer, recv_peer);
+  check_exchange(rank_, size_, options_.global_ranks, operation_, aborted_, send_peer,
+                 recv_peer);
   if (send_peer == kNoPeer) send_bytes = 0;
   if (recv_peer == kNoPeer) recv_bytes = 0;
   const int send_fd = send_bytes > 0 ? peers_[send_peer].fd() : -1;
@@ -122,7 +128,10 @@ void TcpMesh::exchange(int send_peer, const std::byte* out, std::size_t send_byt
     if (ready == 0) {
       const int stalled = received < recv_bytes ? recv_peer : send_peer;
       stalled_ = true;
-      throw stalled_peer_error(rank_, operation_, stalled, options_.op_timeout);
+      Error error = stalled_peer_error(options_.global_ranks(rank_), operation_,
+                                       options_.global_ranks(stalled), options_.op_timeout);
+      abort_state_->record(error.what());
+      throw error;
     }
   }
 }
@@ -170,12 +179,15 @@ void TcpMesh::send_recv_reduce(int send_peer, const void* send_buf, std::size_t 
 }
 
 void TcpMesh::fail(int peer, std::string what, bool peer_closed) {
-  const std::string message = describe_lost_peer(world_, rank_, operation_,
-                                                 peer, what, peer_closed);
+  const int global_rank = options_.global_ranks(rank_);
+  const int global_peer = options_.global_ranks(peer);
+  const std::string message = describe_lost_peer(reports_, global_rank, operation_, global_peer,
+                                                 what, peer_closed);
   aborted_ = message;
+  abort_state_->record(message);
   peers_.clear();  // closing every connection tells every neighbour at once
   spdlog::error("{}", message);
-  throw Error(ErrorKind::peer_failure, message, rank_, peer);
+  throw Error(ErrorKind::peer_failure, message, global_rank, global_peer);
 }
 
 }  // namespace ringfuse::transport
