@@ -26,6 +26,7 @@
 #include "rendezvous/all_gather.hpp"
 #include "ringfuse/error.hpp"
 #include "transport/full_mesh.hpp"
+#include "transport/shared_memory_proof.hpp"
 #include "transport/unlink_on_signal.hpp"
 
 namespace ringfuse::transport {
@@ -87,18 +88,42 @@ bool use_shared_memory(TransportKind requested, rendezvous::Store& store,
   const std::string own = host_identity();
   rendezvous::PrefixStore world(store, mesh.key_prefix);
   const auto identities = rendezvous::all_gather(world, "host", own, rank, size, mesh.connect_timeout);
+  const int global_rank = mesh.global_ranks(rank);
   std::vector<std::string> elsewhere;
   for (int peer = 0; peer < size; ++peer) {
-    if (identities[peer] != own) elsewhere.push_back(fmt::format("rank {} on {}", peer, identities[peer]));
+    if (identities[peer] != own) {
+      elsewhere.push_back(fmt::format("rank {} on {}", mesh.global_ranks(peer), identities[peer]));
+    }
   }
-  if (elsewhere.empty()) return true;
+  if (!elsewhere.empty()) {
+    if (requested == TransportKind::shm) {
+      throw Error(ErrorKind::invalid_config,
+                  fmt::format("rank {}: RINGFUSE_TRANSPORT=shm needs every rank on this host "
+                              "({}), but {}; use auto or tcp",
+                              global_rank, own, fmt::join(elsewhere, ", ")),
+                  global_rank);
+    }
+    return false;
+  }
+  // The same hostname and boot id are only a hint (containers, namespaces): the proof is a
+  // segment each rank creates and every other rank opens.
+  const auto pairs = pairs_without_shared_memory(prove_shared_memory(store, mesh, rank, size));
+  if (pairs.empty()) return true;
+  std::vector<std::string> named;
+  for (const auto& [a, b] : pairs) {
+    named.push_back(fmt::format("{}-{}", mesh.global_ranks(a), mesh.global_ranks(b)));
+  }
+  const std::string why = fmt::format(
+      "every rank reports host {}, but these pairs of ranks cannot open each other's shared "
+      "memory: {} (separate /dev/shm: containers or network namespaces with one hostname?)",
+      own, fmt::join(named, ", "));
   if (requested == TransportKind::shm) {
     throw Error(ErrorKind::invalid_config,
-                fmt::format("rank {}: RINGFUSE_TRANSPORT=shm needs every rank on this host ({}), "
-                            "but {}; use auto or tcp",
-                            rank, own, fmt::join(elsewhere, ", ")),
-                rank);
+                fmt::format("rank {}: RINGFUSE_TRANSPORT=shm: {}; use auto or tcp", global_rank,
+                            why),
+                global_rank);
   }
+  if (rank == 0) spdlog::warn("ringfuse: {}: {}; these ranks use TCP", mesh.key_prefix, why);
   return false;
 }
 
