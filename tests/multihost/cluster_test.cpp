@@ -58,4 +58,27 @@ TEST_F(NamespaceHostsTest, ALinkDownForThreeSecondsIsSurvived) {
   EXPECT_EQ(count_of(r.output, "finished"), 2u) << r.output;
 }
 
+// A link cut for good in the middle of all-reduces: the job ends (TCP_USER_TIMEOUT, 10 s),
+// with the ranks that lost the cut-off host naming its global rank.
+TEST_F(NamespaceHostsTest, ACutLinkEndsTheJobNamingTheLostRank) {
+  make_hosts({"rfhost0", "rfhost1", "rfhost2"});
+  if (!hosts_) return;
+  Process launcher(hosts_->on_host(0, {RINGFUSE_RUN_PATH, "-H", hosts_->host_list(1),
+                                       "--rsh-agent", hosts_->agent(), "--store-addr",
+                                       hosts_->address(0), "--", ALLREDUCE_LOOP_PATH, "1", "60"}),
+                   {});
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (count_of(launcher.output(), "looping") < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(count_of(launcher.output(), "looping"), 3u) << launcher.output();
+  const auto cut = std::chrono::steady_clock::now();
+  hosts_->set_link(2, false);
+  const auto r = launcher.wait(40s);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_LT(std::chrono::steady_clock::now() - cut, 25s) << r.output;
+  EXPECT_NE(r.output.find("lost rank 2: "), std::string::npos) << r.output;
+}
+
 }  // namespace
