@@ -2,6 +2,8 @@
 // and cross-host transports of a hierarchy, the engine's): once any of them failed, none of
 // them may tell its peers that this rank shut down in order, or a neighbour blames the user's
 // program ("every rank must make the same collective calls") for a crash or a network failure.
+// Only a lost peer is recorded, not a stall: the engine's control channel uses the no-progress
+// timeout as its polling tick.
 #pragma once
 
 #include <mutex>

@@ -571,11 +571,8 @@ void ShmTransport::fail(int peer, std::string what, bool peer_closed) {
 
 void ShmTransport::fail_timeout(int stalled) {
   stalled_ = true;
-  Error error = stalled_peer_error(options_.mesh.global_ranks(rank_), operation_,
-                                   options_.mesh.global_ranks(stalled),
-                                   options_.mesh.op_timeout);
-  abort_state_->record(error.what());
-  throw error;
+  throw stalled_peer_error(options_.mesh.global_ranks(rank_), operation_,
+                           options_.mesh.global_ranks(stalled), options_.mesh.op_timeout);
 }
 
 }  // namespace ringfuse::transport
