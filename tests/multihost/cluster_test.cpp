@@ -59,7 +59,7 @@ TEST_F(NamespaceHostsTest, ALinkDownForThreeSecondsIsSurvived) {
 }
 
 // A link cut for good in the middle of all-reduces: the job ends (TCP_USER_TIMEOUT, 10 s),
-// with the ranks that lost the cut-off host naming its global rank.
+// with the ranks that lost the cut-off host naming its global rank and its address.
 TEST_F(NamespaceHostsTest, ACutLinkEndsTheJobNamingTheLostRank) {
   make_hosts({"rfhost0", "rfhost1", "rfhost2"});
   if (!hosts_) return;
@@ -79,6 +79,8 @@ TEST_F(NamespaceHostsTest, ACutLinkEndsTheJobNamingTheLostRank) {
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_LT(std::chrono::steady_clock::now() - cut, 25s) << r.output;
   EXPECT_NE(r.output.find("lost rank 2: "), std::string::npos) << r.output;
+  // Across hosts, the message says where the lost rank was.
+  EXPECT_NE(r.output.find("(rank 2 is at 10.99.0.3)"), std::string::npos) << r.output;
 }
 
 }  // namespace

@@ -2,6 +2,8 @@
 
 #include "transport/failure_report.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -53,6 +55,23 @@ TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions optio
   mesh.purpose = "the TCP mesh";
   mesh.user_timeout = options_.user_timeout;
   peers_ = connect_full_mesh(rank_, size_, world_, mesh, Clock::now() + options_.connect_timeout);
+  elsewhere_.resize(peers_.size());
+  for (int peer = 0; peer < size_; ++peer) {
+    const int fd = peers_[static_cast<std::size_t>(peer)].fd();
+    sockaddr_in own{};
+    sockaddr_in theirs{};
+    socklen_t own_length = sizeof(own);
+    socklen_t their_length = sizeof(theirs);
+    if (fd < 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&own), &own_length) != 0 ||
+        ::getpeername(fd, reinterpret_cast<sockaddr*>(&theirs), &their_length) != 0 ||
+        own.sin_family != AF_INET || own.sin_addr.s_addr == theirs.sin_addr.s_addr) {
+      continue;
+    }
+    char address[INET_ADDRSTRLEN] = {};
+    ::inet_ntop(AF_INET, &theirs.sin_addr, address, sizeof(address));
+    elsewhere_[static_cast<std::size_t>(peer)] =
+        fmt::format(" (rank {} is at {})", options_.global_ranks(peer), address);
+  }
   spdlog::debug("rank {}: connected to {} peers", rank_, size_ - 1);
 }
 
@@ -181,6 +200,9 @@ void TcpMesh::send_recv_reduce(int send_peer, const void* send_buf, std::size_t 
 void TcpMesh::fail(int peer, std::string what, bool peer_closed) {
   const int global_rank = options_.global_ranks(rank_);
   const int global_peer = options_.global_ranks(peer);
+  if (peer >= 0 && static_cast<std::size_t>(peer) < elsewhere_.size()) {
+    what += elsewhere_[static_cast<std::size_t>(peer)];
+  }
   const std::string message = describe_lost_peer(reports_, global_rank, operation_, global_peer,
                                                  what, peer_closed);
   aborted_ = message;

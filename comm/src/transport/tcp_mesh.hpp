@@ -77,6 +77,9 @@ class TcpMesh final : public Transport {
   rendezvous::PrefixStore reports_;  // under options_.report_prefix (failure_report.hpp)
   std::shared_ptr<AbortState> abort_state_;
   std::vector<Socket> peers_;  // by peer rank, from connect_full_mesh()
+  // By peer rank: " (rank R is at ADDRESS)" for a peer whose connection ends at another
+  // address than ours (another host), else empty; errors append it.
+  std::vector<std::string> elsewhere_;
   std::string operation_ = "set-up";
   std::optional<std::string> aborted_;
   bool stalled_ = false;  // an operation timed out: the store may be unreachable as well
