@@ -85,7 +85,7 @@ int run_k8s(const K8sOptions& options, const std::vector<std::string>& command,
   if (index == 0) server = std::make_unique<rendezvous::TcpStoreServer>(own_ip, port, secret);
   rendezvous::TcpStoreClient store(store_ip, port, left_until(deadline), secret);
   if (health) health->set_starting("agreeing on the membership through the store on pod 0");
-  agree_on_membership(store, membership, left_until(deadline));
+  agree_on_membership(store, membership, left_until(deadline), options.start_timeout);
   if (options.supervisor.verbose) report("k8s: every pod agrees on " + membership.canonical());
 
   WorldLayout layout;

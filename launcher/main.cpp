@@ -27,6 +27,7 @@
 #include "rendezvous/tcp_store.hpp"
 #include "rsh_command.hpp"
 #include "signal_pipe.hpp"
+#include "store_address.hpp"
 #include "supervisor.hpp"
 #include "tunables.hpp"
 
@@ -160,8 +161,8 @@ int parse_command_line(int argc, char** argv, Options& options) {
                  "COMMAND")
       ->type_name("CMD");
   app.add_option("--store-addr", options.store_addr,
-                 "Address remote ranks reach the store at (default: 127.0.0.1 when every host "
-                 "is a loopback address, else this host's name)")
+                 "Address remote ranks reach the store at (default: for each host, the address "
+                 "of this host that routes to it; 127.0.0.1 for loopback hosts)")
       ->type_name("ADDR");
   app.add_option("--health-port", options.health_port,
                  "Serve HTTP on 0.0.0.0:P for probes and Prometheus: GET /healthz (200 'ok' "
@@ -275,12 +276,6 @@ SupervisorOptions supervisor_options(const Options& options, HealthState* health
   return s;
 }
 
-std::string this_hostname() {
-  char name[256] = {};
-  ::gethostname(name, sizeof(name) - 1);
-  return name;
-}
-
 JobEnvironment make_environment(WorldLayout layout, const std::string& store_host,
                                 std::uint16_t store_port, const JobIdentity& identity,
                                 const std::map<std::string, std::string>& variables) {
@@ -320,15 +315,13 @@ int run_hosts(const Options& options, SignalPipe& signals, HealthState* health) 
   const bool any_remote = std::any_of(placements.begin(), placements.end(),
                                       [](const Placement& p) { return !is_local_host(p.host); });
   // Remote ranks need the store on an address they can reach: it listens on every address,
-  // and they are told --store-addr, or 127.0.0.1 when the "hosts" are loopback addresses, or
-  // this host's name.
-  std::string store_addr = "127.0.0.1";
-  if (!options.store_addr.empty()) {
-    store_addr = options.store_addr;
-  } else if (!std::all_of(placements.begin(), placements.end(), [](const Placement& p) {
-               return is_local_host(p.host) || is_loopback_literal(p.host);
-             })) {
-    store_addr = this_hostname();
+  // and each host's ranks are told --store-addr, or the address of ours that routes to that
+  // host (store_address.hpp), decided before anything starts so that a host no address is
+  // known for fails the job at once.
+  std::vector<std::string> store_addresses;
+  for (const auto& placement : placements) {
+    store_addresses.push_back(store_address_for(placement.host, options.store_addr,
+                                                std::chrono::seconds(5)));
   }
   const JobIdentity identity = job_identity();
   // A loopback store address (loopback "hosts", a tunnel) needs nothing beyond it.
@@ -347,13 +340,18 @@ int run_hosts(const Options& options, SignalPipe& signals, HealthState* health) 
     }
   }
   if (options.verbose) {
+    std::string at;
+    for (std::size_t i = 0; i < placements.size(); ++i) {
+      at += (i == 0 ? "" : ", ") + placements[i].host + " -> " + store_addresses[i];
+    }
     report("job " + identity.job_id + ": " + std::to_string(np) + " ranks on " +
-           std::to_string(placements.size()) + " hosts, store at " + store_addr + ":" +
-           std::to_string(store.port()));
+           std::to_string(placements.size()) + " hosts, store on port " +
+           std::to_string(store.port()) + " (" + at + ")");
   }
 
   std::vector<RankLaunch> launches;
-  for (const auto& placement : placements) {
+  for (std::size_t host = 0; host < placements.size(); ++host) {
+    const Placement& placement = placements[host];
     WorldLayout layout;
     layout.world_size = np;
     layout.local_size = placement.local_size;
@@ -363,8 +361,8 @@ int run_hosts(const Options& options, SignalPipe& signals, HealthState* health) 
     // --host-addr names an address of this host: only its own ranks advertise it.
     auto host_variables = variables;
     if (!is_local_host(placement.host)) host_variables.erase("RINGFUSE_HOST_ADDR");
-    auto environment =
-        make_environment(layout, store_addr, store.port(), identity, host_variables);
+    auto environment = make_environment(layout, store_addresses[host], store.port(), identity,
+                                        host_variables);
     // Ranks advertise the address their host was named by, so peers connect to that host.
     if (is_ip_literal(placement.host) && !is_local_host(placement.host)) {
       environment.set_extra("RINGFUSE_HOST_ADDR", placement.host);

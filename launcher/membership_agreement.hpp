@@ -11,8 +11,12 @@
 namespace ringfuse::launcher {
 
 /// Throws Error(invalid_config) naming every pod whose view differs from ours (all pods see the
-/// same disagreement, so all fail), or Error(timeout) naming the pods that never published.
+/// same disagreement, so all fail), or, after `timeout`, Error(timeout) naming the pods that
+/// never published, by index and address, as not joined after `start_timeout` (the job's
+/// --start-timeout); the first pod to give up publishes that message, and every waiting pod
+/// throws it too.
 void agree_on_membership(rendezvous::Store& store, const Membership& membership,
-                         std::chrono::milliseconds timeout);
+                         std::chrono::milliseconds timeout,
+                         std::chrono::milliseconds start_timeout);
 
 }  // namespace ringfuse::launcher

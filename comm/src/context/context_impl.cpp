@@ -137,6 +137,7 @@ transport::MeshOptions ContextImpl::mesh_options(const std::string& channel) con
   mesh.key_prefix = key_prefix_ + channel + "/";
   mesh.connect_timeout = options_.connect_timeout;
   mesh.op_timeout = options_.op_timeout;
+  mesh.abort_state = abort_state_;
   return mesh;
 }
 
@@ -234,7 +235,16 @@ std::optional<backend::NativeBackend::Hierarchy> ContextImpl::make_hierarchy(
 
   backend::NativeBackend::Hierarchy hierarchy;
   // The ranks of one host: shared memory unless TCP is forced (or they are not on one host).
+  // Both transports know only positions in their group; they name global ranks, and report
+  // failures where this channel's flat transport does, so every rank reads one first failure.
+  const std::string channel_prefix = key_prefix_ + channel + "/";
   auto local_mesh = mesh_options(fmt::format("{}-host{}", channel, world_.cross_rank));
+  std::vector<int> host_ranks;
+  for (int local = 0; local < world_.local_size; ++local) {
+    host_ranks.push_back(world_.cross_rank * world_.local_size + local);
+  }
+  local_mesh.global_ranks = transport::GlobalRanks(std::move(host_ranks));
+  local_mesh.report_prefix = channel_prefix;
   transport::ShmOptions local_shm{local_mesh};
   const bool shared = transport::use_shared_memory(options_.transport, *store_, local_mesh,
                                                    world_.local_rank, world_.local_size);
@@ -249,9 +259,15 @@ std::optional<backend::NativeBackend::Hierarchy> ContextImpl::make_hierarchy(
     hierarchy.local = std::make_unique<transport::TcpMesh>(world_.local_rank, world_.local_size,
                                                            *store_, local_mesh);
   }
-  hierarchy.cross = std::make_unique<transport::TcpMesh>(
-      world_.cross_rank, world_.cross_size, *store_,
-      mesh_options(fmt::format("{}-local{}", channel, world_.local_rank)));
+  auto cross_mesh = mesh_options(fmt::format("{}-local{}", channel, world_.local_rank));
+  std::vector<int> peer_ranks;
+  for (int host = 0; host < world_.cross_size; ++host) {
+    peer_ranks.push_back(host * world_.local_size + world_.local_rank);
+  }
+  cross_mesh.global_ranks = transport::GlobalRanks(std::move(peer_ranks));
+  cross_mesh.report_prefix = channel_prefix;
+  hierarchy.cross = std::make_unique<transport::TcpMesh>(world_.cross_rank, world_.cross_size,
+                                                         *store_, cross_mesh);
   hierarchy.min_bytes = options_.hierarchical == Hierarchical::on ? 0 : kHierarchicalMinBytes;
   if (world_.rank == 0 && channel == "main") {
     spdlog::info("ringfuse: hierarchical all-reduce ({}): {} ranks per host over {}, {} hosts "

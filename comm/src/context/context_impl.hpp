@@ -86,6 +86,9 @@ class ContextImpl final : public Context {
   void refuse_undefined(std::string_view collective, DataType type, ReduceOp op) const;
 
   std::string key_prefix_;
+  // Shared by every transport of this Context: after one channel failed, none of them
+  // reports an orderly shutdown to its peers.
+  std::shared_ptr<transport::AbortState> abort_state_ = std::make_shared<transport::AbortState>();
   WorldSpec world_;
   Options options_;
   std::unique_ptr<core::ProgressPublisher> progress_;  // RINGFUSE_PROGRESS_FILE, else null

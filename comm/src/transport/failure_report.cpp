@@ -65,14 +65,16 @@ std::string describe_lost_peer(rendezvous::Store& world, int rank, const std::st
   return message;
 }
 
-void check_exchange(int rank, int size, const std::string& operation,
-                    const std::optional<std::string>& aborted, int send_peer, int recv_peer) {
+void check_exchange(int position, int size, const GlobalRanks& global,
+                    const std::string& operation, const std::optional<std::string>& aborted,
+                    int send_peer, int recv_peer) {
+  const int rank = global(position);
   if (aborted) {
     throw core::rank_error(ErrorKind::peer_failure, rank, "{}: this world was aborted earlier: {}",
                            operation, *aborted);
   }
   for (const auto& [peer, role] : {std::pair{send_peer, "send"}, std::pair{recv_peer, "receive"}}) {
-    if (peer != kNoPeer && (peer < 0 || peer >= size || peer == rank)) {
+    if (peer != kNoPeer && (peer < 0 || peer >= size || peer == position)) {
       throw core::error_at(ErrorKind::invalid_argument, rank, peer,
                            "{}: invalid {} peer {} in a world of {}", operation, role, peer, size);
     }

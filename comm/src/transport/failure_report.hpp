@@ -7,11 +7,14 @@
 #include <string>
 
 #include "rendezvous/store.hpp"
+#include "transport/global_ranks.hpp"
 #include "ringfuse/error.hpp"
 
 namespace ringfuse::transport {
 
-/// `world` is the store seen through the world's key prefix (rendezvous::PrefixStore).
+/// `world` is the store seen through the world's key prefix (rendezvous::PrefixStore). Every
+/// rank here is a global rank (GlobalRanks): the keys are shared by the transports of a
+/// hierarchy and the world's flat transport.
 
 /// Marks `rank` as leaving in order (its transport is being destroyed, not crashing), so a peer
 /// that sees the connection close can say so. Call it before closing the connections; it
@@ -29,9 +32,12 @@ std::string describe_lost_peer(rendezvous::Store& world, int rank, const std::st
                                int peer, const std::string& what, bool peer_closed);
 
 /// Throws before an exchange starts: the world was aborted by an earlier failure (`aborted`
-/// holds its message), or a peer is neither kNoPeer nor another rank of the world.
-void check_exchange(int rank, int size, const std::string& operation,
-                    const std::optional<std::string>& aborted, int send_peer, int recv_peer);
+/// holds its message), or a peer is neither kNoPeer nor another position of the group.
+/// `position`, `size` and the peers are positions in the transport's group; errors name
+/// global ranks through `global`.
+void check_exchange(int position, int size, const GlobalRanks& global,
+                    const std::string& operation, const std::optional<std::string>& aborted,
+                    int send_peer, int recv_peer);
 
 /// The error for a collective that saw no progress with `stalled` for `timeout`.
 Error stalled_peer_error(int rank, const std::string& operation, int stalled,

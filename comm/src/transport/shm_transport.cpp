@@ -26,6 +26,7 @@
 #include "rendezvous/all_gather.hpp"
 #include "ringfuse/error.hpp"
 #include "transport/full_mesh.hpp"
+#include "transport/shared_memory_proof.hpp"
 #include "transport/unlink_on_signal.hpp"
 
 namespace ringfuse::transport {
@@ -87,17 +88,39 @@ bool use_shared_memory(TransportKind requested, rendezvous::Store& store,
   const std::string own = host_identity();
   rendezvous::PrefixStore world(store, mesh.key_prefix);
   const auto identities = rendezvous::all_gather(world, "host", own, rank, size, mesh.connect_timeout);
+  const int global_rank = mesh.global_ranks(rank);
   std::vector<std::string> elsewhere;
   for (int peer = 0; peer < size; ++peer) {
-    if (identities[peer] != own) elsewhere.push_back(fmt::format("rank {} on {}", peer, identities[peer]));
+    if (identities[peer] != own) {
+      elsewhere.push_back(fmt::format("rank {} on {}", mesh.global_ranks(peer), identities[peer]));
+    }
   }
-  if (elsewhere.empty()) return true;
+  if (!elsewhere.empty()) {
+    if (requested == TransportKind::shm) {
+      throw core::rank_error(ErrorKind::invalid_config, global_rank,
+                             "RINGFUSE_TRANSPORT=shm needs every rank on this host ({}), but {}; "
+                             "use auto or tcp",
+                             own, fmt::join(elsewhere, ", "));
+    }
+    return false;
+  }
+  // The same hostname and boot id are only a hint (containers, namespaces): the proof is a
+  // segment each rank creates and every other rank opens.
+  const auto pairs = pairs_without_shared_memory(prove_shared_memory(store, mesh, rank, size));
+  if (pairs.empty()) return true;
+  std::vector<std::string> named;
+  for (const auto& [a, b] : pairs) {
+    named.push_back(fmt::format("{}-{}", mesh.global_ranks(a), mesh.global_ranks(b)));
+  }
+  const std::string why = fmt::format(
+      "every rank reports host {}, but these pairs of ranks cannot open each other's shared "
+      "memory: {} (separate /dev/shm: containers or network namespaces with one hostname?)",
+      own, fmt::join(named, ", "));
   if (requested == TransportKind::shm) {
-    throw core::rank_error(ErrorKind::invalid_config, rank,
-                           "RINGFUSE_TRANSPORT=shm needs every rank on this host ({}), "
-                           "but {}; use auto or tcp",
-                           own, fmt::join(elsewhere, ", "));
+    throw core::rank_error(ErrorKind::invalid_config, global_rank,
+                           "RINGFUSE_TRANSPORT=shm: {}; use auto or tcp", why);
   }
+  if (rank == 0) spdlog::warn("ringfuse: {}: {}; these ranks use TCP", mesh.key_prefix, why);
   return false;
 }
 
@@ -164,6 +187,10 @@ ShmTransport::ShmTransport(int rank, int size, rendezvous::Store& store, ShmOpti
       size_(size),
       options_(std::move(options)),
       world_(store, options_.mesh.key_prefix),
+      reports_(store, options_.mesh.report_prefix.empty() ? options_.mesh.key_prefix
+                                                           : options_.mesh.report_prefix),
+      abort_state_(options_.mesh.abort_state ? options_.mesh.abort_state
+                                             : std::make_shared<AbortState>()),
       wait_(kCpuEach) {
   const std::size_t ring = options_.ring_bytes;
   if (ring < 4096 || (ring & (ring - 1)) != 0) {
@@ -201,9 +228,10 @@ WaitPolicy ShmTransport::agree_wait_policy(Clock::time_point deadline) {
 }
 
 ShmTransport::~ShmTransport() {
-  if (size_ <= 1 || aborted_ || stalled_) return;
+  // A rank that failed on another channel (a cross-host link) is not leaving in order either.
+  if (size_ <= 1 || aborted_ || stalled_ || abort_state_->reason()) return;
   try {
-    record_orderly_close(world_, rank_);
+    record_orderly_close(reports_, options_.mesh.global_ranks(rank_));
   } catch (const std::exception& e) {
     spdlog::debug("rank {}: could not record an orderly close: {}", rank_, e.what());
   }
@@ -383,7 +411,8 @@ void ShmTransport::idle(Idle& state, std::span<const int> waiting_for, Ready&& r
 }
 
 void ShmTransport::window_barrier() {
-  check_exchange(rank_, size_, operation_, aborted_, kNoPeer, kNoPeer);
+  check_exchange(rank_, size_, options_.mesh.global_ranks, operation_, aborted_, kNoPeer,
+                 kNoPeer);
   const std::uint64_t epoch = ++window_epoch_;
   // Release: what this rank wrote to its window before is visible to whoever sees the count.
   window_arrivals(rank_).store(epoch, std::memory_order_release);
@@ -418,7 +447,8 @@ template <class Consume>
 void ShmTransport::exchange(int send_peer, const std::byte* send, std::size_t send_bytes,
                             int recv_peer, std::size_t recv_bytes, std::size_t granule,
                             Consume&& consume) {
-  check_exchange(rank_, size_, operation_, aborted_, send_peer, recv_peer);
+  check_exchange(rank_, size_, options_.mesh.global_ranks, operation_, aborted_, send_peer,
+                 recv_peer);
   if (send_peer == kNoPeer) send_bytes = 0;
   if (recv_peer == kNoPeer) recv_bytes = 0;
   shm::RingWriter* writer = send_bytes > 0 ? &writers_[send_peer] : nullptr;
@@ -470,7 +500,7 @@ void ShmTransport::exchange(int send_peer, const std::byte* send, std::size_t se
 }
 
 bool ShmTransport::wait_readable(int peer, std::chrono::microseconds timeout) {
-  check_exchange(rank_, size_, operation_, aborted_, kNoPeer, peer);
+  check_exchange(rank_, size_, options_.mesh.global_ranks, operation_, aborted_, kNoPeer, peer);
   shm::RingReader& reader = readers_[static_cast<std::size_t>(peer)];
   // Skips the previous message's padding, as the receive will (no-op when aligned).
   reader.begin_message();
@@ -535,17 +565,21 @@ void ShmTransport::check_alive(int peer) {
 }
 
 void ShmTransport::fail(int peer, std::string what, bool peer_closed) {
-  const std::string message = describe_lost_peer(world_, rank_, operation_, peer, what,
-                                                 peer_closed);
+  const int global_rank = options_.mesh.global_ranks(rank_);
+  const int global_peer = options_.mesh.global_ranks(peer);
+  const std::string message = describe_lost_peer(reports_, global_rank, operation_, global_peer,
+                                                 what, peer_closed);
   aborted_ = message;
+  abort_state_->record(message);
   liveness_.clear();  // closing every liveness connection tells every neighbour at once
   spdlog::error("{}", message);
-  throw Error(ErrorKind::peer_failure, message, rank_, peer);
+  throw Error(ErrorKind::peer_failure, message, global_rank, global_peer);
 }
 
 void ShmTransport::fail_timeout(int stalled) {
   stalled_ = true;
-  throw stalled_peer_error(rank_, operation_, stalled, options_.mesh.op_timeout);
+  throw stalled_peer_error(options_.mesh.global_ranks(rank_), operation_,
+                           options_.mesh.global_ranks(stalled), options_.mesh.op_timeout);
 }
 
 }  // namespace ringfuse::transport

@@ -29,10 +29,12 @@ namespace ringfuse::transport {
 std::string host_identity();
 
 /// Collective: publishes host_identity() in the store and decides, identically on every rank,
-/// whether this world runs over shared memory. `automatic` picks it only when every rank is on
-/// this host (a mixed world stays on TCP for every pair until hierarchical composition lands);
-/// `shm` throws Error(invalid_config) naming the ranks on other hosts; `tcp` never picks it
-/// and exchanges nothing.
+/// whether this world runs over shared memory. `automatic` picks it only when every rank
+/// reports this host and every pair proves it can share memory (shared_memory_proof.hpp); a
+/// world with ranks elsewhere, or with a pair that cannot share (same hostname, separate
+/// /dev/shm), stays on TCP for every pair, logged by position 0; `shm` throws
+/// Error(invalid_config) naming the ranks on other hosts or the pairs that cannot share; `tcp`
+/// never picks it and exchanges nothing.
 bool use_shared_memory(TransportKind requested, rendezvous::Store& store,
                        const MeshOptions& mesh, int rank, int size);
 
@@ -119,7 +121,9 @@ class ShmTransport final : public Transport {
   int rank_;
   int size_;
   ShmOptions options_;
-  rendezvous::PrefixStore world_;  // the store under options_.mesh.key_prefix
+  rendezvous::PrefixStore world_;    // the store under options_.mesh.key_prefix
+  rendezvous::PrefixStore reports_;  // under options_.mesh.report_prefix (failure_report.hpp)
+  std::shared_ptr<AbortState> abort_state_;
   WaitPolicy wait_;  // how an idle rank waits for its peers (shm_transport.cpp)
   std::string operation_ = "set-up";
   std::optional<std::string> aborted_;

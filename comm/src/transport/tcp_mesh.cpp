@@ -2,6 +2,8 @@
 
 #include "transport/failure_report.hpp"
 
+#include <arpa/inet.h>
+#include <netinet/in.h>
 #include <poll.h>
 #include <sys/socket.h>
 
@@ -36,7 +38,11 @@ TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions optio
     : rank_(rank),
       size_(size),
       options_(std::move(options)),
-      world_(store, options_.key_prefix) {
+      world_(store, options_.key_prefix),
+      reports_(store, options_.report_prefix.empty() ? options_.key_prefix
+                                                      : options_.report_prefix),
+      abort_state_(options_.abort_state ? options_.abort_state
+                                        : std::make_shared<AbortState>()) {
   if (size_ <= 1) {
     peers_.resize(static_cast<std::size_t>(std::max(size_, 0)));
     return;
@@ -44,15 +50,33 @@ TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions optio
   peers_ = connect_full_mesh(rank_, size_, world_,
                              full_mesh_options(options_, "mesh/addr", "the TCP mesh"),
                              Clock::now() + options_.connect_timeout);
+  elsewhere_.resize(peers_.size());
+  for (int peer = 0; peer < size_; ++peer) {
+    const int fd = peers_[static_cast<std::size_t>(peer)].fd();
+    sockaddr_in own{};
+    sockaddr_in theirs{};
+    socklen_t own_length = sizeof(own);
+    socklen_t their_length = sizeof(theirs);
+    if (fd < 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&own), &own_length) != 0 ||
+        ::getpeername(fd, reinterpret_cast<sockaddr*>(&theirs), &their_length) != 0 ||
+        own.sin_family != AF_INET || own.sin_addr.s_addr == theirs.sin_addr.s_addr) {
+      continue;
+    }
+    char address[INET_ADDRSTRLEN] = {};
+    ::inet_ntop(AF_INET, &theirs.sin_addr, address, sizeof(address));
+    elsewhere_[static_cast<std::size_t>(peer)] =
+        fmt::format(" (rank {} is at {})", options_.global_ranks(peer), address);
+  }
   spdlog::debug("rank {}: connected to {} peers", rank_, size_ - 1);
 }
 
 TcpMesh::~TcpMesh() {
-  // Only a healthy mesh says goodbye: after a failure or a timeout the store may be as
-  // unreachable as the peer, and a destructor must not wait for it.
-  if (size_ <= 1 || aborted_ || stalled_) return;
+  // Only a healthy mesh of a healthy rank says goodbye: after a failure or a timeout the
+  // store may be as unreachable as the peer, and a destructor must not wait for it; and a
+  // rank that failed on another channel is not leaving in order.
+  if (size_ <= 1 || aborted_ || stalled_ || abort_state_->reason()) return;
   try {
-    record_orderly_close(world_, rank_);
+    record_orderly_close(reports_, options_.global_ranks(rank_));
   } catch (const std::exception& e) {
     spdlog::debug("rank {}: could not record an orderly close: {}", rank_, e.what());
   }
@@ -61,7 +85,8 @@ TcpMesh::~TcpMesh() {
 template <class Place, class Landed>
 void TcpMesh::exchange(int send_peer, const std::byte* out, std::size_t send_bytes,
                        int recv_peer, std::size_t recv_bytes, Place&& place, Landed&& landed) {
-  check_exchange(rank_, size_, operation_, aborted_, send_peer, recv_peer);
+  check_exchange(rank_, size_, options_.global_ranks, operation_, aborted_, send_peer,
+                 recv_peer);
   if (send_peer == kNoPeer) send_bytes = 0;
   if (recv_peer == kNoPeer) recv_bytes = 0;
   const int send_fd = send_bytes > 0 ? peers_[send_peer].fd() : -1;
@@ -117,7 +142,10 @@ void TcpMesh::exchange(int send_peer, const std::byte* out, std::size_t send_byt
     if (ready == 0) {
       const int stalled = received < recv_bytes ? recv_peer : send_peer;
       stalled_ = true;
-      throw stalled_peer_error(rank_, operation_, stalled, options_.op_timeout);
+      // Not recorded in the rank's abort state: the engine's control channel uses this
+      // timeout as its polling tick, so a stall here is not by itself a failure of the rank.
+      throw stalled_peer_error(options_.global_ranks(rank_), operation_,
+                               options_.global_ranks(stalled), options_.op_timeout);
     }
   }
 }
@@ -165,7 +193,7 @@ void TcpMesh::send_recv_reduce(int send_peer, const void* send_buf, std::size_t 
 }
 
 bool TcpMesh::wait_readable(int peer, std::chrono::microseconds timeout) {
-  check_exchange(rank_, size_, operation_, aborted_, kNoPeer, peer);
+  check_exchange(rank_, size_, options_.global_ranks, operation_, aborted_, kNoPeer, peer);
   pollfd fd{peers_[static_cast<std::size_t>(peer)].fd(), POLLIN, 0};
   const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout);
   const timespec wait{static_cast<time_t>(seconds.count()),
@@ -179,12 +207,18 @@ bool TcpMesh::wait_readable(int peer, std::chrono::microseconds timeout) {
 }
 
 void TcpMesh::fail(int peer, std::string what, bool peer_closed) {
-  const std::string message = describe_lost_peer(world_, rank_, operation_,
-                                                 peer, what, peer_closed);
+  const int global_rank = options_.global_ranks(rank_);
+  const int global_peer = options_.global_ranks(peer);
+  if (peer >= 0 && static_cast<std::size_t>(peer) < elsewhere_.size()) {
+    what += elsewhere_[static_cast<std::size_t>(peer)];
+  }
+  const std::string message = describe_lost_peer(reports_, global_rank, operation_, global_peer,
+                                                 what, peer_closed);
   aborted_ = message;
+  abort_state_->record(message);
   peers_.clear();  // closing every connection tells every neighbour at once
   spdlog::error("{}", message);
-  throw Error(ErrorKind::peer_failure, message, rank_, peer);
+  throw Error(ErrorKind::peer_failure, message, global_rank, global_peer);
 }
 
 }  // namespace ringfuse::transport

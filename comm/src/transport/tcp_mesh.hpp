@@ -5,11 +5,14 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
 
 #include "rendezvous/prefix_store.hpp"
+#include "transport/abort_state.hpp"
+#include "transport/global_ranks.hpp"
 #include "transport/socket.hpp"
 #include "transport/transport.hpp"
 
@@ -23,6 +26,15 @@ struct MeshOptions {
   std::chrono::milliseconds connect_timeout{60'000};
   std::chrono::milliseconds op_timeout{300'000};    // longest wait without any progress
   std::chrono::milliseconds user_timeout{10'000};   // TCP_USER_TIMEOUT on every connection
+  /// For a transport over a group of the world (a hierarchy's): the global rank of each
+  /// position, which errors name and the failure keys below are written under.
+  GlobalRanks global_ranks;
+  /// Where failures and orderly closes are reported (empty: key_prefix): a hierarchy's
+  /// transports report where the world's flat transport of the same channel does, so every
+  /// rank reads one first failure.
+  std::string report_prefix;
+  /// This rank's abort state, shared by all of its channels (null: this transport's own).
+  std::shared_ptr<AbortState> abort_state;
 };
 
 class TcpMesh final : public Transport {
@@ -64,8 +76,13 @@ class TcpMesh final : public Transport {
   int rank_;
   int size_;
   MeshOptions options_;
-  rendezvous::PrefixStore world_;  // the store under options_.key_prefix
+  rendezvous::PrefixStore world_;    // the store under options_.key_prefix
+  rendezvous::PrefixStore reports_;  // under options_.report_prefix (failure_report.hpp)
+  std::shared_ptr<AbortState> abort_state_;
   std::vector<Socket> peers_;  // by peer rank, from connect_full_mesh()
+  // By peer rank: " (rank R is at ADDRESS)" for a peer whose connection ends at another
+  // address than ours (another host), else empty; errors append it.
+  std::vector<std::string> elsewhere_;
   std::string operation_ = "set-up";
   std::optional<std::string> aborted_;
   bool stalled_ = false;  // an operation timed out: the store may be unreachable as well
