@@ -325,8 +325,13 @@ int run_hosts(const Options& options, SignalPipe& signals, HealthState* health) 
   }
   const JobIdentity identity = job_identity();
   // A loopback store address (loopback "hosts", a tunnel) needs nothing beyond it.
-  const std::string listen_addr =
-      is_loopback_literal(store_addr) ? store_addr : any_remote ? "0.0.0.0" : "127.0.0.1";
+  const bool one_loopback_address =
+      std::all_of(store_addresses.begin(), store_addresses.end(), [&](const std::string& at) {
+        return at == store_addresses.front() && is_loopback_literal(at);
+      });
+  const std::string listen_addr = one_loopback_address ? store_addresses.front()
+                                  : any_remote         ? "0.0.0.0"
+                                                       : "127.0.0.1";
   ringfuse::rendezvous::TcpStoreServer store(listen_addr, 0, identity.job_secret);
   const auto variables = rank_variables(options);
   const auto agent = split_agent(options.rsh_agent);

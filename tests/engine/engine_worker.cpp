@@ -716,6 +716,8 @@ void mode_dtypes(ringfuse::Context& ctx) {
   work.wait(30s);
   for (const auto v : flags) check_close("bool.after", v, 1);
   std::printf("dtypes: i16 and bool checked\n");
+}
+
 // Rank 0 enqueues an all-reduce at once, the others 600 ms later: meanwhile every control
 // connection sees quiet spells longer than the engine's polling tick (rank 0, waiting for the
 // others, runs a cycle only every RINGFUSE_CYCLE_TIME_MS). Then an ordinary shutdown.
@@ -727,7 +729,6 @@ void mode_uneven_then_leave(ringfuse::Context& ctx) {
   for (float v : tensor) check_close("uneven", v, ctx.size());
   std::printf("uneven all-reduce checked\n");
 }
-
 
 // RINGFUSE_MATCH=name: every rank enqueues the same collectives in its own order (rotated by
 // rank, reversed on odd ranks), twice over; all complete with the right values, and the
