@@ -414,11 +414,14 @@ TEST_P(MismatchByName, FailsEveryRankWithOneMessageNamingTheTensor) {
   const auto results = run_world(4, "mismatch-" + GetParam(), kByName);
   expect_all_ok(results);
   std::string first;
-  for (const auto& result : results) {
-    const auto line = line_after(result.output, "MISMATCH: ");
+  for (std::size_t rank = 0; rank < results.size(); ++rank) {
+    // Each rank's message starts with its own rank; the rest is the same on every rank.
+    const std::string marker = "MISMATCH: rank " + std::to_string(rank) + ": ";
+    const auto line = line_after(results[rank].output, marker);
     ASSERT_FALSE(line.empty()) << all_output(results);
-    if (first.empty()) first = line;
-    EXPECT_EQ(line, first) << "every rank must report the same message";
+    const auto message = line.substr(marker.size());
+    if (first.empty()) first = message;
+    EXPECT_EQ(message, first) << "every rank must report the same message";
   }
   const std::string odd = GetParam() == "shape"   ? "f32[1024,511] sum"
                           : GetParam() == "dtype" ? "f64[1024,512] sum"

