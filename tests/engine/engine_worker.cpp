@@ -208,6 +208,20 @@ void mode_fusion_large(ringfuse::Context& ctx) {
   print_stats(engine.stats());
 }
 
+// The all-reduces of `cases`, a broadcast from the last rank, and an allgather where rank r
+// contributed (r + 1) * 3 elements of value r: what mode_fusion and mode_name_order check.
+void check_mixed(const std::vector<Case>& cases, const std::vector<Buffer>& buffers,
+                 const std::vector<float>& bcast, const std::vector<std::int32_t>& gather_out,
+                 int size) {
+  check_cases(cases, buffers, size);
+  for (float v : bcast) check_close("bcast", v, size - 1);
+  std::size_t pos = 0;
+  for (int r = 0; r < size; ++r) {
+    for (int k = 0; k < (r + 1) * 3; ++k) check_close("gather", gather_out.at(pos++), r);
+  }
+  if (pos != gather_out.size()) fail("gather size");
+}
+
 void mode_fusion(ringfuse::Context& ctx) {
   auto& engine = ctx.engine();
   const int rank = ctx.rank();
@@ -253,13 +267,7 @@ void mode_fusion(ringfuse::Context& ctx) {
         "group", {{g1.data(), DataType::f32, {100}}, {g2.data(), DataType::f32, {50}}}));
     engine.flush();
     for (auto& work : works) work.wait(60s);
-    check_cases(cases, buffers, size);
-    for (float v : bcast) check_close("bcast", v, size - 1);
-    std::size_t pos = 0;
-    for (int r = 0; r < size; ++r) {
-      for (int k = 0; k < (r + 1) * 3; ++k) check_close("gather", gather_out.at(pos++), r);
-    }
-    if (pos != gather_out.size()) fail("gather size");
+    check_mixed(cases, buffers, bcast, gather_out, size);
     for (int r = 0; r < size; ++r) {
       for (int k = 0; k < 4; ++k) {
         check_close("a2a", a2a_out[static_cast<std::size_t>(r * 4 + k)], r * 1000 + rank * 4 + k);
@@ -770,13 +778,7 @@ void mode_name_order(ringfuse::Context& ctx) {
     for (auto& submit : enqueue) works.push_back(submit());
     engine.flush();
     for (auto& work : works) work.wait(60s);
-    check_cases(cases, buffers, size);
-    for (float v : bcast) check_close("bcast", v, size - 1);
-    std::size_t pos = 0;
-    for (int r = 0; r < size; ++r) {
-      for (int k = 0; k < (r + 1) * 3; ++k) check_close("gather", gather_out.at(pos++), r);
-    }
-    if (pos != gather_out.size()) fail("gather size");
+    check_mixed(cases, buffers, bcast, gather_out, size);
   }
   print_stats(engine.stats());
 }

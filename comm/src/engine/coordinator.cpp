@@ -291,33 +291,25 @@ std::vector<WaitingCollective> Coordinator::waiting() const {
     result.push_back(WaitingCollective{key, {}, {}, {}, pending.since});
     return result.back();
   };
+  // Which ranks announced a pending collective, and which (not joined) still have to.
+  const auto sort_ranks = [&](WaitingCollective& item, const auto& by_rank) {
+    for (int rank = 0; rank < size_; ++rank) {
+      const auto& fp = by_rank[static_cast<std::size_t>(rank)];
+      if (fp) {
+        if (item.description.empty()) item.description = fp->describe(true);
+        item.submitted.push_back(rank);
+      } else if (!joined_[static_cast<std::size_t>(rank)]) {
+        item.missing.push_back(rank);
+      }
+    }
+  };
   // Name mode: keyed by arrival, and named by name alone (no sequence number to show).
   for (const auto& [name, pending] : named_) {
     auto& item = add(pending.arrival, pending);
     item.numbered = false;
-    for (int rank = 0; rank < size_; ++rank) {
-      const auto& fp = pending.by_rank[static_cast<std::size_t>(rank)];
-      if (fp) {
-        if (item.description.empty()) item.description = fp->describe(true);
-        item.submitted.push_back(rank);
-      } else if (!joined_[static_cast<std::size_t>(rank)]) {
-        item.missing.push_back(rank);
-      }
-    }
+    sort_ranks(item, pending.by_rank);
   }
-  for (const auto& [seq, pending] : table_) {
-    WaitingCollective item{seq, {}, {}, {}, pending.since};
-    for (int rank = 0; rank < size_; ++rank) {
-      const auto& fp = pending.by_rank[static_cast<std::size_t>(rank)];
-      if (fp) {
-        if (item.description.empty()) item.description = fp->describe(true);
-        item.submitted.push_back(rank);
-      } else if (!joined_[static_cast<std::size_t>(rank)]) {
-        item.missing.push_back(rank);
-      }
-    }
-    result.push_back(std::move(item));
-  }
+  for (const auto& [seq, pending] : table_) sort_ranks(add(seq, pending), pending.by_rank);
   return result;
 }
 
