@@ -54,27 +54,22 @@ void run_in_world(const WorldParam& world, const RankInWorld& body) {
 
 void check_allreduce(Rank& rank, const AllreduceCases& cases, const RunAllreduce& allreduce) {
   std::size_t case_index = 0;
-  for (DataType type : cases.types) {
-    for (ReduceOp op : cases.ops) {
-      if (!is_defined(type, op)) continue;  // avg of bool: refused (reduce_test checks that)
-      for (std::size_t count : cases.counts) {
-        for (bool aligned : {true, false}) {
-          const std::size_t offset = misalignment(type, aligned, rank.rank(), case_index++);
-          GuardedBuffer buffer(count * element_size(type), offset);
-          for (std::size_t i = 0; i < count; ++i) {
-            put(buffer.data(), i, type, input(rank.rank(), i, type, op, cases.seed));
-          }
-          allreduce(algo::ReduceBuffer{buffer.data(), count, type, op});
-          const auto what = fmt::format("{} at +{} bytes", label(type, count, op), offset);
-          const auto difference = first_difference(buffer.data(), count, type, [&](std::size_t i) {
-            return reference(rank.size(), i, type, op, cases.seed);
-          });
-          rank.expect(!difference, fmt::format("{}: {}", what, difference.value_or("")));
-          rank.expect(buffer.guards_intact(), what + ": wrote outside the buffer");
-        }
+  for_each_case(cases, [&](DataType type, ReduceOp op, std::size_t count) {
+    for (bool aligned : {true, false}) {
+      const std::size_t offset = misalignment(type, aligned, rank.rank(), case_index++);
+      GuardedBuffer buffer(count * element_size(type), offset);
+      for (std::size_t i = 0; i < count; ++i) {
+        put(buffer.data(), i, type, input(rank.rank(), i, type, op, cases.seed));
       }
+      allreduce(algo::ReduceBuffer{buffer.data(), count, type, op});
+      const auto what = fmt::format("{} at +{} bytes", label(type, count, op), offset);
+      const auto difference = first_difference(buffer.data(), count, type, [&](std::size_t i) {
+        return reference(rank.size(), i, type, op, cases.seed);
+      });
+      rank.expect(!difference, fmt::format("{}: {}", what, difference.value_or("")));
+      rank.expect(buffer.guards_intact(), what + ": wrote outside the buffer");
     }
-  }
+  });
 }
 
 }  // namespace ringfuse::inproc

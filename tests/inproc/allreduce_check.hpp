@@ -45,6 +45,18 @@ struct AllreduceCases {
   std::uint64_t seed = 0;
 };
 
+/// Calls `check(type, op, count)` for every type × op × count of `cases` whose operator is
+/// defined on the type (avg of bool is refused: reduce_test checks that).
+template <class Check>
+void for_each_case(const AllreduceCases& cases, Check&& check) {
+  for (DataType type : cases.types) {
+    for (ReduceOp op : cases.ops) {
+      if (!is_defined(type, op)) continue;
+      for (std::size_t count : cases.counts) check(type, op, count);
+    }
+  }
+}
+
 /// Runs `allreduce` on this rank's input for every type × op × count, once on a buffer at a
 /// 64-byte boundary and once misaligned (values.hpp), and records on `rank` whether each
 /// result equals reference() exactly and whether the bytes around the buffer are untouched.

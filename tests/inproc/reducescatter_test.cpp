@@ -15,44 +15,35 @@ void check(const WorldParam& world, const AllreduceCases& cases) {
   run_in_world(world, [&](Rank& rank, transport::Transport& transport, algo::Workspace& workspace) {
     const int n = rank.size();
     std::size_t case_index = 0;
-    for (DataType type : cases.types) {
-      for (ReduceOp op : cases.ops) {
-        if (!is_defined(type, op)) continue;  // avg of bool: refused (reduce_test checks that)
-        for (std::size_t count : cases.counts) {
-          for (bool even : {true, false}) {
-            for (int shift : {-1, 0}) {
-              // Uneven: block k has count + (k mod 3) elements, so some are empty for count 0.
-              std::vector<std::size_t> counts;
-              for (int k = 0; k < n; ++k) counts.push_back(count + static_cast<std::size_t>(k % 3));
-              const auto blocks =
-                  even ? algo::even_blocks(count, n) : algo::blocks_from_counts(counts);
-              const std::size_t total = blocks.back().offset + blocks.back().count;
-              const bool aligned = case_index % 2 == 0;
-              const std::size_t offset = misalignment(type, aligned, rank.rank(), case_index++);
-              GuardedBuffer buffer(total * element_size(type), offset);
-              for (std::size_t i = 0; i < total; ++i) {
-                put(buffer.data(), i, type, input(rank.rank(), i, type, op, cases.seed));
-              }
-              algo::ring_reduce_scatter(transport, workspace,
-                                        algo::ReduceBuffer{buffer.data(), total, type, op}, blocks,
-                                        shift);
-              const auto& own = blocks[algo::wrap(rank.rank() + 1 + shift, n)];
-              const ReduceOp as = op == ReduceOp::avg ? ReduceOp::sum : op;
-              const auto what =
-                  fmt::format("{} {} blocks, shift {}, at +{}", label(type, total, op),
-                              even ? "even" : "uneven", shift, offset);
-              const auto difference =
-                  first_difference(buffer.data() + own.offset * element_size(type), own.count, type,
-                                   [&](std::size_t i) {
-                                     return reference(n, own.offset + i, type, as, cases.seed);
-                                   });
-              rank.expect(!difference, fmt::format("{}: {}", what, difference.value_or("")));
-              rank.expect(buffer.guards_intact(), what + ": wrote outside the buffer");
-            }
+    for_each_case(cases, [&](DataType type, ReduceOp op, std::size_t count) {
+      for (bool even : {true, false}) {
+        for (int shift : {-1, 0}) {
+          // Uneven: block k has count + (k mod 3) elements, so some are empty for count 0.
+          std::vector<std::size_t> counts;
+          for (int k = 0; k < n; ++k) counts.push_back(count + static_cast<std::size_t>(k % 3));
+          const auto blocks = even ? algo::even_blocks(count, n) : algo::blocks_from_counts(counts);
+          const std::size_t total = blocks.back().offset + blocks.back().count;
+          const bool aligned = case_index % 2 == 0;
+          const std::size_t offset = misalignment(type, aligned, rank.rank(), case_index++);
+          GuardedBuffer buffer(total * element_size(type), offset);
+          for (std::size_t i = 0; i < total; ++i) {
+            put(buffer.data(), i, type, input(rank.rank(), i, type, op, cases.seed));
           }
+          algo::ring_reduce_scatter(transport, workspace,
+                                    algo::ReduceBuffer{buffer.data(), total, type, op}, blocks,
+                                    shift);
+          const auto& own = blocks[algo::wrap(rank.rank() + 1 + shift, n)];
+          const ReduceOp as = op == ReduceOp::avg ? ReduceOp::sum : op;
+          const auto what = fmt::format("{} {} blocks, shift {}, at +{}", label(type, total, op),
+                                        even ? "even" : "uneven", shift, offset);
+          const auto difference = first_difference(
+              buffer.data() + own.offset * element_size(type), own.count, type,
+              [&](std::size_t i) { return reference(n, own.offset + i, type, as, cases.seed); });
+          rank.expect(!difference, fmt::format("{}: {}", what, difference.value_or("")));
+          rank.expect(buffer.guards_intact(), what + ": wrote outside the buffer");
         }
       }
-    }
+    });
   });
 }
 

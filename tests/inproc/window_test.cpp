@@ -21,35 +21,30 @@ constexpr auto kGuard = std::byte{0x5A};
 /// start (the same on every rank, as window_allreduce requires), between guard bytes.
 void check_in_window(Rank& rank, transport::SharedWindow& window, const AllreduceCases& cases) {
   std::size_t case_index = 0;
-  for (DataType type : cases.types) {
-    for (ReduceOp op : cases.ops) {
-      if (!is_defined(type, op)) continue;  // avg of bool: refused (reduce_test checks that)
-      for (std::size_t count : cases.counts) {
-        for (bool aligned : {true, false}) {
-          const std::size_t offset = kGuardBytes + misalignment(type, aligned, 0, case_index++);
-          const std::size_t bytes = count * element_size(type);
-          std::byte* base = window.reserve(offset + bytes + kGuardBytes);
-          std::fill(base, base + offset, kGuard);
-          std::fill(base + offset + bytes, base + offset + bytes + kGuardBytes, kGuard);
-          std::byte* data = base + offset;
-          for (std::size_t i = 0; i < count; ++i) {
-            put(data, i, type, input(rank.rank(), i, type, op, cases.seed));
-          }
-          algo::window_allreduce(window, offset, algo::ReduceBuffer{data, count, type, op});
-          const auto what = fmt::format("{} at window offset {}", label(type, count, op), offset);
-          const auto difference = first_difference(data, count, type, [&](std::size_t i) {
-            return reference(rank.size(), i, type, op, cases.seed);
-          });
-          rank.expect(!difference, fmt::format("{}: {}", what, difference.value_or("")));
-          const bool intact =
-              std::all_of(base, base + offset, [](std::byte b) { return b == kGuard; }) &&
-              std::all_of(data + bytes, data + bytes + kGuardBytes,
-                          [](std::byte b) { return b == kGuard; });
-          rank.expect(intact, what + ": wrote outside the buffer");
-        }
+  for_each_case(cases, [&](DataType type, ReduceOp op, std::size_t count) {
+    for (bool aligned : {true, false}) {
+      const std::size_t offset = kGuardBytes + misalignment(type, aligned, 0, case_index++);
+      const std::size_t bytes = count * element_size(type);
+      std::byte* base = window.reserve(offset + bytes + kGuardBytes);
+      std::fill(base, base + offset, kGuard);
+      std::fill(base + offset + bytes, base + offset + bytes + kGuardBytes, kGuard);
+      std::byte* data = base + offset;
+      for (std::size_t i = 0; i < count; ++i) {
+        put(data, i, type, input(rank.rank(), i, type, op, cases.seed));
       }
+      algo::window_allreduce(window, offset, algo::ReduceBuffer{data, count, type, op});
+      const auto what = fmt::format("{} at window offset {}", label(type, count, op), offset);
+      const auto difference = first_difference(data, count, type, [&](std::size_t i) {
+        return reference(rank.size(), i, type, op, cases.seed);
+      });
+      rank.expect(!difference, fmt::format("{}: {}", what, difference.value_or("")));
+      const bool intact =
+          std::all_of(base, base + offset, [](std::byte b) { return b == kGuard; }) &&
+          std::all_of(data + bytes, data + bytes + kGuardBytes,
+                      [](std::byte b) { return b == kGuard; });
+      rank.expect(intact, what + ": wrote outside the buffer");
     }
-  }
+  });
 }
 
 void check(int size, std::initializer_list<AllreduceCases> case_sets) {
