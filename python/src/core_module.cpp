@@ -34,9 +34,8 @@ using namespace std::chrono_literals;
 
 namespace {
 
-// The data types the engine reduces today. Others (int16, bool, complex) are the Python
-// layer's business: it moves them as bytes where no arithmetic is involved, and refuses them
-// where the engine would have to reduce them.
+// The engine's data types. Others (complex) are the Python layer's business: it moves them as
+// bytes where no arithmetic is involved, and refuses them where the engine would reduce them.
 std::optional<rf::DataType> engine_dtype(at::ScalarType type) {
   switch (type) {
     case at::kHalf: return rf::DataType::f16;
@@ -47,6 +46,8 @@ std::optional<rf::DataType> engine_dtype(at::ScalarType type) {
     case at::kByte: return rf::DataType::u8;
     case at::kInt: return rf::DataType::i32;
     case at::kLong: return rf::DataType::i64;
+    case at::kShort: return rf::DataType::i16;
+    case at::kBool: return rf::DataType::boolean;
     default: return std::nullopt;
   }
 }
@@ -55,6 +56,13 @@ rf::ReduceOp reduce_op(const std::string& name, int rank) {
   if (auto op = rf::parse_reduce_op(name)) return *op;
   throw rf::core::rank_error(rf::ErrorKind::invalid_argument, rank,
                              "unknown reduction '{}' (sum, avg, min, max, prod)", name);
+}
+
+rf::MatchMode match_mode(const std::string& name) {
+  if (name == "sequence") return rf::MatchMode::sequence;
+  if (name == "name") return rf::MatchMode::name;
+  throw rf::Error(rf::ErrorKind::invalid_argument,
+                  "unknown matching mode '" + name + "' (sequence, name)");
 }
 
 rf::Compression wire_compression(const std::string& name, int rank) {
@@ -80,7 +88,7 @@ rf::TensorView view_of(const at::Tensor& tensor, const std::string& name, int ra
   const auto dtype = engine_dtype(tensor.scalar_type());
   if (!dtype) {
     throw refuse(std::string("dtype ") + c10::toString(tensor.scalar_type()) +
-                 " is not one the engine reduces (f16, bf16, f32, f64, i8, u8, i32, i64)");
+                 " is not one the engine knows (f16, bf16, f32, f64, i8, u8, i16, i32, i64, bool)");
   }
   rf::TensorView view;
   view.data = tensor.data_ptr();
@@ -97,12 +105,25 @@ rf::TensorView view_of(const at::Tensor& tensor, const std::string& name, int ra
 }
 
 // One enqueued collective as Python sees it: the engine's Work, the tensors it reads and
-// writes (kept alive until it completed), and what the engine allocated for an allgather.
+// writes (kept alive until it completed), and what the engine allocated for it (allgather,
+// uneven alltoall and reducescatter: `gathered`; grouped allgather: `outputs`).
 struct Pending {
   rf::Work work;
   std::vector<at::Tensor> keep_alive;
-  std::mutex output_mutex;  // the allgather output is set on the engine thread
+  std::mutex output_mutex;  // the outputs are set on the engine thread
   at::Tensor gathered;
+  std::vector<at::Tensor> outputs;
+
+  // An OutputAllocator filling `gathered`. Runs on the engine thread: a fresh tensor has no
+  // Python object, so no GIL is involved. `this` lives in the Session's in-flight list until
+  // the Work completed.
+  rf::OutputAllocator allocate_gathered(at::TensorOptions options) {
+    return [this, options](const std::vector<std::int64_t>& shape) -> void* {
+      std::lock_guard lock(output_mutex);
+      gathered = at::empty(shape, options);
+      return gathered.data_ptr();
+    };
+  }
 };
 
 class Handle {
@@ -144,7 +165,15 @@ class Handle {
     return py::cast(pending_->gathered);
   }
 
+  /// The tensors a grouped allgather produced, in input order (empty before completion).
+  std::vector<at::Tensor> outputs() const {
+    std::lock_guard lock(pending_->output_mutex);
+    return pending_->outputs;
+  }
+
   std::vector<std::int64_t> output_shape() const { return pending_->work.output_shape(); }
+  std::vector<std::int64_t> received_splits() const { return pending_->work.received_splits(); }
+  int last_joined_rank() const { return pending_->work.last_joined_rank(); }
 
  private:
   std::shared_ptr<Pending> pending_;
@@ -153,9 +182,14 @@ class Handle {
 // One rank's membership in the world (ringfuse::init()) and its engine.
 class Session {
  public:
-  Session() {
+  /// `match`: the engine's matching mode ("sequence" or "name"), overriding the environment's
+  /// RINGFUSE_MATCH; None keeps what the environment says.
+  explicit Session(const std::optional<std::string>& match) {
+    auto options = rf::options_from_environment();
+    if (match) options.engine.match = match_mode(*match);
+    const auto world = rf::world_from_environment();
     py::gil_scoped_release no_gil;  // init() connects to every peer: let other threads run
-    context_ = rf::init();
+    context_ = rf::init(world, options);
     engine_ = &context_->engine();
   }
   ~Session() { close(); }
@@ -220,15 +254,28 @@ class Session {
 
   Handle allgather(const std::string& name, const at::Tensor& input) {
     auto pending = start({input});
-    const auto options = input.options();
+    pending->work = engine().allgather(name, view_of(input, name, rank()),
+                                       pending->allocate_gathered(input.options()));
+    return track(std::move(pending));
+  }
+
+  Handle grouped_allgather(const std::string& name, const std::vector<at::Tensor>& inputs) {
+    std::vector<rf::TensorView> views;
+    views.reserve(inputs.size());
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      views.push_back(view_of(inputs[i], name + "." + std::to_string(i), rank()));
+    }
+    auto pending = start(inputs);
+    pending->outputs.resize(inputs.size());
+    std::vector<at::TensorOptions> options;
+    for (const auto& input : inputs) options.push_back(input.options());
     Pending* raw = pending.get();  // lives in in_flight_ until the Work completed
-    pending->work = engine().allgather(
-        name, view_of(input, name, rank()),
-        [raw, options](const std::vector<std::int64_t>& shape) -> void* {
-          // Engine thread: a fresh tensor has no Python object, so no GIL is involved.
+    pending->work = engine().grouped_allgather(
+        name, std::move(views),
+        [raw, options](std::size_t index, const std::vector<std::int64_t>& shape) -> void* {
           std::lock_guard lock(raw->output_mutex);
-          raw->gathered = at::empty(shape, options);
-          return raw->gathered.data_ptr();
+          raw->outputs.at(index) = at::empty(shape, options.at(index));
+          return raw->outputs[index].data_ptr();
         });
     return track(std::move(pending));
   }
@@ -243,6 +290,44 @@ class Session {
     auto pending = start({input, output});
     pending->work = engine().alltoall(name, view_of(input, name, rank()),
                                       view_of(output, name + " (output)", rank()));
+    return track(std::move(pending));
+  }
+
+  /// Uneven: `splits[j]` rows of dimension 0 go to rank j; the output comes from the engine.
+  Handle alltoallv(const std::string& name, const at::Tensor& input,
+                   const std::vector<std::int64_t>& splits) {
+    auto pending = start({input});
+    pending->work = engine().alltoall(name, view_of(input, name, rank()), splits,
+                                      pending->allocate_gathered(input.options()));
+    return track(std::move(pending));
+  }
+
+  /// Horovod's uneven split of dimension 0; the output comes from the engine.
+  Handle reducescatter_uneven(const std::string& name, const at::Tensor& input,
+                              const std::string& op) {
+    auto pending = start({input});
+    pending->work = engine().reducescatter(name, view_of(input, name, rank()),
+                                           pending->allocate_gathered(input.options()),
+                                           reduce_op(op, rank()));
+    return track(std::move(pending));
+  }
+
+  Handle grouped_reducescatter(const std::string& name, const std::vector<at::Tensor>& inputs,
+                               const std::vector<at::Tensor>& outputs, const std::string& op) {
+    std::vector<rf::TensorView> input_views;
+    std::vector<rf::TensorView> output_views;
+    for (std::size_t i = 0; i < inputs.size(); ++i) {
+      input_views.push_back(view_of(inputs[i], name + "." + std::to_string(i), rank()));
+    }
+    for (std::size_t i = 0; i < outputs.size(); ++i) {
+      output_views.push_back(
+          view_of(outputs[i], name + "." + std::to_string(i) + " (output)", rank()));
+    }
+    std::vector<at::Tensor> keep(inputs);
+    keep.insert(keep.end(), outputs.begin(), outputs.end());
+    auto pending = start(std::move(keep));
+    pending->work = engine().grouped_reducescatter(name, std::move(input_views),
+                                                   std::move(output_views), reduce_op(op, rank()));
     return track(std::move(pending));
   }
 
@@ -268,6 +353,14 @@ class Session {
   }
 
   void flush() { engine().flush(); }
+
+  void start_timeline(const std::string& path, bool mark_cycles) {
+    engine().start_timeline(path, mark_cycles);
+  }
+  void stop_timeline() { engine().stop_timeline(); }
+  std::string match() const {
+    return engine().config().match == rf::MatchMode::name ? "name" : "sequence";
+  }
 
   py::dict stats() const {
     const auto s = engine().stats();
@@ -359,10 +452,15 @@ PYBIND11_MODULE(_core, m) {
       .def("wait", &Handle::wait, py::arg("timeout_s") = 0.0,
            "Blocks (GIL released) until the collective finished; raises its error")
       .def("gathered", &Handle::gathered, "The tensor an allgather produced, else None")
-      .def("output_shape", &Handle::output_shape);
+      .def("outputs", &Handle::outputs, "The tensors a grouped allgather produced")
+      .def("output_shape", &Handle::output_shape)
+      .def("received_splits", &Handle::received_splits,
+           "Uneven alltoall: the rows received from each rank, once completed")
+      .def("last_joined_rank", &Handle::last_joined_rank,
+           "join(): the rank that joined last, once completed; else -1");
 
   py::class_<Session>(m, "Session", "ringfuse::init(): this rank's Context and engine")
-      .def(py::init<>())
+      .def(py::init<const std::optional<std::string>&>(), py::arg("match") = py::none())
       .def("close", &Session::close)
       .def_property_readonly("closed", &Session::closed)
       .def_property_readonly("rank", [](const Session& s) { return s.context().rank(); })
@@ -388,6 +486,18 @@ PYBIND11_MODULE(_core, m) {
       .def("broadcast", &Session::broadcast, py::arg("name"), py::arg("tensor"),
            py::arg("root"))
       .def("alltoall", &Session::alltoall, py::arg("name"), py::arg("input"), py::arg("output"))
+      .def("alltoallv", &Session::alltoallv, py::arg("name"), py::arg("input"),
+           py::arg("splits"))
+      .def("grouped_allgather", &Session::grouped_allgather, py::arg("name"),
+           py::arg("inputs"))
+      .def("reducescatter_uneven", &Session::reducescatter_uneven, py::arg("name"),
+           py::arg("input"), py::arg("op"))
+      .def("grouped_reducescatter", &Session::grouped_reducescatter, py::arg("name"),
+           py::arg("inputs"), py::arg("outputs"), py::arg("op"))
+      .def("start_timeline", &Session::start_timeline, py::arg("path"),
+           py::arg("mark_cycles") = false)
+      .def("stop_timeline", &Session::stop_timeline)
+      .def_property_readonly("match", &Session::match)
       .def("reducescatter", &Session::reducescatter, py::arg("name"), py::arg("input"),
            py::arg("output"), py::arg("op"))
       .def("barrier", &Session::barrier, py::arg("name") = "barrier")

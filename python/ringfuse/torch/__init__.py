@@ -6,10 +6,9 @@
     hvd.broadcast_parameters(model.state_dict(), root_rank=0)
 
 Launch with ``ringfuse-run -np N python3 train.py`` (or mpirun, or torchrun). Collectives are
-matched in the order each rank enqueues them: every rank must issue the same collectives in the
-same order. What needs engine work that this build lacks (process sets, uneven alltoall and
-reducescatter, int16/bool reductions, integer scaling, the runtime timeline, join's last rank)
-raises ``NotBuiltYetError`` (a NotImplementedError) naming it.
+matched by name, as in Horovod (ranks may issue them in different orders), unless
+RINGFUSE_MATCH=sequence says otherwise. Process sets other than the global one, which this build
+lacks, raise ``NotBuiltYetError`` (a NotImplementedError).
 """
 
 from ringfuse.exceptions import HorovodInternalError, HostsUpdatedInterrupt, NotBuiltYetError

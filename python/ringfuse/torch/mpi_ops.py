@@ -5,12 +5,14 @@ Every collective is enqueued on the engine (ringfuse._core) and returns an integ
 A failed collective raises ``HorovodInternalError`` with the library's message (rank, tensor,
 peers) on every rank that took part.
 
-What the engine cannot do yet raises ``NotBuiltYetError`` (a ``NotImplementedError``) naming the
-missing part, before anything is enqueued: it never returns a wrong result.
+Collectives are matched by name (Horovod's semantics: ranks may enqueue them in different
+orders) unless RINGFUSE_MATCH says otherwise. Process sets other than the global one raise
+``NotBuiltYetError`` (a ``NotImplementedError``) before anything is enqueued.
 """
 
 import atexit
 import itertools
+import os
 import threading
 import warnings
 
@@ -31,11 +33,12 @@ _ENGINE_OPS = {Average: "avg", Sum: "sum", Min: "min", Max: "max", Product: "pro
 _OP_NAMES = {Average: "Average", Sum: "Sum", Adasum: "Adasum", Min: "Min", Max: "Max",
              Product: "Product"}
 
-# What the engine reduces today.
+# The engine's dtypes: every collective takes them as they are. bool reduces as logic (Sum and
+# Max are or, Min and Product and), takes no Average and no scale factor.
 _REDUCIBLE = {torch.float16, torch.bfloat16, torch.float32, torch.float64, torch.int8,
-              torch.uint8, torch.int32, torch.int64}
-# What Horovod reduces and the engine will (the engine issue's i16/bool work).
-_REDUCIBLE_LATER = {torch.int16, torch.bool}
+              torch.uint8, torch.int16, torch.int32, torch.int64, torch.bool}
+# Reducible without a further look at op and scale factors (the per-gradient fast path).
+_PLAIN_REDUCIBLE = _REDUCIBLE - {torch.bool}
 
 
 # ---------------------------------------------------------------------------------------------
@@ -114,8 +117,11 @@ def init(comm=None, process_sets=None):
         raise _process_sets_missing("init(process_sets=...)")
     with _lock:
         if _session is None:
+            # Horovod matches collectives by name; an explicit RINGFUSE_MATCH (ringfuse-run
+            # --match) wins. The choice goes to this Session only, never into os.environ.
+            match = None if os.environ.get("RINGFUSE_MATCH") else "name"
             try:
-                _session = _core.Session()
+                _session = _core.Session(match=match)
             except _core.RingfuseError as e:
                 raise HorovodInternalError(str(e), *_fields(e)) from e
             _name_counters.clear()
@@ -215,16 +221,19 @@ def rocm_built(verbose=False):
 
 
 def start_timeline(file_path, mark_cycles=False):
-    raise NotBuiltYetError(
-        "start_timeline: starting the timeline at run time needs the engine's runtime timeline "
-        "(engine issue); set RINGFUSE_TIMELINE=PATH (ringfuse-run --timeline PATH) at start "
-        "instead")
+    """Starts writing this rank's timeline (Chrome trace / Perfetto JSON) to
+    ``file_path`` with the rank inserted before the extension ("t.json" -> "t.<rank>.json"),
+    replacing the one being written. ``mark_cycles``: also mark each negotiation cycle."""
+    session = _require_session()
+    try:
+        session.start_timeline(str(file_path), bool(mark_cycles))
+    except _core.RingfuseError as e:
+        raise ValueError(str(e)) from e
 
 
 def stop_timeline():
-    raise NotBuiltYetError(
-        "stop_timeline: needs the engine's runtime timeline (engine issue); the timeline of "
-        "RINGFUSE_TIMELINE is written until shutdown()")
+    """Closes the timeline being written (a complete JSON document); nothing if none is."""
+    _require_session().stop_timeline()
 
 
 atexit.register(shutdown)
@@ -310,17 +319,16 @@ def _engine_op(op, average, what):
 
 def _check_reducible(tensor, op, prescale, postscale, what, name):
     dtype = tensor.dtype
-    if dtype in _REDUCIBLE_LATER:
-        raise NotBuiltYetError(
-            "%s '%s': reducing %s tensors needs the engine's i16/bool reductions (engine issue)"
-            % (what, name, dtype))
     if dtype not in _REDUCIBLE:
         raise TypeError("%s '%s': %s tensors cannot be reduced (supported: %s)"
                         % (what, name, dtype, ", ".join(sorted(str(t) for t in _REDUCIBLE))))
-    if not dtype.is_floating_point and (prescale != 1.0 or postscale != 1.0):
-        raise NotBuiltYetError(
-            "%s '%s': prescale/postscale factors on integer tensors need the engine's integer "
-            "scaling (engine issue)" % (what, name))
+    if dtype == torch.bool:
+        if op == Average:
+            raise ValueError("%s '%s': a bool tensor has no Average (Sum and Max are logical "
+                             "or, Min and Product logical and)" % (what, name))
+        if prescale != 1.0 or postscale != 1.0:
+            raise ValueError("%s '%s': prescale/postscale factors do not apply to a bool tensor"
+                             % (what, name))
     if tensor.is_sparse:
         raise ValueError("%s '%s': sparse tensors go through sparse_allreduce_async or "
                          "DistributedOptimizer(sparse_as_dense=True)" % (what, name))
@@ -354,11 +362,9 @@ def _as_bytes(tensor):
 # allreduce
 
 def _allreduce_async(tensor, output, name, op, prescale_factor, postscale_factor, finish):
-    # The common case (a supported dtype, no integer scaling) is checked inline: this runs once
-    # per gradient per step.
-    dtype = tensor.dtype
-    if dtype not in _REDUCIBLE or ((prescale_factor != 1.0 or postscale_factor != 1.0)
-                                   and not dtype.is_floating_point):
+    # The common case (a dtype other than bool, whose op and factors need a look) is checked
+    # inline: this runs once per gradient per step.
+    if tensor.dtype not in _PLAIN_REDUCIBLE:
         _check_reducible(tensor, op, prescale_factor, postscale_factor, "allreduce", name)
     engine_op = _ENGINE_OPS[op]
     return _enqueue(lambda s: s.allreduce(name, output, engine_op, float(prescale_factor),
@@ -578,10 +584,15 @@ class HorovodAllgather(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        reduced = allreduce(grad_output, op=Sum, process_set=ctx.process_set)
-        rows = synchronize(allgather_async(torch.tensor([ctx.dim0], dtype=torch.int64)))
-        offset = int(rows[:rank()].sum())
-        return reduced.narrow(0, offset, ctx.dim0), None, None
+        return _allgather_grad(grad_output, ctx.dim0, ctx.process_set), None, None
+
+
+def _allgather_grad(grad_output, dim0, process_set):
+    """This rank's rows of the sum of every rank's gradient of an allgather's output."""
+    reduced = allreduce(grad_output, op=Sum, process_set=process_set)
+    rows = synchronize(allgather_async(torch.tensor([dim0], dtype=torch.int64)))
+    offset = int(rows[:rank()].sum())
+    return reduced.narrow(0, offset, dim0)
 
 
 def allgather(tensor, name=None, process_set=global_process_set):
@@ -589,17 +600,38 @@ def allgather(tensor, name=None, process_set=global_process_set):
 
 
 def grouped_allgather_async(tensors, name=None, process_set=global_process_set):
-    """Several allgathers. Until the engine groups them (engine issue) they are enqueued one by
-    one under name.0, name.1, ...: the results are the same."""
+    """Several allgathers negotiated and completed together (one engine collective, names
+    name.0, name.1, ...); synchronize(handle) returns the list of results."""
     _check_process_set(process_set, "grouped_allgather_async")
     name = _name("grouped_allgather", name)
-    handles = [allgather_async(t, "%s.%d" % (name, i)) for i, t in enumerate(tensors)]
-    return _enqueue(lambda s: _All(handles), lambda core: [synchronize(h) for h in handles])
+    raws, restores = [], []
+    for t in tensors:
+        source = t.detach()
+        if source.dim() == 0:
+            source = source.reshape(1)
+        raw, restore = _as_bytes(_dense_contiguous(source))
+        raws.append(raw)
+        restores.append(restore)
+    return _enqueue(lambda s: s.grouped_allgather(name, raws),
+                    lambda core: [r(o) for r, o in zip(restores, core.outputs())])
+
+
+class HorovodGroupedAllgather(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, name, process_set, *tensors):
+        ctx.dim0s = [t.shape[0] if t.dim() > 0 else 1 for t in tensors]
+        ctx.process_set = process_set
+        return tuple(synchronize(grouped_allgather_async(list(tensors), name, process_set)))
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        return (None, None) + tuple(_allgather_grad(g, d, ctx.process_set)
+                                    for g, d in zip(grad_outputs, ctx.dim0s))
 
 
 def grouped_allgather(tensors, name=None, process_set=global_process_set):
-    return [allgather(t, None if name is None else "%s.%d" % (name, i), process_set)
-            for i, t in enumerate(tensors)]
+    """allgather of several tensors as one group. Differentiable."""
+    return list(HorovodGroupedAllgather.apply(name, process_set, *tensors))
 
 
 class _All:
@@ -674,7 +706,7 @@ def broadcast(tensor, root_rank, name=None, process_set=global_process_set):
 # ---------------------------------------------------------------------------------------------
 # alltoall
 
-def _even_splits(tensor, splits, what):
+def _checked_splits(tensor, splits, what):
     world = size()
     rows = tensor.shape[0] if tensor.dim() > 0 else 0
     if splits is None:
@@ -688,10 +720,8 @@ def _even_splits(tensor, splits, what):
     if sum(split_list) != rows:
         raise ValueError("%s: the splits add up to %d, dimension 0 is %d"
                          % (what, sum(split_list), rows))
-    if len(set(split_list)) != 1:
-        raise NotBuiltYetError(
-            "%s: uneven splits %s need the engine's uneven alltoall (engine issue); equal "
-            "splits work" % (what, split_list))
+    if any(x < 0 for x in split_list):
+        raise ValueError("%s: negative split in %s" % (what, split_list))
     return split_list
 
 
@@ -699,14 +729,19 @@ def alltoall_async(tensor, splits=None, name=None, process_set=global_process_se
     """Starts sending block j of dimension 0 to rank j; synchronize(handle) returns
     (output, received_splits)."""
     _check_process_set(process_set, "alltoall_async")
-    split_list = _even_splits(tensor, splits, "alltoall")
+    split_list = _checked_splits(tensor, splits, "alltoall")
     name = _name("alltoall", name)
     source = _dense_contiguous(tensor.detach())
     raw, restore = _as_bytes(source)
-    output = torch.empty_like(raw)
-    received = torch.tensor(split_list, dtype=torch.int32)
-    return _enqueue(lambda s: s.alltoall(name, raw, output),
-                    lambda core: (restore(output), received))
+    if splits is None:
+        output = torch.empty_like(raw)
+        received = torch.tensor(split_list, dtype=torch.int32)
+        return _enqueue(lambda s: s.alltoall(name, raw, output),
+                        lambda core: (restore(output), received))
+    # With splits (even or not), what arrives from each rank is known only once it did.
+    return _enqueue(lambda s: s.alltoallv(name, raw, split_list),
+                    lambda core: (restore(core.gathered()),
+                                  torch.tensor(core.received_splits(), dtype=torch.int32)))
 
 
 class HorovodAlltoall(torch.autograd.Function):
@@ -739,32 +774,42 @@ def reducescatter_async(tensor, name=None, op=Average, process_set=global_proces
                         prescale_factor=1.0, postscale_factor=1.0):
     """Starts reducing `tensor` over every rank; rank r gets block r of dimension 0."""
     _check_process_set(process_set, "reducescatter_async")
+    name = _name("reducescatter", name)
+    source = _reducescatter_source(tensor, name, op, prescale_factor, postscale_factor)
+    rows = tensor.shape[0]
+    if rows % size() != 0:
+        # Horovod's uneven blocks: rank r gets rows // size rows, one more when r < rows % size.
+        return _enqueue(lambda s: s.reducescatter_uneven(name, source, _ENGINE_OPS[op]),
+                        lambda core: _scaled(core.gathered(), postscale_factor))
+    output = torch.empty((rows // size(),) + tuple(tensor.shape[1:]), dtype=tensor.dtype,
+                         device=tensor.device)
+    return _enqueue(lambda s: s.reducescatter(name, source, output, _ENGINE_OPS[op]),
+                    lambda core: _scaled(output, postscale_factor))
+
+
+def _scaled(tensor, factor):
+    """`tensor` times `factor` in its own dtype, integers as the engine scales them: in float64,
+    truncated toward zero, saturating at the type's limits."""
+    if factor == 1.0:
+        return tensor
+    if tensor.dtype.is_floating_point:
+        return tensor.mul_(factor)
+    limits = torch.iinfo(tensor.dtype)
+    scaled = (tensor.double() * factor).trunc_().clamp_(limits.min, limits.max)
+    return scaled.to(tensor.dtype)
+
+
+def _reducescatter_source(tensor, name, op, prescale_factor, postscale_factor):
     if op not in (Average, Sum):
         raise ValueError("reducescatter: op must be Average or Sum (as in Horovod), not %s"
                          % _OP_NAMES.get(op, op))
-    name = _name("reducescatter", name)
     _check_reducible(tensor, op, prescale_factor, postscale_factor, "reducescatter", name)
-    world = size()
-    rows = tensor.shape[0] if tensor.dim() > 0 else 0
     if tensor.dim() == 0:
         raise ValueError("reducescatter '%s': needs at least one dimension" % name)
-    if rows % world != 0:
-        raise NotBuiltYetError(
-            "reducescatter '%s': dimension 0 (%d) does not divide by the world size (%d); "
-            "uneven blocks need the engine's uneven reducescatter (engine issue)"
-            % (name, rows, world))
     source = tensor.detach()
     if prescale_factor != 1.0:
-        source = source * prescale_factor
-    source = _dense_contiguous(source)
-    output = torch.empty((rows // world,) + tuple(tensor.shape[1:]), dtype=tensor.dtype,
-                         device=tensor.device)
-
-    def finish(core):
-        if postscale_factor != 1.0:
-            output.mul_(postscale_factor)
-        return output
-    return _enqueue(lambda s: s.reducescatter(name, source, output, _ENGINE_OPS[op]), finish)
+        source = _scaled(source.clone(), prescale_factor)
+    return _dense_contiguous(source)
 
 
 class HorovodReducescatter(torch.autograd.Function):
@@ -795,21 +840,50 @@ def reducescatter(tensor, name=None, compression=None, op=Average,
 def grouped_reducescatter_async(tensors, name=None, op=Average,
                                 process_set=global_process_set, prescale_factor=1.0,
                                 postscale_factor=1.0):
-    """Several reducescatters. Until the engine groups them (engine issue) they are enqueued one
-    by one under name.0, name.1, ...: the results are the same."""
+    """Several reducescatters negotiated and completed together (one engine collective, names
+    name.0, name.1, ...). When a dimension 0 does not divide by the size (Horovod's uneven
+    blocks, which the engine's grouped reducescatter does not take) each tensor is its own
+    collective under the same names, completed together."""
     _check_process_set(process_set, "grouped_reducescatter_async")
     name = _name("grouped_reducescatter", name)
-    handles = [reducescatter_async(t, "%s.%d" % (name, i), op, process_set, prescale_factor,
-                                   postscale_factor) for i, t in enumerate(tensors)]
-    return _enqueue(lambda s: _All(handles), lambda core: [synchronize(h) for h in handles])
+    world = size()
+    sources = [_reducescatter_source(t, "%s.%d" % (name, i), op, prescale_factor,
+                                     postscale_factor) for i, t in enumerate(tensors)]
+    if not all(t.shape[0] % world == 0 for t in sources):
+        handles = [reducescatter_async(t, "%s.%d" % (name, i), op, process_set, prescale_factor,
+                                       postscale_factor) for i, t in enumerate(tensors)]
+        return _enqueue(lambda s: _All(handles), lambda core: [synchronize(h) for h in handles])
+    outputs = [torch.empty((t.shape[0] // world,) + tuple(t.shape[1:]), dtype=t.dtype,
+                           device=t.device) for t in sources]
+    return _enqueue(lambda s: s.grouped_reducescatter(name, sources, outputs, _ENGINE_OPS[op]),
+                    lambda core: [_scaled(o, postscale_factor) for o in outputs])
+
+
+class HorovodGroupedReducescatter(torch.autograd.Function):
+    @staticmethod
+    def forward(ctx, name, op, process_set, prescale_factor, postscale_factor, *tensors):
+        ctx.op, ctx.process_set = op, process_set
+        ctx.scale = prescale_factor * postscale_factor
+        return tuple(synchronize(grouped_reducescatter_async(
+            list(tensors), name, op, process_set, prescale_factor, postscale_factor)))
+
+    @staticmethod
+    def backward(ctx, *grad_outputs):
+        grads = synchronize(grouped_allgather_async([g.contiguous() for g in grad_outputs]))
+        scale = ctx.scale / size() if ctx.op == Average else ctx.scale
+        return (None, None, None, None, None) + tuple(g * scale for g in grads)
 
 
 def grouped_reducescatter(tensors, name=None, compression=None, op=Average,
                           process_set=global_process_set, prescale_factor=1.0,
                           postscale_factor=1.0):
-    return [reducescatter(t, None if name is None else "%s.%d" % (name, i), compression, op,
-                          process_set, prescale_factor, postscale_factor)
-            for i, t in enumerate(tensors)]
+    """reducescatter of several tensors as one group. Differentiable."""
+    from ringfuse.torch.compression import Compression
+    compression = compression or Compression.none
+    compressed, ctxs = zip(*[compression.compress(t) for t in tensors]) if tensors else ((), ())
+    outs = HorovodGroupedReducescatter.apply(name, op, process_set, prescale_factor,
+                                             postscale_factor, *compressed)
+    return [compression.decompress(o, c) for o, c in zip(outs, ctxs)]
 
 
 # ---------------------------------------------------------------------------------------------
@@ -821,25 +895,8 @@ def barrier(process_set=global_process_set):
     synchronize(_enqueue(lambda s: s.barrier(_name("barrier", None)), lambda core: None))
 
 
-class _LastRankUnknown:
-    """What join() returns until the engine reports which rank joined last (engine issue): any
-    use of it as a rank raises instead of giving a wrong answer."""
-
-    def _refuse(self, *args):
-        raise NotBuiltYetError(
-            "join() completed, but which rank joined last needs the engine's join report "
-            "(engine issue)")
-
-    __int__ = __index__ = __bool__ = __eq__ = __ne__ = __lt__ = __le__ = __gt__ = __ge__ = _refuse
-    __hash__ = None
-
-    def __repr__(self):
-        return "<join: last rank not reported by this build>"
-
-
 def join(device=-1):
     """Declares that this rank has no more collectives; until every rank joined, it takes part
     in the others' allreduces with zeros (Average still divides by the world size), their
-    broadcasts and barriers. Returns once every rank joined."""
-    synchronize(_enqueue(lambda s: s.join(), lambda core: None))
-    return _LastRankUnknown()
+    broadcasts and barriers. Returns, once every rank joined, the rank that joined last."""
+    return synchronize(_enqueue(lambda s: s.join(), lambda core: core.last_joined_rank()))
