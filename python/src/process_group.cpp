@@ -145,7 +145,16 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       stopping_ = true;
     }
     queue_cv_.notify_all();
-    if (worker_.joinable()) worker_.join();
+    if (!worker_.joinable()) return;
+    // The worker drops the tensors of the collectives it ran, and dropping a tensor that has a
+    // Python object takes the GIL: joining it with the GIL held (destroy_process_group) would
+    // deadlock.
+    if (PyGILState_Check()) {
+      py::gil_scoped_release release;
+      worker_.join();
+    } else {
+      worker_.join();
+    }
   }
 
   const std::string getBackendName() const override { return kBackendName; }
