@@ -13,6 +13,10 @@
 
 namespace ringfuse {
 
+namespace rendezvous {
+class Store;  // comm/src/rendezvous/store.hpp: the key-value interface the rendezvous runs over
+}
+
 /// Which all-reduce algorithm to run; `automatic` picks by message size and world size.
 enum class Algorithm : std::uint8_t { automatic, ring, tree, rhd };
 std::string_view to_string(Algorithm algo);
@@ -128,6 +132,14 @@ std::unique_ptr<Context> init();
 /// Builds a Context for an explicit world (tests, embedding without environment variables);
 /// reads no environment variable. Throws ringfuse::Error, and nothing else.
 std::unique_ptr<Context> init(const WorldSpec& world, const Options& options = {});
+
+/// Builds a Context whose rendezvous runs over `store`, a store the caller already shares with
+/// every rank of the world (the torch.distributed process group hands over its c10d Store this
+/// way), instead of the one at world.store_host:store_port, which is then ignored and never
+/// served. The Context keeps `store` for its lifetime. Peers are reached at Options::host_addr
+/// (empty: 127.0.0.1, enough when every rank is on this host). Throws ringfuse::Error only.
+std::unique_ptr<Context> init(const WorldSpec& world, const Options& options,
+                              std::shared_ptr<rendezvous::Store> store);
 
 /// Parses the environment contract without connecting anything.
 WorldSpec world_from_environment();

@@ -55,15 +55,20 @@ void apply_log_level(const Options& options, int rank) {
 
 }  // namespace
 
-ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
-    : world_(world), options_(options) {
+ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
+                         std::shared_ptr<rendezvous::Store> external_store)
+    : world_(world), options_(options), external_store_(std::move(external_store)) {
   if (world_.size < 1 || world_.rank < 0 || world_.rank >= world_.size) {
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("invalid world: rank {} of size {}", world_.rank, world_.size));
   }
   progress_ = core::ProgressPublisher::open_if_set(options_.progress_file, world_.rank);
   if (world_.mpi_bootstrap) mpi_ = std::make_unique<MpiSession>(world_);
-  if (world_.size > 1) {
+  if (world_.size > 1 && external_store_) {
+    // The caller's store is already shared by the world: nothing to serve or connect to.
+    store_ = external_store_.get();
+    advertise_host_ = options_.host_addr.empty() ? "127.0.0.1" : options_.host_addr;
+  } else if (world_.size > 1) {
     const std::string store_ip = store_ipv4(world_.store_host, world_.rank);
     if (world_.host_store) {
       // Listen where the world connects: a loopback MASTER_ADDR means every rank is on this
@@ -72,8 +77,13 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
       store_server_ = std::make_unique<rendezvous::TcpStoreServer>(
           loopback ? store_ip : "0.0.0.0", world_.store_port, world_.job_secret);
     }
-    store_ = std::make_unique<rendezvous::TcpStoreClient>(
+    own_store_ = std::make_unique<rendezvous::TcpStoreClient>(
         store_ip, world_.store_port, options_.connect_timeout, world_.job_secret);
+    store_ = own_store_.get();
+    advertise_host_ =
+        options_.host_addr.empty() ? own_store_->local_address() : options_.host_addr;
+  }
+  if (world_.size > 1) {
     // Every init() of every rank arrives once, so arrivals / size numbers the world and keeps
     // a re-initialised world from reading the previous one's addresses.
     const std::int64_t arrival = store_->add(fmt::format("ringfuse/{}/arrivals", world_.job_id), 1);
@@ -92,7 +102,7 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options)
     mpi_backend_ = backend::make_mpi_backend(world_.rank, world_.size, options_.op_timeout);
   }
   if (options_.backend != BackendKind::native && options_.backend != BackendKind::mpi) {
-    backend::NcclSetup setup{world_.rank, world_.size, world_.local_rank, store_.get(),
+    backend::NcclSetup setup{world_.rank, world_.size, world_.local_rank, store_,
                              key_prefix_ + "nccl/", options_.op_timeout};
     nccl_backend_ = backend::make_nccl_backend(setup);  // null without NCCL or a GPU
     if (options_.backend == BackendKind::nccl && !nccl_backend_ && world_.rank == 0) {
@@ -130,8 +140,7 @@ ContextImpl::~ContextImpl() = default;
 
 transport::MeshOptions ContextImpl::mesh_options(const std::string& channel) const {
   transport::MeshOptions mesh;
-  mesh.advertise_host =
-      options_.host_addr.empty() ? store_->local_address() : options_.host_addr;
+  mesh.advertise_host = advertise_host_;
   mesh.job_id = world_.job_id;
   mesh.secret = world_.job_secret;
   mesh.key_prefix = key_prefix_ + channel + "/";
@@ -190,7 +199,7 @@ Engine& ContextImpl::engine() {
     if (resources.device_space) {
       if (nccl_backend_) {
         resources.device_data = backend::make_nccl_backend(
-            backend::NcclSetup{world_.rank, world_.size, world_.local_rank, store_.get(),
+            backend::NcclSetup{world_.rank, world_.size, world_.local_rank, store_,
                                key_prefix_ + "engine-nccl/", options_.op_timeout});
       } else {
         resources.device_data =
@@ -406,6 +415,19 @@ std::unique_ptr<Context> init(const WorldSpec& world, const Options& options) {
   return context::only_ringfuse_errors(world.rank, "init()", [&] {
     context::apply_log_level(options, world.rank);
     return std::make_unique<context::ContextImpl>(world, options);
+  });
+}
+
+std::unique_ptr<Context> init(const WorldSpec& world, const Options& options,
+                              std::shared_ptr<rendezvous::Store> store) {
+  return context::only_ringfuse_errors(world.rank, "init() over a given store", [&] {
+    if (!store) {
+      throw core::rank_error(ErrorKind::invalid_argument, world.rank,
+                             "init() over a given store: the store is null; pass a store "
+                             "every rank shares, or call init(world, options)");
+    }
+    context::apply_log_level(options, world.rank);
+    return std::make_unique<context::ContextImpl>(world, options, std::move(store));
   });
 }
 

@@ -24,7 +24,10 @@ namespace ringfuse::context {
 
 class ContextImpl final : public Context {
  public:
-  ContextImpl(const WorldSpec& world, const Options& options);
+  /// `external_store`: rendezvous over this store instead of connecting to (or serving) the
+  /// one at world.store_host:store_port (init() over a caller's store).
+  ContextImpl(const WorldSpec& world, const Options& options,
+              std::shared_ptr<rendezvous::Store> external_store = nullptr);
   ~ContextImpl() override;
 
   int rank() const override { return world_.rank; }
@@ -94,7 +97,10 @@ class ContextImpl final : public Context {
   std::unique_ptr<core::ProgressPublisher> progress_;  // RINGFUSE_PROGRESS_FILE, else null
   std::unique_ptr<MpiSession> mpi_;  // before everything that may talk over it; finalised last
   std::unique_ptr<rendezvous::TcpStoreServer> store_server_;
-  std::unique_ptr<rendezvous::TcpStoreClient> store_;
+  std::unique_ptr<rendezvous::TcpStoreClient> own_store_;  // unless a store was handed over
+  std::shared_ptr<rendezvous::Store> external_store_;     // init()'s caller's store, or null
+  rendezvous::Store* store_ = nullptr;                    // whichever of the two is in use
+  std::string advertise_host_;                            // where peers reach this rank
   std::unique_ptr<backend::Backend> mpi_backend_;   // RINGFUSE_BACKEND=mpi; before mpi_ goes
   std::unique_ptr<backend::Backend> nccl_backend_;  // when built with NCCL and a GPU is present
   std::unique_ptr<backend::NativeBackend> native_;

@@ -1,0 +1,68 @@
+#include "process_group_store.hpp"
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "core/errors.hpp"
+
+namespace ringfuse::python {
+namespace {
+
+// c10d reports everything as c10::Error (a timeout included, as "Socket Timeout" or "Wait
+// timeout"); Ringfuse callers expect ringfuse::Error with the rank and what was asked for.
+template <class Call>
+auto translated(int rank, ErrorKind kind, const std::string& what, Call&& call) {
+  try {
+    return call();
+  } catch (const c10::Error& error) {
+    throw core::rank_error(kind, rank, "torch.distributed store: {}: {}", what,
+                           error.what_without_backtrace());
+  } catch (const std::exception& error) {
+    throw core::rank_error(kind, rank, "torch.distributed store: {}: {}", what, error.what());
+  }
+}
+
+}  // namespace
+
+void C10dStore::set(const std::string& key, std::string_view value) {
+  translated(rank_, ErrorKind::peer_failure, fmt::format("set '{}'", key), [&] {
+    store_->set(key, std::vector<std::uint8_t>(value.begin(), value.end()));
+    return 0;
+  });
+}
+
+std::string C10dStore::get(const std::string& key, std::chrono::milliseconds timeout) {
+  wait({key}, timeout);
+  return translated(rank_, ErrorKind::peer_failure, fmt::format("get '{}'", key), [&] {
+    const auto bytes = store_->get(key);
+    return std::string(bytes.begin(), bytes.end());
+  });
+}
+
+void C10dStore::wait(const std::vector<std::string>& keys, std::chrono::milliseconds timeout) {
+  translated(rank_, ErrorKind::timeout,
+             fmt::format("waiting {} ms for keys [{}] (a rank has not reached this rendezvous; "
+                         "check that every rank started and uses the same backend)",
+                         timeout.count(), fmt::join(keys, ", ")),
+             [&] {
+               store_->wait(keys, timeout);
+               return 0;
+             });
+}
+
+std::int64_t C10dStore::add(const std::string& key, std::int64_t delta) {
+  return translated(rank_, ErrorKind::peer_failure, fmt::format("add to '{}'", key),
+                    [&] { return store_->add(key, delta); });
+}
+
+bool C10dStore::remove(const std::string& key) {
+  return translated(rank_, ErrorKind::peer_failure, fmt::format("delete '{}'", key),
+                    [&] { return store_->deleteKey(key); });
+}
+
+bool C10dStore::check(const std::vector<std::string>& keys) {
+  return translated(rank_, ErrorKind::peer_failure, fmt::format("check [{}]", fmt::join(keys, ", ")),
+                    [&] { return store_->check(keys); });
+}
+
+}  // namespace ringfuse::python

@@ -1,0 +1,199 @@
+"""torch.distributed over the "ringfuse" backend: every collective against references computed
+here, the Work/future contract DDP relies on, and what is refused (send/recv, new_group).
+
+Runs under `ringfuse-run -np N` with RINGFUSE_TEST_C10D=1 (CTest: python_distributed_np*); the
+plain python_pytest runs skip it, since their ranks already hold a world of their own. The
+group bootstraps from a file:// store named after the job, as any init_method would."""
+
+import datetime
+import os
+import tempfile
+
+import pytest
+import torch
+
+if not os.environ.get("RINGFUSE_TEST_C10D"):
+    pytest.skip("run by the python_distributed tests (RINGFUSE_TEST_C10D=1)",
+                allow_module_level=True)
+
+import torch.distributed as dist  # noqa: E402
+from torch._C._distributed_c10d import BarrierOptions  # noqa: E402
+
+import ringfuse.distributed  # noqa: E402,F401  (registers the backend)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def group():
+    path = os.path.join(tempfile.gettempdir(),
+                        f"ringfuse-c10d-{os.environ['RINGFUSE_JOB_ID']}-collectives")
+    dist.init_process_group("ringfuse", init_method=f"file://{path}",
+                            rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
+                            timeout=datetime.timedelta(seconds=60))
+    yield
+    dist.destroy_process_group()
+
+
+def ranks():
+    return dist.get_rank(), dist.get_world_size()
+
+
+def data(rank, n=10, dtype=torch.float32):
+    return (torch.arange(n, dtype=torch.float64) * (rank + 1) + rank).to(dtype)
+
+
+def test_backend_name():
+    assert dist.get_backend().lower() == "ringfuse"
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int32, torch.int64,
+                                   torch.float16, torch.bfloat16])
+@pytest.mark.parametrize("op", ["SUM", "MAX", "MIN", "PRODUCT"])
+def test_all_reduce(dtype, op):
+    rank, size = ranks()
+    tensor = data(rank, dtype=dtype)
+    dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op))
+    everyone = torch.stack([data(r, dtype=dtype).double() for r in range(size)])
+    expected = {"SUM": everyone.sum(0), "MAX": everyone.max(0).values,
+                "MIN": everyone.min(0).values, "PRODUCT": everyone.prod(0)}[op]
+    torch.testing.assert_close(tensor.double(), expected, rtol=1e-2, atol=0)
+
+
+def test_all_reduce_non_contiguous_and_future():
+    rank, size = ranks()
+    tensor = data(rank, 12).view(3, 4).t()  # a transposed view: not contiguous
+    work = dist.all_reduce(tensor, async_op=True)
+    chained = work.get_future().then(lambda fut: fut.value()[0] * 2)
+    work.wait()
+    expected = sum(data(r, 12) for r in range(size)).view(3, 4).t()
+    torch.testing.assert_close(tensor, expected)
+    torch.testing.assert_close(chained.wait(), expected * 2)
+
+
+def test_all_reduce_coalesced():
+    rank, size = ranks()
+    tensors = [data(rank, 3), data(rank, 5)]
+    dist.all_reduce_coalesced(tensors)
+    torch.testing.assert_close(tensors[0], sum(data(r, 3) for r in range(size)))
+    torch.testing.assert_close(tensors[1], sum(data(r, 5) for r in range(size)))
+
+
+@pytest.mark.parametrize("root", [0, 1])
+def test_broadcast(root):
+    rank, _ = ranks()
+    tensor = data(rank).to(torch.bool) if root else data(rank)
+    dist.broadcast(tensor, src=root)
+    expected = data(root).to(torch.bool) if root else data(root)
+    assert torch.equal(tensor, expected)
+
+
+def test_all_gather_and_into_tensor():
+    rank, size = ranks()
+    outputs = [torch.empty(10) for _ in range(size)]
+    dist.all_gather(outputs, data(rank))
+    for r in range(size):
+        assert torch.equal(outputs[r], data(r))
+    flat = torch.empty(10 * size)
+    dist.all_gather_into_tensor(flat, data(rank))
+    assert torch.equal(flat, torch.cat([data(r) for r in range(size)]))
+
+
+def test_all_gather_coalesced():
+    rank, size = ranks()
+    inputs = [data(rank, 2, torch.int64), data(rank, 3, torch.int64)]
+    outputs = [[torch.empty(2, dtype=torch.int64), torch.empty(3, dtype=torch.int64)]
+               for _ in range(size)]
+    dist.all_gather_coalesced(outputs, inputs)
+    for r in range(size):
+        assert torch.equal(outputs[r][0], data(r, 2, torch.int64))
+        assert torch.equal(outputs[r][1], data(r, 3, torch.int64))
+
+
+def test_all_gather_object():
+    rank, size = ranks()
+    gathered = [None] * size
+    dist.all_gather_object(gathered, {"rank": rank})
+    assert gathered == [{"rank": r} for r in range(size)]
+
+
+def test_reduce_scatter_and_tensor():
+    rank, size = ranks()
+    output = torch.empty(4)
+    dist.reduce_scatter(output, [data(rank, 4) + j for j in range(size)])
+    torch.testing.assert_close(output, sum(data(r, 4) + rank for r in range(size)))
+    output = torch.empty(4)
+    dist.reduce_scatter_tensor(output, data(rank, 4 * size))
+    expected = sum(data(r, 4 * size) for r in range(size))[4 * rank:4 * rank + 4]
+    torch.testing.assert_close(output, expected)
+
+
+def test_all_to_all_single_uneven():
+    rank, size = ranks()
+    # Rank r sends j+1 rows to rank j, each row [r, j].
+    input_splits = [j + 1 for j in range(size)]
+    rows = [torch.tensor([[rank, j]] * (j + 1), dtype=torch.float32) for j in range(size)]
+    output_splits = [rank + 1] * size
+    output = torch.empty(sum(output_splits), 2)
+    dist.all_to_all_single(output, torch.cat(rows), output_splits, input_splits)
+    expected = torch.cat([torch.tensor([[r, rank]] * (rank + 1), dtype=torch.float32)
+                          for r in range(size)])
+    assert torch.equal(output, expected)
+
+
+def test_all_to_all_list():
+    rank, size = ranks()
+    inputs = [torch.full((j + 1,), float(rank * 10 + j)) for j in range(size)]
+    outputs = [torch.empty(rank + 1) for _ in range(size)]
+    dist.all_to_all(outputs, inputs)
+    for r in range(size):
+        assert torch.equal(outputs[r], torch.full((rank + 1,), float(r * 10 + rank)))
+
+
+def test_reduce_gather_scatter():
+    rank, size = ranks()
+    root = size - 1
+    tensor = data(rank)
+    dist.reduce(tensor, dst=root)
+    if rank == root:
+        torch.testing.assert_close(tensor, sum(data(r) for r in range(size)))
+    else:
+        assert torch.equal(tensor, data(rank))  # non-roots keep their input
+    gathered = [torch.empty(10) for _ in range(size)] if rank == root else None
+    dist.gather(data(rank), gathered, dst=root)
+    if rank == root:
+        for r in range(size):
+            assert torch.equal(gathered[r], data(r))
+    output = torch.empty(10)
+    dist.scatter(output, [data(r) * 3 for r in range(size)] if rank == root else None, src=root)
+    assert torch.equal(output, data(rank) * 3)
+
+
+def test_barrier_ignores_device_ids_on_cpu():
+    dist.barrier()
+    # torch's dist.barrier() refuses device_ids for every backend but NCCL before calling the
+    # group, so the group is asked directly, as NCCL-minded code paths do.
+    options = BarrierOptions()
+    options.device_ids = [0]
+    dist.distributed_c10d._get_default_group().barrier(options).wait()
+
+
+def test_send_recv_are_refused_at_once():
+    rank, size = ranks()
+    with pytest.raises(RuntimeError, match="point-to-point transfers are not in the Ringfuse"):
+        dist.send(torch.zeros(1), dst=(rank + 1) % size)
+    with pytest.raises(RuntimeError, match="recv is not supported"):
+        dist.recv(torch.zeros(1), src=(rank + 1) % size)
+    with pytest.raises(RuntimeError, match="recvAnysource is not supported"):
+        dist.recv(torch.zeros(1))
+
+
+def test_new_group_is_refused_at_once():
+    with pytest.raises(RuntimeError, match="new_group is not supported yet"):
+        dist.new_group(ranks=[0])
+    with pytest.raises(RuntimeError, match="new_group is not supported yet"):
+        dist.new_group()
+
+
+def test_unsupported_op_is_refused():
+    with pytest.raises(RuntimeError, match="reduce op not supported"):
+        dist.all_reduce(torch.ones(2, dtype=torch.int32), op=dist.ReduceOp.BAND)
+    dist.all_reduce(torch.ones(2))  # the group is still usable
