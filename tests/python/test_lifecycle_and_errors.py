@@ -173,3 +173,15 @@ def test_a_signal_interrupts_a_wait_and_the_handle_stays_usable():
         time.sleep(1.0)
         out = hvd.allreduce(torch.ones(2), op=hvd.Sum, name="late.match")
     assert torch.equal(out, torch.full((2,), float(hvd.size())))
+
+
+def test_importing_ringfuse_torch_registers_the_torch_distributed_backend():
+    # In a fresh interpreter: this one may have imported ringfuse.distributed already.
+    import subprocess
+    import sys
+
+    check = ("import torch.distributed as dist, ringfuse.torch; "
+             "assert 'RINGFUSE' in dist.Backend._plugins, dist.Backend._plugins")
+    result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
+                            timeout=120)
+    assert result.returncode == 0, result.stderr

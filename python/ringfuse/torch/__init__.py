@@ -28,3 +28,7 @@ from ringfuse.torch.mpi_ops import (
     size, sparse_allreduce_async, start_timeline, stop_timeline, synchronize)
 from ringfuse.torch.optimizer import DistributedOptimizer
 from ringfuse.torch.sync_batch_norm import SyncBatchNorm
+
+# Importing ringfuse.torch also registers the torch.distributed backend "ringfuse", so
+# dist.init_process_group("ringfuse") works after either import.
+import ringfuse.distributed  # noqa: E402,F401  (registration is the import's effect)
