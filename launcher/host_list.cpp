@@ -9,6 +9,7 @@
 #include <string>
 #include <numeric>
 
+#include "core/host_address.hpp"
 #include "ringfuse/error.hpp"
 
 namespace ringfuse::launcher {
@@ -123,9 +124,7 @@ bool is_ip_literal(const std::string& host) {
 }
 
 bool is_loopback_literal(const std::string& host) {
-  in_addr v4{};
-  if (::inet_pton(AF_INET, host.c_str(), &v4) == 1) return (ntohl(v4.s_addr) >> 24) == 127;
-  return host == "::1";
+  return core::is_loopback_ipv4(host) || host == "::1";
 }
 
 bool is_local_host(const std::string& host) {

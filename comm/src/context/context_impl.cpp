@@ -73,9 +73,9 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
     if (world_.host_store) {
       // Listen where the world connects: a loopback MASTER_ADDR means every rank is on this
       // host, and nothing beyond it needs (or should reach) the store.
-      const bool loopback = store_ip.starts_with("127.");
       store_server_ = std::make_unique<rendezvous::TcpStoreServer>(
-          loopback ? store_ip : "0.0.0.0", world_.store_port, world_.job_secret);
+          core::is_loopback_ipv4(store_ip) ? store_ip : "0.0.0.0", world_.store_port,
+          world_.job_secret);
     }
     own_store_ = std::make_unique<rendezvous::TcpStoreClient>(
         store_ip, world_.store_port, options_.connect_timeout, world_.job_secret);

@@ -38,6 +38,11 @@ std::string ipv4_text(in_addr address) {
   return text;
 }
 
+bool is_loopback_ipv4(const std::string& host) {
+  in_addr address{};
+  return ::inet_pton(AF_INET, host.c_str(), &address) == 1 && is_loopback(address);
+}
+
 Ipv4Resolution resolve_ipv4(const std::string& host) {
   Ipv4Resolution resolution;
   in_addr literal{};

@@ -23,6 +23,9 @@ Ipv4Resolution resolve_ipv4(const std::string& host);
 /// `address` in dotted-quad form.
 std::string ipv4_text(in_addr address);
 
+/// Whether `host` is an IPv4 literal in 127.0.0.0/8 (loopback answers on all of them).
+bool is_loopback_ipv4(const std::string& host);
+
 struct HostAddressCheck {
   std::optional<std::string> address;  // the IPv4 address, as text, when `host` is this host's
   std::string problem;                 // otherwise: what is wrong, for an error message
