@@ -53,15 +53,6 @@ constexpr char kFix[] =
 
 }  // namespace
 
-std::size_t shm_segment_bytes(int size, std::size_t ring_bytes) {
-  // As ShmTransport lays out a segment: three header lines, then one ring and its cursors
-  // per sender, in whole pages.
-  const std::size_t header = 3 * shm::kLineStride;
-  const auto senders = static_cast<std::size_t>(std::max(size - 1, 0));
-  const std::size_t bytes = header + senders * (sizeof(shm::RingControl) + ring_bytes);
-  return shm::round_up(bytes, 4096);
-}
-
 std::size_t ring_bytes_that_fit(std::size_t budget_bytes, int size, std::size_t wanted) {
   for (std::size_t ring = wanted; ring > 0; ring /= 2) {
     if (shm_segment_bytes(size, ring) * static_cast<std::size_t>(size) <= budget_bytes) {

@@ -26,7 +26,8 @@ struct ShmPlan {
 };
 
 /// Bytes of /dev/shm one rank's ring segment takes in a channel of `size` ranks (the rings it
-/// receives on, their cursors and the segment header, as ShmTransport lays them out).
+/// receives on, their cursors and the segment header). Defined in shm_transport.cpp, beside
+/// the layout it measures, which uses it to size the segments it creates.
 std::size_t shm_segment_bytes(int size, std::size_t ring_bytes);
 
 /// The largest of `wanted`, `wanted`/2, ... down to kMinShmRingBytes (or just `wanted` when

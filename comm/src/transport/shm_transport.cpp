@@ -27,6 +27,7 @@
 #include "ringfuse/error.hpp"
 #include "transport/full_mesh.hpp"
 #include "transport/shared_memory_proof.hpp"
+#include "transport/shm_capacity.hpp"
 #include "transport/unlink_on_signal.hpp"
 
 namespace ringfuse::transport {
@@ -67,12 +68,12 @@ inline void cpu_relax() {
 
 std::size_t slot_bytes(std::size_t ring_bytes) { return sizeof(shm::RingControl) + ring_bytes; }
 
-std::size_t segment_bytes(int size, std::size_t ring_bytes) {
-  const std::size_t bytes = kHeaderBytes + static_cast<std::size_t>(size - 1) * slot_bytes(ring_bytes);
-  return shm::round_up(bytes, 4096);
-}
-
 }  // namespace
+
+std::size_t shm_segment_bytes(int size, std::size_t ring_bytes) {
+  const auto senders = static_cast<std::size_t>(std::max(size - 1, 0));
+  return shm::round_up(kHeaderBytes + senders * slot_bytes(ring_bytes), 4096);
+}
 
 std::string host_identity() {
   char host[256] = {};
@@ -248,7 +249,7 @@ void ShmTransport::connect_liveness(Clock::time_point deadline) {
 void ShmTransport::map_segments(Clock::time_point deadline) {
   const auto& mesh = options_.mesh;
   const std::size_t ring = options_.ring_bytes;
-  const std::size_t bytes = segment_bytes(size_, ring);
+  const std::size_t bytes = shm_segment_bytes(size_, ring);
   const auto time_left = [&] {
     return std::max(std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now()),
                     std::chrono::milliseconds(1));
