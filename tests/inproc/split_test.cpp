@@ -254,6 +254,22 @@ TEST(Split, NegativeColorOptsOut) {
   });
 }
 
+TEST(Split, ChildrenOfOneAndAWorldOfOne) {
+  run_world(3, 0, test_options(), [](Context& world) {
+    auto alone = world.split(world.rank(), 0);  // every rank a color of its own
+    ASSERT_TRUE(alone);
+    EXPECT_EQ(alone->size(), 1);
+    EXPECT_EQ(alone->global_rank(0), world.rank());
+    check_every_collective(*alone);
+  });
+  auto single = init(world_of(0, 1, 0, "split-single"), test_options());
+  auto child = single->split(5, 0);
+  ASSERT_TRUE(child);
+  EXPECT_EQ(child->label(), "split 1 (color 5) of world");
+  check_every_collective(*child);
+  EXPECT_EQ(single->split(kUndefinedColor, 0), nullptr);
+}
+
 TEST(Subgroup, ReorderedRanksAreTheChildsOrder) {
   run_world(4, 0, test_options(), [](Context& world) {
     const std::vector<int> ranks{3, 1, 2};
