@@ -1,7 +1,8 @@
 // Sub-communicators between real processes: Context::split by parity at N = 4 under
 // ringfuse-run, every collective checked on the child against the reference of a world of its
 // size (collective_check --split parity); and a rank killed while a world and its children
-// all-reduce, reported by every group it belonged to, by its global rank, with the other
+// all-reduce, reported by every group it belonged to (world, child, process set), by its
+// global rank, with the other
 // child working on only when RINGFUSE_GROUP_FAILURES=contain asked for it.
 #include <gtest/gtest.h>
 #include <signal.h>
@@ -104,6 +105,12 @@ TEST_P(KilledRank, IsReportedByEveryGroupItBelongedTo) {
     EXPECT_TRUE(std::regex_search(out, world_names_victim)) << "rank " << rank << ":\n" << out;
     const std::string child = fmt::format("split 1 (color {}) of world", rank % 2);
     if (rank % 2 == 1) {
+      // The process set of the odd ranks, which the victim was in, names it and itself.
+      EXPECT_TRUE(std::regex_search(
+          out, std::regex(fmt::format("GROUP process set 1 FAILED: rank {}: ringfuse engine "
+                                      "\\(process set 1\\): .*rank 3",
+                                      rank))))
+          << "rank " << rank << ":\n" << out;
       // The victim's own child reports it by its global rank, naming the child.
       EXPECT_TRUE(std::regex_search(
           out, std::regex(fmt::format("GROUP {} FAILED: rank {}: {}: .*rank 3", 

@@ -463,7 +463,19 @@ void EngineImpl::apply(const CycleResponse& response) {
   }
 }
 
-void EngineImpl::fail_everything(const Error& error) {
+Error EngineImpl::in_this_group(const Error& error) const {
+  const std::string what = error.what();
+  if (names_.label.empty() || what.find(names_.engine()) != std::string::npos) return error;
+  const auto prefix = fmt::format("rank {}: ", names_(rank_));
+  const std::string rest = what.starts_with(prefix) ? what.substr(prefix.size()) : what;
+  Error named(error.kind(), fmt::format("{}{}: {}", prefix, names_.engine(), rest), error.rank(),
+              error.peer());
+  named.in_collective(error.sequence(), error.backend());
+  return named;
+}
+
+void EngineImpl::fail_everything(const Error& raw) {
+  const Error error = in_this_group(raw);
   {
     std::lock_guard lock(state_mutex_);
     if (!failure_) failure_ = error;
