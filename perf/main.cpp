@@ -120,6 +120,9 @@ int run(int argc, char** argv, const PerfOptions& o) {
   std::vector<Implementation*> pass1;
   for (const auto& impl : impls) pass1.push_back(impl.get());
   std::vector<Row> rows = run_sweep(measured, o, pass1);
+  // The children finish at different times; under mpirun (or torchrun) rank 0 hosts the
+  // rendezvous store, which a child still measuring may need: nobody leaves before all are done.
+  if (child) ctx.barrier();
 
   // Open MPI's best configuration: the same sweep again with glibc told to keep freed memory
   // (DESIGN.md §3). Last, because mallopt() cannot restore glibc's dynamic mmap threshold.

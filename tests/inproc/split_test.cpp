@@ -190,7 +190,8 @@ TEST_P(SplitByParity, EveryCollectiveOnEachChildMatchesTheReference) {
 INSTANTIATE_TEST_SUITE_P(Sizes, SplitByParity, ::testing::Values(2, 3, 4, 5, 6, 7, 8));
 
 TEST(Split, ByHostGivesOneChildPerHost) {
-  for (const auto& [size, per_host] : {std::pair{4, 2}, std::pair{6, 2}, std::pair{8, 4}}) {
+  for (const auto& [size, per_host] :
+       {std::pair{2, 1}, std::pair{4, 2}, std::pair{6, 2}, std::pair{8, 2}, std::pair{8, 4}}) {
     run_world(size, per_host, test_options(), [per_host = per_host](Context& world) {
       const int host = world.world().cross_rank;
       auto child = world.split(host, 0);
