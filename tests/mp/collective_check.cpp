@@ -476,6 +476,17 @@ int main(int argc, char** argv) {
                 << std::endl;
     }
     ringfuse::Context& group = child ? *child : *ctx;
+    if (child) {
+      // Which backend runs the child's collectives: a root outside the child is refused
+      // before any communication, by the backend that would have run the broadcast.
+      float probe = 0;
+      try {
+        child->broadcast(&probe, 1, DataType::f32, child->size());
+      } catch (const ringfuse::Error& e) {
+        std::cout << fmt::format("rank {}: {} runs on {}", rank, child->label(), e.backend())
+                  << std::endl;
+      }
+    }
     Checker checker{rank};
     const std::span<const DataType> types(ringfuse::kAllDataTypes);
     const std::span<const ReduceOp> ops(ringfuse::kAllReduceOps);
@@ -496,7 +507,10 @@ int main(int argc, char** argv) {
       std::cerr << "unknown collective '" << collective << "'\n";
       return 2;
     }
-    child.reset();  // before its parent
+    if (child) {
+      child.reset();   // before its parent
+      ctx->barrier();  // under mpirun rank 0 hosts the store: nobody leaves before all are done
+    }
     ctx->barrier();
     std::cout << fmt::format("rank {}: {} {} checks, {} failed", rank, collective, checker.checks,
                              checker.failures)
