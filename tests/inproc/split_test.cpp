@@ -445,5 +445,24 @@ TEST(ProcessSets, MismatchInsideASetNamesTheSetAndGlobalRanks) {
   });
 }
 
+TEST(ProcessSets, StallInsideASetNamesTheSetAndTheMissingGlobalRank) {
+  Options options = test_options();
+  options.engine.stall_warning = 200ms;
+  options.engine.stall_abort = 600ms;
+  run_world(4, 0, options, [](Context& world) {
+    const int set = world.add_process_set(std::vector<int>{1, 3});
+    if (world.rank() == 1) {
+      std::vector<float> data(8, 1.0f);
+      auto work = world.engine(set).allreduce("late", view_of(data));
+      const auto message = test_support::expect_error(ErrorKind::timeout,
+                                                      [&] { work.wait(30s); });
+      EXPECT_TRUE(contains(message, "rank 1: ringfuse engine (process set 1): stall")) << message;
+      EXPECT_TRUE(contains(message, "rank 3")) << message;
+    }
+    // Rank 3 submits nothing; every rank leaves together once rank 1 has its error.
+    world.barrier();
+  });
+}
+
 }  // namespace
 }  // namespace ringfuse
