@@ -114,7 +114,7 @@ void check_every_collective(Context& child) {
       for (std::size_t i = 0; i < count; ++i)
         ASSERT_EQ(recv[r * count + i], value_of(global[r], i)) << where << " allgather";
     std::vector<std::size_t> counts(static_cast<std::size_t>(n));
-    for (int r = 0; r < n; ++r) counts[static_cast<std::size_t>(r)] = static_cast<std::size_t>(r + 1);
+    for (int r = 0; r < n; ++r) counts[static_cast<std::size_t>(r)] = std::size_t(r + 1);
     std::vector<double> recv_v(std::accumulate(counts.begin(), counts.end(), std::size_t{0}));
     child.allgatherv(send.data(), recv_v.data(), counts, DataType::f64);
     std::size_t at = 0;
@@ -150,9 +150,12 @@ void check_every_collective(Context& child) {
       send_counts.push_back(static_cast<std::size_t>(me + r + 1));
       recv_counts.push_back(static_cast<std::size_t>(r + me + 1));
     }
-    std::vector<double> send_v(std::accumulate(send_counts.begin(), send_counts.end(), std::size_t{0}));
+    const auto total = [](const auto& counts) {
+      return std::accumulate(counts.begin(), counts.end(), std::size_t{0});
+    };
+    std::vector<double> send_v(total(send_counts));
     for (std::size_t i = 0; i < send_v.size(); ++i) send_v[i] = value_of(global[me], i);
-    std::vector<double> recv_v(std::accumulate(recv_counts.begin(), recv_counts.end(), std::size_t{0}));
+    std::vector<double> recv_v(total(recv_counts));
     child.alltoallv(send_v.data(), send_counts, recv_v.data(), recv_counts, DataType::f64);
     std::size_t at = 0;
     for (int r = 0; r < n; ++r) {
@@ -306,7 +309,8 @@ TEST(Subgroup, BadInputIsRefusedOnEveryRankAlike) {
                                          [&] { world.subgroup(std::vector<int>{}); });
     EXPECT_TRUE(contains(message, "empty")) << message;
     // Lists that differ between ranks: every rank sees them all and refuses alike.
-    const std::vector<int> mine = world.rank() == 1 ? std::vector<int>{1, 0} : std::vector<int>{0, 1};
+    const std::vector<int> mine =
+        world.rank() == 1 ? std::vector<int>{1, 0} : std::vector<int>{0, 1};
     message = test_support::expect_error(ErrorKind::invalid_argument,
                                          [&] { world.subgroup(mine); });
     EXPECT_TRUE(contains(message, "the ranks passed different lists")) << message;

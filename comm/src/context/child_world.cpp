@@ -85,9 +85,9 @@ std::string ContextImpl::host_identity() const {
 
 int ContextImpl::global_rank(int rank) const {
   if (rank < 0 || rank >= world_.size) {
-    throw core::rank_error(ErrorKind::invalid_argument,
-                           global_ranks_.empty() ? world_.rank
-                                                 : global_ranks_[static_cast<std::size_t>(world_.rank)],
+    const int me = global_ranks_.empty() ? world_.rank
+                                         : global_ranks_[static_cast<std::size_t>(world_.rank)];
+    throw core::rank_error(ErrorKind::invalid_argument, me,
                            "{}: global_rank({}): not a rank of this Context of {}", label_, rank,
                            world_.size);
   }

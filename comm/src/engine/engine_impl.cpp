@@ -432,7 +432,8 @@ void EngineImpl::apply(const CycleResponse& response) {
   for (const auto& entry : response.ready) queue_.advance_sequence(entry.seq + 1);
   for (const auto& entry : response.ready) {
     if (entry.kind != ReadyEntry::Kind::error) continue;
-    const auto error = core::rank_error(ErrorKind::invalid_argument, names_(rank_), "{}", entry.error);
+    const auto error =
+        core::rank_error(ErrorKind::invalid_argument, names_(rank_), "{}", entry.error);
     if (outstanding_.contains(entry.seq)) spdlog::error("{}", error.what());
     outstanding_.complete(entry.seq, &error);
   }
@@ -452,7 +453,8 @@ void EngineImpl::apply(const CycleResponse& response) {
     work->complete(nullptr);
   }
   if (response.status == CycleResponse::Status::shutdown) {
-    const auto error = core::rank_error(ErrorKind::peer_failure, names_(rank_), "{}", response.message);
+    const auto error =
+        core::rank_error(ErrorKind::peer_failure, names_(rank_), "{}", response.message);
     if (!outstanding_.empty() || join_request_) spdlog::error("{}", error.what());
     {
       std::lock_guard lock(state_mutex_);
