@@ -48,7 +48,9 @@ TEST(PointToPointProcesses, RingOverTcp) { run_under_launcher(3, "ring", "tcp");
 
 // The test hosts the store and starts the ranks itself, so only the library's own detection
 // is at work: the receiver must name the killed sender well before RINGFUSE_TIMEOUT_S (60 s).
-TEST(PointToPointProcesses, KilledSenderIsNamedByItsReceiver) {
+class KilledSender : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(KilledSender, IsNamedByItsReceiver) {
   ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0);
   std::vector<std::unique_ptr<ringfuse::testing::Process>> ranks;
   for (int rank = 0; rank < 2; ++rank) {
@@ -58,7 +60,9 @@ TEST(PointToPointProcesses, KilledSenderIsNamedByItsReceiver) {
             {"RINGFUSE_RANK", std::to_string(rank)},
             {"RINGFUSE_SIZE", "2"},
             {"RINGFUSE_STORE_ADDR", "127.0.0.1:" + std::to_string(store.port())},
-            {"RINGFUSE_JOB_ID", "p2p-victim-" + std::to_string(::getpid())},
+            {"RINGFUSE_JOB_ID", "p2p-victim-" + GetParam() + std::to_string(::getpid())},
+            {"RINGFUSE_TRANSPORT", GetParam()},
+            {"RINGFUSE_LOG_LEVEL", "debug"},
             {"RINGFUSE_TIMEOUT_S", "60"}}));
   }
   const auto deadline = Clock::now() + 60s;
@@ -78,8 +82,16 @@ TEST(PointToPointProcesses, KilledSenderIsNamedByItsReceiver) {
                                "leaving in order"),
             std::string::npos)
       << result.output;
-  ranks[0]->wait(5s);
+  // Which data plane the pair used: shared memory unless TCP was asked for.
+  const auto sender = ranks[0]->wait(5s);
+  EXPECT_NE(sender.output.find(std::string("rank 0: point-to-point: connected to rank 1 over ") +
+                               (GetParam() == "tcp" ? "tcp" : "shared memory")),
+            std::string::npos)
+      << sender.output;
 }
+
+INSTANTIATE_TEST_SUITE_P(Transports, KilledSender, ::testing::Values("tcp", "auto"),
+                         [](const auto& info) { return info.param; });
 
 #ifdef MPIRUN_PATH
 TEST(PointToPointProcesses, RingUnderMpirunWithTheMpiBackend) {

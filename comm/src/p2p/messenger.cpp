@@ -57,6 +57,9 @@ std::string tag_text(int tag) { return tag == kAnyTag ? "any tag" : fmt::format(
 
 struct Messenger::Link {
   transport::Socket socket;
+  // The pair shares memory: messages travel through this pipe, and the socket only carries
+  // doorbell bytes and the peer's close.
+  std::unique_ptr<ShmPipe> pipe;
   // Incoming: the message being read.
   Header header{};
   std::size_t header_got = 0;
@@ -127,7 +130,18 @@ Messenger::~Messenger() {
   for (auto& link : out_) {
     if (!link || !link->socket.valid()) continue;
     try {
-      (void)transport::write_all(link->socket.fd(), &goodbye, sizeof(goodbye), deadline);
+      if (link->pipe) {
+        // Through the ring, behind whatever is still in it, then the doorbell.
+        const auto* bytes = reinterpret_cast<const std::byte*>(&goodbye);
+        std::size_t written = 0;
+        while (written < sizeof(goodbye) && Clock::now() < deadline) {
+          written += link->pipe->write(bytes + written, sizeof(goodbye) - written);
+        }
+        const char bell = 0;
+        (void)::send(link->socket.fd(), &bell, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      } else {
+        (void)transport::write_all(link->socket.fd(), &goodbye, sizeof(goodbye), deadline);
+      }
     } catch (const std::exception&) {
       // The peer is gone already: nothing to tell it.
     }
@@ -284,6 +298,14 @@ void Messenger::start_connect(int peer) {
     link->socket = transport::connect_with_retry(host, port, deadline);
     transport::configure_data_socket(link->socket.fd(), options_.user_timeout);
     handshake(peer, link->socket, deadline);
+    // Segment names under the world's scope, so the launcher's clean-up of a job finds them.
+    std::string_view scope = options_.key_prefix;
+    if (scope.starts_with("ringfuse/")) scope.remove_prefix(9);
+    link->pipe = offer_pipe(link->socket, options_.shared_memory,
+                            fmt::format("{}{}to{}-", scope, options_.rank, peer),
+                            options_.pipe_bytes, deadline);
+    spdlog::debug("rank {}: {}: connected to rank {} over {}", options_.rank, options_.purpose,
+                  peer, link->pipe ? "shared memory" : "tcp");
     out_[peer] = std::move(link);
   } catch (const Error& e) {
     if (!address.empty()) throw;  // the handshake's own error
@@ -334,10 +356,27 @@ void Messenger::progress_sends(int peer, std::vector<Completion>& done) {
   auto& queue = sends_[peer];
   if (queue.empty()) return;
   Link& link = outgoing(peer);
+  bool moved = false;
   while (!queue.empty()) {
     SendOp& op = *queue.front();
     const std::size_t total = sizeof(Header) + op.bytes;
     while (op.written < total) {
+      if (link.pipe) {
+        // Header, then payload, copied straight from the caller's buffer into the ring.
+        std::size_t n = 0;
+        if (op.written < sizeof(Header)) {
+          n = link.pipe->write(reinterpret_cast<const std::byte*>(&op.header) + op.written,
+                               sizeof(Header) - op.written);
+        } else {
+          const std::size_t at = op.written - sizeof(Header);
+          n = link.pipe->write(op.data + at, op.bytes - at);
+        }
+        if (n == 0) break;
+        op.written += n;
+        op.last_progress = Clock::now();
+        moved = true;
+        continue;
+      }
       iovec parts[2];
       int count = 0;
       if (op.written < sizeof(Header)) {
@@ -364,8 +403,28 @@ void Messenger::progress_sends(int peer, std::vector<Completion>& done) {
                            "exit or fail?",
                            options_.purpose, op.bytes, op.tag, peer, std::strerror(errno), peer);
     }
+    if (op.written < total) break;  // the ring is full
     done.push_back(Completion{op.id, {}, std::nullopt});
     queue.pop_front();
+  }
+  if (moved && link.pipe->reader_asleep()) ring_doorbell(link.socket);
+}
+
+void Messenger::ring_doorbell(const transport::Socket& socket) {
+  const char bell = 0;
+  // A full socket buffer already holds bells enough to wake the peer.
+  (void)::send(socket.fd(), &bell, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+bool Messenger::drain_doorbells(const transport::Socket& socket) {
+  char bells[256];
+  while (true) {
+    const ssize_t n = ::recv(socket.fd(), bells, sizeof(bells), MSG_DONTWAIT);
+    if (n > 0) continue;
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+    return false;  // reset: the peer is gone
   }
 }
 
@@ -432,45 +491,73 @@ void Messenger::finish_message(int peer, std::vector<Completion>& done) {
   }
 }
 
-void Messenger::read_incoming(int peer, std::vector<Completion>& done) {
+void Messenger::read_incoming(int peer, std::vector<Completion>& done, bool check_socket) {
   Link& link = *in_[peer];
+  ShmPipe* pipe = link.pipe.get();
   const int fd = link.socket.fd();
-  while (true) {
-    if (link.header_got < sizeof(Header)) {
-      const std::size_t before = link.header_got;
-      if (!read_some(fd, &link.header, sizeof(Header), link.header_got)) {
-        if (link.header_got == 0 && left_[peer]) {
+  bool consumed = false;
+  // Reads from the pipe, or the socket, into buf[got, want); false on EOF (socket only).
+  const auto fill = [&](void* buf, std::size_t want, std::size_t& got) {
+    if (pipe == nullptr) return read_some(fd, buf, want, got);
+    const std::size_t n = pipe->read(static_cast<std::byte*>(buf) + got, want - got);
+    got += n;
+    consumed = consumed || n > 0;
+    return true;
+  };
+  // Why the peer's close is a failure; nullopt when it said goodbye first.
+  const auto closed = [&]() -> std::optional<Error> {
+    if (link.header_got == 0 && left_[peer]) return std::nullopt;
+    if (link.header_got < sizeof(Header) && link.header_got > 0) {
+      return core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+                            "{}: rank {} closed its connection in the middle of a message "
+                            "header: it exited, crashed or was killed",
+                            options_.purpose, peer);
+    }
+    if (link.header_got == sizeof(Header)) {
+      return core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+                            "{}: rank {} closed its connection in the middle of a message of {} "
+                            "bytes (tag {}): it exited, crashed or was killed",
+                            options_.purpose, peer, link.header.bytes, link.header.tag);
+    }
+    return core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+                          "{}: rank {} closed its connection without leaving in order (it "
+                          "exited early, crashed or was killed)",
+                          options_.purpose, peer);
+  };
+  for (int pass = 0; pass < 2; ++pass) {
+    while (true) {
+      if (link.header_got < sizeof(Header)) {
+        if (!fill(&link.header, sizeof(Header), link.header_got)) {
+          if (auto error = closed()) throw *error;
           link.socket.reset();  // an orderly exit, announced
           return;
         }
-        throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
-                             "{}: rank {} closed its connection without leaving in order (it "
-                             "exited early, crashed or was killed)",
-                             options_.purpose, peer);
+        if (link.header_got < sizeof(Header)) break;
+        on_header(peer, done);
+        if (link.header_got == 0) continue;  // a goodbye
+        if (link.header.bytes == 0) {
+          finish_message(peer, done);
+          continue;
+        }
       }
-      if (link.header_got < sizeof(Header)) return;
-      (void)before;
-      on_header(peer, done);
-      if (link.header_got == 0) continue;  // a goodbye
-      if (link.header.bytes == 0) {
-        finish_message(peer, done);
-        continue;
+      const std::size_t want = static_cast<std::size_t>(link.header.bytes);
+      const std::size_t before = link.payload_got;
+      if (!fill(link.target, want, link.payload_got)) throw *closed();
+      if (link.payload_got > before && link.bound != nullptr) {
+        link.bound->last_progress = Clock::now();
       }
+      if (link.payload_got < want) break;
+      finish_message(peer, done);
     }
-    const std::size_t want = static_cast<std::size_t>(link.header.bytes);
-    const std::size_t before = link.payload_got;
-    if (!read_some(fd, link.target, want, link.payload_got)) {
-      throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
-                           "{}: rank {} closed its connection in the middle of a message of {} "
-                           "bytes (tag {}): it exited, crashed or was killed",
-                           options_.purpose, peer, want, link.header.tag);
-    }
-    if (link.payload_got > before && link.bound != nullptr) {
-      link.bound->last_progress = Clock::now();
-    }
-    if (link.payload_got < want) return;
-    finish_message(peer, done);
+    if (pipe == nullptr) return;
+    if (consumed && pipe->writer_asleep()) ring_doorbell(link.socket);
+    // The socket carries only doorbells and the close; after a close, the ring is read to
+    // its end once more (the goodbye is the last thing in it) before judging.
+    if (pass == 1) break;
+    if (!check_socket || drain_doorbells(link.socket)) return;
   }
+  if (auto error = closed()) throw *error;
+  link.socket.reset();  // an orderly exit, announced
 }
 
 void Messenger::fail_peer(int peer, const std::string& why, std::vector<Completion>& done) {
@@ -556,24 +643,14 @@ void Messenger::check_deadlines(std::vector<Completion>& done) {
 }
 
 void Messenger::poll_once(std::chrono::microseconds wait) {
-  // Who each pollfd is: -1 the acceptor, peer for in_, size+peer for out_.
   std::vector<pollfd> fds;
-  std::vector<int> who;
-  const int size = options_.size;
-  if (acceptor_) {
-    fds.push_back({acceptor_->wake_fd(), POLLIN, 0});
-    who.push_back(-1);
-  }
-  for (int peer = 0; peer < size; ++peer) {
-    if (in_[peer] && in_[peer]->socket.valid()) {
-      fds.push_back({in_[peer]->socket.fd(), POLLIN, 0});
-      who.push_back(peer);
-    }
+  if (acceptor_) fds.push_back({acceptor_->wake_fd(), POLLIN, 0});
+  for (int peer = 0; peer < options_.size; ++peer) {
+    if (in_[peer] && in_[peer]->socket.valid()) fds.push_back({in_[peer]->socket.fd(), POLLIN, 0});
     if (out_[peer] && out_[peer]->socket.valid()) {
-      short events = POLLIN;  // the peer's close
-      if (!sends_[peer].empty()) events |= POLLOUT;
+      short events = POLLIN;  // the peer's close, or (pipe) its doorbell
+      if (!out_[peer]->pipe && !sends_[peer].empty()) events |= POLLOUT;
       fds.push_back({out_[peer]->socket.fd(), events, 0});
-      who.push_back(size + peer);
     }
   }
   const timespec ts{static_cast<time_t>(wait.count() / 1'000'000),
@@ -581,51 +658,84 @@ void Messenger::poll_once(std::chrono::microseconds wait) {
   (void)::ppoll(fds.data(), fds.size(), &ts, nullptr);
 }
 
+void Messenger::step(std::vector<Completion>& done, bool check_sockets) {
+  const int size = options_.size;
+  if (acceptor_ && check_sockets) {
+    for (auto& accepted : acceptor_->take()) {
+      auto link = std::make_unique<Link>();
+      link->socket = std::move(accepted.socket);
+      link->pipe = std::move(accepted.pipe);
+      in_[accepted.peer] = std::move(link);
+    }
+  }
+  for (int peer = 0; peer < size; ++peer) {
+    try {
+      if (in_[peer] && in_[peer]->socket.valid()) {
+        if (in_[peer]->pipe || check_sockets) read_incoming(peer, done, check_sockets);
+      }
+      if (check_sockets && out_[peer] && out_[peer]->socket.valid()) {
+        // Nothing but doorbells ever comes back on a sending connection: EOF means closed.
+        if (!drain_doorbells(out_[peer]->socket)) {
+          if (!sends_[peer].empty()) {
+            throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+                                 "{}: rank {} closed its end of the connection (it exited, "
+                                 "crashed or was killed)",
+                                 options_.purpose, peer);
+          }
+          out_[peer].reset();
+        }
+      }
+      if (check_sockets || (out_[peer] && out_[peer]->pipe)) progress_sends(peer, done);
+    } catch (const Error& e) {
+      fail_peer(peer, e.what(), done);
+    } catch (const std::exception& e) {
+      fail_peer(peer, fmt::format("{}: rank {}: {}", options_.purpose, peer, e.what()), done);
+    }
+  }
+}
+
+void Messenger::set_sleeping(bool sleeping) {
+  for (int peer = 0; peer < options_.size; ++peer) {
+    if (in_[peer] && in_[peer]->pipe && in_[peer]->socket.valid()) {
+      in_[peer]->pipe->set_reader_sleeping(sleeping);
+    }
+    if (out_[peer] && out_[peer]->pipe && out_[peer]->socket.valid()) {
+      out_[peer]->pipe->set_writer_sleeping(sleeping && !sends_[peer].empty());
+    }
+  }
+}
+
+bool Messenger::has_pipes() const {
+  for (int peer = 0; peer < options_.size; ++peer) {
+    if ((in_[peer] && in_[peer]->pipe) || (out_[peer] && out_[peer]->pipe)) return true;
+  }
+  return false;
+}
+
 void Messenger::progress(std::chrono::microseconds wait, std::vector<Completion>& done) {
   const std::size_t before = done.size();
   done.insert(done.end(), finished_.begin(), finished_.end());
   finished_.clear();
   match_unexpected(done);
-  const int size = options_.size;
-  const auto step = [&] {
-    if (acceptor_) {
-      for (auto& [peer, socket] : acceptor_->take()) {
-        auto link = std::make_unique<Link>();
-        link->socket = std::move(socket);
-        in_[peer] = std::move(link);
-      }
-    }
-    for (int peer = 0; peer < size; ++peer) {
-      try {
-        if (in_[peer] && in_[peer]->socket.valid()) read_incoming(peer, done);
-        if (out_[peer] && out_[peer]->socket.valid()) {
-          {
-            // Nothing ever comes back on a sending connection: readable means closed.
-            char probe;
-            const ssize_t n = ::recv(out_[peer]->socket.fd(), &probe, 1, MSG_DONTWAIT | MSG_PEEK);
-            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-              if (!sends_[peer].empty()) {
-                throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
-                                     "{}: rank {} closed its end of the connection (it exited, "
-                                     "crashed or was killed)",
-                                     options_.purpose, peer);
-              }
-              out_[peer].reset();  // reconnect should a later send want it
-            }
-          }
-        }
-        progress_sends(peer, done);
-      } catch (const Error& e) {
-        fail_peer(peer, e.what(), done);
-      } catch (const std::exception& e) {
-        fail_peer(peer, fmt::format("{}: rank {}: {}", options_.purpose, peer, e.what()), done);
-      }
-    }
-  };
-  step();
+  step(done, true);
   if (done.size() == before && wait.count() > 0 && busy()) {
-    poll_once(wait);
-    step();
+    // Shared-memory rings have no file descriptor: spin on them a little (a message between
+    // two cores takes well under a microsecond), then announce the sleep in each pipe, look
+    // once more, and sleep in poll() until a doorbell, a socket or the timeout.
+    if (has_pipes()) {
+      const auto spin_until = Clock::now() + options_.spin;
+      for (unsigned i = 0; done.size() == before && busy(); ++i) {
+        step(done, false);
+        if ((i & 63) == 63 && Clock::now() > spin_until) break;
+      }
+    }
+    if (done.size() == before) {
+      set_sleeping(true);
+      step(done, false);
+      if (done.size() == before) poll_once(wait);
+      set_sleeping(false);
+      step(done, true);
+    }
   }
   check_deadlines(done);
 }

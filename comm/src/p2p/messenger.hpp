@@ -29,6 +29,7 @@
 #include "ringfuse/context.hpp"
 #include "p2p/acceptor.hpp"
 #include "p2p/channel.hpp"
+#include "p2p/shm_pipe.hpp"
 #include "ringfuse/error.hpp"
 #include "transport/socket.hpp"
 
@@ -44,6 +45,12 @@ struct MessengerOptions {
   std::chrono::milliseconds connect_timeout{60'000};
   std::chrono::milliseconds op_timeout{300'000};  // longest wait of one op without progress
   std::chrono::milliseconds user_timeout{10'000};  // TCP_USER_TIMEOUT
+  /// Offer each new connection a shared-memory pipe (taken when the pair proves it shares
+  /// memory); false: TCP only (RINGFUSE_TRANSPORT=tcp).
+  bool shared_memory = true;
+  std::size_t pipe_bytes = std::size_t{4} << 20;  // each pipe's ring; a power of two
+  /// How long a waiting rank spins on its pipes before it sleeps in poll().
+  std::chrono::microseconds spin{200};
   std::string purpose = "point-to-point";          // in error messages
 };
 
@@ -105,7 +112,15 @@ class Messenger final : public Channel {
   void progress_sends(int peer, std::vector<Completion>& done);
   /// The connector's side of the proof (handshake.hpp), blocking until `deadline`.
   void handshake(int peer, const transport::Socket& socket, Clock::time_point deadline);
-  void read_incoming(int peer, std::vector<Completion>& done);
+  /// `check_socket`: also look at the socket behind a pipe (doorbells, the peer's close).
+  void read_incoming(int peer, std::vector<Completion>& done, bool check_socket);
+  /// One pass over every connection; without `check_sockets`, only the pipes (spinning).
+  void step(std::vector<Completion>& done, bool check_sockets);
+  void set_sleeping(bool sleeping);
+  bool has_pipes() const;
+  static void ring_doorbell(const transport::Socket& socket);
+  /// Reads the doorbell bytes waiting; false when the peer closed the connection.
+  static bool drain_doorbells(const transport::Socket& socket);
   void on_header(int peer, std::vector<Completion>& done);
   void finish_message(int peer, std::vector<Completion>& done);
   /// Matches complete unexpected messages against posted receives, in posting order.

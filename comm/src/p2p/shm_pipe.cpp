@@ -1,0 +1,168 @@
+#include "p2p/shm_pipe.hpp"
+
+#include <array>
+#include <cstring>
+#include <random>
+#include <stdexcept>
+#include <system_error>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "transport/unlink_on_signal.hpp"
+
+namespace ringfuse::p2p {
+namespace {
+
+constexpr std::uint32_t kOfferMagic = 0x52465348;  // "RFSH"
+constexpr std::size_t kTokenBytes = 32;
+constexpr std::size_t kNameBytes = 216;
+
+struct Offer {
+  std::uint32_t magic;
+  std::uint32_t offered;  // 0: no pipe, stay on TCP
+  std::uint64_t ring_bytes;
+  std::array<char, kNameBytes> name;
+  std::array<char, kTokenBytes> token;
+};
+
+std::array<char, kTokenBytes> random_token() {
+  std::random_device entropy;
+  std::array<char, kTokenBytes> token{};
+  const std::string text = fmt::format("{:08x}{:08x}{:08x}{:08x}", entropy(), entropy(),
+                                       entropy(), entropy());
+  std::memcpy(token.data(), text.data(), kTokenBytes);
+  return token;
+}
+
+}  // namespace
+
+struct ShmPipe::Control {
+  transport::shm::RingControl ring;
+  alignas(transport::shm::kLineStride) std::atomic<std::uint32_t> reader_sleeping;
+  alignas(transport::shm::kLineStride) std::atomic<std::uint32_t> writer_sleeping;
+  std::array<char, kTokenBytes> token;
+};
+
+namespace {
+
+constexpr std::size_t control_bytes() {
+  return transport::shm::round_up(sizeof(ShmPipe::Control), 4096);
+}
+
+}  // namespace
+
+ShmPipe::ShmPipe(transport::shm::Segment segment, std::size_t ring_bytes, bool writer)
+    : segment_(std::move(segment)), control_(reinterpret_cast<Control*>(segment_.data())) {
+  std::byte* data = segment_.data() + control_bytes();
+  if (writer) {
+    writer_ = transport::shm::RingWriter(&control_->ring, data, ring_bytes);
+  } else {
+    reader_ = transport::shm::RingReader(&control_->ring, data, ring_bytes);
+  }
+}
+
+ShmPipe::~ShmPipe() = default;
+
+std::size_t ShmPipe::read(std::byte* dst, std::size_t bytes) {
+  std::size_t done = 0;
+  while (done < bytes) {
+    const auto piece = reader_.peek(bytes - done);
+    if (piece.empty()) break;
+    std::memcpy(dst + done, piece.data(), piece.size());
+    reader_.consume(piece.size());
+    done += piece.size();
+  }
+  return done;
+}
+
+void ShmPipe::set_reader_sleeping(bool sleeping) {
+  control_->reader_sleeping.store(sleeping ? 1 : 0, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+void ShmPipe::set_writer_sleeping(bool sleeping) {
+  control_->writer_sleeping.store(sleeping ? 1 : 0, std::memory_order_seq_cst);
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+}
+
+bool ShmPipe::reader_asleep() const {
+  // Pairs with the fence in set_reader_sleeping(): either the sleeper sees our progress when
+  // it re-checks, or we see its flag.
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  return control_->reader_sleeping.load(std::memory_order_relaxed) != 0;
+}
+
+bool ShmPipe::writer_asleep() const {
+  std::atomic_thread_fence(std::memory_order_seq_cst);
+  return control_->writer_sleeping.load(std::memory_order_relaxed) != 0;
+}
+
+std::unique_ptr<ShmPipe> offer_pipe(const transport::Socket& socket, bool enabled,
+                                    const std::string& scope, std::size_t ring_bytes,
+                                    std::chrono::steady_clock::time_point deadline) {
+  Offer offer{kOfferMagic, 0, ring_bytes, {}, random_token()};
+  transport::shm::Segment segment;
+  transport::shm::UnlinkOnSignal guard;
+  if (enabled) {
+    const std::string name = transport::shm::segment_name(
+        fmt::format("{}{:08x}", scope, std::random_device{}()));
+    if (name.size() < kNameBytes) {
+      guard = transport::shm::UnlinkOnSignal(name);
+      try {
+        segment = transport::shm::Segment::create(name, control_bytes() + ring_bytes);
+        auto* control = new (segment.data()) ShmPipe::Control{};
+        control->token = offer.token;
+        std::memcpy(offer.name.data(), name.data(), name.size());
+        offer.offered = 1;
+      } catch (const std::system_error& e) {
+        spdlog::debug("point-to-point: no shared-memory pipe ({}): {}; staying on TCP", name,
+                      e.what());
+      }
+    }
+  }
+  if (!transport::write_all(socket.fd(), &offer, sizeof(offer), deadline)) {
+    throw std::runtime_error("timed out offering a shared-memory pipe");
+  }
+  if (offer.offered == 0) return nullptr;
+  char answer = 0;
+  const bool answered = transport::read_all(socket.fd(), &answer, 1, deadline);
+  segment.unlink();  // mapped by both, or by nobody else: the name is done with either way
+  if (!answered) throw std::runtime_error("timed out waiting for the shared-memory answer");
+  if (answer != 1) return nullptr;
+  return std::make_unique<ShmPipe>(std::move(segment), ring_bytes, /*writer=*/true);
+}
+
+std::unique_ptr<ShmPipe> accept_pipe(const transport::Socket& socket,
+                                     std::chrono::steady_clock::time_point deadline) {
+  Offer offer{};
+  if (!transport::read_all(socket.fd(), &offer, sizeof(offer), deadline)) {
+    throw std::runtime_error("no shared-memory offer in time");
+  }
+  if (offer.magic != kOfferMagic) throw std::runtime_error("a malformed shared-memory offer");
+  if (offer.offered == 0) return nullptr;
+  const std::uint64_t ring = offer.ring_bytes;
+  if (ring < 4096 || (ring & (ring - 1)) != 0 || ring > (std::uint64_t{1} << 32)) {
+    throw std::runtime_error("a shared-memory offer with a bad ring size");
+  }
+  offer.name.back() = '\0';
+  const std::string name(offer.name.data());
+  std::unique_ptr<ShmPipe> pipe;
+  try {
+    auto segment = transport::shm::Segment::open(name, control_bytes() + ring);
+    const auto* control = reinterpret_cast<const ShmPipe::Control*>(segment.data());
+    if (std::memcmp(control->token.data(), offer.token.data(), kTokenBytes) == 0) {
+      pipe = std::make_unique<ShmPipe>(std::move(segment), ring, /*writer=*/false);
+    }
+  } catch (const std::system_error& e) {
+    spdlog::debug("point-to-point: cannot map the peer's pipe {}: {}; staying on TCP", name,
+                  e.what());
+  }
+  const char answer = pipe ? 1 : 0;
+  if (!transport::write_all(socket.fd(), &answer, 1, deadline)) {
+    throw std::runtime_error("timed out answering the shared-memory offer");
+  }
+  return pipe;
+}
+
+}  // namespace ringfuse::p2p
