@@ -30,9 +30,10 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-/// Up to 64 messages in flight (osu_bw's window), at most 64 MiB of them.
+/// Up to 64 messages in flight (osu_bw's window), at most 256 MiB of them per iteration (all
+/// of one buffer, as osu_bw sends it), so a row of large messages takes seconds, not minutes.
 int window_for(std::uint64_t bytes) {
-  const std::uint64_t cap = (std::uint64_t{64} << 20) / std::max<std::uint64_t>(bytes, 1);
+  const std::uint64_t cap = (std::uint64_t{256} << 20) / std::max<std::uint64_t>(bytes, 1);
   return static_cast<int>(std::clamp<std::uint64_t>(cap, 1, 64));
 }
 

@@ -24,12 +24,15 @@ namespace {
 constexpr std::uint32_t kMessageMagic = 0x52464d47;  // "RFMG"
 constexpr std::int32_t kGoodbyeTag = -2;             // the sender's messenger is going away
 
+constexpr std::uint32_t kRemoteMagic = 0x52465243;   // "RFRC": payload at `address`
+
 struct Header {
   std::uint32_t magic;
   std::int32_t tag;
   std::uint64_t bytes;
+  std::uint64_t address;  // kRemoteMagic: where the payload lies in the sender's memory
 };
-static_assert(sizeof(Header) == 16);
+static_assert(sizeof(Header) == 24);
 
 /// Reads what is there into buf[got, want); false on EOF; throws std::system_error.
 bool read_some(int fd, void* buf, std::size_t want, std::size_t& got) {
@@ -60,6 +63,7 @@ struct Messenger::Link {
   // The pair shares memory: messages travel through this pipe, and the socket only carries
   // doorbell bytes and the peer's close.
   std::unique_ptr<ShmPipe> pipe;
+  std::uint64_t remote_sent = 0;  // outgoing: messages sent as an address (single copy)
   // Incoming: the message being read.
   Header header{};
   std::size_t header_got = 0;
@@ -78,6 +82,7 @@ struct Messenger::SendOp {
   Header header;
   std::size_t written = 0;  // of header and payload together
   Clock::time_point last_progress;
+  std::uint64_t remote_seq = 0;  // single copy: done once the pipe counted this many
 };
 
 struct Messenger::RecvOp {
@@ -107,6 +112,7 @@ Messenger::Messenger(rendezvous::Store* store, MessengerOptions options)
   in_.resize(n);
   dead_.resize(n);
   sends_.resize(n);
+  remote_wait_.resize(n);
   left_.assign(n, false);
   if (options_.size == 1) return;
   try {
@@ -125,7 +131,7 @@ Messenger::Messenger(rendezvous::Store* store, MessengerOptions options)
 }
 
 Messenger::~Messenger() {
-  const Header goodbye{kMessageMagic, kGoodbyeTag, 0};
+  const Header goodbye{kMessageMagic, kGoodbyeTag, 0, 0};
   const auto deadline = Clock::now() + std::chrono::milliseconds(200);
   for (auto& link : out_) {
     if (!link || !link->socket.valid()) continue;
@@ -177,7 +183,7 @@ OpId Messenger::post_send(const void* data, std::size_t bytes, int peer, int tag
     return id;
   }
   auto op = std::make_unique<SendOp>(SendOp{id, static_cast<const std::byte*>(data), bytes, peer,
-                                            tag, Header{kMessageMagic, tag, bytes}, 0,
+                                            tag, Header{kMessageMagic, tag, bytes, 0}, 0,
                                             Clock::now()});
   sends_[peer].push_back(std::move(op));
   return id;
@@ -230,7 +236,9 @@ bool Messenger::cancel(OpId id) {
 
 bool Messenger::busy() const {
   if (!recvs_.empty() || !bound_.empty() || !finished_.empty()) return true;
-  return std::any_of(sends_.begin(), sends_.end(), [](const auto& q) { return !q.empty(); });
+  const auto pending = [](const auto& q) { return !q.empty(); };
+  return std::any_of(sends_.begin(), sends_.end(), pending) ||
+         std::any_of(remote_wait_.begin(), remote_wait_.end(), pending);
 }
 
 bool Messenger::recv_wants(const RecvOp& op, int source, int tag) const {
@@ -353,13 +361,28 @@ void Messenger::handshake(int peer, const transport::Socket& socket,
 }
 
 void Messenger::progress_sends(int peer, std::vector<Completion>& done) {
+  auto& waiting = remote_wait_[peer];
+  if (!waiting.empty()) {
+    // Single copy: the receiver has read these from our memory.
+    const std::uint64_t read = out_[peer]->pipe->remote_done();
+    while (!waiting.empty() && waiting.front()->remote_seq <= read) {
+      done.push_back(Completion{waiting.front()->id, {}, std::nullopt});
+      waiting.pop_front();
+    }
+  }
   auto& queue = sends_[peer];
   if (queue.empty()) return;
   Link& link = outgoing(peer);
   bool moved = false;
   while (!queue.empty()) {
     SendOp& op = *queue.front();
-    const std::size_t total = sizeof(Header) + op.bytes;
+    if (op.written == 0 && link.pipe && link.pipe->single_copy() &&
+        op.bytes >= options_.single_copy_min) {
+      op.header.magic = kRemoteMagic;
+      op.header.address = reinterpret_cast<std::uint64_t>(op.data);
+    }
+    const bool remote = op.header.magic == kRemoteMagic;
+    const std::size_t total = sizeof(Header) + (remote ? 0 : op.bytes);
     while (op.written < total) {
       if (link.pipe) {
         // Header, then payload, copied straight from the caller's buffer into the ring.
@@ -404,7 +427,13 @@ void Messenger::progress_sends(int peer, std::vector<Completion>& done) {
                            options_.purpose, op.bytes, op.tag, peer, std::strerror(errno), peer);
     }
     if (op.written < total) break;  // the ring is full
-    done.push_back(Completion{op.id, {}, std::nullopt});
+    if (remote) {
+      // Complete once read; the next messages may go into the ring behind it meanwhile.
+      op.remote_seq = ++link.remote_sent;
+      waiting.push_back(std::move(queue.front()));
+    } else {
+      done.push_back(Completion{op.id, {}, std::nullopt});
+    }
     queue.pop_front();
   }
   if (moved && link.pipe->reader_asleep()) ring_doorbell(link.socket);
@@ -431,7 +460,7 @@ bool Messenger::drain_doorbells(const transport::Socket& socket) {
 void Messenger::on_header(int peer, std::vector<Completion>& done) {
   Link& link = *in_[peer];
   const Header& h = link.header;
-  if (h.magic != kMessageMagic) {
+  if (h.magic != kMessageMagic && !(h.magic == kRemoteMagic && link.pipe)) {
     throw core::error_at(ErrorKind::protocol, options_.rank, peer,
                          "{}: a malformed message header from rank {}", options_.purpose, peer);
   }
@@ -535,6 +564,15 @@ void Messenger::read_incoming(int peer, std::vector<Completion>& done, bool chec
         if (link.header_got < sizeof(Header)) break;
         on_header(peer, done);
         if (link.header_got == 0) continue;  // a goodbye
+        if (link.header.magic == kRemoteMagic) {
+          const auto bytes = static_cast<std::size_t>(link.header.bytes);
+          if (bytes > 0) pipe->read_remote(link.target, link.header.address, bytes);
+          link.payload_got = bytes;
+          pipe->count_remote_done();
+          consumed = true;
+          finish_message(peer, done);
+          continue;
+        }
         if (link.header.bytes == 0) {
           finish_message(peer, done);
           continue;
@@ -565,6 +603,8 @@ void Messenger::fail_peer(int peer, const std::string& why, std::vector<Completi
   const Error error = core::error_at(ErrorKind::peer_failure, options_.rank, peer, "{}", why);
   for (auto& op : sends_[peer]) done.push_back(Completion{op->id, {}, error});
   sends_[peer].clear();
+  for (auto& op : remote_wait_[peer]) done.push_back(Completion{op->id, {}, error});
+  remote_wait_[peer].clear();
   if (out_[peer]) out_[peer]->socket.reset();
   if (in_[peer]) {
     Link& link = *in_[peer];
@@ -595,6 +635,16 @@ void Messenger::check_deadlines(std::vector<Completion>& done) {
   const auto now = Clock::now();
   const auto limit = options_.op_timeout;
   for (int peer = 0; peer < options_.size; ++peer) {
+    if (!remote_wait_[peer].empty() &&
+        now - remote_wait_[peer].front()->last_progress > limit) {
+      fail_peer(peer,
+                fmt::format("{}: rank {} did not read a message of {} bytes (tag {}) for {}; is "
+                            "rank {} receiving?",
+                            options_.purpose, peer, remote_wait_[peer].front()->bytes,
+                            remote_wait_[peer].front()->tag, seconds(limit), peer),
+                done);
+      continue;
+    }
     if (!sends_[peer].empty() && now - sends_[peer].front()->last_progress > limit) {
       const SendOp& op = *sends_[peer].front();
       fail_peer(peer,
@@ -676,7 +726,7 @@ void Messenger::step(std::vector<Completion>& done, bool check_sockets) {
       if (check_sockets && out_[peer] && out_[peer]->socket.valid()) {
         // Nothing but doorbells ever comes back on a sending connection: EOF means closed.
         if (!drain_doorbells(out_[peer]->socket)) {
-          if (!sends_[peer].empty()) {
+          if (!sends_[peer].empty() || !remote_wait_[peer].empty()) {
             throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
                                  "{}: rank {} closed its end of the connection (it exited, "
                                  "crashed or was killed)",
@@ -700,7 +750,8 @@ void Messenger::set_sleeping(bool sleeping) {
       in_[peer]->pipe->set_reader_sleeping(sleeping);
     }
     if (out_[peer] && out_[peer]->pipe && out_[peer]->socket.valid()) {
-      out_[peer]->pipe->set_writer_sleeping(sleeping && !sends_[peer].empty());
+      out_[peer]->pipe->set_writer_sleeping(
+          sleeping && (!sends_[peer].empty() || !remote_wait_[peer].empty()));
     }
   }
 }

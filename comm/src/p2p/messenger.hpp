@@ -49,6 +49,10 @@ struct MessengerOptions {
   /// memory); false: TCP only (RINGFUSE_TRANSPORT=tcp).
   bool shared_memory = true;
   std::size_t pipe_bytes = std::size_t{4} << 20;  // each pipe's ring; a power of two
+  /// On a pipe whose reader proved it can read the sender's memory: messages of at least
+  /// this many bytes go as an address, read once into the receive buffer (the send completes
+  /// when it has been read), instead of through the ring.
+  std::size_t single_copy_min = std::size_t{256} << 10;
   /// How long a waiting rank spins on its pipes before it sleeps in poll().
   std::chrono::microseconds spin{200};
   std::string purpose = "point-to-point";          // in error messages
@@ -138,6 +142,8 @@ class Messenger final : public Channel {
   std::vector<std::unique_ptr<Link>> in_;   // by peer: connections peers made (receives)
   std::vector<std::optional<std::string>> dead_;       // by peer: why it cannot be reached
   std::vector<std::deque<std::unique_ptr<SendOp>>> sends_;  // by peer, in posting order
+  // By peer: sent as an address (single copy), done once the receiver has read them.
+  std::vector<std::deque<std::unique_ptr<SendOp>>> remote_wait_;
   std::deque<std::unique_ptr<RecvOp>> recvs_;               // posted, not yet matched
   std::vector<std::unique_ptr<RecvOp>> bound_;              // matched, payload arriving
   std::deque<std::unique_ptr<Message>> unexpected_;         // in arrival order

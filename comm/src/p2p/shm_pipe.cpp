@@ -1,5 +1,8 @@
 #include "p2p/shm_pipe.hpp"
 
+#include <sys/uio.h>
+#include <unistd.h>
+
 #include <array>
 #include <cstring>
 #include <random>
@@ -22,6 +25,8 @@ struct Offer {
   std::uint32_t magic;
   std::uint32_t offered;  // 0: no pipe, stay on TCP
   std::uint64_t ring_bytes;
+  std::int64_t pid;             // the connector's process
+  std::uint64_t probe_address;  // where `token` also lies in the connector's memory
   std::array<char, kNameBytes> name;
   std::array<char, kTokenBytes> token;
 };
@@ -41,6 +46,7 @@ struct ShmPipe::Control {
   transport::shm::RingControl ring;
   alignas(transport::shm::kLineStride) std::atomic<std::uint32_t> reader_sleeping;
   alignas(transport::shm::kLineStride) std::atomic<std::uint32_t> writer_sleeping;
+  alignas(transport::shm::kLineStride) std::atomic<std::uint64_t> remote_done;
   std::array<char, kTokenBytes> token;
 };
 
@@ -52,8 +58,10 @@ constexpr std::size_t control_bytes() {
 
 }  // namespace
 
-ShmPipe::ShmPipe(transport::shm::Segment segment, std::size_t ring_bytes, bool writer)
-    : segment_(std::move(segment)), control_(reinterpret_cast<Control*>(segment_.data())) {
+ShmPipe::ShmPipe(transport::shm::Segment segment, std::size_t ring_bytes, bool writer,
+                 bool single_copy, int peer_pid)
+    : segment_(std::move(segment)), control_(reinterpret_cast<Control*>(segment_.data())),
+      single_copy_(single_copy), peer_pid_(peer_pid) {
   std::byte* data = segment_.data() + control_bytes();
   if (writer) {
     writer_ = transport::shm::RingWriter(&control_->ring, data, ring_bytes);
@@ -64,10 +72,51 @@ ShmPipe::ShmPipe(transport::shm::Segment segment, std::size_t ring_bytes, bool w
 
 ShmPipe::~ShmPipe() = default;
 
+namespace {
+// Pieces small enough that the other side copies one while this side copies the next.
+constexpr std::size_t kPiece = std::size_t{64} << 10;
+
+bool read_other_process(int pid, std::byte* dst, std::uint64_t address, std::size_t bytes) {
+  std::size_t done = 0;
+  while (done < bytes) {
+    iovec local{dst + done, bytes - done};
+    iovec remote{reinterpret_cast<void*>(address + done), bytes - done};
+    const ssize_t n = ::process_vm_readv(pid, &local, 1, &remote, 1, 0);
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+}  // namespace
+
+std::size_t ShmPipe::write(const std::byte* src, std::size_t bytes) {
+  std::size_t done = 0;
+  while (done < bytes) {
+    const std::size_t n = writer_.write(src + done, std::min(bytes - done, kPiece));
+    if (n == 0) break;
+    done += n;
+  }
+  return done;
+}
+
+void ShmPipe::read_remote(std::byte* dst, std::uint64_t address, std::size_t bytes) const {
+  if (!read_other_process(peer_pid_, dst, address, bytes)) {
+    throw std::system_error(errno, std::generic_category(), "process_vm_readv()");
+  }
+}
+
+void ShmPipe::count_remote_done() {
+  control_->remote_done.fetch_add(1, std::memory_order_release);
+}
+
+std::uint64_t ShmPipe::remote_done() const {
+  return control_->remote_done.load(std::memory_order_acquire);
+}
+
 std::size_t ShmPipe::read(std::byte* dst, std::size_t bytes) {
   std::size_t done = 0;
   while (done < bytes) {
-    const auto piece = reader_.peek(bytes - done);
+    const auto piece = reader_.peek(std::min(bytes - done, kPiece));
     if (piece.empty()) break;
     std::memcpy(dst + done, piece.data(), piece.size());
     reader_.consume(piece.size());
@@ -101,7 +150,8 @@ bool ShmPipe::writer_asleep() const {
 std::unique_ptr<ShmPipe> offer_pipe(const transport::Socket& socket, bool enabled,
                                     const std::string& scope, std::size_t ring_bytes,
                                     std::chrono::steady_clock::time_point deadline) {
-  Offer offer{kOfferMagic, 0, ring_bytes, {}, random_token()};
+  Offer offer{kOfferMagic, 0, ring_bytes, ::getpid(), 0, {}, random_token()};
+  offer.probe_address = reinterpret_cast<std::uint64_t>(offer.token.data());
   transport::shm::Segment segment;
   transport::shm::UnlinkOnSignal guard;
   if (enabled) {
@@ -129,8 +179,9 @@ std::unique_ptr<ShmPipe> offer_pipe(const transport::Socket& socket, bool enable
   const bool answered = transport::read_all(socket.fd(), &answer, 1, deadline);
   segment.unlink();  // mapped by both, or by nobody else: the name is done with either way
   if (!answered) throw std::runtime_error("timed out waiting for the shared-memory answer");
-  if (answer != 1) return nullptr;
-  return std::make_unique<ShmPipe>(std::move(segment), ring_bytes, /*writer=*/true);
+  if (answer != 1 && answer != 2) return nullptr;
+  return std::make_unique<ShmPipe>(std::move(segment), ring_bytes, /*writer=*/true,
+                                   /*single_copy=*/answer == 2);
 }
 
 std::unique_ptr<ShmPipe> accept_pipe(const transport::Socket& socket,
@@ -152,13 +203,22 @@ std::unique_ptr<ShmPipe> accept_pipe(const transport::Socket& socket,
     auto segment = transport::shm::Segment::open(name, control_bytes() + ring);
     const auto* control = reinterpret_cast<const ShmPipe::Control*>(segment.data());
     if (std::memcmp(control->token.data(), offer.token.data(), kTokenBytes) == 0) {
-      pipe = std::make_unique<ShmPipe>(std::move(segment), ring, /*writer=*/false);
+      // Single copy only when this process can read the token where the connector keeps it
+      // (same PID namespace, ptrace permitted): proven, not assumed.
+      std::array<char, kTokenBytes> seen{};
+      const bool readable =
+          offer.pid > 0 &&
+          read_other_process(static_cast<int>(offer.pid), reinterpret_cast<std::byte*>(seen.data()),
+                             offer.probe_address, kTokenBytes) &&
+          seen == offer.token;
+      pipe = std::make_unique<ShmPipe>(std::move(segment), ring, /*writer=*/false, readable,
+                                       static_cast<int>(offer.pid));
     }
   } catch (const std::system_error& e) {
     spdlog::debug("point-to-point: cannot map the peer's pipe {}: {}; staying on TCP", name,
                   e.what());
   }
-  const char answer = pipe ? 1 : 0;
+  const char answer = !pipe ? 0 : pipe->single_copy() ? 2 : 1;
   if (!transport::write_all(socket.fd(), &answer, 1, deadline)) {
     throw std::runtime_error("timed out answering the shared-memory offer");
   }

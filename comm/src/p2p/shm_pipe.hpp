@@ -16,6 +16,7 @@
 #include <chrono>
 #include <cstddef>
 #include <memory>
+#include <cstdint>
 #include <string>
 
 #include "transport/shm_ring.hpp"
@@ -29,11 +30,25 @@ class ShmPipe {
   /// The shared header of the segment; the ring's bytes follow it.
   struct Control;
 
-  ShmPipe(transport::shm::Segment segment, std::size_t ring_bytes, bool writer);
+  /// `peer_pid`: the writer's process (reader side, when `single_copy`), whose memory the
+  /// reader may read directly with process_vm_readv (proven at set-up).
+  ShmPipe(transport::shm::Segment segment, std::size_t ring_bytes, bool writer,
+          bool single_copy = false, int peer_pid = 0);
   ~ShmPipe();
 
+  /// Both sides proved at set-up that the reader can read the writer's memory (Linux cross-
+  /// memory attach): large messages then go as an address, read once straight into the
+  /// receive buffer, instead of being copied through the ring twice.
+  bool single_copy() const { return single_copy_; }
+  /// Reader: copies `bytes` at `address` in the writer's memory into `dst`. Throws
+  /// std::system_error.
+  void read_remote(std::byte* dst, std::uint64_t address, std::size_t bytes) const;
+  /// Reader: one more message read with read_remote(); writer: how many were.
+  void count_remote_done();
+  std::uint64_t remote_done() const;
+
   /// Writer: copies what fits of `bytes` into the ring, returns how much.
-  std::size_t write(const std::byte* src, std::size_t bytes) { return writer_.write(src, bytes); }
+  std::size_t write(const std::byte* src, std::size_t bytes);
   /// Reader: copies up to `bytes` out of the ring into `dst`, returns how much.
   std::size_t read(std::byte* dst, std::size_t bytes);
   bool readable() { return reader_.has_data(); }
@@ -50,6 +65,8 @@ class ShmPipe {
   Control* control_;
   transport::shm::RingWriter writer_;
   transport::shm::RingReader reader_;
+  bool single_copy_;
+  int peer_pid_;
 };
 
 /// The connector's side, after its proof: offers a pipe of `ring_bytes` named under `scope`
