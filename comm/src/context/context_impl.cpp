@@ -234,17 +234,31 @@ std::unique_ptr<p2p::Messenger> ContextImpl::open_p2p(const std::string& channel
   return std::make_unique<p2p::Messenger>(store_, options);  // no store in a world of one
 }
 
+void ContextImpl::refuse_device_memory(std::span<const P2POp> ops) const {
+  // Only a build with a GPU can be handed device memory; ask CUDA where each buffer lives.
+  if (!nccl_backend_ && !staging_backend_) return;
+  for (const auto& op : ops) {
+    if (op.data != nullptr && backend::device_of(op.data) == Device::cuda) {
+      throw core::error_at(ErrorKind::invalid_argument, world_.rank, op.peer,
+                           "{} rank {}: point-to-point takes host memory only (no NCCL "
+                           "send/recv yet); copy the CUDA buffer to host memory first",
+                           op.kind == P2POp::Kind::send ? "send to" : "recv from", op.peer);
+    }
+  }
+}
+
 void ContextImpl::send(const void* data, std::size_t count, DataType type, int peer, int tag) {
   const P2POp op{P2POp::Kind::send, const_cast<void*>(data), count, type, peer, tag};
-  p2p_->run({&op, 1});
+  send_recv_group({&op, 1});
 }
 
 RecvStatus ContextImpl::recv(void* data, std::size_t count, DataType type, int peer, int tag) {
   const P2POp op{P2POp::Kind::recv, data, count, type, peer, tag};
-  return p2p_->run({&op, 1}).front();
+  return send_recv_group({&op, 1}).front();
 }
 
 std::vector<RecvStatus> ContextImpl::send_recv_group(std::span<const P2POp> ops) {
+  refuse_device_memory(ops);
   return p2p_->run(ops);
 }
 
