@@ -94,18 +94,23 @@ INSTANTIATE_TEST_SUITE_P(Transports, KilledSender, ::testing::Values("tcp", "aut
                          [](const auto& info) { return info.param; });
 
 #ifdef MPIRUN_PATH
-TEST(PointToPointProcesses, RingUnderMpirunWithTheMpiBackend) {
+class UnderMpirun : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(UnderMpirun, WithTheMpiBackend) {
   std::vector<std::string> argv{MPIRUN_PATH, "--oversubscribe", "-np", "3"};
   if (::geteuid() == 0) argv.insert(argv.begin() + 1, "--allow-run-as-root");
-  argv.insert(argv.end(), {P2P_CHECK_PATH, "--mode", "ring"});
+  argv.insert(argv.end(), {P2P_CHECK_PATH, "--mode", GetParam()});
   const auto result = ringfuse::testing::run_process(
       argv,
       {{"RINGFUSE_TIMEOUT_S", "30"}, {"RINGFUSE_BACKEND", "mpi"},
        {"OMPI_MCA_btl", "self,vader,tcp"}},
       2min);
-  expect_all_ok(3, "ring", result);
+  expect_all_ok(3, GetParam(), result);
   EXPECT_NE(result.output.find("backends mpi,native"), std::string::npos) << result.output;
 }
+
+INSTANTIATE_TEST_SUITE_P(PointToPoint, UnderMpirun, ::testing::Values("ring", "anysource"),
+                         [](const auto& info) { return info.param; });
 #endif
 
 }  // namespace
