@@ -234,17 +234,22 @@ std::unique_ptr<p2p::Messenger> ContextImpl::open_p2p(const std::string& channel
   return std::make_unique<p2p::Messenger>(store_, options);  // no store in a world of one
 }
 
-void ContextImpl::refuse_device_memory(std::span<const P2POp> ops) const {
+bool ContextImpl::on_device(std::span<const P2POp> ops) const {
   // Only a build with a GPU can be handed device memory; ask CUDA where each buffer lives.
-  if (!nccl_backend_ && !staging_backend_) return;
+  if (!nccl_backend_ && !staging_backend_) return false;
+  std::size_t device = 0;
   for (const auto& op : ops) {
-    if (op.data != nullptr && backend::device_of(op.data) == Device::cuda) {
-      throw core::error_at(ErrorKind::invalid_argument, world_.rank, op.peer,
-                           "{} rank {}: point-to-point takes host memory only (no NCCL "
-                           "send/recv yet); copy the CUDA buffer to host memory first",
-                           op.kind == P2POp::Kind::send ? "send to" : "recv from", op.peer);
-    }
+    if (op.data != nullptr && backend::device_of(op.data) == Device::cuda) ++device;
   }
+  if (device == 0) return false;
+  if (device < ops.size() || !nccl_backend_) {
+    throw core::rank_error(ErrorKind::invalid_argument, world_.rank,
+                           "point-to-point: {}; copy the CUDA buffers to host memory",
+                           nccl_backend_ ? "a group mixes host and CUDA device buffers"
+                                         : "CUDA device buffers need the NCCL backend "
+                                           "(RINGFUSE_BACKEND=auto or nccl)");
+  }
+  return true;
 }
 
 void ContextImpl::send(const void* data, std::size_t count, DataType type, int peer, int tag) {
@@ -258,7 +263,7 @@ RecvStatus ContextImpl::recv(void* data, std::size_t count, DataType type, int p
 }
 
 std::vector<RecvStatus> ContextImpl::send_recv_group(std::span<const P2POp> ops) {
-  refuse_device_memory(ops);
+  if (on_device(ops)) return backend::nccl_send_recv(*nccl_backend_, ops);
   return p2p_->run(ops);
 }
 

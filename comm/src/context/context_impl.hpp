@@ -74,8 +74,9 @@ class ContextImpl final : public Context {
   /// The point-to-point messenger of `channel` (p2p/messenger.hpp): listens, and advertises
   /// its address in the store (one key); connects nothing until a send.
   std::unique_ptr<p2p::Messenger> open_p2p(const std::string& channel);
-  /// Throws invalid_argument (before anything moves) for a buffer in CUDA device memory.
-  void refuse_device_memory(std::span<const P2POp> ops) const;
+  /// Whether the group's buffers are in CUDA device memory (then it runs on NCCL); throws
+  /// invalid_argument, before anything moves, for a mix or when NCCL is not in use.
+  bool on_device(std::span<const P2POp> ops) const;
   /// Connection settings for the channel `channel` (its own store namespace).
   transport::MeshOptions mesh_options(const std::string& channel) const;
   std::unique_ptr<transport::Transport> make_transport(const std::string& channel,
