@@ -3,9 +3,12 @@
 //  - every rank listens on one socket, advertised in the store at construction (one key);
 //  - the SENDER connects on its first message to a peer and both sides prove the job secret
 //    (handshake.hpp); the receiver's acceptor thread answers at once (acceptor.hpp), so a
-//    first send never waits for the receiver to enter a p2p call; each connection carries messages one
-//    way only (connector -> acceptor), so two ranks connecting to each other at once never
-//    race, and a receiver only ever polls its listener and the connections it accepted;
+//    first send never waits for the receiver to enter a p2p call. Each connection carries
+//    messages one way only (connector -> acceptor), so two ranks connecting to each other at
+//    once never race;
+//  - a pair that proves it shares memory then sends through a shared-memory pipe
+//    (shm_pipe.hpp), large messages as an address the receiver reads once; the socket stays
+//    as liveness and doorbell;
 //  - a message is a small header (tag, bytes) and its payload; the receiver matches it to the
 //    first posted receive that wants its source and tag, reading straight into that buffer,
 //    or keeps it as unexpected until a receive asks for it, so different tags between one
