@@ -46,6 +46,9 @@ TEST(PointToPointProcesses, AnySourceAtThreeRanks) { run_under_launcher(3, "anys
 
 TEST(PointToPointProcesses, RingOverTcp) { run_under_launcher(3, "ring", "tcp"); }
 
+// Shared-memory pipes between processes, 1 MiB messages: single copy, shared by both sides.
+TEST(PointToPointProcesses, RingOverSharedMemory) { run_under_launcher(3, "ring", "auto"); }
+
 // The test hosts the store and starts the ranks itself, so only the library's own detection
 // is at work: the receiver must name the killed sender well before RINGFUSE_TIMEOUT_S (60 s).
 class KilledSender : public ::testing::TestWithParam<std::string> {};

@@ -363,8 +363,17 @@ void Messenger::handshake(int peer, const transport::Socket& socket,
 void Messenger::progress_sends(int peer, std::vector<Completion>& done) {
   auto& waiting = remote_wait_[peer];
   if (!waiting.empty()) {
+    ShmPipe& pipe = *out_[peer]->pipe;
+    if (pipe.copy_together()) {
+      // The receiver may be copying one of these now: take pieces of it too.
+      for (auto& op : waiting) {
+        if (op->bytes >= options_.copy_together_min && pipe.help_copy(op->remote_seq, op->data)) {
+          op->last_progress = Clock::now();
+        }
+      }
+    }
     // Single copy: the receiver has read these from our memory.
-    const std::uint64_t read = out_[peer]->pipe->remote_done();
+    const std::uint64_t read = pipe.remote_done();
     while (!waiting.empty() && waiting.front()->remote_seq <= read) {
       done.push_back(Completion{waiting.front()->id, {}, std::nullopt});
       waiting.pop_front();
@@ -566,7 +575,21 @@ void Messenger::read_incoming(int peer, std::vector<Completion>& done, bool chec
         if (link.header_got == 0) continue;  // a goodbye
         if (link.header.magic == kRemoteMagic) {
           const auto bytes = static_cast<std::size_t>(link.header.bytes);
-          if (bytes > 0) pipe->read_remote(link.target, link.header.address, bytes);
+          if (bytes >= options_.copy_together_min && pipe->copy_together()) {
+            // Message numbers count single-copy messages in stream order, as the sender does.
+            pipe->copy_together(
+                link.target, link.header.address, bytes, pipe->remote_done() + 1,
+                [&] {
+                  if (pipe->writer_asleep()) ring_doorbell(link.socket);
+                },
+                [&] {
+                  char probe;
+                  return ::recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) != 0;
+                },
+                Clock::now() + options_.op_timeout);
+          } else if (bytes > 0) {
+            pipe->read_remote(link.target, link.header.address, bytes);
+          }
           link.payload_got = bytes;
           pipe->count_remote_done();
           consumed = true;

@@ -56,6 +56,9 @@ struct MessengerOptions {
   /// this many bytes go as an address, read once into the receive buffer (the send completes
   /// when it has been read), instead of through the ring.
   std::size_t single_copy_min = std::size_t{256} << 10;
+  /// Single-copy messages of at least this many bytes are copied by both sides at once when
+  /// the sender proved it can also write the receiver's memory (ShmPipe::copy_together).
+  std::size_t copy_together_min = std::size_t{1} << 20;
   /// How long a waiting rank spins on its pipes before it sleeps in poll().
   std::chrono::microseconds spin{200};
   std::string purpose = "point-to-point";          // in error messages

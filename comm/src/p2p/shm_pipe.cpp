@@ -4,6 +4,7 @@
 #include <unistd.h>
 
 #include <array>
+#include <functional>
 #include <cstring>
 #include <random>
 #include <stdexcept>
@@ -31,6 +32,15 @@ struct Offer {
   std::array<char, kTokenBytes> token;
 };
 
+/// The acceptor's reply: 0 TCP, 1 pipe, 2 pipe and single copy. With 2 it also says where
+/// the connector may prove it can write into the acceptor's memory (for copies shared by both).
+struct Answer {
+  std::uint32_t code;
+  std::uint32_t reserved;
+  std::int64_t pid;             // the acceptor's process
+  std::uint64_t probe_address;  // kTokenBytes of the acceptor's memory the connector may write
+};
+
 std::array<char, kTokenBytes> random_token() {
   std::random_device entropy;
   std::array<char, kTokenBytes> token{};
@@ -47,6 +57,13 @@ struct ShmPipe::Control {
   alignas(transport::shm::kLineStride) std::atomic<std::uint32_t> reader_sleeping;
   alignas(transport::shm::kLineStride) std::atomic<std::uint32_t> writer_sleeping;
   alignas(transport::shm::kLineStride) std::atomic<std::uint64_t> remote_done;
+  // One large message copied by both sides (copy_together): the reader publishes where from and
+  // where to, then both claim pieces; high 32 bits: the message's number, low: the count.
+  alignas(transport::shm::kLineStride) std::atomic<std::uint64_t> coop_claim;
+  alignas(transport::shm::kLineStride) std::atomic<std::uint64_t> coop_done;
+  std::atomic<std::uint64_t> coop_source;  // in the writer's memory
+  std::atomic<std::uint64_t> coop_target;  // in the reader's memory
+  std::atomic<std::uint64_t> coop_bytes;
   std::array<char, kTokenBytes> token;
 };
 
@@ -76,6 +93,21 @@ namespace {
 // Pieces small enough that the other side copies one while this side copies the next.
 constexpr std::size_t kPiece = std::size_t{64} << 10;
 
+bool write_other_process(int pid, std::uint64_t address, const std::byte* src, std::size_t bytes) {
+  std::size_t done = 0;
+  while (done < bytes) {
+    iovec local{const_cast<std::byte*>(src) + done, bytes - done};
+    iovec remote{reinterpret_cast<void*>(address + done), bytes - done};
+    const ssize_t n = ::process_vm_writev(pid, &local, 1, &remote, 1, 0);
+    if (n <= 0) return false;
+    done += static_cast<std::size_t>(n);
+  }
+  return true;
+}
+
+constexpr std::size_t kCoopPiece = std::size_t{256} << 10;
+constexpr std::uint64_t kLow = 0xffffffffu;
+
 bool read_other_process(int pid, std::byte* dst, std::uint64_t address, std::size_t bytes) {
   std::size_t done = 0;
   while (done < bytes) {
@@ -102,6 +134,63 @@ std::size_t ShmPipe::write(const std::byte* src, std::size_t bytes) {
 void ShmPipe::read_remote(std::byte* dst, std::uint64_t address, std::size_t bytes) const {
   if (!read_other_process(peer_pid_, dst, address, bytes)) {
     throw std::system_error(errno, std::generic_category(), "process_vm_readv()");
+  }
+}
+
+void ShmPipe::copy_together(std::byte* dst, std::uint64_t address, std::size_t bytes,
+                            std::uint64_t message, const std::function<void()>& wake,
+                            const std::function<bool()>& alive,
+                            std::chrono::steady_clock::time_point deadline) {
+  const std::uint64_t pieces = (bytes + kCoopPiece - 1) / kCoopPiece;
+  const std::uint64_t tag = (message & kLow) << 32;
+  control_->coop_source.store(address, std::memory_order_relaxed);
+  control_->coop_target.store(reinterpret_cast<std::uint64_t>(dst), std::memory_order_relaxed);
+  control_->coop_bytes.store(bytes, std::memory_order_relaxed);
+  control_->coop_done.store(tag, std::memory_order_relaxed);
+  control_->coop_claim.store(tag, std::memory_order_release);  // publishes the three above
+  wake();
+  while (true) {
+    std::uint64_t claim = control_->coop_claim.load(std::memory_order_acquire);
+    if ((claim & kLow) >= pieces) break;
+    if (!control_->coop_claim.compare_exchange_weak(claim, claim + 1)) continue;
+    const std::uint64_t piece = claim & kLow;
+    const std::size_t at = piece * kCoopPiece;
+    read_remote(dst + at, address + at, std::min(kCoopPiece, bytes - at));
+    control_->coop_done.fetch_add(1, std::memory_order_acq_rel);
+  }
+  // The writer may still be copying the pieces it claimed; should it die meanwhile, its
+  // socket says so.
+  for (unsigned round = 0;
+       (control_->coop_done.load(std::memory_order_acquire) & kLow) < pieces; ++round) {
+    if ((round & 1023) == 1023) {
+      if (std::chrono::steady_clock::now() > deadline) {
+        throw std::runtime_error("the sender stopped copying its share of a message");
+      }
+      if (!alive()) throw std::runtime_error("the sender died while copying a message");
+    }
+    __builtin_ia32_pause();
+  }
+}
+
+bool ShmPipe::help_copy(std::uint64_t message, const std::byte* src) {
+  const std::uint64_t tag = (message & kLow) << 32;
+  bool helped = false;
+  while (true) {
+    std::uint64_t claim = control_->coop_claim.load(std::memory_order_acquire);
+    if ((claim & ~kLow) != tag) return helped;
+    const std::uint64_t bytes = control_->coop_bytes.load(std::memory_order_relaxed);
+    const std::uint64_t pieces = (bytes + kCoopPiece - 1) / kCoopPiece;
+    if ((claim & kLow) >= pieces) return helped;
+    if (!control_->coop_claim.compare_exchange_weak(claim, claim + 1)) continue;
+    const std::uint64_t piece = claim & kLow;
+    const std::size_t at = piece * kCoopPiece;
+    const std::uint64_t target = control_->coop_target.load(std::memory_order_relaxed);
+    if (!write_other_process(peer_pid_, target + at, src + at,
+                             std::min<std::size_t>(kCoopPiece, bytes - at))) {
+      throw std::system_error(errno, std::generic_category(), "process_vm_writev()");
+    }
+    control_->coop_done.fetch_add(1, std::memory_order_acq_rel);
+    helped = true;
   }
 }
 
@@ -175,13 +264,34 @@ std::unique_ptr<ShmPipe> offer_pipe(const transport::Socket& socket, bool enable
     throw std::runtime_error("timed out offering a shared-memory pipe");
   }
   if (offer.offered == 0) return nullptr;
-  char answer = 0;
-  const bool answered = transport::read_all(socket.fd(), &answer, 1, deadline);
+  Answer answer{};
+  const bool answered = transport::read_all(socket.fd(), &answer, sizeof(answer), deadline);
   segment.unlink();  // mapped by both, or by nobody else: the name is done with either way
   if (!answered) throw std::runtime_error("timed out waiting for the shared-memory answer");
-  if (answer != 1 && answer != 2) return nullptr;
-  return std::make_unique<ShmPipe>(std::move(segment), ring_bytes, /*writer=*/true,
-                                   /*single_copy=*/answer == 2);
+  if (answer.code != 1 && answer.code != 2) return nullptr;
+  bool together = false;
+  if (answer.code == 2) {
+    // Copies shared by both sides need this process to write the receiver's memory: proven
+    // by writing our token into its probe and reading it back.
+    std::array<char, kTokenBytes> seen{};
+    const int pid = static_cast<int>(answer.pid);
+    together = answer.pid > 0 &&
+               write_other_process(pid, answer.probe_address,
+                                   reinterpret_cast<const std::byte*>(offer.token.data()),
+                                   kTokenBytes) &&
+               read_other_process(pid, reinterpret_cast<std::byte*>(seen.data()),
+                                  answer.probe_address, kTokenBytes) &&
+               seen == offer.token;
+    const char verdict = together ? 1 : 0;
+    if (!transport::write_all(socket.fd(), &verdict, 1, deadline)) {
+      throw std::runtime_error("timed out confirming the shared copies");
+    }
+  }
+  auto pipe = std::make_unique<ShmPipe>(std::move(segment), ring_bytes, /*writer=*/true,
+                                        /*single_copy=*/answer.code == 2,
+                                        static_cast<int>(answer.pid));
+  pipe->set_copy_together(together);
+  return pipe;
 }
 
 std::unique_ptr<ShmPipe> accept_pipe(const transport::Socket& socket,
@@ -218,9 +328,18 @@ std::unique_ptr<ShmPipe> accept_pipe(const transport::Socket& socket,
     spdlog::debug("point-to-point: cannot map the peer's pipe {}: {}; staying on TCP", name,
                   e.what());
   }
-  const char answer = !pipe ? 0 : pipe->single_copy() ? 2 : 1;
-  if (!transport::write_all(socket.fd(), &answer, 1, deadline)) {
+  std::array<char, kTokenBytes> probe{};  // the connector writes its token here (code 2)
+  const Answer answer{!pipe ? 0u : pipe->single_copy() ? 2u : 1u, 0, ::getpid(),
+                      reinterpret_cast<std::uint64_t>(probe.data())};
+  if (!transport::write_all(socket.fd(), &answer, sizeof(answer), deadline)) {
     throw std::runtime_error("timed out answering the shared-memory offer");
+  }
+  if (answer.code == 2) {
+    char verdict = 0;
+    if (!transport::read_all(socket.fd(), &verdict, 1, deadline)) {
+      throw std::runtime_error("no verdict on shared copies in time");
+    }
+    pipe->set_copy_together(verdict == 1 && probe == offer.token);
   }
   return pipe;
 }

@@ -17,6 +17,7 @@
 #include <cstddef>
 #include <memory>
 #include <cstdint>
+#include <functional>
 #include <string>
 
 #include "transport/shm_ring.hpp"
@@ -30,8 +31,9 @@ class ShmPipe {
   /// The shared header of the segment; the ring's bytes follow it.
   struct Control;
 
-  /// `peer_pid`: the writer's process (reader side, when `single_copy`), whose memory the
-  /// reader may read directly with process_vm_readv (proven at set-up).
+  /// `peer_pid`: the other side's process: the writer's, whose memory the reader may read
+  /// directly with process_vm_readv when `single_copy` (proven at set-up); the reader's on the
+  /// writer's side, for copy_together.
   ShmPipe(transport::shm::Segment segment, std::size_t ring_bytes, bool writer,
           bool single_copy = false, int peer_pid = 0);
   ~ShmPipe();
@@ -43,6 +45,23 @@ class ShmPipe {
   /// Reader: copies `bytes` at `address` in the writer's memory into `dst`. Throws
   /// std::system_error.
   void read_remote(std::byte* dst, std::uint64_t address, std::size_t bytes) const;
+  /// Both sides proved they can read and write each other's memory: the reader of a large
+  /// message lets the writer copy pieces of it too (copy_together/help_copy), so two cores
+  /// copy one message.
+  bool copy_together() const { return copy_together_; }
+  void set_copy_together(bool on) { copy_together_ = on && single_copy_; }
+  /// Reader: copies `bytes` at `address` in the writer's memory into `dst`, message number
+  /// `message` (1, 2, ... in stream order of the single-copy messages), sharing the pieces
+  /// with the writer's help_copy(); `wake` rings the writer's doorbell once the message is
+  /// published; `alive` says whether the writer still is, while its last pieces are awaited.
+  /// Throws std::system_error, or std::runtime_error past `deadline` or when it died.
+  void copy_together(std::byte* dst, std::uint64_t address, std::size_t bytes,
+                     std::uint64_t message, const std::function<void()>& wake,
+                     const std::function<bool()>& alive,
+                     std::chrono::steady_clock::time_point deadline);
+  /// Writer: copies pieces of message `message` (whose payload is `src`) into the reader's
+  /// buffer while the reader publishes it; true when it copied any. Throws std::system_error.
+  bool help_copy(std::uint64_t message, const std::byte* src);
   /// Reader: one more message read with read_remote(); writer: how many were.
   void count_remote_done();
   std::uint64_t remote_done() const;
@@ -66,7 +85,8 @@ class ShmPipe {
   transport::shm::RingWriter writer_;
   transport::shm::RingReader reader_;
   bool single_copy_;
-  int peer_pid_;
+  int peer_pid_;  // the other side's process
+  bool copy_together_ = false;
 };
 
 /// The connector's side, after its proof: offers a pipe of `ring_bytes` named under `scope`
