@@ -17,6 +17,7 @@
 #include "core/progress_record.hpp"
 #include "core/tunables.hpp"
 #include "engine/make_engine.hpp"
+#include "p2p/messenger.hpp"
 #include "rendezvous/all_gather.hpp"
 #include "rendezvous/prefix_store.hpp"
 #include "ringfuse/error.hpp"
@@ -125,6 +126,11 @@ void ContextImpl::start_backends() {
       world_.size);
   // Priority list: device memory -> NCCL, else staged; host memory -> MPI when asked for,
   // else native.
+  // MPI's point-to-point runs on a duplicate of MPI_COMM_WORLD, so only a world uses it; a
+  // child's messages travel on its own native connections, whatever the backend.
+  p2p_ = mpi_backend_ && !parent_
+             ? backend::make_mpi_point_to_point(world_.rank, world_.size, options_.op_timeout)
+             : open_p2p("p2p");
   if (nccl_backend_) backends_.push_back(nccl_backend_.get());
   if (staging_backend_) backends_.push_back(staging_backend_.get());
   if (mpi_backend_) backends_.push_back(mpi_backend_.get());
@@ -206,6 +212,7 @@ Engine& ContextImpl::engine() {
     resources.progress = progress_.get();
     resources.global_ranks = global_ranks_;
     if (parent_) resources.label = label_;
+    resources.p2p = open_p2p("engine-p2p");
     // Shared memory when every rank is on this host (as for data), else TCP: the engine polls
     // it with wait_readable between its other duties, and the collective timeout bounds a
     // message once it started.
@@ -234,6 +241,59 @@ Engine& ContextImpl::engine() {
     engine_ = engine::make_engine(std::move(resources));
   }
   return *engine_;
+}
+
+std::unique_ptr<p2p::Messenger> ContextImpl::open_p2p(const std::string& channel) {
+  p2p::MessengerOptions options;
+  options.rank = world_.rank;
+  options.size = world_.size;
+  options.advertise_host = advertise_host_.empty() ? "127.0.0.1" : advertise_host_;
+  options.job_id = world_.job_id;
+  options.secret = world_.job_secret;
+  options.key_prefix = key_prefix_ + channel + "/";
+  options.connect_timeout = options_.connect_timeout;
+  options.op_timeout = options_.op_timeout;
+  options.shared_memory = options_.transport != TransportKind::tcp;
+  return std::make_unique<p2p::Messenger>(store_, options);  // no store in a world of one
+}
+
+bool ContextImpl::on_device(std::span<const P2POp> ops) const {
+  // Only a build with a GPU can be handed device memory; ask CUDA where each buffer lives.
+  if (!nccl_backend_ && !staging_backend_) return false;
+  std::size_t device = 0;
+  for (const auto& op : ops) {
+    if (op.data != nullptr && backend::device_of(op.data) == Device::cuda) ++device;
+  }
+  if (device == 0) return false;
+  if (device < ops.size() || !nccl_backend_) {
+    throw core::rank_error(ErrorKind::invalid_argument, world_.rank,
+                           "point-to-point: {}; copy the CUDA buffers to host memory",
+                           nccl_backend_ ? "a group mixes host and CUDA device buffers"
+                                         : "CUDA device buffers need the NCCL backend "
+                                           "(RINGFUSE_BACKEND=auto or nccl)");
+  }
+  return true;
+}
+
+void ContextImpl::send(const void* data, std::size_t count, DataType type, int peer, int tag) {
+  const P2POp op{P2POp::Kind::send, const_cast<void*>(data), count, type, peer, tag};
+  send_recv_group({&op, 1});
+}
+
+RecvStatus ContextImpl::recv(void* data, std::size_t count, DataType type, int peer, int tag) {
+  const P2POp op{P2POp::Kind::recv, data, count, type, peer, tag};
+  return send_recv_group({&op, 1}).front();
+}
+
+std::vector<RecvStatus> ContextImpl::send_recv_group(std::span<const P2POp> ops) {
+  check_parent();
+  try {
+    if (on_device(ops)) return backend::nccl_send_recv(*nccl_backend_, ops);
+    return p2p_->run(ops);
+  } catch (const Error& error) {
+    if (parent_) throw in_this_group(error);
+    throw;
+  }
 }
 
 std::unique_ptr<backend::NativeBackend> ContextImpl::open_channel(const std::string& name,

@@ -18,6 +18,8 @@
 #include "context/child_world.hpp"
 #include "context/mpi_bootstrap.hpp"
 #include "core/progress_record.hpp"
+#include "p2p/channel.hpp"
+#include "p2p/messenger.hpp"
 #include "transport/tcp_mesh.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/context.hpp"
@@ -80,6 +82,10 @@ class ContextImpl final : public Context {
   std::vector<int> process_set_ranks(int id) const override;
   Engine& engine(int process_set) override;
 
+  void send(const void* data, std::size_t count, DataType type, int peer, int tag) override;
+  RecvStatus recv(void* data, std::size_t count, DataType type, int peer, int tag) override;
+  std::vector<RecvStatus> send_recv_group(std::span<const P2POp> ops) override;
+
  private:
   /// The part of construction worlds and children share: the connections and the backends.
   void start_backends();
@@ -98,6 +104,12 @@ class ContextImpl final : public Context {
   /// This rank's host, as children compare hosts: where its peers reach it, and which host of
   /// the world (cross rank) it is on (test worlds fake hosts with the cross rank alone).
   std::string host_identity() const;
+  /// The point-to-point messenger of `channel` (p2p/messenger.hpp): listens, and advertises
+  /// its address in the store (one key); connects nothing until a send.
+  std::unique_ptr<p2p::Messenger> open_p2p(const std::string& channel);
+  /// Whether the group's buffers are in CUDA device memory (then it runs on NCCL); throws
+  /// invalid_argument, before anything moves, for a mix or when NCCL is not in use.
+  bool on_device(std::span<const P2POp> ops) const;
   /// Connection settings for the channel `channel` (its own store namespace).
   transport::MeshOptions mesh_options(const std::string& channel) const;
   std::unique_ptr<transport::Transport> make_transport(const std::string& channel,
@@ -150,6 +162,7 @@ class ContextImpl final : public Context {
   // Device buffers staged onto mpi_backend_ or native_ (with a GPU); goes before either.
   std::unique_ptr<backend::Backend> staging_backend_;
   std::vector<backend::Backend*> backends_;         // priority order
+  std::unique_ptr<p2p::Channel> p2p_;  // send/recv: native messenger, or MPI's (RINGFUSE_BACKEND=mpi)
   bool shm_shortfall_logged_ = false;  // the /dev/shm warning is given once
   std::mutex engine_mutex_;
   std::unique_ptr<Engine> engine_;  // stopped before the connections it uses
