@@ -109,6 +109,7 @@ struct WorldPlacement {
   int local_size = 1;
   std::string host_addr;  // where peers reach this rank; empty: 127.0.0.1
   std::string job_secret;
+  std::string job_id = "torch";  // names shared-memory segments: unique per group on a host
 };
 
 class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
@@ -128,7 +129,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       world.local_rank = rank;
       world.local_size = size;
     }
-    world.job_id = "torch";
+    world.job_id = placement.job_id;
     world.job_secret = placement.job_secret;
     world.source = "torch.distributed store";
     ringfuse::Options options = options_from_environment();
@@ -627,14 +628,14 @@ PYBIND11_MODULE(_c10d, module) {
                                                                          "ProcessGroupRingfuse")
       .def(py::init([](const c10::intrusive_ptr<::c10d::Store>& store, int rank, int size,
                        std::chrono::milliseconds timeout, int local_rank, int local_size,
-                       std::string host_addr, std::string job_secret) {
+                       std::string host_addr, std::string job_secret, std::string job_id) {
              ringfuse::python::WorldPlacement placement{local_rank, local_size,
                                                         std::move(host_addr),
-                                                        std::move(job_secret)};
+                                                        std::move(job_secret), std::move(job_id)};
              return c10::make_intrusive<ringfuse::python::ProcessGroupRingfuse>(
                  store, rank, size, timeout, placement);
            }),
            py::arg("store"), py::arg("rank"), py::arg("size"), py::arg("timeout"),
            py::arg("local_rank"), py::arg("local_size"), py::arg("host_addr"),
-           py::arg("job_secret"), py::call_guard<py::gil_scoped_release>());
+           py::arg("job_secret"), py::arg("job_id") = "torch", py::call_guard<py::gil_scoped_release>());
 }

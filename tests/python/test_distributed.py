@@ -1,5 +1,5 @@
 """torch.distributed over the "ringfuse" backend: every collective against references computed
-here, the Work/future contract DDP relies on, and what is refused (send/recv, new_group).
+here, the Work/future contract DDP relies on, and what is refused (send/recv).
 
 Runs under `ringfuse-run -np N` with RINGFUSE_TEST_C10D=1 (CTest: python_distributed_np*); the
 plain python_pytest runs skip it, since their ranks already hold a world of their own. The
@@ -184,13 +184,6 @@ def test_send_recv_are_refused_at_once():
         dist.recv(torch.zeros(1), src=(rank + 1) % size)
     with pytest.raises(RuntimeError, match="recvAnysource is not supported"):
         dist.recv(torch.zeros(1))
-
-
-def test_new_group_is_refused_at_once():
-    with pytest.raises(RuntimeError, match="new_group is not supported yet"):
-        dist.new_group(ranks=[0])
-    with pytest.raises(RuntimeError, match="new_group is not supported yet"):
-        dist.new_group()
 
 
 def test_unsupported_op_is_refused():
