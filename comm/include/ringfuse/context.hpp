@@ -7,6 +7,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <vector>
 
 #include "ringfuse/engine.hpp"
 #include "ringfuse/types.hpp"
@@ -55,6 +56,12 @@ struct WorldSpec {
 /// (RINGFUSE_LOCAL_SIZE x RINGFUSE_CROSS_SIZE), `on` for every all-reduce, `off` never.
 enum class Hierarchical : std::uint8_t { automatic, on, off };
 
+/// What a dead rank does to the groups it was not in (RINGFUSE_GROUP_FAILURES). `job`: every
+/// group of the job fails fast, as a world does; `contain`: a child Context or process set
+/// whose ranks are all alive keeps working. Either way every group the dead rank belonged to
+/// reports it by its global rank.
+enum class GroupFailures : std::uint8_t { job, contain };
+
 /// Tunables, validated once when the Context is built.
 struct Options {
   Algorithm algorithm = Algorithm::automatic;
@@ -72,8 +79,11 @@ struct Options {
   /// RINGFUSE_PROGRESS_FILE: the record ringfuse-run --health-port reads this rank's progress
   /// from; empty: none.
   std::string progress_file;
+  GroupFailures group_failures = GroupFailures::job;   // RINGFUSE_GROUP_FAILURES
   EngineConfig engine;                                 // the asynchronous engine's tunables
 };
+
+inline constexpr int kUndefinedColor = -1;  // MPI_UNDEFINED: opt out of a split
 
 class Context {
  public:
@@ -117,6 +127,37 @@ class Context {
   /// The asynchronous engine (ringfuse/engine.hpp), started on first use over its own
   /// connections. Collective: every rank must call it (the first time) before using it.
   virtual Engine& engine() = 0;
+
+  // Sub-communicators and process sets. A child Context must be destroyed before the Context
+  // it was made from: destroying the parent first is logged as an error, and the child's
+  // later calls throw ringfuse::Error saying so. Errors in a child name global ranks and the
+  // child's label().
+
+  /// MPI_Comm_split: collective over this Context's ranks. Ranks with the same color form a new
+  /// Context, ordered by key then by this Context's rank; a negative color returns nullptr.
+  virtual std::unique_ptr<Context> split(int color, int key) = 0;
+  /// The listed ranks of this Context, in that order (rank i of the child is ranks[i]);
+  /// collective over ALL ranks of this Context (each passes the same list); nullptr on a rank
+  /// not listed. Throws invalid_argument (on every rank alike) for duplicates/out of range.
+  virtual std::unique_ptr<Context> subgroup(std::span<const int> ranks) = 0;
+  /// The rank, in the world init() built, of this Context's rank `rank` (identity on a world).
+  virtual int global_rank(int rank) const = 0;
+  /// "world", or how this Context was made, e.g. "split 2 (color 1) of world", "process set 3";
+  /// error messages name it.
+  virtual const std::string& label() const = 0;
+
+  /// Horovod process sets, over the world's engine: collective over every rank of THIS Context
+  /// (also those not in the set), ranks are this Context's ranks; returns the set's id (>= 1;
+  /// 0 is the global set = this Context). Registration starts the set's engine at once on its
+  /// members. Every rank must register the same sets in the same order.
+  virtual int add_process_set(std::span<const int> ranks) = 0;
+  /// Collective over every rank of this Context; pending work on the set fails first.
+  virtual void remove_process_set(int id) = 0;
+  /// The ranks of set `id` (0: all); throws invalid_argument for an unknown id.
+  virtual std::vector<int> process_set_ranks(int id) const = 0;
+  /// The engine of set `id` (0: engine()); throws invalid_argument when this rank is not a
+  /// member ("rank 3 is not in process set 2 (ranks 0,1)") or the id is unknown.
+  virtual Engine& engine(int process_set) = 0;
 
  protected:
   Context() = default;

@@ -67,13 +67,24 @@ class MpiBackend final : public Backend {
                               mpi_rank, mpi_size, rank_, size_),
                   rank_);
     }
-    MPI_Type_contiguous(2, MPI_BYTE, &half_type_);
-    MPI_Type_commit(&half_type_);
-    for (int op = 0; op < kOps; ++op) {
-      MPI_Op_create(half_function<DataType::f16>(static_cast<ReduceOp>(op)), 1, &f16_ops_[op]);
-      MPI_Op_create(half_function<DataType::bf16>(static_cast<ReduceOp>(op)), 1, &bf16_ops_[op]);
-    }
+    make_half_types();
   }
+
+  /// Adopts `comm`, a communicator split from another backend's (split_mpi_backend).
+  MpiBackend(MPI_Comm comm, std::chrono::milliseconds timeout)
+      : rank_(0),
+        size_(0),
+        comm_(comm),
+        watchdog_(timeout, [this](const std::string& label, std::chrono::milliseconds limit) {
+          abort_stalled(label, limit);
+        }) {
+    MPI_Comm_set_errhandler(comm_, MPI_ERRORS_RETURN);
+    MPI_Comm_rank(comm_, &rank_);
+    MPI_Comm_size(comm_, &size_);
+    make_half_types();
+  }
+
+  MPI_Comm comm() const { return comm_; }
 
   ~MpiBackend() override {
     int finalised = 0;
@@ -212,6 +223,15 @@ class MpiBackend final : public Backend {
     std::_Exit(3);  // MPI_Abort does not return; should it, the process still must not hang
   }
 
+  void make_half_types() {
+    MPI_Type_contiguous(2, MPI_BYTE, &half_type_);
+    MPI_Type_commit(&half_type_);
+    for (int op = 0; op < kOps; ++op) {
+      MPI_Op_create(half_function<DataType::f16>(static_cast<ReduceOp>(op)), 1, &f16_ops_[op]);
+      MPI_Op_create(half_function<DataType::bf16>(static_cast<ReduceOp>(op)), 1, &bf16_ops_[op]);
+    }
+  }
+
   [[noreturn]] void invalid(const std::string& label, const std::string& what) const {
     throw core::rank_error(ErrorKind::invalid_argument, rank_, "{}: {}", label, what);
   }
@@ -302,9 +322,33 @@ std::unique_ptr<Backend> make_mpi_backend(int rank, int size, std::chrono::milli
   return std::make_unique<MpiBackend>(rank, size, timeout);
 }
 
+std::unique_ptr<Backend> split_mpi_backend(Backend& parent, int color, int key,
+                                           std::chrono::milliseconds timeout) {
+  auto* mpi = dynamic_cast<MpiBackend*>(&parent);
+  if (mpi == nullptr) {
+    throw Error(ErrorKind::invalid_argument, "split_mpi_backend: the parent is not an MPI backend");
+  }
+  MPI_Comm child = MPI_COMM_NULL;
+  const int rc = MPI_Comm_split(mpi->comm(), color < 0 ? MPI_UNDEFINED : color, key, &child);
+  if (rc != MPI_SUCCESS) {
+    char text[MPI_MAX_ERROR_STRING] = {};
+    int length = 0;
+    MPI_Error_string(rc, text, &length);
+    throw Error(ErrorKind::peer_failure,
+                fmt::format("MPI_Comm_split failed: {} (code {})",
+                            std::string(text, static_cast<std::size_t>(length)), rc));
+  }
+  if (child == MPI_COMM_NULL) return nullptr;
+  return std::make_unique<MpiBackend>(child, timeout);
+}
+
 #else
 
 bool mpi_available() { return false; }
+
+std::unique_ptr<Backend> split_mpi_backend(Backend&, int, int, std::chrono::milliseconds) {
+  throw Error(ErrorKind::invalid_config, "split_mpi_backend: this build has no Open MPI");
+}
 
 std::unique_ptr<Backend> make_mpi_backend(int rank, int, std::chrono::milliseconds) {
   throw Error(ErrorKind::invalid_config,

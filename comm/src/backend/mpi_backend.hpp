@@ -27,6 +27,12 @@ namespace ringfuse::backend {
 /// is not initialised.
 std::unique_ptr<Backend> make_mpi_backend(int rank, int size, std::chrono::milliseconds timeout);
 
+/// MPI_Comm_split of `parent` (a backend make_mpi_backend or this made), collective over every
+/// rank of the parent: the backend of the ranks with `color`, ordered by key; null for a
+/// negative color (MPI_UNDEFINED).
+std::unique_ptr<Backend> split_mpi_backend(Backend& parent, int color, int key,
+                                           std::chrono::milliseconds timeout);
+
 /// True when this build has MPI and MPI_Init has been called (and not yet finalised).
 bool mpi_available();
 

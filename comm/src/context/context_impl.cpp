@@ -63,7 +63,7 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
                 fmt::format("invalid world: rank {} of size {}", world_.rank, world_.size));
   }
   progress_ = core::ProgressPublisher::open_if_set(options_.progress_file, world_.rank);
-  if (world_.mpi_bootstrap) mpi_ = std::make_unique<MpiSession>(world_);
+  if (world_.mpi_bootstrap) mpi_ = std::make_shared<MpiSession>(world_);
   if (world_.size > 1 && external_store_) {
     // The caller's store is already shared by the world: nothing to serve or connect to.
     store_ = external_store_.get();
@@ -73,11 +73,11 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
     if (world_.host_store) {
       // Listen where the world connects: a loopback MASTER_ADDR means every rank is on this
       // host, and nothing beyond it needs (or should reach) the store.
-      store_server_ = std::make_unique<rendezvous::TcpStoreServer>(
+      store_server_ = std::make_shared<rendezvous::TcpStoreServer>(
           core::is_loopback_ipv4(store_ip) ? store_ip : "0.0.0.0", world_.store_port,
           world_.job_secret);
     }
-    own_store_ = std::make_unique<rendezvous::TcpStoreClient>(
+    own_store_ = std::make_shared<rendezvous::TcpStoreClient>(
         store_ip, world_.store_port, options_.connect_timeout, world_.job_secret);
     store_ = own_store_.get();
     advertise_host_ =
@@ -90,7 +90,7 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
     const std::int64_t generation = (arrival - 1) / world_.size;
     key_prefix_ = fmt::format("ringfuse/{}/{}/", world_.job_id, generation);
   }
-  native_ = open_channel("main");
+  host_ = host_identity();
   if (options_.backend == BackendKind::mpi) {
     if (!mpi_) {
       throw core::rank_error(ErrorKind::invalid_config, world_.rank,
@@ -101,6 +101,11 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
     }
     mpi_backend_ = backend::make_mpi_backend(world_.rank, world_.size, options_.op_timeout);
   }
+  start_backends();
+}
+
+void ContextImpl::start_backends() {
+  native_ = open_channel("main");
   if (options_.backend != BackendKind::native && options_.backend != BackendKind::mpi) {
     backend::NcclSetup setup{world_.rank, world_.size, world_.local_rank, store_,
                              key_prefix_ + "nccl/", options_.op_timeout};
@@ -121,7 +126,7 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
   if (staging_backend_) backends_.push_back(staging_backend_.get());
   if (mpi_backend_) backends_.push_back(mpi_backend_.get());
   backends_.push_back(native_.get());
-  if (world_.rank == 0) {
+  if (world_.rank == 0 && !parent_) {
     std::string order;
     for (const auto* backend : backends_) {
       if (!order.empty()) order += ',';
@@ -136,7 +141,16 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
   }
 }
 
-ContextImpl::~ContextImpl() = default;
+ContextImpl::~ContextImpl() {
+  process_sets_.sets.clear();  // their Contexts are children of this one
+  lifeline_->alive = false;
+  if (const auto children = lifeline_.use_count() - 1; children > 0) {
+    spdlog::error("rank {}: {} destroyed while {} Context{} made from it (split, subgroup) still "
+                  "exist{}; destroy children before their parent: their calls fail from now on",
+                  global_rank(world_.rank), label_ == "world" ? "the world Context" : label_,
+                  children, children == 1 ? "" : "s", children == 1 ? "s" : "");
+  }
+}
 
 transport::MeshOptions ContextImpl::mesh_options(const std::string& channel) const {
   transport::MeshOptions mesh;
@@ -147,6 +161,7 @@ transport::MeshOptions ContextImpl::mesh_options(const std::string& channel) con
   mesh.connect_timeout = options_.connect_timeout;
   mesh.op_timeout = options_.op_timeout;
   mesh.abort_state = abort_state_;
+  mesh.global_ranks = transport::GlobalRanks(global_ranks_);
   return mesh;
 }
 
@@ -178,6 +193,7 @@ std::size_t ContextImpl::shm_ring_bytes(const transport::MeshOptions& mesh, int 
 }
 
 Engine& ContextImpl::engine() {
+  check_parent();
   std::lock_guard lock(engine_mutex_);
   if (!engine_) {
     engine::EngineResources resources;
@@ -185,6 +201,8 @@ Engine& ContextImpl::engine() {
     resources.size = world_.size;
     resources.config = options_.engine;
     resources.progress = progress_.get();
+    resources.global_ranks = global_ranks_;
+    if (parent_) resources.label = label_;
     // Shared memory when every rank is on this host (as for data), else TCP: the engine polls
     // it with wait_readable between its other duties, and the collective timeout bounds a
     // message once it started.
@@ -234,7 +252,8 @@ std::optional<backend::NativeBackend::Hierarchy> ContextImpl::make_hierarchy(
   const auto views = rendezvous::all_gather(world, "hierarchy", fits ? "1" : "0", world_.rank,
                                             world_.size, options_.connect_timeout);
   const bool all = std::all_of(views.begin(), views.end(), [](const auto& v) { return v == "1"; });
-  if (!all && world_.rank == 0 && options_.hierarchical == Hierarchical::on && channel == "main") {
+  if (!all && world_.rank == 0 && options_.hierarchical == Hierarchical::on && channel == "main" &&
+      !parent_) {
     spdlog::warn("ringfuse: RINGFUSE_HIERARCHICAL=1 ignored: it needs ranks on several hosts "
                  "with the same number on each, numbered host by host (local size {}, cross "
                  "size {}, world {})",
@@ -250,7 +269,7 @@ std::optional<backend::NativeBackend::Hierarchy> ContextImpl::make_hierarchy(
   auto local_mesh = mesh_options(fmt::format("{}-host{}", channel, world_.cross_rank));
   std::vector<int> host_ranks;
   for (int local = 0; local < world_.local_size; ++local) {
-    host_ranks.push_back(world_.cross_rank * world_.local_size + local);
+    host_ranks.push_back(global_rank(world_.cross_rank * world_.local_size + local));
   }
   local_mesh.global_ranks = transport::GlobalRanks(std::move(host_ranks));
   local_mesh.report_prefix = channel_prefix;
@@ -271,14 +290,14 @@ std::optional<backend::NativeBackend::Hierarchy> ContextImpl::make_hierarchy(
   auto cross_mesh = mesh_options(fmt::format("{}-local{}", channel, world_.local_rank));
   std::vector<int> peer_ranks;
   for (int host = 0; host < world_.cross_size; ++host) {
-    peer_ranks.push_back(host * world_.local_size + world_.local_rank);
+    peer_ranks.push_back(global_rank(host * world_.local_size + world_.local_rank));
   }
   cross_mesh.global_ranks = transport::GlobalRanks(std::move(peer_ranks));
   cross_mesh.report_prefix = channel_prefix;
   hierarchy.cross = std::make_unique<transport::TcpMesh>(world_.cross_rank, world_.cross_size,
                                                          *store_, cross_mesh);
   hierarchy.min_bytes = options_.hierarchical == Hierarchical::on ? 0 : kHierarchicalMinBytes;
-  if (world_.rank == 0 && channel == "main") {
+  if (world_.rank == 0 && channel == "main" && !parent_) {
     spdlog::info("ringfuse: hierarchical all-reduce ({}): {} ranks per host over {}, {} hosts "
                  "over tcp",
                  options_.hierarchical == Hierarchical::on ? "every all-reduce"
@@ -301,7 +320,7 @@ backend::Backend& ContextImpl::pick(backend::OpKind kind, DataType type, ReduceO
   for (auto* backend : backends_) {
     if (backend->enabled(desc)) return *backend;
   }
-  throw core::rank_error(ErrorKind::invalid_argument, world_.rank,
+  throw core::rank_error(ErrorKind::invalid_argument, global_rank(world_.rank),
                          "no backend accepts {} of {} on {} memory (RINGFUSE_BACKEND={})",
                          backend::to_string(kind), to_string(type),
                          desc.device == Device::cuda ? "CUDA device" : "host",
@@ -311,12 +330,24 @@ backend::Backend& ContextImpl::pick(backend::OpKind kind, DataType type, ReduceO
 template <class Call>
 auto ContextImpl::run(backend::OpKind kind, DataType type, ReduceOp op, const void* buffer,
                       Call&& call) {
+  check_parent();
+  if (parent_ && options_.group_failures == GroupFailures::job) {
+    // Fail fast (RINGFUSE_GROUP_FAILURES=job): a rank lost on any channel of this rank ends
+    // every group, even one that does not contain the lost rank.
+    if (auto reason = abort_state_->reason()) {
+      throw core::rank_error(ErrorKind::peer_failure, global_rank(world_.rank),
+                             "{}: {}: this job was aborted earlier (RINGFUSE_GROUP_FAILURES=job; "
+                             "contain keeps groups of live ranks working): {}",
+                             label_, backend::to_string(kind), *reason);
+    }
+  }
   auto& backend = pick(kind, type, op, buffer);
   try {
     return call(backend);
   } catch (Error& error) {
     if (error.backend().empty())
       error.in_collective(backend.sequence(), std::string(backend.name()));
+    if (parent_) throw in_this_group(error);
     throw;
   }
 }
@@ -324,7 +355,7 @@ auto ContextImpl::run(backend::OpKind kind, DataType type, ReduceOp op, const vo
 void ContextImpl::refuse_undefined(std::string_view collective, DataType type,
                                    ReduceOp op) const {
   if (is_defined(type, op)) return;
-  throw core::rank_error(ErrorKind::invalid_argument, world_.rank,
+  throw core::rank_error(ErrorKind::invalid_argument, global_rank(world_.rank),
                          "{}: {} of {} is not defined (on bools sum and max are logical or, min "
                          "and prod logical and); use another operator, or an integer type to "
                          "count",

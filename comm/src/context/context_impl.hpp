@@ -6,6 +6,7 @@
 // calls MPI (the engine keeps its own native channel).
 #pragma once
 
+#include <map>
 #include <memory>
 #include <mutex>
 #include <optional>
@@ -14,6 +15,7 @@
 
 #include "backend/backend.hpp"
 #include "backend/native_backend.hpp"
+#include "context/child_world.hpp"
 #include "context/mpi_bootstrap.hpp"
 #include "core/progress_record.hpp"
 #include "transport/tcp_mesh.hpp"
@@ -28,6 +30,10 @@ class ContextImpl final : public Context {
   /// one at world.store_host:store_port (init() over a caller's store).
   ContextImpl(const WorldSpec& world, const Options& options,
               std::shared_ptr<rendezvous::Store> external_store = nullptr);
+  /// A child of another Context (split, subgroup, process set: child_world.hpp), over the
+  /// store and connections settings its parent hands down.
+  explicit ContextImpl(ChildWorld child);
+  /// Logs an error when child Contexts made from this one still exist (they fail from then on).
   ~ContextImpl() override;
 
   int rank() const override { return world_.rank; }
@@ -64,7 +70,34 @@ class ContextImpl final : public Context {
   /// a short no-progress timeout the engine uses as its polling tick) and "engine-data".
   Engine& engine() override;
 
+  // Sub-communicators and process sets (child_world.cpp, process_sets.cpp).
+  std::unique_ptr<Context> split(int color, int key) override;
+  std::unique_ptr<Context> subgroup(std::span<const int> ranks) override;
+  int global_rank(int rank) const override;
+  const std::string& label() const override { return label_; }
+  int add_process_set(std::span<const int> ranks) override;
+  void remove_process_set(int id) override;
+  std::vector<int> process_set_ranks(int id) const override;
+  Engine& engine(int process_set) override;
+
  private:
+  /// The part of construction worlds and children share: the connections and the backends.
+  void start_backends();
+  /// Collective over this Context: the child of the ranks with `color` (ordered by key, then
+  /// rank), or null for a negative color. `listed`: subgroup()'s list, which every rank must
+  /// have passed alike (checked here, so that every rank fails alike).
+  std::unique_ptr<Context> make_child(int number, int color, int key, std::string label,
+                                      const std::vector<int>* listed);
+  /// Refuses (invalid_argument, before any communication, so on every rank alike) a group
+  /// list with duplicates, ranks out of range, or no rank; `what` names the call.
+  void check_group(std::span<const int> ranks, const std::string& what) const;
+  /// Throws when this is a child whose parent was destroyed first.
+  void check_parent() const;
+  /// In a child: the Error `error` again, naming the global rank and this Context's label.
+  Error in_this_group(const Error& error) const;
+  /// This rank's host, as children compare hosts: where its peers reach it, and which host of
+  /// the world (cross rank) it is on (test worlds fake hosts with the cross rank alone).
+  std::string host_identity() const;
   /// Connection settings for the channel `channel` (its own store namespace).
   transport::MeshOptions mesh_options(const std::string& channel) const;
   std::unique_ptr<transport::Transport> make_transport(const std::string& channel,
@@ -88,6 +121,15 @@ class ContextImpl final : public Context {
   /// `type` (the average of bools), so every rank fails alike, a world of one included.
   void refuse_undefined(std::string_view collective, DataType type, ReduceOp op) const;
 
+  // A child's share of its ancestors' store, store server and MPI session: kept alive while the
+  // child's connections may still report to them, even after a parent was destroyed first.
+  std::vector<std::shared_ptr<void>> kept_alive_;
+  std::shared_ptr<Lifeline> parent_;                                  // null on a world
+  std::shared_ptr<Lifeline> lifeline_ = std::make_shared<Lifeline>();  // this one's, for children
+  std::vector<int> global_ranks_;   // by rank; empty on a world (identity)
+  std::string host_;                // host_identity() of this rank
+  std::string label_ = "world";
+  int children_made_ = 0;           // numbers each split/subgroup alike on every rank
   std::string key_prefix_;
   // Shared by every transport of this Context: after one channel failed, none of them
   // reports an orderly shutdown to its peers.
@@ -95,9 +137,10 @@ class ContextImpl final : public Context {
   WorldSpec world_;
   Options options_;
   std::unique_ptr<core::ProgressPublisher> progress_;  // RINGFUSE_PROGRESS_FILE, else null
-  std::unique_ptr<MpiSession> mpi_;  // before everything that may talk over it; finalised last
-  std::unique_ptr<rendezvous::TcpStoreServer> store_server_;
-  std::unique_ptr<rendezvous::TcpStoreClient> own_store_;  // unless a store was handed over
+  // Shared with children, which may outlive this Context (an error, but never a crash).
+  std::shared_ptr<MpiSession> mpi_;  // before everything that may talk over it; finalised last
+  std::shared_ptr<rendezvous::TcpStoreServer> store_server_;
+  std::shared_ptr<rendezvous::TcpStoreClient> own_store_;  // unless a store was handed over
   std::shared_ptr<rendezvous::Store> external_store_;     // init()'s caller's store, or null
   rendezvous::Store* store_ = nullptr;                    // whichever of the two is in use
   std::string advertise_host_;                            // where peers reach this rank
@@ -109,7 +152,8 @@ class ContextImpl final : public Context {
   std::vector<backend::Backend*> backends_;         // priority order
   bool shm_shortfall_logged_ = false;  // the /dev/shm warning is given once
   std::mutex engine_mutex_;
-  std::unique_ptr<Engine> engine_;  // last: stopped before the connections it uses
+  std::unique_ptr<Engine> engine_;  // stopped before the connections it uses
+  ProcessSets process_sets_;        // first to go: their Contexts hold this one's lifeline
 };
 
 }  // namespace ringfuse::context

@@ -52,6 +52,8 @@ constexpr std::array<Choice<Algorithm>, 4> kAlgorithms{{{"auto", Algorithm::auto
                                                          {"rhd", Algorithm::rhd}}};
 constexpr std::array<Choice<TransportKind>, 3> kTransports{
     {{"auto", TransportKind::automatic}, {"tcp", TransportKind::tcp}, {"shm", TransportKind::shm}}};
+constexpr std::array<Choice<GroupFailures>, 2> kGroupFailures{
+    {{"job", GroupFailures::job}, {"contain", GroupFailures::contain}}};
 constexpr std::array<Choice<Hierarchical>, 5> kHierarchical{{{"auto", Hierarchical::automatic},
                                                               {"1", Hierarchical::on},
                                                               {"0", Hierarchical::off},
@@ -152,7 +154,7 @@ Problem host_address(const std::string& text, std::string& field) {
 }
 
 // The rows. Captureless lambdas: each row's parser and display sit next to its name.
-const std::array<Tunable, 19> kTunables{{
+const std::array<Tunable, 20> kTunables{{
     {"RINGFUSE_ALGO", "--algo", true, "auto|ring|tree|rhd",
      "all-reduce algorithm (auto: tree up to 32 KiB, rhd up to 1 MiB, ring above)", "",
      TunableScope::context,
@@ -175,6 +177,14 @@ const std::array<Tunable, 19> kTunables{{
        return choose(v, kHierarchical, o.hierarchical, "one of auto, 1 (on), 0 (off)");
      },
      [](const Options& o) { return name_of(kHierarchical, o.hierarchical); }},
+    {"RINGFUSE_GROUP_FAILURES", "--group-failures", true, "job|contain",
+     "what a dead rank does to groups (split, subgroup, process set) it is not in (job: every "
+     "group fails fast; contain: groups of live ranks keep working)",
+     "", TunableScope::context,
+     [](const std::string& v, Options& o) {
+       return choose(v, kGroupFailures, o.group_failures, "one of job, contain");
+     },
+     [](const Options& o) { return name_of(kGroupFailures, o.group_failures); }},
     {"RINGFUSE_BACKEND", "--backend", true, "auto|native|mpi|nccl",
      "backend of the blocking collectives (mpi: plain mpirun only; nccl: CUDA buffers)", "",
      TunableScope::context,

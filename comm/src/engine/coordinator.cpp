@@ -91,13 +91,13 @@ ReadyEntry Coordinator::release(std::uint64_t seq, Pending& pending) const {
     });
     std::vector<std::string> parts;
     for (const auto& [fp, ranks] : groups) {
-      parts.push_back(fmt::format("{}: {}", describe_ranks(ranks), fp.describe(names_differ)));
+      parts.push_back(fmt::format("{}: {}", names_.describe(ranks), fp.describe(names_differ)));
     }
     entry.kind = ReadyEntry::Kind::error;
     // Name mode matches by name: the names always agree, and the label is the name.
     const bool numbered = mode_ == MatchMode::sequence;
     entry.error = fmt::format(
-        "ringfuse engine: collective {}{} does not match across ranks: {}",
+        "{}: collective {}{} does not match across ranks: {}", names_.engine(),
         label(seq, entry.fp.name),
         names_differ || !numbered ? std::string() : fmt::format(" '{}'", entry.fp.name),
         fmt::join(parts, "; "));
@@ -113,10 +113,11 @@ ReadyEntry Coordinator::release(std::uint64_t seq, Pending& pending) const {
                                         entry.fp.root) != joined_ranks.end());
     if (unsupported) {
       entry.kind = ReadyEntry::Kind::error;
-      entry.error = fmt::format("ringfuse engine: collective {}{} cannot run while {} {} "
+      entry.error = fmt::format("{}: collective {}{} cannot run while {} {} "
                                 "joined",
+                                names_.engine(),
                                 mode_ == MatchMode::name ? std::string() : label(seq, {}) + " ",
-                                entry.fp.describe(true), describe_ranks(joined_ranks),
+                                entry.fp.describe(true), names_.describe(joined_ranks),
                                 joined_ranks.size() == 1 ? "has" : "have");
       return entry;
     }
@@ -262,7 +263,7 @@ CycleResponse Coordinator::respond(Clock::time_point now) {
     for (const auto& [seq, pending] : table_) describe_left(fmt::format("#{} ", seq), pending);
     for (const auto& [name, pending] : named_) describe_left("", pending);
     response.message =
-        fmt::format("ringfuse engine: rank {} shut its engine down{}", *shutdown_rank_,
+        fmt::format("{}: rank {} shut its engine down{}", names_.engine(), names_(*shutdown_rank_),
                     left.empty() ? std::string()
                                  : fmt::format(" while collectives were pending: {}",
                                                fmt::join(left, ", ")));

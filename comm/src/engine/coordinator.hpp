@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "engine/messages.hpp"
+#include "engine/rank_set.hpp"
 #include "engine/response_cache.hpp"
 #include "engine/stall_inspector.hpp"
 
@@ -21,8 +22,15 @@ namespace ringfuse::engine {
 
 class Coordinator {
  public:
-  Coordinator(int size, const ResponseCache& cache, MatchMode mode = MatchMode::sequence)
-      : size_(size), mode_(mode), cache_(cache), joined_(size), busy_(size), runs_(size) {}
+  Coordinator(int size, const ResponseCache& cache, MatchMode mode = MatchMode::sequence,
+              RankNames names = {})
+      : size_(size),
+        mode_(mode),
+        names_(std::move(names)),
+        cache_(cache),
+        joined_(size),
+        busy_(size),
+        runs_(size) {}
 
   void receive(int rank, CycleMessage message, Clock::time_point now);
   /// The response to the cycle whose messages were all received.
@@ -66,6 +74,7 @@ class Coordinator {
 
   int size_;
   MatchMode mode_;
+  RankNames names_;
   const ResponseCache& cache_;
   std::map<std::uint64_t, Pending> table_;
   std::map<std::string, Pending> named_;  // name mode's table

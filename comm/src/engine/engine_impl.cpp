@@ -18,17 +18,19 @@ constexpr std::chrono::microseconds kMaxIdleInterval{50'000};
 EngineImpl::EngineImpl(EngineResources resources)
     : rank_(resources.rank),
       size_(resources.size),
+      names_{std::move(resources.global_ranks), std::move(resources.label)},
       config_(resources.config),
       timeline_(rank_),
-      negotiator_(rank_, size_, config_, std::move(resources.control)),
+      negotiator_(rank_, size_, config_, std::move(resources.control), names_),
       executor_(rank_, size_, config_.fusion_threshold,
                 ExecutionResources{std::move(resources.data), std::move(resources.device_space),
                                    std::move(resources.device_data),
-                                   std::move(resources.device_unavailable), resources.progress},
+                                   std::move(resources.device_unavailable), resources.progress,
+                                   names_(resources.rank)},
                 outstanding_, timeline_),
       idle_interval_(config_.cycle_time) {
   if (!config_.timeline_path.empty()) timeline_.start(config_.timeline_path, false);
-  if (rank_ == 0) {
+  if (rank_ == 0 && names_.label.empty()) {
     spdlog::info("ringfuse engine: {}", describe_config(config_, core::process_environment()));
   }
   thread_ = std::thread([this] { run(); });
@@ -63,7 +65,7 @@ static std::string undefined_reduction(const std::string& name, DataType type, R
 }
 
 void EngineImpl::refuse(const std::string& what) const {
-  throw core::rank_error(ErrorKind::invalid_argument, rank_, "engine: {}", what);
+  throw core::rank_error(ErrorKind::invalid_argument, names_(rank_), "engine: {}", what);
 }
 
 void EngineImpl::check_tensor(const std::string& name, const TensorView& tensor) const {
@@ -373,7 +375,8 @@ void EngineImpl::run() {
   } catch (const Error& error) {
     fail_everything(error);
   } catch (const std::exception& e) {
-    fail_everything(core::rank_error(ErrorKind::system, rank_, "ringfuse engine: {}", e.what()));
+    fail_everything(
+        core::rank_error(ErrorKind::system, names_(rank_), "{}: {}", names_.engine(), e.what()));
   }
   queue_.stop();
   // Requests that raced with the end get the same answer as everything else pending.
@@ -381,7 +384,7 @@ void EngineImpl::run() {
   Error reason = [&] {
     std::lock_guard lock(state_mutex_);
     return failure_ ? *failure_
-                    : core::rank_error(ErrorKind::invalid_argument, rank_,
+                    : core::rank_error(ErrorKind::invalid_argument, names_(rank_),
                                        "engine: the engine has shut down");
   }();
   for (auto& request : late) request.work->complete(&reason);
@@ -421,7 +424,7 @@ void EngineImpl::count(const Cycle& cycle) {
 
 void EngineImpl::apply(const CycleResponse& response) {
   if (response.status == CycleResponse::Status::abort) {
-    auto error = core::rank_error(ErrorKind::timeout, rank_, "{}", response.message);
+    auto error = core::rank_error(ErrorKind::timeout, names_(rank_), "{}", response.message);
     spdlog::error("{}", error.what());
     throw error;
   }
@@ -429,7 +432,7 @@ void EngineImpl::apply(const CycleResponse& response) {
   for (const auto& entry : response.ready) queue_.advance_sequence(entry.seq + 1);
   for (const auto& entry : response.ready) {
     if (entry.kind != ReadyEntry::Kind::error) continue;
-    const auto error = core::rank_error(ErrorKind::invalid_argument, rank_, "{}", entry.error);
+    const auto error = core::rank_error(ErrorKind::invalid_argument, names_(rank_), "{}", entry.error);
     if (outstanding_.contains(entry.seq)) spdlog::error("{}", error.what());
     outstanding_.complete(entry.seq, &error);
   }
@@ -449,7 +452,7 @@ void EngineImpl::apply(const CycleResponse& response) {
     work->complete(nullptr);
   }
   if (response.status == CycleResponse::Status::shutdown) {
-    const auto error = core::rank_error(ErrorKind::peer_failure, rank_, "{}", response.message);
+    const auto error = core::rank_error(ErrorKind::peer_failure, names_(rank_), "{}", response.message);
     if (!outstanding_.empty() || join_request_) spdlog::error("{}", error.what());
     {
       std::lock_guard lock(state_mutex_);
@@ -466,7 +469,7 @@ void EngineImpl::fail_everything(const Error& error) {
     if (!failure_) failure_ = error;
   }
   if (!outstanding_.empty() || join_request_) {
-    spdlog::error("rank {}: ringfuse engine stopped: {}", rank_, error.what());
+    spdlog::error("rank {}: {} stopped: {}", names_(rank_), names_.engine(), error.what());
   }
   outstanding_.fail_all(error);
   negotiator_.drop_held();

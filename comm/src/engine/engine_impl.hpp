@@ -39,6 +39,10 @@ struct EngineResources {
   std::unique_ptr<backend::Backend> device_data;
   std::string device_unavailable;
   core::ProgressPublisher* progress = nullptr;  // the Context's, for the launcher's /metrics
+  // An engine over a child Context (a process set): the global rank of each of its ranks and
+  // the group's label, which its messages name. Empty for a world.
+  std::vector<int> global_ranks;
+  std::string label;
 };
 
 /// The public Engine: callers' threads validate and enqueue here; the engine thread's loop
@@ -106,6 +110,7 @@ class EngineImpl final : public Engine {
 
   int rank_;
   int size_;
+  RankNames names_;  // how messages name this engine's ranks and the engine itself
   EngineConfig config_;
   RequestQueue queue_;
   Timeline timeline_;

@@ -12,6 +12,7 @@ Executor::Executor(int rank, int size, std::size_t fusion_threshold,
                    ExecutionResources resources, Outstanding& outstanding,
                    Timeline& timeline)
     : rank_(rank),
+      reported_rank_(resources.reported_rank >= 0 ? resources.reported_rank : rank),
       size_(size),
       data_(std::move(resources.data)),
       device_space_(std::move(resources.device_space)),
@@ -44,7 +45,7 @@ std::optional<std::string> Executor::device_problem(const TensorView& tensor) co
 memory::MemorySpace& Executor::memory_for(Device device) {
   if (device == Device::cpu) return host_memory_;
   if (!device_space_) {
-    throw core::rank_error(ErrorKind::invalid_argument, rank_,
+    throw core::rank_error(ErrorKind::invalid_argument, reported_rank_,
                            "engine: the other ranks agreed on a collective of CUDA tensors, but "
                            "this rank cannot take part: {}",
                            device_unavailable_);
@@ -198,7 +199,7 @@ std::byte* Executor::allocate_output(const Fingerprint& fp, Request& local,
     if (output == nullptr && bytes > 0) throw std::runtime_error("it returned null");
     if (output != nullptr) return static_cast<std::byte*>(output);
   } catch (const std::exception& e) {
-    failure = core::rank_error(ErrorKind::invalid_argument, rank_,
+    failure = core::rank_error(ErrorKind::invalid_argument, reported_rank_,
                                "engine: {} '{}': the output allocator failed: {}",
                                to_string(fp.op_type), fp.name, e.what());
   }
@@ -454,7 +455,7 @@ void Executor::run_single(const ReadyEntry& entry, Request* local) {
           output = local->allocate(shape);
           if (output == nullptr && out_bytes > 0) throw std::runtime_error("it returned null");
         } catch (const std::exception& e) {
-          allocation_error = core::rank_error(ErrorKind::invalid_argument, rank_,
+          allocation_error = core::rank_error(ErrorKind::invalid_argument, reported_rank_,
                                               "engine: allgather '{}': the output allocator "
                                               "failed: {}",
                                               fp.name, e.what());

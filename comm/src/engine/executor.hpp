@@ -31,6 +31,7 @@ struct ExecutionResources {
   std::unique_ptr<backend::Backend> device_data;  // may refer to `data`
   std::string device_unavailable;
   core::ProgressPublisher* progress = nullptr;  // the Context's, for /metrics; may be null
+  int reported_rank = -1;  // the global rank errors name (-1: the engine's rank is global)
 };
 
 class Executor {
@@ -71,6 +72,7 @@ class Executor {
                       const backend::Executed& executed, Clock::time_point start);
 
   int rank_;
+  int reported_rank_;  // in errors
   int size_;
   std::unique_ptr<backend::NativeBackend> data_;
   std::unique_ptr<memory::MemorySpace> device_space_;  // null without a CUDA device

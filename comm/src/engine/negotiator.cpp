@@ -23,15 +23,16 @@ bool past_grace(Clock::time_point stop_requested) {
 }  // namespace
 
 Negotiator::Negotiator(int rank, int size, const EngineConfig& config,
-                       std::unique_ptr<transport::Transport> control)
+                       std::unique_ptr<transport::Transport> control, RankNames names)
     : rank_(rank),
       size_(size),
+      names_(std::move(names)),
       match_(config.match),
       stall_abort_(config.stall_abort),
       control_(std::move(control)),
       cache_(config.cache_capacity),
-      coordinator_(size, cache_, config.match),
-      stall_(config.stall_warning, config.stall_abort) {}
+      coordinator_(size, cache_, config.match, names_),
+      stall_(config.stall_warning, config.stall_abort, names_) {}
 
 Cycle Negotiator::cycle(const Outstanding& outstanding, bool join, bool join_pending,
                         bool shutdown, Clock::time_point stop_requested) {
@@ -91,10 +92,10 @@ void Negotiator::resolve_names(const Outstanding& outstanding, CycleResponse& re
 void Negotiator::release_held(const Outstanding& outstanding, CycleResponse& response) {
   const auto released = *response.indexed_released;
   if (released > held_.size()) {
-    throw core::error_at(ErrorKind::protocol, rank_, 0,
-                         "ringfuse engine: the coordinator released {} collectives by cache "
+    throw core::error_at(ErrorKind::protocol, names_(rank_), names_(0),
+                         "{}: the coordinator released {} collectives by cache "
                          "index, but this rank holds {}",
-                         released, held_.size());
+                         names_.engine(), released, held_.size());
   }
   response.ready.reserve(released);
   for (std::uint32_t i = 0; i < released; ++i) {
@@ -116,15 +117,16 @@ CycleResponse Negotiator::exchange(CycleMessage message, Clock::time_point stop_
   while (true) {
     if (auto bytes = control_.try_recv(0)) return CycleResponse::decode(*bytes, cache_);
     if (Clock::now() - waiting_since > give_up) {
-      throw core::error_at(ErrorKind::timeout, rank_, 0,
-                           "ringfuse engine: the coordinator (rank 0) has not answered a "
-                           "negotiation cycle for {:.1f} s; is rank 0 stalled?",
-                           seconds_since(waiting_since));
+      throw core::error_at(ErrorKind::timeout, names_(rank_), names_(0),
+                           "{}: the coordinator (rank {}) has not answered a "
+                           "negotiation cycle for {:.1f} s; is rank {} stalled?",
+                           names_.engine(), names_(0), seconds_since(waiting_since), names_(0));
     }
     if (past_grace(stop_requested)) {
-      throw core::error_at(ErrorKind::peer_failure, rank_, 0,
-                           "engine: shut down while the coordinator (rank 0) had not answered "
-                           "the last negotiation cycle");
+      throw core::error_at(ErrorKind::peer_failure, names_(rank_), names_(0),
+                           "{}: shut down while the coordinator (rank {}) had not answered "
+                           "the last negotiation cycle",
+                           names_.engine(), names_(0));
     }
   }
 }
@@ -152,10 +154,10 @@ CycleResponse Negotiator::coordinate(CycleMessage message, Clock::time_point sto
     }
     abort = stall_.inspect(Clock::now(), coordinator_.waiting(), silent, cycle_started);
     if (!abort && past_grace(stop_requested)) {
-      throw core::rank_error(ErrorKind::peer_failure, 0,
-                             "engine: shut down while {} had not taken part in the last "
+      throw core::rank_error(ErrorKind::peer_failure, names_(0),
+                             "{}: shut down while {} had not taken part in the last "
                              "negotiation cycle",
-                             describe_ranks(silent));
+                             names_.engine(), names_.describe(silent));
     }
   }
   CycleResponse response;

@@ -34,7 +34,7 @@ struct Cycle {
 class Negotiator {
  public:
   Negotiator(int rank, int size, const EngineConfig& config,
-             std::unique_ptr<transport::Transport> control);
+             std::unique_ptr<transport::Transport> control, RankNames names = {});
 
   /// Remembers a collective taken from the queue (already in `outstanding`), to announce.
   void hold(std::uint64_t seq) { held_.push_back(seq); }
@@ -64,6 +64,7 @@ class Negotiator {
 
   int rank_;
   int size_;
+  RankNames names_;
   MatchMode match_;
   std::chrono::milliseconds stall_abort_;
   ControlChannel control_;

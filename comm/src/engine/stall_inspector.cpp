@@ -24,7 +24,7 @@ std::string StallInspector::describe(Clock::time_point now,
   if (!silent.empty()) {
     parts.push_back(fmt::format("{} {} not taken part in negotiation for {:.1f} s (stopped, "
                                 "hung, or busy without calling the engine)",
-                                describe_ranks(silent), silent.size() == 1 ? "has" : "have",
+                                names_.describe(silent), silent.size() == 1 ? "has" : "have",
                                 seconds_between(cycle_started, now)));
   }
   std::size_t listed = 0;
@@ -35,11 +35,11 @@ std::string StallInspector::describe(Clock::time_point now,
       break;
     }
     parts.push_back(fmt::format("{} {} not submitted collective {}{} for {:.1f} s ({} did)",
-                                describe_ranks(item.missing),
+                                names_.describe(item.missing),
                                 item.missing.size() == 1 ? "has" : "have",
                                 item.numbered ? fmt::format("#{} ", item.seq) : std::string(),
                                 item.description, seconds_between(item.since, now),
-                                describe_ranks(item.submitted)));
+                                names_.describe(item.submitted)));
   }
   return fmt::format("{}", fmt::join(parts, "; "));
 }
@@ -60,12 +60,12 @@ std::optional<std::string> StallInspector::inspect(Clock::time_point now,
   const std::vector<int> shown_silent = stalled_silent ? silent : std::vector<int>{};
   const auto text = describe(now, waiting, shown_silent, cycle_started);
   if (aborting) {
-    return fmt::format("ringfuse engine: stall: {}; aborting every rank after "
+    return fmt::format("{}: stall: {}; aborting every rank after "
                        "RINGFUSE_STALL_ABORT_S={} s",
-                       text, abort_.count() / 1000.0);
+                       names_.engine(), text, abort_.count() / 1000.0);
   }
   warned_silent_ = warned_silent_ || stalled_silent;
-  spdlog::warn("ringfuse engine: stall inspector (RINGFUSE_STALL_TIMEOUT_S={} s): {}",
+  spdlog::warn("{}: stall inspector (RINGFUSE_STALL_TIMEOUT_S={} s): {}", names_.engine(),
                warning_.count() / 1000.0, text);
   return std::nullopt;
 }

@@ -11,6 +11,7 @@
 #include <string>
 #include <vector>
 
+#include "engine/rank_set.hpp"
 #include "engine/request.hpp"
 
 namespace ringfuse::engine {
@@ -26,8 +27,9 @@ struct WaitingCollective {
 
 class StallInspector {
  public:
-  StallInspector(std::chrono::milliseconds warning, std::chrono::milliseconds abort)
-      : warning_(warning), abort_(abort) {}
+  StallInspector(std::chrono::milliseconds warning, std::chrono::milliseconds abort,
+                 RankNames names = {})
+      : warning_(warning), abort_(abort), names_(std::move(names)) {}
 
   /// `silent` are ranks whose message for the current cycle has not arrived since
   /// `cycle_started`. Logs warnings (once per stall); returns an abort reason when due.
@@ -44,6 +46,7 @@ class StallInspector {
 
   std::chrono::milliseconds warning_;
   std::chrono::milliseconds abort_;
+  RankNames names_;
   std::set<std::uint64_t> warned_;
   bool warned_silent_ = false;
 };

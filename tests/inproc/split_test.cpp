@@ -1,0 +1,432 @@
+// Context::split / subgroup and process sets, with ranks as threads: every rank builds a real
+// Context (init() over one in-memory store), the children build their own transports, and
+// every collective on a child is checked against a reference computed from global ranks.
+#include <algorithm>
+#include <atomic>
+#include <functional>
+#include <future>
+#include <memory>
+#include <numeric>
+#include <string>
+#include <vector>
+
+#include <fmt/format.h>
+#include <gtest/gtest.h>
+
+#include "expect_error.hpp"
+#include "rendezvous/memory_store.hpp"
+#include "ringfuse/context.hpp"
+#include "ringfuse/error.hpp"
+
+namespace ringfuse {
+namespace {
+
+using namespace std::chrono_literals;
+using test_support::contains;
+
+/// Fake hosts: `per_host` ranks on each (numbered host by host), as RINGFUSE_LOCAL_* and
+/// RINGFUSE_CROSS_* describe them; 0: one host.
+WorldSpec world_of(int rank, int size, int per_host, const std::string& job) {
+  WorldSpec world;
+  world.rank = rank;
+  world.size = size;
+  const int local = per_host > 0 ? per_host : size;
+  world.local_rank = rank % local;
+  world.local_size = local;
+  world.cross_rank = rank / local;
+  world.cross_size = size / local;
+  world.job_id = job;
+  world.job_secret = "secret";
+  return world;
+}
+
+Options test_options() {
+  Options options;
+  options.connect_timeout = 30s;
+  options.op_timeout = 30s;
+  options.engine.cycle_time = 1ms;
+  return options;
+}
+
+/// Runs body(context) on `size` threads, each with its own Context over one shared store;
+/// rethrows the first rank's exception (after all finished), naming the rank.
+void run_world(int size, int per_host, const Options& options,
+               const std::function<void(Context&)>& body) {
+  static std::atomic<int> runs{0};
+  const std::string job = fmt::format("split-{}-{}", ::getpid(), runs++);
+  auto store = std::make_shared<rendezvous::MemoryStore>();
+  std::vector<std::future<void>> ranks;
+  for (int rank = 0; rank < size; ++rank) {
+    ranks.push_back(std::async(std::launch::async, [=, &body] {
+      auto context = init(world_of(rank, size, per_host, job), options, store);
+      body(*context);
+    }));
+  }
+  std::vector<std::string> failures;
+  for (int rank = 0; rank < size; ++rank) {
+    try {
+      ranks[static_cast<std::size_t>(rank)].get();
+    } catch (const std::exception& e) {
+      failures.push_back(fmt::format("rank {} threw: {}", rank, e.what()));
+    }
+  }
+  for (const auto& failure : failures) ADD_FAILURE() << failure;
+}
+
+/// A value only global rank `global` holds at index `i`: the reference can be computed.
+double value_of(int global, std::size_t i) { return global * 100.0 + static_cast<double>(i); }
+
+/// Every collective of `child` against a reference computed from its members' global ranks.
+void check_every_collective(Context& child) {
+  const int n = child.size();
+  const int me = child.rank();
+  std::vector<int> global(static_cast<std::size_t>(n));
+  for (int r = 0; r < n; ++r) global[static_cast<std::size_t>(r)] = child.global_rank(r);
+  const std::string where = fmt::format("{} rank {} (global {})", child.label(), me, global[me]);
+
+  // allreduce, with a count not divisible by the size
+  for (const std::size_t count : {std::size_t{1}, std::size_t{1001}, std::size_t{70000}}) {
+    std::vector<double> data(count);
+    for (std::size_t i = 0; i < count; ++i) data[i] = value_of(global[me], i);
+    child.allreduce(data.data(), count, DataType::f64, ReduceOp::sum);
+    for (std::size_t i = 0; i < count; ++i) {
+      double expected = 0;
+      for (const int g : global) expected += value_of(g, i);
+      ASSERT_EQ(data[i], expected) << where << " allreduce of " << count << " at " << i;
+    }
+  }
+  // broadcast from the last child rank
+  {
+    std::vector<double> data(333);
+    for (std::size_t i = 0; i < data.size(); ++i) data[i] = value_of(global[me], i);
+    child.broadcast(data.data(), data.size(), DataType::f64, n - 1);
+    for (std::size_t i = 0; i < data.size(); ++i)
+      ASSERT_EQ(data[i], value_of(global[n - 1], i)) << where << " broadcast";
+  }
+  // allgather and allgatherv (rank r contributes r + 1 elements)
+  {
+    const std::size_t count = 17;
+    std::vector<double> send(count);
+    for (std::size_t i = 0; i < count; ++i) send[i] = value_of(global[me], i);
+    std::vector<double> recv(count * static_cast<std::size_t>(n));
+    child.allgather(send.data(), recv.data(), count, DataType::f64);
+    for (int r = 0; r < n; ++r)
+      for (std::size_t i = 0; i < count; ++i)
+        ASSERT_EQ(recv[r * count + i], value_of(global[r], i)) << where << " allgather";
+    std::vector<std::size_t> counts(static_cast<std::size_t>(n));
+    for (int r = 0; r < n; ++r) counts[static_cast<std::size_t>(r)] = static_cast<std::size_t>(r + 1);
+    std::vector<double> recv_v(std::accumulate(counts.begin(), counts.end(), std::size_t{0}));
+    child.allgatherv(send.data(), recv_v.data(), counts, DataType::f64);
+    std::size_t at = 0;
+    for (int r = 0; r < n; ++r)
+      for (std::size_t i = 0; i < counts[r]; ++i)
+        ASSERT_EQ(recv_v[at++], value_of(global[r], i)) << where << " allgatherv";
+  }
+  // reducescatter
+  {
+    const std::size_t block = 9;
+    std::vector<double> send(block * static_cast<std::size_t>(n));
+    for (std::size_t i = 0; i < send.size(); ++i) send[i] = value_of(global[me], i);
+    std::vector<double> recv(block);
+    child.reducescatter(send.data(), recv.data(), block, DataType::f64, ReduceOp::max);
+    for (std::size_t i = 0; i < block; ++i) {
+      double expected = -1e300;
+      for (const int g : global) expected = std::max(expected, value_of(g, me * block + i));
+      ASSERT_EQ(recv[i], expected) << where << " reducescatter";
+    }
+  }
+  // alltoall and alltoallv (rank i sends i + j + 1 elements to rank j)
+  {
+    const std::size_t count = 5;
+    std::vector<double> send(count * static_cast<std::size_t>(n));
+    for (std::size_t i = 0; i < send.size(); ++i) send[i] = value_of(global[me], i);
+    std::vector<double> recv(send.size());
+    child.alltoall(send.data(), recv.data(), count, DataType::f64);
+    for (int r = 0; r < n; ++r)
+      for (std::size_t i = 0; i < count; ++i)
+        ASSERT_EQ(recv[r * count + i], value_of(global[r], me * count + i)) << where << " alltoall";
+    std::vector<std::size_t> send_counts, recv_counts;
+    for (int r = 0; r < n; ++r) {
+      send_counts.push_back(static_cast<std::size_t>(me + r + 1));
+      recv_counts.push_back(static_cast<std::size_t>(r + me + 1));
+    }
+    std::vector<double> send_v(std::accumulate(send_counts.begin(), send_counts.end(), std::size_t{0}));
+    for (std::size_t i = 0; i < send_v.size(); ++i) send_v[i] = value_of(global[me], i);
+    std::vector<double> recv_v(std::accumulate(recv_counts.begin(), recv_counts.end(), std::size_t{0}));
+    child.alltoallv(send_v.data(), send_counts, recv_v.data(), recv_counts, DataType::f64);
+    std::size_t at = 0;
+    for (int r = 0; r < n; ++r) {
+      // rank r's block for me starts after its blocks for ranks 0..me-1
+      std::size_t offset = 0;
+      for (int j = 0; j < me; ++j) offset += static_cast<std::size_t>(r + j + 1);
+      for (std::size_t i = 0; i < recv_counts[r]; ++i)
+        ASSERT_EQ(recv_v[at++], value_of(global[r], offset + i)) << where << " alltoallv";
+    }
+  }
+  child.barrier();
+}
+
+class SplitByParity : public ::testing::TestWithParam<int> {};
+
+TEST_P(SplitByParity, EveryCollectiveOnEachChildMatchesTheReference) {
+  const int size = GetParam();
+  run_world(size, 0, test_options(), [](Context& world) {
+    auto child = world.split(world.rank() % 2, world.rank());
+    ASSERT_TRUE(child);
+    const int expected_size = (world.size() + 1 - world.rank() % 2) / 2;
+    EXPECT_EQ(child->size(), expected_size);
+    EXPECT_EQ(child->rank(), world.rank() / 2);
+    EXPECT_EQ(child->global_rank(child->rank()), world.rank());
+    EXPECT_EQ(child->local_size(), expected_size);  // one host
+    EXPECT_EQ(child->label(), fmt::format("split 1 (color {}) of world", world.rank() % 2));
+    check_every_collective(*child);
+    // The parent still works beside its child.
+    double one = 1;
+    world.allreduce(&one, 1, DataType::f64, ReduceOp::sum);
+    EXPECT_EQ(one, world.size());
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(Sizes, SplitByParity, ::testing::Values(2, 3, 4, 5, 6, 7, 8));
+
+TEST(Split, ByHostGivesOneChildPerHost) {
+  for (const auto& [size, per_host] : {std::pair{4, 2}, std::pair{6, 2}, std::pair{8, 4}}) {
+    run_world(size, per_host, test_options(), [per_host = per_host](Context& world) {
+      const int host = world.world().cross_rank;
+      auto child = world.split(host, 0);
+      ASSERT_TRUE(child);
+      EXPECT_EQ(child->size(), per_host);
+      EXPECT_EQ(child->local_size(), per_host);
+      EXPECT_EQ(child->world().cross_size, 1);
+      EXPECT_EQ(child->global_rank(0), host * per_host);
+      check_every_collective(*child);
+    });
+  }
+}
+
+TEST(Split, ChildAcrossHostsKnowsItsHostsAndRunsHierarchical) {
+  // 8 ranks, 4 per host; parity children have 2 ranks on each of the 2 hosts.
+  Options options = test_options();
+  options.hierarchical = Hierarchical::on;
+  run_world(8, 4, options, [](Context& world) {
+    auto child = world.split(world.rank() % 2, 0);
+    ASSERT_TRUE(child);
+    EXPECT_EQ(child->size(), 4);
+    EXPECT_EQ(child->local_size(), 2);
+    EXPECT_EQ(child->world().cross_size, 2);
+    EXPECT_EQ(child->world().cross_rank, world.rank() / 4);
+    EXPECT_EQ(child->local_rank(), (world.rank() % 4) / 2);
+    check_every_collective(*child);
+  });
+}
+
+TEST(Split, NestedSplitsNameGlobalRanks) {
+  run_world(8, 0, test_options(), [](Context& world) {
+    auto half = world.split(world.rank() < 4 ? 0 : 1, 0);
+    ASSERT_TRUE(half);
+    auto quarter = half->split(half->rank() % 2, -half->rank());  // reversed by key
+    ASSERT_TRUE(quarter);
+    EXPECT_EQ(quarter->size(), 2);
+    const int base = world.rank() < 4 ? 0 : 4;
+    const int parity = (world.rank() - base) % 2;
+    // keys -0,-2 (parity 0): the higher half rank first
+    EXPECT_EQ(quarter->global_rank(0), base + parity + 2);
+    EXPECT_EQ(quarter->global_rank(1), base + parity);
+    EXPECT_EQ(quarter->label(),
+              fmt::format("split 1 (color {}) of split 1 (color {}) of world", parity,
+                          world.rank() < 4 ? 0 : 1));
+    check_every_collective(*quarter);
+    check_every_collective(*half);
+  });
+}
+
+TEST(Split, NegativeColorOptsOut) {
+  run_world(4, 0, test_options(), [](Context& world) {
+    auto child = world.split(world.rank() == 2 ? kUndefinedColor : 7, 0);
+    if (world.rank() == 2) {
+      EXPECT_EQ(child, nullptr);
+      return;
+    }
+    ASSERT_TRUE(child);
+    EXPECT_EQ(child->size(), 3);
+    EXPECT_EQ(child->global_rank(2), 3);
+    check_every_collective(*child);
+  });
+}
+
+TEST(Subgroup, ReorderedRanksAreTheChildsOrder) {
+  run_world(4, 0, test_options(), [](Context& world) {
+    const std::vector<int> ranks{3, 1, 2};
+    auto child = world.subgroup(ranks);
+    if (world.rank() == 0) {
+      EXPECT_EQ(child, nullptr);
+      return;
+    }
+    ASSERT_TRUE(child);
+    const int position =
+        static_cast<int>(std::find(ranks.begin(), ranks.end(), world.rank()) - ranks.begin());
+    EXPECT_EQ(child->rank(), position);
+    EXPECT_EQ(child->global_rank(0), 3);
+    EXPECT_EQ(child->label(), "subgroup 1 (ranks 3,1,2) of world");
+    double value = world.rank();
+    child->broadcast(&value, 1, DataType::f64, 0);
+    EXPECT_EQ(value, 3.0);
+    check_every_collective(*child);
+  });
+}
+
+TEST(Subgroup, BadInputIsRefusedOnEveryRankAlike) {
+  run_world(3, 0, test_options(), [](Context& world) {
+    const std::vector<int> twice{0, 1, 0};
+    auto message = test_support::expect_error(ErrorKind::invalid_argument,
+                                              [&] { world.subgroup(twice); });
+    EXPECT_TRUE(contains(message, "rank 0 is listed twice")) << message;
+    const std::vector<int> outside{0, 3};
+    message = test_support::expect_error(ErrorKind::invalid_argument,
+                                         [&] { world.subgroup(outside); });
+    EXPECT_TRUE(contains(message, "rank 3 is out of range")) << message;
+    message = test_support::expect_error(ErrorKind::invalid_argument,
+                                         [&] { world.subgroup(std::vector<int>{}); });
+    EXPECT_TRUE(contains(message, "empty")) << message;
+    // Lists that differ between ranks: every rank sees them all and refuses alike.
+    const std::vector<int> mine = world.rank() == 1 ? std::vector<int>{1, 0} : std::vector<int>{0, 1};
+    message = test_support::expect_error(ErrorKind::invalid_argument,
+                                         [&] { world.subgroup(mine); });
+    EXPECT_TRUE(contains(message, "the ranks passed different lists")) << message;
+    EXPECT_TRUE(contains(message, "rank 1: [1,0]")) << message;
+    // The parent is still in step.
+    double one = 1;
+    world.allreduce(&one, 1, DataType::f64, ReduceOp::sum);
+    EXPECT_EQ(one, 3.0);
+    auto child = world.subgroup(std::vector<int>{2, 0});
+    if (world.rank() != 1) check_every_collective(*child);
+  });
+}
+
+TEST(Split, ParentDestroyedFirstFailsTheChildClearly) {
+  static std::atomic<int> runs{0};
+  const std::string job = fmt::format("split-parent-{}-{}", ::getpid(), runs++);
+  auto store = std::make_shared<rendezvous::MemoryStore>();
+  constexpr int kSize = 2;
+  std::vector<std::future<std::string>> ranks;
+  for (int rank = 0; rank < kSize; ++rank) {
+    ranks.push_back(std::async(std::launch::async, [=] {
+      auto world = init(world_of(rank, kSize, 0, job), test_options(), store);
+      auto child = world->split(0, 0);
+      world->barrier();
+      world.reset();  // the parent first: an error, logged
+      double value = 1;
+      try {
+        child->allreduce(&value, 1, DataType::f64, ReduceOp::sum);
+      } catch (const Error& e) {
+        return std::string(e.what());
+      }
+      return std::string("no error");
+    }));
+  }
+  for (int rank = 0; rank < kSize; ++rank) {
+    const auto message = ranks[static_cast<std::size_t>(rank)].get();
+    EXPECT_TRUE(contains(message, fmt::format("rank {}: split 1 (color 0) of world: the parent "
+                                              "Context was destroyed first",
+                                              rank)))
+        << message;
+  }
+}
+
+// ---------------------------------------------------------------------------------------------
+// Process sets
+
+std::vector<float> iota_tensor(std::size_t count, float base) {
+  std::vector<float> data(count);
+  for (std::size_t i = 0; i < count; ++i) data[i] = base + static_cast<float>(i);
+  return data;
+}
+
+TensorView view_of(std::vector<float>& data) {
+  return TensorView{data.data(), DataType::f32, {static_cast<std::int64_t>(data.size())}};
+}
+
+void overlapping_sets(MatchMode match) {
+  Options options = test_options();
+  options.engine.match = match;
+  run_world(4, 0, options, [match](Context& world) {
+    const std::vector<int> first{0, 1, 2};
+    const std::vector<int> second{3, 2, 1};
+    const int a = world.add_process_set(first);
+    const int b = world.add_process_set(second);
+    EXPECT_EQ(a, 1);
+    EXPECT_EQ(b, 2);
+    EXPECT_EQ(world.process_set_ranks(b), second);
+    const bool in_a = world.rank() != 3;
+    const bool in_b = world.rank() != 0;
+    constexpr int kSteps = 20;
+    std::vector<std::vector<float>> tensors_a, tensors_b;
+    std::vector<Work> works;
+    tensors_a.reserve(kSteps);
+    tensors_b.reserve(kSteps);
+    // Interleaved: a, b, a, b ... (in name mode rank 2 enqueues set b's in reverse order).
+    for (int step = 0; step < kSteps; ++step) {
+      tensors_a.push_back(iota_tensor(100 + step, static_cast<float>(world.rank())));
+      tensors_b.push_back(iota_tensor(50 + step, static_cast<float>(10 * world.rank())));
+    }
+    for (int i = 0; i < kSteps; ++i) {
+      if (in_a) {
+        works.push_back(world.engine(a).allreduce(fmt::format("a.{}", i), view_of(tensors_a[i])));
+      }
+      const int j = match == MatchMode::name && world.rank() == 2 ? kSteps - 1 - i : i;
+      if (in_b) {
+        works.push_back(world.engine(b).allreduce(fmt::format("b.{}", j), view_of(tensors_b[j])));
+      }
+    }
+    for (auto& work : works) work.wait(30s);
+    for (int i = 0; i < kSteps && in_a; ++i) {
+      for (std::size_t k = 0; k < tensors_a[i].size(); ++k) {
+        ASSERT_EQ(tensors_a[i][k], 0 + 1 + 2 + 3.0f * static_cast<float>(k)) << "set a " << i;
+      }
+    }
+    for (int i = 0; i < kSteps && in_b; ++i) {
+      for (std::size_t k = 0; k < tensors_b[i].size(); ++k) {
+        ASSERT_EQ(tensors_b[i][k], 10.0f * (1 + 2 + 3) + 3.0f * static_cast<float>(k))
+            << "set b " << i;
+      }
+    }
+    if (in_a) EXPECT_GT(world.engine(a).stats().fused_tensors, 0u);
+    if (!in_a) {
+      const auto message = test_support::expect_error(ErrorKind::invalid_argument,
+                                                      [&] { world.engine(a); });
+      EXPECT_TRUE(contains(message, "rank 3 is not in process set 1 (ranks 0,1,2)")) << message;
+    }
+    world.remove_process_set(a);
+    world.remove_process_set(b);
+    const auto message = test_support::expect_error(ErrorKind::invalid_argument,
+                                                    [&] { world.process_set_ranks(a); });
+    EXPECT_TRUE(contains(message, "process set 1 of world is unknown")) << message;
+  });
+}
+
+TEST(ProcessSets, OverlappingSetsRunInterleavedFusedAllreducesBySequence) {
+  overlapping_sets(MatchMode::sequence);
+}
+
+TEST(ProcessSets, OverlappingSetsRunInterleavedFusedAllreducesByName) {
+  overlapping_sets(MatchMode::name);
+}
+
+TEST(ProcessSets, MismatchInsideASetNamesTheSetAndGlobalRanks) {
+  run_world(4, 0, test_options(), [](Context& world) {
+    const int set = world.add_process_set(std::vector<int>{1, 3});
+    if (world.rank() != 1 && world.rank() != 3) return;
+    std::vector<float> data(world.rank() == 1 ? 10 : 11, 1.0f);
+    auto work = world.engine(set).allreduce("grad", view_of(data));
+    const auto message = test_support::expect_error(ErrorKind::invalid_argument,
+                                                    [&] { work.wait(30s); });
+    EXPECT_TRUE(contains(message, "ringfuse engine (process set 1)")) << message;
+    EXPECT_TRUE(contains(message, "rank 1: ")) << message;
+    EXPECT_TRUE(contains(message, "rank 3: ")) << message;
+    EXPECT_TRUE(contains(message, fmt::format("rank {}: ringfuse engine", world.rank())))
+        << message;
+  });
+}
+
+}  // namespace
+}  // namespace ringfuse
