@@ -4,6 +4,7 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstdint>
 #include <memory>
 #include <span>
 #include <string>
@@ -85,6 +86,26 @@ struct Options {
 
 inline constexpr int kUndefinedColor = -1;  // MPI_UNDEFINED: opt out of a split
 
+/// Point-to-point (Context::send/recv/send_recv_group, Engine::send/recv): receive from any
+/// rank, with any tag (MPI_ANY_SOURCE, MPI_ANY_TAG).
+inline constexpr int kAnySource = -1;
+inline constexpr int kAnyTag = -1;
+/// What a receive got: the sender, the message's tag and its length in elements.
+struct RecvStatus {
+  int source = -1;
+  int tag = 0;
+  std::size_t count = 0;  // elements
+};
+/// One operation of Context::send_recv_group.
+struct P2POp {
+  enum class Kind : std::uint8_t { send, recv } kind;
+  void* data;
+  std::size_t count;
+  DataType type;
+  int peer;
+  int tag = 0;
+};
+
 class Context {
  public:
   virtual ~Context() = default;
@@ -158,6 +179,25 @@ class Context {
   /// The engine of set `id` (0: engine()); throws invalid_argument when this rank is not a
   /// member ("rank 3 is not in process set 2 (ranks 0,1)") or the id is unknown.
   virtual Engine& engine(int process_set) = 0;
+
+  // Point-to-point. Messages between ranks travel on connections of their own (never read by
+  // a collective), made on first use between the pair: shared memory when the pair shares a
+  // host, TCP otherwise (RINGFUSE_BACKEND=mpi: MPI_Isend/MPI_Irecv). Tags are >= 0.
+  using P2POp = ringfuse::P2POp;
+  /// Blocking, bounded by Options::op_timeout; messages between one pair with one tag arrive
+  /// in order (MPI's non-overtaking rule). Returns once the message is on its way (it may sit
+  /// in the connection's buffers until the peer receives it).
+  virtual void send(const void* data, std::size_t count, DataType type, int peer,
+                    int tag = 0) = 0;
+  /// `count` is the capacity; a longer message fails with invalid_argument naming both sizes
+  /// (the message stays queued for a later, larger receive). peer may be kAnySource, tag
+  /// kAnyTag.
+  virtual RecvStatus recv(void* data, std::size_t count, DataType type, int peer,
+                          int tag = 0) = 0;
+  /// ncclGroupStart/End and torch's batch_isend_irecv: every op progresses together, so a
+  /// pipeline stage can send to and receive from both neighbours without deadlock; returns
+  /// when all are done (statuses of the receives, in order).
+  virtual std::vector<RecvStatus> send_recv_group(std::span<const P2POp> ops) = 0;
 
  protected:
   Context() = default;

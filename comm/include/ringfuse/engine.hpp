@@ -103,6 +103,8 @@ class Work {
   /// join(): the rank that joined last, once the Work completed (Horovod's join() returns
   /// it); -1 before that, and for every other collective.
   int last_joined_rank() const;
+  /// recv(): the rank the message came from, once the Work completed; -1 otherwise.
+  int source_rank() const;
 
  private:
   std::shared_ptr<engine::WorkState> state_;
@@ -190,6 +192,13 @@ class Engine {
   /// Completes when every rank has joined (its last_joined_rank() says which joined last);
   /// then the ranks may enqueue again.
   virtual Work join() = 0;
+  /// Point-to-point (Context::send/recv through Work handles): no negotiation, no other rank
+  /// involved; ordered per (peer, tag); runs on the engine's own point-to-point connections.
+  /// The tensor must stay valid until the Work completes; a recv's tensor is the capacity
+  /// (a longer message fails the Work with invalid_argument). `peer` of a recv may be
+  /// kAnySource (Work::source_rank() says who sent). Host memory only.
+  virtual Work send(TensorView tensor, int peer, int tag = 0) = 0;
+  virtual Work recv(TensorView tensor, int peer, int tag = 0) = 0;
   /// Starts a negotiation cycle now instead of waiting for the queue to go quiet.
   virtual void flush() = 0;
 

@@ -37,3 +37,16 @@ std::unique_ptr<Backend> split_mpi_backend(Backend& parent, int color, int key,
 bool mpi_available();
 
 }  // namespace ringfuse::backend
+
+#include "p2p/channel.hpp"
+
+namespace ringfuse::backend {
+
+/// Point-to-point over MPI (RINGFUSE_BACKEND=mpi): MPI_Isend/MPI_Irecv (MPI_ANY_SOURCE,
+/// MPI_ANY_TAG) on its own duplicate of MPI_COMM_WORLD (collective: every rank makes it at
+/// init), completed by an MPI_Testall loop bounded by `timeout` (the pending requests are
+/// cancelled and an Error of kind timeout names their peers). Throws like make_mpi_backend.
+std::unique_ptr<p2p::Channel> make_mpi_point_to_point(int rank, int size,
+                                                      std::chrono::milliseconds timeout);
+
+}  // namespace ringfuse::backend

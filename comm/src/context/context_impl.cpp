@@ -17,6 +17,7 @@
 #include "core/progress_record.hpp"
 #include "core/tunables.hpp"
 #include "engine/make_engine.hpp"
+#include "p2p/messenger.hpp"
 #include "rendezvous/all_gather.hpp"
 #include "rendezvous/prefix_store.hpp"
 #include "ringfuse/error.hpp"
@@ -122,6 +123,9 @@ void ContextImpl::start_backends() {
       world_.size);
   // Priority list: device memory -> NCCL, else staged; host memory -> MPI when asked for,
   // else native.
+  p2p_ = mpi_backend_ ? backend::make_mpi_point_to_point(world_.rank, world_.size,
+                                                          options_.op_timeout)
+                     : open_p2p("p2p");
   if (nccl_backend_) backends_.push_back(nccl_backend_.get());
   if (staging_backend_) backends_.push_back(staging_backend_.get());
   if (mpi_backend_) backends_.push_back(mpi_backend_.get());
@@ -203,6 +207,7 @@ Engine& ContextImpl::engine() {
     resources.progress = progress_.get();
     resources.global_ranks = global_ranks_;
     if (parent_) resources.label = label_;
+    resources.p2p = open_p2p("engine-p2p");
     // Shared memory when every rank is on this host (as for data), else TCP: the engine polls
     // it with wait_readable between its other duties, and the collective timeout bounds a
     // message once it started.
@@ -231,6 +236,33 @@ Engine& ContextImpl::engine() {
     engine_ = engine::make_engine(std::move(resources));
   }
   return *engine_;
+}
+
+std::unique_ptr<p2p::Messenger> ContextImpl::open_p2p(const std::string& channel) {
+  p2p::MessengerOptions options;
+  options.rank = world_.rank;
+  options.size = world_.size;
+  options.advertise_host = advertise_host_.empty() ? "127.0.0.1" : advertise_host_;
+  options.job_id = world_.job_id;
+  options.secret = world_.job_secret;
+  options.key_prefix = key_prefix_ + channel + "/";
+  options.connect_timeout = options_.connect_timeout;
+  options.op_timeout = options_.op_timeout;
+  return std::make_unique<p2p::Messenger>(store_, options);  // no store in a world of one
+}
+
+void ContextImpl::send(const void* data, std::size_t count, DataType type, int peer, int tag) {
+  const P2POp op{P2POp::Kind::send, const_cast<void*>(data), count, type, peer, tag};
+  p2p_->run({&op, 1});
+}
+
+RecvStatus ContextImpl::recv(void* data, std::size_t count, DataType type, int peer, int tag) {
+  const P2POp op{P2POp::Kind::recv, data, count, type, peer, tag};
+  return p2p_->run({&op, 1}).front();
+}
+
+std::vector<RecvStatus> ContextImpl::send_recv_group(std::span<const P2POp> ops) {
+  return p2p_->run(ops);
 }
 
 std::unique_ptr<backend::NativeBackend> ContextImpl::open_channel(const std::string& name,

@@ -18,6 +18,8 @@
 #include "context/child_world.hpp"
 #include "context/mpi_bootstrap.hpp"
 #include "core/progress_record.hpp"
+#include "p2p/channel.hpp"
+#include "p2p/messenger.hpp"
 #include "transport/tcp_mesh.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/context.hpp"
@@ -80,7 +82,14 @@ class ContextImpl final : public Context {
   std::vector<int> process_set_ranks(int id) const override;
   Engine& engine(int process_set) override;
 
+  void send(const void* data, std::size_t count, DataType type, int peer, int tag) override;
+  RecvStatus recv(void* data, std::size_t count, DataType type, int peer, int tag) override;
+  std::vector<RecvStatus> send_recv_group(std::span<const P2POp> ops) override;
+
  private:
+  /// The point-to-point messenger of `channel` (p2p/messenger.hpp): listens, and advertises
+  /// its address in the store (one key); connects nothing until a send.
+  std::unique_ptr<p2p::Messenger> open_p2p(const std::string& channel);
   /// The part of construction worlds and children share: the connections and the backends.
   void start_backends();
   /// Collective over this Context: the child of the ranks with `color` (ordered by key, then
@@ -150,6 +159,7 @@ class ContextImpl final : public Context {
   // Device buffers staged onto mpi_backend_ or native_ (with a GPU); goes before either.
   std::unique_ptr<backend::Backend> staging_backend_;
   std::vector<backend::Backend*> backends_;         // priority order
+  std::unique_ptr<p2p::Channel> p2p_;  // send/recv: native messenger, or MPI's (RINGFUSE_BACKEND=mpi)
   bool shm_shortfall_logged_ = false;  // the /dev/shm warning is given once
   std::mutex engine_mutex_;
   std::unique_ptr<Engine> engine_;  // stopped before the connections it uses

@@ -34,9 +34,21 @@ EngineImpl::EngineImpl(EngineResources resources)
     spdlog::info("ringfuse engine: {}", describe_config(config_, core::process_environment()));
   }
   thread_ = std::thread([this] { run(); });
+  if (resources.p2p) p2p_ = std::make_unique<P2PWorker>(std::move(resources.p2p));
+}
+
+Work EngineImpl::send(TensorView tensor, int peer, int tag) {
+  if (!p2p_) refuse("send: this engine has no point-to-point connections");
+  return p2p_->send(tensor, peer, tag);
+}
+
+Work EngineImpl::recv(TensorView tensor, int peer, int tag) {
+  if (!p2p_) refuse("recv: this engine has no point-to-point connections");
+  return p2p_->recv(tensor, peer, tag);
 }
 
 EngineImpl::~EngineImpl() {
+  p2p_.reset();
   queue_.stop();
   if (thread_.joinable()) thread_.join();
 }

@@ -20,6 +20,7 @@
 #include "engine/executor.hpp"
 #include "engine/negotiator.hpp"
 #include "engine/outstanding.hpp"
+#include "engine/p2p_worker.hpp"
 #include "engine/request_queue.hpp"
 #include "engine/timeline.hpp"
 #include "ringfuse/engine.hpp"
@@ -43,6 +44,7 @@ struct EngineResources {
   // the group's label, which its messages name. Empty for a world.
   std::vector<int> global_ranks;
   std::string label;
+  std::unique_ptr<p2p::Messenger> p2p;  // send/recv's own connections (null: refused)
 };
 
 /// The public Engine: callers' threads validate and enqueue here; the engine thread's loop
@@ -71,6 +73,8 @@ class EngineImpl final : public Engine {
                              std::vector<TensorView> outputs, ReduceOp op) override;
   Work barrier(std::string name) override;
   Work join() override;
+  Work send(TensorView tensor, int peer, int tag) override;
+  Work recv(TensorView tensor, int peer, int tag) override;
   void flush() override { queue_.flush(); }
   void start_timeline(const std::string& path, bool mark_cycles) override;
   void stop_timeline() override { timeline_.stop(); }
@@ -131,6 +135,7 @@ class EngineImpl final : public Engine {
   std::optional<Error> failure_;  // why the engine stopped
   EngineStats stats_;             // the negotiation's counters; the executor keeps its own
   std::thread thread_;
+  std::unique_ptr<P2PWorker> p2p_;  // null when made without a messenger
 };
 
 }  // namespace ringfuse::engine

@@ -107,3 +107,13 @@ int Work::last_joined_rank() const {
 }
 
 }  // namespace ringfuse
+
+namespace ringfuse {
+
+int Work::source_rank() const {
+  if (!state_) return -1;
+  std::lock_guard lock(state_->mutex);
+  return state_->done ? state_->source_rank : -1;
+}
+
+}  // namespace ringfuse

@@ -19,6 +19,7 @@ struct WorkState {
   std::vector<std::function<void(const Error*)>> callbacks;
   std::vector<std::int64_t> output_shape;
   int last_joined = -1;  // join(): the rank that joined last
+  int source_rank = -1;  // point-to-point recv: the sender
   std::vector<std::int64_t> received_splits;  // uneven alltoall
   // Runs once, under `mutex`, just before the Work is marked done: whatever a waiter may rely
   // on once wait() returns (the name-mode registry's release of this Work's names).

@@ -1,0 +1,71 @@
+#include "p2p/handshake.hpp"
+
+#include <algorithm>
+#include <cstring>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "transport/full_mesh.hpp"
+
+namespace ringfuse::p2p {
+
+Hello make_hello(int rank, const std::string& job_id) {
+  Hello hello{kHelloMagic, kProtocolVersion, static_cast<std::uint32_t>(rank),
+              transport::job_hash(job_id), {}};
+  const auto nonce = rendezvous::auth::random_nonce();
+  std::copy(nonce.begin(), nonce.end(), hello.nonce.begin());
+  return hello;
+}
+
+Proof make_proof(const std::string& secret, const char* side, const Hello& from, const Hello& to) {
+  const auto digest = rendezvous::auth::proof(
+      secret, fmt::format("p2p-{}-{}-{}", side, from.rank, to.rank),
+      {from.nonce.data(), from.nonce.size()}, {to.nonce.data(), to.nonce.size()});
+  Proof proof{};
+  std::copy(digest.begin(), digest.end(), proof.begin());
+  return proof;
+}
+
+bool proofs_match(const Proof& a, const Proof& b) {
+  return rendezvous::auth::proofs_equal({a.data(), a.size()}, {b.data(), b.size()});
+}
+
+int authenticate_connector(const transport::Socket& socket, const Identity& self,
+                           std::chrono::steady_clock::time_point deadline) {
+  const auto refuse = [&](const std::string& why) {
+    spdlog::warn("rank {}: {}: refused a connection: {}", self.rank, self.purpose, why);
+    return -1;
+  };
+  try {
+    Hello hello{};
+    if (!transport::read_all(socket.fd(), &hello, sizeof(hello), deadline)) {
+      return refuse("no complete hello in time");
+    }
+    if (hello.magic != kHelloMagic || hello.version != kProtocolVersion ||
+        hello.job_hash != transport::job_hash(self.job_id) ||
+        hello.rank >= static_cast<std::uint32_t>(self.size) ||
+        hello.rank == static_cast<std::uint32_t>(self.rank)) {
+      return refuse("not a peer of this job (bad hello)");
+    }
+    const Hello own = make_hello(self.rank, self.job_id);
+    const Proof own_proof = make_proof(self.secret, "acceptor", own, hello);
+    Proof connector_proof{};
+    if (!transport::write_all(socket.fd(), &own, sizeof(own), deadline) ||
+        !transport::write_all(socket.fd(), own_proof.data(), own_proof.size(), deadline) ||
+        !transport::read_all(socket.fd(), connector_proof.data(), connector_proof.size(),
+                             deadline)) {
+      return refuse(fmt::format("rank {} did not finish authenticating in time", hello.rank));
+    }
+    if (!proofs_match(connector_proof, make_proof(self.secret, "connector", hello, own))) {
+      return refuse(fmt::format("claiming to be rank {}: wrong job secret "
+                                "(RINGFUSE_JOB_SECRET differs from this job's)",
+                                hello.rank));
+    }
+    return static_cast<int>(hello.rank);
+  } catch (const std::exception& e) {
+    return refuse(fmt::format("{} (wrong job secret?)", e.what()));
+  }
+}
+
+}  // namespace ringfuse::p2p

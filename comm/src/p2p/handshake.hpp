@@ -1,0 +1,50 @@
+// The proof two ranks exchange on a new point-to-point connection: the meshes' scheme
+// (full_mesh.cpp: HMAC-SHA256 of the job secret over both sides' fresh nonces and ranks),
+// under labels of its own so that no mesh proof is ever accepted here. The connector sends
+// its hello; the acceptor answers with its hello and proof; the connector checks it and
+// proves itself last, so the acceptor is never an oracle for a process without the secret.
+#pragma once
+
+#include <array>
+#include <chrono>
+#include <cstdint>
+#include <string>
+
+#include "rendezvous/auth.hpp"
+#include "transport/socket.hpp"
+
+namespace ringfuse::p2p {
+
+inline constexpr std::uint32_t kHelloMagic = 0x52465032;  // "RFP2"
+inline constexpr std::uint32_t kProtocolVersion = 1;
+
+struct Hello {
+  std::uint32_t magic;
+  std::uint32_t version;
+  std::uint32_t rank;
+  std::uint32_t job_hash;
+  std::array<char, rendezvous::auth::kNonceBytes> nonce;
+};
+
+using Proof = std::array<char, rendezvous::auth::kProofBytes>;
+
+/// A hello from `rank` of job `job_id`, with a fresh nonce.
+Hello make_hello(int rank, const std::string& job_id);
+/// `side` is "acceptor" or "connector": the proof `from` gives `to`.
+Proof make_proof(const std::string& secret, const char* side, const Hello& from, const Hello& to);
+bool proofs_match(const Proof& a, const Proof& b);
+
+struct Identity {
+  int rank;
+  int size;
+  std::string job_id;
+  std::string secret;
+  std::string purpose;  // in log lines
+};
+
+/// The acceptor's side, blocking until `deadline`: the rank the connector proved to be, or -1
+/// (logged as a warning) when it is refused.
+int authenticate_connector(const transport::Socket& socket, const Identity& self,
+                           std::chrono::steady_clock::time_point deadline);
+
+}  // namespace ringfuse::p2p

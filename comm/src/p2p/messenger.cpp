@@ -1,0 +1,687 @@
+#include "p2p/messenger.hpp"
+
+#include <poll.h>
+#include <sys/socket.h>
+#include <sys/uio.h>
+
+#include <algorithm>
+#include <array>
+#include <cerrno>
+#include <cstring>
+#include <ctime>
+#include <system_error>
+
+#include <fmt/format.h>
+#include <spdlog/spdlog.h>
+
+#include "core/errors.hpp"
+#include "p2p/acceptor.hpp"
+#include "p2p/handshake.hpp"
+
+namespace ringfuse::p2p {
+namespace {
+
+constexpr std::uint32_t kMessageMagic = 0x52464d47;  // "RFMG"
+constexpr std::int32_t kGoodbyeTag = -2;             // the sender's messenger is going away
+
+struct Header {
+  std::uint32_t magic;
+  std::int32_t tag;
+  std::uint64_t bytes;
+};
+static_assert(sizeof(Header) == 16);
+
+/// Reads what is there into buf[got, want); false on EOF; throws std::system_error.
+bool read_some(int fd, void* buf, std::size_t want, std::size_t& got) {
+  while (got < want) {
+    const ssize_t n = ::recv(fd, static_cast<char*>(buf) + got, want - got, MSG_DONTWAIT);
+    if (n > 0) {
+      got += static_cast<std::size_t>(n);
+      continue;
+    }
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+    throw std::system_error(errno, std::generic_category(), "recv()");
+  }
+  return true;
+}
+
+std::string seconds(std::chrono::milliseconds ms) {
+  return fmt::format("{:.1f} s", static_cast<double>(ms.count()) / 1000.0);
+}
+
+std::string tag_text(int tag) { return tag == kAnyTag ? "any tag" : fmt::format("tag {}", tag); }
+
+}  // namespace
+
+struct Messenger::Link {
+  transport::Socket socket;
+  // Incoming: the message being read.
+  Header header{};
+  std::size_t header_got = 0;
+  std::byte* target = nullptr;
+  std::size_t payload_got = 0;
+  RecvOp* bound = nullptr;  // the receive it lands in, or
+  Message* message = nullptr;  // the unexpected message it is kept as
+};
+
+struct Messenger::SendOp {
+  OpId id;
+  const std::byte* data;
+  std::size_t bytes;
+  int peer;
+  int tag;
+  Header header;
+  std::size_t written = 0;  // of header and payload together
+  Clock::time_point last_progress;
+};
+
+struct Messenger::RecvOp {
+  OpId id;
+  std::byte* data;
+  std::size_t capacity;
+  std::size_t element;
+  int peer;
+  int tag;
+  Clock::time_point last_progress;
+  int source = -1;
+  int got_tag = 0;
+  std::size_t bytes = 0;
+};
+
+struct Messenger::Message {
+  int source;
+  int tag;
+  std::vector<std::byte> data;
+  bool complete = false;
+};
+
+Messenger::Messenger(rendezvous::Store* store, MessengerOptions options)
+    : options_(std::move(options)), store_(store) {
+  const auto n = static_cast<std::size_t>(options_.size);
+  out_.resize(n);
+  in_.resize(n);
+  dead_.resize(n);
+  sends_.resize(n);
+  left_.assign(n, false);
+  if (options_.size == 1) return;
+  try {
+    acceptor_ = std::make_unique<Acceptor>(
+        options_.advertise_host,
+        Identity{options_.rank, options_.size, options_.job_id, options_.secret,
+                 options_.purpose},
+        options_.user_timeout);
+    store_->set(fmt::format("{}addr/{}", options_.key_prefix, options_.rank),
+               fmt::format("{}:{}", options_.advertise_host, acceptor_->port()));
+  } catch (const std::system_error& e) {
+    throw core::rank_error(ErrorKind::system, options_.rank,
+                           "{}: cannot listen on {}: {}; check RINGFUSE_HOST_ADDR",
+                           options_.purpose, options_.advertise_host, e.what());
+  }
+}
+
+Messenger::~Messenger() {
+  const Header goodbye{kMessageMagic, kGoodbyeTag, 0};
+  const auto deadline = Clock::now() + std::chrono::milliseconds(200);
+  for (auto& link : out_) {
+    if (!link || !link->socket.valid()) continue;
+    try {
+      (void)transport::write_all(link->socket.fd(), &goodbye, sizeof(goodbye), deadline);
+    } catch (const std::exception&) {
+      // The peer is gone already: nothing to tell it.
+    }
+  }
+}
+
+OpId Messenger::post_send(const void* data, std::size_t bytes, int peer, int tag) {
+  if (peer < 0 || peer >= options_.size) {
+    throw core::rank_error(ErrorKind::invalid_argument, options_.rank,
+                           "send: peer {} is not a rank of this world of {}", peer,
+                           options_.size);
+  }
+  if (tag < 0) {
+    throw core::rank_error(ErrorKind::invalid_argument, options_.rank,
+                           "send to rank {}: tag {} is negative; tags are >= 0", peer, tag);
+  }
+  if (data == nullptr && bytes > 0) {
+    throw core::rank_error(ErrorKind::invalid_argument, options_.rank,
+                           "send to rank {}: the buffer is null", peer);
+  }
+  if (dead_[peer]) throw core::error_at(ErrorKind::peer_failure, options_.rank, peer, "{}", *dead_[peer]);
+  const OpId id = next_id_++;
+  if (peer == options_.rank) {
+    // To itself: kept as an unexpected message at once, so a later receive matches it.
+    auto message = std::make_unique<Message>();
+    message->source = peer;
+    message->tag = tag;
+    const auto* first = static_cast<const std::byte*>(data);
+    message->data.assign(first, first + bytes);
+    message->complete = true;
+    unexpected_.push_back(std::move(message));
+    finished_.push_back(Completion{id, {}, std::nullopt});
+    return id;
+  }
+  auto op = std::make_unique<SendOp>(SendOp{id, static_cast<const std::byte*>(data), bytes, peer,
+                                            tag, Header{kMessageMagic, tag, bytes}, 0,
+                                            Clock::now()});
+  sends_[peer].push_back(std::move(op));
+  return id;
+}
+
+OpId Messenger::post_recv(void* data, std::size_t capacity_bytes, std::size_t element_bytes,
+                          int peer, int tag) {
+  if (peer != kAnySource && (peer < 0 || peer >= options_.size)) {
+    throw core::rank_error(ErrorKind::invalid_argument, options_.rank,
+                           "recv: peer {} is not a rank of this world of {} (nor kAnySource)",
+                           peer, options_.size);
+  }
+  if (tag < 0 && tag != kAnyTag) {
+    throw core::rank_error(ErrorKind::invalid_argument, options_.rank,
+                           "recv from rank {}: tag {} is negative; tags are >= 0, or kAnyTag",
+                           peer, tag);
+  }
+  if (data == nullptr && capacity_bytes > 0) {
+    throw core::rank_error(ErrorKind::invalid_argument, options_.rank,
+                           "recv from rank {}: the buffer is null", peer);
+  }
+  if (peer != kAnySource && dead_[peer]) {
+    throw core::error_at(ErrorKind::peer_failure, options_.rank, peer, "{}", *dead_[peer]);
+  }
+  const OpId id = next_id_++;
+  recvs_.push_back(std::make_unique<RecvOp>(RecvOp{id, static_cast<std::byte*>(data),
+                                                   capacity_bytes,
+                                                   std::max<std::size_t>(element_bytes, 1), peer,
+                                                   tag, Clock::now()}));
+  return id;
+}
+
+bool Messenger::cancel(OpId id) {
+  for (auto it = recvs_.begin(); it != recvs_.end(); ++it) {
+    if ((*it)->id == id) {
+      recvs_.erase(it);
+      return true;
+    }
+  }
+  for (auto& queue : sends_) {
+    for (auto it = queue.begin(); it != queue.end(); ++it) {
+      if ((*it)->id == id && (*it)->written == 0) {
+        queue.erase(it);
+        return true;
+      }
+    }
+  }
+  return false;
+}
+
+bool Messenger::busy() const {
+  if (!recvs_.empty() || !bound_.empty() || !finished_.empty()) return true;
+  return std::any_of(sends_.begin(), sends_.end(), [](const auto& q) { return !q.empty(); });
+}
+
+bool Messenger::recv_wants(const RecvOp& op, int source, int tag) const {
+  return (op.peer == kAnySource || op.peer == source) && (op.tag == kAnyTag || op.tag == tag);
+}
+
+std::string Messenger::describe_recv(const RecvOp& op) const {
+  return fmt::format("recv of up to {} bytes from {} ({})", op.capacity,
+                     op.peer == kAnySource ? std::string("any rank")
+                                           : fmt::format("rank {}", op.peer),
+                     tag_text(op.tag));
+}
+
+Error Messenger::truncation(const RecvOp& op, int source, int tag, std::size_t bytes) const {
+  return core::error_at(ErrorKind::invalid_argument, options_.rank, source,
+                        "{}: rank {} sent {} bytes with tag {}, longer than the {} bytes of the "
+                        "receive buffer; the message stays queued for a receive with room for "
+                        "it",
+                        describe_recv(op), source, bytes, tag, op.capacity);
+}
+
+void Messenger::match_unexpected(std::vector<Completion>& done) {
+  for (auto it = recvs_.begin(); it != recvs_.end();) {
+    RecvOp& op = **it;
+    // The first message (arrival order) this receive wants; one still arriving from its
+    // source is the newest from there, so skipping it overtakes nothing of that source.
+    auto found = std::find_if(unexpected_.begin(), unexpected_.end(), [&](const auto& m) {
+      return m->complete && recv_wants(op, m->source, m->tag);
+    });
+    if (found == unexpected_.end()) {
+      ++it;
+      continue;
+    }
+    Message& message = **found;
+    if (message.data.size() > op.capacity) {
+      done.push_back(Completion{op.id, {}, truncation(op, message.source, message.tag,
+                                                      message.data.size())});
+    } else {
+      if (!message.data.empty()) std::memcpy(op.data, message.data.data(), message.data.size());
+      done.push_back(Completion{op.id,
+                                RecvStatus{message.source, message.tag,
+                                           message.data.size() / op.element},
+                                std::nullopt});
+      unexpected_.erase(found);
+    }
+    it = recvs_.erase(it);
+  }
+}
+
+Messenger::Link& Messenger::outgoing(int peer) {
+  if (!out_[peer]) start_connect(peer);
+  return *out_[peer];
+}
+
+void Messenger::start_connect(int peer) {
+  const std::string key = fmt::format("{}addr/{}", options_.key_prefix, peer);
+  std::string address;
+  try {
+    address = store_->get(key, options_.connect_timeout);
+    const auto colon = address.rfind(':');
+    const std::string host = address.substr(0, colon);
+    const auto port = static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1)));
+    const auto deadline = Clock::now() + options_.connect_timeout;
+    auto link = std::make_unique<Link>();
+    link->socket = transport::connect_with_retry(host, port, deadline);
+    transport::configure_data_socket(link->socket.fd(), options_.user_timeout);
+    handshake(peer, link->socket, deadline);
+    out_[peer] = std::move(link);
+  } catch (const Error& e) {
+    if (!address.empty()) throw;  // the handshake's own error
+    throw core::error_at(ErrorKind::timeout, options_.rank, peer,
+                         "{}: rank {} never published its address ({}): {}", options_.purpose,
+                         peer, key, e.what());
+  } catch (const std::exception& e) {
+    throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+                         "{}: cannot connect to rank {} at {}: {}; is it still running?",
+                         options_.purpose, peer, address, e.what());
+  }
+}
+
+void Messenger::handshake(int peer, const transport::Socket& socket,
+                          Clock::time_point deadline) {
+  const Hello own = make_hello(options_.rank, options_.job_id);
+  Hello reply{};
+  Proof proof{};
+  if (!transport::write_all(socket.fd(), &own, sizeof(own), deadline) ||
+      !transport::read_all(socket.fd(), &reply, sizeof(reply), deadline) ||
+      !transport::read_all(socket.fd(), proof.data(), proof.size(), deadline)) {
+    throw core::error_at(ErrorKind::timeout, options_.rank, peer,
+                         "{}: rank {} did not answer the handshake within {}",
+                         options_.purpose, peer, seconds(options_.connect_timeout));
+  }
+  if (reply.magic != kHelloMagic || reply.rank != static_cast<std::uint32_t>(peer) ||
+      reply.job_hash != own.job_hash) {
+    throw core::error_at(ErrorKind::protocol, options_.rank, peer,
+                         "{}: the listener of rank {} answered as rank {} of another job or "
+                         "protocol; check that RINGFUSE_JOB_ID and RINGFUSE_STORE_ADDR are the "
+                         "same for every rank",
+                         options_.purpose, peer, reply.rank);
+  }
+  if (!proofs_match(proof, make_proof(options_.secret, "acceptor", reply, own))) {
+    throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+                         "{}: rank {} could not prove this job's secret; RINGFUSE_JOB_SECRET "
+                         "must be the same for every rank",
+                         options_.purpose, peer);
+  }
+  const Proof own_proof = make_proof(options_.secret, "connector", own, reply);
+  if (!transport::write_all(socket.fd(), own_proof.data(), own_proof.size(), deadline)) {
+    throw core::error_at(ErrorKind::timeout, options_.rank, peer,
+                         "{}: timed out authenticating to rank {}", options_.purpose, peer);
+  }
+}
+
+void Messenger::progress_sends(int peer, std::vector<Completion>& done) {
+  auto& queue = sends_[peer];
+  if (queue.empty()) return;
+  Link& link = outgoing(peer);
+  while (!queue.empty()) {
+    SendOp& op = *queue.front();
+    const std::size_t total = sizeof(Header) + op.bytes;
+    while (op.written < total) {
+      iovec parts[2];
+      int count = 0;
+      if (op.written < sizeof(Header)) {
+        parts[count++] = {reinterpret_cast<char*>(&op.header) + op.written,
+                          sizeof(Header) - op.written};
+        if (op.bytes > 0) parts[count++] = {const_cast<std::byte*>(op.data), op.bytes};
+      } else {
+        const std::size_t at = op.written - sizeof(Header);
+        parts[count++] = {const_cast<std::byte*>(op.data) + at, op.bytes - at};
+      }
+      msghdr msg{};
+      msg.msg_iov = parts;
+      msg.msg_iovlen = static_cast<std::size_t>(count);
+      const ssize_t n = ::sendmsg(link.socket.fd(), &msg, MSG_NOSIGNAL | MSG_DONTWAIT);
+      if (n > 0) {
+        op.written += static_cast<std::size_t>(n);
+        op.last_progress = Clock::now();
+        continue;
+      }
+      if (n < 0 && errno == EINTR) continue;
+      if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+      throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+                           "{}: sending {} bytes (tag {}) to rank {} failed: {}; did rank {} "
+                           "exit or fail?",
+                           options_.purpose, op.bytes, op.tag, peer, std::strerror(errno), peer);
+    }
+    done.push_back(Completion{op.id, {}, std::nullopt});
+    queue.pop_front();
+  }
+}
+
+void Messenger::on_header(int peer, std::vector<Completion>& done) {
+  Link& link = *in_[peer];
+  const Header& h = link.header;
+  if (h.magic != kMessageMagic) {
+    throw core::error_at(ErrorKind::protocol, options_.rank, peer,
+                         "{}: a malformed message header from rank {}", options_.purpose, peer);
+  }
+  if (h.tag == kGoodbyeTag) {
+    left_[peer] = true;
+    link.header_got = 0;
+    return;
+  }
+  const auto bytes = static_cast<std::size_t>(h.bytes);
+  for (auto it = recvs_.begin(); it != recvs_.end(); ++it) {
+    RecvOp& op = **it;
+    if (!recv_wants(op, peer, h.tag)) continue;
+    if (bytes > op.capacity) {
+      // The receive fails; the message is still read, and kept for a larger receive.
+      done.push_back(Completion{op.id, {}, truncation(op, peer, h.tag, bytes)});
+      recvs_.erase(it);
+      break;
+    }
+    op.source = peer;
+    op.got_tag = h.tag;
+    op.bytes = bytes;
+    op.last_progress = Clock::now();
+    link.bound = &op;
+    link.target = op.data;
+    bound_.push_back(std::move(*it));
+    recvs_.erase(it);
+    return;
+  }
+  auto message = std::make_unique<Message>();
+  message->source = peer;
+  message->tag = h.tag;
+  message->data.resize(bytes);
+  link.message = message.get();
+  link.target = message->data.data();
+  unexpected_.push_back(std::move(message));
+}
+
+void Messenger::finish_message(int peer, std::vector<Completion>& done) {
+  Link& link = *in_[peer];
+  if (link.bound != nullptr) {
+    RecvOp* op = link.bound;
+    done.push_back(
+        Completion{op->id, RecvStatus{op->source, op->got_tag, op->bytes / op->element},
+                   std::nullopt});
+    bound_.erase(std::find_if(bound_.begin(), bound_.end(),
+                              [&](const auto& b) { return b.get() == op; }));
+  } else if (link.message != nullptr) {
+    link.message->complete = true;
+  }
+  link.header_got = 0;
+  link.payload_got = 0;
+  link.target = nullptr;
+  link.bound = nullptr;
+  if (link.message != nullptr) {
+    link.message = nullptr;
+    match_unexpected(done);
+  }
+}
+
+void Messenger::read_incoming(int peer, std::vector<Completion>& done) {
+  Link& link = *in_[peer];
+  const int fd = link.socket.fd();
+  while (true) {
+    if (link.header_got < sizeof(Header)) {
+      const std::size_t before = link.header_got;
+      if (!read_some(fd, &link.header, sizeof(Header), link.header_got)) {
+        if (link.header_got == 0 && left_[peer]) {
+          link.socket.reset();  // an orderly exit, announced
+          return;
+        }
+        throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+                             "{}: rank {} closed its connection without leaving in order (it "
+                             "exited early, crashed or was killed)",
+                             options_.purpose, peer);
+      }
+      if (link.header_got < sizeof(Header)) return;
+      (void)before;
+      on_header(peer, done);
+      if (link.header_got == 0) continue;  // a goodbye
+      if (link.header.bytes == 0) {
+        finish_message(peer, done);
+        continue;
+      }
+    }
+    const std::size_t want = static_cast<std::size_t>(link.header.bytes);
+    const std::size_t before = link.payload_got;
+    if (!read_some(fd, link.target, want, link.payload_got)) {
+      throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+                           "{}: rank {} closed its connection in the middle of a message of {} "
+                           "bytes (tag {}): it exited, crashed or was killed",
+                           options_.purpose, peer, want, link.header.tag);
+    }
+    if (link.payload_got > before && link.bound != nullptr) {
+      link.bound->last_progress = Clock::now();
+    }
+    if (link.payload_got < want) return;
+    finish_message(peer, done);
+  }
+}
+
+void Messenger::fail_peer(int peer, const std::string& why, std::vector<Completion>& done) {
+  if (!dead_[peer]) dead_[peer] = why;
+  const Error error = core::error_at(ErrorKind::peer_failure, options_.rank, peer, "{}", why);
+  for (auto& op : sends_[peer]) done.push_back(Completion{op->id, {}, error});
+  sends_[peer].clear();
+  if (out_[peer]) out_[peer]->socket.reset();
+  if (in_[peer]) {
+    Link& link = *in_[peer];
+    if (link.bound != nullptr) {
+      done.push_back(Completion{link.bound->id, {}, error});
+      bound_.erase(std::find_if(bound_.begin(), bound_.end(),
+                                [&](const auto& b) { return b.get() == link.bound; }));
+    }
+    if (link.message != nullptr) {
+      unexpected_.erase(std::find_if(unexpected_.begin(), unexpected_.end(),
+                                     [&](const auto& m) { return m.get() == link.message; }));
+    }
+    in_[peer].reset();
+  }
+  // A dead rank fails the receives waiting for it, and those from any rank (as MPI does):
+  // whatever it would have sent will never come.
+  for (auto it = recvs_.begin(); it != recvs_.end();) {
+    if ((*it)->peer == peer || (*it)->peer == kAnySource) {
+      done.push_back(Completion{(*it)->id, {}, error});
+      it = recvs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Messenger::check_deadlines(std::vector<Completion>& done) {
+  const auto now = Clock::now();
+  const auto limit = options_.op_timeout;
+  for (int peer = 0; peer < options_.size; ++peer) {
+    if (!sends_[peer].empty() && now - sends_[peer].front()->last_progress > limit) {
+      const SendOp& op = *sends_[peer].front();
+      fail_peer(peer,
+                fmt::format("{}: send of {} bytes (tag {}) to rank {} made no progress for {}; "
+                            "is rank {} receiving?",
+                            options_.purpose, op.bytes, op.tag, peer, seconds(limit), peer),
+                done);
+    }
+  }
+  for (auto& op : bound_) {
+    if (now - op->last_progress > limit) {
+      const int peer = op->source;
+      fail_peer(peer,
+                fmt::format("{}: rank {}'s message (tag {}) stopped arriving for {}",
+                            options_.purpose, peer, op->got_tag, seconds(limit)),
+                done);
+      return;  // bound_ changed
+    }
+  }
+  for (auto it = recvs_.begin(); it != recvs_.end();) {
+    RecvOp& op = **it;
+    const bool gone = op.peer != kAnySource && left_[op.peer] &&
+                      (!in_[op.peer] || !in_[op.peer]->socket.valid());
+    if (gone) {
+      done.push_back(Completion{
+          op.id, {},
+          core::error_at(ErrorKind::peer_failure, options_.rank, op.peer,
+                         "{}: {}: rank {} has left (its Context was destroyed) without sending "
+                         "it",
+                         options_.purpose, describe_recv(op), op.peer)});
+      it = recvs_.erase(it);
+    } else if (now - op.last_progress > limit) {
+      done.push_back(Completion{
+          op.id, {},
+          core::error_at(ErrorKind::timeout, options_.rank,
+                         op.peer == kAnySource ? Error::kNoRank : op.peer,
+                         "{}: {} timed out after {}: nothing came; is {} sending it?",
+                         options_.purpose, describe_recv(op), seconds(limit),
+                         op.peer == kAnySource ? std::string("any rank")
+                                               : fmt::format("rank {}", op.peer))});
+      it = recvs_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+}
+
+void Messenger::poll_once(std::chrono::microseconds wait) {
+  // Who each pollfd is: -1 the acceptor, peer for in_, size+peer for out_.
+  std::vector<pollfd> fds;
+  std::vector<int> who;
+  const int size = options_.size;
+  if (acceptor_) {
+    fds.push_back({acceptor_->wake_fd(), POLLIN, 0});
+    who.push_back(-1);
+  }
+  for (int peer = 0; peer < size; ++peer) {
+    if (in_[peer] && in_[peer]->socket.valid()) {
+      fds.push_back({in_[peer]->socket.fd(), POLLIN, 0});
+      who.push_back(peer);
+    }
+    if (out_[peer] && out_[peer]->socket.valid()) {
+      short events = POLLIN;  // the peer's close
+      if (!sends_[peer].empty()) events |= POLLOUT;
+      fds.push_back({out_[peer]->socket.fd(), events, 0});
+      who.push_back(size + peer);
+    }
+  }
+  const timespec ts{static_cast<time_t>(wait.count() / 1'000'000),
+                    static_cast<long>(wait.count() % 1'000'000) * 1000};
+  (void)::ppoll(fds.data(), fds.size(), &ts, nullptr);
+}
+
+void Messenger::progress(std::chrono::microseconds wait, std::vector<Completion>& done) {
+  const std::size_t before = done.size();
+  done.insert(done.end(), finished_.begin(), finished_.end());
+  finished_.clear();
+  match_unexpected(done);
+  const int size = options_.size;
+  const auto step = [&] {
+    if (acceptor_) {
+      for (auto& [peer, socket] : acceptor_->take()) {
+        auto link = std::make_unique<Link>();
+        link->socket = std::move(socket);
+        in_[peer] = std::move(link);
+      }
+    }
+    for (int peer = 0; peer < size; ++peer) {
+      try {
+        if (in_[peer] && in_[peer]->socket.valid()) read_incoming(peer, done);
+        if (out_[peer] && out_[peer]->socket.valid()) {
+          {
+            // Nothing ever comes back on a sending connection: readable means closed.
+            char probe;
+            const ssize_t n = ::recv(out_[peer]->socket.fd(), &probe, 1, MSG_DONTWAIT | MSG_PEEK);
+            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
+              if (!sends_[peer].empty()) {
+                throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+                                     "{}: rank {} closed its end of the connection (it exited, "
+                                     "crashed or was killed)",
+                                     options_.purpose, peer);
+              }
+              out_[peer].reset();  // reconnect should a later send want it
+            }
+          }
+        }
+        progress_sends(peer, done);
+      } catch (const Error& e) {
+        fail_peer(peer, e.what(), done);
+      } catch (const std::exception& e) {
+        fail_peer(peer, fmt::format("{}: rank {}: {}", options_.purpose, peer, e.what()), done);
+      }
+    }
+  };
+  step();
+  if (done.size() == before && wait.count() > 0 && busy()) {
+    poll_once(wait);
+    step();
+  }
+  check_deadlines(done);
+}
+
+std::vector<RecvStatus> Messenger::run(std::span<const P2POp> ops) {
+  std::vector<OpId> ids;
+  std::vector<int> recv_slot;  // by op: its place among the receives, or -1
+  int receives = 0;
+  try {
+    for (const auto& op : ops) {
+      const std::size_t bytes = op.count * element_size(op.type);
+      if (op.kind == P2POp::Kind::send) {
+        ids.push_back(post_send(op.data, bytes, op.peer, op.tag));
+        recv_slot.push_back(-1);
+      } else {
+        ids.push_back(post_recv(op.data, bytes, element_size(op.type), op.peer, op.tag));
+        recv_slot.push_back(receives++);
+      }
+    }
+  } catch (...) {
+    for (const OpId id : ids) cancel(id);
+    throw;
+  }
+  std::vector<RecvStatus> statuses(static_cast<std::size_t>(receives));
+  std::vector<bool> pending(ids.size(), true);
+  std::size_t left = ids.size();
+  std::optional<Error> first;
+  std::vector<Completion> done;
+  const auto index_of = [&](OpId id) {
+    return static_cast<std::size_t>(std::find(ids.begin(), ids.end(), id) - ids.begin());
+  };
+  while (left > 0) {
+    done.clear();
+    progress(std::chrono::milliseconds(100), done);
+    for (const auto& completion : done) {
+      const std::size_t index = index_of(completion.id);
+      if (index >= ids.size() || !pending[index]) continue;  // another caller's op
+      pending[index] = false;
+      --left;
+      if (completion.error) {
+        if (!first) first = completion.error;
+      } else if (recv_slot[index] >= 0) {
+        statuses[static_cast<std::size_t>(recv_slot[index])] = completion.status;
+      }
+    }
+    if (first) {
+      for (std::size_t i = 0; i < ids.size(); ++i) {
+        if (pending[i] && cancel(ids[i])) {
+          pending[i] = false;
+          --left;
+        }
+      }
+    }
+  }
+  if (first) throw *first;
+  return statuses;
+}
+
+}  // namespace ringfuse::p2p

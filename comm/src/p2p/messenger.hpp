@@ -1,0 +1,134 @@
+// Tagged point-to-point messages between the ranks of one world, on connections of their own
+// (never those of a collective), made lazily and pairwise on first use, as NCCL does for p2p:
+//  - every rank listens on one socket, advertised in the store at construction (one key);
+//  - the SENDER connects on its first message to a peer and both sides prove the job secret
+//    (handshake.hpp); the receiver's acceptor thread answers at once (acceptor.hpp), so a
+//    first send never waits for the receiver to enter a p2p call; each connection carries messages one
+//    way only (connector -> acceptor), so two ranks connecting to each other at once never
+//    race, and a receiver only ever polls its listener and the connections it accepted;
+//  - a message is a small header (tag, bytes) and its payload; the receiver matches it to the
+//    first posted receive that wants its source and tag, reading straight into that buffer,
+//    or keeps it as unexpected until a receive asks for it, so different tags between one
+//    pair never block each other and the order per (source, tag) is the send order.
+// Operations are posted, then progressed together (progress()), so a group of sends and
+// receives, or the engine's queue of them, never deadlocks on its own ordering. Not thread-
+// safe: one thread posts and progresses.
+#pragma once
+
+#include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <deque>
+#include <memory>
+#include <optional>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "rendezvous/store.hpp"
+#include "ringfuse/context.hpp"
+#include "p2p/acceptor.hpp"
+#include "p2p/channel.hpp"
+#include "ringfuse/error.hpp"
+#include "transport/socket.hpp"
+
+namespace ringfuse::p2p {
+
+struct MessengerOptions {
+  int rank = 0;
+  int size = 1;
+  std::string advertise_host = "127.0.0.1";  // where peers connect to this rank
+  std::string job_id = "local";
+  std::string secret;                      // RINGFUSE_JOB_SECRET: proven on every connection
+  std::string key_prefix = "ringfuse/p2p/";  // store namespace of this messenger's addresses
+  std::chrono::milliseconds connect_timeout{60'000};
+  std::chrono::milliseconds op_timeout{300'000};  // longest wait of one op without progress
+  std::chrono::milliseconds user_timeout{10'000};  // TCP_USER_TIMEOUT
+  std::string purpose = "point-to-point";          // in error messages
+};
+
+using OpId = std::uint64_t;
+
+/// A posted operation that finished: its status (receives), or why it failed.
+struct Completion {
+  OpId id = 0;
+  RecvStatus status;
+  std::optional<Error> error;
+};
+
+class Messenger final : public Channel {
+ public:
+  /// Listens and publishes this rank's address under key_prefix + "addr/<rank>" in `store`
+  /// (which must outlive the messenger; null only in a world of one). Connects nothing:
+  /// connections are made by the first send to each peer.
+  Messenger(rendezvous::Store* store, MessengerOptions options);
+  /// Tells every peer it connected to that it leaves in order, so their receives report an
+  /// orderly exit rather than a crash; then closes every connection.
+  ~Messenger() override;
+  Messenger(const Messenger&) = delete;
+  Messenger& operator=(const Messenger&) = delete;
+
+  int rank() const { return options_.rank; }
+  int size() const { return options_.size; }
+
+  /// Checks the arguments (throws invalid_argument naming them) and posts the op; nothing
+  /// moves until progress().
+  OpId post_send(const void* data, std::size_t bytes, int peer, int tag);
+  OpId post_recv(void* data, std::size_t capacity_bytes, std::size_t element_bytes, int peer,
+                 int tag);
+  /// Withdraws a posted op that has not started moving bytes; returns whether it did.
+  bool cancel(OpId id);
+
+  /// Moves whatever can move, waiting at most `wait` for something to happen; appends the ops
+  /// that finished (or failed: a dead peer, no progress for op_timeout, a message longer than
+  /// its receive's buffer) to `done`.
+  void progress(std::chrono::microseconds wait, std::vector<Completion>& done);
+  /// Whether any op is posted and not yet completed.
+  bool busy() const;
+
+  /// Blocking: posts `ops`, progresses until all are done, and returns the receives' statuses
+  /// in order. On the first failure, withdraws what has not started, finishes what has (so
+  /// the connections stay in step) and throws that failure.
+  std::vector<RecvStatus> run(std::span<const P2POp> ops) override;
+  const char* name() const override { return "native"; }
+
+ private:
+  struct Link;
+  struct SendOp;
+  struct RecvOp;
+  struct Message;
+  using Clock = std::chrono::steady_clock;
+
+  Link& outgoing(int peer);
+  void start_connect(int peer);
+  void poll_once(std::chrono::microseconds wait);
+  void progress_sends(int peer, std::vector<Completion>& done);
+  /// The connector's side of the proof (handshake.hpp), blocking until `deadline`.
+  void handshake(int peer, const transport::Socket& socket, Clock::time_point deadline);
+  void read_incoming(int peer, std::vector<Completion>& done);
+  void on_header(int peer, std::vector<Completion>& done);
+  void finish_message(int peer, std::vector<Completion>& done);
+  /// Matches complete unexpected messages against posted receives, in posting order.
+  void match_unexpected(std::vector<Completion>& done);
+  void fail_peer(int peer, const std::string& why, std::vector<Completion>& done);
+  void check_deadlines(std::vector<Completion>& done);
+  bool recv_wants(const RecvOp& op, int source, int tag) const;
+  Error truncation(const RecvOp& op, int source, int tag, std::size_t bytes) const;
+  std::string describe_recv(const RecvOp& op) const;
+
+  MessengerOptions options_;
+  rendezvous::Store* store_;
+  std::unique_ptr<Acceptor> acceptor_;  // null in a world of one
+  std::vector<std::unique_ptr<Link>> out_;  // by peer: connections this rank made (sends)
+  std::vector<std::unique_ptr<Link>> in_;   // by peer: connections peers made (receives)
+  std::vector<std::optional<std::string>> dead_;       // by peer: why it cannot be reached
+  std::vector<std::deque<std::unique_ptr<SendOp>>> sends_;  // by peer, in posting order
+  std::deque<std::unique_ptr<RecvOp>> recvs_;               // posted, not yet matched
+  std::vector<std::unique_ptr<RecvOp>> bound_;              // matched, payload arriving
+  std::deque<std::unique_ptr<Message>> unexpected_;         // in arrival order
+  std::vector<bool> left_;               // by peer: said goodbye (its messenger was destroyed)
+  std::vector<Completion> finished_;     // completed outside progress() (sends to self)
+  OpId next_id_ = 1;
+};
+
+}  // namespace ringfuse::p2p
