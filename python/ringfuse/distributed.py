@@ -15,6 +15,7 @@ bounds the rendezvous and every collective. CPU tensors only in this version.
 ``dist.new_group(ranks)`` works on this backend (also as ``new_group(ranks, backend="ringfuse")``
 under a gloo default group): torch builds the group on its members only, over the group's own
 prefix of the store, so ranks outside the group take no part (ranks in errors are the group's).
+``send``/``recv``/``isend``/``irecv``/``batch_isend_irecv`` run on the group's engine.
 """
 
 import ipaddress
