@@ -10,6 +10,7 @@
 #include "fusion_model.hpp"
 #include "ringfuse/error.hpp"
 #include "size_parse.hpp"
+#include "split_color.hpp"
 
 namespace ringfuse::perf {
 namespace {
@@ -127,6 +128,9 @@ ParsedFlags parse_flags(int argc, char** argv) {
                  "uniform:COUNTxBYTES (e.g. uniform:200x1M)")
       ->capture_default_str();
   app.add_option("--json", o.json_path, "also write every row to this file (JSON)");
+  app.add_option("--split", o.split,
+                 "measure ours on a sub-communicator (Context::split) by COLOR_EXPR: host, "
+                 "parity, half or mod:K");
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {
@@ -174,6 +178,15 @@ ParsedFlags parse_flags(int argc, char** argv) {
   }
   if (o.fusion && o.device == Device::cuda) {
     return fail("--device cuda: the fusion benchmark replays host tensors only");
+  }
+  if (!o.split.empty()) {
+    if (auto problem = split_expression_problem(o.split)) {
+      return fail(fmt::format("--split {}: {}", o.split, *problem));
+    }
+    if (!peers.empty() || o.fusion) {
+      return fail(fmt::format("--split {}: measures ours on a sub-communicator only; drop {}",
+                              o.split, o.fusion ? "the fusion benchmark" : "--peers"));
+    }
   }
   if (malloc_tuning == "both") {
     o.malloc_tuning = MallocTuning::both;

@@ -38,6 +38,9 @@ struct PerfOptions {
   Device device = Device::cpu;     // --device: where the measured buffers live
   MallocTuning malloc_tuning = MallocTuning::both;
   std::string json_path;
+  /// --split COLOR_EXPR (perf/split_color.hpp): measure ours on the child Context of each
+  /// rank's color instead of the world; empty: the world.
+  std::string split;
   // `ringfuse-perf fusion` (perf/fusion_sweep.hpp) instead of a collective sweep.
   bool fusion = false;
   std::string model = "resnet50";  // --model, fusion only

@@ -19,6 +19,7 @@
 #include "report.hpp"
 #include "ringfuse/error.hpp"
 #include "size_parse.hpp"
+#include "split_color.hpp"
 #include "sweep.hpp"
 #include "table_output.hpp"
 
@@ -66,14 +67,23 @@ int run(int argc, char** argv, const PerfOptions& o) {
                                   select_cuda_device(ctx.local_rank()), ctx.local_rank());
   }
   info.collective = std::string(to_string(o.collective));
-  info.nranks = ctx.size();
   info.launcher = launch->launcher();
   info.with_peers = !o.peers.empty();
+  // --split: every rank measures on its child; the table (rank 0's) is that of rank 0's child.
+  std::unique_ptr<Context> child;
+  if (!o.split.empty()) {
+    child = ctx.split(split_color(o.split, ctx.rank(), ctx.size(), ctx.world().cross_rank),
+                      ctx.rank());
+    info.transport += fmt::format("; measured on {} ({} of the world's {} ranks, --split {})",
+                                  child->label(), child->size(), ctx.size(), o.split);
+  }
+  Context& measured = child ? *child : ctx;
+  info.nranks = measured.size();
 
   // Declared after `launch`, so every implementation (Gloo's mesh, MPI calls) is gone before the
   // Context closes and MPI finalises.
   std::vector<std::unique_ptr<Implementation>> impls;
-  impls.push_back(make_native(ctx, o.algo));
+  impls.push_back(make_native(measured, o.algo));
   bool mpi_measured = false;
   if (wants(o, "mpi")) {
     if (launch->mpi_ready()) {
@@ -105,11 +115,14 @@ int run(int argc, char** argv, const PerfOptions& o) {
     if (gloo.impls.empty()) info.notes.push_back(fmt::format("peer gloo: unavailable: {}", gloo.unavailable));
     for (auto& impl : gloo.impls) impls.push_back(std::move(impl));
   }
-  note_unsupported(o, ctx, impls, info);
+  note_unsupported(o, measured, impls, info);
 
   std::vector<Implementation*> pass1;
   for (const auto& impl : impls) pass1.push_back(impl.get());
-  std::vector<Row> rows = run_sweep(ctx, o, pass1);
+  std::vector<Row> rows = run_sweep(measured, o, pass1);
+  // The children finish at different times; under mpirun (or torchrun) rank 0 hosts the
+  // rendezvous store, which a child still measuring may need: nobody leaves before all are done.
+  if (child) ctx.barrier();
 
   // Open MPI's best configuration: the same sweep again with glibc told to keep freed memory
   // (DESIGN.md §3). Last, because mallopt() cannot restore glibc's dynamic mmap threshold.

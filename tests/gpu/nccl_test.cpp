@@ -281,6 +281,24 @@ TEST(NcclBackend, WorldOfOneRunsEveryCollectiveOnDeviceMemory) {
   run_every_collective_on_device_memory(*context);
 }
 
+// Context::split under NCCL (issue #19): a child made before any device collective makes a
+// communicator of its own; one made after splits the parent's (ncclCommSplit). Both, and the
+// parent beside them, run every collective on device memory.
+TEST(NcclBackend, ChildContextsRunEveryCollectiveOnDeviceMemory) {
+  REQUIRE_GPUS(1);
+  auto context = nccl_world_of_one();
+  auto before = context->split(0, 0);
+  ASSERT_TRUE(before);
+  run_every_collective_on_device_memory(*before);
+  run_every_collective_on_device_memory(*context);  // the parent's communicator exists now
+  auto after = context->split(3, 0);
+  ASSERT_TRUE(after);
+  EXPECT_EQ(after->label(), "split 2 (color 3) of world");
+  run_every_collective_on_device_memory(*after);
+  run_every_collective_on_device_memory(*context);
+  EXPECT_EQ(context->split(ringfuse::kUndefinedColor, 0), nullptr);
+}
+
 TEST(CudaStaging, NativeBackendRunsEveryCollectiveOnDeviceMemory) {
   REQUIRE_GPUS(1);
   auto context = world_of_one(ringfuse::BackendKind::native);

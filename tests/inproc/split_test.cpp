@@ -114,7 +114,7 @@ void check_every_collective(Context& child) {
       for (std::size_t i = 0; i < count; ++i)
         ASSERT_EQ(recv[r * count + i], value_of(global[r], i)) << where << " allgather";
     std::vector<std::size_t> counts(static_cast<std::size_t>(n));
-    for (int r = 0; r < n; ++r) counts[static_cast<std::size_t>(r)] = static_cast<std::size_t>(r + 1);
+    for (int r = 0; r < n; ++r) counts[static_cast<std::size_t>(r)] = std::size_t(r + 1);
     std::vector<double> recv_v(std::accumulate(counts.begin(), counts.end(), std::size_t{0}));
     child.allgatherv(send.data(), recv_v.data(), counts, DataType::f64);
     std::size_t at = 0;
@@ -150,9 +150,12 @@ void check_every_collective(Context& child) {
       send_counts.push_back(static_cast<std::size_t>(me + r + 1));
       recv_counts.push_back(static_cast<std::size_t>(r + me + 1));
     }
-    std::vector<double> send_v(std::accumulate(send_counts.begin(), send_counts.end(), std::size_t{0}));
+    const auto total = [](const auto& counts) {
+      return std::accumulate(counts.begin(), counts.end(), std::size_t{0});
+    };
+    std::vector<double> send_v(total(send_counts));
     for (std::size_t i = 0; i < send_v.size(); ++i) send_v[i] = value_of(global[me], i);
-    std::vector<double> recv_v(std::accumulate(recv_counts.begin(), recv_counts.end(), std::size_t{0}));
+    std::vector<double> recv_v(total(recv_counts));
     child.alltoallv(send_v.data(), send_counts, recv_v.data(), recv_counts, DataType::f64);
     std::size_t at = 0;
     for (int r = 0; r < n; ++r) {
@@ -190,7 +193,8 @@ TEST_P(SplitByParity, EveryCollectiveOnEachChildMatchesTheReference) {
 INSTANTIATE_TEST_SUITE_P(Sizes, SplitByParity, ::testing::Values(2, 3, 4, 5, 6, 7, 8));
 
 TEST(Split, ByHostGivesOneChildPerHost) {
-  for (const auto& [size, per_host] : {std::pair{4, 2}, std::pair{6, 2}, std::pair{8, 4}}) {
+  for (const auto& [size, per_host] :
+       {std::pair{2, 1}, std::pair{4, 2}, std::pair{6, 2}, std::pair{8, 2}, std::pair{8, 4}}) {
     run_world(size, per_host, test_options(), [per_host = per_host](Context& world) {
       const int host = world.world().cross_rank;
       auto child = world.split(host, 0);
@@ -254,6 +258,22 @@ TEST(Split, NegativeColorOptsOut) {
   });
 }
 
+TEST(Split, ChildrenOfOneAndAWorldOfOne) {
+  run_world(3, 0, test_options(), [](Context& world) {
+    auto alone = world.split(world.rank(), 0);  // every rank a color of its own
+    ASSERT_TRUE(alone);
+    EXPECT_EQ(alone->size(), 1);
+    EXPECT_EQ(alone->global_rank(0), world.rank());
+    check_every_collective(*alone);
+  });
+  auto single = init(world_of(0, 1, 0, "split-single"), test_options());
+  auto child = single->split(5, 0);
+  ASSERT_TRUE(child);
+  EXPECT_EQ(child->label(), "split 1 (color 5) of world");
+  check_every_collective(*child);
+  EXPECT_EQ(single->split(kUndefinedColor, 0), nullptr);
+}
+
 TEST(Subgroup, ReorderedRanksAreTheChildsOrder) {
   run_world(4, 0, test_options(), [](Context& world) {
     const std::vector<int> ranks{3, 1, 2};
@@ -289,7 +309,8 @@ TEST(Subgroup, BadInputIsRefusedOnEveryRankAlike) {
                                          [&] { world.subgroup(std::vector<int>{}); });
     EXPECT_TRUE(contains(message, "empty")) << message;
     // Lists that differ between ranks: every rank sees them all and refuses alike.
-    const std::vector<int> mine = world.rank() == 1 ? std::vector<int>{1, 0} : std::vector<int>{0, 1};
+    const std::vector<int> mine =
+        world.rank() == 1 ? std::vector<int>{1, 0} : std::vector<int>{0, 1};
     message = test_support::expect_error(ErrorKind::invalid_argument,
                                          [&] { world.subgroup(mine); });
     EXPECT_TRUE(contains(message, "the ranks passed different lists")) << message;
@@ -425,6 +446,25 @@ TEST(ProcessSets, MismatchInsideASetNamesTheSetAndGlobalRanks) {
     EXPECT_TRUE(contains(message, "rank 3: ")) << message;
     EXPECT_TRUE(contains(message, fmt::format("rank {}: ringfuse engine", world.rank())))
         << message;
+  });
+}
+
+TEST(ProcessSets, StallInsideASetNamesTheSetAndTheMissingGlobalRank) {
+  Options options = test_options();
+  options.engine.stall_warning = 200ms;
+  options.engine.stall_abort = 600ms;
+  run_world(4, 0, options, [](Context& world) {
+    const int set = world.add_process_set(std::vector<int>{1, 3});
+    if (world.rank() == 1) {
+      std::vector<float> data(8, 1.0f);
+      auto work = world.engine(set).allreduce("late", view_of(data));
+      const auto message = test_support::expect_error(ErrorKind::timeout,
+                                                      [&] { work.wait(30s); });
+      EXPECT_TRUE(contains(message, "rank 1: ringfuse engine (process set 1): stall")) << message;
+      EXPECT_TRUE(contains(message, "rank 3")) << message;
+    }
+    // Rank 3 submits nothing; every rank leaves together once rank 1 has its error.
+    world.barrier();
   });
 }
 

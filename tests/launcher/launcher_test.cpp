@@ -487,6 +487,7 @@ TEST(Launcher, HelpListsEveryTunableWithItsVariable) {
       {"RINGFUSE_ALGO", "--algo"},
       {"RINGFUSE_TRANSPORT", "--transport"},
       {"RINGFUSE_HIERARCHICAL", "--hierarchical"},
+      {"RINGFUSE_GROUP_FAILURES", "--group-failures"},
       {"RINGFUSE_BACKEND", "--backend"},
       {"RINGFUSE_TIMEOUT_S", "--timeout"},
       {"RINGFUSE_CONNECT_TIMEOUT_S", "--start-timeout"},

@@ -430,6 +430,11 @@ int main(int argc, char** argv) {
       ->check(CLI::NonNegativeNumber);
   app.add_option("--linger-s", linger_s, "seconds the victim stays alive in leave mode")
       ->check(CLI::NonNegativeNumber);
+  std::string split = "none";
+  app.add_option("--split", split,
+                 "check mode: run the checks on a child Context instead of the world (parity: "
+                 "Context::split(rank % 2, rank))")
+      ->check(CLI::IsMember({"none", "parity"}));
   CLI11_PARSE(app, argc, argv);
 
   std::unique_ptr<ringfuse::Context> ctx;
@@ -461,25 +466,50 @@ int main(int argc, char** argv) {
       }
     }
     algos.push_back(Algorithm::automatic);
+    // The references are computed from the ranks and size of the Context checked, so a child
+    // is checked exactly as a world of its size would be.
+    std::unique_ptr<ringfuse::Context> child;
+    if (split == "parity") {
+      child = ctx->split(rank % 2, rank);
+      std::cout << fmt::format("rank {}: {} is rank {} of {}", rank, child->label(),
+                               child->rank(), child->size())
+                << std::endl;
+    }
+    ringfuse::Context& group = child ? *child : *ctx;
+    if (child) {
+      // Which backend runs the child's collectives: a root outside the child is refused
+      // before any communication, by the backend that would have run the broadcast.
+      float probe = 0;
+      try {
+        child->broadcast(&probe, 1, DataType::f32, child->size());
+      } catch (const ringfuse::Error& e) {
+        std::cout << fmt::format("rank {}: {} runs on {}", rank, child->label(), e.backend())
+                  << std::endl;
+      }
+    }
     Checker checker{rank};
     const std::span<const DataType> types(ringfuse::kAllDataTypes);
     const std::span<const ReduceOp> ops(ringfuse::kAllReduceOps);
     if (collective == "allreduce") {
-      check_allreduce(*ctx, checker, counts, types, ops, algos);
+      check_allreduce(group, checker, counts, types, ops, algos);
     } else if (collective == "reducescatter") {
-      check_reducescatter(*ctx, checker, counts, types, ops);
+      check_reducescatter(group, checker, counts, types, ops);
     } else if (collective == "broadcast") {
-      check_broadcast(*ctx, checker, counts, types);
+      check_broadcast(group, checker, counts, types);
     } else if (collective == "allgather" || collective == "allgatherv") {
-      check_allgather(*ctx, checker, counts, types, collective == "allgatherv");
+      check_allgather(group, checker, counts, types, collective == "allgatherv");
     } else if (collective == "alltoall" || collective == "alltoallv") {
-      check_alltoall(*ctx, checker, counts, types, collective == "alltoallv");
+      check_alltoall(group, checker, counts, types, collective == "alltoallv");
     } else if (collective == "barrier") {
-      for (int i = 0; i < 50; ++i) ctx->barrier();
+      for (int i = 0; i < 50; ++i) group.barrier();
       checker.expect(true, "barrier");
     } else {
       std::cerr << "unknown collective '" << collective << "'\n";
       return 2;
+    }
+    if (child) {
+      child.reset();   // before its parent
+      ctx->barrier();  // under mpirun rank 0 hosts the store: nobody leaves before all are done
     }
     ctx->barrier();
     std::cout << fmt::format("rank {}: {} {} checks, {} failed", rank, collective, checker.checks,

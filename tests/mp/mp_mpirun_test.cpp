@@ -43,6 +43,34 @@ void expect_matrix_case(int ranks, const std::string& collective, const std::str
   EXPECT_EQ(result.output.find("MISMATCH"), std::string::npos) << result.output;
 }
 
+// Context::split under mpirun with RINGFUSE_BACKEND=mpi: the child's collectives run on
+// MPI_Comm_split of the world's communicator, every one checked against the reference.
+TEST(MpirunSplit, ParityChildrenRunEveryCollectiveOnASplitCommunicator) {
+  for (const char* collective : {"allreduce", "broadcast", "allgatherv", "reducescatter",
+                                 "alltoallv", "barrier"}) {
+    auto argv = mpirun(4);
+    argv.insert(argv.end(), {COLLECTIVE_CHECK_PATH, "--collective", collective, "--counts",
+                             "0,1,1009", "--algos", "ring", "--split", "parity"});
+    const auto result = ringfuse::testing::run_process(
+        argv,
+        {{"RINGFUSE_TIMEOUT_S", "60"}, {"RINGFUSE_BACKEND", "mpi"},
+         {"OMPI_MCA_btl", "self,vader,tcp"}},
+        std::chrono::minutes(2));
+    ASSERT_FALSE(result.timed_out) << result.output;
+    EXPECT_EQ(result.exit_code, 0) << result.output;
+    for (int rank = 0; rank < 4; ++rank) {
+      EXPECT_NE(result.output.find("rank " + std::to_string(rank) + ": split 1 (color " +
+                                   std::to_string(rank % 2) + ") of world runs on mpi"),
+                std::string::npos)
+          << result.output;
+      EXPECT_NE(result.output.find("rank " + std::to_string(rank) + ": " + collective + " "),
+                std::string::npos)
+          << result.output;
+    }
+    EXPECT_EQ(result.output.find("MISMATCH"), std::string::npos) << result.output;
+  }
+}
+
 class MpirunMatrix : public ::testing::TestWithParam<Params> {};
 
 TEST_P(MpirunMatrix, EveryRankMatchesTheReference) {

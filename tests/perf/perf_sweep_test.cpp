@@ -267,6 +267,47 @@ TEST(PerfSweep, NcclTestsTypeNamesAreAccepted) {
   EXPECT_EQ(t.rows[0].at("type"), "f32") << r.output;
 }
 
+// --split: ours measured on the child Context of each rank's color; the table and the JSON
+// report the child's size. Under mpirun with --backend mpi the child's backend is
+// MPI_Comm_split of the world's communicator.
+TEST(PerfSweep, SplitMeasuresOnTheChildCommunicator) {
+  const std::string json = temp_json("split");
+  const auto r = run_process({RINGFUSE_RUN_PATH, "-np", "4", "--", RINGFUSE_PERF_PATH, "allreduce",
+                              "-b", "4K", "-e", "64K", "-f", "16", "-n", "3", "-w", "1", "--split",
+                              "parity", "--json", json},
+                             {{"RINGFUSE_TIMEOUT_S", "30"}}, kTimeout);
+  ASSERT_FALSE(r.timed_out) << r.output;
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_NE(r.output.find("# ringfuse-perf allreduce: 2 ranks"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("measured on split 1 (color 0) of world (2 of the world's 4 ranks, "
+                          "--split parity)"),
+            std::string::npos)
+      << r.output;
+  const Table t = parse_table(r.output);
+  ASSERT_EQ(t.rows.size(), 2u) << r.output;
+  for (const auto& row : t.rows) EXPECT_EQ(row.at("wrong"), "0") << r.output;
+  EXPECT_EQ(read_json(json).at("nranks"), 2);
+  std::remove(json.c_str());
+
+  const auto bad = run_process({RINGFUSE_PERF_PATH, "allreduce", "--split", "mod:0"}, {}, kTimeout);
+  EXPECT_EQ(bad.exit_code, 2) << bad.output;
+  EXPECT_NE(bad.output.find("--split mod:0: expected host"), std::string::npos) << bad.output;
+
+  if (std::string(MPIRUN_PATH).empty()) return;
+  const auto mpi = run_process({MPIRUN_PATH, "--allow-run-as-root", "--oversubscribe", "-np", "4",
+                                RINGFUSE_PERF_PATH, "allreduce", "-b", "4K", "-e", "64K", "-f",
+                                "16", "-n", "2", "-w", "1", "--backend", "mpi", "--split", "half"},
+                               {{"RINGFUSE_TIMEOUT_S", "30"}}, kTimeout);
+  ASSERT_FALSE(mpi.timed_out) << mpi.output;
+  ASSERT_EQ(mpi.exit_code, 0) << mpi.output;
+  EXPECT_NE(mpi.output.find("measured on split 1 (color 0) of world (2 of the world's 4 ranks"),
+            std::string::npos)
+      << mpi.output;
+  const Table mt = parse_table(mpi.output);
+  ASSERT_EQ(mt.rows.size(), 2u) << mpi.output;
+  for (const auto& row : mt.rows) EXPECT_EQ(row.at("wrong"), "0") << mpi.output;
+}
+
 TEST(PerfSweep, UnknownBackendIsAClearError) {
   const auto r = run_process({RINGFUSE_PERF_PATH, "allreduce", "--backend", "gloo"}, {}, kTimeout);
   EXPECT_EQ(r.exit_code, 2) << r.output;

@@ -156,6 +156,21 @@ TEST(Options, HierarchicalIsAutoOnOrOff) {
             std::string::npos);
 }
 
+TEST(Options, GroupFailuresEndTheJobUnlessContainIsAskedFor) {
+  const auto parse = [](const std::string& value) {
+    return ringfuse::core::parse_options(env_of({{"RINGFUSE_GROUP_FAILURES", value}}))
+        .group_failures;
+  };
+  EXPECT_EQ(ringfuse::core::parse_options(env_of({})).group_failures,
+            ringfuse::GroupFailures::job);
+  EXPECT_EQ(parse("contain"), ringfuse::GroupFailures::contain);
+  EXPECT_EQ(parse("job"), ringfuse::GroupFailures::job);
+  const auto message = config_error({{"RINGFUSE_GROUP_FAILURES", "isolate"}});
+  EXPECT_NE(message.find("RINGFUSE_GROUP_FAILURES='isolate'"), std::string::npos) << message;
+  EXPECT_NE(message.find("one of job, contain"), std::string::npos) << message;
+  EXPECT_EQ(ringfuse::core::find_tunable("RINGFUSE_GROUP_FAILURES")->flag, "--group-failures");
+}
+
 TEST(Options, FusionSizesTakeKMGSuffixesAndNameTheVariableWhenBad) {
   const auto config = ringfuse::core::parse_engine_config(
       env_of({{"RINGFUSE_FUSION_THRESHOLD", "64M"}, {"RINGFUSE_FUSION_INPLACE_MIN", "256k"}}));

@@ -1,13 +1,38 @@
 // ringfuse-perf's pure pieces: size suffixes, buffer layouts and nccl-tests' busbw factors.
 #include <gtest/gtest.h>
 
+#include <vector>
+
 #include "collective.hpp"
 #include "fusion_model.hpp"
 #include "ringfuse/error.hpp"
 #include "size_parse.hpp"
+#include "split_color.hpp"
 
 namespace ringfuse::perf {
 namespace {
+
+TEST(PerfSplitColor, EachExpressionColorsRanksAsDocumented) {
+  for (const char* good : {"host", "parity", "half", "mod:1", "mod:3"}) {
+    EXPECT_FALSE(split_expression_problem(good)) << good;
+  }
+  for (const char* bad : {"", "odd", "mod:", "mod:0", "mod:-2", "mod:2x", "HOST"}) {
+    EXPECT_TRUE(split_expression_problem(bad)) << bad;
+  }
+  // 6 ranks, 3 per host.
+  std::vector<int> host, parity, half, mod3;
+  for (int rank = 0; rank < 6; ++rank) {
+    host.push_back(split_color("host", rank, 6, rank / 3));
+    parity.push_back(split_color("parity", rank, 6, 0));
+    half.push_back(split_color("half", rank, 6, 0));
+    mod3.push_back(split_color("mod:3", rank, 6, 0));
+  }
+  EXPECT_EQ(host, (std::vector<int>{0, 0, 0, 1, 1, 1}));
+  EXPECT_EQ(parity, (std::vector<int>{0, 1, 0, 1, 0, 1}));
+  EXPECT_EQ(half, (std::vector<int>{0, 0, 0, 1, 1, 1}));
+  EXPECT_EQ(mod3, (std::vector<int>{0, 1, 2, 0, 1, 2}));
+  EXPECT_EQ(split_color("half", 2, 5, 0), 0);  // the lower half takes the odd one
+}
 
 TEST(PerfSizeParse, SuffixesAreBinary) {
   EXPECT_EQ(parse_size("4096"), 4096u);

@@ -35,6 +35,13 @@ struct NcclSetup {
 /// (cudaGetDeviceCount fails, e.g. error 35/100, or returns 0).
 std::unique_ptr<Backend> make_nccl_backend(const NcclSetup& setup);
 
+/// The NCCL backend of a child Context (Context::split), collective over every rank of
+/// `parent`'s world: ncclCommSplit of `parent`'s communicator when it exists (a device
+/// collective ran on it), else a communicator of the child's own, made lazily from `child`
+/// (make_nccl_backend). Null for a negative color, or as make_nccl_backend.
+std::unique_ptr<Backend> split_nccl_backend(Backend& parent, int color, int key,
+                                            const NcclSetup& child);
+
 /// Why make_nccl_backend() returned null, for messages.
 std::string nccl_unavailable_reason();
 

@@ -9,6 +9,10 @@ namespace ringfuse::backend {
 
 std::unique_ptr<Backend> make_nccl_backend(const NcclSetup&) { return nullptr; }
 
+std::unique_ptr<Backend> split_nccl_backend(Backend&, int, int, const NcclSetup&) {
+  return nullptr;
+}
+
 std::string nccl_unavailable_reason() {
   return "this build has no NCCL (CMake did not find CUDA and NCCL)";
 }

@@ -11,6 +11,7 @@
 #include <fmt/ranges.h>
 
 #include "backend/mpi_backend.hpp"
+#include "backend/nccl_backend.hpp"
 #include "context/context_impl.hpp"
 #include "core/errors.hpp"
 #include "rendezvous/all_gather.hpp"
@@ -70,7 +71,8 @@ ContextImpl::ContextImpl(ChildWorld child)
       options_(std::move(child.options)),
       store_(child.store),
       advertise_host_(std::move(child.advertise_host)),
-      mpi_backend_(std::move(child.mpi_backend)) {
+      mpi_backend_(std::move(child.mpi_backend)),
+      nccl_backend_(std::move(child.nccl_backend)) {
   lifeline_->parent = parent_;
   abort_state_ = std::move(child.abort_state);
   start_backends();
@@ -83,9 +85,9 @@ std::string ContextImpl::host_identity() const {
 
 int ContextImpl::global_rank(int rank) const {
   if (rank < 0 || rank >= world_.size) {
-    throw core::rank_error(ErrorKind::invalid_argument,
-                           global_ranks_.empty() ? world_.rank
-                                                 : global_ranks_[static_cast<std::size_t>(world_.rank)],
+    const int me = global_ranks_.empty() ? world_.rank
+                                         : global_ranks_[static_cast<std::size_t>(world_.rank)];
+    throw core::rank_error(ErrorKind::invalid_argument, me,
                            "{}: global_rank({}): not a rank of this Context of {}", label_, rank,
                            world_.size);
   }
@@ -201,24 +203,35 @@ std::unique_ptr<Context> ContextImpl::make_child(int number, int color, int key,
                              label, fmt::join(lists, "; "));
     }
   }
-  // MPI_Comm_split is collective over every rank of the parent, those opting out included.
-  std::unique_ptr<backend::Backend> mpi_child;
-  if (mpi_backend_) {
-    mpi_child = backend::split_mpi_backend(*mpi_backend_, mine.color, key, options_.op_timeout);
-  }
-  if (mine.color == kUndefinedColor) return nullptr;
-
-  const auto members = members_of(entries, mine.color);
+  const bool member = mine.color != kUndefinedColor;
   ChildWorld child;
-  child.world.size = static_cast<int>(members.size());
-  child.world.rank =
-      static_cast<int>(std::find(members.begin(), members.end(), world_.rank) - members.begin());
-  std::vector<std::string> hosts;
-  for (const int member : members) {
-    hosts.push_back(entries[static_cast<std::size_t>(member)].host);
-    child.global_ranks.push_back(global_rank(member));
+  const std::string child_prefix = fmt::format("{}{}/", prefix, mine.color);
+  if (member) {
+    const auto members = members_of(entries, mine.color);
+    child.world.size = static_cast<int>(members.size());
+    child.world.rank = static_cast<int>(std::find(members.begin(), members.end(), world_.rank) -
+                                        members.begin());
+    std::vector<std::string> hosts;
+    for (const int rank : members) {
+      hosts.push_back(entries[static_cast<std::size_t>(rank)].host);
+      child.global_ranks.push_back(global_rank(rank));
+    }
+    place_on_hosts(hosts, child.world.rank, child.world);
   }
-  place_on_hosts(hosts, child.world.rank, child.world);
+  // MPI_Comm_split and ncclCommSplit are collective over every rank of the parent, those
+  // opting out included.
+  if (mpi_backend_) {
+    child.mpi_backend =
+        backend::split_mpi_backend(*mpi_backend_, mine.color, key, options_.op_timeout);
+  }
+  if (nccl_backend_) {
+    child.nccl_backend = backend::split_nccl_backend(
+        *nccl_backend_, mine.color, key,
+        backend::NcclSetup{child.world.rank, child.world.size, child.world.local_rank, store_,
+                           child_prefix + "nccl/", options_.op_timeout});
+  }
+  if (!member) return nullptr;
+
   child.world.job_id = world_.job_id;
   child.world.job_secret = world_.job_secret;
   child.world.source = label;
@@ -228,7 +241,7 @@ std::unique_ptr<Context> ContextImpl::make_child(int number, int color, int key,
   child.options.progress_file.clear();
   child.host = host_;
   child.label = std::move(label);
-  child.key_prefix = fmt::format("{}{}/", prefix, mine.color);
+  child.key_prefix = child_prefix;
   child.advertise_host = advertise_host_;
   child.store = store_;
   child.kept_alive = kept_alive_;
@@ -241,7 +254,6 @@ std::unique_ptr<Context> ContextImpl::make_child(int number, int color, int key,
                           ? std::make_shared<transport::AbortState>()
                           : abort_state_;
   child.parent = lifeline_;
-  child.mpi_backend = std::move(mpi_child);
   return std::make_unique<ContextImpl>(std::move(child));
 }
 

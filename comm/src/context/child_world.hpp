@@ -39,6 +39,7 @@ struct ChildWorld {
   std::shared_ptr<transport::AbortState> abort_state;  // the parent's, unless contained
   std::shared_ptr<Lifeline> parent;
   std::unique_ptr<backend::Backend> mpi_backend;       // split from the parent's, or null
+  std::unique_ptr<backend::Backend> nccl_backend;      // split from the parent's, or null
 };
 
 /// One rank's part in a split, as every rank of the parent publishes it.

@@ -107,11 +107,14 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
 
 void ContextImpl::start_backends() {
   native_ = open_channel("main");
-  if (options_.backend != BackendKind::native && options_.backend != BackendKind::mpi) {
+  // A child's may come split from its parent's (child_world.cpp).
+  if (options_.backend != BackendKind::native && options_.backend != BackendKind::mpi &&
+      !nccl_backend_) {
     backend::NcclSetup setup{world_.rank, world_.size, world_.local_rank, store_,
                              key_prefix_ + "nccl/", options_.op_timeout};
     nccl_backend_ = backend::make_nccl_backend(setup);  // null without NCCL or a GPU
-    if (options_.backend == BackendKind::nccl && !nccl_backend_ && world_.rank == 0) {
+    if (options_.backend == BackendKind::nccl && !nccl_backend_ && world_.rank == 0 &&
+        !parent_) {
       spdlog::warn("ringfuse: RINGFUSE_BACKEND=nccl but {}; every collective runs on native",
                    backend::nccl_unavailable_reason());
     }

@@ -444,7 +444,8 @@ void EngineImpl::apply(const CycleResponse& response) {
   for (const auto& entry : response.ready) queue_.advance_sequence(entry.seq + 1);
   for (const auto& entry : response.ready) {
     if (entry.kind != ReadyEntry::Kind::error) continue;
-    const auto error = core::rank_error(ErrorKind::invalid_argument, names_(rank_), "{}", entry.error);
+    const auto error =
+        core::rank_error(ErrorKind::invalid_argument, names_(rank_), "{}", entry.error);
     if (outstanding_.contains(entry.seq)) spdlog::error("{}", error.what());
     outstanding_.complete(entry.seq, &error);
   }
@@ -464,7 +465,8 @@ void EngineImpl::apply(const CycleResponse& response) {
     work->complete(nullptr);
   }
   if (response.status == CycleResponse::Status::shutdown) {
-    const auto error = core::rank_error(ErrorKind::peer_failure, names_(rank_), "{}", response.message);
+    const auto error =
+        core::rank_error(ErrorKind::peer_failure, names_(rank_), "{}", response.message);
     if (!outstanding_.empty() || join_request_) spdlog::error("{}", error.what());
     {
       std::lock_guard lock(state_mutex_);
@@ -475,7 +477,19 @@ void EngineImpl::apply(const CycleResponse& response) {
   }
 }
 
-void EngineImpl::fail_everything(const Error& error) {
+Error EngineImpl::in_this_group(const Error& error) const {
+  const std::string what = error.what();
+  if (names_.label.empty() || what.find(names_.engine()) != std::string::npos) return error;
+  const auto prefix = fmt::format("rank {}: ", names_(rank_));
+  const std::string rest = what.starts_with(prefix) ? what.substr(prefix.size()) : what;
+  Error named(error.kind(), fmt::format("{}{}: {}", prefix, names_.engine(), rest), error.rank(),
+              error.peer());
+  named.in_collective(error.sequence(), error.backend());
+  return named;
+}
+
+void EngineImpl::fail_everything(const Error& raw) {
+  const Error error = in_this_group(raw);
   {
     std::lock_guard lock(state_mutex_);
     if (!failure_) failure_ = error;

@@ -111,6 +111,9 @@ class EngineImpl final : public Engine {
   void apply(const CycleResponse& response);
   void count(const Cycle& cycle);
   void fail_everything(const Error& error);
+  /// `error` naming this engine's group (a process set), unless it already does or the engine
+  /// is a world's: a lost peer on the data plane says only which rank was lost.
+  Error in_this_group(const Error& error) const;
 
   int rank_;
   int size_;

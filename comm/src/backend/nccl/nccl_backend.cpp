@@ -48,6 +48,28 @@ class NcclBackend final : public Backend {
     if (scratch_ != nullptr) cudaFree(scratch_);
   }
 
+  /// Whether the communicator exists (a device collective ran): every rank that made the same
+  /// calls agrees, so all of them split it, or none.
+  bool has_comm() const { return comm_ != nullptr && !poisoned_; }
+
+  /// ncclCommSplit of the communicator (collective over every rank of it): the backend of the
+  /// ranks with `color`, ordered by key, described by `child`; null for a negative color.
+  std::unique_ptr<Backend> split(int color, int key, const NcclSetup& child) {
+    cuda(cudaSetDevice(device_), fmt::format("cudaSetDevice({})", device_));
+    ncclConfig_t config = NCCL_CONFIG_INITIALIZER;
+    config.blocking = 0;  // as the parent's: settle() polls with a deadline
+    ncclComm_t comm = nullptr;
+    const std::string label = fmt::format("ncclCommSplit (color {}, key {})", color, key);
+    const ncclResult_t rc =
+        ncclCommSplit(comm_, color < 0 ? NCCL_SPLIT_NOCOLOR : color, key, &comm, &config);
+    if (rc != ncclSuccess && rc != ncclInProgress) fail(label, rc);
+    settle(label, deadline());
+    if (comm == nullptr) return nullptr;
+    auto backend = std::make_unique<NcclBackend>(child, device_);
+    backend->adopt(comm, label);
+    return backend;
+  }
+
   std::string_view name() const override { return "nccl"; }
   std::uint64_t sequence() const override { return sequence_; }
   // NCCL cannot reduce i16: those reductions go to the next backend (staging through the host).
@@ -243,15 +265,26 @@ class NcclBackend final : public Backend {
                              ncclGetErrorString(rc));
     }
     settle("communicator set-up", deadline());
-    cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
-    cuda(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming), "cudaEventCreate");
-    cuda(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreate");
+    make_stream();
     if (setup_.rank == 0) {
       int version = 0;
       ncclGetVersion(&version);
       spdlog::info("ringfuse: NCCL {} communicator of {} ranks on CUDA device {}", version,
                    setup_.size, device_);
     }
+  }
+
+  void make_stream() {
+    cuda(cudaStreamCreateWithFlags(&stream_, cudaStreamNonBlocking), "cudaStreamCreate");
+    cuda(cudaEventCreateWithFlags(&ready_, cudaEventDisableTiming), "cudaEventCreate");
+    cuda(cudaEventCreateWithFlags(&done_, cudaEventDisableTiming), "cudaEventCreate");
+  }
+
+  /// Takes `comm` (split from another communicator) as this backend's, once it is ready.
+  void adopt(ncclComm_t comm, const std::string& label) {
+    comm_ = comm;
+    settle(label, deadline());
+    make_stream();
   }
 
   /// Runs one collective: orders it after the caller's work on the legacy default stream,
@@ -312,6 +345,14 @@ std::unique_ptr<Backend> make_nccl_backend(const NcclSetup& setup) {
     return nullptr;
   }
   return std::make_unique<NcclBackend>(setup, setup.local_rank % devices);
+}
+
+std::unique_ptr<Backend> split_nccl_backend(Backend& parent, int color, int key,
+                                            const NcclSetup& child) {
+  auto* nccl = dynamic_cast<NcclBackend*>(&parent);
+  if (nccl != nullptr && nccl->has_comm()) return nccl->split(color, key, child);
+  if (color < 0) return nullptr;
+  return make_nccl_backend(child);
 }
 
 std::string nccl_unavailable_reason() {
