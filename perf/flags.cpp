@@ -80,7 +80,8 @@ ParsedFlags parse_flags(int argc, char** argv) {
   int check = 1;
   app.add_option("collective", collective,
                  "allreduce | broadcast | allgather | reducescatter | alltoall | barrier | fusion "
-                 "(a model's gradient all-reduces, fused vs unfused)")
+                 "(a model's gradient all-reduces, fused vs unfused) | sendrecv (point-to-point "
+                 "latency and bandwidth between ranks 0 and 1, osu_latency/osu_bw style)")
       ->required();
   app.add_option("-b,--minbytes", o.min_bytes, "smallest size (K/M/G suffixes)")
       ->transform(size_validator())
@@ -142,6 +143,7 @@ ParsedFlags parse_flags(int argc, char** argv) {
     return ParsedFlags{std::nullopt, 2};
   };
   o.fusion = collective == "fusion";
+  o.sendrecv = collective == "sendrecv";
   if (o.fusion) {
     try {
       make_model(o.model);
@@ -150,7 +152,8 @@ ParsedFlags parse_flags(int argc, char** argv) {
     }
   }
   const auto parsed_collective =
-      o.fusion ? std::optional<Collective>(Collective::allreduce) : parse_collective(collective);
+      o.fusion || o.sendrecv ? std::optional<Collective>(Collective::allreduce)
+                             : parse_collective(collective);
   if (!parsed_collective) {
     return fail(fmt::format("unknown collective '{}': expected allreduce, broadcast, allgather, "
                             "reducescatter, alltoall or barrier", collective));
@@ -175,6 +178,10 @@ ParsedFlags parse_flags(int argc, char** argv) {
   }
   if (o.backend == "nccl" && o.device != Device::cuda) {
     return fail("--backend nccl runs GPU buffers: add --device cuda");
+  }
+  if (o.sendrecv && (o.device == Device::cuda || o.backend != "native")) {
+    return fail("sendrecv measures host buffers on the native data plane: drop --device and "
+                "--backend");
   }
   if (o.fusion && o.device == Device::cuda) {
     return fail("--device cuda: the fusion benchmark replays host tensors only");

@@ -44,6 +44,8 @@ struct PerfOptions {
   // `ringfuse-perf fusion` (perf/fusion_sweep.hpp) instead of a collective sweep.
   bool fusion = false;
   std::string model = "resnet50";  // --model, fusion only
+  // `ringfuse-perf sendrecv` (perf/sendrecv.hpp): point-to-point latency and bandwidth.
+  bool sendrecv = false;
 };
 
 struct ParsedFlags {

@@ -17,6 +17,7 @@
 #include "native_impl.hpp"
 #include "nccl_peer.hpp"
 #include "report.hpp"
+#include "sendrecv.hpp"
 #include "ringfuse/error.hpp"
 #include "size_parse.hpp"
 #include "split_color.hpp"
@@ -170,6 +171,7 @@ int main(int argc, char** argv) {
   }
   try {
     if (options.fusion) return run_fusion(argc, argv, options);
+    if (options.sendrecv) return run_sendrecv(argc, argv, options);
     return run(argc, argv, options);
   } catch (const ringfuse::Error& e) {
     std::cerr << "ringfuse-perf: " << e.what() << "\n";

@@ -328,6 +328,32 @@ TEST(CudaStaging, TwoRanksShareOneGpuThroughTheNativeBackend) {
   }
 }
 
+// Point-to-point on device memory: ncclSend/ncclRecv in one group (a rank may send to
+// itself there); NCCL has no any-source receive, which is refused before anything moves.
+TEST(NcclBackend, SendRecvGroupOnDeviceMemory) {
+  REQUIRE_GPUS(1);
+  auto context = nccl_world_of_one();
+  const std::vector<float> values{1.0f, 2.0f, 3.0f, 4.0f};
+  DeviceBuffer<float> source(values);
+  DeviceBuffer<float> target(values.size());
+  const ringfuse::P2POp ops[] = {
+      {ringfuse::P2POp::Kind::send, source.data, values.size(), DataType::f32, 0, 0},
+      {ringfuse::P2POp::Kind::recv, target.data, values.size(), DataType::f32, 0, 0}};
+  const auto statuses = context->send_recv_group(ops);
+  ASSERT_EQ(statuses.size(), 1u);
+  EXPECT_EQ(statuses[0].source, 0);
+  EXPECT_EQ(statuses[0].count, values.size());
+  EXPECT_EQ(target.read(), values);
+  try {
+    context->recv(target.data, values.size(), DataType::f32, ringfuse::kAnySource, 0);
+    ADD_FAILURE() << "an any-source receive on device memory was not refused";
+  } catch (const ringfuse::Error& e) {
+    EXPECT_EQ(e.kind(), ringfuse::ErrorKind::invalid_argument) << e.what();
+    EXPECT_NE(std::string(e.what()).find("NCCL has no any-source receive"), std::string::npos)
+        << e.what();
+  }
+}
+
 TEST(NcclBackend, HostMemoryStillRunsOnNative) {
   REQUIRE_GPUS(1);
   auto context = nccl_world_of_one();

@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "expect_error.hpp"
+#include "p2p/messenger.hpp"
 #include "rendezvous/memory_store.hpp"
 #include "ringfuse/context.hpp"
 #include "ringfuse/error.hpp"
@@ -290,6 +291,38 @@ TEST_P(PointToPoint, EngineWorkHandlesRingAndAnySource) {
     for (auto& work : works) work.wait(20s);
     for (int i = 0; i < 5; ++i) EXPECT_EQ(got[i], left * 100 + i);
   });
+}
+
+// The p2p listener admits only a peer that proves this job's secret (SECURITY.md): a sender
+// with another secret is turned away, and the sender's error says why.
+TEST(PointToPointSecurity, APeerWithAnotherSecretIsRefused) {
+  rendezvous::MemoryStore store;
+  const auto options = [](int rank, const std::string& secret) {
+    p2p::MessengerOptions o;
+    o.rank = rank;
+    o.size = 2;
+    o.job_id = "secret-test";
+    o.secret = secret;
+    o.key_prefix = "p2p-secret-test/";
+    o.connect_timeout = 5s;
+    o.op_timeout = 5s;
+    return o;
+  };
+  auto receiver_options = options(0, "right");
+  receiver_options.op_timeout = 300ms;
+  p2p::Messenger receiver(&store, receiver_options);
+  p2p::Messenger intruder(&store, options(1, "wrong"));
+  float x = 1.0f;
+  const P2POp send{P2POp::Kind::send, &x, 1, DataType::f32, 0, 0};
+  const auto message =
+      expect_error(ErrorKind::peer_failure, [&] { intruder.run({&send, 1}); });
+  EXPECT_TRUE(contains(message, "rank 1: point-to-point: rank 0 could not prove this job's "
+                                "secret"))
+      << message;
+  // Nothing reached the receiver: its receive from rank 1 times out.
+  const P2POp recv{P2POp::Kind::recv, &x, 1, DataType::f32, 1, 0};
+  const auto waited = expect_error(ErrorKind::timeout, [&] { receiver.run({&recv, 1}); });
+  EXPECT_TRUE(contains(waited, "nothing came; is rank 1 sending it?")) << waited;
 }
 
 INSTANTIATE_TEST_SUITE_P(Transports, PointToPoint,

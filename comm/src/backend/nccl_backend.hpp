@@ -15,9 +15,12 @@
 
 #include <chrono>
 #include <memory>
+#include <span>
 #include <string>
+#include <vector>
 
 #include "backend/backend.hpp"
+#include "ringfuse/context.hpp"
 #include "rendezvous/store.hpp"
 
 namespace ringfuse::backend {
@@ -44,6 +47,13 @@ std::unique_ptr<Backend> split_nccl_backend(Backend& parent, int color, int key,
 
 /// Why make_nccl_backend() returned null, for messages.
 std::string nccl_unavailable_reason();
+
+/// Point-to-point on `nccl` (from make_nccl_backend) for device buffers: every op of the group
+/// as ncclSend/ncclRecv between one ncclGroupStart/End, bounded by the backend's timeout. NCCL
+/// matches a pair's messages by order only, so tags other than 0 (and kAnyTag) and kAnySource
+/// are refused with invalid_argument, and a receive's count must equal the send's (its status
+/// reports the count it was given). Throws invalid_config in a build without NCCL.
+std::vector<RecvStatus> nccl_send_recv(Backend& nccl, std::span<const P2POp> ops);
 
 /// Where `pointer` lives (CUDA device or managed memory -> Device::cuda); cpu without CUDA.
 Device device_of(const void* pointer);

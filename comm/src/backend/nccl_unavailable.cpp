@@ -2,6 +2,7 @@
 // staging of device buffers, and why (memory/cuda_unavailable.cpp: no device packing space).
 #include "backend/cuda_staging_backend.hpp"
 #include "backend/nccl_backend.hpp"
+#include "ringfuse/error.hpp"
 
 #ifndef RINGFUSE_HAVE_NCCL
 
@@ -18,6 +19,11 @@ std::string nccl_unavailable_reason() {
 }
 
 Device device_of(const void*) { return Device::cpu; }
+
+std::vector<RecvStatus> nccl_send_recv(Backend&, std::span<const P2POp>) {
+  throw Error(ErrorKind::invalid_config,
+              "point-to-point on device memory needs a build with CUDA and NCCL");
+}
 
 std::unique_ptr<Backend> make_cuda_staging_backend(Backend&, int, int) { return nullptr; }
 

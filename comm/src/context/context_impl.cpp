@@ -251,20 +251,40 @@ std::unique_ptr<p2p::Messenger> ContextImpl::open_p2p(const std::string& channel
   options.key_prefix = key_prefix_ + channel + "/";
   options.connect_timeout = options_.connect_timeout;
   options.op_timeout = options_.op_timeout;
+  options.shared_memory = options_.transport != TransportKind::tcp;
   return std::make_unique<p2p::Messenger>(store_, options);  // no store in a world of one
+}
+
+bool ContextImpl::on_device(std::span<const P2POp> ops) const {
+  // Only a build with a GPU can be handed device memory; ask CUDA where each buffer lives.
+  if (!nccl_backend_ && !staging_backend_) return false;
+  std::size_t device = 0;
+  for (const auto& op : ops) {
+    if (op.data != nullptr && backend::device_of(op.data) == Device::cuda) ++device;
+  }
+  if (device == 0) return false;
+  if (device < ops.size() || !nccl_backend_) {
+    throw core::rank_error(ErrorKind::invalid_argument, world_.rank,
+                           "point-to-point: {}; copy the CUDA buffers to host memory",
+                           nccl_backend_ ? "a group mixes host and CUDA device buffers"
+                                         : "CUDA device buffers need the NCCL backend "
+                                           "(RINGFUSE_BACKEND=auto or nccl)");
+  }
+  return true;
 }
 
 void ContextImpl::send(const void* data, std::size_t count, DataType type, int peer, int tag) {
   const P2POp op{P2POp::Kind::send, const_cast<void*>(data), count, type, peer, tag};
-  p2p_->run({&op, 1});
+  send_recv_group({&op, 1});
 }
 
 RecvStatus ContextImpl::recv(void* data, std::size_t count, DataType type, int peer, int tag) {
   const P2POp op{P2POp::Kind::recv, data, count, type, peer, tag};
-  return p2p_->run({&op, 1}).front();
+  return send_recv_group({&op, 1}).front();
 }
 
 std::vector<RecvStatus> ContextImpl::send_recv_group(std::span<const P2POp> ops) {
+  if (on_device(ops)) return backend::nccl_send_recv(*nccl_backend_, ops);
   return p2p_->run(ops);
 }
 

@@ -107,6 +107,9 @@ class ContextImpl final : public Context {
   /// This rank's host, as children compare hosts: where its peers reach it, and which host of
   /// the world (cross rank) it is on (test worlds fake hosts with the cross rank alone).
   std::string host_identity() const;
+  /// Whether the group's buffers are in CUDA device memory (then it runs on NCCL); throws
+  /// invalid_argument, before anything moves, for a mix or when NCCL is not in use.
+  bool on_device(std::span<const P2POp> ops) const;
   /// Connection settings for the channel `channel` (its own store namespace).
   transport::MeshOptions mesh_options(const std::string& channel) const;
   std::unique_ptr<transport::Transport> make_transport(const std::string& channel,

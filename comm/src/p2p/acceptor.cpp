@@ -42,7 +42,7 @@ Acceptor::~Acceptor() {
   if (thread_.joinable()) thread_.join();
 }
 
-std::vector<std::pair<int, transport::Socket>> Acceptor::take() {
+std::vector<Acceptor::Accepted> Acceptor::take() {
   std::uint64_t count = 0;
   (void)!::read(wake_.fd(), &count, sizeof(count));
   std::lock_guard lock(mutex_);
@@ -63,9 +63,17 @@ void Acceptor::run() {
         ::accept4(listener_.fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
     if (!socket.valid()) continue;
     transport::configure_data_socket(socket.fd(), user_timeout_);
-    const int peer = authenticate_connector(
-        socket, self_, std::chrono::steady_clock::now() + kHandshakeLimit);
+    const auto deadline = std::chrono::steady_clock::now() + kHandshakeLimit;
+    const int peer = authenticate_connector(socket, self_, deadline);
     if (peer < 0) continue;
+    std::unique_ptr<ShmPipe> pipe;
+    try {
+      pipe = accept_pipe(socket, deadline);
+    } catch (const std::exception& e) {
+      spdlog::warn("rank {}: {}: refused rank {}'s connection: {}", self_.rank, self_.purpose,
+                   peer, e.what());
+      continue;
+    }
     if (seen_[peer]) {
       spdlog::warn("rank {}: {}: refused a second connection from rank {}", self_.rank,
                    self_.purpose, peer);
@@ -74,7 +82,7 @@ void Acceptor::run() {
     seen_[peer] = true;
     {
       std::lock_guard lock(mutex_);
-      ready_.emplace_back(peer, std::move(socket));
+      ready_.push_back(Accepted{peer, std::move(socket), std::move(pipe)});
     }
     signal(wake_);
   }

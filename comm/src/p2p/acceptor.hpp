@@ -7,6 +7,7 @@
 
 #include <chrono>
 #include <cstdint>
+#include <memory>
 #include <mutex>
 #include <string>
 #include <thread>
@@ -14,6 +15,7 @@
 #include <vector>
 
 #include "p2p/handshake.hpp"
+#include "p2p/shm_pipe.hpp"
 #include "transport/socket.hpp"
 
 namespace ringfuse::p2p {
@@ -30,8 +32,13 @@ class Acceptor {
   std::uint16_t port() const { return port_; }
   /// Readable while authenticated connections wait to be taken.
   int wake_fd() const { return wake_.fd(); }
-  /// The connections authenticated since the last call, with the rank each proved to be.
-  std::vector<std::pair<int, transport::Socket>> take();
+  struct Accepted {
+    int peer;                       // the rank it proved to be
+    transport::Socket socket;
+    std::unique_ptr<ShmPipe> pipe;  // the pair shares memory: messages come through it
+  };
+  /// The connections authenticated since the last call.
+  std::vector<Accepted> take();
 
  private:
   void run();
@@ -43,7 +50,7 @@ class Acceptor {
   transport::Socket wake_;  // eventfd: counts connections ready to be taken
   transport::Socket stop_;  // eventfd: written once by the destructor
   std::mutex mutex_;
-  std::vector<std::pair<int, transport::Socket>> ready_;
+  std::vector<Accepted> ready_;
   std::vector<bool> seen_;  // thread only: ranks already connected (a second one is refused)
   std::thread thread_;
 };

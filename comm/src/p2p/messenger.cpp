@@ -24,12 +24,15 @@ namespace {
 constexpr std::uint32_t kMessageMagic = 0x52464d47;  // "RFMG"
 constexpr std::int32_t kGoodbyeTag = -2;             // the sender's messenger is going away
 
+constexpr std::uint32_t kRemoteMagic = 0x52465243;   // "RFRC": payload at `address`
+
 struct Header {
   std::uint32_t magic;
   std::int32_t tag;
   std::uint64_t bytes;
+  std::uint64_t address;  // kRemoteMagic: where the payload lies in the sender's memory
 };
-static_assert(sizeof(Header) == 16);
+static_assert(sizeof(Header) == 24);
 
 /// Reads what is there into buf[got, want); false on EOF; throws std::system_error.
 bool read_some(int fd, void* buf, std::size_t want, std::size_t& got) {
@@ -57,6 +60,10 @@ std::string tag_text(int tag) { return tag == kAnyTag ? "any tag" : fmt::format(
 
 struct Messenger::Link {
   transport::Socket socket;
+  // The pair shares memory: messages travel through this pipe, and the socket only carries
+  // doorbell bytes and the peer's close.
+  std::unique_ptr<ShmPipe> pipe;
+  std::uint64_t remote_sent = 0;  // outgoing: messages sent as an address (single copy)
   // Incoming: the message being read.
   Header header{};
   std::size_t header_got = 0;
@@ -75,6 +82,7 @@ struct Messenger::SendOp {
   Header header;
   std::size_t written = 0;  // of header and payload together
   Clock::time_point last_progress;
+  std::uint64_t remote_seq = 0;  // single copy: done once the pipe counted this many
 };
 
 struct Messenger::RecvOp {
@@ -104,6 +112,7 @@ Messenger::Messenger(rendezvous::Store* store, MessengerOptions options)
   in_.resize(n);
   dead_.resize(n);
   sends_.resize(n);
+  remote_wait_.resize(n);
   left_.assign(n, false);
   if (options_.size == 1) return;
   try {
@@ -122,12 +131,23 @@ Messenger::Messenger(rendezvous::Store* store, MessengerOptions options)
 }
 
 Messenger::~Messenger() {
-  const Header goodbye{kMessageMagic, kGoodbyeTag, 0};
+  const Header goodbye{kMessageMagic, kGoodbyeTag, 0, 0};
   const auto deadline = Clock::now() + std::chrono::milliseconds(200);
   for (auto& link : out_) {
     if (!link || !link->socket.valid()) continue;
     try {
-      (void)transport::write_all(link->socket.fd(), &goodbye, sizeof(goodbye), deadline);
+      if (link->pipe) {
+        // Through the ring, behind whatever is still in it, then the doorbell.
+        const auto* bytes = reinterpret_cast<const std::byte*>(&goodbye);
+        std::size_t written = 0;
+        while (written < sizeof(goodbye) && Clock::now() < deadline) {
+          written += link->pipe->write(bytes + written, sizeof(goodbye) - written);
+        }
+        const char bell = 0;
+        (void)::send(link->socket.fd(), &bell, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+      } else {
+        (void)transport::write_all(link->socket.fd(), &goodbye, sizeof(goodbye), deadline);
+      }
     } catch (const std::exception&) {
       // The peer is gone already: nothing to tell it.
     }
@@ -163,7 +183,7 @@ OpId Messenger::post_send(const void* data, std::size_t bytes, int peer, int tag
     return id;
   }
   auto op = std::make_unique<SendOp>(SendOp{id, static_cast<const std::byte*>(data), bytes, peer,
-                                            tag, Header{kMessageMagic, tag, bytes}, 0,
+                                            tag, Header{kMessageMagic, tag, bytes, 0}, 0,
                                             Clock::now()});
   sends_[peer].push_back(std::move(op));
   return id;
@@ -216,7 +236,9 @@ bool Messenger::cancel(OpId id) {
 
 bool Messenger::busy() const {
   if (!recvs_.empty() || !bound_.empty() || !finished_.empty()) return true;
-  return std::any_of(sends_.begin(), sends_.end(), [](const auto& q) { return !q.empty(); });
+  const auto pending = [](const auto& q) { return !q.empty(); };
+  return std::any_of(sends_.begin(), sends_.end(), pending) ||
+         std::any_of(remote_wait_.begin(), remote_wait_.end(), pending);
 }
 
 bool Messenger::recv_wants(const RecvOp& op, int source, int tag) const {
@@ -284,6 +306,14 @@ void Messenger::start_connect(int peer) {
     link->socket = transport::connect_with_retry(host, port, deadline);
     transport::configure_data_socket(link->socket.fd(), options_.user_timeout);
     handshake(peer, link->socket, deadline);
+    // Segment names under the world's scope, so the launcher's clean-up of a job finds them.
+    std::string_view scope = options_.key_prefix;
+    if (scope.starts_with("ringfuse/")) scope.remove_prefix(9);
+    link->pipe = offer_pipe(link->socket, options_.shared_memory,
+                            fmt::format("{}{}to{}-", scope, options_.rank, peer),
+                            options_.pipe_bytes, deadline);
+    spdlog::debug("rank {}: {}: connected to rank {} over {}", options_.rank, options_.purpose,
+                  peer, link->pipe ? "shared memory" : "tcp");
     out_[peer] = std::move(link);
   } catch (const Error& e) {
     if (!address.empty()) throw;  // the handshake's own error
@@ -331,13 +361,54 @@ void Messenger::handshake(int peer, const transport::Socket& socket,
 }
 
 void Messenger::progress_sends(int peer, std::vector<Completion>& done) {
+  auto& waiting = remote_wait_[peer];
+  if (!waiting.empty()) {
+    ShmPipe& pipe = *out_[peer]->pipe;
+    if (pipe.copy_together()) {
+      // The receiver may be copying one of these now: take pieces of it too.
+      for (auto& op : waiting) {
+        if (op->bytes >= options_.copy_together_min && pipe.help_copy(op->remote_seq, op->data)) {
+          op->last_progress = Clock::now();
+        }
+      }
+    }
+    // Single copy: the receiver has read these from our memory.
+    const std::uint64_t read = pipe.remote_done();
+    while (!waiting.empty() && waiting.front()->remote_seq <= read) {
+      done.push_back(Completion{waiting.front()->id, {}, std::nullopt});
+      waiting.pop_front();
+    }
+  }
   auto& queue = sends_[peer];
   if (queue.empty()) return;
   Link& link = outgoing(peer);
+  bool moved = false;
   while (!queue.empty()) {
     SendOp& op = *queue.front();
-    const std::size_t total = sizeof(Header) + op.bytes;
+    if (op.written == 0 && link.pipe && link.pipe->single_copy() &&
+        op.bytes >= options_.single_copy_min) {
+      op.header.magic = kRemoteMagic;
+      op.header.address = reinterpret_cast<std::uint64_t>(op.data);
+    }
+    const bool remote = op.header.magic == kRemoteMagic;
+    const std::size_t total = sizeof(Header) + (remote ? 0 : op.bytes);
     while (op.written < total) {
+      if (link.pipe) {
+        // Header, then payload, copied straight from the caller's buffer into the ring.
+        std::size_t n = 0;
+        if (op.written < sizeof(Header)) {
+          n = link.pipe->write(reinterpret_cast<const std::byte*>(&op.header) + op.written,
+                               sizeof(Header) - op.written);
+        } else {
+          const std::size_t at = op.written - sizeof(Header);
+          n = link.pipe->write(op.data + at, op.bytes - at);
+        }
+        if (n == 0) break;
+        op.written += n;
+        op.last_progress = Clock::now();
+        moved = true;
+        continue;
+      }
       iovec parts[2];
       int count = 0;
       if (op.written < sizeof(Header)) {
@@ -364,15 +435,41 @@ void Messenger::progress_sends(int peer, std::vector<Completion>& done) {
                            "exit or fail?",
                            options_.purpose, op.bytes, op.tag, peer, std::strerror(errno), peer);
     }
-    done.push_back(Completion{op.id, {}, std::nullopt});
+    if (op.written < total) break;  // the ring is full
+    if (remote) {
+      // Complete once read; the next messages may go into the ring behind it meanwhile.
+      op.remote_seq = ++link.remote_sent;
+      waiting.push_back(std::move(queue.front()));
+    } else {
+      done.push_back(Completion{op.id, {}, std::nullopt});
+    }
     queue.pop_front();
+  }
+  if (moved && link.pipe->reader_asleep()) ring_doorbell(link.socket);
+}
+
+void Messenger::ring_doorbell(const transport::Socket& socket) {
+  const char bell = 0;
+  // A full socket buffer already holds bells enough to wake the peer.
+  (void)::send(socket.fd(), &bell, 1, MSG_NOSIGNAL | MSG_DONTWAIT);
+}
+
+bool Messenger::drain_doorbells(const transport::Socket& socket) {
+  char bells[256];
+  while (true) {
+    const ssize_t n = ::recv(socket.fd(), bells, sizeof(bells), MSG_DONTWAIT);
+    if (n > 0) continue;
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+    return false;  // reset: the peer is gone
   }
 }
 
 void Messenger::on_header(int peer, std::vector<Completion>& done) {
   Link& link = *in_[peer];
   const Header& h = link.header;
-  if (h.magic != kMessageMagic) {
+  if (h.magic != kMessageMagic && !(h.magic == kRemoteMagic && link.pipe)) {
     throw core::error_at(ErrorKind::protocol, options_.rank, peer,
                          "{}: a malformed message header from rank {}", options_.purpose, peer);
   }
@@ -432,45 +529,96 @@ void Messenger::finish_message(int peer, std::vector<Completion>& done) {
   }
 }
 
-void Messenger::read_incoming(int peer, std::vector<Completion>& done) {
+void Messenger::read_incoming(int peer, std::vector<Completion>& done, bool check_socket) {
   Link& link = *in_[peer];
+  ShmPipe* pipe = link.pipe.get();
   const int fd = link.socket.fd();
-  while (true) {
-    if (link.header_got < sizeof(Header)) {
-      const std::size_t before = link.header_got;
-      if (!read_some(fd, &link.header, sizeof(Header), link.header_got)) {
-        if (link.header_got == 0 && left_[peer]) {
+  bool consumed = false;
+  // Reads from the pipe, or the socket, into buf[got, want); false on EOF (socket only).
+  const auto fill = [&](void* buf, std::size_t want, std::size_t& got) {
+    if (pipe == nullptr) return read_some(fd, buf, want, got);
+    const std::size_t n = pipe->read(static_cast<std::byte*>(buf) + got, want - got);
+    got += n;
+    consumed = consumed || n > 0;
+    return true;
+  };
+  // Why the peer's close is a failure; nullopt when it said goodbye first.
+  const auto closed = [&]() -> std::optional<Error> {
+    if (link.header_got == 0 && left_[peer]) return std::nullopt;
+    if (link.header_got < sizeof(Header) && link.header_got > 0) {
+      return core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+                            "{}: rank {} closed its connection in the middle of a message "
+                            "header: it exited, crashed or was killed",
+                            options_.purpose, peer);
+    }
+    if (link.header_got == sizeof(Header)) {
+      return core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+                            "{}: rank {} closed its connection in the middle of a message of {} "
+                            "bytes (tag {}): it exited, crashed or was killed",
+                            options_.purpose, peer, link.header.bytes, link.header.tag);
+    }
+    return core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+                          "{}: rank {} closed its connection without leaving in order (it "
+                          "exited early, crashed or was killed)",
+                          options_.purpose, peer);
+  };
+  for (int pass = 0; pass < 2; ++pass) {
+    while (true) {
+      if (link.header_got < sizeof(Header)) {
+        if (!fill(&link.header, sizeof(Header), link.header_got)) {
+          if (auto error = closed()) throw *error;
           link.socket.reset();  // an orderly exit, announced
           return;
         }
-        throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
-                             "{}: rank {} closed its connection without leaving in order (it "
-                             "exited early, crashed or was killed)",
-                             options_.purpose, peer);
+        if (link.header_got < sizeof(Header)) break;
+        on_header(peer, done);
+        if (link.header_got == 0) continue;  // a goodbye
+        if (link.header.magic == kRemoteMagic) {
+          const auto bytes = static_cast<std::size_t>(link.header.bytes);
+          if (bytes >= options_.copy_together_min && pipe->copy_together()) {
+            // Message numbers count single-copy messages in stream order, as the sender does.
+            pipe->copy_together(
+                link.target, link.header.address, bytes, pipe->remote_done() + 1,
+                [&] {
+                  if (pipe->writer_asleep()) ring_doorbell(link.socket);
+                },
+                [&] {
+                  char probe;
+                  return ::recv(fd, &probe, 1, MSG_PEEK | MSG_DONTWAIT) != 0;
+                },
+                Clock::now() + options_.op_timeout);
+          } else if (bytes > 0) {
+            pipe->read_remote(link.target, link.header.address, bytes);
+          }
+          link.payload_got = bytes;
+          pipe->count_remote_done();
+          consumed = true;
+          finish_message(peer, done);
+          continue;
+        }
+        if (link.header.bytes == 0) {
+          finish_message(peer, done);
+          continue;
+        }
       }
-      if (link.header_got < sizeof(Header)) return;
-      (void)before;
-      on_header(peer, done);
-      if (link.header_got == 0) continue;  // a goodbye
-      if (link.header.bytes == 0) {
-        finish_message(peer, done);
-        continue;
+      const std::size_t want = static_cast<std::size_t>(link.header.bytes);
+      const std::size_t before = link.payload_got;
+      if (!fill(link.target, want, link.payload_got)) throw *closed();
+      if (link.payload_got > before && link.bound != nullptr) {
+        link.bound->last_progress = Clock::now();
       }
+      if (link.payload_got < want) break;
+      finish_message(peer, done);
     }
-    const std::size_t want = static_cast<std::size_t>(link.header.bytes);
-    const std::size_t before = link.payload_got;
-    if (!read_some(fd, link.target, want, link.payload_got)) {
-      throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
-                           "{}: rank {} closed its connection in the middle of a message of {} "
-                           "bytes (tag {}): it exited, crashed or was killed",
-                           options_.purpose, peer, want, link.header.tag);
-    }
-    if (link.payload_got > before && link.bound != nullptr) {
-      link.bound->last_progress = Clock::now();
-    }
-    if (link.payload_got < want) return;
-    finish_message(peer, done);
+    if (pipe == nullptr) return;
+    if (consumed && pipe->writer_asleep()) ring_doorbell(link.socket);
+    // The socket carries only doorbells and the close; after a close, the ring is read to
+    // its end once more (the goodbye is the last thing in it) before judging.
+    if (pass == 1) break;
+    if (!check_socket || drain_doorbells(link.socket)) return;
   }
+  if (auto error = closed()) throw *error;
+  link.socket.reset();  // an orderly exit, announced
 }
 
 void Messenger::fail_peer(int peer, const std::string& why, std::vector<Completion>& done) {
@@ -478,6 +626,8 @@ void Messenger::fail_peer(int peer, const std::string& why, std::vector<Completi
   const Error error = core::error_at(ErrorKind::peer_failure, options_.rank, peer, "{}", why);
   for (auto& op : sends_[peer]) done.push_back(Completion{op->id, {}, error});
   sends_[peer].clear();
+  for (auto& op : remote_wait_[peer]) done.push_back(Completion{op->id, {}, error});
+  remote_wait_[peer].clear();
   if (out_[peer]) out_[peer]->socket.reset();
   if (in_[peer]) {
     Link& link = *in_[peer];
@@ -508,6 +658,16 @@ void Messenger::check_deadlines(std::vector<Completion>& done) {
   const auto now = Clock::now();
   const auto limit = options_.op_timeout;
   for (int peer = 0; peer < options_.size; ++peer) {
+    if (!remote_wait_[peer].empty() &&
+        now - remote_wait_[peer].front()->last_progress > limit) {
+      fail_peer(peer,
+                fmt::format("{}: rank {} did not read a message of {} bytes (tag {}) for {}; is "
+                            "rank {} receiving?",
+                            options_.purpose, peer, remote_wait_[peer].front()->bytes,
+                            remote_wait_[peer].front()->tag, seconds(limit), peer),
+                done);
+      continue;
+    }
     if (!sends_[peer].empty() && now - sends_[peer].front()->last_progress > limit) {
       const SendOp& op = *sends_[peer].front();
       fail_peer(peer,
@@ -556,24 +716,14 @@ void Messenger::check_deadlines(std::vector<Completion>& done) {
 }
 
 void Messenger::poll_once(std::chrono::microseconds wait) {
-  // Who each pollfd is: -1 the acceptor, peer for in_, size+peer for out_.
   std::vector<pollfd> fds;
-  std::vector<int> who;
-  const int size = options_.size;
-  if (acceptor_) {
-    fds.push_back({acceptor_->wake_fd(), POLLIN, 0});
-    who.push_back(-1);
-  }
-  for (int peer = 0; peer < size; ++peer) {
-    if (in_[peer] && in_[peer]->socket.valid()) {
-      fds.push_back({in_[peer]->socket.fd(), POLLIN, 0});
-      who.push_back(peer);
-    }
+  if (acceptor_) fds.push_back({acceptor_->wake_fd(), POLLIN, 0});
+  for (int peer = 0; peer < options_.size; ++peer) {
+    if (in_[peer] && in_[peer]->socket.valid()) fds.push_back({in_[peer]->socket.fd(), POLLIN, 0});
     if (out_[peer] && out_[peer]->socket.valid()) {
-      short events = POLLIN;  // the peer's close
-      if (!sends_[peer].empty()) events |= POLLOUT;
+      short events = POLLIN;  // the peer's close, or (pipe) its doorbell
+      if (!out_[peer]->pipe && !sends_[peer].empty()) events |= POLLOUT;
       fds.push_back({out_[peer]->socket.fd(), events, 0});
-      who.push_back(size + peer);
     }
   }
   const timespec ts{static_cast<time_t>(wait.count() / 1'000'000),
@@ -581,51 +731,85 @@ void Messenger::poll_once(std::chrono::microseconds wait) {
   (void)::ppoll(fds.data(), fds.size(), &ts, nullptr);
 }
 
+void Messenger::step(std::vector<Completion>& done, bool check_sockets) {
+  const int size = options_.size;
+  if (acceptor_ && check_sockets) {
+    for (auto& accepted : acceptor_->take()) {
+      auto link = std::make_unique<Link>();
+      link->socket = std::move(accepted.socket);
+      link->pipe = std::move(accepted.pipe);
+      in_[accepted.peer] = std::move(link);
+    }
+  }
+  for (int peer = 0; peer < size; ++peer) {
+    try {
+      if (in_[peer] && in_[peer]->socket.valid()) {
+        if (in_[peer]->pipe || check_sockets) read_incoming(peer, done, check_sockets);
+      }
+      if (check_sockets && out_[peer] && out_[peer]->socket.valid()) {
+        // Nothing but doorbells ever comes back on a sending connection: EOF means closed.
+        if (!drain_doorbells(out_[peer]->socket)) {
+          if (!sends_[peer].empty() || !remote_wait_[peer].empty()) {
+            throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+                                 "{}: rank {} closed its end of the connection (it exited, "
+                                 "crashed or was killed)",
+                                 options_.purpose, peer);
+          }
+          out_[peer].reset();
+        }
+      }
+      if (check_sockets || (out_[peer] && out_[peer]->pipe)) progress_sends(peer, done);
+    } catch (const Error& e) {
+      fail_peer(peer, e.what(), done);
+    } catch (const std::exception& e) {
+      fail_peer(peer, fmt::format("{}: rank {}: {}", options_.purpose, peer, e.what()), done);
+    }
+  }
+}
+
+void Messenger::set_sleeping(bool sleeping) {
+  for (int peer = 0; peer < options_.size; ++peer) {
+    if (in_[peer] && in_[peer]->pipe && in_[peer]->socket.valid()) {
+      in_[peer]->pipe->set_reader_sleeping(sleeping);
+    }
+    if (out_[peer] && out_[peer]->pipe && out_[peer]->socket.valid()) {
+      out_[peer]->pipe->set_writer_sleeping(
+          sleeping && (!sends_[peer].empty() || !remote_wait_[peer].empty()));
+    }
+  }
+}
+
+bool Messenger::has_pipes() const {
+  for (int peer = 0; peer < options_.size; ++peer) {
+    if ((in_[peer] && in_[peer]->pipe) || (out_[peer] && out_[peer]->pipe)) return true;
+  }
+  return false;
+}
+
 void Messenger::progress(std::chrono::microseconds wait, std::vector<Completion>& done) {
   const std::size_t before = done.size();
   done.insert(done.end(), finished_.begin(), finished_.end());
   finished_.clear();
   match_unexpected(done);
-  const int size = options_.size;
-  const auto step = [&] {
-    if (acceptor_) {
-      for (auto& [peer, socket] : acceptor_->take()) {
-        auto link = std::make_unique<Link>();
-        link->socket = std::move(socket);
-        in_[peer] = std::move(link);
-      }
-    }
-    for (int peer = 0; peer < size; ++peer) {
-      try {
-        if (in_[peer] && in_[peer]->socket.valid()) read_incoming(peer, done);
-        if (out_[peer] && out_[peer]->socket.valid()) {
-          {
-            // Nothing ever comes back on a sending connection: readable means closed.
-            char probe;
-            const ssize_t n = ::recv(out_[peer]->socket.fd(), &probe, 1, MSG_DONTWAIT | MSG_PEEK);
-            if (n == 0 || (n < 0 && errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR)) {
-              if (!sends_[peer].empty()) {
-                throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
-                                     "{}: rank {} closed its end of the connection (it exited, "
-                                     "crashed or was killed)",
-                                     options_.purpose, peer);
-              }
-              out_[peer].reset();  // reconnect should a later send want it
-            }
-          }
-        }
-        progress_sends(peer, done);
-      } catch (const Error& e) {
-        fail_peer(peer, e.what(), done);
-      } catch (const std::exception& e) {
-        fail_peer(peer, fmt::format("{}: rank {}: {}", options_.purpose, peer, e.what()), done);
-      }
-    }
-  };
-  step();
+  step(done, true);
   if (done.size() == before && wait.count() > 0 && busy()) {
-    poll_once(wait);
-    step();
+    // Shared-memory rings have no file descriptor: spin on them a little (a message between
+    // two cores takes well under a microsecond), then announce the sleep in each pipe, look
+    // once more, and sleep in poll() until a doorbell, a socket or the timeout.
+    if (has_pipes()) {
+      const auto spin_until = Clock::now() + options_.spin;
+      for (unsigned i = 0; done.size() == before && busy(); ++i) {
+        step(done, false);
+        if ((i & 63) == 63 && Clock::now() > spin_until) break;
+      }
+    }
+    if (done.size() == before) {
+      set_sleeping(true);
+      step(done, false);
+      if (done.size() == before) poll_once(wait);
+      set_sleeping(false);
+      step(done, true);
+    }
   }
   check_deadlines(done);
 }

@@ -3,9 +3,12 @@
 //  - every rank listens on one socket, advertised in the store at construction (one key);
 //  - the SENDER connects on its first message to a peer and both sides prove the job secret
 //    (handshake.hpp); the receiver's acceptor thread answers at once (acceptor.hpp), so a
-//    first send never waits for the receiver to enter a p2p call; each connection carries messages one
-//    way only (connector -> acceptor), so two ranks connecting to each other at once never
-//    race, and a receiver only ever polls its listener and the connections it accepted;
+//    first send never waits for the receiver to enter a p2p call. Each connection carries
+//    messages one way only (connector -> acceptor), so two ranks connecting to each other at
+//    once never race;
+//  - a pair that proves it shares memory then sends through a shared-memory pipe
+//    (shm_pipe.hpp), large messages as an address the receiver reads once; the socket stays
+//    as liveness and doorbell;
 //  - a message is a small header (tag, bytes) and its payload; the receiver matches it to the
 //    first posted receive that wants its source and tag, reading straight into that buffer,
 //    or keeps it as unexpected until a receive asks for it, so different tags between one
@@ -29,6 +32,7 @@
 #include "ringfuse/context.hpp"
 #include "p2p/acceptor.hpp"
 #include "p2p/channel.hpp"
+#include "p2p/shm_pipe.hpp"
 #include "ringfuse/error.hpp"
 #include "transport/socket.hpp"
 
@@ -44,6 +48,19 @@ struct MessengerOptions {
   std::chrono::milliseconds connect_timeout{60'000};
   std::chrono::milliseconds op_timeout{300'000};  // longest wait of one op without progress
   std::chrono::milliseconds user_timeout{10'000};  // TCP_USER_TIMEOUT
+  /// Offer each new connection a shared-memory pipe (taken when the pair proves it shares
+  /// memory); false: TCP only (RINGFUSE_TRANSPORT=tcp).
+  bool shared_memory = true;
+  std::size_t pipe_bytes = std::size_t{4} << 20;  // each pipe's ring; a power of two
+  /// On a pipe whose reader proved it can read the sender's memory: messages of at least
+  /// this many bytes go as an address, read once into the receive buffer (the send completes
+  /// when it has been read), instead of through the ring.
+  std::size_t single_copy_min = std::size_t{256} << 10;
+  /// Single-copy messages of at least this many bytes are copied by both sides at once when
+  /// the sender proved it can also write the receiver's memory (ShmPipe::copy_together).
+  std::size_t copy_together_min = std::size_t{1} << 20;
+  /// How long a waiting rank spins on its pipes before it sleeps in poll().
+  std::chrono::microseconds spin{200};
   std::string purpose = "point-to-point";          // in error messages
 };
 
@@ -105,7 +122,15 @@ class Messenger final : public Channel {
   void progress_sends(int peer, std::vector<Completion>& done);
   /// The connector's side of the proof (handshake.hpp), blocking until `deadline`.
   void handshake(int peer, const transport::Socket& socket, Clock::time_point deadline);
-  void read_incoming(int peer, std::vector<Completion>& done);
+  /// `check_socket`: also look at the socket behind a pipe (doorbells, the peer's close).
+  void read_incoming(int peer, std::vector<Completion>& done, bool check_socket);
+  /// One pass over every connection; without `check_sockets`, only the pipes (spinning).
+  void step(std::vector<Completion>& done, bool check_sockets);
+  void set_sleeping(bool sleeping);
+  bool has_pipes() const;
+  static void ring_doorbell(const transport::Socket& socket);
+  /// Reads the doorbell bytes waiting; false when the peer closed the connection.
+  static bool drain_doorbells(const transport::Socket& socket);
   void on_header(int peer, std::vector<Completion>& done);
   void finish_message(int peer, std::vector<Completion>& done);
   /// Matches complete unexpected messages against posted receives, in posting order.
@@ -123,6 +148,8 @@ class Messenger final : public Channel {
   std::vector<std::unique_ptr<Link>> in_;   // by peer: connections peers made (receives)
   std::vector<std::optional<std::string>> dead_;       // by peer: why it cannot be reached
   std::vector<std::deque<std::unique_ptr<SendOp>>> sends_;  // by peer, in posting order
+  // By peer: sent as an address (single copy), done once the receiver has read them.
+  std::vector<std::deque<std::unique_ptr<SendOp>>> remote_wait_;
   std::deque<std::unique_ptr<RecvOp>> recvs_;               // posted, not yet matched
   std::vector<std::unique_ptr<RecvOp>> bound_;              // matched, payload arriving
   std::deque<std::unique_ptr<Message>> unexpected_;         // in arrival order

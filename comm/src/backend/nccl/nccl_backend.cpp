@@ -172,6 +172,42 @@ class NcclBackend final : public Backend {
     });
   }
 
+  /// nccl_send_recv(): one group of ncclSend/ncclRecv on the communicator's stream.
+  std::vector<RecvStatus> send_recv_group(std::span<const P2POp> ops) {
+    std::vector<RecvStatus> statuses;
+    for (const auto& op : ops) {
+      const bool recv = op.kind == P2POp::Kind::recv;
+      const char* what = recv ? "recv from" : "send to";
+      if (op.peer < 0 || op.peer >= setup_.size) {
+        throw core::rank_error(ErrorKind::invalid_argument, setup_.rank,
+                               "{} rank {} on device memory: {}", what, op.peer,
+                               op.peer == kAnySource
+                                   ? "NCCL has no any-source receive; name the sender"
+                                   : "not a rank of this world");
+      }
+      if (op.tag != 0 && !(recv && op.tag == kAnyTag)) {
+        throw core::error_at(ErrorKind::invalid_argument, setup_.rank, op.peer,
+                             "{} rank {} on device memory: tag {}: NCCL matches a pair's "
+                             "messages by order only; use tag 0",
+                             what, op.peer, op.tag);
+      }
+      if (recv) statuses.push_back(RecvStatus{op.peer, 0, op.count});
+    }
+    run(fmt::format("send/recv group of {}", ops.size()), [&] {
+      ncclResult_t rc = ncclGroupStart();
+      for (const auto& op : ops) {
+        if (rc != ncclSuccess) break;
+        rc = op.kind == P2POp::Kind::send
+                 ? ncclSend(op.data, op.count, nccl::data_type(op.type), op.peer, comm_, stream_)
+                 : ncclRecv(op.data, op.count, nccl::data_type(op.type), op.peer, comm_,
+                            stream_);
+      }
+      const ncclResult_t end = ncclGroupEnd();
+      return rc != ncclSuccess ? rc : end;
+    });
+    return statuses;
+  }
+
  private:
   // The engine hands its device collectives to this backend directly (no enabled() asked).
   void check_reducible(const std::string& label, DataType type) const {
@@ -353,6 +389,10 @@ std::unique_ptr<Backend> split_nccl_backend(Backend& parent, int color, int key,
   if (nccl != nullptr && nccl->has_comm()) return nccl->split(color, key, child);
   if (color < 0) return nullptr;
   return make_nccl_backend(child);
+}
+
+std::vector<RecvStatus> nccl_send_recv(Backend& nccl, std::span<const P2POp> ops) {
+  return dynamic_cast<NcclBackend&>(nccl).send_recv_group(ops);
 }
 
 std::string nccl_unavailable_reason() {

@@ -1,0 +1,119 @@
+// Point-to-point between real processes on loopback: a 4-stage pipeline and any-source under
+// ringfuse-run, a killed sender named by its receiver within a bound, and the ring under plain
+// mpirun with RINGFUSE_BACKEND=mpi (MPI_Isend/MPI_Irecv).
+#include <gtest/gtest.h>
+#include <signal.h>
+#include <unistd.h>
+
+#include <chrono>
+#include <map>
+#include <memory>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "rendezvous/tcp_store.hpp"
+#include "subprocess.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using Clock = std::chrono::steady_clock;
+
+void expect_all_ok(int ranks, const std::string& mode, const ringfuse::testing::ProcessResult& result) {
+  ASSERT_FALSE(result.timed_out) << result.output;
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  for (int rank = 0; rank < ranks; ++rank) {
+    EXPECT_NE(result.output.find("rank " + std::to_string(rank) + ": " + mode + " ok"),
+              std::string::npos)
+        << "rank " << rank << " did not report:\n"
+        << result.output;
+  }
+}
+
+void run_under_launcher(int ranks, const std::string& mode, const std::string& transport) {
+  const auto result = ringfuse::testing::run_process(
+      {RINGFUSE_RUN_PATH, "-np", std::to_string(ranks), "--", P2P_CHECK_PATH, "--mode", mode},
+      {{"RINGFUSE_TIMEOUT_S", "30"}, {"RINGFUSE_TRANSPORT", transport}}, 2min);
+  expect_all_ok(ranks, mode, result);
+}
+
+TEST(PointToPointProcesses, FourStagePipelineUnderRingfuseRun) {
+  run_under_launcher(4, "pipeline", "auto");
+}
+
+TEST(PointToPointProcesses, AnySourceAtThreeRanks) { run_under_launcher(3, "anysource", "auto"); }
+
+TEST(PointToPointProcesses, RingOverTcp) { run_under_launcher(3, "ring", "tcp"); }
+
+// Shared-memory pipes between processes, 1 MiB messages: single copy, shared by both sides.
+TEST(PointToPointProcesses, RingOverSharedMemory) { run_under_launcher(3, "ring", "auto"); }
+
+// The test hosts the store and starts the ranks itself, so only the library's own detection
+// is at work: the receiver must name the killed sender well before RINGFUSE_TIMEOUT_S (60 s).
+class KilledSender : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(KilledSender, IsNamedByItsReceiver) {
+  ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0);
+  std::vector<std::unique_ptr<ringfuse::testing::Process>> ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    ranks.push_back(std::make_unique<ringfuse::testing::Process>(
+        std::vector<std::string>{P2P_CHECK_PATH, "--mode", "victim"},
+        std::map<std::string, std::string>{
+            {"RINGFUSE_RANK", std::to_string(rank)},
+            {"RINGFUSE_SIZE", "2"},
+            {"RINGFUSE_STORE_ADDR", "127.0.0.1:" + std::to_string(store.port())},
+            {"RINGFUSE_JOB_ID", "p2p-victim-" + GetParam() + std::to_string(::getpid())},
+            {"RINGFUSE_TRANSPORT", GetParam()},
+            {"RINGFUSE_LOG_LEVEL", "debug"},
+            {"RINGFUSE_TIMEOUT_S", "60"}}));
+  }
+  const auto deadline = Clock::now() + 60s;
+  while (Clock::now() < deadline && (ranks[0]->output().find("running") == std::string::npos ||
+                                     ranks[1]->output().find("running") == std::string::npos)) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_NE(ranks[1]->output().find("running"), std::string::npos) << ranks[1]->output();
+  ASSERT_EQ(::kill(ranks[0]->pid(), SIGKILL), 0);
+  const auto killed_at = Clock::now();
+  const auto result = ranks[1]->wait(30s);
+  const auto took = Clock::now() - killed_at;
+  ASSERT_FALSE(result.timed_out) << result.output;
+  EXPECT_EQ(result.exit_code, 3) << result.output;
+  EXPECT_LE(took, 10s) << result.output;
+  EXPECT_NE(result.output.find("rank 1: point-to-point: rank 0 closed its connection without "
+                               "leaving in order"),
+            std::string::npos)
+      << result.output;
+  // Which data plane the pair used: shared memory unless TCP was asked for.
+  const auto sender = ranks[0]->wait(5s);
+  EXPECT_NE(sender.output.find(std::string("rank 0: point-to-point: connected to rank 1 over ") +
+                               (GetParam() == "tcp" ? "tcp" : "shared memory")),
+            std::string::npos)
+      << sender.output;
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, KilledSender, ::testing::Values("tcp", "auto"),
+                         [](const auto& info) { return info.param; });
+
+#ifdef MPIRUN_PATH
+class UnderMpirun : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(UnderMpirun, WithTheMpiBackend) {
+  std::vector<std::string> argv{MPIRUN_PATH, "--oversubscribe", "-np", "3"};
+  if (::geteuid() == 0) argv.insert(argv.begin() + 1, "--allow-run-as-root");
+  argv.insert(argv.end(), {P2P_CHECK_PATH, "--mode", GetParam()});
+  const auto result = ringfuse::testing::run_process(
+      argv,
+      {{"RINGFUSE_TIMEOUT_S", "30"}, {"RINGFUSE_BACKEND", "mpi"},
+       {"OMPI_MCA_btl", "self,vader,tcp"}},
+      2min);
+  expect_all_ok(3, GetParam(), result);
+  EXPECT_NE(result.output.find("backends mpi,native"), std::string::npos) << result.output;
+}
+
+INSTANTIATE_TEST_SUITE_P(PointToPoint, UnderMpirun, ::testing::Values("ring", "anysource"),
+                         [](const auto& info) { return info.param; });
+#endif
+
+}  // namespace
