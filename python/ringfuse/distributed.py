@@ -12,11 +12,12 @@ is enough: ringfuse-run is not needed) and runs every collective on a Ringfuse C
 submission order, on one background thread. The ``timeout`` given to ``init_process_group``
 bounds the rendezvous and every collective. CPU tensors only in this version.
 
-Not available yet, and refused at once with an error that says so: ``send``/``recv`` (the
-library has no point-to-point transfers yet) and ``new_group`` (no sub-communicators yet).
+``dist.new_group(ranks)`` works on this backend (also as ``new_group(ranks, backend="ringfuse")``
+under a gloo default group): torch builds the group on its members only, over the group's own
+prefix of the store, so ranks outside the group take no part (ranks in errors are the group's).
+``send``/``recv``/``isend``/``irecv``/``batch_isend_irecv`` run on the group's engine.
 """
 
-import functools
 import ipaddress
 import os
 import secrets
@@ -24,24 +25,14 @@ import socket
 import tempfile
 
 import torch.distributed as dist
-from torch.distributed import distributed_c10d
 
 from ringfuse import _c10d
 
 BACKEND_NAME = "ringfuse"
 
 _SECRET_KEY = "ringfuse/job-secret"
-
-
-def _job_secret(store, rank):
-    """RINGFUSE_JOB_SECRET when the launcher set one; else rank 0's fresh one, shared through
-    the store, so that the mesh still refuses connections from other jobs."""
-    secret = os.environ.get("RINGFUSE_JOB_SECRET")
-    if secret:
-        return secret
-    if rank == 0:
-        store.set(_SECRET_KEY, secrets.token_hex(16))
-    return store.get(_SECRET_KEY).decode()
+_JOB_ID_KEY = "ringfuse/job-id"
+_HOST_KEY = "ringfuse/host"
 
 
 def _advertised_address():
@@ -76,43 +67,53 @@ def init_method():
     return f"tcp://{os.environ['MASTER_ADDR']}:{int(os.environ['MASTER_PORT']) + 1}" + who
 
 
-def _new_group_refused():
-    return RuntimeError(
-        f"rank {dist.get_rank()}: ProcessGroup ringfuse: new_group is not supported yet: the "
-        "Ringfuse library has no sub-communicators (process sets) yet; create the sub-group "
-        "with backend=\"gloo\" meanwhile")
+def _shared_value(store, rank, key, make):
+    """The value group rank 0 makes and every rank of the group reads, through its store."""
+    if rank == 0:
+        store.set(key, make())
+    return store.get(key).decode()
 
 
-def _is_ringfuse(backend):
-    return str(backend).upper() == BACKEND_NAME.upper()
+def _job_secret(store, rank):
+    """RINGFUSE_JOB_SECRET when the launcher set one; else rank 0's fresh one, shared through
+    the store, so that the mesh still refuses connections from other jobs."""
+    return os.environ.get("RINGFUSE_JOB_SECRET") or _shared_value(
+        store, rank, _SECRET_KEY, lambda: secrets.token_hex(16))
 
 
-def _refusing_new_group(torch_new_group):
-    """torch calls a backend's creator on the new group's members only, and the others would
-    wait for them in a store barrier until the timeout: refuse on every rank, before that."""
+def _group_job_id(store, rank):
+    """A name no other group on this host has: shared-memory segments are named after it, and
+    a world group and its sub-groups (or two jobs) live side by side on one host."""
+    return _shared_value(store, rank, _JOB_ID_KEY, lambda: "torch-" + secrets.token_hex(6))
 
-    @functools.wraps(torch_new_group)
-    def new_group(*args, **kwargs):
-        backend = kwargs.get("backend", args[2] if len(args) > 2 else None)
-        if dist.is_initialized() and _is_ringfuse(backend or dist.get_backend()):
-            raise _new_group_refused()
-        return torch_new_group(*args, **kwargs)
 
-    new_group.ringfuse_refuses = True
-    return new_group
+def _host_identity():
+    """What the ranks of one host share: its name and, under ringfuse-run or torchrun, the node's
+    index (GROUP_RANK), which also tells apart the loopback "hosts" of one machine."""
+    return f"{socket.gethostname()}#{os.environ.get('GROUP_RANK', '')}"
+
+
+def _local_placement(store, rank, size):
+    """(local rank, local size) among the group's members, from the hosts they announce in the
+    group's store: a sub-group needs no collective over the ranks outside it."""
+    own = _host_identity()
+    store.set(f"{_HOST_KEY}/{rank}", own)
+    hosts = [store.get(f"{_HOST_KEY}/{r}").decode() for r in range(size)]
+    return hosts[:rank].count(own), hosts.count(own)
 
 
 def _create_process_group(store, rank, size, timeout):
-    if dist.is_initialized():  # a new_group that went around the check above
-        raise _new_group_refused()
-    local_rank = int(os.environ.get("LOCAL_RANK", rank))
-    local_size = int(os.environ.get("LOCAL_WORLD_SIZE", size))
+    # The world group takes the launcher's (or torchrun's) placement; a sub-group, which torch
+    # builds on its members only, works its own out through its store.
+    if dist.is_initialized() or "LOCAL_RANK" not in os.environ:
+        local_rank, local_size = _local_placement(store, rank, size)
+    else:
+        local_rank = int(os.environ["LOCAL_RANK"])
+        local_size = int(os.environ.get("LOCAL_WORLD_SIZE", size))
     return _c10d.ProcessGroupRingfuse(store, rank, size, timeout, local_rank, local_size,
-                                      _advertised_address(), _job_secret(store, rank))
+                                      _advertised_address(), _job_secret(store, rank),
+                                      _group_job_id(store, rank))
 
 
 if BACKEND_NAME.upper() not in dist.Backend._plugins:
     dist.Backend.register_backend(BACKEND_NAME, _create_process_group)
-if not getattr(distributed_c10d.new_group, "ringfuse_refuses", False):
-    distributed_c10d.new_group = _refusing_new_group(distributed_c10d.new_group)
-    dist.new_group = distributed_c10d.new_group

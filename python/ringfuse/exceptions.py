@@ -16,8 +16,3 @@ class HorovodInternalError(RuntimeError):
 class HostsUpdatedInterrupt(RuntimeError):
     """Horovod's elastic-mode interrupt. Ringfuse has no elastic mode: never raised; exported so
     that scripts which name it still import."""
-
-
-class NotBuiltYetError(NotImplementedError):
-    """A Horovod feature whose engine support is not in this build yet. The message says which
-    part is missing; nothing was enqueued."""

@@ -222,24 +222,46 @@ class Session {
     }
     return *context_;
   }
-  rf::Engine& engine() const {
-    context();
-    return *engine_;
+  /// The engine of Horovod process set `process_set` (0: the global set). Throws
+  /// invalid_argument, naming the set, on a rank outside it or for an unknown id.
+  rf::Engine& engine(int process_set = 0) const {
+    auto& context = this->context();
+    return process_set == 0 ? *engine_ : context.engine(process_set);
   }
+
+  /// Registers a process set of these (world) ranks; collective over every rank, members or
+  /// not, GIL released. Returns its id (>= 1).
+  int add_process_set(const std::vector<int>& ranks) {
+    auto& context = this->context();
+    py::gil_scoped_release no_gil;
+    return context.add_process_set(ranks);
+  }
+
+  /// Collective over every rank; collectives still pending on the set fail first.
+  void remove_process_set(int id) {
+    auto& context = this->context();
+    py::gil_scoped_release no_gil;
+    context.remove_process_set(id);
+  }
+
+  std::vector<int> process_set_ranks(int id) const { return context().process_set_ranks(id); }
   int rank() const { return context().rank(); }
 
   Handle allreduce(const std::string& name, const at::Tensor& tensor, const std::string& op,
-                   double prescale, double postscale, const std::string& compression) {
+                   double prescale, double postscale, const std::string& compression,
+                   int process_set) {
     rf::AllreduceOptions options{reduce_op(op, rank()), prescale, postscale,
                                  wire_compression(compression, rank())};
+    auto& engine = this->engine(process_set);
     auto pending = start({tensor});
-    pending->work = engine().allreduce(name, view_of(tensor, name, rank()), options);
+    pending->work = engine.allreduce(name, view_of(tensor, name, rank()), options);
     return track(std::move(pending));
   }
 
   Handle grouped_allreduce(const std::string& name, const std::vector<at::Tensor>& tensors,
                            const std::string& op, double prescale, double postscale,
-                           const std::string& compression) {
+                           const std::string& compression, int process_set) {
+    auto& engine = this->engine(process_set);
     rf::AllreduceOptions options{reduce_op(op, rank()), prescale, postscale,
                                  wire_compression(compression, rank())};
     std::vector<rf::TensorView> views;
@@ -248,18 +270,21 @@ class Session {
       views.push_back(view_of(tensors[i], name + "." + std::to_string(i), rank()));
     }
     auto pending = start(tensors);
-    pending->work = engine().grouped_allreduce(name, std::move(views), options);
+    pending->work = engine.grouped_allreduce(name, std::move(views), options);
     return track(std::move(pending));
   }
 
-  Handle allgather(const std::string& name, const at::Tensor& input) {
+  Handle allgather(const std::string& name, const at::Tensor& input, int process_set) {
+    auto& engine = this->engine(process_set);
     auto pending = start({input});
-    pending->work = engine().allgather(name, view_of(input, name, rank()),
+    pending->work = engine.allgather(name, view_of(input, name, rank()),
                                        pending->allocate_gathered(input.options()));
     return track(std::move(pending));
   }
 
-  Handle grouped_allgather(const std::string& name, const std::vector<at::Tensor>& inputs) {
+  Handle grouped_allgather(const std::string& name, const std::vector<at::Tensor>& inputs,
+                           int process_set) {
+    auto& engine = this->engine(process_set);
     std::vector<rf::TensorView> views;
     views.reserve(inputs.size());
     for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -270,7 +295,7 @@ class Session {
     std::vector<at::TensorOptions> options;
     for (const auto& input : inputs) options.push_back(input.options());
     Pending* raw = pending.get();  // lives in in_flight_ until the Work completed
-    pending->work = engine().grouped_allgather(
+    pending->work = engine.grouped_allgather(
         name, std::move(views),
         [raw, options](std::size_t index, const std::vector<std::int64_t>& shape) -> void* {
           std::lock_guard lock(raw->output_mutex);
@@ -280,40 +305,49 @@ class Session {
     return track(std::move(pending));
   }
 
-  Handle broadcast(const std::string& name, const at::Tensor& tensor, int root) {
+  /// `root`: the root's rank in the process set.
+  Handle broadcast(const std::string& name, const at::Tensor& tensor, int root,
+                   int process_set) {
+    auto& engine = this->engine(process_set);
     auto pending = start({tensor});
-    pending->work = engine().broadcast(name, view_of(tensor, name, rank()), root);
+    pending->work = engine.broadcast(name, view_of(tensor, name, rank()), root);
     return track(std::move(pending));
   }
 
-  Handle alltoall(const std::string& name, const at::Tensor& input, const at::Tensor& output) {
+  Handle alltoall(const std::string& name, const at::Tensor& input, const at::Tensor& output,
+                  int process_set) {
+    auto& engine = this->engine(process_set);
     auto pending = start({input, output});
-    pending->work = engine().alltoall(name, view_of(input, name, rank()),
+    pending->work = engine.alltoall(name, view_of(input, name, rank()),
                                       view_of(output, name + " (output)", rank()));
     return track(std::move(pending));
   }
 
   /// Uneven: `splits[j]` rows of dimension 0 go to rank j; the output comes from the engine.
   Handle alltoallv(const std::string& name, const at::Tensor& input,
-                   const std::vector<std::int64_t>& splits) {
+                   const std::vector<std::int64_t>& splits, int process_set) {
+    auto& engine = this->engine(process_set);
     auto pending = start({input});
-    pending->work = engine().alltoall(name, view_of(input, name, rank()), splits,
+    pending->work = engine.alltoall(name, view_of(input, name, rank()), splits,
                                       pending->allocate_gathered(input.options()));
     return track(std::move(pending));
   }
 
   /// Horovod's uneven split of dimension 0; the output comes from the engine.
   Handle reducescatter_uneven(const std::string& name, const at::Tensor& input,
-                              const std::string& op) {
+                              const std::string& op, int process_set) {
+    auto& engine = this->engine(process_set);
     auto pending = start({input});
-    pending->work = engine().reducescatter(name, view_of(input, name, rank()),
+    pending->work = engine.reducescatter(name, view_of(input, name, rank()),
                                            pending->allocate_gathered(input.options()),
                                            reduce_op(op, rank()));
     return track(std::move(pending));
   }
 
   Handle grouped_reducescatter(const std::string& name, const std::vector<at::Tensor>& inputs,
-                               const std::vector<at::Tensor>& outputs, const std::string& op) {
+                               const std::vector<at::Tensor>& outputs, const std::string& op,
+                               int process_set) {
+    auto& engine = this->engine(process_set);
     std::vector<rf::TensorView> input_views;
     std::vector<rf::TensorView> output_views;
     for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -326,23 +360,25 @@ class Session {
     std::vector<at::Tensor> keep(inputs);
     keep.insert(keep.end(), outputs.begin(), outputs.end());
     auto pending = start(std::move(keep));
-    pending->work = engine().grouped_reducescatter(name, std::move(input_views),
+    pending->work = engine.grouped_reducescatter(name, std::move(input_views),
                                                    std::move(output_views), reduce_op(op, rank()));
     return track(std::move(pending));
   }
 
   Handle reducescatter(const std::string& name, const at::Tensor& input,
-                       const at::Tensor& output, const std::string& op) {
+                       const at::Tensor& output, const std::string& op, int process_set) {
+    auto& engine = this->engine(process_set);
     auto pending = start({input, output});
     pending->work =
-        engine().reducescatter(name, view_of(input, name, rank()),
+        engine.reducescatter(name, view_of(input, name, rank()),
                                view_of(output, name + " (output)", rank()), reduce_op(op, rank()));
     return track(std::move(pending));
   }
 
-  Handle barrier(const std::string& name) {
+  Handle barrier(const std::string& name, int process_set) {
+    auto& engine = this->engine(process_set);
     auto pending = start({});
-    pending->work = engine().barrier(name);
+    pending->work = engine.barrier(name);
     return track(std::move(pending));
   }
 
@@ -478,30 +514,38 @@ PYBIND11_MODULE(_core, m) {
       })
       .def("allreduce", &Session::allreduce, py::arg("name"), py::arg("tensor"), py::arg("op"),
            py::arg("prescale") = 1.0, py::arg("postscale") = 1.0,
-           py::arg("compression") = "none")
+           py::arg("compression") = "none", py::arg("process_set") = 0)
       .def("grouped_allreduce", &Session::grouped_allreduce, py::arg("name"),
            py::arg("tensors"), py::arg("op"), py::arg("prescale") = 1.0,
-           py::arg("postscale") = 1.0, py::arg("compression") = "none")
-      .def("allgather", &Session::allgather, py::arg("name"), py::arg("input"))
+           py::arg("postscale") = 1.0, py::arg("compression") = "none",
+           py::arg("process_set") = 0)
+      .def("allgather", &Session::allgather, py::arg("name"), py::arg("input"),
+           py::arg("process_set") = 0)
       .def("broadcast", &Session::broadcast, py::arg("name"), py::arg("tensor"),
-           py::arg("root"))
-      .def("alltoall", &Session::alltoall, py::arg("name"), py::arg("input"), py::arg("output"))
+           py::arg("root"), py::arg("process_set") = 0)
+      .def("alltoall", &Session::alltoall, py::arg("name"), py::arg("input"), py::arg("output"),
+           py::arg("process_set") = 0)
       .def("alltoallv", &Session::alltoallv, py::arg("name"), py::arg("input"),
-           py::arg("splits"))
+           py::arg("splits"), py::arg("process_set") = 0)
       .def("grouped_allgather", &Session::grouped_allgather, py::arg("name"),
-           py::arg("inputs"))
+           py::arg("inputs"), py::arg("process_set") = 0)
       .def("reducescatter_uneven", &Session::reducescatter_uneven, py::arg("name"),
-           py::arg("input"), py::arg("op"))
+           py::arg("input"), py::arg("op"), py::arg("process_set") = 0)
       .def("grouped_reducescatter", &Session::grouped_reducescatter, py::arg("name"),
-           py::arg("inputs"), py::arg("outputs"), py::arg("op"))
+           py::arg("inputs"), py::arg("outputs"), py::arg("op"), py::arg("process_set") = 0)
       .def("start_timeline", &Session::start_timeline, py::arg("path"),
            py::arg("mark_cycles") = false)
       .def("stop_timeline", &Session::stop_timeline)
       .def_property_readonly("match", &Session::match)
       .def("reducescatter", &Session::reducescatter, py::arg("name"), py::arg("input"),
-           py::arg("output"), py::arg("op"))
-      .def("barrier", &Session::barrier, py::arg("name") = "barrier")
+           py::arg("output"), py::arg("op"), py::arg("process_set") = 0)
+      .def("barrier", &Session::barrier, py::arg("name") = "barrier", py::arg("process_set") = 0)
       .def("join", &Session::join)
+      .def("add_process_set", &Session::add_process_set, py::arg("ranks"),
+           "Registers a process set (collective over every rank); returns its id")
+      .def("remove_process_set", &Session::remove_process_set, py::arg("id"),
+           "Removes a process set (collective over every rank)")
+      .def("process_set_ranks", &Session::process_set_ranks, py::arg("id"))
       .def("flush", &Session::flush)
       .def("stats", &Session::stats)
       .def("in_flight", &Session::in_flight)

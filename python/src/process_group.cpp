@@ -7,8 +7,9 @@
 // communication hooks chain on. The blocking Context collectives underneath bound every wait by
 // the process group's timeout, so a lost peer fails the Work instead of hanging it.
 //
-// Point-to-point and sub-communicators do not exist in the C++ library yet: send, recv and
-// recvAnysource raise (ringfuse.distributed refuses new_group the same way).
+// send, recv and recvAnysource go through the Context's engine (process_group_p2p.hpp), beside
+// the collectives' queue; new_group needs nothing here (ringfuse.distributed builds a group's
+// Context over the group's store).
 #include <torch/csrc/utils/pybind.h>
 
 #include <ATen/ATen.h>
@@ -29,6 +30,7 @@
 #include <vector>
 
 #include "core/errors.hpp"
+#include "process_group_p2p.hpp"
 #include "process_group_store.hpp"
 #include "ringfuse/context.hpp"
 #include "ringfuse/error.hpp"
@@ -109,6 +111,7 @@ struct WorldPlacement {
   int local_size = 1;
   std::string host_addr;  // where peers reach this rank; empty: 127.0.0.1
   std::string job_secret;
+  std::string job_id = "torch";  // names shared-memory segments: unique per group on a host
 };
 
 class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
@@ -128,7 +131,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       world.local_rank = rank;
       world.local_size = size;
     }
-    world.job_id = "torch";
+    world.job_id = placement.job_id;
     world.job_secret = placement.job_secret;
     world.source = "torch.distributed store";
     ringfuse::Options options = options_from_environment();
@@ -136,6 +139,9 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     options.connect_timeout = timeout;
     if (!placement.host_addr.empty()) options.host_addr = placement.host_addr;
     context_ = ringfuse::init(world, options, std::make_shared<C10dStore>(store, rank));
+    // The engine carries send/recv. Started here, as the Context was: collective, and on
+    // the thread that uses torch's store (see process_group_p2p.hpp).
+    p2p_ = std::make_unique<PointToPoint>(*context_, context_->engine(), timeout);
     worker_ = std::thread([this] { run_queue(); });
   }
 
@@ -421,26 +427,20 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     return enqueue(::c10d::OpType::BARRIER, "barrier", {}, [this] { context_->barrier(); });
   }
 
-  c10::intrusive_ptr<::c10d::Work> send(std::vector<at::Tensor>&, int peer, int) override {
-    throw missing_point_to_point("send", peer);
+  c10::intrusive_ptr<::c10d::Work> send(std::vector<at::Tensor>& tensors, int peer,
+                                        int tag) override {
+    return p2p_->send(single("send", tensors), peer, tag);
   }
-  c10::intrusive_ptr<::c10d::Work> recv(std::vector<at::Tensor>&, int peer, int) override {
-    throw missing_point_to_point("recv", peer);
+  c10::intrusive_ptr<::c10d::Work> recv(std::vector<at::Tensor>& tensors, int peer,
+                                        int tag) override {
+    return p2p_->recv(single("recv", tensors), peer, tag);
   }
-  c10::intrusive_ptr<::c10d::Work> recvAnysource(std::vector<at::Tensor>&, int) override {
-    throw missing_point_to_point("recvAnysource", Error::kNoRank);
+  c10::intrusive_ptr<::c10d::Work> recvAnysource(std::vector<at::Tensor>& tensors,
+                                                 int tag) override {
+    return p2p_->recv(single("recvAnysource", tensors), kAnySource, tag);
   }
 
  private:
-  Error missing_point_to_point(const char* call, int peer) const {
-    return core::error_at(ErrorKind::invalid_argument, getRank(), peer,
-                          "ProcessGroup ringfuse: {} is not supported: point-to-point transfers "
-                          "are not in the Ringfuse library yet; use a gloo group "
-                          "(dist.new_group(backend=\"gloo\") under another default backend) for "
-                          "send/recv",
-                          call);
-  }
-
   [[noreturn]] void refuse(const std::string& call, const std::string& why) const {
     throw core::rank_error(ErrorKind::invalid_argument, getRank(), "ProcessGroup ringfuse: {}: {}",
                            call, why);
@@ -607,6 +607,9 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   };
 
   std::chrono::milliseconds timeout_;
+  // Before context_, so destroyed after it: the engine stops (failing what is pending) before
+  // the tensors of unfinished transfers are released.
+  std::unique_ptr<PointToPoint> p2p_;
   std::unique_ptr<Context> context_;
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;
@@ -627,14 +630,14 @@ PYBIND11_MODULE(_c10d, module) {
                                                                          "ProcessGroupRingfuse")
       .def(py::init([](const c10::intrusive_ptr<::c10d::Store>& store, int rank, int size,
                        std::chrono::milliseconds timeout, int local_rank, int local_size,
-                       std::string host_addr, std::string job_secret) {
+                       std::string host_addr, std::string job_secret, std::string job_id) {
              ringfuse::python::WorldPlacement placement{local_rank, local_size,
                                                         std::move(host_addr),
-                                                        std::move(job_secret)};
+                                                        std::move(job_secret), std::move(job_id)};
              return c10::make_intrusive<ringfuse::python::ProcessGroupRingfuse>(
                  store, rank, size, timeout, placement);
            }),
            py::arg("store"), py::arg("rank"), py::arg("size"), py::arg("timeout"),
            py::arg("local_rank"), py::arg("local_size"), py::arg("host_addr"),
-           py::arg("job_secret"), py::call_guard<py::gil_scoped_release>());
+           py::arg("job_secret"), py::arg("job_id") = "torch", py::call_guard<py::gil_scoped_release>());
 }

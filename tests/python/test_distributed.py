@@ -1,5 +1,5 @@
 """torch.distributed over the "ringfuse" backend: every collective against references computed
-here, the Work/future contract DDP relies on, and what is refused (send/recv, new_group).
+here, the Work/future contract DDP relies on, and what is refused.
 
 Runs under `ringfuse-run -np N` with RINGFUSE_TEST_C10D=1 (CTest: python_distributed_np*); the
 plain python_pytest runs skip it, since their ranks already hold a world of their own. The
@@ -174,23 +174,6 @@ def test_barrier_ignores_device_ids_on_cpu():
     options = BarrierOptions()
     options.device_ids = [0]
     dist.distributed_c10d._get_default_group().barrier(options).wait()
-
-
-def test_send_recv_are_refused_at_once():
-    rank, size = ranks()
-    with pytest.raises(RuntimeError, match="point-to-point transfers are not in the Ringfuse"):
-        dist.send(torch.zeros(1), dst=(rank + 1) % size)
-    with pytest.raises(RuntimeError, match="recv is not supported"):
-        dist.recv(torch.zeros(1), src=(rank + 1) % size)
-    with pytest.raises(RuntimeError, match="recvAnysource is not supported"):
-        dist.recv(torch.zeros(1))
-
-
-def test_new_group_is_refused_at_once():
-    with pytest.raises(RuntimeError, match="new_group is not supported yet"):
-        dist.new_group(ranks=[0])
-    with pytest.raises(RuntimeError, match="new_group is not supported yet"):
-        dist.new_group()
 
 
 def test_unsupported_op_is_refused():

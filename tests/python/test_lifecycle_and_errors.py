@@ -44,10 +44,10 @@ def test_refused_with_clear_errors_on_every_rank():
         hvd.allreduce(torch.ones(2, dtype=torch.bool), op=hvd.Sum, prescale_factor=2.0)
     with pytest.raises(TypeError, match="cannot be reduced"):
         hvd.allreduce(torch.ones(2, dtype=torch.complex64))
-    with pytest.raises(NotImplementedError, match="process sets"):
-        hvd.add_process_set([0])
-    with pytest.raises(NotImplementedError, match="process sets"):
+    with pytest.raises(ValueError, match="is not registered"):
         hvd.allreduce(torch.ones(2), process_set=hvd.ProcessSet([0]))
+    with pytest.raises(ValueError, match="distinct ranks of the world"):
+        hvd.add_process_set([0, hvd.size()])
     with pytest.raises(ValueError, match="splits add up"):
         hvd.alltoall(torch.ones(2), splits=[3] + [0] * (hvd.size() - 1))
     with pytest.raises(ValueError, match="divide"):

@@ -85,6 +85,7 @@ struct Options {
 };
 
 inline constexpr int kUndefinedColor = -1;  // MPI_UNDEFINED: opt out of a split
+
 /// Point-to-point (Context::send/recv/send_recv_group, Engine::send/recv): receive from any
 /// rank, with any tag (MPI_ANY_SOURCE, MPI_ANY_TAG).
 inline constexpr int kAnySource = -1;
@@ -178,6 +179,7 @@ class Context {
   /// The engine of set `id` (0: engine()); throws invalid_argument when this rank is not a
   /// member ("rank 3 is not in process set 2 (ranks 0,1)") or the id is unknown.
   virtual Engine& engine(int process_set) = 0;
+
   // Point-to-point. Messages between ranks travel on connections of their own (never read by
   // a collective), made on first use between the pair: shared memory when the pair shares a
   // host, TCP otherwise (RINGFUSE_BACKEND=mpi: MPI_Isend/MPI_Irecv). Tags are >= 0.

@@ -7,11 +7,11 @@
 
 Launch with ``ringfuse-run -np N python3 train.py`` (or mpirun, or torchrun). Collectives are
 matched by name, as in Horovod (ranks may issue them in different orders), unless
-RINGFUSE_MATCH=sequence says otherwise. Process sets other than the global one, which this build
-lacks, raise ``NotBuiltYetError`` (a NotImplementedError).
+RINGFUSE_MATCH=sequence says otherwise. Process sets (``hvd.add_process_set([0, 1])``, then
+``process_set=`` on a collective) run among their members on an engine of their own.
 """
 
-from ringfuse.exceptions import HorovodInternalError, HostsUpdatedInterrupt, NotBuiltYetError
+from ringfuse.exceptions import HorovodInternalError, HostsUpdatedInterrupt
 from ringfuse.torch.compression import Compression
 from ringfuse.torch.functions import (allgather_object, broadcast_object,
                                       broadcast_optimizer_state, broadcast_parameters)

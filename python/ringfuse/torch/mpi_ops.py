@@ -6,8 +6,9 @@ A failed collective raises ``HorovodInternalError`` with the library's message (
 peers) on every rank that took part.
 
 Collectives are matched by name (Horovod's semantics: ranks may enqueue them in different
-orders) unless RINGFUSE_MATCH says otherwise. Process sets other than the global one raise
-``NotBuiltYetError`` (a ``NotImplementedError``) before anything is enqueued.
+orders) unless RINGFUSE_MATCH says otherwise. ``process_set=`` runs a collective among the
+members of a process set (``add_process_set``) on that set's engine; ranks (``root_rank``) are
+global ranks, as in Horovod.
 """
 
 import atexit
@@ -19,7 +20,7 @@ import warnings
 import torch
 
 from ringfuse import _core
-from ringfuse.exceptions import HorovodInternalError, NotBuiltYetError
+from ringfuse.exceptions import HorovodInternalError
 
 # Reduction operators, with Horovod's values.
 Average = 0
@@ -42,58 +43,141 @@ _PLAIN_REDUCIBLE = _REDUCIBLE - {torch.bool}
 
 
 # ---------------------------------------------------------------------------------------------
-# Process sets: only the global one exists until the process-set issue lands.
+# Process sets
 
 class ProcessSet:
-    """A subset of the ranks that runs its own collectives (Horovod's ``ProcessSet``).
+    """A subset of the ranks that runs its own collectives (Horovod's ``ProcessSet``): pass it
+    as ``process_set=`` once registered (``add_process_set``, or ``init(process_sets=...)``).
 
-    Only ``global_process_set`` works in this build; ``add_process_set`` refuses."""
+    ``ranks`` are global ranks, sorted. ``size()``, ``rank()`` (this rank's position in the
+    set, -1 outside it) and ``included()`` answer None until the set is registered."""
 
     def __init__(self, ranks_or_comm=None):
-        self.ranks = None if ranks_or_comm is None else sorted(list(ranks_or_comm))
+        if ranks_or_comm is not None and not isinstance(ranks_or_comm, (list, tuple, range)):
+            raise NotImplementedError(
+                "ProcessSet(%r): ringfuse builds process sets from a list of ranks, not from an "
+                "MPI communicator" % (ranks_or_comm,))
+        self.ranks = None if ranks_or_comm is None else sorted(int(r) for r in ranks_or_comm)
         self.process_set_id = None
 
     def _invalidate(self):
         self.process_set_id = None
 
     def size(self):
-        return size() if self is global_process_set else len(self.ranks)
+        if self.process_set_id is None:
+            return None
+        return size() if self.process_set_id == 0 else len(self.ranks)
 
     def rank(self):
-        if self is global_process_set:
+        if self.process_set_id is None:
+            return None
+        if self.process_set_id == 0:
             return rank()
         return self.ranks.index(rank()) if rank() in self.ranks else -1
 
     def included(self):
-        return self is global_process_set or rank() in self.ranks
+        if self.process_set_id is None:
+            return None
+        return self.process_set_id == 0 or rank() in self.ranks
 
     def __str__(self):
         if self is global_process_set:
             return "ProcessSet(global)"
-        return "ProcessSet(ranks=%s)" % self.ranks
+        if self.process_set_id is None:
+            return "ProcessSet(ranks=%s, not registered)" % self.ranks
+        return "ProcessSet(id=%d, ranks=%s)" % (self.process_set_id, self.ranks)
+
+    __repr__ = __str__
 
 
 global_process_set = ProcessSet()
 global_process_set.process_set_id = 0
 
-
-def _process_sets_missing(what):
-    return NotBuiltYetError(
-        "%s: process sets other than the global one need the engine's process sets (the "
-        "process-set issue), which this build does not have yet" % what)
+# The registered sets of this session, by id (the global one is not among them).
+_process_sets = {}
 
 
 def add_process_set(process_set):
-    raise _process_sets_missing("add_process_set")
+    """Registers `process_set` (a ProcessSet or a list of global ranks) and returns it. Every
+    rank calls it, members or not, with the same sets in the same order; the set's engine starts
+    at once on its members. A set with the same ranks as one registered raises ValueError."""
+    session = _require_session()
+    if not isinstance(process_set, ProcessSet):
+        process_set = ProcessSet(process_set)
+    if process_set.ranks is None:
+        raise ValueError("add_process_set: give the set's ranks")
+    if process_set.process_set_id is not None:
+        raise ValueError("add_process_set: %s is registered already" % process_set)
+    world = session.size
+    bad = [r for r in process_set.ranks if r < 0 or r >= world]
+    if bad or not process_set.ranks or len(set(process_set.ranks)) != len(process_set.ranks):
+        raise ValueError("add_process_set: ranks %s must be distinct ranks of the world of %d"
+                         % (process_set.ranks, world))
+    for registered in _process_sets.values():
+        if registered.ranks == process_set.ranks:
+            raise ValueError("Attempted to add a duplicate process set: %s (as %s)"
+                             % (process_set.ranks, registered))
+    try:
+        process_set.process_set_id = session.add_process_set(process_set.ranks)
+    except _core.RingfuseError as e:
+        raise _library_error(e) from e
+    _process_sets[process_set.process_set_id] = process_set
+    return process_set
 
 
 def remove_process_set(process_set):
-    raise _process_sets_missing("remove_process_set")
+    """Unregisters `process_set` (every rank calls it, members or not); collectives still
+    pending on it fail. Returns False for the global set or one that is not registered."""
+    session = _require_session()
+    process_set_id = process_set.process_set_id
+    if process_set_id is None or process_set_id == 0 or process_set_id not in _process_sets:
+        return False
+    _process_sets.pop(process_set_id)
+    process_set._invalidate()
+    try:
+        session.remove_process_set(process_set_id)
+    except _core.RingfuseError as e:
+        raise _library_error(e) from e
+    return True
+
+
+def _process_set_id(process_set, what):
+    """The engine's id of `process_set`; ValueError, naming the set, when it is not registered
+    or this rank is not in it (nothing is enqueued then)."""
+    if process_set is None or process_set is global_process_set:
+        return 0
+    if not isinstance(process_set, ProcessSet):
+        raise TypeError("%s: process_set must be a ProcessSet, not %s"
+                        % (what, type(process_set).__name__))
+    process_set_id = process_set.process_set_id
+    if process_set_id is None:
+        raise ValueError("%s: %s is not registered: pass it to hvd.add_process_set() (on every "
+                         "rank) or hvd.init(process_sets=[...]) first" % (what, process_set))
+    if process_set_id != 0 and rank() not in process_set.ranks:
+        raise ValueError("%s: rank %d is not in process set %d (ranks %s): only its members run "
+                         "its collectives" % (what, rank(), process_set_id, process_set.ranks))
+    return process_set_id
 
 
 def _check_process_set(process_set, what):
-    if process_set is not global_process_set and process_set is not None:
-        raise _process_sets_missing(what)
+    _process_set_id(process_set, what)
+
+
+def _set_of(process_set):
+    return global_process_set if process_set is None else process_set
+
+
+def _set_rank_of(process_set, global_rank, what):
+    """The position of global rank `global_rank` in `process_set` (a broadcast's root)."""
+    if not isinstance(global_rank, int) or isinstance(global_rank, bool):
+        raise ValueError("%s: root_rank must be an int, not %r" % (what, global_rank))
+    process_set = _set_of(process_set)
+    if process_set.process_set_id == 0:
+        return global_rank
+    if global_rank not in process_set.ranks:
+        raise ValueError("%s: root_rank %d is not in process set %d (ranks %s)"
+                         % (what, global_rank, process_set.process_set_id, process_set.ranks))
+    return process_set.ranks.index(global_rank)
 
 
 # ---------------------------------------------------------------------------------------------
@@ -108,13 +192,16 @@ _name_counters = {}
 
 def init(comm=None, process_sets=None):
     """Joins the world described by the environment (ringfuse-run, torchrun or mpirun sets
-    it; none: a world of one). Idempotent: a second call while initialised does nothing."""
+    it; none: a world of one). Idempotent: a second call while initialised does nothing.
+
+    ``process_sets``: ProcessSets (or lists of ranks) to register at once, the same on every
+    rank; "dynamic" (Horovod's spelling for adding them later) is accepted: add_process_set
+    always works here."""
     global _session
     if comm is not None:
         raise ValueError("init(comm=...): ringfuse takes its world from the environment "
                          "(ringfuse-run, torchrun, mpirun), not from an MPI communicator")
-    if process_sets:
-        raise _process_sets_missing("init(process_sets=...)")
+    static_sets = [] if process_sets in (None, "dynamic") else list(process_sets)
     with _lock:
         if _session is None:
             # Horovod matches collectives by name; an explicit RINGFUSE_MATCH (ringfuse-run
@@ -125,6 +212,9 @@ def init(comm=None, process_sets=None):
             except _core.RingfuseError as e:
                 raise HorovodInternalError(str(e), *_fields(e)) from e
             _name_counters.clear()
+            global_process_set.ranks = list(range(_session.size))
+            for process_set in static_sets:
+                add_process_set(process_set)
 
 
 def shutdown():
@@ -133,6 +223,9 @@ def shutdown():
     global _session
     with _lock:
         session, _session = _session, None
+        for process_set in _process_sets.values():
+            process_set._invalidate()
+        _process_sets.clear()
     if session is not None:
         session.close()
 
@@ -247,6 +340,14 @@ def _fields(error):
             getattr(error, "peer", None))
 
 
+def _library_error(error):
+    """The Python exception for a library error raised before anything ran: ValueError for
+    invalid arguments (a rank outside a process set, ...), else HorovodInternalError."""
+    if getattr(error, "kind", None) == "invalid_argument":
+        return ValueError(str(error))
+    return HorovodInternalError(str(error), *_fields(error))
+
+
 def _enqueue(start, finish):
     """Runs `start(session)` (which returns a _core.Handle) and registers `finish(core)`, which
     builds the result once the collective completed. Returns Horovod's integer handle."""
@@ -254,9 +355,7 @@ def _enqueue(start, finish):
     try:
         core = start(session)
     except _core.RingfuseError as e:
-        if getattr(e, "kind", None) == "invalid_argument":
-            raise ValueError(str(e)) from e
-        raise HorovodInternalError(str(e), *_fields(e)) from e
+        raise _library_error(e) from e
     handle = next(_next_handle)
     _handles[handle] = (core, finish)
     return handle
@@ -288,13 +387,15 @@ def synchronize(handle):
     return finish(core)
 
 
-def _name(kind, name):
-    """Horovod names unnamed collectives itself; every rank counts its calls in the same order,
-    so the names agree."""
+def _name(kind, name, process_set_id=0):
+    """Horovod names unnamed collectives itself; the members of a process set count their
+    calls on it in the same order, so the names agree (each set counts on its own: ranks
+    outside a set do not see its calls)."""
     if name is not None:
         return name if type(name) is str else str(name)
-    count = _name_counters.get(kind, 0)
-    _name_counters[kind] = count + 1
+    key = (kind, process_set_id)
+    count = _name_counters.get(key, 0)
+    _name_counters[key] = count + 1
     return "%s.noname.%d" % (kind, count)
 
 
@@ -361,14 +462,18 @@ def _as_bytes(tensor):
 # ---------------------------------------------------------------------------------------------
 # allreduce
 
-def _allreduce_async(tensor, output, name, op, prescale_factor, postscale_factor, finish):
+def _allreduce_async(tensor, output, name, op, prescale_factor, postscale_factor, finish,
+                     set_id):
     # The common case (a dtype other than bool, whose op and factors need a look) is checked
     # inline: this runs once per gradient per step.
     if tensor.dtype not in _PLAIN_REDUCIBLE:
         _check_reducible(tensor, op, prescale_factor, postscale_factor, "allreduce", name)
     engine_op = _ENGINE_OPS[op]
+    if set_id == 0:
+        return _enqueue(lambda s: s.allreduce(name, output, engine_op, float(prescale_factor),
+                                              float(postscale_factor)), finish)
     return _enqueue(lambda s: s.allreduce(name, output, engine_op, float(prescale_factor),
-                                          float(postscale_factor)), finish)
+                                          float(postscale_factor), process_set=set_id), finish)
 
 
 def _resolve_op(op, average, what):
@@ -378,33 +483,34 @@ def _resolve_op(op, average, what):
 def allreduce_async(tensor, average=None, name=None, op=None, prescale_factor=1.0,
                     postscale_factor=1.0, process_set=global_process_set):
     """Starts an allreduce into a new tensor; synchronize(handle) returns it."""
-    if process_set is not global_process_set:
-        _check_process_set(process_set, "allreduce_async")
+    set_id = 0 if process_set is global_process_set else \
+        _process_set_id(process_set, "allreduce_async")
     op = _resolve_op(op, average, "allreduce_async")
-    name = _name("allreduce", name)
+    name = _name("allreduce", name, set_id)
     output = tensor.detach().clone(memory_format=torch.contiguous_format)
     return _allreduce_async(tensor, output, name, op, prescale_factor, postscale_factor,
-                            lambda core: output)
+                            lambda core: output, set_id)
 
 
 def allreduce_async_(tensor, average=None, name=None, op=None, prescale_factor=1.0,
                      postscale_factor=1.0, process_set=global_process_set):
     """Starts an in-place allreduce; synchronize(handle) returns `tensor`."""
-    if process_set is not global_process_set:
-        _check_process_set(process_set, "allreduce_async_")
+    set_id = 0 if process_set is global_process_set else \
+        _process_set_id(process_set, "allreduce_async_")
     op = _resolve_op(op, average, "allreduce_async_")
-    name = _name("allreduce", name)
+    name = _name("allreduce", name, set_id)
     if tensor.is_contiguous():
         # The engine writes through the data pointer: no detach() needed (and none paid for).
         return _allreduce_async(tensor, tensor, name, op, prescale_factor, postscale_factor,
-                                lambda core: tensor)
+                                lambda core: tensor, set_id)
     buffer = tensor.detach().contiguous()
 
     def finish(core):
         with torch.no_grad():
             tensor.copy_(buffer)
         return tensor
-    return _allreduce_async(tensor, buffer, name, op, prescale_factor, postscale_factor, finish)
+    return _allreduce_async(tensor, buffer, name, op, prescale_factor, postscale_factor, finish,
+                            set_id)
 
 
 def allreduce_(tensor, average=None, name=None, op=None, prescale_factor=1.0,
@@ -448,31 +554,32 @@ def allreduce(tensor, average=None, name=None, compression=None, op=None,
 # grouped allreduce: one negotiation for all the tensors, completed together.
 
 def _grouped_allreduce_async(tensors, outputs, name, op, prescale_factor, postscale_factor,
-                             finish):
+                             finish, set_id):
     for i, t in enumerate(tensors):
         _check_reducible(t, op, prescale_factor, postscale_factor, "grouped_allreduce",
                          "%s.%d" % (name, i))
     engine_op = _ENGINE_OPS[op]
     return _enqueue(lambda s: s.grouped_allreduce(name, outputs, engine_op,
                                                   float(prescale_factor),
-                                                  float(postscale_factor)), finish)
+                                                  float(postscale_factor),
+                                                  process_set=set_id), finish)
 
 
 def grouped_allreduce_async(tensors, average=None, name=None, op=None, prescale_factor=1.0,
                             postscale_factor=1.0, process_set=global_process_set):
-    _check_process_set(process_set, "grouped_allreduce_async")
+    set_id = _process_set_id(process_set, "grouped_allreduce_async")
     op = _engine_op(op, average, "grouped_allreduce_async")
-    name = _name("grouped_allreduce", name)
+    name = _name("grouped_allreduce", name, set_id)
     outputs = [t.detach().clone(memory_format=torch.contiguous_format) for t in tensors]
     return _grouped_allreduce_async(tensors, outputs, name, op, prescale_factor,
-                                    postscale_factor, lambda core: outputs)
+                                    postscale_factor, lambda core: outputs, set_id)
 
 
 def grouped_allreduce_async_(tensors, average=None, name=None, op=None, prescale_factor=1.0,
                              postscale_factor=1.0, process_set=global_process_set):
-    _check_process_set(process_set, "grouped_allreduce_async_")
+    set_id = _process_set_id(process_set, "grouped_allreduce_async_")
     op = _engine_op(op, average, "grouped_allreduce_async_")
-    name = _name("grouped_allreduce", name)
+    name = _name("grouped_allreduce", name, set_id)
     buffers = [_dense_contiguous(t.detach()) for t in tensors]
 
     def finish(core):
@@ -482,7 +589,7 @@ def grouped_allreduce_async_(tensors, average=None, name=None, op=None, prescale
                     t.copy_(b)
         return list(tensors)
     return _grouped_allreduce_async(tensors, buffers, name, op, prescale_factor,
-                                    postscale_factor, finish)
+                                    postscale_factor, finish, set_id)
 
 
 def grouped_allreduce_(tensors, average=None, name=None, op=None, prescale_factor=1.0,
@@ -529,9 +636,11 @@ def sparse_allreduce_async(tensor, name, op, process_set=global_process_set):
     if op not in (Average, Sum):
         raise ValueError("sparse_allreduce_async: only Average and Sum are supported")
     t = tensor.coalesce()
-    indices_handle = allgather_async(t.indices().t().contiguous(), name="%s.indices" % name)
-    values_handle = allgather_async(t.values().contiguous(), name="%s.values" % name)
-    world = size()
+    indices_handle = allgather_async(t.indices().t().contiguous(), name="%s.indices" % name,
+                                     process_set=process_set)
+    values_handle = allgather_async(t.values().contiguous(), name="%s.values" % name,
+                                    process_set=process_set)
+    world = _set_of(process_set).size()
 
     def finish(core):
         indices = synchronize(indices_handle).t()
@@ -562,14 +671,15 @@ class _Both:
 def allgather_async(tensor, name=None, process_set=global_process_set):
     """Starts concatenating every rank's `tensor` along dimension 0 (which may differ between
     ranks); synchronize(handle) returns the result."""
-    _check_process_set(process_set, "allgather_async")
-    name = _name("allgather", name)
+    set_id = _process_set_id(process_set, "allgather_async")
+    name = _name("allgather", name, set_id)
     source = tensor.detach()
     if source.dim() == 0:
         source = source.reshape(1)
     source = _dense_contiguous(source)
     raw, restore = _as_bytes(source)
-    return _enqueue(lambda s: s.allgather(name, raw), lambda core: restore(core.gathered()))
+    return _enqueue(lambda s: s.allgather(name, raw, process_set=set_id),
+                    lambda core: restore(core.gathered()))
 
 
 class HorovodAllgather(torch.autograd.Function):
@@ -590,8 +700,9 @@ class HorovodAllgather(torch.autograd.Function):
 def _allgather_grad(grad_output, dim0, process_set):
     """This rank's rows of the sum of every rank's gradient of an allgather's output."""
     reduced = allreduce(grad_output, op=Sum, process_set=process_set)
-    rows = synchronize(allgather_async(torch.tensor([dim0], dtype=torch.int64)))
-    offset = int(rows[:rank()].sum())
+    rows = synchronize(allgather_async(torch.tensor([dim0], dtype=torch.int64),
+                                       process_set=process_set))
+    offset = int(rows[:_set_of(process_set).rank()].sum())
     return reduced.narrow(0, offset, dim0)
 
 
@@ -602,8 +713,8 @@ def allgather(tensor, name=None, process_set=global_process_set):
 def grouped_allgather_async(tensors, name=None, process_set=global_process_set):
     """Several allgathers negotiated and completed together (one engine collective, names
     name.0, name.1, ...); synchronize(handle) returns the list of results."""
-    _check_process_set(process_set, "grouped_allgather_async")
-    name = _name("grouped_allgather", name)
+    set_id = _process_set_id(process_set, "grouped_allgather_async")
+    name = _name("grouped_allgather", name, set_id)
     raws, restores = [], []
     for t in tensors:
         source = t.detach()
@@ -612,7 +723,7 @@ def grouped_allgather_async(tensors, name=None, process_set=global_process_set):
         raw, restore = _as_bytes(_dense_contiguous(source))
         raws.append(raw)
         restores.append(restore)
-    return _enqueue(lambda s: s.grouped_allgather(name, raws),
+    return _enqueue(lambda s: s.grouped_allgather(name, raws, process_set=set_id),
                     lambda core: [r(o) for r, o in zip(restores, core.outputs())])
 
 
@@ -648,25 +759,24 @@ class _All:
 # ---------------------------------------------------------------------------------------------
 # broadcast
 
-def _broadcast_async(buffer, name, root_rank, finish):
-    if not isinstance(root_rank, int) or isinstance(root_rank, bool):
-        raise ValueError("broadcast: root_rank must be an int, not %r" % (root_rank,))
+def _broadcast_async(buffer, name, root_rank, finish, process_set, set_id):
+    root = _set_rank_of(process_set, root_rank, "broadcast")
     raw, _ = _as_bytes(buffer)
-    return _enqueue(lambda s: s.broadcast(name, raw, root_rank), finish)
+    return _enqueue(lambda s: s.broadcast(name, raw, root, process_set=set_id), finish)
 
 
 def broadcast_async(tensor, root_rank, name=None, process_set=global_process_set):
     """Starts copying root_rank's `tensor` into a new tensor on every rank."""
-    _check_process_set(process_set, "broadcast_async")
-    name = _name("broadcast", name)
+    set_id = _process_set_id(process_set, "broadcast_async")
+    name = _name("broadcast", name, set_id)
     output = tensor.detach().clone(memory_format=torch.contiguous_format)
-    return _broadcast_async(output, name, root_rank, lambda core: output)
+    return _broadcast_async(output, name, root_rank, lambda core: output, process_set, set_id)
 
 
 def broadcast_async_(tensor, root_rank, name=None, process_set=global_process_set):
     """Starts copying root_rank's `tensor` into `tensor` on every rank."""
-    _check_process_set(process_set, "broadcast_async_")
-    name = _name("broadcast", name)
+    set_id = _process_set_id(process_set, "broadcast_async_")
+    name = _name("broadcast", name, set_id)
     buffer = _dense_contiguous(tensor.detach())
     if buffer.data_ptr() == tensor.data_ptr() and tensor.is_contiguous():
         finish = lambda core: tensor
@@ -675,7 +785,7 @@ def broadcast_async_(tensor, root_rank, name=None, process_set=global_process_se
             with torch.no_grad():
                 tensor.copy_(buffer)
             return tensor
-    return _broadcast_async(buffer, name, root_rank, finish)
+    return _broadcast_async(buffer, name, root_rank, finish, process_set, set_id)
 
 
 def broadcast_(tensor, root_rank, name=None, process_set=global_process_set):
@@ -706,8 +816,8 @@ def broadcast(tensor, root_rank, name=None, process_set=global_process_set):
 # ---------------------------------------------------------------------------------------------
 # alltoall
 
-def _checked_splits(tensor, splits, what):
-    world = size()
+def _checked_splits(tensor, splits, what, process_set):
+    world = _set_of(process_set).size()
     rows = tensor.shape[0] if tensor.dim() > 0 else 0
     if splits is None:
         if tensor.dim() == 0 or rows % world != 0:
@@ -728,18 +838,18 @@ def _checked_splits(tensor, splits, what):
 def alltoall_async(tensor, splits=None, name=None, process_set=global_process_set):
     """Starts sending block j of dimension 0 to rank j; synchronize(handle) returns
     (output, received_splits)."""
-    _check_process_set(process_set, "alltoall_async")
-    split_list = _checked_splits(tensor, splits, "alltoall")
-    name = _name("alltoall", name)
+    set_id = _process_set_id(process_set, "alltoall_async")
+    split_list = _checked_splits(tensor, splits, "alltoall", process_set)
+    name = _name("alltoall", name, set_id)
     source = _dense_contiguous(tensor.detach())
     raw, restore = _as_bytes(source)
     if splits is None:
         output = torch.empty_like(raw)
         received = torch.tensor(split_list, dtype=torch.int32)
-        return _enqueue(lambda s: s.alltoall(name, raw, output),
+        return _enqueue(lambda s: s.alltoall(name, raw, output, process_set=set_id),
                         lambda core: (restore(output), received))
     # With splits (even or not), what arrives from each rank is known only once it did.
-    return _enqueue(lambda s: s.alltoallv(name, raw, split_list),
+    return _enqueue(lambda s: s.alltoallv(name, raw, split_list, process_set=set_id),
                     lambda core: (restore(core.gathered()),
                                   torch.tensor(core.received_splits(), dtype=torch.int32)))
 
@@ -773,17 +883,20 @@ def alltoall(tensor, splits=None, name=None, process_set=global_process_set):
 def reducescatter_async(tensor, name=None, op=Average, process_set=global_process_set,
                         prescale_factor=1.0, postscale_factor=1.0):
     """Starts reducing `tensor` over every rank; rank r gets block r of dimension 0."""
-    _check_process_set(process_set, "reducescatter_async")
-    name = _name("reducescatter", name)
+    set_id = _process_set_id(process_set, "reducescatter_async")
+    name = _name("reducescatter", name, set_id)
     source = _reducescatter_source(tensor, name, op, prescale_factor, postscale_factor)
     rows = tensor.shape[0]
-    if rows % size() != 0:
+    world = _set_of(process_set).size()
+    if rows % world != 0:
         # Horovod's uneven blocks: rank r gets rows // size rows, one more when r < rows % size.
-        return _enqueue(lambda s: s.reducescatter_uneven(name, source, _ENGINE_OPS[op]),
+        return _enqueue(lambda s: s.reducescatter_uneven(name, source, _ENGINE_OPS[op],
+                                                         process_set=set_id),
                         lambda core: _scaled(core.gathered(), postscale_factor))
-    output = torch.empty((rows // size(),) + tuple(tensor.shape[1:]), dtype=tensor.dtype,
+    output = torch.empty((rows // world,) + tuple(tensor.shape[1:]), dtype=tensor.dtype,
                          device=tensor.device)
-    return _enqueue(lambda s: s.reducescatter(name, source, output, _ENGINE_OPS[op]),
+    return _enqueue(lambda s: s.reducescatter(name, source, output, _ENGINE_OPS[op],
+                                              process_set=set_id),
                     lambda core: _scaled(output, postscale_factor))
 
 
@@ -822,8 +935,10 @@ class HorovodReducescatter(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, grad_output):
-        grad = synchronize(allgather_async(grad_output.contiguous()))
-        scale = ctx.scale / size() if ctx.op == Average else ctx.scale
+        grad = synchronize(allgather_async(grad_output.contiguous(),
+                                           process_set=ctx.process_set))
+        world = _set_of(ctx.process_set).size()
+        scale = ctx.scale / world if ctx.op == Average else ctx.scale
         return grad * scale, None, None, None, None, None
 
 
@@ -844,9 +959,9 @@ def grouped_reducescatter_async(tensors, name=None, op=Average,
     name.0, name.1, ...). When a dimension 0 does not divide by the size (Horovod's uneven
     blocks, which the engine's grouped reducescatter does not take) each tensor is its own
     collective under the same names, completed together."""
-    _check_process_set(process_set, "grouped_reducescatter_async")
-    name = _name("grouped_reducescatter", name)
-    world = size()
+    set_id = _process_set_id(process_set, "grouped_reducescatter_async")
+    name = _name("grouped_reducescatter", name, set_id)
+    world = _set_of(process_set).size()
     sources = [_reducescatter_source(t, "%s.%d" % (name, i), op, prescale_factor,
                                      postscale_factor) for i, t in enumerate(tensors)]
     if not all(t.shape[0] % world == 0 for t in sources):
@@ -855,7 +970,8 @@ def grouped_reducescatter_async(tensors, name=None, op=Average,
         return _enqueue(lambda s: _All(handles), lambda core: [synchronize(h) for h in handles])
     outputs = [torch.empty((t.shape[0] // world,) + tuple(t.shape[1:]), dtype=t.dtype,
                            device=t.device) for t in sources]
-    return _enqueue(lambda s: s.grouped_reducescatter(name, sources, outputs, _ENGINE_OPS[op]),
+    return _enqueue(lambda s: s.grouped_reducescatter(name, sources, outputs, _ENGINE_OPS[op],
+                                                      process_set=set_id),
                     lambda core: [_scaled(o, postscale_factor) for o in outputs])
 
 
@@ -869,8 +985,10 @@ class HorovodGroupedReducescatter(torch.autograd.Function):
 
     @staticmethod
     def backward(ctx, *grad_outputs):
-        grads = synchronize(grouped_allgather_async([g.contiguous() for g in grad_outputs]))
-        scale = ctx.scale / size() if ctx.op == Average else ctx.scale
+        grads = synchronize(grouped_allgather_async([g.contiguous() for g in grad_outputs],
+                                                    process_set=ctx.process_set))
+        world = _set_of(ctx.process_set).size()
+        scale = ctx.scale / world if ctx.op == Average else ctx.scale
         return (None, None, None, None, None) + tuple(g * scale for g in grads)
 
 
@@ -890,9 +1008,10 @@ def grouped_reducescatter(tensors, name=None, compression=None, op=Average,
 # barrier and join
 
 def barrier(process_set=global_process_set):
-    """Returns once every rank called barrier()."""
-    _check_process_set(process_set, "barrier")
-    synchronize(_enqueue(lambda s: s.barrier(_name("barrier", None)), lambda core: None))
+    """Returns once every rank (of `process_set`) called barrier()."""
+    set_id = _process_set_id(process_set, "barrier")
+    name = _name("barrier", None, set_id)
+    synchronize(_enqueue(lambda s: s.barrier(name, process_set=set_id), lambda core: None))
 
 
 def join(device=-1):

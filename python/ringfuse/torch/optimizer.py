@@ -9,7 +9,7 @@ import torch
 from ringfuse.torch import mpi_ops
 from ringfuse.torch.compression import Compression
 from ringfuse.torch.mpi_ops import (Average, Adasum, allreduce_async_, global_process_set,
-                                    grouped_allreduce_async_, size, sparse_allreduce_async,
+                                    grouped_allreduce_async_, sparse_allreduce_async,
                                     synchronize)
 
 
@@ -24,6 +24,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
             raise ValueError("DistributedOptimizer: op=Adasum is not supported by ringfuse")
         if gradient_predivide_factor != 1.0 and op != Average:
             raise ValueError("gradient_predivide_factor needs op=Average")
+        # Only the members of a process set allreduce over it: fail here, not in backward.
         mpi_ops._check_process_set(process_set, "DistributedOptimizer")
         self.op = op
         self.gradient_predivide_factor = gradient_predivide_factor
@@ -78,7 +79,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                     self._group_of[p] = index
         self._group_ready = [set() for _ in self._groups]
 
-        if size() > 1:
+        if mpi_ops._set_of(process_set).size() > 1:
             self._register_hooks()
 
     def set_backward_passes_per_step(self, passes):
@@ -159,7 +160,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
     def synchronize(self):
         """Waits for every gradient's allreduce (starting those backward did not start) and
         writes the averaged gradients into p.grad."""
-        if size() == 1:
+        if mpi_ops._set_of(self.process_set).size() == 1:
             self._synchronized = True
             return
         for p in self._requires_update:
@@ -239,7 +240,8 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
     ``backward_passes_per_step`` (local accumulation before each allreduce), ``op`` (Average
     or Sum), ``gradient_predivide_factor`` (divide by it before the sum, multiply by
     factor/size after), ``groups`` (int: that many groups; or lists of parameters, each
-    allreduced as one group; ``num_groups`` is its deprecated spelling), ``sparse_as_dense``."""
+    allreduced as one group; ``num_groups`` is its deprecated spelling), ``sparse_as_dense``,
+    ``process_set`` (average over its members only; built on a member)."""
     if num_groups != 0:
         warnings.warn("num_groups is deprecated; use groups", DeprecationWarning)
         if groups is None:

@@ -6,7 +6,8 @@ import torch
 import torch.nn.functional as F
 from torch.nn.modules.batchnorm import _BatchNorm
 
-from ringfuse.torch.mpi_ops import Sum, allreduce, size
+from ringfuse.torch import mpi_ops
+from ringfuse.torch.mpi_ops import Sum, allreduce, global_process_set
 
 
 def _reduce_dims(x):
@@ -19,13 +20,13 @@ def _per_channel(v, x):
 
 class _SyncBatchNormFunction(torch.autograd.Function):
     @staticmethod
-    def forward(ctx, input, weight, bias, running_mean, running_var, eps, momentum):
+    def forward(ctx, input, weight, bias, running_mean, running_var, eps, momentum, process_set):
         x = input.contiguous()
         dims = _reduce_dims(x)
         channels = x.shape[1]
         count = torch.tensor([x.numel() // channels], dtype=x.dtype, device=x.device)
         local = torch.cat([x.sum(dims), (x * x).sum(dims), count])
-        total = allreduce(local, op=Sum, name=None)
+        total = allreduce(local, op=Sum, name=None, process_set=process_set)
         n = total[-1]
         mean = total[:channels] / n
         var = total[channels:2 * channels] / n - mean * mean
@@ -40,6 +41,7 @@ class _SyncBatchNormFunction(torch.autograd.Function):
         if weight is not None:
             out = out * _per_channel(weight, x) + _per_channel(bias, x)
         ctx.save_for_backward(xhat, invstd, weight, n)
+        ctx.process_set = process_set
         return out
 
     @staticmethod
@@ -51,7 +53,8 @@ class _SyncBatchNormFunction(torch.autograd.Function):
         sum_g = g.sum(dims)
         sum_gx = (g * xhat).sum(dims)
         # The gradient of the normalised input needs the sums over the global batch.
-        total = allreduce(torch.cat([sum_g, sum_gx]), op=Sum, name=None)
+        total = allreduce(torch.cat([sum_g, sum_gx]), op=Sum, name=None,
+                          process_set=ctx.process_set)
         mean_g = total[:channels] / n
         mean_gx = total[channels:] / n
         scale = invstd if weight is None else weight * invstd
@@ -59,12 +62,18 @@ class _SyncBatchNormFunction(torch.autograd.Function):
                                                - xhat * _per_channel(mean_gx, g))
         grad_weight = sum_gx if weight is not None else None
         grad_bias = sum_g if weight is not None else None
-        return grad_input, grad_weight, grad_bias, None, None, None, None
+        return grad_input, grad_weight, grad_bias, None, None, None, None, None
 
 
 class SyncBatchNorm(_BatchNorm):
     """Applies batch normalisation over every rank's batch (statistics synchronised with one
-    allreduce per forward and one per backward). Same arguments as torch.nn.BatchNorm*d."""
+    allreduce per forward and one per backward). Same arguments as torch.nn.BatchNorm*d, and
+    ``process_set``: the ranks whose batches make the statistics (called on its members)."""
+
+    def __init__(self, num_features, eps=1e-5, momentum=0.1, affine=True,
+                 track_running_stats=True, process_set=global_process_set):
+        super().__init__(num_features, eps, momentum, affine, track_running_stats)
+        self.process_set = process_set
 
     def _check_input_dim(self, input):
         if input.dim() < 2:
@@ -77,7 +86,7 @@ class SyncBatchNorm(_BatchNorm):
         momentum = self.momentum
         if momentum is None:  # cumulative moving average, as in torch's BatchNorm
             momentum = 1.0 / float(self.num_batches_tracked)
-        if not self.training or size() == 1:
+        if not self.training or mpi_ops._set_of(self.process_set).size() == 1:
             use_batch_stats = self.training or not self.track_running_stats
             return F.batch_norm(input, self.running_mean if not use_batch_stats or
                                 self.track_running_stats else None,
@@ -86,4 +95,4 @@ class SyncBatchNorm(_BatchNorm):
                                 self.weight, self.bias, use_batch_stats, momentum, self.eps)
         return _SyncBatchNormFunction.apply(input, self.weight, self.bias,
                                             self.running_mean, self.running_var, self.eps,
-                                            momentum)
+                                            momentum, self.process_set)

@@ -1,0 +1,122 @@
+"""torch.distributed's new_group on the "ringfuse" backend: sub-groups built on their members only,
+used beside the world group, checked against references computed here.
+
+Runs under `ringfuse-run -np N` with RINGFUSE_TEST_C10D=1 (CTest: python_distributed_np*), like
+test_distributed.py; the world group bootstraps from a file:// store of its own."""
+
+import datetime
+import os
+import tempfile
+
+import pytest
+import torch
+
+if not os.environ.get("RINGFUSE_TEST_C10D"):
+    pytest.skip("run by the python_distributed tests (RINGFUSE_TEST_C10D=1)",
+                allow_module_level=True)
+
+import torch.distributed as dist  # noqa: E402
+
+import ringfuse.distributed  # noqa: E402,F401  (registers the backend)
+
+
+@pytest.fixture(scope="module", autouse=True)
+def world():
+    path = os.path.join(tempfile.gettempdir(),
+                        f"ringfuse-c10d-{os.environ['RINGFUSE_JOB_ID']}-groups")
+    dist.init_process_group("ringfuse", init_method=f"file://{path}",
+                            rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
+                            timeout=datetime.timedelta(seconds=60))
+    yield
+    dist.destroy_process_group()
+
+
+def data(rank, n=10, dtype=torch.float32):
+    return (torch.arange(n, dtype=torch.float64) * (rank + 1) + rank).to(dtype)
+
+
+def check_group(group, members):
+    """all_reduce, broadcast (from the last member) and all_gather over `group`, whose global
+    ranks are `members`, against the values every member contributes."""
+    rank = dist.get_rank()
+    if rank not in members:
+        assert group == dist.GroupMember.NON_GROUP_MEMBER
+        return
+    assert dist.get_world_size(group) == len(members)
+    assert dist.get_rank(group) == members.index(rank)
+    assert group.name().lower() == "ringfuse"
+
+    tensor = data(rank)
+    dist.all_reduce(tensor, group=group)
+    torch.testing.assert_close(tensor, sum(data(r) for r in members))
+
+    tensor = data(rank, dtype=torch.int64)
+    dist.broadcast(tensor, src=members[-1], group=group)
+    assert torch.equal(tensor, data(members[-1], dtype=torch.int64))
+
+    gathered = [torch.empty(10) for _ in members]
+    dist.all_gather(gathered, data(rank), group=group)
+    for got, member in zip(gathered, members):
+        assert torch.equal(got, data(member))
+
+
+def test_group_of_the_first_two():
+    size = dist.get_world_size()
+    group = dist.new_group([0, 1])
+    check_group(group, [0, 1])
+    tensor = torch.ones(1)
+    dist.all_reduce(tensor)  # the world still agrees afterwards, non-members included
+    assert tensor.item() == size
+
+
+def test_odd_and_even_ranks():
+    size = dist.get_world_size()
+    evens = list(range(0, size, 2))
+    odds = list(range(1, size, 2))
+    # Every rank calls new_group for both, in the same order (torch's rule).
+    even_group = dist.new_group(evens)
+    odd_group = dist.new_group(odds)
+    check_group(even_group, evens)
+    check_group(odd_group, odds)
+
+
+def test_group_and_world_interleaved():
+    rank, size = dist.get_rank(), dist.get_world_size()
+    members = [size - 1, 0]  # torch sorts them: group rank i is global rank sorted(members)[i]
+    group = dist.new_group(members)
+    everyone = dist.new_group()  # the same ranks as the world, a group of its own
+    members = sorted(members)
+
+    world_sum = data(rank)
+    pending = [dist.all_reduce(world_sum, async_op=True)]
+    if rank in members:
+        group_sum = data(rank, 6)
+        pending.append(dist.all_reduce(group_sum, group=group, async_op=True))
+    all_sum = data(rank, 4, torch.float64)
+    pending.append(dist.all_reduce(all_sum, group=everyone, async_op=True))
+    world_max = data(rank, 3)
+    pending.append(dist.all_reduce(world_max, op=dist.ReduceOp.MAX, async_op=True))
+    for work in pending:
+        work.wait()
+
+    torch.testing.assert_close(world_sum, sum(data(r) for r in range(size)))
+    torch.testing.assert_close(all_sum, sum(data(r, 4, torch.float64) for r in range(size)))
+    torch.testing.assert_close(world_max, data(size - 1, 3))
+    if rank in members:
+        torch.testing.assert_close(group_sum, sum(data(r, 6) for r in members))
+        check_group(group, members)
+    check_group(everyone, list(range(size)))
+    dist.barrier()
+
+
+def test_many_groups_in_turn():
+    """Groups made one after another live side by side on one host (each its own connections
+    and shared-memory segments), and a destroyed one leaves the others working."""
+    size = dist.get_world_size()
+    groups = [dist.new_group([0, 1]) for _ in range(3)]
+    for group in groups:
+        check_group(group, [0, 1])
+    dist.destroy_process_group(groups[1])
+    check_group(groups[0], [0, 1])
+    check_group(groups[2], [0, 1])
+    dist.all_reduce(torch.ones(size))
