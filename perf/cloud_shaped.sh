@@ -11,9 +11,12 @@
 # Shaping: this kernel has neither the fq qdisc (fq maxrate) nor the flow classifier, so the
 # per-flow cap is built from htb and u32, which it has: an htb class of LINK for the host, under
 # it 256 leaf classes of FLOW each, and a u32 hash table that puts every TCP segment in the leaf
-# of the low byte of its destination port. Flows with distinct ports thus get FLOW each and
-# LINK together; two flows whose ports share a low byte share one leaf (a hash collision, as in
-# any hashing per-flow limiter: with 8 flows from a host, about one run in ten has one).
+# of bits 1-8 of its destination port (Linux gives connect() even ports and bind() odd ones,
+# so bit 0 would leave half the leaves unused). Flows with distinct ports thus get FLOW each
+# and LINK together; two flows in one leaf share it (a hash collision, as in any hashing
+# per-flow limiter). Segments without data (pure ACKs, IP length < 128) skip the hash and go to
+# the host's own class, as fq gives every flow its own queue: an ACK queued behind another
+# flow's 4 MB in a shared leaf stalls the flow it acknowledges (seen: runs at half the rate).
 set -euo pipefail
 
 build=${1:-build}
@@ -56,12 +59,14 @@ shape() {
       printf "class add dev eth0 parent 1:1 classid 1:%x htb rate %s ceil %s burst 64k cburst 64k quantum 65536\n" \
         $((0x100 + b)) "$flow" "$flow"
     done
-    echo "filter add dev eth0 parent 1: prio 1 handle 2: protocol ip u32 divisor 256"
+    # IP total length (offset 2) below 128: pure ACKs and other data-less segments.
+    echo "filter add dev eth0 parent 1: prio 1 protocol ip u32 match ip protocol 6 0xff match u16 0x0000 0xff80 at 2 flowid 1:2"
+    echo "filter add dev eth0 parent 1: prio 2 handle 2: protocol ip u32 divisor 256"
     # The 32 bits at offset 20 of an option-less IPv4 header are TCP's ports: the mask keeps
-    # the low byte of the destination port, the bucket.
-    echo "filter add dev eth0 parent 1: prio 1 protocol ip u32 ht 800:: match ip protocol 6 0xff hashkey mask 0x000000ff at 20 link 2:"
+    # bits 1-8 of the destination port, the bucket (u32 shifts the mask's lowest bit to 0).
+    echo "filter add dev eth0 parent 1: prio 2 protocol ip u32 ht 800:: match ip protocol 6 0xff hashkey mask 0x000001fe at 20 link 2:"
     for ((b = 0; b < 256; b++)); do
-      printf "filter add dev eth0 parent 1: prio 1 protocol ip u32 ht 2:%x: match u32 0 0 flowid 1:%x\n" \
+      printf "filter add dev eth0 parent 1: prio 2 protocol ip u32 ht 2:%x: match u32 0 0 flowid 1:%x\n" \
         "$b" $((0x100 + b))
     done
   } >"$batch"
@@ -104,4 +109,10 @@ ip netns exec "$prefix-h0" env RINGFUSE_TIMEOUT_S=${RINGFUSE_TIMEOUT_S:-600} \
   "$run" -np $((hosts * slots)) -H "$hosts_arg" --rsh-agent "$work/ns-rsh" -- "$perf" "${perf_args[@]}"
 for ((i = 0; i < hosts; i++)); do
   echo "# host $i egress: $(ip netns exec "$prefix-h$i" tc -s class show dev eth0 classid 1:1 | grep -o 'Sent [0-9]* bytes' || true)"
+  # TC_STATS=1: the per-flow leaves that carried more than 1 MB (how the flows spread).
+  if [[ "${TC_STATS:-0}" == 1 ]]; then
+    ip netns exec "$prefix-h$i" tc -s class show dev eth0 | grep -A1 "parent 1:1 " |
+      grep -oE "class htb 1:[0-9a-f]+|Sent [0-9]+ bytes [0-9]+ pkt" | paste - - |
+      awk '$5 > 1000000 { printf "#   leaf %s: %s bytes\n", $3, $5 }'
+  fi
 done
