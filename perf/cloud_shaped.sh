@@ -54,10 +54,13 @@ shape() {
   {
     echo "qdisc add dev eth0 root handle 1: htb default 2 r2q 100"
     echo "class add dev eth0 parent 1: classid 1:1 htb rate $link ceil $link burst 256k cburst 256k quantum 65536"
-    echo "class add dev eth0 parent 1:1 classid 1:2 htb rate $link ceil $link quantum 65536"  # ARP and the rest
+    # Every class below the host's guarantees little and borrows up to its ceil from 1:1, which
+    # lends no more than LINK in all (a leaf whose rate were its ceil would never borrow, and
+    # the host's rate would bound nothing). ACKs and the rest first (prio 0).
+    echo "class add dev eth0 parent 1:1 classid 1:2 htb rate 1mbit ceil $link prio 0 quantum 65536"
     for ((b = 0; b < 256; b++)); do
-      printf "class add dev eth0 parent 1:1 classid 1:%x htb rate %s ceil %s burst 64k cburst 64k quantum 65536\n" \
-        $((0x100 + b)) "$flow" "$flow"
+      printf "class add dev eth0 parent 1:1 classid 1:%x htb rate 1mbit ceil %s burst 64k cburst 64k prio 1 quantum 65536\n" \
+        $((0x100 + b)) "$flow"
     done
     # IP total length (offset 2) below 128: pure ACKs and other data-less segments.
     echo "filter add dev eth0 parent 1: prio 1 protocol ip u32 match ip protocol 6 0xff match u16 0x0000 0xff80 at 2 flowid 1:2"
@@ -109,10 +112,12 @@ ip netns exec "$prefix-h0" env RINGFUSE_TIMEOUT_S=${RINGFUSE_TIMEOUT_S:-600} \
   "$run" -np $((hosts * slots)) -H "$hosts_arg" --rsh-agent "$work/ns-rsh" -- "$perf" "${perf_args[@]}"
 for ((i = 0; i < hosts; i++)); do
   echo "# host $i egress: $(ip netns exec "$prefix-h$i" tc -s class show dev eth0 classid 1:1 | grep -o 'Sent [0-9]* bytes' || true)"
-  # TC_STATS=1: the per-flow leaves that carried more than 1 MB (how the flows spread).
+  # TC_STATS=1: the per-flow leaves that carried more than 1 MB (how the flows spread), and
+  # the packets each dropped (its queue full).
   if [[ "${TC_STATS:-0}" == 1 ]]; then
     ip netns exec "$prefix-h$i" tc -s class show dev eth0 | grep -A1 "parent 1:1 " |
-      grep -oE "class htb 1:[0-9a-f]+|Sent [0-9]+ bytes [0-9]+ pkt" | paste - - |
-      awk '$5 > 1000000 { printf "#   leaf %s: %s bytes\n", $3, $5 }'
+      grep -oE "class htb 1:[0-9a-f]+|Sent [0-9]+ bytes [0-9]+ pkt \(dropped [0-9]+" |
+      paste - - | tr -d '(' |
+      awk '$5 > 1000000 { printf "#   leaf %s: %s bytes, %s dropped\n", $3, $5, $10 }'
   fi
 done
