@@ -1,7 +1,7 @@
 #!/usr/bin/python3
 """An alpha-beta cost model of Ringfuse's all-reduces (perf/MODEL.md), standard library only.
 
-    perf/alpha_beta_model.py fit RUN.json [RUN.json ...]   # alpha, beta from N=2 runs
+    perf/alpha_beta_model.py fit [--small-max=BYTES] RUN.json ...  # alpha, beta from N=2 runs
     perf/alpha_beta_model.py validate                      # predicted vs measured, namespace runs
     perf/alpha_beta_model.py scale                         # ring/tree/rhd/hierarchical, 8..4096
 
@@ -130,10 +130,10 @@ def busbw(n: int, s: float, t: float) -> float:
 SHM = Net(alpha=7.7e-6, link=4.21e9, flow=math.inf)
 # TCP over loopback between two ranks: `fit perf/results/run2/ar-n2-tcp-{small,large}.json`.
 LOOPBACK = Net(alpha=27.2e-6, link=0.988e9, flow=math.inf)
-# The namespace hosts of perf/cloud_shaped.sh: link and per-flow cap set by tc; alpha is half
-# the intercept of the 4-32 KiB N=2 runs across two namespace hosts
-# (perf/results/cloud/n2-link800-flow100-small-s1.json; those sizes fit in htb's burst).
-SHAPED_ALPHA = 17e-6
+# The namespace hosts of perf/cloud_shaped.sh: link and per-flow cap set by tc; alpha from the
+# 4-32 KiB N=2 runs across two namespace hosts (those sizes fit in htb's 64 KiB burst):
+# `fit --small-max=32768 perf/results/cloud/n2-link800-flow100-small-s1.json`.
+SHAPED_ALPHA = 16.0e-6
 
 
 def shaped(streams: int, link_mbit: float = 800, flow_mbit: float = 100) -> Net:
@@ -152,10 +152,10 @@ def line(pts: list[tuple[float, float]]) -> tuple[float, float]:
     return (sy - b * sx) / k, b
 
 
-def fit(paths: list[str]) -> tuple[float, float]:
+def fit(paths: list[str], small_max: int = 64 * 1024) -> tuple[float, float]:
     """alpha and beta of the N=2 ringfuse rows of JSON runs: every N=2 all-reduce is two
     messages in a row (tree: s and s; ring and rhd: s/2 and s/2), so alpha is half the
-    intercept of time over size for sizes up to 64 KiB, and beta the slope from 1 MiB up
+    intercept of time over size for sizes up to `small_max`, and beta the slope from 1 MiB up
     (ring: time = 2 alpha + s beta)."""
     pts = []
     for path in paths:
@@ -164,7 +164,7 @@ def fit(paths: list[str]) -> tuple[float, float]:
         assert run["nranks"] == 2, f"{path}: fit wants N=2 runs"
         pts += [(r["size"], r["time_us"] * 1e-6) for r in run["rows"]
                 if r.get("ours") and r.get("time_us")]
-    small = [p for p in pts if p[0] <= 64 * 1024]
+    small = [p for p in pts if p[0] <= small_max]
     large = [p for p in pts if p[0] >= 1 << 20]
     alpha = line(small)[0] / 2 if len(small) >= 2 else float("nan")
     beta = line(large)[1] if len(large) >= 2 else float("nan")
@@ -180,17 +180,17 @@ def scale_tables() -> None:
                        ("shaped: link 800 Mbit/s, flow cap 100 Mbit/s, 8 connections per peer",
                         shaped(8))]:
         print(f"\n### {title}\n")
-        print("| N | size | ring | tree | rhd | hier (ring across) | hier (rhd across) | auto runs | best |")
-        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | --- |")
+        print("| N | size | ring | tree | rhd | hier (ring across) | hier (rhd across) | auto runs | auto's time | best |")
+        print("| ---: | ---: | ---: | ---: | ---: | ---: | ---: | --- | ---: | --- |")
         for n in worlds:
             for s in sizes:
                 t = {a: FLAT[a](n, s, net, SHM, LOCAL) for a in FLAT}
                 t["hier-ring"] = hierarchical(n, s, net, SHM, LOCAL, "ring") if n > LOCAL else math.inf
                 t["hier-rhd"] = hierarchical(n, s, net, SHM, LOCAL, "rhd") if n > LOCAL else math.inf
-                chosen, _ = auto(n, s, net, SHM, LOCAL)
+                chosen, chosen_t = auto(n, s, net, SHM, LOCAL)
                 best = min(t, key=t.get)
                 cells = " | ".join(fmt_t(t[a]) for a in ["ring", "tree", "rhd", "hier-ring", "hier-rhd"])
-                print(f"| {n} | {fmt_s(s)} | {cells} | {chosen} | {best} |")
+                print(f"| {n} | {fmt_s(s)} | {cells} | {chosen} | {fmt_t(chosen_t)} | {best} |")
 
 
 def crossover() -> None:
@@ -269,7 +269,11 @@ def validate(paths: list[str]) -> None:
 
 def main() -> None:
     if len(sys.argv) >= 2 and sys.argv[1] == "fit":
-        a, b = fit(sys.argv[2:])
+        args = sys.argv[2:]
+        small_max = 64 * 1024
+        if args and args[0].startswith("--small-max="):
+            small_max = int(args.pop(0).split("=", 1)[1])
+        a, b = fit(args, small_max)
         print(f"alpha = {a * 1e6:.1f} us, beta = 1/({1 / b / 1e9:.3f} GB/s)")
     elif len(sys.argv) >= 2 and sys.argv[1] == "validate":
         validate(sys.argv[2:])
