@@ -54,10 +54,12 @@ shape() {
   {
     echo "qdisc add dev eth0 root handle 1: htb default 2 r2q 100"
     echo "class add dev eth0 parent 1: classid 1:1 htb rate $link ceil $link burst 256k cburst 256k quantum 65536"
-    # Every class below the host's guarantees little and borrows up to its ceil from 1:1, which
-    # lends no more than LINK in all (a leaf whose rate were its ceil would never borrow, and
-    # the host's rate would bound nothing). ACKs and the rest first (prio 0).
-    echo "class add dev eth0 parent 1:1 classid 1:2 htb rate 1mbit ceil $link prio 0 quantum 65536"
+    # The per-flow leaves guarantee little and borrow up to their ceil from 1:1, which lends no
+    # more than LINK in all (a leaf whose rate were its ceil would never borrow, and the host's
+    # rate would bound nothing). ACKs and the rest have a guaranteed 50 Mbit/s of their own
+    # (still charged to 1:1): when they had to borrow too, a host whose data flows filled the
+    # link starved the ACKs of the flows it received, and those ran at half their cap.
+    echo "class add dev eth0 parent 1:1 classid 1:2 htb rate 50mbit ceil $link prio 0 quantum 65536"
     for ((b = 0; b < 256; b++)); do
       printf "class add dev eth0 parent 1:1 classid 1:%x htb rate 1mbit ceil %s burst 64k cburst 64k prio 1 quantum 65536\n" \
         $((0x100 + b)) "$flow"
