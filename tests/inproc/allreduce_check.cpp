@@ -6,10 +6,12 @@ namespace ringfuse::inproc {
 
 void PrintTo(const WorldParam& world, std::ostream* out) {
   *out << world.size << " ranks over " << (world.kind == TransportKind::shm ? "shm" : "tcp");
+  if (world.streams > 1) *out << " with " << world.streams << " connections per peer";
 }
 
 std::string world_name(const ::testing::TestParamInfo<WorldParam>& info) {
-  return fmt::format("{}_np{}", info.param.kind == TransportKind::shm ? "shm" : "tcp",
+  return fmt::format("{}{}_np{}", info.param.kind == TransportKind::shm ? "shm" : "tcp",
+                     info.param.streams > 1 ? fmt::format("x{}", info.param.streams) : "",
                      info.param.size);
 }
 
@@ -45,7 +47,7 @@ AllreduceCases few_types_with_wrapping_counts(int size) {
 
 void run_in_world(const WorldParam& world, const RankInWorld& body) {
   run_ranks(world.size, [&](Rank& rank) {
-    auto transport = rank.connect({world.kind});
+    auto transport = rank.connect({world.kind, 0, world.streams});
     algo::Workspace workspace;
     body(rank, *transport, workspace);
     algo::barrier(*transport);

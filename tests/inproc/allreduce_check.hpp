@@ -18,10 +18,12 @@
 
 namespace ringfuse::inproc {
 
-/// A world to run a test in: `size` ranks over `kind` (tcp or shm).
+/// A world to run a test in: `size` ranks over `kind` (tcp or shm), with `streams`
+/// connections per peer over tcp.
 struct WorldParam {
   int size;
   TransportKind kind;
+  int streams = 1;
 };
 
 /// "3 ranks over tcp", for gtest's messages.

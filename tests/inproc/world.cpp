@@ -45,6 +45,7 @@ std::unique_ptr<transport::Transport> connect_transport(int rank, int size,
   mesh.key_prefix = key_prefix;
   mesh.connect_timeout = kConnectTimeout;
   mesh.op_timeout = kOperationTimeout;
+  mesh.streams = spec.streams;
   if (spec.kind == TransportKind::shm) {
     transport::ShmOptions shm{mesh};
     shm.ring_bytes = kRingBytes;

@@ -21,6 +21,7 @@ namespace ringfuse::inproc {
 struct TransportSpec {
   TransportKind kind = TransportKind::tcp;  // tcp or shm
   std::size_t window_bytes = 0;             // shm: a SharedWindow of this many bytes per rank
+  int streams = 1;                          // tcp: connections per peer (RINGFUSE_SOCKETS_PER_PEER)
 };
 
 /// The one place the tests build transports, so that changes to the transports' options or

@@ -492,6 +492,7 @@ TEST(Launcher, HelpListsEveryTunableWithItsVariable) {
       {"RINGFUSE_TIMEOUT_S", "--timeout"},
       {"RINGFUSE_CONNECT_TIMEOUT_S", "--start-timeout"},
       {"RINGFUSE_HOST_ADDR", "--host-addr"},
+      {"RINGFUSE_SOCKETS_PER_PEER", "--sockets-per-peer"},
       {"RINGFUSE_LOG_LEVEL", "--log-level"},
       {"RINGFUSE_PROGRESS_FILE", "--health-port"},
       {"RINGFUSE_FUSION_THRESHOLD", "--fusion-threshold"},

@@ -36,6 +36,25 @@ TEST_F(NamespaceHostsTest, ThreeHostsOfTwoRanksSumCorrectlyFlatAndHierarchical) 
   }
 }
 
+// Several TCP connections per peer (RINGFUSE_SOCKETS_PER_PEER) across hosts: every connection
+// made and authenticated through the bridge, and large messages striped over four of them, in
+// the flat ring and in the hierarchical all-reduce's cross-host step.
+TEST_F(NamespaceHostsTest, FourConnectionsPerPeerAcrossHostsSumCorrectly) {
+  make_hosts({"rfhost0", "rfhost1", "rfhost2"});
+  if (!hosts_) return;
+  for (const char* hierarchical : {"1", "0"}) {
+    const auto r = launch_on_host0(
+        {"-H", hosts_->host_list(2), "--rsh-agent", hosts_->agent(), "--store-addr",
+         hosts_->address(0), "--hierarchical", hierarchical, "--sockets-per-peer", "4",
+         "--start-timeout", "20", "--", COLLECTIVE_CHECK_PATH, "--collective", "allreduce",
+         "--counts", "1,1000003", "--algos", "ring"},
+        60s);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    EXPECT_EQ(count_of(r.output, "checks, 0 failed"), 6u) << r.output;
+    EXPECT_NE(r.output.find("RINGFUSE_SOCKETS_PER_PEER=4"), std::string::npos) << r.output;
+  }
+}
+
 // Issue #17.6: a link that is down for 3 s (well inside half of TCP_USER_TIMEOUT's 10 s, the
 // bound README.md derives) in the middle of all-reduces is survived: the job ends normally.
 TEST_F(NamespaceHostsTest, ALinkDownForThreeSecondsIsSurvived) {
@@ -80,6 +99,31 @@ TEST_F(NamespaceHostsTest, ACutLinkEndsTheJobNamingTheLostRank) {
   EXPECT_LT(std::chrono::steady_clock::now() - cut, 25s) << r.output;
   EXPECT_NE(r.output.find("lost rank 2: "), std::string::npos) << r.output;
   // Across hosts, the message says where the lost rank was.
+  EXPECT_NE(r.output.find("(rank 2 is at 10.99.0.3)"), std::string::npos) << r.output;
+}
+
+// The same cut with four connections per peer: losing them fails the peer as losing the one
+// did, and the message still names the lost rank's global rank and address.
+TEST_F(NamespaceHostsTest, ACutLinkWithFourConnectionsPerPeerNamesTheLostRank) {
+  make_hosts({"rfhost0", "rfhost1", "rfhost2"});
+  if (!hosts_) return;
+  Process launcher(hosts_->on_host(0, {RINGFUSE_RUN_PATH, "-H", hosts_->host_list(1),
+                                       "--rsh-agent", hosts_->agent(), "--store-addr",
+                                       hosts_->address(0), "--sockets-per-peer", "4", "--",
+                                       ALLREDUCE_LOOP_PATH, "4", "60"}),
+                   {});
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  while (count_of(launcher.output(), "looping") < 3 && std::chrono::steady_clock::now() < deadline) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_EQ(count_of(launcher.output(), "looping"), 3u) << launcher.output();
+  const auto cut = std::chrono::steady_clock::now();
+  hosts_->set_link(2, false);
+  const auto r = launcher.wait(40s);
+  EXPECT_FALSE(r.timed_out) << r.output;
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_LT(std::chrono::steady_clock::now() - cut, 25s) << r.output;
+  EXPECT_NE(r.output.find("lost rank 2: "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("(rank 2 is at 10.99.0.3)"), std::string::npos) << r.output;
 }
 

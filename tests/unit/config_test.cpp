@@ -243,6 +243,21 @@ TEST(Options, HostAddressMustBeOneOfThisHostsAddresses) {
   EXPECT_EQ(host_addr("127.0.0.2"), "127.0.0.2");
 }
 
+// RINGFUSE_SOCKETS_PER_PEER: 1..16 connections per peer (tcp_mesh.hpp's kMaxStreamsPerPeer).
+TEST(Config, SocketsPerPeerIsOneToSixteen) {
+  EXPECT_EQ(ringfuse::Options{}.sockets_per_peer, 1);
+  for (const char* good : {"1", "4", "16"}) {
+    EXPECT_EQ(ringfuse::core::parse_options(env_of({{"RINGFUSE_SOCKETS_PER_PEER", good}}))
+                  .sockets_per_peer,
+              std::stoi(good));
+  }
+  for (const char* bad : {"0", "17", "-1", "two", "4x"}) {
+    const auto message = config_error({{"RINGFUSE_SOCKETS_PER_PEER", bad}});
+    EXPECT_NE(message.find("RINGFUSE_SOCKETS_PER_PEER"), std::string::npos) << bad << ": " << message;
+    EXPECT_NE(message.find("1..16"), std::string::npos) << bad << ": " << message;
+  }
+}
+
 // The table is what the parser, the start-up log and ringfuse-run --help walk: each row must
 // take back what it shows as its default, and name a flag.
 TEST(Tunables, EveryRowHasAFlagAndParsesItsOwnDefault) {

@@ -74,6 +74,9 @@ struct Options {
   /// RINGFUSE_HOST_ADDR: the IPv4 address this rank advertises to its peers, one of this
   /// host's; empty: the address it reaches the rendezvous store from.
   std::string host_addr;
+  /// RINGFUSE_SOCKETS_PER_PEER: TCP connections between each pair of ranks (1..16); large
+  /// messages are striped across them, for networks that cap each TCP flow below the link.
+  int sockets_per_peer = 1;
   /// RINGFUSE_LOG_LEVEL: spdlog level (trace, debug, info, warn, error, critical, off) set by
   /// init(); empty leaves the process's level as it is.
   std::string log_level;

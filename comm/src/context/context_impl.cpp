@@ -169,6 +169,7 @@ transport::MeshOptions ContextImpl::mesh_options(const std::string& channel) con
   mesh.key_prefix = key_prefix_ + channel + "/";
   mesh.connect_timeout = options_.connect_timeout;
   mesh.op_timeout = options_.op_timeout;
+  mesh.streams = options_.sockets_per_peer;
   mesh.abort_state = abort_state_;
   mesh.global_ranks = transport::GlobalRanks(global_ranks_);
   return mesh;

@@ -208,6 +208,18 @@ const std::array<Tunable, 20> kTunables{{
      "(the address that reaches the store)", TunableScope::context,
      [](const std::string& v, Options& o) { return host_address(v, o.host_addr); },
      [](const Options& o) { return o.host_addr; }},
+    {"RINGFUSE_SOCKETS_PER_PEER", "--sockets-per-peer", true, "N",
+     "TCP connections between each pair of ranks; messages of 512 KiB and more are striped "
+     "across them (for clouds that cap each TCP flow below the link)",
+     "", TunableScope::context,
+     [](const std::string& v, Options& o) -> Problem {
+       std::size_t parsed = 0;
+       if (auto problem = count(v, 16, parsed, "a number of connections in 1..16")) return problem;
+       if (parsed == 0) return "a number of connections in 1..16";
+       o.sockets_per_peer = static_cast<int>(parsed);
+       return std::nullopt;
+     },
+     [](const Options& o) { return fmt::format("{}", o.sockets_per_peer); }},
     {"RINGFUSE_LOG_LEVEL", "--log-level", true, "LEVEL",
      "log level: trace|debug|info|warn|error|critical|off", "info", TunableScope::context,
      [](const std::string& v, Options& o) { return log_level(v, o.log_level); },

@@ -17,6 +17,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "core/errors.hpp"
 #include "rendezvous/prefix_store.hpp"
 #include "transport/full_mesh.hpp"
 #include "ringfuse/error.hpp"
@@ -31,8 +32,28 @@ constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 // What send_recv_reduce receives before it reduces: well inside L2, so the reduction reads
 // what the kernel just wrote there.
 constexpr std::size_t kReducePieceBytes = std::size_t{256} << 10;
+// A stripe smaller than this costs more in system calls than a second flow gains.
+constexpr std::size_t kMinStripeBytes = std::size_t{256} << 10;
+// Stripe boundaries fall on multiples of this: a multiple of every element size.
+constexpr std::size_t kStripeAlignment = std::size_t{4} << 10;
+
+/// One direction of one connection within an exchange: bytes [at, end) of the message remain.
+struct Lane {
+  int fd = -1;
+  std::size_t at = 0;
+  std::size_t end = 0;
+  bool open() const { return at < end; }
+};
 
 }  // namespace
+
+StripeLayout::StripeLayout(std::size_t bytes_, int streams) : bytes(bytes_) {
+  const std::size_t wanted = static_cast<std::size_t>(std::clamp(streams, 1, kMaxStreamsPerPeer));
+  count = bytes < 2 * kMinStripeBytes ? 1 : std::min(wanted, bytes / kMinStripeBytes);
+  const std::size_t share = (bytes + count - 1) / count;
+  stride = count == 1 ? bytes
+                      : (share + kStripeAlignment - 1) / kStripeAlignment * kStripeAlignment;
+}
 
 TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions options)
     : rank_(rank),
@@ -43,16 +64,30 @@ TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions optio
                                                       : options_.report_prefix),
       abort_state_(options_.abort_state ? options_.abort_state
                                         : std::make_shared<AbortState>()) {
+  if (options_.streams < 1 || options_.streams > kMaxStreamsPerPeer) {
+    throw core::rank_error(ErrorKind::invalid_argument, options_.global_ranks(rank_),
+                           "the TCP mesh: {} connections per peer asked for; "
+                           "RINGFUSE_SOCKETS_PER_PEER must be in 1..{}",
+                           options_.streams, kMaxStreamsPerPeer);
+  }
   if (size_ <= 1) {
-    peers_.resize(static_cast<std::size_t>(std::max(size_, 0)));
+    links_.emplace_back(static_cast<std::size_t>(std::max(size_, 0)));
     return;
   }
-  peers_ = connect_full_mesh(rank_, size_, world_,
-                             full_mesh_options(options_, "mesh/addr", "the TCP mesh"),
-                             Clock::now() + options_.connect_timeout);
-  elsewhere_.resize(peers_.size());
+  const auto deadline = Clock::now() + options_.connect_timeout;
+  for (int stream = 0; stream < options_.streams; ++stream) {
+    // Connection 0 keeps the key a mesh of one connection always used.
+    const std::string key = stream == 0 ? "mesh/addr" : fmt::format("mesh/addr-{}", stream);
+    const std::string purpose =
+        options_.streams == 1
+            ? "the TCP mesh"
+            : fmt::format("the TCP mesh (connection {} of {})", stream + 1, options_.streams);
+    links_.push_back(connect_full_mesh(rank_, size_, world_,
+                                       full_mesh_options(options_, key, purpose), deadline));
+  }
+  elsewhere_.resize(static_cast<std::size_t>(size_));
   for (int peer = 0; peer < size_; ++peer) {
-    const int fd = peers_[static_cast<std::size_t>(peer)].fd();
+    const int fd = links_[0][static_cast<std::size_t>(peer)].fd();
     sockaddr_in own{};
     sockaddr_in theirs{};
     socklen_t own_length = sizeof(own);
@@ -67,7 +102,8 @@ TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions optio
     elsewhere_[static_cast<std::size_t>(peer)] =
         fmt::format(" (rank {} is at {})", options_.global_ranks(peer), address);
   }
-  spdlog::debug("rank {}: connected to {} peers", rank_, size_ - 1);
+  spdlog::debug("rank {}: connected to {} peers, {} connection(s) each", rank_, size_ - 1,
+                options_.streams);
 }
 
 TcpMesh::~TcpMesh() {
@@ -82,6 +118,11 @@ TcpMesh::~TcpMesh() {
   }
 }
 
+std::string TcpMesh::connection_label(std::size_t stream) const {
+  if (options_.streams == 1) return {};
+  return fmt::format(" (connection {} of {})", stream + 1, options_.streams);
+}
+
 template <class Place, class Landed>
 void TcpMesh::exchange(int send_peer, const std::byte* out, std::size_t send_bytes,
                        int recv_peer, std::size_t recv_bytes, Place&& place, Landed&& landed) {
@@ -89,38 +130,60 @@ void TcpMesh::exchange(int send_peer, const std::byte* out, std::size_t send_byt
                  recv_peer);
   if (send_peer == kNoPeer) send_bytes = 0;
   if (recv_peer == kNoPeer) recv_bytes = 0;
-  const int send_fd = send_bytes > 0 ? peers_[send_peer].fd() : -1;
-  const int recv_fd = recv_bytes > 0 ? peers_[recv_peer].fd() : -1;
-  std::size_t sent = 0;
-  std::size_t received = 0;
+  const StripeLayout send_layout(send_bytes, options_.streams);
+  const StripeLayout recv_layout(recv_bytes, options_.streams);
+  std::array<Lane, kMaxStreamsPerPeer> sends{};
+  std::array<Lane, kMaxStreamsPerPeer> recvs{};
+  std::size_t sends_open = 0;
+  std::size_t recvs_open = 0;
+  for (std::size_t i = 0; send_bytes > 0 && i < send_layout.count; ++i) {
+    sends[i] = {links_[i][static_cast<std::size_t>(send_peer)].fd(), send_layout.begin(i),
+                send_layout.end(i)};
+    sends_open += sends[i].open() ? 1 : 0;
+  }
+  for (std::size_t i = 0; recv_bytes > 0 && i < recv_layout.count; ++i) {
+    recvs[i] = {links_[i][static_cast<std::size_t>(recv_peer)].fd(), recv_layout.begin(i),
+                recv_layout.end(i)};
+    recvs_open += recvs[i].open() ? 1 : 0;
+  }
   auto deadline = Clock::now() + options_.op_timeout;
 
-  while (sent < send_bytes || received < recv_bytes) {
+  while (sends_open > 0 || recvs_open > 0) {
     bool progressed = false;
-    if (sent < send_bytes) {
-      const ssize_t n = ::send(send_fd, out + sent, std::min(send_bytes - sent, kMaxIoBytes),
+    for (std::size_t i = 0; i < send_layout.count && sends_open > 0; ++i) {
+      Lane& lane = sends[i];
+      if (!lane.open()) continue;
+      const ssize_t n = ::send(lane.fd, out + lane.at, std::min(lane.end - lane.at, kMaxIoBytes),
                                MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
-        sent += static_cast<std::size_t>(n);
+        lane.at += static_cast<std::size_t>(n);
+        sends_open -= lane.open() ? 0 : 1;
         progressed = true;
       } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        fail(send_peer, fmt::format("sending to it failed: {}", std::strerror(errno)),
+        fail(send_peer,
+             fmt::format("sending to it failed{}: {}", connection_label(i), std::strerror(errno)),
              errno == EPIPE || errno == ECONNRESET);
       }
     }
-    if (received < recv_bytes) {
-      const std::span<std::byte> into = place(received);
-      const ssize_t n = ::recv(recv_fd, into.data(),
-                               std::min({into.size(), recv_bytes - received, kMaxIoBytes}),
+    for (std::size_t i = 0; i < recv_layout.count && recvs_open > 0; ++i) {
+      Lane& lane = recvs[i];
+      if (!lane.open()) continue;
+      const std::span<std::byte> into = place(i, lane.at);
+      const ssize_t n = ::recv(lane.fd, into.data(),
+                               std::min({into.size(), lane.end - lane.at, kMaxIoBytes}),
                                MSG_DONTWAIT);
       if (n > 0) {
-        received += static_cast<std::size_t>(n);
+        lane.at += static_cast<std::size_t>(n);
+        recvs_open -= lane.open() ? 0 : 1;
         progressed = true;
-        landed(static_cast<std::size_t>(n));
+        landed(i, static_cast<std::size_t>(n));
       } else if (n == 0) {
-        fail(recv_peer, "the connection was closed by the peer", true);
+        fail(recv_peer, fmt::format("the connection was closed by the peer{}", connection_label(i)),
+             true);
       } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
-        fail(recv_peer, fmt::format("receiving from it failed: {}", std::strerror(errno)),
+        fail(recv_peer,
+             fmt::format("receiving from it failed{}: {}", connection_label(i),
+                         std::strerror(errno)),
              errno == ECONNRESET);
       }
     }
@@ -128,19 +191,18 @@ void TcpMesh::exchange(int send_peer, const std::byte* out, std::size_t send_byt
       deadline = Clock::now() + options_.op_timeout;
       continue;
     }
-    std::array<pollfd, 2> fds{};
+    // poll() takes a descriptor twice (sending to and receiving from the same peer).
+    std::array<pollfd, 2 * kMaxStreamsPerPeer> fds{};
     nfds_t count = 0;
-    if (send_fd >= 0 && sent < send_bytes) fds[count++] = pollfd{send_fd, POLLOUT, 0};
-    if (recv_fd >= 0 && received < recv_bytes) {
-      if (count == 1 && fds[0].fd == recv_fd) {
-        fds[0].events |= POLLIN;
-      } else {
-        fds[count++] = pollfd{recv_fd, POLLIN, 0};
-      }
+    for (std::size_t i = 0; i < send_layout.count; ++i) {
+      if (sends[i].open()) fds[count++] = pollfd{sends[i].fd, POLLOUT, 0};
+    }
+    for (std::size_t i = 0; i < recv_layout.count; ++i) {
+      if (recvs[i].open()) fds[count++] = pollfd{recvs[i].fd, POLLIN, 0};
     }
     const int ready = ::poll(fds.data(), count, poll_timeout_ms(deadline));
     if (ready == 0) {
-      const int stalled = received < recv_bytes ? recv_peer : send_peer;
+      const int stalled = recvs_open > 0 ? recv_peer : send_peer;
       stalled_ = true;
       // Not recorded in the rank's abort state: the engine's control channel uses this
       // timeout as its polling tick, so a stall here is not by itself a failure of the rank.
@@ -154,16 +216,27 @@ void TcpMesh::send_recv(int send_peer, const void* send_buf, std::size_t send_by
                         int recv_peer, void* recv_buf, std::size_t recv_bytes,
                         const RecvProgress& progress) {
   auto* in = static_cast<std::byte*>(recv_buf);
-  std::size_t received = 0;
+  const StripeLayout layout(recv_peer == kNoPeer ? 0 : recv_bytes, options_.streams);
+  std::array<std::size_t, kMaxStreamsPerPeer> filled{};  // bytes landed in each stripe
   std::size_t reported = 0;
   exchange(
       send_peer, static_cast<const std::byte*>(send_buf), send_bytes, recv_peer, recv_bytes,
-      [&](std::size_t at) { return std::span<std::byte>(in + at, recv_bytes - at); },
-      [&](std::size_t bytes) {
-        received += bytes;
-        if (progress && (received == recv_bytes || received - reported >= kProgressGranularity)) {
-          progress(received);
-          reported = received;
+      [&](std::size_t, std::size_t at) {
+        return std::span<std::byte>(in + at, recv_bytes - at);
+      },
+      [&](std::size_t stripe, std::size_t bytes) {
+        filled[stripe] += bytes;
+        if (!progress) return;
+        // What the caller may read is the prefix that has arrived: the first stripes that are
+        // complete, and what the first incomplete one holds.
+        std::size_t prefix = 0;
+        for (std::size_t i = 0; i < layout.count; ++i) {
+          prefix += filled[i];
+          if (layout.begin(i) + filled[i] < layout.end(i)) break;
+        }
+        if (prefix > reported && (prefix == recv_bytes || prefix - reported >= kProgressGranularity)) {
+          progress(prefix);
+          reported = prefix;
         }
       });
 }
@@ -173,28 +246,39 @@ void TcpMesh::send_recv_reduce(int send_peer, const void* send_buf, std::size_t 
                                ReduceOp op, const Staging& staging) {
   const std::size_t element_bytes = element_size(type);
   const std::size_t recv_bytes = recv_peer == kNoPeer ? 0 : recv_count * element_bytes;
-  const std::size_t piece = std::min(recv_bytes, kReducePieceBytes);
-  std::byte* landing = piece > 0 ? staging(piece) : nullptr;
+  const StripeLayout layout(recv_bytes, options_.streams);
+  const std::size_t piece = std::min(layout.stride, kReducePieceBytes);
+  // One landing piece per stripe: each reduces what its connection delivered, in its own part
+  // of `dst`.
+  std::byte* landing = piece > 0 ? staging(piece * layout.count) : nullptr;
   auto* out = static_cast<std::byte*>(dst);
-  std::size_t held = 0;  // bytes in `landing`: always less than one element between receives
+  // Bytes in each stripe's landing piece (always less than one element between receives),
+  // and where in `dst` the stripe's next element reduces into.
+  std::array<std::size_t, kMaxStreamsPerPeer> held{};
+  std::array<std::size_t, kMaxStreamsPerPeer> next{};
+  for (std::size_t i = 0; i < layout.count; ++i) next[i] = layout.begin(i);
   exchange(
       send_peer, static_cast<const std::byte*>(send_buf), send_bytes, recv_peer, recv_bytes,
-      [&](std::size_t) { return std::span<std::byte>(landing + held, piece - held); },
-      [&](std::size_t bytes) {
-        held += bytes;
-        const std::size_t whole = held / element_bytes;
+      [&](std::size_t stripe, std::size_t) {
+        return std::span<std::byte>(landing + stripe * piece + held[stripe],
+                                    piece - held[stripe]);
+      },
+      [&](std::size_t stripe, std::size_t bytes) {
+        std::byte* const start = landing + stripe * piece;
+        held[stripe] += bytes;
+        const std::size_t whole = held[stripe] / element_bytes;
         if (whole == 0) return;
-        reduce::reduce_into(out, landing, whole, type, op);
-        out += whole * element_bytes;
-        const std::size_t rest = held - whole * element_bytes;
-        if (rest > 0) std::memmove(landing, landing + whole * element_bytes, rest);
-        held = rest;
+        reduce::reduce_into(out + next[stripe], start, whole, type, op);
+        next[stripe] += whole * element_bytes;
+        const std::size_t rest = held[stripe] - whole * element_bytes;
+        if (rest > 0) std::memmove(start, start + whole * element_bytes, rest);
+        held[stripe] = rest;
       });
 }
 
 bool TcpMesh::wait_readable(int peer, std::chrono::microseconds timeout) {
   check_exchange(rank_, size_, options_.global_ranks, operation_, aborted_, kNoPeer, peer);
-  pollfd fd{peers_[static_cast<std::size_t>(peer)].fd(), POLLIN, 0};
+  pollfd fd{links_[0][static_cast<std::size_t>(peer)].fd(), POLLIN, 0};
   const auto seconds = std::chrono::duration_cast<std::chrono::seconds>(timeout);
   const timespec wait{static_cast<time_t>(seconds.count()),
                       static_cast<long>((timeout - seconds).count() * 1000)};
@@ -216,7 +300,7 @@ void TcpMesh::fail(int peer, std::string what, bool peer_closed) {
                                                  what, peer_closed);
   aborted_ = message;
   abort_state_->record(message);
-  peers_.clear();  // closing every connection tells every neighbour at once
+  links_.clear();  // closing every connection tells every neighbour at once
   spdlog::error("{}", message);
   throw Error(ErrorKind::peer_failure, message, global_rank, global_peer);
 }

@@ -1,8 +1,15 @@
 // A full mesh of TCP connections between the ranks of one world, set up through the
 // rendezvous store. Inspired by Gloo's Pair/Context split, reduced to what our algorithms need:
 // blocking, deadline-bounded send/recv on non-blocking sockets driven by poll().
+//
+// Each pair of ranks may be joined by several connections (RINGFUSE_SOCKETS_PER_PEER), because
+// cloud networks cap every TCP flow far below the link (EC2: 5-10 Gbit/s a flow on 100+ Gbit/s
+// instances), as NCCL's socket transport does: a large message is cut into contiguous stripes,
+// one per connection, all progressed by one poll loop; a small one goes whole on the first
+// connection, so latency does not change.
 #pragma once
 
+#include <algorithm>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -18,6 +25,23 @@
 
 namespace ringfuse::transport {
 
+inline constexpr int kMaxStreamsPerPeer = 16;
+
+/// How a message of `bytes` is cut across the connections to one peer: `count` contiguous
+/// stripes of `stride` bytes (the last one shorter), stripe i on connection i. Both ends derive
+/// it from the byte count alone, which the two sides of every exchange agree on. Stripes start
+/// at multiples of 4 KiB, so every element of every type lies whole in one stripe; messages
+/// under two minimum stripes (256 KiB each) stay whole on connection 0.
+struct StripeLayout {
+  StripeLayout(std::size_t bytes, int streams);
+  std::size_t begin(std::size_t stripe) const { return std::min(stripe * stride, bytes); }
+  std::size_t end(std::size_t stripe) const { return std::min((stripe + 1) * stride, bytes); }
+
+  std::size_t bytes;
+  std::size_t count;
+  std::size_t stride;
+};
+
 struct MeshOptions {
   std::string advertise_host = "127.0.0.1";         // address peers connect to
   std::string job_id = "local";                     // connections from other jobs are refused
@@ -26,6 +50,9 @@ struct MeshOptions {
   std::chrono::milliseconds connect_timeout{60'000};
   std::chrono::milliseconds op_timeout{300'000};    // longest wait without any progress
   std::chrono::milliseconds user_timeout{10'000};   // TCP_USER_TIMEOUT on every connection
+  /// Connections to each peer (RINGFUSE_SOCKETS_PER_PEER), each made and authenticated as
+  /// the first one is; 1..kMaxStreamsPerPeer.
+  int streams = 1;
   /// For a transport over a group of the world (a hierarchy's): the global rank of each
   /// position, which errors name and the failure keys below are written under.
   GlobalRanks global_ranks;
@@ -57,7 +84,7 @@ class TcpMesh final : public Transport {
   void send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes,
                         int recv_peer, void* dst, std::size_t recv_count, DataType type,
                         ReduceOp op, const Staging& staging) override;
-  /// poll() on the connection to `peer`: no timeout error, so a quiet peer leaves the mesh
+  /// poll() on the (first) connection to `peer`, where every message begins: no timeout error, so a quiet peer leaves the mesh
   /// healthy and its destructor still records an orderly close.
   bool wait_readable(int peer, std::chrono::microseconds timeout) override;
   void set_operation(std::string label) override { operation_ = std::move(label); }
@@ -66,9 +93,11 @@ class TcpMesh final : public Transport {
   /// Records the failure for every rank (first one wins), closes every connection so that
   /// neighbours notice at once, and throws the error this rank reports.
   [[noreturn]] void fail(int peer, std::string what, bool peer_closed);
-  /// The one loop behind both entry points: sends `send_bytes` while receiving `recv_bytes`.
-  /// `place(received)` is where the next received bytes go (and how many may go there);
-  /// `landed(bytes)` is told after each receive of `bytes` into that place.
+  /// The one loop behind both entry points: sends `send_bytes` while receiving `recv_bytes`,
+  /// each cut into stripes (StripeLayout) over the peer's connections.
+  /// `place(stripe, at)` is where stripe `stripe`'s next bytes go, `at` bytes into the message
+  /// (and how many may go there); `landed(stripe, bytes)` is told after each receive of
+  /// `bytes` into that place.
   template <class Place, class Landed>
   void exchange(int send_peer, const std::byte* send, std::size_t send_bytes, int recv_peer,
                 std::size_t recv_bytes, Place&& place, Landed&& landed);
@@ -79,7 +108,11 @@ class TcpMesh final : public Transport {
   rendezvous::PrefixStore world_;    // the store under options_.key_prefix
   rendezvous::PrefixStore reports_;  // under options_.report_prefix (failure_report.hpp)
   std::shared_ptr<AbortState> abort_state_;
-  std::vector<Socket> peers_;  // by peer rank, from connect_full_mesh()
+  /// Connection `stream` to `peer` is links_[stream][peer], from one connect_full_mesh()
+  /// each; empty after a failure (every connection closed).
+  std::vector<std::vector<Socket>> links_;
+  /// " (connection S of K)" in errors about connection S, when there are several.
+  std::string connection_label(std::size_t stream) const;
   // By peer rank: " (rank R is at ADDRESS)" for a peer whose connection ends at another
   // address than ours (another host), else empty; errors append it.
   std::vector<std::string> elsewhere_;

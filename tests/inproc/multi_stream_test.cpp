@@ -1,0 +1,162 @@
+// Several TCP connections per peer (RINGFUSE_SOCKETS_PER_PEER): every collective over 1, 2 and 4
+// connections, on messages large enough to be striped (512 KiB and more) whose sizes do not
+// divide by the connection count, the world size or the 4 KiB stripe alignment, so stripes of
+// unequal length, elements at stripe boundaries and uneven ring blocks all occur.
+#include <gtest/gtest.h>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include <algorithm>
+#include <vector>
+
+#include "algo/partition.hpp"
+#include "allreduce_check.hpp"
+#include "transport/tcp_mesh.hpp"
+
+namespace ringfuse::inproc {
+namespace {
+
+// Below, at and around the smallest striped message (two 256 KiB stripes), and well above it.
+const std::vector<std::size_t> kMessageBytes{1,       (std::size_t{512} << 10) - 1,
+                                             std::size_t{512} << 10, (std::size_t{512} << 10) + 1,
+                                             (std::size_t{1} << 20) + 13, 3 * (std::size_t{1} << 20) + 4097};
+
+std::vector<WorldParam> striped_worlds() {
+  std::vector<WorldParam> list;
+  for (int streams : {1, 2, 4}) {
+    for (int size : {2, 3}) list.push_back({size, TransportKind::tcp, streams});
+  }
+  return list;
+}
+
+class MultiStream : public ::testing::TestWithParam<WorldParam> {};
+
+TEST(StripeLayout, CoversTheMessageInAlignedStripes) {
+  for (int streams : {1, 2, 3, 4, 16}) {
+    for (std::size_t bytes : kMessageBytes) {
+      const transport::StripeLayout layout(bytes, streams);
+      ASSERT_GE(layout.count, 1u);
+      ASSERT_LE(layout.count, static_cast<std::size_t>(streams));
+      EXPECT_EQ(layout.begin(0), 0u);
+      EXPECT_EQ(layout.end(layout.count - 1), bytes) << bytes << " over " << streams;
+      for (std::size_t i = 0; i + 1 < layout.count; ++i) {
+        EXPECT_EQ(layout.end(i), layout.begin(i + 1));
+        EXPECT_EQ(layout.end(i) % 4096, 0u) << "stripe " << i << " of " << bytes;
+        EXPECT_LT(layout.begin(i + 1), bytes) << "empty stripe " << i + 1 << " of " << bytes;
+      }
+      if (bytes < (std::size_t{512} << 10)) EXPECT_EQ(layout.count, 1u) << bytes;
+    }
+  }
+}
+
+// Ring-shaped send_recv: the bytes arrive intact, and the progress callback reports a growing
+// prefix that ends at the whole message, however the stripes finish.
+TEST_P(MultiStream, SendRecvDeliversEveryByteAndReportsAPrefix) {
+  run_in_world(GetParam(), [&](Rank& rank, transport::Transport& transport, algo::Workspace&) {
+    const int n = rank.size();
+    const int right = algo::wrap(rank.rank() + 1, n);
+    const int left = algo::wrap(rank.rank() - 1, n);
+    for (std::size_t bytes : kMessageBytes) {
+      std::vector<std::byte> out(bytes);
+      std::vector<std::byte> in(bytes);
+      for (std::size_t i = 0; i < bytes; ++i) out[i] = pattern(rank.rank(), bytes, i);
+      std::vector<std::size_t> reports;
+      transport.send_recv(right, out.data(), bytes, left, in.data(), bytes,
+                          [&](std::size_t arrived) { reports.push_back(arrived); });
+      const auto difference = first_byte_difference(
+          in.data(), bytes, [&](std::size_t i) { return pattern(left, bytes, i); });
+      rank.expect(!difference, fmt::format("{} bytes: {}", bytes, difference.value_or("")));
+      rank.expect(!reports.empty() && reports.back() == bytes &&
+                      std::is_sorted(reports.begin(), reports.end()),
+                  fmt::format("{} bytes: progress reports {} do not grow to the whole message",
+                              bytes, fmt::join(reports, ",")));
+    }
+  });
+}
+
+TEST_P(MultiStream, EveryAllreduceAlgorithmMatchesTheReference) {
+  const int n = GetParam().size;
+  // f64 puts 8-byte elements across stripe boundaries; i8 and bf16 make the byte counts odd.
+  const AllreduceCases cases{{DataType::f32, DataType::f64, DataType::bf16, DataType::i8},
+                             {ReduceOp::sum, ReduceOp::max},
+                             {13, static_cast<std::size_t>(n) * 200'003 + 1, 1'000'003},
+                             /*seed=*/3};
+  run_in_world(GetParam(), [&](Rank& rank, transport::Transport& transport,
+                               algo::Workspace& workspace) {
+    for (Algorithm algorithm : {Algorithm::ring, Algorithm::tree, Algorithm::rhd}) {
+      check_allreduce(rank, cases, [&](const algo::ReduceBuffer& buffer) {
+        algo::allreduce(algorithm, transport, workspace, buffer);
+      });
+    }
+  });
+}
+
+TEST_P(MultiStream, BroadcastAllgatherAndAlltoallDeliverEveryBlock) {
+  run_in_world(GetParam(), [&](Rank& rank, transport::Transport& transport, algo::Workspace&) {
+    const int n = rank.size();
+    const int me = rank.rank();
+    for (std::size_t bytes : {(std::size_t{1} << 20) + 13, 3 * (std::size_t{1} << 20) + 4097}) {
+      for (int root : {0, n - 1}) {
+        GuardedBuffer buffer(bytes, misalignment(DataType::u8, root == 0, me, bytes));
+        for (std::size_t i = 0; i < bytes; ++i) buffer.data()[i] = pattern(me, 0, i);
+        algo::broadcast(transport, buffer.data(), bytes, root);
+        const auto difference = first_byte_difference(
+            buffer.data(), bytes, [&](std::size_t i) { return pattern(root, 0, i); });
+        rank.expect(!difference && buffer.guards_intact(),
+                    fmt::format("broadcast of {} bytes from {}: {}", bytes, root,
+                                difference.value_or("wrote outside the buffer")));
+      }
+    }
+    // All-gather of uneven f64 blocks, each large enough to be striped.
+    std::vector<std::size_t> counts;
+    for (int k = 0; k < n; ++k) counts.push_back(131'071 + static_cast<std::size_t>(k) * 4099);
+    const auto blocks = algo::blocks_from_counts(counts);
+    const std::size_t total = blocks.back().offset + blocks.back().count;
+    std::vector<std::byte> gathered(total * 8);
+    const auto owned = [&](int r) { return algo::wrap(r + 1, n); };  // shift 0
+    for (std::size_t i = 0; i < blocks[owned(me)].count * 8; ++i) {
+      gathered[blocks[owned(me)].offset * 8 + i] = pattern(owned(me), 1, i);
+    }
+    algo::ring_allgather(transport, gathered.data(), 8, blocks, 0);
+    for (int k = 0; k < n; ++k) {
+      const auto difference =
+          first_byte_difference(gathered.data() + blocks[k].offset * 8, blocks[k].count * 8,
+                                [&](std::size_t i) { return pattern(k, 1, i); });
+      rank.expect(!difference, fmt::format("all-gather block {}: {}", k, difference.value_or("")));
+    }
+    // Pairwise all-to-all: a different, odd, striped size for every pair.
+    std::vector<std::size_t> send_counts, recv_counts;
+    const auto block_bytes = [](int from, int to) {
+      return std::size_t{600'001} + static_cast<std::size_t>(from * 7 + to * 4099);
+    };
+    for (int peer = 0; peer < n; ++peer) {
+      send_counts.push_back(block_bytes(me, peer));
+      recv_counts.push_back(block_bytes(peer, me));
+    }
+    const auto send_blocks = algo::blocks_from_counts(send_counts);
+    const auto recv_blocks = algo::blocks_from_counts(recv_counts);
+    std::vector<std::byte> send(send_blocks.back().offset + send_blocks.back().count);
+    std::vector<std::byte> recv(recv_blocks.back().offset + recv_blocks.back().count);
+    for (int to = 0; to < n; ++to) {
+      for (std::size_t i = 0; i < send_counts[to]; ++i) {
+        send[send_blocks[to].offset + i] = pattern(me, to, i);
+      }
+    }
+    algo::alltoallv(transport, send.data(), send_blocks, recv.data(), recv_blocks, 1);
+    for (int from = 0; from < n; ++from) {
+      const auto difference =
+          first_byte_difference(recv.data() + recv_blocks[from].offset, recv_counts[from],
+                                [&](std::size_t i) { return pattern(from, me, i); });
+      rank.expect(!difference,
+                  fmt::format("all-to-all block from {}: {}", from, difference.value_or("")));
+    }
+    algo::barrier(transport);
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(InProcess, MultiStream, ::testing::ValuesIn(striped_worlds()),
+                         world_name);
+
+}  // namespace
+}  // namespace ringfuse::inproc
