@@ -154,7 +154,7 @@ Problem host_address(const std::string& text, std::string& field) {
 }
 
 // The rows. Captureless lambdas: each row's parser and display sit next to its name.
-const std::array<Tunable, 20> kTunables{{
+const std::array<Tunable, 21> kTunables{{
     {"RINGFUSE_ALGO", "--algo", true, "auto|ring|tree|rhd",
      "all-reduce algorithm (auto: tree up to 32 KiB, rhd up to 1 MiB, ring above)", "",
      TunableScope::context,
