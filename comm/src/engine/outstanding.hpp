@@ -1,11 +1,17 @@
 // The collectives this rank has taken from its queue and not yet completed, by sequence
 // number: the engine thread's one table, which negotiation reads (fingerprints to announce)
 // and execution drains (buffers to run on, Works to complete). Engine thread only.
+//
+// Sequence numbers are handed out consecutively (a join() only skips some), so the table is
+// a window of slots indexed by `seq - base`: a look-up is an index, not a tree walk, and a
+// request is moved in once instead of into a node of its own. This is on every tensor's path
+// several times a cycle (announce, release, execute, complete).
 #pragma once
 
 #include <cstdint>
-#include <map>
+#include <deque>
 #include <optional>
+#include <stdexcept>
 #include <string>
 
 #include "engine/request.hpp"
@@ -16,41 +22,79 @@ class Outstanding {
  public:
   void add(Request request) {
     const auto seq = request.seq;
-    requests_.emplace(seq, std::move(request));
+    if (live_ == 0) {
+      slots_.clear();
+      base_ = seq;
+    }
+    if (seq < base_) {  // not expected (numbers only grow); keeps the window correct anyway
+      slots_.insert(slots_.begin(), base_ - seq, std::nullopt);
+      base_ = seq;
+    }
+    const auto offset = seq - base_;
+    if (offset == slots_.size()) {  // the usual case: the next number
+      slots_.emplace_back(std::move(request));
+      ++live_;
+      return;
+    }
+    if (offset > slots_.size()) slots_.resize(offset + 1);
+    if (!slots_[offset]) ++live_;
+    slots_[offset] = std::move(request);
   }
   /// The request numbered `seq`, or null: a joined rank has none for the others' collectives.
   Request* find(std::uint64_t seq) {
-    const auto it = requests_.find(seq);
-    return it == requests_.end() ? nullptr : &it->second;
+    auto* slot = slot_of(seq);
+    return slot != nullptr && *slot ? &**slot : nullptr;
   }
-  const Request& at(std::uint64_t seq) const { return requests_.at(seq); }
-  bool contains(std::uint64_t seq) const { return requests_.count(seq) != 0; }
+  const Request* find(std::uint64_t seq) const {
+    return const_cast<Outstanding*>(this)->find(seq);
+  }
+  const Request& at(std::uint64_t seq) const {
+    const auto* request = find(seq);
+    if (request == nullptr) throw std::out_of_range("engine: no outstanding collective");
+    return *request;
+  }
+  bool contains(std::uint64_t seq) const { return find(seq) != nullptr; }
   /// The sequence number of the request called `name` (name mode: names are unique among a
   /// rank's pending requests), or nullopt.
   std::optional<std::uint64_t> seq_named(const std::string& name) const {
-    for (const auto& [seq, request] : requests_) {
-      if (request.fp.name == name) return seq;
+    for (const auto& slot : slots_) {
+      if (slot && slot->fp.name == name) return slot->seq;
     }
     return std::nullopt;
   }
-  bool empty() const { return requests_.empty(); }
+  bool empty() const { return live_ == 0; }
 
   /// Completes the Work of `seq` (nullptr: success) and forgets it; nothing if it is not here.
   void complete(std::uint64_t seq, const Error* error) {
-    const auto it = requests_.find(seq);
-    if (it == requests_.end()) return;
-    auto work = it->second.work;
-    requests_.erase(it);
+    auto* slot = slot_of(seq);
+    if (slot == nullptr || !*slot) return;
+    auto work = std::move((*slot)->work);
+    slot->reset();
+    --live_;
+    while (!slots_.empty() && !slots_.front()) {
+      slots_.pop_front();
+      ++base_;
+    }
     work->complete(error);
   }
   /// Completes every Work with `error`.
   void fail_all(const Error& error) {
-    for (auto& [seq, request] : requests_) request.work->complete(&error);
-    requests_.clear();
+    for (auto& slot : slots_) {
+      if (slot) slot->work->complete(&error);
+    }
+    slots_.clear();
+    live_ = 0;
   }
 
  private:
-  std::map<std::uint64_t, Request> requests_;
+  std::optional<Request>* slot_of(std::uint64_t seq) {
+    if (seq < base_ || seq - base_ >= slots_.size()) return nullptr;
+    return &slots_[seq - base_];
+  }
+
+  std::deque<std::optional<Request>> slots_;
+  std::uint64_t base_ = 0;  // the sequence number of slots_.front()
+  std::size_t live_ = 0;
 };
 
 }  // namespace ringfuse::engine
