@@ -80,7 +80,9 @@ void EngineImpl::check_tensor(const std::string& name, const TensorView& tensor)
   if (tensor.data == nullptr && tensor.numel() > 0) bad("data is null");
 }
 
-Work EngineImpl::submit(std::vector<Request> requests) {
+Work EngineImpl::submit(std::vector<Request> requests) { return submit(std::span(requests)); }
+
+Work EngineImpl::submit(std::span<Request> requests) {
   auto work = std::make_shared<WorkState>();
   work->remaining = static_cast<int>(requests.size());
   for (auto& request : requests) request.work = work;
@@ -98,7 +100,7 @@ Work EngineImpl::submit(std::vector<Request> requests) {
   return Work(work);
 }
 
-void EngineImpl::claim_names(const std::vector<Request>& requests, WorkState& work) {
+void EngineImpl::claim_names(std::span<const Request> requests, WorkState& work) {
   std::vector<std::string> names;
   for (const auto& request : requests) names.push_back(request.fp.name);
   {
@@ -125,7 +127,7 @@ void EngineImpl::release_names(const std::vector<std::string>& names) {
 }
 
 Work EngineImpl::allreduce(std::string name, TensorView tensor, AllreduceOptions options) {
-  return submit_one(allreduce_request(std::move(name), tensor, options));
+  return submit_one(allreduce_request(std::move(name), std::move(tensor), options));
 }
 
 Work EngineImpl::grouped_allreduce(std::string name, std::vector<TensorView> tensors,
@@ -141,7 +143,7 @@ Work EngineImpl::grouped_allreduce(std::string name, std::vector<TensorView> ten
   return submit(std::move(requests));
 }
 
-Request EngineImpl::allreduce_request(std::string name, const TensorView& tensor,
+Request EngineImpl::allreduce_request(std::string name, TensorView tensor,
                                       const AllreduceOptions& options) const {
   check_tensor(name, tensor);
   // Integers scale in f64 and truncate toward zero (Horovod's rule); a bool has no scale.
@@ -152,32 +154,29 @@ Request EngineImpl::allreduce_request(std::string name, const TensorView& tensor
   if (!is_defined(tensor.dtype, options.op)) {
     refuse(undefined_reduction(name, tensor.dtype, options.op));
   }
-  Request request = tensor_request(OpType::allreduce, std::move(name), tensor);
+  Request request = tensor_request(OpType::allreduce, std::move(name), std::move(tensor));
   request.fp.op = options.op;
   request.fp.prescale = options.prescale;
   request.fp.postscale = options.postscale;
-  request.fp.compression = (tensor.dtype == DataType::f32 || tensor.dtype == DataType::f64)
+  request.fp.compression = (request.fp.dtype == DataType::f32 ||
+                            request.fp.dtype == DataType::f64)
                                ? options.compression
                                : Compression::none;
   return request;
 }
 
-Request EngineImpl::tensor_request(OpType type, std::string name, const TensorView& tensor) {
+Request EngineImpl::tensor_request(OpType type, std::string name, TensorView tensor) {
   Request request;
   request.fp.op_type = type;
   request.fp.dtype = tensor.dtype;
-  request.fp.shape = tensor.shape;
+  request.fp.shape = std::move(tensor.shape);
   request.fp.name = std::move(name);
   request.fp.device = tensor.device;
   request.data = tensor.data;
   return request;
 }
 
-Work EngineImpl::submit_one(Request request) {
-  std::vector<Request> requests;
-  requests.push_back(std::move(request));
-  return submit(std::move(requests));
-}
+Work EngineImpl::submit_one(Request request) { return submit(std::span(&request, 1)); }
 
 std::string EngineImpl::member_name(const std::string& name, std::size_t index,
                                     std::size_t count) {
@@ -429,7 +428,12 @@ void EngineImpl::apply(const CycleResponse& response) {
     throw error;
   }
   world_busy_ = response.world_busy;
-  for (const auto& entry : response.ready) queue_.advance_sequence(entry.seq + 1);
+  // Once per cycle, not per entry: the queue's lock is the callers' too.
+  if (!response.ready.empty()) {
+    std::uint64_t next = 0;
+    for (const auto& entry : response.ready) next = std::max(next, entry.seq + 1);
+    queue_.advance_sequence(next);
+  }
   for (const auto& entry : response.ready) {
     if (entry.kind != ReadyEntry::Kind::error) continue;
     const auto error =

@@ -4,7 +4,7 @@
 
 namespace ringfuse::engine {
 
-bool RequestQueue::push(std::vector<Request>& requests, std::size_t threshold) {
+bool RequestQueue::push(std::span<Request> requests, std::size_t threshold) {
   bool wake = false;
   {
     std::lock_guard lock(mutex_);
@@ -73,9 +73,9 @@ std::vector<Request> RequestQueue::wait_and_take(std::size_t threshold,
   }
   flush_ = false;
   bytes_ = 0;
-  std::vector<Request> taken(std::make_move_iterator(queue_.begin()),
-                             std::make_move_iterator(queue_.end()));
-  queue_.clear();
+  std::vector<Request> taken;
+  taken.swap(queue_);
+  queue_.reserve(taken.size());  // the next step most likely enqueues as many
   return taken;
 }
 

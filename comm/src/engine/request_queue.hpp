@@ -3,8 +3,8 @@
 #pragma once
 
 #include <condition_variable>
-#include <deque>
 #include <mutex>
+#include <span>
 #include <vector>
 
 #include "engine/request.hpp"
@@ -16,7 +16,7 @@ class RequestQueue {
   /// Numbers the requests (seq) and appends them atomically; wakes the engine thread when the
   /// queued bytes reach `threshold`.
   /// Returns false (and keeps nothing) once stop() was called.
-  bool push(std::vector<Request>& requests, std::size_t threshold);
+  bool push(std::span<Request> requests, std::size_t threshold);
   void flush();
   void stop();
   bool stopping() const;
@@ -33,7 +33,7 @@ class RequestQueue {
  private:
   mutable std::mutex mutex_;
   std::condition_variable cv_;
-  std::deque<Request> queue_;
+  std::vector<Request> queue_;  // handed to the engine thread whole, not element by element
   std::size_t bytes_ = 0;
   bool flush_ = false;
   bool stop_ = false;
