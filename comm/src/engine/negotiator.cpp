@@ -60,26 +60,32 @@ CycleMessage Negotiator::announce(const Outstanding& outstanding, bool join, boo
   message.busy = !outstanding.empty();
 
   // The short way when everything held is cached (never an allgather or uneven alltoall: the
-  // coordinator must collect every rank's dimension 0 or splits). Not in name mode: the short way relies on every rank
-  // holding the same collectives in the same order.
-  held_indices_.clear();
+  // coordinator must collect every rank's dimension 0 or splits). Not in name mode: the short
+  // way relies on every rank holding the same collectives in the same order.
   bool by_index = !join && !shutdown && !join_pending && match_ == MatchMode::sequence;
+  if (by_index) message.indices.reserve(held_.size());
   for (auto it = held_.begin(); by_index && it != held_.end(); ++it) {
-    if (const auto index = cache_.find(outstanding.at(*it).fp)) {
-      held_indices_.push_back(*index);
+    if (!it->index || it->looked_up_at != cache_.evictions()) {
+      it->index = cache_.find(outstanding.at(it->seq).fp);
+      it->looked_up_at = cache_.evictions();
+    }
+    if (it->index) {
+      message.indices.push_back(*it->index);
     } else {
       by_index = false;
     }
   }
   if (by_index) {
     message.indexed = true;
-    message.first_seq = held_.empty() ? 0 : held_.front();
-    message.indices = held_indices_;
+    message.first_seq = held_.empty() ? 0 : held_.front().seq;
     return message;
   }
-  for (const auto seq : held_) {
-    const auto& fp = outstanding.at(seq).fp;
-    message.entries.push_back(Announcement{seq, cache_.find(fp), fp});
+  message.indices.clear();
+  message.entries.reserve(held_.size());
+  for (const auto& held : held_) {
+    const auto& fp = outstanding.at(held.seq).fp;
+    const bool known = held.index && held.looked_up_at == cache_.evictions();
+    message.entries.push_back(Announcement{held.seq, known ? held.index : cache_.find(fp), fp});
   }
   held_.clear();
   return message;
@@ -99,10 +105,10 @@ void Negotiator::release_held(const Outstanding& outstanding, CycleResponse& res
   }
   response.ready.reserve(released);
   for (std::uint32_t i = 0; i < released; ++i) {
-    ReadyEntry entry;
-    entry.seq = held_.front();
+    ReadyEntry entry;  // (the index was sent in this cycle's message, so it is set)
+    entry.seq = held_.front().seq;
     entry.kind = ReadyEntry::Kind::cached;
-    entry.cache_index = held_indices_[i];
+    entry.cache_index = *held_.front().index;
     entry.fp = outstanding.at(entry.seq).fp;
     response.ready.push_back(std::move(entry));
     held_.pop_front();

@@ -37,7 +37,7 @@ class Negotiator {
              std::unique_ptr<transport::Transport> control, RankNames names = {});
 
   /// Remembers a collective taken from the queue (already in `outstanding`), to announce.
-  void hold(std::uint64_t seq) { held_.push_back(seq); }
+  void hold(std::uint64_t seq) { held_.push_back(Held{seq, std::nullopt, 0}); }
   /// Forgets everything held (the engine failed or shut down).
   void drop_held() { held_.clear(); }
 
@@ -71,11 +71,17 @@ class Negotiator {
   ResponseCache cache_;
   Coordinator coordinator_;  // used on rank 0 only
   StallInspector stall_;
-  // Collectives in `outstanding` that are not yet in the coordinator's table, in sequence
-  // order: sent by cache index each cycle until released (messages.hpp); with the indices the
-  // last message carried.
-  std::deque<std::uint64_t> held_;
-  std::vector<std::uint32_t> held_indices_;
+  // A collective in `outstanding` that is not yet in the coordinator's table: sent by cache
+  // index each cycle until released (messages.hpp). The index is looked up once (hashing the
+  // whole fingerprint) and kept while the cache has evicted nothing since, as inserting never
+  // moves an entry: a tensor held over several cycles is not looked up again each cycle.
+  struct Held {
+    std::uint64_t seq = 0;
+    std::optional<std::uint32_t> index;
+    std::uint64_t looked_up_at = 0;  // cache_.evictions() then
+  };
+  // In sequence order; the indices of the last message are those of its first entries.
+  std::deque<Held> held_;
 };
 
 }  // namespace ringfuse::engine
