@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 
 #include <memory>
+#include <string>
 #include <vector>
 
 #include "engine/outstanding.hpp"
@@ -63,6 +64,29 @@ TEST(Outstanding, FindsByNumberAcrossGapsAndOutOfOrderCompletion) {
   const auto w9 = add(table, 9, "i");
   EXPECT_EQ(table.at(9).fp.name, "i");
   EXPECT_FALSE(table.contains(5));
+}
+
+TEST(Outstanding, ATableThatNeverEmptiesKeepsFindingEveryRequest) {
+  Outstanding table;
+  std::vector<std::shared_ptr<WorkState>> works;
+  std::uint64_t next = 1;
+  std::uint64_t oldest = 1;
+  for (int round = 0; round < 50; ++round) {
+    for (int i = 0; i < 30; ++i, ++next) works.push_back(add(table, next, std::to_string(next)));
+    // Complete all but the newest 10, newest first, holding a pointer to the oldest left.
+    const Request* keep = table.find(next - 10);
+    ASSERT_NE(keep, nullptr);
+    for (auto seq = next - 11; seq + 1 > oldest; --seq) table.complete(seq, nullptr);
+    oldest = next - 10;
+    EXPECT_EQ(keep->fp.name, std::to_string(next - 10));  // still valid after completions
+    for (auto seq = oldest; seq < next; ++seq) {
+      ASSERT_NE(table.find(seq), nullptr) << seq;
+      EXPECT_EQ(table.find(seq)->fp.name, std::to_string(seq));
+    }
+    EXPECT_FALSE(table.contains(oldest - 1));
+  }
+  for (std::uint64_t seq = 1; seq < oldest; ++seq) EXPECT_TRUE(works[seq - 1]->done) << seq;
+  for (auto seq = oldest; seq < next; ++seq) EXPECT_FALSE(works[seq - 1]->done) << seq;
 }
 
 TEST(Outstanding, FailAllCompletesEveryWorkWithTheError) {

@@ -4,15 +4,15 @@
 //
 // Sequence numbers are handed out consecutively (a join() only skips some), so the table is
 // a window of slots indexed by `seq - base`: a look-up is an index, not a tree walk, and a
-// request is moved in once instead of into a node of its own. This is on every tensor's path
-// several times a cycle (announce, release, execute, complete).
+// request is moved into a slot whose memory is reused, not into a node of its own. This is on
+// every tensor's path several times a cycle (announce, release, execute, complete).
 #pragma once
 
 #include <cstdint>
-#include <deque>
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <vector>
 
 #include "engine/request.hpp"
 
@@ -20,15 +20,25 @@ namespace ringfuse::engine {
 
 class Outstanding {
  public:
-  void add(Request request) {
+  void add(Request&& request) {
     const auto seq = request.seq;
-    if (live_ == 0) {
+    if (live_ == 0) {  // keeps the slots' memory: the steady state allocates nothing here
       slots_.clear();
+      head_ = 0;
       base_ = seq;
+    } else if (head_ >= kCompactAfter && head_ * 2 >= slots_.size()) {
+      // Only here, never in complete(): the executor holds pointers into the table while
+      // it completes a group, and add() runs when nobody does.
+      slots_.erase(slots_.begin(), slots_.begin() + static_cast<std::ptrdiff_t>(head_));
+      base_ += head_;
+      head_ = 0;
     }
-    if (seq < base_) {  // not expected (numbers only grow); keeps the window correct anyway
-      slots_.insert(slots_.begin(), base_ - seq, std::nullopt);
-      base_ = seq;
+    if (seq < base_ + head_) {  // not expected (numbers only grow); keeps the window correct
+      if (seq < base_) {
+        slots_.insert(slots_.begin(), base_ - seq, std::nullopt);
+        base_ = seq;
+      }
+      head_ = seq - base_;
     }
     const auto offset = seq - base_;
     if (offset == slots_.size()) {  // the usual case: the next number
@@ -57,24 +67,22 @@ class Outstanding {
   /// The sequence number of the request called `name` (name mode: names are unique among a
   /// rank's pending requests), or nullopt.
   std::optional<std::uint64_t> seq_named(const std::string& name) const {
-    for (const auto& slot : slots_) {
-      if (slot && slot->fp.name == name) return slot->seq;
+    for (auto i = head_; i < slots_.size(); ++i) {
+      if (slots_[i] && slots_[i]->fp.name == name) return slots_[i]->seq;
     }
     return std::nullopt;
   }
   bool empty() const { return live_ == 0; }
 
   /// Completes the Work of `seq` (nullptr: success) and forgets it; nothing if it is not here.
+  /// Pointers to other requests stay valid.
   void complete(std::uint64_t seq, const Error* error) {
     auto* slot = slot_of(seq);
     if (slot == nullptr || !*slot) return;
     auto work = std::move((*slot)->work);
     slot->reset();
     --live_;
-    while (!slots_.empty() && !slots_.front()) {
-      slots_.pop_front();
-      ++base_;
-    }
+    while (head_ < slots_.size() && !slots_[head_]) ++head_;
     work->complete(error);
   }
   /// Completes every Work with `error`.
@@ -83,17 +91,23 @@ class Outstanding {
       if (slot) slot->work->complete(&error);
     }
     slots_.clear();
+    head_ = 0;
     live_ = 0;
   }
 
  private:
+  // Completed slots at the front are dropped once there are this many (and they are at least
+  // half of the table), so that a table that never empties does not grow without end.
+  static constexpr std::size_t kCompactAfter = 64;
+
   std::optional<Request>* slot_of(std::uint64_t seq) {
-    if (seq < base_ || seq - base_ >= slots_.size()) return nullptr;
+    if (seq < base_ + head_ || seq - base_ >= slots_.size()) return nullptr;
     return &slots_[seq - base_];
   }
 
-  std::deque<std::optional<Request>> slots_;
+  std::vector<std::optional<Request>> slots_;
   std::uint64_t base_ = 0;  // the sequence number of slots_.front()
+  std::size_t head_ = 0;    // slots before this one are completed
   std::size_t live_ = 0;
 };
 
