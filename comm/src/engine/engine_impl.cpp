@@ -350,7 +350,7 @@ void EngineImpl::run() {
       const bool had_work = !taken.empty();
       const bool join = take(std::move(taken));
       const auto started = Clock::now();
-      const Cycle cycle = negotiator_.cycle(outstanding_, join, join_request_.has_value(),
+      Cycle cycle = negotiator_.cycle(outstanding_, join, join_request_.has_value(),
                                             queue_.stopping(), stop_requested_);
       const auto& response = cycle.response;
       if (timeline_.enabled() && (cycle.announced > 0 || !response.ready.empty())) {
@@ -370,6 +370,7 @@ void EngineImpl::run() {
       } else {
         idle_interval_ = std::min(kMaxIdleInterval, idle_interval_ * 2);
       }
+      negotiator_.recycle(std::move(cycle.response.ready));
     }
   } catch (const Error& error) {
     fail_everything(error);

@@ -1,5 +1,7 @@
 #include "engine/negotiator.hpp"
 
+#include <iterator>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -103,15 +105,25 @@ void Negotiator::release_held(const Outstanding& outstanding, CycleResponse& res
                          "index, but this rank holds {}",
                          names_.engine(), released, held_.size());
   }
-  response.ready.reserve(released);
-  for (std::uint32_t i = 0; i < released; ++i) {
-    ReadyEntry entry;  // (the index was sent in this cycle's message, so it is set)
-    entry.seq = held_.front().seq;
+  // The entries of an earlier cycle, assigned over: their fingerprints' names and shapes
+  // keep their memory (a training loop releases the same tensors every step).
+  std::vector<ReadyEntry> entries;
+  entries.swap(spare_ready_);
+  entries.resize(released);
+  for (auto& entry : entries) {
+    const auto& held = held_.front();
+    entry.seq = held.seq;
     entry.kind = ReadyEntry::Kind::cached;
-    entry.cache_index = *held_.front().index;
-    entry.fp = outstanding.at(entry.seq).fp;
-    response.ready.push_back(std::move(entry));
+    entry.cache_index = *held.index;  // sent in this cycle's message, so looked up
+    entry.fp = outstanding.at(held.seq).fp;
+    entry.dim0.clear();
+    entry.error.clear();
     held_.pop_front();
+  }
+  if (response.ready.empty()) {  // always, as the coordinator lists nothing else then
+    response.ready = std::move(entries);
+  } else {
+    std::move(entries.begin(), entries.end(), std::back_inserter(response.ready));
   }
 }
 

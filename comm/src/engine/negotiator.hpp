@@ -40,6 +40,9 @@ class Negotiator {
   void hold(std::uint64_t seq) { held_.push_back(Held{seq, std::nullopt, 0}); }
   /// Forgets everything held (the engine failed or shut down).
   void drop_held() { held_.clear(); }
+  /// Takes back a cycle's ready entries once they ran: the next cycle released the short way
+  /// refills them, reusing their strings' and vectors' memory instead of allocating per tensor.
+  void recycle(std::vector<ReadyEntry>&& ready) { spare_ready_ = std::move(ready); }
 
   /// Runs one cycle. `join`: this rank called join() this cycle; `join_pending`: its join()
   /// has not completed yet; `shutdown`: this rank's engine is being destroyed, since
@@ -82,6 +85,7 @@ class Negotiator {
   };
   // In sequence order; the indices of the last message are those of its first entries.
   std::deque<Held> held_;
+  std::vector<ReadyEntry> spare_ready_;  // recycle()
 };
 
 }  // namespace ringfuse::engine
