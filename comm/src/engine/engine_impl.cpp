@@ -12,6 +12,10 @@ namespace ringfuse::engine {
 namespace {
 
 constexpr std::chrono::microseconds kMaxIdleInterval{50'000};
+// After a cycle that ran collectives, the engine thread checks its queue this long (yielding
+// the CPU in between) before it sleeps: a training loop's next enqueue or flush() then finds
+// it awake instead of waking it through the scheduler (as Work::wait does for the caller).
+constexpr std::chrono::microseconds kSpinAfterWork{100};
 
 }  // namespace
 
@@ -339,6 +343,7 @@ Work EngineImpl::join() {
 // Engine thread
 
 void EngineImpl::run() {
+  bool ran_last_cycle = false;
   try {
     while (true) {
       const bool stopping = queue_.stopping();
@@ -346,12 +351,14 @@ void EngineImpl::run() {
       const bool active = world_busy_ || !outstanding_.empty() || join_request_.has_value();
       const auto wait = active ? config_.cycle_time : idle_interval_;
       auto taken = queue_.wait_and_take(config_.fusion_threshold, config_.cycle_time / 5,
-                                        config_.cycle_time, Clock::now() + wait);
+                                        config_.cycle_time, Clock::now() + wait,
+                                        ran_last_cycle ? kSpinAfterWork
+                                                       : std::chrono::microseconds{0});
       const bool had_work = !taken.empty();
       const bool join = take(std::move(taken));
       const auto started = Clock::now();
       Cycle cycle = negotiator_.cycle(outstanding_, join, join_request_.has_value(),
-                                            queue_.stopping(), stop_requested_);
+                                      queue_.stopping(), stop_requested_);
       const auto& response = cycle.response;
       if (timeline_.enabled() && (cycle.announced > 0 || !response.ready.empty())) {
         if (timeline_.marking_cycles()) {
@@ -370,6 +377,7 @@ void EngineImpl::run() {
       } else {
         idle_interval_ = std::min(kMaxIdleInterval, idle_interval_ * 2);
       }
+      ran_last_cycle = !response.ready.empty();
       negotiator_.recycle(std::move(cycle.response.ready));
     }
   } catch (const Error& error) {

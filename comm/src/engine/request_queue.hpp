@@ -23,10 +23,13 @@ class RequestQueue {
 
   /// Waits until a cycle should run: the queue is non-empty and (bytes >= threshold, flush
   /// requested, quiet for `quiet`, or the oldest request waited `max_wait`), or `deadline`
-  /// passed, or stop(). Returns the queued requests (possibly none).
+  /// passed, or stop(). Returns the queued requests (possibly none). For the first `spin` it
+  /// checks, yielding the CPU in between, instead of sleeping: a caller's push then finds the
+  /// engine thread awake, and no wake-up has to go through the scheduler.
   std::vector<Request> wait_and_take(std::size_t threshold, std::chrono::microseconds quiet,
                                      std::chrono::microseconds max_wait,
-                                     Clock::time_point deadline);
+                                     Clock::time_point deadline,
+                                     std::chrono::microseconds spin = {});
   /// The next sequence number to hand out; the engine moves it forward after a join.
   void advance_sequence(std::uint64_t next);
 
