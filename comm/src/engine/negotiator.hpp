@@ -42,7 +42,10 @@ class Negotiator {
   void drop_held() { held_.clear(); }
   /// Takes back a cycle's ready entries once they ran: the next cycle released the short way
   /// refills them, reusing their strings' and vectors' memory instead of allocating per tensor.
-  void recycle(std::vector<ReadyEntry>&& ready) { spare_ready_ = std::move(ready); }
+  /// Keeps the larger set, so that an idle cycle in between does not throw a step's away.
+  void recycle(std::vector<ReadyEntry>&& ready) {
+    if (ready.size() >= spare_ready_.size()) spare_ready_ = std::move(ready);
+  }
 
   /// Runs one cycle. `join`: this rank called join() this cycle; `join_pending`: its join()
   /// has not completed yet; `shutdown`: this rank's engine is being destroyed, since
