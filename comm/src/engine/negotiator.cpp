@@ -170,7 +170,7 @@ CycleResponse Negotiator::coordinate(CycleMessage message, Clock::time_point sto
     for (int peer = 1; peer < size_; ++peer) {
       if (!received[static_cast<std::size_t>(peer)]) silent.push_back(peer);
     }
-    abort = stall_.inspect(Clock::now(), coordinator_.waiting(), silent, cycle_started);
+    abort = inspect_stalls(silent, cycle_started);
     if (!abort && past_grace(stop_requested)) {
       throw core::rank_error(ErrorKind::peer_failure, names_(0),
                              "{}: shut down while {} had not taken part in the last "
@@ -181,9 +181,8 @@ CycleResponse Negotiator::coordinate(CycleMessage message, Clock::time_point sto
   CycleResponse response;
   if (!abort) {
     response = coordinator_.respond(Clock::now());
-    const auto waiting = coordinator_.waiting();
-    abort = stall_.inspect(Clock::now(), waiting, {}, Clock::now());
-    if (!abort) stall_.resolved(waiting);
+    abort = inspect_stalls({}, Clock::now());
+    if (!abort) stall_.resolved(coordinator_.waiting(false));
   }
   if (abort) {
     response = CycleResponse{};
@@ -193,6 +192,15 @@ CycleResponse Negotiator::coordinate(CycleMessage message, Clock::time_point sto
   const auto bytes = response.encode();
   for (int peer = 1; peer < size_; ++peer) control_.send(peer, bytes);
   return response;
+}
+
+std::optional<std::string> Negotiator::inspect_stalls(const std::vector<int>& silent,
+                                                      Clock::time_point cycle_started) {
+  // Every pending collective's description is formatted only when a warning or an abort
+  // shows it: this runs every cycle and every tick of waiting, over everything pending.
+  const auto now = Clock::now();
+  if (!stall_.due(now, coordinator_.waiting(false), silent, cycle_started)) return std::nullopt;
+  return stall_.inspect(now, coordinator_.waiting(), silent, cycle_started);
 }
 
 void Negotiator::update_cache(Cycle& cycle) {

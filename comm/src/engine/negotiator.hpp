@@ -61,6 +61,9 @@ class Negotiator {
   /// After a cycle answered the short way: moves the released collectives from held_ into
   /// response.ready, as the coordinator would have listed them.
   void release_held(const Outstanding& outstanding, CycleResponse& response);
+  /// The stall inspector's verdict on what the coordinator waits for (rank 0).
+  std::optional<std::string> inspect_stalls(const std::vector<int>& silent,
+                                            Clock::time_point cycle_started);
   /// Takes every released collective into the response cache, identically on every rank.
   void update_cache(Cycle& cycle);
 
