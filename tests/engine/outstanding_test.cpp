@@ -89,6 +89,19 @@ TEST(Outstanding, ATableThatNeverEmptiesKeepsFindingEveryRequest) {
   for (auto seq = oldest; seq < next; ++seq) EXPECT_FALSE(works[seq - 1]->done) << seq;
 }
 
+TEST(Outstanding, SeqsByNameListsThePendingRequestsOnly) {
+  Outstanding table;
+  add(table, 4, "w");
+  add(table, 5, "b");
+  add(table, 7, "a");
+  table.complete(5, nullptr);
+  const auto seqs = table.seqs_by_name();
+  EXPECT_EQ(seqs.size(), 2u);
+  EXPECT_EQ(seqs.at("w"), 4u);
+  EXPECT_EQ(seqs.at("a"), 7u);
+  EXPECT_EQ(seqs.count("b"), 0u);
+}
+
 TEST(Outstanding, FailAllCompletesEveryWorkWithTheError) {
   Outstanding table;
   std::vector<std::shared_ptr<WorkState>> works;

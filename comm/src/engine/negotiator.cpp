@@ -94,7 +94,18 @@ CycleMessage Negotiator::announce(const Outstanding& outstanding, bool join, boo
 }
 
 void Negotiator::resolve_names(const Outstanding& outstanding, CycleResponse& response) const {
-  for (auto& entry : response.ready) entry.seq = outstanding.seq_named(entry.fp.name).value_or(0);
+  if (response.ready.size() <= 1) {
+    for (auto& entry : response.ready) {
+      entry.seq = outstanding.seq_named(entry.fp.name).value_or(0);
+    }
+    return;
+  }
+  // One pass over the table, not one per released name (quadratic in a step's tensors).
+  const auto seqs = outstanding.seqs_by_name();
+  for (auto& entry : response.ready) {
+    const auto it = seqs.find(entry.fp.name);
+    entry.seq = it == seqs.end() ? 0 : it->second;
+  }
 }
 
 void Negotiator::release_held(const Outstanding& outstanding, CycleResponse& response) {

@@ -12,6 +12,8 @@
 #include <optional>
 #include <stdexcept>
 #include <string>
+#include <string_view>
+#include <unordered_map>
 #include <vector>
 
 #include "engine/request.hpp"
@@ -71,6 +73,17 @@ class Outstanding {
       if (slots_[i] && slots_[i]->fp.name == name) return slots_[i]->seq;
     }
     return std::nullopt;
+  }
+  /// Name mode: every pending request's sequence number by name, for resolving a whole
+  /// cycle's released names at once (seq_named() for each would scan the table each time).
+  /// The views point into the table: valid until it changes.
+  std::unordered_map<std::string_view, std::uint64_t> seqs_by_name() const {
+    std::unordered_map<std::string_view, std::uint64_t> seqs;
+    seqs.reserve(live_);
+    for (auto i = head_; i < slots_.size(); ++i) {
+      if (slots_[i]) seqs.emplace(slots_[i]->fp.name, slots_[i]->seq);
+    }
+    return seqs;
   }
   bool empty() const { return live_ == 0; }
 
