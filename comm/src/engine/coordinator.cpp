@@ -286,7 +286,7 @@ void Coordinator::release_by_name(CycleResponse& response) {
   }
 }
 
-std::vector<WaitingCollective> Coordinator::waiting() const {
+std::vector<WaitingCollective> Coordinator::waiting(bool described) const {
   std::vector<WaitingCollective> result = indexed_waiting_;
   const auto add = [&](std::uint64_t key, const Pending& pending) -> WaitingCollective& {
     result.push_back(WaitingCollective{key, {}, {}, {}, pending.since});
@@ -297,7 +297,7 @@ std::vector<WaitingCollective> Coordinator::waiting() const {
     for (int rank = 0; rank < size_; ++rank) {
       const auto& fp = by_rank[static_cast<std::size_t>(rank)];
       if (fp) {
-        if (item.description.empty()) item.description = fp->describe(true);
+        if (described && item.description.empty()) item.description = fp->describe(true);
         item.submitted.push_back(rank);
       } else if (!joined_[static_cast<std::size_t>(rank)]) {
         item.missing.push_back(rank);

@@ -35,8 +35,9 @@ class Coordinator {
   void receive(int rank, CycleMessage message, Clock::time_point now);
   /// The response to the cycle whose messages were all received.
   CycleResponse respond(Clock::time_point now);
-  /// The collectives waiting for some rank, for the stall inspector.
-  std::vector<WaitingCollective> waiting() const;
+  /// The collectives waiting for some rank, for the stall inspector; without `described`,
+  /// without their descriptions (formatting one costs more than the rest of a look at it).
+  std::vector<WaitingCollective> waiting(bool described = true) const;
 
  private:
   struct Pending {

@@ -12,6 +12,10 @@ namespace ringfuse::engine {
 namespace {
 
 constexpr std::chrono::microseconds kMaxIdleInterval{50'000};
+// After a cycle that ran collectives, the engine thread checks its queue this long (yielding
+// the CPU in between) before it sleeps: a training loop's next enqueue or flush() then finds
+// it awake instead of waking it through the scheduler (as Work::wait does for the caller).
+constexpr std::chrono::microseconds kSpinAfterWork{100};
 
 }  // namespace
 
@@ -92,7 +96,9 @@ void EngineImpl::check_tensor(const std::string& name, const TensorView& tensor)
   if (tensor.data == nullptr && tensor.numel() > 0) bad("data is null");
 }
 
-Work EngineImpl::submit(std::vector<Request> requests) {
+Work EngineImpl::submit(std::vector<Request> requests) { return submit(std::span(requests)); }
+
+Work EngineImpl::submit(std::span<Request> requests) {
   auto work = std::make_shared<WorkState>();
   work->remaining = static_cast<int>(requests.size());
   for (auto& request : requests) request.work = work;
@@ -110,7 +116,7 @@ Work EngineImpl::submit(std::vector<Request> requests) {
   return Work(work);
 }
 
-void EngineImpl::claim_names(const std::vector<Request>& requests, WorkState& work) {
+void EngineImpl::claim_names(std::span<const Request> requests, WorkState& work) {
   std::vector<std::string> names;
   for (const auto& request : requests) names.push_back(request.fp.name);
   {
@@ -137,7 +143,7 @@ void EngineImpl::release_names(const std::vector<std::string>& names) {
 }
 
 Work EngineImpl::allreduce(std::string name, TensorView tensor, AllreduceOptions options) {
-  return submit_one(allreduce_request(std::move(name), tensor, options));
+  return submit_one(allreduce_request(std::move(name), std::move(tensor), options));
 }
 
 Work EngineImpl::grouped_allreduce(std::string name, std::vector<TensorView> tensors,
@@ -153,7 +159,7 @@ Work EngineImpl::grouped_allreduce(std::string name, std::vector<TensorView> ten
   return submit(std::move(requests));
 }
 
-Request EngineImpl::allreduce_request(std::string name, const TensorView& tensor,
+Request EngineImpl::allreduce_request(std::string name, TensorView tensor,
                                       const AllreduceOptions& options) const {
   check_tensor(name, tensor);
   // Integers scale in f64 and truncate toward zero (Horovod's rule); a bool has no scale.
@@ -164,32 +170,29 @@ Request EngineImpl::allreduce_request(std::string name, const TensorView& tensor
   if (!is_defined(tensor.dtype, options.op)) {
     refuse(undefined_reduction(name, tensor.dtype, options.op));
   }
-  Request request = tensor_request(OpType::allreduce, std::move(name), tensor);
+  Request request = tensor_request(OpType::allreduce, std::move(name), std::move(tensor));
   request.fp.op = options.op;
   request.fp.prescale = options.prescale;
   request.fp.postscale = options.postscale;
-  request.fp.compression = (tensor.dtype == DataType::f32 || tensor.dtype == DataType::f64)
+  request.fp.compression = (request.fp.dtype == DataType::f32 ||
+                            request.fp.dtype == DataType::f64)
                                ? options.compression
                                : Compression::none;
   return request;
 }
 
-Request EngineImpl::tensor_request(OpType type, std::string name, const TensorView& tensor) {
+Request EngineImpl::tensor_request(OpType type, std::string name, TensorView tensor) {
   Request request;
   request.fp.op_type = type;
   request.fp.dtype = tensor.dtype;
-  request.fp.shape = tensor.shape;
+  request.fp.shape = std::move(tensor.shape);
   request.fp.name = std::move(name);
   request.fp.device = tensor.device;
   request.data = tensor.data;
   return request;
 }
 
-Work EngineImpl::submit_one(Request request) {
-  std::vector<Request> requests;
-  requests.push_back(std::move(request));
-  return submit(std::move(requests));
-}
+Work EngineImpl::submit_one(Request request) { return submit(std::span(&request, 1)); }
 
 std::string EngineImpl::member_name(const std::string& name, std::size_t index,
                                     std::size_t count) {
@@ -352,6 +355,7 @@ Work EngineImpl::join() {
 // Engine thread
 
 void EngineImpl::run() {
+  bool ran_last_cycle = false;
   try {
     while (true) {
       const bool stopping = queue_.stopping();
@@ -359,12 +363,14 @@ void EngineImpl::run() {
       const bool active = world_busy_ || !outstanding_.empty() || join_request_.has_value();
       const auto wait = active ? config_.cycle_time : idle_interval_;
       auto taken = queue_.wait_and_take(config_.fusion_threshold, config_.cycle_time / 5,
-                                        config_.cycle_time, Clock::now() + wait);
+                                        config_.cycle_time, Clock::now() + wait,
+                                        ran_last_cycle ? kSpinAfterWork
+                                                       : std::chrono::microseconds{0});
       const bool had_work = !taken.empty();
       const bool join = take(std::move(taken));
       const auto started = Clock::now();
-      const Cycle cycle = negotiator_.cycle(outstanding_, join, join_request_.has_value(),
-                                            queue_.stopping(), stop_requested_);
+      Cycle cycle = negotiator_.cycle(outstanding_, join, join_request_.has_value(),
+                                      queue_.stopping(), stop_requested_);
       const auto& response = cycle.response;
       if (timeline_.enabled() && (cycle.announced > 0 || !response.ready.empty())) {
         if (timeline_.marking_cycles()) {
@@ -383,6 +389,8 @@ void EngineImpl::run() {
       } else {
         idle_interval_ = std::min(kMaxIdleInterval, idle_interval_ * 2);
       }
+      ran_last_cycle = !response.ready.empty();
+      negotiator_.recycle(std::move(cycle.response.ready));
     }
   } catch (const Error& error) {
     fail_everything(error);
@@ -441,7 +449,12 @@ void EngineImpl::apply(const CycleResponse& response) {
     throw error;
   }
   world_busy_ = response.world_busy;
-  for (const auto& entry : response.ready) queue_.advance_sequence(entry.seq + 1);
+  // Once per cycle, not per entry: the queue's lock is the callers' too.
+  if (!response.ready.empty()) {
+    std::uint64_t next = 0;
+    for (const auto& entry : response.ready) next = std::max(next, entry.seq + 1);
+    queue_.advance_sequence(next);
+  }
   for (const auto& entry : response.ready) {
     if (entry.kind != ReadyEntry::Kind::error) continue;
     const auto error =

@@ -10,6 +10,7 @@
 #include <mutex>
 #include <optional>
 #include <set>
+#include <span>
 #include <string>
 #include <thread>
 #include <vector>
@@ -84,15 +85,17 @@ class EngineImpl final : public Engine {
  private:
   // Callers' side: validation and enqueueing.
   Work submit(std::vector<Request> requests);
+  /// submit() without building a vector (one allocation less per enqueued tensor).
+  Work submit(std::span<Request> requests);
   Work submit_one(Request request);
   /// Name mode: claims the requests' names until their Work completes, or refuses them when
   /// one is pending already (or appears twice among them).
-  void claim_names(const std::vector<Request>& requests, WorkState& work);
+  void claim_names(std::span<const Request> requests, WorkState& work);
   void release_names(const std::vector<std::string>& names);
   /// A request over `tensor`'s memory, fingerprinted by op type, dtype, shape and name.
-  static Request tensor_request(OpType type, std::string name, const TensorView& tensor);
+  static Request tensor_request(OpType type, std::string name, TensorView tensor);
   /// A checked all-reduce request with `options` in its fingerprint.
-  Request allreduce_request(std::string name, const TensorView& tensor,
+  Request allreduce_request(std::string name, TensorView tensor,
                             const AllreduceOptions& options) const;
   void check_tensor(const std::string& name, const TensorView& tensor) const;
   Request allgather_request(std::string name, const TensorView& input,

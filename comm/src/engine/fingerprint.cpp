@@ -1,5 +1,7 @@
 #include "engine/fingerprint.hpp"
 
+#include <bit>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -104,8 +106,13 @@ std::size_t Fingerprint::hash() const {
       static_cast<std::uint64_t>(op) << 16 | static_cast<std::uint64_t>(compression) << 24 |
       static_cast<std::uint64_t>(static_cast<std::uint32_t>(root)) << 32);
   mix(static_cast<std::uint64_t>(device));
-  mix(std::hash<double>{}(prescale));
-  mix(std::hash<double>{}(postscale));
+  // The scales' bits, not std::hash<double> (a call into the byte hash for each, per tensor
+  // per step); 0.0 and -0.0 compare equal, so they hash alike.
+  const auto bits = [](double value) {
+    return value == 0.0 ? std::uint64_t{0} : std::bit_cast<std::uint64_t>(value);
+  };
+  mix(bits(prescale));
+  mix(bits(postscale));
   mix(std::hash<std::string>{}(name));
   for (std::size_t i = rows_differ() ? 1 : 0; i < shape.size(); ++i) {
     mix(static_cast<std::uint64_t>(shape[i]));

@@ -1,5 +1,7 @@
 #include "engine/negotiator.hpp"
 
+#include <iterator>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -60,33 +62,50 @@ CycleMessage Negotiator::announce(const Outstanding& outstanding, bool join, boo
   message.busy = !outstanding.empty();
 
   // The short way when everything held is cached (never an allgather or uneven alltoall: the
-  // coordinator must collect every rank's dimension 0 or splits). Not in name mode: the short way relies on every rank
-  // holding the same collectives in the same order.
-  held_indices_.clear();
+  // coordinator must collect every rank's dimension 0 or splits). Not in name mode: the short
+  // way relies on every rank holding the same collectives in the same order.
   bool by_index = !join && !shutdown && !join_pending && match_ == MatchMode::sequence;
+  if (by_index) message.indices.reserve(held_.size());
   for (auto it = held_.begin(); by_index && it != held_.end(); ++it) {
-    if (const auto index = cache_.find(outstanding.at(*it).fp)) {
-      held_indices_.push_back(*index);
+    if (!it->index || it->looked_up_at != cache_.evictions()) {
+      it->index = cache_.find(outstanding.at(it->seq).fp);
+      it->looked_up_at = cache_.evictions();
+    }
+    if (it->index) {
+      message.indices.push_back(*it->index);
     } else {
       by_index = false;
     }
   }
   if (by_index) {
     message.indexed = true;
-    message.first_seq = held_.empty() ? 0 : held_.front();
-    message.indices = held_indices_;
+    message.first_seq = held_.empty() ? 0 : held_.front().seq;
     return message;
   }
-  for (const auto seq : held_) {
-    const auto& fp = outstanding.at(seq).fp;
-    message.entries.push_back(Announcement{seq, cache_.find(fp), fp});
+  message.indices.clear();
+  message.entries.reserve(held_.size());
+  for (const auto& held : held_) {
+    const auto& fp = outstanding.at(held.seq).fp;
+    const bool known = held.index && held.looked_up_at == cache_.evictions();
+    message.entries.push_back(Announcement{held.seq, known ? held.index : cache_.find(fp), fp});
   }
   held_.clear();
   return message;
 }
 
 void Negotiator::resolve_names(const Outstanding& outstanding, CycleResponse& response) const {
-  for (auto& entry : response.ready) entry.seq = outstanding.seq_named(entry.fp.name).value_or(0);
+  if (response.ready.size() <= 1) {
+    for (auto& entry : response.ready) {
+      entry.seq = outstanding.seq_named(entry.fp.name).value_or(0);
+    }
+    return;
+  }
+  // One pass over the table, not one per released name (quadratic in a step's tensors).
+  const auto seqs = outstanding.seqs_by_name();
+  for (auto& entry : response.ready) {
+    const auto it = seqs.find(entry.fp.name);
+    entry.seq = it == seqs.end() ? 0 : it->second;
+  }
 }
 
 void Negotiator::release_held(const Outstanding& outstanding, CycleResponse& response) {
@@ -97,15 +116,25 @@ void Negotiator::release_held(const Outstanding& outstanding, CycleResponse& res
                          "index, but this rank holds {}",
                          names_.engine(), released, held_.size());
   }
-  response.ready.reserve(released);
-  for (std::uint32_t i = 0; i < released; ++i) {
-    ReadyEntry entry;
-    entry.seq = held_.front();
+  // The entries of an earlier cycle, assigned over: their fingerprints' names and shapes
+  // keep their memory (a training loop releases the same tensors every step).
+  std::vector<ReadyEntry> entries;
+  entries.swap(spare_ready_);
+  entries.resize(released);
+  for (auto& entry : entries) {
+    const auto& held = held_.front();
+    entry.seq = held.seq;
     entry.kind = ReadyEntry::Kind::cached;
-    entry.cache_index = held_indices_[i];
-    entry.fp = outstanding.at(entry.seq).fp;
-    response.ready.push_back(std::move(entry));
+    entry.cache_index = *held.index;  // sent in this cycle's message, so looked up
+    entry.fp = outstanding.at(held.seq).fp;
+    entry.dim0.clear();
+    entry.error.clear();
     held_.pop_front();
+  }
+  if (response.ready.empty()) {  // always, as the coordinator lists nothing else then
+    response.ready = std::move(entries);
+  } else {
+    std::move(entries.begin(), entries.end(), std::back_inserter(response.ready));
   }
 }
 
@@ -152,7 +181,7 @@ CycleResponse Negotiator::coordinate(CycleMessage message, Clock::time_point sto
     for (int peer = 1; peer < size_; ++peer) {
       if (!received[static_cast<std::size_t>(peer)]) silent.push_back(peer);
     }
-    abort = stall_.inspect(Clock::now(), coordinator_.waiting(), silent, cycle_started);
+    abort = inspect_stalls(silent, cycle_started);
     if (!abort && past_grace(stop_requested)) {
       throw core::rank_error(ErrorKind::peer_failure, names_(0),
                              "{}: shut down while {} had not taken part in the last "
@@ -163,9 +192,8 @@ CycleResponse Negotiator::coordinate(CycleMessage message, Clock::time_point sto
   CycleResponse response;
   if (!abort) {
     response = coordinator_.respond(Clock::now());
-    const auto waiting = coordinator_.waiting();
-    abort = stall_.inspect(Clock::now(), waiting, {}, Clock::now());
-    if (!abort) stall_.resolved(waiting);
+    abort = inspect_stalls({}, Clock::now());
+    if (!abort) stall_.resolved(coordinator_.waiting(false));
   }
   if (abort) {
     response = CycleResponse{};
@@ -175,6 +203,15 @@ CycleResponse Negotiator::coordinate(CycleMessage message, Clock::time_point sto
   const auto bytes = response.encode();
   for (int peer = 1; peer < size_; ++peer) control_.send(peer, bytes);
   return response;
+}
+
+std::optional<std::string> Negotiator::inspect_stalls(const std::vector<int>& silent,
+                                                      Clock::time_point cycle_started) {
+  // Every pending collective's description is formatted only when a warning or an abort
+  // shows it: this runs every cycle and every tick of waiting, over everything pending.
+  const auto now = Clock::now();
+  if (!stall_.due(now, coordinator_.waiting(false), silent, cycle_started)) return std::nullopt;
+  return stall_.inspect(now, coordinator_.waiting(), silent, cycle_started);
 }
 
 void Negotiator::update_cache(Cycle& cycle) {

@@ -37,9 +37,15 @@ class Negotiator {
              std::unique_ptr<transport::Transport> control, RankNames names = {});
 
   /// Remembers a collective taken from the queue (already in `outstanding`), to announce.
-  void hold(std::uint64_t seq) { held_.push_back(seq); }
+  void hold(std::uint64_t seq) { held_.push_back(Held{seq, std::nullopt, 0}); }
   /// Forgets everything held (the engine failed or shut down).
   void drop_held() { held_.clear(); }
+  /// Takes back a cycle's ready entries once they ran: the next cycle released the short way
+  /// refills them, reusing their strings' and vectors' memory instead of allocating per tensor.
+  /// Keeps the larger set, so that an idle cycle in between does not throw a step's away.
+  void recycle(std::vector<ReadyEntry>&& ready) {
+    if (ready.size() >= spare_ready_.size()) spare_ready_ = std::move(ready);
+  }
 
   /// Runs one cycle. `join`: this rank called join() this cycle; `join_pending`: its join()
   /// has not completed yet; `shutdown`: this rank's engine is being destroyed, since
@@ -55,6 +61,9 @@ class Negotiator {
   /// After a cycle answered the short way: moves the released collectives from held_ into
   /// response.ready, as the coordinator would have listed them.
   void release_held(const Outstanding& outstanding, CycleResponse& response);
+  /// The stall inspector's verdict on what the coordinator waits for (rank 0).
+  std::optional<std::string> inspect_stalls(const std::vector<int>& silent,
+                                            Clock::time_point cycle_started);
   /// Takes every released collective into the response cache, identically on every rank.
   void update_cache(Cycle& cycle);
 
@@ -71,11 +80,18 @@ class Negotiator {
   ResponseCache cache_;
   Coordinator coordinator_;  // used on rank 0 only
   StallInspector stall_;
-  // Collectives in `outstanding` that are not yet in the coordinator's table, in sequence
-  // order: sent by cache index each cycle until released (messages.hpp); with the indices the
-  // last message carried.
-  std::deque<std::uint64_t> held_;
-  std::vector<std::uint32_t> held_indices_;
+  // A collective in `outstanding` that is not yet in the coordinator's table: sent by cache
+  // index each cycle until released (messages.hpp). The index is looked up once (hashing the
+  // whole fingerprint) and kept while the cache has evicted nothing since, as inserting never
+  // moves an entry: a tensor held over several cycles is not looked up again each cycle.
+  struct Held {
+    std::uint64_t seq = 0;
+    std::optional<std::uint32_t> index;
+    std::uint64_t looked_up_at = 0;  // cache_.evictions() then
+  };
+  // In sequence order; the indices of the last message are those of its first entries.
+  std::deque<Held> held_;
+  std::vector<ReadyEntry> spare_ready_;  // recycle()
 };
 
 }  // namespace ringfuse::engine

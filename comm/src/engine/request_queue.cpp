@@ -1,10 +1,12 @@
 #include "engine/request_queue.hpp"
 
+#include <sched.h>
+
 #include <algorithm>
 
 namespace ringfuse::engine {
 
-bool RequestQueue::push(std::vector<Request>& requests, std::size_t threshold) {
+bool RequestQueue::push(std::span<Request> requests, std::size_t threshold) {
   bool wake = false;
   {
     std::lock_guard lock(mutex_);
@@ -55,27 +57,34 @@ void RequestQueue::advance_sequence(std::uint64_t next) {
 std::vector<Request> RequestQueue::wait_and_take(std::size_t threshold,
                                                  std::chrono::microseconds quiet,
                                                  std::chrono::microseconds max_wait,
-                                                 Clock::time_point deadline) {
+                                                 Clock::time_point deadline,
+                                                 std::chrono::microseconds spin) {
   std::unique_lock lock(mutex_);
+  const auto spin_until = Clock::now() + spin;
   while (true) {
     const auto now = Clock::now();
     if (stop_ || now >= deadline) break;
+    auto due = deadline;
     if (!queue_.empty()) {
       if (flush_ || bytes_ >= threshold || queue_.back().join) break;
       const auto quiet_at = last_push_ + quiet;
       const auto oldest_at = queue_.front().enqueued + max_wait;
-      const auto due = std::min({quiet_at, oldest_at, deadline});
+      due = std::min({quiet_at, oldest_at, deadline});
       if (now >= due) break;
-      cv_.wait_until(lock, due);
-    } else {
-      cv_.wait_until(lock, deadline);
     }
+    if (now < spin_until) {
+      lock.unlock();
+      ::sched_yield();
+      lock.lock();
+      continue;
+    }
+    cv_.wait_until(lock, due);
   }
   flush_ = false;
   bytes_ = 0;
-  std::vector<Request> taken(std::make_move_iterator(queue_.begin()),
-                             std::make_move_iterator(queue_.end()));
-  queue_.clear();
+  std::vector<Request> taken;
+  taken.swap(queue_);
+  queue_.reserve(taken.size());  // the next step most likely enqueues as many
   return taken;
 }
 

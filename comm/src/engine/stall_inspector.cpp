@@ -44,6 +44,18 @@ std::string StallInspector::describe(Clock::time_point now,
   return fmt::format("{}", fmt::join(parts, "; "));
 }
 
+bool StallInspector::due(Clock::time_point now, const std::vector<WaitingCollective>& waiting,
+                         const std::vector<int>& silent, Clock::time_point cycle_started) const {
+  // The same decisions as inspect() makes, without its side effects.
+  if (!silent.empty() && now - cycle_started >= abort_) return true;
+  if (!silent.empty() && now - cycle_started >= warning_ && !warned_silent_) return true;
+  return std::any_of(waiting.begin(), waiting.end(), [&](const WaitingCollective& item) {
+    return !item.missing.empty() &&
+           (now - item.since >= abort_ ||
+            (now - item.since >= warning_ && warned_.count(item.seq) == 0));
+  });
+}
+
 std::optional<std::string> StallInspector::inspect(Clock::time_point now,
                                                    const std::vector<WaitingCollective>& waiting,
                                                    const std::vector<int>& silent,

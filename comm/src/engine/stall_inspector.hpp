@@ -37,6 +37,10 @@ class StallInspector {
                                      const std::vector<WaitingCollective>& waiting,
                                      const std::vector<int>& silent,
                                      Clock::time_point cycle_started);
+  /// Whether inspect() would warn or abort now; needs no descriptions in `waiting`, so that a
+  /// caller formats them only when they are shown.
+  bool due(Clock::time_point now, const std::vector<WaitingCollective>& waiting,
+           const std::vector<int>& silent, Clock::time_point cycle_started) const;
   /// Forget warned stalls that resolved (call after each completed cycle).
   void resolved(const std::vector<WaitingCollective>& still_waiting);
 

@@ -1,0 +1,85 @@
+// The hand-off between callers and the engine thread (comm/src/engine/request_queue.hpp),
+// with real threads: whatever the engine thread's wait policy (checking for a while before it
+// sleeps, or sleeping at once), a push, a flush and a stop end its wait, and a quiet queue
+// waits for its timer.
+#include <gtest/gtest.h>
+
+#include <chrono>
+#include <string>
+#include <thread>
+#include <vector>
+
+#include "engine/request_queue.hpp"
+
+namespace {
+
+using namespace std::chrono_literals;
+using ringfuse::engine::Clock;
+using ringfuse::engine::Request;
+using ringfuse::engine::RequestQueue;
+
+constexpr std::size_t kThreshold = 1 << 20;
+
+bool push_one(RequestQueue& queue, std::int64_t elements = 1) {
+  std::vector<Request> requests(1);
+  requests.front().fp.shape = {elements};
+  return queue.push(requests, kThreshold);
+}
+
+class RequestQueueWait : public ::testing::TestWithParam<std::chrono::microseconds> {};
+
+TEST_P(RequestQueueWait, FlushFromAnotherThreadEndsTheWaitWithTheRequests) {
+  RequestQueue queue;
+  std::thread caller([&] {
+    std::this_thread::sleep_for(20ms);
+    ASSERT_TRUE(push_one(queue));
+    ASSERT_TRUE(push_one(queue));
+    queue.flush();
+  });
+  // A quiet timer and deadline far away: only the flush ends this wait.
+  const auto taken = queue.wait_and_take(kThreshold, 60s, 60s, Clock::now() + 60s, GetParam());
+  caller.join();
+  ASSERT_EQ(taken.size(), 2u);
+  EXPECT_EQ(taken[0].seq, 1u);
+  EXPECT_EQ(taken[1].seq, 2u);
+}
+
+TEST_P(RequestQueueWait, QuietQueueRunsWhenItsTimerEnds) {
+  RequestQueue queue;
+  ASSERT_TRUE(push_one(queue));
+  const auto taken = queue.wait_and_take(kThreshold, 30ms, 60s, Clock::now() + 60s, GetParam());
+  EXPECT_EQ(taken.size(), 1u);
+}
+
+TEST_P(RequestQueueWait, ThresholdReachedEndsTheWait) {
+  RequestQueue queue;
+  std::thread caller([&] {
+    std::this_thread::sleep_for(20ms);
+    ASSERT_TRUE(push_one(queue, kThreshold / 4));  // 4-byte elements: the threshold
+  });
+  const auto taken = queue.wait_and_take(kThreshold, 60s, 60s, Clock::now() + 60s, GetParam());
+  caller.join();
+  EXPECT_EQ(taken.size(), 1u);
+}
+
+TEST_P(RequestQueueWait, EmptyQueueReturnsNothingAtTheDeadlineAndAtStop) {
+  RequestQueue queue;
+  EXPECT_TRUE(queue.wait_and_take(kThreshold, 1ms, 1ms, Clock::now() + 20ms, GetParam()).empty());
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(20ms);
+    queue.stop();
+  });
+  EXPECT_TRUE(queue.wait_and_take(kThreshold, 60s, 60s, Clock::now() + 60s, GetParam()).empty());
+  stopper.join();
+  EXPECT_FALSE(push_one(queue));
+}
+
+INSTANTIATE_TEST_SUITE_P(Engine, RequestQueueWait,
+                         ::testing::Values(std::chrono::microseconds{0},
+                                           std::chrono::microseconds{100},
+                                           std::chrono::microseconds{200'000}),
+                         [](const auto& info) {
+                           return "spin" + std::to_string(info.param.count()) + "us";
+                         });
+
+}  // namespace
