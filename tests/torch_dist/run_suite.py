@@ -12,6 +12,7 @@ Needs ringfuse on PYTHONPATH for --backend ringfuse (CTest sets it to the build'
 
 import argparse
 import os
+import re
 import sys
 import time
 import unittest
@@ -41,13 +42,21 @@ class RecordingResult(unittest.TextTestResult):
         super().addSkip(test, reason)
         self._record(test, "skipped", reason)
 
+    @staticmethod
+    def _cause(err):
+        """The rank's own exception line when the error carries a rank's traceback (the suite
+        reports "Process 1 exited with error code 10 and exception:" and the traceback)."""
+        lines = [line.strip() for line in str(err[1]).splitlines() if line.strip()]
+        raised = [line for line in lines if re.match(r"^[\w.]+(Error|Exception): ", line)]
+        return (raised or lines or [err[0].__name__])[-1]
+
     def addFailure(self, test, err):
         super().addFailure(test, err)
-        self._record(test, "failed", str(err[1]).splitlines()[0] if str(err[1]) else "")
+        self._record(test, "failed", self._cause(err))
 
     def addError(self, test, err):
         super().addError(test, err)
-        self._record(test, "failed", f"{err[0].__name__}: {str(err[1]).splitlines()[0] if str(err[1]) else ''}")
+        self._record(test, "failed", self._cause(err))
 
     def addExpectedFailure(self, test, err):
         super().addExpectedFailure(test, err)
