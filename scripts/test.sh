@@ -23,4 +23,6 @@ fi
 "$root/scripts/extract-from-deb.sh" prometheus usr/bin/promtool "$build_dir/tools"
 
 cd "$build_dir"
-ctest --output-on-failure -j "${RINGFUSE_TEST_JOBS:-2}" --timeout 600
+# torch-dist-full: PyTorch's distributed suite on gloo and at N = 3 (tests/torch_dist), about
+# ten minutes each; `ctest -L torch-dist` runs them.
+ctest --output-on-failure -j "${RINGFUSE_TEST_JOBS:-2}" --timeout 600 -LE torch-dist-full

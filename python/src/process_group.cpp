@@ -179,6 +179,9 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
 
   c10::intrusive_ptr<::c10d::Work> allreduce(std::vector<at::Tensor>& tensors,
                                              const ::c10d::AllreduceOptions& opts) override {
+    if (tensors.size() == 1 && tensors[0].defined() && tensors[0].is_sparse()) {
+      return sparse_allreduce(tensors[0], opts);
+    }
     auto tensor = single("allreduce", tensors);
     const auto op = reduce_op("allreduce", opts.reduceOp);
     const auto type = reducible("allreduce", tensor);
@@ -187,6 +190,45 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       context_->allreduce(buffer.data_ptr(), buffer.numel(), type, op);
       copy_back(buffer, tensor);
     });
+  }
+
+  // A sparse COO tensor (as from nn.Embedding(sparse=True)): every rank's indices and values
+  // are gathered to all (their counts differ) and summed into one coalesced tensor, as Gloo does.
+  c10::intrusive_ptr<::c10d::Work> sparse_allreduce(const at::Tensor& tensor,
+                                                    const ::c10d::AllreduceOptions& opts) {
+    if (!tensor.device().is_cpu()) check_cpu("allreduce", tensor);  // says which device
+    if (opts.reduceOp.op_ != ::c10d::ReduceOp::SUM) {
+      refuse("allreduce", "a sparse tensor can only be reduced with SUM");
+    }
+    return enqueue(::c10d::OpType::ALLREDUCE, describe("sparse allreduce", tensor), {tensor},
+                   [=, this] {
+                     auto input = tensor.coalesce();
+                     check_same_sparse_layout(input);
+                     // [nnz, sparse_dim] rows, so the ranks' blocks concatenate along nnz.
+                     auto indices = input._indices().t().contiguous();
+                     auto values = input._values().contiguous();
+                     std::vector<int64_t> nnz(getSize());
+                     const int64_t own_nnz = input._nnz();
+                     context_->allgather(&own_nnz, nnz.data(), 1, DataType::i64);
+                     const auto total = std::accumulate(nnz.begin(), nnz.end(), int64_t{0});
+                     auto all_indices = at::empty({total, input.sparse_dim()}, indices.options());
+                     auto value_sizes = values.sizes().vec();
+                     value_sizes[0] = total;
+                     auto all_values = at::empty(value_sizes, values.options());
+                     std::vector<std::size_t> index_counts, value_bytes;
+                     for (const auto n : nnz) {
+                       index_counts.push_back(static_cast<std::size_t>(n * input.sparse_dim()));
+                       value_bytes.push_back(static_cast<std::size_t>(
+                           n * dense_row_elements(input) * values.element_size()));
+                     }
+                     context_->allgatherv(indices.data_ptr(), all_indices.data_ptr(),
+                                          index_counts, DataType::i64);
+                     context_->allgatherv(values.data_ptr(), all_values.data_ptr(), value_bytes,
+                                          DataType::u8);
+                     auto sum = at::sparse_coo_tensor(all_indices.t(), all_values, input.sizes())
+                                    .coalesce();
+                     tensor.copy_(sum);
+                   });
   }
 
   c10::intrusive_ptr<::c10d::Work> allreduce_coalesced(
@@ -552,6 +594,32 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       auto bytes = recv.narrow(0, r * static_cast<int64_t>(send.nbytes()),
                                static_cast<int64_t>(send.nbytes()));
       outputs[r].copy_(bytes.view(input.scalar_type()).view(outputs[r].sizes()));
+    }
+  }
+
+  static int64_t dense_row_elements(const at::Tensor& sparse) {
+    int64_t elements = 1;
+    for (int64_t d = sparse.sparse_dim(); d < sparse.dim(); ++d) elements *= sparse.size(d);
+    return elements;
+  }
+
+  // Every rank must hold a sparse tensor of the same shape, split and dtype: compared through
+  // an allgather of a fingerprint, so a mismatch fails on every rank instead of mixing data.
+  void check_same_sparse_layout(const at::Tensor& sparse) {
+    int64_t fingerprint = static_cast<int64_t>(sparse.scalar_type()) * 1000003 +
+                          sparse.sparse_dim() * 1009 + sparse.dim();
+    for (const auto size : sparse.sizes()) fingerprint = fingerprint * 31 + size;
+    std::vector<int64_t> all(getSize());
+    context_->allgather(&fingerprint, all.data(), 1, DataType::i64);
+    for (int r = 0; r < getSize(); ++r) {
+      if (all[r] != fingerprint) {
+        throw core::error_at(ErrorKind::invalid_argument, getRank(), r,
+                             "ProcessGroup ringfuse: sparse allreduce: rank {}'s tensor differs "
+                             "from this rank's {} {} (shape, sparse dimensions or dtype); every "
+                             "rank must pass the same kind of sparse tensor",
+                             r, c10::toString(sparse.scalar_type()),
+                             c10::str(sparse.sizes()));
+      }
     }
   }
 

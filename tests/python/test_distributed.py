@@ -167,6 +167,29 @@ def test_reduce_gather_scatter():
     assert torch.equal(output, data(rank) * 3)
 
 
+def sparse_rows(rank, size):
+    """Rank r holds r + 1 rows of a (size + 1) x 2 matrix, row 0 on every rank and its last
+    row twice (uncoalesced), so the ranks' nnz differ and their indices overlap."""
+    rows = list(range(rank + 1)) + [rank]
+    values = torch.tensor([[float(rank + 1), float(i)] for i in range(len(rows))])
+    return torch.sparse_coo_tensor(torch.tensor([rows]), values, (size + 1, 2))
+
+
+def test_sparse_all_reduce_sums_every_rank_rows():
+    rank, size = ranks()
+    tensor = sparse_rows(rank, size)
+    dist.all_reduce(tensor)
+    expected = sum(sparse_rows(r, size).to_dense() for r in range(size))
+    assert tensor.is_sparse
+    torch.testing.assert_close(tensor.to_dense(), expected)
+
+
+def test_sparse_all_reduce_refuses_other_ops():
+    rank, size = ranks()
+    with pytest.raises(RuntimeError, match="sparse tensor can only be reduced with SUM"):
+        dist.all_reduce(sparse_rows(rank, size), op=dist.ReduceOp.MAX)
+
+
 def test_barrier_ignores_device_ids_on_cpu():
     dist.barrier()
     # torch's dist.barrier() refuses device_ids for every backend but NCCL before calling the
