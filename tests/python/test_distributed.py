@@ -5,9 +5,7 @@ Runs under `ringfuse-run -np N` with RINGFUSE_TEST_C10D=1 (CTest: python_distrib
 plain python_pytest runs skip it, since their ranks already hold a world of their own. The
 group bootstraps from a file:// store named after the job, as any init_method would."""
 
-import datetime
 import os
-import tempfile
 
 import pytest
 import torch
@@ -20,17 +18,10 @@ import torch.distributed as dist  # noqa: E402
 from torch._C._distributed_c10d import BarrierOptions  # noqa: E402
 
 import ringfuse.distributed  # noqa: E402,F401  (registers the backend)
+from conftest import c10d_world  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def group():
-    path = os.path.join(tempfile.gettempdir(),
-                        f"ringfuse-c10d-{os.environ['RINGFUSE_JOB_ID']}-collectives")
-    dist.init_process_group("ringfuse", init_method=f"file://{path}",
-                            rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
-                            timeout=datetime.timedelta(seconds=60))
-    yield
-    dist.destroy_process_group()
+group = c10d_world("ringfuse", "collectives")
 
 
 def ranks():

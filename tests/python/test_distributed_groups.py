@@ -4,9 +4,7 @@ used beside the world group, checked against references computed here.
 Runs under `ringfuse-run -np N` with RINGFUSE_TEST_C10D=1 (CTest: python_distributed_np*), like
 test_distributed.py; the world group bootstraps from a file:// store of its own."""
 
-import datetime
 import os
-import tempfile
 
 import pytest
 import torch
@@ -18,17 +16,10 @@ if not os.environ.get("RINGFUSE_TEST_C10D"):
 import torch.distributed as dist  # noqa: E402
 
 import ringfuse.distributed  # noqa: E402,F401  (registers the backend)
+from conftest import c10d_world  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def world():
-    path = os.path.join(tempfile.gettempdir(),
-                        f"ringfuse-c10d-{os.environ['RINGFUSE_JOB_ID']}-groups")
-    dist.init_process_group("ringfuse", init_method=f"file://{path}",
-                            rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
-                            timeout=datetime.timedelta(seconds=60))
-    yield
-    dist.destroy_process_group()
+world = c10d_world("ringfuse", "groups")
 
 
 def data(rank, n=10, dtype=torch.float32):

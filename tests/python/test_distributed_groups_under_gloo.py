@@ -3,9 +3,7 @@ Ringfuse, the world on gloo, interleaved.
 
 Runs under `ringfuse-run -np N` with RINGFUSE_TEST_C10D=1 (CTest: python_distributed_np*)."""
 
-import datetime
 import os
-import tempfile
 
 import pytest
 import torch
@@ -17,17 +15,10 @@ if not os.environ.get("RINGFUSE_TEST_C10D"):
 import torch.distributed as dist  # noqa: E402
 
 import ringfuse.distributed  # noqa: E402,F401  (registers the backend)
+from conftest import c10d_world  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def world():
-    path = os.path.join(tempfile.gettempdir(),
-                        f"ringfuse-c10d-{os.environ['RINGFUSE_JOB_ID']}-gloo-world")
-    dist.init_process_group("gloo", init_method=f"file://{path}",
-                            rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
-                            timeout=datetime.timedelta(seconds=60))
-    yield
-    dist.destroy_process_group()
+world = c10d_world("gloo", "gloo-world")
 
 
 def data(rank, n=10):

@@ -5,7 +5,6 @@ Runs under `ringfuse-run -np N` with RINGFUSE_TEST_C10D=1 (CTest: python_distrib
 
 import datetime
 import os
-import tempfile
 
 import pytest
 import torch
@@ -17,17 +16,10 @@ if not os.environ.get("RINGFUSE_TEST_C10D"):
 import torch.distributed as dist  # noqa: E402
 
 import ringfuse.distributed  # noqa: E402,F401  (registers the backend)
+from conftest import c10d_world  # noqa: E402
 
 
-@pytest.fixture(scope="module", autouse=True)
-def world():
-    path = os.path.join(tempfile.gettempdir(),
-                        f"ringfuse-c10d-{os.environ['RINGFUSE_JOB_ID']}-p2p")
-    dist.init_process_group("ringfuse", init_method=f"file://{path}",
-                            rank=int(os.environ["RANK"]), world_size=int(os.environ["WORLD_SIZE"]),
-                            timeout=datetime.timedelta(seconds=60))
-    yield
-    dist.destroy_process_group()
+world = c10d_world("ringfuse", "p2p")
 
 
 def payload(sender, n=5, tag=0, dtype=torch.float32):
