@@ -34,6 +34,7 @@
 #include "p2p/channel.hpp"
 #include "p2p/shm_pipe.hpp"
 #include "ringfuse/error.hpp"
+#include "transport/global_ranks.hpp"
 #include "transport/socket.hpp"
 
 namespace ringfuse::p2p {
@@ -62,6 +63,9 @@ struct MessengerOptions {
   /// How long a waiting rank spins on its pipes before it sleeps in poll().
   std::chrono::microseconds spin{200};
   std::string purpose = "point-to-point";          // in error messages
+  /// The global rank behind each rank of this world (a child Context's): errors and log lines
+  /// name those, as every other message of a child does. Empty: ranks are global.
+  transport::GlobalRanks global_ranks;
 };
 
 using OpId = std::uint64_t;
@@ -86,6 +90,9 @@ class Messenger final : public Channel {
   Messenger& operator=(const Messenger&) = delete;
 
   int rank() const { return options_.rank; }
+  /// This rank's, and `peer`'s, global rank: what messages name.
+  int me() const { return options_.global_ranks(options_.rank); }
+  int global(int peer) const { return options_.global_ranks(peer); }
   int size() const { return options_.size; }
 
   /// Checks the arguments (throws invalid_argument naming them) and posts the op; nothing
