@@ -17,6 +17,7 @@
 #include "core/errors.hpp"
 #include "p2p/acceptor.hpp"
 #include "p2p/handshake.hpp"
+#include "rendezvous/all_gather.hpp"
 
 namespace ringfuse::p2p {
 namespace {
@@ -106,7 +107,7 @@ struct Messenger::Message {
 };
 
 Messenger::Messenger(rendezvous::Store* store, MessengerOptions options)
-    : options_(std::move(options)), store_(store) {
+    : options_(std::move(options)) {
   const auto n = static_cast<std::size_t>(options_.size);
   out_.resize(n);
   in_.resize(n);
@@ -121,12 +122,24 @@ Messenger::Messenger(rendezvous::Store* store, MessengerOptions options)
         Identity{options_.rank, options_.size, options_.job_id, options_.secret,
                  options_.purpose, options_.global_ranks},
         options_.user_timeout);
-    store_->set(fmt::format("{}addr/{}", options_.key_prefix, options_.rank),
-               fmt::format("{}:{}", options_.advertise_host, acceptor_->port()));
   } catch (const std::system_error& e) {
     throw core::rank_error(ErrorKind::system, me(),
                            "{}: cannot listen on {}: {}; check RINGFUSE_HOST_ADDR",
                            options_.purpose, options_.advertise_host, e.what());
+  }
+  // Every peer's address now, while every rank builds its messenger: a send never reads the
+  // store, so it never waits on a store client another thread of this rank holds.
+  const auto key = options_.key_prefix + "addr";
+  try {
+    addresses_ = rendezvous::all_gather(
+        *store, key, fmt::format("{}:{}", options_.advertise_host, acceptor_->port()),
+        options_.rank, options_.size, options_.connect_timeout);
+  } catch (const Error& e) {
+    throw core::rank_error(e.kind(), me(),
+                           "{}: not every rank published its point-to-point address within {} "
+                           "({}/<rank>): {}; does every rank create its Context (and engine) "
+                           "alike?",
+                           options_.purpose, seconds(options_.connect_timeout), key, e.what());
   }
 }
 
@@ -295,10 +308,8 @@ Messenger::Link& Messenger::outgoing(int peer) {
 }
 
 void Messenger::start_connect(int peer) {
-  const std::string key = fmt::format("{}addr/{}", options_.key_prefix, peer);
-  std::string address;
+  const std::string& address = addresses_[static_cast<std::size_t>(peer)];
   try {
-    address = store_->get(key, options_.connect_timeout);
     const auto colon = address.rfind(':');
     const std::string host = address.substr(0, colon);
     const auto port = static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1)));
@@ -316,11 +327,8 @@ void Messenger::start_connect(int peer) {
     spdlog::debug("rank {}: {}: connected to rank {} over {}", me(), options_.purpose,
                   global(peer), link->pipe ? "shared memory" : "tcp");
     out_[peer] = std::move(link);
-  } catch (const Error& e) {
-    if (!address.empty()) throw;  // the handshake's own error
-    throw core::error_at(ErrorKind::timeout, me(), global(peer),
-                         "{}: rank {} never published its address ({}): {}", options_.purpose,
-                         global(peer), key, e.what());
+  } catch (const Error&) {
+    throw;  // the handshake's own error, attributed already
   } catch (const std::exception& e) {
     throw core::error_at(ErrorKind::peer_failure, me(), global(peer),
                          "{}: cannot connect to rank {} at {}: {}; is it still running?",

@@ -1,6 +1,7 @@
 // Tagged point-to-point messages between the ranks of one world, on connections of their own
 // (never those of a collective), made lazily and pairwise on first use, as NCCL does for p2p:
-//  - every rank listens on one socket, advertised in the store at construction (one key);
+//  - every rank listens on one socket, advertised in the store at construction (one key),
+//    and reads every peer's address then (one all-gather): sends never touch the store;
 //  - the SENDER connects on its first message to a peer and both sides prove the job secret
 //    (handshake.hpp); the receiver's acceptor thread answers at once (acceptor.hpp), so a
 //    first send never waits for the receiver to enter a p2p call. Each connection carries
@@ -79,9 +80,10 @@ struct Completion {
 
 class Messenger final : public Channel {
  public:
-  /// Listens and publishes this rank's address under key_prefix + "addr/<rank>" in `store`
-  /// (which must outlive the messenger; null only in a world of one). Connects nothing:
-  /// connections are made by the first send to each peer.
+  /// Listens, publishes this rank's address under key_prefix + "addr/<rank>" in `store` and
+  /// reads every peer's (collective: waits up to connect_timeout for every rank's messenger;
+  /// `store` may be null only in a world of one, and is not used after construction).
+  /// Connects nothing: connections are made by the first send to each peer.
   Messenger(rendezvous::Store* store, MessengerOptions options);
   /// Tells every peer it connected to that it leaves in order, so their receives report an
   /// orderly exit rather than a crash; then closes every connection.
@@ -149,7 +151,7 @@ class Messenger final : public Channel {
   std::string describe_recv(const RecvOp& op) const;
 
   MessengerOptions options_;
-  rendezvous::Store* store_;
+  std::vector<std::string> addresses_;  // by peer: "host:port" of its listener
   std::unique_ptr<Acceptor> acceptor_;  // null in a world of one
   std::vector<std::unique_ptr<Link>> out_;  // by peer: connections this rank made (sends)
   std::vector<std::unique_ptr<Link>> in_;   // by peer: connections peers made (receives)
