@@ -1,6 +1,7 @@
 #include "p2p/messenger.hpp"
 
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -56,6 +57,54 @@ std::string seconds(std::chrono::milliseconds ms) {
 }
 
 std::string tag_text(int tag) { return tag == kAnyTag ? "any tag" : fmt::format("tag {}", tag); }
+
+// When this host's ranks outnumber the CPUs they may use, the peer a rank waits for is
+// usually not running: spinning only delays it, so a waiting rank yields a few times instead
+// and then sleeps (the shared-memory transport's policy, shm_transport.cpp).
+constexpr int kOversubscribedYields = 8;
+
+/// The CPUs this process may run on, as "0,1,5".
+std::string allowed_cpus() {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  std::string text;
+  if (::sched_getaffinity(0, sizeof(cpus), &cpus) != 0) return text;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (!CPU_ISSET(cpu, &cpus)) continue;
+    if (!text.empty()) text += ',';
+    text += std::to_string(cpu);
+  }
+  return text;
+}
+
+/// A peer's published "<cpus>;<host>:<port>", split.
+std::pair<std::string, std::string> split_published(const std::string& value) {
+  const auto at = value.find(';');
+  if (at == std::string::npos) return {std::string(), value};
+  return {value.substr(0, at), value.substr(at + 1)};
+}
+
+/// Whether the ranks that advertise this rank's host outnumber the CPUs they may use between
+/// them (each rank's own mask may be one CPU: only the union tells).
+bool host_oversubscribed(const std::vector<std::string>& published, const std::string& host) {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  int ranks_here = 0;
+  for (const auto& value : published) {
+    const auto [cpu_list, address] = split_published(value);
+    if (address.substr(0, address.rfind(':')) != host) continue;
+    ++ranks_here;
+    std::size_t at = 0;
+    while (at < cpu_list.size()) {
+      const auto comma = cpu_list.find(',', at);
+      const int cpu = std::atoi(cpu_list.substr(at, comma - at).c_str());
+      if (cpu >= 0 && cpu < CPU_SETSIZE) CPU_SET(cpu, &cpus);
+      if (comma == std::string::npos) break;
+      at = comma + 1;
+    }
+  }
+  return CPU_COUNT(&cpus) > 0 && ranks_here > CPU_COUNT(&cpus);
+}
 
 }  // namespace
 
@@ -129,11 +178,15 @@ Messenger::Messenger(rendezvous::Store* store, MessengerOptions options)
   }
   // Every peer's address now, while every rank builds its messenger: a send never reads the
   // store, so it never waits on a store client another thread of this rank holds.
+  // The CPUs each rank may use travel along, to choose how a waiting rank waits.
   const auto key = options_.key_prefix + "addr";
   try {
-    addresses_ = rendezvous::all_gather(
-        *store, key, fmt::format("{}:{}", options_.advertise_host, acceptor_->port()),
+    const auto published = rendezvous::all_gather(
+        *store, key,
+        fmt::format("{};{}:{}", allowed_cpus(), options_.advertise_host, acceptor_->port()),
         options_.rank, options_.size, options_.connect_timeout);
+    for (const auto& value : published) addresses_.push_back(split_published(value).second);
+    oversubscribed_ = host_oversubscribed(published, options_.advertise_host);
   } catch (const Error& e) {
     throw core::rank_error(e.kind(), me(),
                            "{}: not every rank published its point-to-point address within {} "
@@ -816,7 +869,12 @@ void Messenger::progress(std::chrono::microseconds wait, std::vector<Completion>
     // Shared-memory rings have no file descriptor: spin on them a little (a message between
     // two cores takes well under a microsecond), then announce the sleep in each pipe, look
     // once more, and sleep in poll() until a doorbell, a socket or the timeout.
-    if (has_pipes()) {
+    if (has_pipes() && oversubscribed_) {
+      for (int i = 0; i < kOversubscribedYields && done.size() == before && busy(); ++i) {
+        ::sched_yield();
+        step(done, false);
+      }
+    } else if (has_pipes()) {
       const auto spin_until = Clock::now() + options_.spin;
       for (unsigned i = 0; done.size() == before && busy(); ++i) {
         step(done, false);

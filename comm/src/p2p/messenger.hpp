@@ -61,7 +61,9 @@ struct MessengerOptions {
   /// Single-copy messages of at least this many bytes are copied by both sides at once when
   /// the sender proved it can also write the receiver's memory (ShmPipe::copy_together).
   std::size_t copy_together_min = std::size_t{1} << 20;
-  /// How long a waiting rank spins on its pipes before it sleeps in poll().
+  /// How long a waiting rank spins on its pipes before it sleeps in poll(), when every rank
+  /// of its host has a CPU of its own; when they outnumber their CPUs (agreed at
+  /// construction) it yields a few times instead of spinning.
   std::chrono::microseconds spin{200};
   std::string purpose = "point-to-point";          // in error messages
   /// The global rank behind each rank of this world (a child Context's): errors and log lines
@@ -152,6 +154,7 @@ class Messenger final : public Channel {
 
   MessengerOptions options_;
   std::vector<std::string> addresses_;  // by peer: "host:port" of its listener
+  bool oversubscribed_ = false;  // this host's ranks outnumber their CPUs: yield, never spin
   std::unique_ptr<Acceptor> acceptor_;  // null in a world of one
   std::vector<std::unique_ptr<Link>> out_;  // by peer: connections this rank made (sends)
   std::vector<std::unique_ptr<Link>> in_;   // by peer: connections peers made (receives)
