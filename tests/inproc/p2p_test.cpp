@@ -368,7 +368,8 @@ TEST(PointToPointStore, FirstSendsNeedNoStoreLookups) {
       ctx.send_recv_group(ring);
       EXPECT_EQ(in, filled(1024, static_cast<float>(left)));
       std::vector<float> engine_in(1024);
-      auto received = ctx.engine().recv(TensorView{engine_in.data(), DataType::f32, {1024}}, left, 4);
+      auto received =
+          ctx.engine().recv(TensorView{engine_in.data(), DataType::f32, {1024}}, left, 4);
       auto sent = ctx.engine().send(TensorView{out.data(), DataType::f32, {1024}}, right, 4);
       sent.wait(20s);
       received.wait(20s);

@@ -235,7 +235,9 @@ OpId Messenger::post_send(const void* data, std::size_t bytes, int peer, int tag
     throw core::rank_error(ErrorKind::invalid_argument, me(),
                            "send to rank {}: the buffer is null", global(peer));
   }
-  if (dead_[peer]) throw core::error_at(ErrorKind::peer_failure, me(), global(peer), "{}", *dead_[peer]);
+  if (dead_[peer]) {
+    throw core::error_at(ErrorKind::peer_failure, me(), global(peer), "{}", *dead_[peer]);
+  }
   const OpId id = next_id_++;
   if (peer == options_.rank) {
     // To itself: kept as an unexpected message at once, so a later receive matches it.
