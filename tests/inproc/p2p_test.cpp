@@ -293,6 +293,97 @@ TEST_P(PointToPoint, EngineWorkHandlesRingAndAnySource) {
   });
 }
 
+/// The store of the job, until refuse_lookups(): from then on every get() and wait() fails,
+/// as a store whose client is held by another thread would leave them waiting. Point-to-point
+/// must not need the store once the Contexts (and engines) are built.
+class StoreThatStopsAnswering final : public rendezvous::Store {
+ public:
+  void refuse_lookups() { refusing_ = true; }
+
+  void set(const std::string& key, std::string_view value) override { inner_.set(key, value); }
+  std::string get(const std::string& key, std::chrono::milliseconds timeout) override {
+    refuse(key);
+    return inner_.get(key, timeout);
+  }
+  void wait(const std::vector<std::string>& keys, std::chrono::milliseconds timeout) override {
+    refuse(keys.empty() ? std::string() : keys.front());
+    inner_.wait(keys, timeout);
+  }
+  std::int64_t add(const std::string& key, std::int64_t delta) override {
+    return inner_.add(key, delta);
+  }
+  bool remove(const std::string& key) override { return inner_.remove(key); }
+  bool check(const std::vector<std::string>& keys) override { return inner_.check(keys); }
+
+ private:
+  void refuse(const std::string& key) const {
+    if (refusing_) {
+      throw Error(ErrorKind::timeout, "test store: a look-up of " + key + " after set-up");
+    }
+  }
+
+  rendezvous::MemoryStore inner_;
+  std::atomic<bool> refusing_{false};
+};
+
+// A first send to each peer (Context::send and Engine::send) reads nothing from the store: with
+// torch's TCPStore a look-up from the engine's thread can wait on a client another thread of
+// the rank holds, until the timeout.
+TEST(PointToPointStore, FirstSendsNeedNoStoreLookups) {
+  constexpr int kSize = 3;
+  auto store = std::make_shared<StoreThatStopsAnswering>();
+  Options options;
+  options.connect_timeout = 20s;
+  options.op_timeout = 20s;
+  const std::string job = "p2p-store-" + std::to_string(::getpid());
+  std::vector<std::unique_ptr<Context>> contexts(kSize);
+  {
+    std::vector<std::future<void>> ranks;
+    for (int rank = 0; rank < kSize; ++rank) {
+      ranks.push_back(std::async(std::launch::async, [&, rank] {
+        WorldSpec world;
+        world.rank = rank;
+        world.size = kSize;
+        world.local_rank = rank;
+        world.local_size = kSize;
+        world.job_id = job;
+        world.job_secret = "secret";
+        contexts[rank] = init(world, options, store);
+        contexts[rank]->engine();  // its messenger is built now
+        contexts[rank]->barrier();
+      }));
+    }
+    for (auto& rank : ranks) rank.get();
+  }
+  store->refuse_lookups();
+  std::vector<std::future<void>> ranks;
+  for (int rank = 0; rank < kSize; ++rank) {
+    ranks.push_back(std::async(std::launch::async, [&, rank] {
+      Context& ctx = *contexts[rank];
+      const int right = (rank + 1) % kSize;
+      const int left = (rank + kSize - 1) % kSize;
+      std::vector<float> out = filled(1024, static_cast<float>(rank)), in(1024);
+      const P2POp ring[] = {{P2POp::Kind::recv, in.data(), in.size(), DataType::f32, left, 3},
+                            {P2POp::Kind::send, out.data(), out.size(), DataType::f32, right, 3}};
+      ctx.send_recv_group(ring);
+      EXPECT_EQ(in, filled(1024, static_cast<float>(left)));
+      std::vector<float> engine_in(1024);
+      auto received =
+          ctx.engine().recv(TensorView{engine_in.data(), DataType::f32, {1024}}, left, 4);
+      auto sent = ctx.engine().send(TensorView{out.data(), DataType::f32, {1024}}, right, 4);
+      sent.wait(20s);
+      received.wait(20s);
+      EXPECT_EQ(engine_in, filled(1024, static_cast<float>(left)));
+    }));
+  }
+  for (auto& rank : ranks) rank.get();
+  std::vector<std::future<void>> closing;
+  for (int rank = 0; rank < kSize; ++rank) {
+    closing.push_back(std::async(std::launch::async, [&, rank] { contexts[rank].reset(); }));
+  }
+  for (auto& rank : closing) rank.get();
+}
+
 // The p2p listener admits only a peer that proves this job's secret (SECURITY.md): a sender
 // with another secret is turned away, and the sender's error says why.
 TEST(PointToPointSecurity, APeerWithAnotherSecretIsRefused) {
@@ -310,8 +401,13 @@ TEST(PointToPointSecurity, APeerWithAnotherSecretIsRefused) {
   };
   auto receiver_options = options(0, "right");
   receiver_options.op_timeout = 300ms;
+  // Built together: each reads the other's address at construction.
+  auto building = std::async(std::launch::async, [&] {
+    return std::make_unique<p2p::Messenger>(&store, options(1, "wrong"));
+  });
   p2p::Messenger receiver(&store, receiver_options);
-  p2p::Messenger intruder(&store, options(1, "wrong"));
+  const auto intruder_messenger = building.get();
+  p2p::Messenger& intruder = *intruder_messenger;
   float x = 1.0f;
   const P2POp send{P2POp::Kind::send, &x, 1, DataType::f32, 0, 0};
   const auto message =

@@ -295,6 +295,36 @@ TEST(Subgroup, ReorderedRanksAreTheChildsOrder) {
   });
 }
 
+// Point-to-point inside a child names global ranks, as its collectives do: child rank 1 here
+// is global rank 0, and its Context going away mid-receive is reported as rank 0's.
+TEST(Subgroup, PointToPointErrorsNameGlobalRanks) {
+  run_world(3, 0, test_options(), [](Context& world) {
+    auto child = world.subgroup(std::vector<int>{2, 0});
+    if (world.rank() == 1) return;
+    ASSERT_TRUE(child);
+    float value = 1.0f;
+    if (world.rank() == 0) {
+      child->send(&value, 1, DataType::f32, 0, 0);  // connects, then leaves without tag 1
+      child.reset();
+      return;
+    }
+    child->recv(&value, 1, DataType::f32, 1, 0);
+    try {
+      child->recv(&value, 1, DataType::f32, 1, 1);
+      ADD_FAILURE() << "the receive from a destroyed Context succeeded";
+    } catch (const Error& e) {
+      const std::string message = e.what();
+      EXPECT_EQ(e.kind(), ErrorKind::peer_failure) << message;
+      EXPECT_EQ(e.rank(), 2) << message;
+      EXPECT_EQ(e.peer(), 0) << message;
+      EXPECT_TRUE(contains(message, "rank 2: subgroup 1 (ranks 2,0) of world: point-to-point: "
+                                    "recv of up to 4 bytes from rank 0 (tag 1): rank 0 has left"))
+          << message;
+      EXPECT_FALSE(contains(message, "rank 1")) << message;
+    }
+  });
+}
+
 TEST(Subgroup, BadInputIsRefusedOnEveryRankAlike) {
   run_world(3, 0, test_options(), [](Context& world) {
     const std::vector<int> twice{0, 1, 0};

@@ -96,6 +96,39 @@ TEST_P(KilledSender, IsNamedByItsReceiver) {
 INSTANTIATE_TEST_SUITE_P(Transports, KilledSender, ::testing::Values("tcp", "auto"),
                          [](const auto& info) { return info.param; });
 
+// Inside a child the killed sender is named by its global rank: global rank 0 is rank 1 of
+// subgroup {2, 0}, and global rank 2 receives from it.
+TEST(KilledSenderInAChild, IsNamedByItsGlobalRank) {
+  ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0);
+  std::vector<std::unique_ptr<ringfuse::testing::Process>> ranks;
+  for (int rank = 0; rank < 3; ++rank) {
+    ranks.push_back(std::make_unique<ringfuse::testing::Process>(
+        std::vector<std::string>{P2P_CHECK_PATH, "--mode", "child-victim"},
+        std::map<std::string, std::string>{
+            {"RINGFUSE_RANK", std::to_string(rank)},
+            {"RINGFUSE_SIZE", "3"},
+            {"RINGFUSE_STORE_ADDR", "127.0.0.1:" + std::to_string(store.port())},
+            {"RINGFUSE_JOB_ID", "p2p-child-victim-" + std::to_string(::getpid())},
+            {"RINGFUSE_TIMEOUT_S", "60"}}));
+  }
+  const auto deadline = Clock::now() + 60s;
+  while (Clock::now() < deadline && (ranks[0]->output().find("running") == std::string::npos ||
+                                     ranks[2]->output().find("running") == std::string::npos)) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_NE(ranks[2]->output().find("running"), std::string::npos) << ranks[2]->output();
+  ASSERT_EQ(::kill(ranks[0]->pid(), SIGKILL), 0);
+  const auto result = ranks[2]->wait(30s);
+  ASSERT_FALSE(result.timed_out) << result.output;
+  EXPECT_EQ(result.exit_code, 3) << result.output;
+  EXPECT_NE(result.output.find("rank 2: subgroup 1 (ranks 2,0) of world: point-to-point: rank 0 "
+                               "closed its connection without leaving in order"),
+            std::string::npos)
+      << result.output;
+  ranks[1]->wait(30s);  // its world barrier fails: rank 0 is gone
+  ranks[0]->wait(5s);
+}
+
 #ifdef MPIRUN_PATH
 class UnderMpirun : public ::testing::TestWithParam<std::string> {};
 

@@ -6,6 +6,9 @@
 //   ring       every rank sends right and receives left in one group, 1 MiB and 1 element
 //   victim     rank 0 sends one message, then sleeps (the test kills it); rank 1 receives it,
 //              then waits for a second one that never comes
+//   child-victim  3 ranks: victim's exchange inside subgroup {2, 0} (global rank 0 is the
+//              child's rank 1 and is killed; global rank 2 receives), whose error must name
+//              global rank 0
 // Prints "rank R: <mode> ok" on success; exit 3 with the error on a ringfuse::Error.
 #include <chrono>
 #include <iostream>
@@ -121,13 +124,28 @@ void victim(Context& ctx) {
   }
 }
 
+void child_victim(Context& ctx) {
+  auto child = ctx.subgroup(std::vector<int>{2, 0});
+  float value = 1.0f;
+  if (ctx.rank() == 0) {
+    child->send(&value, 1, DataType::f32, 0, 0);
+    std::cout << "rank 0: running" << std::endl;
+    std::this_thread::sleep_for(std::chrono::minutes(5));  // killed by the test
+  } else if (ctx.rank() == 2) {
+    child->recv(&value, 1, DataType::f32, 1, 0);
+    std::cout << "rank 2: running" << std::endl;
+    child->recv(&value, 1, DataType::f32, 1, 0);  // never sent: rank 0 is killed instead
+  }
+}
+
 }  // namespace
 
 int main(int argc, char** argv) {
   CLI::App app{"point-to-point check"};
   std::string mode = "pipeline";
   int micro_batches = 100;
-  app.add_option("--mode", mode)->check(CLI::IsMember({"pipeline", "anysource", "ring", "victim"}));
+  app.add_option("--mode", mode)->check(CLI::IsMember({"pipeline", "anysource", "ring", "victim",
+                                                          "child-victim"}));
   app.add_option("--micro-batches", micro_batches);
   CLI11_PARSE(app, argc, argv);
   int rank = -1;
@@ -138,6 +156,7 @@ int main(int argc, char** argv) {
     if (mode == "anysource") anysource(*ctx);
     if (mode == "ring") ring(*ctx);
     if (mode == "victim") victim(*ctx);
+    if (mode == "child-victim") child_victim(*ctx);
     ctx->barrier();
     std::cout << "rank " << rank << ": " << mode << " ok" << std::endl;
   } catch (const ringfuse::Error& e) {

@@ -54,7 +54,7 @@ void Acceptor::run() {
     pollfd fds[2] = {{listener_.fd(), POLLIN, 0}, {stop_.fd(), POLLIN, 0}};
     if (::poll(fds, 2, -1) < 0 && errno != EINTR) {
       spdlog::error("rank {}: {}: poll() on the listener failed; no further peer can connect",
-                    self_.rank, self_.purpose);
+                    self_.global_ranks(self_.rank), self_.purpose);
       return;
     }
     if (fds[1].revents != 0) return;
@@ -70,13 +70,13 @@ void Acceptor::run() {
     try {
       pipe = accept_pipe(socket, deadline);
     } catch (const std::exception& e) {
-      spdlog::warn("rank {}: {}: refused rank {}'s connection: {}", self_.rank, self_.purpose,
-                   peer, e.what());
+      spdlog::warn("rank {}: {}: refused rank {}'s connection: {}", self_.global_ranks(self_.rank),
+                   self_.purpose, self_.global_ranks(peer), e.what());
       continue;
     }
     if (seen_[peer]) {
-      spdlog::warn("rank {}: {}: refused a second connection from rank {}", self_.rank,
-                   self_.purpose, peer);
+      spdlog::warn("rank {}: {}: refused a second connection from rank {}",
+                   self_.global_ranks(self_.rank), self_.purpose, self_.global_ranks(peer));
       continue;
     }
     seen_[peer] = true;

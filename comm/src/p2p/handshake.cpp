@@ -34,7 +34,8 @@ bool proofs_match(const Proof& a, const Proof& b) {
 int authenticate_connector(const transport::Socket& socket, const Identity& self,
                            std::chrono::steady_clock::time_point deadline) {
   const auto refuse = [&](const std::string& why) {
-    spdlog::warn("rank {}: {}: refused a connection: {}", self.rank, self.purpose, why);
+    spdlog::warn("rank {}: {}: refused a connection: {}", self.global_ranks(self.rank),
+                 self.purpose, why);
     return -1;
   };
   try {
@@ -55,12 +56,13 @@ int authenticate_connector(const transport::Socket& socket, const Identity& self
         !transport::write_all(socket.fd(), own_proof.data(), own_proof.size(), deadline) ||
         !transport::read_all(socket.fd(), connector_proof.data(), connector_proof.size(),
                              deadline)) {
-      return refuse(fmt::format("rank {} did not finish authenticating in time", hello.rank));
+      return refuse(fmt::format("rank {} did not finish authenticating in time",
+                                self.global_ranks(static_cast<int>(hello.rank))));
     }
     if (!proofs_match(connector_proof, make_proof(self.secret, "connector", hello, own))) {
       return refuse(fmt::format("claiming to be rank {}: wrong job secret "
                                 "(RINGFUSE_JOB_SECRET differs from this job's)",
-                                hello.rank));
+                                self.global_ranks(static_cast<int>(hello.rank))));
     }
     return static_cast<int>(hello.rank);
   } catch (const std::exception& e) {

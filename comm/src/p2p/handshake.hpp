@@ -11,6 +11,7 @@
 #include <string>
 
 #include "rendezvous/auth.hpp"
+#include "transport/global_ranks.hpp"
 #include "transport/socket.hpp"
 
 namespace ringfuse::p2p {
@@ -40,6 +41,7 @@ struct Identity {
   std::string job_id;
   std::string secret;
   std::string purpose;  // in log lines
+  transport::GlobalRanks global_ranks;  // log lines name global ranks (a child's table)
 };
 
 /// The acceptor's side, blocking until `deadline`: the rank the connector proved to be, or -1

@@ -1,6 +1,7 @@
 #include "p2p/messenger.hpp"
 
 #include <poll.h>
+#include <sched.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
 
@@ -17,6 +18,7 @@
 #include "core/errors.hpp"
 #include "p2p/acceptor.hpp"
 #include "p2p/handshake.hpp"
+#include "rendezvous/all_gather.hpp"
 
 namespace ringfuse::p2p {
 namespace {
@@ -55,6 +57,54 @@ std::string seconds(std::chrono::milliseconds ms) {
 }
 
 std::string tag_text(int tag) { return tag == kAnyTag ? "any tag" : fmt::format("tag {}", tag); }
+
+// When this host's ranks outnumber the CPUs they may use, the peer a rank waits for is
+// usually not running: spinning only delays it, so a waiting rank yields a few times instead
+// and then sleeps (the shared-memory transport's policy, shm_transport.cpp).
+constexpr int kOversubscribedYields = 8;
+
+/// The CPUs this process may run on, as "0,1,5".
+std::string allowed_cpus() {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  std::string text;
+  if (::sched_getaffinity(0, sizeof(cpus), &cpus) != 0) return text;
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (!CPU_ISSET(cpu, &cpus)) continue;
+    if (!text.empty()) text += ',';
+    text += std::to_string(cpu);
+  }
+  return text;
+}
+
+/// A peer's published "<cpus>;<host>:<port>", split.
+std::pair<std::string, std::string> split_published(const std::string& value) {
+  const auto at = value.find(';');
+  if (at == std::string::npos) return {std::string(), value};
+  return {value.substr(0, at), value.substr(at + 1)};
+}
+
+/// Whether the ranks that advertise this rank's host outnumber the CPUs they may use between
+/// them (each rank's own mask may be one CPU: only the union tells).
+bool host_oversubscribed(const std::vector<std::string>& published, const std::string& host) {
+  cpu_set_t cpus;
+  CPU_ZERO(&cpus);
+  int ranks_here = 0;
+  for (const auto& value : published) {
+    const auto [cpu_list, address] = split_published(value);
+    if (address.substr(0, address.rfind(':')) != host) continue;
+    ++ranks_here;
+    std::size_t at = 0;
+    while (at < cpu_list.size()) {
+      const auto comma = cpu_list.find(',', at);
+      const int cpu = std::atoi(cpu_list.substr(at, comma - at).c_str());
+      if (cpu >= 0 && cpu < CPU_SETSIZE) CPU_SET(cpu, &cpus);
+      if (comma == std::string::npos) break;
+      at = comma + 1;
+    }
+  }
+  return CPU_COUNT(&cpus) > 0 && ranks_here > CPU_COUNT(&cpus);
+}
 
 }  // namespace
 
@@ -106,7 +156,7 @@ struct Messenger::Message {
 };
 
 Messenger::Messenger(rendezvous::Store* store, MessengerOptions options)
-    : options_(std::move(options)), store_(store) {
+    : options_(std::move(options)) {
   const auto n = static_cast<std::size_t>(options_.size);
   out_.resize(n);
   in_.resize(n);
@@ -119,14 +169,30 @@ Messenger::Messenger(rendezvous::Store* store, MessengerOptions options)
     acceptor_ = std::make_unique<Acceptor>(
         options_.advertise_host,
         Identity{options_.rank, options_.size, options_.job_id, options_.secret,
-                 options_.purpose},
+                 options_.purpose, options_.global_ranks},
         options_.user_timeout);
-    store_->set(fmt::format("{}addr/{}", options_.key_prefix, options_.rank),
-               fmt::format("{}:{}", options_.advertise_host, acceptor_->port()));
   } catch (const std::system_error& e) {
-    throw core::rank_error(ErrorKind::system, options_.rank,
+    throw core::rank_error(ErrorKind::system, me(),
                            "{}: cannot listen on {}: {}; check RINGFUSE_HOST_ADDR",
                            options_.purpose, options_.advertise_host, e.what());
+  }
+  // Every peer's address now, while every rank builds its messenger: a send never reads the
+  // store, so it never waits on a store client another thread of this rank holds.
+  // The CPUs each rank may use travel along, to choose how a waiting rank waits.
+  const auto key = options_.key_prefix + "addr";
+  try {
+    const auto published = rendezvous::all_gather(
+        *store, key,
+        fmt::format("{};{}:{}", allowed_cpus(), options_.advertise_host, acceptor_->port()),
+        options_.rank, options_.size, options_.connect_timeout);
+    for (const auto& value : published) addresses_.push_back(split_published(value).second);
+    oversubscribed_ = host_oversubscribed(published, options_.advertise_host);
+  } catch (const Error& e) {
+    throw core::rank_error(e.kind(), me(),
+                           "{}: not every rank published its point-to-point address within {} "
+                           "({}/<rank>): {}; does every rank create its Context (and engine) "
+                           "alike?",
+                           options_.purpose, seconds(options_.connect_timeout), key, e.what());
   }
 }
 
@@ -156,19 +222,22 @@ Messenger::~Messenger() {
 
 OpId Messenger::post_send(const void* data, std::size_t bytes, int peer, int tag) {
   if (peer < 0 || peer >= options_.size) {
-    throw core::rank_error(ErrorKind::invalid_argument, options_.rank,
+    throw core::rank_error(ErrorKind::invalid_argument, me(),
                            "send: peer {} is not a rank of this world of {}", peer,
                            options_.size);
   }
   if (tag < 0) {
-    throw core::rank_error(ErrorKind::invalid_argument, options_.rank,
-                           "send to rank {}: tag {} is negative; tags are >= 0", peer, tag);
+    throw core::rank_error(ErrorKind::invalid_argument, me(),
+                           "send to rank {}: tag {} is negative; tags are >= 0", global(peer),
+                           tag);
   }
   if (data == nullptr && bytes > 0) {
-    throw core::rank_error(ErrorKind::invalid_argument, options_.rank,
-                           "send to rank {}: the buffer is null", peer);
+    throw core::rank_error(ErrorKind::invalid_argument, me(),
+                           "send to rank {}: the buffer is null", global(peer));
   }
-  if (dead_[peer]) throw core::error_at(ErrorKind::peer_failure, options_.rank, peer, "{}", *dead_[peer]);
+  if (dead_[peer]) {
+    throw core::error_at(ErrorKind::peer_failure, me(), global(peer), "{}", *dead_[peer]);
+  }
   const OpId id = next_id_++;
   if (peer == options_.rank) {
     // To itself: kept as an unexpected message at once, so a later receive matches it.
@@ -192,21 +261,21 @@ OpId Messenger::post_send(const void* data, std::size_t bytes, int peer, int tag
 OpId Messenger::post_recv(void* data, std::size_t capacity_bytes, std::size_t element_bytes,
                           int peer, int tag) {
   if (peer != kAnySource && (peer < 0 || peer >= options_.size)) {
-    throw core::rank_error(ErrorKind::invalid_argument, options_.rank,
+    throw core::rank_error(ErrorKind::invalid_argument, me(),
                            "recv: peer {} is not a rank of this world of {} (nor kAnySource)",
                            peer, options_.size);
   }
   if (tag < 0 && tag != kAnyTag) {
-    throw core::rank_error(ErrorKind::invalid_argument, options_.rank,
+    throw core::rank_error(ErrorKind::invalid_argument, me(),
                            "recv from rank {}: tag {} is negative; tags are >= 0, or kAnyTag",
-                           peer, tag);
+                           global(peer), tag);
   }
   if (data == nullptr && capacity_bytes > 0) {
-    throw core::rank_error(ErrorKind::invalid_argument, options_.rank,
-                           "recv from rank {}: the buffer is null", peer);
+    throw core::rank_error(ErrorKind::invalid_argument, me(),
+                           "recv from rank {}: the buffer is null", global(peer));
   }
   if (peer != kAnySource && dead_[peer]) {
-    throw core::error_at(ErrorKind::peer_failure, options_.rank, peer, "{}", *dead_[peer]);
+    throw core::error_at(ErrorKind::peer_failure, me(), global(peer), "{}", *dead_[peer]);
   }
   const OpId id = next_id_++;
   recvs_.push_back(std::make_unique<RecvOp>(RecvOp{id, static_cast<std::byte*>(data),
@@ -248,16 +317,16 @@ bool Messenger::recv_wants(const RecvOp& op, int source, int tag) const {
 std::string Messenger::describe_recv(const RecvOp& op) const {
   return fmt::format("recv of up to {} bytes from {} ({})", op.capacity,
                      op.peer == kAnySource ? std::string("any rank")
-                                           : fmt::format("rank {}", op.peer),
+                                           : fmt::format("rank {}", global(op.peer)),
                      tag_text(op.tag));
 }
 
 Error Messenger::truncation(const RecvOp& op, int source, int tag, std::size_t bytes) const {
-  return core::error_at(ErrorKind::invalid_argument, options_.rank, source,
+  return core::error_at(ErrorKind::invalid_argument, me(), global(source),
                         "{}: rank {} sent {} bytes with tag {}, longer than the {} bytes of the "
                         "receive buffer; the message stays queued for a receive with room for "
                         "it",
-                        describe_recv(op), source, bytes, tag, op.capacity);
+                        describe_recv(op), global(source), bytes, tag, op.capacity);
 }
 
 void Messenger::match_unexpected(std::vector<Completion>& done) {
@@ -294,10 +363,8 @@ Messenger::Link& Messenger::outgoing(int peer) {
 }
 
 void Messenger::start_connect(int peer) {
-  const std::string key = fmt::format("{}addr/{}", options_.key_prefix, peer);
-  std::string address;
+  const std::string& address = addresses_[static_cast<std::size_t>(peer)];
   try {
-    address = store_->get(key, options_.connect_timeout);
     const auto colon = address.rfind(':');
     const std::string host = address.substr(0, colon);
     const auto port = static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1)));
@@ -312,51 +379,49 @@ void Messenger::start_connect(int peer) {
     link->pipe = offer_pipe(link->socket, options_.shared_memory,
                             fmt::format("{}{}to{}-", scope, options_.rank, peer),
                             options_.pipe_bytes, deadline);
-    spdlog::debug("rank {}: {}: connected to rank {} over {}", options_.rank, options_.purpose,
-                  peer, link->pipe ? "shared memory" : "tcp");
+    spdlog::debug("rank {}: {}: connected to rank {} over {}", me(), options_.purpose,
+                  global(peer), link->pipe ? "shared memory" : "tcp");
     out_[peer] = std::move(link);
-  } catch (const Error& e) {
-    if (!address.empty()) throw;  // the handshake's own error
-    throw core::error_at(ErrorKind::timeout, options_.rank, peer,
-                         "{}: rank {} never published its address ({}): {}", options_.purpose,
-                         peer, key, e.what());
+  } catch (const Error&) {
+    throw;  // the handshake's own error, attributed already
   } catch (const std::exception& e) {
-    throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+    throw core::error_at(ErrorKind::peer_failure, me(), global(peer),
                          "{}: cannot connect to rank {} at {}: {}; is it still running?",
-                         options_.purpose, peer, address, e.what());
+                         options_.purpose, global(peer), address, e.what());
   }
 }
 
 void Messenger::handshake(int peer, const transport::Socket& socket,
                           Clock::time_point deadline) {
+  const int who = global(peer);
   const Hello own = make_hello(options_.rank, options_.job_id);
   Hello reply{};
   Proof proof{};
   if (!transport::write_all(socket.fd(), &own, sizeof(own), deadline) ||
       !transport::read_all(socket.fd(), &reply, sizeof(reply), deadline) ||
       !transport::read_all(socket.fd(), proof.data(), proof.size(), deadline)) {
-    throw core::error_at(ErrorKind::timeout, options_.rank, peer,
+    throw core::error_at(ErrorKind::timeout, me(), who,
                          "{}: rank {} did not answer the handshake within {}",
-                         options_.purpose, peer, seconds(options_.connect_timeout));
+                         options_.purpose, who, seconds(options_.connect_timeout));
   }
   if (reply.magic != kHelloMagic || reply.rank != static_cast<std::uint32_t>(peer) ||
       reply.job_hash != own.job_hash) {
-    throw core::error_at(ErrorKind::protocol, options_.rank, peer,
+    throw core::error_at(ErrorKind::protocol, me(), who,
                          "{}: the listener of rank {} answered as rank {} of another job or "
                          "protocol; check that RINGFUSE_JOB_ID and RINGFUSE_STORE_ADDR are the "
                          "same for every rank",
-                         options_.purpose, peer, reply.rank);
+                         options_.purpose, who, global(static_cast<int>(reply.rank)));
   }
   if (!proofs_match(proof, make_proof(options_.secret, "acceptor", reply, own))) {
-    throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+    throw core::error_at(ErrorKind::peer_failure, me(), who,
                          "{}: rank {} could not prove this job's secret; RINGFUSE_JOB_SECRET "
                          "must be the same for every rank",
-                         options_.purpose, peer);
+                         options_.purpose, who);
   }
   const Proof own_proof = make_proof(options_.secret, "connector", own, reply);
   if (!transport::write_all(socket.fd(), own_proof.data(), own_proof.size(), deadline)) {
-    throw core::error_at(ErrorKind::timeout, options_.rank, peer,
-                         "{}: timed out authenticating to rank {}", options_.purpose, peer);
+    throw core::error_at(ErrorKind::timeout, me(), who,
+                         "{}: timed out authenticating to rank {}", options_.purpose, who);
   }
 }
 
@@ -430,10 +495,11 @@ void Messenger::progress_sends(int peer, std::vector<Completion>& done) {
       }
       if (n < 0 && errno == EINTR) continue;
       if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
-      throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+      throw core::error_at(ErrorKind::peer_failure, me(), global(peer),
                            "{}: sending {} bytes (tag {}) to rank {} failed: {}; did rank {} "
                            "exit or fail?",
-                           options_.purpose, op.bytes, op.tag, peer, std::strerror(errno), peer);
+                           options_.purpose, op.bytes, op.tag, global(peer),
+                           std::strerror(errno), global(peer));
     }
     if (op.written < total) break;  // the ring is full
     if (remote) {
@@ -470,8 +536,9 @@ void Messenger::on_header(int peer, std::vector<Completion>& done) {
   Link& link = *in_[peer];
   const Header& h = link.header;
   if (h.magic != kMessageMagic && !(h.magic == kRemoteMagic && link.pipe)) {
-    throw core::error_at(ErrorKind::protocol, options_.rank, peer,
-                         "{}: a malformed message header from rank {}", options_.purpose, peer);
+    throw core::error_at(ErrorKind::protocol, me(), global(peer),
+                         "{}: a malformed message header from rank {}", options_.purpose,
+                         global(peer));
   }
   if (h.tag == kGoodbyeTag) {
     left_[peer] = true;
@@ -543,24 +610,25 @@ void Messenger::read_incoming(int peer, std::vector<Completion>& done, bool chec
     return true;
   };
   // Why the peer's close is a failure; nullopt when it said goodbye first.
+  const int who = global(peer);
   const auto closed = [&]() -> std::optional<Error> {
     if (link.header_got == 0 && left_[peer]) return std::nullopt;
     if (link.header_got < sizeof(Header) && link.header_got > 0) {
-      return core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+      return core::error_at(ErrorKind::peer_failure, me(), who,
                             "{}: rank {} closed its connection in the middle of a message "
                             "header: it exited, crashed or was killed",
-                            options_.purpose, peer);
+                            options_.purpose, who);
     }
     if (link.header_got == sizeof(Header)) {
-      return core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+      return core::error_at(ErrorKind::peer_failure, me(), who,
                             "{}: rank {} closed its connection in the middle of a message of {} "
                             "bytes (tag {}): it exited, crashed or was killed",
-                            options_.purpose, peer, link.header.bytes, link.header.tag);
+                            options_.purpose, who, link.header.bytes, link.header.tag);
     }
-    return core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+    return core::error_at(ErrorKind::peer_failure, me(), who,
                           "{}: rank {} closed its connection without leaving in order (it "
                           "exited early, crashed or was killed)",
-                          options_.purpose, peer);
+                          options_.purpose, who);
   };
   for (int pass = 0; pass < 2; ++pass) {
     while (true) {
@@ -623,7 +691,7 @@ void Messenger::read_incoming(int peer, std::vector<Completion>& done, bool chec
 
 void Messenger::fail_peer(int peer, const std::string& why, std::vector<Completion>& done) {
   if (!dead_[peer]) dead_[peer] = why;
-  const Error error = core::error_at(ErrorKind::peer_failure, options_.rank, peer, "{}", why);
+  const Error error = core::error_at(ErrorKind::peer_failure, me(), global(peer), "{}", why);
   for (auto& op : sends_[peer]) done.push_back(Completion{op->id, {}, error});
   sends_[peer].clear();
   for (auto& op : remote_wait_[peer]) done.push_back(Completion{op->id, {}, error});
@@ -663,8 +731,8 @@ void Messenger::check_deadlines(std::vector<Completion>& done) {
       fail_peer(peer,
                 fmt::format("{}: rank {} did not read a message of {} bytes (tag {}) for {}; is "
                             "rank {} receiving?",
-                            options_.purpose, peer, remote_wait_[peer].front()->bytes,
-                            remote_wait_[peer].front()->tag, seconds(limit), peer),
+                            options_.purpose, global(peer), remote_wait_[peer].front()->bytes,
+                            remote_wait_[peer].front()->tag, seconds(limit), global(peer)),
                 done);
       continue;
     }
@@ -673,7 +741,8 @@ void Messenger::check_deadlines(std::vector<Completion>& done) {
       fail_peer(peer,
                 fmt::format("{}: send of {} bytes (tag {}) to rank {} made no progress for {}; "
                             "is rank {} receiving?",
-                            options_.purpose, op.bytes, op.tag, peer, seconds(limit), peer),
+                            options_.purpose, op.bytes, op.tag, global(peer), seconds(limit),
+                            global(peer)),
                 done);
     }
   }
@@ -682,7 +751,7 @@ void Messenger::check_deadlines(std::vector<Completion>& done) {
       const int peer = op->source;
       fail_peer(peer,
                 fmt::format("{}: rank {}'s message (tag {}) stopped arriving for {}",
-                            options_.purpose, peer, op->got_tag, seconds(limit)),
+                            options_.purpose, global(peer), op->got_tag, seconds(limit)),
                 done);
       return;  // bound_ changed
     }
@@ -694,20 +763,20 @@ void Messenger::check_deadlines(std::vector<Completion>& done) {
     if (gone) {
       done.push_back(Completion{
           op.id, {},
-          core::error_at(ErrorKind::peer_failure, options_.rank, op.peer,
+          core::error_at(ErrorKind::peer_failure, me(), global(op.peer),
                          "{}: {}: rank {} has left (its Context was destroyed) without sending "
                          "it",
-                         options_.purpose, describe_recv(op), op.peer)});
+                         options_.purpose, describe_recv(op), global(op.peer))});
       it = recvs_.erase(it);
     } else if (now - op.last_progress > limit) {
       done.push_back(Completion{
           op.id, {},
-          core::error_at(ErrorKind::timeout, options_.rank,
-                         op.peer == kAnySource ? Error::kNoRank : op.peer,
+          core::error_at(ErrorKind::timeout, me(),
+                         op.peer == kAnySource ? Error::kNoRank : global(op.peer),
                          "{}: {} timed out after {}: nothing came; is {} sending it?",
                          options_.purpose, describe_recv(op), seconds(limit),
                          op.peer == kAnySource ? std::string("any rank")
-                                               : fmt::format("rank {}", op.peer))});
+                                               : fmt::format("rank {}", global(op.peer)))});
       it = recvs_.erase(it);
     } else {
       ++it;
@@ -750,19 +819,25 @@ void Messenger::step(std::vector<Completion>& done, bool check_sockets) {
         // Nothing but doorbells ever comes back on a sending connection: EOF means closed.
         if (!drain_doorbells(out_[peer]->socket)) {
           if (!sends_[peer].empty() || !remote_wait_[peer].empty()) {
-            throw core::error_at(ErrorKind::peer_failure, options_.rank, peer,
+            throw core::error_at(ErrorKind::peer_failure, me(), global(peer),
                                  "{}: rank {} closed its end of the connection (it exited, "
                                  "crashed or was killed)",
-                                 options_.purpose, peer);
+                                 options_.purpose, global(peer));
           }
           out_[peer].reset();
         }
       }
       if (check_sockets || (out_[peer] && out_[peer]->pipe)) progress_sends(peer, done);
     } catch (const Error& e) {
-      fail_peer(peer, e.what(), done);
+      // fail_peer() puts this rank's prefix back on.
+      std::string why = e.what();
+      if (const auto own = fmt::format("rank {}: ", me()); why.starts_with(own)) {
+        why.erase(0, own.size());
+      }
+      fail_peer(peer, why, done);
     } catch (const std::exception& e) {
-      fail_peer(peer, fmt::format("{}: rank {}: {}", options_.purpose, peer, e.what()), done);
+      fail_peer(peer, fmt::format("{}: rank {}: {}", options_.purpose, global(peer), e.what()),
+                done);
     }
   }
 }
@@ -796,7 +871,12 @@ void Messenger::progress(std::chrono::microseconds wait, std::vector<Completion>
     // Shared-memory rings have no file descriptor: spin on them a little (a message between
     // two cores takes well under a microsecond), then announce the sleep in each pipe, look
     // once more, and sleep in poll() until a doorbell, a socket or the timeout.
-    if (has_pipes()) {
+    if (has_pipes() && oversubscribed_) {
+      for (int i = 0; i < kOversubscribedYields && done.size() == before && busy(); ++i) {
+        ::sched_yield();
+        step(done, false);
+      }
+    } else if (has_pipes()) {
       const auto spin_until = Clock::now() + options_.spin;
       for (unsigned i = 0; done.size() == before && busy(); ++i) {
         step(done, false);

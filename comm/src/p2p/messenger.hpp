@@ -1,6 +1,7 @@
 // Tagged point-to-point messages between the ranks of one world, on connections of their own
 // (never those of a collective), made lazily and pairwise on first use, as NCCL does for p2p:
-//  - every rank listens on one socket, advertised in the store at construction (one key);
+//  - every rank listens on one socket, advertised in the store at construction (one key),
+//    and reads every peer's address then (one all-gather): sends never touch the store;
 //  - the SENDER connects on its first message to a peer and both sides prove the job secret
 //    (handshake.hpp); the receiver's acceptor thread answers at once (acceptor.hpp), so a
 //    first send never waits for the receiver to enter a p2p call. Each connection carries
@@ -34,6 +35,7 @@
 #include "p2p/channel.hpp"
 #include "p2p/shm_pipe.hpp"
 #include "ringfuse/error.hpp"
+#include "transport/global_ranks.hpp"
 #include "transport/socket.hpp"
 
 namespace ringfuse::p2p {
@@ -59,9 +61,14 @@ struct MessengerOptions {
   /// Single-copy messages of at least this many bytes are copied by both sides at once when
   /// the sender proved it can also write the receiver's memory (ShmPipe::copy_together).
   std::size_t copy_together_min = std::size_t{1} << 20;
-  /// How long a waiting rank spins on its pipes before it sleeps in poll().
+  /// How long a waiting rank spins on its pipes before it sleeps in poll(), when every rank
+  /// of its host has a CPU of its own; when they outnumber their CPUs (agreed at
+  /// construction) it yields a few times instead of spinning.
   std::chrono::microseconds spin{200};
   std::string purpose = "point-to-point";          // in error messages
+  /// The global rank behind each rank of this world (a child Context's): errors and log lines
+  /// name those, as every other message of a child does. Empty: ranks are global.
+  transport::GlobalRanks global_ranks;
 };
 
 using OpId = std::uint64_t;
@@ -75,9 +82,10 @@ struct Completion {
 
 class Messenger final : public Channel {
  public:
-  /// Listens and publishes this rank's address under key_prefix + "addr/<rank>" in `store`
-  /// (which must outlive the messenger; null only in a world of one). Connects nothing:
-  /// connections are made by the first send to each peer.
+  /// Listens, publishes this rank's address under key_prefix + "addr/<rank>" in `store` and
+  /// reads every peer's (collective: waits up to connect_timeout for every rank's messenger;
+  /// `store` may be null only in a world of one, and is not used after construction).
+  /// Connects nothing: connections are made by the first send to each peer.
   Messenger(rendezvous::Store* store, MessengerOptions options);
   /// Tells every peer it connected to that it leaves in order, so their receives report an
   /// orderly exit rather than a crash; then closes every connection.
@@ -86,6 +94,9 @@ class Messenger final : public Channel {
   Messenger& operator=(const Messenger&) = delete;
 
   int rank() const { return options_.rank; }
+  /// This rank's, and `peer`'s, global rank: what messages name.
+  int me() const { return options_.global_ranks(options_.rank); }
+  int global(int peer) const { return options_.global_ranks(peer); }
   int size() const { return options_.size; }
 
   /// Checks the arguments (throws invalid_argument naming them) and posts the op; nothing
@@ -142,7 +153,8 @@ class Messenger final : public Channel {
   std::string describe_recv(const RecvOp& op) const;
 
   MessengerOptions options_;
-  rendezvous::Store* store_;
+  std::vector<std::string> addresses_;  // by peer: "host:port" of its listener
+  bool oversubscribed_ = false;  // this host's ranks outnumber their CPUs: yield, never spin
   std::unique_ptr<Acceptor> acceptor_;  // null in a world of one
   std::vector<std::unique_ptr<Link>> out_;  // by peer: connections this rank made (sends)
   std::vector<std::unique_ptr<Link>> in_;   // by peer: connections peers made (receives)
