@@ -111,3 +111,20 @@ def test_many_groups_in_turn():
     check_group(groups[0], [0, 1])
     check_group(groups[2], [0, 1])
     dist.all_reduce(torch.ones(size))
+
+
+def test_group_timeout_is_named_in_its_error():
+    """A collective that only rank 0 calls fails after the timeout given to new_group, and the
+    error says that timeout (not only RINGFUSE_TIMEOUT_S, which c10d groups do not use) in the
+    words torch's own tests look for (" timeout "). The group is not used again."""
+    rank = dist.get_rank()
+    group = dist.new_group(list(range(dist.get_world_size())),
+                           timeout=datetime.timedelta(seconds=1))
+    if rank == 0:
+        with pytest.raises(RuntimeError) as failure:
+            dist.barrier(group)
+        message = str(failure.value)
+        assert "rank 0: " in message and "barrier" in message
+        assert " timeout given to init_process_group or new_group: 1000 ms" in message
+    dist.destroy_process_group(group)
+    dist.barrier()

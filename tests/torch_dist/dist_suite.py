@@ -23,7 +23,8 @@ if BACKEND == "ringfuse":
     # distributed_test.py decides at import time which tests a backend runs from these sets, and
     # knows only its own backends by name. "plugin": a third-party backend (it passes the
     # require_backends_available check); "ddp": DistributedDataParallel on CPU works over it.
-    # Not "gpu", "cuda" nor "subgroup": this build takes CPU tensors and has no new_group yet.
+    # Not "gpu", "cuda" nor "subgroup": the process group takes CPU tensors only. new_group
+    # works, but every test "subgroup" gates builds its subgroups on CUDA devices (1 to 4 GPUs).
     DistTestCases.backend_feature["plugin"].add("ringfuse")
     DistTestCases.backend_feature["ddp"].add("ringfuse")
 
@@ -80,7 +81,7 @@ RUN_ON_RINGFUSE_TOO = [
     "test_all_to_all_single_equal_split_complex",
     "test_all_to_all_single_unequal_split",
     "test_all_to_all_single_unequal_split_complex",
-    # pending new_group (sub-communicators) or send/recv in the library: they fail until then
+    # new_group (sub-communicators) and batch_isend_irecv ({'gloo'}), which the library has now
     "test_all_reduce_coalesced_group_sum",
     "test_all_reduce_coalesced_group_product",
     "test_all_reduce_coalesced_group_min",
