@@ -45,7 +45,9 @@ TEST(StripeLayout, CoversTheMessageInAlignedStripes) {
         EXPECT_EQ(layout.end(i) % 4096, 0u) << "stripe " << i << " of " << bytes;
         EXPECT_LT(layout.begin(i + 1), bytes) << "empty stripe " << i + 1 << " of " << bytes;
       }
-      if (bytes < (std::size_t{512} << 10)) EXPECT_EQ(layout.count, 1u) << bytes;
+      if (bytes < (std::size_t{512} << 10)) {
+        EXPECT_EQ(layout.count, 1u) << bytes;
+      }
     }
   }
 }

@@ -441,7 +441,9 @@ void overlapping_sets(MatchMode match) {
             << "set b " << i;
       }
     }
-    if (in_a) EXPECT_GT(world.engine(a).stats().fused_tensors, 0u);
+    if (in_a) {
+      EXPECT_GT(world.engine(a).stats().fused_tensors, 0u);
+    }
     if (!in_a) {
       const auto message = test_support::expect_error(ErrorKind::invalid_argument,
                                                       [&] { world.engine(a); });

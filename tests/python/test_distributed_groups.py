@@ -4,6 +4,7 @@ used beside the world group, checked against references computed here.
 Runs under `ringfuse-run -np N` with RINGFUSE_TEST_C10D=1 (CTest: python_distributed_np*), like
 test_distributed.py; the world group bootstraps from a file:// store of its own."""
 
+import datetime
 import os
 
 import pytest
