@@ -11,24 +11,11 @@
 namespace ringfuse::p2p {
 
 Hello make_hello(int rank, const std::string& job_id) {
-  Hello hello{kHelloMagic, kProtocolVersion, static_cast<std::uint32_t>(rank),
-              transport::job_hash(job_id), {}};
-  const auto nonce = rendezvous::auth::random_nonce();
-  std::copy(nonce.begin(), nonce.end(), hello.nonce.begin());
-  return hello;
+  return transport::make_hello(kHelloMagic, rank, job_id);
 }
 
 Proof make_proof(const std::string& secret, const char* side, const Hello& from, const Hello& to) {
-  const auto digest = rendezvous::auth::proof(
-      secret, fmt::format("p2p-{}-{}-{}", side, from.rank, to.rank),
-      {from.nonce.data(), from.nonce.size()}, {to.nonce.data(), to.nonce.size()});
-  Proof proof{};
-  std::copy(digest.begin(), digest.end(), proof.begin());
-  return proof;
-}
-
-bool proofs_match(const Proof& a, const Proof& b) {
-  return rendezvous::auth::proofs_equal({a.data(), a.size()}, {b.data(), b.size()});
+  return transport::make_proof(secret, "p2p", side, from, to);
 }
 
 int authenticate_connector(const transport::Socket& socket, const Identity& self,
@@ -43,7 +30,7 @@ int authenticate_connector(const transport::Socket& socket, const Identity& self
     if (!transport::read_all(socket.fd(), &hello, sizeof(hello), deadline)) {
       return refuse("no complete hello in time");
     }
-    if (hello.magic != kHelloMagic || hello.version != kProtocolVersion ||
+    if (hello.magic != kHelloMagic || hello.version != transport::kHelloVersion ||
         hello.job_hash != transport::job_hash(self.job_id) ||
         hello.rank >= static_cast<std::uint32_t>(self.size) ||
         hello.rank == static_cast<std::uint32_t>(self.rank)) {

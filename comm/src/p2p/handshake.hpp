@@ -10,30 +10,22 @@
 #include <cstdint>
 #include <string>
 
-#include "rendezvous/auth.hpp"
+#include "transport/hello.hpp"
 #include "transport/global_ranks.hpp"
 #include "transport/socket.hpp"
 
 namespace ringfuse::p2p {
 
 inline constexpr std::uint32_t kHelloMagic = 0x52465032;  // "RFP2"
-inline constexpr std::uint32_t kProtocolVersion = 1;
 
-struct Hello {
-  std::uint32_t magic;
-  std::uint32_t version;
-  std::uint32_t rank;
-  std::uint32_t job_hash;
-  std::array<char, rendezvous::auth::kNonceBytes> nonce;
-};
+using transport::Hello;
+using transport::Proof;
+using transport::proofs_match;
 
-using Proof = std::array<char, rendezvous::auth::kProofBytes>;
-
-/// A hello from `rank` of job `job_id`, with a fresh nonce.
+/// A point-to-point hello from `rank` of job `job_id`, with a fresh nonce.
 Hello make_hello(int rank, const std::string& job_id);
 /// `side` is "acceptor" or "connector": the proof `from` gives `to`.
 Proof make_proof(const std::string& secret, const char* side, const Hello& from, const Hello& to);
-bool proofs_match(const Proof& a, const Proof& b);
 
 struct Identity {
   int rank;

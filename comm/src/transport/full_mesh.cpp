@@ -13,6 +13,7 @@
 #include "core/errors.hpp"
 #include "rendezvous/all_gather.hpp"
 #include "rendezvous/auth.hpp"
+#include "transport/hello.hpp"
 #include "transport/tcp_mesh.hpp"
 
 namespace ringfuse::transport {
@@ -21,45 +22,16 @@ namespace {
 using Clock = std::chrono::steady_clock;
 
 constexpr std::uint32_t kHelloMagic = 0x52465345;  // "RFSE"
-constexpr std::uint32_t kProtocolVersion = 1;
 constexpr auto kHandshakeLimit = std::chrono::seconds(5);  // per accepted connection
 
-struct Hello {
-  std::uint32_t magic;
-  std::uint32_t version;
-  std::uint32_t rank;
-  std::uint32_t job_hash;
-  std::array<char, rendezvous::auth::kNonceBytes> nonce;
-};
-
-using Proof = std::array<char, rendezvous::auth::kProofBytes>;
-
-std::string_view view(const std::array<char, rendezvous::auth::kNonceBytes>& nonce) {
-  return {nonce.data(), nonce.size()};
+Hello make_hello(int rank, const std::string& job_id) {
+  return transport::make_hello(kHelloMagic, rank, job_id);
 }
 
 /// Each side's proof binds both nonces and both ranks, so it is good for this one connection.
 Proof mesh_proof(const std::string& secret, std::string_view side, const Hello& from,
                  const Hello& to) {
-  const auto digest = rendezvous::auth::proof(
-      secret, fmt::format("mesh-{}-{}-{}", side, from.rank, to.rank), view(from.nonce),
-      view(to.nonce));
-  Proof proof{};
-  std::copy(digest.begin(), digest.end(), proof.begin());
-  return proof;
-}
-
-bool proof_matches(const Proof& got, const Proof& expected) {
-  return rendezvous::auth::proofs_equal({got.data(), got.size()},
-                                        {expected.data(), expected.size()});
-}
-
-Hello make_hello(int rank, const std::string& job_id) {
-  Hello hello{
-      kHelloMagic, kProtocolVersion, static_cast<std::uint32_t>(rank), job_hash(job_id), {}};
-  const auto nonce = rendezvous::auth::random_nonce();
-  std::copy(nonce.begin(), nonce.end(), hello.nonce.begin());
-  return hello;
+  return make_proof(secret, "mesh", side, from, to);
 }
 
 std::pair<std::string, std::uint16_t> split_address(const std::string& address) {
@@ -120,7 +92,7 @@ class MeshSetUp {
                            "RINGFUSE_JOB_ID and RINGFUSE_STORE_ADDR are the same for every rank",
                            options_.purpose, address, reply.rank);
     }
-    if (!proof_matches(acceptor_proof, mesh_proof(options_.secret, "acceptor", reply, hello))) {
+    if (!proofs_match(acceptor_proof, mesh_proof(options_.secret, "acceptor", reply, hello))) {
       throw core::error_at(ErrorKind::peer_failure, rank_, peer,
                            "{}: rank {} at {} could not prove this job's secret; "
                            "RINGFUSE_JOB_SECRET must be the same for every rank",
@@ -164,7 +136,7 @@ class MeshSetUp {
                    options_.purpose, e.what());
       return -1;
     }
-    if (hello.magic != kHelloMagic || hello.version != kProtocolVersion ||
+    if (hello.magic != kHelloMagic || hello.version != kHelloVersion ||
         hello.job_hash != job_hash(options_.job_id) ||
         hello.rank <= static_cast<std::uint32_t>(rank_) ||
         hello.rank >= static_cast<std::uint32_t>(size_) || peers_[hello.rank].valid()) {
@@ -192,7 +164,7 @@ class MeshSetUp {
                    rank_, options_.purpose, hello.rank, e.what());
       return -1;
     }
-    if (!proof_matches(connector_proof, mesh_proof(options_.secret, "connector", hello, own))) {
+    if (!proofs_match(connector_proof, mesh_proof(options_.secret, "connector", hello, own))) {
       spdlog::warn("rank {}: {}: refused a connection claiming to be rank {}: wrong job secret "
                    "(RINGFUSE_JOB_SECRET differs from this job's)",
                    rank_, options_.purpose, hello.rank);
