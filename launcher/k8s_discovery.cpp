@@ -81,6 +81,7 @@ DiscoveryVerdict by_name(const DiscoverySpec& spec, const PodIdentity& self,
   v.membership.own_index = own;
   for (int k = 0; k < spec.pods; ++k) {
     v.membership.pod_ips.push_back(round.by_name[static_cast<std::size_t>(k)].addresses.front());
+    v.membership.pod_names.push_back(pod_name(self, k));
   }
   return v;
 }
@@ -124,6 +125,12 @@ std::string Membership::canonical() const {
     out.append(std::to_string(k)).append("=").append(pod_ips[k]);
   }
   return out;
+}
+
+std::string Membership::describe(std::size_t index) const {
+  const std::string name =
+      index < pod_names.size() ? pod_names[index] : "pod " + std::to_string(index);
+  return index < pod_ips.size() ? name + " (" + pod_ips[index] + ")" : name;
 }
 
 DiscoveryVerdict evaluate_discovery(const DiscoverySpec& spec, const PodIdentity& self,

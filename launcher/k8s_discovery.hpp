@@ -15,10 +15,14 @@
 namespace ringfuse::launcher {
 
 struct Membership {
-  std::vector<std::string> pod_ips;  // index -> address; [0] hosts the store
+  std::vector<std::string> pod_ips;    // index -> address; [0] hosts the store
+  std::vector<std::string> pod_names;  // index -> "trainer-3" when pods have ordinals; else empty
   int own_index = 0;
   /// "0=10.0.0.5,1=10.0.0.7": what every pod must agree on.
   std::string canonical() const;
+  /// How messages name pod `index`: "trainer-3 (10.0.0.8)", or "pod 3 (10.0.0.8)" when pods
+  /// are told apart by address only.
+  std::string describe(std::size_t index) const;
 };
 
 /// One round of answers.

@@ -12,9 +12,11 @@ namespace ringfuse::launcher {
 
 /// Throws Error(invalid_config) naming every pod whose view differs from ours (all pods see the
 /// same disagreement, so all fail), or, after `timeout`, Error(timeout) naming the pods that
-/// never published, by index and address, as not joined after `start_timeout` (the job's
-/// --start-timeout); the first pod to give up publishes that message, and every waiting pod
-/// throws it too.
+/// never published, by name (or index) and address ("trainer-3 (10.0.0.8) has not joined after
+/// 60 s"), as not joined after `start_timeout` (the job's --start-timeout). The first pod to
+/// give up says so in the store, and every pod that waits or joins later throws the same
+/// verdict; pod 0 keeps its store up a while longer (the start timeout, 1..10 s) so that pods
+/// starting late still read it instead of a lost connection.
 void agree_on_membership(rendezvous::Store& store, const Membership& membership,
                          std::chrono::milliseconds timeout,
                          std::chrono::milliseconds start_timeout);

@@ -21,43 +21,89 @@ using ringfuse::testing::NamespaceHostsTest;
 using ringfuse::testing::Process;
 using ringfuse::testing::ProcessResult;
 
-// Issue #17.5, on loopback (no root): four pods in the headless Service's DNS, pod 3 never
-// starts, pods 1 and 2 start a second after pod 0. Every pod that started must name the pod
-// that did not join, by index and address, not an internal store key or a lost connection.
-TEST(LoopbackPods, APodInDnsThatNeverStartsIsNamedByEveryPod) {
-  if (!fs::exists(ringfuse::testing::kDnsmasqPath)) {
-    GTEST_SKIP() << ringfuse::testing::kDnsmasqPath << " is missing: install dnsmasq-base";
+// Four pods of a StatefulSet "trainer" (trainer-k at 127.0.0.(k+2)) in the headless Service's
+// DNS, served by a dnsmasq the test starts; the test decides which of them start, and when.
+// Loopback only (no root).
+class LoopbackPods : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    if (!fs::exists(ringfuse::testing::kDnsmasqPath)) {
+      GTEST_SKIP() << ringfuse::testing::kDnsmasqPath << " is missing: install dnsmasq-base";
+    }
+    dns_ = std::make_unique<ringfuse::testing::Dnsmasq>(kService);
+    ASSERT_TRUE(dns_->ready()) << dns_->log();
+    for (int k = 0; k < 4; ++k) {
+      dns_->add_record("pod-" + std::to_string(k),
+                       address(k) + " trainer-" + std::to_string(k) + "." + kService + " " +
+                           kService);
+    }
   }
-  const std::string service = "trainer.default.svc.cluster.local";
-  ringfuse::testing::Dnsmasq dns(service);
-  ASSERT_TRUE(dns.ready()) << dns.log();
-  for (int k = 0; k < 4; ++k) {
-    const std::string ip = "127.0.0." + std::to_string(k + 2);
-    dns.add_record("pod-" + std::to_string(k),
-                   ip + " trainer-" + std::to_string(k) + "." + service + " " + service);
+
+  static std::string address(int pod) { return "127.0.0." + std::to_string(pod + 2); }
+
+  // Starts pod `pod`'s ringfuse-run (-np 4, --start-timeout 4, running `true`).
+  std::unique_ptr<Process> start_pod(int pod) {
+    return std::make_unique<Process>(
+        std::vector<std::string>{RINGFUSE_RUN_PATH, "--k8s-service", "trainer", "-np", "4",
+                                 "--dns-server", dns_->server(), "--port", std::to_string(port_),
+                                 "--start-timeout", "4", "--", "true"},
+        std::map<std::string, std::string>{{"POD_IP", address(pod)},
+                                           {"HOSTNAME", "trainer-" + std::to_string(pod)},
+                                           {"RINGFUSE_JOB_SECRET", "k8s-test-secret"}});
   }
-  const auto port = ringfuse::testing::free_port(SOCK_STREAM);
+
+  // Every started pod (`pods[i]` is pod `named[i].first`) failed saying `named[i].second`
+  // ("trainer-3 (127.0.0.5) has not joined after 4 s") and nothing less: not an internal
+  // store key, not a lost or refused connection to the store.
+  void expect_pods_say(const std::vector<std::unique_ptr<Process>>& pods,
+                       const std::vector<std::pair<int, std::string>>& named) {
+    for (std::size_t i = 0; i < pods.size(); ++i) {
+      const ProcessResult r = pods[i]->wait(30s);
+      const auto& [k, text] = named[i];
+      EXPECT_EQ(r.exit_code, 1) << "pod " << k << ":\n" << r.output;
+      EXPECT_NE(r.output.find(text), std::string::npos) << "pod " << k << ":\n" << r.output;
+      EXPECT_EQ(r.output.find("ringfuse-run/k8s/"), std::string::npos)
+          << "pod " << k << ":\n" << r.output;
+      EXPECT_EQ(r.output.find("connection lost"), std::string::npos)
+          << "pod " << k << ":\n" << r.output;
+    }
+  }
+
+  static constexpr const char* kService = "trainer.default.svc.cluster.local";
+  std::unique_ptr<ringfuse::testing::Dnsmasq> dns_;
+  std::uint16_t port_ = ringfuse::testing::free_port(SOCK_STREAM);
+};
+
+// Issue #17.5: pod 3 is in DNS but never starts, pods 1 and 2 start a second after pod 0.
+// Every pod that started must name the pod that did not join, by its name and address.
+TEST_F(LoopbackPods, APodInDnsThatNeverStartsIsNamedByEveryPod) {
   std::vector<std::unique_ptr<Process>> pods;
   for (int k = 0; k < 3; ++k) {
     if (k == 1) std::this_thread::sleep_for(1s);
-    pods.push_back(std::make_unique<Process>(
-        std::vector<std::string>{RINGFUSE_RUN_PATH, "--k8s-service", "trainer", "-np", "4",
-                                 "--dns-server", dns.server(), "--port", std::to_string(port),
-                                 "--start-timeout", "4", "--", "true"},
-        std::map<std::string, std::string>{{"POD_IP", "127.0.0." + std::to_string(k + 2)},
-                                           {"HOSTNAME", "trainer-" + std::to_string(k)},
-                                           {"RINGFUSE_JOB_SECRET", "k8s-test-secret"}}));
+    pods.push_back(start_pod(k));
   }
-  for (int k = 0; k < 3; ++k) {
-    const ProcessResult r = pods[k]->wait(30s);
-    EXPECT_EQ(r.exit_code, 1) << "pod " << k << ":\n" << r.output;
-    EXPECT_NE(r.output.find("pod 3 (127.0.0.5) has not joined after 4 s"), std::string::npos)
-        << "pod " << k << ":\n" << r.output;
-    EXPECT_EQ(r.output.find("ringfuse-run/k8s/"), std::string::npos)
-        << "pod " << k << ":\n" << r.output;
-    EXPECT_EQ(r.output.find("connection lost"), std::string::npos)
-        << "pod " << k << ":\n" << r.output;
-  }
+  const std::string text = "trainer-3 (127.0.0.5) has not joined after 4 s";
+  expect_pods_say(pods, {{0, text}, {1, text}, {2, text}});
+}
+
+// Issue #17.5: pod 2 starts only after pod 0 has given up (4 s) on pods 2 and 3: it must
+// still read from pod 0's store which pod is missing, not find the store gone.
+TEST_F(LoopbackPods, APodStartingAfterPodZeroGaveUpNamesTheMissingPod) {
+  std::vector<std::unique_ptr<Process>> pods;
+  pods.push_back(start_pod(0));
+  pods.push_back(start_pod(1));
+  std::this_thread::sleep_for(5500ms);
+  pods.push_back(start_pod(2));
+  const std::string both = "trainer-2 (127.0.0.4), trainer-3 (127.0.0.5) have not joined after 4 s";
+  expect_pods_say(pods, {{0, both}, {1, both}, {2, "trainer-3 (127.0.0.5) has not joined after 4 s"}});
+}
+
+// Issue #17.5: pod 0, which serves the store, is in DNS but never starts: the others name it.
+TEST_F(LoopbackPods, PodZeroInDnsThatNeverStartsIsNamedByEveryPod) {
+  std::vector<std::unique_ptr<Process>> pods;
+  for (int k = 1; k < 4; ++k) pods.push_back(start_pod(k));
+  const std::string text = "trainer-0 (127.0.0.2) has not joined after 4 s";
+  expect_pods_say(pods, {{1, text}, {2, text}, {3, text}});
 }
 
 // Four pods, each a namespace host named as a StatefulSet names its pods, find each other
