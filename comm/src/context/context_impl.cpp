@@ -1,6 +1,9 @@
 #include "context/context_impl.hpp"
 
+#include <unistd.h>
+
 #include <algorithm>
+#include <sstream>
 #include <vector>
 
 #include <fmt/format.h>
@@ -18,9 +21,9 @@
 #include "core/tunables.hpp"
 #include "engine/make_engine.hpp"
 #include "p2p/messenger.hpp"
-#include "rendezvous/all_gather.hpp"
 #include "rendezvous/prefix_store.hpp"
 #include "ringfuse/error.hpp"
+#include "transport/group_gather.hpp"
 #include "transport/self_transport.hpp"
 #include "transport/shm_capacity.hpp"
 #include "transport/shm_transport.hpp"
@@ -52,6 +55,12 @@ void apply_log_level(const Options& options, int rank) {
                            options.log_level);
   }
   spdlog::set_level(parsed);
+}
+
+std::string this_hostname() {
+  char name[256] = {};
+  if (::gethostname(name, sizeof(name) - 1) != 0 || name[0] == '\0') return "?";
+  return name;
 }
 
 }  // namespace
@@ -313,10 +322,15 @@ std::optional<backend::NativeBackend::Hierarchy> ContextImpl::make_hierarchy(
   const bool fits = world_.local_size > 1 && world_.cross_size > 1 &&
                     world_.size == world_.local_size * world_.cross_size &&
                     world_.rank == world_.cross_rank * world_.local_size + world_.local_rank;
+  // Each view also says where the rank runs, so that the hierarchy's set-up errors can name
+  // the host and address of a peer that never arrives: "1 HOSTNAME ADDRESS".
   rendezvous::PrefixStore world(*store_, key_prefix_ + channel + "/");
-  const auto views = rendezvous::all_gather(world, "hierarchy", fits ? "1" : "0", world_.rank,
-                                            world_.size, options_.connect_timeout);
-  const bool all = std::all_of(views.begin(), views.end(), [](const auto& v) { return v == "1"; });
+  const auto views = transport::all_gather_in_group(
+      world, "hierarchy", fmt::format("{} {} {}", fits ? 1 : 0, this_hostname(), advertise_host_),
+      world_.rank, world_.size, options_.connect_timeout, transport::GlobalRanks(global_ranks_),
+      "set-up of the hierarchical all-reduce");
+  const bool all =
+      std::all_of(views.begin(), views.end(), [](const auto& v) { return v.starts_with("1"); });
   if (!all && world_.rank == 0 && options_.hierarchical == Hierarchical::on && channel == "main" &&
       !parent_) {
     spdlog::warn("ringfuse: RINGFUSE_HIERARCHICAL=1 ignored: it needs ranks on several hosts "
@@ -331,12 +345,21 @@ std::optional<backend::NativeBackend::Hierarchy> ContextImpl::make_hierarchy(
   // Both transports know only positions in their group; they name global ranks, and report
   // failures where this channel's flat transport does, so every rank reads one first failure.
   const std::string channel_prefix = key_prefix_ + channel + "/";
+  const auto place_of = [&](int position) {
+    std::istringstream fields(views[static_cast<std::size_t>(position)]);
+    std::string fit, hostname, address;
+    fields >> fit >> hostname >> address;
+    return fmt::format("{} ({})", hostname, address);
+  };
   auto local_mesh = mesh_options(fmt::format("{}-host{}", channel, world_.cross_rank));
   std::vector<int> host_ranks;
+  std::vector<std::string> host_places;
   for (int local = 0; local < world_.local_size; ++local) {
     host_ranks.push_back(global_rank(world_.cross_rank * world_.local_size + local));
+    host_places.push_back(place_of(world_.cross_rank * world_.local_size + local));
   }
-  local_mesh.global_ranks = transport::GlobalRanks(std::move(host_ranks));
+  local_mesh.global_ranks =
+      transport::GlobalRanks(std::move(host_ranks), std::move(host_places));
   local_mesh.report_prefix = channel_prefix;
   transport::ShmOptions local_shm{local_mesh};
   const bool shared = transport::use_shared_memory(options_.transport, *store_, local_mesh,
@@ -354,10 +377,13 @@ std::optional<backend::NativeBackend::Hierarchy> ContextImpl::make_hierarchy(
   }
   auto cross_mesh = mesh_options(fmt::format("{}-local{}", channel, world_.local_rank));
   std::vector<int> peer_ranks;
+  std::vector<std::string> peer_places;
   for (int host = 0; host < world_.cross_size; ++host) {
     peer_ranks.push_back(global_rank(host * world_.local_size + world_.local_rank));
+    peer_places.push_back(place_of(host * world_.local_size + world_.local_rank));
   }
-  cross_mesh.global_ranks = transport::GlobalRanks(std::move(peer_ranks));
+  cross_mesh.global_ranks =
+      transport::GlobalRanks(std::move(peer_ranks), std::move(peer_places));
   cross_mesh.report_prefix = channel_prefix;
   hierarchy.cross = std::make_unique<transport::TcpMesh>(world_.cross_rank, world_.cross_size,
                                                          *store_, cross_mesh);

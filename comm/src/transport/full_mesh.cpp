@@ -11,8 +11,8 @@
 #include <spdlog/spdlog.h>
 
 #include "core/errors.hpp"
-#include "rendezvous/all_gather.hpp"
 #include "rendezvous/auth.hpp"
+#include "transport/group_gather.hpp"
 #include "transport/hello.hpp"
 #include "transport/tcp_mesh.hpp"
 
@@ -47,15 +47,15 @@ class MeshSetUp {
         peers_(static_cast<std::size_t>(size)) {}
 
   std::vector<Socket> run(rendezvous::Store& store) {
+    store_ = &store;
     auto [listener, port] = listen_on(options_.advertise_host, size_ + 8);
     const auto wait = std::max(
         std::chrono::duration_cast<std::chrono::milliseconds>(deadline_ - Clock::now()),
         std::chrono::milliseconds(1));
     // Only the lower ranks' listeners are needed: rank 0 accepts at once.
-    const auto addresses =
-        rendezvous::gather_first(store, options_.address_key,
-                                 fmt::format("{}:{}", options_.advertise_host, port), rank_,
-                                 rank_, wait);
+    const auto addresses = gather_first_in_group(
+        store, options_.address_key, fmt::format("{}:{}", options_.advertise_host, port), rank_,
+        rank_, wait, global_, options_.purpose + ": publishing listeners");
     for (int peer = 0; peer < rank_; ++peer) connect_to(peer, addresses[peer]);
     accept_higher_ranks(listener);
     return std::move(peers_);
@@ -74,35 +74,36 @@ class MeshSetUp {
       if (!write_all(socket.fd(), &hello, sizeof(hello), deadline_) ||
           !read_all(socket.fd(), &reply, sizeof(reply), deadline_) ||
           !read_all(socket.fd(), acceptor_proof.data(), acceptor_proof.size(), deadline_)) {
-        throw core::error_at(ErrorKind::timeout, rank_, peer,
-                             "{}: timed out connecting to rank {} at {}", options_.purpose, peer,
-                             address);
+        throw core::error_at(ErrorKind::timeout, global_(rank_), global_(peer),
+                             "{}: timed out connecting to {} at {}", options_.purpose,
+                             global_.name(peer), address);
       }
     } catch (const Error&) {
       throw;
     } catch (const std::exception& e) {
-      throw core::error_at(ErrorKind::peer_failure, rank_, peer,
-                           "{}: cannot connect to rank {} at {}: {}", options_.purpose, peer,
-                           address, e.what());
+      throw core::error_at(ErrorKind::peer_failure, global_(rank_), global_(peer),
+                           "{}: cannot connect to {} at {}: {}", options_.purpose,
+                           global_.name(peer), address, e.what());
     }
     if (reply.magic != kHelloMagic || reply.rank != static_cast<std::uint32_t>(peer) ||
         reply.job_hash != hello.job_hash) {
-      throw core::error_at(ErrorKind::protocol, rank_, peer,
-                           "{}: {} answered as rank {} of another job or protocol; check that "
-                           "RINGFUSE_JOB_ID and RINGFUSE_STORE_ADDR are the same for every rank",
-                           options_.purpose, address, reply.rank);
+      throw core::error_at(ErrorKind::protocol, global_(rank_), global_(peer),
+                           "{}: {} (the listener of {}) answered as position {} of another job "
+                           "or protocol; check that RINGFUSE_JOB_ID and RINGFUSE_STORE_ADDR are "
+                           "the same for every rank",
+                           options_.purpose, address, global_.name(peer), reply.rank);
     }
     if (!proofs_match(acceptor_proof, mesh_proof(options_.secret, "acceptor", reply, hello))) {
-      throw core::error_at(ErrorKind::peer_failure, rank_, peer,
-                           "{}: rank {} at {} could not prove this job's secret; "
+      throw core::error_at(ErrorKind::peer_failure, global_(rank_), global_(peer),
+                           "{}: {} at {} could not prove this job's secret; "
                            "RINGFUSE_JOB_SECRET must be the same for every rank",
-                           options_.purpose, peer, address);
+                           options_.purpose, global_.name(peer), address);
     }
     const Proof own_proof = mesh_proof(options_.secret, "connector", hello, reply);
     if (!write_all(socket.fd(), own_proof.data(), own_proof.size(), deadline_)) {
-      throw core::error_at(ErrorKind::timeout, rank_, peer,
-                           "{}: timed out authenticating to rank {} at {}", options_.purpose,
-                           peer, address);
+      throw core::error_at(ErrorKind::timeout, global_(rank_), global_(peer),
+                           "{}: timed out authenticating to {} at {}", options_.purpose,
+                           global_.name(peer), address);
     }
     peers_[peer] = std::move(socket);
   }
@@ -128,11 +129,11 @@ class MeshSetUp {
     try {
       if (!read_all(socket.fd(), &hello, sizeof(hello), limit)) {
         spdlog::warn("rank {}: {}: refused a connection that sent no complete hello within {} s",
-                     rank_, options_.purpose, kHandshakeLimit.count());
+                     global_(rank_), options_.purpose, kHandshakeLimit.count());
         return -1;
       }
     } catch (const std::exception& e) {
-      spdlog::warn("rank {}: {}: dropped a connection during set-up: {}", rank_,
+      spdlog::warn("rank {}: {}: dropped a connection during set-up: {}", global_(rank_),
                    options_.purpose, e.what());
       return -1;
     }
@@ -141,7 +142,7 @@ class MeshSetUp {
         hello.rank <= static_cast<std::uint32_t>(rank_) ||
         hello.rank >= static_cast<std::uint32_t>(size_) || peers_[hello.rank].valid()) {
       spdlog::warn("rank {}: {}: refused a connection that is not a peer of this job (bad hello)",
-                   rank_, options_.purpose);
+                   global_(rank_), options_.purpose);
       return -1;
     }
     // The connector proves the secret only after we have, so nothing of ours is an oracle
@@ -155,38 +156,57 @@ class MeshSetUp {
           !read_all(socket.fd(), connector_proof.data(), connector_proof.size(), limit)) {
         spdlog::warn("rank {}: {}: refused a connection claiming to be rank {}: it did not "
                      "finish authenticating in time",
-                     rank_, options_.purpose, hello.rank);
+                     global_(rank_), options_.purpose, global_(static_cast<int>(hello.rank)));
         return -1;
       }
     } catch (const std::exception& e) {
       spdlog::warn("rank {}: {}: refused a connection claiming to be rank {}: {} (wrong job "
                    "secret?)",
-                   rank_, options_.purpose, hello.rank, e.what());
+                   global_(rank_), options_.purpose, global_(static_cast<int>(hello.rank)),
+                   e.what());
       return -1;
     }
     if (!proofs_match(connector_proof, mesh_proof(options_.secret, "connector", hello, own))) {
       spdlog::warn("rank {}: {}: refused a connection claiming to be rank {}: wrong job secret "
                    "(RINGFUSE_JOB_SECRET differs from this job's)",
-                   rank_, options_.purpose, hello.rank);
+                   global_(rank_), options_.purpose, global_(static_cast<int>(hello.rank)));
       return -1;
     }
     return static_cast<int>(hello.rank);
   }
 
+  // Names each higher rank that never connected, with what the store says of it: a listener
+  // it published (so it ran this far, and where) or none (not running, or stuck before).
   Error absent_ranks() const {
-    std::vector<int> absent;
+    std::vector<std::string> absent;
+    int first = Error::kNoRank;
     for (int peer = rank_ + 1; peer < size_; ++peer) {
-      if (!peers_[peer].valid()) absent.push_back(peer);
+      if (peers_[peer].valid()) continue;
+      if (first == Error::kNoRank) first = global_(peer);
+      std::string where = "published no listener: not running, or stuck before this set-up";
+      try {
+        const std::string key = fmt::format("{}/{}", options_.address_key, peer);
+        if (store_->check({key})) {
+          where = "listening at " + store_->get(key, std::chrono::milliseconds(1000));
+        }
+      } catch (const std::exception&) {
+        where = "the store cannot say where";
+      }
+      absent.push_back(fmt::format("{} ({})", global_.name(peer), where));
     }
-    return core::error_at(ErrorKind::timeout, rank_, absent.front(),
-                          "{}: ranks [{}] did not connect in time; are they running, and can "
-                          "they reach this host?",
-                          options_.purpose, fmt::join(absent, ","));
+    return core::error_at(ErrorKind::timeout, global_(rank_), first,
+                          "{}: {} did not connect to this rank at {} in time; {} running, and "
+                          "can {} reach this host?",
+                          options_.purpose, fmt::join(absent, ", "), options_.advertise_host,
+                          absent.size() == 1 ? "is it" : "are they",
+                          absent.size() == 1 ? "it" : "they");
   }
 
-  int rank_;
+  int rank_;  // positions in the group: global_ names them
   int size_;
   const FullMeshOptions& options_;
+  const GlobalRanks& global_ = options_.global_ranks;
+  rendezvous::Store* store_ = nullptr;
   Clock::time_point deadline_;
   std::vector<Socket> peers_;
 };
@@ -211,6 +231,7 @@ FullMeshOptions full_mesh_options(const MeshOptions& mesh, std::string address_k
   options.address_key = std::move(address_key);
   options.purpose = std::move(purpose);
   options.user_timeout = mesh.user_timeout;
+  options.global_ranks = mesh.global_ranks;
   return options;
 }
 

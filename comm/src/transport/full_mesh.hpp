@@ -12,6 +12,7 @@
 #include <vector>
 
 #include "rendezvous/store.hpp"
+#include "transport/global_ranks.hpp"
 #include "transport/socket.hpp"
 
 namespace ringfuse::transport {
@@ -27,13 +28,16 @@ struct FullMeshOptions {
   /// What these connections are for, in error messages ("the TCP mesh").
   std::string purpose = "the TCP mesh";
   std::chrono::milliseconds user_timeout{10'000};  // TCP_USER_TIMEOUT on every connection
+  /// The global rank (and, across hosts, the place) of each position, for errors and logs:
+  /// the ranks passed to connect_full_mesh() are positions in the transport's group.
+  GlobalRanks global_ranks;
 };
 
 /// What a hello carries to tell jobs apart before the proof: the FNV-1a hash of `job_id`.
 std::uint32_t job_hash(std::string_view job_id);
 
 /// The connection settings of `mesh` (its advertised host, job id, secret and
-/// TCP_USER_TIMEOUT), for connections gathered under `address_key` and called `purpose` in
+/// TCP_USER_TIMEOUT, its global ranks), for connections gathered under `address_key` and called `purpose` in
 /// errors: how the TCP mesh and the shared-memory transport's liveness connections are made
 /// alike.
 FullMeshOptions full_mesh_options(const MeshOptions& mesh, std::string address_key,
@@ -42,8 +46,10 @@ FullMeshOptions full_mesh_options(const MeshOptions& mesh, std::string address_k
 /// Collective over `size` ranks: returns one authenticated, non-blocking socket per peer,
 /// indexed by peer rank (this rank's slot stays invalid). A connection whose hello is not a
 /// peer's of this job, or whose proof is wrong or late (5 s), is dropped with a warning and
-/// the rank keeps waiting for the real peer. Throws ringfuse::Error naming the peer on a
-/// connect failure, a peer that cannot prove the secret, or `deadline`.
+/// the rank keeps waiting for the real peer. Throws ringfuse::Error naming the peer by its
+/// global rank (and place, when known) on a connect failure, a peer that cannot prove the
+/// secret, or `deadline` (saying, for a peer that never connected, whether it published a
+/// listener and where).
 std::vector<Socket> connect_full_mesh(int rank, int size, rendezvous::Store& store,
                                       const FullMeshOptions& options,
                                       std::chrono::steady_clock::time_point deadline);

@@ -8,8 +8,8 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
-#include "rendezvous/all_gather.hpp"
 #include "rendezvous/prefix_store.hpp"
+#include "transport/group_gather.hpp"
 #include "transport/shm_segment.hpp"
 #include "transport/unlink_on_signal.hpp"
 
@@ -64,11 +64,12 @@ std::vector<std::string> prove_shared_memory(rendezvous::Store& store, const Mes
   } catch (const std::system_error& e) {
     spdlog::debug("position {}: cannot create a shared-memory segment: {}", rank, e.what());
   }
-  const auto segments = rendezvous::all_gather(world, "shm/probe", published, rank, size,
-                                               mesh.connect_timeout);
-  const auto seen = rendezvous::all_gather(world, "shm/seen",
-                                           try_peers(segments, rank, probe.data() != nullptr),
-                                           rank, size, mesh.connect_timeout);
+  constexpr std::string_view kStep = "set-up of shared memory (proving who can share it)";
+  const auto segments = all_gather_in_group(world, "shm/probe", published, rank, size,
+                                            mesh.connect_timeout, mesh.global_ranks, kStep);
+  const auto seen = all_gather_in_group(world, "shm/seen",
+                                        try_peers(segments, rank, probe.data() != nullptr), rank,
+                                        size, mesh.connect_timeout, mesh.global_ranks, kStep);
   probe.unlink();  // every rank has tried every segment
   return seen;
 }

@@ -10,6 +10,7 @@
 #include <fmt/format.h>
 
 #include "core/errors.hpp"
+#include "transport/group_gather.hpp"
 #include "transport/shm_ring.hpp"
 
 namespace ringfuse::transport {
@@ -65,16 +66,19 @@ std::size_t ring_bytes_that_fit(std::size_t budget_bytes, int size, std::size_t 
 
 ShmPlan plan_shm_rings(rendezvous::Store& store, const MeshOptions& mesh, int rank, int size,
                        std::size_t wanted_ring_bytes, TransportKind requested) {
-  const auto free_key = [&](int r) { return fmt::format("{}shm-capacity/{}", mesh.key_prefix, r); };
+  const std::string free_key = mesh.key_prefix + "shm-capacity";
   const std::string decision_key = mesh.key_prefix + "shm-capacity/decision";
-  store.set(free_key(rank), std::to_string(free_shm_bytes()));
+  const GlobalRanks& global = mesh.global_ranks;
+  constexpr std::string_view kStep = "set-up of shared memory (room in /dev/shm)";
 
   ShmPlan plan;
   if (rank == 0) {
+    const auto frees = all_gather_in_group(store, free_key, std::to_string(free_shm_bytes()), rank,
+                                           size, mesh.connect_timeout, global, kStep);
     std::size_t smallest = std::numeric_limits<std::size_t>::max();
     int tightest = 0;
     for (int r = 0; r < size; ++r) {
-      const std::size_t free = parse_bytes(store.get(free_key(r), mesh.connect_timeout));
+      const std::size_t free = parse_bytes(frees[static_cast<std::size_t>(r)]);
       if (free < smallest) {
         smallest = free;
         tightest = r;
@@ -89,10 +93,10 @@ ShmPlan plan_shm_rings(rendezvous::Store& store, const MeshOptions& mesh, int ra
       const std::string situation = fmt::format(
           "/dev/shm has {} free (rank {}), and {}'s shared-memory rings of {} KiB for {} "
           "ranks would take {}, more than the half of it a channel may use",
-          mib(smallest), tightest, channel_name(mesh.key_prefix), wanted_ring_bytes >> 10,
-          size, mib(wanted_total));
+          mib(smallest), global(tightest), channel_name(mesh.key_prefix),
+          wanted_ring_bytes >> 10, size, mib(wanted_total));
       if (plan.ring_bytes == 0 && requested == TransportKind::shm) {
-        throw core::rank_error(ErrorKind::invalid_config, rank,
+        throw core::rank_error(ErrorKind::invalid_config, global(rank),
                                "RINGFUSE_TRANSPORT=shm, but {}, and even {} KiB rings do not "
                                "fit; {}, or use RINGFUSE_TRANSPORT=auto (TCP then)",
                                situation, kMinShmRingBytes >> 10, kFix);
@@ -105,12 +109,22 @@ ShmPlan plan_shm_rings(rendezvous::Store& store, const MeshOptions& mesh, int ra
     }
     return plan;
   }
-  plan.ring_bytes = parse_bytes(store.get(decision_key, mesh.connect_timeout));
+  store.set(fmt::format("{}/{}", free_key, rank), std::to_string(free_shm_bytes()));
+  try {
+    plan.ring_bytes = parse_bytes(store.get(decision_key, mesh.connect_timeout));
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::timeout) throw;
+    throw core::error_at(ErrorKind::timeout, global(rank), global(0),
+                         "{}: {} did not decide the ring size within {} s "
+                         "(RINGFUSE_CONNECT_TIMEOUT_S): it waits for every rank of this host, "
+                         "so one of them is not running or cannot reach the rendezvous store",
+                         kStep, global.name(0), mesh.connect_timeout.count() / 1000);
+  }
   if (plan.ring_bytes == 0 && requested == TransportKind::shm) {
-    throw core::rank_error(ErrorKind::invalid_config, rank,
+    throw core::rank_error(ErrorKind::invalid_config, global(rank),
                            "RINGFUSE_TRANSPORT=shm, but /dev/shm has no room for {}'s "
-                           "shared-memory rings for {} ranks (rank 0 names the sizes); {}",
-                           channel_name(mesh.key_prefix), size, kFix);
+                           "shared-memory rings for {} ranks (rank {} names the sizes); {}",
+                           channel_name(mesh.key_prefix), size, global(0), kFix);
   }
   return plan;
 }

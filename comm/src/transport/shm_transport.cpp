@@ -23,9 +23,9 @@
 
 #include "core/errors.hpp"
 #include "reduce/reduce.hpp"
-#include "rendezvous/all_gather.hpp"
 #include "ringfuse/error.hpp"
 #include "transport/full_mesh.hpp"
+#include "transport/group_gather.hpp"
 #include "transport/shared_memory_proof.hpp"
 #include "transport/shm_capacity.hpp"
 #include "transport/unlink_on_signal.hpp"
@@ -88,7 +88,9 @@ bool use_shared_memory(TransportKind requested, rendezvous::Store& store,
   if (requested == TransportKind::tcp || size <= 1) return false;
   const std::string own = host_identity();
   rendezvous::PrefixStore world(store, mesh.key_prefix);
-  const auto identities = rendezvous::all_gather(world, "host", own, rank, size, mesh.connect_timeout);
+  const auto identities =
+      all_gather_in_group(world, "host", own, rank, size, mesh.connect_timeout,
+                          mesh.global_ranks, "set-up of shared memory (which ranks share a host)");
   const int global_rank = mesh.global_ranks(rank);
   std::vector<std::string> elsewhere;
   for (int peer = 0; peer < size; ++peer) {
@@ -195,7 +197,7 @@ ShmTransport::ShmTransport(int rank, int size, rendezvous::Store& store, ShmOpti
       wait_(kCpuEach) {
   const std::size_t ring = options_.ring_bytes;
   if (ring < 4096 || (ring & (ring - 1)) != 0) {
-    throw core::rank_error(ErrorKind::invalid_argument, rank_,
+    throw core::rank_error(ErrorKind::invalid_argument, options_.mesh.global_ranks(rank_),
                            "shared-memory ring size {} is not a power of two >= 4096", ring);
   }
   if (size_ <= 1) return;
@@ -203,7 +205,8 @@ ShmTransport::ShmTransport(int rank, int size, rendezvous::Store& store, ShmOpti
   connect_liveness(deadline);
   map_segments(deadline);
   wait_ = agree_wait_policy(deadline);
-  spdlog::debug("rank {}: shared-memory rings to {} peers ({} KiB each)", rank_, size_ - 1,
+  spdlog::debug("rank {}: shared-memory rings to {} peers ({} KiB each)",
+                options_.mesh.global_ranks(rank_), size_ - 1,
                 ring >> 10);
   if (window_) {
     spdlog::debug("rank {}: {}: shared window of up to {} KiB per rank", rank_,
@@ -222,8 +225,10 @@ WaitPolicy ShmTransport::agree_wait_policy(Clock::time_point deadline) {
     for (long cpu = 0; cpu < online && cpu < CPU_SETSIZE; ++cpu) CPU_SET(cpu, &cpus);
   }
   const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  const auto masks = rendezvous::all_gather(world_, "shm/cpus", encode_cpus(cpus), rank_, size_,
-                                            std::max(wait, std::chrono::milliseconds(1)));
+  const auto masks = all_gather_in_group(world_, "shm/cpus", encode_cpus(cpus), rank_, size_,
+                                         std::max(wait, std::chrono::milliseconds(1)),
+                                         options_.mesh.global_ranks,
+                                         "set-up of shared memory (CPUs of this host)");
   for (const auto& mask : masks) add_cpus(mask, cpus);
   return size_ > CPU_COUNT(&cpus) ? kOversubscribed : kCpuEach;
 }
@@ -248,6 +253,7 @@ void ShmTransport::connect_liveness(Clock::time_point deadline) {
 
 void ShmTransport::map_segments(Clock::time_point deadline) {
   const auto& mesh = options_.mesh;
+  const GlobalRanks& global = mesh.global_ranks;  // rank_ and peers are positions
   const std::size_t ring = options_.ring_bytes;
   const std::size_t bytes = shm_segment_bytes(size_, ring);
   const auto time_left = [&] {
@@ -286,7 +292,8 @@ void ShmTransport::map_segments(Clock::time_point deadline) {
       published = fmt::format("{} {} {}", names[rank_], options_.window_bytes, window_names[rank_]);
     }
     const auto segments =
-        rendezvous::all_gather(world_, "shm/segments", published, rank_, size_, time_left());
+        all_gather_in_group(world_, "shm/segments", published, rank_, size_, time_left(),
+                            global, "set-up of shared memory (publishing segments)");
 
     bool every_window = !window_names[rank_].empty();
     for (int peer = 0; peer < size_; ++peer) {
@@ -306,10 +313,10 @@ void ShmTransport::map_segments(Clock::time_point deadline) {
       const auto* header = reinterpret_cast<const SegmentHeader*>(segments_[peer].data());
       if (header->magic != kSegmentMagic || header->ring_bytes != ring ||
           header->world_size != static_cast<std::uint64_t>(size_)) {
-        throw core::error_at(ErrorKind::protocol, rank_, peer,
-                             "shared-memory segment {} of rank {} has another layout (a "
+        throw core::error_at(ErrorKind::protocol, global(rank_), global(peer),
+                             "shared-memory segment {} of {} has another layout (a "
                              "different Ringfuse version?)",
-                             names[peer], peer);
+                             names[peer], global.name(peer));
       }
       if (every_window) {
         windows[peer] = shm::Segment::open_on_demand(window_names[peer], options_.window_bytes);
@@ -318,7 +325,8 @@ void ShmTransport::map_segments(Clock::time_point deadline) {
     current = rank_;
     // Only after every rank mapped every segment may the names go: from then on the memory
     // lives exactly as long as the mappings, so no exit path can leak it.
-    rendezvous::all_gather(world_, "shm/mapped", "1", rank_, size_, time_left());
+    all_gather_in_group(world_, "shm/mapped", "1", rank_, size_, time_left(), global,
+                        "set-up of shared memory (mapping segments)");
     segments_[rank_].unlink();
     windows[rank_].unlink();
     if (every_window) {
@@ -339,8 +347,10 @@ void ShmTransport::map_segments(Clock::time_point deadline) {
       }
     }
     if (dynamic_cast<const Error*>(&e) != nullptr) throw;
-    throw core::error_at(ErrorKind::system, rank_, current == rank_ ? Error::kNoRank : current,
-                         "set-up of shared memory with rank {} failed: {}", current, e.what());
+    throw core::error_at(ErrorKind::system, global(rank_),
+                         current == rank_ ? Error::kNoRank : global(current),
+                         "set-up of shared memory with {} failed: {}", global.name(current),
+                         e.what());
   }
 
   writers_.resize(static_cast<std::size_t>(size_));

@@ -1,0 +1,50 @@
+#include "transport/group_gather.hpp"
+
+#include <optional>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "core/errors.hpp"
+#include "rendezvous/all_gather.hpp"
+#include "ringfuse/error.hpp"
+
+namespace ringfuse::transport {
+
+std::vector<std::string> gather_first_in_group(rendezvous::Store& store, const std::string& key,
+                                               std::string_view value, int position, int count,
+                                               std::chrono::milliseconds timeout,
+                                               const GlobalRanks& global, std::string_view what) {
+  try {
+    return rendezvous::gather_first(store, key, value, position, count, timeout);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::timeout) throw;
+    std::vector<std::string> missing;
+    std::optional<int> first;
+    try {
+      for (int peer = 0; peer < count; ++peer) {
+        if (peer == position || store.check({fmt::format("{}/{}", key, peer)})) continue;
+        missing.push_back(global.name(peer));
+        if (!first) first = global(peer);
+      }
+    } catch (const std::exception&) {
+      throw e;  // the store is gone as well: its own message says so
+    }
+    if (missing.empty()) throw;
+    throw core::error_at(ErrorKind::timeout, global(position), *first,
+                         "{}: {} did not arrive within {} s (RINGFUSE_CONNECT_TIMEOUT_S); check "
+                         "that {} still running and can reach the rendezvous store",
+                         what, fmt::join(missing, ", "),
+                         std::chrono::duration_cast<std::chrono::seconds>(timeout).count(),
+                         missing.size() == 1 ? "it is" : "they are");
+  }
+}
+
+std::vector<std::string> all_gather_in_group(rendezvous::Store& store, const std::string& key,
+                                             std::string_view value, int position, int size,
+                                             std::chrono::milliseconds timeout,
+                                             const GlobalRanks& global, std::string_view what) {
+  return gather_first_in_group(store, key, value, position, size, timeout, global, what);
+}
+
+}  // namespace ringfuse::transport
