@@ -24,6 +24,7 @@
 #include "rendezvous/prefix_store.hpp"
 #include "ringfuse/error.hpp"
 #include "transport/group_gather.hpp"
+#include "transport/mixed_transport.hpp"
 #include "transport/self_transport.hpp"
 #include "transport/shm_capacity.hpp"
 #include "transport/shm_transport.hpp"
@@ -188,12 +189,27 @@ std::unique_ptr<transport::Transport> ContextImpl::make_transport(const std::str
                                                                   std::size_t window_bytes) {
   if (world_.size == 1) return std::make_unique<transport::SelfTransport>();
   const transport::MeshOptions mesh = mesh_options(channel);
-  if (transport::use_shared_memory(options_.transport, *store_, mesh, world_.rank, world_.size)) {
+  const auto sharing =
+      transport::plan_shared_memory(options_.transport, *store_, mesh, world_.rank, world_.size);
+  if (sharing.everyone) {
     transport::ShmOptions shm{mesh};
     shm.window_bytes = window_bytes;
     shm.ring_bytes = shm_ring_bytes(mesh, world_.rank, world_.size, shm.ring_bytes);
     if (shm.ring_bytes > 0) {
       return std::make_unique<transport::ShmTransport>(world_.rank, world_.size, *store_, shm);
+    }
+  } else if (sharing.group.size() > 1) {
+    // Some pairs share memory, others cannot (one hostname, separate /dev/shm): rings within
+    // this rank's group, TCP for every other pair. No shared window: not every rank maps it.
+    const auto& group = sharing.group;
+    const int position =
+        static_cast<int>(std::find(group.begin(), group.end(), world_.rank) - group.begin());
+    const std::size_t ring_bytes =
+        shm_ring_bytes(transport::MixedTransport::group_mesh(mesh, group), position,
+                       static_cast<int>(group.size()), transport::ShmOptions{mesh}.ring_bytes);
+    if (ring_bytes > 0) {
+      return std::make_unique<transport::MixedTransport>(world_.rank, world_.size, *store_, mesh,
+                                                         group, ring_bytes);
     }
   }
   return std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_, mesh);

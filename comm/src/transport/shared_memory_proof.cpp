@@ -1,5 +1,6 @@
 #include "transport/shared_memory_proof.hpp"
 
+#include <algorithm>
 #include <cstring>
 #include <random>
 #include <string_view>
@@ -74,20 +75,45 @@ std::vector<std::string> prove_shared_memory(rendezvous::Store& store, const Mes
   return seen;
 }
 
+namespace {
+
+bool share(const std::vector<std::string>& seen, int a, int b) {
+  const auto saw = [&](int from, int of) {
+    const auto& row = seen[static_cast<std::size_t>(from)];
+    return static_cast<std::size_t>(of) < row.size() && row[static_cast<std::size_t>(of)] == '1';
+  };
+  return saw(a, b) && saw(b, a) && saw(a, a) && saw(b, b);
+}
+
+}  // namespace
+
 std::vector<std::pair<int, int>> pairs_without_shared_memory(
     const std::vector<std::string>& seen) {
   std::vector<std::pair<int, int>> pairs;
   const int size = static_cast<int>(seen.size());
   for (int a = 0; a < size; ++a) {
     for (int b = a + 1; b < size; ++b) {
-      const auto saw = [&](int from, int of) {
-        const auto& row = seen[static_cast<std::size_t>(from)];
-        return static_cast<std::size_t>(of) < row.size() && row[static_cast<std::size_t>(of)] == '1';
-      };
-      if (!saw(a, b) || !saw(b, a) || !saw(a, a) || !saw(b, b)) pairs.emplace_back(a, b);
+      if (!share(seen, a, b)) pairs.emplace_back(a, b);
     }
   }
   return pairs;
+}
+
+std::vector<std::vector<int>> shared_memory_groups(const std::vector<std::string>& seen) {
+  std::vector<std::vector<int>> groups;
+  const int size = static_cast<int>(seen.size());
+  for (int p = 0; p < size; ++p) {
+    const auto joinable = [&](const std::vector<int>& group) {
+      return std::all_of(group.begin(), group.end(), [&](int m) { return share(seen, p, m); });
+    };
+    const auto group = std::find_if(groups.begin(), groups.end(), joinable);
+    if (group != groups.end()) {
+      group->push_back(p);
+    } else {
+      groups.push_back({p});
+    }
+  }
+  return groups;
 }
 
 }  // namespace ringfuse::transport

@@ -23,4 +23,10 @@ std::vector<std::string> prove_shared_memory(rendezvous::Store& store, const Mes
 /// The pairs of positions (a < b) that cannot share memory according to `seen`.
 std::vector<std::pair<int, int>> pairs_without_shared_memory(const std::vector<std::string>& seen);
 
+/// The positions split into groups whose members all share memory with each other, each in
+/// ascending order, the groups ordered by their first position: position p joins the first
+/// group all of whose members share memory with it, else starts one. Every rank computes the
+/// same groups from the same `seen`.
+std::vector<std::vector<int>> shared_memory_groups(const std::vector<std::string>& seen);
+
 }  // namespace ringfuse::transport

@@ -83,9 +83,11 @@ std::string host_identity() {
   return fmt::format("{}/{}", host, boot_id.empty() ? "no-boot-id" : boot_id);
 }
 
-bool use_shared_memory(TransportKind requested, rendezvous::Store& store,
-                       const MeshOptions& mesh, int rank, int size) {
-  if (requested == TransportKind::tcp || size <= 1) return false;
+SharedMemoryPlan plan_shared_memory(TransportKind requested, rendezvous::Store& store,
+                                    const MeshOptions& mesh, int rank, int size) {
+  SharedMemoryPlan plan;
+  plan.group = {rank};
+  if (requested == TransportKind::tcp || size <= 1) return plan;
   const std::string own = host_identity();
   rendezvous::PrefixStore world(store, mesh.key_prefix);
   const auto identities =
@@ -105,12 +107,18 @@ bool use_shared_memory(TransportKind requested, rendezvous::Store& store,
                              "use auto or tcp",
                              own, fmt::join(elsewhere, ", "));
     }
-    return false;
+    return plan;
   }
   // The same hostname and boot id are only a hint (containers, namespaces): the proof is a
   // segment each rank creates and every other rank opens.
-  const auto pairs = pairs_without_shared_memory(prove_shared_memory(store, mesh, rank, size));
-  if (pairs.empty()) return true;
+  const auto seen = prove_shared_memory(store, mesh, rank, size);
+  const auto pairs = pairs_without_shared_memory(seen);
+  if (pairs.empty()) {
+    plan.everyone = true;
+    plan.group.clear();
+    for (int position = 0; position < size; ++position) plan.group.push_back(position);
+    return plan;
+  }
   std::vector<std::string> named;
   for (const auto& [a, b] : pairs) {
     named.push_back(fmt::format("{}-{}", mesh.global_ranks(a), mesh.global_ranks(b)));
@@ -123,8 +131,26 @@ bool use_shared_memory(TransportKind requested, rendezvous::Store& store,
     throw core::rank_error(ErrorKind::invalid_config, global_rank,
                            "RINGFUSE_TRANSPORT=shm: {}; use auto or tcp", why);
   }
-  if (rank == 0) spdlog::warn("ringfuse: {}: {}; these ranks use TCP", mesh.key_prefix, why);
-  return false;
+  std::vector<std::string> sharing;
+  for (const auto& group : shared_memory_groups(seen)) {
+    if (std::find(group.begin(), group.end(), rank) != group.end()) plan.group = group;
+    if (group.size() < 2) continue;
+    std::vector<int> ranks;
+    for (const int position : group) ranks.push_back(mesh.global_ranks(position));
+    sharing.push_back(fmt::format("[{}]", fmt::join(ranks, ",")));
+  }
+  if (rank == 0) {
+    spdlog::warn("ringfuse: {}: {}; these pairs use TCP{}", mesh.key_prefix, why,
+                 sharing.empty() ? std::string()
+                                 : fmt::format(", and shared memory joins ranks {}",
+                                               fmt::join(sharing, ", ")));
+  }
+  return plan;
+}
+
+bool use_shared_memory(TransportKind requested, rendezvous::Store& store,
+                       const MeshOptions& mesh, int rank, int size) {
+  return plan_shared_memory(requested, store, mesh, rank, size).everyone;
 }
 
 namespace {

@@ -28,13 +28,28 @@ namespace ringfuse::transport {
 /// (the boot id tells apart containers or machines that happen to share a hostname).
 std::string host_identity();
 
+/// Which peers this rank shares memory with.
+struct SharedMemoryPlan {
+  /// Every pair of the group shares memory: the whole group runs over shared memory.
+  bool everyone = false;
+  /// Otherwise, the positions (ascending, this rank's among them) of the ranks this one shares
+  /// memory with (shared_memory_groups()); just this rank when it shares with none.
+  std::vector<int> group;
+};
+
 /// Collective: publishes host_identity() in the store and decides, identically on every rank,
-/// whether this world runs over shared memory. `automatic` picks it only when every rank
-/// reports this host and every pair proves it can share memory (shared_memory_proof.hpp); a
-/// world with ranks elsewhere, or with a pair that cannot share (same hostname, separate
-/// /dev/shm), stays on TCP for every pair, logged by position 0; `shm` throws
-/// Error(invalid_config) naming the ranks on other hosts or the pairs that cannot share; `tcp`
-/// never picks it and exchanges nothing.
+/// which pairs of this world share memory. `automatic` picks it for every pair only when every
+/// rank reports this host and every pair proves it can share memory (shared_memory_proof.hpp);
+/// ranks on other hosts (another identity) get TCP for every pair (a hierarchy's host groups
+/// give them shared memory); when every rank reports this host but some pairs cannot share
+/// (same hostname, separate /dev/shm), the ranks that can are grouped and the other pairs get
+/// TCP, logged by position 0 with the pairs and the groups; `shm` throws Error(invalid_config)
+/// naming the ranks on other hosts or the pairs that cannot share; `tcp` never picks it and
+/// exchanges nothing.
+SharedMemoryPlan plan_shared_memory(TransportKind requested, rendezvous::Store& store,
+                                    const MeshOptions& mesh, int rank, int size);
+
+/// plan_shared_memory(...).everyone.
 bool use_shared_memory(TransportKind requested, rendezvous::Store& store,
                        const MeshOptions& mesh, int rank, int size);
 

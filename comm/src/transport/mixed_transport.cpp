@@ -1,0 +1,167 @@
+#include "transport/mixed_transport.hpp"
+
+#include <algorithm>
+
+#include <fmt/format.h>
+
+namespace ringfuse::transport {
+
+MixedTransport::Sender::Sender() : thread_([this] { loop(); }) {}
+
+MixedTransport::Sender::~Sender() {
+  {
+    std::lock_guard lock(mutex_);
+    stop_ = true;
+  }
+  changed_.notify_all();
+  thread_.join();
+}
+
+void MixedTransport::Sender::start(std::function<void()> send) {
+  {
+    std::lock_guard lock(mutex_);
+    job_ = std::move(send);
+    busy_ = true;
+    error_ = nullptr;
+  }
+  changed_.notify_all();
+}
+
+std::exception_ptr MixedTransport::Sender::finish() {
+  // No deadline of its own: the send is bounded by its transport's operation timeout.
+  std::unique_lock lock(mutex_);
+  changed_.wait(lock, [&] { return !busy_; });
+  return error_;
+}
+
+void MixedTransport::Sender::loop() {
+  std::unique_lock lock(mutex_);
+  while (true) {
+    changed_.wait(lock, [&] { return stop_ || job_; });
+    if (!job_) return;  // stopping, with nothing left to send
+    auto job = std::move(job_);
+    job_ = nullptr;
+    lock.unlock();
+    std::exception_ptr error;
+    try {
+      job();
+    } catch (...) {
+      error = std::current_exception();
+    }
+    lock.lock();
+    error_ = error;
+    busy_ = false;
+    changed_.notify_all();
+  }
+}
+
+MeshOptions MixedTransport::group_mesh(const MeshOptions& mesh, const std::vector<int>& group) {
+  MeshOptions options = mesh;
+  options.key_prefix = fmt::format("{}shm-group{}/", mesh.key_prefix, group.front());
+  if (options.report_prefix.empty()) options.report_prefix = mesh.key_prefix;
+  std::vector<int> global;
+  for (const int position : group) global.push_back(mesh.global_ranks(position));
+  options.global_ranks = GlobalRanks(std::move(global));
+  return options;
+}
+
+MixedTransport::MixedTransport(int rank, int size, rendezvous::Store& store,
+                               const MeshOptions& mesh, std::vector<int> group,
+                               std::size_t ring_bytes)
+    : rank_(rank), size_(size), group_(std::move(group)) {
+  MeshOptions shared = mesh;
+  // One abort state for both, so neither records an orderly close after the other failed.
+  if (!shared.abort_state) shared.abort_state = std::make_shared<AbortState>();
+  ShmOptions shm{group_mesh(shared, group_)};
+  shm.ring_bytes = ring_bytes;
+  const auto own = std::find(group_.begin(), group_.end(), rank_);
+  shm_ = std::make_unique<ShmTransport>(static_cast<int>(own - group_.begin()),
+                                        static_cast<int>(group_.size()), store, std::move(shm));
+  tcp_ = std::make_unique<TcpMesh>(rank_, size_, store, shared);
+}
+
+MixedTransport::~MixedTransport() = default;
+
+bool MixedTransport::shares_memory_with(int peer) const {
+  return peer != kNoPeer && std::binary_search(group_.begin(), group_.end(), peer);
+}
+
+Transport& MixedTransport::via(int peer) {
+  if (shares_memory_with(peer)) return *shm_;
+  return *tcp_;
+}
+
+int MixedTransport::position_in(const Transport& transport, int peer) const {
+  if (peer == kNoPeer || &transport != shm_.get()) return peer;
+  return static_cast<int>(std::lower_bound(group_.begin(), group_.end(), peer) - group_.begin());
+}
+
+void MixedTransport::split(int send_peer, const void* send_buf, std::size_t send_bytes,
+                           const std::function<void()>& receive) {
+  Transport& sending = via(send_peer);
+  const int to = position_in(sending, send_peer);
+  sender_.start([&sending, to, send_buf, send_bytes] { sending.send(to, send_buf, send_bytes); });
+  std::exception_ptr received;
+  try {
+    receive();
+  } catch (...) {
+    received = std::current_exception();
+  }
+  // The send reads send_buf: it must be over before this call returns, whatever happened.
+  const std::exception_ptr sent = sender_.finish();
+  if (received) std::rethrow_exception(received);
+  if (sent) std::rethrow_exception(sent);
+}
+
+void MixedTransport::send_recv(int send_peer, const void* send_buf, std::size_t send_bytes,
+                               int recv_peer, void* recv_buf, std::size_t recv_bytes,
+                               const RecvProgress& progress) {
+  const bool sends = send_peer != kNoPeer && send_bytes > 0;
+  const bool receives = recv_peer != kNoPeer && recv_bytes > 0;
+  if (!sends || !receives || shares_memory_with(send_peer) == shares_memory_with(recv_peer)) {
+    // One transport does it all; a side without bytes is left out, as its peer may be one
+    // the other transport reaches.
+    Transport& transport = via(sends ? send_peer : recv_peer);
+    transport.send_recv(sends ? position_in(transport, send_peer) : kNoPeer, send_buf,
+                        sends ? send_bytes : 0, receives ? position_in(transport, recv_peer) : kNoPeer,
+                        recv_buf, receives ? recv_bytes : 0, progress);
+    return;
+  }
+  split(send_peer, send_buf, send_bytes, [&] {
+    Transport& receiving = via(recv_peer);
+    receiving.recv(position_in(receiving, recv_peer), recv_buf, recv_bytes, progress);
+  });
+}
+
+void MixedTransport::send_recv_reduce(int send_peer, const void* send_buf,
+                                      std::size_t send_bytes, int recv_peer, void* dst,
+                                      std::size_t recv_count, DataType type, ReduceOp op,
+                                      const Staging& staging) {
+  const bool sends = send_peer != kNoPeer && send_bytes > 0;
+  const bool receives = recv_peer != kNoPeer && recv_count > 0;
+  if (!sends || !receives || shares_memory_with(send_peer) == shares_memory_with(recv_peer)) {
+    Transport& transport = via(sends ? send_peer : recv_peer);
+    transport.send_recv_reduce(sends ? position_in(transport, send_peer) : kNoPeer, send_buf,
+                               sends ? send_bytes : 0,
+                               receives ? position_in(transport, recv_peer) : kNoPeer, dst,
+                               receives ? recv_count : 0, type, op, staging);
+    return;
+  }
+  split(send_peer, send_buf, send_bytes, [&] {
+    Transport& receiving = via(recv_peer);
+    receiving.send_recv_reduce(kNoPeer, nullptr, 0, position_in(receiving, recv_peer), dst,
+                               recv_count, type, op, staging);
+  });
+}
+
+bool MixedTransport::wait_readable(int peer, std::chrono::microseconds timeout) {
+  Transport& transport = via(peer);
+  return transport.wait_readable(position_in(transport, peer), timeout);
+}
+
+void MixedTransport::set_operation(std::string label) {
+  shm_->set_operation(label);
+  tcp_->set_operation(std::move(label));
+}
+
+}  // namespace ringfuse::transport

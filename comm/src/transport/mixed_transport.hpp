@@ -1,0 +1,89 @@
+// A world in which some pairs of ranks can share memory and others cannot: two containers or
+// network namespaces with one hostname (so every rank reports the same host) but each with its
+// own /dev/shm, one of them running two ranks. The ranks of each group that proved it shares
+// memory (plan_shared_memory) talk over shared-memory rings, every other pair over TCP, so a
+// world is not put on TCP as a whole because one pair cannot share.
+#pragma once
+
+#include <condition_variable>
+#include <exception>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <thread>
+#include <vector>
+
+#include "transport/shm_transport.hpp"
+#include "transport/tcp_mesh.hpp"
+#include "transport/transport.hpp"
+
+namespace ringfuse::transport {
+
+class MixedTransport final : public Transport {
+ public:
+  /// Collective over the `size` ranks of `mesh`: `group` lists the positions (ascending, `rank`
+  /// among them, at least two) this rank shares memory with. Sets up shared-memory rings over
+  /// the group (`shm`: its ring size; its mesh options are derived here) and a TCP mesh over
+  /// the whole world, whose connections between ranks of one group stay idle, so that every
+  /// rank's TCP mesh is the same whatever its group.
+  MixedTransport(int rank, int size, rendezvous::Store& store, const MeshOptions& mesh,
+                 std::vector<int> group, std::size_t ring_bytes);
+  ~MixedTransport() override;
+
+  /// The mesh options of `group`'s shared-memory rings within `mesh`: its own store keys,
+  /// its global ranks, failures reported where `mesh` reports them.
+  static MeshOptions group_mesh(const MeshOptions& mesh, const std::vector<int>& group);
+
+  int rank() const override { return rank_; }
+  int size() const override { return size_; }
+  /// When the two peers are reached by different transports, the send runs on a helper thread
+  /// while this thread receives, so rings of mixed pairs progress in both directions at once.
+  void send_recv(int send_peer, const void* send_buf, std::size_t send_bytes, int recv_peer,
+                 void* recv_buf, std::size_t recv_bytes,
+                 const RecvProgress& progress = {}) override;
+  void send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes,
+                        int recv_peer, void* dst, std::size_t recv_count, DataType type,
+                        ReduceOp op, const Staging& staging) override;
+  bool wait_readable(int peer, std::chrono::microseconds timeout) override;
+  void set_operation(std::string label) override;
+
+ private:
+  /// Runs one send at a time on its own thread.
+  class Sender {
+   public:
+    Sender();
+    ~Sender();
+    void start(std::function<void()> send);
+    /// Waits for the send started last (bounded by that transport's operation timeout) and
+    /// returns what it threw, if anything.
+    std::exception_ptr finish();
+
+   private:
+    void loop();
+    std::mutex mutex_;
+    std::condition_variable changed_;
+    std::function<void()> job_;
+    bool busy_ = false;
+    bool stop_ = false;
+    std::exception_ptr error_;
+    std::thread thread_;
+  };
+
+  bool shares_memory_with(int peer) const;
+  /// The transport that reaches `peer` (kNoPeer: none) and `peer`'s position in it.
+  Transport& via(int peer);
+  int position_in(const Transport& transport, int peer) const;
+  /// Sends on the helper thread through send_peer's transport while `receive` runs here, then
+  /// rethrows the first failure (the receive's, else the send's).
+  void split(int send_peer, const void* send_buf, std::size_t send_bytes,
+             const std::function<void()>& receive);
+
+  int rank_;
+  int size_;
+  std::vector<int> group_;          // positions sharing memory with this rank, ascending
+  std::unique_ptr<TcpMesh> tcp_;    // the whole world
+  std::unique_ptr<ShmTransport> shm_;  // group_ only
+  Sender sender_;
+};
+
+}  // namespace ringfuse::transport
