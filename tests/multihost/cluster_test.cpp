@@ -3,6 +3,8 @@
 // enters them, as ssh would; every process under a deadline, the namespaces removed also when
 // an assertion fails.
 #include <gtest/gtest.h>
+
+#include <regex>
 #include <thread>
 
 #include "namespace_hosts_test.hpp"
@@ -13,6 +15,14 @@ using namespace std::chrono_literals;
 using ringfuse::testing::count_of;
 using ringfuse::testing::NamespaceHostsTest;
 using ringfuse::testing::Process;
+
+// The launcher's one line about the first failing rank names its global rank and its host's
+// address: "ringfuse-run: rank 1 (host 10.99.0.2, pid 123) exited with status 3; ...".
+bool names_failed_rank_and_host(const std::string& output) {
+  static const std::regex line(
+      R"(ringfuse-run: rank [0-9]+ \(host 10\.99\.0\.[0-9]+, pid [0-9]+\))");
+  return std::regex_search(output, line);
+}
 
 // Flat and hierarchical all-reduces across 3 hosts x 2 ranks: each host's pair over its own
 // /dev/shm, the hosts over TCP on the bridge.
@@ -100,6 +110,8 @@ TEST_F(NamespaceHostsTest, ACutLinkEndsTheJobNamingTheLostRank) {
   EXPECT_NE(r.output.find("lost rank 2: "), std::string::npos) << r.output;
   // Across hosts, the message says where the lost rank was.
   EXPECT_NE(r.output.find("(rank 2 is at 10.99.0.3)"), std::string::npos) << r.output;
+  // And the launcher's line names the rank that failed first with its host.
+  EXPECT_TRUE(names_failed_rank_and_host(r.output)) << r.output;
 }
 
 // The same cut with four connections per peer: losing them fails the peer as losing the one
@@ -125,6 +137,7 @@ TEST_F(NamespaceHostsTest, ACutLinkWithFourConnectionsPerPeerNamesTheLostRank) {
   EXPECT_LT(std::chrono::steady_clock::now() - cut, 25s) << r.output;
   EXPECT_NE(r.output.find("lost rank 2: "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("(rank 2 is at 10.99.0.3)"), std::string::npos) << r.output;
+  EXPECT_TRUE(names_failed_rank_and_host(r.output)) << r.output;
 }
 
 }  // namespace

@@ -69,7 +69,7 @@ class MeshSetUp {
     Proof acceptor_proof{};
     try {
       const auto [host, port] = split_address(address);
-      socket = connect_with_retry(host, port, deadline_);
+      socket = connect_with_retry(host, port, deadline_, options_.advertise_host);
       configure_data_socket(socket.fd(), options_.user_timeout);
       if (!write_all(socket.fd(), &hello, sizeof(hello), deadline_) ||
           !read_all(socket.fd(), &reply, sizeof(reply), deadline_) ||

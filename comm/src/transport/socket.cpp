@@ -10,6 +10,7 @@
 
 #include <cerrno>
 #include <climits>
+#include <optional>
 #include <stdexcept>
 #include <system_error>
 #include <thread>
@@ -88,13 +89,28 @@ std::pair<Socket, std::uint16_t> listen_on(const std::string& host, int backlog)
   return {std::move(socket), ntohs(addr.sin_port)};
 }
 
-Socket connect_with_retry(const std::string& host, std::uint16_t port, Clock::time_point deadline) {
+Socket connect_with_retry(const std::string& host, std::uint16_t port, Clock::time_point deadline,
+                          const std::string& source) {
   const sockaddr_in addr = make_address(host, port);
+  std::optional<sockaddr_in> from;
+  if (!source.empty() && source != "0.0.0.0") {
+    try {
+      from = make_address(source, 0);
+    } catch (const std::invalid_argument&) {
+      // Not an IPv4 address: the kernel chooses, as without a source.
+    }
+  }
   auto backoff = std::chrono::milliseconds(10);
   while (true) {
     Socket socket(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
     if (!socket.valid()) throw system_error("socket()");
     set_nonblocking(socket.fd(), true);
+    if (from && ::bind(socket.fd(), reinterpret_cast<const sockaddr*>(&*from), sizeof(*from)) != 0) {
+      from.reset();  // not an address of this host (NAT, a typo): let the kernel choose
+      socket = Socket(::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0));
+      if (!socket.valid()) throw system_error("socket()");
+      set_nonblocking(socket.fd(), true);
+    }
     int rc = ::connect(socket.fd(), reinterpret_cast<const sockaddr*>(&addr), sizeof(addr));
     int error = rc == 0 ? 0 : errno;
     if (error == EINPROGRESS) {

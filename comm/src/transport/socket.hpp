@@ -41,9 +41,14 @@ void set_nonblocking(int fd, bool nonblocking);
 /// Listens on host:0 and returns the socket and its chosen port.
 std::pair<Socket, std::uint16_t> listen_on(const std::string& host, int backlog);
 
-/// Connects to host:port, retrying refused attempts until `deadline`.
+/// Connects to host:port, retrying refused attempts until `deadline`. With `source` (an IPv4
+/// address of this host), the connection leaves from it, so the peer sees the address this
+/// rank advertises rather than whichever the kernel picks (127.0.0.1 for a loopback alias, or
+/// another interface's on a multi-homed host); a `source` that is not a local address is
+/// ignored.
 Socket connect_with_retry(const std::string& host, std::uint16_t port,
-                          std::chrono::steady_clock::time_point deadline);
+                          std::chrono::steady_clock::time_point deadline,
+                          const std::string& source = {});
 
 /// Reads or writes exactly `bytes` before `deadline` on a non-blocking socket; returns false
 /// on timeout, throws std::system_error on a socket error or std::runtime_error on EOF.
