@@ -192,7 +192,8 @@ class ShmTransport::Window final : public SharedWindow {
     try {
       own.reserve(std::min(bytes, capacity_));
     } catch (const std::system_error& e) {
-      throw core::rank_error(ErrorKind::system, transport_.rank_,
+      throw core::rank_error(ErrorKind::system,
+                             transport_.options_.mesh.global_ranks(transport_.rank_),
                              "the shared fusion buffer cannot grow to {} bytes: {}; "
                              "give /dev/shm more room (Kubernetes: an emptyDir with medium: "
                              "Memory mounted there), lower RINGFUSE_FUSION_THRESHOLD, or set "
@@ -235,7 +236,8 @@ ShmTransport::ShmTransport(int rank, int size, rendezvous::Store& store, ShmOpti
                 options_.mesh.global_ranks(rank_), size_ - 1,
                 ring >> 10);
   if (window_) {
-    spdlog::debug("rank {}: {}: shared window of up to {} KiB per rank", rank_,
+    spdlog::debug("rank {}: {}: shared window of up to {} KiB per rank",
+                  options_.mesh.global_ranks(rank_),
                   options_.mesh.key_prefix, options_.window_bytes >> 10);
   }
 }
