@@ -19,8 +19,7 @@ TEST(SharedMemoryGroups, EveryPairSharingIsOneGroup) {
 TEST(SharedMemoryGroups, ContainersWithTheirOwnDevShmAreSeparateGroups) {
   const std::vector<std::string> seen{"110", "110", "001"};
   EXPECT_EQ(shared_memory_groups(seen), (Groups{{0, 1}, {2}}));
-  EXPECT_EQ(pairs_without_shared_memory(seen),
-            (std::vector<std::pair<int, int>>{{0, 2}, {1, 2}}));
+  EXPECT_EQ(pairs_without_shared_memory(seen), (std::vector<std::pair<int, int>>{{0, 2}, {1, 2}}));
 }
 
 // Sharing must be proven both ways, and a rank that could not create its own segment shares

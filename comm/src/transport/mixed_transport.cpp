@@ -123,8 +123,9 @@ void MixedTransport::send_recv(int send_peer, const void* send_buf, std::size_t 
     // the other transport reaches.
     Transport& transport = via(sends ? send_peer : recv_peer);
     transport.send_recv(sends ? position_in(transport, send_peer) : kNoPeer, send_buf,
-                        sends ? send_bytes : 0, receives ? position_in(transport, recv_peer) : kNoPeer,
-                        recv_buf, receives ? recv_bytes : 0, progress);
+                        sends ? send_bytes : 0,
+                        receives ? position_in(transport, recv_peer) : kNoPeer, recv_buf,
+                        receives ? recv_bytes : 0, progress);
     return;
   }
   split(send_peer, send_buf, send_bytes, [&] {
@@ -133,10 +134,9 @@ void MixedTransport::send_recv(int send_peer, const void* send_buf, std::size_t 
   });
 }
 
-void MixedTransport::send_recv_reduce(int send_peer, const void* send_buf,
-                                      std::size_t send_bytes, int recv_peer, void* dst,
-                                      std::size_t recv_count, DataType type, ReduceOp op,
-                                      const Staging& staging) {
+void MixedTransport::send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes,
+                                      int recv_peer, void* dst, std::size_t recv_count,
+                                      DataType type, ReduceOp op, const Staging& staging) {
   const bool sends = send_peer != kNoPeer && send_bytes > 0;
   const bool receives = recv_peer != kNoPeer && recv_count > 0;
   if (!sends || !receives || shares_memory_with(send_peer) == shares_memory_with(recv_peer)) {

@@ -41,9 +41,9 @@ class MixedTransport final : public Transport {
   void send_recv(int send_peer, const void* send_buf, std::size_t send_bytes, int recv_peer,
                  void* recv_buf, std::size_t recv_bytes,
                  const RecvProgress& progress = {}) override;
-  void send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes,
-                        int recv_peer, void* dst, std::size_t recv_count, DataType type,
-                        ReduceOp op, const Staging& staging) override;
+  void send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes, int recv_peer,
+                        void* dst, std::size_t recv_count, DataType type, ReduceOp op,
+                        const Staging& staging) override;
   bool wait_readable(int peer, std::chrono::microseconds timeout) override;
   void set_operation(std::string label) override;
 
@@ -80,8 +80,8 @@ class MixedTransport final : public Transport {
 
   int rank_;
   int size_;
-  std::vector<int> group_;          // positions sharing memory with this rank, ascending
-  std::unique_ptr<TcpMesh> tcp_;    // the whole world
+  std::vector<int> group_;             // positions sharing memory with this rank, ascending
+  std::unique_ptr<TcpMesh> tcp_;       // the whole world
   std::unique_ptr<ShmTransport> shm_;  // group_ only
   Sender sender_;
 };
