@@ -388,7 +388,9 @@ class Session {
     return track(std::move(pending));
   }
 
-  void flush() { engine().flush(); }
+  /// Starts a negotiation cycle on the engine of `process_set` now, instead of after the
+  /// queue went quiet.
+  void flush(int process_set) { engine(process_set).flush(); }
 
   void start_timeline(const std::string& path, bool mark_cycles) {
     engine().start_timeline(path, mark_cycles);
@@ -546,7 +548,8 @@ PYBIND11_MODULE(_core, m) {
       .def("remove_process_set", &Session::remove_process_set, py::arg("id"),
            "Removes a process set (collective over every rank)")
       .def("process_set_ranks", &Session::process_set_ranks, py::arg("id"))
-      .def("flush", &Session::flush)
+      .def("flush", &Session::flush, py::arg("process_set") = 0,
+           "Starts a negotiation cycle now on the engine of the process set (0: global)")
       .def("stats", &Session::stats)
       .def("in_flight", &Session::in_flight)
       .def("context_allreduce", &context_allreduce, py::arg("tensor"), py::arg("op"))

@@ -44,6 +44,19 @@ TEST_P(RequestQueueWait, FlushFromAnotherThreadEndsTheWaitWithTheRequests) {
   EXPECT_EQ(taken[1].seq, 2u);
 }
 
+TEST_P(RequestQueueWait, FlushOfAnEmptyQueueLeavesTheNextPushToItsTimer) {
+  RequestQueue queue;
+  queue.flush();  // e.g. a caller waiting for a request the engine thread already took
+  ASSERT_TRUE(push_one(queue));
+  // The pushed request waits for the quiet timer (60 s) or the deadline: it was not flushed.
+  const auto started = Clock::now();
+  const auto taken =
+      queue.wait_and_take(kThreshold, 60s, 60s, Clock::now() + 200ms, GetParam());
+  EXPECT_GE(Clock::now() - started, 200ms)
+      << "the flush before the push ended the wait for the pushed request";
+  EXPECT_EQ(taken.size(), 1u);  // taken at the deadline
+}
+
 TEST_P(RequestQueueWait, QuietQueueRunsWhenItsTimerEnds) {
   RequestQueue queue;
   ASSERT_TRUE(push_one(queue));

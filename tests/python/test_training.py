@@ -2,6 +2,7 @@
 same global batch, optimizer-state broadcast and SyncBatchNorm against BatchNorm on the global
 batch."""
 
+import time
 import warnings
 
 import pytest
@@ -259,3 +260,33 @@ def test_sparse_gradients_equal_one_process(sparse_as_dense):
     (sum(reference(i).sum() for i in ids) / hvd.size()).backward()
     ref_opt.step()
     torch.testing.assert_close(model.weight, reference.weight)
+
+
+def test_optimizer_step_does_not_wait_for_the_fusion_timer(monkeypatch):
+    """The engine starts a cycle once its queue has been quiet for a fifth of
+    RINGFUSE_CYCLE_TIME_MS (here 2 s), in case more tensors come to fuse; once backward is
+    over none will, so optimizer.step() (synchronize) starts the cycle at once. Without that
+    every step below takes at least the 2 s; the assertion takes the quickest of three, so
+    one slow scheduling on a loaded machine does not decide it."""
+    hvd.shutdown()
+    monkeypatch.setenv("RINGFUSE_CYCLE_TIME_MS", "10000")
+    try:
+        hvd.init()
+        model = torch.nn.Linear(4, 3).double()
+        optimizer = hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1),
+                                             named_parameters=model.named_parameters())
+        steps = []
+        for _ in range(3):
+            optimizer.zero_grad()
+            model(per_rank_weights((2, 4), hvd.rank())).sum().backward()
+            started = time.monotonic()
+            optimizer.step()
+            steps.append(time.monotonic() - started)
+        quiet = 2.0
+        assert min(steps) < quiet / 2, \
+            "rank %d: optimizer.step() took %s s: it waited for the engine's quiet time " \
+            "(%s s) instead of starting the cycle" % (hvd.rank(), steps, quiet)
+    finally:
+        hvd.shutdown()
+        monkeypatch.undo()
+        hvd.init()

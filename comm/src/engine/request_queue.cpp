@@ -31,6 +31,9 @@ bool RequestQueue::push(std::span<Request> requests, std::size_t threshold) {
 void RequestQueue::flush() {
   {
     std::lock_guard lock(mutex_);
+    // Nothing queued, nothing to start: a flag kept until the next push would send that push
+    // (most likely the first tensor of the next step) alone into a cycle of its own.
+    if (queue_.empty()) return;
     flush_ = true;
   }
   cv_.notify_one();

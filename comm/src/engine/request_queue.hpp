@@ -17,6 +17,7 @@ class RequestQueue {
   /// queued bytes reach `threshold`.
   /// Returns false (and keeps nothing) once stop() was called.
   bool push(std::span<Request> requests, std::size_t threshold);
+  /// Ends the wait for the requests queued now (a no-op when none are).
   void flush();
   void stop();
   bool stopping() const;

@@ -369,6 +369,18 @@ def poll(handle):
     return entry[0].poll()
 
 
+def _flush(process_set):
+    """Starts the engine's negotiation cycle for what `process_set` has queued now, instead of
+    after the queue went quiet (a fifth of RINGFUSE_CYCLE_TIME_MS): for a caller about to
+    wait for all of it, as DistributedOptimizer.synchronize() at the end of backward."""
+    set_id = 0 if process_set is global_process_set else \
+        _process_set_id(process_set, "synchronize")
+    try:
+        _require_session().flush(set_id)
+    except _core.RingfuseError as e:
+        raise _library_error(e) from e
+
+
 def synchronize(handle):
     """Waits for the collective of `handle` and returns its result; raises
     HorovodInternalError with the library's message if it failed."""

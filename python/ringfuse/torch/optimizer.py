@@ -177,6 +177,9 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                     self._allreduce_group_async(index)
             else:
                 self._handles[p] = self._allreduce_grad_async(p)
+        # Every gradient is enqueued and nothing more will come: the engine need not wait for
+        # its queue to go quiet before the last of them (the first layers') start.
+        mpi_ops._flush(self.process_set)
         results = {}
         for p, (handle, ctx) in self._handles.items():
             if handle not in results:
