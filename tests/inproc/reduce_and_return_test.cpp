@@ -106,7 +106,7 @@ class ReduceAndReturn : public ::testing::TestWithParam<PipelineCase> {};
 
 // About 3.3 MB per buffer whatever the element size: each half of the pair step (half of the
 // buffer at N = 2 and 3, a quarter at N = 4) spans several 256 KiB pieces, past the lookahead
-// of 4, so unreduced and reduced pieces alternate on the stream; the count is odd, so the
+// (one piece), so unreduced and reduced pieces alternate on the stream; the count is odd, so the
 // halves differ by one element and the last piece of each is short. Plus counts of one piece
 // or less, where the stream is one piece each way.
 std::vector<std::size_t> pipelined_counts(DataType type) {

@@ -3,8 +3,8 @@
 // of `keep` and one more piece of `give` in turn, then whatever is left of either. Both ends
 // derive it from the two byte counts alone, so the receiver knows what every incoming byte
 // is without a header. Reduced piece j waits only for the peer's unreduced piece j, which the
-// peer's own schedule puts 2·lookahead − 1 pieces earlier than this one puts piece j: neither
-// side can wait on the other in a circle.
+// peer's own schedule puts 2·lookahead − 1 places earlier than this one puts reduced piece j:
+// neither side can wait on the other in a circle.
 #pragma once
 
 #include <algorithm>
