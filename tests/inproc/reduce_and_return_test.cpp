@@ -117,15 +117,15 @@ std::vector<std::size_t> pipelined_counts(DataType type) {
 
 TEST_P(ReduceAndReturn, EveryTypeAndOpMatchesTheReference) {
   const PipelineCase param = GetParam();
-  run_in_world(param.world, [&](Rank& rank, transport::Transport& transport,
-                                algo::Workspace& workspace) {
-    for (DataType type : kEveryType) {
-      check_allreduce(rank, {{type}, kEveryOp, pipelined_counts(type), /*seed=*/3},
-                      [&](const algo::ReduceBuffer& buffer) {
-                        algo::allreduce(param.algorithm, transport, workspace, buffer);
-                      });
-    }
-  });
+  run_in_world(param.world,
+               [&](Rank& rank, transport::Transport& transport, algo::Workspace& workspace) {
+                 for (DataType type : kEveryType) {
+                   check_allreduce(rank, {{type}, kEveryOp, pipelined_counts(type), /*seed=*/3},
+                                   [&](const algo::ReduceBuffer& buffer) {
+                                     algo::allreduce(param.algorithm, transport, workspace, buffer);
+                                   });
+                 }
+               });
 }
 
 INSTANTIATE_TEST_SUITE_P(InProcess, ReduceAndReturn, ::testing::ValuesIn(pipeline_cases()),

@@ -37,9 +37,9 @@ constexpr std::size_t kMaxIoBytes = std::size_t{4} << 20;
 
 }  // namespace
 
-void TcpMesh::reduce_and_return(int peer, std::byte* give, std::size_t give_count,
-                                std::byte* keep, std::size_t keep_count, DataType type,
-                                ReduceOp op, const Staging& staging, const Finish& finish) {
+void TcpMesh::reduce_and_return(int peer, std::byte* give, std::size_t give_count, std::byte* keep,
+                                std::size_t keep_count, DataType type, ReduceOp op,
+                                const Staging& staging, const Finish& finish) {
   if (options_.streams > 1 || peer == kNoPeer) {
     // Stripes are cut by message size alone; the interleaved stream needs one connection.
     Transport::reduce_and_return(peer, give, give_count, keep, keep_count, type, op, staging,
@@ -48,13 +48,11 @@ void TcpMesh::reduce_and_return(int peer, std::byte* give, std::size_t give_coun
   }
   check_exchange(rank_, size_, options_.global_ranks, operation_, aborted_, peer, peer);
   const std::size_t element_bytes = element_size(type);
-  const auto outgoing =
-      return_schedule(give_count * element_bytes, keep_count * element_bytes, kPieceBytes,
-                      kLookahead);
+  const auto outgoing = return_schedule(give_count * element_bytes, keep_count * element_bytes,
+                                        kPieceBytes, kLookahead);
   // The peer's schedule: its `give` is our `keep`.
-  const auto incoming =
-      return_schedule(keep_count * element_bytes, give_count * element_bytes, kPieceBytes,
-                      kLookahead);
+  const auto incoming = return_schedule(keep_count * element_bytes, give_count * element_bytes,
+                                        kPieceBytes, kLookahead);
   std::byte* const landing = keep_count > 0 ? staging(kPieceBytes) : nullptr;
   const int fd = links_[0][static_cast<std::size_t>(peer)].fd();
 
@@ -62,9 +60,9 @@ void TcpMesh::reduce_and_return(int peer, std::byte* give, std::size_t give_coun
   std::size_t sent = 0;
   std::size_t recv_index = 0;  // incoming segment in progress, and its bytes already received
   std::size_t received = 0;
-  std::size_t held = 0;        // bytes in `landing` not reduced yet (less than one element)
-  std::size_t reduced = 0;     // bytes of the incoming segment reduced into `keep`
-  std::size_t finished = 0;    // pieces of `keep` reduced and finished: these may go back
+  std::size_t held = 0;      // bytes in `landing` not reduced yet (less than one element)
+  std::size_t reduced = 0;   // bytes of the incoming segment reduced into `keep`
+  std::size_t finished = 0;  // pieces of `keep` reduced and finished: these may go back
   const auto ready = [&](const ReturnSegment& segment) {
     return segment.kind == ReturnSegment::give || segment.index < finished;
   };
@@ -77,8 +75,8 @@ void TcpMesh::reduce_and_return(int peer, std::byte* give, std::size_t give_coun
       std::array<iovec, kMaxGather> gather{};
       std::size_t pieces = 0;
       std::size_t total = 0;
-      for (std::size_t i = send_index; i < outgoing.size() && pieces < kMaxGather &&
-                                       total < kMaxIoBytes && ready(outgoing[i]);
+      for (std::size_t i = send_index;
+           i < outgoing.size() && pieces < kMaxGather && total < kMaxIoBytes && ready(outgoing[i]);
            ++i) {
         const ReturnSegment& segment = outgoing[i];
         const std::size_t skip = i == send_index ? sent : 0;
@@ -114,8 +112,8 @@ void TcpMesh::reduce_and_return(int peer, std::byte* give, std::size_t give_coun
       // its finished piece of our `give` goes straight into place.
       const bool to_reduce = segment.kind == ReturnSegment::give;
       const ssize_t n =
-          to_reduce ? ::recv(fd, landing + held, std::min(kPieceBytes - held, segment.bytes - received),
-                             MSG_DONTWAIT)
+          to_reduce ? ::recv(fd, landing + held,
+                             std::min(kPieceBytes - held, segment.bytes - received), MSG_DONTWAIT)
                     : ::recv(fd, give + segment.offset + received,
                              std::min(segment.bytes - received, kMaxIoBytes), MSG_DONTWAIT);
       if (n > 0) {
@@ -153,9 +151,10 @@ void TcpMesh::reduce_and_return(int peer, std::byte* give, std::size_t give_coun
     }
     // A reduced piece that is not ready waits for a receive, so there is always something
     // to wait for here.
-    pollfd wait{fd, static_cast<short>((can_send ? POLLOUT : 0) |
-                                       (recv_index < incoming.size() ? POLLIN : 0)),
-                0};
+    pollfd wait{
+        fd,
+        static_cast<short>((can_send ? POLLOUT : 0) | (recv_index < incoming.size() ? POLLIN : 0)),
+        0};
     if (::poll(&wait, 1, poll_timeout_ms(deadline)) == 0) {
       stalled_ = true;
       throw stalled_peer_error(options_.global_ranks(rank_), operation_,

@@ -34,12 +34,10 @@ inline std::vector<ReturnSegment> return_schedule(std::size_t give_bytes, std::s
   while (given < gives || kept < keeps) {
     if (given < gives && (given < kept + lookahead || kept == keeps)) {
       const std::size_t offset = given * piece;
-      order.push_back({ReturnSegment::give, given++, offset,
-                       std::min(piece, give_bytes - offset)});
+      order.push_back({ReturnSegment::give, given++, offset, std::min(piece, give_bytes - offset)});
     } else {
       const std::size_t offset = kept * piece;
-      order.push_back({ReturnSegment::keep, kept++, offset,
-                       std::min(piece, keep_bytes - offset)});
+      order.push_back({ReturnSegment::keep, kept++, offset, std::min(piece, keep_bytes - offset)});
     }
   }
   return order;
