@@ -165,6 +165,22 @@ TEST_P(KillOneRank, OthersFailFastNamingThePeer) {
 INSTANTIATE_TEST_SUITE_P(Transports, KillOneRank, ::testing::Values("tcp", "shm"),
                          [](const auto& info) { return info.param; });
 
+// At N = 2 over TCP every all-reduce of 32 KiB and more is one pipelined exchange
+// (TcpMesh::reduce_and_return), with its own loop: a peer killed in the middle of it must
+// still end the survivor fast, naming it.
+TEST(KillOneRankOfTwo, OverTcpTheSurvivorFailsFastNamingThePeer) {
+  ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0);
+  auto ranks = start_world(2, store.port(), "kill-pair-test", "tcp",
+                           {"--mode", "endless", "--endless-count", std::to_string(1 << 22)});
+  ASSERT_TRUE(wait_until_running(ranks, 60s)) << ranks[0]->output();
+
+  ASSERT_EQ(::kill(ranks[1]->pid(), SIGKILL), 0);
+  const auto killed_at = Clock::now();
+  expect_survivors_fail(ranks, 1, killed_at, kLostPeerBound,
+                        std::regex("lost rank 1.*rank 1 probably exited or crashed"),
+                        "the kill of rank 1");
+}
+
 // The engine's fusion buffer in shared memory (RINGFUSE_FUSION_SHM=1): the windows are
 // segments of their own, and must not outlive a killed rank either.
 TEST(KillOneRankInTheEngine, FusedInSharedMemoryOthersFailFastAndNoSegmentIsLeft) {

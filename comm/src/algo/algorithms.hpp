@@ -85,4 +85,12 @@ void exchange_and_reduce(Transport& transport, Workspace& workspace, int send_pe
                          const std::byte* send, std::size_t send_bytes, int recv_peer,
                          std::byte* dst, std::size_t recv_count, DataType type, ReduceOp op);
 
+/// The last halving and first doubling step with one `peer` as one exchange
+/// (Transport::reduce_and_return), over the blocks `give` and `keep` of `buffer`: sends
+/// `give`, reduces the peer's copy of `keep` into it, divides it by `divisor` for avg (not when
+/// 0), and sends it back while receiving the peer's finished `give`.
+void reduce_and_return(Transport& transport, Workspace& workspace, int peer,
+                       const ReduceBuffer& buffer, const Block& give, const Block& keep,
+                       std::size_t divisor);
+
 }  // namespace ringfuse::algo

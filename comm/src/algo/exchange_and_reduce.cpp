@@ -1,4 +1,5 @@
 #include "algo/algorithms.hpp"
+#include "reduce/reduce.hpp"
 
 namespace ringfuse::algo {
 
@@ -10,6 +11,24 @@ void exchange_and_reduce(Transport& transport, Workspace& workspace, int send_pe
   transport.send_recv_reduce(
       send_peer, send, send_bytes, recv_peer, dst, recv_count, type, op,
       [&workspace](std::size_t bytes) { return workspace.get(Workspace::kReceive, bytes); });
+}
+
+void reduce_and_return(Transport& transport, Workspace& workspace, int peer,
+                       const ReduceBuffer& buffer, const Block& give, const Block& keep,
+                       std::size_t divisor) {
+  const std::size_t element_bytes = element_size(buffer.type);
+  const DataType type = buffer.type;
+  Transport::Finish finish;
+  if (buffer.op == ReduceOp::avg && divisor > 0) {
+    finish = [type, divisor](std::byte* data, std::size_t count) {
+      reduce::divide(data, count, type, divisor);
+    };
+  }
+  transport.reduce_and_return(
+      peer, buffer.data + give.offset * element_bytes, give.count,
+      buffer.data + keep.offset * element_bytes, keep.count, type, buffer.op,
+      [&workspace](std::size_t bytes) { return workspace.get(Workspace::kReceive, bytes); },
+      finish);
 }
 
 }  // namespace ringfuse::algo

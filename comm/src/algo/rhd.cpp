@@ -50,6 +50,14 @@ void rhd_allreduce(Transport& transport, Workspace& workspace, const ReduceBuffe
       const bool keep_low = group_rank < partner_member;
       const Range keep = keep_low ? Range{range.lo, mid} : Range{mid, range.hi};
       const Range give = keep_low ? Range{mid, range.hi} : Range{range.lo, mid};
+      if (mask == 1) {
+        // The last halving step and the first doubling step swap halves of the same range
+        // with the same partner: one pipelined exchange does both, dividing for avg between.
+        reduce_and_return(transport, workspace, partner, buffer,
+                          Block{give.lo, give.hi - give.lo}, Block{keep.lo, keep.hi - keep.lo},
+                          static_cast<std::size_t>(size));
+        break;
+      }
       exchange_and_reduce(transport, workspace, partner, buffer.data + give.lo * element_bytes,
                           (give.hi - give.lo) * element_bytes, partner,
                           buffer.data + keep.lo * element_bytes, keep.hi - keep.lo, buffer.type,
@@ -57,12 +65,9 @@ void rhd_allreduce(Transport& transport, Workspace& workspace, const ReduceBuffe
       history.push_back(range);
       range = keep;
     }
-    if (buffer.op == ReduceOp::avg) {
-      reduce::divide(buffer.data + range.lo * element_bytes, range.hi - range.lo, buffer.type,
-                     static_cast<std::size_t>(size));
-    }
-    // Recursive doubling: undo the halving in reverse, swapping finished halves.
-    for (int mask = 1; mask < power; mask *= 2) {
+    // Recursive doubling: undo the halving in reverse, swapping finished halves; the first
+    // step (mask 1) was done by reduce_and_return.
+    for (int mask = 2; mask < power; mask *= 2) {
       const int partner = real_rank(group_rank ^ mask);
       const Range parent = history.back();
       history.pop_back();

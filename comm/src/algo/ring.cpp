@@ -38,6 +38,14 @@ void ring_allgather(Transport& transport, std::byte* data, std::size_t element_b
 void ring_allreduce(Transport& transport, Workspace& workspace, const ReduceBuffer& buffer) {
   const int size = transport.size();
   const auto blocks = even_blocks(buffer.count, size);
+  if (size == 2) {
+    // Both steps with the one neighbour there is, pipelined: each reduced piece goes back
+    // while it is in cache. Same blocks as below: this rank gives its own and keeps the next.
+    const int rank = transport.rank();
+    reduce_and_return(transport, workspace, wrap(rank + 1, size), buffer, blocks[rank],
+                      blocks[wrap(rank + 1, size)], static_cast<std::size_t>(size));
+    return;
+  }
   ring_reduce_scatter(transport, workspace, buffer, blocks, 0);
   if (buffer.op == ReduceOp::avg) {
     const Block& owned = blocks[wrap(transport.rank() + 1, size)];

@@ -84,6 +84,13 @@ class TcpMesh final : public Transport {
   void send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes,
                         int recv_peer, void* dst, std::size_t recv_count, DataType type,
                         ReduceOp op, const Staging& staging) override;
+  /// Interleaves both halves on the one connection to `peer` (tcp_return_schedule.hpp):
+  /// each piece of `keep` goes back as soon as it is reduced and finished, from cache, and
+  /// the peer's finished pieces land straight in `give`. With several connections per peer it
+  /// runs the halves one after the other, striped, as the base class does.
+  void reduce_and_return(int peer, std::byte* give, std::size_t give_count, std::byte* keep,
+                         std::size_t keep_count, DataType type, ReduceOp op,
+                         const Staging& staging, const Finish& finish) override;
   /// poll() on the (first) connection to `peer`, where every message begins: no timeout error, so a quiet peer leaves the mesh
   /// healthy and its destructor still records an orderly close.
   bool wait_readable(int peer, std::chrono::microseconds timeout) override;

@@ -65,6 +65,26 @@ class Transport {
     if (recv_bytes > 0) reduce_arrived(recv_bytes);
   }
 
+  /// Applied to each reduced piece before it goes back to the peer (the division of avg).
+  using Finish = std::function<void(std::byte* data, std::size_t count)>;
+
+  /// The innermost step of a halving-doubling all-reduce with one `peer` (all of it at N = 2):
+  /// sends `give` (the peer's half, as this rank holds it), reduces the peer's copy of `keep`
+  /// into `keep`, applies `finish` to it and sends it back, while receiving the peer's
+  /// finished `give` into `give`. Both ranks call it with their halves swapped. The default
+  /// runs the two halves one after the other; a transport that keeps one byte stream per peer
+  /// (TCP) interleaves them, so each reduced piece leaves while it is still in cache and the
+  /// second half needs no second round trip.
+  virtual void reduce_and_return(int peer, std::byte* give, std::size_t give_count,
+                                 std::byte* keep, std::size_t keep_count, DataType type,
+                                 ReduceOp op, const Staging& staging, const Finish& finish) {
+    const std::size_t element_bytes = element_size(type);
+    send_recv_reduce(peer, give, give_count * element_bytes, peer, keep, keep_count, type, op,
+                     staging);
+    if (finish && keep_count > 0) finish(keep, keep_count);
+    send_recv(peer, keep, keep_count * element_bytes, peer, give, give_count * element_bytes);
+  }
+
   /// Memory every rank maps (shared memory on one host, when the transport was asked for a
   /// window), or null.
   virtual SharedWindow* shared_window() { return nullptr; }
