@@ -154,6 +154,15 @@ void MixedTransport::send_recv_reduce(int send_peer, const void* send_buf, std::
   });
 }
 
+void MixedTransport::reduce_and_return(int peer, std::byte* give, std::size_t give_count,
+                                       std::byte* keep, std::size_t keep_count, DataType type,
+                                       ReduceOp op, const Staging& staging,
+                                       const Finish& finish) {
+  Transport& transport = via(peer);
+  transport.reduce_and_return(position_in(transport, peer), give, give_count, keep, keep_count,
+                              type, op, staging, finish);
+}
+
 bool MixedTransport::wait_readable(int peer, std::chrono::microseconds timeout) {
   Transport& transport = via(peer);
   return transport.wait_readable(position_in(transport, peer), timeout);

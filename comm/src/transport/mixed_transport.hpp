@@ -44,6 +44,11 @@ class MixedTransport final : public Transport {
   void send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes, int recv_peer,
                         void* dst, std::size_t recv_count, DataType type, ReduceOp op,
                         const Staging& staging) override;
+  /// Runs on the transport that reaches `peer`, so both ends of a pair use the same protocol
+  /// (TCP interleaves the two halves; a rank whose world has no shared memory runs TcpMesh's).
+  void reduce_and_return(int peer, std::byte* give, std::size_t give_count, std::byte* keep,
+                         std::size_t keep_count, DataType type, ReduceOp op,
+                         const Staging& staging, const Finish& finish) override;
   bool wait_readable(int peer, std::chrono::microseconds timeout) override;
   void set_operation(std::string label) override;
 
