@@ -140,7 +140,30 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
                          ? response.ready[group.members.front()].fp.name
                          : fmt::format("fused x{}", group.members.size());
 
-  if (!group.fused) {
+  // A fused group of host tensors in their own type goes to the transport as it lies: each
+  // tensor is copied into the transport and reduced out of it in place, with no fusion buffer
+  // to pack and unpack (issue 18). A fusion buffer in the shared window (RINGFUSE_FUSION_SHM)
+  // is the caller's choice of another way, so it keeps it.
+  if (group.fused && fp.device == Device::cpu && wire == fp.dtype &&
+      data_->shared_window() == nullptr && data_->takes_pieces(total, wire)) {
+    segments_.clear();
+    pieces_.clear();
+    for (std::size_t i = 0; i < group.members.size(); ++i) {
+      const auto count = response.ready[group.members[i]].fp.numel();
+      segments_.push_back({data[i], data[i], count});
+      pieces_.push_back({static_cast<std::byte*>(data[i]), count * element_size(wire)});
+    }
+    if (fp.prescale != 1.0) memory.convert(segments_, fp.dtype, fp.dtype, fp.prescale);
+    memory.finish();
+    const auto start = Clock::now();
+    const auto executed = data_->allreduce_pieces(pieces_, total, wire, backend_op);
+    allreduce_done(label, group.members.size(), wire, executed, start);
+    if (post != 1.0) {
+      memory.convert(segments_, fp.dtype, fp.dtype, post);
+      memory.finish();
+    }
+    fused_tensors_ += group.members.size();
+  } else if (!group.fused) {
     void* buffer = data.front();
     const memory::CopySegment in_place{buffer, buffer, total};
     if (fp.prescale != 1.0) memory.convert({&in_place, 1}, fp.dtype, fp.dtype, fp.prescale);

@@ -83,6 +83,7 @@ class Executor {
   Timeline& timeline_;
   memory::HostMemorySpace host_memory_;  // fusion buffer and a joined rank's stand-ins, in host memory
   std::vector<memory::CopySegment> segments_;  // reused by every fused all-reduce
+  std::vector<transport::Piece> pieces_;        // the same, for one run in place
   std::atomic<std::uint64_t> collectives_{0};
   std::atomic<std::uint64_t> fused_tensors_{0};
 };
