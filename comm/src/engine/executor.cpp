@@ -1,5 +1,8 @@
 #include "engine/executor.hpp"
 
+#include <algorithm>
+#include <functional>
+
 #include <fmt/format.h>
 
 #include "backend/nccl_backend.hpp"
@@ -7,6 +10,30 @@
 #include "memory/fusion_buffer.hpp"
 
 namespace ringfuse::engine {
+namespace {
+
+// Whether two non-empty pieces share a byte: the same tensor enqueued twice in one group.
+// Reduced in place it would be reduced twice; through the fusion buffer each member is
+// reduced once, as before. `runs` is scratch. Linear when the tensors come in address order
+// or its reverse (one arena, enqueued forward or in backward order), a sort otherwise.
+bool any_overlap(std::span<const transport::Piece> pieces,
+                 std::vector<std::pair<const std::byte*, const std::byte*>>& runs) {
+  runs.clear();
+  for (const auto& piece : pieces) {
+    if (piece.bytes > 0) runs.emplace_back(piece.data, piece.data + piece.bytes);
+  }
+  if (std::is_sorted(runs.begin(), runs.end(), std::greater<>())) {
+    std::reverse(runs.begin(), runs.end());
+  } else if (!std::is_sorted(runs.begin(), runs.end())) {
+    std::sort(runs.begin(), runs.end());
+  }
+  for (std::size_t i = 1; i < runs.size(); ++i) {
+    if (runs[i].first < runs[i - 1].second) return true;
+  }
+  return false;
+}
+
+}  // namespace
 
 Executor::Executor(int rank, int size, std::size_t fusion_threshold,
                    ExecutionResources resources, Outstanding& outstanding,
@@ -144,14 +171,20 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
   // tensor is copied into the transport and reduced out of it in place, with no fusion buffer
   // to pack and unpack (issue 18). A fusion buffer in the shared window (RINGFUSE_FUSION_SHM)
   // is the caller's choice of another way, so it keeps it.
-  if (group.fused && fp.device == Device::cpu && wire == fp.dtype &&
-      data_->shared_window() == nullptr && data_->takes_pieces(total, wire)) {
+  const bool in_place = group.fused && fp.device == Device::cpu && wire == fp.dtype &&
+                        data_->shared_window() == nullptr && data_->takes_pieces(total, wire) &&
+                        [&] {
+                          pieces_.clear();
+                          for (std::size_t i = 0; i < group.members.size(); ++i) {
+                            const auto bytes = response.ready[group.members[i]].fp.bytes();
+                            pieces_.push_back({static_cast<std::byte*>(data[i]), bytes});
+                          }
+                          return !any_overlap(pieces_, runs_);
+                        }();
+  if (in_place) {
     segments_.clear();
-    pieces_.clear();
     for (std::size_t i = 0; i < group.members.size(); ++i) {
-      const auto count = response.ready[group.members[i]].fp.numel();
-      segments_.push_back({data[i], data[i], count});
-      pieces_.push_back({static_cast<std::byte*>(data[i]), count * element_size(wire)});
+      segments_.push_back({data[i], data[i], response.ready[group.members[i]].fp.numel()});
     }
     if (fp.prescale != 1.0) memory.convert(segments_, fp.dtype, fp.dtype, fp.prescale);
     memory.finish();
