@@ -93,9 +93,12 @@ Executed NativeBackend::allreduce(void* data, std::size_t count, DataType type, 
 
 bool NativeBackend::takes_pieces(std::size_t count, DataType type) const {
   if (hierarchy_ || default_algorithm_ != Algorithm::automatic) return false;
+  // In a world whose size is not a power of two, halving-doubling folds the extra ranks in
+  // with one more exchange each way: more bytes than the ring for large groups, more steps
+  // than the tree for small ones, so only the sizes it is chosen for anyway go in place.
   const bool power_of_two = (size_ & (size_ - 1)) == 0;
   return power_of_two ||
-         algo::choose_allreduce(count * element_size(type), count, size_) != Algorithm::ring;
+         algo::choose_allreduce(count * element_size(type), count, size_) == Algorithm::rhd;
 }
 
 Executed NativeBackend::allreduce_pieces(transport::Pieces pieces, std::size_t count,

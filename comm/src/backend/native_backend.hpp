@@ -39,8 +39,8 @@ class NativeBackend final : public Backend {
                      Algorithm algo) override;
   /// Whether allreduce_pieces() takes an all-reduce of `count` elements of `type`: not with a
   /// hierarchy or an algorithm forced (RINGFUSE_ALGO), nor in a world whose size is not a
-  /// power of two where the ring would take the packed buffer (the fold sends it once more).
-  /// Every rank decides alike from the same count.
+  /// power of two where the ring or the tree would take the packed buffer (the fold costs an
+  /// exchange more). Every rank decides alike from the same count.
   bool takes_pieces(std::size_t count, DataType type) const;
   /// All-reduce of elements that lie in several places (a fused group's tensors, each piece
   /// whole elements), in place, without packing them into one buffer: recursive
