@@ -92,7 +92,9 @@ Executed NativeBackend::allreduce(void* data, std::size_t count, DataType type, 
 }
 
 bool NativeBackend::takes_pieces(std::size_t count, DataType type) const {
-  if (hierarchy_ || default_algorithm_ != Algorithm::automatic) return false;
+  if (hierarchy_ || default_algorithm_ != Algorithm::automatic || !transport_->copies_pieces()) {
+    return false;
+  }
   // In a world whose size is not a power of two, halving-doubling folds the extra ranks in
   // with one more exchange each way: more bytes than the ring for large groups, more steps
   // than the tree for small ones, so only the sizes it is chosen for anyway go in place.

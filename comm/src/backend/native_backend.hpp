@@ -37,8 +37,10 @@ class NativeBackend final : public Backend {
 
   Executed allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
                      Algorithm algo) override;
-  /// Whether allreduce_pieces() takes an all-reduce of `count` elements of `type`: not with a
-  /// hierarchy or an algorithm forced (RINGFUSE_ALGO), nor in a world whose size is not a
+  /// Whether allreduce_pieces() takes an all-reduce of `count` elements of `type`: only over a
+  /// transport that copies pieces itself (shared memory; TCP would gather them, copying more
+  /// than packing does), not with a hierarchy or an algorithm forced (RINGFUSE_ALGO), nor in
+  /// a world whose size is not a
   /// power of two where the ring or the tree would take the packed buffer (the fold costs an
   /// exchange more). Every rank decides alike from the same count.
   bool takes_pieces(std::size_t count, DataType type) const;

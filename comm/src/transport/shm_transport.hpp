@@ -72,6 +72,7 @@ class ShmTransport final : public Transport {
   void send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes,
                         int recv_peer, void* dst, std::size_t recv_count, DataType type,
                         ReduceOp op, const Staging& staging) override;
+  bool copies_pieces() const override { return true; }
   /// Copies each piece straight into the ring and what arrives straight into the pieces.
   void send_recv_pieces(int send_peer, Pieces send, int recv_peer, Pieces recv,
                         const Staging& staging) override;

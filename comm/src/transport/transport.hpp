@@ -67,6 +67,11 @@ class Transport {
     if (recv_bytes > 0) reduce_arrived(recv_bytes);
   }
 
+  /// Whether the *_pieces calls below copy straight from and to the pieces (shared memory),
+  /// rather than through a gathered copy (the defaults): only then is handing over a fused
+  /// group in pieces cheaper than packing it.
+  virtual bool copies_pieces() const { return false; }
+
   /// send_recv over buffers that lie in several places (pieces.hpp). The default gathers the
   /// pieces into `staging` and scatters what arrives out of it (one piece each way needs no
   /// copy); a transport that copies into and out of its own memory anyway (shared memory)
