@@ -1,6 +1,7 @@
 #include "engine/executor.hpp"
 
 #include <algorithm>
+#include <cstdint>
 #include <functional>
 
 #include <fmt/format.h>
@@ -17,10 +18,12 @@ namespace {
 // reduced once, as before. `runs` is scratch. Linear when the tensors come in address order
 // or its reverse (one arena, enqueued forward or in backward order), a sort otherwise.
 bool any_overlap(std::span<const transport::Piece> pieces,
-                 std::vector<std::pair<const std::byte*, const std::byte*>>& runs) {
+                 std::vector<std::pair<std::uintptr_t, std::uintptr_t>>& runs) {
   runs.clear();
   for (const auto& piece : pieces) {
-    if (piece.bytes > 0) runs.emplace_back(piece.data, piece.data + piece.bytes);
+    // As integers: `<` between pointers into different tensors is not defined.
+    const auto at = reinterpret_cast<std::uintptr_t>(piece.data);
+    if (piece.bytes > 0) runs.emplace_back(at, at + piece.bytes);
   }
   if (std::is_sorted(runs.begin(), runs.end(), std::greater<>())) {
     std::reverse(runs.begin(), runs.end());

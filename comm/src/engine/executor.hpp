@@ -85,7 +85,7 @@ class Executor {
   memory::HostMemorySpace host_memory_;  // fusion buffer and a joined rank's stand-ins, in host memory
   std::vector<memory::CopySegment> segments_;  // reused by every fused all-reduce
   std::vector<transport::Piece> pieces_;        // the same, for one run in place
-  std::vector<std::pair<const std::byte*, const std::byte*>> runs_;  // overlap check's scratch
+  std::vector<std::pair<std::uintptr_t, std::uintptr_t>> runs_;  // overlap check's scratch
   std::atomic<std::uint64_t> collectives_{0};
   std::atomic<std::uint64_t> fused_tensors_{0};
 };
