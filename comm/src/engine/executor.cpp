@@ -174,17 +174,11 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
   // tensor is copied into the transport and reduced out of it in place, with no fusion buffer
   // to pack and unpack (issue 18). A fusion buffer in the shared window (RINGFUSE_FUSION_SHM)
   // is the caller's choice of another way, so it keeps it.
-  const bool in_place = group.fused && fp.device == Device::cpu && wire == fp.dtype &&
-                        data_->shared_window() == nullptr && data_->takes_pieces(total, wire) &&
-                        [&] {
-                          pieces_.clear();
-                          for (std::size_t i = 0; i < group.members.size(); ++i) {
-                            const auto bytes = response.ready[group.members[i]].fp.bytes();
-                            pieces_.push_back({static_cast<std::byte*>(data[i]), bytes});
-                          }
-                          return !any_overlap(pieces_, runs_);
-                        }();
-  if (in_place) {
+  const bool runs_in_place = group.fused && fp.device == Device::cpu && wire == fp.dtype &&
+                             data_->shared_window() == nullptr &&
+                             data_->takes_pieces(total, wire) &&
+                             place_pieces(response, group, data);
+  if (runs_in_place) {
     segments_.clear();
     for (std::size_t i = 0; i < group.members.size(); ++i) {
       segments_.push_back({data[i], data[i], response.ready[group.members[i]].fp.numel()});
@@ -248,6 +242,16 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
     fused_tensors_ += group.members.size();
   }
   for (const auto index : group.members) outstanding_.complete(response.ready[index].seq, nullptr);
+}
+
+bool Executor::place_pieces(const CycleResponse& response, const FusionGroup& group,
+                            const std::vector<void*>& data) {
+  pieces_.clear();
+  for (std::size_t i = 0; i < group.members.size(); ++i) {
+    const auto bytes = response.ready[group.members[i]].fp.bytes();
+    pieces_.push_back({static_cast<std::byte*>(data[i]), bytes});
+  }
+  return !any_overlap(pieces_, runs_);
 }
 
 std::byte* Executor::allocate_output(const Fingerprint& fp, Request& local,

@@ -53,6 +53,10 @@ class Executor {
  private:
   void run_allreduce(const CycleResponse& response, const FusionGroup& group);
   void run_single(const ReadyEntry& entry, Request* local);
+  /// Sets pieces_ to the members' `data` as they lie; false when two of them overlap (one
+  /// tensor enqueued twice), which only the fusion buffer reduces once per member.
+  bool place_pieces(const CycleResponse& response, const FusionGroup& group,
+                    const std::vector<void*>& data);
   /// Calls `local`'s output allocator for `shape` (of `bytes`); on failure, records the error
   /// for the Work and returns null (the caller takes part with scratch, as the others wait).
   std::byte* allocate_output(const Fingerprint& fp, Request& local,
