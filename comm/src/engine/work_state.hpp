@@ -3,10 +3,12 @@
 
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <vector>
 
+#include "engine/recycling_allocator.hpp"
 #include "ringfuse/engine.hpp"
 
 namespace ringfuse::engine {
@@ -29,5 +31,10 @@ struct WorkState {
   /// Completes one part (the first error wins); runs the callbacks when the last part is done.
   void complete(const Error* failure);
 };
+
+/// A new WorkState in recycled memory: one is made for every enqueued collective.
+inline std::shared_ptr<WorkState> make_work_state() {
+  return std::allocate_shared<WorkState>(RecyclingAllocator<WorkState>{});
+}
 
 }  // namespace ringfuse::engine
