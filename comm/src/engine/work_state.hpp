@@ -1,6 +1,7 @@
 // The shared state behind a Work handle: completion flag, error, callbacks, allgather shape.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
 #include <memory>
@@ -16,7 +17,9 @@ namespace ringfuse::engine {
 struct WorkState {
   std::mutex mutex;
   std::condition_variable done_cv;
-  bool done = false;
+  // Set under `mutex`, after everything a waiter may read; atomic so that test() and a wait()
+  // on a finished collective (the usual case after a fused step) need not take the mutex.
+  std::atomic<bool> done{false};
   std::optional<Error> error;
   std::vector<std::function<void(const Error*)>> callbacks;
   std::vector<std::int64_t> output_shape;
