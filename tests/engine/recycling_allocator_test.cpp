@@ -5,12 +5,35 @@
 #include <gtest/gtest.h>
 
 #include <array>
+#include <atomic>
+#include <cstdlib>
+#include <new>
 #include <memory>
 #include <thread>
 #include <vector>
 
 #include "engine/recycling_allocator.hpp"
 #include "engine/work_state.hpp"
+
+// Counts this thread's calls to the global operator new while a CountAllocations lives.
+namespace {
+thread_local bool counting_allocations = false;
+std::atomic<std::size_t> allocations{0};
+
+struct CountAllocations {
+  CountAllocations() { counting_allocations = true; }
+  ~CountAllocations() { counting_allocations = false; }
+  static std::size_t total() { return allocations.load(); }
+};
+}  // namespace
+
+void* operator new(std::size_t bytes) {
+  if (counting_allocations) allocations.fetch_add(1);
+  if (void* block = std::malloc(bytes == 0 ? 1 : bytes)) return block;
+  throw std::bad_alloc();
+}
+void operator delete(void* block) noexcept { std::free(block); }
+void operator delete(void* block, std::size_t) noexcept { std::free(block); }
 
 namespace {
 
@@ -24,6 +47,22 @@ TEST(RecyclingAllocator, TheNextStateReusesTheMemoryOfTheLastOneFreed) {
   first.reset();
   auto second = make_work_state();
   EXPECT_EQ(second.get(), address);
+}
+
+// A fused step makes and frees hundreds of states; once a thread has freed that many, making
+// them again allocates nothing (glibc's own cache would keep only 7).
+TEST(RecyclingAllocator, AStepsWorthOfStatesIsMadeAgainWithoutAllocating) {
+  constexpr int kStates = 1000;
+  std::vector<std::shared_ptr<WorkState>> states;
+  for (int i = 0; i < kStates; ++i) states.push_back(make_work_state());
+  states.clear();
+  states.reserve(kStates);
+  const auto before = CountAllocations::total();
+  {
+    CountAllocations counting;
+    for (int i = 0; i < kStates; ++i) states.push_back(make_work_state());
+  }
+  EXPECT_EQ(CountAllocations::total() - before, 0u);
 }
 
 TEST(RecyclingAllocator, AThreadKeepsAtMostItsBoundAndFreesTheRestAndAllOnExit) {
