@@ -128,6 +128,11 @@ ParsedFlags parse_flags(int argc, char** argv) {
                  "fusion: resnet50 | bert-base | small1000 (1,000 tensors of 4 KiB) | "
                  "uniform:COUNTxBYTES (e.g. uniform:200x1M)")
       ->capture_default_str();
+  app.add_option("--modes", o.fusion_modes,
+                 "fusion: only these rows, comma-separated (default: all): single, fused, "
+                 "unfused, unfused-no-eng, mpi-per-tensor; e.g. --modes fused to profile it")
+      ->delimiter(',')
+      ->check(CLI::IsMember({"single", "fused", "unfused", "unfused-no-eng", "mpi-per-tensor"}));
   app.add_option("--json", o.json_path, "also write every row to this file (JSON)");
   app.add_option("--split", o.split,
                  "measure ours on a sub-communicator (Context::split) by COLOR_EXPR: host, "

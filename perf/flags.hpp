@@ -44,6 +44,8 @@ struct PerfOptions {
   // `ringfuse-perf fusion` (perf/fusion_sweep.hpp) instead of a collective sweep.
   bool fusion = false;
   std::string model = "resnet50";  // --model, fusion only
+  /// --modes, fusion only: the rows to measure (empty: all), e.g. just "fused" to profile it.
+  std::vector<std::string> fusion_modes;
   // `ringfuse-perf sendrecv` (perf/sendrecv.hpp): point-to-point latency and bandwidth.
   bool sendrecv = false;
 };

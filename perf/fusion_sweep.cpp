@@ -32,13 +32,14 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-enum class Mode { single, fused, unfused, mpi_per_tensor };
+enum class Mode { single, fused, unfused, unfused_before_engine, mpi_per_tensor };
 
 const char* to_string(Mode m) {
   switch (m) {
     case Mode::single: return "single";
     case Mode::fused: return "fused";
     case Mode::unfused: return "unfused";
+    case Mode::unfused_before_engine: return "unfused-no-eng";
     case Mode::mpi_per_tensor: return "mpi-per-tensor";
   }
   return "?";
@@ -102,6 +103,7 @@ class Step {
         ctx.allreduce(grads_.data(), grads_.size(), DataType::f32, ReduceOp::sum);
         break;
       case Mode::unfused:
+      case Mode::unfused_before_engine:
         // Backward produces the last layer's gradient first.
         for (std::size_t i = gs.size(); i-- > 0;) {
           ctx.allreduce(grads_.data() + offsets_[i], gs[i].numel, DataType::f32, ReduceOp::sum);
@@ -227,7 +229,7 @@ void print(std::ostream& out, const Header& h, const PerfOptions& o,
                   "step time; f32 sum\n", o.iters, o.warmup);
   fmt::print(out, "# modes: single = one ctx->allreduce of the total bytes; fused = every tensor "
                   "enqueued to the engine in reverse order, flush(), wait all; unfused = one "
-                  "blocking ctx->allreduce per tensor; mpi-per-tensor = MPI_Allreduce per tensor\n");
+                  "blocking ctx->allreduce per tensor with the engine started; unfused-no-eng = the same before the engine was started (same process, same run); mpi-per-tensor = MPI_Allreduce per tensor\n");
   fmt::print(out, "# ours: {}; engine: fusion_threshold {} B, cycle_time {} us, cache_capacity {}\n",
              h.transport, h.engine.fusion_threshold, h.engine.cycle_time.count(),
              h.engine.cache_capacity);
@@ -240,6 +242,16 @@ void print(std::ostream& out, const Header& h, const PerfOptions& o,
     fmt::print(out, " {:>9} {:>15} {:>7} {:>11} {:>11.1f} {:>9} {:>9} {:>6}\n", r.model,
                to_string(r.mode), r.tensors, r.bytes, r.time.median_us, opt(r.vs_single),
                opt(r.vs_fused), r.wrong ? fmt::format("{}", *r.wrong) : std::string("N/A"));
+  }
+  for (const FusionRow& with : rows) {
+    if (with.mode != Mode::unfused) continue;
+    for (const FusionRow& without : rows) {
+      if (without.mode == Mode::unfused_before_engine && without.model == with.model &&
+          without.time.median_us > 0) {
+        fmt::print(out, "# {}: unfused with the engine started / before it: {:.3f}\n", with.model,
+                   with.time.median_us / without.time.median_us);
+      }
+    }
   }
   std::uint64_t wrong = 0;
   for (const FusionRow& r : rows) wrong += r.wrong.value_or(0);
@@ -314,9 +326,22 @@ int run_fusion(int argc, char** argv, const PerfOptions& o) {
   Context& ctx = launch->context();
   h.launcher = launch->launcher();
   h.nranks = ctx.size();
+  const bool with_mpi = launch->mpi_ready();
+  // The blocking calls before any engine exists, so that what a started engine costs them
+  // (issue 18: within 1.5x) is one ratio of one table.
+  const auto wanted = [&](Mode mode) {
+    return o.fusion_modes.empty() ||
+           std::find(o.fusion_modes.begin(), o.fusion_modes.end(), to_string(mode)) !=
+               o.fusion_modes.end();
+  };
+  std::optional<FusionRow> before_engine;
+  if (const Model model = make_model(o.model);
+      model.gradients.size() > 1 && wanted(Mode::unfused_before_engine)) {
+    Step step(model, ctx.rank(), ctx.size());
+    before_engine = measure(ctx, o, model, step, Mode::unfused_before_engine);
+  }
   Engine& engine = ctx.engine();  // collective: every rank starts it here
   h.engine = engine.config();
-  const bool with_mpi = launch->mpi_ready();
   if (!with_mpi) h.notes.push_back(fmt::format("mpi-per-tensor: not measured: {}",
                                                launch->mpi_unavailable()));
 
@@ -329,7 +354,15 @@ int run_fusion(int argc, char** argv, const PerfOptions& o) {
     std::vector<Mode> modes = {Mode::single, Mode::fused};
     if (model.gradients.size() > 1) modes.push_back(Mode::unfused);
     if (with_mpi) modes.push_back(Mode::mpi_per_tensor);
+    std::erase_if(modes, [&](Mode mode) { return !wanted(mode); });
+    if (before_engine && name == o.model &&
+        std::find(modes.begin(), modes.end(), Mode::unfused) == modes.end()) {
+      rows.push_back(*before_engine);
+    }
     for (const Mode mode : modes) {
+      if (mode == Mode::unfused && before_engine && name == o.model) {
+        rows.push_back(*before_engine);
+      }
       const auto started = Clock::now();
       rows.push_back(measure(ctx, o, model, step, mode));
       if (ctx.rank() == 0) {

@@ -110,6 +110,18 @@ TEST(Engine, FusionInSharedMemoryWindows) {
   }
 }
 
+// A fused group of host tensors is all-reduced in place, out of the tensors (issue 18); a
+// tensor enqueued twice in one group is still reduced once. N = 2 and 4 (the halves and
+// quarters of the group), over shared memory and TCP.
+TEST(Engine, TensorEnqueuedTwiceInOneFusedGroupIsReducedOnce) {
+  for (const char* transport : {"shm", "tcp"}) {
+    for (const int size : {2, 4}) {
+      SCOPED_TRACE(std::string(transport) + " np" + std::to_string(size));
+      expect_all_ok(run_world(size, "aliased", {{"RINGFUSE_TRANSPORT", transport}}));
+    }
+  }
+}
+
 // The engine's f32 average equals the blocking call's bit for bit at a world size whose
 // reciprocal is not exact in f32 (issue #16.8: it used to multiply by 1/7 rounded to f32).
 TEST(Engine, AverageHasTheBlockingCallsBitsAtSevenRanks) {

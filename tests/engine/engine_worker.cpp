@@ -503,6 +503,30 @@ void mode_plain(ringfuse::Context& ctx) {
   std::printf("plain: %zu all-reduces checked\n", tensors.size());
 }
 
+// One tensor enqueued twice (under two names) in one fused group, beside a larger one, so
+// that both of its places fall in the same half of the group: the engine must reduce it once,
+// as the fusion buffer does, not once per place when it runs the group in place.
+void mode_aliased(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  const float mine = static_cast<float>(ctx.rank() + 1);
+  std::vector<float> twice(1000, mine);
+  std::vector<float> large(8000, mine);
+  for (int step = 0; step < 3; ++step) {
+    std::fill(twice.begin(), twice.end(), mine);
+    std::fill(large.begin(), large.end(), mine);
+    std::vector<ringfuse::Work> works;
+    works.push_back(engine.allreduce("twice.a", {twice.data(), DataType::f32, {1000}}));
+    works.push_back(engine.allreduce("twice.b", {twice.data(), DataType::f32, {1000}}));
+    works.push_back(engine.allreduce("large", {large.data(), DataType::f32, {8000}}));
+    engine.flush();
+    for (auto& work : works) work.wait(30s);
+    const double want = ctx.size() * (ctx.size() + 1) / 2.0;
+    for (float v : twice) check_close("the tensor enqueued twice", v, want);
+    for (float v : large) check_close("the tensor beside it", v, want);
+  }
+  std::printf("aliased: checked\n");
+}
+
 // An integer case for mode_int_scale: x(r, i) small and of both signs; what the engine must
 // give is Horovod's rule, computed here in exact integer arithmetic where it can be.
 struct IntScaleCase {
@@ -969,7 +993,7 @@ void mode_timeline_window(ringfuse::Context& ctx) {
 int main(int argc, char** argv) {
   if (argc < 2) {
     fail("usage: engine_worker fusion|fusion-large|mismatch-KIND|mismatch-order|stall|"
-         "stall-missing|join|skew|avg-bits|plain|int-scale|dtypes|uneven-then-leave|"
+         "stall-missing|join|skew|avg-bits|plain|aliased|int-scale|dtypes|uneven-then-leave|"
          "name-order|name-duplicate|recover|timeline-window|uneven");
   }
   const std::string mode = argv[1];
@@ -993,6 +1017,8 @@ int main(int argc, char** argv) {
       mode_avg_bits(*ctx);
     } else if (mode == "plain") {
       mode_plain(*ctx);
+    } else if (mode == "aliased") {
+      mode_aliased(*ctx);
     } else if (mode == "int-scale") {
       mode_int_scale(*ctx);
     } else if (mode == "dtypes") {

@@ -57,4 +57,31 @@ TEST(FingerprintHash, TheCacheFindsByScaleAndTellsScalesApart) {
   EXPECT_EQ(cache.find(zero), zero_index);
 }
 
+// holds() is the cheap check behind guessing an index: true exactly where find() would
+// answer that index, so a guess never changes what a rank announces.
+TEST(FingerprintHash, HoldsSaysWhatFindWouldAnswer) {
+  ResponseCache cache(2);
+  auto a = gradient();
+  auto b = gradient();
+  b.name = "model.fc.weight.grad";
+  auto c = gradient();
+  c.shape = {2048, 512, 3, 3};
+  const auto ia = cache.insert(a);
+  const auto ib = cache.insert(b);
+  ASSERT_TRUE(ia && ib);
+  EXPECT_TRUE(cache.holds(*ia, a));
+  EXPECT_TRUE(cache.holds(*ib, b));
+  EXPECT_FALSE(cache.holds(*ia, b));
+  EXPECT_FALSE(cache.holds(*ib, a));
+  EXPECT_FALSE(cache.holds(*ia, c));  // same name, another shape
+  EXPECT_FALSE(cache.holds(2, a));    // past the slots
+  cache.touch(*ib);
+  const auto ic = cache.insert(c);  // evicts a, the least recently used
+  ASSERT_TRUE(ic);
+  EXPECT_EQ(*ic, *ia);
+  EXPECT_FALSE(cache.holds(*ia, a));
+  EXPECT_TRUE(cache.holds(*ic, c));
+  EXPECT_FALSE(cache.find(a).has_value());
+}
+
 }  // namespace

@@ -249,5 +249,41 @@ TEST(NativeBackendHierarchy, MinBytesAndAlgorithmDecide) {
   });
 }
 
+// Which fused groups the engine may hand over in place (allreduce_pieces): over shared
+// memory, every size in a world whose size is a power of two; otherwise only the sizes
+// halving-doubling is chosen for anyway (the tree keeps small groups, the ring large ones);
+// never with an algorithm forced, a hierarchy, or over TCP (which would gather the pieces).
+TEST(NativeBackendPieces, TakesWhatHalvingDoublingWouldRunAnyway) {
+  for (const int size : {3, 4}) {
+    run_ranks(size, [&](Rank& rank) {
+      const bool power_of_two = size == 4;
+      for (Algorithm forced : kEveryAlgorithm) {
+        // Deciding exchanges nothing; each backend gets a channel of its own all the same.
+        backend::NativeBackend backend(
+            rank.connect(rank.rank(), size, fmt::format("forced-{}", to_string(forced)),
+                         {TransportKind::shm}),
+            forced);
+        for (std::size_t count : {std::size_t{1000}, std::size_t{65537}, std::size_t{300007}}) {
+          const bool rhd_size = count == 65537;  // 4 KiB: tree, 256 KiB: rhd, 1.2 MiB: ring
+          const bool want = forced == Algorithm::automatic && (power_of_two || rhd_size);
+          rank.expect(backend.takes_pieces(count, kType) == want,
+                      fmt::format("{} ranks, {} elements, RINGFUSE_ALGO={}: takes_pieces() "
+                                  "should say {}",
+                                  size, count, to_string(forced), want));
+        }
+      }
+      backend::NativeBackend over_tcp(rank.connect(rank.rank(), size, "tcp", {TransportKind::tcp}),
+                                      Algorithm::automatic);
+      rank.expect(!over_tcp.takes_pieces(65537, kType), "took pieces over tcp");
+      auto flat = rank.connect(rank.rank(), size, "flat", {TransportKind::shm});
+      auto local = rank.connect(rank.rank(), size, "local", {TransportKind::shm});
+      auto cross = rank.connect(0, 1, fmt::format("cross{}", rank.rank()), {TransportKind::tcp});
+      backend::NativeBackend backend(std::move(flat), Algorithm::automatic);
+      backend.set_hierarchy({std::move(local), std::move(cross), 0});
+      rank.expect(!backend.takes_pieces(65537, kType), "took pieces with a hierarchy");
+    });
+  }
+}
+
 }  // namespace
 }  // namespace ringfuse::inproc

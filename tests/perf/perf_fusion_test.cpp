@@ -60,8 +60,9 @@ TEST(PerfFusion, Small1000UnderRingfuseRun) {
                                                "vs_single", "vs_fused", "wrong"}));
   std::map<std::string, std::map<std::string, std::string>> by_mode;
   for (const auto& row : rows) by_mode[row.at("model") + "/" + row.at("mode")] = row;
+  // unfused-no-eng: the same blocking calls before the engine was started, in the same run.
   for (const std::string mode : {"small1000/single", "small1000/fused", "small1000/unfused",
-                                 "scalar/single", "scalar/fused"}) {
+                                 "small1000/unfused-no-eng", "scalar/single", "scalar/fused"}) {
     ASSERT_EQ(by_mode.count(mode), 1u) << mode << "\n" << r.output;
     const auto& row = by_mode.at(mode);
     EXPECT_EQ(row.at("wrong"), "0") << mode << "\n" << r.output;
@@ -72,6 +73,8 @@ TEST(PerfFusion, Small1000UnderRingfuseRun) {
   EXPECT_EQ(by_mode.at("small1000/fused").at("bytes"), "4096000");
   EXPECT_EQ(by_mode.at("small1000/fused").at("vs_fused"), "1.000");
   EXPECT_EQ(by_mode.at("small1000/single").at("vs_single"), "1.000");
+  EXPECT_NE(r.output.find("# small1000: unfused with the engine started / before it: "),
+            std::string::npos) << r.output;
   EXPECT_NE(r.output.find("# out of bounds values : 0 OK"), std::string::npos) << r.output;
   // Steady state: the one timed step of 1,000 tensors hit the response cache for every tensor.
   EXPECT_NE(r.output.find("engine stats per timed step"), std::string::npos) << r.output;

@@ -7,6 +7,7 @@
 #include <span>
 
 #include "algo/partition.hpp"
+#include "algo/scattered_buffer.hpp"
 #include "algo/workspace.hpp"
 #include "ringfuse/context.hpp"
 #include "ringfuse/types.hpp"
@@ -34,6 +35,9 @@ void tree_allreduce(Transport& transport, Workspace& workspace, const ReduceBuff
 /// Rabenseifner's recursive halving (reduce-scatter) and doubling (all-gather), folding the
 /// ranks beyond the largest power of two into their neighbours first.
 void rhd_allreduce(Transport& transport, Workspace& workspace, const ReduceBuffer& buffer);
+/// The same over elements that lie in several places (a fused group's tensors, in place): the
+/// transport copies each piece into and out of its own memory, so nothing is packed first.
+void rhd_allreduce(Transport& transport, Workspace& workspace, const ScatteredBuffer& buffer);
 
 /// Two-level all-reduce for ranks spread over hosts: ring reduce-scatter among the ranks of
 /// this host (`local`, shared memory where it can), an all-reduce of this rank's block among

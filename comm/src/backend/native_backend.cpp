@@ -91,6 +91,29 @@ Executed NativeBackend::allreduce(void* data, std::size_t count, DataType type, 
   return Executed{std::string(to_string(algo)), bytes, label};
 }
 
+bool NativeBackend::takes_pieces(std::size_t count, DataType type) const {
+  if (hierarchy_ || default_algorithm_ != Algorithm::automatic || !transport_->copies_pieces()) {
+    return false;
+  }
+  // In a world whose size is not a power of two, halving-doubling folds the extra ranks in
+  // with one more exchange each way: more bytes than the ring for large groups, more steps
+  // than the tree for small ones, so only the sizes it is chosen for anyway go in place.
+  const bool power_of_two = (size_ & (size_ - 1)) == 0;
+  return power_of_two ||
+         algo::choose_allreduce(count * element_size(type), count, size_) == Algorithm::rhd;
+}
+
+Executed NativeBackend::allreduce_pieces(transport::Pieces pieces, std::size_t count,
+                                         DataType type, ReduceOp op) {
+  auto label = begin(fmt::format("allreduce {}[{}] {} (rhd over {} tensors in place)",
+                                 to_string(type), count, to_string(op), pieces.size()));
+  if (size_ > 1 && count > 0) {
+    algo::rhd_allreduce(*transport_, workspace_, algo::ScatteredBuffer(pieces, type, op));
+  }
+  return Executed{std::string(to_string(Algorithm::rhd)), count * element_size(type),
+                  std::move(label)};
+}
+
 void NativeBackend::broadcast(void* data, std::size_t count, DataType type, int root) {
   const auto label =
       begin(fmt::format("broadcast {}[{}] root {}", to_string(type), count, root));

@@ -37,6 +37,18 @@ class NativeBackend final : public Backend {
 
   Executed allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
                      Algorithm algo) override;
+  /// Whether allreduce_pieces() takes an all-reduce of `count` elements of `type`: only over a
+  /// transport that copies pieces itself (shared memory; TCP would gather them, copying more
+  /// than packing does), not with a hierarchy or an algorithm forced (RINGFUSE_ALGO), nor in
+  /// a world whose size is not a
+  /// power of two where the ring or the tree would take the packed buffer (the fold costs an
+  /// exchange more). Every rank decides alike from the same count.
+  bool takes_pieces(std::size_t count, DataType type) const;
+  /// All-reduce of elements that lie in several places (a fused group's tensors, each piece
+  /// whole elements), in place, without packing them into one buffer: recursive
+  /// halving-doubling over the pieces. Only where takes_pieces() says so.
+  Executed allreduce_pieces(transport::Pieces pieces, std::size_t count, DataType type,
+                            ReduceOp op);
   void broadcast(void* data, std::size_t count, DataType type, int root) override;
   void allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
                   DataType type) override;

@@ -99,7 +99,7 @@ void EngineImpl::check_tensor(const std::string& name, const TensorView& tensor)
 Work EngineImpl::submit(std::vector<Request> requests) { return submit(std::span(requests)); }
 
 Work EngineImpl::submit(std::span<Request> requests) {
-  auto work = std::make_shared<WorkState>();
+  auto work = make_work_state();
   work->remaining = static_cast<int>(requests.size());
   for (auto& request : requests) request.work = work;
   if (joined_.load() && !requests.front().join) {

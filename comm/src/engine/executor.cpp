@@ -1,5 +1,9 @@
 #include "engine/executor.hpp"
 
+#include <algorithm>
+#include <cstdint>
+#include <functional>
+
 #include <fmt/format.h>
 
 #include "backend/nccl_backend.hpp"
@@ -7,6 +11,32 @@
 #include "memory/fusion_buffer.hpp"
 
 namespace ringfuse::engine {
+namespace {
+
+// Whether two non-empty pieces share a byte: the same tensor enqueued twice in one group.
+// Reduced in place it would be reduced twice; through the fusion buffer each member is
+// reduced once, as before. `runs` is scratch. Linear when the tensors come in address order
+// or its reverse (one arena, enqueued forward or in backward order), a sort otherwise.
+bool any_overlap(std::span<const transport::Piece> pieces,
+                 std::vector<std::pair<std::uintptr_t, std::uintptr_t>>& runs) {
+  runs.clear();
+  for (const auto& piece : pieces) {
+    // As integers: `<` between pointers into different tensors is not defined.
+    const auto at = reinterpret_cast<std::uintptr_t>(piece.data);
+    if (piece.bytes > 0) runs.emplace_back(at, at + piece.bytes);
+  }
+  if (std::is_sorted(runs.begin(), runs.end(), std::greater<>())) {
+    std::reverse(runs.begin(), runs.end());
+  } else if (!std::is_sorted(runs.begin(), runs.end())) {
+    std::sort(runs.begin(), runs.end());
+  }
+  for (std::size_t i = 1; i < runs.size(); ++i) {
+    if (runs[i].first < runs[i - 1].second) return true;
+  }
+  return false;
+}
+
+}  // namespace
 
 Executor::Executor(int rank, int size, std::size_t fusion_threshold,
                    ExecutionResources resources, Outstanding& outstanding,
@@ -140,7 +170,30 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
                          ? response.ready[group.members.front()].fp.name
                          : fmt::format("fused x{}", group.members.size());
 
-  if (!group.fused) {
+  // A fused group of host tensors in their own type goes to the transport as it lies: each
+  // tensor is copied into the transport and reduced out of it in place, with no fusion buffer
+  // to pack and unpack (issue 18). A fusion buffer in the shared window (RINGFUSE_FUSION_SHM)
+  // is the caller's choice of another way, so it keeps it.
+  const bool runs_in_place = group.fused && fp.device == Device::cpu && wire == fp.dtype &&
+                             data_->shared_window() == nullptr &&
+                             data_->takes_pieces(total, wire) &&
+                             place_pieces(response, group, data);
+  if (runs_in_place) {
+    segments_.clear();
+    for (std::size_t i = 0; i < group.members.size(); ++i) {
+      segments_.push_back({data[i], data[i], response.ready[group.members[i]].fp.numel()});
+    }
+    if (fp.prescale != 1.0) memory.convert(segments_, fp.dtype, fp.dtype, fp.prescale);
+    memory.finish();
+    const auto start = Clock::now();
+    const auto executed = data_->allreduce_pieces(pieces_, total, wire, backend_op);
+    allreduce_done(label, group.members.size(), wire, executed, start);
+    if (post != 1.0) {
+      memory.convert(segments_, fp.dtype, fp.dtype, post);
+      memory.finish();
+    }
+    fused_tensors_ += group.members.size();
+  } else if (!group.fused) {
     void* buffer = data.front();
     const memory::CopySegment in_place{buffer, buffer, total};
     if (fp.prescale != 1.0) memory.convert({&in_place, 1}, fp.dtype, fp.dtype, fp.prescale);
@@ -189,6 +242,16 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
     fused_tensors_ += group.members.size();
   }
   for (const auto index : group.members) outstanding_.complete(response.ready[index].seq, nullptr);
+}
+
+bool Executor::place_pieces(const CycleResponse& response, const FusionGroup& group,
+                            const std::vector<void*>& data) {
+  pieces_.clear();
+  for (std::size_t i = 0; i < group.members.size(); ++i) {
+    const auto bytes = response.ready[group.members[i]].fp.bytes();
+    pieces_.push_back({static_cast<std::byte*>(data[i]), bytes});
+  }
+  return !any_overlap(pieces_, runs_);
 }
 
 std::byte* Executor::allocate_output(const Fingerprint& fp, Request& local,

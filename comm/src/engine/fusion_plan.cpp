@@ -34,9 +34,9 @@ std::size_t gathered_bytes(const ReadyEntry& entry) {
 
 // Copying a large tensor into the fusion buffer and back costs more than the separate call it
 // saves: it is reduced in place, alone. (Compressed tensors must go through the buffer.)
-bool reduce_in_place(const Fingerprint& fp, std::size_t inplace_min) {
-  return fp.op_type == OpType::allreduce && wire_type(fp) == fp.dtype &&
-         wire_bytes(fp) >= inplace_min;
+// `bytes` is wire_bytes(fp), which the caller needs too (a loop over the shape).
+bool reduce_in_place(const Fingerprint& fp, std::size_t bytes, std::size_t inplace_min) {
+  return fp.op_type == OpType::allreduce && wire_type(fp) == fp.dtype && bytes >= inplace_min;
 }
 
 }  // namespace
@@ -60,18 +60,23 @@ std::vector<FusionGroup> plan_fusion(const std::vector<ReadyEntry>& ready, std::
     taken[i] = true;
     FusionGroup group{{i}, false};
     const auto& head = ready[i].fp;
-    if (head.op_type == OpType::allreduce && !reduce_in_place(head, inplace_min)) {
-      std::size_t bytes = wire_bytes(head);
+    std::size_t bytes = head.op_type == OpType::allreduce ? wire_bytes(head) : 0;
+    if (head.op_type == OpType::allreduce && !reduce_in_place(head, bytes, inplace_min)) {
       std::size_t skipped = 0;
       for (std::size_t j = i + 1; j < ready.size() && skipped <= lookahead; ++j) {
         if (taken[j] || ready[j].kind == ReadyEntry::Kind::error) continue;
         const auto& fp = ready[j].fp;
-        if (!compatible(head, fp) || reduce_in_place(fp, inplace_min)) {
+        if (!compatible(head, fp)) {
           ++skipped;
           continue;
         }
-        if (bytes + wire_bytes(fp) > threshold) break;
-        bytes += wire_bytes(fp);
+        const auto fp_bytes = wire_bytes(fp);
+        if (reduce_in_place(fp, fp_bytes, inplace_min)) {
+          ++skipped;
+          continue;
+        }
+        if (bytes + fp_bytes > threshold) break;
+        bytes += fp_bytes;
         taken[j] = true;
         group.members.push_back(j);
       }
@@ -81,7 +86,7 @@ std::vector<FusionGroup> plan_fusion(const std::vector<ReadyEntry>& ready, std::
     } else if (head.op_type == OpType::allgather || head.op_type == OpType::reducescatter) {
       const auto together = head.op_type == OpType::allgather ? gathers_together
                                                               : scatters_together;
-      std::size_t bytes = gathered_bytes(ready[i]);
+      bytes = gathered_bytes(ready[i]);
       std::size_t skipped = 0;
       for (std::size_t j = i + 1; j < ready.size() && skipped <= lookahead; ++j) {
         if (taken[j] || ready[j].kind == ReadyEntry::Kind::error) continue;
@@ -89,8 +94,9 @@ std::vector<FusionGroup> plan_fusion(const std::vector<ReadyEntry>& ready, std::
           ++skipped;
           continue;
         }
-        if (bytes + gathered_bytes(ready[j]) > threshold) break;
-        bytes += gathered_bytes(ready[j]);
+        const auto member_bytes = gathered_bytes(ready[j]);
+        if (bytes + member_bytes > threshold) break;
+        bytes += member_bytes;
         taken[j] = true;
         group.members.push_back(j);
       }

@@ -68,7 +68,7 @@ CycleMessage Negotiator::announce(const Outstanding& outstanding, bool join, boo
   if (by_index) message.indices.reserve(held_.size());
   for (auto it = held_.begin(); by_index && it != held_.end(); ++it) {
     if (!it->index || it->looked_up_at != cache_.evictions()) {
-      it->index = cache_.find(outstanding.at(it->seq).fp);
+      it->index = look_up(outstanding.at(it->seq).fp);
       it->looked_up_at = cache_.evictions();
     }
     if (it->index) {
@@ -91,6 +91,15 @@ CycleMessage Negotiator::announce(const Outstanding& outstanding, bool join, boo
   }
   held_.clear();
   return message;
+}
+
+std::optional<std::uint32_t> Negotiator::look_up(const Fingerprint& fp) {
+  if (last_found_ && cache_.holds(*last_found_ + 1, fp)) {
+    last_found_ = *last_found_ + 1;
+  } else {
+    last_found_ = cache_.find(fp);
+  }
+  return last_found_;
 }
 
 void Negotiator::resolve_names(const Outstanding& outstanding, CycleResponse& response) const {

@@ -66,6 +66,11 @@ class Negotiator {
                                             Clock::time_point cycle_started);
   /// Takes every released collective into the response cache, identically on every rank.
   void update_cache(Cycle& cycle);
+  /// cache_.find(fp), trying the slot after the last one found first: a training loop
+  /// enqueues the same tensors in the same order every step, and the cache numbered them in
+  /// that order when it first took them, so that guess is mostly right and costs one
+  /// comparison instead of hashing the fingerprint.
+  std::optional<std::uint32_t> look_up(const Fingerprint& fp);
 
   /// Name mode: each rank finds its own request for a released name; a rank that joined (and
   /// so holds none) gets sequence number 0, which no request has.
@@ -92,6 +97,7 @@ class Negotiator {
   // In sequence order; the indices of the last message are those of its first entries.
   std::deque<Held> held_;
   std::vector<ReadyEntry> spare_ready_;  // recycle()
+  std::optional<std::uint32_t> last_found_;  // look_up()
 };
 
 }  // namespace ringfuse::engine

@@ -51,7 +51,7 @@ Work P2PWorker::enqueue(bool send, const TensorView& tensor, int peer, int tag) 
     throw core::rank_error(ErrorKind::invalid_argument, rank_,
                            "engine: {} rank {}: the tensor's data is null", what, peer);
   }
-  auto work = std::make_shared<WorkState>();
+  auto work = make_work_state();
   {
     std::lock_guard lock(mutex_);
     if (stop_) {

@@ -19,6 +19,12 @@ class ResponseCache {
   explicit ResponseCache(std::size_t capacity) : capacity_(capacity) {}
 
   std::optional<std::uint32_t> find(const Fingerprint& fp) const;
+  /// Whether `index` holds a fingerprint that matches `fp`, in which case find(fp) would
+  /// return `index`: one comparison, for a caller that can guess the index (the same tensors
+  /// come in the same order every training step), instead of a hash and a look-up.
+  bool holds(std::uint32_t index, const Fingerprint& fp) const {
+    return index < slots_.size() && slots_[index].used && slots_[index].fp.matches(fp);
+  }
   /// The fingerprint at `index`; throws Error(protocol) for an empty slot.
   const Fingerprint& at(std::uint32_t index) const;
   void touch(std::uint32_t index);

@@ -56,19 +56,22 @@ Error no_state() {
 
 bool Work::test() const {
   if (!state_) return true;
-  std::lock_guard lock(state_->mutex);
-  return state_->done;
+  return state_->done.load(std::memory_order_acquire);
 }
 
 void Work::wait(std::chrono::milliseconds timeout) const {
   if (!state_) throw no_state();
+  if (test()) {  // nothing changes a finished state: its error can be read without the mutex
+    if (state_->error) throw *state_->error;
+    return;
+  }
   const auto spin = std::min<std::chrono::microseconds>(kSpinBeforeSleep, timeout);
   for (const auto spin_until = std::chrono::steady_clock::now() + spin;
        !test() && std::chrono::steady_clock::now() < spin_until;) {
     ::sched_yield();
   }
   std::unique_lock lock(state_->mutex);
-  if (!state_->done_cv.wait_for(lock, timeout, [&] { return state_->done; })) {
+  if (!state_->done_cv.wait_for(lock, timeout, [&] { return state_->done.load(); })) {
     throw Error(ErrorKind::timeout,
                 fmt::format("Work::wait: the collective did not finish within {} ms",
                             timeout.count()));

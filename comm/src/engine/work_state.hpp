@@ -1,12 +1,15 @@
 // The shared state behind a Work handle: completion flag, error, callbacks, allgather shape.
 #pragma once
 
+#include <atomic>
 #include <condition_variable>
 #include <functional>
+#include <memory>
 #include <mutex>
 #include <optional>
 #include <vector>
 
+#include "engine/recycling_allocator.hpp"
 #include "ringfuse/engine.hpp"
 
 namespace ringfuse::engine {
@@ -14,7 +17,9 @@ namespace ringfuse::engine {
 struct WorkState {
   std::mutex mutex;
   std::condition_variable done_cv;
-  bool done = false;
+  // Set under `mutex`, after everything a waiter may read; atomic so that test() and a wait()
+  // on a finished collective (the usual case after a fused step) need not take the mutex.
+  std::atomic<bool> done{false};
   std::optional<Error> error;
   std::vector<std::function<void(const Error*)>> callbacks;
   std::vector<std::int64_t> output_shape;
@@ -29,5 +34,10 @@ struct WorkState {
   /// Completes one part (the first error wins); runs the callbacks when the last part is done.
   void complete(const Error* failure);
 };
+
+/// A new WorkState in recycled memory: one is made for every enqueued collective.
+inline std::shared_ptr<WorkState> make_work_state() {
+  return std::allocate_shared<WorkState>(RecyclingAllocator<WorkState>{});
+}
 
 }  // namespace ringfuse::engine

@@ -76,6 +76,12 @@ class RingWriter {
     return n;
   }
 
+  /// How many bytes a write would take now (reads the consumer's line).
+  std::size_t room() {
+    cached_tail_ = control_->tail.load(std::memory_order_acquire);
+    return free_space(cached_tail_);
+  }
+
   /// Whether a write would make progress now (reads the consumer's line).
   bool has_space() {
     cached_tail_ = control_->tail.load(std::memory_order_acquire);

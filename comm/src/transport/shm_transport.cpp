@@ -68,6 +68,24 @@ inline void cpu_relax() {
 
 std::size_t slot_bytes(std::size_t ring_bytes) { return sizeof(shm::RingControl) + ring_bytes; }
 
+// What exchange() sends: the next bytes of one buffer, or of a buffer in pieces.
+auto contiguous_source(const void* data) {
+  return [at = static_cast<const std::byte*>(data)](shm::RingWriter& writer,
+                                                    std::size_t max) mutable {
+    const std::size_t n = writer.write(at, max);
+    at += n;
+    return n;
+  };
+}
+
+auto pieces_source(Pieces pieces) {
+  return [cursor = PieceCursor(pieces)](shm::RingWriter& writer, std::size_t max) mutable {
+    // Only what fits now, so the cursor never walks past what the ring took.
+    return cursor.advance(std::min(max, writer.room()),
+                          [&](std::byte* at, std::size_t n, std::size_t) { writer.write(at, n); });
+  };
+}
+
 }  // namespace
 
 std::size_t shm_segment_bytes(int size, std::size_t ring_bytes) {
@@ -482,8 +500,8 @@ void ShmTransport::window_barrier() {
 }
 
 
-template <class Consume>
-void ShmTransport::exchange(int send_peer, const std::byte* send, std::size_t send_bytes,
+template <class Produce, class Consume>
+void ShmTransport::exchange(int send_peer, std::size_t send_bytes, Produce&& produce,
                             int recv_peer, std::size_t recv_bytes, std::size_t granule,
                             Consume&& consume) {
   check_exchange(rank_, size_, options_.mesh.global_ranks, operation_, aborted_, send_peer,
@@ -509,7 +527,7 @@ void ShmTransport::exchange(int send_peer, const std::byte* send, std::size_t se
   while (sent < send_bytes || received < recv_bytes) {
     bool progressed = false;
     if (sent < send_bytes) {
-      const std::size_t n = writer->write(send + sent, std::min(send_bytes - sent, chunk));
+      const std::size_t n = produce(*writer, std::min(send_bytes - sent, chunk));
       if (n > 0) {
         sent += n;
         progressed = true;
@@ -560,7 +578,7 @@ void ShmTransport::send_recv(int send_peer, const void* send_buf, std::size_t se
                              const RecvProgress& progress) {
   auto* in = static_cast<std::byte*>(recv_buf);
   std::size_t reported = 0;
-  exchange(send_peer, static_cast<const std::byte*>(send_buf), send_bytes, recv_peer, recv_bytes,
+  exchange(send_peer, send_bytes, contiguous_source(send_buf), recv_peer, recv_bytes,
            1, [&](std::span<const std::byte> piece, std::size_t offset) {
              std::memcpy(in + offset, piece.data(), piece.size());
              const std::size_t received = offset + piece.size();
@@ -578,12 +596,38 @@ void ShmTransport::send_recv_reduce(int send_peer, const void* send_buf, std::si
   const std::size_t element_bytes = element_size(type);
   auto* out = static_cast<std::byte*>(dst);
   // Reduce straight out of the ring: the received bytes are never copied.
-  exchange(send_peer, static_cast<const std::byte*>(send_buf), send_bytes, recv_peer,
+  exchange(send_peer, send_bytes, contiguous_source(send_buf), recv_peer,
            recv_count * element_bytes, element_bytes,
            [&](std::span<const std::byte> piece, std::size_t offset) {
              const std::size_t count = piece.size() / element_bytes;
              if (count > 0) reduce::reduce_into(out + offset, piece.data(), count, type, op);
              return count * element_bytes;
+           });
+}
+
+void ShmTransport::send_recv_pieces(int send_peer, Pieces send, int recv_peer, Pieces recv,
+                                    const Staging&) {
+  PieceCursor into(recv);
+  exchange(send_peer, total_bytes(send), pieces_source(send), recv_peer, total_bytes(recv), 1,
+           [&](std::span<const std::byte> piece, std::size_t offset) {
+             return into.advance(piece.size(), [&](std::byte* at, std::size_t n, std::size_t done) {
+               std::memcpy(at, piece.data() + (done - offset), n);
+             });
+           });
+}
+
+void ShmTransport::send_recv_reduce_pieces(int send_peer, Pieces send, int recv_peer,
+                                           Pieces dst, DataType type, ReduceOp op,
+                                           const Staging&) {
+  const std::size_t element_bytes = element_size(type);
+  PieceCursor into(dst);
+  exchange(send_peer, total_bytes(send), pieces_source(send), recv_peer, total_bytes(dst),
+           element_bytes, [&](std::span<const std::byte> piece, std::size_t offset) {
+             const std::size_t whole = piece.size() / element_bytes * element_bytes;
+             return into.advance(whole, [&](std::byte* at, std::size_t n, std::size_t done) {
+               reduce::reduce_into(at, piece.data() + (done - offset), n / element_bytes, type,
+                                   op);
+             });
            });
 }
 

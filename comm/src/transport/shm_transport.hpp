@@ -87,6 +87,14 @@ class ShmTransport final : public Transport {
   void send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes,
                         int recv_peer, void* dst, std::size_t recv_count, DataType type,
                         ReduceOp op, const Staging& staging) override;
+  bool copies_pieces() const override { return true; }
+  /// Copies each piece straight into the ring and what arrives straight into the pieces.
+  void send_recv_pieces(int send_peer, Pieces send, int recv_peer, Pieces recv,
+                        const Staging& staging) override;
+  /// Copies each piece straight into the ring and reduces straight out of the ring into the
+  /// pieces of `dst`: no packing on either side.
+  void send_recv_reduce_pieces(int send_peer, Pieces send, int recv_peer, Pieces dst,
+                               DataType type, ReduceOp op, const Staging& staging) override;
   /// Checks `peer`'s ring, then sleeps on this rank's doorbell until bytes come or `timeout`
   /// passes, polling the peer's liveness connection, so a crashed peer is reported (as a
   /// receive would) instead of waited for. No timeout error: a quiet peer leaves the
@@ -121,10 +129,12 @@ class ShmTransport final : public Transport {
   template <class Ready>
   void idle(Idle& state, std::span<const int> waiting_for, Ready&& ready);
 
-  /// The one loop behind both entry points. `consume(piece, offset)` takes received bytes in
-  /// place and returns how many it used (whole elements only); `granule` is the element size.
-  template <class Consume>
-  void exchange(int send_peer, const std::byte* send, std::size_t send_bytes, int recv_peer,
+  /// The one loop behind every entry point. `produce(writer, max)` writes the next at most
+  /// `max` bytes to send into the ring and returns how many it wrote; `consume(piece, offset)`
+  /// takes received bytes in place and returns how many it used (whole elements only);
+  /// `granule` is the element size.
+  template <class Produce, class Consume>
+  void exchange(int send_peer, std::size_t send_bytes, Produce&& produce, int recv_peer,
                 std::size_t recv_bytes, std::size_t granule, Consume&& consume);
   /// Non-blocking: fails naming `peer` if its liveness connection reports EOF or an error.
   void check_alive(int peer);

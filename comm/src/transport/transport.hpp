@@ -5,12 +5,14 @@
 
 #include <chrono>
 #include <cstddef>
+#include <cstring>
 #include <functional>
 #include <string>
 
 #include "reduce/reduce.hpp"
 #include "ringfuse/error.hpp"
 #include "ringfuse/types.hpp"
+#include "transport/pieces.hpp"
 #include "transport/shared_window.hpp"
 
 namespace ringfuse::transport {
@@ -85,6 +87,55 @@ class Transport {
     send_recv(peer, keep, keep_count * element_bytes, peer, give, give_count * element_bytes);
   }
 
+  /// Whether the *_pieces calls below copy straight from and to the pieces (shared memory),
+  /// rather than through a gathered copy (the defaults): only then is handing over a fused
+  /// group in pieces cheaper than packing it.
+  virtual bool copies_pieces() const { return false; }
+
+  /// send_recv over buffers that lie in several places (pieces.hpp). The default gathers the
+  /// pieces into `staging` and scatters what arrives out of it (one piece each way needs no
+  /// copy); a transport that copies into and out of its own memory anyway (shared memory)
+  /// copies straight from and to the pieces.
+  virtual void send_recv_pieces(int send_peer, Pieces send, int recv_peer, Pieces recv,
+                                const Staging& staging) {
+    if (send.size() <= 1 && recv.size() <= 1) {
+      send_recv(send_peer, send.empty() ? nullptr : send.front().data, total_bytes(send),
+                recv_peer, recv.empty() ? nullptr : recv.front().data, total_bytes(recv));
+      return;
+    }
+    const std::size_t send_bytes = total_bytes(send);
+    const std::size_t recv_at = staging_offset(send_bytes);
+    std::byte* base = staging(recv_at + total_bytes(recv));
+    gather(send, base);
+    send_recv(send_peer, base, send_bytes, recv_peer, base + recv_at, total_bytes(recv));
+    scatter(base + recv_at, recv);
+  }
+
+  /// send_recv_reduce over buffers that lie in several places: `dst`'s pieces hold whole
+  /// elements and receive dst[i] = op(dst[i], received[i]). The default gathers into
+  /// `staging` as send_recv_pieces does.
+  virtual void send_recv_reduce_pieces(int send_peer, Pieces send, int recv_peer, Pieces dst,
+                                       DataType type, ReduceOp op, const Staging& staging) {
+    const std::size_t element_bytes = element_size(type);
+    const std::size_t dst_bytes = total_bytes(dst);
+    if (send.size() <= 1 && dst.size() <= 1) {
+      send_recv_reduce(send_peer, send.empty() ? nullptr : send.front().data, total_bytes(send),
+                       recv_peer, dst.empty() ? nullptr : dst.front().data,
+                       dst_bytes / element_bytes, type, op, staging);
+      return;
+    }
+    // [send gathered | dst gathered | where the received bytes land]
+    const std::size_t dst_at = staging_offset(total_bytes(send));
+    const std::size_t landing_at = dst_at + staging_offset(dst_bytes);
+    std::byte* base = staging(landing_at + dst_bytes);
+    gather(send, base);
+    gather(dst, base + dst_at);
+    send_recv_reduce(send_peer, base, total_bytes(send), recv_peer, base + dst_at,
+                     dst_bytes / element_bytes, type, op,
+                     [&](std::size_t) { return base + landing_at; });
+    scatter(base + dst_at, dst);
+  }
+
   /// Memory every rank maps (shared memory on one host, when the transport was asked for a
   /// window), or null.
   virtual SharedWindow* shared_window() { return nullptr; }
@@ -111,6 +162,21 @@ class Transport {
   }
   void recv(int peer, void* buf, std::size_t bytes, const RecvProgress& progress = {}) {
     send_recv(kNoPeer, nullptr, 0, peer, buf, bytes, progress);
+  }
+
+ private:
+  static std::size_t staging_offset(std::size_t bytes) { return (bytes + 63) / 64 * 64; }
+  static void gather(Pieces pieces, std::byte* to) {
+    for (const Piece& piece : pieces) {
+      if (piece.bytes > 0) std::memcpy(to, piece.data, piece.bytes);
+      to += piece.bytes;
+    }
+  }
+  static void scatter(const std::byte* from, Pieces pieces) {
+    for (const Piece& piece : pieces) {
+      if (piece.bytes > 0) std::memcpy(piece.data, from, piece.bytes);
+      from += piece.bytes;
+    }
   }
 };
 
