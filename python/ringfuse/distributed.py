@@ -9,12 +9,16 @@
 
 The process group bootstraps over the c10d Store torch hands it (so torchrun, or any init_method,
 is enough: ringfuse-run is not needed) and runs every collective on a Ringfuse Context, in
-submission order, on one background thread. The ``timeout`` given to ``init_process_group``
-bounds the rendezvous and every collective. CPU tensors only in this version.
+submission order, on one background thread, through the group's engine: ranks that call
+different collectives, shapes, dtypes, operators or roots all fail with one message naming
+what each rank sent. The ``timeout`` given to ``init_process_group`` bounds the rendezvous and
+every collective. CPU tensors, and CUDA tensors where torch, the library and the machine have
+CUDA (the engine's NCCL communicator; point-to-point and sparse all_reduce take CPU only).
 
 ``dist.new_group(ranks)`` works on this backend (also as ``new_group(ranks, backend="ringfuse")``
 under a gloo default group): torch builds the group on its members only, over the group's own
-prefix of the store, so ranks outside the group take no part (ranks in errors are the group's).
+prefix of the store, so ranks outside the group take no part. Errors name the world ranks and
+the group (``rank 2: new_group([1, 2]): ...``).
 ``send``/``recv``/``isend``/``irecv``/``batch_isend_irecv`` run on the group's engine.
 """
 
@@ -33,6 +37,7 @@ BACKEND_NAME = "ringfuse"
 _SECRET_KEY = "ringfuse/job-secret"
 _JOB_ID_KEY = "ringfuse/job-id"
 _HOST_KEY = "ringfuse/host"
+_GLOBAL_RANK_KEY = "ringfuse/global-rank"
 
 
 def _advertised_address():
@@ -102,9 +107,20 @@ def _local_placement(store, rank, size):
     return hosts[:rank].count(own), hosts.count(own)
 
 
+def _global_ranks(store, rank, size):
+    """The world rank of each member of a sub-group, in group rank order, from what each
+    member announces in the group's store: its errors name these, not group ranks."""
+    store.set(f"{_GLOBAL_RANK_KEY}/{rank}", str(dist.get_rank()))
+    return [int(store.get(f"{_GLOBAL_RANK_KEY}/{r}")) for r in range(size)]
+
+
 def _create_process_group(store, rank, size, timeout):
     # The world group takes the launcher's (or torchrun's) placement; a sub-group, which torch
     # builds on its members only, works its own out through its store.
+    global_ranks, label = [], ""
+    if dist.is_initialized():
+        global_ranks = _global_ranks(store, rank, size)
+        label = f"new_group({global_ranks})"
     if dist.is_initialized() or "LOCAL_RANK" not in os.environ:
         local_rank, local_size = _local_placement(store, rank, size)
     else:
@@ -112,7 +128,7 @@ def _create_process_group(store, rank, size, timeout):
         local_size = int(os.environ.get("LOCAL_WORLD_SIZE", size))
     return _c10d.ProcessGroupRingfuse(store, rank, size, timeout, local_rank, local_size,
                                       _advertised_address(), _job_secret(store, rank),
-                                      _group_job_id(store, rank))
+                                      _group_job_id(store, rank), global_ranks, label)
 
 
 if BACKEND_NAME.upper() not in dist.Backend._plugins:

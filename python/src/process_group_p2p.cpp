@@ -16,14 +16,15 @@ namespace {
 /// GIL).
 class TransferWork final : public ::c10d::Work {
  public:
-  TransferWork(int rank, ::c10d::OpType type, at::Tensor tensor, ringfuse::Work transfer,
-               int peer, std::chrono::milliseconds default_timeout, std::string what)
+  TransferWork(int rank, ::c10d::OpType type, at::Tensor tensor, ringfuse::Work transfer, int peer,
+               std::chrono::milliseconds default_timeout, std::string what, std::string group)
       : Work(rank, type),
         tensor_(std::move(tensor)),
         transfer_(std::move(transfer)),
         peer_(peer),
         default_timeout_(default_timeout),
-        what_(std::move(what)) {}
+        what_(std::move(what)),
+        group_(std::move(group)) {}
 
   bool isCompleted() override { return transfer_.test(); }
 
@@ -41,8 +42,8 @@ class TransferWork final : public ::c10d::Work {
     const auto limit = timeout == ::kNoTimeout ? default_timeout_ * 2 : timeout;
     try {
       transfer_.wait(limit);
-    } catch (const Error&) {
-      if (transfer_.test()) throw;  // the transfer's own failure
+    } catch (const Error& failure) {
+      if (transfer_.test()) throw in_group(failure);  // the transfer's own failure
       throw core::error_at(ErrorKind::timeout, rank_, peer_,
                            "{}: not finished after {} ms (Work.wait timeout); the peer may not "
                            "have posted the matching {} yet",
@@ -60,9 +61,24 @@ class TransferWork final : public ::c10d::Work {
     try {
       transfer_.wait(std::chrono::milliseconds(0));
       return nullptr;
+    } catch (const Error& failure) {
+      return std::make_exception_ptr(in_group(failure));
     } catch (...) {
       return std::current_exception();
     }
+  }
+
+  /// The engine's error (it names global ranks), saying which group too: "rank 2: new_group(
+  /// [1, 2]): point-to-point: ...".
+  Error in_group(const Error& failure) const {
+    if (group_.empty()) return failure;
+    std::string message = failure.what();
+    const auto prefix = fmt::format("rank {}: ", rank_);
+    const auto at = message.starts_with(prefix) ? prefix.size() : 0;
+    message.insert(at, group_ + ": ");
+    Error named(failure.kind(), std::move(message), failure.rank(), failure.peer());
+    named.in_collective(failure.sequence(), failure.backend());
+    return named;
   }
 
   at::Tensor tensor_;
@@ -70,6 +86,7 @@ class TransferWork final : public ::c10d::Work {
   int peer_;
   std::chrono::milliseconds default_timeout_;
   std::string what_;
+  std::string group_;  // the sub-group's label; empty for the world group
 };
 
 TensorView bytes_of(const at::Tensor& tensor) {
@@ -80,11 +97,27 @@ TensorView bytes_of(const at::Tensor& tensor) {
   return view;
 }
 
-std::string describe(const char* call, const at::Tensor& tensor, int peer, int tag) {
-  const std::string who = peer == kAnySource ? "any rank" : fmt::format("rank {}", peer);
-  return fmt::format("ProcessGroup ringfuse: {} of {}[{}] {} {} (tag {})", call,
-                     c10::toString(tensor.scalar_type()), tensor.numel(),
+/// " (new_group([1, 2]))" for a sub-group, whose Context is labelled; empty for the world.
+std::string group_suffix(const Context& context) {
+  return context.label() == "world" ? std::string() : fmt::format(" ({})", context.label());
+}
+
+std::string group_label(const Context& context) {
+  return context.label() == "world" ? std::string() : context.label();
+}
+
+/// Names the peer by its global rank: users know that one, also in a sub-group.
+std::string describe(const Context& context, const char* call, const at::Tensor& tensor, int peer,
+                     int tag) {
+  const std::string who =
+      peer == kAnySource ? "any rank" : fmt::format("rank {}", context.global_rank(peer));
+  return fmt::format("ProcessGroup ringfuse{}: {} of {}[{}] {} {} (tag {})", group_suffix(context),
+                     call, c10::toString(tensor.scalar_type()), tensor.numel(),
                      std::string(call) == "send" ? "to" : "from", who, tag);
+}
+
+int global_peer(const Context& context, int peer) {
+  return peer == kAnySource ? peer : context.global_rank(peer);
 }
 
 }  // namespace
@@ -97,8 +130,9 @@ PointToPoint::~PointToPoint() = default;
 
 void PointToPoint::check(const char* call, const at::Tensor& tensor, int peer, int tag) const {
   const auto refuse = [&](const std::string& why) {
-    return core::error_at(ErrorKind::invalid_argument, context_.rank(), peer,
-                          "ProcessGroup ringfuse: {}: {}", call, why);
+    return core::error_at(ErrorKind::invalid_argument, context_.global_rank(context_.rank()),
+                          Error::kNoRank, "ProcessGroup ringfuse{}: {}: {}", group_suffix(context_),
+                          call, why);
   };
   if (!tensor.is_contiguous()) {
     throw refuse("the tensor is not contiguous; pass tensor.contiguous() (a receive fills "
@@ -115,9 +149,10 @@ c10::intrusive_ptr<::c10d::Work> PointToPoint::send(const at::Tensor& tensor, in
                                                     int tag) {
   check("send", tensor, peer, tag);
   auto transfer = engine_.send(bytes_of(tensor), peer, tag);
-  return track(c10::make_intrusive<TransferWork>(context_.rank(), ::c10d::OpType::SEND, tensor,
-                                                 std::move(transfer), peer, op_timeout_,
-                                                 describe("send", tensor, peer, tag)));
+  return track(c10::make_intrusive<TransferWork>(
+      context_.global_rank(context_.rank()), ::c10d::OpType::SEND, tensor, std::move(transfer),
+      global_peer(context_, peer), op_timeout_, describe(context_, "send", tensor, peer, tag),
+      group_label(context_)));
 }
 
 c10::intrusive_ptr<::c10d::Work> PointToPoint::recv(const at::Tensor& tensor, int peer,
@@ -125,9 +160,10 @@ c10::intrusive_ptr<::c10d::Work> PointToPoint::recv(const at::Tensor& tensor, in
   const auto type = peer == kAnySource ? ::c10d::OpType::RECVANYSOURCE : ::c10d::OpType::RECV;
   check("recv", tensor, peer, tag);
   auto transfer = engine_.recv(bytes_of(tensor), peer, tag);
-  return track(c10::make_intrusive<TransferWork>(context_.rank(), type, tensor,
-                                                 std::move(transfer), peer, op_timeout_,
-                                                 describe("recv", tensor, peer, tag)));
+  return track(c10::make_intrusive<TransferWork>(
+      context_.global_rank(context_.rank()), type, tensor, std::move(transfer),
+      global_peer(context_, peer), op_timeout_, describe(context_, "recv", tensor, peer, tag),
+      group_label(context_)));
 }
 
 c10::intrusive_ptr<::c10d::Work> PointToPoint::track(c10::intrusive_ptr<::c10d::Work> work) {

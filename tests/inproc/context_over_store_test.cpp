@@ -5,6 +5,7 @@
 #include <future>
 #include <memory>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -59,6 +60,51 @@ TEST(ContextOverStore, NullStoreIsRefused) {
   EXPECT_NE(message.find("rank 1: init() over a given store: the store is null"),
             std::string::npos)
       << message;
+}
+
+// A group of a larger job that meets over its own store (a torch.distributed new_group): its
+// errors name the job's ranks and the group, as a child Context's do.
+TEST(ContextOverStore, GroupOfALargerJobNamesGlobalRanksAndItsLabel) {
+  constexpr int kSize = 2;
+  auto store = std::make_shared<rendezvous::MemoryStore>();
+  Options options;
+  options.connect_timeout = 20s;
+  options.op_timeout = 1s;
+  std::vector<std::future<std::string>> ranks;
+  for (int rank = 0; rank < kSize; ++rank) {
+    ranks.push_back(std::async(std::launch::async, [=]() -> std::string {
+      auto world = world_of(rank, kSize);
+      world.global_ranks = {4, 7};
+      world.label = "new_group([4, 7])";
+      auto context = init(world, options, store);
+      EXPECT_EQ(context->global_rank(1), 7);
+      EXPECT_EQ(context->label(), "new_group([4, 7])");
+      context->barrier();
+      if (rank == 0) {
+        // Never joins the all-reduce below, and stays connected past its peer's timeout, so
+        // the peer times out rather than seeing this rank leave.
+        std::this_thread::sleep_for(options.op_timeout * 3);
+        return {};
+      }
+      std::vector<float> values(16, 1.0f);
+      return test_support::expect_error(ErrorKind::timeout, [&] {
+        context->allreduce(values.data(), values.size(), DataType::f32, ReduceOp::sum);
+      });
+    }));
+  }
+  EXPECT_EQ(ranks[0].get(), "");
+  const auto message = ranks[1].get();
+  EXPECT_EQ(message.rfind("rank 7: new_group([4, 7]): ", 0), 0u) << message;
+  EXPECT_NE(message.find("rank 4"), std::string::npos) << message;
+}
+
+TEST(ContextOverStore, GlobalRanksMustCoverTheWorld) {
+  auto world = world_of(0, 2);
+  world.global_ranks = {3};
+  const auto message = test_support::expect_error(ErrorKind::invalid_argument, [&] {
+    init(world, Options{}, std::make_shared<rendezvous::MemoryStore>());
+  });
+  EXPECT_NE(message.find("1 global ranks for a world of 2"), std::string::npos) << message;
 }
 
 }  // namespace

@@ -194,3 +194,41 @@ def test_unsupported_op_is_refused():
     with pytest.raises(RuntimeError, match="reduce op not supported"):
         dist.all_reduce(torch.ones(2, dtype=torch.int32), op=dist.ReduceOp.BAND)
     dist.all_reduce(torch.ones(2))  # the group is still usable
+
+
+# CUDA tensors go to the group's engine, which runs them on its own NCCL communicator (on this
+# rank's GPU: cuda:(local rank modulo the visible devices)). Debian's torch is built without
+# CUDA, so these run only where torch has CUDA and a GPU is visible.
+needs_cuda = pytest.mark.skipif(
+    not torch.cuda.is_available(),
+    reason=f"needs a CUDA build of torch and a visible GPU (torch {torch.__version__}, "
+           f"built with CUDA {torch.version.cuda})")
+
+
+def this_rank_gpu():
+    return torch.device("cuda", int(os.environ.get("LOCAL_RANK", "0")) % torch.cuda.device_count())
+
+
+@needs_cuda
+@pytest.mark.parametrize("op", ["SUM", "MAX", "AVG"])
+def test_cuda_all_reduce(op):
+    rank, size = ranks()
+    tensor = data(rank).to(this_rank_gpu())
+    dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op))
+    everyone = torch.stack([data(r) for r in range(size)])
+    expected = {"SUM": everyone.sum(0), "MAX": everyone.max(0).values,
+                "AVG": everyone.mean(0)}[op]
+    torch.testing.assert_close(tensor.cpu(), expected)
+
+
+@needs_cuda
+def test_cuda_broadcast_and_all_gather():
+    rank, size = ranks()
+    gpu = this_rank_gpu()
+    tensor = data(rank).to(gpu)
+    dist.broadcast(tensor, src=size - 1)
+    torch.testing.assert_close(tensor.cpu(), data(size - 1))
+    gathered = [torch.empty(10, device=gpu) for _ in range(size)]
+    dist.all_gather(gathered, data(rank).to(gpu))
+    for r, got in enumerate(gathered):
+        torch.testing.assert_close(got.cpu(), data(r))

@@ -129,3 +129,46 @@ def test_group_timeout_is_named_in_its_error():
         assert " timeout given to init_process_group or new_group: 1000 ms" in message
     dist.destroy_process_group(group)
     dist.barrier()
+
+
+def last_two_ranks_group(timeout_s):
+    """new_group of the world's last two ranks (global ranks 1 and 2 of three): their group
+    ranks (0 and 1) differ from their global ranks, which errors must name."""
+    size = dist.get_world_size()
+    return dist.new_group([size - 2, size - 1], timeout=datetime.timedelta(seconds=timeout_s))
+
+
+@pytest.mark.skipif(int(os.environ.get("WORLD_SIZE", "1")) < 3,
+                    reason="needs a group whose group ranks differ from its global ranks (N >= 3)")
+def test_sub_group_timeout_names_global_ranks_and_the_group():
+    """Global rank 2 (group rank 1 of new_group([1, 2])) calls a barrier its peer never calls:
+    the error names rank 2 and the group, not group rank 1."""
+    rank, size = dist.get_rank(), dist.get_world_size()
+    group = last_two_ranks_group(1)
+    if rank == size - 1:
+        with pytest.raises(RuntimeError) as failure:
+            dist.barrier(group)
+        message = str(failure.value)
+        assert message.startswith(f"rank {rank}: "), message
+        assert f"new_group([{size - 2}, {size - 1}])" in message, message
+        assert "barrier" in message and "timeout" in message, message
+    dist.destroy_process_group(group)
+    dist.barrier()
+
+
+@pytest.mark.skipif(int(os.environ.get("WORLD_SIZE", "1")) < 3,
+                    reason="needs a group whose group ranks differ from its global ranks (N >= 3)")
+def test_sub_group_receive_names_the_global_peer():
+    """A receive in new_group([1, 2]) from global rank 1 that never sends: the error names both
+    ends by their global ranks (rank 2 waiting on rank 1) and the group."""
+    rank, size = dist.get_rank(), dist.get_world_size()
+    group = last_two_ranks_group(1)
+    if rank == size - 1:
+        with pytest.raises(RuntimeError) as failure:
+            dist.recv(torch.empty(4), src=size - 2, group=group)
+        message = str(failure.value)
+        assert message.startswith(f"rank {rank}: "), message
+        assert f"from rank {size - 2}" in message, message
+        assert f"new_group([{size - 2}, {size - 1}])" in message, message
+    dist.destroy_process_group(group)
+    dist.barrier()

@@ -206,3 +206,6 @@ def test_wait_with_a_timeout_names_the_transfer():
                                            r"finished after 200 ms" % next_rank):
         pending.wait(datetime.timedelta(milliseconds=200))
     assert not pending.is_completed()
+    # A rank that finished its wait first must not leave (the module's group is destroyed next)
+    # while its neighbour still waits: that receive would fail with "rank N has left" instead.
+    dist.barrier()

@@ -50,6 +50,12 @@ struct WorldSpec {
   std::string source = "default"; // which variables described the world, for the start-up log
   bool mpi_bootstrap = false;     // started by plain mpirun: store address and secret travel
                                   // over MPI from rank 0 (needs a build with Open MPI)
+  /// A group of a larger job that bootstraps over its own store (a torch.distributed
+  /// new_group): global_ranks[r] is the job's rank of this world's rank r, and `label` names
+  /// the group ("torch.distributed group 1 (global ranks 1,2)"). Errors then name global ranks
+  /// and the label, as a child Context's do. Empty: this world is the whole job.
+  std::vector<int> global_ranks;
+  std::string label;
 };
 
 /// Two-level all-reduce over hosts (RINGFUSE_HIERARCHICAL): `automatic` uses it for all-reduces

@@ -73,6 +73,15 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
     throw Error(ErrorKind::invalid_argument,
                 fmt::format("invalid world: rank {} of size {}", world_.rank, world_.size));
   }
+  if (!world_.global_ranks.empty()) {
+    if (world_.global_ranks.size() != static_cast<std::size_t>(world_.size)) {
+      throw Error(ErrorKind::invalid_argument,
+                  fmt::format("invalid world: {} global ranks for a world of {}",
+                              world_.global_ranks.size(), world_.size));
+    }
+    global_ranks_ = world_.global_ranks;
+    label_ = world_.label.empty() ? "group" : world_.label;
+  }
   progress_ = core::ProgressPublisher::open_if_set(options_.progress_file, world_.rank);
   if (world_.mpi_bootstrap) mpi_ = std::make_shared<MpiSession>(world_);
   if (world_.size > 1 && external_store_) {
@@ -237,7 +246,7 @@ Engine& ContextImpl::engine() {
     resources.config = options_.engine;
     resources.progress = progress_.get();
     resources.global_ranks = global_ranks_;
-    if (parent_) resources.label = label_;
+    if (named_group()) resources.label = label_;
     resources.p2p = open_p2p("engine-p2p");
     // Shared memory when every rank is on this host (as for data), else TCP: the engine polls
     // it with wait_readable between its other duties, and the collective timeout bounds a
@@ -318,7 +327,7 @@ std::vector<RecvStatus> ContextImpl::send_recv_group(std::span<const P2POp> ops)
     if (on_device(ops)) return backend::nccl_send_recv(*nccl_backend_, ops);
     return p2p_->run(ops);
   } catch (const Error& error) {
-    if (parent_) throw in_this_group(error);
+    if (named_group()) throw in_this_group(error);
     throw;
   }
 }
@@ -454,7 +463,7 @@ auto ContextImpl::run(backend::OpKind kind, DataType type, ReduceOp op, const vo
   } catch (Error& error) {
     if (error.backend().empty())
       error.in_collective(backend.sequence(), std::string(backend.name()));
-    if (parent_) throw in_this_group(error);
+    if (named_group()) throw in_this_group(error);
     throw;
   }
 }

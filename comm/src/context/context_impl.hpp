@@ -139,6 +139,9 @@ class ContextImpl final : public Context {
   std::shared_ptr<Lifeline> parent_;                                  // null on a world
   std::shared_ptr<Lifeline> lifeline_ = std::make_shared<Lifeline>();  // this one's, for children
   std::vector<int> global_ranks_;   // by rank; empty on a world (identity)
+  /// A child, or a world that is a group of a larger job (WorldSpec::global_ranks): its
+  /// errors name global ranks and label_.
+  bool named_group() const { return parent_ || !global_ranks_.empty(); }
   std::string host_;                // host_identity() of this rank
   std::string label_ = "world";
   int children_made_ = 0;           // numbers each split/subgroup alike on every rank

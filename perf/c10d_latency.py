@@ -1,0 +1,128 @@
+#!/usr/bin/env python3
+"""Latency of a small all-reduce through torch.distributed on the "ringfuse" backend against
+our C++ blocking all-reduce, in the same run, with the time in between itemised (issue #21's
+target: dist.all_reduce of 4 KiB <= 2x the C++ blocking latency).
+
+    ringfuse-run -np 2 /usr/bin/python3 perf/c10d_latency.py --bytes 4096 --iters 2000
+
+Every rank runs the same rows in the same order; rank 0 prints, per row, the median and p90
+wall time per call and the process CPU time per call (all threads: the caller, the group's
+worker, the engine thread). Rows:
+
+  C++ blocking        Context::allreduce through ringfuse._core (GIL released; pybind11 only)
+  C++ engine          Engine::allreduce + flush + Work::wait through ringfuse._core
+  pg.allreduce        the ringfuse process group called directly, Work.wait(): no torch wrapper
+  dist.all_reduce     torch's Python wrapper on top: what scripts call
+    enqueue           dist.all_reduce(async_op=True) until it returns
+    wait              then work.wait()
+  torch no-op         dist.all_reduce on a group this rank is not in: torch's wrapper returns
+                      before any backend (the floor of a torch.distributed call)
+  gloo                dist.all_reduce on a gloo group of the same ranks, for reference
+
+The machine's load average is printed with the table: on a loaded machine every row that
+sleeps and wakes threads swings, so compare rows of one run, not runs.
+"""
+
+import argparse
+import os
+import statistics
+import time
+
+import torch
+import torch.distributed as dist
+
+import ringfuse.distributed
+import ringfuse.torch as hvd
+
+
+def measure(call, iters, warmup):
+    for _ in range(warmup):
+        call()
+    dist.barrier()
+    samples = []
+    cpu_started = time.process_time()
+    for _ in range(iters):
+        started = time.perf_counter()
+        call()
+        samples.append(time.perf_counter() - started)
+    cpu = (time.process_time() - cpu_started) / iters
+    samples.sort()
+    return (statistics.median(samples) * 1e6, samples[int(len(samples) * 0.9)] * 1e6, cpu * 1e6)
+
+
+def engine_allreduce(session, tensor):
+    handle = session.allreduce("latency", tensor, "sum")
+    session.flush()  # as the process group does: no quiet timer for a lone collective
+    handle.wait()
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--bytes", type=int, default=4096)
+    parser.add_argument("--iters", type=int, default=2000)
+    parser.add_argument("--warmup", type=int, default=200)
+    args = parser.parse_args()
+
+    hvd.init()
+    session = hvd.mpi_ops._session
+    dist.init_process_group("ringfuse", init_method=ringfuse.distributed.init_method())
+    rank, size = dist.get_rank(), dist.get_world_size()
+    pg = dist.distributed_c10d._get_default_group()
+    gloo = dist.new_group(list(range(size)), backend="gloo")
+    # A group without this rank (a world of one has none): torch's wrapper stops at once.
+    outside = dist.new_group([(rank + 1) % size]) if size > 1 else None
+    tensor = torch.ones(args.bytes // 4, dtype=torch.float32)
+
+    pending = []
+
+    def enqueue():
+        pending.append(dist.all_reduce(tensor, async_op=True))
+
+    def wait():
+        pending.pop().wait()
+
+    rows = [
+        ("C++ blocking", lambda: session.context_allreduce(tensor, "sum")),
+        ("C++ engine", lambda: engine_allreduce(session, tensor)),
+        ("pg.allreduce", lambda: pg.allreduce([tensor]).wait()),
+        ("dist.all_reduce", lambda: dist.all_reduce(tensor)),
+    ]
+    results = {name: measure(call, args.iters, args.warmup) for name, call in rows}
+
+    # enqueue and wait of one call, timed apart.
+    enqueue_us, wait_us = [], []
+    for i in range(args.warmup + args.iters):
+        started = time.perf_counter()
+        enqueue()
+        enqueued = time.perf_counter()
+        wait()
+        if i >= args.warmup:
+            enqueue_us.append((enqueued - started) * 1e6)
+            wait_us.append((time.perf_counter() - enqueued) * 1e6)
+    results["  enqueue"] = (statistics.median(enqueue_us), sorted(enqueue_us)[
+        int(len(enqueue_us) * 0.9)], float("nan"))
+    results["  wait"] = (statistics.median(wait_us), sorted(wait_us)[int(len(wait_us) * 0.9)],
+                         float("nan"))
+    if outside is not None:
+        results["torch no-op"] = measure(lambda: dist.all_reduce(tensor, group=outside),
+                                         args.iters, args.warmup)
+    results["gloo"] = measure(lambda: dist.all_reduce(tensor, group=gloo), args.iters,
+                              args.warmup)
+
+    if rank == 0:
+        load = os.getloadavg()
+        print(f"# all-reduce of {args.bytes} bytes (f32[{tensor.numel()}] sum), {size} ranks, "
+              f"{args.iters} calls per row; load average {load[0]:.2f} {load[1]:.2f} "
+              f"{load[2]:.2f}")
+        print(f"{'row':<18} {'median_us':>10} {'p90_us':>10} {'cpu_us/call':>12}")
+        for name, (median, p90, cpu) in results.items():
+            print(f"{name:<18} {median:>10.1f} {p90:>10.1f} {cpu:>12.1f}")
+        blocking = results["C++ blocking"][0]
+        print(f"dist.all_reduce / C++ blocking: {results['dist.all_reduce'][0] / blocking:.2f}x "
+              f"(target <= 2x)")
+    dist.destroy_process_group()
+    hvd.shutdown()
+
+
+if __name__ == "__main__":
+    main()

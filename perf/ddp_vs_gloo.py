@@ -1,0 +1,180 @@
+#!/usr/bin/env python3
+"""DistributedDataParallel on the "ringfuse" backend against DDP on Gloo, in the same run:
+step time and time spent in communication, for a small CNN on Fashion-MNIST and resnet18 on
+synthetic data (issue #21's targets: step time never worse than Gloo's, communication time
+<= 0.5x Gloo's).
+
+    ringfuse-run -np 2 /usr/bin/python3 perf/ddp_vs_gloo.py
+    ringfuse-run -np 4 /usr/bin/python3 perf/ddp_vs_gloo.py --models cnn --steps 30
+
+The world group is on ringfuse and a group of the same ranks on gloo; each model is wrapped in
+DDP twice (same initial weights), once over each group, and the two are timed in alternating
+rounds, so that load from elsewhere falls on both alike. Communication is timed by a comm hook
+that does what DDP's default does (divide the bucket by the world size, all-reduce it): per
+bucket, from the hook's call to its future's completion, summed over the step ("comm_ms"), and
+the span from the first bucket's launch to the last completion ("span_ms"). Rank 0 prints the
+medians over the timed steps and the load average.
+"""
+
+import argparse
+import gzip
+import os
+import statistics
+import time
+
+import torch
+import torch.distributed as dist
+import torch.nn as nn
+import torch.nn.functional as F
+from torch.nn.parallel import DistributedDataParallel
+
+import ringfuse.distributed
+
+FASHION_MNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
+FASHION_LABELS = "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"
+
+
+def read_idx(path):
+    with gzip.open(path, "rb") as f:
+        data = f.read()
+    dims = data[3]
+    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
+    return torch.frombuffer(bytearray(data[4 + 4 * dims:]), dtype=torch.uint8).reshape(shape)
+
+
+def cnn_workload(batch_size, rank):
+    """The CNN of examples/python/ddp_fashion_mnist.py on this rank's shard of Fashion-MNIST."""
+    def model():
+        return nn.Sequential(
+            nn.Conv2d(1, 16, 5), nn.ReLU(), nn.MaxPool2d(2), nn.Conv2d(16, 32, 5), nn.ReLU(),
+            nn.MaxPool2d(2), nn.Flatten(), nn.Linear(32 * 4 * 4, 10))
+    if os.path.exists(FASHION_MNIST):
+        images = ((read_idx(FASHION_MNIST)[:6000].float() / 255 - 0.286) / 0.353).unsqueeze(1)
+        labels = read_idx(FASHION_LABELS)[:6000].long()
+    else:  # same shapes, so the timing is the same
+        images, labels = torch.randn(6000, 1, 28, 28), torch.randint(0, 10, (6000,))
+
+    def batch(step):
+        start = ((step * dist.get_world_size() + rank) * batch_size) % (len(images) - batch_size)
+        return images[start:start + batch_size], labels[start:start + batch_size]
+    return model, batch
+
+
+def resnet18_workload(batch_size, image_size):
+    import torchvision.models
+    data = torch.randn(batch_size, 3, image_size, image_size)
+    target = torch.randint(0, 1000, (batch_size,))
+    return torchvision.models.resnet18, lambda step: (data, target)
+
+
+def timed_allreduce(state, bucket):
+    """The comm hook (torch wants a function): `state` is the TimedAllreduce."""
+    return state.launch(bucket)
+
+
+class TimedAllreduce:
+    """DDP's default communication (bucket / world size, then all-reduce), timed per bucket."""
+
+    def __init__(self, group):
+        self.group = group
+        self.size = dist.get_world_size(group)
+        self.reset()
+
+    def reset(self):
+        self.launched, self.finished, self.durations = [], [], []
+
+    def launch(self, bucket):
+        started = time.perf_counter()
+        self.launched.append(started)
+        tensor = bucket.buffer().div_(self.size)
+        future = self.group.allreduce([tensor]).get_future()
+
+        def done(fut):
+            now = time.perf_counter()
+            self.finished.append(now)
+            self.durations.append(now - started)
+            return fut.value()[0]
+        return future.then(done)
+
+
+def run(name, model, hook, batch, steps, optimizer):
+    times, comm, span = [], [], []
+    for step in range(steps):
+        hook.reset()
+        started = time.perf_counter()
+        data, target = batch(step)
+        loss = F.cross_entropy(model(data), target)
+        optimizer.zero_grad()
+        loss.backward()
+        optimizer.step()
+        times.append(time.perf_counter() - started)
+        comm.append(sum(hook.durations))
+        span.append(max(hook.finished) - min(hook.launched) if hook.finished else 0.0)
+    return times, comm, span
+
+
+def main():
+    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    parser.add_argument("--models", default="cnn,resnet18")
+    parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
+    parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--warmup", type=int, default=3)
+    parser.add_argument("--cnn-batch", type=int, default=64)
+    parser.add_argument("--resnet-batch", type=int, default=8)
+    parser.add_argument("--image-size", type=int, default=112)
+    args = parser.parse_args()
+
+    torch.set_num_threads(1)  # ranks share the cores: one compute thread each, on both sides
+    dist.init_process_group("ringfuse", init_method=ringfuse.distributed.init_method())
+    rank, size = dist.get_rank(), dist.get_world_size()
+    groups = {"ringfuse": dist.distributed_c10d._get_default_group(),
+              "gloo": dist.new_group(list(range(size)), backend="gloo")}
+
+    rows = []
+    for model_name in args.models.split(","):
+        if model_name == "cnn":
+            make, batch = cnn_workload(args.cnn_batch, rank)
+        elif model_name == "resnet18":
+            make, batch = resnet18_workload(args.resnet_batch, args.image_size)
+        else:
+            raise SystemExit(f"unknown model {model_name!r}: cnn or resnet18")
+        runs = {}
+        for backend, group in groups.items():
+            torch.manual_seed(0)
+            model = DistributedDataParallel(make(), process_group=group)
+            hook = TimedAllreduce(group)
+            model.register_comm_hook(hook, timed_allreduce)
+            optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
+            run(backend, model, hook, batch, args.warmup, optimizer)
+            runs[backend] = (model, hook, optimizer, [], [], [])
+        for _ in range(args.rounds):
+            for backend, (model, hook, optimizer, times, comm, span) in runs.items():
+                dist.barrier()
+                t, c, s = run(backend, model, hook, batch, args.steps, optimizer)
+                times += t
+                comm += c
+                span += s
+        for backend, (model, hook, optimizer, times, comm, span) in runs.items():
+            buckets = len(hook.durations)
+            rows.append((model_name, backend, statistics.median(times) * 1e3,
+                         statistics.median(comm) * 1e3, statistics.median(span) * 1e3, buckets))
+
+    if rank == 0:
+        load = os.getloadavg()
+        print(f"# DDP, {size} ranks, {args.rounds} rounds x {args.steps} steps per backend; "
+              f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
+        print(f"{'model':<9} {'backend':<9} {'step_ms':>9} {'comm_ms':>9} {'span_ms':>9} "
+              f"{'buckets':>8}")
+        for model_name, backend, step, comm, span, buckets in rows:
+            print(f"{model_name:<9} {backend:<9} {step:>9.2f} {comm:>9.2f} {span:>9.2f} "
+                  f"{buckets:>8}")
+        by = {(m, b): (s, c) for m, b, s, c, _, _ in rows}
+        for model_name in args.models.split(","):
+            ours, gloo = by[(model_name, "ringfuse")], by[(model_name, "gloo")]
+            print(f"{model_name}: step ringfuse/gloo {ours[0] / gloo[0]:.2f} (target <= 1), "
+                  f"comm ringfuse/gloo {ours[1] / gloo[1]:.2f} (target <= 0.5)")
+    dist.destroy_process_group()
+
+
+if __name__ == "__main__":
+    main()
