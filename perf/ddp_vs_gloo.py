@@ -17,9 +17,9 @@ medians over the timed steps and the load average.
 """
 
 import argparse
-import gzip
 import os
 import statistics
+import sys
 import time
 
 import torch
@@ -30,16 +30,12 @@ from torch.nn.parallel import DistributedDataParallel
 
 import ringfuse.distributed
 
+sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples",
+                                "python"))
+from ddp_fashion_mnist import read_idx  # noqa: E402
+
 FASHION_MNIST = "/usr/share/datasets/fashion-mnist/train-images-idx3-ubyte.gz"
 FASHION_LABELS = "/usr/share/datasets/fashion-mnist/train-labels-idx1-ubyte.gz"
-
-
-def read_idx(path):
-    with gzip.open(path, "rb") as f:
-        data = f.read()
-    dims = data[3]
-    shape = [int.from_bytes(data[4 + 4 * i:8 + 4 * i], "big") for i in range(dims)]
-    return torch.frombuffer(bytearray(data[4 + 4 * dims:]), dtype=torch.uint8).reshape(shape)
 
 
 def cnn_workload(batch_size, rank):
