@@ -17,13 +17,11 @@ import os
 import sys
 import time
 
-import torch
 import torch.nn.functional as F
-import torchvision.models
 
 sys.path.insert(0, os.path.join(os.path.dirname(os.path.abspath(__file__)), "..", "examples",
                                 "python"))
-from synthetic_benchmark import Ddp, Ringfuse, parse_args  # noqa: E402
+from synthetic_benchmark import parse_args, set_up  # noqa: E402
 
 
 def thread_times():
@@ -46,13 +44,7 @@ def thread_times():
 
 def main():
     args = parse_args()
-    torch.manual_seed(0)
-    model = getattr(torchvision.models, args.model)(num_classes=1000)
-    runner = (Ddp if args.ddp else Ringfuse)(model, args)
-    threads = args.threads or max(1, (os.cpu_count() or 1) // runner.local_size)
-    torch.set_num_threads(threads)
-    data = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
-    target = torch.randint(0, 1000, (args.batch_size,))
+    model, runner, threads, data, target = set_up(args)
 
     phases = dict.fromkeys(("forward", "backward", "sync", "step", "tail"), 0.0)
     last_gradient = [0.0]

@@ -84,16 +84,22 @@ class Ddp:
         self.dist.destroy_process_group()
 
 
-def main():
-    args = parse_args()
+def set_up(args):
+    """The model, its runner (ringfuse.torch or DDP), the torch threads per rank and one
+    synthetic batch: what this benchmark and perf/step_cpu.py both train on."""
     torch.manual_seed(0)
     model = getattr(torchvision.models, args.model)(num_classes=1000)
     runner = (Ddp if args.ddp else Ringfuse)(model, args)
     threads = args.threads or max(1, (os.cpu_count() or 1) // runner.local_size)
     torch.set_num_threads(threads)
-
     data = torch.randn(args.batch_size, 3, args.image_size, args.image_size)
     target = torch.randint(0, 1000, (args.batch_size,))
+    return model, runner, threads, data, target
+
+
+def main():
+    args = parse_args()
+    _, runner, threads, data, target = set_up(args)
 
     def step():
         runner.optimizer.zero_grad()
