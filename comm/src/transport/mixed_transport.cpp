@@ -96,6 +96,18 @@ int MixedTransport::position_in(const Transport& transport, int peer) const {
   return static_cast<int>(std::lower_bound(group_.begin(), group_.end(), peer) - group_.begin());
 }
 
+Transport* MixedTransport::one_transport_for(int send_peer, bool sends, int recv_peer,
+                                             bool receives) {
+  if (sends && receives && shares_memory_with(send_peer) != shares_memory_with(recv_peer)) {
+    return nullptr;
+  }
+  return &via(sends ? send_peer : recv_peer);
+}
+
+int MixedTransport::side_on(const Transport& transport, int peer, bool has_bytes) const {
+  return has_bytes ? position_in(transport, peer) : kNoPeer;
+}
+
 void MixedTransport::split(int send_peer, const void* send_buf, std::size_t send_bytes,
                            const std::function<void()>& receive) {
   Transport& sending = via(send_peer);
@@ -118,14 +130,10 @@ void MixedTransport::send_recv(int send_peer, const void* send_buf, std::size_t 
                                const RecvProgress& progress) {
   const bool sends = send_peer != kNoPeer && send_bytes > 0;
   const bool receives = recv_peer != kNoPeer && recv_bytes > 0;
-  if (!sends || !receives || shares_memory_with(send_peer) == shares_memory_with(recv_peer)) {
-    // One transport does it all; a side without bytes is left out, as its peer may be one
-    // the other transport reaches.
-    Transport& transport = via(sends ? send_peer : recv_peer);
-    transport.send_recv(sends ? position_in(transport, send_peer) : kNoPeer, send_buf,
-                        sends ? send_bytes : 0,
-                        receives ? position_in(transport, recv_peer) : kNoPeer, recv_buf,
-                        receives ? recv_bytes : 0, progress);
+  if (Transport* transport = one_transport_for(send_peer, sends, recv_peer, receives)) {
+    transport->send_recv(side_on(*transport, send_peer, sends), send_buf, sends ? send_bytes : 0,
+                         side_on(*transport, recv_peer, receives), recv_buf,
+                         receives ? recv_bytes : 0, progress);
     return;
   }
   split(send_peer, send_buf, send_bytes, [&] {
@@ -139,12 +147,10 @@ void MixedTransport::send_recv_reduce(int send_peer, const void* send_buf, std::
                                       DataType type, ReduceOp op, const Staging& staging) {
   const bool sends = send_peer != kNoPeer && send_bytes > 0;
   const bool receives = recv_peer != kNoPeer && recv_count > 0;
-  if (!sends || !receives || shares_memory_with(send_peer) == shares_memory_with(recv_peer)) {
-    Transport& transport = via(sends ? send_peer : recv_peer);
-    transport.send_recv_reduce(sends ? position_in(transport, send_peer) : kNoPeer, send_buf,
-                               sends ? send_bytes : 0,
-                               receives ? position_in(transport, recv_peer) : kNoPeer, dst,
-                               receives ? recv_count : 0, type, op, staging);
+  if (Transport* transport = one_transport_for(send_peer, sends, recv_peer, receives)) {
+    transport->send_recv_reduce(side_on(*transport, send_peer, sends), send_buf,
+                                sends ? send_bytes : 0, side_on(*transport, recv_peer, receives),
+                                dst, receives ? recv_count : 0, type, op, staging);
     return;
   }
   split(send_peer, send_buf, send_bytes, [&] {

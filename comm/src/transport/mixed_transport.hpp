@@ -78,6 +78,12 @@ class MixedTransport final : public Transport {
   /// The transport that reaches `peer` (kNoPeer: none) and `peer`'s position in it.
   Transport& via(int peer);
   int position_in(const Transport& transport, int peer) const;
+  /// The one transport that reaches both sides of a step that has bytes (a side without bytes
+  /// is left out, as its peer may be one the other transport reaches), or null when the send
+  /// and the receive need different ones.
+  Transport* one_transport_for(int send_peer, bool sends, int recv_peer, bool receives);
+  /// `peer`'s position in `transport` for a side with bytes, else kNoPeer.
+  int side_on(const Transport& transport, int peer, bool has_bytes) const;
   /// Sends on the helper thread through send_peer's transport while `receive` runs here, then
   /// rethrows the first failure (the receive's, else the send's).
   void split(int send_peer, const void* send_buf, std::size_t send_bytes,
