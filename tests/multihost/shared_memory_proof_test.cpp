@@ -123,6 +123,13 @@ TEST_F(NamespaceHostsTest, AHostGroupDecidesSharedMemoryPerPair) {
     EXPECT_NE(r.output.find(ring), std::string::npos) << ring << ":\n" << r.output;
   }
   EXPECT_EQ(r.output.find("rank 2: shared-memory rings"), std::string::npos) << r.output;
+  // The proof's own log names global ranks, not positions in the host group.
+  EXPECT_NE(r.output.find("rank 0: the shared memory of rank 2 is not visible here"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("rank 2: the shared memory of rank 1 is not visible here"),
+            std::string::npos)
+      << r.output;
 }
 
 }  // namespace

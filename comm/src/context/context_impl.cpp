@@ -122,7 +122,7 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
   host_ = host_identity();
   if (options_.backend == BackendKind::mpi) {
     if (!mpi_) {
-      throw core::rank_error(ErrorKind::invalid_config, world_.rank,
+      throw core::rank_error(ErrorKind::invalid_config, global_rank(world_.rank),
                              "RINGFUSE_BACKEND=mpi needs a world started by plain "
                              "mpirun (this one came from {}); use RINGFUSE_BACKEND=auto or "
                              "native, or launch with mpirun",
