@@ -71,8 +71,12 @@ MeshOptions MixedTransport::group_mesh(const MeshOptions& mesh, const std::vecto
   options.key_prefix = fmt::format("{}shm-group{}/", mesh.key_prefix, group.front());
   if (options.report_prefix.empty()) options.report_prefix = mesh.key_prefix;
   std::vector<int> global;
-  for (const int position : group) global.push_back(mesh.global_ranks(position));
-  options.global_ranks = GlobalRanks(std::move(global));
+  std::vector<std::string> places;  // a hierarchy's host group knows where each rank runs
+  for (const int position : group) {
+    global.push_back(mesh.global_ranks(position));
+    places.push_back(mesh.global_ranks.place(position));
+  }
+  options.global_ranks = GlobalRanks(std::move(global), std::move(places));
   return options;
 }
 
