@@ -121,8 +121,9 @@ TEST_F(HierarchySetUp, ARankKilledWhileAMixedHostGroupSetsUpIsNamedByGlobalRankA
     }
     std::vector<std::string> argv{ALLREDUCE_LOOP_PATH, "1", "5"};
     if (rank == 2) {
-      argv.insert(argv.begin(), {"unshare", "--mount", "sh", "-c",
-                                 "mount -t tmpfs -o size=64m tmpfs /dev/shm && exec \"$0\" \"$@\""});
+      argv.insert(argv.begin(),
+                  {"unshare", "--mount", "sh", "-c",
+                   "mount -t tmpfs -o size=64m tmpfs /dev/shm && exec \"$0\" \"$@\""});
     }
     ranks_.push_back(std::make_unique<Process>(hosts_->on_host(rank / 3, argv), env));
   }
