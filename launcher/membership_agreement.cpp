@@ -2,6 +2,7 @@
 
 #include <algorithm>
 #include <optional>
+#include <string_view>
 #include <thread>
 
 #include <fmt/format.h>
@@ -25,7 +26,14 @@ constexpr std::chrono::milliseconds kMinLinger = 1s;
 constexpr std::chrono::milliseconds kMaxLinger = 10s;
 
 std::string view_key(std::size_t pod) { return "view/" + std::to_string(pod); }
-constexpr const char* kGaveUpKey = "gave-up";
+// The job's one verdict on who joined, and the counter whose first increment makes a pod the
+// one that takes it (the store's add() is atomic).
+constexpr const char* kVerdictKey = "verdict";
+constexpr const char* kDeciderKey = "decider";
+constexpr std::string_view kEveryoneJoined = "everyone joined";
+// How long a pod waits for the verdict once another pod took the right to write it: that
+// pod writes it a few store round trips later, unless its launcher died in between.
+constexpr auto kVerdictWait = 5s;
 
 std::vector<std::size_t> not_joined(rendezvous::Store& k8s, std::size_t pods) {
   std::vector<std::size_t> missing;
@@ -49,6 +57,33 @@ std::string not_joined_message(const Membership& membership,
       missing.size() == 1 ? "it is" : "each is", membership.describe(0));
 }
 
+// The verdict of the whole job: kEveryoneJoined, or why it gave up. Taken once, by the first
+// pod that asks (every pod has joined, or its deadline passed), from the views present at
+// that moment, and read by every other pod: a pod that publishes within moments of another
+// pod's last look either is counted or reads that the job gave up, never starts its ranks
+// while another pod gives up on it.
+std::string decide(rendezvous::Store& k8s, const Membership& membership,
+                   std::chrono::milliseconds start_timeout) {
+  if (k8s.add(kDeciderKey, 1) == 1) {
+    const auto missing = not_joined(k8s, membership.pod_ips.size());
+    const std::string verdict = missing.empty()
+                                    ? std::string(kEveryoneJoined)
+                                    : not_joined_message(membership, missing, start_timeout);
+    k8s.set(kVerdictKey, verdict);
+    return verdict;
+  }
+  try {
+    return k8s.get(kVerdictKey, kVerdictWait);
+  } catch (const Error& e) {
+    if (e.kind() != ErrorKind::timeout) throw;
+    throw Error(ErrorKind::timeout,
+                fmt::format("another pod took the job's start-up verdict but did not publish it "
+                            "within {} s (its launcher ended? see the other pods' logs)",
+                            std::chrono::duration_cast<std::chrono::seconds>(kVerdictWait)
+                                .count()));
+  }
+}
+
 }  // namespace
 
 void agree_on_membership(rendezvous::Store& store, const Membership& membership,
@@ -58,30 +93,34 @@ void agree_on_membership(rendezvous::Store& store, const Membership& membership,
   const std::size_t pods = membership.pod_ips.size();
   rendezvous::PrefixStore k8s(store, "ringfuse-run/k8s/");
   const auto deadline = Clock::now() + timeout;
-  std::vector<std::size_t> missing;
   std::optional<std::string> gave_up;  // why the job gave up, when it did
   try {
     k8s.set(view_key(static_cast<std::size_t>(membership.own_index)), own);
+    std::string verdict;
     while (true) {
-      missing = not_joined(k8s, pods);
-      const bool another_gave_up = k8s.check({kGaveUpKey});
-      if (missing.empty() && !another_gave_up) break;
-      if (another_gave_up) {
-        // This pod may have joined after the other gave up (it started late), so it names
-        // the pods that are missing now; only when none is (the last ones joined too late)
-        // does it repeat what the other pod saw.
-        gave_up = missing.empty() ? k8s.get(kGaveUpKey, 1s)
-                                  : not_joined_message(membership, missing, start_timeout);
+      if (k8s.check({kVerdictKey})) {
+        verdict = k8s.get(kVerdictKey, 1s);
         break;
       }
-      if (Clock::now() >= deadline) {
-        gave_up = not_joined_message(membership, missing, start_timeout);
-        // Every waiting pod, and every pod that joins while pod 0 lingers, reads this
-        // instead of its own timeout or a lost connection.
-        if (!k8s.check({kGaveUpKey})) k8s.set(kGaveUpKey, *gave_up);
+      if (not_joined(k8s, pods).empty() || Clock::now() >= deadline) {
+        verdict = decide(k8s, membership, start_timeout);
         break;
       }
       std::this_thread::sleep_for(kPoll);
+    }
+    if (verdict != kEveryoneJoined) {
+      // A pod that reached the store after the verdict names the pods missing now; when none
+      // is (it, or the last pods, arrived after the verdict), it repeats the verdict, which
+      // then names this pod too.
+      const auto missing = not_joined(k8s, pods);
+      gave_up = missing.empty() ? verdict : not_joined_message(membership, missing, start_timeout);
+      const std::string self = membership.describe(static_cast<std::size_t>(membership.own_index));
+      if (missing.empty() && verdict.find(self + " ") != std::string::npos) {
+        *gave_up += fmt::format(" (this pod, {}, reached the store after the job had given up "
+                                "on it: start the pods closer together or raise "
+                                "--start-timeout)",
+                                self);
+      }
     }
   } catch (const Error& e) {
     if (e.kind() == ErrorKind::timeout) throw;

@@ -4,6 +4,7 @@
 // an assertion fails.
 #include <gtest/gtest.h>
 
+#include <map>
 #include <regex>
 #include <thread>
 
@@ -138,6 +139,58 @@ TEST_F(NamespaceHostsTest, ACutLinkWithFourConnectionsPerPeerNamesTheLostRank) {
   EXPECT_NE(r.output.find("lost rank 2: "), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("(rank 2 is at 10.99.0.3)"), std::string::npos) << r.output;
   EXPECT_TRUE(names_failed_rank_and_host(r.output)) << r.output;
+}
+
+// The issue's target for a cut link in a hierarchical world: 3 hosts x 2 ranks, started as
+// torchrun starts them (rank 0 serves the store, so every rank's own message can be read
+// after the launcherless job ends). Host 2 (global ranks 4 and 5) is cut off in the middle of
+// all-reduces. Every rank ends with a message of its own ("rank R: "), a survivor names a rank
+// of the cut-off host by its global rank and that host's address, and every "lost rank N"
+// anywhere names N's own host: a position inside a host or cross-host group taken for a
+// global rank would name the wrong one.
+TEST_F(NamespaceHostsTest, ACutLinkInAHierarchyIsNamedByGlobalRankAndAddress) {
+  make_hosts({"rfhost0", "rfhost1", "rfhost2"});
+  if (!hosts_) return;
+  std::vector<std::unique_ptr<Process>> ranks;
+  for (int rank = 0; rank < 6; ++rank) {
+    ranks.push_back(std::make_unique<Process>(
+        hosts_->on_host(rank / 2, {ALLREDUCE_LOOP_PATH, "4", "60"}),
+        std::map<std::string, std::string>{
+            {"RANK", std::to_string(rank)}, {"WORLD_SIZE", "6"},
+            {"LOCAL_RANK", std::to_string(rank % 2)}, {"LOCAL_WORLD_SIZE", "2"},
+            {"GROUP_RANK", std::to_string(rank / 2)}, {"GROUP_WORLD_SIZE", "3"},
+            {"MASTER_ADDR", hosts_->address(0)}, {"MASTER_PORT", "29518"},
+            {"RINGFUSE_HIERARCHICAL", "1"}, {"RINGFUSE_CONNECT_TIMEOUT_S", "20"},
+            {"RINGFUSE_JOB_SECRET", "hierarchy-cut-secret"}}));
+  }
+  const auto deadline = std::chrono::steady_clock::now() + 30s;
+  for (auto& rank : ranks) {
+    while (rank->output().find("looping") == std::string::npos &&
+           std::chrono::steady_clock::now() < deadline) {
+      std::this_thread::sleep_for(20ms);
+    }
+    ASSERT_NE(rank->output().find("looping"), std::string::npos) << rank->output();
+  }
+  hosts_->set_link(2, false);
+  static const std::regex lost(R"(lost rank ([0-9]+): [^\n]*?\(rank ([0-9]+) is at ([0-9.]+)\))");
+  for (int rank = 0; rank < 6; ++rank) {
+    const auto r = ranks[rank]->wait(45s);
+    EXPECT_EQ(r.exit_code, 3) << "rank " << rank << ":\n" << r.output;
+    EXPECT_NE(r.output.find("rank " + std::to_string(rank) + ": allreduce"), std::string::npos)
+        << "rank " << rank << ":\n" << r.output;
+    for (std::sregex_iterator it(r.output.begin(), r.output.end(), lost), end; it != end; ++it) {
+      const int named = std::stoi((*it)[1]);
+      EXPECT_EQ(std::stoi((*it)[2]), named) << (*it)[0];
+      EXPECT_EQ((*it)[3].str(), hosts_->address(named / 2))
+          << "rank " << rank << " places rank " << named << " on the wrong host: " << (*it)[0];
+    }
+  }
+  // The cut-off host's ranks are named, across hosts, with their host's address.
+  std::string survivors;
+  for (int rank = 0; rank < 4; ++rank) survivors += ranks[rank]->output();
+  EXPECT_TRUE(survivors.find("(rank 4 is at 10.99.0.3)") != std::string::npos ||
+              survivors.find("(rank 5 is at 10.99.0.3)") != std::string::npos)
+      << survivors;
 }
 
 }  // namespace

@@ -100,4 +100,39 @@ TEST_F(HierarchySetUp, ARankWhoseHostIsUnreachableIsNamedByGlobalRankAndHost) {
   expect_names(0, ranks_[0]->wait(30s), "rank 2 on rfhost1 (10.99.0.2)");
 }
 
+// A host group where only some pairs share memory (rank 2 of host 0 has a /dev/shm of its
+// own): global rank 1 dies while the rings of ranks 0 and 1 are set up. Rank 0 names rank 1
+// by its global rank and where it ran, as for a host group that shares memory throughout.
+TEST_F(HierarchySetUp, ARankKilledWhileAMixedHostGroupSetsUpIsNamedByGlobalRankAndHost) {
+  make_hosts({"rfhost0", "rfhost1"});
+  if (!hosts_) return;
+  for (int rank = 0; rank < 6; ++rank) {
+    std::map<std::string, std::string> env{
+        {"RANK", std::to_string(rank)}, {"WORLD_SIZE", "6"},
+        {"LOCAL_RANK", std::to_string(rank % 3)}, {"LOCAL_WORLD_SIZE", "3"},
+        {"GROUP_RANK", std::to_string(rank / 3)}, {"GROUP_WORLD_SIZE", "2"},
+        {"MASTER_ADDR", hosts_->address(0)}, {"MASTER_PORT", "29519"},
+        {"RINGFUSE_HIERARCHICAL", "1"}, {"RINGFUSE_CONNECT_TIMEOUT_S", rank == 0 ? "8" : "5"},
+        {"RINGFUSE_JOB_SECRET", "hierarchy-set-up-secret"}};
+    if (rank == 1) {
+      env["LD_PRELOAD"] = STOP_AT_SHM_OPEN_PATH;
+      env["RINGFUSE_TEST_AT_SHM_OPEN"] = "kill";
+      env["RINGFUSE_TEST_AT_SHM_OPEN_NAME"] = "shm-group";
+    }
+    std::vector<std::string> argv{ALLREDUCE_LOOP_PATH, "1", "5"};
+    if (rank == 2) {
+      argv.insert(argv.begin(),
+                  {"unshare", "--mount", "sh", "-c",
+                   "mount -t tmpfs -o size=64m tmpfs /dev/shm && exec \"$0\" \"$@\""});
+    }
+    ranks_.push_back(std::make_unique<Process>(hosts_->on_host(rank / 3, argv), env));
+  }
+  const ProcessResult victim = ranks_[1]->wait(30s);
+  EXPECT_EQ(victim.exit_code, 128 + SIGKILL) << victim.output;
+  const ProcessResult r = ranks_[0]->wait(30s);
+  EXPECT_EQ(r.exit_code, 3) << r.output;
+  EXPECT_NE(r.output.find("rank 0: "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("rank 1 on rfhost0 (10.99.0.1)"), std::string::npos) << r.output;
+}
+
 }  // namespace

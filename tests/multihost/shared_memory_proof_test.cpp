@@ -1,6 +1,9 @@
 // Issue #17.4: whether ranks share memory is proven, not guessed from hostname and boot id.
 #include <gtest/gtest.h>
 
+#include <filesystem>
+#include <fstream>
+
 #include "namespace_hosts_test.hpp"
 
 namespace {
@@ -75,6 +78,58 @@ TEST_F(NamespaceHostsTest, SharedMemoryIsDecidedPerPairAndTheOtherPairsUseTcp) {
             std::string::npos)
       << r.output;
 #endif
+}
+
+// Issue #17.4 inside a hierarchy: two hosts of three ranks, all-reducing hierarchically; on
+// host 0, rank 2 runs in a mount namespace of its own with its own /dev/shm (a container
+// beside two others, with the same hostname and address). Host 0's group must still put
+// ranks 0 and 1 on shared-memory rings and only the pairs with rank 2 on TCP, as a flat world
+// does, with every result exact and the decision logged.
+TEST_F(NamespaceHostsTest, AHostGroupDecidesSharedMemoryPerPair) {
+  make_hosts({"rfhost0", "rfhost1"});
+  if (!hosts_) return;
+  const std::filesystem::path wrapper = hosts_->dir() / "own-dev-shm-for-rank-2.sh";
+  std::ofstream(wrapper) << "#!/bin/sh\n"
+                            "if [ \"$RINGFUSE_RANK\" = 2 ]; then\n"
+                            "  exec unshare --mount sh -c 'mount -t tmpfs -o size=256m tmpfs "
+                            "/dev/shm && exec \"$0\" \"$@\"' \"$@\"\n"
+                            "fi\n"
+                            "exec \"$@\"\n";
+  std::filesystem::permissions(wrapper, std::filesystem::perms::owner_all);
+  const auto r = launch_on_host0(
+      {"-H", hosts_->host_list(3), "--rsh-agent", hosts_->agent(), "--store-addr",
+       hosts_->address(0), "--hierarchical", "1", "--start-timeout", "20", "--log-level",
+       "debug", "--", wrapper.string(), COLLECTIVE_CHECK_PATH, "--collective", "allreduce",
+       "--counts", "1,1009,65537", "--algos", "ring,rhd"},
+      90s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(count_of(r.output, "checks, 0 failed"), 6u) << r.output;
+  // Host 0's group proves which pairs share memory and says so, naming global ranks.
+  EXPECT_NE(r.output.find("cannot open each other's shared memory: 0-2, 1-2"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("these pairs use TCP, and shared memory joins ranks [0,1]"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("3 ranks per host over shared memory where they proved they share "
+                          "it, tcp between the others, 2 hosts over tcp"),
+            std::string::npos)
+      << r.output;
+  // The rings exist: ranks 0 and 1 each to the other; host 1's three ranks to each other.
+  for (const char* ring : {"rank 0: shared-memory rings to 1 peers",
+                           "rank 1: shared-memory rings to 1 peers",
+                           "rank 3: shared-memory rings to 2 peers",
+                           "rank 4: shared-memory rings to 2 peers",
+                           "rank 5: shared-memory rings to 2 peers"}) {
+    EXPECT_NE(r.output.find(ring), std::string::npos) << ring << ":\n" << r.output;
+  }
+  EXPECT_EQ(r.output.find("rank 2: shared-memory rings"), std::string::npos) << r.output;
+  // The proof's own log names global ranks, not positions in the host group.
+  EXPECT_NE(r.output.find("rank 0: the shared memory of rank 2 is not visible here"),
+            std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("rank 2: the shared memory of rank 1 is not visible here"),
+            std::string::npos)
+      << r.output;
 }
 
 }  // namespace

@@ -6,6 +6,9 @@
 //   kill  the rank dies there (SIGKILL to itself), as a crash would;
 //   stop  the rank stops itself (SIGSTOP) until the test continues it (SIGCONT), so the test
 //         can change the network at that moment.
+// With RINGFUSE_TEST_AT_SHM_OPEN_NAME it acts at the first shm_open of a name containing that
+// text instead (a later step of the set-up: "shm-group" is a host group's rings when only
+// some of its pairs share memory).
 #include <dlfcn.h>
 #include <signal.h>
 #include <sys/types.h>
@@ -16,7 +19,9 @@
 
 extern "C" int shm_open(const char* name, int flags, mode_t mode) {
   static std::atomic<bool> acted{false};
-  if (!acted.exchange(true)) {
+  const char* only = std::getenv("RINGFUSE_TEST_AT_SHM_OPEN_NAME");
+  const bool chosen = only == nullptr || std::strstr(name, only) != nullptr;
+  if (chosen && !acted.exchange(true)) {
     const char* what = std::getenv("RINGFUSE_TEST_AT_SHM_OPEN");
     if (what != nullptr && std::strcmp(what, "kill") == 0) ::raise(SIGKILL);
     if (what != nullptr && std::strcmp(what, "stop") == 0) ::raise(SIGSTOP);

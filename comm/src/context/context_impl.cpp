@@ -64,6 +64,15 @@ std::string this_hostname() {
   return name;
 }
 
+// How the ranks of one host reach each other, for the hierarchy's log line.
+const char* host_transport_name(const transport::Transport& local) {
+  if (dynamic_cast<const transport::ShmTransport*>(&local)) return "shared memory";
+  if (dynamic_cast<const transport::MixedTransport*>(&local)) {
+    return "shared memory where they proved they share it, tcp between the others";
+  }
+  return "tcp";
+}
+
 }  // namespace
 
 ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
@@ -113,7 +122,7 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
   host_ = host_identity();
   if (options_.backend == BackendKind::mpi) {
     if (!mpi_) {
-      throw core::rank_error(ErrorKind::invalid_config, world_.rank,
+      throw core::rank_error(ErrorKind::invalid_config, global_rank(world_.rank),
                              "RINGFUSE_BACKEND=mpi needs a world started by plain "
                              "mpirun (this one came from {}); use RINGFUSE_BACKEND=auto or "
                              "native, or launch with mpirun",
@@ -197,31 +206,34 @@ transport::MeshOptions ContextImpl::mesh_options(const std::string& channel) con
 std::unique_ptr<transport::Transport> ContextImpl::make_transport(const std::string& channel,
                                                                   std::size_t window_bytes) {
   if (world_.size == 1) return std::make_unique<transport::SelfTransport>();
-  const transport::MeshOptions mesh = mesh_options(channel);
-  const auto sharing =
-      transport::plan_shared_memory(options_.transport, *store_, mesh, world_.rank, world_.size);
+  return transport_over(mesh_options(channel), world_.rank, world_.size, window_bytes);
+}
+
+std::unique_ptr<transport::Transport> ContextImpl::transport_over(
+    const transport::MeshOptions& mesh, int rank, int size, std::size_t window_bytes) {
+  const auto sharing = transport::plan_shared_memory(options_.transport, *store_, mesh, rank, size);
   if (sharing.everyone) {
     transport::ShmOptions shm{mesh};
     shm.window_bytes = window_bytes;
-    shm.ring_bytes = shm_ring_bytes(mesh, world_.rank, world_.size, shm.ring_bytes);
+    shm.ring_bytes = shm_ring_bytes(mesh, rank, size, shm.ring_bytes);
     if (shm.ring_bytes > 0) {
-      return std::make_unique<transport::ShmTransport>(world_.rank, world_.size, *store_, shm);
+      return std::make_unique<transport::ShmTransport>(rank, size, *store_, shm);
     }
   } else if (sharing.group.size() > 1) {
     // Some pairs share memory, others cannot (one hostname, separate /dev/shm): rings within
     // this rank's group, TCP for every other pair. No shared window: not every rank maps it.
     const auto& group = sharing.group;
     const int position =
-        static_cast<int>(std::find(group.begin(), group.end(), world_.rank) - group.begin());
+        static_cast<int>(std::find(group.begin(), group.end(), rank) - group.begin());
     const std::size_t ring_bytes =
         shm_ring_bytes(transport::MixedTransport::group_mesh(mesh, group), position,
                        static_cast<int>(group.size()), transport::ShmOptions{mesh}.ring_bytes);
     if (ring_bytes > 0) {
-      return std::make_unique<transport::MixedTransport>(world_.rank, world_.size, *store_, mesh,
-                                                         group, ring_bytes);
+      return std::make_unique<transport::MixedTransport>(rank, size, *store_, mesh, group,
+                                                         ring_bytes);
     }
   }
-  return std::make_unique<transport::TcpMesh>(world_.rank, world_.size, *store_, mesh);
+  return std::make_unique<transport::TcpMesh>(rank, size, *store_, mesh);
 }
 
 std::size_t ContextImpl::shm_ring_bytes(const transport::MeshOptions& mesh, int rank, int size,
@@ -386,20 +398,10 @@ std::optional<backend::NativeBackend::Hierarchy> ContextImpl::make_hierarchy(
   local_mesh.global_ranks =
       transport::GlobalRanks(std::move(host_ranks), std::move(host_places));
   local_mesh.report_prefix = channel_prefix;
-  transport::ShmOptions local_shm{local_mesh};
-  const bool shared = transport::use_shared_memory(options_.transport, *store_, local_mesh,
-                                                   world_.local_rank, world_.local_size);
-  if (shared) {
-    local_shm.ring_bytes = shm_ring_bytes(local_mesh, world_.local_rank, world_.local_size,
-                                          local_shm.ring_bytes);
-  }
-  if (shared && local_shm.ring_bytes > 0) {
-    hierarchy.local = std::make_unique<transport::ShmTransport>(
-        world_.local_rank, world_.local_size, *store_, local_shm);
-  } else {
-    hierarchy.local = std::make_unique<transport::TcpMesh>(world_.local_rank, world_.local_size,
-                                                           *store_, local_mesh);
-  }
+  // Shared memory decided pair by pair, as for a flat world: a host group whose ranks do not
+  // all see one /dev/shm (containers with one address and hostname) still puts the pairs
+  // that proved they share it on rings, and only the others on TCP.
+  hierarchy.local = transport_over(local_mesh, world_.local_rank, world_.local_size, 0);
   auto cross_mesh = mesh_options(fmt::format("{}-local{}", channel, world_.local_rank));
   std::vector<int> peer_ranks;
   std::vector<std::string> peer_places;
@@ -418,10 +420,7 @@ std::optional<backend::NativeBackend::Hierarchy> ContextImpl::make_hierarchy(
                  "over tcp",
                  options_.hierarchical == Hierarchical::on ? "every all-reduce"
                                                            : "all-reduces of 64 KiB and more",
-                 world_.local_size,
-                 dynamic_cast<transport::ShmTransport*>(hierarchy.local.get()) ? "shared memory"
-                                                                               : "tcp",
-                 world_.cross_size);
+                 world_.local_size, host_transport_name(*hierarchy.local), world_.cross_size);
   }
   return hierarchy;
 }

@@ -114,6 +114,14 @@ class ContextImpl final : public Context {
   transport::MeshOptions mesh_options(const std::string& channel) const;
   std::unique_ptr<transport::Transport> make_transport(const std::string& channel,
                                                       std::size_t window_bytes);
+  /// Collective over the `size` ranks of `mesh` (a world's channel, or a hierarchy's host
+  /// group): shared memory for all of them when every pair proves it can share it, a
+  /// MixedTransport when only some pairs can (rings within each group that can, TCP for the
+  /// other pairs), else TCP (transport/shm_transport.hpp: plan_shared_memory).
+  /// `window_bytes`: the shared window, when every rank shares memory.
+  std::unique_ptr<transport::Transport> transport_over(const transport::MeshOptions& mesh,
+                                                      int rank, int size,
+                                                      std::size_t window_bytes);
   /// Collective over the channel's ranks: the ring size that fits in /dev/shm (up to `wanted`),
   /// or 0 for TCP; warns once per Context when a channel gets less (transport/shm_capacity).
   std::size_t shm_ring_bytes(const transport::MeshOptions& mesh, int rank, int size,

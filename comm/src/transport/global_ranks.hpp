@@ -27,6 +27,12 @@ class GlobalRanks {
     return table_[static_cast<std::size_t>(position)];
   }
 
+  /// Where `position` runs ("rfhost1 (10.99.0.2)"), or empty when that is not known.
+  std::string place(int position) const {
+    if (position < 0 || static_cast<std::size_t>(position) >= places_.size()) return {};
+    return places_[static_cast<std::size_t>(position)];
+  }
+
   /// "rank 3 on rfhost1 (10.99.0.2)" when the place of `position` is known, else "rank 3".
   std::string name(int position) const {
     std::string text = "rank " + std::to_string((*this)(position));

@@ -1,8 +1,11 @@
 #include "transport/mixed_transport.hpp"
 
 #include <algorithm>
+#include <cstring>
 
 #include <fmt/format.h>
+
+#include "core/errors.hpp"
 
 namespace ringfuse::transport {
 
@@ -17,21 +20,29 @@ MixedTransport::Sender::~Sender() {
   thread_.join();
 }
 
-void MixedTransport::Sender::start(std::function<void()> send) {
+void MixedTransport::Sender::start(const void* data, std::size_t bytes,
+                                   std::function<void(const void*, std::size_t)> send) {
   {
     std::lock_guard lock(mutex_);
-    job_ = std::move(send);
+    // No send is under way (the caller checked busy()), so nothing reads the copy now.
+    copy_.resize(bytes);
+    if (bytes > 0) std::memcpy(copy_.data(), data, bytes);
+    job_ = [this, bytes, send = std::move(send)] { send(copy_.data(), bytes); };
     busy_ = true;
     error_ = nullptr;
   }
   changed_.notify_all();
 }
 
-std::exception_ptr MixedTransport::Sender::finish() {
-  // No deadline of its own: the send is bounded by its transport's operation timeout.
+std::optional<std::exception_ptr> MixedTransport::Sender::finish(Clock::time_point deadline) {
   std::unique_lock lock(mutex_);
-  changed_.wait(lock, [&] { return !busy_; });
+  if (!changed_.wait_until(lock, deadline, [&] { return !busy_; })) return std::nullopt;
   return error_;
+}
+
+bool MixedTransport::Sender::busy() {
+  std::lock_guard lock(mutex_);
+  return busy_;
 }
 
 void MixedTransport::Sender::loop() {
@@ -60,15 +71,23 @@ MeshOptions MixedTransport::group_mesh(const MeshOptions& mesh, const std::vecto
   options.key_prefix = fmt::format("{}shm-group{}/", mesh.key_prefix, group.front());
   if (options.report_prefix.empty()) options.report_prefix = mesh.key_prefix;
   std::vector<int> global;
-  for (const int position : group) global.push_back(mesh.global_ranks(position));
-  options.global_ranks = GlobalRanks(std::move(global));
+  std::vector<std::string> places;  // a hierarchy's host group knows where each rank runs
+  for (const int position : group) {
+    global.push_back(mesh.global_ranks(position));
+    places.push_back(mesh.global_ranks.place(position));
+  }
+  options.global_ranks = GlobalRanks(std::move(global), std::move(places));
   return options;
 }
 
 MixedTransport::MixedTransport(int rank, int size, rendezvous::Store& store,
                                const MeshOptions& mesh, std::vector<int> group,
                                std::size_t ring_bytes)
-    : rank_(rank), size_(size), group_(std::move(group)) {
+    : rank_(rank),
+      size_(size),
+      global_ranks_(mesh.global_ranks),
+      op_timeout_(mesh.op_timeout),
+      group_(std::move(group)) {
   MeshOptions shared = mesh;
   // One abort state for both, so neither records an orderly close after the other failed.
   if (!shared.abort_state) shared.abort_state = std::make_shared<AbortState>();
@@ -108,26 +127,44 @@ int MixedTransport::side_on(const Transport& transport, int peer, bool has_bytes
   return has_bytes ? position_in(transport, peer) : kNoPeer;
 }
 
+void MixedTransport::refuse_while_sending() {
+  if (failed_ && sender_.busy()) std::rethrow_exception(failed_);
+}
+
 void MixedTransport::split(int send_peer, const void* send_buf, std::size_t send_bytes,
                            const std::function<void()>& receive) {
   Transport& sending = via(send_peer);
   const int to = position_in(sending, send_peer);
-  sender_.start([&sending, to, send_buf, send_bytes] { sending.send(to, send_buf, send_bytes); });
-  std::exception_ptr received;
+  sender_.start(send_buf, send_bytes, [&sending, to](const void* data, std::size_t bytes) {
+    sending.send(to, data, bytes);
+  });
   try {
     receive();
   } catch (...) {
-    received = std::current_exception();
+    // The send reads its own copy: the receive's failure is reported now, not after the
+    // send to another peer (which may have stopped reading) has run into its own timeout.
+    failed_ = std::current_exception();
+    throw;
   }
-  // The send reads send_buf: it must be over before this call returns, whatever happened.
-  const std::exception_ptr sent = sender_.finish();
-  if (received) std::rethrow_exception(received);
-  if (sent) std::rethrow_exception(sent);
+  const auto sent = sender_.finish(Clock::now() + op_timeout_);
+  if (!sent) {
+    const int peer = global_ranks_(send_peer);
+    failed_ = std::make_exception_ptr(core::error_at(
+        ErrorKind::timeout, global_ranks_(rank_), peer,
+        "{}: the send to {} over {} has not finished {} s after this step's receive did "
+        "(RINGFUSE_TIMEOUT_S): rank {} takes the bytes too slowly or has stopped reading "
+        "(stalled, stopped, or not calling the same collective?)",
+        operation_, global_ranks_.name(send_peer),
+        &sending == shm_.get() ? "shared memory" : "tcp", op_timeout_.count() / 1000, peer));
+    std::rethrow_exception(failed_);
+  }
+  if (*sent) std::rethrow_exception(*sent);
 }
 
 void MixedTransport::send_recv(int send_peer, const void* send_buf, std::size_t send_bytes,
                                int recv_peer, void* recv_buf, std::size_t recv_bytes,
                                const RecvProgress& progress) {
+  refuse_while_sending();
   const bool sends = send_peer != kNoPeer && send_bytes > 0;
   const bool receives = recv_peer != kNoPeer && recv_bytes > 0;
   if (Transport* transport = one_transport_for(send_peer, sends, recv_peer, receives)) {
@@ -145,6 +182,7 @@ void MixedTransport::send_recv(int send_peer, const void* send_buf, std::size_t 
 void MixedTransport::send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes,
                                       int recv_peer, void* dst, std::size_t recv_count,
                                       DataType type, ReduceOp op, const Staging& staging) {
+  refuse_while_sending();
   const bool sends = send_peer != kNoPeer && send_bytes > 0;
   const bool receives = recv_peer != kNoPeer && recv_count > 0;
   if (Transport* transport = one_transport_for(send_peer, sends, recv_peer, receives)) {
@@ -164,17 +202,21 @@ void MixedTransport::reduce_and_return(int peer, std::byte* give, std::size_t gi
                                        std::byte* keep, std::size_t keep_count, DataType type,
                                        ReduceOp op, const Staging& staging,
                                        const Finish& finish) {
+  refuse_while_sending();
   Transport& transport = via(peer);
   transport.reduce_and_return(position_in(transport, peer), give, give_count, keep, keep_count,
                               type, op, staging, finish);
 }
 
 bool MixedTransport::wait_readable(int peer, std::chrono::microseconds timeout) {
+  refuse_while_sending();
   Transport& transport = via(peer);
   return transport.wait_readable(position_in(transport, peer), timeout);
 }
 
 void MixedTransport::set_operation(std::string label) {
+  operation_ = label;
+  if (failed_ && sender_.busy()) return;  // the helper thread is still in one of them
   shm_->set_operation(label);
   tcp_->set_operation(std::move(label));
 }

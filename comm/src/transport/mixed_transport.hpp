@@ -5,11 +5,15 @@
 // world is not put on TCP as a whole because one pair cannot share.
 #pragma once
 
+#include <chrono>
 #include <condition_variable>
+#include <cstddef>
 #include <exception>
 #include <functional>
 #include <memory>
 #include <mutex>
+#include <optional>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -53,15 +57,24 @@ class MixedTransport final : public Transport {
   void set_operation(std::string label) override;
 
  private:
-  /// Runs one send at a time on its own thread.
+  using Clock = std::chrono::steady_clock;
+
+  /// Runs one send at a time on its own thread, from a copy of the caller's bytes, so that a
+  /// caller whose step failed or ran out of time can return while the send is still under
+  /// way (the transport bounds it by its no-progress timeout) without it reading freed memory.
   class Sender {
    public:
     Sender();
+    /// Waits for a send still under way: at most the sending transport's no-progress timeout.
     ~Sender();
-    void start(std::function<void()> send);
-    /// Waits for the send started last (bounded by that transport's operation timeout) and
-    /// returns what it threw, if anything.
-    std::exception_ptr finish();
+    /// Copies `bytes` of `data` and starts `send(copy, bytes)` on the helper thread; only when
+    /// no send is under way (busy() is false).
+    void start(const void* data, std::size_t bytes,
+               std::function<void(const void*, std::size_t)> send);
+    /// Waits until `deadline` for the send started last: what it threw (null when it
+    /// succeeded), or nullopt when it is still under way then.
+    std::optional<std::exception_ptr> finish(Clock::time_point deadline);
+    bool busy();
 
    private:
     void loop();
@@ -71,9 +84,13 @@ class MixedTransport final : public Transport {
     bool busy_ = false;
     bool stop_ = false;
     std::exception_ptr error_;
+    std::vector<std::byte> copy_;  // what the send under way reads
     std::thread thread_;
   };
 
+  /// Throws the failure of an earlier step while that step's send is still under way on the
+  /// helper thread (the transports are not to be used from two threads at once).
+  void refuse_while_sending();
   bool shares_memory_with(int peer) const;
   /// The transport that reaches `peer` (kNoPeer: none) and `peer`'s position in it.
   Transport& via(int peer);
@@ -85,12 +102,19 @@ class MixedTransport final : public Transport {
   /// `peer`'s position in `transport` for a side with bytes, else kNoPeer.
   int side_on(const Transport& transport, int peer, bool has_bytes) const;
   /// Sends on the helper thread through send_peer's transport while `receive` runs here, then
-  /// rethrows the first failure (the receive's, else the send's).
+  /// rethrows the first failure: the receive's at once (the send goes on from its copy and
+  /// later calls refuse until it ended), else the send's, else a timeout naming this rank,
+  /// the peer and the operation when the send has not finished within the operation timeout
+  /// after the receive did (a peer that stopped reading while it still made some progress).
   void split(int send_peer, const void* send_buf, std::size_t send_bytes,
              const std::function<void()>& receive);
 
   int rank_;
   int size_;
+  GlobalRanks global_ranks_;               // of mesh's positions, for errors
+  std::chrono::milliseconds op_timeout_;  // mesh's: also the helper-thread send's deadline
+  std::string operation_;                  // the collective in progress, for errors
+  std::exception_ptr failed_;              // the step that returned while its send went on
   std::vector<int> group_;             // positions sharing memory with this rank, ascending
   std::unique_ptr<TcpMesh> tcp_;       // the whole world
   std::unique_ptr<ShmTransport> shm_;  // group_ only

@@ -25,7 +25,8 @@ std::string random_token() {
 }
 
 // '1' for each peer whose published "NAME TOKEN" this rank could open and read back.
-std::string try_peers(const std::vector<std::string>& published, int rank, bool own_created) {
+std::string try_peers(const std::vector<std::string>& published, int rank, bool own_created,
+                      const GlobalRanks& global) {
   std::string seen(published.size(), '0');
   seen[static_cast<std::size_t>(rank)] = own_created ? '1' : '0';
   for (std::size_t peer = 0; peer < published.size(); ++peer) {
@@ -39,8 +40,8 @@ std::string try_peers(const std::vector<std::string>& published, int rank, bool 
       const auto segment = shm::Segment::open(name, kProbeBytes);
       if (std::memcmp(segment.data(), token.data(), token.size()) == 0) seen[peer] = '1';
     } catch (const std::system_error& e) {
-      spdlog::debug("shared memory of position {} not visible from position {}: {}", peer,
-                    rank, e.what());
+      spdlog::debug("rank {}: the shared memory of rank {} is not visible here: {}",
+                    global(rank), global(static_cast<int>(peer)), e.what());
     }
   }
   return seen;
@@ -63,14 +64,16 @@ std::vector<std::string> prove_shared_memory(rendezvous::Store& store, const Mes
     std::memcpy(probe.data(), token.data(), token.size());
     published = name + " " + token;
   } catch (const std::system_error& e) {
-    spdlog::debug("position {}: cannot create a shared-memory segment: {}", rank, e.what());
+    spdlog::debug("rank {}: cannot create a shared-memory segment: {}", mesh.global_ranks(rank),
+                  e.what());
   }
   constexpr std::string_view kStep = "set-up of shared memory (proving who can share it)";
   const auto segments = all_gather_in_group(world, "shm/probe", published, rank, size,
                                             mesh.connect_timeout, mesh.global_ranks, kStep);
-  const auto seen = all_gather_in_group(world, "shm/seen",
-                                        try_peers(segments, rank, probe.data() != nullptr), rank,
-                                        size, mesh.connect_timeout, mesh.global_ranks, kStep);
+  const std::string opened =
+      try_peers(segments, rank, probe.data() != nullptr, mesh.global_ranks);
+  const auto seen = all_gather_in_group(world, "shm/seen", opened, rank, size,
+                                        mesh.connect_timeout, mesh.global_ranks, kStep);
   probe.unlink();  // every rank has tried every segment
   return seen;
 }
