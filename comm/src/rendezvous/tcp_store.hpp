@@ -9,13 +9,25 @@
 #include <string>
 
 #include "rendezvous/store.hpp"
+#include "ringfuse/error.hpp"
 
 namespace ringfuse::rendezvous {
+
+/// The store server is shutting down (the launcher or rank 0 hosting it is exiting), so the
+/// job it served has ended or given up: thrown by TcpStoreClient instead of a lost
+/// connection or an authentication failure, so a caller can say so. Kind peer_failure.
+class StoreClosingError : public Error {
+ public:
+  explicit StoreClosingError(std::string message)
+      : Error(ErrorKind::peer_failure, std::move(message)) {}
+};
 
 class TcpStoreServer {
  public:
   /// Binds host:port (port 0 picks a free one) and serves on a background thread until
-  /// destroyed. Throws Error(ErrorKind::system) naming the address if it cannot bind.
+  /// destroyed. Destruction is orderly: no new connection is let in (a client connecting then
+  /// is refused), and every connected client, authenticated or not, is told the store is
+  /// closing (StoreClosingError) and given up to 2 s to read that before it is cut off. Throws Error(ErrorKind::system) naming the address if it cannot bind.
   /// Every client must prove it knows `secret` (the job secret) before anything else; a client
   /// that cannot is logged and disconnected while the others carry on.
   TcpStoreServer(const std::string& host, std::uint16_t port, std::string secret = {});
@@ -36,7 +48,9 @@ class TcpStoreClient final : public Store {
   /// Connects to host:port, retrying refused connections until `connect_timeout` passes (the
   /// server may start after the client). Throws Error(ErrorKind::timeout) naming the address.
   /// Authenticates with `secret` both ways; Error(ErrorKind::peer_failure) when the server
-  /// refuses it or cannot prove the same secret.
+  /// refuses it or cannot prove the same secret. StoreClosingError (here or from any call)
+  /// when the server says it is shutting down, or closed a connection without answering and
+  /// then refused the next: it has gone away.
   TcpStoreClient(const std::string& host, std::uint16_t port,
                  std::chrono::milliseconds connect_timeout, std::string secret = {});
   ~TcpStoreClient() override;

@@ -85,8 +85,10 @@ class TcpStoreClient::Impl {
 
  private:
   error_code try_connect(Clock::time_point deadline);
-  /// Proves the job secret to the server and checks the server's proof (auth.hpp).
-  void authenticate(const std::string& secret);
+  /// Proves the job secret to the server and checks the server's proof (auth.hpp). Returns
+  /// false when the server closed the connection without answering the first message: it may
+  /// be shutting down (the caller tries again, and a refusal then says it has gone).
+  bool authenticate(const std::string& secret);
   /// Runs the io_context until `done` or `deadline`. On the deadline it closes the socket and
   /// drains the aborted handlers (they reference the caller's stack), then returns false.
   bool run_until(const bool& done, Clock::time_point deadline);
@@ -101,6 +103,7 @@ class TcpStoreClient::Impl {
   std::mutex mutex_;  // one request/response exchange at a time on the one connection
   std::uint64_t next_id_ = 1;
   std::string lost_;  // why the connection became unusable; empty while it is fine
+  bool connection_lost_ = false;  // the last failed call lost the connection (not a bad reply)
 };
 
 TcpStoreClient::Impl::Impl(std::string host, std::uint16_t port, milliseconds connect_timeout,
@@ -109,41 +112,65 @@ TcpStoreClient::Impl::Impl(std::string host, std::uint16_t port, milliseconds co
   const auto timeout = clamp_wait(connect_timeout);
   const auto deadline = Clock::now() + timeout;
   auto backoff = kFirstBackoff;
-  error_code last_error;
+  std::string last_error;
+  // A connection was accepted and closed without an answer: the server was there, and may
+  // be shutting down (a connection it had queued but never served).
+  bool closed_unanswered = false;
   for (;;) {
     // Every failure is retried, not only "refused": in a fresh pod the name may not resolve
     // yet, and the route may appear late.
     const auto ec = try_connect(deadline);
-    if (!ec) break;
-    // An attempt cut short by the deadline says less than the failure before it ("refused").
-    if (ec != asio::error::timed_out || !last_error) last_error = ec;
+    if (!ec) {
+      framing::tune_socket(socket_);
+      error_code local_ec;
+      const auto local = socket_.local_endpoint(local_ec);
+      if (local_ec) {
+        fail(ErrorKind::system,
+             fmt::format("cannot read the local address ({})", local_ec.message()));
+      }
+      local_address_ = local.address().to_string();
+      if (authenticate(secret)) break;
+      closed_unanswered = true;
+      last_error = "the server accepted the connection and closed it without answering";
+    } else if (closed_unanswered && ec == asio::error::connection_refused) {
+      throw StoreClosingError(fmt::format(
+          "rendezvous store {}: the server closed this process's connection without answering "
+          "and now refuses connections: it has shut down (its host, ringfuse-run or rank 0, "
+          "exited), so the job it served has ended or given up",
+          address_));
+    } else if (ec != asio::error::timed_out || last_error.empty()) {
+      // An attempt cut short by the deadline says less than the failure before it ("refused").
+      last_error = ec.message();
+    }
     const auto now = Clock::now();
     if (now >= deadline) {
       throw Error(ErrorKind::timeout,
                   fmt::format("rendezvous store {}: could not connect within {} (last error: "
                               "{}); is the store server (ringfuse-run or rank 0) running and "
                               "reachable at that address?",
-                              address_, framing::seconds_string(timeout), last_error.message()));
+                              address_, framing::seconds_string(timeout), last_error));
     }
     std::this_thread::sleep_for(std::min<Clock::duration>(backoff, deadline - now));
     backoff = std::min(backoff * 2, kMaxBackoff);
   }
-  framing::tune_socket(socket_);
-  error_code ec;
-  const auto local = socket_.local_endpoint(ec);
-  if (ec) fail(ErrorKind::system, fmt::format("cannot read the local address ({})", ec.message()));
-  local_address_ = local.address().to_string();
-  authenticate(secret);
 }
 
-void TcpStoreClient::Impl::authenticate(const std::string& secret) {
+bool TcpStoreClient::Impl::authenticate(const std::string& secret) {
+  connection_lost_ = false;
   const auto client_nonce = auth::random_nonce();
   wire::Request hello;
   hello.mutable_hello()->set_client_nonce(client_nonce);
   wire::Response challenge;
   try {
     challenge = call(hello, kRequestTimeout, "authenticate");
+  } catch (const StoreClosingError&) {
+    throw;
   } catch (const Error& e) {
+    if (connection_lost_) {
+      lost_.clear();  // the caller connects again
+      connection_lost_ = false;
+      return false;
+    }
     throw Error(ErrorKind::peer_failure,
                 fmt::format("{} (the server may not be a Ringfuse store of this version)",
                             e.what()));
@@ -163,6 +190,8 @@ void TcpStoreClient::Impl::authenticate(const std::string& secret) {
                                                      client_nonce));
   try {
     expect(call(proof, kRequestTimeout, "authenticate"), wire::Response::kAuth, "authenticate");
+  } catch (const StoreClosingError&) {
+    throw;  // the store went away while we authenticated: not a matter of secrets
   } catch (const Error& e) {
     throw Error(ErrorKind::peer_failure,
                 fmt::format("{}: the store refused this process's job secret; set "
@@ -170,6 +199,7 @@ void TcpStoreClient::Impl::authenticate(const std::string& secret) {
                             "ranks)",
                             e.what()));
   }
+  return true;
 }
 
 error_code TcpStoreClient::Impl::try_connect(Clock::time_point deadline) {
@@ -298,6 +328,7 @@ wire::Response TcpStoreClient::Impl::call(wire::Request& request, milliseconds n
                      what, framing::seconds_string(network_timeout)));
   }
   if (ec) {
+    connection_lost_ = true;
     fail(ErrorKind::peer_failure,
          fmt::format("connection lost during {} ({}); the store server (ringfuse-run or rank 0) "
                      "has exited or become unreachable, see its log for why",
@@ -315,6 +346,15 @@ wire::Response TcpStoreClient::Impl::call(wire::Request& request, milliseconds n
          fmt::format("reply to {} is not a valid store message; is {} really a Ringfuse store "
                      "of the same version?",
                      what, address_));
+  }
+  // Sent unasked with id 0, whatever we were waiting for: the server is going away.
+  if (response.result_case() == wire::Response::kError &&
+      response.error().code() == wire::ErrorResponse::CLOSING) {
+    lost_ = response.error().message();
+    error_code ignored;
+    socket_.close(ignored);
+    throw StoreClosingError(fmt::format("rendezvous store {}: cannot {}: {}", address_, what,
+                                        response.error().message()));
   }
   if (response.id() != request.id()) {
     fail(ErrorKind::protocol, fmt::format("reply to {} carries id {} instead of {}; the store "

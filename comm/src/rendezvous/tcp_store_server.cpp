@@ -8,9 +8,20 @@
 // overall (past a cap the oldest is dropped, so a flood cannot lock out a rank that connects
 // after it), each must authenticate within a few seconds of connecting, and the warnings they
 // cause are rate-limited.
+//
+// Shutting down is orderly, so that a client connecting or authenticating at that moment is
+// told the store is closing instead of meeting a reset it would read as a broken or foreign
+// server: no new connection is let in, the ones the kernel has already queued are accepted, and
+// every connection gets a CLOSING notice and a moment to read it before it is closed.
+#include <linux/filter.h>
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <array>
+#include <cerrno>
 #include <charconv>
 #include <cstdint>
+#include <cstring>
 #include <deque>
 #include <list>
 #include <memory>
@@ -62,6 +73,9 @@ constexpr std::chrono::seconds kWarningInterval{10};
 /// Pause before accepting again after accept() failed (EMFILE: out of descriptors), so a
 /// failing accept neither spins nor logs in a loop.
 constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
+/// How long a shutting-down server waits for its clients to read the CLOSING notice and hang
+/// up before it closes their connections anyway (the destructor waits this long at most).
+constexpr std::chrono::seconds kCloseGrace{2};
 }  // namespace
 
 class TcpStoreServer::Impl {
@@ -132,6 +146,14 @@ class TcpStoreServer::Impl {
   void expire(std::uint64_t waiter_id);
   std::unique_ptr<Waiter> take_waiter(std::uint64_t waiter_id);
   void shut_down();
+  /// Lets no new connection in, then accepts those already queued in the kernel (closing the
+  /// listening socket would reset them: their clients would report a lost connection).
+  void stop_accepting();
+  /// Sends a connection the CLOSING notice; once written, the sending side is shut.
+  void say_closing(const SessionPtr& session);
+  /// While closing: reads and drops what a client still sends until it hangs up (closing a
+  /// socket with unread input resets it, and the reset can overtake the notice).
+  void drain(const SessionPtr& session);
   /// Handles hello/auth; returns false when the request was not part of authentication.
   bool authenticate(const SessionPtr& session, const wire::Request& request);
 
@@ -154,6 +176,9 @@ class TcpStoreServer::Impl {
   // key -> parked waiters still missing it, so a set touches only the waiters that care.
   std::unordered_map<std::string, std::vector<std::uint64_t>> waiting_on_;
   std::uint64_t next_waiter_id_ = 1;
+  bool closing_ = false;  // shut_down() began: no request is served any more
+  asio::steady_timer close_grace_{io_};
+  std::array<char, 512> discarded_{};  // drain()'s target: what arrives while closing is dropped
   std::thread thread_;  // last: started once everything above exists
 };
 
@@ -208,38 +233,86 @@ TcpStoreServer::Impl::Impl(std::string host, std::uint16_t port, std::string sec
 }
 
 TcpStoreServer::Impl::~Impl() {
-  // Closing runs on the io thread (it owns the state), and stop() comes after it, so the
-  // clients see their connections close instead of hanging on a half-dead server.
-  asio::post(io_, [this] {
-    shut_down();
-    io_.stop();
-  });
+  // Closing runs on the io thread (it owns the state); the thread stops once every client has
+  // read the notice and hung up, or after kCloseGrace, so clients learn that the store is
+  // closing instead of hanging on a half-dead server or meeting a bare reset.
+  asio::post(io_, [this] { shut_down(); });
   thread_.join();
 }
 
 void TcpStoreServer::Impl::shut_down() {
-  error_code ignored;
-  acceptor_.close(ignored);
+  closing_ = true;
+  stop_accepting();
   accept_retry_.cancel();
   summary_timer_.cancel();
   log_suppressed();
   for (auto& [id, waiter] : waiters_) waiter->timer.cancel();
   waiters_.clear();
   waiting_on_.clear();
-  for (const auto& session : sessions_) {
-    session->open = false;
-    session->pending = false;  // pending_ is cleared below
-    session->handshake_deadline.cancel();
-    session->socket.shutdown(tcp::socket::shutdown_both, ignored);
-    session->socket.close(ignored);
+  for (const auto& session : sessions_) say_closing(session);
+  close_grace_.expires_after(kCloseGrace);
+  close_grace_.async_wait([this](error_code) {
+    for (const auto& session : std::vector<SessionPtr>(sessions_.begin(), sessions_.end())) {
+      close(session);
+    }
+    io_.stop();
+  });
+  if (sessions_.empty()) close_grace_.cancel();
+}
+
+void TcpStoreServer::Impl::stop_accepting() {
+  // A filter that drops every packet addressed to the listening socket completes no new
+  // handshake (a client's SYN goes unanswered; its retry finds the port closed, and is
+  // refused), so the queue of completed connections cannot grow while we empty it below.
+  sock_filter drop_all = BPF_STMT(BPF_RET | BPF_K, 0);
+  const sock_fprog program{1, &drop_all};
+  if (::setsockopt(acceptor_.native_handle(), SOL_SOCKET, SO_ATTACH_FILTER, &program,
+                   sizeof(program)) != 0) {
+    spdlog::debug("rendezvous store {}: cannot filter the listening socket while closing ({}); "
+                  "a client connecting at this moment may see its connection reset",
+                  address_, std::strerror(errno));
   }
-  sessions_.clear();
-  pending_.clear();
-  pending_per_address_.clear();
+  error_code ec;
+  acceptor_.non_blocking(true, ec);
+  while (!ec) {
+    tcp::socket socket(io_);
+    acceptor_.accept(socket, ec);
+    if (!ec) start_session(std::move(socket));
+  }
+  acceptor_.close(ec);
+}
+
+void TcpStoreServer::Impl::say_closing(const SessionPtr& session) {
+  leave_pending(session);
+  session->waiters.clear();  // waiters_ is gone: none will be answered
+  wire::Response notice;
+  notice.set_id(0);
+  auto* error = notice.mutable_error();
+  error->set_code(wire::ErrorResponse::CLOSING);
+  error->set_message("the store is shutting down: its host (ringfuse-run, or rank 0) is exiting, "
+                     "so the job it served has ended or given up");
+  send(session, notice);
+}
+
+void TcpStoreServer::Impl::drain(const SessionPtr& session) {
+  session->socket.async_read_some(asio::buffer(discarded_),
+                                  [this, session](error_code ec, std::size_t) {
+                                    if (!session->open) return;
+                                    if (ec) {
+                                      close(session);
+                                      return;
+                                    }
+                                    drain(session);
+                                  });
 }
 
 void TcpStoreServer::Impl::accept_next() {
   acceptor_.async_accept([this](error_code ec, tcp::socket socket) {
+    if (closing_) {
+      // Accepted just before shut_down() closed the acceptor: it is told, like the others.
+      if (!ec) start_session(std::move(socket));
+      return;
+    }
     if (ec == asio::error::operation_aborted || !acceptor_.is_open()) return;
     if (ec) {
       // E.g. EMFILE: keep serving the connections we have, and try again shortly.
@@ -266,6 +339,7 @@ void TcpStoreServer::Impl::start_session(tcp::socket socket) {
   sessions_.insert(session);
   admit_pending(session);
   read_header(session);
+  if (closing_) say_closing(session);
 }
 
 void TcpStoreServer::Impl::admit_pending(const SessionPtr& session) {
@@ -339,6 +413,10 @@ void TcpStoreServer::Impl::read_header(const SessionPtr& session) {
   asio::async_read(session->socket, asio::buffer(session->header),
                    [this, session](error_code ec, std::size_t) {
                      if (!session->open) return;
+                     if (closing_) {
+                       ec ? close(session) : drain(session);
+                       return;
+                     }
                      if (ec) {
                        if (ec != asio::error::eof)
                          spdlog::debug("rendezvous store {}: client {} left: {}", address_,
@@ -369,6 +447,10 @@ void TcpStoreServer::Impl::read_body(const SessionPtr& session) {
   asio::async_read(
       session->socket, asio::buffer(session->body), [this, session](error_code ec, std::size_t) {
         if (!session->open) return;
+        if (closing_) {
+          ec ? close(session) : drain(session);
+          return;
+        }
         if (ec) {
           reject(session, fmt::format("connection ended inside a {} byte message ({})",
                                       session->body.size(), ec.message()));
@@ -409,6 +491,7 @@ void TcpStoreServer::Impl::close(const SessionPtr& session) {
   session->socket.shutdown(tcp::socket::shutdown_both, ignored);
   session->socket.close(ignored);
   sessions_.erase(session);
+  if (closing_ && sessions_.empty()) close_grace_.cancel();  // everyone has hung up
 }
 
 void TcpStoreServer::Impl::send(const SessionPtr& session, const wire::Response& response) {
@@ -429,7 +512,13 @@ void TcpStoreServer::Impl::write_next(const SessionPtr& session) {
                         return;
                       }
                       session->outbox.pop_front();
-                      if (!session->outbox.empty()) write_next(session);
+                      if (!session->outbox.empty()) {
+                        write_next(session);
+                      } else if (closing_) {
+                        // The notice is out: the client reads it, then end of stream.
+                        error_code ignored;
+                        session->socket.shutdown(tcp::socket::shutdown_send, ignored);
+                      }
                     });
 }
 
