@@ -25,9 +25,12 @@ class StoreClosingError : public Error {
 class TcpStoreServer {
  public:
   /// Binds host:port (port 0 picks a free one) and serves on a background thread until
-  /// destroyed. Destruction is orderly: no new connection is let in (a client connecting then
-  /// is refused), and every connected client, authenticated or not, is told the store is
-  /// closing (StoreClosingError) and given up to 2 s to read that before it is cut off. Throws Error(ErrorKind::system) naming the address if it cannot bind.
+  /// destroyed. Throws Error(ErrorKind::system) naming the address if it cannot bind.
+  /// Destruction is orderly: no new connection is let in (a client connecting then is
+  /// refused), and every connected client, authenticated or not, is sent a notice that the
+  /// store is closing (its calls throw StoreClosingError) before its connection is closed;
+  /// the destructor waits up to 2 s for a client it sent the notice while its request was
+  /// unread.
   /// Every client must prove it knows `secret` (the job secret) before anything else; a client
   /// that cannot is logged and disconnected while the others carry on.
   TcpStoreServer(const std::string& host, std::uint16_t port, std::string secret = {});

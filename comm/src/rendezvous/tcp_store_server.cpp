@@ -73,8 +73,9 @@ constexpr std::chrono::seconds kWarningInterval{10};
 /// Pause before accepting again after accept() failed (EMFILE: out of descriptors), so a
 /// failing accept neither spins nor logs in a loop.
 constexpr std::chrono::milliseconds kAcceptRetryDelay{100};
-/// How long a shutting-down server waits for its clients to read the CLOSING notice and hang
-/// up before it closes their connections anyway (the destructor waits this long at most).
+/// How long a shutting-down server waits, after the CLOSING notice, for a client whose last
+/// bytes it has not read to hang up, before it closes the connection anyway (the destructor
+/// waits this long at most).
 constexpr std::chrono::seconds kCloseGrace{2};
 }  // namespace
 
@@ -234,8 +235,8 @@ TcpStoreServer::Impl::Impl(std::string host, std::uint16_t port, std::string sec
 
 TcpStoreServer::Impl::~Impl() {
   // Closing runs on the io thread (it owns the state); the thread stops once every client has
-  // read the notice and hung up, or after kCloseGrace, so clients learn that the store is
-  // closing instead of hanging on a half-dead server or meeting a bare reset.
+  // been sent the notice and its connection closed (within kCloseGrace), so clients learn that
+  // the store is closing instead of hanging on a half-dead server or meeting a bare reset.
   asio::post(io_, [this] { shut_down(); });
   thread_.join();
 }
@@ -515,9 +516,16 @@ void TcpStoreServer::Impl::write_next(const SessionPtr& session) {
                       if (!session->outbox.empty()) {
                         write_next(session);
                       } else if (closing_) {
-                        // The notice is out: the client reads it, then end of stream.
+                        // The notice is out. With no input left unread, closing now puts an
+                        // orderly end of stream behind it; with some, closing would reset
+                        // the connection, and the reset can overtake the notice, so the
+                        // client gets the end of stream and until kCloseGrace to hang up.
                         error_code ignored;
-                        session->socket.shutdown(tcp::socket::shutdown_send, ignored);
+                        if (session->socket.available(ignored) == 0) {
+                          close(session);
+                        } else {
+                          session->socket.shutdown(tcp::socket::shutdown_send, ignored);
+                        }
                       }
                     });
 }
