@@ -12,6 +12,7 @@
 #include "k8s_discovery.hpp"
 #include "k8s_identity.hpp"
 #include "membership_agreement.hpp"
+#include "pod_zero_store.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/error.hpp"
 
@@ -31,27 +32,6 @@ std::chrono::milliseconds left_until(Clock::time_point deadline) {
 }
 
 std::string done_key(int pod) { return "ringfuse-run/k8s/done/" + std::to_string(pod); }
-
-// Pod 0 serves the store: when it cannot be reached, pod 0 is the pod that has not joined (or
-// has given up on the job already), and the message says so by its name and address.
-std::unique_ptr<rendezvous::TcpStoreClient> connect_to_store(
-    const Membership& membership, std::uint16_t port, std::chrono::milliseconds timeout,
-    const std::string& secret, std::chrono::milliseconds start_timeout) {
-  const std::string& store_ip = membership.pod_ips.front();
-  try {
-    return std::make_unique<rendezvous::TcpStoreClient>(store_ip, port, timeout, secret);
-  } catch (const Error& e) {
-    if (membership.own_index == 0 || e.kind() != ErrorKind::timeout) throw;
-    throw Error(ErrorKind::timeout,
-                fmt::format("{} has not joined after {} s: it serves this job's store at {}:{}, "
-                            "which did not answer ({}); is its ringfuse-run running? see its "
-                            "events and log (kubectl describe pod, kubectl logs); if it gave up "
-                            "on a missing pod before this pod started, its log names that pod",
-                            membership.describe(0),
-                            std::chrono::duration_cast<std::chrono::seconds>(start_timeout).count(),
-                            store_ip, port, e.what()));
-  }
-}
 
 }  // namespace
 
@@ -106,8 +86,8 @@ int run_k8s(const K8sOptions& options, const std::vector<std::string>& command,
   // Pod 0 serves the store for the whole job; every launcher (pod 0's too) is a client.
   std::unique_ptr<rendezvous::TcpStoreServer> server;
   if (index == 0) server = std::make_unique<rendezvous::TcpStoreServer>(own_ip, port, secret);
-  const auto store_client = connect_to_store(membership, port, left_until(deadline), secret,
-                                             options.start_timeout);
+  const auto store_client = connect_to_pod_zero_store(membership, port, left_until(deadline),
+                                                      secret, options.start_timeout);
   rendezvous::TcpStoreClient& store = *store_client;
   if (health) health->set_starting("agreeing on the membership through the store on pod 0");
   agree_on_membership(store, membership, left_until(deadline), options.start_timeout);
