@@ -12,7 +12,7 @@
 // Shutting down is orderly, so that a client connecting or authenticating at that moment is
 // told the store is closing instead of meeting a reset it would read as a broken or foreign
 // server: no new connection is let in, the ones the kernel has already queued are accepted, and
-// every connection gets a CLOSING notice and a moment to read it before it is closed.
+// every connection gets a CLOSING notice before it is closed.
 #include <linux/filter.h>
 #include <sys/socket.h>
 
@@ -150,7 +150,9 @@ class TcpStoreServer::Impl {
   /// Lets no new connection in, then accepts those already queued in the kernel (closing the
   /// listening socket would reset them: their clients would report a lost connection).
   void stop_accepting();
-  /// Sends a connection the CLOSING notice; once written, the sending side is shut.
+  /// Sends a connection the CLOSING notice; once it is written the connection is closed
+  /// (write_next), or, while input from the client is unread, shut for sending until the
+  /// client hangs up or kCloseGrace passes.
   void say_closing(const SessionPtr& session);
   /// While closing: reads and drops what a client still sends until it hangs up (closing a
   /// socket with unread input resets it, and the reset can overtake the notice).
