@@ -172,16 +172,19 @@ TEST_F(NamespaceHostsTest, ACutLinkInAHierarchyIsNamedByGlobalRankAndAddress) {
     ASSERT_NE(rank->output().find("looping"), std::string::npos) << rank->output();
   }
   hosts_->set_link(2, false);
-  static const std::regex lost(R"(lost rank ([0-9]+): [^\n]*?\(rank ([0-9]+) is at ([0-9.]+)\))");
+  // Every place a message gives a rank's address must be that rank's host. (Pairing each
+  // "lost rank N" with the next "(rank M is at ...)" is not sound: a survivor may quote, on the
+  // same line, another rank's first failure with the address of a third rank in it.)
+  static const std::regex placed(R"(\(rank ([0-9]+) is at ([0-9.]+)\))");
   for (int rank = 0; rank < 6; ++rank) {
     const auto r = ranks[rank]->wait(45s);
     EXPECT_EQ(r.exit_code, 3) << "rank " << rank << ":\n" << r.output;
     EXPECT_NE(r.output.find("rank " + std::to_string(rank) + ": allreduce"), std::string::npos)
         << "rank " << rank << ":\n" << r.output;
-    for (std::sregex_iterator it(r.output.begin(), r.output.end(), lost), end; it != end; ++it) {
+    for (std::sregex_iterator it(r.output.begin(), r.output.end(), placed), end; it != end;
+         ++it) {
       const int named = std::stoi((*it)[1]);
-      EXPECT_EQ(std::stoi((*it)[2]), named) << (*it)[0];
-      EXPECT_EQ((*it)[3].str(), hosts_->address(named / 2))
+      EXPECT_EQ((*it)[2].str(), hosts_->address(named / 2))
           << "rank " << rank << " places rank " << named << " on the wrong host: " << (*it)[0];
     }
   }
