@@ -47,8 +47,14 @@ constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 // running, so spinning only delays it: no spins, more yields (perf/RESULTS.md, run 3: N=4 on
 // 2 cores, 4 KiB in ~40-65 us against ~60-145 us; with a CPU each, spinning keeps N=2 at ~2 us
 // against ~3.7 us without it).
-constexpr WaitPolicy kCpuEach{64, 1};
-constexpr WaitPolicy kOversubscribed{0, 8};
+// With a CPU each, a rank keeps checking (yielding in between) for 50 us before it sleeps.
+// Sleeping after a few microseconds made back-to-back small collectives fall into a convoy:
+// the rank that rings a sleeper pays the futex wake and the sleeper the wake-up (15-40 us on
+// this VM), so each comes late to the other's next message, and that one sleeps in turn: one
+// 4 KiB all-reduce in ten took 16-43 us instead of 1.5-5 (perf/RESULTS.md, issue 18,
+// 2026-12-05, 06:15). Yielding, not spinning, lets a peer that shares the core run.
+constexpr WaitPolicy kCpuEach{64, 1, std::chrono::microseconds{50}};
+constexpr WaitPolicy kOversubscribed{0, 8, std::chrono::microseconds{0}};
 constexpr auto kSleepSlice = 1000us;
 constexpr auto kLivenessInterval = 1ms;
 
@@ -450,12 +456,17 @@ void ShmTransport::idle(Idle& state, std::span<const int> waiting_for, Ready&& r
     cpu_relax();
     return;
   }
-  if (state.rounds <= wait_.spins + wait_.yields) {
-    ::sched_yield();
-    return;
+  if (!state.sleeping) {
+    const auto now = Clock::now();
+    if (state.rounds == wait_.spins + 1) state.since = now;  // the first yield
+    if (state.rounds <= wait_.spins + wait_.yields || now - state.since < wait_.poll_for) {
+      ::sched_yield();
+      return;
+    }
+    state.sleeping = true;
+    state.since = now;  // the first sleep since progress: the operation timeout counts from here
   }
   const auto now = Clock::now();
-  if (state.rounds == wait_.spins + wait_.yields + 1) state.since = now;  // first sleep since progress
   // At the first sleep of a wait, then at most every kLivenessInterval: a poll per stalled
   // chunk would cost the ring exchanges more than they wait.
   if (now >= state.next_liveness) {
@@ -493,7 +504,7 @@ void ShmTransport::window_barrier() {
       if (peer != rank_ && !arrived(peer)) window_waiting_.push_back(peer);
     }
     if (window_waiting_.empty()) return;
-    if (window_waiting_.size() < missing) state.rounds = 0;  // someone arrived: progress
+    if (window_waiting_.size() < missing) state.progressed();  // someone arrived
     missing = window_waiting_.size();
     idle(state, window_waiting_, everyone);
   }
@@ -545,7 +556,7 @@ void ShmTransport::exchange(int send_peer, std::size_t send_bytes, Produce&& pro
       }
     }
     if (progressed) {
-      waiting.rounds = 0;
+      waiting.progressed();
       continue;
     }
     // The peer named first when nothing comes is the one we receive from.

@@ -61,11 +61,12 @@ struct ShmOptions {
   std::size_t window_bytes = 0;
 };
 
-/// How an idle rank waits: `spins` pause-spins, then `yields` sched_yield()s, then it sleeps on
-/// its doorbell.
+/// How an idle rank waits: `spins` pause-spins, then sched_yield()s between checks (at least
+/// `yields` of them, and for at least `poll_for`), then it sleeps on its doorbell.
 struct WaitPolicy {
   unsigned spins;
   unsigned yields;
+  std::chrono::microseconds poll_for;
 };
 
 class ShmTransport final : public Transport {
@@ -109,8 +110,14 @@ class ShmTransport final : public Transport {
   /// How long this rank has been waiting without progress, for idle().
   struct Idle {
     unsigned rounds = 0;
-    Clock::time_point since{};
+    bool sleeping = false;              // past the spins and yields: sleeps on the doorbell
+    Clock::time_point since{};          // the first yield, then the first sleep
     Clock::time_point next_liveness{};  // the epoch: the first sleep polls at once
+    /// Something moved: the next wait starts with spins again.
+    void progressed() {
+      rounds = 0;
+      sleeping = false;
+    }
   };
 
   void connect_liveness(Clock::time_point deadline);
