@@ -27,6 +27,12 @@ long voluntary_switches_of_this_thread() {
   return usage.ru_nvcsw;
 }
 
+long involuntary_switches_of_this_thread() {
+  rusage usage{};
+  getrusage(RUSAGE_THREAD, &usage);
+  return usage.ru_nivcsw;
+}
+
 int cpus_we_may_use() {
   cpu_set_t cpus;
   CPU_ZERO(&cpus);
@@ -48,6 +54,37 @@ void bind_this_thread_to(int index) {
     ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof(one), &one), 0);
     return;
   }
+}
+
+/// The first two CPUs this thread may use, or an empty set when there are fewer.
+cpu_set_t first_two_cpus() {
+  cpu_set_t allowed;
+  CPU_ZERO(&allowed);
+  cpu_set_t two;
+  CPU_ZERO(&two);
+  if (pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed) != 0) return two;
+  for (int cpu = 0, taken = 0; cpu < CPU_SETSIZE && taken < 2; ++cpu) {
+    if (CPU_ISSET(cpu, &allowed)) {
+      CPU_SET(cpu, &two);
+      ++taken;
+    }
+  }
+  return CPU_COUNT(&two) == 2 ? two : cpu_set_t{};
+}
+
+/// Moves the calling thread to the first CPU of `cpus`, then lets it run on any of them: it
+/// stays where it is until the scheduler (or the transport) moves it.
+void start_on_first_of(const cpu_set_t& cpus) {
+  cpu_set_t first;
+  CPU_ZERO(&first);
+  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
+    if (CPU_ISSET(cpu, &cpus)) {
+      CPU_SET(cpu, &first);
+      break;
+    }
+  }
+  ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof(first), &first), 0);
+  ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus), 0);
 }
 
 void busy_wait(std::chrono::microseconds how_long) {
@@ -84,6 +121,39 @@ TEST(ShmWait, APeer25MicrosecondsLateIsNotWaitedForAsleep) {
   EXPECT_LT(slept.load(), kExchanges / 4) << fmt::format(
       "the ranks went to sleep {} times in {} exchanges with a peer 25 us late", slept.load(),
       kExchanges);
+}
+
+TEST(ShmWait, UnboundRanksOnOneCpuMoveApartAndStayUnbound) {
+  if (cpus_we_may_use() < 2) GTEST_SKIP() << "needs two CPUs";
+  const cpu_set_t two = first_two_cpus();
+  constexpr int kExchanges = 2000;
+  // Two unbound ranks (each may run on both CPUs) that start on the same CPU, as the
+  // scheduler leaves them after waking one on the other's CPU. Sharing it, each wait of one
+  // for the other is a hand-over by sched_yield(): an involuntary context switch per exchange.
+  std::atomic<long> switches{0};
+  std::atomic<int> still_unbound{0};
+  run_ranks(2, [&](Rank& rank) {
+    start_on_first_of(two);
+    auto transport = rank.connect({TransportKind::shm});
+    start_on_first_of(two);  // the set-up's waits may have moved it
+    std::array<float, 16> out{};
+    std::array<float, 16> in{};
+    const int peer = 1 - rank.rank();
+    const long before = involuntary_switches_of_this_thread();
+    for (int i = 0; i < kExchanges; ++i) {
+      transport->send_recv(peer, out.data(), sizeof(out), peer, in.data(), sizeof(in));
+    }
+    switches += involuntary_switches_of_this_thread() - before;
+    cpu_set_t now;
+    CPU_ZERO(&now);
+    pthread_getaffinity_np(pthread_self(), sizeof(now), &now);
+    if (CPU_EQUAL(&now, &two)) ++still_unbound;
+    rank.expect(true, "exchanged");
+  });
+  EXPECT_LT(switches.load(), kExchanges / 4) << fmt::format(
+      "{} involuntary context switches in {} exchanges: the ranks kept sharing a CPU",
+      switches.load(), kExchanges);
+  EXPECT_EQ(still_unbound.load(), 2) << "a rank's CPU affinity was not given back";
 }
 
 }  // namespace

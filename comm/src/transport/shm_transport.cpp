@@ -28,6 +28,7 @@
 #include "transport/group_gather.hpp"
 #include "transport/shared_memory_proof.hpp"
 #include "transport/shm_capacity.hpp"
+#include "transport/shm_placement.hpp"
 #include "transport/unlink_on_signal.hpp"
 
 namespace ringfuse::transport {
@@ -55,6 +56,9 @@ constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 // 2026-12-05, 06:15). Yielding, not spinning, lets a peer that shares the core run.
 constexpr WaitPolicy kCpuEach{64, 1, std::chrono::microseconds{50}};
 constexpr WaitPolicy kOversubscribed{0, 8, std::chrono::microseconds{0}};
+// A rank whose peer keeps being put on its CPU moves at most this often: the migration
+// costs two system calls and the caches of the CPU it leaves.
+constexpr auto kMoveInterval = 1ms;
 constexpr auto kSleepSlice = 1000us;
 constexpr auto kLivenessInterval = 1ms;
 
@@ -281,8 +285,11 @@ WaitPolicy ShmTransport::agree_wait_policy(Clock::time_point deadline) {
                                          std::max(wait, std::chrono::milliseconds(1)),
                                          options_.mesh.global_ranks,
                                          "set-up of shared memory (CPUs of this host)");
+  const bool unbound = CPU_COUNT(&cpus) > 1;  // still this rank's own mask
   for (const auto& mask : masks) add_cpus(mask, cpus);
-  return size_ > CPU_COUNT(&cpus) ? kOversubscribed : kCpuEach;
+  if (size_ > CPU_COUNT(&cpus)) return kOversubscribed;
+  may_move_ = unbound;
+  return kCpuEach;
 }
 
 ShmTransport::~ShmTransport() {
@@ -452,6 +459,7 @@ bool ShmTransport::window_fits() const {
 template <class Ready>
 void ShmTransport::idle(Idle& state, std::span<const int> waiting_for, Ready&& ready) {
   ++state.rounds;
+  if (state.rounds == 1 && may_move_) keep_apart_from(waiting_for.front());
   if (state.rounds <= wait_.spins) {
     cpu_relax();
     return;
@@ -476,6 +484,18 @@ void ShmTransport::idle(Idle& state, std::span<const int> waiting_for, Ready&& r
   }
   if (now - state.since >= options_.mesh.op_timeout) fail_timeout(waiting_for.front());
   shm::sleep(doorbell(rank_), kSleepSlice, ready);
+}
+
+void ShmTransport::keep_apart_from(int peer) {
+  const std::int32_t here = shm::cpu_tag_of_this_thread();
+  doorbell(rank_).cpu_tag.store(here, std::memory_order_relaxed);
+  if (here == 0 || doorbell(peer).cpu_tag.load(std::memory_order_relaxed) != here) return;
+  const auto now = Clock::now();
+  if (now < next_move_) return;
+  next_move_ = now + kMoveInterval;
+  if (shm::move_this_thread_off(here)) {
+    doorbell(rank_).cpu_tag.store(shm::cpu_tag_of_this_thread(), std::memory_order_relaxed);
+  }
 }
 
 void ShmTransport::window_barrier() {

@@ -149,6 +149,10 @@ class ShmTransport final : public Transport {
   [[noreturn]] void fail_timeout(int stalled);
   /// Spin only when the ranks on this host have a CPU each (shm_transport.cpp).
   WaitPolicy agree_wait_policy(Clock::time_point deadline);
+  /// At the start of a wait: records this rank's CPU in its doorbell and, when `peer` last
+  /// waited on the same CPU and this rank may run on others, moves this rank to another
+  /// (shm_placement.hpp).
+  void keep_apart_from(int peer);
 
   int rank_;
   int size_;
@@ -157,6 +161,8 @@ class ShmTransport final : public Transport {
   rendezvous::PrefixStore reports_;  // under options_.mesh.report_prefix (failure_report.hpp)
   std::shared_ptr<AbortState> abort_state_;
   WaitPolicy wait_;  // how an idle rank waits for its peers (shm_transport.cpp)
+  bool may_move_ = false;              // unbound, with a CPU per rank: keep_apart_from() acts
+  Clock::time_point next_move_{};      // keep_apart_from() moves this rank at most this often
   std::string operation_ = "set-up";
   std::optional<std::string> aborted_;
   bool stalled_ = false;                   // an operation timed out
