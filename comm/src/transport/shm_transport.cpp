@@ -50,9 +50,9 @@ constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 // against ~3.7 us without it).
 // With a CPU each, a rank keeps checking (yielding in between) for 50 us before it sleeps.
 // Sleeping after a few microseconds made back-to-back small collectives fall into a convoy:
-// the rank that rings a sleeper pays the futex wake and the sleeper the wake-up (15-40 us on
+// the rank that rings a sleeper pays the futex wake and the sleeper the wake-up (16-47 us on
 // this VM), so each comes late to the other's next message, and that one sleeps in turn: one
-// 4 KiB all-reduce in ten took 16-43 us instead of 1.5-5 (perf/RESULTS.md, issue 18,
+// 4 KiB all-reduce in ten took 16-47 us instead of 1.5-5 (perf/RESULTS.md, issue 18,
 // 2026-12-05, 06:15). Yielding, not spinning, lets a peer that shares the core run.
 constexpr WaitPolicy kCpuEach{64, 1, std::chrono::microseconds{50}};
 constexpr WaitPolicy kOversubscribed{0, 8, std::chrono::microseconds{0}};
