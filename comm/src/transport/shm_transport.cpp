@@ -488,13 +488,15 @@ void ShmTransport::idle(Idle& state, std::span<const int> waiting_for, Ready&& r
 
 void ShmTransport::keep_apart_from(int peer) {
   const std::int32_t here = shm::cpu_tag_of_this_thread();
-  doorbell(rank_).cpu_tag.store(here, std::memory_order_relaxed);
+  // Written only when it changed: the line is the one peers read in every ring().
+  auto& mine = doorbell(rank_).cpu_tag;
+  if (mine.load(std::memory_order_relaxed) != here) mine.store(here, std::memory_order_relaxed);
   if (here == 0 || doorbell(peer).cpu_tag.load(std::memory_order_relaxed) != here) return;
   const auto now = Clock::now();
   if (now < next_move_) return;
   next_move_ = now + kMoveInterval;
   if (shm::move_this_thread_off(here)) {
-    doorbell(rank_).cpu_tag.store(shm::cpu_tag_of_this_thread(), std::memory_order_relaxed);
+    mine.store(shm::cpu_tag_of_this_thread(), std::memory_order_relaxed);
   }
 }
 
