@@ -9,6 +9,7 @@
 #include <array>
 #include <atomic>
 #include <chrono>
+#include <vector>
 
 #include <gtest/gtest.h>
 
@@ -25,12 +26,6 @@ long voluntary_switches_of_this_thread() {
   rusage usage{};
   getrusage(RUSAGE_THREAD, &usage);
   return usage.ru_nvcsw;
-}
-
-long involuntary_switches_of_this_thread() {
-  rusage usage{};
-  getrusage(RUSAGE_THREAD, &usage);
-  return usage.ru_nivcsw;
 }
 
 int cpus_we_may_use() {
@@ -129,30 +124,35 @@ TEST(ShmWait, UnboundRanksOnOneCpuMoveApartAndStayUnbound) {
   constexpr int kExchanges = 2000;
   // Two unbound ranks (each may run on both CPUs) that start on the same CPU, as the
   // scheduler leaves them after waking one on the other's CPU. Sharing it, each wait of one
-  // for the other is a hand-over by sched_yield(): an involuntary context switch per exchange.
-  std::atomic<long> switches{0};
+  // for the other is a hand-over by sched_yield(), and the scheduler does not separate them.
+  // Each rank notes the CPU it ran each exchange on.
+  std::array<std::vector<int>, 2> cpu_at;
   std::atomic<int> still_unbound{0};
   run_ranks(2, [&](Rank& rank) {
+    auto& cpus = cpu_at[static_cast<std::size_t>(rank.rank())];
+    cpus.resize(kExchanges);
     start_on_first_of(two);
     auto transport = rank.connect({TransportKind::shm});
     start_on_first_of(two);  // the set-up's waits may have moved it
     std::array<float, 16> out{};
     std::array<float, 16> in{};
     const int peer = 1 - rank.rank();
-    const long before = involuntary_switches_of_this_thread();
     for (int i = 0; i < kExchanges; ++i) {
       transport->send_recv(peer, out.data(), sizeof(out), peer, in.data(), sizeof(in));
+      cpus[static_cast<std::size_t>(i)] = sched_getcpu();
     }
-    switches += involuntary_switches_of_this_thread() - before;
     cpu_set_t now;
     CPU_ZERO(&now);
     pthread_getaffinity_np(pthread_self(), sizeof(now), &now);
     if (CPU_EQUAL(&now, &two)) ++still_unbound;
     rank.expect(true, "exchanged");
   });
-  EXPECT_LT(switches.load(), kExchanges / 4) << fmt::format(
-      "{} involuntary context switches in {} exchanges: the ranks kept sharing a CPU",
-      switches.load(), kExchanges);
+  int shared = 0;
+  for (std::size_t i = 0; i < kExchanges; ++i) shared += cpu_at[0][i] == cpu_at[1][i] ? 1 : 0;
+  // Not zero: the ranks start together, and a loaded scheduler may put them together again
+  // for a while.
+  EXPECT_LT(shared, kExchanges / 2) << fmt::format(
+      "the ranks ended {} of {} exchanges on the same CPU", shared, kExchanges);
   EXPECT_EQ(still_unbound.load(), 2) << "a rank's CPU affinity was not given back";
 }
 
