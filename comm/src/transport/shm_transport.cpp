@@ -57,8 +57,11 @@ constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 constexpr WaitPolicy kCpuEach{64, 1, std::chrono::microseconds{50}};
 constexpr WaitPolicy kOversubscribed{0, 8, std::chrono::microseconds{0}};
 // A rank whose peer keeps being put on its CPU moves at most this often: the migration
-// costs two system calls and the caches of the CPU it leaves.
-constexpr auto kMoveInterval = 1ms;
+// costs two system calls and the caches of the CPU it leaves. Once a millisecond was too
+// rare: the scheduler put unbound ranks together again within a few 10-25 us steps, and the
+// fused scalar step stayed at 17-24 us in 3 of 10 runs (100 us: 10.0-13.7 in 12 of 12;
+// perf/RESULTS.md, issue 18).
+constexpr auto kMoveInterval = 100us;
 constexpr auto kSleepSlice = 1000us;
 constexpr auto kLivenessInterval = 1ms;
 
