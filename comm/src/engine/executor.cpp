@@ -142,30 +142,38 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
   memory.begin();
 
   // Where each member's data lives on this rank: the caller's tensor, or (a joined rank) the
-  // operator's identity in scratch memory.
-  std::vector<void*> data;
+  // operator's identity in scratch memory. One pass over the members (a small1000 step has
+  // 1,000), each member's count computed once.
+  auto& data = member_data_;
+  auto& counts = member_counts_;
+  data.clear();
+  counts.clear();
+  const std::size_t element = element_size(fp.dtype);
+  std::size_t total = 0;
   std::size_t scratch_bytes = 0;
-  for (const auto index : group.members) {
-    if (!outstanding_.contains(response.ready[index].seq)) {
-      scratch_bytes += response.ready[index].fp.bytes();
-    }
-  }
-  std::byte* spare = scratch_bytes > 0 ? memory.scratch(scratch_bytes) : nullptr;
-  std::uint64_t identity = 0;
-  memory::fill_identity(&identity, fp.dtype, fp.op, 1);
+  std::vector<std::size_t> stand_ins;  // members without a tensor on this rank
   for (const auto index : group.members) {
     const auto& entry = response.ready[index];
-    if (const Request* local = outstanding_.find(entry.seq)) {
-      data.push_back(local->data);
-    } else {
-      memory.fill(spare, identity, element_size(fp.dtype), entry.fp.numel());
-      data.push_back(spare);
-      spare += entry.fp.bytes();
+    const std::size_t count = entry.fp.numel();
+    const Request* local = outstanding_.find(entry.seq);
+    if (local == nullptr) {
+      stand_ins.push_back(data.size());
+      scratch_bytes += count * element;
+    }
+    data.push_back(local != nullptr ? local->data : nullptr);
+    counts.push_back(count);
+    total += count;
+  }
+  if (!stand_ins.empty()) {
+    std::byte* spare = scratch_bytes > 0 ? memory.scratch(scratch_bytes) : nullptr;
+    std::uint64_t identity = 0;
+    memory::fill_identity(&identity, fp.dtype, fp.op, 1);
+    for (const std::size_t i : stand_ins) {
+      memory.fill(spare, identity, element, counts[i]);
+      data[i] = spare;
+      spare += counts[i] * element;
     }
   }
-
-  std::size_t total = 0;
-  for (const auto index : group.members) total += response.ready[index].fp.numel();
   const auto label = group.members.size() == 1
                          ? response.ready[group.members.front()].fp.name
                          : fmt::format("fused x{}", group.members.size());
@@ -177,12 +185,10 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
   const bool runs_in_place = group.fused && fp.device == Device::cpu && wire == fp.dtype &&
                              data_->shared_window() == nullptr &&
                              data_->takes_pieces(total, wire) &&
-                             place_pieces(response, group, data);
+                             place_pieces(data, counts, element);
   if (runs_in_place) {
     segments_.clear();
-    for (std::size_t i = 0; i < group.members.size(); ++i) {
-      segments_.push_back({data[i], data[i], response.ready[group.members[i]].fp.numel()});
-    }
+    for (std::size_t i = 0; i < data.size(); ++i) segments_.push_back({data[i], data[i], counts[i]});
     if (fp.prescale != 1.0) memory.convert(segments_, fp.dtype, fp.dtype, fp.prescale);
     memory.finish();
     const auto start = Clock::now();
@@ -215,7 +221,7 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
       segments_.clear();
       std::size_t offset = 0;
       for (std::size_t i = 0; i < group.members.size(); ++i) {
-        const auto count = response.ready[group.members[i]].fp.numel();
+        const auto count = counts[i];
         std::byte* slot = buffer + offset * wire_bytes;
         segments_.push_back(into_buffer ? memory::CopySegment{slot, data[i], count}
                                         : memory::CopySegment{data[i], slot, count});
@@ -244,12 +250,11 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
   for (const auto index : group.members) outstanding_.complete(response.ready[index].seq, nullptr);
 }
 
-bool Executor::place_pieces(const CycleResponse& response, const FusionGroup& group,
-                            const std::vector<void*>& data) {
+bool Executor::place_pieces(const std::vector<void*>& data, const std::vector<std::size_t>& counts,
+                            std::size_t element) {
   pieces_.clear();
-  for (std::size_t i = 0; i < group.members.size(); ++i) {
-    const auto bytes = response.ready[group.members[i]].fp.bytes();
-    pieces_.push_back({static_cast<std::byte*>(data[i]), bytes});
+  for (std::size_t i = 0; i < data.size(); ++i) {
+    pieces_.push_back({static_cast<std::byte*>(data[i]), counts[i] * element});
   }
   return !any_overlap(pieces_, runs_);
 }

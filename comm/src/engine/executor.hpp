@@ -55,8 +55,8 @@ class Executor {
   void run_single(const ReadyEntry& entry, Request* local);
   /// Sets pieces_ to the members' `data` as they lie; false when two of them overlap (one
   /// tensor enqueued twice), which only the fusion buffer reduces once per member.
-  bool place_pieces(const CycleResponse& response, const FusionGroup& group,
-                    const std::vector<void*>& data);
+  bool place_pieces(const std::vector<void*>& data, const std::vector<std::size_t>& counts,
+                    std::size_t element);
   /// Calls `local`'s output allocator for `shape` (of `bytes`); on failure, records the error
   /// for the Work and returns null (the caller takes part with scratch, as the others wait).
   std::byte* allocate_output(const Fingerprint& fp, Request& local,
@@ -89,6 +89,8 @@ class Executor {
   memory::HostMemorySpace host_memory_;  // fusion buffer and a joined rank's stand-ins, in host memory
   std::vector<memory::CopySegment> segments_;  // reused by every fused all-reduce
   std::vector<transport::Piece> pieces_;        // the same, for one run in place
+  std::vector<void*> member_data_;              // a fused all-reduce's members' data, in order
+  std::vector<std::size_t> member_counts_;      // and their element counts
   std::vector<std::pair<std::uintptr_t, std::uintptr_t>> runs_;  // overlap check's scratch
   std::atomic<std::uint64_t> collectives_{0};
   std::atomic<std::uint64_t> fused_tensors_{0};

@@ -158,6 +158,8 @@ class RingReader {
 struct Doorbell {
   alignas(kLineStride) std::atomic<std::uint32_t> sequence;
   std::atomic<std::uint32_t> sleepers;
+  /// Where the owner last waited: its CPU plus one, 0 unknown (shm_placement.hpp).
+  std::atomic<std::int32_t> cpu_tag;
 };
 
 inline long futex(std::atomic<std::uint32_t>* word, int op, std::uint32_t value,

@@ -28,6 +28,7 @@
 #include "transport/group_gather.hpp"
 #include "transport/shared_memory_proof.hpp"
 #include "transport/shm_capacity.hpp"
+#include "transport/shm_placement.hpp"
 #include "transport/unlink_on_signal.hpp"
 
 namespace ringfuse::transport {
@@ -47,8 +48,20 @@ constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 // running, so spinning only delays it: no spins, more yields (perf/RESULTS.md, run 3: N=4 on
 // 2 cores, 4 KiB in ~40-65 us against ~60-145 us; with a CPU each, spinning keeps N=2 at ~2 us
 // against ~3.7 us without it).
-constexpr WaitPolicy kCpuEach{64, 1};
-constexpr WaitPolicy kOversubscribed{0, 8};
+// With a CPU each, a rank keeps checking (yielding in between) for 50 us before it sleeps.
+// Sleeping after a few microseconds made back-to-back small collectives fall into a convoy:
+// the rank that rings a sleeper pays the futex wake and the sleeper the wake-up (16-47 us on
+// this VM), so each comes late to the other's next message, and that one sleeps in turn: one
+// 4 KiB all-reduce in ten took 16-47 us instead of 1.5-5 (perf/RESULTS.md, issue 18,
+// 2026-12-05, 06:15). Yielding, not spinning, lets a peer that shares the core run.
+constexpr WaitPolicy kCpuEach{64, 1, std::chrono::microseconds{50}};
+constexpr WaitPolicy kOversubscribed{0, 8, std::chrono::microseconds{0}};
+// A rank whose peer keeps being put on its CPU moves at most this often: the migration
+// costs two system calls and the caches of the CPU it leaves. Once a millisecond was too
+// rare: the scheduler put unbound ranks together again within a few 10-25 us steps, and the
+// fused scalar step stayed at 17-24 us in 3 of 10 runs (100 us: 10.0-13.7 in 12 of 12;
+// perf/RESULTS.md, issue 18).
+constexpr auto kMoveInterval = 100us;
 constexpr auto kSleepSlice = 1000us;
 constexpr auto kLivenessInterval = 1ms;
 
@@ -275,8 +288,11 @@ WaitPolicy ShmTransport::agree_wait_policy(Clock::time_point deadline) {
                                          std::max(wait, std::chrono::milliseconds(1)),
                                          options_.mesh.global_ranks,
                                          "set-up of shared memory (CPUs of this host)");
+  const bool unbound = CPU_COUNT(&cpus) > 1;  // still this rank's own mask
   for (const auto& mask : masks) add_cpus(mask, cpus);
-  return size_ > CPU_COUNT(&cpus) ? kOversubscribed : kCpuEach;
+  if (size_ > CPU_COUNT(&cpus)) return kOversubscribed;
+  may_move_ = unbound;
+  return kCpuEach;
 }
 
 ShmTransport::~ShmTransport() {
@@ -446,16 +462,22 @@ bool ShmTransport::window_fits() const {
 template <class Ready>
 void ShmTransport::idle(Idle& state, std::span<const int> waiting_for, Ready&& ready) {
   ++state.rounds;
+  if (state.rounds == 1 && may_move_) keep_apart_from(waiting_for.front());
   if (state.rounds <= wait_.spins) {
     cpu_relax();
     return;
   }
-  if (state.rounds <= wait_.spins + wait_.yields) {
-    ::sched_yield();
-    return;
+  if (!state.sleeping) {
+    const auto now = Clock::now();
+    if (state.rounds == wait_.spins + 1) state.since = now;  // the first yield
+    if (state.rounds <= wait_.spins + wait_.yields || now - state.since < wait_.poll_for) {
+      ::sched_yield();
+      return;
+    }
+    state.sleeping = true;
+    state.since = now;  // the first sleep since progress: the operation timeout counts from here
   }
   const auto now = Clock::now();
-  if (state.rounds == wait_.spins + wait_.yields + 1) state.since = now;  // first sleep since progress
   // At the first sleep of a wait, then at most every kLivenessInterval: a poll per stalled
   // chunk would cost the ring exchanges more than they wait.
   if (now >= state.next_liveness) {
@@ -465,6 +487,20 @@ void ShmTransport::idle(Idle& state, std::span<const int> waiting_for, Ready&& r
   }
   if (now - state.since >= options_.mesh.op_timeout) fail_timeout(waiting_for.front());
   shm::sleep(doorbell(rank_), kSleepSlice, ready);
+}
+
+void ShmTransport::keep_apart_from(int peer) {
+  const std::int32_t here = shm::cpu_tag_of_this_thread();
+  // Written only when it changed: the line is the one peers read in every ring().
+  auto& mine = doorbell(rank_).cpu_tag;
+  if (mine.load(std::memory_order_relaxed) != here) mine.store(here, std::memory_order_relaxed);
+  if (here == 0 || doorbell(peer).cpu_tag.load(std::memory_order_relaxed) != here) return;
+  const auto now = Clock::now();
+  if (now < next_move_) return;
+  next_move_ = now + kMoveInterval;
+  if (shm::move_this_thread_off(here)) {
+    mine.store(shm::cpu_tag_of_this_thread(), std::memory_order_relaxed);
+  }
 }
 
 void ShmTransport::window_barrier() {
@@ -493,7 +529,7 @@ void ShmTransport::window_barrier() {
       if (peer != rank_ && !arrived(peer)) window_waiting_.push_back(peer);
     }
     if (window_waiting_.empty()) return;
-    if (window_waiting_.size() < missing) state.rounds = 0;  // someone arrived: progress
+    if (window_waiting_.size() < missing) state.progressed();  // someone arrived
     missing = window_waiting_.size();
     idle(state, window_waiting_, everyone);
   }
@@ -545,7 +581,7 @@ void ShmTransport::exchange(int send_peer, std::size_t send_bytes, Produce&& pro
       }
     }
     if (progressed) {
-      waiting.rounds = 0;
+      waiting.progressed();
       continue;
     }
     // The peer named first when nothing comes is the one we receive from.

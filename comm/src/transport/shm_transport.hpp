@@ -61,11 +61,12 @@ struct ShmOptions {
   std::size_t window_bytes = 0;
 };
 
-/// How an idle rank waits: `spins` pause-spins, then `yields` sched_yield()s, then it sleeps on
-/// its doorbell.
+/// How an idle rank waits: `spins` pause-spins, then sched_yield()s between checks (at least
+/// `yields` of them, and for at least `poll_for`), then it sleeps on its doorbell.
 struct WaitPolicy {
   unsigned spins;
   unsigned yields;
+  std::chrono::microseconds poll_for;
 };
 
 class ShmTransport final : public Transport {
@@ -109,8 +110,14 @@ class ShmTransport final : public Transport {
   /// How long this rank has been waiting without progress, for idle().
   struct Idle {
     unsigned rounds = 0;
-    Clock::time_point since{};
+    bool sleeping = false;              // past the spins and yields: sleeps on the doorbell
+    Clock::time_point since{};          // the first yield, then the first sleep
     Clock::time_point next_liveness{};  // the epoch: the first sleep polls at once
+    /// Something moved: the next wait starts with spins again.
+    void progressed() {
+      rounds = 0;
+      sleeping = false;
+    }
   };
 
   void connect_liveness(Clock::time_point deadline);
@@ -142,6 +149,10 @@ class ShmTransport final : public Transport {
   [[noreturn]] void fail_timeout(int stalled);
   /// Spin only when the ranks on this host have a CPU each (shm_transport.cpp).
   WaitPolicy agree_wait_policy(Clock::time_point deadline);
+  /// At the start of a wait: records this rank's CPU in its doorbell and, when `peer` last
+  /// waited on the same CPU and this rank may run on others, moves this rank to another
+  /// (shm_placement.hpp).
+  void keep_apart_from(int peer);
 
   int rank_;
   int size_;
@@ -150,6 +161,8 @@ class ShmTransport final : public Transport {
   rendezvous::PrefixStore reports_;  // under options_.mesh.report_prefix (failure_report.hpp)
   std::shared_ptr<AbortState> abort_state_;
   WaitPolicy wait_;  // how an idle rank waits for its peers (shm_transport.cpp)
+  bool may_move_ = false;              // unbound, with a CPU per rank: keep_apart_from() acts
+  Clock::time_point next_move_{};      // keep_apart_from() moves this rank at most this often
   std::string operation_ = "set-up";
   std::optional<std::string> aborted_;
   bool stalled_ = false;                   // an operation timed out
