@@ -319,6 +319,42 @@ def test_gradients_ready_apart_share_negotiation_rounds(cap_mb, most):
                          else "bucket_cap_mb=%s" % cap_mb, most)
 
 
+def test_only_a_small_last_bucket_is_left_when_backward_ends():
+    """DDP's last bucket holds whatever was left below bucket_cap_mb (resnet18: 16 MB), all
+    of it reduced after backward; ours hands that over once no more than 1 MiB is still to
+    come, so only the first layers' gradients are left when backward ends. 12 layers of 257
+    KiB: the first bucket takes the last 4 layers, the next the 5 after them, which leaves
+    3 layers (771 KiB) for the end."""
+    layers = 12
+    torch.manual_seed(7)
+    model = torch.nn.Sequential(*[torch.nn.Linear(256, 256) for _ in range(layers)])
+    optimizer = hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.01),
+                                         named_parameters=model.named_parameters())
+    started_at_the_end = []
+
+    def last_gradient(grad):
+        started_at_the_end.append(sum(1 for handle, _ in optimizer._handles.values()
+                                      if handle is not None))
+    model[0].weight.register_hook(last_gradient)
+
+    def forward(x):
+        for layer in model:
+            x = _SlowBackward.apply(torch.tanh(layer(x)), 0.01)
+        return x
+
+    before = engine_cycles()
+    optimizer.zero_grad()
+    forward(per_rank_weights((4, 256), hvd.rank()).float()).sum().backward()
+    optimizer.step()
+    rounds = engine_cycles() - before
+    # The 4th layer's bias may come after its weight and be left for the end too.
+    assert started_at_the_end[0] >= 2 * (layers - 3) - 1 and rounds <= 4, \
+        "rank %d: when the first layer's gradient (backward's last) came, %d of the %d " \
+        "gradients had been handed to the engine (expected all but the first 3 layers', %d), " \
+        "in %d negotiation rounds (expected 3)" \
+        % (hvd.rank(), started_at_the_end[0], 2 * layers, 2 * (layers - 3), rounds)
+
+
 @pytest.mark.parametrize("value", ["-1", "lots", "inf"])
 def test_bucket_cap_from_the_environment_is_checked(monkeypatch, value):
     monkeypatch.setenv("RINGFUSE_BUCKET_CAP_MB", value)

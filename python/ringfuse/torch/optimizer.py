@@ -17,6 +17,11 @@ from ringfuse.torch.mpi_ops import (Average, Adasum, allreduce_async_, global_pr
 # first) is small so that communication starts early; the others are bucket_cap_mb.
 DEFAULT_BUCKET_CAP_MB = 25.0
 _FIRST_BUCKET_BYTES = 1 << 20
+# Unlike DDP's, the last bucket is small too: what is still pending once no more than this
+# is left to come goes at once, so that after backward only the first layers' gradients
+# remain to be all-reduced, not a remainder of up to bucket_cap_mb (resnet18: 0.6 MB instead
+# of 16 MB).
+_LAST_BUCKET_BYTES = 1 << 20
 
 
 def _bucket_cap_bytes(bucket_cap_mb):
@@ -116,6 +121,9 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self._in_bucket = set()
         self._bucket_bytes = 0
         self._buckets_started = 0
+        self._bytes_per_step = sum(p.numel() * p.element_size() for p in all_params
+                                   if p.requires_grad)
+        self._bytes_this_step = 0
 
         if mpi_ops._set_of(process_set).size() > 1:
             self._register_hooks()
@@ -175,13 +183,18 @@ class _DistributedOptimizer(torch.optim.Optimizer):
 
     def _add_to_bucket(self, p):
         """Queues p's gradient; hands the bucket to the engine once it holds the bucket's
-        bytes (the first bucket of a step 1 MiB at most, as DDP's)."""
+        bytes (the first bucket of a step 1 MiB at most, as DDP's), or once what is still to
+        come fits in a small last bucket."""
         self._bucket.append(p)
         self._in_bucket.add(p)
-        self._bucket_bytes += p.numel() * p.element_size()
+        size = p.numel() * p.element_size()
+        self._bucket_bytes += size
+        self._bytes_this_step += size
         cap = min(self._bucket_cap, _FIRST_BUCKET_BYTES) if self._buckets_started == 0 \
             else self._bucket_cap
-        if self._bucket_bytes >= cap:
+        to_come = self._bytes_per_step - self._bytes_this_step
+        if self._bucket_bytes >= cap or (to_come <= _LAST_BUCKET_BYTES
+                                         and self._bucket_bytes >= _LAST_BUCKET_BYTES):
             self._start_bucket()
 
     def _start_bucket(self):
@@ -231,6 +244,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
             return
         self._start_bucket()  # the last gradients of backward, first
         self._buckets_started = 0
+        self._bytes_this_step = 0
         for p in self._requires_update:
             if p not in self._handles:
                 self._handles[p] = (None, None)
