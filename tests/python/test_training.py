@@ -357,6 +357,20 @@ def test_only_a_small_last_bucket_is_left_when_backward_ends():
         % (hvd.rank(), started_at_the_end[0], 2 * layers, 2 * (layers - 3), rounds)
 
 
+def test_a_second_backward_before_step_is_refused_while_gradients_wait_in_a_bucket():
+    """Horovod's check (backward_passes_per_step=1, two backward passes, no step) also holds
+    for gradients still waiting in a bucket, not yet handed to the engine."""
+    model = make_model()
+    optimizer = hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1),
+                                         named_parameters=model.named_parameters())
+    x, y = global_batch(0)
+    torch.nn.functional.cross_entropy(model(shard(x)), shard(y)).backward()
+    assert optimizer._bucket, "this small model's gradients should wait for synchronize()"
+    with pytest.raises(AssertionError, match="more than backward_passes_per_step times"):
+        torch.nn.functional.cross_entropy(model(shard(x)), shard(y)).backward()
+    optimizer.synchronize()  # every rank hands the same gradients over: nothing left pending
+
+
 @pytest.mark.parametrize("value", ["-1", "lots", "inf"])
 def test_bucket_cap_from_the_environment_is_checked(monkeypatch, value):
     monkeypatch.setenv("RINGFUSE_BUCKET_CAP_MB", value)
