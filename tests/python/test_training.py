@@ -321,17 +321,22 @@ def test_gradients_ready_apart_share_negotiation_rounds(cap_mb, most):
                          else "bucket_cap_mb=%s" % cap_mb, most)
 
 
-def test_only_a_small_last_bucket_is_left_when_backward_ends():
+@pytest.mark.parametrize("grouped_last_layer", [False, True], ids=["buckets", "with_a_group"])
+def test_only_a_small_last_bucket_is_left_when_backward_ends(grouped_last_layer):
     """DDP's last bucket holds whatever was left below bucket_cap_mb (resnet18: 16 MB), all
     of it reduced after backward; ours hands that over once no more than 1 MiB is still to
     come, so only the first layers' gradients are left when backward ends. 12 layers of 257
     KiB: the first bucket takes the last 4 layers, the next the 5 after them, which leaves
-    3 layers (771 KiB) for the end."""
+    3 layers (771 KiB) for the end. With the last layer in a group of its own (allreduced
+    apart from the buckets, and not counted as still to come), the first bucket takes the
+    4 layers after it and the next 4."""
     layers = 12
     torch.manual_seed(7)
     model = torch.nn.Sequential(*[torch.nn.Linear(256, 256) for _ in range(layers)])
+    groups = [[model[-1].weight, model[-1].bias]] if grouped_last_layer else None
     optimizer = hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.01),
-                                         named_parameters=model.named_parameters())
+                                         named_parameters=model.named_parameters(),
+                                         groups=groups)
     started_at_the_end = []
 
     def last_gradient(grad):
@@ -350,7 +355,7 @@ def test_only_a_small_last_bucket_is_left_when_backward_ends():
     optimizer.step()
     rounds = engine_cycles() - before
     # The 4th layer's bias may come after its weight and be left for the end too.
-    assert started_at_the_end[0] >= 2 * (layers - 3) - 1 and rounds <= 6, \
+    assert 2 * (layers - 3) - 1 <= started_at_the_end[0] <= 2 * (layers - 3) and rounds <= 6, \
         "rank %d: when the first layer's gradient (backward's last) came, %d of the %d " \
         "gradients had been handed to the engine (expected all but the first 3 layers', %d), " \
         "in %d negotiation rounds (expected 3)" \

@@ -122,7 +122,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         self._bucket_bytes = 0
         self._buckets_started = 0
         self._bytes_per_step = sum(p.numel() * p.element_size() for p in all_params
-                                   if p.requires_grad)
+                                   if p.requires_grad and p not in self._group_of)
         self._bytes_this_step = 0
 
         if mpi_ops._set_of(process_set).size() > 1:
