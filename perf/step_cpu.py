@@ -9,7 +9,8 @@ not (much):
     ringfuse-run -np 2 -- /usr/bin/python3 perf/step_cpu.py --model resnet18 --batch-size 16 \\
         --num-warmup-batches 2 --num-batches-per-iter 2 --num-iters 3 [--ddp]
 
-`sync` is optimizer.synchronize() (ringfuse.torch; DDP waits inside backward), `tail` the
+With ringfuse.torch, rank 0 also prints the engine's negotiation cycles, backend calls and
+fused tensors per step. `sync` is optimizer.synchronize() (ringfuse.torch; DDP waits inside backward), `tail` the
 time from the first layer's gradient (the last of backward) to the gradients being averaged.
 """
 
@@ -75,10 +76,13 @@ def main():
         step()
     phases.update(dict.fromkeys(phases, 0.0))
     steps = args.num_iters * args.num_batches_per_iter
+    engine_stats = (lambda: {}) if args.ddp else runner.hvd.mpi_ops._require_session().stats
+    stats_before = engine_stats()
     before, started = thread_times(), time.perf_counter()
     for _ in range(steps):
         step()
     after, wall = thread_times(), time.perf_counter() - started
+    stats_after = engine_stats()
 
     main_tid = os.getpid()  # the main thread's id is the process id
     lines = []
@@ -97,6 +101,10 @@ def main():
              1000 * wall / steps, 1000 * total / steps,
              " ".join("%s %.1f" % (k, 1000 * v / steps) for k, v in phases.items()),
              "\n".join(lines)), flush=True)
+    if stats_after:
+        print("rank %d, engine per step: %s" % (runner.rank, " ".join(
+            "%s %.1f" % (k, (stats_after[k] - stats_before[k]) / steps)
+            for k in ("cycles", "collectives", "fused_tensors"))), flush=True)
     runner.close()
 
 

@@ -135,7 +135,9 @@ def assert_same_weights(model, reference, tol=1e-5):
     {"groups": 2},
     {"gradient_predivide_factor": 2.0},
     {"op": hvd.Sum},
-], ids=["plain", "groups", "predivide", "sum"])
+    {"bucket_cap_mb": 0},
+    {"bucket_cap_mb": 1e-4},
+], ids=["plain", "groups", "predivide", "sum", "per_gradient", "small_buckets"])
 def test_distributed_optimizer_equals_one_process_on_the_global_batch(kwargs):
     model, reference = train(kwargs)
     if kwargs.get("op") == hvd.Sum:
@@ -260,6 +262,128 @@ def test_sparse_gradients_equal_one_process(sparse_as_dense):
     (sum(reference(i).sum() for i in ids) / hvd.size()).backward()
     ref_opt.step()
     torch.testing.assert_close(model.weight, reference.weight)
+
+
+class _SlowBackward(torch.autograd.Function):
+    """Identity whose backward takes `seconds`: spaces the layers' gradients out in time as a
+    real model's backward does (tens of ms apart for resnet18 on a CPU)."""
+
+    @staticmethod
+    def forward(ctx, x, seconds):
+        ctx.seconds = seconds
+        return x.view_as(x)
+
+    @staticmethod
+    def backward(ctx, grad):
+        time.sleep(ctx.seconds)
+        return grad, None
+
+
+def engine_cycles():
+    return hvd.mpi_ops._require_session().stats()["cycles"]
+
+
+LAYER_BYTES = (16 * 16 + 16) * 8  # a Linear(16, 16) in float64: weight and bias
+
+
+# A round releases what every rank has announced: a rank descheduled in the middle of handing
+# over a bucket can split it into two rounds, hence the margins above the expected 1 and 3.
+@pytest.mark.parametrize("cap_mb,most", [(None, 3), (2.5 * LAYER_BYTES / 2**20, 5)],
+                         ids=["default", "every_2.5_layers"])
+def test_gradients_ready_apart_share_negotiation_rounds(cap_mb, most):
+    """Each hand-over of gradients to the engine costs a negotiation round: both ranks'
+    engine threads take the core from backward, a round trip. 8 layers' gradients that
+    backward produces 30 ms apart (longer than the engine's quiet time, 1 ms) went in 8
+    rounds; in DDP's buckets (25 MiB by default) this small model's all go in one round per
+    step, and with buckets of 2.5 layers' bytes in 3 rounds (2 of them during backward)."""
+    layers = 8
+    torch.manual_seed(7)
+    model = torch.nn.Sequential(*[torch.nn.Linear(16, 16) for _ in range(layers)]).double()
+    optimizer = hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.01),
+                                         named_parameters=model.named_parameters(),
+                                         **({} if cap_mb is None else {"bucket_cap_mb": cap_mb}))
+
+    def forward(x):
+        for layer in model:
+            x = _SlowBackward.apply(torch.tanh(layer(x)), 0.03)
+        return x
+
+    steps = 2
+    before = engine_cycles()
+    for _ in range(steps):
+        optimizer.zero_grad()
+        forward(per_rank_weights((4, 16), hvd.rank())).sum().backward()
+        optimizer.step()
+    rounds = (engine_cycles() - before) / steps
+    assert rounds <= most, \
+        "rank %d: %.1f negotiation rounds per step for %d layers' gradients (%s), expected " \
+        "at most %d" % (hvd.rank(), rounds, layers, "default buckets" if cap_mb is None
+                         else "bucket_cap_mb=%s" % cap_mb, most)
+
+
+@pytest.mark.parametrize("grouped_last_layer", [False, True], ids=["buckets", "with_a_group"])
+def test_only_a_small_last_bucket_is_left_when_backward_ends(grouped_last_layer):
+    """DDP's last bucket holds whatever was left below bucket_cap_mb (resnet18: 16 MB), all
+    of it reduced after backward; ours hands that over once no more than 1 MiB is still to
+    come, so only the first layers' gradients are left when backward ends. 12 layers of 257
+    KiB: the first bucket takes the last 4 layers, the next the 5 after them, which leaves
+    3 layers (771 KiB) for the end. With the last layer in a group of its own (allreduced
+    apart from the buckets, and not counted as still to come), the first bucket takes the
+    4 layers after it and the next 4."""
+    layers = 12
+    torch.manual_seed(7)
+    model = torch.nn.Sequential(*[torch.nn.Linear(256, 256) for _ in range(layers)])
+    groups = [[model[-1].weight, model[-1].bias]] if grouped_last_layer else None
+    optimizer = hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.01),
+                                         named_parameters=model.named_parameters(),
+                                         groups=groups)
+    started_at_the_end = []
+
+    def last_gradient(grad):
+        started_at_the_end.append(sum(1 for handle, _ in optimizer._handles.values()
+                                      if handle is not None))
+    model[0].weight.register_hook(last_gradient)
+
+    def forward(x):
+        for layer in model:
+            x = _SlowBackward.apply(torch.tanh(layer(x)), 0.01)
+        return x
+
+    before = engine_cycles()
+    optimizer.zero_grad()
+    forward(per_rank_weights((4, 256), hvd.rank()).float()).sum().backward()
+    optimizer.step()
+    rounds = engine_cycles() - before
+    # The 4th layer's bias may come after its weight and be left for the end too.
+    assert 2 * (layers - 3) - 1 <= started_at_the_end[0] <= 2 * (layers - 3) and rounds <= 6, \
+        "rank %d: when the first layer's gradient (backward's last) came, %d of the %d " \
+        "gradients had been handed to the engine (expected all but the first 3 layers', %d), " \
+        "in %d negotiation rounds (expected 3)" \
+        % (hvd.rank(), started_at_the_end[0], 2 * layers, 2 * (layers - 3), rounds)
+
+
+def test_a_second_backward_before_step_is_refused_while_gradients_wait_in_a_bucket():
+    """Horovod's check (backward_passes_per_step=1, two backward passes, no step) also holds
+    for gradients still waiting in a bucket, not yet handed to the engine."""
+    model = make_model()
+    optimizer = hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1),
+                                         named_parameters=model.named_parameters())
+    x, y = global_batch(0)
+    torch.nn.functional.cross_entropy(model(shard(x)), shard(y)).backward()
+    assert optimizer._bucket, "this small model's gradients should wait for synchronize()"
+    with pytest.raises(AssertionError, match="more than backward_passes_per_step times"):
+        torch.nn.functional.cross_entropy(model(shard(x)), shard(y)).backward()
+    optimizer.synchronize()  # every rank hands the same gradients over: nothing left pending
+
+
+@pytest.mark.parametrize("value", ["-1", "lots", "inf"])
+def test_bucket_cap_from_the_environment_is_checked(monkeypatch, value):
+    monkeypatch.setenv("RINGFUSE_BUCKET_CAP_MB", value)
+    model = make_model()
+    with pytest.raises(ValueError, match="RINGFUSE_BUCKET_CAP_MB must be a number of MiB >= 0"
+                                         ".*not '%s'" % value):
+        hvd.DistributedOptimizer(torch.optim.SGD(model.parameters(), lr=0.1),
+                                 named_parameters=model.named_parameters())
 
 
 def test_optimizer_step_does_not_wait_for_the_fusion_timer(monkeypatch):

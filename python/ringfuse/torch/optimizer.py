@@ -1,6 +1,7 @@
 """DistributedOptimizer: averages gradients over the ranks as backward produces them
 (Horovod's ``horovod/torch/optimizer.py`` semantics)."""
 
+import os
 import warnings
 from contextlib import contextmanager
 
@@ -12,12 +13,45 @@ from ringfuse.torch.mpi_ops import (Average, Adasum, allreduce_async_, global_pr
                                     grouped_allreduce_async_, sparse_allreduce_async,
                                     synchronize)
 
+# DistributedDataParallel's bucket sizes: its first bucket (the last layers' gradients, ready
+# first) is small so that communication starts early; the others are bucket_cap_mb.
+DEFAULT_BUCKET_CAP_MB = 25.0
+_FIRST_BUCKET_BYTES = 1 << 20
+# Unlike DDP's, the last bucket is small too: what is still pending once no more than this
+# is left to come goes at once, so that after backward only the first layers' gradients
+# remain to be all-reduced, not a remainder of up to bucket_cap_mb (resnet18: 0.6 MB instead
+# of 16 MB).
+_LAST_BUCKET_BYTES = 1 << 20
+
+
+def _bucket_cap_bytes(bucket_cap_mb):
+    """bucket_cap_mb in bytes: the argument, else RINGFUSE_BUCKET_CAP_MB, else DDP's 25."""
+    what = "DistributedOptimizer: bucket_cap_mb"
+    if bucket_cap_mb is None:
+        text = os.environ.get("RINGFUSE_BUCKET_CAP_MB")
+        if text is None:
+            bucket_cap_mb = DEFAULT_BUCKET_CAP_MB
+        else:
+            what = "RINGFUSE_BUCKET_CAP_MB"
+            try:
+                bucket_cap_mb = float(text)
+            except ValueError:
+                bucket_cap_mb = float("nan")
+    if isinstance(bucket_cap_mb, bool) or not bucket_cap_mb >= 0 \
+            or bucket_cap_mb == float("inf"):
+        raise ValueError("%s must be a number of MiB >= 0 (0: hand each gradient to the engine "
+                         "as soon as it is ready), not %r"
+                         % (what, os.environ.get("RINGFUSE_BUCKET_CAP_MB")
+                            if what == "RINGFUSE_BUCKET_CAP_MB" else bucket_cap_mb))
+    return int(bucket_cap_mb * (1 << 20))
+
 
 class _DistributedOptimizer(torch.optim.Optimizer):
     """Mixed into the wrapped optimizer's class by DistributedOptimizer()."""
 
     def __init__(self, params, named_parameters, compression, backward_passes_per_step, op,
-                 gradient_predivide_factor, groups, sparse_as_dense, process_set):
+                 gradient_predivide_factor, groups, sparse_as_dense, process_set,
+                 bucket_cap_mb):
         super(self.__class__, self).__init__(params)
         self._compression = compression
         if op == Adasum:
@@ -79,6 +113,18 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                     self._group_of[p] = index
         self._group_ready = [set() for _ in self._groups]
 
+        # Gradients ready but not yet handed to the engine, in the order backward produced
+        # them: each hand-over costs the engine a negotiation round (a round trip of every
+        # rank's engine thread, which takes the core from backward), so they go in buckets.
+        self._bucket_cap = _bucket_cap_bytes(bucket_cap_mb)
+        self._bucket = []
+        self._in_bucket = set()
+        self._bucket_bytes = 0
+        self._buckets_started = 0
+        self._bytes_per_step = sum(p.numel() * p.element_size() for p in all_params
+                                   if p.requires_grad and p not in self._group_of)
+        self._bytes_this_step = 0
+
         if mpi_ops._set_of(process_set).size() > 1:
             self._register_hooks()
 
@@ -135,9 +181,37 @@ class _DistributedOptimizer(torch.optim.Optimizer):
             self._handles[p] = (handle, (ctx, c))
         self._group_ready[index].clear()
 
+    def _add_to_bucket(self, p):
+        """Queues p's gradient; hands the bucket to the engine once it holds the bucket's
+        bytes (the first bucket of a step 1 MiB at most, as DDP's), or once what is still to
+        come fits in a small last bucket."""
+        self._bucket.append(p)
+        self._in_bucket.add(p)
+        size = p.numel() * p.element_size()
+        self._bucket_bytes += size
+        self._bytes_this_step += size
+        cap = min(self._bucket_cap, _FIRST_BUCKET_BYTES) if self._buckets_started == 0 \
+            else self._bucket_cap
+        to_come = self._bytes_per_step - self._bytes_this_step
+        if self._bucket_bytes >= cap or (to_come <= _LAST_BUCKET_BYTES
+                                         and self._bucket_bytes >= _LAST_BUCKET_BYTES):
+            self._start_bucket()
+
+    def _start_bucket(self):
+        bucket, self._bucket, self._bucket_bytes = self._bucket, [], 0
+        self._in_bucket.clear()
+        if not bucket:
+            return
+        for q in bucket:
+            self._handles[q] = self._allreduce_grad_async(q)
+        self._buckets_started += 1
+        # Every gradient of the bucket is enqueued: negotiate them now, in one round, instead
+        # of after the engine's queue went quiet.
+        mpi_ops._flush(self.process_set)
+
     def _make_hook(self, p):
         def hook(*unused):
-            if p in self._handles and self._handles[p][0] is not None:
+            if p in self._in_bucket or p in self._handles and self._handles[p][0] is not None:
                 if self._allreduce_delay[p] <= 0:
                     raise AssertionError(
                         "Gradients were computed more than backward_passes_per_step times "
@@ -154,7 +228,12 @@ class _DistributedOptimizer(torch.optim.Optimizer):
                 if len(self._group_ready[index]) == len(self._groups[index]):
                     self._allreduce_group_async(index)
                 return
-            self._handles[p] = self._allreduce_grad_async(p)
+            if self._bucket_cap == 0 or (p.grad is not None and p.grad.is_sparse
+                                         and not self.sparse_as_dense):
+                self._handles[p] = self._allreduce_grad_async(p)
+                return
+            self._handles[p] = (None, None)
+            self._add_to_bucket(p)
         return hook
 
     def synchronize(self):
@@ -163,6 +242,9 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         if mpi_ops._set_of(self.process_set).size() == 1:
             self._synchronized = True
             return
+        self._start_bucket()  # the last gradients of backward, first
+        self._buckets_started = 0
+        self._bytes_this_step = 0
         for p in self._requires_update:
             if p not in self._handles:
                 self._handles[p] = (None, None)
@@ -234,7 +316,7 @@ class _DistributedOptimizer(torch.optim.Optimizer):
 def DistributedOptimizer(optimizer, named_parameters=None, compression=Compression.none,
                          backward_passes_per_step=1, op=Average, gradient_predivide_factor=1.0,
                          num_groups=0, groups=None, sparse_as_dense=False,
-                         process_set=global_process_set):
+                         process_set=global_process_set, bucket_cap_mb=None):
     """Wraps `optimizer` so that step() first averages the gradients over every rank. The
     allreduces start from backward's gradient hooks, overlapping the rest of backward.
 
@@ -244,7 +326,15 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
     or Sum), ``gradient_predivide_factor`` (divide by it before the sum, multiply by
     factor/size after), ``groups`` (int: that many groups; or lists of parameters, each
     allreduced as one group; ``num_groups`` is its deprecated spelling), ``sparse_as_dense``,
-    ``process_set`` (average over its members only; built on a member)."""
+    ``process_set`` (average over its members only; built on a member).
+
+    ``bucket_cap_mb`` (ours, DistributedDataParallel's name and meaning): backward's
+    gradients are handed to the engine in buckets of about this many MiB, in the order they
+    become ready (the first bucket of each step 1 MiB, as DDP's), so that each negotiation
+    round carries many of them; the rest go at synchronize(). Default: RINGFUSE_BUCKET_CAP_MB,
+    else 25. 0 hands each gradient over as soon as it is ready (Horovod's way), leaving the
+    grouping to the engine's cycle (RINGFUSE_CYCLE_TIME_MS). Gradients in ``groups`` and
+    sparse ones are not bucketed."""
     if num_groups != 0:
         warnings.warn("num_groups is deprecated; use groups", DeprecationWarning)
         if groups is None:
@@ -253,7 +343,7 @@ def DistributedOptimizer(optimizer, named_parameters=None, compression=Compressi
                dict(_DistributedOptimizer.__dict__))
     wrapped = cls(optimizer.param_groups, named_parameters, compression,
                   backward_passes_per_step, op, gradient_predivide_factor, groups,
-                  sparse_as_dense, process_set)
+                  sparse_as_dense, process_set, bucket_cap_mb)
     if optimizer.state:
         wrapped.load_state_dict(optimizer.state_dict())
     return wrapped
