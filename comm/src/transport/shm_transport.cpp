@@ -13,6 +13,7 @@
 #include <cerrno>
 #include <cstring>
 #include <fstream>
+#include <limits>
 #include <new>
 #include <sstream>
 #include <system_error>
@@ -54,8 +55,15 @@ constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 // this VM), so each comes late to the other's next message, and that one sleeps in turn: one
 // 4 KiB all-reduce in ten took 16-47 us instead of 1.5-5 (perf/RESULTS.md, issue 18,
 // 2026-12-05, 06:15). Yielding, not spinning, lets a peer that shares the core run.
-constexpr WaitPolicy kCpuEach{64, 1, std::chrono::microseconds{50}};
-constexpr WaitPolicy kOversubscribed{0, 8, std::chrono::microseconds{0}};
+// An oversubscribed rank in a large exchange sleeps at once: its peer is mostly not running,
+// and every sched_yield() hands the core to whatever else is runnable there, e.g. the
+// training's compute threads, for a whole time slice. One 25 MiB all-reduce beside a busy
+// compute thread per rank, N = 4 on 2 cores, took 4.9-6.1x Gloo's with the yields and
+// 0.31-0.62x sleeping at once (perf/bucket_under_load.py; perf/RESULTS.md, issue 21). Small
+// exchanges keep the yields: sleeping at once made a 4 KiB all-reduce 2-3x slower there.
+constexpr std::size_t kNeverSleepAtOnce = std::numeric_limits<std::size_t>::max();
+constexpr WaitPolicy kCpuEach{64, 1, std::chrono::microseconds{50}, kNeverSleepAtOnce};
+constexpr WaitPolicy kOversubscribed{0, 8, std::chrono::microseconds{0}, std::size_t{256} << 10};
 // A rank whose peer keeps being put on its CPU moves at most this often: the migration
 // costs two system calls and the caches of the CPU it leaves. Once a millisecond was too
 // rare: the scheduler put unbound ranks together again within a few 10-25 us steps, and the
@@ -463,6 +471,10 @@ template <class Ready>
 void ShmTransport::idle(Idle& state, std::span<const int> waiting_for, Ready&& ready) {
   ++state.rounds;
   if (state.rounds == 1 && may_move_) keep_apart_from(waiting_for.front());
+  if (state.sleep_at_once && !state.sleeping) {
+    state.sleeping = true;
+    state.since = Clock::now();
+  }
   if (state.rounds <= wait_.spins) {
     cpu_relax();
     return;
@@ -554,6 +566,7 @@ void ShmTransport::exchange(int send_peer, std::size_t send_bytes, Produce&& pro
   std::size_t sent = 0;
   std::size_t received = 0;
   Idle waiting;
+  waiting.sleep_at_once = std::max(send_bytes, recv_bytes) >= wait_.sleep_from_bytes;
   int waiting_for[2] = {kNoPeer, kNoPeer};
 
   const auto ready = [&] {

@@ -62,11 +62,13 @@ struct ShmOptions {
 };
 
 /// How an idle rank waits: `spins` pause-spins, then sched_yield()s between checks (at least
-/// `yields` of them, and for at least `poll_for`), then it sleeps on its doorbell.
+/// `yields` of them, and for at least `poll_for`), then it sleeps on its doorbell. An exchange
+/// of at least `sleep_from_bytes` (sent or received) sleeps at once.
 struct WaitPolicy {
   unsigned spins;
   unsigned yields;
   std::chrono::microseconds poll_for;
+  std::size_t sleep_from_bytes;
 };
 
 class ShmTransport final : public Transport {
@@ -111,6 +113,7 @@ class ShmTransport final : public Transport {
   struct Idle {
     unsigned rounds = 0;
     bool sleeping = false;              // past the spins and yields: sleeps on the doorbell
+    bool sleep_at_once = false;         // no spins or yields (WaitPolicy::sleep_from_bytes)
     Clock::time_point since{};          // the first yield, then the first sleep
     Clock::time_point next_liveness{};  // the epoch: the first sleep polls at once
     /// Something moved: the next wait starts with spins again.
