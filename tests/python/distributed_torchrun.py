@@ -3,10 +3,11 @@ LOCAL_RANK, LOCAL_WORLD_SIZE, MASTER_ADDR, MASTER_PORT), as a training script me
 a timeout raises on rank 0 with the rank and the collective, and the Work then fails (rank 1
 leaves) instead of hanging. Exits nonzero on any failure.
 
-Debian's torchrun (torch 1.13 under Python 3.11) fails before starting any worker
-(`'NoneType' object has no attribute 'get'` in elastic's start_processes), so without RANK this
-script is its own launcher: it starts two ranks with torchrun's variables and a free port, as
-torchrun --standalone would (CTest: python_distributed_torchrun)."""
+Without RANK this script is its own launcher: it starts two ranks with torchrun's variables
+and a free port, as torchrun --standalone would (CTest: python_distributed_torchrun), so that
+the failure case is checked without torchrun's agent in between. Debian's torchrun itself
+(torch 1.13 under Python 3.11) starts workers only with `--redirects 1 --tee 1`; the real
+torchrun runs the DDP example in python_example_ddp_under_torchrun (under_torchrun.py)."""
 
 import datetime
 import os
