@@ -104,10 +104,13 @@ class TcpMesh final : public Transport {
   /// each cut into stripes (StripeLayout) over the peer's connections.
   /// `place(stripe, at)` is where stripe `stripe`'s next bytes go, `at` bytes into the message
   /// (and how many may go there); `landed(stripe, bytes)` is told after each receive of
-  /// `bytes` into that place.
+  /// `bytes` into that place. A nonzero `window` keeps the bytes sent at most that far ahead
+  /// of the bytes received until all have been received: only for steps in which the
+  /// receive's sender is itself in such a step (every rank of a ring or a pair exchanging at
+  /// once), or a sender waiting on this rank's bytes would never send the rest.
   template <class Place, class Landed>
   void exchange(int send_peer, const std::byte* send, std::size_t send_bytes, int recv_peer,
-                std::size_t recv_bytes, Place&& place, Landed&& landed);
+                std::size_t recv_bytes, std::size_t window, Place&& place, Landed&& landed);
 
   int rank_;
   int size_;
