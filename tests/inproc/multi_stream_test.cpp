@@ -94,12 +94,12 @@ TEST_P(MultiStream, EveryAllreduceAlgorithmMatchesTheReference) {
   });
 }
 
-// send_recv_reduce keeps its sends at most one reduce piece per connection ahead of its
-// receives until everything has arrived (TcpMesh::exchange's window). Here rank 0 sends 3 MiB
+// send_recv_reduce and send_recv keep their sends at most one piece per connection ahead of
+// their receives until everything has arrived (TcpMesh::exchange's window). Here rank 0 sends 3 MiB
 // to its right while every other send, and so rank 0's receive, is a few elements: rank 0
 // must send the rest once its short receive is complete, or the ring stalls. Each rank
 // reduces what it receives into its own values, checked element by element.
-TEST_P(MultiStream, SendRecvReduceSendsFarPastAShortReceive) {
+TEST_P(MultiStream, SendsRunFarPastAShortReceive) {
   run_in_world(GetParam(), [&](Rank& rank, transport::Transport& transport,
                                algo::Workspace& workspace) {
     const int n = rank.size();
@@ -125,6 +125,16 @@ TEST_P(MultiStream, SendRecvReduceSendsFarPastAShortReceive) {
     }
     rank.expect(wrong == count, fmt::format("{} elements from rank {}: element {} is {}", count,
                                             left, wrong, wrong < count ? dst[wrong] : 0.0f));
+    // The same shape through send_recv, which keeps the same window.
+    std::vector<float> in(count);
+    transport.send_recv(right, out.data(), out.size() * sizeof(float), left, in.data(),
+                        count * sizeof(float));
+    std::size_t wrong_copy = count;
+    for (std::size_t i = 0; i < count && wrong_copy == count; ++i) {
+      if (in[i] != value(left, i)) wrong_copy = i;
+    }
+    rank.expect(wrong_copy == count, fmt::format("send_recv of {} elements from rank {}: element "
+                                                 "{} differs", count, left, wrong_copy));
   });
 }
 

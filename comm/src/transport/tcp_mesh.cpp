@@ -32,11 +32,12 @@ constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 // What send_recv_reduce receives before it reduces: well inside L2, so the reduction reads
 // what the kernel just wrote there.
 constexpr std::size_t kReducePieceBytes = std::size_t{256} << 10;
-// How far send_recv_reduce's sends may run ahead of its receives, in reduce pieces per
-// connection: at N = 3, 64 MiB (perf/RESULTS.md, issue 17) the ranks' CPU time per all-reduce
-// was 4-11 % lower with 1 piece than with no limit in each of four alternating comparisons
-// (4 pieces: in between); at 16 MiB within the noise.
-constexpr std::size_t kReduceWindowPieces = 1;
+// How far the sends of an exchange that also receives may run ahead of its receives, in
+// 256 KiB pieces per connection: at N = 3, 64 MiB (perf/RESULTS.md, issue 17) the ranks' CPU
+// time per all-reduce was 4-11 % lower with 1 piece than with no limit in send_recv_reduce in
+// each of four alternating comparisons (4 pieces: in between), and about another tenth lower
+// with the window in send_recv too, in six of seven.
+constexpr std::size_t kWindowPieces = 1;
 // A stripe smaller than this costs more in system calls than a second flow gains.
 constexpr std::size_t kMinStripeBytes = std::size_t{256} << 10;
 // Stripe boundaries fall on multiples of this: a multiple of every element size.
@@ -237,9 +238,13 @@ void TcpMesh::send_recv(int send_peer, const void* send_buf, std::size_t send_by
   const StripeLayout layout(recv_peer == kNoPeer ? 0 : recv_bytes, options_.streams);
   std::array<std::size_t, kMaxStreamsPerPeer> filled{};  // bytes landed in each stripe
   std::size_t reported = 0;
+  // As in send_recv_reduce below: every caller that both sends and receives is a step that
+  // all of its ranks run at once (a ring's all-gather, rhd's doubling, all-to-all's pairs, the
+  // barrier), so the sends may wait for the receives.
+  const bool both_ways = send_peer != kNoPeer && recv_peer != kNoPeer && recv_bytes > 0;
   exchange(
       send_peer, static_cast<const std::byte*>(send_buf), send_bytes, recv_peer, recv_bytes,
-      /*window=*/0,
+      both_ways ? kWindowPieces * kReducePieceBytes * layout.count : 0,
       [&](std::size_t, std::size_t at) {
         return std::span<std::byte>(in + at, recv_bytes - at);
       },
@@ -282,7 +287,7 @@ void TcpMesh::send_recv_reduce(int send_peer, const void* send_buf, std::size_t 
   // other side while it is still in cache, as in the pair step (tcp_reduce_and_return.cpp),
   // instead of megabytes waiting in socket buffers.
   const bool both_ways = send_peer != kNoPeer && recv_peer != kNoPeer && recv_bytes > 0;
-  const std::size_t window = both_ways ? kReduceWindowPieces * piece * layout.count : 0;
+  const std::size_t window = both_ways ? kWindowPieces * piece * layout.count : 0;
   exchange(
       send_peer, static_cast<const std::byte*>(send_buf), send_bytes, recv_peer, recv_bytes,
       window,

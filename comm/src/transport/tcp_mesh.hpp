@@ -75,6 +75,11 @@ class TcpMesh final : public Transport {
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  /// When it both sends and receives, the sends stay at most one 256 KiB piece per connection
+  /// ahead of the receives until everything has arrived, so bytes leave the socket while they
+  /// are in cache: callers must be steps that every rank involved runs at once (ring,
+  /// pairwise), as all collectives' are; a peer that sends only after receiving everything
+  /// (in another call) would wait forever. One-sided calls have no such limit.
   void send_recv(int send_peer, const void* send_buf, std::size_t send_bytes, int recv_peer,
                  void* recv_buf, std::size_t recv_bytes,
                  const RecvProgress& progress = {}) override;
