@@ -18,8 +18,9 @@ namespace ringfuse::transport {
 /// 256 KiB: a reduced piece must go back while it is still in cache (256 KiB at most), but
 /// at 1 MiB pieces of 256 KiB are two per half, so each rank waits for the whole first piece
 /// before it can return anything and for the whole last one after it has sent everything
-/// (perf/RESULTS.md, issue 17: 64 KiB pieces cut the 1 MiB all-reduce by about a tenth, at
-/// no more CPU time). Below 64 KiB system calls and wake-ups cost more than the overlap gains.
+/// (perf/RESULTS.md, issue 17: with 64 KiB pieces the 1 MiB all-reduce was faster in nine of
+/// eleven alternating rounds, most under load, at no more CPU time). Below 64 KiB system
+/// calls and wake-ups cost more than the overlap gains.
 /// A power of two, so a multiple of every element size.
 inline std::size_t return_piece_bytes(std::size_t total_bytes) {
   constexpr std::size_t kSmallest = std::size_t{64} << 10;
