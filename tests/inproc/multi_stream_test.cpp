@@ -94,6 +94,50 @@ TEST_P(MultiStream, EveryAllreduceAlgorithmMatchesTheReference) {
   });
 }
 
+// send_recv_reduce and send_recv keep their sends at most one piece per connection ahead of
+// their receives until everything has arrived (TcpMesh::exchange's window). Here rank 0 sends 3 MiB
+// to its right while every other send, and so rank 0's receive, is a few elements: rank 0
+// must send the rest once its short receive is complete, or the ring stalls. Each rank
+// reduces what it receives into its own values, checked element by element.
+TEST_P(MultiStream, SendsRunFarPastAShortReceive) {
+  run_in_world(GetParam(), [&](Rank& rank, transport::Transport& transport,
+                               algo::Workspace& workspace) {
+    const int n = rank.size();
+    const int me = rank.rank();
+    const int right = algo::wrap(me + 1, n);
+    const int left = algo::wrap(me - 1, n);
+    const auto count_sent_by = [](int r) {
+      return r == 0 ? 3 * (std::size_t{1} << 20) / sizeof(float) + 5 : std::size_t{7};
+    };
+    const auto value = [](int r, std::size_t i) { return static_cast<float>((r + 1) * (i % 1000)); };
+    std::vector<float> out(count_sent_by(me));
+    for (std::size_t i = 0; i < out.size(); ++i) out[i] = value(me, i);
+    const std::size_t count = count_sent_by(left);
+    std::vector<float> dst(count);
+    for (std::size_t i = 0; i < count; ++i) dst[i] = static_cast<float>(i % 7);
+    transport.send_recv_reduce(
+        right, out.data(), out.size() * sizeof(float), left, dst.data(), count, DataType::f32,
+        ReduceOp::sum,
+        [&](std::size_t bytes) { return workspace.get(algo::Workspace::kReceive, bytes); });
+    std::size_t wrong = count;
+    for (std::size_t i = 0; i < count && wrong == count; ++i) {
+      if (dst[i] != static_cast<float>(i % 7) + value(left, i)) wrong = i;
+    }
+    rank.expect(wrong == count, fmt::format("{} elements from rank {}: element {} is {}", count,
+                                            left, wrong, wrong < count ? dst[wrong] : 0.0f));
+    // The same shape through send_recv, which keeps the same window.
+    std::vector<float> in(count);
+    transport.send_recv(right, out.data(), out.size() * sizeof(float), left, in.data(),
+                        count * sizeof(float));
+    std::size_t wrong_copy = count;
+    for (std::size_t i = 0; i < count && wrong_copy == count; ++i) {
+      if (in[i] != value(left, i)) wrong_copy = i;
+    }
+    rank.expect(wrong_copy == count, fmt::format("send_recv of {} elements from rank {}: element "
+                                                 "{} differs", count, left, wrong_copy));
+  });
+}
+
 TEST_P(MultiStream, BroadcastAllgatherAndAlltoallDeliverEveryBlock) {
   run_in_world(GetParam(), [&](Rank& rank, transport::Transport& transport, algo::Workspace&) {
     const int n = rank.size();

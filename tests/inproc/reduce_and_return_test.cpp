@@ -1,9 +1,11 @@
 // Transport::reduce_and_return, the pipelined last halving / first doubling step (all of the
-// all-reduce at N = 2): over TCP it interleaves unreduced and reduced pieces of 256 KiB on one
-// connection (transport/tcp_return_schedule.hpp). The schedule is checked alone, then every
-// dtype and operator goes through ring and rhd at N = 2..4 on buffers of several pieces per
-// half, with odd counts (halves one element apart, short last pieces), so a piece reduced,
-// divided or returned in the wrong place, or twice, shows as a wrong element.
+// all-reduce at N = 2): over TCP it interleaves unreduced and reduced pieces on one connection
+// (transport/tcp_return_schedule.hpp), 64 KiB to 256 KiB each by the size of the exchange.
+// The schedule and the piece size are checked alone, then every dtype and operator goes
+// through ring and rhd at N = 2..4 on buffers of several pieces per half, with odd counts
+// (halves one element apart, short last pieces) on both sides of each size where the piece
+// size changes, so a piece reduced, divided or returned in the wrong place, or twice, or cut
+// differently by the two ends, shows as a wrong element.
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
@@ -16,6 +18,7 @@
 namespace ringfuse::inproc {
 namespace {
 
+using transport::return_piece_bytes;
 using transport::return_schedule;
 using transport::ReturnSegment;
 
@@ -75,6 +78,29 @@ TEST(ReturnSchedule, CoversEachHalfInOrderAndCannotWaitInACircle) {
   }
 }
 
+// Both ends derive the piece from the total they share; it stays a power of two (a multiple of
+// every element size) between 64 KiB and 256 KiB, 64 KiB up to 1 MiB (several pieces per half
+// there), 256 KiB from 4 MiB, and never shrinks as the exchange grows.
+TEST(ReturnPieces, GrowWithTheExchangeFrom64KiBTo256KiB) {
+  constexpr std::size_t KiB = 1024;
+  EXPECT_EQ(return_piece_bytes(0), 64 * KiB);
+  EXPECT_EQ(return_piece_bytes(1), 64 * KiB);
+  EXPECT_EQ(return_piece_bytes(1024 * KiB), 64 * KiB);
+  EXPECT_EQ(return_piece_bytes(1024 * KiB + 2), 128 * KiB);
+  EXPECT_EQ(return_piece_bytes(2048 * KiB), 128 * KiB);
+  EXPECT_EQ(return_piece_bytes(4096 * KiB), 256 * KiB);
+  EXPECT_EQ(return_piece_bytes(std::size_t{1} << 40), 256 * KiB);
+  std::size_t previous = 0;
+  for (std::size_t total = 0; total <= 16 * 1024 * KiB; total += 4093) {
+    const std::size_t piece = return_piece_bytes(total);
+    EXPECT_GE(piece, previous) << total;
+    EXPECT_EQ(piece & (piece - 1), 0u) << total;
+    EXPECT_GE(piece, 64 * KiB);
+    EXPECT_LE(piece, 256 * KiB);
+    previous = piece;
+  }
+}
+
 struct PipelineCase {
   Algorithm algorithm;
   WorldParam world;
@@ -104,15 +130,23 @@ std::vector<PipelineCase> pipeline_cases() {
 
 class ReduceAndReturn : public ::testing::TestWithParam<PipelineCase> {};
 
-// About 3.3 MB per buffer whatever the element size: each half of the pair step (half of the
-// buffer at N = 2 and 3, a quarter at N = 4) spans several 256 KiB pieces, past the lookahead
-// (one piece), so unreduced and reduced pieces alternate on the stream; the count is odd, so the
-// halves differ by one element and the last piece of each is short. Plus counts of one piece
-// or less, where the stream is one piece each way.
+// The pair step covers the whole buffer at N = 2 and 3 and half of it at N = 4. Counts, whatever
+// the element size: one element, a few, just over one 64 KiB piece; 1 MiB one element short and
+// one element over (at N = 2 and 3 pieces of 64 KiB, eight per half, and of 128 KiB, four per
+// half, each end cutting its own halves, one element apart, the same way); 2 MiB and one
+// element (256 KiB pieces at N = 2 and 3; at N = 4 one pair exchanges 1 MiB, the other 1 MiB
+// and one element: both sides of the first change again). Every count but the first is odd,
+// so the halves differ by one element and the last piece of each is short; from the third on
+// they are past the lookahead (one piece), so unreduced and reduced pieces alternate.
 std::vector<std::size_t> pipelined_counts(DataType type) {
   const std::size_t element_bytes = element_size(type);
-  return {1, 7, (std::size_t{256} << 10) / element_bytes + 1,
-          (std::size_t{3} << 20) / element_bytes + 2 * 4099 + 1};
+  constexpr std::size_t MiB = std::size_t{1} << 20;
+  return {1,
+          7,
+          (std::size_t{64} << 10) / element_bytes + 1,
+          MiB / element_bytes - 1,
+          MiB / element_bytes + 1,
+          2 * MiB / element_bytes + 1};
 }
 
 TEST_P(ReduceAndReturn, EveryTypeAndOpMatchesTheReference) {

@@ -32,6 +32,12 @@ constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 // What send_recv_reduce receives before it reduces: well inside L2, so the reduction reads
 // what the kernel just wrote there.
 constexpr std::size_t kReducePieceBytes = std::size_t{256} << 10;
+// How far the sends of an exchange that also receives may run ahead of its receives, in
+// 256 KiB pieces per connection: at N = 3, 64 MiB (perf/RESULTS.md, issue 17) the ranks' CPU
+// time per all-reduce was 4-11 % lower with 1 piece than with no limit in send_recv_reduce in
+// each of four alternating comparisons (4 pieces: in between), and about another tenth lower
+// with the window in send_recv too, in six of seven.
+constexpr std::size_t kWindowPieces = 1;
 // A stripe smaller than this costs more in system calls than a second flow gains.
 constexpr std::size_t kMinStripeBytes = std::size_t{256} << 10;
 // Stripe boundaries fall on multiples of this: a multiple of every element size.
@@ -125,7 +131,8 @@ std::string TcpMesh::connection_label(std::size_t stream) const {
 
 template <class Place, class Landed>
 void TcpMesh::exchange(int send_peer, const std::byte* out, std::size_t send_bytes,
-                       int recv_peer, std::size_t recv_bytes, Place&& place, Landed&& landed) {
+                       int recv_peer, std::size_t recv_bytes, std::size_t window, Place&& place,
+                       Landed&& landed) {
   check_exchange(rank_, size_, options_.global_ranks, operation_, aborted_, send_peer,
                  recv_peer);
   if (send_peer == kNoPeer) send_bytes = 0;
@@ -147,16 +154,26 @@ void TcpMesh::exchange(int send_peer, const std::byte* out, std::size_t send_byt
     recvs_open += recvs[i].open() ? 1 : 0;
   }
   auto deadline = Clock::now() + options_.op_timeout;
+  std::size_t sent = 0;      // bytes sent and received so far, over all connections
+  std::size_t received = 0;
+  // What may still be sent now: everything, or up to `window` past what has arrived.
+  const auto allowance = [&] {
+    if (window == 0 || received == recv_bytes) return send_bytes - sent;
+    return sent < received + window ? received + window - sent : std::size_t{0};
+  };
 
   while (sends_open > 0 || recvs_open > 0) {
     bool progressed = false;
     for (std::size_t i = 0; i < send_layout.count && sends_open > 0; ++i) {
       Lane& lane = sends[i];
-      if (!lane.open()) continue;
-      const ssize_t n = ::send(lane.fd, out + lane.at, std::min(lane.end - lane.at, kMaxIoBytes),
+      const std::size_t may = allowance();
+      if (!lane.open() || may == 0) continue;
+      const ssize_t n = ::send(lane.fd, out + lane.at,
+                               std::min({lane.end - lane.at, kMaxIoBytes, may}),
                                MSG_NOSIGNAL | MSG_DONTWAIT);
       if (n > 0) {
         lane.at += static_cast<std::size_t>(n);
+        sent += static_cast<std::size_t>(n);
         sends_open -= lane.open() ? 0 : 1;
         progressed = true;
       } else if (errno != EAGAIN && errno != EWOULDBLOCK && errno != EINTR) {
@@ -174,6 +191,7 @@ void TcpMesh::exchange(int send_peer, const std::byte* out, std::size_t send_byt
                                MSG_DONTWAIT);
       if (n > 0) {
         lane.at += static_cast<std::size_t>(n);
+        received += static_cast<std::size_t>(n);
         recvs_open -= lane.open() ? 0 : 1;
         progressed = true;
         landed(i, static_cast<std::size_t>(n));
@@ -194,7 +212,8 @@ void TcpMesh::exchange(int send_peer, const std::byte* out, std::size_t send_byt
     // poll() takes a descriptor twice (sending to and receiving from the same peer).
     std::array<pollfd, 2 * kMaxStreamsPerPeer> fds{};
     nfds_t count = 0;
-    for (std::size_t i = 0; i < send_layout.count; ++i) {
+    // A send held back by the window waits for a receive, not for room in its socket.
+    for (std::size_t i = 0; i < send_layout.count && allowance() > 0; ++i) {
       if (sends[i].open()) fds[count++] = pollfd{sends[i].fd, POLLOUT, 0};
     }
     for (std::size_t i = 0; i < recv_layout.count; ++i) {
@@ -219,8 +238,13 @@ void TcpMesh::send_recv(int send_peer, const void* send_buf, std::size_t send_by
   const StripeLayout layout(recv_peer == kNoPeer ? 0 : recv_bytes, options_.streams);
   std::array<std::size_t, kMaxStreamsPerPeer> filled{};  // bytes landed in each stripe
   std::size_t reported = 0;
+  // As in send_recv_reduce below: every caller that both sends and receives is a step that
+  // all of its ranks run at once (a ring's all-gather, rhd's doubling, all-to-all's pairs, the
+  // barrier), so the sends may wait for the receives.
+  const bool both_ways = send_peer != kNoPeer && recv_peer != kNoPeer && recv_bytes > 0;
   exchange(
       send_peer, static_cast<const std::byte*>(send_buf), send_bytes, recv_peer, recv_bytes,
+      both_ways ? kWindowPieces * kReducePieceBytes * layout.count : 0,
       [&](std::size_t, std::size_t at) {
         return std::span<std::byte>(in + at, recv_bytes - at);
       },
@@ -257,8 +281,16 @@ void TcpMesh::send_recv_reduce(int send_peer, const void* send_buf, std::size_t 
   std::array<std::size_t, kMaxStreamsPerPeer> held{};
   std::array<std::size_t, kMaxStreamsPerPeer> next{};
   for (std::size_t i = 0; i < layout.count; ++i) next[i] = layout.begin(i);
+  // Every caller is a reducing step that all of its ranks run at once (a ring's, or a pair's
+  // in halving-doubling), so the sends may wait for the receives: with at most one reduce
+  // piece per connection ahead, what the kernel copies into a socket is copied out on the
+  // other side while it is still in cache, as in the pair step (tcp_reduce_and_return.cpp),
+  // instead of megabytes waiting in socket buffers.
+  const bool both_ways = send_peer != kNoPeer && recv_peer != kNoPeer && recv_bytes > 0;
+  const std::size_t window = both_ways ? kWindowPieces * piece * layout.count : 0;
   exchange(
       send_peer, static_cast<const std::byte*>(send_buf), send_bytes, recv_peer, recv_bytes,
+      window,
       [&](std::size_t stripe, std::size_t) {
         return std::span<std::byte>(landing + stripe * piece + held[stripe],
                                     piece - held[stripe]);

@@ -75,6 +75,11 @@ class TcpMesh final : public Transport {
 
   int rank() const override { return rank_; }
   int size() const override { return size_; }
+  /// When it both sends and receives, the sends stay at most one 256 KiB piece per connection
+  /// ahead of the receives until everything has arrived, so bytes leave the socket while they
+  /// are in cache: callers must be steps that every rank involved runs at once (ring,
+  /// pairwise), as all collectives' are; a peer that sends only after receiving everything
+  /// (in another call) would wait forever. One-sided calls have no such limit.
   void send_recv(int send_peer, const void* send_buf, std::size_t send_bytes, int recv_peer,
                  void* recv_buf, std::size_t recv_bytes,
                  const RecvProgress& progress = {}) override;
@@ -104,10 +109,13 @@ class TcpMesh final : public Transport {
   /// each cut into stripes (StripeLayout) over the peer's connections.
   /// `place(stripe, at)` is where stripe `stripe`'s next bytes go, `at` bytes into the message
   /// (and how many may go there); `landed(stripe, bytes)` is told after each receive of
-  /// `bytes` into that place.
+  /// `bytes` into that place. A nonzero `window` keeps the bytes sent at most that far ahead
+  /// of the bytes received until all have been received: only for steps in which the
+  /// receive's sender is itself in such a step (every rank of a ring or a pair exchanging at
+  /// once), or a sender waiting on this rank's bytes would never send the rest.
   template <class Place, class Landed>
   void exchange(int send_peer, const std::byte* send, std::size_t send_bytes, int recv_peer,
-                std::size_t recv_bytes, Place&& place, Landed&& landed);
+                std::size_t recv_bytes, std::size_t window, Place&& place, Landed&& landed);
 
   int rank_;
   int size_;

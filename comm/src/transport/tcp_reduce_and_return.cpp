@@ -22,10 +22,6 @@ namespace {
 
 using Clock = std::chrono::steady_clock;
 
-// A reduced piece is sent back right after its reduction wrote it, so it must still be in
-// cache then: well inside L2, like the landing piece it was reduced from. A multiple of every
-// element size, so no element straddles two pieces.
-constexpr std::size_t kPieceBytes = std::size_t{256} << 10;
 // Unreduced pieces sent before the first reduced one. One keeps the fewest bytes in flight,
 // so what the kernel copies into a socket is copied out on the other side while it is still
 // in cache: measured here at 64 MiB, N = 2, both ranks' CPU time per all-reduce fell from
@@ -48,12 +44,14 @@ void TcpMesh::reduce_and_return(int peer, std::byte* give, std::size_t give_coun
   }
   check_exchange(rank_, size_, options_.global_ranks, operation_, aborted_, peer, peer);
   const std::size_t element_bytes = element_size(type);
+  const std::size_t piece_bytes =
+      return_piece_bytes((give_count + keep_count) * element_bytes);
   const auto outgoing = return_schedule(give_count * element_bytes, keep_count * element_bytes,
-                                        kPieceBytes, kLookahead);
+                                        piece_bytes, kLookahead);
   // The peer's schedule: its `give` is our `keep`.
   const auto incoming = return_schedule(keep_count * element_bytes, give_count * element_bytes,
-                                        kPieceBytes, kLookahead);
-  std::byte* const landing = keep_count > 0 ? staging(kPieceBytes) : nullptr;
+                                        piece_bytes, kLookahead);
+  std::byte* const landing = keep_count > 0 ? staging(piece_bytes) : nullptr;
   const int fd = links_[0][static_cast<std::size_t>(peer)].fd();
 
   std::size_t send_index = 0;  // outgoing segment in progress, and its bytes already sent
@@ -113,7 +111,7 @@ void TcpMesh::reduce_and_return(int peer, std::byte* give, std::size_t give_coun
       const bool to_reduce = segment.kind == ReturnSegment::give;
       const ssize_t n =
           to_reduce ? ::recv(fd, landing + held,
-                             std::min(kPieceBytes - held, segment.bytes - received), MSG_DONTWAIT)
+                             std::min(piece_bytes - held, segment.bytes - received), MSG_DONTWAIT)
                     : ::recv(fd, give + segment.offset + received,
                              std::min(segment.bytes - received, kMaxIoBytes), MSG_DONTWAIT);
       if (n > 0) {
