@@ -164,7 +164,7 @@ TEST(ShmWait, UnboundRanksOnOneCpuMoveApartAndStayUnbound) {
 }
 
 TEST(ShmWait, AnOversubscribedRankInALargeExchangeSleepsInsteadOfYieldingToCompute) {
-  // Two ranks and a busy "compute" thread share one CPU, as a rank's all-reduce of a DDP
+  // RINGFUSE_SHM_LARGE_WAIT=sleep. Two ranks and a busy "compute" thread share one CPU, as a rank's all-reduce of a DDP
   // bucket shares its core with backward when the ranks outnumber the CPUs. A rank that
   // waits by sched_yield() hands the CPU to the compute thread for a whole time slice at
   // every yield (each is an involuntary context switch of the rank); one that sleeps on its
@@ -183,7 +183,9 @@ TEST(ShmWait, AnOversubscribedRankInALargeExchangeSleepsInsteadOfYieldingToCompu
   std::atomic<long> yielded{0};
   run_ranks(2, [&](Rank& rank) {
     bind_this_thread_to(0);
-    auto transport = rank.connect({TransportKind::shm});
+    TransportSpec spec{TransportKind::shm};
+    spec.large_waits_sleep = true;  // RINGFUSE_SHM_LARGE_WAIT=sleep
+    auto transport = rank.connect(spec);
     std::vector<float> out(kFloats, 1.0F);
     std::vector<float> in(kFloats);
     const int peer = 1 - rank.rank();

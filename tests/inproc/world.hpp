@@ -22,6 +22,7 @@ struct TransportSpec {
   TransportKind kind = TransportKind::tcp;  // tcp or shm
   std::size_t window_bytes = 0;             // shm: a SharedWindow of this many bytes per rank
   int streams = 1;                          // tcp: connections per peer (RINGFUSE_SOCKETS_PER_PEER)
+  bool large_waits_sleep = false;           // shm: RINGFUSE_SHM_LARGE_WAIT=sleep
 };
 
 /// The one place the tests build transports, so that changes to the transports' options or

@@ -198,6 +198,7 @@ transport::MeshOptions ContextImpl::mesh_options(const std::string& channel) con
   mesh.connect_timeout = options_.connect_timeout;
   mesh.op_timeout = options_.op_timeout;
   mesh.streams = options_.sockets_per_peer;
+  mesh.large_waits_sleep = options_.shm_large_waits_sleep;
   mesh.abort_state = abort_state_;
   mesh.global_ranks = transport::GlobalRanks(global_ranks_);
   return mesh;

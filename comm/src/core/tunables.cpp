@@ -154,7 +154,7 @@ Problem host_address(const std::string& text, std::string& field) {
 }
 
 // The rows. Captureless lambdas: each row's parser and display sit next to its name.
-const std::array<Tunable, 21> kTunables{{
+const std::array<Tunable, 22> kTunables{{
     {"RINGFUSE_ALGO", "--algo", true, "auto|ring|tree|rhd",
      "all-reduce algorithm (auto: tree up to 32 KiB, rhd up to 1 MiB, ring above)", "",
      TunableScope::context,
@@ -220,6 +220,17 @@ const std::array<Tunable, 21> kTunables{{
        return std::nullopt;
      },
      [](const Options& o) { return fmt::format("{}", o.sockets_per_peer); }},
+    {"RINGFUSE_SHM_LARGE_WAIT", "--shm-large-wait", true, "yield|sleep",
+     "when a host's ranks outnumber its CPUs, how a rank waits in a shared-memory exchange of "
+     "256 KiB or more: yield to the other ranks first (yield), or sleep at once, leaving the "
+     "core to compute threads (sleep; the Python front-ends' default)",
+     "yield", TunableScope::context,
+     [](const std::string& v, Options& o) -> Problem {
+       if (v != "yield" && v != "sleep") return "yield or sleep";
+       o.shm_large_waits_sleep = v == "sleep";
+       return std::nullopt;
+     },
+     [](const Options& o) { return std::string(o.shm_large_waits_sleep ? "sleep" : "yield"); }},
     {"RINGFUSE_LOG_LEVEL", "--log-level", true, "LEVEL",
      "log level: trace|debug|info|warn|error|critical|off", "info", TunableScope::context,
      [](const std::string& v, Options& o) { return log_level(v, o.log_level); },

@@ -55,15 +55,20 @@ constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 // this VM), so each comes late to the other's next message, and that one sleeps in turn: one
 // 4 KiB all-reduce in ten took 16-47 us instead of 1.5-5 (perf/RESULTS.md, issue 18,
 // 2026-12-05, 06:15). Yielding, not spinning, lets a peer that shares the core run.
-// An oversubscribed rank in a large exchange sleeps at once: its peer is mostly not running,
-// and every sched_yield() hands the core to whatever else is runnable there, e.g. the
-// training's compute threads, for a whole time slice. One 25 MiB all-reduce beside a busy
-// compute thread per rank, N = 4 on 2 cores, took 4.9-6.1x Gloo's with the yields and
-// 0.31-0.62x sleeping at once (perf/bucket_under_load.py; perf/RESULTS.md, issue 21). Small
-// exchanges keep the yields: sleeping at once made a 4 KiB all-reduce 2-3x slower there.
+// With RINGFUSE_SHM_LARGE_WAIT=sleep, an oversubscribed rank in a large exchange sleeps at
+// once: a sched_yield() hands the core to whatever else is runnable there, and when that is
+// the training's compute threads they keep it for a whole time slice. One 25 MiB all-reduce
+// beside a busy compute thread per rank, N = 4 on 2 cores, took 2.0-2.3x Gloo's with the
+// yields and 0.41-0.48x sleeping at once. Not the default: when the only other runnable
+// threads are the ranks' own, a yield lets a peer finish its piece in microseconds, and
+// sleeping at once made ResNet-50's fused step at N = 4 1.3-1.4x slower; a yield's length did
+// not tell the two apart (perf/RESULTS.md, issue 21, 07:30). Small exchanges always yield
+// first: sleeping at once made a 4 KiB all-reduce 2-3x slower.
 constexpr std::size_t kNeverSleepAtOnce = std::numeric_limits<std::size_t>::max();
 constexpr WaitPolicy kCpuEach{64, 1, std::chrono::microseconds{50}, kNeverSleepAtOnce};
-constexpr WaitPolicy kOversubscribed{0, 8, std::chrono::microseconds{0}, std::size_t{256} << 10};
+constexpr WaitPolicy kOversubscribed{0, 8, std::chrono::microseconds{0}, kNeverSleepAtOnce};
+constexpr WaitPolicy kOversubscribedLargeSleep{0, 8, std::chrono::microseconds{0},
+                                               std::size_t{256} << 10};
 // A rank whose peer keeps being put on its CPU moves at most this often: the migration
 // costs two system calls and the caches of the CPU it leaves. Once a millisecond was too
 // rare: the scheduler put unbound ranks together again within a few 10-25 us steps, and the
@@ -298,7 +303,9 @@ WaitPolicy ShmTransport::agree_wait_policy(Clock::time_point deadline) {
                                          "set-up of shared memory (CPUs of this host)");
   const bool unbound = CPU_COUNT(&cpus) > 1;  // still this rank's own mask
   for (const auto& mask : masks) add_cpus(mask, cpus);
-  if (size_ > CPU_COUNT(&cpus)) return kOversubscribed;
+  if (size_ > CPU_COUNT(&cpus)) {
+    return options_.mesh.large_waits_sleep ? kOversubscribedLargeSleep : kOversubscribed;
+  }
   may_move_ = unbound;
   return kCpuEach;
 }

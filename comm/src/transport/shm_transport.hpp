@@ -63,7 +63,7 @@ struct ShmOptions {
 
 /// How an idle rank waits: `spins` pause-spins, then sched_yield()s between checks (at least
 /// `yields` of them, and for at least `poll_for`), then it sleeps on its doorbell. An exchange
-/// of at least `sleep_from_bytes` (sent or received) sleeps at once.
+/// of at least `sleep_from_bytes` (sent or received) sleeps at once (shm_transport.cpp).
 struct WaitPolicy {
   unsigned spins;
   unsigned yields;

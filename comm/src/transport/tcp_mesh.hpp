@@ -53,6 +53,9 @@ struct MeshOptions {
   /// Connections to each peer (RINGFUSE_SOCKETS_PER_PEER), each made and authenticated as
   /// the first one is; 1..kMaxStreamsPerPeer.
   int streams = 1;
+  /// ShmTransport on a host whose ranks outnumber its CPUs: large exchanges sleep at once
+  /// (RINGFUSE_SHM_LARGE_WAIT=sleep; shm_transport.cpp).
+  bool large_waits_sleep = false;
   /// For a transport over a group of the world (a hierarchy's): the global rank of each
   /// position, which errors name and the failure keys below are written under.
   GlobalRanks global_ranks;
