@@ -258,6 +258,20 @@ TEST(Config, SocketsPerPeerIsOneToSixteen) {
   }
 }
 
+// RINGFUSE_SHM_LARGE_WAIT: yield (the default) or sleep; anything else names the variable.
+TEST(Config, ShmLargeWaitIsYieldOrSleep) {
+  EXPECT_FALSE(ringfuse::Options{}.shm_large_waits_sleep);
+  EXPECT_TRUE(ringfuse::core::parse_options(env_of({{"RINGFUSE_SHM_LARGE_WAIT", "sleep"}}))
+                  .shm_large_waits_sleep);
+  EXPECT_FALSE(ringfuse::core::parse_options(env_of({{"RINGFUSE_SHM_LARGE_WAIT", "yield"}}))
+                   .shm_large_waits_sleep);
+  for (const char* bad : {"", "Sleep", "spin", "1"}) {
+    const auto message = config_error({{"RINGFUSE_SHM_LARGE_WAIT", bad}});
+    EXPECT_NE(message.find("RINGFUSE_SHM_LARGE_WAIT"), std::string::npos) << bad << ": " << message;
+    EXPECT_NE(message.find("yield or sleep"), std::string::npos) << bad << ": " << message;
+  }
+}
+
 // The table is what the parser, the start-up log and ringfuse-run --help walk: each row must
 // take back what it shows as its default, and name a flag.
 TEST(Tunables, EveryRowHasAFlagAndParsesItsOwnDefault) {
