@@ -240,11 +240,11 @@ void TcpMesh::send_recv(int send_peer, const void* send_buf, std::size_t send_by
   std::size_t reported = 0;
   // As in send_recv_reduce below: every caller that both sends and receives is a step that
   // all of its ranks run at once (a ring's all-gather, rhd's doubling, all-to-all's pairs, the
-  // barrier), so the sends may wait for the receives.
-  const bool both_ways = send_peer != kNoPeer && recv_peer != kNoPeer && recv_bytes > 0;
+  // barrier), so the sends may wait for the receives (exchange() lifts the window when there
+  // is nothing to receive).
   exchange(
       send_peer, static_cast<const std::byte*>(send_buf), send_bytes, recv_peer, recv_bytes,
-      both_ways ? kWindowPieces * kReducePieceBytes * layout.count : 0,
+      kWindowPieces * kReducePieceBytes * layout.count,
       [&](std::size_t, std::size_t at) {
         return std::span<std::byte>(in + at, recv_bytes - at);
       },
@@ -286,11 +286,9 @@ void TcpMesh::send_recv_reduce(int send_peer, const void* send_buf, std::size_t 
   // piece per connection ahead, what the kernel copies into a socket is copied out on the
   // other side while it is still in cache, as in the pair step (tcp_reduce_and_return.cpp),
   // instead of megabytes waiting in socket buffers.
-  const bool both_ways = send_peer != kNoPeer && recv_peer != kNoPeer && recv_bytes > 0;
-  const std::size_t window = both_ways ? kWindowPieces * piece * layout.count : 0;
   exchange(
       send_peer, static_cast<const std::byte*>(send_buf), send_bytes, recv_peer, recv_bytes,
-      window,
+      kWindowPieces * piece * layout.count,
       [&](std::size_t stripe, std::size_t) {
         return std::span<std::byte>(landing + stripe * piece + held[stripe],
                                     piece - held[stripe]);
