@@ -478,18 +478,15 @@ template <class Ready>
 void ShmTransport::idle(Idle& state, std::span<const int> waiting_for, Ready&& ready) {
   ++state.rounds;
   if (state.rounds == 1 && may_move_) keep_apart_from(waiting_for.front());
-  if (state.sleep_at_once && !state.sleeping) {
-    state.sleeping = true;
-    state.since = Clock::now();
-  }
-  if (state.rounds <= wait_.spins) {
+  if (!state.sleep_at_once && state.rounds <= wait_.spins) {
     cpu_relax();
     return;
   }
   if (!state.sleeping) {
     const auto now = Clock::now();
     if (state.rounds == wait_.spins + 1) state.since = now;  // the first yield
-    if (state.rounds <= wait_.spins + wait_.yields || now - state.since < wait_.poll_for) {
+    if (!state.sleep_at_once &&
+        (state.rounds <= wait_.spins + wait_.yields || now - state.since < wait_.poll_for)) {
       ::sched_yield();
       return;
     }
