@@ -109,8 +109,8 @@ TEST_F(NamespaceHostsTest, ACutLinkEndsTheJobNamingTheLostRank) {
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_LT(std::chrono::steady_clock::now() - cut, 25s) << r.output;
   EXPECT_NE(r.output.find("lost rank 2: "), std::string::npos) << r.output;
-  // Across hosts, the message says where the lost rank was.
-  EXPECT_NE(r.output.find("(rank 2 is at 10.99.0.3)"), std::string::npos) << r.output;
+  // Across hosts, the message says where the lost rank was: address and host name.
+  EXPECT_NE(r.output.find("(rank 2 is at 10.99.0.3 on rfhost2)"), std::string::npos) << r.output;
   // And the launcher's line names the rank that failed first with its host.
   EXPECT_TRUE(names_failed_rank_and_host(r.output)) << r.output;
 }
@@ -137,7 +137,7 @@ TEST_F(NamespaceHostsTest, ACutLinkWithFourConnectionsPerPeerNamesTheLostRank) {
   EXPECT_EQ(r.exit_code, 3) << r.output;
   EXPECT_LT(std::chrono::steady_clock::now() - cut, 25s) << r.output;
   EXPECT_NE(r.output.find("lost rank 2: "), std::string::npos) << r.output;
-  EXPECT_NE(r.output.find("(rank 2 is at 10.99.0.3)"), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find("(rank 2 is at 10.99.0.3 on rfhost2)"), std::string::npos) << r.output;
   EXPECT_TRUE(names_failed_rank_and_host(r.output)) << r.output;
 }
 
@@ -172,10 +172,10 @@ TEST_F(NamespaceHostsTest, ACutLinkInAHierarchyIsNamedByGlobalRankAndAddress) {
     ASSERT_NE(rank->output().find("looping"), std::string::npos) << rank->output();
   }
   hosts_->set_link(2, false);
-  // Every place a message gives a rank's address must be that rank's host. (Pairing each
+  // Every place a message gives a rank's address and host must be that rank's. (Pairing each
   // "lost rank N" with the next "(rank M is at ...)" is not sound: a survivor may quote, on the
   // same line, another rank's first failure with the address of a third rank in it.)
-  static const std::regex placed(R"(\(rank ([0-9]+) is at ([0-9.]+)\))");
+  static const std::regex placed(R"(\(rank ([0-9]+) is at ([0-9.]+)( on ([A-Za-z0-9.-]+))?\))");
   for (int rank = 0; rank < 6; ++rank) {
     const auto r = ranks[rank]->wait(45s);
     EXPECT_EQ(r.exit_code, 3) << "rank " << rank << ":\n" << r.output;
@@ -186,13 +186,16 @@ TEST_F(NamespaceHostsTest, ACutLinkInAHierarchyIsNamedByGlobalRankAndAddress) {
       const int named = std::stoi((*it)[1]);
       EXPECT_EQ((*it)[2].str(), hosts_->address(named / 2))
           << "rank " << rank << " places rank " << named << " on the wrong host: " << (*it)[0];
+      EXPECT_EQ((*it)[4].str(), "rfhost" + std::to_string(named / 2))
+          << "rank " << rank << " names the wrong host (or none) for rank " << named << ": "
+          << (*it)[0];
     }
   }
   // The cut-off host's ranks are named, across hosts, with their host's address.
   std::string survivors;
   for (int rank = 0; rank < 4; ++rank) survivors += ranks[rank]->output();
-  EXPECT_TRUE(survivors.find("(rank 4 is at 10.99.0.3)") != std::string::npos ||
-              survivors.find("(rank 5 is at 10.99.0.3)") != std::string::npos)
+  EXPECT_TRUE(survivors.find("(rank 4 is at 10.99.0.3 on rfhost2)") != std::string::npos ||
+              survivors.find("(rank 5 is at 10.99.0.3 on rfhost2)") != std::string::npos)
       << survivors;
 }
 

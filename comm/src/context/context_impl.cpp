@@ -211,8 +211,14 @@ std::unique_ptr<transport::Transport> ContextImpl::make_transport(const std::str
 }
 
 std::unique_ptr<transport::Transport> ContextImpl::transport_over(
-    const transport::MeshOptions& mesh, int rank, int size, std::size_t window_bytes) {
-  const auto sharing = transport::plan_shared_memory(options_.transport, *store_, mesh, rank, size);
+    const transport::MeshOptions& mesh_in, int rank, int size, std::size_t window_bytes) {
+  auto sharing = transport::plan_shared_memory(options_.transport, *store_, mesh_in, rank, size);
+  // A flat world learns its ranks' host names here, so that TCP errors across hosts name the
+  // host as well as the address (a hierarchy's groups already know both).
+  transport::MeshOptions mesh = mesh_in;
+  if (!mesh.global_ranks.knows_places() && !sharing.hosts.empty()) {
+    mesh.global_ranks = mesh.global_ranks.placed(std::move(sharing.hosts));
+  }
   if (sharing.everyone) {
     transport::ShmOptions shm{mesh};
     shm.window_bytes = window_bytes;

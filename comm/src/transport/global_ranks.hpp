@@ -33,6 +33,21 @@ class GlobalRanks {
     return places_[static_cast<std::size_t>(position)];
   }
 
+  /// Whether any position's place is known.
+  bool knows_places() const { return !places_.empty(); }
+
+  /// The same ranks, each running where `places[position]` says (a flat world's host names,
+  /// learnt when its ranks decide who shares memory).
+  GlobalRanks placed(std::vector<std::string> places) const {
+    return GlobalRanks(table_, std::move(places));
+  }
+
+  /// The host name `position` runs on (the first word of its place), or empty.
+  std::string host(int position) const {
+    const std::string where = place(position);
+    return where.substr(0, where.find(' '));
+  }
+
   /// "rank 3 on rfhost1 (10.99.0.2)" when the place of `position` is known, else "rank 3".
   std::string name(int position) const {
     std::string text = "rank " + std::to_string((*this)(position));

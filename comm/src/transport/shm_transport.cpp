@@ -131,12 +131,16 @@ SharedMemoryPlan plan_shared_memory(TransportKind requested, rendezvous::Store& 
                                     const MeshOptions& mesh, int rank, int size) {
   SharedMemoryPlan plan;
   plan.group = {rank};
-  if (requested == TransportKind::tcp || size <= 1) return plan;
+  if (size <= 1) return plan;
   const std::string own = host_identity();
   rendezvous::PrefixStore world(store, mesh.key_prefix);
   const auto identities =
       all_gather_in_group(world, "host", own, rank, size, mesh.connect_timeout,
                           mesh.global_ranks, "set-up of shared memory (which ranks share a host)");
+  for (const auto& identity : identities) {
+    plan.hosts.push_back(identity.substr(0, identity.find('/')));
+  }
+  if (requested == TransportKind::tcp) return plan;
   const int global_rank = mesh.global_ranks(rank);
   std::vector<std::string> elsewhere;
   for (int peer = 0; peer < size; ++peer) {

@@ -35,6 +35,9 @@ struct SharedMemoryPlan {
   /// Otherwise, the positions (ascending, this rank's among them) of the ranks this one shares
   /// memory with (shared_memory_groups()); just this rank when it shares with none.
   std::vector<int> group;
+  /// The host name of every position (empty for a world of one): TCP errors name the host a
+  /// lost peer was on, not only its address.
+  std::vector<std::string> hosts;
 };
 
 /// Collective: publishes host_identity() in the store and decides, identically on every rank,

@@ -105,8 +105,10 @@ TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions optio
     }
     char address[INET_ADDRSTRLEN] = {};
     ::inet_ntop(AF_INET, &theirs.sin_addr, address, sizeof(address));
+    const std::string host = options_.global_ranks.host(peer);
     elsewhere_[static_cast<std::size_t>(peer)] =
-        fmt::format(" (rank {} is at {})", options_.global_ranks(peer), address);
+        fmt::format(" (rank {} is at {}{})", options_.global_ranks(peer), address,
+                    host.empty() ? std::string{} : " on " + host);
   }
   spdlog::debug("rank {}: connected to {} peers, {} connection(s) each", rank_, size_ - 1,
                 options_.streams);
