@@ -351,6 +351,10 @@ void Messenger::match_unexpected(std::vector<Completion>& done) {
                                 RecvStatus{message.source, message.tag,
                                            message.data.size() / op.element},
                                 std::nullopt});
+      if (message.source != options_.rank) {
+        stats_.unexpected_bytes -= message.data.size();
+        --stats_.unexpected_messages;
+      }
       unexpected_.erase(found);
     }
     it = recvs_.erase(it);
@@ -569,6 +573,9 @@ void Messenger::on_header(int peer, std::vector<Completion>& done) {
   message->source = peer;
   message->tag = h.tag;
   message->data.resize(bytes);
+  stats_.unexpected_bytes += bytes;
+  stats_.unexpected_peak = std::max(stats_.unexpected_peak, stats_.unexpected_bytes);
+  ++stats_.unexpected_messages;
   link.message = message.get();
   link.target = message->data.data();
   unexpected_.push_back(std::move(message));
@@ -705,6 +712,8 @@ void Messenger::fail_peer(int peer, const std::string& why, std::vector<Completi
                                 [&](const auto& b) { return b.get() == link.bound; }));
     }
     if (link.message != nullptr) {
+      stats_.unexpected_bytes -= link.message->data.size();
+      --stats_.unexpected_messages;
       unexpected_.erase(std::find_if(unexpected_.begin(), unexpected_.end(),
                                      [&](const auto& m) { return m.get() == link.message; }));
     }

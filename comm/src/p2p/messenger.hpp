@@ -73,6 +73,14 @@ struct MessengerOptions {
 
 using OpId = std::uint64_t;
 
+/// What a messenger holds for messages no receive has taken yet (peers' messages only: a
+/// send to oneself is a copy kept until its receive).
+struct MessengerStats {
+  std::size_t unexpected_bytes = 0;     // payload bytes held now
+  std::size_t unexpected_peak = 0;      // the most held at once since construction
+  std::size_t unexpected_messages = 0;  // messages (or announcements of one) waiting now
+};
+
 /// A posted operation that finished: its status (receives), or why it failed.
 struct Completion {
   OpId id = 0;
@@ -113,6 +121,7 @@ class Messenger final : public Channel {
   void progress(std::chrono::microseconds wait, std::vector<Completion>& done);
   /// Whether any op is posted and not yet completed.
   bool busy() const;
+  const MessengerStats& stats() const { return stats_; }
 
   /// Blocking: posts `ops`, progresses until all are done, and returns the receives' statuses
   /// in order. On the first failure, withdraws what has not started, finishes what has (so
@@ -168,6 +177,7 @@ class Messenger final : public Channel {
   std::vector<bool> left_;               // by peer: said goodbye (its messenger was destroyed)
   std::vector<Completion> finished_;     // completed outside progress() (sends to self)
   OpId next_id_ = 1;
+  MessengerStats stats_;
 };
 
 }  // namespace ringfuse::p2p
