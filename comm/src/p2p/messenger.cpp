@@ -46,9 +46,9 @@ bool carries_payload(std::uint32_t magic) { return magic == kMessageMagic || mag
 bool remote(std::uint32_t magic) { return magic == kRemoteMagic || magic == kRemoteDataMagic; }
 bool eager(std::uint32_t magic) { return magic == kMessageMagic || magic == kRemoteMagic; }
 
-// What a receiver sends back on a connection it accepted. Its first byte is never 0, which
-// is what a doorbell byte (shared-memory pairs) is, so the two share the reverse direction
-// (a doorbell goes only between frames).
+// What a receiver sends back on a connection it accepted: on the socket's reverse direction
+// (TCP pairs), or through the pipe's reverse ring (shared-memory pairs, whose socket carries
+// doorbell bytes back). A frame's first byte is never 0.
 constexpr std::uint32_t kControlMagic = 0x52464354;  // "RFCT": first byte 'T'
 constexpr std::uint32_t kCredit = 1;                 // `credit` more eager bytes may come
 constexpr std::uint32_t kClearToSend = 2;            // send message `id`'s payload (+ credit)
@@ -151,7 +151,7 @@ struct Messenger::Link {
   // Outgoing: the control frame being read back.
   Control control{};
   std::size_t control_got = 0;
-  // Incoming: control frames not yet sent back (the socket was full).
+  // Incoming: control frames not yet sent back (the socket, or the reverse ring, was full).
   std::string control_out;
   // Incoming: the message being read.
   Header header{};
@@ -629,14 +629,31 @@ void Messenger::progress_sends(int peer, std::vector<Completion>& done) {
   if (moved && link.pipe->reader_asleep()) ring_doorbell(link.socket);
 }
 
+void Messenger::read_back(int peer) {
+  Link& link = *out_[peer];
+  auto* frame = reinterpret_cast<std::byte*>(&link.control);
+  while (true) {
+    const std::size_t n =
+        link.pipe->read_back(frame + link.control_got, sizeof(Control) - link.control_got);
+    if (n == 0) return;
+    link.control_got += n;
+    if (link.control_got < sizeof(Control)) return;
+    link.control_got = 0;
+    on_control(peer);
+  }
+}
+
 bool Messenger::read_control(int peer) {
   Link& link = *out_[peer];
+  if (link.pipe) {
+    read_back(peer);
+    return drain_doorbells(link.socket);
+  }
   std::array<std::byte, 512> bytes;
   while (true) {
     const ssize_t n = ::recv(link.socket.fd(), bytes.data(), bytes.size(), MSG_DONTWAIT);
     if (n > 0) {
       for (ssize_t i = 0; i < n; ++i) {
-        if (link.control_got == 0 && bytes[i] == std::byte{0}) continue;  // a doorbell
         reinterpret_cast<std::byte*>(&link.control)[link.control_got++] = bytes[i];
         if (link.control_got == sizeof(Control)) {
           link.control_got = 0;
@@ -690,6 +707,13 @@ void Messenger::send_control(int peer, std::uint32_t kind, std::uint64_t id) {
 void Messenger::flush_control(int peer) {
   Link& link = *in_[peer];
   auto& out = link.control_out;
+  if (link.pipe) {
+    const std::size_t n =
+        link.pipe->write_back(reinterpret_cast<const std::byte*>(out.data()), out.size());
+    out.erase(0, n);
+    if (n > 0 && link.pipe->writer_asleep()) ring_doorbell(link.socket);
+    return;
+  }
   while (!out.empty()) {
     const ssize_t n = ::send(link.socket.fd(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
     if (n > 0) {
@@ -905,9 +929,7 @@ void Messenger::read_incoming(int peer, std::vector<Completion>& done, bool chec
             pipe->copy_together(
                 link.target, link.header.address, bytes, pipe->remote_done() + 1,
                 [&] {
-                  if (pipe->writer_asleep() && link.control_out.empty()) {
-                    ring_doorbell(link.socket);
-                  }
+                  if (pipe->writer_asleep()) ring_doorbell(link.socket);
                 },
                 [&] {
                   char probe;
@@ -938,10 +960,7 @@ void Messenger::read_incoming(int peer, std::vector<Completion>& done, bool chec
       finish_message(peer, done);
     }
     if (pipe == nullptr) return;
-    // A doorbell only between control frames (it would split one).
-    if (consumed && pipe->writer_asleep() && link.control_out.empty()) {
-      ring_doorbell(link.socket);
-    }
+    if (consumed && pipe->writer_asleep()) ring_doorbell(link.socket);
     // The socket carries only doorbells and the close; after a close, the ring is read to
     // its end once more (the goodbye is the last thing in it) before judging.
     if (pass == 1) break;
@@ -1098,7 +1117,9 @@ void Messenger::poll_once(std::chrono::microseconds wait) {
   if (acceptor_) fds.push_back({acceptor_->wake_fd(), POLLIN, 0});
   for (int peer = 0; peer < options_.size; ++peer) {
     if (in_[peer] && in_[peer]->socket.valid()) {
-      const short events = in_[peer]->control_out.empty() ? POLLIN : POLLIN | POLLOUT;
+      // (A pipe's full reverse ring is retried on the next pass, not polled for.)
+      const bool blocked = !in_[peer]->pipe && !in_[peer]->control_out.empty();
+      const short events = blocked ? POLLIN | POLLOUT : POLLIN;
       fds.push_back({in_[peer]->socket.fd(), events, 0});
     }
     if (out_[peer] && out_[peer]->socket.valid()) {
@@ -1130,9 +1151,12 @@ void Messenger::step(std::vector<Completion>& done, bool check_sockets) {
         if (in_[peer]->pipe || check_sockets) read_incoming(peer, done, check_sockets);
         if (in_[peer] && !in_[peer]->control_out.empty()) flush_control(peer);
       }
-      // Spinning on pipes, a sender waiting to be cleared still looks at its socket.
-      if ((check_sockets || !announced_[peer].empty()) && out_[peer] &&
-          out_[peer]->socket.valid()) {
+      // Spinning, a sender waiting to be cleared still looks at its pipe's reverse ring.
+      if (!check_sockets && out_[peer] && out_[peer]->pipe && out_[peer]->socket.valid() &&
+          !announced_[peer].empty()) {
+        read_back(peer);
+      }
+      if (check_sockets && out_[peer] && out_[peer]->socket.valid()) {
         // Only control frames and doorbells come back on a sending connection: EOF means
         // closed.
         if (!read_control(peer)) {
@@ -1174,6 +1198,7 @@ void Messenger::set_sleeping(bool sleeping) {
     if (out_[peer] && out_[peer]->pipe && out_[peer]->socket.valid()) {
       out_[peer]->pipe->set_writer_sleeping(sleeping && (!sends_[peer].empty() ||
                                                          !cleared_[peer].empty() ||
+                                                         !announced_[peer].empty() ||
                                                          !remote_wait_[peer].empty()));
     }
   }

@@ -19,7 +19,8 @@
 //    credit for it (unexpected_bytes per sender, returned by the receiver as it consumes
 //    them); a larger one, or one beyond the credit, goes as an announcement (ready-to-send)
 //    only, matched like a message, and its payload follows once the receiver has matched it
-//    to a receive and said so (clear-to-send, on the connection's reverse direction), straight
+//    to a receive and said so (clear-to-send, on the connection's reverse direction, or its
+//    pipe's reverse ring), straight
 //    into that receive's buffer. Announcements are matched in arrival order like messages, so
 //    the order per (source, tag) stays the send order.
 // Operations are posted, then progressed together (progress()), so a group of sends and
@@ -174,9 +175,11 @@ class Messenger final : public Channel {
   /// Sender: reads what came back on its connection to `peer` (credit, clear-to-send,
   /// doorbells); false when the peer closed it.
   bool read_control(int peer);
+  /// Sender: reads the control frames in `peer`'s pipe's reverse ring.
+  void read_back(int peer);
   void on_control(int peer);
-  /// Receiver: queues a control frame to `peer` on the reverse direction and sends what it
-  /// can of the queue at once.
+  /// Receiver: queues a control frame to `peer` on the reverse direction (the socket's, or
+  /// the pipe's reverse ring) and sends what it can of the queue at once.
   void send_control(int peer, std::uint32_t kind, std::uint64_t id);
   void flush_control(int peer);
   /// Receiver: `op`, matched to `peer`'s announcement `id`, waits for the payload; tells the
