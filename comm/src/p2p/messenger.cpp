@@ -253,6 +253,10 @@ Messenger::Messenger(rendezvous::Store* store, MessengerOptions options)
 }
 
 Messenger::~Messenger() {
+  spdlog::debug("rank {}: {}: {} messages sent eagerly, {} announced (rendezvous); held at most "
+                "{} bytes of unexpected messages",
+                me(), options_.purpose, stats_.eager_sends, stats_.rendezvous_sends,
+                stats_.unexpected_peak);
   const Header goodbye{kMessageMagic, kGoodbyeTag, 0, 0, 0};
   const auto deadline = Clock::now() + std::chrono::milliseconds(200);
   for (auto& link : out_) {
