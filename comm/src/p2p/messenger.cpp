@@ -174,6 +174,7 @@ struct Messenger::SendOp {
   std::uint64_t remote_seq = 0;  // single copy: done once the pipe counted this many
   // Announced: why it was not sent eagerly, for the timeout's message.
   const char* why_announced = "";
+  bool chosen = false;  // eager (its credit taken) or announced, decided once
 };
 
 struct Messenger::RecvOp {
@@ -356,6 +357,8 @@ bool Messenger::cancel(OpId id) {
   for (auto& queue : sends_) {
     for (auto it = queue.begin(); it != queue.end(); ++it) {
       if ((*it)->id == id && (*it)->written == 0) {
+        // Chosen to go eagerly but not a byte written: its credit was not spent.
+        if ((*it)->chosen && eager((*it)->header.magic)) credit_[(*it)->peer] += (*it)->bytes;
         queue.erase(it);
         return true;
       }
@@ -507,6 +510,7 @@ void Messenger::handshake(int peer, const transport::Socket& socket,
 }
 
 void Messenger::choose_protocol(int peer, SendOp& op, const Link& link) {
+  op.chosen = true;
   const bool small = op.bytes <= options_.eager_bytes;
   if (small && op.bytes <= credit_[peer]) {
     credit_[peer] -= op.bytes;
@@ -562,7 +566,7 @@ void Messenger::progress_sends(int peer, std::vector<Completion>& done) {
       break;
     }
     SendOp& op = *from->front();
-    if (op.written == 0 && from == &queue) choose_protocol(peer, op, link);
+    if (!op.chosen) choose_protocol(peer, op, link);
     if (op.written == 0 && from == &cleared && link.pipe && link.pipe->single_copy() &&
         op.bytes >= options_.single_copy_min) {
       op.header.magic = kRemoteDataMagic;
