@@ -690,6 +690,33 @@ TEST_P(BoundedUnexpected, AnnouncedSendTimesOutNamingPeerTagAndBytes) {
       << message;
 }
 
+// A small message beyond the receiver's room for unexpected data (none here) waits for its
+// receive too, and its timeout says that the receiver's bound is why.
+TEST_P(BoundedUnexpected, SendWaitingForCreditSaysSoWhenItTimesOut) {
+  auto pair = messenger_pair(GetParam() == TransportKind::shm, [](p2p::MessengerOptions& o) {
+    o.op_timeout = 500ms;
+    o.unexpected_bytes = 0;
+  });
+  const float value = 1.0f;
+  const auto id = pair->sender->post_send(&value, sizeof(value), 1, 4);
+  std::vector<p2p::Completion> done;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (done.empty() && std::chrono::steady_clock::now() < deadline) {
+    pair->sender->progress(std::chrono::milliseconds(10), done);
+    std::vector<p2p::Completion> ignored;
+    pair->receiver->progress(std::chrono::milliseconds(1), ignored);
+  }
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].id, id);
+  ASSERT_TRUE(done[0].error);
+  const std::string message = done[0].error->what();
+  EXPECT_TRUE(contains(message, "rank 0: point-to-point: send of 4 bytes (tag 4) to rank 1: no "
+                                "receive for it after 0.5 s (the receiver holds "
+                                "RINGFUSE_P2P_UNEXPECTED_BYTES of this rank's messages already"))
+      << message;
+  EXPECT_EQ(pair->receiver->stats().unexpected_bytes, 0u);
+}
+
 INSTANTIATE_TEST_SUITE_P(Transports, BoundedUnexpected,
                          ::testing::Values(TransportKind::tcp, TransportKind::shm),
                          [](const auto& info) {
