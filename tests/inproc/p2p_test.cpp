@@ -410,6 +410,36 @@ TEST_P(PointToPoint, EngineWorkHandlesRingAndAnySource) {
   });
 }
 
+// Through the engine's Work handles (torch.distributed's isend/irecv): a 1 MiB message
+// (announced) and a small one after it, received in the other order, the large one from any
+// rank.
+TEST_P(PointToPoint, EngineWorkHandlesAnnouncedMessagesOutOfOrder) {
+  run_world(2, GetParam(), [](Context& ctx) {
+    auto& engine = ctx.engine();
+    constexpr std::int64_t kLarge = 256 * 1024;  // f32: 1 MiB
+    if (ctx.rank() == 0) {
+      const auto large = filled(kLarge, 5.0f);
+      const auto small = filled(16, 7.0f);
+      auto sent_large = engine.send(TensorView{const_cast<float*>(large.data()), DataType::f32,
+                                               {kLarge}},
+                                    1, 1);
+      auto sent_small =
+          engine.send(TensorView{const_cast<float*>(small.data()), DataType::f32, {16}}, 1, 2);
+      sent_small.wait(20s);
+      sent_large.wait(20s);
+      return;
+    }
+    std::vector<float> small(16), large(kLarge);
+    auto got_small = engine.recv(TensorView{small.data(), DataType::f32, {16}}, 0, 2);
+    got_small.wait(20s);
+    EXPECT_EQ(small, filled(16, 7.0f));
+    auto got_large = engine.recv(TensorView{large.data(), DataType::f32, {kLarge}}, kAnySource, 1);
+    got_large.wait(20s);
+    EXPECT_EQ(got_large.source_rank(), 0);
+    EXPECT_EQ(large, filled(kLarge, 5.0f));
+  });
+}
+
 /// The store of the job, until refuse_lookups(): from then on every get() and wait() fails,
 /// as a store whose client is held by another thread would leave them waiting. Point-to-point
 /// must not need the store once the Contexts (and engines) are built.
