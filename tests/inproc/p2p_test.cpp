@@ -10,6 +10,7 @@
 #include <numeric>
 #include <set>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -31,13 +32,14 @@ std::atomic<int> worlds{0};
 
 /// Runs `body(context)` on `size` Contexts, each on its own thread, and rethrows the first
 /// failure (gtest assertions inside `body` are reported as usual).
-void run_world(int size, TransportKind transport,
-               const std::function<void(Context&)>& body) {
+void run_world(int size, TransportKind transport, const std::function<void(Context&)>& body,
+               const std::function<void(Options&)>& tweak = {}) {
   auto store = std::make_shared<rendezvous::MemoryStore>();
   Options options;
   options.connect_timeout = 20s;
   options.op_timeout = 20s;
   options.transport = transport;
+  if (tweak) tweak(options);
   const std::string job = "p2p-" + std::to_string(::getpid()) + "-" + std::to_string(worlds++);
   std::vector<std::future<void>> ranks;
   for (int rank = 0; rank < size; ++rank) {
@@ -88,6 +90,121 @@ TEST_P(PointToPoint, TagsReceivedOutOfOrderAndOrderedPerTag) {
       }
     }
   });
+}
+
+// Messages on both sides of the eager limit (64 KiB) and beyond the receiver's bound of
+// unexpected data (256 KiB here, so small ones also wait for their receive): six tags, sent
+// in one group, received with the tags in reverse, half in one group and half one by one.
+// Within each tag the order is the send order (MPI's non-overtaking rule).
+std::size_t boundary_size(int tag, int i) {
+  constexpr std::size_t kSizes[] = {1024, 64 * 1024, 64 * 1024 + 4, 300 * 1024, 1024 * 1024};
+  return kSizes[static_cast<std::size_t>(tag + i) % 5];
+}
+
+std::vector<std::uint8_t> boundary_payload(int tag, int i) {
+  std::vector<std::uint8_t> v(boundary_size(tag, i));
+  for (std::size_t k = 0; k < v.size(); ++k) v[k] = static_cast<std::uint8_t>(k * 7 + tag * 31 + i);
+  return v;
+}
+
+TEST_P(PointToPoint, OrderPerTagAcrossTheEagerAndRendezvousBoundary) {
+  constexpr int kTags = 6;
+  constexpr int kPerTag = 4;
+  run_world(
+      2, GetParam(),
+      [](Context& ctx) {
+        if (ctx.rank() == 0) {
+          std::vector<std::vector<std::uint8_t>> payloads;
+          std::vector<P2POp> sends;
+          for (int i = 0; i < kPerTag; ++i) {
+            for (int tag = 0; tag < kTags; ++tag) payloads.push_back(boundary_payload(tag, i));
+          }
+          std::size_t at = 0;
+          for (int i = 0; i < kPerTag; ++i) {
+            for (int tag = 0; tag < kTags; ++tag, ++at) {
+              sends.push_back({P2POp::Kind::send, payloads[at].data(), payloads[at].size(),
+                               DataType::u8, 1, tag});
+            }
+          }
+          ctx.send_recv_group(sends);
+          return;
+        }
+        constexpr std::size_t kCapacity = 1024 * 1024;
+        const auto check = [](const std::vector<std::uint8_t>& got, const RecvStatus& status,
+                              int tag, int i) {
+          EXPECT_EQ(status.source, 0);
+          EXPECT_EQ(status.tag, tag);
+          ASSERT_EQ(status.count, boundary_size(tag, i)) << "tag " << tag << " message " << i;
+          const auto want = boundary_payload(tag, i);
+          EXPECT_TRUE(std::equal(want.begin(), want.end(), got.begin()))
+              << "tag " << tag << " message " << i;
+        };
+        // Even tags, in reverse, as one group.
+        std::vector<std::vector<std::uint8_t>> buffers;
+        std::vector<P2POp> receives;
+        std::vector<std::pair<int, int>> which;
+        for (int tag = kTags - 2; tag >= 0; tag -= 2) {
+          for (int i = 0; i < kPerTag; ++i) {
+            buffers.emplace_back(kCapacity);
+            which.emplace_back(tag, i);
+          }
+        }
+        for (std::size_t k = 0; k < buffers.size(); ++k) {
+          receives.push_back({P2POp::Kind::recv, buffers[k].data(), kCapacity, DataType::u8, 0,
+                              which[k].first});
+        }
+        const auto statuses = ctx.send_recv_group(receives);
+        for (std::size_t k = 0; k < buffers.size(); ++k) {
+          check(buffers[k], statuses[k], which[k].first, which[k].second);
+        }
+        // Odd tags, in reverse, one receive at a time.
+        std::vector<std::uint8_t> got(kCapacity);
+        for (int tag = kTags - 1; tag >= 1; tag -= 2) {
+          for (int i = 0; i < kPerTag; ++i) {
+            check(got, ctx.recv(got.data(), kCapacity, DataType::u8, 0, tag), tag, i);
+          }
+        }
+      },
+      [](Options& options) { options.p2p_unexpected_bytes = 256 * 1024; });
+}
+
+// Receives from any rank and with any tag take announced (rendezvous) messages as they take
+// eager ones: each sender's messages in its send order, every one whole.
+TEST_P(PointToPoint, AnySourceAcrossTheEagerAndRendezvousBoundary) {
+  constexpr int kMessages = 10;
+  constexpr std::size_t kLarge = 200 * 1024;
+  run_world(
+      3, GetParam(),
+      [](Context& ctx) {
+        const auto size_of = [](int i) { return i % 2 == 0 ? std::size_t{4096} : kLarge; };
+        if (ctx.rank() != 0) {
+          std::vector<std::vector<std::int32_t>> payloads;
+          std::vector<P2POp> sends;
+          for (int i = 0; i < kMessages; ++i) {
+            payloads.emplace_back(size_of(i) / 4, ctx.rank() * 1000 + i);
+          }
+          for (int i = 0; i < kMessages; ++i) {
+            sends.push_back({P2POp::Kind::send, payloads[i].data(), payloads[i].size(),
+                             DataType::i32, 0, i % 3});
+          }
+          ctx.send_recv_group(sends);
+          return;
+        }
+        std::vector<int> next(3, 0);  // by source: the message expected next
+        std::vector<std::int32_t> got(kLarge / 4);
+        for (int k = 0; k < 2 * kMessages; ++k) {
+          const auto status = ctx.recv(got.data(), got.size(), DataType::i32, kAnySource, kAnyTag);
+          ASSERT_TRUE(status.source == 1 || status.source == 2) << status.source;
+          const int i = next[status.source]++;
+          EXPECT_EQ(status.tag, i % 3);
+          ASSERT_EQ(status.count, size_of(i) / 4) << "from rank " << status.source;
+          EXPECT_EQ(got[0], status.source * 1000 + i);
+          EXPECT_EQ(got[status.count - 1], status.source * 1000 + i);
+        }
+        EXPECT_EQ(next[1], int{kMessages});
+        EXPECT_EQ(next[2], int{kMessages});
+      },
+      [](Options& options) { options.p2p_unexpected_bytes = 256 * 1024; });
 }
 
 TEST_P(PointToPoint, AnySourceAndAnyTag) {
@@ -293,6 +410,36 @@ TEST_P(PointToPoint, EngineWorkHandlesRingAndAnySource) {
   });
 }
 
+// Through the engine's Work handles (torch.distributed's isend/irecv): a 1 MiB message
+// (announced) and a small one after it, received in the other order, the large one from any
+// rank.
+TEST_P(PointToPoint, EngineWorkHandlesAnnouncedMessagesOutOfOrder) {
+  run_world(2, GetParam(), [](Context& ctx) {
+    auto& engine = ctx.engine();
+    constexpr std::int64_t kLarge = 256 * 1024;  // f32: 1 MiB
+    if (ctx.rank() == 0) {
+      const auto large = filled(kLarge, 5.0f);
+      const auto small = filled(16, 7.0f);
+      auto sent_large = engine.send(TensorView{const_cast<float*>(large.data()), DataType::f32,
+                                               {kLarge}},
+                                    1, 1);
+      auto sent_small =
+          engine.send(TensorView{const_cast<float*>(small.data()), DataType::f32, {16}}, 1, 2);
+      sent_small.wait(20s);
+      sent_large.wait(20s);
+      return;
+    }
+    std::vector<float> small(16), large(kLarge);
+    auto got_small = engine.recv(TensorView{small.data(), DataType::f32, {16}}, 0, 2);
+    got_small.wait(20s);
+    EXPECT_EQ(small, filled(16, 7.0f));
+    auto got_large = engine.recv(TensorView{large.data(), DataType::f32, {kLarge}}, kAnySource, 1);
+    got_large.wait(20s);
+    EXPECT_EQ(got_large.source_rank(), 0);
+    EXPECT_EQ(large, filled(kLarge, 5.0f));
+  });
+}
+
 /// The store of the job, until refuse_lookups(): from then on every get() and wait() fails,
 /// as a store whose client is held by another thread would leave them waiting. Point-to-point
 /// must not need the store once the Contexts (and engines) are built.
@@ -420,6 +567,191 @@ TEST(PointToPointSecurity, APeerWithAnotherSecretIsRefused) {
   const auto waited = expect_error(ErrorKind::timeout, [&] { receiver.run({&recv, 1}); });
   EXPECT_TRUE(contains(waited, "nothing came; is rank 1 sending it?")) << waited;
 }
+
+// Two messengers of one world of 2 (built together: each reads the other's address at
+// construction), on real sockets; `shared_memory` false keeps the pair on TCP.
+struct MessengerPair {
+  rendezvous::MemoryStore store;
+  std::unique_ptr<p2p::Messenger> sender;    // rank 0
+  std::unique_ptr<p2p::Messenger> receiver;  // rank 1
+};
+
+std::unique_ptr<MessengerPair> messenger_pair(
+    bool shared_memory, const std::function<void(p2p::MessengerOptions&)>& tweak = {}) {
+  auto pair = std::make_unique<MessengerPair>();
+  const std::string job = "p2p-pair-" + std::to_string(::getpid()) + "-" + std::to_string(worlds++);
+  const auto options = [&](int rank) {
+    p2p::MessengerOptions o;
+    o.rank = rank;
+    o.size = 2;
+    o.job_id = job;
+    o.secret = "secret";
+    o.key_prefix = job + "/";
+    o.connect_timeout = 20s;
+    o.op_timeout = 20s;
+    o.shared_memory = shared_memory;
+    if (tweak) tweak(o);
+    return o;
+  };
+  auto building = std::async(std::launch::async, [&] {
+    return std::make_unique<p2p::Messenger>(&pair->store, options(0));
+  });
+  pair->receiver = std::make_unique<p2p::Messenger>(&pair->store, options(1));
+  pair->sender = building.get();
+  return pair;
+}
+
+/// Progresses `messenger` until `ops` of its ids have completed (all without error) or 20 s
+/// have passed; returns the completions in the order they came.
+std::vector<p2p::Completion> progress_until_done(p2p::Messenger& messenger, std::size_t ops) {
+  std::vector<p2p::Completion> done, all;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (all.size() < ops && std::chrono::steady_clock::now() < deadline) {
+    done.clear();
+    messenger.progress(std::chrono::milliseconds(10), done);
+    for (const auto& completion : done) {
+      EXPECT_FALSE(completion.error) << completion.error->what();
+      all.push_back(completion);
+    }
+  }
+  return all;
+}
+
+class BoundedUnexpected : public ::testing::TestWithParam<TransportKind> {};
+
+// A sender running 1,000 messages ahead of its receiver (a pipeline stage, a loop of isend)
+// must not make the receiver hold more of its unexpected data than the bound
+// (RINGFUSE_P2P_UNEXPECTED_BYTES, 4 MiB by default); every message still arrives, in order.
+TEST_P(BoundedUnexpected, SenderThousandMessagesAheadStaysUnderTheBound) {
+  constexpr int kMessages = 1000;
+  constexpr std::size_t kCount = 4096;  // 16 KiB each: 16 MiB in all
+  constexpr std::size_t kBound = std::size_t{4} << 20;
+  auto pair = messenger_pair(GetParam() == TransportKind::shm);
+  std::vector<std::vector<float>> sent;
+  for (int i = 0; i < kMessages; ++i) sent.push_back(filled(kCount, static_cast<float>(i)));
+  auto sending = std::async(std::launch::async, [&] {
+    for (const auto& v : sent) pair->sender->post_send(v.data(), kCount * 4, 1, 5);
+    EXPECT_EQ(progress_until_done(*pair->sender, kMessages).size(), std::size_t{kMessages});
+  });
+  // The sender runs alone a while first (its socket or ring fills up), then the receiver
+  // reads, posting no receive until every message has been sent or announced.
+  std::this_thread::sleep_for(200ms);
+  p2p::Messenger& receiver = *pair->receiver;
+  std::vector<p2p::Completion> done;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (receiver.stats().unexpected_messages < kMessages &&
+         std::chrono::steady_clock::now() < deadline) {
+    receiver.progress(std::chrono::milliseconds(10), done);
+  }
+  EXPECT_EQ(receiver.stats().unexpected_messages, std::size_t{kMessages});
+  EXPECT_LE(receiver.stats().unexpected_peak, kBound)
+      << "the receiver held " << receiver.stats().unexpected_peak
+      << " bytes of unexpected messages";
+  std::vector<std::vector<float>> got(kMessages, std::vector<float>(kCount));
+  for (auto& v : got) receiver.post_recv(v.data(), kCount * 4, 4, 0, 5);
+  EXPECT_EQ(progress_until_done(receiver, kMessages).size(), std::size_t{kMessages});
+  sending.get();
+  for (int i = 0; i < kMessages; ++i) ASSERT_EQ(got[i], sent[i]) << "message " << i;
+  EXPECT_LE(receiver.stats().unexpected_peak, kBound);
+  EXPECT_EQ(receiver.stats().unexpected_bytes, 0u);
+  // What did not fit was announced and waited for its receive; each message went one way,
+  // decided once (also when the socket or ring was full as it came up).
+  EXPECT_GT(pair->sender->stats().eager_sends, 0u);
+  EXPECT_GT(pair->sender->stats().rendezvous_sends, 0u);
+  EXPECT_EQ(pair->sender->stats().eager_sends + pair->sender->stats().rendezvous_sends,
+            std::uint64_t{kMessages});
+}
+
+// A sender whose Context goes away after it announced a message (its payload never sent):
+// the receive that matches the announcement fails, naming the rank, the tag and the bytes,
+// instead of waiting for a payload that will not come.
+TEST_P(BoundedUnexpected, SenderLeavingDuringARendezvousIsReported) {
+  auto pair = messenger_pair(GetParam() == TransportKind::shm);
+  std::vector<float> payload = filled(256 * 1024, 1.0f);  // 1 MiB: announced
+  pair->sender->post_send(payload.data(), payload.size() * 4, 1, 3);
+  p2p::Messenger& receiver = *pair->receiver;
+  std::vector<p2p::Completion> done;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (receiver.stats().unexpected_messages == 0 && std::chrono::steady_clock::now() < deadline) {
+    pair->sender->progress(std::chrono::milliseconds(1), done);
+    receiver.progress(std::chrono::milliseconds(1), done);
+  }
+  ASSERT_EQ(receiver.stats().unexpected_messages, 1u);
+  EXPECT_EQ(pair->sender->stats().rendezvous_sends, 1u);
+  pair->sender.reset();  // leaves in order, the payload unsent
+  std::vector<float> got(payload.size());
+  const auto id = receiver.post_recv(got.data(), got.size() * 4, 4, 0, 3);
+  done.clear();
+  while (done.empty() && std::chrono::steady_clock::now() < deadline) {
+    receiver.progress(std::chrono::milliseconds(10), done);
+  }
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].id, id);
+  ASSERT_TRUE(done[0].error);
+  EXPECT_EQ(done[0].error->kind(), ErrorKind::peer_failure);
+  const std::string message = done[0].error->what();
+  EXPECT_TRUE(contains(message, "rank 1: point-to-point: recv of up to 1048576 bytes from rank 0 "
+                                "(tag 3): rank 0 has left (its Context was destroyed) without "
+                                "sending the 1048576 bytes (tag 3) it announced"))
+      << message;
+}
+
+// A sender waiting to be cleared to send is told when its receiver does not post the
+// receive within the operation timeout, with why the message waited.
+TEST_P(BoundedUnexpected, AnnouncedSendTimesOutNamingPeerTagAndBytes) {
+  auto pair = messenger_pair(GetParam() == TransportKind::shm,
+                             [](p2p::MessengerOptions& o) { o.op_timeout = 500ms; });
+  std::vector<float> payload = filled(256 * 1024, 1.0f);
+  const auto id = pair->sender->post_send(payload.data(), payload.size() * 4, 1, 3);
+  std::vector<p2p::Completion> done;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (done.empty() && std::chrono::steady_clock::now() < deadline) {
+    pair->sender->progress(std::chrono::milliseconds(10), done);
+    std::vector<p2p::Completion> ignored;
+    pair->receiver->progress(std::chrono::milliseconds(1), ignored);
+  }
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].id, id);
+  ASSERT_TRUE(done[0].error);
+  const std::string message = done[0].error->what();
+  EXPECT_TRUE(contains(message, "rank 0: point-to-point: send of 1048576 bytes (tag 3) to rank "
+                                "1: no receive for it after 0.5 s (larger than "
+                                "RINGFUSE_P2P_EAGER_BYTES"))
+      << message;
+}
+
+// A small message beyond the receiver's room for unexpected data (none here) waits for its
+// receive too, and its timeout says that the receiver's bound is why.
+TEST_P(BoundedUnexpected, SendWaitingForCreditSaysSoWhenItTimesOut) {
+  auto pair = messenger_pair(GetParam() == TransportKind::shm, [](p2p::MessengerOptions& o) {
+    o.op_timeout = 500ms;
+    o.unexpected_bytes = 0;
+  });
+  const float value = 1.0f;
+  const auto id = pair->sender->post_send(&value, sizeof(value), 1, 4);
+  std::vector<p2p::Completion> done;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (done.empty() && std::chrono::steady_clock::now() < deadline) {
+    pair->sender->progress(std::chrono::milliseconds(10), done);
+    std::vector<p2p::Completion> ignored;
+    pair->receiver->progress(std::chrono::milliseconds(1), ignored);
+  }
+  ASSERT_EQ(done.size(), 1u);
+  EXPECT_EQ(done[0].id, id);
+  ASSERT_TRUE(done[0].error);
+  const std::string message = done[0].error->what();
+  EXPECT_TRUE(contains(message, "rank 0: point-to-point: send of 4 bytes (tag 4) to rank 1: no "
+                                "receive for it after 0.5 s (the receiver holds "
+                                "RINGFUSE_P2P_UNEXPECTED_BYTES of this rank's messages already"))
+      << message;
+  EXPECT_EQ(pair->receiver->stats().unexpected_bytes, 0u);
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, BoundedUnexpected,
+                         ::testing::Values(TransportKind::tcp, TransportKind::shm),
+                         [](const auto& info) {
+                           return std::string(info.param == TransportKind::tcp ? "tcp" : "shm");
+                         });
 
 INSTANTIATE_TEST_SUITE_P(Transports, PointToPoint,
                          ::testing::Values(TransportKind::tcp, TransportKind::shm),

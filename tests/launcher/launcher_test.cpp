@@ -493,6 +493,8 @@ TEST(Launcher, HelpListsEveryTunableWithItsVariable) {
       {"RINGFUSE_CONNECT_TIMEOUT_S", "--start-timeout"},
       {"RINGFUSE_HOST_ADDR", "--host-addr"},
       {"RINGFUSE_SOCKETS_PER_PEER", "--sockets-per-peer"},
+      {"RINGFUSE_P2P_EAGER_BYTES", "--p2p-eager-bytes"},
+      {"RINGFUSE_P2P_UNEXPECTED_BYTES", "--p2p-unexpected-bytes"},
       {"RINGFUSE_LOG_LEVEL", "--log-level"},
       {"RINGFUSE_PROGRESS_FILE", "--health-port"},
       {"RINGFUSE_FUSION_THRESHOLD", "--fusion-threshold"},

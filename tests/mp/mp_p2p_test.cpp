@@ -129,6 +129,53 @@ TEST(KilledSenderInAChild, IsNamedByItsGlobalRank) {
   ranks[0]->wait(5s);
 }
 
+// A send of a message larger than the eager limit waits for its receive (the receiver keeps
+// no more than its bound of unexpected data); when the receiver is killed meanwhile, the
+// sender names it, the tag and the bytes within seconds, and never reports the send done.
+class KilledReceiverDuringARendezvous : public ::testing::TestWithParam<std::string> {};
+
+TEST_P(KilledReceiverDuringARendezvous, IsNamedByTheWaitingSender) {
+  ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0);
+  std::vector<std::unique_ptr<ringfuse::testing::Process>> ranks;
+  for (int rank = 0; rank < 2; ++rank) {
+    ranks.push_back(std::make_unique<ringfuse::testing::Process>(
+        std::vector<std::string>{P2P_CHECK_PATH, "--mode", "rendezvous-victim"},
+        std::map<std::string, std::string>{
+            {"RINGFUSE_RANK", std::to_string(rank)},
+            {"RINGFUSE_SIZE", "2"},
+            {"RINGFUSE_STORE_ADDR", "127.0.0.1:" + std::to_string(store.port())},
+            {"RINGFUSE_JOB_ID", "p2p-rdv-victim-" + GetParam() + std::to_string(::getpid())},
+            {"RINGFUSE_TRANSPORT", GetParam()},
+            {"RINGFUSE_TIMEOUT_S", "60"}}));
+  }
+  const auto deadline = Clock::now() + 60s;
+  while (Clock::now() < deadline && (ranks[0]->output().find("running") == std::string::npos ||
+                                     ranks[1]->output().find("running") == std::string::npos)) {
+    std::this_thread::sleep_for(20ms);
+  }
+  ASSERT_NE(ranks[1]->output().find("running"), std::string::npos) << ranks[1]->output();
+  std::this_thread::sleep_for(300ms);  // rank 0 into its send
+  ASSERT_EQ(::kill(ranks[1]->pid(), SIGKILL), 0);
+  const auto killed_at = Clock::now();
+  const auto result = ranks[0]->wait(30s);
+  const auto took = Clock::now() - killed_at;
+  ASSERT_FALSE(result.timed_out) << result.output;
+  EXPECT_EQ(result.exit_code, 3) << result.output;
+  EXPECT_LE(took, 10s) << result.output;
+  EXPECT_EQ(result.output.find("completed without a receive"), std::string::npos)
+      << result.output;
+  EXPECT_NE(result.output.find("rank 0: point-to-point: rank 1 closed its end of the connection "
+                               "(it exited, crashed or was killed) while this rank's send of "
+                               "8388608 bytes (tag 1) to it was not done"),
+            std::string::npos)
+      << result.output;
+  ranks[1]->wait(5s);
+}
+
+INSTANTIATE_TEST_SUITE_P(Transports, KilledReceiverDuringARendezvous,
+                         ::testing::Values("tcp", "auto"),
+                         [](const auto& info) { return info.param; });
+
 #ifdef MPIRUN_PATH
 class UnderMpirun : public ::testing::TestWithParam<std::string> {};
 

@@ -9,6 +9,8 @@
 //   child-victim  3 ranks: victim's exchange inside subgroup {2, 0} (global rank 0 is the
 //              child's rank 1 and is killed; global rank 2 receives), whose error must name
 //              global rank 0
+//   rendezvous-victim  rank 0 sends 8 MiB (an announced message) that rank 1, inside a receive
+//              of another tag, never takes; the test kills rank 1 while rank 0's send waits
 // Prints "rank R: <mode> ok" on success; exit 3 with the error on a ringfuse::Error.
 #include <chrono>
 #include <iostream>
@@ -124,6 +126,23 @@ void victim(Context& ctx) {
   }
 }
 
+void rendezvous_victim(Context& ctx) {
+  float value = 1.0f;
+  if (ctx.rank() == 0) {
+    ctx.send(&value, 1, DataType::f32, 1, 0);
+    std::cout << "rank 0: running" << std::endl;
+    const std::vector<float> large(std::size_t{2} << 20, 2.0f);  // 8 MiB
+    ctx.send(large.data(), large.size(), DataType::f32, 1, 1);
+    // Only a send that did not wait for its receive gets here.
+    std::cout << "rank 0: the 8 MiB send completed without a receive" << std::endl;
+    ctx.recv(&value, 1, DataType::f32, 1, 2);  // never sent: rank 1 is killed
+  } else if (ctx.rank() == 1) {
+    ctx.recv(&value, 1, DataType::f32, 0, 0);
+    std::cout << "rank 1: running" << std::endl;
+    ctx.recv(&value, 1, DataType::f32, 0, 2);  // never sent: this rank is killed in it
+  }
+}
+
 void child_victim(Context& ctx) {
   auto child = ctx.subgroup(std::vector<int>{2, 0});
   float value = 1.0f;
@@ -144,8 +163,9 @@ int main(int argc, char** argv) {
   CLI::App app{"point-to-point check"};
   std::string mode = "pipeline";
   int micro_batches = 100;
-  app.add_option("--mode", mode)->check(CLI::IsMember({"pipeline", "anysource", "ring", "victim",
-                                                          "child-victim"}));
+  app.add_option("--mode", mode)
+      ->check(CLI::IsMember(
+          {"pipeline", "anysource", "ring", "victim", "child-victim", "rendezvous-victim"}));
   app.add_option("--micro-batches", micro_batches);
   CLI11_PARSE(app, argc, argv);
   int rank = -1;
@@ -157,6 +177,7 @@ int main(int argc, char** argv) {
     if (mode == "ring") ring(*ctx);
     if (mode == "victim") victim(*ctx);
     if (mode == "child-victim") child_victim(*ctx);
+    if (mode == "rendezvous-victim") rendezvous_victim(*ctx);
     ctx->barrier();
     std::cout << "rank " << rank << ": " << mode << " ok" << std::endl;
   } catch (const ringfuse::Error& e) {

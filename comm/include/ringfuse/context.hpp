@@ -87,6 +87,13 @@ struct Options {
   /// in a shared-memory exchange of 256 KiB or more sleeps at once instead of yielding first
   /// (for training, where a yield hands the core to compute threads for a time slice).
   bool shm_large_waits_sleep = false;
+  /// RINGFUSE_P2P_EAGER_BYTES: point-to-point messages of up to this many bytes are sent
+  /// without waiting for their receive (while the receiver has room for them, below);
+  /// larger ones wait for it, then go straight into its buffer.
+  std::size_t p2p_eager_bytes = std::size_t{64} << 10;
+  /// RINGFUSE_P2P_UNEXPECTED_BYTES: the most bytes of one sender's messages a rank keeps for
+  /// receives not posted yet; beyond it, messages wait for their receive like large ones.
+  std::size_t p2p_unexpected_bytes = std::size_t{4} << 20;
   /// RINGFUSE_LOG_LEVEL: spdlog level (trace, debug, info, warn, error, critical, off) set by
   /// init(); empty leaves the process's level as it is.
   std::string log_level;

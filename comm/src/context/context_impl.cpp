@@ -308,6 +308,8 @@ std::unique_ptr<p2p::Messenger> ContextImpl::open_p2p(const std::string& channel
   options.connect_timeout = options_.connect_timeout;
   options.op_timeout = options_.op_timeout;
   options.shared_memory = options_.transport != TransportKind::tcp;
+  options.eager_bytes = options_.p2p_eager_bytes;
+  options.unexpected_bytes = options_.p2p_unexpected_bytes;
   options.global_ranks = transport::GlobalRanks(global_ranks_);
   return std::make_unique<p2p::Messenger>(store_, options);  // no store in a world of one
 }

@@ -154,7 +154,7 @@ Problem host_address(const std::string& text, std::string& field) {
 }
 
 // The rows. Captureless lambdas: each row's parser and display sit next to its name.
-const std::array<Tunable, 22> kTunables{{
+const std::array<Tunable, 24> kTunables{{
     {"RINGFUSE_ALGO", "--algo", true, "auto|ring|tree|rhd",
      "all-reduce algorithm (auto: tree up to 32 KiB, rhd up to 1 MiB, ring above)", "",
      TunableScope::context,
@@ -231,6 +231,18 @@ const std::array<Tunable, 22> kTunables{{
        return std::nullopt;
      },
      [](const Options& o) { return std::string(o.shm_large_waits_sleep ? "sleep" : "yield"); }},
+    {"RINGFUSE_P2P_EAGER_BYTES", "--p2p-eager-bytes", true, "BYTES",
+     "point-to-point: messages up to this size (K/M/G suffixes) are sent without waiting for "
+     "their receive; larger ones wait for it, then go straight into its buffer",
+     "", TunableScope::context,
+     [](const std::string& v, Options& o) { return bytes(v, o.p2p_eager_bytes); },
+     [](const Options& o) { return show_bytes(o.p2p_eager_bytes); }},
+    {"RINGFUSE_P2P_UNEXPECTED_BYTES", "--p2p-unexpected-bytes", true, "BYTES",
+     "point-to-point: the most bytes of one sender's messages a rank keeps for receives not "
+     "posted yet (K/M/G suffixes); beyond it, small messages also wait for their receive",
+     "", TunableScope::context,
+     [](const std::string& v, Options& o) { return bytes(v, o.p2p_unexpected_bytes); },
+     [](const Options& o) { return show_bytes(o.p2p_unexpected_bytes); }},
     {"RINGFUSE_LOG_LEVEL", "--log-level", true, "LEVEL",
      "log level: trace|debug|info|warn|error|critical|off", "info", TunableScope::context,
      [](const std::string& v, Options& o) { return log_level(v, o.log_level); },

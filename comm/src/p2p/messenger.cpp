@@ -27,14 +27,39 @@ constexpr std::uint32_t kMessageMagic = 0x52464d47;  // "RFMG"
 constexpr std::int32_t kGoodbyeTag = -2;             // the sender's messenger is going away
 
 constexpr std::uint32_t kRemoteMagic = 0x52465243;   // "RFRC": payload at `address`
+// Rendezvous: the announcement (no payload), then, once cleared, the payload of message `id`
+// (inline, or at `address` on a pipe that reads the sender's memory).
+constexpr std::uint32_t kAnnounceMagic = 0x52465254;    // "RFRT": ready to send
+constexpr std::uint32_t kDataMagic = 0x52464454;        // "RFDT"
+constexpr std::uint32_t kRemoteDataMagic = 0x52465244;  // "RFRD"
 
 struct Header {
   std::uint32_t magic;
   std::int32_t tag;
   std::uint64_t bytes;
-  std::uint64_t address;  // kRemoteMagic: where the payload lies in the sender's memory
+  std::uint64_t address;  // kRemote*: where the payload lies in the sender's memory
+  std::uint64_t id;       // the sender's id of the message (rendezvous frames)
 };
-static_assert(sizeof(Header) == 24);
+static_assert(sizeof(Header) == 32);
+
+bool carries_payload(std::uint32_t magic) { return magic == kMessageMagic || magic == kDataMagic; }
+bool remote(std::uint32_t magic) { return magic == kRemoteMagic || magic == kRemoteDataMagic; }
+bool eager(std::uint32_t magic) { return magic == kMessageMagic || magic == kRemoteMagic; }
+
+// What a receiver sends back on a connection it accepted: on the socket's reverse direction
+// (TCP pairs), or through the pipe's reverse ring (shared-memory pairs, whose socket carries
+// doorbell bytes back). A frame's first byte is never 0.
+constexpr std::uint32_t kControlMagic = 0x52464354;  // "RFCT": first byte 'T'
+constexpr std::uint32_t kCredit = 1;                 // `credit` more eager bytes may come
+constexpr std::uint32_t kClearToSend = 2;            // send message `id`'s payload (+ credit)
+
+struct Control {
+  std::uint32_t magic;
+  std::uint32_t kind;
+  std::uint64_t id;
+  std::uint64_t credit;
+};
+static_assert(sizeof(Control) == 24);
 
 /// Reads what is there into buf[got, want); false on EOF; throws std::system_error.
 bool read_some(int fd, void* buf, std::size_t want, std::size_t& got) {
@@ -77,11 +102,20 @@ std::string allowed_cpus() {
   return text;
 }
 
-/// A peer's published "<cpus>;<host>:<port>", split.
-std::pair<std::string, std::string> split_published(const std::string& value) {
-  const auto at = value.find(';');
-  if (at == std::string::npos) return {std::string(), value};
-  return {value.substr(0, at), value.substr(at + 1)};
+/// A peer's published "<cpus>;<unexpected bytes>;<host>:<port>", split.
+struct Published {
+  std::string cpus;
+  std::size_t unexpected_bytes = 0;  // how much of this rank's eager messages it takes
+  std::string address;
+};
+
+Published split_published(const std::string& value) {
+  const auto first = value.find(';');
+  const auto second = value.find(';', first + 1);
+  if (first == std::string::npos || second == std::string::npos) return {{}, 0, value};
+  return {value.substr(0, first),
+          static_cast<std::size_t>(std::strtoull(value.c_str() + first + 1, nullptr, 10)),
+          value.substr(second + 1)};
 }
 
 /// Whether the ranks that advertise this rank's host outnumber the CPUs they may use between
@@ -91,7 +125,7 @@ bool host_oversubscribed(const std::vector<std::string>& published, const std::s
   CPU_ZERO(&cpus);
   int ranks_here = 0;
   for (const auto& value : published) {
-    const auto [cpu_list, address] = split_published(value);
+    const auto [cpu_list, unexpected, address] = split_published(value);
     if (address.substr(0, address.rfind(':')) != host) continue;
     ++ranks_here;
     std::size_t at = 0;
@@ -114,6 +148,11 @@ struct Messenger::Link {
   // doorbell bytes and the peer's close.
   std::unique_ptr<ShmPipe> pipe;
   std::uint64_t remote_sent = 0;  // outgoing: messages sent as an address (single copy)
+  // Outgoing: the control frame being read back.
+  Control control{};
+  std::size_t control_got = 0;
+  // Incoming: control frames not yet sent back (the socket, or the reverse ring, was full).
+  std::string control_out;
   // Incoming: the message being read.
   Header header{};
   std::size_t header_got = 0;
@@ -133,6 +172,9 @@ struct Messenger::SendOp {
   std::size_t written = 0;  // of header and payload together
   Clock::time_point last_progress;
   std::uint64_t remote_seq = 0;  // single copy: done once the pipe counted this many
+  // Announced: why it was not sent eagerly, for the timeout's message.
+  const char* why_announced = "";
+  bool chosen = false;  // eager (its credit taken) or announced, decided once
 };
 
 struct Messenger::RecvOp {
@@ -146,6 +188,7 @@ struct Messenger::RecvOp {
   int source = -1;
   int got_tag = 0;
   std::size_t bytes = 0;
+  std::uint64_t announced = 0;  // matched to this announcement of `source`: cleared, waiting
 };
 
 struct Messenger::Message {
@@ -153,6 +196,8 @@ struct Messenger::Message {
   int tag;
   std::vector<std::byte> data;
   bool complete = false;
+  std::size_t bytes = 0;
+  std::uint64_t announced = 0;  // an announcement only (its payload waits at the sender)
 };
 
 Messenger::Messenger(rendezvous::Store* store, MessengerOptions options)
@@ -163,6 +208,11 @@ Messenger::Messenger(rendezvous::Store* store, MessengerOptions options)
   dead_.resize(n);
   sends_.resize(n);
   remote_wait_.resize(n);
+  announced_.resize(n);
+  cleared_.resize(n);
+  credit_.assign(n, options_.unexpected_bytes);
+  owed_.assign(n, 0);
+  held_.assign(n, 0);
   left_.assign(n, false);
   if (options_.size == 1) return;
   try {
@@ -178,14 +228,21 @@ Messenger::Messenger(rendezvous::Store* store, MessengerOptions options)
   }
   // Every peer's address now, while every rank builds its messenger: a send never reads the
   // store, so it never waits on a store client another thread of this rank holds.
-  // The CPUs each rank may use travel along, to choose how a waiting rank waits.
+  // The CPUs each rank may use travel along, to choose how a waiting rank waits, and how
+  // much of each sender's unexpected data it takes (the senders' credit).
   const auto key = options_.key_prefix + "addr";
   try {
     const auto published = rendezvous::all_gather(
         *store, key,
-        fmt::format("{};{}:{}", allowed_cpus(), options_.advertise_host, acceptor_->port()),
+        fmt::format("{};{};{}:{}", allowed_cpus(), options_.unexpected_bytes,
+                    options_.advertise_host, acceptor_->port()),
         options_.rank, options_.size, options_.connect_timeout);
-    for (const auto& value : published) addresses_.push_back(split_published(value).second);
+    // Each peer's own bound is this rank's credit with it.
+    for (std::size_t peer = 0; peer < published.size(); ++peer) {
+      auto parts = split_published(published[peer]);
+      addresses_.push_back(std::move(parts.address));
+      credit_[peer] = parts.unexpected_bytes;
+    }
     oversubscribed_ = host_oversubscribed(published, options_.advertise_host);
   } catch (const Error& e) {
     throw core::rank_error(e.kind(), me(),
@@ -197,7 +254,11 @@ Messenger::Messenger(rendezvous::Store* store, MessengerOptions options)
 }
 
 Messenger::~Messenger() {
-  const Header goodbye{kMessageMagic, kGoodbyeTag, 0, 0};
+  spdlog::debug("rank {}: {}: {} messages sent eagerly, {} announced (rendezvous); held at most "
+                "{} bytes of unexpected messages",
+                me(), options_.purpose, stats_.eager_sends, stats_.rendezvous_sends,
+                stats_.unexpected_peak);
+  const Header goodbye{kMessageMagic, kGoodbyeTag, 0, 0, 0};
   const auto deadline = Clock::now() + std::chrono::milliseconds(200);
   for (auto& link : out_) {
     if (!link || !link->socket.valid()) continue;
@@ -246,13 +307,14 @@ OpId Messenger::post_send(const void* data, std::size_t bytes, int peer, int tag
     message->tag = tag;
     const auto* first = static_cast<const std::byte*>(data);
     message->data.assign(first, first + bytes);
+    message->bytes = bytes;
     message->complete = true;
     unexpected_.push_back(std::move(message));
     finished_.push_back(Completion{id, {}, std::nullopt});
     return id;
   }
   auto op = std::make_unique<SendOp>(SendOp{id, static_cast<const std::byte*>(data), bytes, peer,
-                                            tag, Header{kMessageMagic, tag, bytes, 0}, 0,
+                                            tag, Header{kMessageMagic, tag, bytes, 0, id}, 0,
                                             Clock::now()});
   sends_[peer].push_back(std::move(op));
   return id;
@@ -295,6 +357,8 @@ bool Messenger::cancel(OpId id) {
   for (auto& queue : sends_) {
     for (auto it = queue.begin(); it != queue.end(); ++it) {
       if ((*it)->id == id && (*it)->written == 0) {
+        // Chosen to go eagerly but not a byte written: its credit was not spent.
+        if ((*it)->chosen && eager((*it)->header.magic)) credit_[(*it)->peer] += (*it)->bytes;
         queue.erase(it);
         return true;
       }
@@ -307,7 +371,9 @@ bool Messenger::busy() const {
   if (!recvs_.empty() || !bound_.empty() || !finished_.empty()) return true;
   const auto pending = [](const auto& q) { return !q.empty(); };
   return std::any_of(sends_.begin(), sends_.end(), pending) ||
-         std::any_of(remote_wait_.begin(), remote_wait_.end(), pending);
+         std::any_of(remote_wait_.begin(), remote_wait_.end(), pending) ||
+         std::any_of(announced_.begin(), announced_.end(), pending) ||
+         std::any_of(cleared_.begin(), cleared_.end(), pending);
 }
 
 bool Messenger::recv_wants(const RecvOp& op, int source, int tag) const {
@@ -342,15 +408,33 @@ void Messenger::match_unexpected(std::vector<Completion>& done) {
       continue;
     }
     Message& message = **found;
-    if (message.data.size() > op.capacity) {
+    if (message.bytes > op.capacity) {
       done.push_back(Completion{op.id, {}, truncation(op, message.source, message.tag,
-                                                      message.data.size())});
+                                                      message.bytes)});
+    } else if (message.announced != 0) {
+      const int source = message.source;
+      const std::uint64_t id = message.announced;
+      op.source = source;
+      op.got_tag = message.tag;
+      op.bytes = message.bytes;
+      --stats_.unexpected_messages;
+      unexpected_.erase(found);
+      auto taken = std::move(*it);
+      it = recvs_.erase(it);
+      clear_to_send(source, std::move(taken), id);
+      continue;
     } else {
       if (!message.data.empty()) std::memcpy(op.data, message.data.data(), message.data.size());
       done.push_back(Completion{op.id,
                                 RecvStatus{message.source, message.tag,
                                            message.data.size() / op.element},
                                 std::nullopt});
+      if (message.source != options_.rank) {
+        stats_.unexpected_bytes -= message.data.size();
+        --stats_.unexpected_messages;
+        held_[message.source] -= message.data.size();
+        return_credit(message.source, message.data.size());
+      }
       unexpected_.erase(found);
     }
     it = recvs_.erase(it);
@@ -425,6 +509,25 @@ void Messenger::handshake(int peer, const transport::Socket& socket,
   }
 }
 
+void Messenger::choose_protocol(int peer, SendOp& op, const Link& link) {
+  op.chosen = true;
+  const bool small = op.bytes <= options_.eager_bytes;
+  if (small && op.bytes <= credit_[peer]) {
+    credit_[peer] -= op.bytes;
+    ++stats_.eager_sends;
+    if (link.pipe && link.pipe->single_copy() && op.bytes >= options_.single_copy_min) {
+      op.header.magic = kRemoteMagic;
+      op.header.address = reinterpret_cast<std::uint64_t>(op.data);
+    }
+    return;
+  }
+  ++stats_.rendezvous_sends;
+  op.header.magic = kAnnounceMagic;
+  op.why_announced = small ? "the receiver holds RINGFUSE_P2P_UNEXPECTED_BYTES of this rank's "
+                             "messages already: this one waits for its receive"
+                           : "larger than RINGFUSE_P2P_EAGER_BYTES: it waits for its receive";
+}
+
 void Messenger::progress_sends(int peer, std::vector<Completion>& done) {
   auto& waiting = remote_wait_[peer];
   if (!waiting.empty()) {
@@ -445,18 +548,32 @@ void Messenger::progress_sends(int peer, std::vector<Completion>& done) {
     }
   }
   auto& queue = sends_[peer];
-  if (queue.empty()) return;
+  auto& cleared = cleared_[peer];
+  if (queue.empty() && cleared.empty()) return;
   Link& link = outgoing(peer);
   bool moved = false;
-  while (!queue.empty()) {
-    SendOp& op = *queue.front();
-    if (op.written == 0 && link.pipe && link.pipe->single_copy() &&
+  while (true) {
+    // A frame begun is finished first; then payloads their receiver asked for (its buffer
+    // waits for them), then new messages in posting order.
+    std::deque<std::unique_ptr<SendOp>>* from = nullptr;
+    if (!queue.empty() && queue.front()->written > 0) {
+      from = &queue;
+    } else if (!cleared.empty()) {
+      from = &cleared;
+    } else if (!queue.empty()) {
+      from = &queue;
+    } else {
+      break;
+    }
+    SendOp& op = *from->front();
+    if (!op.chosen) choose_protocol(peer, op, link);
+    if (op.written == 0 && from == &cleared && link.pipe && link.pipe->single_copy() &&
         op.bytes >= options_.single_copy_min) {
-      op.header.magic = kRemoteMagic;
+      op.header.magic = kRemoteDataMagic;
       op.header.address = reinterpret_cast<std::uint64_t>(op.data);
     }
-    const bool remote = op.header.magic == kRemoteMagic;
-    const std::size_t total = sizeof(Header) + (remote ? 0 : op.bytes);
+    const std::size_t payload = carries_payload(op.header.magic) ? op.bytes : 0;
+    const std::size_t total = sizeof(Header) + payload;
     while (op.written < total) {
       if (link.pipe) {
         // Header, then payload, copied straight from the caller's buffer into the ring.
@@ -466,7 +583,7 @@ void Messenger::progress_sends(int peer, std::vector<Completion>& done) {
                                sizeof(Header) - op.written);
         } else {
           const std::size_t at = op.written - sizeof(Header);
-          n = link.pipe->write(op.data + at, op.bytes - at);
+          n = link.pipe->write(op.data + at, payload - at);
         }
         if (n == 0) break;
         op.written += n;
@@ -479,10 +596,10 @@ void Messenger::progress_sends(int peer, std::vector<Completion>& done) {
       if (op.written < sizeof(Header)) {
         parts[count++] = {reinterpret_cast<char*>(&op.header) + op.written,
                           sizeof(Header) - op.written};
-        if (op.bytes > 0) parts[count++] = {const_cast<std::byte*>(op.data), op.bytes};
+        if (payload > 0) parts[count++] = {const_cast<std::byte*>(op.data), payload};
       } else {
         const std::size_t at = op.written - sizeof(Header);
-        parts[count++] = {const_cast<std::byte*>(op.data) + at, op.bytes - at};
+        parts[count++] = {const_cast<std::byte*>(op.data) + at, payload - at};
       }
       msghdr msg{};
       msg.msg_iov = parts;
@@ -502,16 +619,138 @@ void Messenger::progress_sends(int peer, std::vector<Completion>& done) {
                            std::strerror(errno), global(peer));
     }
     if (op.written < total) break;  // the ring is full
-    if (remote) {
+    auto finished = std::move(from->front());
+    from->pop_front();
+    if (remote(finished->header.magic)) {
       // Complete once read; the next messages may go into the ring behind it meanwhile.
-      op.remote_seq = ++link.remote_sent;
-      waiting.push_back(std::move(queue.front()));
+      finished->remote_seq = ++link.remote_sent;
+      waiting.push_back(std::move(finished));
+    } else if (finished->header.magic == kAnnounceMagic) {
+      // The payload goes when the receiver clears it (on_control).
+      finished->written = 0;
+      finished->last_progress = Clock::now();
+      announced_[peer].push_back(std::move(finished));
     } else {
-      done.push_back(Completion{op.id, {}, std::nullopt});
+      done.push_back(Completion{finished->id, {}, std::nullopt});
     }
-    queue.pop_front();
   }
   if (moved && link.pipe->reader_asleep()) ring_doorbell(link.socket);
+}
+
+void Messenger::read_back(int peer) {
+  Link& link = *out_[peer];
+  auto* frame = reinterpret_cast<std::byte*>(&link.control);
+  while (true) {
+    const std::size_t n =
+        link.pipe->read_back(frame + link.control_got, sizeof(Control) - link.control_got);
+    if (n == 0) return;
+    link.control_got += n;
+    if (link.control_got < sizeof(Control)) return;
+    link.control_got = 0;
+    on_control(peer);
+  }
+}
+
+bool Messenger::read_control(int peer) {
+  Link& link = *out_[peer];
+  if (link.pipe) {
+    read_back(peer);
+    return drain_doorbells(link.socket);
+  }
+  std::array<std::byte, 512> bytes;
+  while (true) {
+    const ssize_t n = ::recv(link.socket.fd(), bytes.data(), bytes.size(), MSG_DONTWAIT);
+    if (n > 0) {
+      for (ssize_t i = 0; i < n; ++i) {
+        reinterpret_cast<std::byte*>(&link.control)[link.control_got++] = bytes[i];
+        if (link.control_got == sizeof(Control)) {
+          link.control_got = 0;
+          on_control(peer);
+        }
+      }
+      continue;
+    }
+    if (n == 0) return false;
+    if (errno == EINTR) continue;
+    if (errno == EAGAIN || errno == EWOULDBLOCK) return true;
+    return false;  // reset: the peer is gone
+  }
+}
+
+void Messenger::on_control(int peer) {
+  const Control& control = out_[peer]->control;
+  if (control.magic != kControlMagic ||
+      (control.kind != kCredit && control.kind != kClearToSend)) {
+    throw core::error_at(ErrorKind::protocol, me(), global(peer),
+                         "{}: a malformed control frame from rank {}", options_.purpose,
+                         global(peer));
+  }
+  credit_[peer] += static_cast<std::size_t>(control.credit);
+  if (control.kind != kClearToSend) return;
+  auto& announced = announced_[peer];
+  const auto found = std::find_if(announced.begin(), announced.end(),
+                                  [&](const auto& op) { return op->id == control.id; });
+  if (found == announced.end()) {
+    throw core::error_at(ErrorKind::protocol, me(), global(peer),
+                         "{}: rank {} cleared a message this rank did not announce",
+                         options_.purpose, global(peer));
+  }
+  SendOp& op = **found;
+  op.header = Header{kDataMagic, op.tag, op.bytes, 0, op.id};
+  op.written = 0;
+  op.last_progress = Clock::now();
+  cleared_[peer].push_back(std::move(*found));
+  announced.erase(found);
+}
+
+void Messenger::send_control(int peer, std::uint32_t kind, std::uint64_t id) {
+  if (!in_[peer] || !in_[peer]->socket.valid()) return;  // gone: nothing to tell it
+  const Control control{kControlMagic, kind, id, owed_[peer]};
+  owed_[peer] = 0;
+  const auto* bytes = reinterpret_cast<const char*>(&control);
+  in_[peer]->control_out.append(bytes, sizeof(control));
+  flush_control(peer);
+}
+
+void Messenger::flush_control(int peer) {
+  Link& link = *in_[peer];
+  auto& out = link.control_out;
+  if (link.pipe) {
+    const std::size_t n =
+        link.pipe->write_back(reinterpret_cast<const std::byte*>(out.data()), out.size());
+    out.erase(0, n);
+    if (n > 0 && link.pipe->writer_asleep()) ring_doorbell(link.socket);
+    return;
+  }
+  while (!out.empty()) {
+    const ssize_t n = ::send(link.socket.fd(), out.data(), out.size(), MSG_NOSIGNAL | MSG_DONTWAIT);
+    if (n > 0) {
+      out.erase(0, static_cast<std::size_t>(n));
+      continue;
+    }
+    if (n < 0 && errno == EINTR) continue;
+    if (n < 0 && (errno == EAGAIN || errno == EWOULDBLOCK)) return;
+    // The peer is gone: reading its connection reports that.
+    out.clear();
+    return;
+  }
+}
+
+void Messenger::clear_to_send(int peer, std::unique_ptr<RecvOp> op, std::uint64_t id) {
+  op->announced = id;
+  op->last_progress = Clock::now();
+  bound_.push_back(std::move(op));
+  send_control(peer, kClearToSend, id);
+}
+
+void Messenger::return_credit(int peer, std::size_t bytes) {
+  if (bytes == 0) return;
+  owed_[peer] += bytes;
+  // Given back in quarters of the bound (and with every clear-to-send): a sender short of
+  // credit announces instead of waiting, so a late return costs a round trip, never a hang.
+  if (owed_[peer] >= std::max<std::size_t>(options_.unexpected_bytes / 4, 1)) {
+    send_control(peer, kCredit, 0);
+  }
 }
 
 void Messenger::ring_doorbell(const transport::Socket& socket) {
@@ -535,7 +774,10 @@ bool Messenger::drain_doorbells(const transport::Socket& socket) {
 void Messenger::on_header(int peer, std::vector<Completion>& done) {
   Link& link = *in_[peer];
   const Header& h = link.header;
-  if (h.magic != kMessageMagic && !(h.magic == kRemoteMagic && link.pipe)) {
+  const bool known = h.magic == kMessageMagic || h.magic == kAnnounceMagic ||
+                     h.magic == kDataMagic ||
+                     ((h.magic == kRemoteMagic || h.magic == kRemoteDataMagic) && link.pipe);
+  if (!known) {
     throw core::error_at(ErrorKind::protocol, me(), global(peer),
                          "{}: a malformed message header from rank {}", options_.purpose,
                          global(peer));
@@ -546,6 +788,25 @@ void Messenger::on_header(int peer, std::vector<Completion>& done) {
     return;
   }
   const auto bytes = static_cast<std::size_t>(h.bytes);
+  if (h.magic == kDataMagic || h.magic == kRemoteDataMagic) {
+    // The payload of an announcement this rank matched and cleared: straight into its receive.
+    const auto found = std::find_if(bound_.begin(), bound_.end(), [&](const auto& op) {
+      return op->announced == h.id && op->source == peer;
+    });
+    if (found == bound_.end() || (*found)->bytes != bytes) {
+      throw core::error_at(ErrorKind::protocol, me(), global(peer),
+                           "{}: rank {} sent the payload of a message ({} bytes, tag {}) this "
+                           "rank did not clear it to send",
+                           options_.purpose, global(peer), bytes, h.tag);
+    }
+    RecvOp& op = **found;
+    op.announced = 0;
+    op.last_progress = Clock::now();
+    link.bound = &op;
+    link.target = op.data;
+    return;
+  }
+  const bool announcement = h.magic == kAnnounceMagic;
   for (auto it = recvs_.begin(); it != recvs_.end(); ++it) {
     RecvOp& op = **it;
     if (!recv_wants(op, peer, h.tag)) continue;
@@ -559,6 +820,13 @@ void Messenger::on_header(int peer, std::vector<Completion>& done) {
     op.got_tag = h.tag;
     op.bytes = bytes;
     op.last_progress = Clock::now();
+    if (announcement) {
+      link.header_got = 0;  // nothing follows it now
+      auto taken = std::move(*it);
+      recvs_.erase(it);
+      clear_to_send(peer, std::move(taken), h.id);
+      return;
+    }
     link.bound = &op;
     link.target = op.data;
     bound_.push_back(std::move(*it));
@@ -568,7 +836,27 @@ void Messenger::on_header(int peer, std::vector<Completion>& done) {
   auto message = std::make_unique<Message>();
   message->source = peer;
   message->tag = h.tag;
+  message->bytes = bytes;
+  ++stats_.unexpected_messages;
+  if (announcement) {
+    message->announced = h.id;
+    message->complete = true;
+    link.header_got = 0;
+    unexpected_.push_back(std::move(message));
+    return;
+  }
+  if (held_[peer] + bytes > options_.unexpected_bytes) {
+    throw core::error_at(ErrorKind::protocol, me(), global(peer),
+                         "{}: rank {} sent {} bytes (tag {}) beyond its credit: this rank holds "
+                         "{} bytes of its messages for no receive, and takes {} at most "
+                         "(RINGFUSE_P2P_UNEXPECTED_BYTES)",
+                         options_.purpose, global(peer), bytes, h.tag, held_[peer],
+                         options_.unexpected_bytes);
+  }
+  held_[peer] += bytes;
   message->data.resize(bytes);
+  stats_.unexpected_bytes += bytes;
+  stats_.unexpected_peak = std::max(stats_.unexpected_peak, stats_.unexpected_bytes);
   link.message = message.get();
   link.target = message->data.data();
   unexpected_.push_back(std::move(message));
@@ -578,6 +866,7 @@ void Messenger::finish_message(int peer, std::vector<Completion>& done) {
   Link& link = *in_[peer];
   if (link.bound != nullptr) {
     RecvOp* op = link.bound;
+    if (eager(link.header.magic)) return_credit(peer, op->bytes);
     done.push_back(
         Completion{op->id, RecvStatus{op->source, op->got_tag, op->bytes / op->element},
                    std::nullopt});
@@ -640,8 +929,8 @@ void Messenger::read_incoming(int peer, std::vector<Completion>& done, bool chec
         }
         if (link.header_got < sizeof(Header)) break;
         on_header(peer, done);
-        if (link.header_got == 0) continue;  // a goodbye
-        if (link.header.magic == kRemoteMagic) {
+        if (link.header_got == 0) continue;  // a goodbye, or an announcement
+        if (remote(link.header.magic)) {
           const auto bytes = static_cast<std::size_t>(link.header.bytes);
           if (bytes >= options_.copy_together_min && pipe->copy_together()) {
             // Message numbers count single-copy messages in stream order, as the sender does.
@@ -696,20 +985,35 @@ void Messenger::fail_peer(int peer, const std::string& why, std::vector<Completi
   sends_[peer].clear();
   for (auto& op : remote_wait_[peer]) done.push_back(Completion{op->id, {}, error});
   remote_wait_[peer].clear();
-  if (out_[peer]) out_[peer]->socket.reset();
-  if (in_[peer]) {
-    Link& link = *in_[peer];
-    if (link.bound != nullptr) {
-      done.push_back(Completion{link.bound->id, {}, error});
-      bound_.erase(std::find_if(bound_.begin(), bound_.end(),
-                                [&](const auto& b) { return b.get() == link.bound; }));
-    }
-    if (link.message != nullptr) {
-      unexpected_.erase(std::find_if(unexpected_.begin(), unexpected_.end(),
-                                     [&](const auto& m) { return m.get() == link.message; }));
-    }
-    in_[peer].reset();
+  for (auto* queue : {&announced_[peer], &cleared_[peer]}) {
+    for (auto& op : *queue) done.push_back(Completion{op->id, {}, error});
+    queue->clear();
   }
+  if (out_[peer]) out_[peer]->socket.reset();
+  // Receives matched to its messages (the one arriving, announced ones cleared to come)
+  // will not get them.
+  for (auto it = bound_.begin(); it != bound_.end();) {
+    if ((*it)->source == peer) {
+      done.push_back(Completion{(*it)->id, {}, error});
+      it = bound_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  // What is kept of it: a message still arriving, and announcements whose payload will never
+  // come. Its complete messages stay for their receives.
+  for (auto it = unexpected_.begin(); it != unexpected_.end();) {
+    Message& message = **it;
+    const bool arriving = in_[peer] && in_[peer]->message == &message;
+    if (message.source == peer && (arriving || message.announced != 0)) {
+      stats_.unexpected_bytes -= message.data.size();
+      --stats_.unexpected_messages;
+      it = unexpected_.erase(it);
+    } else {
+      ++it;
+    }
+  }
+  in_[peer].reset();
   // A dead rank fails the receives waiting for it, and those from any rank (as MPI does):
   // whatever it would have sent will never come.
   for (auto it = recvs_.begin(); it != recvs_.end();) {
@@ -736,22 +1040,54 @@ void Messenger::check_deadlines(std::vector<Completion>& done) {
                 done);
       continue;
     }
-    if (!sends_[peer].empty() && now - sends_[peer].front()->last_progress > limit) {
-      const SendOp& op = *sends_[peer].front();
+    if (!announced_[peer].empty()) {
+      const auto oldest = std::min_element(
+          announced_[peer].begin(), announced_[peer].end(),
+          [](const auto& a, const auto& b) { return a->last_progress < b->last_progress; });
+      const SendOp& op = **oldest;
+      if (now - op.last_progress > limit) {
+        fail_peer(peer,
+                  fmt::format("{}: send of {} bytes (tag {}) to rank {}: no receive for it "
+                              "after {} ({}); is rank {} receiving it?",
+                              options_.purpose, op.bytes, op.tag, global(peer), seconds(limit),
+                              op.why_announced, global(peer)),
+                  done);
+        continue;
+      }
+    }
+    for (auto* queue : {&sends_[peer], &cleared_[peer]}) {
+      if (queue->empty() || now - queue->front()->last_progress <= limit) continue;
+      const SendOp& op = *queue->front();
       fail_peer(peer,
                 fmt::format("{}: send of {} bytes (tag {}) to rank {} made no progress for {}; "
                             "is rank {} receiving?",
                             options_.purpose, op.bytes, op.tag, global(peer), seconds(limit),
                             global(peer)),
                 done);
+      break;
     }
   }
-  for (auto& op : bound_) {
-    if (now - op->last_progress > limit) {
-      const int peer = op->source;
+  for (auto it = bound_.begin(); it != bound_.end(); ++it) {
+    const RecvOp& op = **it;
+    const int peer = op.source;
+    if (op.announced != 0 && left_[peer] && (!in_[peer] || !in_[peer]->socket.valid())) {
+      done.push_back(Completion{
+          op.id, {},
+          core::error_at(ErrorKind::peer_failure, me(), global(peer),
+                         "{}: {}: rank {} has left (its Context was destroyed) without sending "
+                         "the {} bytes (tag {}) it announced",
+                         options_.purpose, describe_recv(op), global(peer), op.bytes,
+                         op.got_tag)});
+      bound_.erase(it);
+      return;  // bound_ changed
+    }
+    if (now - op.last_progress > limit) {
       fail_peer(peer,
-                fmt::format("{}: rank {}'s message (tag {}) stopped arriving for {}",
-                            options_.purpose, global(peer), op->got_tag, seconds(limit)),
+                fmt::format("{}: rank {}'s message of {} bytes (tag {}) {} for {}",
+                            options_.purpose, global(peer), op.bytes, op.got_tag,
+                            op.announced != 0 ? "was cleared to come but did not start"
+                                              : "stopped arriving",
+                            seconds(limit)),
                 done);
       return;  // bound_ changed
     }
@@ -788,10 +1124,17 @@ void Messenger::poll_once(std::chrono::microseconds wait) {
   std::vector<pollfd> fds;
   if (acceptor_) fds.push_back({acceptor_->wake_fd(), POLLIN, 0});
   for (int peer = 0; peer < options_.size; ++peer) {
-    if (in_[peer] && in_[peer]->socket.valid()) fds.push_back({in_[peer]->socket.fd(), POLLIN, 0});
+    if (in_[peer] && in_[peer]->socket.valid()) {
+      // (A pipe's full reverse ring is retried on the next pass, not polled for.)
+      const bool blocked = !in_[peer]->pipe && !in_[peer]->control_out.empty();
+      const short events = blocked ? POLLIN | POLLOUT : POLLIN;
+      fds.push_back({in_[peer]->socket.fd(), events, 0});
+    }
     if (out_[peer] && out_[peer]->socket.valid()) {
-      short events = POLLIN;  // the peer's close, or (pipe) its doorbell
-      if (!out_[peer]->pipe && !sends_[peer].empty()) events |= POLLOUT;
+      short events = POLLIN;  // the peer's close, control frames, or (pipe) its doorbell
+      if (!out_[peer]->pipe && (!sends_[peer].empty() || !cleared_[peer].empty())) {
+        events |= POLLOUT;
+      }
       fds.push_back({out_[peer]->socket.fd(), events, 0});
     }
   }
@@ -814,15 +1157,28 @@ void Messenger::step(std::vector<Completion>& done, bool check_sockets) {
     try {
       if (in_[peer] && in_[peer]->socket.valid()) {
         if (in_[peer]->pipe || check_sockets) read_incoming(peer, done, check_sockets);
+        if (in_[peer] && !in_[peer]->control_out.empty()) flush_control(peer);
+      }
+      // Spinning, a sender waiting to be cleared still looks at its pipe's reverse ring.
+      if (!check_sockets && out_[peer] && out_[peer]->pipe && out_[peer]->socket.valid() &&
+          !announced_[peer].empty()) {
+        read_back(peer);
       }
       if (check_sockets && out_[peer] && out_[peer]->socket.valid()) {
-        // Nothing but doorbells ever comes back on a sending connection: EOF means closed.
-        if (!drain_doorbells(out_[peer]->socket)) {
-          if (!sends_[peer].empty() || !remote_wait_[peer].empty()) {
+        // Only control frames and doorbells come back on a sending connection: EOF means
+        // closed.
+        if (!read_control(peer)) {
+          const SendOp* pending = !announced_[peer].empty() ? announced_[peer].front().get()
+                                  : !cleared_[peer].empty() ? cleared_[peer].front().get()
+                                  : !sends_[peer].empty()   ? sends_[peer].front().get()
+                                  : !remote_wait_[peer].empty() ? remote_wait_[peer].front().get()
+                                                                : nullptr;
+          if (pending != nullptr) {
             throw core::error_at(ErrorKind::peer_failure, me(), global(peer),
                                  "{}: rank {} closed its end of the connection (it exited, "
-                                 "crashed or was killed)",
-                                 options_.purpose, global(peer));
+                                 "crashed or was killed) while this rank's send of {} bytes "
+                                 "(tag {}) to it was not done",
+                                 options_.purpose, global(peer), pending->bytes, pending->tag);
           }
           out_[peer].reset();
         }
@@ -848,8 +1204,10 @@ void Messenger::set_sleeping(bool sleeping) {
       in_[peer]->pipe->set_reader_sleeping(sleeping);
     }
     if (out_[peer] && out_[peer]->pipe && out_[peer]->socket.valid()) {
-      out_[peer]->pipe->set_writer_sleeping(
-          sleeping && (!sends_[peer].empty() || !remote_wait_[peer].empty()));
+      out_[peer]->pipe->set_writer_sleeping(sleeping && (!sends_[peer].empty() ||
+                                                         !cleared_[peer].empty() ||
+                                                         !announced_[peer].empty() ||
+                                                         !remote_wait_[peer].empty()));
     }
   }
 }

@@ -13,7 +13,16 @@
 //  - a message is a small header (tag, bytes) and its payload; the receiver matches it to the
 //    first posted receive that wants its source and tag, reading straight into that buffer,
 //    or keeps it as unexpected until a receive asks for it, so different tags between one
-//    pair never block each other and the order per (source, tag) is the send order.
+//    pair never block each other and the order per (source, tag) is the send order;
+//  - what a receiver keeps unexpected is bounded, as MPI bounds it with an eager limit and a
+//    rendezvous: a message of up to eager_bytes goes whole (eagerly) while the sender holds
+//    credit for it (unexpected_bytes per sender, returned by the receiver as it consumes
+//    them); a larger one, or one beyond the credit, goes as an announcement (ready-to-send)
+//    only, matched like a message, and its payload follows once the receiver has matched it
+//    to a receive and said so (clear-to-send, on the connection's reverse direction, or its
+//    pipe's reverse ring), straight
+//    into that receive's buffer. Announcements are matched in arrival order like messages, so
+//    the order per (source, tag) stays the send order.
 // Operations are posted, then progressed together (progress()), so a group of sends and
 // receives, or the engine's queue of them, never deadlocks on its own ordering. Not thread-
 // safe: one thread posts and progresses.
@@ -65,6 +74,13 @@ struct MessengerOptions {
   /// of its host has a CPU of its own; when they outnumber their CPUs (agreed at
   /// construction) it yields a few times instead of spinning.
   std::chrono::microseconds spin{200};
+  /// RINGFUSE_P2P_EAGER_BYTES: messages of up to this many bytes go whole, without waiting for
+  /// their receive, while the sender has credit for them.
+  std::size_t eager_bytes = std::size_t{64} << 10;
+  /// RINGFUSE_P2P_UNEXPECTED_BYTES: the most payload bytes of one sender's eager messages this
+  /// rank holds for no receive yet (the sender's credit); 0: every message waits for its
+  /// receive.
+  std::size_t unexpected_bytes = std::size_t{4} << 20;
   std::string purpose = "point-to-point";          // in error messages
   /// The global rank behind each rank of this world (a child Context's): errors and log lines
   /// name those, as every other message of a child does. Empty: ranks are global.
@@ -72,6 +88,16 @@ struct MessengerOptions {
 };
 
 using OpId = std::uint64_t;
+
+/// What a messenger holds for messages no receive has taken yet (peers' messages only: a
+/// send to oneself is a copy kept until its receive).
+struct MessengerStats {
+  std::size_t unexpected_bytes = 0;     // payload bytes held now
+  std::size_t unexpected_peak = 0;      // the most held at once since construction
+  std::size_t unexpected_messages = 0;  // messages (or announcements of one) waiting now
+  std::uint64_t eager_sends = 0;       // this rank's messages sent whole
+  std::uint64_t rendezvous_sends = 0;  // this rank's messages announced, sent once matched
+};
 
 /// A posted operation that finished: its status (receives), or why it failed.
 struct Completion {
@@ -113,6 +139,7 @@ class Messenger final : public Channel {
   void progress(std::chrono::microseconds wait, std::vector<Completion>& done);
   /// Whether any op is posted and not yet completed.
   bool busy() const;
+  const MessengerStats& stats() const { return stats_; }
 
   /// Blocking: posts `ops`, progresses until all are done, and returns the receives' statuses
   /// in order. On the first failure, withdraws what has not started, finishes what has (so
@@ -143,6 +170,24 @@ class Messenger final : public Channel {
   /// Reads the doorbell bytes waiting; false when the peer closed the connection.
   static bool drain_doorbells(const transport::Socket& socket);
   void on_header(int peer, std::vector<Completion>& done);
+  /// Sender: picks eager (within credit) or an announcement for the op about to go first.
+  void choose_protocol(int peer, SendOp& op, const Link& link);
+  /// Sender: reads what came back on its connection to `peer` (credit, clear-to-send,
+  /// doorbells); false when the peer closed it.
+  bool read_control(int peer);
+  /// Sender: reads the control frames in `peer`'s pipe's reverse ring.
+  void read_back(int peer);
+  void on_control(int peer);
+  /// Receiver: queues a control frame to `peer` on the reverse direction (the socket's, or
+  /// the pipe's reverse ring) and sends what it can of the queue at once.
+  void send_control(int peer, std::uint32_t kind, std::uint64_t id);
+  void flush_control(int peer);
+  /// Receiver: `op`, matched to `peer`'s announcement `id`, waits for the payload; tells the
+  /// sender to send it.
+  void clear_to_send(int peer, std::unique_ptr<RecvOp> op, std::uint64_t id);
+  /// Receiver: `bytes` of an eager message from `peer` left this rank's hands (a receive
+  /// took them): the sender may use that credit again.
+  void return_credit(int peer, std::size_t bytes);
   void finish_message(int peer, std::vector<Completion>& done);
   /// Matches complete unexpected messages against posted receives, in posting order.
   void match_unexpected(std::vector<Completion>& done);
@@ -162,12 +207,20 @@ class Messenger final : public Channel {
   std::vector<std::deque<std::unique_ptr<SendOp>>> sends_;  // by peer, in posting order
   // By peer: sent as an address (single copy), done once the receiver has read them.
   std::vector<std::deque<std::unique_ptr<SendOp>>> remote_wait_;
+  // By peer: announced (ready-to-send), waiting for the receiver's clear-to-send.
+  std::vector<std::deque<std::unique_ptr<SendOp>>> announced_;
+  // By peer: cleared to send, the payload not yet all written.
+  std::vector<std::deque<std::unique_ptr<SendOp>>> cleared_;
+  std::vector<std::size_t> credit_;  // by peer: eager bytes it may still be sent unasked
+  std::vector<std::size_t> owed_;    // by peer: consumed eager bytes not yet given back
+  std::vector<std::size_t> held_;    // by peer: its eager bytes kept unexpected here
   std::deque<std::unique_ptr<RecvOp>> recvs_;               // posted, not yet matched
   std::vector<std::unique_ptr<RecvOp>> bound_;              // matched, payload arriving
   std::deque<std::unique_ptr<Message>> unexpected_;         // in arrival order
   std::vector<bool> left_;               // by peer: said goodbye (its messenger was destroyed)
   std::vector<Completion> finished_;     // completed outside progress() (sends to self)
   OpId next_id_ = 1;
+  MessengerStats stats_;
 };
 
 }  // namespace ringfuse::p2p

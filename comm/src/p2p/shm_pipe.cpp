@@ -21,6 +21,9 @@ namespace {
 constexpr std::uint32_t kOfferMagic = 0x52465348;  // "RFSH"
 constexpr std::size_t kTokenBytes = 32;
 constexpr std::size_t kNameBytes = 216;
+// The reverse ring: the reader's small control frames to the writer (point-to-point's credit
+// and clear-to-send), so a rendezvous on shared memory needs no TCP round trip.
+constexpr std::size_t kBackBytes = std::size_t{16} << 10;
 
 struct Offer {
   std::uint32_t magic;
@@ -65,6 +68,8 @@ struct ShmPipe::Control {
   std::atomic<std::uint64_t> coop_target;  // in the reader's memory
   std::atomic<std::uint64_t> coop_bytes;
   std::array<char, kTokenBytes> token;
+  transport::shm::RingControl back;  // reader -> writer
+  alignas(transport::shm::kLineStride) std::array<std::byte, kBackBytes> back_data;
 };
 
 namespace {
@@ -82,8 +87,12 @@ ShmPipe::ShmPipe(transport::shm::Segment segment, std::size_t ring_bytes, bool w
   std::byte* data = segment_.data() + control_bytes();
   if (writer) {
     writer_ = transport::shm::RingWriter(&control_->ring, data, ring_bytes);
+    back_reader_ = transport::shm::RingReader(&control_->back, control_->back_data.data(),
+                                              kBackBytes);
   } else {
     reader_ = transport::shm::RingReader(&control_->ring, data, ring_bytes);
+    back_writer_ = transport::shm::RingWriter(&control_->back, control_->back_data.data(),
+                                              kBackBytes);
   }
 }
 
@@ -209,6 +218,22 @@ std::size_t ShmPipe::read(std::byte* dst, std::size_t bytes) {
     if (piece.empty()) break;
     std::memcpy(dst + done, piece.data(), piece.size());
     reader_.consume(piece.size());
+    done += piece.size();
+  }
+  return done;
+}
+
+std::size_t ShmPipe::write_back(const std::byte* src, std::size_t bytes) {
+  return back_writer_.write(src, bytes);
+}
+
+std::size_t ShmPipe::read_back(std::byte* dst, std::size_t bytes) {
+  std::size_t done = 0;
+  while (done < bytes) {
+    const auto piece = back_reader_.peek(bytes - done);
+    if (piece.empty()) break;
+    std::memcpy(dst + done, piece.data(), piece.size());
+    back_reader_.consume(piece.size());
     done += piece.size();
   }
   return done;

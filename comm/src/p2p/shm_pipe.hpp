@@ -9,7 +9,8 @@
 // the sender and straight out into the receive buffer by the receiver), and the TCP connection
 // stays open beside it as liveness (EOF names a dead peer) and as a doorbell: a side about to
 // sleep in poll() sets its flag in the segment, and the other side, after progress, sends one
-// byte over TCP when the flag is set, so nobody spins while idle.
+// byte over TCP when the flag is set, so nobody spins while idle. A small reverse ring
+// carries the reader's control frames back (write_back/read_back).
 #pragma once
 
 #include <atomic>
@@ -71,6 +72,10 @@ class ShmPipe {
   /// Reader: copies up to `bytes` out of the ring into `dst`, returns how much.
   std::size_t read(std::byte* dst, std::size_t bytes);
   bool readable() { return reader_.has_data(); }
+  /// The reverse direction, for small control frames: the reader copies what fits of `bytes`
+  /// (returns how much), the writer reads up to `bytes` of them (returns how much).
+  std::size_t write_back(const std::byte* src, std::size_t bytes);
+  std::size_t read_back(std::byte* dst, std::size_t bytes);
 
   /// The side that waits announces it before sleeping in poll() (then re-checks the ring);
   /// the other side calls needs_wake_*() after progress and sends a doorbell byte when true.
@@ -84,6 +89,8 @@ class ShmPipe {
   Control* control_;
   transport::shm::RingWriter writer_;
   transport::shm::RingReader reader_;
+  transport::shm::RingWriter back_writer_;  // reader's side
+  transport::shm::RingReader back_reader_;  // writer's side
   bool single_copy_;
   int peer_pid_;  // the other side's process
   bool copy_together_ = false;
