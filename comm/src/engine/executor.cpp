@@ -247,7 +247,9 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
     }
     fused_tensors_ += group.members.size();
   }
-  for (const auto index : group.members) outstanding_.complete(response.ready[index].seq, nullptr);
+  completed_.clear();
+  for (const auto index : group.members) completed_.push_back(response.ready[index].seq);
+  outstanding_.complete(completed_, nullptr);  // every Work done before any waiter wakes
 }
 
 bool Executor::place_pieces(const std::vector<void*>& data, const std::vector<std::size_t>& counts,

@@ -18,18 +18,23 @@ std::size_t TensorView::numel() const {
 
 namespace engine {
 
-void WorkState::complete(const Error* failure) {
-  std::vector<std::function<void(const Error*)>> to_run;
-  {
-    std::lock_guard lock(mutex);
-    if (done) return;
-    if (failure != nullptr && !error) error = *failure;
-    if (--remaining > 0 && failure == nullptr) return;
-    if (before_done) std::exchange(before_done, nullptr)();
-    done = true;
-    to_run.swap(callbacks);
-  }
+bool WorkState::finish(const Error* failure) {
+  std::lock_guard lock(mutex);
+  if (done) return false;
+  if (failure != nullptr && !error) error = *failure;
+  if (--remaining > 0 && failure == nullptr) return false;
+  if (before_done) std::exchange(before_done, nullptr)();
+  done = true;
+  return true;
+}
+
+void WorkState::wake() {
   done_cv.notify_all();
+  // No callback is added once `done` is set (on_complete() runs it at once then), so the list
+  // is this thread's to run without the mutex.
+  if (callbacks.empty()) return;
+  std::vector<std::function<void(const Error*)>> to_run;
+  to_run.swap(callbacks);
   for (auto& callback : to_run) {
     try {
       callback(error ? &*error : nullptr);

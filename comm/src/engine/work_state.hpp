@@ -32,7 +32,14 @@ struct WorkState {
   int remaining = 1;  // a grouped all-reduce completes when all its parts have
 
   /// Completes one part (the first error wins); runs the callbacks when the last part is done.
-  void complete(const Error* failure);
+  void complete(const Error* failure) {
+    if (finish(failure)) wake();
+  }
+  /// complete() in two halves, so that a group's Works can all be marked done before any
+  /// waiter is woken (Outstanding::complete). finish() completes one part and returns true
+  /// when that made the Work done; then wake() (once) wakes the waiters and runs the callbacks.
+  bool finish(const Error* failure);
+  void wake();
 };
 
 /// A new WorkState in recycled memory: one is made for every enqueued collective.
