@@ -106,14 +106,19 @@ class Outstanding {
   /// complete() for each of `seqs` (a fused group), marking every Work done before waking
   /// anyone: a caller waiting on the group's Works one after the other wakes once, to find
   /// them all done, instead of once per Work (and on a shared core, handing the CPU back and
-  /// forth with the engine thread in between).
+  /// forth with the engine thread in between). A Work nobody sleeps on nor waits to be called
+  /// back from is let go as soon as it is done, so that the caller's thread, dropping its
+  /// handle later, is most likely the one that frees (recycles) its state.
   void complete(std::span<const std::uint64_t> seqs, const Error* error) {
     finishing_.clear();
     for (const auto seq : seqs) {
       auto work = retire(seq);
       if (work && work->finish(error)) finishing_.push_back(std::move(work));
     }
-    for (auto& work : finishing_) work->wake();
+    for (auto& work : finishing_) {
+      work->wake();
+      work.reset();
+    }
     finishing_.clear();
   }
   /// Completes every Work with `error`.

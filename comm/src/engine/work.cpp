@@ -25,7 +25,7 @@ bool WorkState::finish(const Error* failure) {
   if (--remaining > 0 && failure == nullptr) return false;
   if (before_done) std::exchange(before_done, nullptr)();
   done = true;
-  return true;
+  return sleepers > 0 || !callbacks.empty();
 }
 
 void WorkState::wake() {
@@ -76,7 +76,11 @@ void Work::wait(std::chrono::milliseconds timeout) const {
     ::sched_yield();
   }
   std::unique_lock lock(state_->mutex);
-  if (!state_->done_cv.wait_for(lock, timeout, [&] { return state_->done.load(); })) {
+  ++state_->sleepers;
+  const bool finished =
+      state_->done_cv.wait_for(lock, timeout, [&] { return state_->done.load(); });
+  --state_->sleepers;
+  if (!finished) {
     throw Error(ErrorKind::timeout,
                 fmt::format("Work::wait: the collective did not finish within {} ms",
                             timeout.count()));

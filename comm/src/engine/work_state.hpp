@@ -30,14 +30,17 @@ struct WorkState {
   // on once wait() returns (the name-mode registry's release of this Work's names).
   std::function<void()> before_done;
   int remaining = 1;  // a grouped all-reduce completes when all its parts have
+  int sleepers = 0;   // wait()s asleep on done_cv, under `mutex`: none, no notify
 
   /// Completes one part (the first error wins); runs the callbacks when the last part is done.
   void complete(const Error* failure) {
     if (finish(failure)) wake();
   }
   /// complete() in two halves, so that a group's Works can all be marked done before any
-  /// waiter is woken (Outstanding::complete). finish() completes one part and returns true
-  /// when that made the Work done; then wake() (once) wakes the waiters and runs the callbacks.
+  /// waiter is woken (Outstanding::complete). finish() completes one part; it returns true
+  /// when that made the Work done and a waiter sleeps or a callback waits, and then wake()
+  /// (once) wakes the waiters and runs the callbacks. When it returns false the completing
+  /// thread has nothing more to do with the state, and may let it go at once.
   bool finish(const Error* failure);
   void wake();
 };
