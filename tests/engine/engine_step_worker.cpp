@@ -110,11 +110,12 @@ void mode_allocations(ringfuse::Context& ctx) {
   for (int i = 0; i < kSteps; ++i) allocated += step(engine, g, Enqueue::view);
   std::printf("allreduce_view: %ld allocations on the caller's thread in %d steps of %zu\n",
               allocated, kSteps, kTensors);
+  std::string failures;
   // The engine's own occasional growth may show; one per tensor and step may not.
   if (allocated >= static_cast<long>(kTensors)) {
-    fail("allreduce_view allocated " + std::to_string(allocated) + " times in " +
-         std::to_string(kSteps) + " steps of " + std::to_string(kTensors) +
-         " tensors on the caller's thread; expected none once a step has run");
+    failures += "allreduce_view allocated " + std::to_string(allocated) + " times in " +
+                std::to_string(kSteps) + " steps of " + std::to_string(kTensors) +
+                " tensors on the caller's thread; expected none once a step has run. ";
   }
 
   for (int i = 0; i < kWarmUp; ++i) step(engine, g, Enqueue::copy);
@@ -127,11 +128,12 @@ void mode_allocations(ringfuse::Context& ctx) {
   // then a Work state whose handle the caller dropped first: far fewer than one per tensor.
   // The names and shapes the caller allocated are 2 per tensor.
   if (freed >= static_cast<long>(kSteps * kTensors / 2)) {
-    fail("other threads freed " + std::to_string(freed) + " blocks in " +
-         std::to_string(kSteps) + " steps of " + std::to_string(kTensors) +
-         " tensors enqueued by allreduce(); the caller's names and shapes should be freed on "
-         "its own thread");
+    failures += "other threads freed " + std::to_string(freed) + " blocks in " +
+                std::to_string(kSteps) + " steps of " + std::to_string(kTensors) +
+                " tensors enqueued by allreduce(); the caller's names and shapes should be "
+                "freed on its own thread. ";
   }
+  if (!failures.empty()) fail(failures);
   for (float v : g.arena) {
     if (v <= 0.0f) fail("a gradient lost its value: " + std::to_string(v));
   }

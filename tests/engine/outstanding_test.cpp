@@ -40,24 +40,24 @@ TEST(Outstanding, FindsByNumberAcrossGapsAndOutOfOrderCompletion) {
   EXPECT_THROW((void)table.at(4), std::out_of_range);
 
   table.complete(2, nullptr);  // the middle one first
-  EXPECT_TRUE(w2->done);
-  EXPECT_FALSE(w1->done);
+  EXPECT_TRUE(w2->is_done());
+  EXPECT_FALSE(w1->is_done());
   EXPECT_FALSE(table.contains(2));
   ASSERT_NE(table.find(1), nullptr);
   EXPECT_EQ(table.find(1)->fp.name, "a");
   table.complete(2, nullptr);  // twice: nothing
   table.complete(1, nullptr);
-  EXPECT_TRUE(w1->done);
+  EXPECT_TRUE(w1->is_done());
   EXPECT_EQ(table.at(5).fp.name, "e");
   EXPECT_EQ(table.seq_named("e"), 5u);
   EXPECT_EQ(table.seq_named("a"), std::nullopt);
 
   const auto w6 = add(table, 6, "f");
   table.complete(6, nullptr);
-  EXPECT_TRUE(w6->done);
-  EXPECT_FALSE(w5->done);
+  EXPECT_TRUE(w6->is_done());
+  EXPECT_FALSE(w5->is_done());
   table.complete(5, nullptr);
-  EXPECT_TRUE(w5->done);
+  EXPECT_TRUE(w5->is_done());
   EXPECT_TRUE(table.empty());
 
   // Numbering goes on from wherever it is after the table emptied.
@@ -85,8 +85,8 @@ TEST(Outstanding, ATableThatNeverEmptiesKeepsFindingEveryRequest) {
     }
     EXPECT_FALSE(table.contains(oldest - 1));
   }
-  for (std::uint64_t seq = 1; seq < oldest; ++seq) EXPECT_TRUE(works[seq - 1]->done) << seq;
-  for (auto seq = oldest; seq < next; ++seq) EXPECT_FALSE(works[seq - 1]->done) << seq;
+  for (std::uint64_t seq = 1; seq < oldest; ++seq) EXPECT_TRUE(works[seq - 1]->is_done()) << seq;
+  for (auto seq = oldest; seq < next; ++seq) EXPECT_FALSE(works[seq - 1]->is_done()) << seq;
 }
 
 TEST(Outstanding, SeqsByNameListsThePendingRequestsOnly) {
@@ -111,7 +111,7 @@ TEST(Outstanding, FailAllCompletesEveryWorkWithTheError) {
   table.fail_all(error);
   EXPECT_TRUE(table.empty());
   for (std::size_t i = 0; i < works.size(); ++i) {
-    ASSERT_TRUE(works[i]->done) << i;
+    ASSERT_TRUE(works[i]->is_done()) << i;
     if (i == 1) {
       EXPECT_FALSE(works[i]->error.has_value());
     } else {

@@ -6,11 +6,6 @@
 
 namespace ringfuse::engine {
 
-Request& RequestQueue::next_slot() {
-  if (count_ == queue_.size()) queue_.emplace_back();
-  return queue_[count_];
-}
-
 bool RequestQueue::queued(Request& request, Clock::time_point now, std::size_t threshold) {
   const bool was_empty = count_ == 0;
   ++count_;

@@ -59,7 +59,10 @@ class RequestQueue {
 
  private:
   /// The request to fill at the end of the queue: the spare one there, or a new one.
-  Request& next_slot();
+  Request& next_slot() {
+    if (count_ == queue_.size()) queue_.emplace_back();
+    return queue_[count_];
+  }
   /// Numbers and counts the request just filled at the end; true when the engine should wake.
   bool queued(Request& request, Clock::time_point now, std::size_t threshold);
 
