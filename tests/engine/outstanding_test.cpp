@@ -121,4 +121,49 @@ TEST(Outstanding, FailAllCompletesEveryWorkWithTheError) {
   }
 }
 
+// A cycle's batch goes into an empty table whole (issue 18), and the batch comes back
+// holding the completed requests, whose name memory the queue fills again.
+TEST(Outstanding, AdoptsAConsecutiveBatchIntoAnEmptyTableAndHandsBackTheOldRequests) {
+  Outstanding table;
+  const auto batch_of = [](std::uint64_t first, std::size_t count) {
+    std::vector<Request> batch(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      batch[i].seq = first + i;
+      batch[i].fp.name = "a.name.longer.than.the.inline.buffer." + std::to_string(first + i);
+      batch[i].work = std::make_shared<WorkState>();
+    }
+    return batch;
+  };
+  auto first = batch_of(1, 3);
+  const auto w2 = first[1].work;
+  const char* name2 = first[1].fp.name.data();
+  ASSERT_TRUE(table.adopt(first));
+  EXPECT_EQ(table.at(2).fp.name, "a.name.longer.than.the.inline.buffer.2");
+  EXPECT_FALSE(table.contains(4));
+
+  auto second = batch_of(4, 2);
+  EXPECT_FALSE(table.adopt(second)) << "the table is not empty";
+  EXPECT_EQ(second.size(), 2u);  // untouched
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) table.complete(seq, nullptr);
+  EXPECT_TRUE(w2->is_done());
+  ASSERT_TRUE(table.adopt(second));
+  EXPECT_EQ(table.at(5).fp.name, "a.name.longer.than.the.inline.buffer.5");
+  EXPECT_FALSE(table.contains(2));
+  // The completed requests came back, with their names' memory.
+  ASSERT_EQ(second.size(), 3u);
+  EXPECT_EQ(second[1].fp.name.data(), name2);
+  EXPECT_EQ(second[1].work, nullptr);
+
+  auto gap = batch_of(10, 2);
+  gap[1].seq = 12;
+  table.complete(4, nullptr);
+  table.complete(5, nullptr);
+  EXPECT_FALSE(table.adopt(gap)) << "numbers with a gap go one by one";
+  table.add(gap[0]);
+  table.add(gap[1]);
+  EXPECT_TRUE(table.contains(10));
+  EXPECT_FALSE(table.contains(11));
+  EXPECT_TRUE(table.contains(12));
+}
+
 }  // namespace

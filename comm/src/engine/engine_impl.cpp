@@ -475,7 +475,13 @@ bool EngineImpl::take(std::vector<Request> taken) {
                        fmt::format("\"seq\":{}", request.seq));
     }
     negotiator_.hold(request.seq);
-    outstanding_.add(request);  // `request` now holds a completed one's memory
+  }
+  // A step's requests usually arrive in one batch at an empty table: taken whole. Otherwise
+  // one by one, each swapped into its slot (a join() marker is skipped: moved out above).
+  if (join || !outstanding_.adopt(taken)) {
+    for (auto& request : taken) {
+      if (!request.join) outstanding_.add(request);  // now holds a completed one's memory
+    }
   }
   // Back to the callers' side, whose next requests fill that memory again: neither the
   // allocation nor the free of a name or shape happens on this thread.

@@ -37,15 +37,17 @@ class Outstanding {
       // Only here, never in complete(): the executor holds pointers into the table while
       // it completes a group, and add() runs when nobody does. The completed slots move to
       // the back, where their memory is used again.
-      std::rotate(slots_.begin(), slots_.begin() + static_cast<std::ptrdiff_t>(head_),
-                  slots_.end());
+      const auto by = static_cast<std::ptrdiff_t>(head_);
+      std::rotate(requests_.begin(), requests_.begin() + by, requests_.end());
+      std::rotate(live_flags_.begin(), live_flags_.begin() + by, live_flags_.end());
       base_ += head_;
       end_ -= head_;
       head_ = 0;
     }
     if (seq < base_ + head_) {  // not expected (numbers only grow); keeps the window correct
       if (seq < base_) {
-        slots_.insert(slots_.begin(), base_ - seq, Slot{});
+        requests_.insert(requests_.begin(), base_ - seq, Request{});
+        live_flags_.insert(live_flags_.begin(), base_ - seq, 0);
         end_ += base_ - seq;
         base_ = seq;
       }
@@ -54,18 +56,38 @@ class Outstanding {
     const auto offset = seq - base_;
     if (offset >= end_) {
       end_ = offset + 1;
-      if (slots_.size() < end_) slots_.resize(end_);
+      if (requests_.size() < end_) {
+        requests_.resize(end_);
+        live_flags_.resize(end_, 0);
+      }
     }
-    auto& slot = slots_[offset];
-    if (!slot.live) ++live_;
-    slot.live = true;
-    swap(slot.request, request);
+    if (!live_flags_[offset]) ++live_;
+    live_flags_[offset] = 1;
+    swap(requests_[offset], request);
   }
   void add(Request&& request) { add(request); }
+  /// Takes a whole batch into an empty table by exchanging vectors, when the batch is
+  /// numbered consecutively (a cycle's take from the queue, without a join() marker): a step's
+  /// requests are not touched one by one. `batch` comes back holding the table's completed
+  /// requests, with their memory. Returns false, and takes nothing, when the table is not
+  /// empty or the numbers have gaps; then add() each.
+  bool adopt(std::vector<Request>& batch) {
+    if (live_ != 0 || batch.empty() ||
+        batch.back().seq - batch.front().seq + 1 != batch.size()) {
+      return false;
+    }
+    requests_.swap(batch);
+    live_flags_.assign(requests_.size(), 1);
+    base_ = requests_.front().seq;
+    head_ = 0;
+    end_ = requests_.size();
+    live_ = end_;
+    return true;
+  }
   /// The request numbered `seq`, or null: a joined rank has none for the others' collectives.
   Request* find(std::uint64_t seq) {
-    auto* slot = slot_of(seq);
-    return slot != nullptr ? &slot->request : nullptr;
+    if (seq < base_ + head_ || seq - base_ >= end_ || !live_flags_[seq - base_]) return nullptr;
+    return &requests_[seq - base_];
   }
   const Request* find(std::uint64_t seq) const {
     return const_cast<Outstanding*>(this)->find(seq);
@@ -80,7 +102,7 @@ class Outstanding {
   /// rank's pending requests), or nullopt.
   std::optional<std::uint64_t> seq_named(const std::string& name) const {
     for (auto i = head_; i < end_; ++i) {
-      if (slots_[i].live && slots_[i].request.fp.name == name) return slots_[i].request.seq;
+      if (live_flags_[i] && requests_[i].fp.name == name) return requests_[i].seq;
     }
     return std::nullopt;
   }
@@ -91,7 +113,7 @@ class Outstanding {
     std::unordered_map<std::string_view, std::uint64_t> seqs;
     seqs.reserve(live_);
     for (auto i = head_; i < end_; ++i) {
-      if (slots_[i].live) seqs.emplace(slots_[i].request.fp.name, slots_[i].request.seq);
+      if (live_flags_[i]) seqs.emplace(requests_[i].fp.name, requests_[i].seq);
     }
     return seqs;
   }
@@ -124,11 +146,10 @@ class Outstanding {
   /// Completes every Work with `error`.
   void fail_all(const Error& error) {
     for (auto i = head_; i < end_; ++i) {
-      auto& slot = slots_[i];
-      if (!slot.live) continue;
-      slot.live = false;
-      auto work = std::move(slot.request.work);
-      slot.request.allocate = nullptr;
+      if (!live_flags_[i]) continue;
+      live_flags_[i] = 0;
+      auto work = std::move(requests_[i].work);
+      requests_[i].allocate = nullptr;
       work->complete(&error);
     }
     end_ = 0;
@@ -142,31 +163,24 @@ class Outstanding {
   // without end.
   static constexpr std::size_t kCompactAfter = 64;
 
-  // A completed slot keeps its request, with the request's name and shape memory, until add()
-  // swaps a new one in.
-  struct Slot {
-    Request request;
-    bool live = false;
-  };
-
-  Slot* slot_of(std::uint64_t seq) {
-    if (seq < base_ + head_ || seq - base_ >= end_) return nullptr;
-    auto& slot = slots_[seq - base_];
-    return slot.live ? &slot : nullptr;
-  }
   /// Forgets `seq` and returns its Work (null when `seq` is not here).
   std::shared_ptr<WorkState> retire(std::uint64_t seq) {
-    auto* slot = slot_of(seq);
-    if (slot == nullptr) return nullptr;
-    slot->live = false;
-    slot->request.allocate = nullptr;  // may hold the caller's state
+    auto* request = find(seq);
+    if (request == nullptr) return nullptr;
+    live_flags_[seq - base_] = 0;
+    request->allocate = nullptr;  // may hold the caller's state
     --live_;
-    while (head_ < end_ && !slots_[head_].live) ++head_;
-    return std::move(slot->request.work);
+    while (head_ < end_ && !live_flags_[head_]) ++head_;
+    return std::move(request->work);
   }
 
-  std::vector<Slot> slots_;  // [0, end_): seq base_ + i; beyond: memory for later requests
-  std::uint64_t base_ = 0;   // the sequence number of slots_.front()
+  // Slot i, for i < end_, is sequence number base_ + i; live_flags_[i] says whether it is
+  // outstanding. A completed slot keeps its request, with the request's name and shape
+  // memory, until add() swaps a new one in (or adopt() hands the lot back); slots from end_
+  // on are such memory too.
+  std::vector<Request> requests_;
+  std::vector<std::uint8_t> live_flags_;
+  std::uint64_t base_ = 0;   // the sequence number of requests_.front()
   std::size_t head_ = 0;     // slots before this one are completed
   std::size_t end_ = 0;
   std::size_t live_ = 0;
