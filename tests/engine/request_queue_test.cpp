@@ -4,6 +4,7 @@
 // waits for its timer.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -85,6 +86,45 @@ TEST_P(RequestQueueWait, EmptyQueueReturnsNothingAtTheDeadlineAndAtStop) {
   EXPECT_TRUE(queue.wait_and_take(kThreshold, 60s, 60s, Clock::now() + 60s, GetParam()).empty());
   stopper.join();
   EXPECT_FALSE(push_one(queue));
+}
+
+// Issue 18: requests the engine gives back are filled again in place, their names' memory
+// and all, and spares a smaller take leaves over stay on the callers' side.
+TEST(RequestQueue, RecycledRequestsAreFilledAgainWithTheirMemory) {
+  RequestQueue queue;
+  std::vector<Request> given_back(3);
+  std::vector<const char*> memory;
+  for (auto& request : given_back) {
+    request.fp.name = "a name longer than the inline buffer of a string";
+    memory.push_back(request.fp.name.data());
+  }
+  queue.recycle(std::move(given_back));
+  ASSERT_TRUE(push_one(queue));  // a request of its own; the take brings the recycled ones in
+  EXPECT_EQ(queue.wait_and_take(kThreshold, 0s, 0s, Clock::now() + 1s).size(), 1u);
+
+  const auto fill = [](std::vector<const char*>& seen) {
+    return [&seen](Request& request) {
+      seen.push_back(request.fp.name.data());
+      request.fp.name.clear();
+      request.fp.name.append("short");
+      request.fp.shape = {1};
+    };
+  };
+  std::vector<const char*> filled;
+  ASSERT_TRUE(queue.emplace(fill(filled), kThreshold));
+  const auto taken = queue.wait_and_take(kThreshold, 0s, 0s, Clock::now() + 1s);
+  ASSERT_EQ(taken.size(), 1u);
+  EXPECT_EQ(taken[0].seq, 2u);
+  EXPECT_EQ(taken[0].fp.name, "short");
+  // The take left two spares; they are filled next, with the memory they came with.
+  ASSERT_TRUE(queue.emplace(fill(filled), kThreshold));
+  ASSERT_TRUE(queue.emplace(fill(filled), kThreshold));
+  ASSERT_EQ(filled.size(), 3u);
+  for (const char* data : filled) {
+    EXPECT_NE(std::find(memory.begin(), memory.end(), data), memory.end())
+        << "a recycled request was filled in memory it did not bring";
+  }
+  EXPECT_EQ(queue.wait_and_take(kThreshold, 0s, 0s, Clock::now() + 1s).size(), 2u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engine, RequestQueueWait,

@@ -98,9 +98,12 @@ std::vector<Request> RequestQueue::wait_and_take(std::size_t threshold,
   bytes_ = 0;
   std::vector<Request> taken;
   taken.swap(queue_);
-  taken.resize(count_);  // the spares beyond are rare: a step enqueues as many as the last
-  count_ = 0;
   queue_.swap(spare_);  // the requests the engine gave back, to fill again
+  // Spares beyond the queued ones stay on this side, memory and all (moved, not freed: a
+  // cycle may take fewer requests than the last, e.g. one step's buckets of different sizes).
+  for (std::size_t i = count_; i < taken.size(); ++i) queue_.push_back(std::move(taken[i]));
+  taken.resize(count_);
+  count_ = 0;
   queue_.reserve(taken.size());  // the next step most likely enqueues as many
   return taken;
 }
