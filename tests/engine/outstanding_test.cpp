@@ -137,16 +137,16 @@ TEST(Outstanding, AdoptsAConsecutiveBatchIntoAnEmptyTableAndHandsBackTheOldReque
   auto first = batch_of(1, 3);
   const auto w2 = first[1].work;
   const char* name2 = first[1].fp.name.data();
-  ASSERT_TRUE(table.adopt(first));
+  ASSERT_TRUE(table.adopt(first, first.size()));
   EXPECT_EQ(table.at(2).fp.name, "a.name.longer.than.the.inline.buffer.2");
   EXPECT_FALSE(table.contains(4));
 
   auto second = batch_of(4, 2);
-  EXPECT_FALSE(table.adopt(second)) << "the table is not empty";
+  EXPECT_FALSE(table.adopt(second, second.size())) << "the table is not empty";
   EXPECT_EQ(second.size(), 2u);  // untouched
   for (std::uint64_t seq = 1; seq <= 3; ++seq) table.complete(seq, nullptr);
   EXPECT_TRUE(w2->is_done());
-  ASSERT_TRUE(table.adopt(second));
+  ASSERT_TRUE(table.adopt(second, second.size()));
   EXPECT_EQ(table.at(5).fp.name, "a.name.longer.than.the.inline.buffer.5");
   EXPECT_FALSE(table.contains(2));
   // The completed requests came back, with their names' memory.
@@ -158,7 +158,7 @@ TEST(Outstanding, AdoptsAConsecutiveBatchIntoAnEmptyTableAndHandsBackTheOldReque
   gap[1].seq = 12;
   table.complete(4, nullptr);
   table.complete(5, nullptr);
-  EXPECT_FALSE(table.adopt(gap)) << "numbers with a gap go one by one";
+  EXPECT_FALSE(table.adopt(gap, gap.size())) << "numbers with a gap go one by one";
   table.add(gap[0]);
   table.add(gap[1]);
   EXPECT_TRUE(table.contains(10));

@@ -456,15 +456,16 @@ void EngineImpl::run() {
                     : core::rank_error(ErrorKind::invalid_argument, names_(rank_),
                                        "engine: the engine has shut down");
   }();
-  for (auto& request : late) request.work->complete(&reason);
+  for (auto& request : late.queued()) request.work->complete(&reason);
   if (join_request_) join_request_->work->complete(&reason);
   timeline_.stop();
 }
 
-bool EngineImpl::take(std::vector<Request> taken) {
+bool EngineImpl::take(TakenRequests taken) {
+  if (taken.empty()) return false;
   bool join = false;
   const auto now = Clock::now();
-  for (auto& request : taken) {
+  for (auto& request : taken.queued()) {
     if (request.join) {
       join = true;
       join_request_ = std::move(request);
@@ -478,14 +479,14 @@ bool EngineImpl::take(std::vector<Request> taken) {
   }
   // A step's requests usually arrive in one batch at an empty table: taken whole. Otherwise
   // one by one, each swapped into its slot (a join() marker is skipped: moved out above).
-  if (join || !outstanding_.adopt(taken)) {
-    for (auto& request : taken) {
+  if (join || !outstanding_.adopt(taken.requests, taken.count)) {
+    for (auto& request : taken.queued()) {
       if (!request.join) outstanding_.add(request);  // now holds a completed one's memory
     }
   }
   // Back to the callers' side, whose next requests fill that memory again: neither the
   // allocation nor the free of a name or shape happens on this thread.
-  if (!taken.empty()) queue_.recycle(std::move(taken));
+  queue_.recycle(std::move(taken.requests));
   return join;
 }
 

@@ -117,7 +117,7 @@ class EngineImpl final : public Engine {
   void run();
   /// Moves requests taken from the queue into outstanding_ (and a join() marker aside);
   /// returns whether this cycle carries a join().
-  bool take(std::vector<Request> taken);
+  bool take(TakenRequests taken);
   void apply(const CycleResponse& response);
   void count(const Cycle& cycle);
   void fail_everything(const Error& error);

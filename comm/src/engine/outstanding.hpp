@@ -66,22 +66,24 @@ class Outstanding {
     swap(requests_[offset], request);
   }
   void add(Request&& request) { add(request); }
-  /// Takes a whole batch into an empty table by exchanging vectors, when the batch is
-  /// numbered consecutively (a cycle's take from the queue, without a join() marker): a step's
-  /// requests are not touched one by one. `batch` comes back holding the table's completed
-  /// requests, with their memory. Returns false, and takes nothing, when the table is not
-  /// empty or the numbers have gaps; then add() each.
-  bool adopt(std::vector<Request>& batch) {
-    if (live_ != 0 || batch.empty() ||
-        batch.back().seq - batch.front().seq + 1 != batch.size()) {
+  /// Takes a whole batch, the first `count` of `batch`, into an empty table by exchanging
+  /// vectors, when they are numbered consecutively (a cycle's take from the queue, without a
+  /// join() marker): a step's requests are not touched one by one (requests after `count`
+  /// become spare slots). `batch` comes back holding the table's completed requests, with
+  /// their memory. Returns false, and takes nothing, when the table is not empty or the
+  /// numbers have gaps; then add() each.
+  bool adopt(std::vector<Request>& batch, std::size_t count) {
+    if (live_ != 0 || count == 0 || count > batch.size() ||
+        batch[count - 1].seq - batch.front().seq + 1 != count) {
       return false;
     }
     requests_.swap(batch);
-    live_flags_.assign(requests_.size(), 1);
+    live_flags_.assign(requests_.size(), 0);
+    std::fill_n(live_flags_.begin(), count, 1);
     base_ = requests_.front().seq;
     head_ = 0;
-    end_ = requests_.size();
-    live_ = end_;
+    end_ = count;
+    live_ = count;
     return true;
   }
   /// The request numbered `seq`, or null: a joined rank has none for the others' collectives.

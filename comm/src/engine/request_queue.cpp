@@ -3,6 +3,7 @@
 #include <sched.h>
 
 #include <algorithm>
+#include <utility>
 
 namespace ringfuse::engine {
 
@@ -68,11 +69,10 @@ void RequestQueue::advance_sequence(std::uint64_t next) {
   next_seq_ = std::max(next_seq_, next);
 }
 
-std::vector<Request> RequestQueue::wait_and_take(std::size_t threshold,
-                                                 std::chrono::microseconds quiet,
-                                                 std::chrono::microseconds max_wait,
-                                                 Clock::time_point deadline,
-                                                 std::chrono::microseconds spin) {
+TakenRequests RequestQueue::wait_and_take(std::size_t threshold, std::chrono::microseconds quiet,
+                                          std::chrono::microseconds max_wait,
+                                          Clock::time_point deadline,
+                                          std::chrono::microseconds spin) {
   std::unique_lock lock(mutex_);
   const auto spin_until = Clock::now() + spin;
   while (true) {
@@ -96,15 +96,14 @@ std::vector<Request> RequestQueue::wait_and_take(std::size_t threshold,
   }
   flush_ = false;
   bytes_ = 0;
-  std::vector<Request> taken;
-  taken.swap(queue_);
+  TakenRequests taken;
+  if (count_ == 0) return taken;  // the spares stay for the next requests
+  // The whole vector, spares and all (a cycle may take fewer requests than the last, e.g.
+  // one step's buckets of different sizes): nothing is moved, nothing freed here.
+  taken.requests.swap(queue_);
+  taken.count = std::exchange(count_, 0);
   queue_.swap(spare_);  // the requests the engine gave back, to fill again
-  // Spares beyond the queued ones stay on this side, memory and all (moved, not freed: a
-  // cycle may take fewer requests than the last, e.g. one step's buckets of different sizes).
-  for (std::size_t i = count_; i < taken.size(); ++i) queue_.push_back(std::move(taken[i]));
-  taken.resize(count_);
-  count_ = 0;
-  queue_.reserve(taken.size());  // the next step most likely enqueues as many
+  queue_.reserve(taken.count);  // the next step most likely enqueues as many
   return taken;
 }
 

@@ -11,6 +11,21 @@
 
 namespace ringfuse::engine {
 
+/// What the engine thread takes from the queue: the first `count` of `requests`, in enqueue
+/// order. The rest are spare requests, memory for later ones, handed along with them so that
+/// no request (and no name or shape memory) is moved or freed on the way: the engine gives
+/// the vector back (RequestQueue::recycle) once it is done with it.
+struct TakenRequests {
+  std::vector<Request> requests;
+  std::size_t count = 0;
+
+  std::span<Request> queued() { return std::span(requests).first(count); }
+  std::size_t size() const { return count; }
+  bool empty() const { return count == 0; }
+  Request& operator[](std::size_t i) { return requests[i]; }
+  const Request& operator[](std::size_t i) const { return requests[i]; }
+};
+
 class RequestQueue {
  public:
   /// Numbers the requests (seq) and appends them atomically; wakes the engine thread when the
@@ -47,13 +62,12 @@ class RequestQueue {
   /// passed, or stop(). Returns the queued requests (possibly none). For the first `spin` it
   /// checks, yielding the CPU in between, instead of sleeping: a caller's push then finds the
   /// engine thread awake, and no wake-up has to go through the scheduler.
-  std::vector<Request> wait_and_take(std::size_t threshold, std::chrono::microseconds quiet,
-                                     std::chrono::microseconds max_wait,
-                                     Clock::time_point deadline,
-                                     std::chrono::microseconds spin = {});
+  TakenRequests wait_and_take(std::size_t threshold, std::chrono::microseconds quiet,
+                              std::chrono::microseconds max_wait, Clock::time_point deadline,
+                              std::chrono::microseconds spin = {});
   /// The next sequence number to hand out; the engine moves it forward after a join.
   void advance_sequence(std::uint64_t next);
-  /// Takes back a vector of requests wait_and_take() returned, once the engine is done with
+  /// Takes back the vector of requests wait_and_take() returned, once the engine is done with
   /// them (their names and shapes hold an earlier step's memory): the callers fill them again.
   void recycle(std::vector<Request>&& done);
 
