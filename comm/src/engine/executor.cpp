@@ -189,7 +189,9 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
   if (runs_in_place) {
     segments_.clear();
     if (fp.prescale != 1.0 || post != 1.0) {  // the members scaled where they lie
-      for (std::size_t i = 0; i < data.size(); ++i) segments_.push_back({data[i], data[i], counts[i]});
+      for (std::size_t i = 0; i < data.size(); ++i) {
+        segments_.push_back({data[i], data[i], counts[i]});
+      }
     }
     if (fp.prescale != 1.0) memory.convert(segments_, fp.dtype, fp.dtype, fp.prescale);
     memory.finish();
