@@ -133,6 +133,11 @@ ParsedFlags parse_flags(int argc, char** argv) {
                  "unfused, unfused-no-eng, mpi-per-tensor; e.g. --modes fused to profile it")
       ->delimiter(',')
       ->check(CLI::IsMember({"single", "fused", "unfused", "unfused-no-eng", "mpi-per-tensor"}));
+  app.add_option("--enqueue", o.fusion_enqueue,
+                 "fusion: how the fused row enqueues each tensor: view = allreduce_view over "
+                 "names and views it keeps; copy = allreduce with a copy of each name and shape")
+      ->check(CLI::IsMember({"view", "copy"}))
+      ->capture_default_str();
   app.add_option("--json", o.json_path, "also write every row to this file (JSON)");
   app.add_option("--split", o.split,
                  "measure ours on a sub-communicator (Context::split) by COLOR_EXPR: host, "

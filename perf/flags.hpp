@@ -46,6 +46,10 @@ struct PerfOptions {
   std::string model = "resnet50";  // --model, fusion only
   /// --modes, fusion only: the rows to measure (empty: all), e.g. just "fused" to profile it.
   std::vector<std::string> fusion_modes;
+  /// --enqueue, fusion only: how the fused row hands each tensor to the engine: "view"
+  /// (Engine::allreduce_view over names and views kept from step to step) or "copy"
+  /// (Engine::allreduce with a copy of the name and shape, as before allreduce_view existed).
+  std::string fusion_enqueue = "view";
   // `ringfuse-perf sendrecv` (perf/sendrecv.hpp): point-to-point latency and bandwidth.
   bool sendrecv = false;
 };

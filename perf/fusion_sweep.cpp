@@ -113,8 +113,12 @@ class Step {
         Engine& engine = ctx.engine();
         works_.clear();
         for (std::size_t i = gs.size(); i-- > 0;) {
-          TensorView view{grads_.data() + offsets_[i], DataType::f32, gs[i].shape};
-          works_.push_back(engine.allreduce(names_[i], std::move(view)));
+          if (enqueue_copies_) {  // a binding that builds a name and a shape per call
+            TensorView view{grads_.data() + offsets_[i], DataType::f32, gs[i].shape};
+            works_.push_back(engine.allreduce(names_[i], std::move(view)));
+          } else {  // a training loop that keeps its parameters' names and views
+            works_.push_back(engine.allreduce_view(names_[i], views_[i]));
+          }
         }
         engine.flush();
         for (const Work& w : works_) w.wait();
@@ -131,9 +135,15 @@ class Step {
     }
   }
 
-  void prepare_names(const std::string& prefix) {
+  void prepare_names(const std::string& prefix, bool enqueue_copies) {
+    enqueue_copies_ = enqueue_copies;
     names_.clear();
-    for (const GradientSpec& g : model_.gradients) names_.push_back(prefix + g.name);
+    views_.clear();
+    for (std::size_t i = 0; i < model_.gradients.size(); ++i) {
+      const GradientSpec& g = model_.gradients[i];
+      names_.push_back(prefix + g.name);
+      views_.push_back(TensorView{grads_.data() + offsets_[i], DataType::f32, g.shape});
+    }
   }
 
   std::uint64_t count_wrong() const {
@@ -153,6 +163,8 @@ class Step {
   std::vector<float> grads_;
   std::vector<std::uint64_t> offsets_;
   std::vector<std::string> names_;
+  std::vector<TensorView> views_;  // the fused row's, over grads_
+  bool enqueue_copies_ = false;
   std::vector<Work> works_;
 };
 
@@ -168,7 +180,7 @@ void barrier(Context& ctx, Mode mode) {
 }
 
 FusionRow measure(Context& ctx, const PerfOptions& o, const Model& model, Step& step, Mode mode) {
-  step.prepare_names(fmt::format("{}/", model.name));
+  step.prepare_names(fmt::format("{}/", model.name), o.fusion_enqueue == "copy");
   step.poison();
   for (int i = 0; i < o.warmup; ++i) {
     step.restore();
@@ -228,8 +240,10 @@ void print(std::ostream& out, const Header& h, const PerfOptions& o,
   fmt::print(out, "# time_us: median over {} steps (after {} warm-ups) of the slowest rank's "
                   "step time; f32 sum\n", o.iters, o.warmup);
   fmt::print(out, "# modes: single = one ctx->allreduce of the total bytes; fused = every tensor "
-                  "enqueued to the engine in reverse order, flush(), wait all; unfused = one "
-                  "blocking ctx->allreduce per tensor with the engine started; unfused-no-eng = the same before the engine was started (same process, same run); mpi-per-tensor = MPI_Allreduce per tensor\n");
+                  "enqueued to the engine in reverse order ({}), flush(), wait all; unfused = one "
+                  "blocking ctx->allreduce per tensor with the engine started; unfused-no-eng = the same before the engine was started (same process, same run); mpi-per-tensor = MPI_Allreduce per tensor\n",
+             o.fusion_enqueue == "copy" ? "allreduce with a copy of each name and shape"
+                                        : "allreduce_view over kept names and views");
   fmt::print(out, "# ours: {}; engine: fusion_threshold {} B, cycle_time {} us, cache_capacity {}\n",
              h.transport, h.engine.fusion_threshold, h.engine.cycle_time.count(),
              h.engine.cache_capacity);
@@ -282,6 +296,7 @@ void write_json(const std::string& path, const Header& h, const PerfOptions& o,
   doc["command"] = h.command;
   doc["iters"] = o.iters;
   doc["warmup"] = o.warmup;
+  doc["enqueue"] = o.fusion_enqueue;
   doc["engine_config"] = {{"fusion_threshold", h.engine.fusion_threshold},
                           {"cycle_time_us", h.engine.cycle_time.count()},
                           {"cache_capacity", h.engine.cache_capacity}};

@@ -26,7 +26,8 @@ using ringfuse::engine::Timeline;
 using Env = std::map<std::string, std::string>;
 
 std::vector<std::unique_ptr<Process>> start_world(int size, const std::string& mode,
-                                                  std::uint16_t port, const Env& extra) {
+                                                  std::uint16_t port, const Env& extra,
+                                                  const std::string& program = ENGINE_WORKER_PATH) {
   static int job = 0;
   std::vector<std::unique_ptr<Process>> ranks;
   for (int rank = 0; rank < size; ++rank) {
@@ -37,15 +38,16 @@ std::vector<std::unique_ptr<Process>> start_world(int size, const std::string& m
             {"RINGFUSE_TIMEOUT_S", "30"}};
     for (const auto& [k, v] : extra) env[k] = v;
     ranks.push_back(std::make_unique<Process>(
-        std::vector<std::string>{ENGINE_WORKER_PATH, mode}, env));
+        std::vector<std::string>{program, mode}, env));
   }
   ++job;
   return ranks;
 }
 
-std::vector<ProcessResult> run_world(int size, const std::string& mode, const Env& extra = {}) {
+std::vector<ProcessResult> run_world(int size, const std::string& mode, const Env& extra = {},
+                                     const std::string& program = ENGINE_WORKER_PATH) {
   ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0);
-  auto ranks = start_world(size, mode, store.port(), extra);
+  auto ranks = start_world(size, mode, store.port(), extra, program);
   std::vector<ProcessResult> results;
   for (auto& rank : ranks) results.push_back(rank->wait(60s));
   return results;
@@ -119,6 +121,26 @@ TEST(Engine, TensorEnqueuedTwiceInOneFusedGroupIsReducedOnce) {
       SCOPED_TRACE(std::string(transport) + " np" + std::to_string(size));
       expect_all_ok(run_world(size, "aliased", {{"RINGFUSE_TRANSPORT", transport}}));
     }
+  }
+}
+
+// Issue 18: a training loop's step of 1,000 small tensors. With allreduce_view, enqueueing
+// allocates nothing on the caller's thread once a step has run; with the owning allreduce(),
+// what the caller allocated (each name and shape) is not freed on the engine's thread.
+TEST(Engine, AStepOfSmallTensorsAllocatesNothingPerTensorAndFreesNothingOnTheEngineThread) {
+  // A long cycle: each step is taken by its flush, in one cycle.
+  expect_all_ok(run_world(2, "allocations", {{"RINGFUSE_CYCLE_TIME_MS", "5000"}},
+                          ENGINE_STEP_WORKER_PATH));
+}
+
+// Issue 18: a fused group's Works are all done before any of them wakes a waiter or runs a
+// callback, so a caller that waits on them in order is woken once.
+TEST(Engine, AFusedGroupsWorksAreAllDoneWhenTheFirstCompletes) {
+  for (const char* transport : {"shm", "tcp"}) {
+    SCOPED_TRACE(transport);
+    expect_all_ok(run_world(2, "group-wakeup",
+                            {{"RINGFUSE_CYCLE_TIME_MS", "5000"}, {"RINGFUSE_TRANSPORT", transport}},
+                            ENGINE_STEP_WORKER_PATH));
   }
 }
 

@@ -40,24 +40,24 @@ TEST(Outstanding, FindsByNumberAcrossGapsAndOutOfOrderCompletion) {
   EXPECT_THROW((void)table.at(4), std::out_of_range);
 
   table.complete(2, nullptr);  // the middle one first
-  EXPECT_TRUE(w2->done);
-  EXPECT_FALSE(w1->done);
+  EXPECT_TRUE(w2->is_done());
+  EXPECT_FALSE(w1->is_done());
   EXPECT_FALSE(table.contains(2));
   ASSERT_NE(table.find(1), nullptr);
   EXPECT_EQ(table.find(1)->fp.name, "a");
   table.complete(2, nullptr);  // twice: nothing
   table.complete(1, nullptr);
-  EXPECT_TRUE(w1->done);
+  EXPECT_TRUE(w1->is_done());
   EXPECT_EQ(table.at(5).fp.name, "e");
   EXPECT_EQ(table.seq_named("e"), 5u);
   EXPECT_EQ(table.seq_named("a"), std::nullopt);
 
   const auto w6 = add(table, 6, "f");
   table.complete(6, nullptr);
-  EXPECT_TRUE(w6->done);
-  EXPECT_FALSE(w5->done);
+  EXPECT_TRUE(w6->is_done());
+  EXPECT_FALSE(w5->is_done());
   table.complete(5, nullptr);
-  EXPECT_TRUE(w5->done);
+  EXPECT_TRUE(w5->is_done());
   EXPECT_TRUE(table.empty());
 
   // Numbering goes on from wherever it is after the table emptied.
@@ -85,8 +85,8 @@ TEST(Outstanding, ATableThatNeverEmptiesKeepsFindingEveryRequest) {
     }
     EXPECT_FALSE(table.contains(oldest - 1));
   }
-  for (std::uint64_t seq = 1; seq < oldest; ++seq) EXPECT_TRUE(works[seq - 1]->done) << seq;
-  for (auto seq = oldest; seq < next; ++seq) EXPECT_FALSE(works[seq - 1]->done) << seq;
+  for (std::uint64_t seq = 1; seq < oldest; ++seq) EXPECT_TRUE(works[seq - 1]->is_done()) << seq;
+  for (auto seq = oldest; seq < next; ++seq) EXPECT_FALSE(works[seq - 1]->is_done()) << seq;
 }
 
 TEST(Outstanding, SeqsByNameListsThePendingRequestsOnly) {
@@ -111,7 +111,7 @@ TEST(Outstanding, FailAllCompletesEveryWorkWithTheError) {
   table.fail_all(error);
   EXPECT_TRUE(table.empty());
   for (std::size_t i = 0; i < works.size(); ++i) {
-    ASSERT_TRUE(works[i]->done) << i;
+    ASSERT_TRUE(works[i]->is_done()) << i;
     if (i == 1) {
       EXPECT_FALSE(works[i]->error.has_value());
     } else {
@@ -119,6 +119,51 @@ TEST(Outstanding, FailAllCompletesEveryWorkWithTheError) {
       EXPECT_STREQ(works[i]->error->what(), "rank 1: gone");
     }
   }
+}
+
+// A cycle's batch goes into an empty table whole (issue 18), and the batch comes back
+// holding the completed requests, whose name memory the queue fills again.
+TEST(Outstanding, AdoptsAConsecutiveBatchIntoAnEmptyTableAndHandsBackTheOldRequests) {
+  Outstanding table;
+  const auto batch_of = [](std::uint64_t first, std::size_t count) {
+    std::vector<Request> batch(count);
+    for (std::size_t i = 0; i < count; ++i) {
+      batch[i].seq = first + i;
+      batch[i].fp.name = "a.name.longer.than.the.inline.buffer." + std::to_string(first + i);
+      batch[i].work = std::make_shared<WorkState>();
+    }
+    return batch;
+  };
+  auto first = batch_of(1, 3);
+  const auto w2 = first[1].work;
+  const char* name2 = first[1].fp.name.data();
+  ASSERT_TRUE(table.adopt(first, first.size()));
+  EXPECT_EQ(table.at(2).fp.name, "a.name.longer.than.the.inline.buffer.2");
+  EXPECT_FALSE(table.contains(4));
+
+  auto second = batch_of(4, 2);
+  EXPECT_FALSE(table.adopt(second, second.size())) << "the table is not empty";
+  EXPECT_EQ(second.size(), 2u);  // untouched
+  for (std::uint64_t seq = 1; seq <= 3; ++seq) table.complete(seq, nullptr);
+  EXPECT_TRUE(w2->is_done());
+  ASSERT_TRUE(table.adopt(second, second.size()));
+  EXPECT_EQ(table.at(5).fp.name, "a.name.longer.than.the.inline.buffer.5");
+  EXPECT_FALSE(table.contains(2));
+  // The completed requests came back, with their names' memory.
+  ASSERT_EQ(second.size(), 3u);
+  EXPECT_EQ(second[1].fp.name.data(), name2);
+  EXPECT_EQ(second[1].work, nullptr);
+
+  auto gap = batch_of(10, 2);
+  gap[1].seq = 12;
+  table.complete(4, nullptr);
+  table.complete(5, nullptr);
+  EXPECT_FALSE(table.adopt(gap, gap.size())) << "numbers with a gap go one by one";
+  table.add(gap[0]);
+  table.add(gap[1]);
+  EXPECT_TRUE(table.contains(10));
+  EXPECT_FALSE(table.contains(11));
+  EXPECT_TRUE(table.contains(12));
 }
 
 }  // namespace

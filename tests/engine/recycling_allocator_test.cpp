@@ -95,14 +95,14 @@ TEST(RecyclingAllocator, AStateFreedOnAnotherThreadIsReusedByThatThread) {
 TEST(RecyclingAllocator, AWorkOverRecycledMemoryStartsNotDone) {
   for (int round = 0; round < 3; ++round) {
     auto state = make_work_state();
-    EXPECT_FALSE(state->done);
+    EXPECT_FALSE(state->is_done());
     EXPECT_FALSE(state->error);
     EXPECT_TRUE(state->callbacks.empty());
     EXPECT_EQ(state->remaining, 1);
     state->remaining = 2;
     state->complete(nullptr);
     state->complete(nullptr);
-    EXPECT_TRUE(state->done);
+    EXPECT_TRUE(state->is_done());
   }
 }
 

@@ -4,6 +4,7 @@
 // waits for its timer.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <chrono>
 #include <string>
 #include <thread>
@@ -85,6 +86,56 @@ TEST_P(RequestQueueWait, EmptyQueueReturnsNothingAtTheDeadlineAndAtStop) {
   EXPECT_TRUE(queue.wait_and_take(kThreshold, 60s, 60s, Clock::now() + 60s, GetParam()).empty());
   stopper.join();
   EXPECT_FALSE(push_one(queue));
+}
+
+// Issue 18: requests the engine gives back are filled again in place, their names' memory
+// and all, and the spares a smaller take leaves over travel with it, not freed on the way.
+// The test does what the engine thread does: every take goes back through recycle().
+TEST(RequestQueue, RecycledRequestsAreFilledAgainWithTheirMemory) {
+  RequestQueue queue;
+  std::vector<Request> given_back(3);
+  std::vector<const char*> memory;
+  for (auto& request : given_back) {
+    request.fp.name = "a name longer than the inline buffer of a string";
+    memory.push_back(request.fp.name.data());
+  }
+  const auto brought = [&](const char* data) {
+    return std::find(memory.begin(), memory.end(), data) != memory.end();
+  };
+  std::vector<const char*> filled;
+  const auto fill = [&filled](Request& request) {
+    filled.push_back(request.fp.name.data());
+    request.fp.name.clear();
+    request.fp.name.append("short");
+    request.fp.shape = {1};
+  };
+  queue.recycle(std::move(given_back));
+  ASSERT_TRUE(push_one(queue));  // a request of its own; the take brings the recycled ones in
+  auto first = queue.wait_and_take(kThreshold, 0s, 0s, Clock::now() + 1s);
+  ASSERT_EQ(first.size(), 1u);
+  queue.recycle(std::move(first.requests));
+
+  ASSERT_TRUE(queue.emplace(fill, kThreshold));
+  EXPECT_TRUE(brought(filled.back())) << "a recycled request was filled in memory it did not bring";
+  auto second = queue.wait_and_take(kThreshold, 0s, 0s, Clock::now() + 1s);
+  ASSERT_EQ(second.size(), 1u);
+  EXPECT_EQ(second[0].seq, 2u);
+  EXPECT_EQ(second[0].fp.name, "short");
+  // The two spares went along, untouched.
+  ASSERT_EQ(second.requests.size(), 3u);
+  EXPECT_TRUE(brought(second.requests[1].fp.name.data()));
+  EXPECT_TRUE(brought(second.requests[2].fp.name.data()));
+  queue.recycle(std::move(second.requests));
+
+  ASSERT_TRUE(queue.emplace(fill, kThreshold));  // into the first take's request
+  auto third = queue.wait_and_take(kThreshold, 0s, 0s, Clock::now() + 1s);
+  ASSERT_EQ(third.size(), 1u);
+  queue.recycle(std::move(third.requests));
+  for (int i = 0; i < 3; ++i) {  // the second take's three, spares included
+    ASSERT_TRUE(queue.emplace(fill, kThreshold));
+    EXPECT_TRUE(brought(filled.back())) << "request " << i << " of a recycled take";
+  }
+  EXPECT_EQ(queue.wait_and_take(kThreshold, 0s, 0s, Clock::now() + 1s).size(), 3u);
 }
 
 INSTANTIATE_TEST_SUITE_P(Engine, RequestQueueWait,

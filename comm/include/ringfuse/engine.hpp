@@ -26,6 +26,7 @@
 #include <functional>
 #include <memory>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ringfuse/error.hpp"
@@ -150,6 +151,17 @@ class Engine {
 
   /// In place: every rank ends with the reduction of every rank's tensor.
   virtual Work allreduce(std::string name, TensorView tensor, AllreduceOptions options = {}) = 0;
+  /// allreduce() for a caller that keeps its tensors' names and views from step to step (a
+  /// training loop, a framework binding over its own strings): `name` and `tensor` are only
+  /// read during the call, so the caller copies nothing, and the engine copies them into
+  /// memory it reuses from one step to the next: once it has seen a step, enqueueing
+  /// allocates nothing per tensor (allreduce() costs two allocations when the caller copies
+  /// its name and shape into the arguments, as it must to keep them). The data must stay
+  /// valid until the Work completes, as for allreduce().
+  virtual Work allreduce_view(std::string_view name, const TensorView& tensor,
+                              AllreduceOptions options = {}) {
+    return allreduce(std::string(name), tensor, options);
+  }
   /// Several tensors negotiated and completed together (one Work); names are name.0, name.1...
   virtual Work grouped_allreduce(std::string name, std::vector<TensorView> tensors,
                                  AllreduceOptions options = {}) = 0;

@@ -73,7 +73,7 @@ EngineStats EngineImpl::stats() const {
 // ---------------------------------------------------------------------------------------------
 // Callers' side
 
-static std::string undefined_reduction(const std::string& name, DataType type, ReduceOp op) {
+static std::string undefined_reduction(std::string_view name, DataType type, ReduceOp op) {
   return fmt::format("tensor '{}': {} of {} is not defined (on bools sum and max are logical or, "
                      "min and prod logical and); use another operator, or an integer tensor to "
                      "count",
@@ -84,7 +84,7 @@ void EngineImpl::refuse(const std::string& what) const {
   throw core::rank_error(ErrorKind::invalid_argument, names_(rank_), "engine: {}", what);
 }
 
-void EngineImpl::check_tensor(const std::string& name, const TensorView& tensor) const {
+void EngineImpl::check_tensor(std::string_view name, const TensorView& tensor) const {
   const auto bad = [&](const std::string& what) {
     refuse(fmt::format("tensor '{}': {}", name, what));
   };
@@ -159,8 +159,48 @@ Work EngineImpl::grouped_allreduce(std::string name, std::vector<TensorView> ten
   return submit(std::move(requests));
 }
 
-Request EngineImpl::allreduce_request(std::string name, TensorView tensor,
-                                      const AllreduceOptions& options) const {
+Work EngineImpl::allreduce_view(std::string_view name, const TensorView& tensor,
+                                AllreduceOptions options) {
+  // Name mode claims names in a set of its own: the owning call's path, allocations and all.
+  if (config_.match == MatchMode::name) return allreduce(std::string(name), tensor, options);
+  check_allreduce(name, tensor, options);
+  if (joined_.load()) {
+    refuse("this rank called join(); it may enqueue again once every rank has joined");
+  }
+  auto work = make_work_state();
+  const bool queued = queue_.emplace(
+      [&](Request& request) {
+        // Every field is written (request.hpp's size check stands guard over new ones); the
+        // name and shape are assigned into the memory of the request this one replaces.
+        auto& fp = request.fp;
+        fp.op_type = OpType::allreduce;
+        fp.dtype = tensor.dtype;
+        fp.root = -1;
+        fp.device = tensor.device;
+        fp.shape.assign(tensor.shape.begin(), tensor.shape.end());
+        // clear() and append(): assign() takes the general replace path (≈ 120 instructions
+        // a name), append() copies into the capacity.
+        fp.name.clear();
+        fp.name.append(name);
+        fp.splits.clear();
+        set_allreduce_options(request, options);  // op, scales, compression
+        request.data = tensor.data;
+        request.output = nullptr;
+        request.allocate = nullptr;
+        request.work = work;
+        request.join = false;  // seq and enqueued: the queue's
+      },
+      config_.fusion_threshold);
+  if (!queued) {
+    std::lock_guard lock(state_mutex_);
+    if (failure_) throw *failure_;
+    refuse("the engine has shut down");
+  }
+  return Work(std::move(work));
+}
+
+void EngineImpl::check_allreduce(std::string_view name, const TensorView& tensor,
+                                 const AllreduceOptions& options) const {
   check_tensor(name, tensor);
   // Integers scale in f64 and truncate toward zero (Horovod's rule); a bool has no scale.
   if (tensor.dtype == DataType::boolean &&
@@ -170,7 +210,9 @@ Request EngineImpl::allreduce_request(std::string name, TensorView tensor,
   if (!is_defined(tensor.dtype, options.op)) {
     refuse(undefined_reduction(name, tensor.dtype, options.op));
   }
-  Request request = tensor_request(OpType::allreduce, std::move(name), std::move(tensor));
+}
+
+void EngineImpl::set_allreduce_options(Request& request, const AllreduceOptions& options) {
   request.fp.op = options.op;
   request.fp.prescale = options.prescale;
   request.fp.postscale = options.postscale;
@@ -178,6 +220,13 @@ Request EngineImpl::allreduce_request(std::string name, TensorView tensor,
                             request.fp.dtype == DataType::f64)
                                ? options.compression
                                : Compression::none;
+}
+
+Request EngineImpl::allreduce_request(std::string name, TensorView tensor,
+                                      const AllreduceOptions& options) const {
+  check_allreduce(name, tensor, options);
+  Request request = tensor_request(OpType::allreduce, std::move(name), std::move(tensor));
+  set_allreduce_options(request, options);
   return request;
 }
 
@@ -407,15 +456,16 @@ void EngineImpl::run() {
                     : core::rank_error(ErrorKind::invalid_argument, names_(rank_),
                                        "engine: the engine has shut down");
   }();
-  for (auto& request : late) request.work->complete(&reason);
+  for (auto& request : late.queued()) request.work->complete(&reason);
   if (join_request_) join_request_->work->complete(&reason);
   timeline_.stop();
 }
 
-bool EngineImpl::take(std::vector<Request> taken) {
+bool EngineImpl::take(TakenRequests taken) {
+  if (taken.empty()) return false;
   bool join = false;
   const auto now = Clock::now();
-  for (auto& request : taken) {
+  for (auto& request : taken.queued()) {
     if (request.join) {
       join = true;
       join_request_ = std::move(request);
@@ -426,8 +476,17 @@ bool EngineImpl::take(std::vector<Request> taken) {
                        fmt::format("\"seq\":{}", request.seq));
     }
     negotiator_.hold(request.seq);
-    outstanding_.add(std::move(request));
   }
+  // A step's requests usually arrive in one batch at an empty table: taken whole. Otherwise
+  // one by one, each swapped into its slot (a join() marker is skipped: moved out above).
+  if (join || !outstanding_.adopt(taken.requests, taken.count)) {
+    for (auto& request : taken.queued()) {
+      if (!request.join) outstanding_.add(request);  // now holds a completed one's memory
+    }
+  }
+  // Back to the callers' side, whose next requests fill that memory again: neither the
+  // allocation nor the free of a name or shape happens on this thread.
+  queue_.recycle(std::move(taken.requests));
   return join;
 }
 

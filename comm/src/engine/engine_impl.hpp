@@ -57,6 +57,8 @@ class EngineImpl final : public Engine {
   ~EngineImpl() override;
 
   Work allreduce(std::string name, TensorView tensor, AllreduceOptions options) override;
+  Work allreduce_view(std::string_view name, const TensorView& tensor,
+                      AllreduceOptions options) override;
   Work grouped_allreduce(std::string name, std::vector<TensorView> tensors,
                          AllreduceOptions options) override;
   Work allgather(std::string name, TensorView input, OutputAllocator allocate) override;
@@ -97,7 +99,12 @@ class EngineImpl final : public Engine {
   /// A checked all-reduce request with `options` in its fingerprint.
   Request allreduce_request(std::string name, TensorView tensor,
                             const AllreduceOptions& options) const;
-  void check_tensor(const std::string& name, const TensorView& tensor) const;
+  /// Refuses an all-reduce of `tensor` with `options` that no rank could run.
+  void check_allreduce(std::string_view name, const TensorView& tensor,
+                       const AllreduceOptions& options) const;
+  /// Sets what an all-reduce with `options` adds to a request of tensor_request()'s.
+  static void set_allreduce_options(Request& request, const AllreduceOptions& options);
+  void check_tensor(std::string_view name, const TensorView& tensor) const;
   Request allgather_request(std::string name, const TensorView& input,
                             OutputAllocator allocate) const;
   Request reducescatter_request(std::string name, const TensorView& input,
@@ -110,7 +117,7 @@ class EngineImpl final : public Engine {
   void run();
   /// Moves requests taken from the queue into outstanding_ (and a join() marker aside);
   /// returns whether this cycle carries a join().
-  bool take(std::vector<Request> taken);
+  bool take(TakenRequests taken);
   void apply(const CycleResponse& response);
   void count(const Cycle& cycle);
   void fail_everything(const Error& error);

@@ -188,7 +188,11 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
                              place_pieces(data, counts, element);
   if (runs_in_place) {
     segments_.clear();
-    for (std::size_t i = 0; i < data.size(); ++i) segments_.push_back({data[i], data[i], counts[i]});
+    if (fp.prescale != 1.0 || post != 1.0) {  // the members scaled where they lie
+      for (std::size_t i = 0; i < data.size(); ++i) {
+        segments_.push_back({data[i], data[i], counts[i]});
+      }
+    }
     if (fp.prescale != 1.0) memory.convert(segments_, fp.dtype, fp.dtype, fp.prescale);
     memory.finish();
     const auto start = Clock::now();
@@ -247,7 +251,9 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
     }
     fused_tensors_ += group.members.size();
   }
-  for (const auto index : group.members) outstanding_.complete(response.ready[index].seq, nullptr);
+  completed_.clear();
+  for (const auto index : group.members) completed_.push_back(response.ready[index].seq);
+  outstanding_.complete(completed_, nullptr);  // every Work done before any waiter wakes
 }
 
 bool Executor::place_pieces(const std::vector<void*>& data, const std::vector<std::size_t>& counts,

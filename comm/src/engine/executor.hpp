@@ -92,6 +92,7 @@ class Executor {
   std::vector<void*> member_data_;              // a fused all-reduce's members' data, in order
   std::vector<std::size_t> member_counts_;      // and their element counts
   std::vector<std::pair<std::uintptr_t, std::uintptr_t>> runs_;  // overlap check's scratch
+  std::vector<std::uint64_t> completed_;        // a fused all-reduce's members' numbers
   std::atomic<std::uint64_t> collectives_{0};
   std::atomic<std::uint64_t> fused_tensors_{0};
 };

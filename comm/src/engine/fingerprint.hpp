@@ -5,6 +5,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "engine/wire.hpp"
@@ -50,6 +51,27 @@ struct Fingerprint {
   static Fingerprint decode(ByteReader& in);
   /// A hash of every field matches() compares (the response cache's index).
   std::size_t hash() const;
+
+  /// Field by field, the containers' memory included (Request's swap: request.hpp).
+  friend void swap(Fingerprint& a, Fingerprint& b) noexcept {
+    using std::swap;
+    swap(a.op_type, b.op_type);
+    swap(a.dtype, b.dtype);
+    swap(a.op, b.op);
+    swap(a.compression, b.compression);
+    swap(a.root, b.root);
+    swap(a.device, b.device);
+    swap(a.prescale, b.prescale);
+    swap(a.postscale, b.postscale);
+    swap(a.shape, b.shape);
+    swap(a.name, b.name);
+    swap(a.splits, b.splits);
+  }
 };
+// A field added to Fingerprint must be swapped above, and written where a recycled request is
+// filled (EngineImpl::allreduce_view), too; then update this size.
+#if defined(__GLIBCXX__) && defined(__x86_64__)
+static_assert(sizeof(Fingerprint) == 112);
+#endif
 
 }  // namespace ringfuse::engine

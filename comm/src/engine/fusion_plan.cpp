@@ -62,6 +62,11 @@ std::vector<FusionGroup> plan_fusion(const std::vector<ReadyEntry>& ready, std::
     const auto& head = ready[i].fp;
     std::size_t bytes = head.op_type == OpType::allreduce ? wire_bytes(head) : 0;
     if (head.op_type == OpType::allreduce && !reduce_in_place(head, bytes, inplace_min)) {
+      // Members are compatible with the head: the same dtype and compression, so the same
+      // wire type (worked out once, not twice per member).
+      const DataType wire = wire_type(head);
+      const std::size_t wire_element = element_size(wire);
+      const bool may_run_in_place = wire == head.dtype;
       std::size_t skipped = 0;
       for (std::size_t j = i + 1; j < ready.size() && skipped <= lookahead; ++j) {
         if (taken[j] || ready[j].kind == ReadyEntry::Kind::error) continue;
@@ -70,8 +75,8 @@ std::vector<FusionGroup> plan_fusion(const std::vector<ReadyEntry>& ready, std::
           ++skipped;
           continue;
         }
-        const auto fp_bytes = wire_bytes(fp);
-        if (reduce_in_place(fp, fp_bytes, inplace_min)) {
+        const auto fp_bytes = fp.numel() * wire_element;
+        if (may_run_in_place && fp_bytes >= inplace_min) {  // reduce_in_place(fp, ...)
           ++skipped;
           continue;
         }

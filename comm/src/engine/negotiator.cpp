@@ -48,7 +48,7 @@ Cycle Negotiator::cycle(const Outstanding& outstanding, bool join, bool join_pen
   } else if (result.response.indexed_released) {
     release_held(outstanding, result.response);
   } else if (by_index) {
-    held_.clear();  // the coordinator took them into its table
+    clear_held();  // the coordinator took them into its table
   }
   if (result.response.status != CycleResponse::Status::abort) update_cache(result);
   return result;
@@ -65,8 +65,9 @@ CycleMessage Negotiator::announce(const Outstanding& outstanding, bool join, boo
   // coordinator must collect every rank's dimension 0 or splits). Not in name mode: the short
   // way relies on every rank holding the same collectives in the same order.
   bool by_index = !join && !shutdown && !join_pending && match_ == MatchMode::sequence;
-  if (by_index) message.indices.reserve(held_.size());
-  for (auto it = held_.begin(); by_index && it != held_.end(); ++it) {
+  const auto pending = held();
+  if (by_index) message.indices.reserve(pending.size());
+  for (auto it = pending.begin(); by_index && it != pending.end(); ++it) {
     if (!it->index || it->looked_up_at != cache_.evictions()) {
       it->index = look_up(outstanding.at(it->seq).fp);
       it->looked_up_at = cache_.evictions();
@@ -79,17 +80,17 @@ CycleMessage Negotiator::announce(const Outstanding& outstanding, bool join, boo
   }
   if (by_index) {
     message.indexed = true;
-    message.first_seq = held_.empty() ? 0 : held_.front().seq;
+    message.first_seq = pending.empty() ? 0 : pending.front().seq;
     return message;
   }
   message.indices.clear();
-  message.entries.reserve(held_.size());
-  for (const auto& held : held_) {
+  message.entries.reserve(pending.size());
+  for (const auto& held : pending) {
     const auto& fp = outstanding.at(held.seq).fp;
     const bool known = held.index && held.looked_up_at == cache_.evictions();
     message.entries.push_back(Announcement{held.seq, known ? held.index : cache_.find(fp), fp});
   }
-  held_.clear();
+  clear_held();
   return message;
 }
 
@@ -119,26 +120,34 @@ void Negotiator::resolve_names(const Outstanding& outstanding, CycleResponse& re
 
 void Negotiator::release_held(const Outstanding& outstanding, CycleResponse& response) {
   const auto released = *response.indexed_released;
-  if (released > held_.size()) {
+  const auto pending = held();
+  if (released > pending.size()) {
     throw core::error_at(ErrorKind::protocol, names_(rank_), names_(0),
                          "{}: the coordinator released {} collectives by cache "
                          "index, but this rank holds {}",
-                         names_.engine(), released, held_.size());
+                         names_.engine(), released, pending.size());
   }
   // The entries of an earlier cycle, assigned over: their fingerprints' names and shapes
   // keep their memory (a training loop releases the same tensors every step).
   std::vector<ReadyEntry> entries;
   entries.swap(spare_ready_);
   entries.resize(released);
-  for (auto& entry : entries) {
-    const auto& held = held_.front();
+  for (std::size_t i = 0; i < released; ++i) {
+    auto& entry = entries[i];
+    const auto& held = pending[i];
     entry.seq = held.seq;
     entry.kind = ReadyEntry::Kind::cached;
     entry.cache_index = *held.index;  // sent in this cycle's message, so looked up
     entry.fp = outstanding.at(held.seq).fp;
     entry.dim0.clear();
     entry.error.clear();
-    held_.pop_front();
+  }
+  held_head_ += released;
+  if (held_head_ == held_.size()) {
+    clear_held();  // the usual case: everything held was released
+  } else if (held_head_ * 2 >= held_.size()) {
+    held_.erase(held_.begin(), held_.begin() + static_cast<std::ptrdiff_t>(held_head_));
+    held_head_ = 0;
   }
   if (response.ready.empty()) {  // always, as the coordinator lists nothing else then
     response.ready = std::move(entries);

@@ -7,8 +7,8 @@
 
 #include <chrono>
 #include <cstdint>
-#include <deque>
 #include <memory>
+#include <span>
 #include <vector>
 
 #include "engine/control_channel.hpp"
@@ -39,7 +39,7 @@ class Negotiator {
   /// Remembers a collective taken from the queue (already in `outstanding`), to announce.
   void hold(std::uint64_t seq) { held_.push_back(Held{seq, std::nullopt, 0}); }
   /// Forgets everything held (the engine failed or shut down).
-  void drop_held() { held_.clear(); }
+  void drop_held() { clear_held(); }
   /// Takes back a cycle's ready entries once they ran: the next cycle released the short way
   /// refills them, reusing their strings' and vectors' memory instead of allocating per tensor.
   /// Keeps the larger set, so that an idle cycle in between does not throw a step's away.
@@ -94,8 +94,16 @@ class Negotiator {
     std::optional<std::uint32_t> index;
     std::uint64_t looked_up_at = 0;  // cache_.evictions() then
   };
-  // In sequence order; the indices of the last message are those of its first entries.
-  std::deque<Held> held_;
+  // In sequence order, from held_head_ on (released ones before it: a vector with a moving
+  // front rather than a deque, whose blocks a step of 1,000 tensors allocated and freed
+  // every cycle); the indices of the last message are those of its first entries.
+  std::vector<Held> held_;
+  std::size_t held_head_ = 0;
+  std::span<Held> held() { return std::span(held_).subspan(held_head_); }
+  void clear_held() {
+    held_.clear();
+    held_head_ = 0;
+  }
   std::vector<ReadyEntry> spare_ready_;  // recycle()
   std::optional<std::uint32_t> last_found_;  // look_up()
 };

@@ -4,12 +4,15 @@
 //
 // Sequence numbers are handed out consecutively (a join() only skips some), so the table is
 // a window of slots indexed by `seq - base`: a look-up is an index, not a tree walk, and a
-// request is moved into a slot whose memory is reused, not into a node of its own. This is on
-// every tensor's path several times a cycle (announce, release, execute, complete).
+// request is swapped into a slot whose memory is reused, not into a node of its own. This is
+// on every tensor's path several times a cycle (announce, release, execute, complete).
 #pragma once
 
+#include <algorithm>
 #include <cstdint>
+#include <memory>
 #include <optional>
+#include <span>
 #include <stdexcept>
 #include <string>
 #include <string_view>
@@ -22,40 +25,71 @@ namespace ringfuse::engine {
 
 class Outstanding {
  public:
-  void add(Request&& request) {
+  /// Takes `request` into the table. Swaps rather than moves: `request` comes back holding
+  /// the storage (name, shape) of a request completed earlier, for the queue to fill again.
+  void add(Request& request) {
     const auto seq = request.seq;
-    if (live_ == 0) {  // keeps the slots' memory: the steady state allocates nothing here
-      slots_.clear();
+    if (live_ == 0) {  // keeps the slots and their requests' memory
+      end_ = 0;
       head_ = 0;
       base_ = seq;
-    } else if (head_ >= kCompactAfter && head_ * 2 >= slots_.size()) {
+    } else if (head_ >= kCompactAfter && head_ * 2 >= end_) {
       // Only here, never in complete(): the executor holds pointers into the table while
-      // it completes a group, and add() runs when nobody does.
-      slots_.erase(slots_.begin(), slots_.begin() + static_cast<std::ptrdiff_t>(head_));
+      // it completes a group, and add() runs when nobody does. The completed slots move to
+      // the back, where their memory is used again.
+      const auto by = static_cast<std::ptrdiff_t>(head_);
+      std::rotate(requests_.begin(), requests_.begin() + by, requests_.end());
+      std::rotate(live_flags_.begin(), live_flags_.begin() + by, live_flags_.end());
       base_ += head_;
+      end_ -= head_;
       head_ = 0;
     }
     if (seq < base_ + head_) {  // not expected (numbers only grow); keeps the window correct
       if (seq < base_) {
-        slots_.insert(slots_.begin(), base_ - seq, std::nullopt);
+        requests_.insert(requests_.begin(), base_ - seq, Request{});
+        live_flags_.insert(live_flags_.begin(), base_ - seq, 0);
+        end_ += base_ - seq;
         base_ = seq;
       }
       head_ = seq - base_;
     }
     const auto offset = seq - base_;
-    if (offset == slots_.size()) {  // the usual case: the next number
-      slots_.emplace_back(std::move(request));
-      ++live_;
-      return;
+    if (offset >= end_) {
+      end_ = offset + 1;
+      if (requests_.size() < end_) {
+        requests_.resize(end_);
+        live_flags_.resize(end_, 0);
+      }
     }
-    if (offset > slots_.size()) slots_.resize(offset + 1);
-    if (!slots_[offset]) ++live_;
-    slots_[offset] = std::move(request);
+    if (!live_flags_[offset]) ++live_;
+    live_flags_[offset] = 1;
+    swap(requests_[offset], request);
+  }
+  void add(Request&& request) { add(request); }
+  /// Takes a whole batch, the first `count` of `batch`, into an empty table by exchanging
+  /// vectors, when they are numbered consecutively (a cycle's take from the queue, without a
+  /// join() marker): a step's requests are not touched one by one (requests after `count`
+  /// become spare slots). `batch` comes back holding the table's completed requests, with
+  /// their memory. Returns false, and takes nothing, when the table is not empty or the
+  /// numbers have gaps; then add() each.
+  bool adopt(std::vector<Request>& batch, std::size_t count) {
+    if (live_ != 0 || count == 0 || count > batch.size() ||
+        batch[count - 1].seq - batch.front().seq + 1 != count) {
+      return false;
+    }
+    requests_.swap(batch);
+    live_flags_.assign(requests_.size(), 0);
+    std::fill_n(live_flags_.begin(), count, 1);
+    base_ = requests_.front().seq;
+    head_ = 0;
+    end_ = count;
+    live_ = count;
+    return true;
   }
   /// The request numbered `seq`, or null: a joined rank has none for the others' collectives.
   Request* find(std::uint64_t seq) {
-    auto* slot = slot_of(seq);
-    return slot != nullptr && *slot ? &**slot : nullptr;
+    if (seq < base_ + head_ || seq - base_ >= end_ || !live_flags_[seq - base_]) return nullptr;
+    return &requests_[seq - base_];
   }
   const Request* find(std::uint64_t seq) const {
     return const_cast<Outstanding*>(this)->find(seq);
@@ -69,8 +103,8 @@ class Outstanding {
   /// The sequence number of the request called `name` (name mode: names are unique among a
   /// rank's pending requests), or nullopt.
   std::optional<std::uint64_t> seq_named(const std::string& name) const {
-    for (auto i = head_; i < slots_.size(); ++i) {
-      if (slots_[i] && slots_[i]->fp.name == name) return slots_[i]->seq;
+    for (auto i = head_; i < end_; ++i) {
+      if (live_flags_[i] && requests_[i].fp.name == name) return requests_[i].seq;
     }
     return std::nullopt;
   }
@@ -80,8 +114,8 @@ class Outstanding {
   std::unordered_map<std::string_view, std::uint64_t> seqs_by_name() const {
     std::unordered_map<std::string_view, std::uint64_t> seqs;
     seqs.reserve(live_);
-    for (auto i = head_; i < slots_.size(); ++i) {
-      if (slots_[i]) seqs.emplace(slots_[i]->fp.name, slots_[i]->seq);
+    for (auto i = head_; i < end_; ++i) {
+      if (live_flags_[i]) seqs.emplace(requests_[i].fp.name, requests_[i].seq);
     }
     return seqs;
   }
@@ -90,38 +124,69 @@ class Outstanding {
   /// Completes the Work of `seq` (nullptr: success) and forgets it; nothing if it is not here.
   /// Pointers to other requests stay valid.
   void complete(std::uint64_t seq, const Error* error) {
-    auto* slot = slot_of(seq);
-    if (slot == nullptr || !*slot) return;
-    auto work = std::move((*slot)->work);
-    slot->reset();
-    --live_;
-    while (head_ < slots_.size() && !slots_[head_]) ++head_;
-    work->complete(error);
+    auto work = retire(seq);
+    if (work) work->complete(error);
+  }
+  /// complete() for each of `seqs` (a fused group), marking every Work done before waking
+  /// anyone: a caller waiting on the group's Works one after the other wakes once, to find
+  /// them all done, instead of once per Work (and on a shared core, handing the CPU back and
+  /// forth with the engine thread in between). A Work nobody sleeps on nor waits to be called
+  /// back from is let go as soon as it is done, so that the caller's thread, dropping its
+  /// handle later, is most likely the one that frees (recycles) its state.
+  void complete(std::span<const std::uint64_t> seqs, const Error* error) {
+    finishing_.clear();
+    for (const auto seq : seqs) {
+      auto work = retire(seq);
+      if (work && work->finish(error)) finishing_.push_back(std::move(work));
+    }
+    for (auto& work : finishing_) {
+      work->wake();
+      work.reset();
+    }
+    finishing_.clear();
   }
   /// Completes every Work with `error`.
   void fail_all(const Error& error) {
-    for (auto& slot : slots_) {
-      if (slot) slot->work->complete(&error);
+    for (auto i = head_; i < end_; ++i) {
+      if (!live_flags_[i]) continue;
+      live_flags_[i] = 0;
+      auto work = std::move(requests_[i].work);
+      requests_[i].allocate = nullptr;
+      work->complete(&error);
     }
-    slots_.clear();
+    end_ = 0;
     head_ = 0;
     live_ = 0;
   }
 
  private:
-  // Completed slots at the front are dropped once there are this many (and they are at least
-  // half of the table), so that a table that never empties does not grow without end.
+  // Completed slots at the front are moved to the back once there are this many (and they
+  // are at least half of the table), so that a table that never empties does not grow
+  // without end.
   static constexpr std::size_t kCompactAfter = 64;
 
-  std::optional<Request>* slot_of(std::uint64_t seq) {
-    if (seq < base_ + head_ || seq - base_ >= slots_.size()) return nullptr;
-    return &slots_[seq - base_];
+  /// Forgets `seq` and returns its Work (null when `seq` is not here).
+  std::shared_ptr<WorkState> retire(std::uint64_t seq) {
+    auto* request = find(seq);
+    if (request == nullptr) return nullptr;
+    live_flags_[seq - base_] = 0;
+    request->allocate = nullptr;  // may hold the caller's state
+    --live_;
+    while (head_ < end_ && !live_flags_[head_]) ++head_;
+    return std::move(request->work);
   }
 
-  std::vector<std::optional<Request>> slots_;
-  std::uint64_t base_ = 0;  // the sequence number of slots_.front()
-  std::size_t head_ = 0;    // slots before this one are completed
+  // Slot i, for i < end_, is sequence number base_ + i; live_flags_[i] says whether it is
+  // outstanding. A completed slot keeps its request, with the request's name and shape
+  // memory, until add() swaps a new one in (or adopt() hands the lot back); slots from end_
+  // on are such memory too.
+  std::vector<Request> requests_;
+  std::vector<std::uint8_t> live_flags_;
+  std::uint64_t base_ = 0;   // the sequence number of requests_.front()
+  std::size_t head_ = 0;     // slots before this one are completed
+  std::size_t end_ = 0;
   std::size_t live_ = 0;
+  std::vector<std::shared_ptr<WorkState>> finishing_;  // complete(seqs)'s scratch
 };
 
 }  // namespace ringfuse::engine

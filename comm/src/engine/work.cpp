@@ -18,15 +18,28 @@ std::size_t TensorView::numel() const {
 
 namespace engine {
 
-void WorkState::complete(const Error* failure) {
+bool WorkState::finish(const Error* failure) {
+  // The usual case, one part without an error: no lock. What the engine wrote for the waiter
+  // before (under the mutex or not) is published by the release of kDone.
+  if (failure == nullptr && remaining == 1 && !before_done) {
+    remaining = 0;
+    const auto was = status.fetch_or(kDone, std::memory_order_acq_rel);
+    return (was & (kDone | kWatched)) == kWatched;
+  }
+  std::lock_guard lock(mutex);
+  if (is_done()) return false;
+  if (failure != nullptr && !error) error = *failure;
+  if (--remaining > 0 && failure == nullptr) return false;
+  if (before_done) std::exchange(before_done, nullptr)();
+  return (status.fetch_or(kDone, std::memory_order_acq_rel) & kWatched) != 0;
+}
+
+void WorkState::wake() {
   std::vector<std::function<void(const Error*)>> to_run;
   {
+    // A wait() that marked the state watched holds the mutex until it sleeps: taking it here
+    // makes sure the notification finds it asleep.
     std::lock_guard lock(mutex);
-    if (done) return;
-    if (failure != nullptr && !error) error = *failure;
-    if (--remaining > 0 && failure == nullptr) return;
-    if (before_done) std::exchange(before_done, nullptr)();
-    done = true;
     to_run.swap(callbacks);
   }
   done_cv.notify_all();
@@ -56,7 +69,7 @@ Error no_state() {
 
 bool Work::test() const {
   if (!state_) return true;
-  return state_->done.load(std::memory_order_acquire);
+  return state_->is_done();
 }
 
 void Work::wait(std::chrono::milliseconds timeout) const {
@@ -71,7 +84,8 @@ void Work::wait(std::chrono::milliseconds timeout) const {
     ::sched_yield();
   }
   std::unique_lock lock(state_->mutex);
-  if (!state_->done_cv.wait_for(lock, timeout, [&] { return state_->done.load(); })) {
+  state_->watch();  // the completion wakes this thread (the predicate checks done first)
+  if (!state_->done_cv.wait_for(lock, timeout, [&] { return state_->is_done(); })) {
     throw Error(ErrorKind::timeout,
                 fmt::format("Work::wait: the collective did not finish within {} ms",
                             timeout.count()));
@@ -83,9 +97,12 @@ void Work::on_complete(std::function<void(const Error*)> callback) const {
   if (!state_) throw no_state();
   {
     std::lock_guard lock(state_->mutex);
-    if (!state_->done) {
+    if (!state_->is_done()) {
       state_->callbacks.push_back(std::move(callback));
-      return;
+      if (!state_->watch()) return;  // the completion finds it watched and runs the callback
+      // Completed in between, without seeing it watched: it runs here, not there.
+      callback = std::move(state_->callbacks.back());
+      state_->callbacks.pop_back();
     }
   }
   callback(state_->error ? &*state_->error : nullptr);
@@ -106,7 +123,7 @@ std::vector<std::int64_t> Work::received_splits() const {
 int Work::last_joined_rank() const {
   if (!state_) return -1;
   std::lock_guard lock(state_->mutex);
-  return state_->done ? state_->last_joined : -1;
+  return state_->is_done() ? state_->last_joined : -1;
 }
 
 }  // namespace ringfuse
@@ -116,7 +133,7 @@ namespace ringfuse {
 int Work::source_rank() const {
   if (!state_) return -1;
   std::lock_guard lock(state_->mutex);
-  return state_->done ? state_->source_rank : -1;
+  return state_->is_done() ? state_->source_rank : -1;
 }
 
 }  // namespace ringfuse
