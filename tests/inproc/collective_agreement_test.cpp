@@ -108,6 +108,31 @@ TEST(CollectiveAgreement, DifferentCollectivesAreNamed) {
   }
 }
 
+// A rank whose peer never calls the collective: the check times out, and its error names the
+// collective checked (what the user called), not only the check's own all-reduce.
+TEST(CollectiveAgreement, APeerThatNeverCallsTimesOutNamingTheCollective) {
+  auto store = std::make_shared<rendezvous::MemoryStore>();
+  Options options;
+  options.connect_timeout = 20s;
+  options.op_timeout = 1s;
+  std::promise<void> checked;
+  auto peer = std::async(std::launch::async, [&] {
+    auto context = init(world_of(1, 2, "agree-timeout"), options, store);
+    checked.get_future().wait();  // never calls the check
+  });
+  auto context = init(world_of(0, 2, "agree-timeout"), options, store);
+  const auto message = test_support::expect_error(ErrorKind::timeout, [&] {
+    agree_on_collective(*context, {"barrier", "barrier"}, "test group");
+  });
+  checked.set_value();
+  peer.get();
+  EXPECT_EQ(message.rfind("rank 0: test group: collective 'barrier' barrier: while checking that "
+                          "every rank calls it: ",
+                          0),
+            0u)
+      << message;
+}
+
 TEST(CollectiveAgreement, AWorldOfOneAlwaysAgrees) {
   for (const auto& result : on_ranks(1, "agree-one", [](Context& context) {
          agree_on_collective(context, {"barrier", "barrier"}, "test");

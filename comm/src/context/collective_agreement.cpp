@@ -69,17 +69,40 @@ std::string describe_ranks(const std::vector<int>& ranks) {
   return fmt::format("ranks {{{}}}", fmt::join(ranks, ","));
 }
 
+/// The check's own collectives failed (a peer gone, or one that never calls it): the error
+/// again, saying which of the caller's collectives was being checked, since the caller's user
+/// called that one, not the check's all-reduce.
+Error while_checking(const Error& failure, const CollectiveCall& call, std::string_view where,
+                     int rank) {
+  std::string cause = failure.what();
+  const auto prefix = fmt::format("rank {}: ", rank);
+  if (cause.starts_with(prefix)) cause.erase(0, prefix.size());
+  Error named = core::error_at(failure.kind(), rank, failure.peer(),
+                               "{}: collective '{}' {}: while checking that every rank calls "
+                               "it: {}",
+                               where, call.name, call.signature, cause);
+  named.in_collective(failure.sequence(), failure.backend());
+  return named;
+}
+
 }  // namespace
 
 void agree_on_collective(Context& context, const CollectiveCall& call, std::string_view where) {
+  const auto checking = [&](const auto& step) {
+    try {
+      step();
+    } catch (const Error& failure) {
+      throw while_checking(failure, call, where, context.global_rank(context.rank()));
+    }
+  };
   const std::int64_t hash = hash_of(call);
   std::array<std::int64_t, 2> seen{hash, -hash};
-  context.allreduce(seen.data(), seen.size(), DataType::i64, ReduceOp::max);
+  checking([&] { context.allreduce(seen.data(), seen.size(), DataType::i64, ReduceOp::max); });
   if (seen[0] == hash && seen[1] == -hash) return;
 
   const Slot own = encode(call);
   std::vector<char> all(kSlotBytes * static_cast<std::size_t>(context.size()));
-  context.allgather(own.data(), all.data(), kSlotBytes, DataType::u8);
+  checking([&] { context.allgather(own.data(), all.data(), kSlotBytes, DataType::u8); });
   // Group the ranks by what they called, in order of first appearance.
   std::vector<std::pair<std::pair<std::string, std::string>, std::vector<int>>> groups;
   for (int rank = 0; rank < context.size(); ++rank) {
