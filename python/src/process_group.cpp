@@ -72,6 +72,20 @@ std::optional<DataType> ringfuse_dtype(at::ScalarType type) {
   }
 }
 
+/// What a Work's timeout message names ("ProcessGroup ringfuse: allreduce of f32[1024]"),
+/// formatted only when it is needed, not on every call.
+struct WorkLabel {
+  std::shared_ptr<const std::string> where;  // "ProcessGroup ringfuse (group)"
+  const char* call = "";
+  std::optional<at::ScalarType> type;  // with the tensor's element count, when there is one
+  std::int64_t numel = 0;
+
+  std::string text() const {
+    if (!type) return fmt::format("{}: {}", *where, call);
+    return fmt::format("{}: {} of {}[{}]", *where, call, c10::toString(*type), numel);
+  }
+};
+
 /// A Work completed by the worker thread (or the engine's): wait() and the future see the same
 /// outcome.
 class RingfuseWork final : public ::c10d::Work {
@@ -79,7 +93,7 @@ class RingfuseWork final : public ::c10d::Work {
   /// `default_timeout` bounds a wait() without a timeout of its own: the group's timeout for
   /// a collective handed straight to the engine, twice that for one behind the worker's queue.
   RingfuseWork(int rank, ::c10d::OpType type, std::vector<at::Tensor> outputs,
-               std::chrono::milliseconds default_timeout, std::string what)
+               std::chrono::milliseconds default_timeout, WorkLabel what)
       : Work(rank, type),
         outputs_(std::move(outputs)),
         default_timeout_(default_timeout),
@@ -94,7 +108,7 @@ class RingfuseWork final : public ::c10d::Work {
       throw core::rank_error(ErrorKind::timeout, rank_,
                              "{}: not finished after {} ms (Work.wait timeout); a peer may be "
                              "stuck or slow, or the ranks called different collectives",
-                             what_, limit.count());
+                             what_.text(), limit.count());
     }
     if (exception_) std::rethrow_exception(exception_);
     return true;
@@ -137,7 +151,7 @@ class RingfuseWork final : public ::c10d::Work {
  private:
   std::vector<at::Tensor> outputs_;
   std::chrono::milliseconds default_timeout_;
-  std::string what_;
+  WorkLabel what_;
   c10::intrusive_ptr<c10::ivalue::Future> future_;  // guarded by mutex_; null until asked for
 
   void settle(c10::ivalue::Future& future, const std::exception_ptr& error) {
@@ -169,7 +183,8 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
         timeout_(timeout),
         global_ranks_(placement.global_ranks),
         label_(placement.label),
-        where_(fmt::format("ProcessGroup ringfuse{}", group_label_suffix())) {
+        where_(std::make_shared<const std::string>(
+            fmt::format("ProcessGroup ringfuse{}", group_label_suffix()))) {
     WorldSpec world;
     world.rank = rank;
     world.size = size;
@@ -316,7 +331,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     }
     auto signature = fmt::format("{} {}", fmt::join(shapes, " "), to_string(op));
     return on_lane(
-        ::c10d::OpType::ALLREDUCE_COALESCED, "allreduce_coalesced", tensors, lane_hint(tensors),
+        ::c10d::OpType::ALLREDUCE_COALESCED, label("allreduce_coalesced"), tensors, lane_hint(tensors),
         [=, this] {
           agree("allreduce_coalesced", signature);
           std::vector<at::Tensor> buffers;
@@ -410,7 +425,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     for (const auto& list : output_lists) {
       flat_outputs.insert(flat_outputs.end(), list.begin(), list.end());
     }
-    return on_lane(::c10d::OpType::ALLGATHER_COALESCED, "allgather_coalesced", flat_outputs,
+    return on_lane(::c10d::OpType::ALLGATHER_COALESCED, label("allgather_coalesced"), flat_outputs,
                    lane_hint(flat_outputs), [=, this] {
                      agree("allgather_coalesced", gathered_signature(inputs));
                      for (std::size_t i = 0; i < inputs.size(); ++i) {
@@ -561,7 +576,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       send_bytes.push_back(static_cast<std::int64_t>(inputs[r].nbytes()));
       recv_bytes.push_back(static_cast<std::int64_t>(outputs[r].nbytes()));
     }
-    return on_lane(::c10d::OpType::ALLTOALL, "alltoall", outputs, LaneHint{}, [=, this] {
+    return on_lane(::c10d::OpType::ALLTOALL, label("alltoall"), outputs, LaneHint{}, [=, this] {
       agree("alltoall", "u8[*,1] alltoall");
       // Bytes, one row each: the tensors of one list may differ in size and dtype.
       auto send = at::cat(flattened_bytes(inputs));
@@ -581,7 +596,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   // The agreement check is an all-reduce, so it is the barrier (device_ids name GPUs for
   // NCCL's barrier; none is needed here).
   c10::intrusive_ptr<::c10d::Work> barrier(const ::c10d::BarrierOptions&) override {
-    return on_lane(::c10d::OpType::BARRIER, "barrier", {}, LaneHint{.bytes = 0, .host = true},
+    return on_lane(::c10d::OpType::BARRIER, label("barrier"), {}, LaneHint{.bytes = 0, .host = true},
                    [this] { agree("barrier", "barrier"); });
   }
 
@@ -744,7 +759,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   /// Collective, on the lane: throws the mismatch error on every rank alike unless every
   /// rank's next collective is `name` with `signature`.
   void agree(std::string_view name, std::string_view signature) {
-    agree_on_collective(*context_, {name, signature}, where_);
+    agree_on_collective(*context_, {name, signature}, *where_);
   }
 
   /// `f32[1024]`, with ` on cuda` for device memory (the engine's fingerprint's words).
@@ -935,10 +950,10 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     }
   }
 
-  std::string describe(const std::string& call, const at::Tensor& tensor) const {
-    return fmt::format("ProcessGroup ringfuse{}: {} of {}[{}]", group_label_suffix(), call,
-                       c10::toString(tensor.scalar_type()), tensor.numel());
+  WorkLabel describe(const char* call, const at::Tensor& tensor) const {
+    return {where_, call, tensor.scalar_type(), tensor.numel()};
   }
+  WorkLabel label(const char* call) const { return {where_, call, std::nullopt, 0}; }
 
   /// Where a collective may run: in the calling thread when it is in host memory and small
   /// (and the lane idle), else on the worker.
@@ -963,7 +978,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   /// the lane is idle and `hint` allows it, else on the worker. Inline or not is this rank's
   /// own choice; the order is the call order either way, and the lane never runs two at once
   /// (the Context's blocking collectives take one thread at a time).
-  c10::intrusive_ptr<::c10d::Work> on_lane(::c10d::OpType type, std::string what,
+  c10::intrusive_ptr<::c10d::Work> on_lane(::c10d::OpType type, WorkLabel what,
                                            std::vector<at::Tensor> outputs, LaneHint hint,
                                            std::function<void()> body) {
     const bool may_inline = hint.host && hint.bytes <= kInlineBytes;
@@ -1060,7 +1075,8 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   std::chrono::milliseconds timeout_;
   std::vector<int> global_ranks_;  // by group rank; empty: the world group
   std::string label_;              // the sub-group's name; empty: the world group
-  std::string where_;              // "ProcessGroup ringfuse (label)": mismatch messages start so
+  // "ProcessGroup ringfuse (label)": messages start so; shared with the Works' labels.
+  std::shared_ptr<const std::string> where_;
   // Before context_, so destroyed after it: the engine stops (failing what is pending) before
   // the tensors of unfinished transfers are released.
   std::unique_ptr<PointToPoint> p2p_;
