@@ -25,6 +25,8 @@
 #include <torch/csrc/distributed/c10d/Work.hpp>
 #include <pybind11/chrono.h>
 
+#include <array>
+#include <charconv>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -245,7 +247,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     const int root = static_cast<int>(opts.rootRank);
     auto signature = fmt::format("{} broadcast root {}", shape_of(moved(tensor)), root);
     return on_lane(::c10d::OpType::BROADCAST, describe("broadcast", tensor), {tensor},
-                   lane_hint({tensor}), [=, this] {
+                   lane_hint(tensor), [=, this] {
                      agree("broadcast", signature);
                      auto buffer = tensor.contiguous();
                      if (buffer.is_cuda()) {
@@ -267,9 +269,9 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     auto tensor = single("allreduce", tensors);
     const auto op = reduce_op("allreduce", opts.reduceOp);
     const auto type = reducible("allreduce", tensor);
-    auto signature = fmt::format("{} {}", shape_of(flat(tensor, type)), to_string(op));
+    auto signature = flat_signature(type, tensor, to_string(op));
     return on_lane(::c10d::OpType::ALLREDUCE, describe("allreduce", tensor), {tensor},
-                   lane_hint({tensor}), [=, this] {
+                   lane_hint(tensor), [=, this] {
                      agree("allreduce", signature);
                      auto buffer = tensor.contiguous();
                      reduce_all("allreduce", buffer, type, op);
@@ -365,9 +367,9 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     const auto op = reduce_op("reduce", opts.reduceOp);
     const auto type = reducible("reduce", tensor);
     const auto root = static_cast<int>(opts.rootRank);
-    auto signature = fmt::format("{} {}", shape_of(flat(tensor, type)), to_string(op));
+    auto signature = flat_signature(type, tensor, to_string(op));
     return on_lane(::c10d::OpType::REDUCE, describe("reduce", tensor), {tensor},
-                   lane_hint({tensor}), [=, this] {
+                   lane_hint(tensor), [=, this] {
                      const auto name = fmt::format("reduce to {}", root);
                      agree(name, signature);
                      auto buffer = tensor.contiguous().clone();
@@ -768,6 +770,24 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
                        view.device == Device::cuda ? " on cuda" : "");
   }
 
+  /// shape_of() of `tensor` as `type`[numel], then `what`: `f32[1024] sum`. Without fmt or a
+  /// shape vector, since every all-reduce formats it (about a tenth of a 4 KiB all-reduce's
+  /// per-call work went to fmt).
+  static std::string flat_signature(DataType type, const at::Tensor& tensor,
+                                    std::string_view what) {
+    std::array<char, 24> digits{};
+    const auto end =
+        std::to_chars(digits.data(), digits.data() + digits.size(), tensor.numel()).ptr;
+    std::string text(to_string(type));
+    text += '[';
+    text.append(digits.data(), end);
+    text += ']';
+    if (tensor.is_cuda()) text += " on cuda";
+    text += ' ';
+    text += what;
+    return text;
+  }
+
   /// An allgather of one row per rank of each of `inputs`: `f32[1,10] allgather`.
   static std::string gathered_signature(const std::vector<at::Tensor>& inputs) {
     std::vector<std::string> rows;
@@ -961,6 +981,10 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     std::size_t bytes = 0;
     bool host = false;  // false: always the worker (device memory, the engine's collectives)
   };
+
+  static LaneHint lane_hint(const at::Tensor& tensor) {
+    return {.bytes = tensor.nbytes(), .host = tensor.device().is_cpu()};
+  }
 
   /// The bytes of `tensors` (times `copies`: a gather's or scatter's whole buffer), in host
   /// memory or not.
