@@ -88,12 +88,13 @@ struct WorkLabel {
   }
 };
 
-/// A Work completed by the worker thread (or the engine's): wait() and the future see the same
-/// outcome.
+/// A Work completed on the group's lane (the calling thread or the worker): wait() and the
+/// future see the same outcome.
 class RingfuseWork final : public ::c10d::Work {
  public:
   /// `default_timeout` bounds a wait() without a timeout of its own: the group's timeout for
-  /// a collective handed straight to the engine, twice that for one behind the worker's queue.
+  /// a collective that may run in the calling thread, twice that for one behind the worker's
+  /// queue.
   RingfuseWork(int rank, ::c10d::OpType type, std::vector<at::Tensor> outputs,
                std::chrono::milliseconds default_timeout, WorkLabel what)
       : Work(rank, type),
