@@ -16,7 +16,13 @@ worker, the engine thread). Rows:
     enqueue           dist.all_reduce(async_op=True) until it returns
     wait              then work.wait()
   torch no-op         dist.all_reduce on a group this rank is not in: torch's wrapper returns
-                      before any backend (the floor of a torch.distributed call)
+                      before any backend
+  no-op group         dist.all_reduce on a group of every rank whose process group does nothing
+                      (a ProcessGroup subclass defined here, returning a finished Work): torch's
+                      wrapper, its dispatcher and one call into a backend, the floor of any
+                      backend's dist.all_reduce
+  ringfuse of one     dist.all_reduce on a "ringfuse" group of this rank alone: the floor plus
+                      everything our process group does per call, with no peer to talk to
   gloo                dist.all_reduce on a gloo group of the same ranks, for reference
 
 The machine's load average is printed with the table: on a loaded machine every row that
@@ -50,6 +56,22 @@ def measure(call, iters, warmup):
     return (statistics.median(samples) * 1e6, samples[int(len(samples) * 0.9)] * 1e6, cpu * 1e6)
 
 
+class NoOpProcessGroup(dist.ProcessGroup):
+    """A backend whose all-reduce does nothing and returns a Work that is already finished."""
+
+    def __init__(self, rank, size):
+        super().__init__(rank, size)
+        done = torch.futures.Future()
+        done.set_result(None)
+        self._done = torch._C._distributed_c10d._create_work_from_future(done)
+
+    def allreduce(self, tensors, opts=None):
+        return self._done
+
+    def getBackendName(self):
+        return "noop"
+
+
 def engine_allreduce(session, tensor):
     handle = session.allreduce("latency", tensor, "sum")
     session.flush()  # as the process group does: no quiet timer for a lone collective
@@ -71,6 +93,13 @@ def main():
     gloo = dist.new_group(list(range(size)), backend="gloo")
     # A group without this rank (a world of one has none): torch's wrapper stops at once.
     outside = dist.new_group([(rank + 1) % size]) if size > 1 else None
+    if "NOOP" not in dist.Backend._plugins:
+        dist.Backend.register_backend(
+            "noop", lambda store, group_rank, group_size, timeout: NoOpProcessGroup(group_rank,
+                                                                                  group_size))
+    noop = dist.new_group(list(range(size)), backend="noop")
+    # new_group is collective over every rank, also for the groups a rank is not in.
+    alone = [dist.new_group([r], backend="ringfuse") for r in range(size)][rank]
     tensor = torch.ones(args.bytes // 4, dtype=torch.float32)
 
     pending = []
@@ -106,6 +135,10 @@ def main():
     if outside is not None:
         results["torch no-op"] = measure(lambda: dist.all_reduce(tensor, group=outside),
                                          args.iters, args.warmup)
+    results["no-op group"] = measure(lambda: dist.all_reduce(tensor, group=noop), args.iters,
+                                     args.warmup)
+    results["ringfuse of one"] = measure(lambda: dist.all_reduce(tensor, group=alone),
+                                         args.iters, args.warmup)
     results["gloo"] = measure(lambda: dist.all_reduce(tensor, group=gloo), args.iters,
                               args.warmup)
 
@@ -119,7 +152,8 @@ def main():
             print(f"{name:<18} {median:>10.1f} {p90:>10.1f} {cpu:>12.1f}")
         blocking = results["C++ blocking"][0]
         print(f"dist.all_reduce / C++ blocking: {results['dist.all_reduce'][0] / blocking:.2f}x "
-              f"(target <= 2x)")
+              f"(target <= 2x); the no-op group alone: "
+              f"{results['no-op group'][0] / blocking:.2f}x")
     dist.destroy_process_group()
     hvd.shutdown()
 

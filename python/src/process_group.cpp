@@ -2,19 +2,20 @@
 // c10d::ProcessGroup), over a Ringfuse Context that bootstraps from the c10d Store torch hands
 // over. Python's ringfuse.distributed registers it with Backend.register_backend.
 //
-// Collectives run in submission order on one worker thread per process group (as Gloo's do),
-// so DDP overlaps communication with backward; each returns a Work whose future DDP's
-// communication hooks chain on. The worker hands each collective to the Context's engine and
-// waits for it within the process group's timeout, so a lost peer fails the Work instead of
-// hanging it, and ranks that call different collectives (shape, dtype, operator, root or the
-// collective itself) all fail with the engine's message naming what each rank sent. The
-// engine takes CUDA tensors too (its NCCL communicator, on a build with CUDA and NCCL). Sparse
-// all-reduce alone runs on the Context's blocking collectives. A contiguous all-reduce that
-// finds the worker idle skips it: the caller hands it to the engine, whose completion callback
-// completes the Work (allreduce_on_engine).
+// Every collective runs as the Context's blocking collective, in call order, on one lane (as
+// Gloo's do): in the calling thread when the lane is idle and the collective is small (no
+// thread hand-off: the latency of a small dist.all_reduce), else on the group's worker thread,
+// so that DDP overlaps its large buckets with backward. Each is preceded by an agreement check
+// (agree_on_collective: one all-reduce of 16 bytes), so ranks that call different collectives
+// (shape, dtype, operator, root or the collective itself) all fail with one message naming what
+// each rank sent, instead of hanging or mixing data; the connections stay in step, so the group
+// stays usable. The Context bounds every collective by the group's timeout, so a lost peer
+// fails the Work instead of hanging it. CUDA tensors and the all-to-alls run on the Context's
+// engine (its NCCL communicator, on a build with CUDA and NCCL; the engine's split checks),
+// behind the same agreement check, on the worker.
 //
 // send, recv and recvAnysource go through the Context's engine (process_group_p2p.hpp), beside
-// the collectives' queue; new_group needs nothing here (ringfuse.distributed builds a group's
+// the collectives' lane; new_group needs nothing here (ringfuse.distributed builds a group's
 // Context over the group's store).
 #include <torch/csrc/utils/pybind.h>
 
@@ -24,6 +25,8 @@
 #include <torch/csrc/distributed/c10d/Work.hpp>
 #include <pybind11/chrono.h>
 
+#include <array>
+#include <charconv>
 #include <condition_variable>
 #include <deque>
 #include <functional>
@@ -33,6 +36,7 @@
 #include <optional>
 #include <string>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include "core/errors.hpp"
@@ -48,6 +52,11 @@ namespace ringfuse::python {
 namespace {
 
 constexpr const char* kBackendName = "ringfuse";
+
+// Collectives of at most this many bytes in host memory run in the calling thread when the
+// group's lane is idle: a thread hand-off costs more than the collective itself here (perf/
+// RESULTS.md, issue 21). Larger ones (DDP's buckets) go to the worker, so backward overlaps them.
+constexpr std::size_t kInlineBytes = 64 * 1024;
 
 std::optional<DataType> ringfuse_dtype(at::ScalarType type) {
   switch (type) {
@@ -65,20 +74,33 @@ std::optional<DataType> ringfuse_dtype(at::ScalarType type) {
   }
 }
 
-/// A Work completed by the worker thread (or the engine's): wait() and the future see the same
-/// outcome.
+/// What a Work's timeout message names ("ProcessGroup ringfuse: allreduce of f32[1024]"),
+/// formatted only when it is needed, not on every call.
+struct WorkLabel {
+  std::shared_ptr<const std::string> where;  // "ProcessGroup ringfuse (group)"
+  const char* call = "";
+  std::optional<at::ScalarType> type;  // with the tensor's element count, when there is one
+  std::int64_t numel = 0;
+
+  std::string text() const {
+    if (!type) return fmt::format("{}: {}", *where, call);
+    return fmt::format("{}: {} of {}[{}]", *where, call, c10::toString(*type), numel);
+  }
+};
+
+/// A Work completed on the group's lane (the calling thread or the worker): wait() and the
+/// future see the same outcome.
 class RingfuseWork final : public ::c10d::Work {
  public:
   /// `default_timeout` bounds a wait() without a timeout of its own: the group's timeout for
-  /// a collective handed straight to the engine, twice that for one behind the worker's queue.
+  /// a collective that may run in the calling thread, twice that for one behind the worker's
+  /// queue.
   RingfuseWork(int rank, ::c10d::OpType type, std::vector<at::Tensor> outputs,
-               std::chrono::milliseconds default_timeout, std::string what)
+               std::chrono::milliseconds default_timeout, WorkLabel what)
       : Work(rank, type),
         outputs_(std::move(outputs)),
         default_timeout_(default_timeout),
-        what_(std::move(what)),
-        future_(c10::make_intrusive<at::ivalue::Future>(
-            c10::ListType::create(c10::TensorType::get()))) {}
+        what_(std::move(what)) {}
 
   bool wait(std::chrono::milliseconds timeout) override {
     // kNoTimeout still has a deadline: the process group's timeout plus the time the queue
@@ -89,7 +111,7 @@ class RingfuseWork final : public ::c10d::Work {
       throw core::rank_error(ErrorKind::timeout, rank_,
                              "{}: not finished after {} ms (Work.wait timeout); a peer may be "
                              "stuck or slow, or the ranks called different collectives",
-                             what_, limit.count());
+                             what_.text(), limit.count());
     }
     if (exception_) std::rethrow_exception(exception_);
     return true;
@@ -97,22 +119,51 @@ class RingfuseWork final : public ::c10d::Work {
 
   std::vector<at::Tensor> result() override { return outputs_; }
 
-  c10::intrusive_ptr<c10::ivalue::Future> getFuture() override { return future_; }
+  // Made on first request: a plain dist.all_reduce never asks for it (DDP's hooks do).
+  c10::intrusive_ptr<c10::ivalue::Future> getFuture() override {
+    std::unique_lock lock(mutex_);
+    if (!future_) {
+      future_ = c10::make_intrusive<at::ivalue::Future>(
+          c10::ListType::create(c10::TensorType::get()));
+      if (completed_) {
+        const auto error = exception_;
+        lock.unlock();
+        settle(*future_, error);
+      }
+    }
+    return future_;
+  }
 
   void complete(std::exception_ptr error) {
-    finish(error);
-    if (error) {
-      future_->setError(error);
-    } else {
-      future_->markCompleted(c10::IValue(outputs_));
+    // Work::finish() with the future looked up in the same step, so a getFuture() racing with
+    // this either finds the Work completed or hands over the future this settles.
+    c10::intrusive_ptr<c10::ivalue::Future> future;
+    std::function<void()> profiling_end;
+    {
+      std::lock_guard lock(mutex_);
+      completed_ = true;
+      exception_ = error;
+      future = future_;
+      profiling_end = std::exchange(recordFunctionEndCallback_, nullptr);
     }
+    if (profiling_end) profiling_end();
+    cv_.notify_all();
+    if (future) settle(*future, error);
   }
 
  private:
   std::vector<at::Tensor> outputs_;
   std::chrono::milliseconds default_timeout_;
-  std::string what_;
-  c10::intrusive_ptr<c10::ivalue::Future> future_;
+  WorkLabel what_;
+  c10::intrusive_ptr<c10::ivalue::Future> future_;  // guarded by mutex_; null until asked for
+
+  void settle(c10::ivalue::Future& future, const std::exception_ptr& error) {
+    if (error) {
+      future.setError(error);
+    } else {
+      future.markCompleted(c10::IValue(outputs_));
+    }
+  }
 };
 
 struct WorldPlacement {
@@ -134,7 +185,9 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       : ProcessGroup(rank, size),
         timeout_(timeout),
         global_ranks_(placement.global_ranks),
-        label_(placement.label) {
+        label_(placement.label),
+        where_(std::make_shared<const std::string>(
+            fmt::format("ProcessGroup ringfuse{}", group_label_suffix()))) {
     WorldSpec world;
     world.rank = rank;
     world.size = size;
@@ -170,11 +223,10 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     }
     queue_cv_.notify_all();
     if (!worker_.joinable()) return;
-    // The worker drops the tensors of the collectives it ran, and the engine runs the
-    // completion callbacks of all-reduces handed to it directly (allreduce_on_engine), which
-    // drop tensors and run torch's future callbacks; dropping a tensor that has a Python object
-    // takes the GIL: joining either thread with the GIL held (destroy_process_group) would
-    // deadlock.
+    // The worker drops the tensors of the collectives it ran and runs torch's future
+    // callbacks, and the engine's thread may still release tensors of transfers; dropping a
+    // tensor that has a Python object takes the GIL: joining either thread with the GIL held
+    // (destroy_process_group) would deadlock.
     const auto stop = [this] {
       worker_.join();
       context_.reset();
@@ -194,11 +246,20 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     auto tensor = single("broadcast", tensors);
     check_root("broadcast", opts.rootRank);
     const int root = static_cast<int>(opts.rootRank);
-    return enqueue(::c10d::OpType::BROADCAST, describe("broadcast", tensor), {tensor}, [=, this] {
-      auto buffer = tensor.contiguous();
-      await("broadcast", engine().broadcast("broadcast", moved(buffer), root), {buffer});
-      copy_back(buffer, tensor);
-    });
+    auto signature = fmt::format("{} broadcast root {}", shape_of(moved(tensor)), root);
+    return on_lane(::c10d::OpType::BROADCAST, describe("broadcast", tensor), {tensor},
+                   lane_hint(tensor), [=, this] {
+                     agree("broadcast", signature);
+                     auto buffer = tensor.contiguous();
+                     if (buffer.is_cuda()) {
+                       await("broadcast", engine().broadcast("broadcast", moved(buffer), root),
+                             {buffer});
+                     } else {
+                       const auto view = moved(buffer);
+                       context_->broadcast(buffer.data_ptr(), count_of(view), view.dtype, root);
+                     }
+                     copy_back(buffer, tensor);
+                   });
   }
 
   c10::intrusive_ptr<::c10d::Work> allreduce(std::vector<at::Tensor>& tensors,
@@ -209,45 +270,14 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     auto tensor = single("allreduce", tensors);
     const auto op = reduce_op("allreduce", opts.reduceOp);
     const auto type = reducible("allreduce", tensor);
-    if (auto work = allreduce_on_engine(tensor, type, op)) return work;
-    return enqueue(::c10d::OpType::ALLREDUCE, describe("allreduce", tensor), {tensor}, [=, this] {
-      auto buffer = tensor.contiguous();
-      await("allreduce", engine().allreduce("allreduce", flat(buffer, type), {.op = op}), {buffer});
-      copy_back(buffer, tensor);
-    });
-  }
-
-  // The common case of DDP's buckets and small all-reduces, without the worker's two thread
-  // hand-offs (about 20 us of a 4 KiB all-reduce's 60 on a loaded machine): a contiguous
-  // tensor, while the worker is idle with nothing queued (so the engine still sees this
-  // rank's collectives in call order), goes straight to the engine, and the engine's
-  // completion callback completes the Work. Null when the worker must take it.
-  c10::intrusive_ptr<::c10d::Work> allreduce_on_engine(const at::Tensor& tensor, DataType type,
-                                                       ReduceOp op) {
-    if (!tensor.is_contiguous()) return {};
-    std::unique_lock lock(queue_mutex_);
-    if (failed_ || worker_busy_ || !queue_.empty()) return {};
-    auto work = c10::make_intrusive<RingfuseWork>(global_rank(), ::c10d::OpType::ALLREDUCE,
-                                                  std::vector<at::Tensor>{tensor}, timeout_,
-                                                  describe("allreduce", tensor));
-    auto handle = engine().allreduce("allreduce", flat(tensor, type), {.op = op});
-    engine().flush();
-    lock.unlock();
-    // Holds the memory (not the tensor, whose release may need the GIL) until the engine is
-    // done with it, also when the caller gave up waiting.
-    handle.on_complete([this, work, keep = tensor.storage()](const Error* failure) {
-      if (!failure) {
-        work->complete(nullptr);
-        return;
-      }
-      auto error = std::make_exception_ptr(naming_group_timeout(*failure));
-      if (failure->kind() != ErrorKind::invalid_argument) {
-        std::lock_guard lock(queue_mutex_);
-        if (!failed_) failed_ = error;
-      }
-      work->complete(error);
-    });
-    return work;
+    auto signature = flat_signature(type, tensor, to_string(op));
+    return on_lane(::c10d::OpType::ALLREDUCE, describe("allreduce", tensor), {tensor},
+                   lane_hint(tensor), [=, this] {
+                     agree("allreduce", signature);
+                     auto buffer = tensor.contiguous();
+                     reduce_all("allreduce", buffer, type, op);
+                     copy_back(buffer, tensor);
+                   });
   }
 
   // A sparse COO tensor (as from nn.Embedding(sparse=True)): every rank's indices and values
@@ -258,8 +288,9 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     if (opts.reduceOp.op_ != ::c10d::ReduceOp::SUM) {
       refuse("allreduce", "a sparse tensor can only be reduced with SUM");
     }
-    return enqueue(::c10d::OpType::ALLREDUCE, describe("sparse allreduce", tensor), {tensor},
-                   [=, this] {
+    return on_lane(::c10d::OpType::ALLREDUCE, describe("sparse allreduce", tensor), {tensor},
+                   LaneHint{}, [=, this] {
+                     agree("allreduce", "sparse sum");  // layouts: check_same_sparse_layout
                      auto input = tensor.coalesce();
                      check_same_sparse_layout(input);
                      // [nnz, sparse_dim] rows, so the ranks' blocks concatenate along nnz.
@@ -293,28 +324,43 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       std::vector<at::Tensor>& tensors, const ::c10d::AllreduceCoalescedOptions& opts) override {
     const auto op = reduce_op("allreduce_coalesced", opts.reduceOp);
     std::vector<DataType> types;
+    std::vector<std::string> shapes;
+    bool any_cuda = false;
     for (const auto& tensor : tensors) {
       check_dense("allreduce_coalesced", tensor);
       types.push_back(reducible("allreduce_coalesced", tensor));
+      shapes.push_back(shape_of(flat(tensor, types.back())));
+      any_cuda = any_cuda || tensor.is_cuda();
     }
-    return enqueue(::c10d::OpType::ALLREDUCE_COALESCED, "allreduce_coalesced", tensors, [=, this] {
-      std::vector<at::Tensor> buffers;
-      std::vector<TensorView> views;
-      for (std::size_t i = 0; i < tensors.size(); ++i) {
-        buffers.push_back(tensors[i].contiguous());
-        views.push_back(flat(buffers.back(), types[i]));
-      }
-      await("allreduce_coalesced",
-            engine().grouped_allreduce("allreduce_coalesced", std::move(views), {.op = op}),
-            buffers);
-      for (std::size_t i = 0; i < tensors.size(); ++i) {
-        copy_back(buffers[i], tensors[i]);
-      }
-    });
+    auto signature = fmt::format("{} {}", fmt::join(shapes, " "), to_string(op));
+    return on_lane(
+        ::c10d::OpType::ALLREDUCE_COALESCED, label("allreduce_coalesced"), tensors, lane_hint(tensors),
+        [=, this] {
+          agree("allreduce_coalesced", signature);
+          std::vector<at::Tensor> buffers;
+          for (const auto& tensor : tensors) buffers.push_back(tensor.contiguous());
+          if (any_cuda) {  // the engine's NCCL communicator fuses them
+            std::vector<TensorView> views;
+            for (std::size_t i = 0; i < tensors.size(); ++i) {
+              views.push_back(flat(buffers[i], types[i]));
+            }
+            await("allreduce_coalesced",
+                  engine().grouped_allreduce("allreduce_coalesced", std::move(views), {.op = op}),
+                  buffers);
+          } else {
+            for (std::size_t i = 0; i < tensors.size(); ++i) {
+              reduce_all("allreduce_coalesced", buffers[i], types[i], op);
+            }
+          }
+          for (std::size_t i = 0; i < tensors.size(); ++i) {
+            copy_back(buffers[i], tensors[i]);
+          }
+        });
   }
 
-  // No reduce in the engine: an all-reduce into a scratch copy, kept by the root only. The
-  // root is in the name, so ranks that name different roots get the mismatch error.
+  // An all-reduce into a scratch copy, kept by the root only (no rooted reduce in the
+  // Context). The root is in the name, so ranks that name different roots get the mismatch
+  // error.
   c10::intrusive_ptr<::c10d::Work> reduce(std::vector<at::Tensor>& tensors,
                                           const ::c10d::ReduceOptions& opts) override {
     auto tensor = single("reduce", tensors);
@@ -322,13 +368,15 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     const auto op = reduce_op("reduce", opts.reduceOp);
     const auto type = reducible("reduce", tensor);
     const auto root = static_cast<int>(opts.rootRank);
-    return enqueue(::c10d::OpType::REDUCE, describe("reduce", tensor), {tensor}, [=, this] {
-      auto buffer = tensor.contiguous().clone();
-      await(fmt::format("reduce to {}", root),
-            engine().allreduce(fmt::format("reduce to {}", root), flat(buffer, type), {.op = op}),
-            {buffer});
-      if (getRank() == root) tensor.copy_(buffer);
-    });
+    auto signature = flat_signature(type, tensor, to_string(op));
+    return on_lane(::c10d::OpType::REDUCE, describe("reduce", tensor), {tensor},
+                   lane_hint(tensor), [=, this] {
+                     const auto name = fmt::format("reduce to {}", root);
+                     agree(name, signature);
+                     auto buffer = tensor.contiguous().clone();
+                     reduce_all(name, buffer, type, op);
+                     if (getRank() == root) tensor.copy_(buffer);
+                   });
   }
 
   c10::intrusive_ptr<::c10d::Work> allgather(std::vector<std::vector<at::Tensor>>& outputs,
@@ -338,8 +386,11 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     if (outputs.size() != 1) refuse("allgather", "expects one output list (one device)");
     auto outs = outputs[0];
     check_list("allgather", "output", outs, input);
-    return enqueue(::c10d::OpType::ALLGATHER, describe("allgather", input), outs,
-                   [=, this] { gather_to_all("allgather", input, outs); });
+    return on_lane(::c10d::OpType::ALLGATHER, describe("allgather", input), outs,
+                   lane_hint(outs), [=, this] {
+                     agree("allgather", gathered_signature({input}));
+                     gather_to_all("allgather", input, outs);
+                   });
   }
 
   c10::intrusive_ptr<::c10d::Work> _allgather_base(at::Tensor& output, at::Tensor& input,
@@ -351,8 +402,9 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
                                             "elements of the input's dtype; it holds {}",
                                             getSize(), input.numel(), output.numel()));
     }
-    return enqueue(::c10d::OpType::_ALLGATHER_BASE, describe("_allgather_base", input), {output},
-                   [=, this] {
+    return on_lane(::c10d::OpType::_ALLGATHER_BASE, describe("_allgather_base", input), {output},
+                   lane_hint({output}), [=, this] {
+                     agree("allgather", gathered_signature({input}));
                      auto send = input.contiguous();
                      auto recv = output.contiguous();
                      allgather_into("allgather", send, recv);
@@ -376,8 +428,9 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     for (const auto& list : output_lists) {
       flat_outputs.insert(flat_outputs.end(), list.begin(), list.end());
     }
-    return enqueue(::c10d::OpType::ALLGATHER_COALESCED, "allgather_coalesced", flat_outputs,
-                   [=, this] {
+    return on_lane(::c10d::OpType::ALLGATHER_COALESCED, label("allgather_coalesced"), flat_outputs,
+                   lane_hint(flat_outputs), [=, this] {
+                     agree("allgather_coalesced", gathered_signature(inputs));
                      for (std::size_t i = 0; i < inputs.size(); ++i) {
                        std::vector<at::Tensor> outs;
                        for (const auto& list : output_lists) outs.push_back(list[i]);
@@ -386,7 +439,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
                    });
   }
 
-  // Gather moves as much as an allgather here (no rooted gather in the engine).
+  // Gather moves as much as an allgather here (no rooted gather in the Context).
   c10::intrusive_ptr<::c10d::Work> gather(std::vector<std::vector<at::Tensor>>& outputs,
                                           std::vector<at::Tensor>& inputs,
                                           const ::c10d::GatherOptions& opts) override {
@@ -402,15 +455,17 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       refuse("gather", "only the root passes an output list");
     }
     const auto name = fmt::format("gather to {}", opts.rootRank);
-    return enqueue(::c10d::OpType::GATHER, describe("gather", input), outs, [=, this] {
-      if (root) {
-        gather_to_all(name, input, outs);
-      } else {
-        std::vector<at::Tensor> scratch;
-        for (int r = 0; r < getSize(); ++r) scratch.push_back(at::empty_like(input));
-        gather_to_all(name, input, scratch);
-      }
-    });
+    return on_lane(::c10d::OpType::GATHER, describe("gather", input), outs,
+                   lane_hint({input}, getSize()), [=, this] {
+                     agree(name, gathered_signature({input}));
+                     if (root) {
+                       gather_to_all(name, input, outs);
+                     } else {
+                       std::vector<at::Tensor> scratch;
+                       for (int r = 0; r < getSize(); ++r) scratch.push_back(at::empty_like(input));
+                       gather_to_all(name, input, scratch);
+                     }
+                   });
   }
 
   // Scatter is a broadcast of the root's inputs, of which each rank keeps its own block: more
@@ -429,13 +484,22 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     } else if (!inputs.empty()) {
       refuse("scatter", "only the root passes an input list");
     }
-    return enqueue(::c10d::OpType::SCATTER, describe("scatter", output), {output}, [=, this] {
-      at::Tensor all = getRank() == root
-                           ? at::cat(flattened(ins))
-                           : at::empty({getSize() * output.numel()}, output.options());
-      await("scatter", engine().broadcast("scatter", moved(all), root), {all});
-      output.copy_(all.narrow(0, getRank() * output.numel(), output.numel()).view(output.sizes()));
-    });
+    return on_lane(
+        ::c10d::OpType::SCATTER, describe("scatter", output), {output},
+        lane_hint({output}, getSize()), [=, this] {
+          at::Tensor all = getRank() == root
+                               ? at::cat(flattened(ins))
+                               : at::empty({getSize() * output.numel()}, output.options());
+          agree("scatter", fmt::format("{} broadcast root {}", shape_of(moved(all)), root));
+          if (all.is_cuda()) {
+            await("scatter", engine().broadcast("scatter", moved(all), root), {all});
+          } else {
+            const auto view = moved(all);
+            context_->broadcast(all.data_ptr(), count_of(view), view.dtype, root);
+          }
+          output.copy_(all.narrow(0, getRank() * output.numel(), output.numel())
+                           .view(output.sizes()));
+        });
   }
 
   c10::intrusive_ptr<::c10d::Work> reduce_scatter(
@@ -447,14 +511,11 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     check_list("reduce_scatter", "input", ins, output);
     const auto op = reduce_op("reduce_scatter", opts.reduceOp);
     const auto type = reducible("reduce_scatter", output);
-    return enqueue(::c10d::OpType::REDUCE_SCATTER, describe("reduce_scatter", output), {output},
-                   [=, this] {
+    return on_lane(::c10d::OpType::REDUCE_SCATTER, describe("reduce_scatter", output), {output},
+                   lane_hint(ins), [=, this] {
                      auto send = at::cat(flattened(ins));
                      auto recv = output.contiguous();
-                     await("reduce_scatter",
-                           engine().reducescatter("reduce_scatter", flat(send, type),
-                                                  flat(recv, type), op),
-                           {send, recv});
+                     scatter_reduced(send, recv, type, op);
                      copy_back(recv, output);
                    });
   }
@@ -471,18 +532,18 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     }
     const auto op = reduce_op("_reduce_scatter_base", opts.reduceOp);
     const auto type = reducible("_reduce_scatter_base", output);
-    return enqueue(::c10d::OpType::_REDUCE_SCATTER_BASE, describe("_reduce_scatter_base", input),
-                   {output}, [=, this] {
+    return on_lane(::c10d::OpType::_REDUCE_SCATTER_BASE, describe("_reduce_scatter_base", input),
+                   {output}, lane_hint({input}), [=, this] {
                      auto send = input.contiguous();
                      auto recv = output.contiguous();
-                     await("reduce_scatter",
-                           engine().reducescatter("reduce_scatter", flat(send, type),
-                                                  flat(recv, type), op),
-                           {send, recv});
+                     scatter_reduced(send, recv, type, op);
                      copy_back(recv, output);
                    });
   }
 
+  // The all-to-alls stay on the engine, whose fingerprints carry each rank's splits, so that
+  // splits that do not fit fail with the engine's message; the agreement check first keeps
+  // them in step with the Context's collectives.
   c10::intrusive_ptr<::c10d::Work> alltoall_base(at::Tensor& output, at::Tensor& input,
                                                  std::vector<int64_t>& output_splits,
                                                  std::vector<int64_t>& input_splits,
@@ -492,11 +553,14 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     if (input.dtype() != output.dtype()) refuse("alltoall_base", "input and output dtypes differ");
     const auto send_rows = split_rows("alltoall_base", "input", input, input_splits);
     const auto recv_rows = split_rows("alltoall_base", "output", output, output_splits);
-    return enqueue(::c10d::OpType::ALLTOALL_BASE, describe("alltoall_base", input), {output},
-                   [=, this] {
+    return on_lane(::c10d::OpType::ALLTOALL_BASE, describe("alltoall_base", input), {output},
+                   LaneHint{}, [=, this] {
                      auto send = input.contiguous();
                      auto recv = output.contiguous();
-                     alltoall_rows(moved_rows(send), send_rows, recv, recv_rows, {send});
+                     const auto rows = moved_rows(send);
+                     agree("alltoall", fmt::format("{}[*,{}] alltoall", to_string(rows.dtype),
+                                                   rows.shape[1]));
+                     alltoall_rows(rows, send_rows, recv, recv_rows, {send});
                      copy_back(recv, output);
                    });
   }
@@ -515,7 +579,8 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       send_bytes.push_back(static_cast<std::int64_t>(inputs[r].nbytes()));
       recv_bytes.push_back(static_cast<std::int64_t>(outputs[r].nbytes()));
     }
-    return enqueue(::c10d::OpType::ALLTOALL, "alltoall", outputs, [=, this] {
+    return on_lane(::c10d::OpType::ALLTOALL, label("alltoall"), outputs, LaneHint{}, [=, this] {
+      agree("alltoall", "u8[*,1] alltoall");
       // Bytes, one row each: the tensors of one list may differ in size and dtype.
       auto send = at::cat(flattened_bytes(inputs));
       auto recv = at::empty({std::accumulate(recv_bytes.begin(), recv_bytes.end(), int64_t{0})},
@@ -531,10 +596,11 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     });
   }
 
-  // device_ids name GPUs for NCCL's barrier; the engine's barrier needs none.
+  // The agreement check is an all-reduce, so it is the barrier (device_ids name GPUs for
+  // NCCL's barrier; none is needed here).
   c10::intrusive_ptr<::c10d::Work> barrier(const ::c10d::BarrierOptions&) override {
-    return enqueue(::c10d::OpType::BARRIER, "barrier", {},
-                   [this] { await("barrier", engine().barrier("barrier"), {}); });
+    return on_lane(::c10d::OpType::BARRIER, label("barrier"), {}, LaneHint{.bytes = 0, .host = true},
+                   [this] { agree("barrier", "barrier"); });
   }
 
   c10::intrusive_ptr<::c10d::Work> send(std::vector<at::Tensor>& tensors, int peer,
@@ -688,11 +754,80 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     return flat;
   }
 
-  // The engine runs every collective but sparse all-reduce: it matches the ranks' i-th
-  // collectives by sequence number with a fingerprint (name, dtype, shape, operator, root), so
-  // ranks that call different collectives, shapes, dtypes, operators or roots all fail with
-  // one message naming what each rank sent, instead of hanging or mixing data. Shapes go
-  // flat (numel): torch lets ranks pass different shapes of the same size.
+  // What the ranks must agree on before each collective (agree_on_collective), in the words
+  // of the engine's fingerprints, so that mismatch messages read alike whichever ran it:
+  // dtype, shape, operator, root, device. Shapes go flat (numel): torch lets ranks pass
+  // different shapes of the same size.
+
+  /// Collective, on the lane: throws the mismatch error on every rank alike unless every
+  /// rank's next collective is `name` with `signature`.
+  void agree(std::string_view name, std::string_view signature) {
+    agree_on_collective(*context_, {name, signature}, *where_);
+  }
+
+  /// `f32[1024]`, with ` on cuda` for device memory (the engine's fingerprint's words).
+  static std::string shape_of(const TensorView& view) {
+    return fmt::format("{}[{}]{}", to_string(view.dtype), fmt::join(view.shape, ","),
+                       view.device == Device::cuda ? " on cuda" : "");
+  }
+
+  /// shape_of() of `tensor` as `type`[numel], then `what`: `f32[1024] sum`. Without fmt or a
+  /// shape vector, since every all-reduce formats it (about a tenth of a 4 KiB all-reduce's
+  /// per-call work went to fmt).
+  static std::string flat_signature(DataType type, const at::Tensor& tensor,
+                                    std::string_view what) {
+    std::array<char, 24> digits{};
+    const auto end =
+        std::to_chars(digits.data(), digits.data() + digits.size(), tensor.numel()).ptr;
+    std::string text(to_string(type));
+    text += '[';
+    text.append(digits.data(), end);
+    text += ']';
+    if (tensor.is_cuda()) text += " on cuda";
+    text += ' ';
+    text += what;
+    return text;
+  }
+
+  /// An allgather of one row per rank of each of `inputs`: `f32[1,10] allgather`.
+  static std::string gathered_signature(const std::vector<at::Tensor>& inputs) {
+    std::vector<std::string> rows;
+    for (const auto& input : inputs) {
+      auto view = moved(input);
+      view.shape = {1, view.shape[0]};
+      rows.push_back(shape_of(view));
+    }
+    return fmt::format("{} allgather", fmt::join(rows, " "));
+  }
+
+  static std::size_t count_of(const TensorView& view) {
+    return static_cast<std::size_t>(view.shape.empty() ? 1 : view.shape[0]);
+  }
+
+  /// All-reduces `buffer` (contiguous) in place: host memory on the Context's blocking
+  /// all-reduce, device memory on the engine's NCCL communicator.
+  void reduce_all(const std::string& name, const at::Tensor& buffer, DataType type, ReduceOp op) {
+    if (buffer.is_cuda()) {
+      await(name, engine().allreduce(name, flat(buffer, type), {.op = op}), {buffer});
+      return;
+    }
+    context_->allreduce(buffer.data_ptr(), static_cast<std::size_t>(buffer.numel()), type, op);
+  }
+
+  /// Reduces `send` (contiguous, size() blocks) and leaves this rank's block in `recv`.
+  void scatter_reduced(const at::Tensor& send, const at::Tensor& recv, DataType type,
+                       ReduceOp op) {
+    agree("reduce_scatter", fmt::format("{} {} reducescatter", shape_of(flat(send, type)),
+                                        to_string(op)));
+    if (send.is_cuda() || recv.is_cuda()) {
+      await("reduce_scatter",
+            engine().reducescatter("reduce_scatter", flat(send, type), flat(recv, type), op),
+            {send, recv});
+      return;
+    }
+    context_->reducescatter(send.data_ptr(), recv.data_ptr(),
+                            static_cast<std::size_t>(recv.numel()), type, op);
+  }
 
   Engine& engine() { return context_->engine(); }
 
@@ -748,10 +883,15 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   }
 
   /// Every rank's `send` (one contiguous tensor), in rank order, into `recv` (contiguous,
-  /// size() times as large). The engine's allgather lets dimension 0 differ between ranks;
-  /// torch's does not, so each rank sends one row of all its elements.
+  /// size() times as large); the agreement check made sure every rank sends as many.
+  /// Device memory goes through the engine, whose allgather lets dimension 0 differ between
+  /// ranks; torch's does not, so each rank sends one row of all its elements.
   void allgather_into(const std::string& name, const at::Tensor& send, const at::Tensor& recv) {
     auto input = moved(send);
+    if (!send.is_cuda() && !recv.is_cuda()) {
+      context_->allgather(send.data_ptr(), recv.data_ptr(), count_of(input), input.dtype);
+      return;
+    }
     input.shape = {1, input.shape[0]};
     // Every rank sends one row, and the fingerprint matched the rest of the shape: the
     // output is always size() rows, which `recv` holds.
@@ -831,27 +971,91 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     }
   }
 
-  std::string describe(const std::string& call, const at::Tensor& tensor) const {
-    return fmt::format("ProcessGroup ringfuse{}: {} of {}[{}]", group_label_suffix(), call,
-                       c10::toString(tensor.scalar_type()), tensor.numel());
+  WorkLabel describe(const char* call, const at::Tensor& tensor) const {
+    return {where_, call, tensor.scalar_type(), tensor.numel()};
+  }
+  WorkLabel label(const char* call) const { return {where_, call, std::nullopt, 0}; }
+
+  /// Where a collective may run: in the calling thread when it is in host memory and small
+  /// (and the lane idle), else on the worker.
+  struct LaneHint {
+    std::size_t bytes = 0;
+    bool host = false;  // false: always the worker (device memory, the engine's collectives)
+  };
+
+  static LaneHint lane_hint(const at::Tensor& tensor) {
+    return {.bytes = tensor.nbytes(), .host = tensor.device().is_cpu()};
   }
 
-  c10::intrusive_ptr<::c10d::Work> enqueue(::c10d::OpType type, std::string what,
-                                           std::vector<at::Tensor> outputs,
+  /// The bytes of `tensors` (times `copies`: a gather's or scatter's whole buffer), in host
+  /// memory or not.
+  static LaneHint lane_hint(const std::vector<at::Tensor>& tensors, int copies = 1) {
+    LaneHint hint{.bytes = 0, .host = true};
+    for (const auto& tensor : tensors) {
+      hint.bytes += tensor.nbytes() * static_cast<std::size_t>(copies);
+      hint.host = hint.host && tensor.device().is_cpu();
+    }
+    return hint;
+  }
+
+  /// Runs `body` (one collective: the agreement check, then the Context's blocking call) on
+  /// the lane, after every collective this rank called before: at once in this thread when
+  /// the lane is idle and `hint` allows it, else on the worker. Inline or not is this rank's
+  /// own choice; the order is the call order either way, and the lane never runs two at once
+  /// (the Context's blocking collectives take one thread at a time).
+  c10::intrusive_ptr<::c10d::Work> on_lane(::c10d::OpType type, WorkLabel what,
+                                           std::vector<at::Tensor> outputs, LaneHint hint,
                                            std::function<void()> body) {
+    const bool may_inline = hint.host && hint.bytes <= kInlineBytes;
     auto work = c10::make_intrusive<RingfuseWork>(global_rank(), type, std::move(outputs),
-                                                  timeout_ * 2, std::move(what));
+                                                  may_inline ? timeout_ : timeout_ * 2,
+                                                  std::move(what));
     {
-      std::lock_guard lock(queue_mutex_);
+      std::unique_lock lock(queue_mutex_);
       if (failed_) {
         // The connections behind a failed collective are unusable: say why at once.
+        lock.unlock();
         work->complete(failed_);
         return work;
       }
-      queue_.push_back({work, std::move(body)});
+      if (!may_inline || lane_busy_ || !queue_.empty()) {
+        queue_.push_back({work, std::move(body)});
+        lock.unlock();
+        queue_cv_.notify_one();
+        return work;
+      }
+      lane_busy_ = true;
     }
-    queue_cv_.notify_one();
+    work->complete(run_collective(body));
+    {
+      std::lock_guard lock(queue_mutex_);
+      lane_busy_ = false;
+      if (queue_.empty()) return work;
+    }
+    queue_cv_.notify_one();  // another thread queued behind this one meanwhile
     return work;
+  }
+
+  /// Runs one collective of the lane; its error, if any, which also fails the group's later
+  /// collectives unless the connections stayed in step.
+  std::exception_ptr run_collective(const std::function<void()>& body) {
+    try {
+      at::AutoDispatchBelowADInplaceOrView guard;  // the copies are not autograd's business
+      body();
+      return nullptr;
+    } catch (const Error& failure) {
+      auto error = std::make_exception_ptr(naming_group_timeout(failure));
+      // A mismatch (or another caller error) fails the collective on every rank alike and
+      // leaves the connections in step: the group stays usable.
+      std::lock_guard lock(queue_mutex_);
+      if (!failed_ && failure.kind() != ErrorKind::invalid_argument) failed_ = error;
+      return error;
+    } catch (...) {
+      auto error = std::current_exception();
+      std::lock_guard lock(queue_mutex_);
+      if (!failed_) failed_ = error;
+      return error;
+    }
   }
 
   void run_queue() {
@@ -859,30 +1063,17 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       Item item;
       {
         std::unique_lock lock(queue_mutex_);
-        queue_cv_.wait(lock, [&] { return stopping_ || !queue_.empty(); });
+        queue_cv_.wait(lock, [&] {
+          return (stopping_ && queue_.empty()) || (!queue_.empty() && !lane_busy_);
+        });
         if (queue_.empty()) return;
         item = std::move(queue_.front());
         queue_.pop_front();
-        worker_busy_ = true;
+        lane_busy_ = true;
       }
-      std::exception_ptr error;
-      try {
-        at::AutoDispatchBelowADInplaceOrView guard;  // the copies are not autograd's business
-        item.body();
-      } catch (const Error& failure) {
-        error = std::make_exception_ptr(naming_group_timeout(failure));
-        // A mismatch (or another caller error) fails the collective on every rank alike and
-        // leaves the connections in step: the group stays usable, as the engine does.
-        std::lock_guard lock(queue_mutex_);
-        if (!failed_ && failure.kind() != ErrorKind::invalid_argument) failed_ = error;
-      } catch (...) {
-        error = std::current_exception();
-        std::lock_guard lock(queue_mutex_);
-        if (!failed_) failed_ = error;
-      }
-      item.work->complete(error);
+      item.work->complete(run_collective(item.body));
       std::lock_guard lock(queue_mutex_);
-      worker_busy_ = false;
+      lane_busy_ = false;
     }
   }
 
@@ -909,6 +1100,8 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   std::chrono::milliseconds timeout_;
   std::vector<int> global_ranks_;  // by group rank; empty: the world group
   std::string label_;              // the sub-group's name; empty: the world group
+  // "ProcessGroup ringfuse (label)": messages start so; shared with the Works' labels.
+  std::shared_ptr<const std::string> where_;
   // Before context_, so destroyed after it: the engine stops (failing what is pending) before
   // the tensors of unfinished transfers are released.
   std::unique_ptr<PointToPoint> p2p_;
@@ -917,7 +1110,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   std::condition_variable queue_cv_;
   std::deque<Item> queue_;
   bool stopping_ = false;
-  bool worker_busy_ = false;  // the worker holds a collective: later ones queue behind it
+  bool lane_busy_ = false;  // a collective runs (inline or on the worker): later ones queue
   std::exception_ptr failed_;
   std::thread worker_;  // last: started once everything it uses exists
 };

@@ -41,9 +41,12 @@ def main():
 
     store = dist.distributed_c10d._get_default_store()
     if rank == 0:
-        work = dist.all_reduce(torch.ones(4), async_op=True)  # no other rank joins
+        # No other rank joins. 128 KiB: above the size the group runs in the calling thread
+        # (which would block here until the group's timeout), so it goes to the group's worker
+        # and the call returns at once, as async_op promises for it.
+        work = dist.all_reduce(torch.ones(32768), async_op=True)
         expect_error(lambda: work.wait(datetime.timedelta(seconds=1)),
-                     "rank 0", "allreduce of Float[4]", "not finished after 1000 ms")
+                     "rank 0", "allreduce of Float[32768]", "not finished after 1000 ms")
         store.set("checked", "1")
         print(expect_error(work.wait, "rank 0"), flush=True)  # fails once rank 1 has left
     else:

@@ -36,6 +36,42 @@ def test_backend_name():
     assert dist.get_backend().lower() == "ringfuse"
 
 
+def test_small_collective_on_an_idle_group_is_done_when_the_call_returns():
+    # The group runs a small host collective in the calling thread when nothing is queued (no
+    # thread hand-off): its Work is complete, and its future set, on return.
+    rank, size = ranks()
+    dist.barrier()
+    for _ in range(20):
+        tensor = torch.full((1024,), float(rank + 1))
+        work = dist.all_reduce(tensor, async_op=True)
+        assert work.is_completed()
+        assert work.get_future().done()
+        torch.testing.assert_close(tensor, torch.full((1024,), float(size * (size + 1) // 2)))
+        work.wait()
+
+
+def test_order_kept_when_large_and_small_collectives_interleave():
+    # A large all-reduce goes to the group's worker; a small one behind it must wait for it,
+    # though the lane is free to run small ones inline: the small PRODUCT reads the large SUM's
+    # result. Rank 0 waits for the large one first (so its small one runs inline), the others
+    # do not (theirs queue): inline or not is each rank's own choice, the order is everyone's.
+    rank, size = ranks()
+    total = float(size * (size + 1) // 2)
+    for _ in range(5):
+        large = torch.full((1 << 20,), float(rank + 1))  # 4 MiB
+        first = dist.all_reduce(large, async_op=True)
+        if rank == 0:
+            first.wait()
+        head = large[:16]  # a view of the large tensor's memory
+        second = dist.all_reduce(head, op=dist.ReduceOp.PRODUCT, async_op=True)
+        third = dist.all_reduce(torch.ones(8), async_op=True)
+        for work in (first, second, third):
+            work.wait()
+        torch.testing.assert_close(head, torch.full((16,), total ** size))
+        torch.testing.assert_close(large[16:], torch.full(((1 << 20) - 16,), total))
+        torch.testing.assert_close(third.result()[0], torch.full((8,), float(size)))
+
+
 @pytest.mark.parametrize("dtype", [torch.float32, torch.float64, torch.int32, torch.int64,
                                    torch.float16, torch.bfloat16])
 @pytest.mark.parametrize("op", ["SUM", "MAX", "MIN", "PRODUCT"])

@@ -112,3 +112,13 @@ def test_all_gather_sizes_differ():
 
     expect_mismatch(call, [([0], "f32[1,10] allgather"),
                            (everyone_but_zero(), "f32[1,12] allgather")])
+
+
+def test_a_small_and_a_large_tensor_differ():
+    # Rank 0's small all-reduce runs in its calling thread, the others' large one on their
+    # group's worker: the agreement check still names both, on every rank.
+    rank = dist.get_rank()
+    n = 10 if rank == 0 else 100_000
+    expect_mismatch(
+        lambda group: dist.all_reduce(torch.ones(n), group=group, async_op=True),
+        [([0], "f32[10] sum"), (everyone_but_zero(), "f32[100000] sum")])

@@ -8,6 +8,7 @@
 #include <memory>
 #include <span>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "ringfuse/engine.hpp"
@@ -222,6 +223,26 @@ class Context {
  protected:
   Context() = default;
 };
+
+/// What a rank is about to run, for agree_on_collective(): `name` says which call
+/// ("allreduce", "broadcast"), `signature` its arguments, in the words of the engine's mismatch
+/// messages ("f32[1024] sum", "f32[10] broadcast root 0").
+struct CollectiveCall {
+  std::string_view name;
+  std::string_view signature;
+};
+
+/// For a caller that runs a Context's blocking collectives on behalf of code that may call
+/// different ones on different ranks (the torch.distributed process group): checks that every
+/// rank of `context` is about to run the same `call`, at the cost of one all-reduce of 16 bytes
+/// (a hash of the call). Returns when they all are. Otherwise every rank throws the same
+/// ringfuse::Error (invalid_argument), after one allgather of each rank's call, naming which
+/// ranks called what (by global rank): "rank 1: `where`: collective 'allreduce' does not match
+/// across ranks: rank 0: f32[10] sum; rank 1: f32[11] sum; ...". Either way every rank ran the
+/// same collectives, so the Context stays usable. Collective, under the blocking collectives'
+/// rules (one thread at a time, bounded by Options::op_timeout). Names and signatures longer
+/// than 60 and 180 bytes are compared in full but cut short in the message.
+void agree_on_collective(Context& context, const CollectiveCall& call, std::string_view where);
 
 /// Reads the world from the environment (RINGFUSE_* first, then torchrun's RANK/WORLD_SIZE/
 /// MASTER_ADDR/MASTER_PORT, else a world of one) and the tunables (every RINGFUSE_* variable

@@ -1,0 +1,139 @@
+// agree_on_collective(): Gloo's blocking collectives plus the engine's mismatch diagnosis, for
+// callers that cannot afford the engine's negotiation round per collective. The common case
+// (every rank agrees) costs one all-reduce of {h, -h}: its MAX is {h, -h} again exactly when
+// every rank's hash is h, since max(-h) = -min(h). Only a disagreement pays for the allgather
+// of what each rank called, so the message can name the ranks.
+#include <algorithm>
+#include <array>
+#include <cstdint>
+#include <cstring>
+#include <string>
+#include <utility>
+#include <vector>
+
+#include <fmt/format.h>
+#include <fmt/ranges.h>
+
+#include "core/errors.hpp"
+#include "ringfuse/context.hpp"
+
+namespace ringfuse {
+namespace {
+
+// Each rank's call in the mismatch's allgather: name, then signature, NUL-padded.
+constexpr std::size_t kNameBytes = 64;
+constexpr std::size_t kSlotBytes = 256;
+using Slot = std::array<char, kSlotBytes>;
+
+// FNV-1a: a hash every rank computes alike (std::hash need not agree between builds).
+std::uint64_t fnv1a(std::uint64_t hash, std::string_view text) {
+  for (const unsigned char c : text) {
+    hash ^= c;
+    hash *= 1099511628211ULL;
+  }
+  return hash;
+}
+
+/// Non-negative, so that its negation is an int64 too.
+std::int64_t hash_of(const CollectiveCall& call) {
+  std::uint64_t hash = fnv1a(14695981039346656037ULL, call.name);
+  hash = fnv1a(hash, std::string_view("\0", 1));  // "ab"+"c" and "a"+"bc" differ
+  hash = fnv1a(hash, call.signature);
+  return static_cast<std::int64_t>(hash >> 1);
+}
+
+void put(std::string_view text, char* at, std::size_t capacity) {
+  if (text.size() >= capacity) {  // cut, and say so; the hash compared the whole text
+    std::memcpy(at, text.data(), capacity - 4);
+    std::memcpy(at + capacity - 4, "...", 3);
+    return;
+  }
+  std::memcpy(at, text.data(), text.size());
+}
+
+Slot encode(const CollectiveCall& call) {
+  Slot slot{};
+  put(call.name, slot.data(), kNameBytes);
+  put(call.signature, slot.data() + kNameBytes, kSlotBytes - kNameBytes);
+  return slot;
+}
+
+std::pair<std::string, std::string> decode(const char* slot) {
+  return {std::string(slot, strnlen(slot, kNameBytes)),
+          std::string(slot + kNameBytes, strnlen(slot + kNameBytes, kSlotBytes - kNameBytes))};
+}
+
+/// "rank 2" or "ranks {0,1}", as the engine's mismatch messages name them.
+std::string describe_ranks(const std::vector<int>& ranks) {
+  if (ranks.size() == 1) return fmt::format("rank {}", ranks.front());
+  return fmt::format("ranks {{{}}}", fmt::join(ranks, ","));
+}
+
+/// The check's own collectives failed (a peer gone, or one that never calls it): the error
+/// again, saying which of the caller's collectives was being checked, since the caller's user
+/// called that one, not the check's all-reduce.
+Error while_checking(const Error& failure, const CollectiveCall& call, std::string_view where,
+                     int rank) {
+  std::string cause = failure.what();
+  const auto prefix = fmt::format("rank {}: ", rank);
+  if (cause.starts_with(prefix)) cause.erase(0, prefix.size());
+  Error named = core::error_at(failure.kind(), rank, failure.peer(),
+                               "{}: collective '{}' {}: while checking that every rank calls "
+                               "it: {}",
+                               where, call.name, call.signature, cause);
+  named.in_collective(failure.sequence(), failure.backend());
+  return named;
+}
+
+}  // namespace
+
+void agree_on_collective(Context& context, const CollectiveCall& call, std::string_view where) {
+  const auto checking = [&](const auto& step) {
+    try {
+      step();
+    } catch (const Error& failure) {
+      throw while_checking(failure, call, where, context.global_rank(context.rank()));
+    }
+  };
+  const std::int64_t hash = hash_of(call);
+  std::array<std::int64_t, 2> seen{hash, -hash};
+  checking([&] { context.allreduce(seen.data(), seen.size(), DataType::i64, ReduceOp::max); });
+  if (seen[0] == hash && seen[1] == -hash) return;
+
+  const Slot own = encode(call);
+  std::vector<char> all(kSlotBytes * static_cast<std::size_t>(context.size()));
+  checking([&] { context.allgather(own.data(), all.data(), kSlotBytes, DataType::u8); });
+  // Group the ranks by what they called, in order of first appearance.
+  std::vector<std::pair<std::pair<std::string, std::string>, std::vector<int>>> groups;
+  for (int rank = 0; rank < context.size(); ++rank) {
+    auto called = decode(all.data() + kSlotBytes * static_cast<std::size_t>(rank));
+    auto group = std::find_if(groups.begin(), groups.end(),
+                              [&](const auto& g) { return g.first == called; });
+    if (group == groups.end()) {
+      groups.push_back({std::move(called), {context.global_rank(rank)}});
+    } else {
+      group->second.push_back(context.global_rank(rank));
+    }
+  }
+  const std::string& first_name = groups.front().first.first;
+  const bool names_differ = std::any_of(groups.begin(), groups.end(), [&](const auto& g) {
+    return g.first.first != first_name;
+  });
+  std::vector<std::string> parts;
+  for (const auto& [called, ranks] : groups) {
+    parts.push_back(names_differ
+                        ? fmt::format("{}: '{}' {}", describe_ranks(ranks), called.first,
+                                      called.second)
+                        : fmt::format("{}: {}", describe_ranks(ranks), called.second));
+  }
+  // Calls that differ only past what a slot holds read alike here; say so.
+  const char* cut = groups.size() == 1 ? " (they differ past what this message shows)" : "";
+  throw core::rank_error(
+      ErrorKind::invalid_argument, context.global_rank(context.rank()),
+      "{}: collective{} does not match across ranks: {}{}; every rank must call the same "
+      "collectives in the same order, with the same sizes, dtypes, operators and roots",
+      where, names_differ ? std::string() : fmt::format(" '{}'", first_name),
+      fmt::join(parts, "; "), cut);
+}
+
+}  // namespace ringfuse
