@@ -240,7 +240,13 @@ std::unique_ptr<transport::Transport> ContextImpl::transport_over(
                                                          ring_bytes);
     }
   }
-  return std::make_unique<transport::TcpMesh>(rank, size, *store_, mesh);
+  auto tcp = std::make_unique<transport::TcpMesh>(rank, size, *store_, mesh);
+  // TCP forced: nothing above asked where the ranks run. Asked once the mesh is up, so that a
+  // set-up error (a bad RINGFUSE_HOST_ADDR) is still the one reported.
+  if (!mesh.global_ranks.knows_places()) {
+    tcp->name_hosts(transport::gather_host_names(*store_, mesh, rank, size));
+  }
+  return tcp;
 }
 
 std::size_t ContextImpl::shm_ring_bytes(const transport::MeshOptions& mesh, int rank, int size,

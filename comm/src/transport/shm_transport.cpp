@@ -127,11 +127,20 @@ std::string host_identity() {
   return fmt::format("{}/{}", host, boot_id.empty() ? "no-boot-id" : boot_id);
 }
 
+std::vector<std::string> gather_host_names(rendezvous::Store& store, const MeshOptions& mesh,
+                                           int rank, int size) {
+  char host[256] = {};
+  ::gethostname(host, sizeof(host) - 1);
+  rendezvous::PrefixStore world(store, mesh.key_prefix);
+  return all_gather_in_group(world, "hostname", host, rank, size, mesh.connect_timeout,
+                             mesh.global_ranks, "set-up of the TCP mesh (which host each rank is on)");
+}
+
 SharedMemoryPlan plan_shared_memory(TransportKind requested, rendezvous::Store& store,
                                     const MeshOptions& mesh, int rank, int size) {
   SharedMemoryPlan plan;
   plan.group = {rank};
-  if (size <= 1) return plan;
+  if (requested == TransportKind::tcp || size <= 1) return plan;
   const std::string own = host_identity();
   rendezvous::PrefixStore world(store, mesh.key_prefix);
   const auto identities =
@@ -140,7 +149,6 @@ SharedMemoryPlan plan_shared_memory(TransportKind requested, rendezvous::Store& 
   for (const auto& identity : identities) {
     plan.hosts.push_back(identity.substr(0, identity.find('/')));
   }
-  if (requested == TransportKind::tcp) return plan;
   const int global_rank = mesh.global_ranks(rank);
   std::vector<std::string> elsewhere;
   for (int peer = 0; peer < size; ++peer) {

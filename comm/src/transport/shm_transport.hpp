@@ -35,10 +35,15 @@ struct SharedMemoryPlan {
   /// Otherwise, the positions (ascending, this rank's among them) of the ranks this one shares
   /// memory with (shared_memory_groups()); just this rank when it shares with none.
   std::vector<int> group;
-  /// The host name of every position (empty for a world of one): TCP errors name the host a
-  /// lost peer was on, not only its address.
+  /// The host name of every position, when the plan learnt them (not with TCP forced nor in
+  /// a world of one): TCP errors name the host a lost peer was on, not only its address.
   std::vector<std::string> hosts;
 };
+
+/// Collective: every position's host name (gethostname), for errors that name where a peer
+/// runs when nothing else gathered them (TCP forced).
+std::vector<std::string> gather_host_names(rendezvous::Store& store, const MeshOptions& mesh,
+                                           int rank, int size);
 
 /// Collective: publishes host_identity() in the store and decides, identically on every rank,
 /// which pairs of this world share memory. `automatic` picks it for every pair only when every

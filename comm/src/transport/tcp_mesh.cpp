@@ -91,7 +91,7 @@ TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions optio
     links_.push_back(connect_full_mesh(rank_, size_, world_,
                                        full_mesh_options(options_, key, purpose), deadline));
   }
-  elsewhere_.resize(static_cast<std::size_t>(size_));
+  peer_addresses_.resize(static_cast<std::size_t>(size_));
   for (int peer = 0; peer < size_; ++peer) {
     const int fd = links_[0][static_cast<std::size_t>(peer)].fd();
     sockaddr_in own{};
@@ -105,13 +105,27 @@ TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions optio
     }
     char address[INET_ADDRSTRLEN] = {};
     ::inet_ntop(AF_INET, &theirs.sin_addr, address, sizeof(address));
-    const std::string host = options_.global_ranks.host(peer);
+    peer_addresses_[static_cast<std::size_t>(peer)] = address;
+  }
+  std::vector<std::string> hosts;
+  for (int peer = 0; peer < size_; ++peer) hosts.push_back(options_.global_ranks.host(peer));
+  name_hosts(hosts);
+  spdlog::debug("rank {}: connected to {} peers, {} connection(s) each", rank_, size_ - 1,
+                options_.streams);
+}
+
+void TcpMesh::name_hosts(const std::vector<std::string>& hosts) {
+  elsewhere_.assign(static_cast<std::size_t>(size_), std::string{});
+  for (int peer = 0; peer < size_ && static_cast<std::size_t>(peer) < peer_addresses_.size();
+       ++peer) {
+    const auto& address = peer_addresses_[static_cast<std::size_t>(peer)];
+    if (address.empty()) continue;
+    const std::string host =
+        static_cast<std::size_t>(peer) < hosts.size() ? hosts[static_cast<std::size_t>(peer)] : "";
     elsewhere_[static_cast<std::size_t>(peer)] =
         fmt::format(" (rank {} is at {}{})", options_.global_ranks(peer), address,
                     host.empty() ? std::string{} : " on " + host);
   }
-  spdlog::debug("rank {}: connected to {} peers, {} connection(s) each", rank_, size_ - 1,
-                options_.streams);
 }
 
 TcpMesh::~TcpMesh() {

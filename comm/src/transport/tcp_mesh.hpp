@@ -76,6 +76,11 @@ class TcpMesh final : public Transport {
   /// still waiting on it report that rather than a crash; then closes every connection.
   ~TcpMesh() override;
 
+  /// Names the host of each peer (hosts[peer], "" when unknown) in errors about a peer on
+  /// another host, beside its address; the places in MeshOptions::global_ranks name them
+  /// from the start.
+  void name_hosts(const std::vector<std::string>& hosts);
+
   int rank() const override { return rank_; }
   int size() const override { return size_; }
   /// When it both sends and receives, the sends stay at most one 256 KiB piece per connection
@@ -131,8 +136,11 @@ class TcpMesh final : public Transport {
   std::vector<std::vector<Socket>> links_;
   /// " (connection S of K)" in errors about connection S, when there are several.
   std::string connection_label(std::size_t stream) const;
-  // By peer rank: " (rank R is at ADDRESS)" for a peer whose connection ends at another
-  // address than ours (another host), else empty; errors append it.
+  // By peer rank: the address of a peer whose connection ends at another address than ours
+  // (another host), else empty.
+  std::vector<std::string> peer_addresses_;
+  // By peer rank: " (rank R is at ADDRESS on HOST)" for those peers, else empty; errors
+  // append it.
   std::vector<std::string> elsewhere_;
   std::string operation_ = "set-up";
   std::optional<std::string> aborted_;
