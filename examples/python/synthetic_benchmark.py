@@ -78,9 +78,16 @@ class Ddp:
     def mean(self, value, name):
         t = torch.tensor(value)
         self.dist.all_reduce(t)
+        # Kept until close(): torch 1.13's Gloo worker drops its reference after wait() returns,
+        # and a tensor whose last reference it holds needs the GIL to die, which the main
+        # thread holds while it tears the group down at exit (a deadlock seen once here).
+        self._reduced.append(t)
         return (t / self.size).item()
 
+    _reduced = []
+
     def close(self):
+        self.dist.barrier()
         self.dist.destroy_process_group()
 
 

@@ -3,9 +3,11 @@
 // over. Python's ringfuse.distributed registers it with Backend.register_backend.
 //
 // Every collective runs as the Context's blocking collective, in call order, on one lane (as
-// Gloo's do): in the calling thread when the lane is idle and the collective is small (no
-// thread hand-off: the latency of a small dist.all_reduce), else on the group's worker thread,
-// so that DDP overlaps its large buckets with backward. Each is preceded by an agreement check
+// Gloo's do), started by the group's worker thread, so that DDP overlaps its large buckets with
+// backward and an async_op call returns at once. A small one in host memory is left to its
+// caller for a moment: a Work.wait() that finds it (and those queued before it) not yet started
+// on an idle lane runs them in the waiting thread (no thread hand-off: the latency of a small
+// dist.all_reduce, which waits at once); otherwise the worker starts it after kStealGrace. Each is preceded by an agreement check
 // (agree_on_collective: one all-reduce of 16 bytes), so ranks that call different collectives
 // (shape, dtype, operator, root or the collective itself) all fail with one message naming what
 // each rank sent, instead of hanging or mixing data; the connections stay in step, so the group
@@ -25,11 +27,13 @@
 #include <torch/csrc/distributed/c10d/Work.hpp>
 #include <pybind11/chrono.h>
 
+#include <algorithm>
 #include <array>
 #include <charconv>
 #include <condition_variable>
 #include <deque>
 #include <functional>
+#include <iterator>
 #include <memory>
 #include <mutex>
 #include <numeric>
@@ -53,10 +57,64 @@ namespace {
 
 constexpr const char* kBackendName = "ringfuse";
 
-// Collectives of at most this many bytes in host memory run in the calling thread when the
-// group's lane is idle: a thread hand-off costs more than the collective itself here (perf/
-// RESULTS.md, issue 21). Larger ones (DDP's buckets) go to the worker, so backward overlaps them.
+// Collectives of at most this many bytes in host memory may run in the thread that waits for
+// them: a thread hand-off costs more than the collective itself here (perf/RESULTS.md, issue
+// 21). Larger ones (DDP's buckets) start on the worker at once, so backward overlaps them.
 constexpr std::size_t kInlineBytes = 64 * 1024;
+// How long the worker leaves a small collective to a waiter before it starts it itself: a
+// synchronous call waits within microseconds; an async_op caller that waits later (or never:
+// a future, a poll) still sees it start without waiting, as with Gloo.
+constexpr std::chrono::microseconds kStealGrace{50};
+// Queuing a small collective wakes no one (a wake-up costs the peers a core on a small host:
+// 8-31 us instead of 4 per 4 KiB dist.all_reduce here); the worker looks at the queue this
+// often while the group was used in the last kWorkerAwake, and is woken only when it slept
+// longer (or for a large collective, or when a future is asked for).
+constexpr std::chrono::microseconds kWorkerPoll{1000};
+constexpr std::chrono::seconds kWorkerAwake{1};
+
+class RingfuseWork;
+
+/// Lets a Work's wait() run its own collective, and those queued before it, in the waiting
+/// thread. Held by the group and by its Works; the group detaches it (and waits for a thread
+/// inside it to leave) before its Context goes.
+class LaneAccess {
+ public:
+  using RunUpTo = std::function<void(RingfuseWork*)>;
+  LaneAccess(RunUpTo run_up_to, std::function<void()> start_soon)
+      : run_up_to_(std::move(run_up_to)), start_soon_(std::move(start_soon)) {}
+
+  /// Wakes the worker to start what is queued (a future was asked for: nobody may wait).
+  void start_soon() {
+    std::lock_guard lock(mutex_);
+    if (!detached_) start_soon_();
+  }
+
+  void run_up_to(RingfuseWork* work) {
+    {
+      std::lock_guard lock(mutex_);
+      if (detached_) return;
+      ++inside_;
+    }
+    run_up_to_(work);
+    std::lock_guard lock(mutex_);
+    if (--inside_ == 0) left_.notify_all();
+  }
+
+  /// After this, run_up_to() does nothing; returns once no thread is inside it.
+  void detach() {
+    std::unique_lock lock(mutex_);
+    detached_ = true;
+    left_.wait(lock, [&] { return inside_ == 0; });
+  }
+
+ private:
+  RunUpTo run_up_to_;
+  std::function<void()> start_soon_;
+  std::mutex mutex_;
+  std::condition_variable left_;
+  bool detached_ = false;
+  int inside_ = 0;
+};
 
 std::optional<DataType> ringfuse_dtype(at::ScalarType type) {
   switch (type) {
@@ -92,17 +150,20 @@ struct WorkLabel {
 /// future see the same outcome.
 class RingfuseWork final : public ::c10d::Work {
  public:
-  /// `default_timeout` bounds a wait() without a timeout of its own: the group's timeout for
-  /// a collective that may run in the calling thread, twice that for one behind the worker's
-  /// queue.
+  /// `default_timeout` bounds a wait() without a timeout of its own (twice the group's
+  /// timeout: the lane may be running collectives queued before this one). `lane`, for a small
+  /// collective, lets wait() run it in the waiting thread when it has not started.
   RingfuseWork(int rank, ::c10d::OpType type, std::vector<at::Tensor> outputs,
-               std::chrono::milliseconds default_timeout, WorkLabel what)
+               std::chrono::milliseconds default_timeout, WorkLabel what,
+               std::shared_ptr<LaneAccess> lane = nullptr)
       : Work(rank, type),
         outputs_(std::move(outputs)),
         default_timeout_(default_timeout),
-        what_(std::move(what)) {}
+        what_(std::move(what)),
+        lane_(std::move(lane)) {}
 
   bool wait(std::chrono::milliseconds timeout) override {
+    if (lane_ && !isCompleted()) lane_->run_up_to(this);
     // kNoTimeout still has a deadline: the process group's timeout plus the time the queue
     // ahead may take is bounded by the collectives' own timeouts; a margin covers the rest.
     const auto limit = timeout == ::kNoTimeout ? default_timeout_ : timeout;
@@ -121,6 +182,7 @@ class RingfuseWork final : public ::c10d::Work {
 
   // Made on first request: a plain dist.all_reduce never asks for it (DDP's hooks do).
   c10::intrusive_ptr<c10::ivalue::Future> getFuture() override {
+    if (lane_ && !isCompleted()) lane_->start_soon();  // DDP's hooks chain on it at once
     std::unique_lock lock(mutex_);
     if (!future_) {
       future_ = c10::make_intrusive<at::ivalue::Future>(
@@ -155,6 +217,7 @@ class RingfuseWork final : public ::c10d::Work {
   std::vector<at::Tensor> outputs_;
   std::chrono::milliseconds default_timeout_;
   WorkLabel what_;
+  std::shared_ptr<LaneAccess> lane_;  // a small collective's: wait() may run it
   c10::intrusive_ptr<c10::ivalue::Future> future_;  // guarded by mutex_; null until asked for
 
   void settle(c10::ivalue::Future& future, const std::exception_ptr& error) {
@@ -229,6 +292,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     // (destroy_process_group) would deadlock.
     const auto stop = [this] {
       worker_.join();
+      lane_access_->detach();  // a waiter running collectives in its thread finishes first
       context_.reset();
     };
     if (PyGILState_Check()) {
@@ -998,18 +1062,20 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     return hint;
   }
 
-  /// Runs `body` (one collective: the agreement check, then the Context's blocking call) on
-  /// the lane, after every collective this rank called before: at once in this thread when
-  /// the lane is idle and `hint` allows it, else on the worker. Inline or not is this rank's
-  /// own choice; the order is the call order either way, and the lane never runs two at once
-  /// (the Context's blocking collectives take one thread at a time).
+  /// Queues `body` (one collective: the agreement check, then the Context's blocking call) on
+  /// the lane, after every collective this rank called before, and returns at once. The
+  /// worker starts it, at once when `hint` says it is large or in device memory, else after
+  /// kStealGrace unless a wait() on its Work ran it first (run_up_to). Which thread runs it is
+  /// this rank's own choice; the order is the call order either way, and the lane never runs
+  /// two at once (the Context's blocking collectives take one thread at a time).
   c10::intrusive_ptr<::c10d::Work> on_lane(::c10d::OpType type, WorkLabel what,
                                            std::vector<at::Tensor> outputs, LaneHint hint,
                                            std::function<void()> body) {
-    const bool may_inline = hint.host && hint.bytes <= kInlineBytes;
+    const bool small = hint.host && hint.bytes <= kInlineBytes;
+    // Twice the group's timeout: a collective may wait for those queued before it.
     auto work = c10::make_intrusive<RingfuseWork>(global_rank(), type, std::move(outputs),
-                                                  may_inline ? timeout_ : timeout_ * 2,
-                                                  std::move(what));
+                                                  timeout_ * 2, std::move(what),
+                                                  small ? lane_access_ : nullptr);
     {
       std::unique_lock lock(queue_mutex_);
       if (failed_) {
@@ -1018,22 +1084,37 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
         work->complete(failed_);
         return work;
       }
-      if (!may_inline || lane_busy_ || !queue_.empty()) {
-        queue_.push_back({work, std::move(body)});
-        lock.unlock();
-        queue_cv_.notify_one();
-        return work;
-      }
+      const auto now = std::chrono::steady_clock::now();
+      queue_.push_back({work, std::move(body), small, now});
+      last_queued_ = now;
+      if (small && !worker_asleep_) return work;  // it looks within kWorkerPoll
+    }
+    queue_cv_.notify_one();
+    return work;
+  }
+
+  /// Work::wait() of a small collective: when the lane is idle and `work` not yet started, runs
+  /// it and every collective queued before it in this thread, in order.
+  void run_up_to(RingfuseWork* work) {
+    std::vector<Item> items;
+    {
+      std::lock_guard lock(queue_mutex_);
+      if (lane_busy_) return;
+      const auto found = std::find_if(queue_.begin(), queue_.end(),
+                                      [&](const Item& item) { return item.work.get() == work; });
+      if (found == queue_.end()) return;
+      const auto end = std::next(found);
+      items.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
+      queue_.erase(queue_.begin(), end);
       lane_busy_ = true;
     }
-    work->complete(run_collective(body));
+    for (auto& item : items) item.work->complete(run_collective(item.body));
     {
       std::lock_guard lock(queue_mutex_);
       lane_busy_ = false;
-      if (queue_.empty()) return work;
+      if (queue_.empty()) return;
     }
-    queue_cv_.notify_one();  // another thread queued behind this one meanwhile
-    return work;
+    queue_cv_.notify_one();  // collectives queued behind these meanwhile
   }
 
   /// Runs one collective of the lane; its error, if any, which also fails the group's later
@@ -1063,10 +1144,24 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       Item item;
       {
         std::unique_lock lock(queue_mutex_);
-        queue_cv_.wait(lock, [&] {
-          return (stopping_ && queue_.empty()) || (!queue_.empty() && !lane_busy_);
-        });
+        while (!((stopping_ && queue_.empty()) || (!queue_.empty() && !lane_busy_))) {
+          if (std::chrono::steady_clock::now() - last_queued_ < kWorkerAwake) {
+            queue_cv_.wait_for(lock, kWorkerPoll);
+          } else {
+            worker_asleep_ = true;  // on_lane wakes it from now on
+            queue_cv_.wait(lock);
+            worker_asleep_ = false;
+          }
+        }
         if (queue_.empty()) return;
+        if (const auto& head = queue_.front(); head.small && !stopping_) {
+          const auto until = head.queued + kStealGrace;
+          if (std::chrono::steady_clock::now() < until) {
+            // Left to a waiter for a moment; look again then (or when woken).
+            queue_cv_.wait_until(lock, until);
+            continue;
+          }
+        }
         item = std::move(queue_.front());
         queue_.pop_front();
         lane_busy_ = true;
@@ -1095,6 +1190,8 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   struct Item {
     c10::intrusive_ptr<RingfuseWork> work;
     std::function<void()> body;
+    bool small = false;  // a waiter may run it (run_up_to); the worker waits kStealGrace first
+    std::chrono::steady_clock::time_point queued;
   };
 
   std::chrono::milliseconds timeout_;
@@ -1112,6 +1209,11 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   bool stopping_ = false;
   bool lane_busy_ = false;  // a collective runs (inline or on the worker): later ones queue
   std::exception_ptr failed_;
+  // What a small collective's Work calls to run it in the waiting thread.
+  std::chrono::steady_clock::time_point last_queued_;  // the worker polls for a while after
+  bool worker_asleep_ = false;  // the worker waits to be woken (idle longer than kWorkerAwake)
+  std::shared_ptr<LaneAccess> lane_access_ = std::make_shared<LaneAccess>(
+      [this](RingfuseWork* work) { run_up_to(work); }, [this] { queue_cv_.notify_one(); });
   std::thread worker_;  // last: started once everything it uses exists
 };
 

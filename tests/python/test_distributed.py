@@ -5,7 +5,9 @@ Runs under `ringfuse-run -np N` with RINGFUSE_TEST_C10D=1 (CTest: python_distrib
 plain python_pytest runs skip it, since their ranks already hold a world of their own. The
 group bootstraps from a file:// store named after the job, as any init_method would."""
 
+import datetime
 import os
+import time
 
 import pytest
 import torch
@@ -36,18 +38,52 @@ def test_backend_name():
     assert dist.get_backend().lower() == "ringfuse"
 
 
-def test_small_collective_on_an_idle_group_is_done_when_the_call_returns():
-    # The group runs a small host collective in the calling thread when nothing is queued (no
-    # thread hand-off): its Work is complete, and its future set, on return.
+def test_small_collective_waited_at_once_is_right_every_time():
+    # A synchronous dist.all_reduce waits at once: the waiting thread runs it (no hand-off).
     rank, size = ranks()
     dist.barrier()
     for _ in range(20):
         tensor = torch.full((1024,), float(rank + 1))
         work = dist.all_reduce(tensor, async_op=True)
+        work.wait()
         assert work.is_completed()
         assert work.get_future().done()
         torch.testing.assert_close(tensor, torch.full((1024,), float(size * (size + 1) // 2)))
+
+
+def test_small_async_collective_returns_before_its_peers_join():
+    # As with Gloo, async_op=True returns at once, also for a small collective: rank 0 tells
+    # the others (through the store) to start theirs only after its own call returned. Run in
+    # the calling thread, rank 0's call would wait for peers that wait for it.
+    rank, size = ranks()
+    store = dist.distributed_c10d._get_default_store()
+    total = float(size * (size + 1) // 2)
+    for step in range(5):
+        tensor = torch.full((256,), float(rank + 1))
+        key = f"small-async-returned-{step}"
+        if rank == 0:
+            work = dist.all_reduce(tensor, async_op=True)
+            store.set(key, "1")
+        else:
+            store.wait([key], datetime.timedelta(seconds=10))
+            work = dist.all_reduce(tensor, async_op=True)
         work.wait()
+        torch.testing.assert_close(tensor, torch.full((256,), total))
+
+
+def test_small_async_collective_nobody_waits_for_still_runs():
+    # The worker starts a small collective no one waits on (a future, a poll): here rank 0
+    # only polls is_completed() until it is done.
+    rank, size = ranks()
+    tensor = torch.full((64,), float(rank + 1))
+    work = dist.all_reduce(tensor, async_op=True)
+    if rank == 0:
+        deadline = time.monotonic() + 10
+        while not work.is_completed():
+            assert time.monotonic() < deadline, "a polled small all_reduce never started"
+            time.sleep(0.001)
+    work.wait()
+    torch.testing.assert_close(tensor, torch.full((64,), float(size * (size + 1) // 2)))
 
 
 def test_order_kept_when_large_and_small_collectives_interleave():
