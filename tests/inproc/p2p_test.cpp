@@ -617,6 +617,19 @@ std::vector<p2p::Completion> progress_until_done(p2p::Messenger& messenger, std:
   return all;
 }
 
+/// Progresses both messengers of `pair` (the receiver never posts) until the sender's first
+/// completion, or 20 s; its completions.
+std::vector<p2p::Completion> sender_outcome(MessengerPair& pair) {
+  std::vector<p2p::Completion> done;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (done.empty() && std::chrono::steady_clock::now() < deadline) {
+    pair.sender->progress(std::chrono::milliseconds(10), done);
+    std::vector<p2p::Completion> ignored;
+    pair.receiver->progress(std::chrono::milliseconds(1), ignored);
+  }
+  return done;
+}
+
 class BoundedUnexpected : public ::testing::TestWithParam<TransportKind> {};
 
 // A sender running 1,000 messages ahead of its receiver (a pipeline stage, a loop of isend)
@@ -703,13 +716,7 @@ TEST_P(BoundedUnexpected, AnnouncedSendTimesOutNamingPeerTagAndBytes) {
                              [](p2p::MessengerOptions& o) { o.op_timeout = 500ms; });
   std::vector<float> payload = filled(256 * 1024, 1.0f);
   const auto id = pair->sender->post_send(payload.data(), payload.size() * 4, 1, 3);
-  std::vector<p2p::Completion> done;
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (done.empty() && std::chrono::steady_clock::now() < deadline) {
-    pair->sender->progress(std::chrono::milliseconds(10), done);
-    std::vector<p2p::Completion> ignored;
-    pair->receiver->progress(std::chrono::milliseconds(1), ignored);
-  }
+  const auto done = sender_outcome(*pair);
   ASSERT_EQ(done.size(), 1u);
   EXPECT_EQ(done[0].id, id);
   ASSERT_TRUE(done[0].error);
@@ -729,13 +736,7 @@ TEST_P(BoundedUnexpected, SendWaitingForCreditSaysSoWhenItTimesOut) {
   });
   const float value = 1.0f;
   const auto id = pair->sender->post_send(&value, sizeof(value), 1, 4);
-  std::vector<p2p::Completion> done;
-  const auto deadline = std::chrono::steady_clock::now() + 20s;
-  while (done.empty() && std::chrono::steady_clock::now() < deadline) {
-    pair->sender->progress(std::chrono::milliseconds(10), done);
-    std::vector<p2p::Completion> ignored;
-    pair->receiver->progress(std::chrono::milliseconds(1), ignored);
-  }
+  const auto done = sender_outcome(*pair);
   ASSERT_EQ(done.size(), 1u);
   EXPECT_EQ(done[0].id, id);
   ASSERT_TRUE(done[0].error);

@@ -49,30 +49,47 @@ TEST(PointToPointProcesses, RingOverTcp) { run_under_launcher(3, "ring", "tcp");
 // Shared-memory pipes between processes, 1 MiB messages: single copy, shared by both sides.
 TEST(PointToPointProcesses, RingOverSharedMemory) { run_under_launcher(3, "ring", "auto"); }
 
+using Ranks = std::vector<std::unique_ptr<ringfuse::testing::Process>>;
+
+// `size` ranks of p2p_check in `mode`, started by the test around its own store (so only the
+// library's own failure detection is at work), with `extra` in their environment.
+Ranks start_p2p_check(const ringfuse::rendezvous::TcpStoreServer& store, int size,
+                      const std::string& mode, const std::string& job,
+                      const std::map<std::string, std::string>& extra = {}) {
+  Ranks ranks;
+  for (int rank = 0; rank < size; ++rank) {
+    std::map<std::string, std::string> env{
+        {"RINGFUSE_RANK", std::to_string(rank)},
+        {"RINGFUSE_SIZE", std::to_string(size)},
+        {"RINGFUSE_STORE_ADDR", "127.0.0.1:" + std::to_string(store.port())},
+        {"RINGFUSE_JOB_ID", job + std::to_string(::getpid())},
+        {"RINGFUSE_TIMEOUT_S", "60"}};
+    env.insert(extra.begin(), extra.end());
+    ranks.push_back(std::make_unique<ringfuse::testing::Process>(
+        std::vector<std::string>{P2P_CHECK_PATH, "--mode", mode}, env));
+  }
+  return ranks;
+}
+
+// Waits (at most 60 s) until ranks `a` and `b` say they are running.
+void wait_running(const Ranks& ranks, int a, int b) {
+  const auto deadline = Clock::now() + 60s;
+  while (Clock::now() < deadline && (ranks[a]->output().find("running") == std::string::npos ||
+                                     ranks[b]->output().find("running") == std::string::npos)) {
+    std::this_thread::sleep_for(20ms);
+  }
+}
+
 // The test hosts the store and starts the ranks itself, so only the library's own detection
 // is at work: the receiver must name the killed sender well before RINGFUSE_TIMEOUT_S (60 s).
 class KilledSender : public ::testing::TestWithParam<std::string> {};
 
 TEST_P(KilledSender, IsNamedByItsReceiver) {
   ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0);
-  std::vector<std::unique_ptr<ringfuse::testing::Process>> ranks;
-  for (int rank = 0; rank < 2; ++rank) {
-    ranks.push_back(std::make_unique<ringfuse::testing::Process>(
-        std::vector<std::string>{P2P_CHECK_PATH, "--mode", "victim"},
-        std::map<std::string, std::string>{
-            {"RINGFUSE_RANK", std::to_string(rank)},
-            {"RINGFUSE_SIZE", "2"},
-            {"RINGFUSE_STORE_ADDR", "127.0.0.1:" + std::to_string(store.port())},
-            {"RINGFUSE_JOB_ID", "p2p-victim-" + GetParam() + std::to_string(::getpid())},
-            {"RINGFUSE_TRANSPORT", GetParam()},
-            {"RINGFUSE_LOG_LEVEL", "debug"},
-            {"RINGFUSE_TIMEOUT_S", "60"}}));
-  }
-  const auto deadline = Clock::now() + 60s;
-  while (Clock::now() < deadline && (ranks[0]->output().find("running") == std::string::npos ||
-                                     ranks[1]->output().find("running") == std::string::npos)) {
-    std::this_thread::sleep_for(20ms);
-  }
+  const auto ranks = start_p2p_check(
+      store, 2, "victim", "p2p-victim-" + GetParam(),
+      {{"RINGFUSE_TRANSPORT", GetParam()}, {"RINGFUSE_LOG_LEVEL", "debug"}});
+  wait_running(ranks, 0, 1);
   ASSERT_NE(ranks[1]->output().find("running"), std::string::npos) << ranks[1]->output();
   ASSERT_EQ(::kill(ranks[0]->pid(), SIGKILL), 0);
   const auto killed_at = Clock::now();
@@ -100,22 +117,8 @@ INSTANTIATE_TEST_SUITE_P(Transports, KilledSender, ::testing::Values("tcp", "aut
 // subgroup {2, 0}, and global rank 2 receives from it.
 TEST(KilledSenderInAChild, IsNamedByItsGlobalRank) {
   ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0);
-  std::vector<std::unique_ptr<ringfuse::testing::Process>> ranks;
-  for (int rank = 0; rank < 3; ++rank) {
-    ranks.push_back(std::make_unique<ringfuse::testing::Process>(
-        std::vector<std::string>{P2P_CHECK_PATH, "--mode", "child-victim"},
-        std::map<std::string, std::string>{
-            {"RINGFUSE_RANK", std::to_string(rank)},
-            {"RINGFUSE_SIZE", "3"},
-            {"RINGFUSE_STORE_ADDR", "127.0.0.1:" + std::to_string(store.port())},
-            {"RINGFUSE_JOB_ID", "p2p-child-victim-" + std::to_string(::getpid())},
-            {"RINGFUSE_TIMEOUT_S", "60"}}));
-  }
-  const auto deadline = Clock::now() + 60s;
-  while (Clock::now() < deadline && (ranks[0]->output().find("running") == std::string::npos ||
-                                     ranks[2]->output().find("running") == std::string::npos)) {
-    std::this_thread::sleep_for(20ms);
-  }
+  const auto ranks = start_p2p_check(store, 3, "child-victim", "p2p-child-victim-");
+  wait_running(ranks, 0, 2);
   ASSERT_NE(ranks[2]->output().find("running"), std::string::npos) << ranks[2]->output();
   ASSERT_EQ(::kill(ranks[0]->pid(), SIGKILL), 0);
   const auto result = ranks[2]->wait(30s);
@@ -136,23 +139,10 @@ class KilledReceiverDuringARendezvous : public ::testing::TestWithParam<std::str
 
 TEST_P(KilledReceiverDuringARendezvous, IsNamedByTheWaitingSender) {
   ringfuse::rendezvous::TcpStoreServer store("127.0.0.1", 0);
-  std::vector<std::unique_ptr<ringfuse::testing::Process>> ranks;
-  for (int rank = 0; rank < 2; ++rank) {
-    ranks.push_back(std::make_unique<ringfuse::testing::Process>(
-        std::vector<std::string>{P2P_CHECK_PATH, "--mode", "rendezvous-victim"},
-        std::map<std::string, std::string>{
-            {"RINGFUSE_RANK", std::to_string(rank)},
-            {"RINGFUSE_SIZE", "2"},
-            {"RINGFUSE_STORE_ADDR", "127.0.0.1:" + std::to_string(store.port())},
-            {"RINGFUSE_JOB_ID", "p2p-rdv-victim-" + GetParam() + std::to_string(::getpid())},
-            {"RINGFUSE_TRANSPORT", GetParam()},
-            {"RINGFUSE_TIMEOUT_S", "60"}}));
-  }
-  const auto deadline = Clock::now() + 60s;
-  while (Clock::now() < deadline && (ranks[0]->output().find("running") == std::string::npos ||
-                                     ranks[1]->output().find("running") == std::string::npos)) {
-    std::this_thread::sleep_for(20ms);
-  }
+  const auto ranks = start_p2p_check(store, 2, "rendezvous-victim",
+                                     "p2p-rdv-victim-" + GetParam(),
+                                     {{"RINGFUSE_TRANSPORT", GetParam()}});
+  wait_running(ranks, 0, 1);
   ASSERT_NE(ranks[1]->output().find("running"), std::string::npos) << ranks[1]->output();
   std::this_thread::sleep_for(300ms);  // rank 0 into its send
   ASSERT_EQ(::kill(ranks[1]->pid(), SIGKILL), 0);
