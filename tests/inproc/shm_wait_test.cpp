@@ -200,9 +200,10 @@ TEST(ShmWait, AnOversubscribedRankInALargeExchangeSleepsInsteadOfYieldingToCompu
   });
   done = true;
   compute.join();
-  // Not zero: the compute thread also preempts a rank at the end of its share of the CPU.
-  // Measured: 640 with yields, 20-70 sleeping.
-  EXPECT_LT(yielded.load(), 8 * kExchanges) << fmt::format(
+  // Not zero: the compute thread also preempts a rank at the end of its share of the CPU, and
+  // so do other processes on a loaded machine (a full suite at -j2 once pushed a sleeping run
+  // past 160). Measured: 640 with yields, 20-70 sleeping; the bound sits between.
+  EXPECT_LT(yielded.load(), 16 * kExchanges) << fmt::format(
       "the ranks gave the CPU away {} times in {} exchanges of 1 MiB", yielded.load(),
       kExchanges);
 }
