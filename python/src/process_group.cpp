@@ -1040,8 +1040,8 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   }
   WorkLabel label(const char* call) const { return {where_, call, std::nullopt, 0}; }
 
-  /// Where a collective may run: in the calling thread when it is in host memory and small
-  /// (and the lane idle), else on the worker.
+  /// Where a collective may run: in a thread that waits for it when it is in host memory and
+  /// small (and the lane idle), else on the worker only.
   struct LaneHint {
     std::size_t bytes = 0;
     bool host = false;  // false: always the worker (device memory, the engine's collectives)
@@ -1207,7 +1207,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   std::condition_variable queue_cv_;
   std::deque<Item> queue_;
   bool stopping_ = false;
-  bool lane_busy_ = false;  // a collective runs (inline or on the worker): later ones queue
+  bool lane_busy_ = false;  // a collective runs (in a waiter or the worker): later ones queue
   std::exception_ptr failed_;
   // What a small collective's Work calls to run it in the waiting thread.
   std::chrono::steady_clock::time_point last_queued_;  // the worker polls for a while after
