@@ -15,6 +15,7 @@
 #include <fmt/ranges.h>
 
 #include "core/errors.hpp"
+#include "engine/rank_set.hpp"  // describe_ranks(): the engine's wording for ranks
 #include "ringfuse/context.hpp"
 
 namespace ringfuse {
@@ -61,12 +62,6 @@ Slot encode(const CollectiveCall& call) {
 std::pair<std::string, std::string> decode(const char* slot) {
   return {std::string(slot, strnlen(slot, kNameBytes)),
           std::string(slot + kNameBytes, strnlen(slot + kNameBytes, kSlotBytes - kNameBytes))};
-}
-
-/// "rank 2" or "ranks {0,1}", as the engine's mismatch messages name them.
-std::string describe_ranks(const std::vector<int>& ranks) {
-  if (ranks.size() == 1) return fmt::format("rank {}", ranks.front());
-  return fmt::format("ranks {{{}}}", fmt::join(ranks, ","));
 }
 
 /// The check's own collectives failed (a peer gone, or one that never calls it): the error
@@ -122,9 +117,9 @@ void agree_on_collective(Context& context, const CollectiveCall& call, std::stri
   std::vector<std::string> parts;
   for (const auto& [called, ranks] : groups) {
     parts.push_back(names_differ
-                        ? fmt::format("{}: '{}' {}", describe_ranks(ranks), called.first,
+                        ? fmt::format("{}: '{}' {}", engine::describe_ranks(ranks), called.first,
                                       called.second)
-                        : fmt::format("{}: {}", describe_ranks(ranks), called.second));
+                        : fmt::format("{}: {}", engine::describe_ranks(ranks), called.second));
   }
   // Calls that differ only past what a slot holds read alike here; say so.
   const char* cut = groups.size() == 1 ? " (they differ past what this message shows)" : "";
