@@ -11,7 +11,6 @@ torchrun runs the DDP example in python_example_ddp_under_torchrun (under_torchr
 
 import datetime
 import os
-import socket
 import subprocess
 import sys
 
@@ -19,6 +18,7 @@ import torch
 import torch.distributed as dist
 
 import ringfuse.distributed  # noqa: F401  (registers the backend)
+from free_port import free_port
 
 
 def expect_error(call, *fragments):
@@ -55,9 +55,7 @@ def main():
 
 
 def launch(size=2):
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        port = probe.getsockname()[1]
+    port = free_port(span=2)  # torch's store, and after it the "ringfuse" backend's
     ranks = []
     for rank in range(size):
         env = dict(os.environ, RANK=str(rank), WORLD_SIZE=str(size), LOCAL_RANK=str(rank),

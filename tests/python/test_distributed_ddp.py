@@ -9,7 +9,6 @@ TCPStore) on a port rank 0 picks and announces through ringfuse.torch."""
 import contextlib
 import datetime
 import os
-import socket
 
 import pytest
 import torch
@@ -25,12 +24,7 @@ from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
 import ringfuse.distributed  # noqa: E402,F401  (registers the backend)
 import ringfuse.torch as hvd  # noqa: E402
-
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from free_port import free_port  # noqa: E402
 
 
 @pytest.fixture(scope="module")

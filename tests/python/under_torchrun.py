@@ -14,15 +14,10 @@ says so too.
 import argparse
 import os
 import signal
-import socket
 import subprocess
 import sys
 
-
-def free_port():
-    with socket.socket() as probe:
-        probe.bind(("127.0.0.1", 0))
-        return probe.getsockname()[1]
+from free_port import free_port
 
 
 def main():
@@ -34,7 +29,7 @@ def main():
     options = parser.parse_args()
     command = [sys.executable, "-m", "torch.distributed.run",
                "--nproc_per_node", str(options.nproc_per_node),
-               "--master_addr", "127.0.0.1", "--master_port", str(free_port()),
+               "--master_addr", "127.0.0.1", "--master_port", str(free_port(span=2)),
                "--redirects", "1", "--tee", "1", options.script, *options.args]
     print("+", " ".join(command), flush=True)
     # A session of its own, so that a timeout ends torchrun's workers too, not only its agent.

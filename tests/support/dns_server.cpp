@@ -19,18 +19,6 @@ namespace ringfuse::testing {
 namespace fs = std::filesystem;
 using namespace std::chrono_literals;
 
-std::uint16_t free_port(int type) {
-  const int fd = ::socket(AF_INET, type, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr);
-  socklen_t len = sizeof addr;
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
-
 namespace {
 
 /// A loopback port free a moment ago for both UDP and TCP (dnsmasq binds both).

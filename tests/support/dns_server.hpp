@@ -8,14 +8,12 @@
 #include <memory>
 #include <string>
 
+#include "free_port.hpp"
 #include "subprocess.hpp"
 
 namespace ringfuse::testing {
 
 inline constexpr const char* kDnsmasqPath = "/usr/sbin/dnsmasq";
-
-/// A loopback port that was free a moment ago (SOCK_STREAM or SOCK_DGRAM).
-std::uint16_t free_port(int type);
 
 /// Whether a DNS server on 127.0.0.1:`port` answers an A query for `name` within 200 ms.
 bool dns_answers(std::uint16_t port, const std::string& name);

@@ -20,24 +20,13 @@
 
 #include <gtest/gtest.h>
 
+#include "free_port.hpp"
 #include "ringfuse/ringfuse.hpp"
 
 namespace {
 
 using namespace std::chrono_literals;
-
-// A port that was free a moment ago.
-std::uint16_t free_port() {
-  const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof(addr));
-  socklen_t len = sizeof(addr);
-  ::getsockname(fd, reinterpret_cast<sockaddr*>(&addr), &len);
-  ::close(fd);
-  return ntohs(addr.sin_port);
-}
+using ringfuse::testing::free_port;
 
 // An IPv4 address of this host outside 127.0.0.0/8, if it has one.
 std::optional<std::string> non_loopback_address() {
@@ -119,7 +108,7 @@ World start_world(const std::string& master_addr, std::uint16_t port) {
 }
 
 TEST(TorchrunStoreBind, LoopbackMasterAddrKeepsTheStoreOffTheNetwork) {
-  const std::uint16_t port = free_port();
+  const std::uint16_t port = free_port(SOCK_STREAM);
   const World world = start_world("127.0.0.1", port);
   EXPECT_EQ(listening_address(port), "0100007F")
       << "the store must listen on 127.0.0.1 only (00000000 is 0.0.0.0: every address)";
@@ -131,7 +120,7 @@ TEST(TorchrunStoreBind, LoopbackMasterAddrKeepsTheStoreOffTheNetwork) {
 }
 
 TEST(TorchrunStoreBind, LocalhostMasterAddrIsLoopbackToo) {
-  const std::uint16_t port = free_port();
+  const std::uint16_t port = free_port(SOCK_STREAM);
   const World world = start_world("localhost", port);
   EXPECT_EQ(listening_address(port), "0100007F");
 }
@@ -139,7 +128,7 @@ TEST(TorchrunStoreBind, LocalhostMasterAddrIsLoopbackToo) {
 TEST(TorchrunStoreBind, NonLoopbackMasterAddrListensOnEveryAddress) {
   const auto outside = non_loopback_address();
   if (!outside) GTEST_SKIP() << "this host has no IPv4 address outside 127.0.0.0/8";
-  const std::uint16_t port = free_port();
+  const std::uint16_t port = free_port(SOCK_STREAM);
   const World world = start_world(*outside, port);
   // Ranks on other hosts reach it at MASTER_ADDR, which may be a Service address that is not
   // this host's own, so it listens on every address.
