@@ -9,6 +9,7 @@
 // even when Python dropped its handle.
 //
 // This is the only file that includes torch's headers (they compile slowly).
+#include <torch/csrc/autograd/python_variable.h>
 #include <torch/csrc/utils/pybind.h>
 
 #include <ATen/ATen.h>
@@ -20,6 +21,7 @@
 #include <mutex>
 #include <optional>
 #include <string>
+#include <unordered_map>
 #include <utility>
 #include <vector>
 
@@ -126,6 +128,35 @@ struct Pending {
   }
 };
 
+// Waits (GIL released) until `work` finished, in slices so that Ctrl-C is seen; throws its
+// error, or a timeout error once `timeout_s` (<= 0: no limit) passed. Called with the GIL.
+void wait_for(const rf::Work& work, double timeout_s) {
+  // Done already (every member of a fused group once the first is waited for): its result or
+  // error without giving the GIL away and taking it back.
+  if (work.test()) return work.wait(0ms);
+  const auto start = std::chrono::steady_clock::now();
+  while (true) {
+    bool finished = false;
+    {
+      py::gil_scoped_release no_gil;
+      try {
+        work.wait(100ms);
+        finished = true;
+      } catch (const rf::Error&) {
+        if (work.test()) throw;  // the collective's own error
+      }
+    }
+    if (finished) return;
+    if (PyErr_CheckSignals() != 0) throw py::error_already_set();
+    const std::chrono::duration<double> waited = std::chrono::steady_clock::now() - start;
+    if (timeout_s > 0 && waited.count() >= timeout_s) {
+      throw rf::Error(rf::ErrorKind::timeout,
+                      "ringfuse: the collective did not finish within " +
+                          std::to_string(timeout_s) + " s (it keeps running)");
+    }
+  }
+}
+
 class Handle {
  public:
   explicit Handle(std::shared_ptr<Pending> pending) : pending_(std::move(pending)) {}
@@ -134,29 +165,7 @@ class Handle {
 
   /// Waits (GIL released) until the collective finished, in slices so that Ctrl-C is seen;
   /// throws its error, or a timeout error once `timeout_s` (<= 0: no limit) passed.
-  void wait(double timeout_s) const {
-    const auto start = std::chrono::steady_clock::now();
-    while (true) {
-      bool finished = false;
-      {
-        py::gil_scoped_release no_gil;
-        try {
-          pending_->work.wait(100ms);
-          finished = true;
-        } catch (const rf::Error&) {
-          if (pending_->work.test()) throw;  // the collective's own error
-        }
-      }
-      if (finished) return;
-      if (PyErr_CheckSignals() != 0) throw py::error_already_set();
-      const std::chrono::duration<double> waited = std::chrono::steady_clock::now() - start;
-      if (timeout_s > 0 && waited.count() >= timeout_s) {
-        throw rf::Error(rf::ErrorKind::timeout,
-                        "ringfuse: the collective did not finish within " +
-                            std::to_string(timeout_s) + " s (it keeps running)");
-      }
-    }
-  }
+  void wait(double timeout_s) const { wait_for(pending_->work, timeout_s); }
 
   /// The tensor an allgather produced (None before completion or for other collectives).
   py::object gathered() const {
@@ -256,6 +265,54 @@ class Session {
     auto pending = start({tensor});
     pending->work = engine.allreduce(name, view_of(tensor, name, rank()), options);
     return track(std::move(pending));
+  }
+
+  /// allreduce(name, tensor, "avg", prescale, postscale) of the global set without
+  /// compression, known by the caller's `handle` (wait_average/poll_average): what
+  /// ringfuse.torch's allreduce_async_ sends once per gradient per step, with no Handle object
+  /// to make and fewer arguments to convert (issue 20: Python's cost per enqueued tensor).
+  void allreduce_average(std::int64_t handle, const std::string& name, const at::Tensor& tensor,
+                         double prescale, double postscale) {
+    const rf::AllreduceOptions options{rf::ReduceOp::avg, prescale, postscale};
+    context();  // refuses after shutdown
+    auto [slot, fresh] = by_handle_.try_emplace(handle);
+    if (!fresh) {
+      throw py::value_error("allreduce_average: handle " + std::to_string(handle) +
+                            " is in use");
+    }
+    try {
+      slot->second.work = engine_->allreduce(name, view_of(tensor, name, rank()), options);
+    } catch (...) {
+      by_handle_.erase(slot);
+      throw;
+    }
+    slot->second.tensor = tensor;
+  }
+
+  /// Waits for allreduce_average's `handle` and returns its tensor; raises its error. Forgets
+  /// the handle once the collective finished, with or without an error. Also after
+  /// shutdown, which failed what was pending.
+  at::Tensor wait_average(std::int64_t handle) {
+    auto found = find_average(handle, "synchronize");
+    if (!found->second.work.test()) {
+      const rf::Work work = found->second.work;  // the map may change while the GIL is away
+      try {
+        wait_for(work, 0);
+      } catch (const rf::Error&) {
+        if (work.test()) by_handle_.erase(handle);
+        throw;
+      }
+      found = find_average(handle, "synchronize");
+    }
+    at::Tensor tensor = std::move(found->second.tensor);
+    const rf::Work work = std::move(found->second.work);
+    by_handle_.erase(found);
+    work.wait(0ms);  // its error, if it failed
+    return tensor;
+  }
+
+  bool poll_average(std::int64_t handle) {
+    return find_average(handle, "poll")->second.work.test();
   }
 
   Handle grouped_allreduce(const std::string& name, const std::vector<at::Tensor>& tensors,
@@ -415,6 +472,39 @@ class Session {
 
   std::size_t in_flight() const { return in_flight_.size(); }
 
+  /// The step perf/python_overhead.py compares ringfuse.torch's with (issue 20: "within 1.5x
+  /// the same step from C++"): every tensor enqueued by name as a C++ program would
+  /// (Engine::allreduce), then every Work waited for, on this thread with the GIL released
+  /// (the caller's list keeps the tensors alive). Returns (enqueue seconds, step seconds).
+  std::pair<double, double> step_from_cpp(const std::vector<std::string>& names,
+                                          const std::vector<at::Tensor>& tensors,
+                                          const std::string& op) {
+    if (names.size() != tensors.size()) {
+      throw rf::Error(rf::ErrorKind::invalid_argument,
+                      "step_from_cpp: " + std::to_string(names.size()) + " names for " +
+                          std::to_string(tensors.size()) + " tensors");
+    }
+    std::vector<rf::TensorView> views;
+    views.reserve(tensors.size());
+    for (std::size_t i = 0; i < tensors.size(); ++i) {
+      views.push_back(view_of(tensors[i], names[i], rank()));
+    }
+    const rf::AllreduceOptions options{reduce_op(op, rank())};
+    auto& engine = this->engine();
+    py::gil_scoped_release no_gil;
+    std::vector<rf::Work> works;
+    works.reserve(views.size());
+    const auto start = std::chrono::steady_clock::now();
+    for (std::size_t i = 0; i < views.size(); ++i) {
+      works.push_back(engine.allreduce(names[i], views[i], options));
+    }
+    const auto enqueued = std::chrono::steady_clock::now();
+    for (auto& work : works) work.wait(60s);
+    const std::chrono::duration<double> enqueue = enqueued - start;
+    const std::chrono::duration<double> step = std::chrono::steady_clock::now() - start;
+    return {enqueue.count(), step.count()};
+  }
+
  private:
   std::shared_ptr<Pending> start(std::vector<at::Tensor> tensors) {
     context();  // refuses after shutdown
@@ -437,7 +527,26 @@ class Session {
     prune_at_ = std::max<std::size_t>(64, 2 * in_flight_.size());
   }
 
+  // One allreduce_average: its Work, and its tensor kept alive until it has been waited for.
+  struct Average {
+    rf::Work work;
+    at::Tensor tensor;
+  };
+  using Averages = std::unordered_map<std::int64_t, Average>;
+
+  Averages::iterator find_average(std::int64_t handle, const char* what) {
+    const auto found = by_handle_.find(handle);
+    if (found == by_handle_.end()) {
+      throw py::value_error(std::string(what) + ": unknown handle " + std::to_string(handle) +
+                            " (already synchronized?)");
+    }
+    return found;
+  }
+
   std::unique_ptr<rf::Context> context_;
+  // allreduce_average's collectives by handle, until waited for (their tensors stay alive
+  // until then, as in_flight_ keeps the others', and are dropped on a Python thread).
+  Averages by_handle_;
   rf::Engine* engine_ = nullptr;
   std::vector<std::shared_ptr<Pending>> in_flight_;
   std::size_t prune_at_ = 64;
@@ -462,6 +571,80 @@ void context_barrier(Session& s) {
   py::gil_scoped_release no_gil;
   context.barrier();
 }
+
+// The two calls ringfuse.torch makes once per gradient per step (allreduce_async_ and its
+// synchronize) as plain CPython functions: parsing six arguments through the C API costs a
+// fraction of what pybind11's dispatcher does per call (issue 20: Python's cost per enqueued
+// tensor). Errors go through the exception translators pybind11 registered, so they reach
+// Python as from any other call.
+PyObject* raise_current_exception() {
+  if (py::detail::apply_exception_translators(
+          py::detail::get_local_internals().registered_exception_translators) ||
+      py::detail::apply_exception_translators(
+          py::detail::get_internals().registered_exception_translators)) {
+    return nullptr;
+  }
+  PyErr_SetString(PyExc_SystemError, "ringfuse: an exception escaped every translator");
+  return nullptr;
+}
+
+bool expect_arguments(const char* function, Py_ssize_t given, Py_ssize_t expected) {
+  if (given == expected) return true;
+  PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", function, expected,
+               given);
+  return false;
+}
+
+// allreduce_average(session, handle, name, tensor, prescale, postscale): Session's.
+PyObject* allreduce_average(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!expect_arguments("allreduce_average", nargs, 6)) return nullptr;
+  try {
+    auto& session = py::handle(args[0]).cast<Session&>();
+    const long long handle = PyLong_AsLongLong(args[1]);
+    if (handle == -1 && PyErr_Occurred() != nullptr) return nullptr;
+    Py_ssize_t name_size = 0;
+    const char* name = PyUnicode_AsUTF8AndSize(args[2], &name_size);
+    if (name == nullptr) return nullptr;
+    if (!THPVariable_Check(args[3])) {
+      PyErr_SetString(PyExc_TypeError, "allreduce_average(): the tensor is not a torch.Tensor");
+      return nullptr;
+    }
+    const double prescale = PyFloat_AsDouble(args[4]);
+    if (prescale == -1.0 && PyErr_Occurred() != nullptr) return nullptr;
+    const double postscale = PyFloat_AsDouble(args[5]);
+    if (postscale == -1.0 && PyErr_Occurred() != nullptr) return nullptr;
+    session.allreduce_average(handle, std::string(name, static_cast<std::size_t>(name_size)),
+                              THPVariable_Unpack(args[3]), prescale, postscale);
+    Py_RETURN_NONE;
+  } catch (...) {
+    return raise_current_exception();
+  }
+}
+
+// wait_average(session, handle) -> the tensor: Session's.
+PyObject* wait_average(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
+  if (!expect_arguments("wait_average", nargs, 2)) return nullptr;
+  try {
+    auto& session = py::handle(args[0]).cast<Session&>();
+    const long long handle = PyLong_AsLongLong(args[1]);
+    if (handle == -1 && PyErr_Occurred() != nullptr) return nullptr;
+    return THPVariable_Wrap(session.wait_average(handle));
+  } catch (...) {
+    return raise_current_exception();
+  }
+}
+
+PyMethodDef per_gradient_calls[] = {
+    {"allreduce_average", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(
+                              &allreduce_average)),
+     METH_FASTCALL,
+     "allreduce_average(session, handle, name, tensor, prescale, postscale): the global set's "
+     "uncompressed average of `tensor` in place, known by `handle`"},
+    {"wait_average", reinterpret_cast<PyCFunction>(reinterpret_cast<void (*)()>(&wait_average)),
+     METH_FASTCALL,
+     "wait_average(session, handle) -> tensor: waits (GIL released) for allreduce_average's "
+     "handle; raises its error"},
+    {nullptr, nullptr, 0, nullptr}};
 
 }  // namespace
 
@@ -517,6 +700,8 @@ PYBIND11_MODULE(_core, m) {
       .def("allreduce", &Session::allreduce, py::arg("name"), py::arg("tensor"), py::arg("op"),
            py::arg("prescale") = 1.0, py::arg("postscale") = 1.0,
            py::arg("compression") = "none", py::arg("process_set") = 0)
+      .def("poll_average", &Session::poll_average, py::arg("handle"),
+           "True once allreduce_average's handle finished; never blocks")
       .def("grouped_allreduce", &Session::grouped_allreduce, py::arg("name"),
            py::arg("tensors"), py::arg("op"), py::arg("prescale") = 1.0,
            py::arg("postscale") = 1.0, py::arg("compression") = "none",
@@ -552,6 +737,10 @@ PYBIND11_MODULE(_core, m) {
            "Starts a negotiation cycle now on the engine of the process set (0: global)")
       .def("stats", &Session::stats)
       .def("in_flight", &Session::in_flight)
+      .def("step_from_cpp", &Session::step_from_cpp, py::arg("names"), py::arg("tensors"),
+           py::arg("op"),
+           "perf: the same all-reduce step from C++ (enqueue each by name, wait for all); "
+           "returns (enqueue s, step s)")
       .def("context_allreduce", &context_allreduce, py::arg("tensor"), py::arg("op"))
       .def("context_broadcast", &context_broadcast, py::arg("tensor"), py::arg("root"))
       .def("context_barrier", &context_barrier);
@@ -562,4 +751,5 @@ PYBIND11_MODULE(_core, m) {
 #else
       false;
 #endif
+  if (PyModule_AddFunctions(m.ptr(), per_gradient_calls) != 0) throw py::error_already_set();
 }

@@ -92,6 +92,39 @@ def test_allreduce_async_handles_poll_and_many_in_flight():
     assert torch.all(hvd.synchronize(h) == 1)
 
 
+def test_named_in_place_average_is_what_the_optimizer_sends():
+    """allreduce_async_ by name with the default op (Average), as DistributedOptimizer sends
+    every gradient (the path without pybind11's dispatcher): the caller's own tensor comes
+    back averaged, in any order of synchronize, polls work, scaling applies, and a handle is
+    forgotten once synchronized."""
+    size, mine = hvd.size(), float(hvd.rank() + 1)
+    total = sum(range(1, size + 1))
+    tensors = {dtype: torch.full((5,), mine, dtype=dtype)
+               for dtype in (torch.float32, torch.float64, torch.float16, torch.int32)}
+    handles = {dtype: hvd.allreduce_async_(t, name="opt.%s" % dtype)
+               for dtype, t in tensors.items()}
+    parameter = torch.nn.Parameter(torch.full((3,), mine))
+    parameter_handle = hvd.allreduce_async_(parameter, name="opt.parameter")
+    scaled = torch.full((4,), mine)
+    scaled_handle = hvd.allreduce_async_(scaled, name="opt.scaled", prescale_factor=4,
+                                         postscale_factor=0.5)
+    while not hvd.poll(scaled_handle):
+        pass
+    for dtype in reversed(list(handles)):
+        out = hvd.synchronize(handles[dtype])
+        assert out is tensors[dtype]
+        expected = total / size if dtype.is_floating_point else total // size
+        assert torch.equal(out, torch.full((5,), expected, dtype=dtype)), (dtype, out)
+    assert hvd.synchronize(parameter_handle) is parameter
+    assert torch.equal(parameter.data, torch.full((3,), total / size))
+    assert hvd.synchronize(scaled_handle) is scaled
+    assert torch.equal(scaled, torch.full((4,), 2.0 * total / size))
+    with pytest.raises(ValueError, match="already synchronized"):
+        hvd.synchronize(scaled_handle)
+    with pytest.raises(ValueError, match="already synchronized"):
+        hvd.poll(handles[torch.float32])
+
+
 def test_in_place_collectives_write_the_callers_memory():
     """No copies: an in-place allreduce of a slice changes the tensor it is a view of."""
     base = torch.zeros(8)

@@ -187,6 +187,9 @@ _lock = threading.RLock()
 _session = None
 _handles = {}
 _next_handle = itertools.count(1)
+# allreduce_async_'s common case, without pybind11's dispatcher (once per gradient per step)
+_allreduce_average = _core.allreduce_average
+_wait_average = _core.wait_average
 _name_counters = {}
 
 
@@ -366,6 +369,8 @@ def poll(handle):
     entry = _handles.get(handle)
     if entry is None:
         raise ValueError("poll: unknown handle %r (already synchronized?)" % (handle,))
+    if type(entry) is _core.Session:
+        return entry.poll_average(handle)
     return entry[0].poll()
 
 
@@ -387,6 +392,14 @@ def synchronize(handle):
     entry = _handles.get(handle)
     if entry is None:
         raise ValueError("synchronize: unknown handle %r (already synchronized?)" % (handle,))
+    if type(entry) is _core.Session:  # allreduce_async_'s common case: the session keeps it
+        try:
+            result = _wait_average(entry, handle)
+        except _core.RingfuseError as e:  # the collective's own error: it is forgotten
+            _handles.pop(handle, None)
+            raise HorovodInternalError(str(e), *_fields(e)) from e
+        _handles.pop(handle, None)
+        return result
     core, finish = entry
     try:
         core.wait()
@@ -507,6 +520,21 @@ def allreduce_async(tensor, average=None, name=None, op=None, prescale_factor=1.
 def allreduce_async_(tensor, average=None, name=None, op=None, prescale_factor=1.0,
                      postscale_factor=1.0, process_set=global_process_set):
     """Starts an in-place allreduce; synchronize(handle) returns `tensor`."""
+    if (type(name) is str and op is None and average is None and
+            process_set is global_process_set and tensor.is_contiguous() and
+            tensor.dtype in _PLAIN_REDUCIBLE):
+        # What DistributedOptimizer's hooks call once per gradient per step, with nothing to
+        # resolve: straight to the engine (issue 20: Python's cost per enqueued tensor).
+        session = _session
+        if session is None:
+            raise ValueError("Horovod has not been initialized; use hvd.init().")
+        handle = next(_next_handle)
+        try:
+            _allreduce_average(session, handle, name, tensor, prescale_factor, postscale_factor)
+        except _core.RingfuseError as e:
+            raise _library_error(e) from e
+        _handles[handle] = session  # which keeps the collective under this handle
+        return handle
     set_id = 0 if process_set is global_process_set else \
         _process_set_id(process_set, "allreduce_async_")
     op = _resolve_op(op, average, "allreduce_async_")
