@@ -520,7 +520,7 @@ def allreduce_async(tensor, average=None, name=None, op=None, prescale_factor=1.
 def allreduce_async_(tensor, average=None, name=None, op=None, prescale_factor=1.0,
                      postscale_factor=1.0, process_set=global_process_set):
     """Starts an in-place allreduce; synchronize(handle) returns `tensor`."""
-    if (type(name) is str and op is None and average is None and
+    if (type(name) is str and (op is None or op == Average) and average is None and
             process_set is global_process_set and tensor.is_contiguous() and
             tensor.dtype in _PLAIN_REDUCIBLE):
         # What DistributedOptimizer's hooks call once per gradient per step, with nothing to
