@@ -675,6 +675,36 @@ TEST_P(BoundedUnexpected, SenderThousandMessagesAheadStaysUnderTheBound) {
             std::uint64_t{kMessages});
 }
 
+// A message whose first byte finds its ring (or socket) full waits there, chosen once: eager
+// with its credit taken, or announced. Choosing again on each pass until it fits charged its
+// credit again every time (fixed in d0584a1): credit ran out, later messages were announced
+// and each choice was counted. Each frame (the messenger's 32-byte header and its payload)
+// is 16 KiB, so four fill a 64 KiB ring exactly and the fifth finds no room for its first
+// byte; the receiver comes after 200 ms.
+TEST_P(BoundedUnexpected, AMessageWaitingForRoomIsChargedOnce) {
+  constexpr int kMessages = 200;  // 3.2 MiB in all: within the 4 MiB of credit
+  constexpr std::size_t kCount = (16384 - 32) / 4;
+  auto pair = messenger_pair(GetParam() == TransportKind::shm,
+                             [](p2p::MessengerOptions& o) { o.pipe_bytes = 64 << 10; });
+  std::vector<std::vector<float>> sent;
+  for (int i = 0; i < kMessages; ++i) sent.push_back(filled(kCount, static_cast<float>(i)));
+  auto sending = std::async(std::launch::async, [&] {
+    for (const auto& v : sent) pair->sender->post_send(v.data(), kCount * 4, 1, 5);
+    EXPECT_EQ(progress_until_done(*pair->sender, kMessages).size(), std::size_t{kMessages});
+  });
+  std::this_thread::sleep_for(200ms);
+  std::vector<std::vector<float>> got(kMessages, std::vector<float>(kCount));
+  for (auto& v : got) pair->receiver->post_recv(v.data(), kCount * 4, 4, 0, 5);
+  EXPECT_EQ(progress_until_done(*pair->receiver, kMessages).size(), std::size_t{kMessages});
+  sending.get();
+  for (int i = 0; i < kMessages; ++i) ASSERT_EQ(got[i], sent[i]) << "message " << i;
+  const auto& stats = pair->sender->stats();
+  EXPECT_EQ(stats.eager_sends, std::uint64_t{kMessages})
+      << "each message fits the credit: every one goes eagerly, once (announced: "
+      << stats.rendezvous_sends << ")";
+  EXPECT_EQ(stats.rendezvous_sends, 0u);
+}
+
 // A sender whose Context goes away after it announced a message (its payload never sent):
 // the receive that matches the announcement fails, naming the rank, the tag and the bytes,
 // instead of waiting for a payload that will not come.
