@@ -588,50 +588,55 @@ PyObject* raise_current_exception() {
   return nullptr;
 }
 
-bool expect_arguments(const char* function, Py_ssize_t given, Py_ssize_t expected) {
-  if (given == expected) return true;
-  PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", function, expected,
-               given);
-  return false;
+// Calls `body(session, handle)` for a call of `expected` arguments whose first two are a
+// Session and a handle; a C++ exception becomes the Python one.
+template <typename Body>
+PyObject* with_session_and_handle(const char* function, PyObject* const* args,
+                                  Py_ssize_t given, Py_ssize_t expected, Body&& body) {
+  if (given != expected) {
+    PyErr_Format(PyExc_TypeError, "%s() takes %zd arguments (%zd given)", function, expected,
+                 given);
+    return nullptr;
+  }
+  try {
+    auto& session = py::handle(args[0]).cast<Session&>();
+    const long long handle = PyLong_AsLongLong(args[1]);
+    if (handle == -1 && PyErr_Occurred() != nullptr) return nullptr;
+    return body(session, handle);
+  } catch (...) {
+    return raise_current_exception();
+  }
 }
 
 // allreduce_average(session, handle, name, tensor, prescale, postscale): Session's.
 PyObject* allreduce_average(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!expect_arguments("allreduce_average", nargs, 6)) return nullptr;
-  try {
-    auto& session = py::handle(args[0]).cast<Session&>();
-    const long long handle = PyLong_AsLongLong(args[1]);
-    if (handle == -1 && PyErr_Occurred() != nullptr) return nullptr;
-    Py_ssize_t name_size = 0;
-    const char* name = PyUnicode_AsUTF8AndSize(args[2], &name_size);
-    if (name == nullptr) return nullptr;
-    if (!THPVariable_Check(args[3])) {
-      PyErr_SetString(PyExc_TypeError, "allreduce_average(): the tensor is not a torch.Tensor");
-      return nullptr;
-    }
-    const double prescale = PyFloat_AsDouble(args[4]);
-    if (prescale == -1.0 && PyErr_Occurred() != nullptr) return nullptr;
-    const double postscale = PyFloat_AsDouble(args[5]);
-    if (postscale == -1.0 && PyErr_Occurred() != nullptr) return nullptr;
-    session.allreduce_average(handle, std::string(name, static_cast<std::size_t>(name_size)),
-                              THPVariable_Unpack(args[3]), prescale, postscale);
-    Py_RETURN_NONE;
-  } catch (...) {
-    return raise_current_exception();
-  }
+  return with_session_and_handle(
+      "allreduce_average", args, nargs, 6, [args](Session& session, long long handle) -> PyObject* {
+        Py_ssize_t name_size = 0;
+        const char* name = PyUnicode_AsUTF8AndSize(args[2], &name_size);
+        if (name == nullptr) return nullptr;
+        if (!THPVariable_Check(args[3])) {
+          PyErr_SetString(PyExc_TypeError,
+                          "allreduce_average(): the tensor is not a torch.Tensor");
+          return nullptr;
+        }
+        const double prescale = PyFloat_AsDouble(args[4]);
+        if (prescale == -1.0 && PyErr_Occurred() != nullptr) return nullptr;
+        const double postscale = PyFloat_AsDouble(args[5]);
+        if (postscale == -1.0 && PyErr_Occurred() != nullptr) return nullptr;
+        session.allreduce_average(handle,
+                                  std::string(name, static_cast<std::size_t>(name_size)),
+                                  THPVariable_Unpack(args[3]), prescale, postscale);
+        Py_RETURN_NONE;
+      });
 }
 
 // wait_average(session, handle) -> the tensor: Session's.
 PyObject* wait_average(PyObject*, PyObject* const* args, Py_ssize_t nargs) {
-  if (!expect_arguments("wait_average", nargs, 2)) return nullptr;
-  try {
-    auto& session = py::handle(args[0]).cast<Session&>();
-    const long long handle = PyLong_AsLongLong(args[1]);
-    if (handle == -1 && PyErr_Occurred() != nullptr) return nullptr;
-    return THPVariable_Wrap(session.wait_average(handle));
-  } catch (...) {
-    return raise_current_exception();
-  }
+  return with_session_and_handle("wait_average", args, nargs, 2,
+                                 [](Session& session, long long handle) {
+                                   return THPVariable_Wrap(session.wait_average(handle));
+                                 });
 }
 
 PyMethodDef per_gradient_calls[] = {

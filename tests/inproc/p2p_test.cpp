@@ -617,6 +617,23 @@ std::vector<p2p::Completion> progress_until_done(p2p::Messenger& messenger, std:
   return all;
 }
 
+/// `messages` messages of `count` floats, the i-th filled with i.
+std::vector<std::vector<float>> numbered_messages(int messages, std::size_t count) {
+  std::vector<std::vector<float>> sent;
+  for (int i = 0; i < messages; ++i) sent.push_back(filled(count, static_cast<float>(i)));
+  return sent;
+}
+
+/// Posts every message of `sent` from the pair's sender to rank 1 (tag 5) and progresses it
+/// until all completed, on a thread of its own; the future ends with that thread.
+std::future<void> send_all_on_a_thread(MessengerPair& pair,
+                                       const std::vector<std::vector<float>>& sent) {
+  return std::async(std::launch::async, [&pair, &sent] {
+    for (const auto& v : sent) pair.sender->post_send(v.data(), v.size() * 4, 1, 5);
+    EXPECT_EQ(progress_until_done(*pair.sender, sent.size()).size(), sent.size());
+  });
+}
+
 /// Progresses both messengers of `pair` (the receiver never posts) until the sender's first
 /// completion, or 20 s; its completions.
 std::vector<p2p::Completion> sender_outcome(MessengerPair& pair) {
@@ -640,12 +657,8 @@ TEST_P(BoundedUnexpected, SenderThousandMessagesAheadStaysUnderTheBound) {
   constexpr std::size_t kCount = 4096;  // 16 KiB each: 16 MiB in all
   constexpr std::size_t kBound = std::size_t{4} << 20;
   auto pair = messenger_pair(GetParam() == TransportKind::shm);
-  std::vector<std::vector<float>> sent;
-  for (int i = 0; i < kMessages; ++i) sent.push_back(filled(kCount, static_cast<float>(i)));
-  auto sending = std::async(std::launch::async, [&] {
-    for (const auto& v : sent) pair->sender->post_send(v.data(), kCount * 4, 1, 5);
-    EXPECT_EQ(progress_until_done(*pair->sender, kMessages).size(), std::size_t{kMessages});
-  });
+  const auto sent = numbered_messages(kMessages, kCount);
+  auto sending = send_all_on_a_thread(*pair, sent);
   // The sender runs alone a while first (its socket or ring fills up), then the receiver
   // reads, posting no receive until every message has been sent or announced.
   std::this_thread::sleep_for(200ms);
@@ -686,12 +699,8 @@ TEST_P(BoundedUnexpected, AMessageWaitingForRoomIsChargedOnce) {
   constexpr std::size_t kCount = (16384 - 32) / 4;
   auto pair = messenger_pair(GetParam() == TransportKind::shm,
                              [](p2p::MessengerOptions& o) { o.pipe_bytes = 64 << 10; });
-  std::vector<std::vector<float>> sent;
-  for (int i = 0; i < kMessages; ++i) sent.push_back(filled(kCount, static_cast<float>(i)));
-  auto sending = std::async(std::launch::async, [&] {
-    for (const auto& v : sent) pair->sender->post_send(v.data(), kCount * 4, 1, 5);
-    EXPECT_EQ(progress_until_done(*pair->sender, kMessages).size(), std::size_t{kMessages});
-  });
+  const auto sent = numbered_messages(kMessages, kCount);
+  auto sending = send_all_on_a_thread(*pair, sent);
   std::this_thread::sleep_for(200ms);
   std::vector<std::vector<float>> got(kMessages, std::vector<float>(kCount));
   for (auto& v : got) pair->receiver->post_recv(v.data(), kCount * 4, 4, 0, 5);
