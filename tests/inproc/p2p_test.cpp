@@ -714,6 +714,40 @@ TEST_P(BoundedUnexpected, AMessageWaitingForRoomIsChargedOnce) {
   EXPECT_EQ(stats.rendezvous_sends, 0u);
 }
 
+// A send cancelled before a byte of it went gives back the credit it was charged: credit
+// lost there would turn a later message that fits into an announcement (fixed in d0584a1).
+// Four 16 KiB frames fill the 64 KiB ring of a receiver that does not read yet, so the fifth
+// is chosen (eager, charged) and waits for room; cancelled, it must leave the credit as it
+// was: exactly the 4 MiB minus the four messages, which 252 more take, eagerly.
+TEST(BoundedUnexpectedShm, ACancelledSendGivesItsCreditBack) {
+  constexpr std::size_t kCount = (16384 - 32) / 4;  // each frame 16 KiB with its header
+  constexpr std::size_t kBytes = kCount * 4;
+  constexpr int kAfter = static_cast<int>(((std::size_t{4} << 20) - 4 * kBytes) / kBytes);
+  static_assert(kAfter == 252);
+  auto pair = messenger_pair(true, [](p2p::MessengerOptions& o) { o.pipe_bytes = 64 << 10; });
+  const auto first = numbered_messages(5, kCount);
+  std::vector<p2p::OpId> ids;
+  for (const auto& v : first) ids.push_back(pair->sender->post_send(v.data(), kBytes, 1, 5));
+  std::vector<p2p::Completion> done;
+  const auto deadline = std::chrono::steady_clock::now() + 20s;
+  while (done.size() < 4 && std::chrono::steady_clock::now() < deadline) {
+    pair->sender->progress(std::chrono::milliseconds(1), done);
+  }
+  ASSERT_EQ(done.size(), 4u) << "four frames fill the ring";
+  ASSERT_TRUE(pair->sender->cancel(ids.back())) << "the fifth has not written a byte";
+  const auto after = numbered_messages(kAfter, kCount);
+  auto sending = send_all_on_a_thread(*pair, after);
+  while (pair->receiver->stats().unexpected_messages < 4 + kAfter &&
+         std::chrono::steady_clock::now() < deadline) {
+    std::vector<p2p::Completion> ignored;
+    pair->receiver->progress(std::chrono::milliseconds(10), ignored);
+  }
+  sending.get();
+  EXPECT_EQ(pair->receiver->stats().unexpected_messages, std::size_t{4 + kAfter});
+  EXPECT_EQ(pair->sender->stats().rendezvous_sends, 0u)
+      << "the credit the cancelled send was charged did not come back";
+}
+
 // A sender whose Context goes away after it announced a message (its payload never sent):
 // the receive that matches the announcement fails, naming the rank, the tag and the bytes,
 // instead of waiting for a payload that will not come.
