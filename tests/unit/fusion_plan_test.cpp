@@ -82,6 +82,90 @@ TEST(FusionPlan, HostAndCudaTensorsNeverShareABuffer) {
   EXPECT_EQ(members(groups), (std::vector<std::vector<std::size_t>>{{0, 2}, {1, 3}}));
 }
 
+// Where the executor all-reduces a fused group in place over its members (host tensors, a
+// power-of-two world over shared memory: no copy), large tensors join the group: a step of
+// them is one collective instead of one each (issue 18).
+TEST(FusionPlan, LargeTensorsJoinAGroupThatRunsInPlace) {
+  const std::vector<ReadyEntry> ready = {
+      allreduce("a", 1024), allreduce("big", (1 << 20) / 4), allreduce("b", 1024),
+      allreduce("huge", 10 << 20), allreduce("c", 1024)};
+  std::vector<std::size_t> asked;  // the counts the plan asked about
+  const auto groups = plan_fusion(ready, kThreshold, kInPlaceMin, kLookahead,
+                                  [&](const ringfuse::engine::Fingerprint& head, std::size_t count) {
+                                    EXPECT_EQ(head.name, "a");
+                                    asked.push_back(count);
+                                    return true;
+                                  });
+  ASSERT_EQ(members(groups), (std::vector<std::vector<std::size_t>>{{0, 1, 2, 3, 4}}));
+  EXPECT_TRUE(groups[0].fused);
+  EXPECT_TRUE(groups[0].in_place);
+  ASSERT_FALSE(asked.empty());
+  EXPECT_EQ(asked.back(), 1024u * 3 + (1 << 20) / 4 + (10 << 20));  // the whole group
+}
+
+TEST(FusionPlan, ALargeHeadGathersTheTensorsAfterItWhenTheGroupRunsInPlace) {
+  const std::vector<ReadyEntry> ready = {allreduce("huge", 10 << 20), allreduce("a", 1024),
+                                         allreduce("big", 1 << 20)};
+  const auto groups = plan_fusion(ready, kThreshold, kInPlaceMin, kLookahead,
+                                  [](const auto&, std::size_t) { return true; });
+  ASSERT_EQ(members(groups), (std::vector<std::vector<std::size_t>>{{0, 1, 2}}));
+  EXPECT_TRUE(groups[0].in_place);
+}
+
+// Where pieces cannot be taken (TCP, a forced algorithm, a hierarchy, the shared-memory fusion
+// window, CUDA tensors), a large tensor still runs alone: it would be copied through the buffer.
+TEST(FusionPlan, LargeTensorsRunAloneWhenPiecesCannotBeTaken) {
+  const std::vector<ReadyEntry> ready = {
+      allreduce("a", 1024), allreduce("big", (1 << 20) / 4), allreduce("b", 1024),
+      allreduce("huge", 10 << 20), allreduce("c", 1024)};
+  const auto groups = plan_fusion(ready, kThreshold, kInPlaceMin, kLookahead,
+                                  [](const auto&, std::size_t) { return false; });
+  EXPECT_EQ(members(groups), (std::vector<std::vector<std::size_t>>{{0, 2, 4}, {1}, {3}}));
+  EXPECT_TRUE(groups[0].fused);
+  for (const auto& group : groups) EXPECT_FALSE(group.in_place);
+  EXPECT_FALSE(groups[1].fused);
+  EXPECT_FALSE(groups[2].fused);
+}
+
+// A world whose size is not a power of two takes pieces only for the sizes halving-doubling is
+// chosen for (up to 1 MiB): a group that a large tensor would push past that stays without it,
+// and the small tensors' group still runs in place.
+TEST(FusionPlan, LargeTensorsStayOutOfAGroupTheyWouldTakeOffTheInPlacePath) {
+  const std::vector<ReadyEntry> ready = {allreduce("a", 1024), allreduce("big", (1 << 20) / 4),
+                                         allreduce("b", 1024)};
+  const auto up_to_1mib = [](const auto&, std::size_t count) { return count * 4 <= (1 << 20); };
+  const auto groups = plan_fusion(ready, kThreshold, kInPlaceMin, kLookahead, up_to_1mib);
+  ASSERT_EQ(members(groups), (std::vector<std::vector<std::size_t>>{{0, 2}, {1}}));
+  EXPECT_TRUE(groups[0].in_place);
+  EXPECT_FALSE(groups[1].fused);
+  EXPECT_FALSE(groups[1].in_place);
+}
+
+// The threshold bounds a group run in place as it bounds a packed one: the most bytes one
+// collective carries.
+TEST(FusionPlan, AGroupRunInPlaceStaysWithinTheThreshold) {
+  constexpr std::int64_t k40MiB = (40 << 20) / 4;
+  const std::vector<ReadyEntry> ready = {allreduce("x", k40MiB), allreduce("y", k40MiB),
+                                         allreduce("a", 1024), allreduce("z", k40MiB)};
+  const auto groups = plan_fusion(ready, kThreshold, kInPlaceMin, kLookahead,
+                                  [](const auto&, std::size_t) { return true; });
+  ASSERT_EQ(members(groups), (std::vector<std::vector<std::size_t>>{{0}, {1, 2}, {3}}));
+  EXPECT_FALSE(groups[0].fused);  // 80 MiB with y: over the 64 MiB threshold
+  EXPECT_TRUE(groups[1].in_place);
+  EXPECT_FALSE(groups[2].fused);
+}
+
+TEST(FusionPlan, CompressedGroupsNeverRunInPlace) {
+  const std::vector<ReadyEntry> ready = {
+      allreduce("big", 4 << 20, DataType::f32, Compression::fp16),
+      allreduce("small", 1024, DataType::f32, Compression::fp16)};
+  const auto groups = plan_fusion(ready, kThreshold, kInPlaceMin, kLookahead,
+                                  [](const auto&, std::size_t) { return true; });
+  ASSERT_EQ(members(groups), (std::vector<std::vector<std::size_t>>{{0, 1}}));
+  EXPECT_TRUE(groups[0].fused);
+  EXPECT_FALSE(groups[0].in_place);
+}
+
 ReadyEntry allgather(const std::string& name, std::vector<std::int64_t> rows_by_rank,
                      std::int64_t row, DataType dtype) {
   ReadyEntry entry;
