@@ -124,36 +124,6 @@ TEST(Engine, TensorEnqueuedTwiceInOneFusedGroupIsReducedOnce) {
   }
 }
 
-// Issue 18: where a fused group runs in place over its members (host tensors over shared
-// memory, N = 2 and 4), a step's large tensors join the small ones' group: about one
-// collective per step instead of one per large tensor. At N = 3 the pieces are not taken
-// (the ring takes groups over 1 MiB, packed), so each large tensor still runs alone rather
-// than being copied through the fusion buffer. Exact sums in every case.
-TEST(Engine, LargeTensorsJoinTheStepsGroupWhereItRunsInPlace) {
-  constexpr unsigned long long kSteps = 5;
-  constexpr unsigned long long kLarge = 4;
-  for (const int size : {2, 3, 4}) {
-    SCOPED_TRACE("np" + std::to_string(size));
-    // A long cycle: each step is taken by its flush, in one cycle.
-    const auto results = run_world(size, "large-step",
-                                   {{"RINGFUSE_TRANSPORT", "shm"},
-                                    {"RINGFUSE_CYCLE_TIME_MS", "5000"}});
-    expect_all_ok(results);
-    for (std::size_t rank = 0; rank < results.size(); ++rank) {
-      const auto& output = results[rank].output;
-      const auto collectives = stat(output, "collectives");
-      if (size == 3) {
-        // The four large tensors alone, the three small ones together: five a step.
-        EXPECT_GE(collectives, (kLarge + 1) * kSteps) << output;
-      } else {
-        // One a step; two where a step's tensors were split over two cycles.
-        EXPECT_GE(collectives, kSteps) << output;
-        EXPECT_LE(collectives, 2 * kSteps) << output;
-      }
-    }
-  }
-}
-
 // Issue 18: a training loop's step of 1,000 small tensors. With allreduce_view, enqueueing
 // allocates nothing on the caller's thread once a step has run; with the owning allreduce(),
 // what the caller allocated (each name and shape) is not freed on the engine's thread.

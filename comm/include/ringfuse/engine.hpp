@@ -125,8 +125,7 @@ struct EngineConfig {
   std::chrono::milliseconds stall_abort{300'000};             // RINGFUSE_STALL_ABORT_S
   std::size_t fusion_lookahead = 64;                          // RINGFUSE_FUSION_LOOKAHEAD
   /// All-reduces of at least this many bytes skip the fusion buffer: copying them in and out
-  /// costs more than the separate call it would save. They join a fused group only where the
-  /// group is all-reduced in place over its tensors, and otherwise run alone.
+  /// costs more than the separate call it would save.
   std::size_t fusion_inplace_min = std::size_t{1} << 20;      // RINGFUSE_FUSION_INPLACE_MIN
   /// With every rank on one host (shared-memory transport): the fusion buffer lives in shared
   /// memory and fused all-reduces of 256 KiB and more read the peers' buffers in place, with
@@ -143,8 +142,7 @@ struct EngineStats {
   std::uint64_t cache_misses = 0;     // collectives negotiated with full fingerprints
   std::uint64_t cache_evictions = 0;
   std::uint64_t collectives = 0;      // backend calls made by the engine
-  std::uint64_t fused_tensors = 0;    // tensors run with others in one collective (packed in
-                                      // a fusion buffer, or all-reduced in place over pieces)
+  std::uint64_t fused_tensors = 0;    // tensors that travelled in a fusion buffer
 };
 
 class Engine {

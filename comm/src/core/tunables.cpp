@@ -261,8 +261,7 @@ const std::array<Tunable, 24> kTunables{{
      [](const std::string& v, Options& o) { return bytes(v, o.engine.fusion_threshold); },
      [](const Options& o) { return show_bytes(o.engine.fusion_threshold); }},
     {"RINGFUSE_FUSION_INPLACE_MIN", "--fusion-inplace-min", true, "BYTES",
-     "engine: all-reduces this large skip the fusion buffer: fused only where the group runs "
-     "in place over its tensors, else alone", "",
+     "engine: all-reduces this large run in place, alone, skipping the fusion buffer", "",
      TunableScope::engine,
      [](const std::string& v, Options& o) { return bytes(v, o.engine.fusion_inplace_min); },
      [](const Options& o) { return show_bytes(o.engine.fusion_inplace_min); }},

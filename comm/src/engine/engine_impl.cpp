@@ -521,12 +521,8 @@ void EngineImpl::apply(const CycleResponse& response) {
     if (outstanding_.contains(entry.seq)) spdlog::error("{}", error.what());
     outstanding_.complete(entry.seq, &error);
   }
-  const auto takes_pieces = [this](const Fingerprint& head, std::size_t count) {
-    return executor_.takes_pieces(head, count);
-  };
   for (const auto& group : plan_fusion(response.ready, config_.fusion_threshold,
-                                       config_.fusion_inplace_min, config_.fusion_lookahead,
-                                       takes_pieces)) {
+                                       config_.fusion_inplace_min, config_.fusion_lookahead)) {
     executor_.execute(response, group);
   }
   if (response.join_done && join_request_) {

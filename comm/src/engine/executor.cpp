@@ -91,9 +91,6 @@ backend::Backend& Executor::backend_for(Device device) {
 
 void Executor::execute(const CycleResponse& response, const FusionGroup& group) {
   const auto& head = response.ready[group.members.front()];
-  // Counted before the Works complete: a caller that reads the stats once its wait() returns
-  // sees the collective that completed it.
-  ++collectives_;
   try {
     if (head.fp.op_type == OpType::allreduce) {
       run_allreduce(response, group);
@@ -114,6 +111,7 @@ void Executor::execute(const CycleResponse& response, const FusionGroup& group) 
     }
     throw;
   }
+  ++collectives_;
 }
 
 void Executor::allreduce_done(const std::string& label, std::size_t tensors, DataType wire,
@@ -180,9 +178,14 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
                          ? response.ready[group.members.front()].fp.name
                          : fmt::format("fused x{}", group.members.size());
 
-  // The plan said the group goes to the transport as it lies (takes_pieces()); only a tensor
-  // enqueued twice in it, on this rank, sends it through the buffer instead.
-  const bool runs_in_place = group.in_place && place_pieces(data, counts, element);
+  // A fused group of host tensors in their own type goes to the transport as it lies: each
+  // tensor is copied into the transport and reduced out of it in place, with no fusion buffer
+  // to pack and unpack (issue 18). A fusion buffer in the shared window (RINGFUSE_FUSION_SHM)
+  // is the caller's choice of another way, so it keeps it.
+  const bool runs_in_place = group.fused && fp.device == Device::cpu && wire == fp.dtype &&
+                             data_->shared_window() == nullptr &&
+                             data_->takes_pieces(total, wire) &&
+                             place_pieces(data, counts, element);
   if (runs_in_place) {
     segments_.clear();
     if (fp.prescale != 1.0 || post != 1.0) {  // the members scaled where they lie
@@ -237,10 +240,7 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
                        fmt::format("\"bytes\":{}", total * wire_bytes));
     }
     start = Clock::now();
-    // The peers of a group planned in place run halving-doubling over their pieces; packed
-    // here (an aliased member), this rank runs the same algorithm over one piece.
-    const auto executed = backend.allreduce(buffer, total, wire, backend_op,
-                                            group.in_place ? Algorithm::rhd : Algorithm::automatic);
+    const auto executed = backend.allreduce(buffer, total, wire, backend_op, Algorithm::automatic);
     allreduce_done(label, group.members.size(), wire, executed, start);
     start = Clock::now();
     memory.convert(place_members(false), fp.dtype, wire, post);
@@ -254,15 +254,6 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
   completed_.clear();
   for (const auto index : group.members) completed_.push_back(response.ready[index].seq);
   outstanding_.complete(completed_, nullptr);  // every Work done before any waiter wakes
-}
-
-bool Executor::takes_pieces(const Fingerprint& head, std::size_t count) const {
-  // A fused group of host tensors in their own type goes to the transport as it lies: each
-  // tensor is copied into the transport and reduced out of it in place, with no fusion buffer
-  // to pack and unpack (issue 18). A fusion buffer in the shared window (RINGFUSE_FUSION_SHM)
-  // is the caller's choice of another way, so it keeps it.
-  return head.device == Device::cpu && wire_type(head) == head.dtype &&
-         data_->shared_window() == nullptr && data_->takes_pieces(count, head.dtype);
 }
 
 bool Executor::place_pieces(const std::vector<void*>& data, const std::vector<std::size_t>& counts,

@@ -44,12 +44,6 @@ class Executor {
   /// Runs one group of `response.ready` and completes its members' Works.
   void execute(const CycleResponse& response, const FusionGroup& group);
 
-  /// Whether a fused all-reduce of `count` elements like `head` runs in place over its
-  /// members (halving-doubling over pieces, no fusion buffer): host tensors in their own type,
-  /// no shared-window fusion buffer, and the native backend taking pieces of that count. The
-  /// same on every rank; the fusion plan asks it (plan_fusion's `takes_pieces`).
-  bool takes_pieces(const Fingerprint& head, std::size_t count) const;
-
   /// Why this rank's engine cannot take `tensor` on its device, or nullopt when it can.
   std::optional<std::string> device_problem(const TensorView& tensor) const;
 

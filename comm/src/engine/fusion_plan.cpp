@@ -9,6 +9,8 @@ bool compatible(const Fingerprint& a, const Fingerprint& b) {
          a.compression == b.compression && a.device == b.device;
 }
 
+std::size_t wire_bytes(const Fingerprint& fp) { return fp.numel() * element_size(wire_type(fp)); }
+
 bool gathers_together(const Fingerprint& a, const Fingerprint& b) {
   return a.op_type == OpType::allgather && b.op_type == OpType::allgather &&
          a.dtype == b.dtype && a.device == b.device;
@@ -30,6 +32,13 @@ std::size_t gathered_bytes(const ReadyEntry& entry) {
   return rows * row * element_size(fp.dtype);
 }
 
+// Copying a large tensor into the fusion buffer and back costs more than the separate call it
+// saves: it is reduced in place, alone. (Compressed tensors must go through the buffer.)
+// `bytes` is wire_bytes(fp), which the caller needs too (a loop over the shape).
+bool reduce_in_place(const Fingerprint& fp, std::size_t bytes, std::size_t inplace_min) {
+  return fp.op_type == OpType::allreduce && wire_type(fp) == fp.dtype && bytes >= inplace_min;
+}
+
 }  // namespace
 
 DataType wire_type(const Fingerprint& fp) {
@@ -43,64 +52,42 @@ DataType wire_type(const Fingerprint& fp) {
 }
 
 std::vector<FusionGroup> plan_fusion(const std::vector<ReadyEntry>& ready, std::size_t threshold,
-                                     std::size_t inplace_min, std::size_t lookahead,
-                                     const TakesPieces& takes_pieces) {
+                                     std::size_t inplace_min, std::size_t lookahead) {
   std::vector<FusionGroup> groups;
   std::vector<bool> taken(ready.size(), false);
   for (std::size_t i = 0; i < ready.size(); ++i) {
     if (taken[i] || ready[i].kind == ReadyEntry::Kind::error) continue;
     taken[i] = true;
-    FusionGroup group{{i}, false, false};
+    FusionGroup group{{i}, false};
     const auto& head = ready[i].fp;
-    std::size_t bytes = 0;
-    if (head.op_type == OpType::allreduce) {
+    std::size_t bytes = head.op_type == OpType::allreduce ? wire_bytes(head) : 0;
+    if (head.op_type == OpType::allreduce && !reduce_in_place(head, bytes, inplace_min)) {
       // Members are compatible with the head: the same dtype and compression, so the same
       // wire type (worked out once, not twice per member).
       const DataType wire = wire_type(head);
       const std::size_t wire_element = element_size(wire);
-      const bool uncompressed = wire == head.dtype;
-      std::size_t count = head.numel();
-      bytes = count * wire_element;
-      // Copying a large tensor into the fusion buffer and back costs more than the separate
-      // call it saves, so it joins a group only where the group runs with no copy at all:
-      // then a step of large tensors is a handful of collectives instead of one per tensor
-      // (issue 18: each collective pays for descheduled ranks, four on two cores).
-      // Compressed tensors must go through the buffer whatever their size.
-      const auto large = [&](std::size_t size) { return uncompressed && size >= inplace_min; };
-      const auto in_place_at = [&](std::size_t elements) {
-        return uncompressed && takes_pieces && takes_pieces(head, elements);
-      };
-      bool holds_large = large(bytes);
-      if (!holds_large || in_place_at(count)) {
-        std::size_t skipped = 0;
-        for (std::size_t j = i + 1; j < ready.size() && skipped <= lookahead; ++j) {
-          if (taken[j] || ready[j].kind == ReadyEntry::Kind::error) continue;
-          const auto& fp = ready[j].fp;
-          if (!compatible(head, fp)) {
-            ++skipped;
-            continue;
-          }
-          const std::size_t fp_count = fp.numel();
-          const std::size_t fp_bytes = fp_count * wire_element;
-          const bool fp_large = large(fp_bytes);
-          // Where pieces depend on the count (a world whose size is not a power of two), a
-          // large tensor stays out of any group it would take off the in-place path.
-          if ((fp_large || holds_large) && !in_place_at(count + fp_count)) {
-            ++skipped;
-            continue;
-          }
-          if (bytes + fp_bytes > threshold) break;
-          bytes += fp_bytes;
-          count += fp_count;
-          holds_large = holds_large || fp_large;
-          taken[j] = true;
-          group.members.push_back(j);
+      const bool may_run_in_place = wire == head.dtype;
+      std::size_t skipped = 0;
+      for (std::size_t j = i + 1; j < ready.size() && skipped <= lookahead; ++j) {
+        if (taken[j] || ready[j].kind == ReadyEntry::Kind::error) continue;
+        const auto& fp = ready[j].fp;
+        if (!compatible(head, fp)) {
+          ++skipped;
+          continue;
         }
+        const auto fp_bytes = fp.numel() * wire_element;
+        if (may_run_in_place && fp_bytes >= inplace_min) {  // reduce_in_place(fp, ...)
+          ++skipped;
+          continue;
+        }
+        if (bytes + fp_bytes > threshold) break;
+        bytes += fp_bytes;
+        taken[j] = true;
+        group.members.push_back(j);
       }
       // One tensor without compression is reduced in place; the buffer is for packing.
-      group.fused = group.members.size() > 1 || !uncompressed;
+      group.fused = group.members.size() > 1 || wire_type(head) != head.dtype;
       if (group.fused && bytes > threshold) group.fused = false;  // too big: in place, alone
-      group.in_place = group.fused && in_place_at(count);
     } else if (head.op_type == OpType::allgather || head.op_type == OpType::reducescatter) {
       const auto together = head.op_type == OpType::allgather ? gathers_together
                                                               : scatters_together;
