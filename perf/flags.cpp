@@ -138,6 +138,12 @@ ParsedFlags parse_flags(int argc, char** argv) {
                  "names and views it keeps; copy = allreduce with a copy of each name and shape")
       ->check(CLI::IsMember({"view", "copy"}))
       ->capture_default_str();
+  app.add_option("--order", o.fusion_order,
+                 "fusion: interleaved = each timed round runs every mode once (order alternating "
+                 "round by round), and paired_vs_single is the median of the rounds' ratios; "
+                 "sequential = each mode's iterations together, one mode after the other")
+      ->check(CLI::IsMember({"interleaved", "sequential"}))
+      ->capture_default_str();
   app.add_option("--json", o.json_path, "also write every row to this file (JSON)");
   app.add_option("--split", o.split,
                  "measure ours on a sub-communicator (Context::split) by COLOR_EXPR: host, "

@@ -50,6 +50,10 @@ struct PerfOptions {
   /// (Engine::allreduce_view over names and views kept from step to step) or "copy"
   /// (Engine::allreduce with a copy of the name and shape, as before allreduce_view existed).
   std::string fusion_enqueue = "view";
+  /// --order, fusion only: "interleaved" (each timed round runs every mode once, the order
+  /// alternating, so a disturbance of a shared machine falls on all modes alike) or
+  /// "sequential" (each mode's iterations together, one mode after the other).
+  std::string fusion_order = "interleaved";
   // `ringfuse-perf sendrecv` (perf/sendrecv.hpp): point-to-point latency and bandwidth.
   bool sendrecv = false;
 };

@@ -56,6 +56,10 @@ struct FusionRow {
   std::optional<std::uint64_t> wrong;
   // EngineStats deltas over the timed steps, divided by the number of steps (rank 0's engine).
   std::optional<std::array<double, 7>> engine;
+  std::vector<double> slowest_s;  // each timed step's slowest rank's time
+  bool interleaved = false;       // measured in the same rounds as the model's other modes
+  // The median over rounds of time / single's time in the same round (interleaved rows only).
+  std::optional<double> paired_vs_single;
 };
 
 constexpr const char* kStatNames[7] = {"cycles",     "fast_path_cycles", "cache_hits",
@@ -179,41 +183,91 @@ void barrier(Context& ctx, Mode mode) {
   ctx.barrier();
 }
 
-FusionRow measure(Context& ctx, const PerfOptions& o, const Model& model, Step& step, Mode mode) {
+EngineStats& operator+=(EngineStats& sum, const std::array<EngineStats, 2>& before_after) {
+  const auto& [a, b] = before_after;
+  sum.cycles += b.cycles - a.cycles;
+  sum.fast_path_cycles += b.fast_path_cycles - a.fast_path_cycles;
+  sum.cache_hits += b.cache_hits - a.cache_hits;
+  sum.cache_misses += b.cache_misses - a.cache_misses;
+  sum.cache_evictions += b.cache_evictions - a.cache_evictions;
+  sum.collectives += b.collectives - a.collectives;
+  sum.fused_tensors += b.fused_tensors - a.fused_tensors;
+  return sum;
+}
+
+// The rows of `modes`, measured round by round: each warm-up and each timed round runs every
+// mode once, forward in even rounds and backward in odd ones, so that a disturbance of this
+// shared machine (another job, ranks descheduled) falls on every mode alike, and no mode
+// always runs first or right after another. One mode alone is the sequential measurement.
+std::vector<FusionRow> measure_modes(Context& ctx, const PerfOptions& o, const Model& model,
+                                     Step& step, const std::vector<Mode>& modes) {
   step.prepare_names(fmt::format("{}/", model.name), o.fusion_enqueue == "copy");
   step.poison();
+  const auto round_order = [&](int round) {
+    std::vector<Mode> order = modes;
+    if (round % 2 == 1) std::reverse(order.begin(), order.end());
+    return order;
+  };
   for (int i = 0; i < o.warmup; ++i) {
-    step.restore();
-    barrier(ctx, mode);
-    step.run(ctx, mode);
+    for (const Mode mode : round_order(i)) {
+      step.restore();
+      barrier(ctx, mode);
+      step.run(ctx, mode);
+    }
   }
-  const bool engine_used = mode == Mode::fused;
-  EngineStats before;
-  if (engine_used) before = ctx.engine().stats();
-  std::vector<double> seconds;
+  std::vector<std::vector<double>> seconds(modes.size());
+  std::vector<std::uint64_t> wrong(modes.size(), 0);
+  EngineStats engine_sum;  // the fused steps' own deltas, not the other modes' between them
   for (int i = 0; i < o.iters; ++i) {
-    step.restore();
-    barrier(ctx, mode);
-    const auto start = Clock::now();
-    step.run(ctx, mode);
-    seconds.push_back(std::chrono::duration<double>(Clock::now() - start).count());
+    for (const Mode mode : round_order(o.warmup + i)) {
+      const auto index = static_cast<std::size_t>(
+          std::find(modes.begin(), modes.end(), mode) - modes.begin());
+      step.restore();
+      barrier(ctx, mode);
+      std::array<EngineStats, 2> stats;
+      if (mode == Mode::fused) stats[0] = ctx.engine().stats();
+      const auto start = Clock::now();
+      step.run(ctx, mode);
+      seconds[index].push_back(std::chrono::duration<double>(Clock::now() - start).count());
+      if (mode == Mode::fused) {
+        stats[1] = ctx.engine().stats();
+        engine_sum += stats;
+      }
+      // Each mode's result of the last round, before the next mode overwrites it.
+      if (o.check && i == o.iters - 1) wrong[index] = step.count_wrong();
+    }
   }
-  FusionRow row;
-  if (engine_used) row.engine = per_step(before, ctx.engine().stats(), o.iters);
-  row.model = model.name;
-  row.mode = mode;
-  row.tensors = model.gradients.size();
-  row.bytes = model.total_numel * sizeof(float);
-  row.time = summarize_across_ranks(ctx, std::move(seconds));
-  if (o.check) row.wrong = sum_across_ranks(ctx, step.count_wrong());
-  return row;
+  std::vector<FusionRow> rows;
+  for (std::size_t m = 0; m < modes.size(); ++m) {
+    FusionRow row;
+    if (modes[m] == Mode::fused) row.engine = per_step(EngineStats{}, engine_sum, o.iters);
+    row.model = model.name;
+    row.mode = modes[m];
+    row.tensors = model.gradients.size();
+    row.bytes = model.total_numel * sizeof(float);
+    row.slowest_s = slowest_across_ranks(ctx, std::move(seconds[m]));
+    row.time = summarize(row.slowest_s);
+    row.interleaved = modes.size() > 1;
+    if (o.check) row.wrong = sum_across_ranks(ctx, wrong[m]);
+    rows.push_back(std::move(row));
+  }
+  return rows;
 }
 
 void compute_ratios(std::vector<FusionRow>& rows) {
   for (FusionRow& r : rows) {
     for (const FusionRow& base : rows) {
       if (base.model != r.model || base.time.median_us <= 0) continue;
-      if (base.mode == Mode::single) r.vs_single = r.time.median_us / base.time.median_us;
+      if (base.mode == Mode::single) {
+        r.vs_single = r.time.median_us / base.time.median_us;
+        if (r.interleaved && base.interleaved && r.slowest_s.size() == base.slowest_s.size()) {
+          std::vector<double> ratios;
+          for (std::size_t i = 0; i < r.slowest_s.size(); ++i) {
+            if (base.slowest_s[i] > 0) ratios.push_back(r.slowest_s[i] / base.slowest_s[i]);
+          }
+          if (!ratios.empty()) r.paired_vs_single = median(ratios);
+        }
+      }
       if (base.mode == Mode::fused) r.vs_fused = r.time.median_us / base.time.median_us;
     }
   }
@@ -250,12 +304,20 @@ void print(std::ostream& out, const Header& h, const PerfOptions& o,
   fmt::print(out, "# malloc environment: {}\n", h.malloc_env);
   for (const auto& note : h.notes) fmt::print(out, "# {}\n", note);
   fmt::print(out, "#\n");
-  fmt::print(out, "#{:>9} {:>15} {:>7} {:>11} {:>11} {:>9} {:>9} {:>6}\n", "model", "mode",
-             "tensors", "bytes", "time_us", "vs_single", "vs_fused", "wrong");
+  fmt::print(out, "# order: {}\n",
+             o.fusion_order == "interleaved"
+                 ? "interleaved: each round runs every mode of a model once, forward and "
+                   "backward in turn (unfused-no-eng before the engine, alone); "
+                   "paired_vs_single = median over rounds of time / single's time in that round"
+                 : "sequential: each mode's iterations together, one mode after the other");
+  fmt::print(out, "#{:>9} {:>15} {:>7} {:>11} {:>11} {:>9} {:>9} {:>6} {:>16}\n", "model",
+             "mode", "tensors", "bytes", "time_us", "vs_single", "vs_fused", "wrong",
+             "paired_vs_single");
   for (const FusionRow& r : rows) {
-    fmt::print(out, " {:>9} {:>15} {:>7} {:>11} {:>11.1f} {:>9} {:>9} {:>6}\n", r.model,
+    fmt::print(out, " {:>9} {:>15} {:>7} {:>11} {:>11.1f} {:>9} {:>9} {:>6} {:>16}\n", r.model,
                to_string(r.mode), r.tensors, r.bytes, r.time.median_us, opt(r.vs_single),
-               opt(r.vs_fused), r.wrong ? fmt::format("{}", *r.wrong) : std::string("N/A"));
+               opt(r.vs_fused), r.wrong ? fmt::format("{}", *r.wrong) : std::string("N/A"),
+               opt(r.paired_vs_single));
   }
   for (const FusionRow& with : rows) {
     if (with.mode != Mode::unfused) continue;
@@ -297,6 +359,7 @@ void write_json(const std::string& path, const Header& h, const PerfOptions& o,
   doc["iters"] = o.iters;
   doc["warmup"] = o.warmup;
   doc["enqueue"] = o.fusion_enqueue;
+  doc["order"] = o.fusion_order;
   doc["engine_config"] = {{"fusion_threshold", h.engine.fusion_threshold},
                           {"cycle_time_us", h.engine.cycle_time.count()},
                           {"cache_capacity", h.engine.cache_capacity}};
@@ -312,6 +375,8 @@ void write_json(const std::string& path, const Header& h, const PerfOptions& o,
     j["max_us"] = r.time.max_us;
     j["vs_single"] = r.vs_single ? nlohmann::json(*r.vs_single) : nlohmann::json(nullptr);
     j["vs_fused"] = r.vs_fused ? nlohmann::json(*r.vs_fused) : nlohmann::json(nullptr);
+    j["paired_vs_single"] =
+        r.paired_vs_single ? nlohmann::json(*r.paired_vs_single) : nlohmann::json(nullptr);
     j["wrong"] = r.wrong ? nlohmann::json(*r.wrong) : nlohmann::json(nullptr);
     if (r.engine) {
       nlohmann::json s;
@@ -353,7 +418,7 @@ int run_fusion(int argc, char** argv, const PerfOptions& o) {
   if (const Model model = make_model(o.model);
       model.gradients.size() > 1 && wanted(Mode::unfused_before_engine)) {
     Step step(model, ctx.rank(), ctx.size());
-    before_engine = measure(ctx, o, model, step, Mode::unfused_before_engine);
+    before_engine = measure_modes(ctx, o, model, step, {Mode::unfused_before_engine}).front();
   }
   Engine& engine = ctx.engine();  // collective: every rank starts it here
   h.engine = engine.config();
@@ -374,15 +439,27 @@ int run_fusion(int argc, char** argv, const PerfOptions& o) {
         std::find(modes.begin(), modes.end(), Mode::unfused) == modes.end()) {
       rows.push_back(*before_engine);
     }
-    for (const Mode mode : modes) {
-      if (mode == Mode::unfused && before_engine && name == o.model) {
-        rows.push_back(*before_engine);
-      }
+    std::vector<std::vector<Mode>> batches;  // measured together
+    if (o.fusion_order == "interleaved") {
+      batches.push_back(modes);
+    } else {
+      for (const Mode mode : modes) batches.push_back({mode});
+    }
+    for (const auto& batch : batches) {
       const auto started = Clock::now();
-      rows.push_back(measure(ctx, o, model, step, mode));
+      for (FusionRow& row : measure_modes(ctx, o, model, step, batch)) {
+        if (row.mode == Mode::unfused && before_engine && name == o.model) {
+          rows.push_back(*before_engine);  // beside the row it is compared with
+        }
+        rows.push_back(std::move(row));
+      }
       if (ctx.rank() == 0) {
-        fmt::print(stderr, "ringfuse-perf: fusion {} {} done in {:.1f} s\n", name,
-                   to_string(mode), std::chrono::duration<double>(Clock::now() - started).count());
+        std::string what;
+        for (const Mode mode : batch) {
+          what += fmt::format("{}{}", what.empty() ? "" : ",", to_string(mode));
+        }
+        fmt::print(stderr, "ringfuse-perf: fusion {} {} done in {:.1f} s\n", name, what,
+                   std::chrono::duration<double>(Clock::now() - started).count());
       }
     }
   }

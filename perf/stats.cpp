@@ -1,6 +1,7 @@
 #include "stats.hpp"
 
 #include <algorithm>
+#include <utility>
 
 namespace ringfuse::perf {
 
@@ -12,14 +13,22 @@ double median(std::span<const double> values) {
   return sorted.size() % 2 == 1 ? sorted[mid] : (sorted[mid - 1] + sorted[mid]) / 2.0;
 }
 
-TimingSummary summarize_across_ranks(Context& control, std::vector<double> seconds) {
+std::vector<double> slowest_across_ranks(Context& control, std::vector<double> seconds) {
   control.allreduce(seconds.data(), seconds.size(), DataType::f64, ReduceOp::max);
+  return seconds;
+}
+
+TimingSummary summarize(std::span<const double> slowest) {
   TimingSummary s;
-  if (seconds.empty()) return s;
-  s.median_us = median(seconds) * 1e6;
-  s.min_us = *std::min_element(seconds.begin(), seconds.end()) * 1e6;
-  s.max_us = *std::max_element(seconds.begin(), seconds.end()) * 1e6;
+  if (slowest.empty()) return s;
+  s.median_us = median(slowest) * 1e6;
+  s.min_us = *std::min_element(slowest.begin(), slowest.end()) * 1e6;
+  s.max_us = *std::max_element(slowest.begin(), slowest.end()) * 1e6;
   return s;
+}
+
+TimingSummary summarize_across_ranks(Context& control, std::vector<double> seconds) {
+  return summarize(slowest_across_ranks(control, std::move(seconds)));
 }
 
 std::uint64_t sum_across_ranks(Context& control, std::uint64_t value) {

@@ -21,6 +21,13 @@ struct TimingSummary {
 /// Collective over `control` (every rank calls it with the same number of samples).
 TimingSummary summarize_across_ranks(Context& control, std::vector<double> seconds);
 
+/// Each iteration's slowest rank's time (collective, as summarize_across_ranks), for a caller
+/// that pairs iterations of several rows.
+std::vector<double> slowest_across_ranks(Context& control, std::vector<double> seconds);
+
+/// The summary of times that are already each iteration's slowest rank's.
+TimingSummary summarize(std::span<const double> slowest);
+
 /// Sum of a per-rank count over all ranks (the `wrong` column).
 std::uint64_t sum_across_ranks(Context& control, std::uint64_t value);
 

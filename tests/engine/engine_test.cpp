@@ -124,6 +124,33 @@ TEST(Engine, TensorEnqueuedTwiceInOneFusedGroupIsReducedOnce) {
   }
 }
 
+// Issue 18: a step's large tensors (1 MiB and more) each run alone, in place, at N = 2, 3 and
+// 4, with exact sums. Joined into one group run in place they made collectives of ~100 MiB,
+// slower here than one per tensor (perf/RESULTS.md, sixth session).
+TEST(Engine, AStepsLargeTensorsRunAlone) {
+  constexpr unsigned long long kSteps = 5;
+  constexpr unsigned long long kLarge = 4;
+  for (const int size : {2, 3, 4}) {
+    SCOPED_TRACE("np" + std::to_string(size));
+    // A long cycle: each step is taken by its flush, in one cycle.
+    const auto results = run_world(size, "large-step",
+                                   {{"RINGFUSE_TRANSPORT", "shm"},
+                                    {"RINGFUSE_CYCLE_TIME_MS", "5000"}});
+    expect_all_ok(results);
+    for (const auto& result : results) {
+      // The four large tensors alone, the three small ones together: five a step (more only
+      // where a step's tensors were split over two cycles).
+      EXPECT_GE(stat(result.output, "collectives"), (kLarge + 1) * kSteps) << result.output;
+    }
+  }
+}
+
+// EngineStats::collectives read as soon as a wait() returns counts the collective that
+// completed it (ringfuse-perf fusion reads the fused step's counters so, step by step).
+TEST(Engine, StatsReadAfterAWaitCountItsCollective) {
+  expect_all_ok(run_world(2, "count-after-wait"));
+}
+
 // Issue 18: a training loop's step of 1,000 small tensors. With allreduce_view, enqueueing
 // allocates nothing on the caller's thread once a step has run; with the owning allreduce(),
 // what the caller allocated (each name and shape) is not freed on the engine's thread.

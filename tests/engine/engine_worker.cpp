@@ -527,6 +527,71 @@ void mode_aliased(ringfuse::Context& ctx) {
   std::printf("aliased: checked\n");
 }
 
+// Issue 18: steps of large tensors (at least RINGFUSE_FUSION_INPLACE_MIN, 1 MiB) among small
+// ones, of odd element counts (blocks split unevenly at N = 3 and 4); f32 sums of small
+// integers, so every sum is exact and checked element by element. Prints the engine's
+// collectives over the steps, read as soon as the last wait() returns, which engine_test
+// compares with the number of tensors.
+void mode_large_step(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  const int rank = ctx.rank();
+  const int size = ctx.size();
+  // 1.2 MB, 4 KB, 2.1 MB, 308 B, 1.05 MB, 2.8 MB, 20 B: four large, three small.
+  const std::vector<std::size_t> counts = {300'001, 1'000, 524'287, 77, 262'145, 700'003, 5};
+  constexpr int kSteps = 5;
+  const auto input = [](int r, std::size_t tensor, std::size_t j, int step) {
+    return static_cast<float>((r + 1) * static_cast<int>(tensor + 1) + static_cast<int>(j % 7) +
+                              step);
+  };
+  std::vector<std::vector<float>> tensors(counts.size());
+  const auto before = engine.stats();
+  for (int step = 0; step < kSteps; ++step) {
+    std::vector<ringfuse::Work> works;
+    for (std::size_t i = 0; i < counts.size(); ++i) {
+      tensors[i].resize(counts[i]);
+      for (std::size_t j = 0; j < counts[i]; ++j) tensors[i][j] = input(rank, i, j, step);
+      works.push_back(engine.allreduce("large-step." + std::to_string(i),
+                                       {tensors[i].data(), DataType::f32,
+                                        {static_cast<std::int64_t>(counts[i])}}));
+    }
+    engine.flush();
+    for (auto& work : works) work.wait(60s);
+    for (std::size_t i = 0; i < counts.size(); ++i) {
+      for (std::size_t j = 0; j < counts[i]; ++j) {
+        float want = 0;
+        for (int r = 0; r < size; ++r) want += input(r, i, j, step);
+        if (tensors[i][j] != want) {
+          fail("step " + std::to_string(step) + ": large-step." + std::to_string(i) + "[" +
+               std::to_string(j) + "] = " + std::to_string(tensors[i][j]) + ", want " +
+               std::to_string(want));
+        }
+      }
+    }
+  }
+  const auto after = engine.stats();
+  std::printf("large step: tensors=%zu steps=%d collectives=%llu fused=%llu\n", counts.size(),
+              kSteps, static_cast<unsigned long long>(after.collectives - before.collectives),
+              static_cast<unsigned long long>(after.fused_tensors - before.fused_tensors));
+}
+
+// The stats a caller reads as soon as wait() returns include the collective that completed
+// the Work: 500 one-tensor steps, each checked at once (the executor counted a collective
+// after completing its Works, and a waiter woken on another core read one short).
+void mode_count_after_wait(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  float value = 1.0f;
+  const auto before = engine.stats().collectives;
+  for (unsigned long long step = 1; step <= 500; ++step) {
+    engine.allreduce("counted", {&value, DataType::f32, {1}}).wait(30s);
+    const auto counted = engine.stats().collectives - before;
+    if (counted < step) {
+      fail("after step " + std::to_string(step) + "'s wait() the engine had counted " +
+           std::to_string(counted) + " collectives");
+    }
+  }
+  std::printf("count after wait: checked\n");
+}
+
 // An integer case for mode_int_scale: x(r, i) small and of both signs; what the engine must
 // give is Horovod's rule, computed here in exact integer arithmetic where it can be.
 struct IntScaleCase {
@@ -993,7 +1058,7 @@ void mode_timeline_window(ringfuse::Context& ctx) {
 int main(int argc, char** argv) {
   if (argc < 2) {
     fail("usage: engine_worker fusion|fusion-large|mismatch-KIND|mismatch-order|stall|"
-         "stall-missing|join|skew|avg-bits|plain|aliased|int-scale|dtypes|uneven-then-leave|"
+         "stall-missing|join|skew|avg-bits|plain|aliased|large-step|count-after-wait|int-scale|dtypes|uneven-then-leave|"
          "name-order|name-duplicate|recover|timeline-window|uneven");
   }
   const std::string mode = argv[1];
@@ -1019,6 +1084,10 @@ int main(int argc, char** argv) {
       mode_plain(*ctx);
     } else if (mode == "aliased") {
       mode_aliased(*ctx);
+    } else if (mode == "count-after-wait") {
+      mode_count_after_wait(*ctx);
+    } else if (mode == "large-step") {
+      mode_large_step(*ctx);
     } else if (mode == "int-scale") {
       mode_int_scale(*ctx);
     } else if (mode == "dtypes") {

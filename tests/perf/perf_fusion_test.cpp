@@ -56,8 +56,10 @@ TEST(PerfFusion, Small1000UnderRingfuseRun) {
   ASSERT_EQ(r.exit_code, 0) << r.output;
   std::vector<std::string> columns;
   const auto rows = parse_rows(r.output, columns);
+  // The columns users parse, then the paired ratio (added, issue 18).
   EXPECT_EQ(columns, (std::vector<std::string>{"model", "mode", "tensors", "bytes", "time_us",
-                                               "vs_single", "vs_fused", "wrong"}));
+                                               "vs_single", "vs_fused", "wrong",
+                                               "paired_vs_single"}));
   std::map<std::string, std::map<std::string, std::string>> by_mode;
   for (const auto& row : rows) by_mode[row.at("model") + "/" + row.at("mode")] = row;
   // unfused-no-eng: the same blocking calls before the engine was started, in the same run.
@@ -73,11 +75,37 @@ TEST(PerfFusion, Small1000UnderRingfuseRun) {
   EXPECT_EQ(by_mode.at("small1000/fused").at("bytes"), "4096000");
   EXPECT_EQ(by_mode.at("small1000/fused").at("vs_fused"), "1.000");
   EXPECT_EQ(by_mode.at("small1000/single").at("vs_single"), "1.000");
+  // Interleaved by default: every mode after the engine started ran in the same rounds, so
+  // each has a paired ratio; the row measured before the engine, alone, has none.
+  EXPECT_NE(r.output.find("# order: interleaved"), std::string::npos) << r.output;
+  EXPECT_EQ(by_mode.at("small1000/single").at("paired_vs_single"), "1.000");
+  EXPECT_GT(std::stod(by_mode.at("small1000/fused").at("paired_vs_single")), 0.0);
+  EXPECT_GT(std::stod(by_mode.at("small1000/unfused").at("paired_vs_single")), 0.0);
+  EXPECT_GT(std::stod(by_mode.at("scalar/fused").at("paired_vs_single")), 0.0);
+  EXPECT_EQ(by_mode.at("small1000/unfused-no-eng").at("paired_vs_single"), "-");
   EXPECT_NE(r.output.find("# small1000: unfused with the engine started / before it: "),
             std::string::npos) << r.output;
   EXPECT_NE(r.output.find("# out of bounds values : 0 OK"), std::string::npos) << r.output;
   // Steady state: the one timed step of 1,000 tensors hit the response cache for every tensor.
   EXPECT_NE(r.output.find("engine stats per timed step"), std::string::npos) << r.output;
+}
+
+// --order sequential: each mode's iterations together, as before interleaving; no pairs.
+TEST(PerfFusion, SequentialOrderHasNoPairedRatios) {
+  const auto r = run_process({RINGFUSE_RUN_PATH, "-np", "2", "--", RINGFUSE_PERF_PATH, "fusion",
+                              "--model", "small1000", "-n", "2", "-w", "1", "--modes",
+                              "single,fused", "--order", "sequential"},
+                             {{"RINGFUSE_TIMEOUT_S", "15"}}, std::chrono::seconds(18));
+  ASSERT_FALSE(r.timed_out) << r.output;
+  ASSERT_EQ(r.exit_code, 0) << r.output;
+  std::vector<std::string> columns;
+  const auto rows = parse_rows(r.output, columns);
+  ASSERT_EQ(rows.size(), 4u) << r.output;  // small1000 and scalar, single and fused
+  for (const auto& row : rows) {
+    EXPECT_EQ(row.at("wrong"), "0") << r.output;
+    EXPECT_EQ(row.at("paired_vs_single"), "-") << r.output;
+  }
+  EXPECT_NE(r.output.find("# order: sequential"), std::string::npos) << r.output;
 }
 
 TEST(PerfFusion, UnknownModelIsAClearError) {

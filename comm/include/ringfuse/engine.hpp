@@ -142,7 +142,8 @@ struct EngineStats {
   std::uint64_t cache_misses = 0;     // collectives negotiated with full fingerprints
   std::uint64_t cache_evictions = 0;
   std::uint64_t collectives = 0;      // backend calls made by the engine
-  std::uint64_t fused_tensors = 0;    // tensors that travelled in a fusion buffer
+  std::uint64_t fused_tensors = 0;    // tensors run with others in one collective (packed in
+                                      // a fusion buffer, or all-reduced in place over pieces)
 };
 
 class Engine {

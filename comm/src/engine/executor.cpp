@@ -91,6 +91,9 @@ backend::Backend& Executor::backend_for(Device device) {
 
 void Executor::execute(const CycleResponse& response, const FusionGroup& group) {
   const auto& head = response.ready[group.members.front()];
+  // Counted before the Works complete: a caller that reads the stats once its wait() returns
+  // sees the collective that completed it.
+  ++collectives_;
   try {
     if (head.fp.op_type == OpType::allreduce) {
       run_allreduce(response, group);
@@ -111,7 +114,6 @@ void Executor::execute(const CycleResponse& response, const FusionGroup& group) 
     }
     throw;
   }
-  ++collectives_;
 }
 
 void Executor::allreduce_done(const std::string& label, std::size_t tensors, DataType wire,
