@@ -124,6 +124,18 @@ TEST(Engine, TensorEnqueuedTwiceInOneFusedGroupIsReducedOnce) {
   }
 }
 
+// A group one rank cannot reduce in place (it enqueued one tensor twice) while its peers do:
+// that rank packs it and runs the peers' algorithm over the buffer, not the automatic one.
+TEST(Engine, ATensorEnqueuedTwiceOnOneRankOnlyStillMatchesItsPeers) {
+  for (const char* transport : {"shm", "tcp"}) {
+    for (const int size : {2, 4}) {
+      SCOPED_TRACE(std::string(transport) + " np" + std::to_string(size));
+      expect_all_ok(run_world(size, "aliased-on-one-rank",
+                              {{"RINGFUSE_TRANSPORT", transport}, {"RINGFUSE_TIMEOUT_S", "20"}}));
+    }
+  }
+}
+
 // Issue 18: a step's large tensors (1 MiB and more) each run alone, in place, at N = 2, 3 and
 // 4, with exact sums. Joined into one group run in place they made collectives of ~100 MiB,
 // slower here than one per tensor (perf/RESULTS.md, sixth session).

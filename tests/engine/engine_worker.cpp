@@ -527,6 +527,32 @@ void mode_aliased(ringfuse::Context& ctx) {
   std::printf("aliased: checked\n");
 }
 
+// Only rank 0 enqueues one tensor under two names; its peers give two tensors. Rank 0 cannot
+// reduce that group where it lies (one memory, two places) and packs it into the fusion
+// buffer: it must run the algorithm its peers run over their tensors in place, although the
+// group is small (8 KB, where the automatic choice would be another).
+void mode_aliased_on_one_rank(ringfuse::Context& ctx) {
+  auto& engine = ctx.engine();
+  const float mine = static_cast<float>(ctx.rank() + 1);
+  std::vector<float> first(1000), second(1000);
+  for (int step = 0; step < 3; ++step) {
+    std::fill(first.begin(), first.end(), mine);
+    std::fill(second.begin(), second.end(), mine);
+    float* b = ctx.rank() == 0 ? first.data() : second.data();
+    std::vector<ringfuse::Work> works;
+    works.push_back(engine.allreduce("one-rank.a", {first.data(), DataType::f32, {1000}}));
+    works.push_back(engine.allreduce("one-rank.b", {b, DataType::f32, {1000}}));
+    engine.flush();
+    for (auto& work : works) work.wait(30s);
+    const double want = ctx.size() * (ctx.size() + 1) / 2.0;
+    for (float v : first) check_close("one-rank.a", v, want);
+    if (ctx.rank() != 0) {
+      for (float v : second) check_close("one-rank.b", v, want);
+    }
+  }
+  std::printf("aliased on one rank: checked\n");
+}
+
 // Issue 18: steps of large tensors (at least RINGFUSE_FUSION_INPLACE_MIN, 1 MiB) among small
 // ones, of odd element counts (blocks split unevenly at N = 3 and 4); f32 sums of small
 // integers, so every sum is exact and checked element by element. Prints the engine's
@@ -1058,7 +1084,7 @@ void mode_timeline_window(ringfuse::Context& ctx) {
 int main(int argc, char** argv) {
   if (argc < 2) {
     fail("usage: engine_worker fusion|fusion-large|mismatch-KIND|mismatch-order|stall|"
-         "stall-missing|join|skew|avg-bits|plain|aliased|large-step|count-after-wait|int-scale|dtypes|uneven-then-leave|"
+         "stall-missing|join|skew|avg-bits|plain|aliased|aliased-on-one-rank|large-step|count-after-wait|int-scale|dtypes|uneven-then-leave|"
          "name-order|name-duplicate|recover|timeline-window|uneven");
   }
   const std::string mode = argv[1];
@@ -1084,6 +1110,8 @@ int main(int argc, char** argv) {
       mode_plain(*ctx);
     } else if (mode == "aliased") {
       mode_aliased(*ctx);
+    } else if (mode == "aliased-on-one-rank") {
+      mode_aliased_on_one_rank(*ctx);
     } else if (mode == "count-after-wait") {
       mode_count_after_wait(*ctx);
     } else if (mode == "large-step") {

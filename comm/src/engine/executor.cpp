@@ -183,11 +183,12 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
   // A fused group of host tensors in their own type goes to the transport as it lies: each
   // tensor is copied into the transport and reduced out of it in place, with no fusion buffer
   // to pack and unpack (issue 18). A fusion buffer in the shared window (RINGFUSE_FUSION_SHM)
-  // is the caller's choice of another way, so it keeps it.
-  const bool runs_in_place = group.fused && fp.device == Device::cpu && wire == fp.dtype &&
-                             data_->shared_window() == nullptr &&
-                             data_->takes_pieces(total, wire) &&
-                             place_pieces(data, counts, element);
+  // is the caller's choice of another way, so it keeps it. Every rank decides `in_place` alike;
+  // only a tensor enqueued twice in the group on this rank (its places overlap) packs it here,
+  // and then this rank runs its peers' algorithm (halving-doubling) over the buffer.
+  const bool in_place = group.fused && fp.device == Device::cpu && wire == fp.dtype &&
+                        data_->shared_window() == nullptr && data_->takes_pieces(total, wire);
+  const bool runs_in_place = in_place && place_pieces(data, counts, element);
   if (runs_in_place) {
     segments_.clear();
     if (fp.prescale != 1.0 || post != 1.0) {  // the members scaled where they lie
@@ -242,7 +243,8 @@ void Executor::run_allreduce(const CycleResponse& response, const FusionGroup& g
                        fmt::format("\"bytes\":{}", total * wire_bytes));
     }
     start = Clock::now();
-    const auto executed = backend.allreduce(buffer, total, wire, backend_op, Algorithm::automatic);
+    const auto executed = backend.allreduce(buffer, total, wire, backend_op,
+                                            in_place ? Algorithm::rhd : Algorithm::automatic);
     allreduce_done(label, group.members.size(), wire, executed, start);
     start = Clock::now();
     memory.convert(place_members(false), fp.dtype, wire, post);
