@@ -24,7 +24,7 @@ struct TransportSpec {
   std::size_t window_bytes = 0;             // shm: a SharedWindow of this many bytes per rank
   int streams = 1;                          // tcp: connections per peer (RINGFUSE_SOCKETS_PER_PEER)
   bool large_waits_sleep = false;           // shm: RINGFUSE_SHM_LARGE_WAIT=sleep
-  // tcp: when a rank waiting for a peer moves apart from it and checks before sleeping
+  // tcp: when a rank waiting for a peer on this host checks before it sleeps
   transport::PeerWaitMode peer_wait = transport::PeerWaitMode::when_cpus_spare;
 };
 

@@ -112,8 +112,6 @@ class TcpMesh final : public Transport {
   /// healthy and its destructor still records an orderly close.
   bool wait_readable(int peer, std::chrono::microseconds timeout) override;
   void set_operation(std::string label) override { operation_ = std::move(label); }
-  /// How this rank's waits went (PeerWait's counts, over every wait so far).
-  const PeerWait& peer_wait() const { return *waiter_; }
 
  private:
   /// Records the failure for every rank (first one wins), closes every connection so that
