@@ -1,7 +1,8 @@
 // How a TCP rank waits for a peer on its own host (issue 17, forced TCP at N = 2): with a CPU
-// each it keeps checking before it sleeps in poll() (transport/tcp_peer_wait.hpp). By default
-// only while no task waits for a CPU; these tests ask for it whatever else runs
-// (PeerWaitMode::always), since a loaded test machine would otherwise leave it off.
+// each it keeps checking before it sleeps in poll() (transport/tcp_peer_wait.hpp): always when
+// the launcher bound the ranks to a CPU each, and unbound only while no task waits for a CPU,
+// which a loaded test machine rarely gives, so the unbound test asks for the checks whatever
+// else runs (PeerWaitMode::always).
 #include <pthread.h>
 #include <sched.h>
 #include <sys/resource.h>
@@ -76,13 +77,14 @@ TEST(TcpWait, APeer25MicrosecondsLateIsNotWaitedForAsleep) {
   const cpu_set_t two = first_two_cpus();
   if (CPU_COUNT(&two) < 2) GTEST_SKIP() << "needs a CPU per rank (with fewer, ranks sleep)";
   constexpr int kExchanges = 400;
-  // Bound to a CPU each, as mpirun binds. Rank 1 sends each 64 KiB message 25 us after rank 0
-  // started waiting for it; a wait that ends asleep in poll() is a voluntary context switch.
-  // Counted on both ranks: a rank woken late is late with its next message.
+  // Bound to a CPU each, as mpirun binds, with the default options: bound ranks check whatever
+  // the load. Rank 1 sends each 64 KiB message 25 us after rank 0 started waiting for it; a
+  // wait that ends asleep in poll() is a voluntary context switch. Counted on both ranks: a
+  // rank woken late is late with its next message.
   std::atomic<long> slept{0};
   run_ranks(2, [&](Rank& rank) {
     bind_this_thread_to(nth_cpu(two, rank.rank()));
-    auto transport = rank.connect(checking_tcp());
+    auto transport = rank.connect({TransportKind::tcp});
     std::vector<float> out(16384, 1.0f);
     std::vector<float> in(out.size());
     const std::size_t bytes = out.size() * sizeof(float);

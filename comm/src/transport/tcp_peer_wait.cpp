@@ -35,8 +35,17 @@ PeerWait::PeerWait(int local_ranks, PeerWaitMode mode) : mode_(mode) {
   CPU_ZERO(&allowed);
   if (::sched_getaffinity(0, sizeof(allowed), &allowed) != 0) return;  // sleep at once
   const int cpus = CPU_COUNT(&allowed);
-  // A rank bound to one CPU was given it by its launcher.
-  cpu_each_ = cpus == 1 || local_ranks <= cpus;
+  if (cpus == 1) {
+    // Bound to one CPU, as ringfuse-run --bind-to core and mpirun bind: the launcher gave
+    // each rank its own while there are enough. Checking then takes that CPU only from
+    // programs the scheduler put there, and paid under a load of 8.6 as well (1 MiB at
+    // N = 2 in 316-334 us against 385-849 unbound-style sleeping; perf/RESULTS.md).
+    const long online = ::sysconf(_SC_NPROCESSORS_ONLN);
+    bound_ = true;
+    cpu_each_ = online > 0 && local_ranks <= online;
+  } else {
+    cpu_each_ = local_ranks <= cpus;
+  }
 }
 
 bool PeerWait::spare() {
@@ -50,7 +59,7 @@ bool PeerWait::spare() {
 
 int PeerWait::wait(std::span<pollfd> fds, bool local, Clock::time_point deadline) {
   const auto count = static_cast<nfds_t>(fds.size());
-  if (local && cpu_each_ && (mode_ == PeerWaitMode::always || spare())) {
+  if (local && cpu_each_ && (bound_ || mode_ == PeerWaitMode::always || spare())) {
     ++checked_;
     const auto until = Clock::now() + kCheckFor;
     do {

@@ -8,7 +8,8 @@
 // that a peer put on its CPU runs at once. Only while no task waits for a CPU, though: on a
 // busy host the checks take a CPU from another task, perhaps the peer, and a yield may hand
 // the CPU to another program for a whole time slice; sleeping at once was faster there
-// (perf/RESULTS.md, issue 17, sixth session).
+// (perf/RESULTS.md, issue 17, sixth session). Ranks bound to a CPU each are the exception:
+// there the checks paid at every size under the same load.
 #pragma once
 
 #include <poll.h>
@@ -25,7 +26,7 @@ bool cpus_to_spare();
 
 /// When a rank whose peer is on this host checks before sleeping.
 enum class PeerWaitMode {
-  when_cpus_spare,  // only while cpus_to_spare(): the default
+  when_cpus_spare,  // only while cpus_to_spare(), or when bound to one CPU: the default
   always,           // whatever else runs on the host (tests; a host that is the job's alone)
 };
 
@@ -40,7 +41,9 @@ class PeerWait {
   static constexpr std::chrono::microseconds kLoadFor{1000};
 
   /// `local_ranks`: this rank and the peers it reaches at its own address. When they
-  /// outnumber the CPUs this rank may use (and it is not bound to one), it sleeps at once.
+  /// outnumber the CPUs this rank may use, it sleeps at once. A rank bound to one CPU (by its
+  /// launcher, one CPU a rank) checks whatever the load, unless this host's ranks outnumber
+  /// its online CPUs.
   PeerWait(int local_ranks, PeerWaitMode mode);
 
   /// poll()s `fds` until one is ready or `deadline` passes, returning what poll() returned.
@@ -56,6 +59,7 @@ class PeerWait {
   bool spare();
 
   PeerWaitMode mode_;
+  bool bound_ = false;  // this rank may run on one CPU only
   bool cpu_each_ = false;
   bool spare_ = false;
   Clock::time_point next_look_{};
