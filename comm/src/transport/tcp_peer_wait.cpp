@@ -39,7 +39,7 @@ PeerWait::PeerWait(int local_ranks, PeerWaitMode mode) : mode_(mode) {
     // Bound to one CPU, as ringfuse-run --bind-to core and mpirun bind: the launcher gave
     // each rank its own while there are enough. Checking then takes that CPU only from
     // programs the scheduler put there, and paid under a load of 8.6 as well (1 MiB at
-    // N = 2 in 316-334 us against 385-849 unbound-style sleeping; perf/RESULTS.md).
+    // N = 2 in 316-334 us against 385-849 sleeping at once; perf/RESULTS.md).
     const long online = ::sysconf(_SC_NPROCESSORS_ONLN);
     bound_ = true;
     cpu_each_ = online > 0 && local_ranks <= online;
