@@ -46,6 +46,7 @@ std::unique_ptr<transport::Transport> connect_transport(int rank, int size,
   mesh.connect_timeout = kConnectTimeout;
   mesh.op_timeout = kOperationTimeout;
   mesh.streams = spec.streams;
+  mesh.peer_wait = spec.peer_wait;
   mesh.large_waits_sleep = spec.large_waits_sleep;
   if (spec.kind == TransportKind::shm) {
     transport::ShmOptions shm{mesh};

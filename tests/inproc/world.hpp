@@ -13,6 +13,7 @@
 
 #include "rendezvous/memory_store.hpp"
 #include "ringfuse/context.hpp"
+#include "transport/tcp_peer_wait.hpp"
 #include "transport/transport.hpp"
 
 namespace ringfuse::inproc {
@@ -23,6 +24,8 @@ struct TransportSpec {
   std::size_t window_bytes = 0;             // shm: a SharedWindow of this many bytes per rank
   int streams = 1;                          // tcp: connections per peer (RINGFUSE_SOCKETS_PER_PEER)
   bool large_waits_sleep = false;           // shm: RINGFUSE_SHM_LARGE_WAIT=sleep
+  // tcp: when a rank waiting for a peer on this host checks before it sleeps
+  transport::PeerWaitMode peer_wait = transport::PeerWaitMode::when_cpus_spare;
 };
 
 /// The one place the tests build transports, so that changes to the transports' options or

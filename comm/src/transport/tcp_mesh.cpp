@@ -78,6 +78,7 @@ TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions optio
   }
   if (size_ <= 1) {
     links_.emplace_back(static_cast<std::size_t>(std::max(size_, 0)));
+    waiter_.emplace(1, options_.peer_wait);
     return;
   }
   const auto deadline = Clock::now() + options_.connect_timeout;
@@ -92,6 +93,8 @@ TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions optio
                                        full_mesh_options(options_, key, purpose), deadline));
   }
   peer_addresses_.resize(static_cast<std::size_t>(size_));
+  local_.assign(static_cast<std::size_t>(size_), false);
+  int local_ranks = 1;
   for (int peer = 0; peer < size_; ++peer) {
     const int fd = links_[0][static_cast<std::size_t>(peer)].fd();
     sockaddr_in own{};
@@ -100,13 +103,19 @@ TcpMesh::TcpMesh(int rank, int size, rendezvous::Store& store, MeshOptions optio
     socklen_t their_length = sizeof(theirs);
     if (fd < 0 || ::getsockname(fd, reinterpret_cast<sockaddr*>(&own), &own_length) != 0 ||
         ::getpeername(fd, reinterpret_cast<sockaddr*>(&theirs), &their_length) != 0 ||
-        own.sin_family != AF_INET || own.sin_addr.s_addr == theirs.sin_addr.s_addr) {
+        own.sin_family != AF_INET) {
+      continue;
+    }
+    if (own.sin_addr.s_addr == theirs.sin_addr.s_addr) {
+      local_[static_cast<std::size_t>(peer)] = true;
+      ++local_ranks;
       continue;
     }
     char address[INET_ADDRSTRLEN] = {};
     ::inet_ntop(AF_INET, &theirs.sin_addr, address, sizeof(address));
     peer_addresses_[static_cast<std::size_t>(peer)] = address;
   }
+  waiter_.emplace(local_ranks, options_.peer_wait);
   std::vector<std::string> hosts;
   for (int peer = 0; peer < size_; ++peer) hosts.push_back(options_.global_ranks.host(peer));
   name_hosts(hosts);
@@ -129,6 +138,11 @@ void TcpMesh::name_hosts(const std::vector<std::string>& hosts) {
 }
 
 TcpMesh::~TcpMesh() {
+  if (waiter_ && waiter_->checked() > 0) {
+    spdlog::debug("rank {}: {}: checked before sleeping in {} waits, {} of them ended awake",
+                  options_.global_ranks(rank_), options_.key_prefix, waiter_->checked(),
+                  waiter_->caught());
+  }
   // Only a healthy mesh of a healthy rank says goodbye: after a failure or a timeout the
   // store may be as unreachable as the peer, and a destructor must not wait for it; and a
   // rank that failed on another channel is not leaving in order.
@@ -235,15 +249,21 @@ void TcpMesh::exchange(int send_peer, const std::byte* out, std::size_t send_byt
     for (std::size_t i = 0; i < recv_layout.count; ++i) {
       if (recvs[i].open()) fds[count++] = pollfd{recvs[i].fd, POLLIN, 0};
     }
-    const int ready = ::poll(fds.data(), count, poll_timeout_ms(deadline));
-    if (ready == 0) {
-      const int stalled = recvs_open > 0 ? recv_peer : send_peer;
-      stalled_ = true;
-      // Not recorded in the rank's abort state: the engine's control channel uses this
-      // timeout as its polling tick, so a stall here is not by itself a failure of the rank.
-      throw stalled_peer_error(options_.global_ranks(rank_), operation_,
-                               options_.global_ranks(stalled), options_.op_timeout);
-    }
+    // The peer waited for is the one whose bytes are still to come, or whose socket is full.
+    const int awaited = recvs_open > 0 ? recv_peer : send_peer;
+    wait_for(std::span<pollfd>(fds.data(), count), awaited, deadline);
+  }
+}
+
+void TcpMesh::wait_for(std::span<pollfd> fds, int peer, PeerWait::Clock::time_point deadline) {
+  const bool local = static_cast<std::size_t>(peer) < local_.size() &&
+                     local_[static_cast<std::size_t>(peer)];
+  if (waiter_->wait(fds, local, deadline) == 0) {
+    stalled_ = true;
+    // Not recorded in the rank's abort state: the engine's control channel uses this
+    // timeout as its polling tick, so a stall here is not by itself a failure of the rank.
+    throw stalled_peer_error(options_.global_ranks(rank_), operation_,
+                             options_.global_ranks(peer), options_.op_timeout);
   }
 }
 

@@ -21,6 +21,7 @@
 #include "transport/abort_state.hpp"
 #include "transport/global_ranks.hpp"
 #include "transport/socket.hpp"
+#include "transport/tcp_peer_wait.hpp"
 #include "transport/transport.hpp"
 
 namespace ringfuse::transport {
@@ -53,6 +54,9 @@ struct MeshOptions {
   /// Connections to each peer (RINGFUSE_SOCKETS_PER_PEER), each made and authenticated as
   /// the first one is; 1..kMaxStreamsPerPeer.
   int streams = 1;
+  /// TcpMesh: when a rank waiting for a peer on its own host checks before it sleeps
+  /// (tcp_peer_wait.hpp).
+  PeerWaitMode peer_wait = PeerWaitMode::when_cpus_spare;
   /// ShmTransport on a host whose ranks outnumber its CPUs: large exchanges sleep at once
   /// (RINGFUSE_SHM_LARGE_WAIT=sleep; shm_transport.cpp).
   bool large_waits_sleep = false;
@@ -124,6 +128,10 @@ class TcpMesh final : public Transport {
   template <class Place, class Landed>
   void exchange(int send_peer, const std::byte* send, std::size_t send_bytes, int recv_peer,
                 std::size_t recv_bytes, std::size_t window, Place&& place, Landed&& landed);
+  /// Waits for `fds` (nothing could progress) on behalf of `peer`, whose bytes or room are
+  /// awaited: PeerWait's policy for a peer on this host, poll() otherwise. Throws the
+  /// stalled-peer error once the deadline passes.
+  void wait_for(std::span<pollfd> fds, int peer, PeerWait::Clock::time_point deadline);
 
   int rank_;
   int size_;
@@ -139,6 +147,9 @@ class TcpMesh final : public Transport {
   // By peer rank: the address of a peer whose connection ends at another address than ours
   // (another host), else empty.
   std::vector<std::string> peer_addresses_;
+  // By peer rank: whether its connection ends at our own address (a rank on this host).
+  std::vector<bool> local_;
+  std::optional<PeerWait> waiter_;  // made once the mesh knows which peers are local
   // By peer rank: " (rank R is at ADDRESS on HOST)" for those peers, else empty; errors
   // append it.
   std::vector<std::string> elsewhere_;

@@ -8,6 +8,7 @@
 #include <array>
 #include <cerrno>
 #include <cstring>
+#include <span>
 
 #include <fmt/format.h>
 
@@ -153,11 +154,7 @@ void TcpMesh::reduce_and_return(int peer, std::byte* give, std::size_t give_coun
         fd,
         static_cast<short>((can_send ? POLLOUT : 0) | (recv_index < incoming.size() ? POLLIN : 0)),
         0};
-    if (::poll(&wait, 1, poll_timeout_ms(deadline)) == 0) {
-      stalled_ = true;
-      throw stalled_peer_error(options_.global_ranks(rank_), operation_,
-                               options_.global_ranks(peer), options_.op_timeout);
-    }
+    wait_for(std::span<pollfd>(&wait, 1), peer, deadline);
   }
 }
 
