@@ -142,5 +142,22 @@ TEST(CollectiveAgreement, AWorldOfOneAlwaysAgrees) {
   }
 }
 
+// The check of a world of one exchanges nothing: the collective after it is the Context's
+// first (its label counts collectives), not its second.
+TEST(CollectiveAgreement, AWorldOfOneRunsNoCollectiveForTheCheck) {
+  for (const auto& result : on_ranks(1, "agree-one-free", [](Context& context) {
+         agree_on_collective(context, {"allreduce", "f32[4] sum"}, "test");
+         float value = 1.0f;
+         try {
+           context.broadcast(&value, 1, DataType::f32, /*root=*/1);  // no rank 1: refused
+         } catch (const Error& error) {
+           return std::string(error.what());
+         }
+         return std::string("broadcast from rank 1 in a world of one was not refused");
+       })) {
+    EXPECT_NE(result.find("(collective #1)"), std::string::npos) << result;
+  }
+}
+
 }  // namespace
 }  // namespace ringfuse
