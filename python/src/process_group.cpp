@@ -8,7 +8,8 @@
 // caller for a moment: a Work.wait() that finds it (and those queued before it) not yet started
 // on an idle lane runs them in the waiting thread (no thread hand-off: the latency of a small
 // dist.all_reduce, which waits at once); otherwise the worker starts it after kStealGrace. Each is preceded by an agreement check
-// (agree_on_collective: one all-reduce of 16 bytes), so ranks that call different collectives
+// (agree_and_allreduce: one exchange of the call's hash; in a group of two, an all-reduce of at
+// most 4 KiB travels in the same exchange), so ranks that call different collectives
 // (shape, dtype, operator, root or the collective itself) all fail with one message naming what
 // each rank sent, instead of hanging or mixing data; the connections stay in step, so the group
 // stays usable. The Context bounds every collective by the group's timeout, so a lost peer
@@ -343,9 +344,15 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     auto signature = flat_signature(type, tensor, to_string(op));
     return on_lane(::c10d::OpType::ALLREDUCE, describe("allreduce", tensor), {tensor},
                    lane_hint(tensor), [=, this] {
-                     agree("allreduce", signature);
                      auto buffer = tensor.contiguous();
-                     reduce_all("allreduce", buffer, type, op);
+                     // A small one travels inside the check (one exchange instead of two).
+                     const SmallAllreduce small{buffer.data_ptr(),
+                                                static_cast<std::size_t>(buffer.numel()), type,
+                                                op};
+                     if (!agree_and_allreduce(*context_, {"allreduce", signature}, *where_,
+                                              buffer.is_cuda() ? nullptr : &small)) {
+                       reduce_all("allreduce", buffer, type, op);
+                     }
                      copy_back(buffer, tensor);
                    });
   }
@@ -830,9 +837,10 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   // different shapes of the same size.
 
   /// Collective, on the lane: throws the mismatch error on every rank alike unless every
-  /// rank's next collective is `name` with `signature`.
+  /// rank's next collective is `name` with `signature`. Every check of this group goes
+  /// through agree_and_allreduce (here without a payload), so the ranks' checks exchange alike.
   void agree(std::string_view name, std::string_view signature) {
-    agree_on_collective(*context_, {name, signature}, *where_);
+    agree_and_allreduce(*context_, {name, signature}, *where_, nullptr);
   }
 
   /// `f32[1024]`, with ` on cuda` for device memory (the engine's fingerprint's words).
