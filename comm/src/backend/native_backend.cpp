@@ -126,8 +126,10 @@ void NativeBackend::allgatherv(const void* send, void* recv, std::span<const std
   const std::size_t element_bytes = element_size(type);
   const auto blocks = algo::blocks_from_counts(counts);
   const auto& own = blocks[rank_];
-  if (own.count > 0 && send != recv) {
-    std::memmove(bytes_of(recv) + own.offset * element_bytes, send, own.count * element_bytes);
+  // A caller that placed its block where it belongs in `recv` already (in place) copies nothing.
+  std::byte* own_place = bytes_of(recv) + own.offset * element_bytes;
+  if (own.count > 0 && bytes_of(send) != own_place) {
+    std::memmove(own_place, send, own.count * element_bytes);
   }
   if (size_ > 1) algo::ring_allgather(*transport_, bytes_of(recv), element_bytes, blocks, -1);
 }

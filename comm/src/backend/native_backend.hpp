@@ -4,7 +4,6 @@
 
 #include <cstddef>
 #include <cstdint>
-#include <iterator>
 #include <memory>
 #include <optional>
 #include <span>
@@ -75,8 +74,8 @@ class NativeBackend final : public Backend {
   template <class... Args>
   std::string begin(fmt::format_string<Args...> what, Args&&... args) {
     fmt::memory_buffer text;
-    fmt::format_to(std::back_inserter(text), what, std::forward<Args>(args)...);
-    fmt::format_to(std::back_inserter(text), " (collective #{})", ++sequence_);
+    fmt::format_to(fmt::appender(text), what, std::forward<Args>(args)...);
+    fmt::format_to(fmt::appender(text), " (collective #{})", ++sequence_);
     std::string label(text.data(), text.size());
     transport_->set_operation(label);
     return label;

@@ -174,11 +174,12 @@ bool agree_and_allreduce(Context& context, const CollectiveCall& call, std::stri
   }
   const auto size = static_cast<std::size_t>(context.size());
   const std::uint64_t bytes = carry ? allreduce->count * element_size(allreduce->type) : 0;
-  // The gathered frames, then this rank's; kept per thread, so a steady loop allocates nothing.
-  // Bytes past a frame's payload are whatever the last call left there (this process's own).
+  // Every rank's frame, this rank's written in its place (the allgather then copies nothing of
+  // its own); kept per thread, so a steady loop allocates nothing. Bytes past a frame's payload
+  // are whatever the last call left there (this process's own).
   thread_local std::vector<std::byte> frames;
-  frames.resize(kFrameBytes * (size + 1));
-  std::byte* own = frames.data() + kFrameBytes * size;
+  frames.resize(kFrameBytes * size);
+  std::byte* own = frames.data() + kFrameBytes * static_cast<std::size_t>(context.rank());
   const std::int64_t hash = hash_of(call);
   std::memcpy(own, &hash, sizeof hash);
   std::memcpy(own + sizeof hash, &bytes, sizeof bytes);
@@ -186,8 +187,9 @@ bool agree_and_allreduce(Context& context, const CollectiveCall& call, std::stri
   checking(context, call, where, [&] {
     context.allgather(own, frames.data(), kFrameBytes, DataType::u8);
   });
+  const std::array<std::uint64_t, 2> header{static_cast<std::uint64_t>(hash), bytes};
   for (std::size_t rank = 0; rank < size; ++rank) {
-    if (std::memcmp(frames.data() + kFrameBytes * rank, own, kFrameHeaderBytes) != 0) {
+    if (std::memcmp(frames.data() + kFrameBytes * rank, header.data(), kFrameHeaderBytes) != 0) {
       report_mismatch(context, call, where);  // every rank saw every frame: all come here
     }
   }
@@ -197,8 +199,9 @@ bool agree_and_allreduce(Context& context, const CollectiveCall& call, std::stri
     return frames.data() + kFrameBytes * rank + kFrameHeaderBytes;
   };
   if (bytes > 0) {
-    std::memcpy(allreduce->data, payload(0), bytes);
-    for (std::size_t rank = 1; rank < size; ++rank) {
+    reduce::reduce(allreduce->data, payload(0), payload(1), allreduce->count, allreduce->type,
+                   allreduce->op);
+    for (std::size_t rank = 2; rank < size; ++rank) {
       reduce::reduce_into(allreduce->data, payload(rank), allreduce->count, allreduce->type,
                           allreduce->op);
     }
