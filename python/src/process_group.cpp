@@ -335,7 +335,8 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     auto tensor = single("allreduce", tensors);
     const auto op = reduce_op("allreduce", opts.reduceOp);
     const auto type = reducible("allreduce", tensor);
-    if (getSize() == 1 && tensor.device().is_cpu()) {
+    // An operator the type lacks (AVG of bools) is refused by the Context, as on any group.
+    if (getSize() == 1 && tensor.device().is_cpu() && is_defined(type, op)) {
       if (auto done = finished_alone(::c10d::OpType::ALLREDUCE, describe("allreduce", tensor),
                                      tensor)) {
         return done;

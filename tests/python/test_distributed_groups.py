@@ -125,6 +125,10 @@ def test_all_reduce_in_a_group_of_one_is_finished_when_the_call_returns():
         assert work.is_completed()
         work.wait()
         assert torch.equal(tensor, data(rank, n=256))
+    # What no group may do, a group of one may not either.
+    with pytest.raises(RuntimeError, match="avg of bool is not defined"):
+        dist.all_reduce(torch.ones(4, dtype=torch.bool), op=dist.ReduceOp.AVG, group=alone)
+    dist.all_reduce(data(rank), group=alone)  # and the group is still usable
     dist.barrier()
 
 
