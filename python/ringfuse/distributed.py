@@ -11,7 +11,8 @@ The process group bootstraps over the c10d Store torch hands it (so torchrun, or
 is enough: ringfuse-run is not needed) and runs every collective as a Ringfuse Context's
 blocking collective, in submission order on one lane started by the group's worker thread
 (a small one is first left for 50 us to a ``wait()``, which then runs it in the waiting thread),
-each behind a 16-byte agreement check: ranks that call different collectives, shapes, dtypes,
+each behind an agreement check (one exchange of a hash of the call; in a group of two an
+all-reduce of at most 4 KiB travels in it): ranks that call different collectives, shapes, dtypes,
 operators or roots all fail with one message naming what each rank sent. The ``timeout`` given
 to ``init_process_group`` bounds the rendezvous and every collective. CPU tensors, and CUDA tensors where torch, the library and the machine have
 CUDA (the engine's NCCL communicator; point-to-point and sparse all_reduce take CPU only).

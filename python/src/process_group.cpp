@@ -8,7 +8,8 @@
 // caller for a moment: a Work.wait() that finds it (and those queued before it) not yet started
 // on an idle lane runs them in the waiting thread (no thread hand-off: the latency of a small
 // dist.all_reduce, which waits at once); otherwise the worker starts it after kStealGrace. Each is preceded by an agreement check
-// (agree_on_collective: one all-reduce of 16 bytes), so ranks that call different collectives
+// (agree_and_allreduce: one exchange of the call's hash; in a group of two, an all-reduce of at
+// most 4 KiB travels in the same exchange), so ranks that call different collectives
 // (shape, dtype, operator, root or the collective itself) all fail with one message naming what
 // each rank sent, instead of hanging or mixing data; the connections stay in step, so the group
 // stays usable. The Context bounds every collective by the group's timeout, so a lost peer
@@ -168,7 +169,7 @@ class RingfuseWork final : public ::c10d::Work {
     // ahead may take is bounded by the collectives' own timeouts; a margin covers the rest.
     const auto limit = timeout == ::kNoTimeout ? default_timeout_ : timeout;
     std::unique_lock lock(mutex_);
-    if (!cv_.wait_for(lock, limit, [&] { return completed_; })) {
+    if (!completed_ && !cv_.wait_for(lock, limit, [&] { return completed_; })) {
       throw core::rank_error(ErrorKind::timeout, rank_,
                              "{}: not finished after {} ms (Work.wait timeout); a peer may be "
                              "stuck or slow, or the ranks called different collectives",
@@ -334,12 +335,25 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     auto tensor = single("allreduce", tensors);
     const auto op = reduce_op("allreduce", opts.reduceOp);
     const auto type = reducible("allreduce", tensor);
+    // An operator the type lacks (AVG of bools) is refused by the Context, as on any group.
+    if (getSize() == 1 && tensor.device().is_cpu() && is_defined(type, op)) {
+      if (auto done = finished_alone(::c10d::OpType::ALLREDUCE, describe("allreduce", tensor),
+                                     tensor)) {
+        return done;
+      }
+    }
     auto signature = flat_signature(type, tensor, to_string(op));
     return on_lane(::c10d::OpType::ALLREDUCE, describe("allreduce", tensor), {tensor},
                    lane_hint(tensor), [=, this] {
-                     agree("allreduce", signature);
                      auto buffer = tensor.contiguous();
-                     reduce_all("allreduce", buffer, type, op);
+                     // A small one travels inside the check (one exchange instead of two).
+                     const SmallAllreduce small{buffer.data_ptr(),
+                                                static_cast<std::size_t>(buffer.numel()), type,
+                                                op};
+                     if (!agree_and_allreduce(*context_, {"allreduce", signature}, *where_,
+                                              buffer.is_cuda() ? nullptr : &small)) {
+                       reduce_all("allreduce", buffer, type, op);
+                     }
                      copy_back(buffer, tensor);
                    });
   }
@@ -824,9 +838,10 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   // different shapes of the same size.
 
   /// Collective, on the lane: throws the mismatch error on every rank alike unless every
-  /// rank's next collective is `name` with `signature`.
+  /// rank's next collective is `name` with `signature`. Every check of this group goes
+  /// through agree_and_allreduce (here without a payload), so the ranks' checks exchange alike.
   void agree(std::string_view name, std::string_view signature) {
-    agree_on_collective(*context_, {name, signature}, *where_);
+    agree_and_allreduce(*context_, {name, signature}, *where_, nullptr);
   }
 
   /// `f32[1024]`, with ` on cuda` for device memory (the engine's fingerprint's words).
@@ -1093,10 +1108,28 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     return work;
   }
 
+  /// An all-reduce in a group of one: any reduction of one rank's tensor is that tensor, so on
+  /// an idle lane it is finished before it starts (no check, no Context call, no queue: a
+  /// group of one has no peer to agree with or wait for). Null when collectives are queued
+  /// or running, or the group failed: then it queues behind them, in call order, as usual.
+  c10::intrusive_ptr<::c10d::Work> finished_alone(::c10d::OpType type, WorkLabel what,
+                                                  const at::Tensor& tensor) {
+    {
+      std::lock_guard lock(queue_mutex_);
+      if (failed_ || lane_busy_ || !queue_.empty()) return {};
+    }
+    auto work = c10::make_intrusive<RingfuseWork>(global_rank(), type,
+                                                  std::vector<at::Tensor>{tensor}, timeout_ * 2,
+                                                  std::move(what));
+    work->complete(nullptr);
+    return work;
+  }
+
   /// Work::wait() of a small collective: when the lane is idle and `work` not yet started, runs
   /// it and every collective queued before it in this thread, in order.
   void run_up_to(RingfuseWork* work) {
-    std::vector<Item> items;
+    // Only the thread that set lane_busy_ touches waiter_batch_: it keeps its capacity, so a
+    // steady loop of small collectives allocates nothing here.
     {
       std::lock_guard lock(queue_mutex_);
       if (lane_busy_) return;
@@ -1104,11 +1137,12 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
                                       [&](const Item& item) { return item.work.get() == work; });
       if (found == queue_.end()) return;
       const auto end = std::next(found);
-      items.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
+      waiter_batch_.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
       queue_.erase(queue_.begin(), end);
       lane_busy_ = true;
     }
-    for (auto& item : items) item.work->complete(run_collective(item.body));
+    for (auto& item : waiter_batch_) item.work->complete(run_collective(item.body));
+    waiter_batch_.clear();
     {
       std::lock_guard lock(queue_mutex_);
       lane_busy_ = false;
@@ -1206,6 +1240,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   std::mutex queue_mutex_;
   std::condition_variable queue_cv_;
   std::deque<Item> queue_;
+  std::vector<Item> waiter_batch_;  // what run_up_to() runs; only the lane's holder uses it
   bool stopping_ = false;
   bool lane_busy_ = false;  // a collective runs (in a waiter or the worker): later ones queue
   std::exception_ptr failed_;

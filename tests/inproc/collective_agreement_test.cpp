@@ -2,6 +2,9 @@
 // same collective pass; ranks that are not all fail alike, naming which ranks called what, and
 // the Context stays usable.
 #include <chrono>
+#include <cstddef>
+#include <cstdint>
+#include <cstring>
 #include <functional>
 #include <future>
 #include <memory>
@@ -139,6 +142,157 @@ TEST(CollectiveAgreement, AWorldOfOneAlwaysAgrees) {
          return std::string("ok");
        })) {
     EXPECT_EQ(result, "ok");
+  }
+}
+
+// The check of a world of one exchanges nothing: the collective after it is the Context's
+// first (its label counts collectives), not its second.
+TEST(CollectiveAgreement, AWorldOfOneRunsNoCollectiveForTheCheck) {
+  for (const auto& result : on_ranks(1, "agree-one-free", [](Context& context) {
+         agree_on_collective(context, {"allreduce", "f32[4] sum"}, "test");
+         float value = 1.0f;
+         try {
+           context.broadcast(&value, 1, DataType::f32, /*root=*/1);  // no rank 1: refused
+         } catch (const Error& error) {
+           return std::string(error.what());
+         }
+         return std::string("broadcast from rank 1 in a world of one was not refused");
+       })) {
+    EXPECT_NE(result.find("(collective #1)"), std::string::npos) << result;
+  }
+}
+
+// agree_and_allreduce(): in a world of two, a small all-reduce travels inside the check.
+
+/// Rank-dependent bytes of `count` elements of `type` (any bit pattern is a value of every
+/// type but floats' NaNs, which these avoid: small integers in each element's low byte).
+std::vector<std::byte> inputs_of(int rank, std::size_t count, DataType type) {
+  std::vector<std::byte> bytes(count * element_size(type));
+  for (std::size_t i = 0; i < count; ++i) {
+    auto* element = bytes.data() + i * element_size(type);
+    const auto value = static_cast<std::uint8_t>((i * 7 + static_cast<std::size_t>(rank) * 3) % 5);
+    switch (type) {
+      case DataType::f32: {
+        const float f = value;
+        std::memcpy(element, &f, sizeof f);
+        break;
+      }
+      case DataType::f64: {
+        const double d = value - 2.5;
+        std::memcpy(element, &d, sizeof d);
+        break;
+      }
+      case DataType::boolean: element[0] = std::byte{static_cast<std::uint8_t>(value % 2)}; break;
+      default: element[0] = std::byte{value};  // i32, i64: small non-negative integers
+    }
+  }
+  return bytes;
+}
+
+struct Case {
+  DataType type;
+  ReduceOp op;
+  std::size_t count;
+};
+
+TEST(AgreeAndAllreduce, ASmallAllReduceGivesTheContextsResultInOneExchange) {
+  const std::vector<Case> cases = {{DataType::f32, ReduceOp::sum, 1024},
+                                   {DataType::f32, ReduceOp::avg, 3},
+                                   {DataType::i32, ReduceOp::avg, 7},
+                                   {DataType::i64, ReduceOp::prod, 512},
+                                   {DataType::f64, ReduceOp::min, 5},
+                                   {DataType::boolean, ReduceOp::max, 9},
+                                   {DataType::f32, ReduceOp::sum, 0}};
+  for (const auto& result : on_ranks(2, "agree-carry", [&](Context& context) {
+         std::string wrong;
+         for (const auto& c : cases) {
+           auto carried = inputs_of(context.rank(), c.count, c.type);
+           auto expected = carried;
+           context.allreduce(expected.data(), c.count, c.type, c.op);  // the reference
+           const SmallAllreduce small{carried.data(), c.count, c.type, c.op};
+           const auto signature = fmt::format("{}[{}] {}", to_string(c.type), c.count,
+                                              to_string(c.op));
+           if (!agree_and_allreduce(context, {"allreduce", signature}, "test", &small)) {
+             wrong += " [" + signature + " not carried]";
+           } else if (carried != expected) {
+             wrong += " [" + signature + " differs from Context::allreduce]";
+           }
+         }
+         return "ok" + wrong;
+       })) {
+    EXPECT_EQ(result, "ok");
+  }
+  // One exchange: in a fresh Context the collective after it is #2 (agree_on_collective and
+  // a separate all-reduce would make it #3).
+  for (const auto& result : on_ranks(2, "agree-carry-count", [](Context& context) {
+         std::vector<float> values(1024, 1.0f);
+         const SmallAllreduce small{values.data(), values.size(), DataType::f32, ReduceOp::sum};
+         agree_and_allreduce(context, {"allreduce", "f32[1024] sum"}, "test", &small);
+         try {
+           context.broadcast(values.data(), 1, DataType::f32, /*root=*/2);  // refused
+         } catch (const Error& error) {
+           return std::string(error.what());
+         }
+         return std::string("broadcast from rank 2 in a world of two was not refused");
+       })) {
+    EXPECT_NE(result.find("(collective #2)"), std::string::npos) << result;
+  }
+}
+
+TEST(AgreeAndAllreduce, AMismatchFailsEveryRankAndLeavesTheBufferAsItWas) {
+  const auto results = on_ranks(2, "agree-carry-mismatch", [](Context& context) {
+    std::vector<float> values(1024, static_cast<float>(context.rank() + 1));
+    const SmallAllreduce small{values.data(), values.size(), DataType::f32, ReduceOp::sum};
+    const auto message = test_support::expect_error(ErrorKind::invalid_argument, [&] {
+      if (context.rank() == 0) {
+        agree_and_allreduce(context, {"allreduce", "f32[1024] sum"}, "test", &small);
+      } else {
+        agree_and_allreduce(context, {"broadcast", "f32[10] broadcast root 0"}, "test", nullptr);
+      }
+    });
+    const bool kept = values == std::vector<float>(1024, static_cast<float>(context.rank() + 1));
+    // Still in step: a matching call goes through.
+    const bool carried =
+        agree_and_allreduce(context, {"allreduce", "f32[1024] sum"}, "test", &small);
+    return message + (kept ? "" : " [buffer changed]") +
+           (carried && values == std::vector<float>(1024, 3.0f) ? "" : " [broken]");
+  });
+  for (const auto& message : results) {
+    EXPECT_NE(message.find("test: collective does not match across ranks: rank 0: 'allreduce' "
+                           "f32[1024] sum; rank 1: 'broadcast' f32[10] broadcast root 0;"),
+              std::string::npos)
+        << message;
+    EXPECT_EQ(message.find("[buffer changed]"), std::string::npos) << message;
+    EXPECT_EQ(message.find("[broken]"), std::string::npos) << message;
+  }
+}
+
+// What it leaves to the caller: more than kCheckCarriesBytes, no all-reduce, or a world of
+// three (checked as agree_on_collective does); a world of one needs no exchange at all.
+TEST(AgreeAndAllreduce, LargerAllReducesAndWorldsAreLeftToTheCaller) {
+  const auto call = [](Context& context, std::size_t count) {
+    std::vector<float> values(count, 1.0f);
+    const SmallAllreduce small{values.data(), count, DataType::f32, ReduceOp::sum};
+    const bool carried = agree_and_allreduce(
+        context, {"allreduce", fmt::format("f32[{}] sum", count)}, "test", &small);
+    const bool untouched = values == std::vector<float>(count, 1.0f);
+    return fmt::format("{}{}", carried ? "carried" : "left",
+                       untouched || carried ? "" : " [changed]");
+  };
+  for (const auto& result : on_ranks(2, "agree-carry-large", [&](Context& context) {
+         return call(context, kCheckCarriesBytes / 4 + 1) + " " +
+                std::to_string(agree_and_allreduce(context, {"barrier", "barrier"}, "test",
+                                                   nullptr));
+       })) {
+    EXPECT_EQ(result, "left 0");
+  }
+  for (const auto& result :
+       on_ranks(3, "agree-carry-three", [&](Context& context) { return call(context, 16); })) {
+    EXPECT_EQ(result, "left");
+  }
+  for (const auto& result :
+       on_ranks(1, "agree-carry-one", [&](Context& context) { return call(context, 16); })) {
+    EXPECT_EQ(result, "carried");
   }
 }
 

@@ -114,6 +114,24 @@ def test_many_groups_in_turn():
     dist.all_reduce(torch.ones(size))
 
 
+def test_all_reduce_in_a_group_of_one_is_finished_when_the_call_returns():
+    # A group of one has no peer to check with or wait for: its all_reduce is done before the
+    # call returns, also with async_op=True, and leaves the tensor as it was (SUM, AVG, ...).
+    rank, size = dist.get_rank(), dist.get_world_size()
+    alone = [dist.new_group([r]) for r in range(size)][rank]  # new_group is collective
+    for op in (dist.ReduceOp.SUM, dist.ReduceOp.AVG, dist.ReduceOp.MAX):
+        tensor = data(rank, n=256)
+        work = dist.all_reduce(tensor, op=op, group=alone, async_op=True)
+        assert work.is_completed()
+        work.wait()
+        assert torch.equal(tensor, data(rank, n=256))
+    # What no group may do, a group of one may not either.
+    with pytest.raises(RuntimeError, match="avg of bool is not defined"):
+        dist.all_reduce(torch.ones(4, dtype=torch.bool), op=dist.ReduceOp.AVG, group=alone)
+    dist.all_reduce(data(rank), group=alone)  # and the group is still usable
+    dist.barrier()
+
+
 def test_group_timeout_is_named_in_its_error():
     """A collective that only rank 0 calls fails after the timeout given to new_group, and the
     error says that timeout (not only RINGFUSE_TIMEOUT_S, which c10d groups do not use) in the

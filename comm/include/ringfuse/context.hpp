@@ -244,6 +244,33 @@ struct CollectiveCall {
 /// than 60 and 180 bytes are compared in full but cut short in the message.
 void agree_on_collective(Context& context, const CollectiveCall& call, std::string_view where);
 
+/// A small all-reduce in host memory, in place, that agree_and_allreduce() may carry inside
+/// its check.
+struct SmallAllreduce {
+  void* data = nullptr;
+  std::size_t count = 0;  // elements
+  DataType type = DataType::f32;
+  ReduceOp op = ReduceOp::sum;
+};
+
+/// The most bytes of a SmallAllreduce that travel inside agree_and_allreduce()'s check.
+inline constexpr std::size_t kCheckCarriesBytes = 4096;
+
+/// agree_on_collective(), for a caller that checks every collective of `context` with this
+/// function instead (the two exchange differently: never mix them on one Context). In a world
+/// of two each check is one exchange of a frame of 16 + kCheckCarriesBytes bytes per rank (the
+/// hash of the call, then room for a payload), in which `allreduce` travels too when it is
+/// given and fits (at most kCheckCarriesBytes, an operator defined on its type): when every
+/// rank agrees, each reduces the frames' payloads in rank order (the same bits on every rank)
+/// and it returns true: the all-reduce is done, in one exchange instead of two. In a world of
+/// one it returns true for any such all-reduce without exchanging anything. Otherwise (no
+/// all-reduce, a larger one, or a larger world, where an allgather of frames takes more steps
+/// than the check's all-reduce) it checks as agree_on_collective() does and returns false: the
+/// caller runs the collective. A mismatch throws what agree_on_collective() throws, on every
+/// rank, and leaves the caller's buffer as it was.
+bool agree_and_allreduce(Context& context, const CollectiveCall& call, std::string_view where,
+                         const SmallAllreduce* allreduce);
+
 /// Reads the world from the environment (RINGFUSE_* first, then torchrun's RANK/WORLD_SIZE/
 /// MASTER_ADDR/MASTER_PORT, else a world of one) and the tunables (every RINGFUSE_* variable
 /// of the README's table: RINGFUSE_ALGO, RINGFUSE_TIMEOUT_S, RINGFUSE_HOST_ADDR, ...), then

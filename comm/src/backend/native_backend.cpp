@@ -30,12 +30,6 @@ NativeBackend::NativeBackend(std::unique_ptr<transport::Transport> transport,
       rank_(transport_->rank()),
       size_(transport_->size()) {}
 
-std::string NativeBackend::begin(std::string description) {
-  auto label = fmt::format("{} (collective #{})", description, ++sequence_);
-  transport_->set_operation(label);
-  return label;
-}
-
 void NativeBackend::invalid(const std::string& label, const std::string& what) const {
   throw core::rank_error(ErrorKind::invalid_argument, rank_, "{}: {}", label, what);
 }
@@ -57,38 +51,36 @@ Executed NativeBackend::allreduce(void* data, std::size_t count, DataType type, 
   const std::size_t bytes = count * element_size(type);
   if (hierarchy_ && count > 0 &&
       (hierarchy_->min_bytes == 0 || (algo == Algorithm::automatic && bytes >= hierarchy_->min_bytes))) {
-    const auto label = begin(fmt::format("allreduce {}[{}] {} (hierarchical: {} on the host, {} "
-                                         "across hosts)",
-                                         to_string(type), count, to_string(op),
-                                         hierarchy_->local->size(), hierarchy_->cross->size()));
+    auto label = begin("allreduce {}[{}] {} (hierarchical: {} on the host, {} across hosts)",
+                       to_string(type), count, to_string(op), hierarchy_->local->size(),
+                       hierarchy_->cross->size());
     if (data == nullptr) invalid(label, "data is null");
     hierarchy_->local->set_operation(label + " [within the host]");
     hierarchy_->cross->set_operation(label + " [across hosts]");
     algo::hierarchical_allreduce(*hierarchy_->local, *hierarchy_->cross, workspace_,
                                  algo::ReduceBuffer{bytes_of(data), count, type, op});
-    return Executed{"hierarchical", bytes, label};
+    return Executed{"hierarchical", bytes, std::move(label)};
   }
   if (runs_in_window(data, bytes, algo)) {
     // A buffer the caller placed in the shared window (the engine's fusion buffer) is read
     // by the peers where it is. Every rank's buffer is at the same offset: they all pack the
     // same fused response into windows of the same size.
     auto* window = transport_->shared_window();
-    auto label = begin(fmt::format("allreduce {}[{}] {} (shared window)", to_string(type), count,
-                                   to_string(op)));
+    auto label =
+        begin("allreduce {}[{}] {} (shared window)", to_string(type), count, to_string(op));
     algo::window_allreduce(*window, static_cast<std::size_t>(bytes_of(data) - window->local()),
                            algo::ReduceBuffer{bytes_of(data), count, type, op});
     return Executed{"shared-window", bytes, std::move(label)};
   }
   if (algo == Algorithm::automatic) algo = algo::choose_allreduce(bytes, count, size_);
-  const auto label =
-      begin(fmt::format("allreduce {}[{}] {} ({})", to_string(type), count, to_string(op),
-                        to_string(algo)));
+  auto label =
+      begin("allreduce {}[{}] {} ({})", to_string(type), count, to_string(op), to_string(algo));
   if (count > 0 && data == nullptr) invalid(label, "data is null");
   if (size_ > 1 && count > 0) {
     algo::allreduce(algo, *transport_, workspace_,
                     algo::ReduceBuffer{bytes_of(data), count, type, op});
   }
-  return Executed{std::string(to_string(algo)), bytes, label};
+  return Executed{std::string(to_string(algo)), bytes, std::move(label)};
 }
 
 bool NativeBackend::takes_pieces(std::size_t count, DataType type) const {
@@ -105,8 +97,8 @@ bool NativeBackend::takes_pieces(std::size_t count, DataType type) const {
 
 Executed NativeBackend::allreduce_pieces(transport::Pieces pieces, std::size_t count,
                                          DataType type, ReduceOp op) {
-  auto label = begin(fmt::format("allreduce {}[{}] {} (rhd over {} tensors in place)",
-                                 to_string(type), count, to_string(op), pieces.size()));
+  auto label = begin("allreduce {}[{}] {} (rhd over {} tensors in place)", to_string(type), count,
+                     to_string(op), pieces.size());
   if (size_ > 1 && count > 0) {
     algo::rhd_allreduce(*transport_, workspace_, algo::ScatteredBuffer(pieces, type, op));
   }
@@ -115,8 +107,7 @@ Executed NativeBackend::allreduce_pieces(transport::Pieces pieces, std::size_t c
 }
 
 void NativeBackend::broadcast(void* data, std::size_t count, DataType type, int root) {
-  const auto label =
-      begin(fmt::format("broadcast {}[{}] root {}", to_string(type), count, root));
+  const auto label = begin("broadcast {}[{}] root {}", to_string(type), count, root);
   if (root < 0 || root >= size_) {
     invalid(label, fmt::format("root {} is not a rank of this world of {}", root, size_));
   }
@@ -126,26 +117,26 @@ void NativeBackend::broadcast(void* data, std::size_t count, DataType type, int 
 
 void NativeBackend::allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
                                DataType type) {
-  const auto label = begin(fmt::format("allgatherv {}[{}]", to_string(type),
-                                       counts.size() == static_cast<std::size_t>(size_)
-                                           ? counts[rank_]
-                                           : 0));
+  const auto label =
+      begin("allgatherv {}[{}]", to_string(type),
+            counts.size() == static_cast<std::size_t>(size_) ? counts[rank_] : 0);
   if (counts.size() != static_cast<std::size_t>(size_)) {
     invalid(label, fmt::format("{} counts given for a world of {}", counts.size(), size_));
   }
   const std::size_t element_bytes = element_size(type);
   const auto blocks = algo::blocks_from_counts(counts);
   const auto& own = blocks[rank_];
-  if (own.count > 0 && send != recv) {
-    std::memmove(bytes_of(recv) + own.offset * element_bytes, send, own.count * element_bytes);
+  // A caller that placed its block where it belongs in `recv` already (in place) copies nothing.
+  std::byte* own_place = bytes_of(recv) + own.offset * element_bytes;
+  if (own.count > 0 && bytes_of(send) != own_place) {
+    std::memmove(own_place, send, own.count * element_bytes);
   }
   if (size_ > 1) algo::ring_allgather(*transport_, bytes_of(recv), element_bytes, blocks, -1);
 }
 
 void NativeBackend::reducescatter(const void* send, void* recv, std::size_t recv_count,
                                   DataType type, ReduceOp op) {
-  begin(fmt::format("reducescatter {}[{}x{}] {}", to_string(type), size_, recv_count,
-                    to_string(op)));
+  begin("reducescatter {}[{}x{}] {}", to_string(type), size_, recv_count, to_string(op));
   const std::size_t element_bytes = element_size(type);
   const std::size_t total = recv_count * static_cast<std::size_t>(size_);
   // The ring reduces in place, so it works on a copy and the caller's input stays intact.
@@ -166,7 +157,7 @@ void NativeBackend::reducescatter(const void* send, void* recv, std::size_t recv
 void NativeBackend::alltoallv(const void* send, std::span<const std::size_t> send_counts,
                               void* recv, std::span<const std::size_t> recv_counts,
                               DataType type) {
-  const auto label = begin(fmt::format("alltoallv {}", to_string(type)));
+  const auto label = begin("alltoallv {}", to_string(type));
   if (send_counts.size() != static_cast<std::size_t>(size_) ||
       recv_counts.size() != static_cast<std::size_t>(size_)) {
     invalid(label, fmt::format("{} send counts and {} receive counts given for a world of {}",

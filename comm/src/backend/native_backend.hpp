@@ -7,6 +7,10 @@
 #include <memory>
 #include <optional>
 #include <span>
+#include <string>
+#include <utility>
+
+#include <fmt/format.h>
 
 #include "algo/workspace.hpp"
 #include "backend/backend.hpp"
@@ -64,8 +68,18 @@ class NativeBackend final : public Backend {
   transport::SharedWindow* shared_window() { return transport_->shared_window(); }
 
  private:
-  /// Starts operation number `sequence_` and returns its label for messages.
-  std::string begin(std::string description);
+  /// Starts operation number `sequence_` and returns its label for messages: the description
+  /// `what` formats, then " (collective #N)". Formatted once, in one buffer: every collective
+  /// pays for it, and a small one's whole run is a few microseconds (perf/RESULTS.md, issue 21).
+  template <class... Args>
+  std::string begin(fmt::format_string<Args...> what, Args&&... args) {
+    fmt::memory_buffer text;
+    fmt::format_to(fmt::appender(text), what, std::forward<Args>(args)...);
+    fmt::format_to(fmt::appender(text), " (collective #{})", ++sequence_);
+    std::string label(text.data(), text.size());
+    transport_->set_operation(label);
+    return label;
+  }
   [[noreturn]] void invalid(const std::string& label, const std::string& what) const;
   /// Whether allreduce(data, ...) of `bytes` with `algo` runs as algo::window_allreduce: the
   /// algorithm is automatic, the buffer lies inside the shared window, and it is large enough.
