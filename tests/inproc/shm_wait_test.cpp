@@ -4,7 +4,6 @@
 // wake-ups, 2-20x slower than the same calls one at a time.
 #include <pthread.h>
 #include <sched.h>
-#include <sys/resource.h>
 
 #include <array>
 #include <atomic>
@@ -16,63 +15,11 @@
 
 #include <fmt/format.h>
 
+#include "this_thread.hpp"
 #include "world.hpp"
 
 namespace ringfuse::inproc {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-long voluntary_switches_of_this_thread() {
-  rusage usage{};
-  getrusage(RUSAGE_THREAD, &usage);
-  return usage.ru_nvcsw;
-}
-
-long involuntary_switches_of_this_thread() {
-  rusage usage{};
-  getrusage(RUSAGE_THREAD, &usage);
-  return usage.ru_nivcsw;
-}
-
-int cpus_we_may_use() {
-  cpu_set_t cpus;
-  CPU_ZERO(&cpus);
-  if (sched_getaffinity(0, sizeof(cpus), &cpus) != 0) return 1;
-  return CPU_COUNT(&cpus);
-}
-
-/// Binds the calling thread to the `index`-th CPU it may use, as mpirun binds a rank: a rank
-/// that shares its CPU with its peer hands it over by yielding, and never sleeps here.
-void bind_this_thread_to(int index) {
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  ASSERT_EQ(pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed), 0);
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (!CPU_ISSET(cpu, &allowed) || index-- > 0) continue;
-    cpu_set_t one;
-    CPU_ZERO(&one);
-    CPU_SET(cpu, &one);
-    ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof(one), &one), 0);
-    return;
-  }
-}
-
-/// The first two CPUs this thread may use, or an empty set when there are fewer.
-cpu_set_t first_two_cpus() {
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  cpu_set_t two;
-  CPU_ZERO(&two);
-  if (pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed) != 0) return two;
-  for (int cpu = 0, taken = 0; cpu < CPU_SETSIZE && taken < 2; ++cpu) {
-    if (CPU_ISSET(cpu, &allowed)) {
-      CPU_SET(cpu, &two);
-      ++taken;
-    }
-  }
-  return CPU_COUNT(&two) == 2 ? two : cpu_set_t{};
-}
 
 /// Moves the calling thread to the first CPU of `cpus`, then lets it run on any of them: it
 /// stays where it is until the scheduler (or the transport) moves it.
@@ -87,12 +34,6 @@ void start_on_first_of(const cpu_set_t& cpus) {
   }
   ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof(first), &first), 0);
   ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus), 0);
-}
-
-void busy_wait(std::chrono::microseconds how_long) {
-  const auto until = Clock::now() + how_long;
-  while (Clock::now() < until) {
-  }
 }
 
 TEST(ShmWait, APeer25MicrosecondsLateIsNotWaitedForAsleep) {

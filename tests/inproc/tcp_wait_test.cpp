@@ -3,10 +3,6 @@
 // the launcher bound the ranks to a CPU each, and unbound only while no task waits for a CPU,
 // which a loaded test machine rarely gives, so the unbound test asks for the checks whatever
 // else runs (PeerWaitMode::always).
-#include <pthread.h>
-#include <sched.h>
-#include <sys/resource.h>
-
 #include <atomic>
 #include <chrono>
 #include <vector>
@@ -17,55 +13,11 @@
 
 #include "algo/algorithms.hpp"
 #include "algo/workspace.hpp"
+#include "this_thread.hpp"
 #include "world.hpp"
 
 namespace ringfuse::inproc {
 namespace {
-
-using Clock = std::chrono::steady_clock;
-
-long voluntary_switches_of_this_thread() {
-  rusage usage{};
-  getrusage(RUSAGE_THREAD, &usage);
-  return usage.ru_nvcsw;
-}
-
-/// The first two CPUs this thread may use, or an empty set when there are fewer.
-cpu_set_t first_two_cpus() {
-  cpu_set_t allowed;
-  CPU_ZERO(&allowed);
-  cpu_set_t two;
-  CPU_ZERO(&two);
-  if (pthread_getaffinity_np(pthread_self(), sizeof(allowed), &allowed) != 0) return two;
-  for (int cpu = 0, taken = 0; cpu < CPU_SETSIZE && taken < 2; ++cpu) {
-    if (CPU_ISSET(cpu, &allowed)) {
-      CPU_SET(cpu, &two);
-      ++taken;
-    }
-  }
-  return CPU_COUNT(&two) == 2 ? two : cpu_set_t{};
-}
-
-/// The `index`-th CPU (0 or 1) of `two`.
-int nth_cpu(const cpu_set_t& two, int index) {
-  for (int cpu = 0; cpu < CPU_SETSIZE; ++cpu) {
-    if (CPU_ISSET(cpu, &two) && index-- == 0) return cpu;
-  }
-  return -1;
-}
-
-void bind_this_thread_to(int cpu) {
-  cpu_set_t one;
-  CPU_ZERO(&one);
-  CPU_SET(cpu, &one);
-  ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof(one), &one), 0);
-}
-
-void busy_wait(std::chrono::microseconds how_long) {
-  const auto until = Clock::now() + how_long;
-  while (Clock::now() < until) {
-  }
-}
 
 TransportSpec checking_tcp() {
   TransportSpec spec{TransportKind::tcp};
@@ -74,8 +26,7 @@ TransportSpec checking_tcp() {
 }
 
 TEST(TcpWait, APeer25MicrosecondsLateIsNotWaitedForAsleep) {
-  const cpu_set_t two = first_two_cpus();
-  if (CPU_COUNT(&two) < 2) GTEST_SKIP() << "needs a CPU per rank (with fewer, ranks sleep)";
+  if (cpus_we_may_use() < 2) GTEST_SKIP() << "needs a CPU per rank (with fewer, ranks sleep)";
   constexpr int kExchanges = 400;
   // Bound to a CPU each, as mpirun binds, with the default options: bound ranks check whatever
   // the load. Rank 1 sends each 64 KiB message 25 us after rank 0 started waiting for it; a
@@ -83,7 +34,7 @@ TEST(TcpWait, APeer25MicrosecondsLateIsNotWaitedForAsleep) {
   // rank woken late is late with its next message.
   std::atomic<long> slept{0};
   run_ranks(2, [&](Rank& rank) {
-    bind_this_thread_to(nth_cpu(two, rank.rank()));
+    bind_this_thread_to(rank.rank());
     auto transport = rank.connect({TransportKind::tcp});
     std::vector<float> out(16384, 1.0f);
     std::vector<float> in(out.size());
