@@ -15,6 +15,7 @@
 #include <gtest/gtest.h>
 
 #include "expect_error.hpp"
+#include "one_host_world.hpp"
 #include "rendezvous/memory_store.hpp"
 #include "ringfuse/context.hpp"
 #include "ringfuse/error.hpp"
@@ -23,17 +24,6 @@ namespace ringfuse {
 namespace {
 
 using namespace std::chrono_literals;
-
-WorldSpec world_of(int rank, int size, const std::string& job) {
-  WorldSpec world;
-  world.rank = rank;
-  world.size = size;
-  world.local_rank = rank;
-  world.local_size = size;
-  world.job_id = job;
-  world.job_secret = "secret";
-  return world;
-}
 
 /// Runs body(context) on `size` ranks, each on its own thread; returns what each returned.
 std::vector<std::string> on_ranks(int size, const std::string& job,
@@ -45,7 +35,7 @@ std::vector<std::string> on_ranks(int size, const std::string& job,
   std::vector<std::future<std::string>> ranks;
   for (int rank = 0; rank < size; ++rank) {
     ranks.push_back(std::async(std::launch::async, [=] {
-      auto context = init(world_of(rank, size, job), options, store);
+      auto context = init(one_host_world(rank, size, job), options, store);
       return body(*context);
     }));
   }
@@ -120,10 +110,10 @@ TEST(CollectiveAgreement, APeerThatNeverCallsTimesOutNamingTheCollective) {
   options.op_timeout = 1s;
   std::promise<void> checked;
   auto peer = std::async(std::launch::async, [&] {
-    auto context = init(world_of(1, 2, "agree-timeout"), options, store);
+    auto context = init(one_host_world(1, 2, "agree-timeout"), options, store);
     checked.get_future().wait();  // never calls the check
   });
-  auto context = init(world_of(0, 2, "agree-timeout"), options, store);
+  auto context = init(one_host_world(0, 2, "agree-timeout"), options, store);
   const auto message = test_support::expect_error(ErrorKind::timeout, [&] {
     agree_on_collective(*context, {"barrier", "barrier"}, "test group");
   });

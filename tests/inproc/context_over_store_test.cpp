@@ -11,6 +11,7 @@
 #include <gtest/gtest.h>
 
 #include "expect_error.hpp"
+#include "one_host_world.hpp"
 #include "rendezvous/memory_store.hpp"
 #include "ringfuse/context.hpp"
 #include "ringfuse/error.hpp"
@@ -21,15 +22,9 @@ namespace {
 using namespace std::chrono_literals;
 
 WorldSpec world_of(int rank, int size) {
-  WorldSpec world;
-  world.rank = rank;
-  world.size = size;
-  world.local_rank = rank;
-  world.local_size = size;
+  WorldSpec world = one_host_world(rank, size, "over-store");
   world.store_host = "192.0.2.1";  // TEST-NET-1: unreachable, so using it would time out
   world.store_port = 9;
-  world.job_id = "over-store";
-  world.job_secret = "secret";
   return world;
 }
 

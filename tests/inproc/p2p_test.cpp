@@ -16,6 +16,7 @@
 #include <gtest/gtest.h>
 
 #include "expect_error.hpp"
+#include "one_host_world.hpp"
 #include "p2p/messenger.hpp"
 #include "rendezvous/memory_store.hpp"
 #include "ringfuse/context.hpp"
@@ -44,14 +45,7 @@ void run_world(int size, TransportKind transport, const std::function<void(Conte
   std::vector<std::future<void>> ranks;
   for (int rank = 0; rank < size; ++rank) {
     ranks.push_back(std::async(std::launch::async, [=, &body] {
-      WorldSpec world;
-      world.rank = rank;
-      world.size = size;
-      world.local_rank = rank;
-      world.local_size = size;
-      world.job_id = job;
-      world.job_secret = "secret";
-      auto context = init(world, options, store);
+      auto context = init(one_host_world(rank, size, job), options, store);
       body(*context);
       context->barrier();  // no Context goes while a peer still talks to it
     }));
@@ -488,14 +482,7 @@ TEST(PointToPointStore, FirstSendsNeedNoStoreLookups) {
     std::vector<std::future<void>> ranks;
     for (int rank = 0; rank < kSize; ++rank) {
       ranks.push_back(std::async(std::launch::async, [&, rank] {
-        WorldSpec world;
-        world.rank = rank;
-        world.size = kSize;
-        world.local_rank = rank;
-        world.local_size = kSize;
-        world.job_id = job;
-        world.job_secret = "secret";
-        contexts[rank] = init(world, options, store);
+        contexts[rank] = init(one_host_world(rank, kSize, job), options, store);
         contexts[rank]->engine();  // its messenger is built now
         contexts[rank]->barrier();
       }));

@@ -14,6 +14,7 @@
 #include <gtest/gtest.h>
 
 #include "expect_error.hpp"
+#include "one_host_world.hpp"
 #include "rendezvous/memory_store.hpp"
 #include "ringfuse/context.hpp"
 #include "ringfuse/error.hpp"
@@ -27,16 +28,12 @@ using test_support::contains;
 /// Fake hosts: `per_host` ranks on each (numbered host by host), as RINGFUSE_LOCAL_* and
 /// RINGFUSE_CROSS_* describe them; 0: one host.
 WorldSpec world_of(int rank, int size, int per_host, const std::string& job) {
-  WorldSpec world;
-  world.rank = rank;
-  world.size = size;
+  WorldSpec world = one_host_world(rank, size, job);
   const int local = per_host > 0 ? per_host : size;
   world.local_rank = rank % local;
   world.local_size = local;
   world.cross_rank = rank / local;
   world.cross_size = size / local;
-  world.job_id = job;
-  world.job_secret = "secret";
   return world;
 }
 
