@@ -25,14 +25,7 @@ namespace {
 std::uint16_t free_dns_port() {
   for (int attempt = 0;; ++attempt) {
     const std::uint16_t port = free_port(SOCK_DGRAM);
-    const int fd = ::socket(AF_INET, SOCK_STREAM, 0);
-    sockaddr_in addr{};
-    addr.sin_family = AF_INET;
-    addr.sin_port = htons(port);
-    addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-    const bool tcp_free = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-    ::close(fd);
-    if (tcp_free || attempt >= 20) return port;
+    if (port_binds(SOCK_STREAM, port) || attempt >= 20) return port;
   }
 }
 

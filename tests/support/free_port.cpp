@@ -18,18 +18,6 @@ int ephemeral_low() {
   return range >> low ? low : 32768;
 }
 
-bool binds(int type, int port) {
-  const int fd = ::socket(AF_INET, type, 0);
-  if (fd < 0) return false;
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_port = htons(static_cast<std::uint16_t>(port));
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
-  ::close(fd);
-  return bound;
-}
-
 int ephemeral_port(int type) {
   const int fd = ::socket(AF_INET, type, 0);
   sockaddr_in addr{};
@@ -44,6 +32,18 @@ int ephemeral_port(int type) {
 
 }  // namespace
 
+bool port_binds(int type, int port) {
+  const int fd = ::socket(AF_INET, type, 0);
+  if (fd < 0) return false;
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_port = htons(static_cast<std::uint16_t>(port));
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  const bool bound = ::bind(fd, reinterpret_cast<sockaddr*>(&addr), sizeof addr) == 0;
+  ::close(fd);
+  return bound;
+}
+
 std::uint16_t free_port(int type, int span) {
   constexpr int kLowest = 10000;  // clear of the well-known and registered services tests meet
   const int high = ephemeral_low() - span;
@@ -53,7 +53,7 @@ std::uint16_t free_port(int type, int span) {
     for (int attempt = 0; attempt < 200; ++attempt) {
       const int port = port_below(pick);
       bool all_free = true;
-      for (int i = 0; i < span && all_free; ++i) all_free = binds(type, port + i);
+      for (int i = 0; i < span && all_free; ++i) all_free = port_binds(type, port + i);
       if (all_free) return static_cast<std::uint16_t>(port);
     }
   }

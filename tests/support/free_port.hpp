@@ -13,4 +13,7 @@ namespace ringfuse::testing {
 /// test choosing the same port at random can take it.
 std::uint16_t free_port(int type, int span = 1);
 
+/// Whether a socket of `type` can bind 127.0.0.1:`port` now.
+bool port_binds(int type, int port);
+
 }  // namespace ringfuse::testing

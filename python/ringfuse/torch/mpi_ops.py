@@ -525,9 +525,7 @@ def allreduce_async_(tensor, average=None, name=None, op=None, prescale_factor=1
             tensor.dtype in _PLAIN_REDUCIBLE):
         # What DistributedOptimizer's hooks call once per gradient per step, with nothing to
         # resolve: straight to the engine (issue 20: Python's cost per enqueued tensor).
-        session = _session
-        if session is None:
-            raise ValueError("Horovod has not been initialized; use hvd.init().")
+        session = _require_session()
         handle = next(_next_handle)
         try:
             _allreduce_average(session, handle, name, tensor, prescale_factor, postscale_factor)
