@@ -1,13 +1,17 @@
 // Several TCP connections per peer (RINGFUSE_SOCKETS_PER_PEER): every collective over 1, 2 and 4
-// connections, on messages large enough to be striped (512 KiB and more) whose sizes do not
-// divide by the connection count, the world size or the 4 KiB stripe alignment, so stripes of
-// unequal length, elements at stripe boundaries and uneven ring blocks all occur.
+// connections, on messages large enough to be cut into pieces (512 KiB and more) whose sizes
+// do not divide by the connection count, the world size or the 256 KiB piece, so short last
+// pieces, pieces arriving out of order and uneven ring blocks all occur.
 #include <gtest/gtest.h>
 
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
+#include <sys/socket.h>
+
 #include <algorithm>
+#include <array>
+#include <cstdint>
 #include <vector>
 
 #include "algo/partition.hpp"
@@ -17,7 +21,7 @@
 namespace ringfuse::inproc {
 namespace {
 
-// Below, at and around the smallest striped message (two 256 KiB stripes), and well above it.
+// Below, at and around the smallest message cut into pieces (two of 256 KiB), and well above it.
 const std::vector<std::size_t> kMessageBytes{1,       (std::size_t{512} << 10) - 1,
                                              std::size_t{512} << 10, (std::size_t{512} << 10) + 1,
                                              (std::size_t{1} << 20) + 13, 3 * (std::size_t{1} << 20) + 4097};
@@ -32,28 +36,35 @@ std::vector<WorldParam> striped_worlds() {
 
 class MultiStream : public ::testing::TestWithParam<WorldParam> {};
 
-TEST(StripeLayout, CoversTheMessageInAlignedStripes) {
+TEST(PieceLayout, FramesOnlyLargeMessagesWithSeveralConnections) {
   for (int streams : {1, 2, 3, 4, 16}) {
     for (std::size_t bytes : kMessageBytes) {
-      const transport::StripeLayout layout(bytes, streams);
-      ASSERT_GE(layout.count, 1u);
-      ASSERT_LE(layout.count, static_cast<std::size_t>(streams));
-      EXPECT_EQ(layout.begin(0), 0u);
-      EXPECT_EQ(layout.end(layout.count - 1), bytes) << bytes << " over " << streams;
-      for (std::size_t i = 0; i + 1 < layout.count; ++i) {
-        EXPECT_EQ(layout.end(i), layout.begin(i + 1));
-        EXPECT_EQ(layout.end(i) % 4096, 0u) << "stripe " << i << " of " << bytes;
-        EXPECT_LT(layout.begin(i + 1), bytes) << "empty stripe " << i + 1 << " of " << bytes;
+      const transport::PieceLayout layout(bytes, streams);
+      EXPECT_EQ(layout.framed, streams > 1 && bytes >= (std::size_t{512} << 10)) << bytes;
+      ASSERT_GE(layout.lanes, 1u);
+      ASSERT_LE(layout.lanes, static_cast<std::size_t>(streams));
+      if (!layout.framed) {
+        EXPECT_EQ(layout.lanes, 1u) << bytes << " over " << streams;
       }
-      if (bytes < (std::size_t{512} << 10)) {
-        EXPECT_EQ(layout.count, 1u) << bytes;
+      std::size_t covered = 0;
+      for (std::size_t i = 0; i < layout.pieces; ++i) {
+        EXPECT_EQ(layout.begin(i), covered) << "piece " << i << " of " << bytes;
+        EXPECT_EQ(layout.begin(i) % 4096, 0u) << "piece " << i << " of " << bytes;
+        EXPECT_GT(layout.length(i), 0u) << "empty piece " << i << " of " << bytes;
+        covered += layout.length(i);
       }
+      EXPECT_EQ(covered, bytes) << bytes << " over " << streams;
     }
+  }
+  std::array<std::byte, transport::kPieceHeaderBytes> header{};
+  for (std::uint64_t offset : {std::uint64_t{0}, std::uint64_t{3} << 18, transport::kEndOfPieces}) {
+    transport::encode_piece_header(offset, header.data());
+    EXPECT_EQ(transport::decode_piece_header(header.data()), offset);
   }
 }
 
 // Ring-shaped send_recv: the bytes arrive intact, and the progress callback reports a growing
-// prefix that ends at the whole message, however the stripes finish.
+// prefix that ends at the whole message, however the pieces arrive.
 TEST_P(MultiStream, SendRecvDeliversEveryByteAndReportsAPrefix) {
   run_in_world(GetParam(), [&](Rank& rank, transport::Transport& transport, algo::Workspace&) {
     const int n = rank.size();
@@ -79,7 +90,7 @@ TEST_P(MultiStream, SendRecvDeliversEveryByteAndReportsAPrefix) {
 
 TEST_P(MultiStream, EveryAllreduceAlgorithmMatchesTheReference) {
   const int n = GetParam().size;
-  // f64 puts 8-byte elements across stripe boundaries; i8 and bf16 make the byte counts odd.
+  // f64 and i8 and bf16 make the last piece of many messages short, and the byte counts odd.
   const AllreduceCases cases{{DataType::f32, DataType::f64, DataType::bf16, DataType::i8},
                              {ReduceOp::sum, ReduceOp::max},
                              {13, static_cast<std::size_t>(n) * 200'003 + 1, 1'000'003},
@@ -200,6 +211,83 @@ TEST_P(MultiStream, BroadcastAllgatherAndAlltoallDeliverEveryBlock) {
     algo::barrier(transport);
   });
 }
+
+// One slow connection must not hold back every step (issue 17): rank 0's third connection to
+// its right-hand neighbour gets a tiny send buffer, so each system call moves a few KiB on it
+// and a whole piece on the others. Pieces go to whichever connection has room, so that
+// connection carries fewer bytes than each of the others (fixed stripes gave every connection
+// the same share), while every algorithm's sums stay exact on odd sizes and send_recv reports
+// only a prefix that has fully arrived.
+class MultiStreamSlowConnection : public ::testing::TestWithParam<WorldParam> {};
+
+TEST_P(MultiStreamSlowConnection, CarriesFewerBytesAndTheSumsStayExact) {
+  constexpr int kSlow = 2;
+  run_in_world(GetParam(), [&](Rank& rank, transport::Transport& transport,
+                               algo::Workspace& workspace) {
+    auto& mesh = dynamic_cast<transport::TcpMesh&>(transport);
+    const int n = rank.size();
+    const int me = rank.rank();
+    const int right = algo::wrap(me + 1, n);
+    const int left = algo::wrap(me - 1, n);
+    if (me == 0) {
+      const int tiny = 4096;
+      const int fd = mesh.connection_fd(right, kSlow);
+      ASSERT_GE(fd, 0);
+      ASSERT_EQ(::setsockopt(fd, SOL_SOCKET, SO_SNDBUF, &tiny, sizeof(tiny)), 0);
+    }
+    const AllreduceCases cases{{DataType::f32, DataType::f64, DataType::bf16, DataType::i8},
+                               {ReduceOp::sum},
+                               {static_cast<std::size_t>(n) * 200'003 + 1, 3'000'017},
+                               /*seed=*/5};
+    for (Algorithm algorithm : {Algorithm::ring, Algorithm::tree, Algorithm::rhd}) {
+      check_allreduce(rank, cases, [&](const algo::ReduceBuffer& buffer) {
+        algo::allreduce(algorithm, transport, workspace, buffer);
+      });
+    }
+    // Ring-shaped send_recv of an odd size: every byte in place, and progress reports that
+    // grow to the whole message and never run past what has arrived.
+    const std::size_t bytes = (std::size_t{8} << 20) + 4099;
+    std::vector<std::byte> out(bytes);
+    std::vector<std::byte> in(bytes, std::byte{0});
+    for (std::size_t i = 0; i < bytes; ++i) out[i] = pattern(me, bytes, i);
+    std::vector<std::size_t> reports;
+    std::size_t premature = bytes;  // the first byte a report claimed before it had arrived
+    transport.send_recv(right, out.data(), bytes, left, in.data(), bytes, [&](std::size_t arrived) {
+      reports.push_back(arrived);
+      for (std::size_t i = 0; i < arrived && premature == bytes; ++i) {
+        if (in[i] != pattern(left, bytes, i)) premature = i;
+      }
+    });
+    const auto difference = first_byte_difference(
+        in.data(), bytes, [&](std::size_t i) { return pattern(left, bytes, i); });
+    rank.expect(!difference, fmt::format("send_recv of {} bytes: {}", bytes,
+                                         difference.value_or("")));
+    rank.expect(premature == bytes,
+                fmt::format("send_recv reported byte {} as arrived before it had", premature));
+    rank.expect(!reports.empty() && reports.back() == bytes &&
+                    std::is_sorted(reports.begin(), reports.end()),
+                fmt::format("progress reports {} do not grow to the whole message",
+                            fmt::join(reports, ",")));
+    if (me != 0) return;
+    std::vector<std::uint64_t> carried;
+    for (int stream = 0; stream < GetParam().streams; ++stream) {
+      carried.push_back(mesh.bytes_sent(right, stream));
+    }
+    std::uint64_t fewest_of_the_others = ~std::uint64_t{0};
+    for (int stream = 0; stream < GetParam().streams; ++stream) {
+      if (stream != kSlow) fewest_of_the_others = std::min(fewest_of_the_others, carried[stream]);
+    }
+    rank.expect(carried[kSlow] < fewest_of_the_others,
+                fmt::format("bytes sent to rank {} by connection: {}; connection {} (slowed) "
+                            "carried no fewer than each of the others",
+                            right, fmt::join(carried, ", "), kSlow + 1));
+  });
+}
+
+INSTANTIATE_TEST_SUITE_P(InProcess, MultiStreamSlowConnection,
+                         ::testing::Values(WorldParam{2, TransportKind::tcp, 4},
+                                           WorldParam{3, TransportKind::tcp, 4}),
+                         world_name);
 
 INSTANTIATE_TEST_SUITE_P(InProcess, MultiStream, ::testing::ValuesIn(striped_worlds()),
                          world_name);

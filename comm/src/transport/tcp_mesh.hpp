@@ -4,12 +4,13 @@
 //
 // Each pair of ranks may be joined by several connections (RINGFUSE_SOCKETS_PER_PEER), because
 // cloud networks cap every TCP flow far below the link (EC2: 5-10 Gbit/s a flow on 100+ Gbit/s
-// instances), as NCCL's socket transport does: a large message is cut into contiguous stripes,
-// one per connection, all progressed by one poll loop; a small one goes whole on the first
-// connection, so latency does not change.
+// instances), as NCCL's socket transport does: a large message is cut into 256 KiB pieces,
+// each handed with its offset to whichever connection has room (tcp_pieces.hpp), all progressed
+// by one poll loop; a small one goes whole on the first connection, so latency does not change.
 #pragma once
 
 #include <algorithm>
+#include <array>
 #include <chrono>
 #include <cstdint>
 #include <memory>
@@ -22,26 +23,10 @@
 #include "transport/global_ranks.hpp"
 #include "transport/socket.hpp"
 #include "transport/tcp_peer_wait.hpp"
+#include "transport/tcp_pieces.hpp"
 #include "transport/transport.hpp"
 
 namespace ringfuse::transport {
-
-inline constexpr int kMaxStreamsPerPeer = 16;
-
-/// How a message of `bytes` is cut across the connections to one peer: `count` contiguous
-/// stripes of `stride` bytes (the last one shorter), stripe i on connection i. Both ends derive
-/// it from the byte count alone, which the two sides of every exchange agree on. Stripes start
-/// at multiples of 4 KiB, so every element of every type lies whole in one stripe; messages
-/// under two minimum stripes (256 KiB each) stay whole on connection 0.
-struct StripeLayout {
-  StripeLayout(std::size_t bytes, int streams);
-  std::size_t begin(std::size_t stripe) const { return std::min(stripe * stride, bytes); }
-  std::size_t end(std::size_t stripe) const { return std::min((stripe + 1) * stride, bytes); }
-
-  std::size_t bytes;
-  std::size_t count;
-  std::size_t stride;
-};
 
 struct MeshOptions {
   std::string advertise_host = "127.0.0.1";         // address peers connect to
@@ -104,7 +89,7 @@ class TcpMesh final : public Transport {
   /// Interleaves both halves on the one connection to `peer` (tcp_return_schedule.hpp):
   /// each piece of `keep` goes back as soon as it is reduced and finished, from cache, and
   /// the peer's finished pieces land straight in `give`. With several connections per peer it
-  /// runs the halves one after the other, striped, as the base class does.
+  /// runs the halves one after the other, in pieces, as the base class does.
   void reduce_and_return(int peer, std::byte* give, std::size_t give_count, std::byte* keep,
                          std::size_t keep_count, DataType type, ReduceOp op,
                          const Staging& staging, const Finish& finish) override;
@@ -113,15 +98,22 @@ class TcpMesh final : public Transport {
   bool wait_readable(int peer, std::chrono::microseconds timeout) override;
   void set_operation(std::string label) override { operation_ = std::move(label); }
 
+  /// Debug statistics and tests: bytes sent to `peer` on its connection `stream` (0-based)
+  /// since the mesh was made, headers included.
+  std::uint64_t bytes_sent(int peer, int stream) const;
+  /// For tests that slow one connection down (a tiny SO_SNDBUF): the descriptor of connection
+  /// `stream` to `peer`, -1 when there is none.
+  int connection_fd(int peer, int stream) const;
+
  private:
   /// Records the failure for every rank (first one wins), closes every connection so that
   /// neighbours notice at once, and throws the error this rank reports.
   [[noreturn]] void fail(int peer, std::string what, bool peer_closed);
   /// The one loop behind both entry points: sends `send_bytes` while receiving `recv_bytes`,
-  /// each cut into stripes (StripeLayout) over the peer's connections.
-  /// `place(stripe, at)` is where stripe `stripe`'s next bytes go, `at` bytes into the message
-  /// (and how many may go there); `landed(stripe, bytes)` is told after each receive of
-  /// `bytes` into that place. A nonzero `window` keeps the bytes sent at most that far ahead
+  /// each cut into pieces over the peer's connections (PieceLayout) when large enough.
+  /// `place(lane, at)` is where the bytes connection `lane` receives next go, `at` bytes into
+  /// the message (and how many may go there: never past the piece); `landed(lane, at, bytes)`
+  /// is told after each receive of `bytes` into that place. A nonzero `window` keeps the bytes sent at most that far ahead
   /// of the bytes received until all have been received: only for steps in which the
   /// receive's sender is itself in such a step (every rank of a ring or a pair exchanging at
   /// once), or a sender waiting on this rank's bytes would never send the rest.
@@ -142,6 +134,8 @@ class TcpMesh final : public Transport {
   /// Connection `stream` to `peer` is links_[stream][peer], from one connect_full_mesh()
   /// each; empty after a failure (every connection closed).
   std::vector<std::vector<Socket>> links_;
+  /// By peer rank, then connection: bytes sent (bytes_sent()).
+  std::vector<std::array<std::uint64_t, kMaxStreamsPerPeer>> sent_by_connection_;
   /// " (connection S of K)" in errors about connection S, when there are several.
   std::string connection_label(std::size_t stream) const;
   // By peer rank: the address of a peer whose connection ends at another address than ours

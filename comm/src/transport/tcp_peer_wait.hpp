@@ -10,6 +10,12 @@
 // the CPU to another program for a whole time slice; sleeping at once was faster there
 // (perf/RESULTS.md, issue 17, sixth session). Ranks bound to a CPU each are the exception:
 // there the checks paid at every size under the same load.
+// Unbound ranks that wake each other over loopback end up on one CPU, as shared memory's do
+// (shm_placement.hpp), and then each waits for the other's turn on it: in 100 % of the
+// all-reduces measured unbound (seventh session). So a checking rank whose yields handed its
+// CPU to another task, after which the peer's bytes were there, moves itself to another CPU
+// its mask allows, as shared memory's ranks do; only while it checks, so never on a host
+// whose ranks outnumber its CPUs or whose tasks wait for one.
 #pragma once
 
 #include <poll.h>
@@ -50,11 +56,21 @@ class PeerWait {
   /// `local` says whether the peer waited for runs on this host.
   int wait(std::span<pollfd> fds, bool local, Clock::time_point deadline);
 
+  /// How rarely an unbound rank moves off a CPU it seems to share with its peer.
+  static constexpr std::chrono::milliseconds kMoveEvery{10};
+
   /// Waits in which this rank checked before sleeping, and those that ended without a sleep.
   std::uint64_t checked() const { return checked_; }
   std::uint64_t caught() const { return caught_; }
+  /// Times this rank moved itself off a CPU that its peer seemed to share.
+  std::uint64_t moved() const { return moved_; }
 
  private:
+  /// Called when a wait ended after this rank's yields let another task run on its CPU
+  /// (`handovers_before`: its count of such hand-overs when the wait began): moves the rank
+  /// to another CPU its affinity mask allows, keeping the mask, unless it moved recently.
+  void move_off_a_shared_cpu(long handovers_before);
+
   /// cpus_to_spare(), read again once kLoadFor has passed.
   bool spare();
 
@@ -65,6 +81,8 @@ class PeerWait {
   Clock::time_point next_look_{};
   std::uint64_t checked_ = 0;
   std::uint64_t caught_ = 0;
+  std::uint64_t moved_ = 0;
+  Clock::time_point next_move_{};
 };
 
 }  // namespace ringfuse::transport

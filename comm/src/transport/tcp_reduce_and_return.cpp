@@ -38,7 +38,7 @@ void TcpMesh::reduce_and_return(int peer, std::byte* give, std::size_t give_coun
                                 std::size_t keep_count, DataType type, ReduceOp op,
                                 const Staging& staging, const Finish& finish) {
   if (options_.streams > 1 || peer == kNoPeer) {
-    // Stripes are cut by message size alone; the interleaved stream needs one connection.
+    // Pieces go to whichever connection has room; the interleaved stream needs one connection.
     Transport::reduce_and_return(peer, give, give_count, keep, keep_count, type, op, staging,
                                  finish);
     return;
