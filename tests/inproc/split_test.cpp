@@ -1,18 +1,26 @@
 // Context::split / subgroup and process sets, with ranks as threads: every rank builds a real
 // Context (init() over one in-memory store), the children build their own transports, and
 // every collective on a child is checked against a reference computed from global ranks.
+#include <unistd.h>
+
 #include <algorithm>
 #include <atomic>
+#include <cstdio>
+#include <fstream>
 #include <functional>
 #include <future>
+#include <map>
 #include <memory>
 #include <numeric>
+#include <sstream>
 #include <string>
 #include <vector>
 
 #include <fmt/format.h>
 #include <gtest/gtest.h>
+#include <nlohmann/json.hpp>
 
+#include "engine/timeline.hpp"
 #include "expect_error.hpp"
 #include "one_host_world.hpp"
 #include "rendezvous/memory_store.hpp"
@@ -495,6 +503,160 @@ TEST(ProcessSets, StallInsideASetNamesTheSetAndTheMissingGlobalRank) {
     // Rank 3 submits nothing; every rank leaves together once rank 1 has its error.
     world.barrier();
   });
+}
+
+// ---------------------------------------------------------------------------------------------
+// The timeline covers process sets: one file per rank, shared by the world's engine and every
+// set's, each set on a Chrome-trace process row ("pid") of its own.
+
+/// One rank's timeline file, parsed: the events, and the name of each process row.
+struct ParsedTimeline {
+  nlohmann::json events;
+  std::map<int, std::string> process_names;  // pid -> process_name metadata
+
+  /// The pids of the complete events called `name` on row `tid`.
+  std::vector<int> pids_of(const std::string& name, int tid) const {
+    std::vector<int> pids;
+    for (const auto& event : events) {
+      if (event.value("ph", "") == "X" && event.value("name", "") == name &&
+          event.value("tid", -1) == tid) {
+        pids.push_back(event.at("pid").get<int>());
+      }
+    }
+    return pids;
+  }
+  /// Whether row `tid` of `pid` is named (thread_name metadata).
+  bool row_named(int pid, int tid) const {
+    for (const auto& event : events) {
+      if (event.value("name", "") == "thread_name" && event.value("pid", -1) == pid &&
+          event.value("tid", -1) == tid) {
+        return true;
+      }
+    }
+    return false;
+  }
+};
+
+/// Reads and parses `file` (a failure of the test when it is no valid JSON array).
+ParsedTimeline parse_timeline(const std::string& file) {
+  std::ifstream in(file);
+  std::stringstream text;
+  text << in.rdbuf();
+  ParsedTimeline parsed;
+  try {
+    parsed.events = nlohmann::json::parse(text.str());
+  } catch (const std::exception& e) {
+    ADD_FAILURE() << file << " is not valid JSON (" << e.what() << "):\n" << text.str();
+    return parsed;
+  }
+  EXPECT_TRUE(parsed.events.is_array()) << file;
+  for (const auto& event : parsed.events) {
+    if (event.value("name", "") == "process_name") {
+      parsed.process_names[event.at("pid").get<int>()] = event.at("args").value("name", "");
+    }
+  }
+  return parsed;
+}
+
+/// On `rank`'s timeline: the one all-reduce `tensor` of process set `set` (global ranks
+/// `ranks`) queued (row 2) on a row of its own, named after the set, which also holds the
+/// collective (row 4) and names all four rows. Returns that row's pid (-1 when missing).
+int expect_set_row(const ParsedTimeline& timeline, int rank, const std::string& tensor,
+                   int set, const std::string& ranks) {
+  const auto queued = timeline.pids_of("QUEUE " + tensor, 2);
+  EXPECT_EQ(queued.size(), 1u) << "rank " << rank << ": QUEUE " << tensor << "\n"
+                               << timeline.events.dump(1);
+  if (queued.size() != 1) return -1;
+  const int pid = queued.front();
+  EXPECT_NE(pid, rank) << "rank " << rank << ": " << tensor << " is on the global set's row";
+  const auto name = timeline.process_names.find(pid);
+  EXPECT_NE(name, timeline.process_names.end()) << "rank " << rank << ": pid " << pid;
+  if (name != timeline.process_names.end()) {
+    EXPECT_TRUE(contains(name->second, fmt::format("process set {} ", set))) << name->second;
+    EXPECT_TRUE(contains(name->second, fmt::format("global ranks {}", ranks))) << name->second;
+  }
+  bool collective = false;
+  for (const auto& event : timeline.events) {
+    collective |= event.value("ph", "") == "X" && event.value("pid", -1) == pid &&
+                  event.value("tid", -1) == 4 &&
+                  event.value("name", "").rfind("ALLREDUCE ", 0) == 0;
+  }
+  EXPECT_TRUE(collective) << "rank " << rank << ": no ALLREDUCE on pid " << pid;
+  for (int tid = 1; tid <= 4; ++tid) {
+    EXPECT_TRUE(timeline.row_named(pid, tid)) << "rank " << rank << ": pid " << pid << " tid "
+                                              << tid;
+  }
+  return pid;
+}
+
+/// An all-reduce of a few floats called `name` on `engine`, waited for.
+void allreduce_once(Engine& engine, const std::string& name) {
+  std::vector<float> data(16, 1.0f);
+  engine.allreduce(name, view_of(data)).wait(30s);
+}
+
+// Engine::start_timeline on the world's engine covers the sets registered before it and
+// after it, a set removed and added again included (on a row of its own); stop_timeline on
+// it closes one document that holds them all.
+TEST(ProcessSets, TimelineStartedOnTheWorldEngineCoversEverySetOfTheRank) {
+  const std::string path =
+      fmt::format("{}/sets_timeline_{}.json", ::testing::TempDir(), ::getpid());
+  run_world(3, 0, test_options(), [&](Context& world) {
+    const int rank = world.rank();
+    const std::string file = engine::Timeline::path_for_rank(path, rank);
+    std::remove(file.c_str());
+    const int early = world.add_process_set(std::vector<int>{0, 2});
+    world.engine().start_timeline(path);
+    const int later = world.add_process_set(std::vector<int>{1, 2});
+    allreduce_once(world.engine(), "world.t");
+    if (rank != 1) allreduce_once(world.engine(early), "early.t");
+    if (rank != 0) allreduce_once(world.engine(later), "later.t");
+    world.remove_process_set(early);
+    const int again = world.add_process_set(std::vector<int>{0, 2});
+    if (rank != 1) allreduce_once(world.engine(again), "again.t");
+    world.engine().stop_timeline();
+
+    const auto timeline = parse_timeline(file);
+    EXPECT_EQ(timeline.pids_of("QUEUE world.t", 2), std::vector<int>{rank});
+    EXPECT_FALSE(timeline.process_names.count(rank)) << "the global set's row is as it was";
+    std::vector<int> set_rows;
+    if (rank != 1) set_rows.push_back(expect_set_row(timeline, rank, "early.t", early, "0,2"));
+    if (rank != 0) set_rows.push_back(expect_set_row(timeline, rank, "later.t", later, "1,2"));
+    if (rank != 1) set_rows.push_back(expect_set_row(timeline, rank, "again.t", again, "0,2"));
+    std::sort(set_rows.begin(), set_rows.end());
+    EXPECT_EQ(std::adjacent_find(set_rows.begin(), set_rows.end()), set_rows.end())
+        << "rank " << rank << ": two sets share a row";
+    if (rank == 1) {
+      EXPECT_TRUE(timeline.pids_of("QUEUE early.t", 2).empty());
+    }
+    if (rank == 0) {
+      EXPECT_TRUE(timeline.pids_of("QUEUE later.t", 2).empty());
+    }
+    world.remove_process_set(later);
+    world.remove_process_set(again);
+  });
+}
+
+// RINGFUSE_TIMELINE (EngineConfig::timeline_path) covers a set whose engine started before the
+// world's; the file is one complete document once the Context is gone.
+TEST(ProcessSets, ConfiguredTimelineCoversASetStartedBeforeTheWorldEngine) {
+  const std::string path =
+      fmt::format("{}/configured_sets_timeline_{}.json", ::testing::TempDir(), ::getpid());
+  for (int rank = 0; rank < 2; ++rank) {
+    std::remove(engine::Timeline::path_for_rank(path, rank).c_str());
+  }
+  Options options = test_options();
+  options.engine.timeline_path = path;
+  run_world(2, 0, options, [](Context& world) {
+    const int set = world.add_process_set(std::vector<int>{1, 0});
+    allreduce_once(world.engine(set), "set.t");
+    allreduce_once(world.engine(), "world.t");
+  });
+  for (int rank = 0; rank < 2; ++rank) {
+    const auto timeline = parse_timeline(engine::Timeline::path_for_rank(path, rank));
+    expect_set_row(timeline, rank, "set.t", 1, "1,0");
+    EXPECT_EQ(timeline.pids_of("QUEUE world.t", 2), std::vector<int>{rank});
+  }
 }
 
 }  // namespace

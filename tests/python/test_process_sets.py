@@ -4,6 +4,8 @@ init(process_sets=...), and process_set= on the collectives, against references 
 Every rank runs every test (members or not): registering and removing a set is collective over
 the world, as in Horovod."""
 
+import json
+
 import pytest
 import torch
 
@@ -277,3 +279,41 @@ def test_static_process_sets_at_init():
     assert static.process_set_id is None  # a session's sets end with it
     hvd.init(process_sets="dynamic")
     assert hvd.global_process_set.ranks == list(range(size))
+
+
+def test_timeline_holds_the_sets_collectives(tmp_path, cleanup):
+    """start_timeline covers the process sets, as Horovod's timeline does: one file per rank,
+    where a set's collectives have a process row ("pid") of their own, named after the set and
+    its global ranks, and the global set's stay on pid = rank."""
+    rank = hvd.rank()
+    members = [0, hvd.size() - 1]  # at N = 3 rank 1 is outside it
+    process_set = hvd.add_process_set(members)
+    cleanup.append(process_set)
+    hvd.start_timeline(str(tmp_path / "timeline.json"))
+    if process_set.included():
+        hvd.allreduce(torch.ones(4), op=hvd.Sum, name="timeline.in_set", process_set=process_set)
+    hvd.allreduce(torch.ones(4), op=hvd.Sum, name="timeline.global")
+    hvd.stop_timeline()
+
+    events = json.loads((tmp_path / ("timeline.%d.json" % rank)).read_text())
+    process_names = {event["pid"]: event["args"]["name"] for event in events
+                     if event.get("name") == "process_name"}
+
+    def pids(name, tid):
+        return [event["pid"] for event in events
+                if event.get("ph") == "X" and event.get("name") == name and event["tid"] == tid]
+
+    assert pids("QUEUE timeline.global", 2) == [rank]
+    assert rank not in process_names
+    if not process_set.included():
+        assert pids("QUEUE timeline.in_set", 2) == []
+        return
+    queued = pids("QUEUE timeline.in_set", 2)
+    assert len(queued) == 1 and queued[0] != rank, events
+    pid = queued[0]
+    assert process_names.get(pid) == "process set %d (global ranks %s)" % (
+        process_set.process_set_id, ",".join(str(r) for r in members)), process_names
+    assert pids("ALLREDUCE timeline.in_set", 4) == [pid]
+    named_rows = {event["tid"] for event in events
+                  if event.get("name") == "thread_name" and event["pid"] == pid}
+    assert named_rows == {1, 2, 3, 4}

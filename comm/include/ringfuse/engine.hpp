@@ -215,13 +215,13 @@ class Engine {
   /// Starts a negotiation cycle now instead of waiting for the queue to go quiet.
   virtual void flush() = 0;
 
-  /// Starts writing this rank's timeline (Chrome trace / Perfetto JSON) to
-  /// path_for_rank(path) ("t.json" -> "t.<rank>.json"), replacing the one being written, if
-  /// any (RINGFUSE_TIMELINE starts one with the engine). `mark_cycles`: also an instant event
-  /// "CYCLE_START" for each negotiation cycle that carried work. Throws invalid_config when
-  /// the file cannot be written. Only this rank's engine is affected.
+  /// Starts this rank's timeline (Chrome trace / Perfetto JSON) at path_for_rank(path)
+  /// ("t.json" -> "t.<rank>.json"), replacing the one open; invalid_config if it is unwritable.
+  /// One timeline per rank: every engine of its Contexts (the world's, a child's, a process
+  /// set's; RINGFUSE_TIMELINE starts it with the first) writes to it, each child on a process
+  /// row of its own, and any of them starts or stops it. `mark_cycles`: "CYCLE_START" marks.
   virtual void start_timeline(const std::string& path, bool mark_cycles = false) = 0;
-  /// Closes the timeline being written (a complete JSON document); nothing if none is.
+  /// Closes this rank's timeline (a complete JSON document); nothing if none is open.
   virtual void stop_timeline() = 0;
 
   virtual EngineStats stats() const = 0;

@@ -75,6 +75,7 @@ ContextImpl::ContextImpl(ChildWorld child)
       nccl_backend_(std::move(child.nccl_backend)) {
   lifeline_->parent = parent_;
   abort_state_ = std::move(child.abort_state);
+  timeline_ = std::move(child.timeline);
   start_backends();
 }
 
@@ -236,8 +237,9 @@ std::unique_ptr<Context> ContextImpl::make_child(int number, int color, int key,
   child.world.job_secret = world_.job_secret;
   child.world.source = label;
   child.options = options_;
-  // The world's engine writes the timeline; a child's would overwrite its files.
-  child.options.engine.timeline_path.clear();
+  // The child's engine writes to the rank's one timeline (RINGFUSE_TIMELINE opens it once,
+  // whichever engine starts first), on a process row of its own.
+  child.timeline = timeline_;
   child.options.progress_file.clear();
   child.host = host_;
   child.label = std::move(label);

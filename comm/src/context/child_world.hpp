@@ -15,6 +15,10 @@
 #include "ringfuse/context.hpp"
 #include "transport/abort_state.hpp"
 
+namespace ringfuse::engine {
+class Timeline;  // engine/timeline.hpp
+}
+
 namespace ringfuse::context {
 
 /// Shared by a Context and every child made from it: cleared when the Context is destroyed,
@@ -40,6 +44,7 @@ struct ChildWorld {
   std::shared_ptr<Lifeline> parent;
   std::unique_ptr<backend::Backend> mpi_backend;       // split from the parent's, or null
   std::unique_ptr<backend::Backend> nccl_backend;      // split from the parent's, or null
+  std::shared_ptr<engine::Timeline> timeline;          // the rank's, shared with the parent
 };
 
 /// One rank's part in a split, as every rank of the parent publishes it.

@@ -7,6 +7,7 @@
 #include <vector>
 
 #include <fmt/format.h>
+#include <fmt/ranges.h>
 #include <spdlog/spdlog.h>
 
 #include "backend/cuda_staging_backend.hpp"
@@ -92,6 +93,7 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
     label_ = world_.label.empty() ? "group" : world_.label;
   }
   progress_ = core::ProgressPublisher::open_if_set(options_.progress_file, world_.rank);
+  timeline_ = std::make_shared<engine::Timeline>(world_.rank);
   if (world_.mpi_bootstrap) mpi_ = std::make_shared<MpiSession>(world_);
   if (world_.size > 1 && external_store_) {
     // The caller's store is already shared by the world: nothing to serve or connect to.
@@ -273,6 +275,11 @@ Engine& ContextImpl::engine() {
     resources.global_ranks = global_ranks_;
     if (named_group()) resources.label = label_;
     resources.p2p = open_p2p("engine-p2p");
+    resources.timeline = timeline_;
+    if (parent_) {
+      resources.timeline_process =
+          fmt::format("{} (global ranks {})", label_, fmt::join(global_ranks_, ","));
+    }
     // Shared memory when every rank is on this host (as for data), else TCP: the engine polls
     // it with wait_readable between its other duties, and the collective timeout bounds a
     // message once it started.

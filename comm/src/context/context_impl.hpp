@@ -175,6 +175,9 @@ class ContextImpl final : public Context {
   std::vector<backend::Backend*> backends_;         // priority order
   std::unique_ptr<p2p::Channel> p2p_;  // send/recv: native messenger, or MPI's (RINGFUSE_BACKEND=mpi)
   bool shm_shortfall_logged_ = false;  // the /dev/shm warning is given once
+  // The rank's timeline (RINGFUSE_TIMELINE, Engine::start_timeline): made by a world, shared
+  // by its engine and the engines of every child made from it (children get it handed down).
+  std::shared_ptr<engine::Timeline> timeline_;
   std::mutex engine_mutex_;
   std::unique_ptr<Engine> engine_;  // stopped before the connections it uses
   ProcessSets process_sets_;        // first to go: their Contexts hold this one's lifeline

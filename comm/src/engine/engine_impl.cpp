@@ -24,7 +24,9 @@ EngineImpl::EngineImpl(EngineResources resources)
       size_(resources.size),
       names_{std::move(resources.global_ranks), std::move(resources.label)},
       config_(resources.config),
-      timeline_(rank_),
+      timeline_(resources.timeline ? std::move(resources.timeline)
+                                   : std::make_shared<Timeline>(rank_),
+                resources.timeline_process),
       negotiator_(rank_, size_, config_, std::move(resources.control), names_),
       executor_(rank_, size_, config_.fusion_threshold,
                 ExecutionResources{std::move(resources.data), std::move(resources.device_space),
@@ -33,7 +35,9 @@ EngineImpl::EngineImpl(EngineResources resources)
                                    names_(resources.rank)},
                 outstanding_, timeline_),
       idle_interval_(config_.cycle_time) {
-  if (!config_.timeline_path.empty()) timeline_.start(config_.timeline_path, false);
+  if (!config_.timeline_path.empty()) {
+    timeline_.timeline().start_configured(config_.timeline_path);
+  }
   if (rank_ == 0 && names_.label.empty()) {
     spdlog::info("ringfuse engine: {}", describe_config(config_, core::process_environment()));
   }
@@ -59,7 +63,7 @@ EngineImpl::~EngineImpl() {
 
 void EngineImpl::start_timeline(const std::string& path, bool mark_cycles) {
   if (path.empty()) refuse("start_timeline: the path is empty");
-  timeline_.start(path, mark_cycles);
+  timeline_.timeline().start(path, mark_cycles);
 }
 
 EngineStats EngineImpl::stats() const {
@@ -458,7 +462,10 @@ void EngineImpl::run() {
   }();
   for (auto& request : late.queued()) request.work->complete(&reason);
   if (join_request_) join_request_->work->complete(&reason);
-  timeline_.stop();
+  // The rank's timeline stays open for the other engines that share it (a set's engine runs
+  // on after the world's stopped, or the other way round); what this one wrote reaches the
+  // file now, in case the process ends without destructors.
+  timeline_.timeline().flush();
 }
 
 bool EngineImpl::take(TakenRequests taken) {

@@ -46,6 +46,12 @@ struct EngineResources {
   std::vector<int> global_ranks;
   std::string label;
   std::unique_ptr<p2p::Messenger> p2p;  // send/recv's own connections (null: refused)
+  // The rank's timeline, shared by the engines of a Context and of every child made from it
+  // (null: the engine makes one of its own), and this engine's process row in it: empty for
+  // a Context's own engine (the global set, pid = rank), else the row's name, "process set 1
+  // (global ranks 0,2)" (timeline.hpp).
+  std::shared_ptr<Timeline> timeline;
+  std::string timeline_process;
 };
 
 /// The public Engine: callers' threads validate and enqueue here; the engine thread's loop
@@ -80,7 +86,7 @@ class EngineImpl final : public Engine {
   Work recv(TensorView tensor, int peer, int tag) override;
   void flush() override { queue_.flush(); }
   void start_timeline(const std::string& path, bool mark_cycles) override;
-  void stop_timeline() override { timeline_.stop(); }
+  void stop_timeline() override { timeline_.timeline().stop(); }
   EngineStats stats() const override;
   const EngineConfig& config() const override { return config_; }
 
@@ -130,7 +136,7 @@ class EngineImpl final : public Engine {
   RankNames names_;  // how messages name this engine's ranks and the engine itself
   EngineConfig config_;
   RequestQueue queue_;
-  Timeline timeline_;
+  TimelineTrack timeline_;
   Outstanding outstanding_;  // engine thread only
   Negotiator negotiator_;
   Executor executor_;

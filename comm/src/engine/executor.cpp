@@ -40,7 +40,7 @@ bool any_overlap(std::span<const transport::Piece> pieces,
 
 Executor::Executor(int rank, int size, std::size_t fusion_threshold,
                    ExecutionResources resources, Outstanding& outstanding,
-                   Timeline& timeline)
+                   TimelineTrack& timeline)
     : rank_(rank),
       reported_rank_(resources.reported_rank >= 0 ? resources.reported_rank : rank),
       size_(size),

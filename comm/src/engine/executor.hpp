@@ -39,7 +39,7 @@ class Executor {
  public:
   /// `outstanding` and `timeline` belong to the engine and outlive the executor.
   Executor(int rank, int size, std::size_t fusion_threshold, ExecutionResources resources,
-           Outstanding& outstanding, Timeline& timeline);
+           Outstanding& outstanding, TimelineTrack& timeline);
 
   /// Runs one group of `response.ready` and completes its members' Works.
   void execute(const CycleResponse& response, const FusionGroup& group);
@@ -85,7 +85,7 @@ class Executor {
   std::string device_unavailable_;
   core::ProgressPublisher* progress_;  // may be null
   Outstanding& outstanding_;
-  Timeline& timeline_;
+  TimelineTrack& timeline_;
   memory::HostMemorySpace host_memory_;  // fusion buffer and a joined rank's stand-ins, in host memory
   std::vector<memory::CopySegment> segments_;  // reused by every fused all-reduce
   std::vector<transport::Piece> pieces_;        // the same, for one run in place

@@ -50,7 +50,9 @@ class Negotiator {
   /// Runs one cycle. `join`: this rank called join() this cycle; `join_pending`: its join()
   /// has not completed yet; `shutdown`: this rank's engine is being destroyed, since
   /// `stop_requested` (after which a silent coordinator or peer is given 2 s).
-  Cycle cycle(const Outstanding& outstanding, bool join, bool join_pending, bool shutdown,
+  /// A collective released the short way gives its fingerprint to its ready entry (see
+  /// release_held): from then on read it there, not in `outstanding`.
+  Cycle cycle(Outstanding& outstanding, bool join, bool join_pending, bool shutdown,
               Clock::time_point stop_requested);
 
  private:
@@ -59,8 +61,12 @@ class Negotiator {
   CycleResponse exchange(CycleMessage message, Clock::time_point stop_requested);
   CycleResponse coordinate(CycleMessage message, Clock::time_point stop_requested);
   /// After a cycle answered the short way: moves the released collectives from held_ into
-  /// response.ready, as the coordinator would have listed them.
-  void release_held(const Outstanding& outstanding, CycleResponse& response);
+  /// response.ready, as the coordinator would have listed them. Each entry takes its
+  /// request's fingerprint by swap, not by copy, and the request keeps the entry's old one
+  /// (memory for the callers to fill again): nothing reads a request's fingerprint once its
+  /// collective was released, and a copy reads and writes each name's and shape's memory,
+  /// which after a training step's compute is no longer in the caches (issue 18).
+  void release_held(Outstanding& outstanding, CycleResponse& response);
   /// The stall inspector's verdict on what the coordinator waits for (rank 0).
   std::optional<std::string> inspect_stalls(const std::vector<int>& silent,
                                             Clock::time_point cycle_started);
@@ -104,6 +110,10 @@ class Negotiator {
     held_.clear();
     held_head_ = 0;
   }
+  /// Prefetches the fingerprints that announce() compares kAhead entries after the i-th of
+  /// `pending` (its request's and the cache slot look_up() will try first).
+  void prefetch_ahead(const Outstanding& outstanding, std::span<const Held> pending,
+                      std::size_t i) const;
   std::vector<ReadyEntry> spare_ready_;  // recycle()
   std::optional<std::uint32_t> last_found_;  // look_up()
 };

@@ -25,6 +25,12 @@ class ResponseCache {
   bool holds(std::uint32_t index, const Fingerprint& fp) const {
     return index < slots_.size() && slots_[index].used && slots_[index].fp.matches(fp);
   }
+  /// Asks the CPU to start loading the name and shape of the fingerprint at `index` (no-op
+  /// for an empty or absent slot), for a caller that will compare it a few steps later.
+  void prefetch(std::uint32_t index) const {
+    if (index >= slots_.size() || !slots_[index].used) return;
+    prefetch_fingerprint(slots_[index].fp);
+  }
   /// The fingerprint at `index`; throws Error(protocol) for an empty slot.
   const Fingerprint& at(std::uint32_t index) const;
   void touch(std::uint32_t index);

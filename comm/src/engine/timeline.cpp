@@ -35,8 +35,17 @@ std::string Timeline::path_for_rank(const std::string& path, int rank) {
 }
 
 void Timeline::start(const std::string& path, bool mark_cycles) {
-  const auto name = path_for_rank(path, rank_);
   std::lock_guard lock(mutex_);
+  open_locked(path, mark_cycles);
+}
+
+void Timeline::start_configured(const std::string& path) {
+  std::lock_guard lock(mutex_);
+  if (!started_) open_locked(path, false);
+}
+
+void Timeline::open_locked(const std::string& path, bool mark_cycles) {
+  const auto name = path_for_rank(path, rank_);
   close_locked();
   file_ = std::fopen(name.c_str(), "w");
   if (file_ == nullptr) {
@@ -44,15 +53,11 @@ void Timeline::start(const std::string& path, bool mark_cycles) {
                            "timeline: cannot write '{}'; give a path in a writable directory",
                            name);
   }
+  started_ = true;
   origin_ = Clock::now();
   std::fputs("[\n", file_);
-  const char* rows[] = {"", "negotiation", "queue", "fusion memcpy", "collective"};
-  for (int row = 1; row <= 4; ++row) {
-    std::fprintf(file_,
-                 "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":%d,"
-                 "\"args\":{\"name\":\"%s\"}}",
-                 row == 1 ? "" : ",\n", rank_, row, rows[row]);
-  }
+  write_rows_locked(rank_, "");
+  for (const auto& process : processes_) write_process_locked(process);
   mark_cycles_ = mark_cycles;
   enabled_ = true;
 }
@@ -60,6 +65,11 @@ void Timeline::start(const std::string& path, bool mark_cycles) {
 void Timeline::stop() {
   std::lock_guard lock(mutex_);
   close_locked();
+}
+
+void Timeline::flush() {
+  std::lock_guard lock(mutex_);
+  if (file_ != nullptr) std::fflush(file_);
 }
 
 void Timeline::close_locked() {
@@ -71,7 +81,37 @@ void Timeline::close_locked() {
   file_ = nullptr;
 }
 
-void Timeline::event(Row row, const std::string& name, Clock::time_point start,
+void Timeline::write_rows_locked(int pid, const char* separator) {
+  const char* rows[] = {"", "negotiation", "queue", "fusion memcpy", "collective"};
+  for (int row = 1; row <= 4; ++row) {
+    std::fprintf(file_,
+                 "%s{\"name\":\"thread_name\",\"ph\":\"M\",\"pid\":%d,\"tid\":%d,"
+                 "\"args\":{\"name\":\"%s\"}}",
+                 row == 1 ? separator : ",\n", pid, row, rows[row]);
+  }
+}
+
+void Timeline::write_process_locked(const Process& process) {
+  std::fprintf(file_, ",\n{\"name\":\"process_name\",\"ph\":\"M\",\"pid\":%d,"
+                      "\"args\":{\"name\":\"%s\"}}",
+               process.pid, json_escape(process.name).c_str());
+  write_rows_locked(process.pid, ",\n");
+}
+
+int Timeline::add_process(const std::string& name) {
+  std::lock_guard lock(mutex_);
+  const Process process{++processes_added_ * kChildPidStride + rank_, name};
+  processes_.push_back(process);
+  if (file_ != nullptr) write_process_locked(process);
+  return process.pid;
+}
+
+void Timeline::remove_process(int pid) {
+  std::lock_guard lock(mutex_);
+  std::erase_if(processes_, [pid](const Process& process) { return process.pid == pid; });
+}
+
+void Timeline::event(int pid, Row row, const std::string& name, Clock::time_point start,
                      Clock::time_point end, const std::string& args) {
   using std::chrono::duration_cast;
   using std::chrono::microseconds;
@@ -82,11 +122,11 @@ void Timeline::event(Row row, const std::string& name, Clock::time_point start,
   std::fprintf(file_,
                ",\n{\"name\":\"%s\",\"ph\":\"X\",\"pid\":%d,\"tid\":%d,\"ts\":%lld,\"dur\":%lld,"
                "\"args\":{%s}}",
-               json_escape(name).c_str(), rank_, static_cast<int>(row),
+               json_escape(name).c_str(), pid, static_cast<int>(row),
                static_cast<long long>(ts), static_cast<long long>(dur), args.c_str());
 }
 
-void Timeline::instant(Row row, const std::string& name, Clock::time_point at) {
+void Timeline::instant(int pid, Row row, const std::string& name, Clock::time_point at) {
   using std::chrono::duration_cast;
   using std::chrono::microseconds;
   std::lock_guard lock(mutex_);
@@ -94,8 +134,17 @@ void Timeline::instant(Row row, const std::string& name, Clock::time_point at) {
   const auto ts = duration_cast<microseconds>(at - origin_).count();
   std::fprintf(file_,
                ",\n{\"name\":\"%s\",\"ph\":\"i\",\"s\":\"p\",\"pid\":%d,\"tid\":%d,\"ts\":%lld}",
-               json_escape(name).c_str(), rank_, static_cast<int>(row),
+               json_escape(name).c_str(), pid, static_cast<int>(row),
                static_cast<long long>(ts));
+}
+
+TimelineTrack::TimelineTrack(std::shared_ptr<Timeline> timeline, const std::string& process)
+    : timeline_(std::move(timeline)),
+      global_set_(process.empty()),
+      pid_(global_set_ ? timeline_->rank() : timeline_->add_process(process)) {}
+
+TimelineTrack::~TimelineTrack() {
+  if (!global_set_) timeline_->remove_process(pid_);
 }
 
 }  // namespace ringfuse::engine
