@@ -149,7 +149,7 @@ def main():
               f"{load[2]:.2f}")
         print(f"{'row':<18} {'median_us':>10} {'p90_us':>10} {'cpu_us/call':>12}")
         for name, (median, p90, cpu) in results.items():
-            print(f"{name:<18} {median:>10.1f} {p90:>10.1f} {cpu:>12.1f}")
+            print(f"{name:<18} {median:>10.2f} {p90:>10.2f} {cpu:>12.2f}")
         blocking = results["C++ blocking"][0]
         print(f"dist.all_reduce / C++ blocking: {results['dist.all_reduce'][0] / blocking:.2f}x "
               f"(target <= 2x); the no-op group alone: "

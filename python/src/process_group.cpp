@@ -24,12 +24,15 @@
 
 #include <ATen/ATen.h>
 #include <ATen/core/ivalue_inl.h>
+#include <ATen/record_function.h>
+#include <c10/util/SmallVector.h>
 #include <torch/csrc/distributed/c10d/ProcessGroup.hpp>
 #include <torch/csrc/distributed/c10d/Work.hpp>
 #include <pybind11/chrono.h>
 
 #include <algorithm>
 #include <array>
+#include <atomic>
 #include <charconv>
 #include <condition_variable>
 #include <deque>
@@ -77,7 +80,8 @@ class RingfuseWork;
 
 /// Lets a Work's wait() run its own collective, and those queued before it, in the waiting
 /// thread. Held by the group and by its Works; the group detaches it (and waits for a thread
-/// inside it to leave) before its Context goes.
+/// inside it to leave) before its Context goes. One atomic word, not a mutex: every wait() of a
+/// small collective passes through here (perf/RESULTS.md, issue 21, seventh session).
 class LaneAccess {
  public:
   using RunUpTo = std::function<void(RingfuseWork*)>;
@@ -86,35 +90,36 @@ class LaneAccess {
 
   /// Wakes the worker to start what is queued (a future was asked for: nobody may wait).
   void start_soon() {
-    std::lock_guard lock(mutex_);
-    if (!detached_) start_soon_();
+    if (enter()) start_soon_();
+    leave();
   }
 
   void run_up_to(RingfuseWork* work) {
-    {
-      std::lock_guard lock(mutex_);
-      if (detached_) return;
-      ++inside_;
-    }
-    run_up_to_(work);
-    std::lock_guard lock(mutex_);
-    if (--inside_ == 0) left_.notify_all();
+    if (enter()) run_up_to_(work);
+    leave();
   }
 
-  /// After this, run_up_to() does nothing; returns once no thread is inside it.
+  /// After this, run_up_to() and start_soon() do nothing; returns once no thread is inside
+  /// them (a waiter running collectives finishes them first; each is bounded by its timeout).
   void detach() {
-    std::unique_lock lock(mutex_);
-    detached_ = true;
-    left_.wait(lock, [&] { return inside_ == 0; });
+    int seen = state_.fetch_or(kDetached, std::memory_order_acq_rel) | kDetached;
+    while (seen != kDetached) {
+      state_.wait(seen, std::memory_order_acquire);
+      seen = state_.load(std::memory_order_acquire);
+    }
   }
 
  private:
+  static constexpr int kDetached = 1 << 30;  // above it: how many threads are inside
+
+  bool enter() { return (state_.fetch_add(1, std::memory_order_acquire) & kDetached) == 0; }
+  void leave() {
+    if (state_.fetch_sub(1, std::memory_order_acq_rel) == kDetached + 1) state_.notify_all();
+  }
+
   RunUpTo run_up_to_;
   std::function<void()> start_soon_;
-  std::mutex mutex_;
-  std::condition_variable left_;
-  bool detached_ = false;
-  int inside_ = 0;
+  std::atomic<int> state_{0};
 };
 
 std::optional<DataType> ringfuse_dtype(at::ScalarType type) {
@@ -154,7 +159,10 @@ class RingfuseWork final : public ::c10d::Work {
   /// `default_timeout` bounds a wait() without a timeout of its own (twice the group's
   /// timeout: the lane may be running collectives queued before this one). `lane`, for a small
   /// collective, lets wait() run it in the waiting thread when it has not started.
-  RingfuseWork(int rank, ::c10d::OpType type, std::vector<at::Tensor> outputs,
+  /// A Work's output tensors: most collectives have one (no allocation for it).
+  using Outputs = c10::SmallVector<at::Tensor, 1>;
+
+  RingfuseWork(int rank, ::c10d::OpType type, Outputs&& outputs,
                std::chrono::milliseconds default_timeout, WorkLabel what,
                std::shared_ptr<LaneAccess> lane = nullptr)
       : Work(rank, type),
@@ -179,7 +187,10 @@ class RingfuseWork final : public ::c10d::Work {
     return true;
   }
 
-  std::vector<at::Tensor> result() override { return outputs_; }
+  std::vector<at::Tensor> result() override { return {outputs_.begin(), outputs_.end()}; }
+
+  /// The collective's own tensors, for its body on the lane.
+  const Outputs& outputs() const { return outputs_; }
 
   // Made on first request: a plain dist.all_reduce never asks for it (DDP's hooks do).
   c10::intrusive_ptr<c10::ivalue::Future> getFuture() override {
@@ -215,7 +226,7 @@ class RingfuseWork final : public ::c10d::Work {
   }
 
  private:
-  std::vector<at::Tensor> outputs_;
+  Outputs outputs_;
   std::chrono::milliseconds default_timeout_;
   WorkLabel what_;
   std::shared_ptr<LaneAccess> lane_;  // a small collective's: wait() may run it
@@ -225,7 +236,7 @@ class RingfuseWork final : public ::c10d::Work {
     if (error) {
       future.setError(error);
     } else {
-      future.markCompleted(c10::IValue(outputs_));
+      future.markCompleted(c10::IValue(result()));
     }
   }
 };
@@ -273,6 +284,10 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     options.op_timeout = timeout;
     options.connect_timeout = timeout;
     if (!placement.host_addr.empty()) options.host_addr = placement.host_addr;
+    // A new_group's Context is a world of its own whose ranks are group ranks: its engine
+    // would write RINGFUSE_TIMELINE's "NAME.<group rank>.json", the file of another process
+    // (global rank = group rank) or of this one's world group. Only the world group writes it.
+    if (!placement.label.empty()) options.engine.timeline_path.clear();
     context_ = ringfuse::init(world, options, std::make_shared<C10dStore>(store, rank));
     // The engine carries send/recv. Started here, as the Context was: collective, and on
     // the thread that uses torch's store (see process_group_p2p.hpp).
@@ -313,7 +328,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     const int root = static_cast<int>(opts.rootRank);
     auto signature = fmt::format("{} broadcast root {}", shape_of(moved(tensor)), root);
     return on_lane(::c10d::OpType::BROADCAST, describe("broadcast", tensor), {tensor},
-                   lane_hint(tensor), [=, this] {
+                   lane_hint(tensor), [=, this](RingfuseWork&) {
                      agree("broadcast", signature);
                      auto buffer = tensor.contiguous();
                      if (buffer.is_cuda()) {
@@ -342,16 +357,17 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
         return done;
       }
     }
-    auto signature = flat_signature(type, tensor, to_string(op));
     return on_lane(::c10d::OpType::ALLREDUCE, describe("allreduce", tensor), {tensor},
-                   lane_hint(tensor), [=, this] {
+                   lane_hint(tensor), [this, type, op](RingfuseWork& work) {
+                     const at::Tensor& tensor = work.outputs()[0];
                      auto buffer = tensor.contiguous();
+                     const FlatSignature signature(type, tensor, to_string(op));
                      // A small one travels inside the check (one exchange instead of two).
                      const SmallAllreduce small{buffer.data_ptr(),
                                                 static_cast<std::size_t>(buffer.numel()), type,
                                                 op};
-                     if (!agree_and_allreduce(*context_, {"allreduce", signature}, *where_,
-                                              buffer.is_cuda() ? nullptr : &small)) {
+                     if (!agree_and_allreduce(*context_, {"allreduce", signature.view()},
+                                              *where_, buffer.is_cuda() ? nullptr : &small)) {
                        reduce_all("allreduce", buffer, type, op);
                      }
                      copy_back(buffer, tensor);
@@ -367,7 +383,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       refuse("allreduce", "a sparse tensor can only be reduced with SUM");
     }
     return on_lane(::c10d::OpType::ALLREDUCE, describe("sparse allreduce", tensor), {tensor},
-                   LaneHint{}, [=, this] {
+                   LaneHint{}, [=, this](RingfuseWork&) {
                      agree("allreduce", "sparse sum");  // layouts: check_same_sparse_layout
                      auto input = tensor.coalesce();
                      check_same_sparse_layout(input);
@@ -412,8 +428,9 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     }
     auto signature = fmt::format("{} {}", fmt::join(shapes, " "), to_string(op));
     return on_lane(
-        ::c10d::OpType::ALLREDUCE_COALESCED, label("allreduce_coalesced"), tensors, lane_hint(tensors),
-        [=, this] {
+        ::c10d::OpType::ALLREDUCE_COALESCED, label("allreduce_coalesced"), outputs_of(tensors),
+        lane_hint(tensors),
+        [=, this](RingfuseWork&) {
           agree("allreduce_coalesced", signature);
           std::vector<at::Tensor> buffers;
           for (const auto& tensor : tensors) buffers.push_back(tensor.contiguous());
@@ -448,7 +465,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     const auto root = static_cast<int>(opts.rootRank);
     auto signature = flat_signature(type, tensor, to_string(op));
     return on_lane(::c10d::OpType::REDUCE, describe("reduce", tensor), {tensor},
-                   lane_hint(tensor), [=, this] {
+                   lane_hint(tensor), [=, this](RingfuseWork&) {
                      const auto name = fmt::format("reduce to {}", root);
                      agree(name, signature);
                      auto buffer = tensor.contiguous().clone();
@@ -464,8 +481,8 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     if (outputs.size() != 1) refuse("allgather", "expects one output list (one device)");
     auto outs = outputs[0];
     check_list("allgather", "output", outs, input);
-    return on_lane(::c10d::OpType::ALLGATHER, describe("allgather", input), outs,
-                   lane_hint(outs), [=, this] {
+    return on_lane(::c10d::OpType::ALLGATHER, describe("allgather", input), outputs_of(outs),
+                   lane_hint(outs), [=, this](RingfuseWork&) {
                      agree("allgather", gathered_signature({input}));
                      gather_to_all("allgather", input, outs);
                    });
@@ -481,7 +498,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
                                             getSize(), input.numel(), output.numel()));
     }
     return on_lane(::c10d::OpType::_ALLGATHER_BASE, describe("_allgather_base", input), {output},
-                   lane_hint({output}), [=, this] {
+                   lane_hint({output}), [=, this](RingfuseWork&) {
                      agree("allgather", gathered_signature({input}));
                      auto send = input.contiguous();
                      auto recv = output.contiguous();
@@ -506,8 +523,9 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     for (const auto& list : output_lists) {
       flat_outputs.insert(flat_outputs.end(), list.begin(), list.end());
     }
-    return on_lane(::c10d::OpType::ALLGATHER_COALESCED, label("allgather_coalesced"), flat_outputs,
-                   lane_hint(flat_outputs), [=, this] {
+    return on_lane(::c10d::OpType::ALLGATHER_COALESCED, label("allgather_coalesced"),
+                   outputs_of(flat_outputs),
+                   lane_hint(flat_outputs), [=, this](RingfuseWork&) {
                      agree("allgather_coalesced", gathered_signature(inputs));
                      for (std::size_t i = 0; i < inputs.size(); ++i) {
                        std::vector<at::Tensor> outs;
@@ -533,8 +551,8 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       refuse("gather", "only the root passes an output list");
     }
     const auto name = fmt::format("gather to {}", opts.rootRank);
-    return on_lane(::c10d::OpType::GATHER, describe("gather", input), outs,
-                   lane_hint({input}, getSize()), [=, this] {
+    return on_lane(::c10d::OpType::GATHER, describe("gather", input), outputs_of(outs),
+                   lane_hint({input}, getSize()), [=, this](RingfuseWork&) {
                      agree(name, gathered_signature({input}));
                      if (root) {
                        gather_to_all(name, input, outs);
@@ -564,7 +582,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     }
     return on_lane(
         ::c10d::OpType::SCATTER, describe("scatter", output), {output},
-        lane_hint({output}, getSize()), [=, this] {
+        lane_hint({output}, getSize()), [=, this](RingfuseWork&) {
           at::Tensor all = getRank() == root
                                ? at::cat(flattened(ins))
                                : at::empty({getSize() * output.numel()}, output.options());
@@ -590,7 +608,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     const auto op = reduce_op("reduce_scatter", opts.reduceOp);
     const auto type = reducible("reduce_scatter", output);
     return on_lane(::c10d::OpType::REDUCE_SCATTER, describe("reduce_scatter", output), {output},
-                   lane_hint(ins), [=, this] {
+                   lane_hint(ins), [=, this](RingfuseWork&) {
                      auto send = at::cat(flattened(ins));
                      auto recv = output.contiguous();
                      scatter_reduced(send, recv, type, op);
@@ -611,7 +629,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     const auto op = reduce_op("_reduce_scatter_base", opts.reduceOp);
     const auto type = reducible("_reduce_scatter_base", output);
     return on_lane(::c10d::OpType::_REDUCE_SCATTER_BASE, describe("_reduce_scatter_base", input),
-                   {output}, lane_hint({input}), [=, this] {
+                   {output}, lane_hint({input}), [=, this](RingfuseWork&) {
                      auto send = input.contiguous();
                      auto recv = output.contiguous();
                      scatter_reduced(send, recv, type, op);
@@ -632,7 +650,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     const auto send_rows = split_rows("alltoall_base", "input", input, input_splits);
     const auto recv_rows = split_rows("alltoall_base", "output", output, output_splits);
     return on_lane(::c10d::OpType::ALLTOALL_BASE, describe("alltoall_base", input), {output},
-                   LaneHint{}, [=, this] {
+                   LaneHint{}, [=, this](RingfuseWork&) {
                      auto send = input.contiguous();
                      auto recv = output.contiguous();
                      const auto rows = moved_rows(send);
@@ -657,7 +675,8 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       send_bytes.push_back(static_cast<std::int64_t>(inputs[r].nbytes()));
       recv_bytes.push_back(static_cast<std::int64_t>(outputs[r].nbytes()));
     }
-    return on_lane(::c10d::OpType::ALLTOALL, label("alltoall"), outputs, LaneHint{}, [=, this] {
+    return on_lane(::c10d::OpType::ALLTOALL, label("alltoall"), outputs_of(outputs), LaneHint{},
+                   [=, this](RingfuseWork&) {
       agree("alltoall", "u8[*,1] alltoall");
       // Bytes, one row each: the tensors of one list may differ in size and dtype.
       auto send = at::cat(flattened_bytes(inputs));
@@ -678,7 +697,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   // NCCL's barrier; none is needed here).
   c10::intrusive_ptr<::c10d::Work> barrier(const ::c10d::BarrierOptions&) override {
     return on_lane(::c10d::OpType::BARRIER, label("barrier"), {}, LaneHint{.bytes = 0, .host = true},
-                   [this] { agree("barrier", "barrier"); });
+                   [this](RingfuseWork&) { agree("barrier", "barrier"); });
   }
 
   c10::intrusive_ptr<::c10d::Work> send(std::vector<at::Tensor>& tensors, int peer,
@@ -695,7 +714,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   }
 
  private:
-  [[noreturn]] void refuse(const std::string& call, const std::string& why) const {
+  [[noreturn]] void refuse(std::string_view call, std::string_view why) const {
     throw core::rank_error(ErrorKind::invalid_argument, global_rank(),
                            "ProcessGroup ringfuse{}: {}: {}", group_label_suffix(), call, why);
   }
@@ -713,7 +732,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     return label_.empty() ? std::string() : fmt::format(" ({})", label_);
   }
 
-  void check_cpu(const std::string& call, const at::Tensor& tensor) const {
+  void check_cpu(std::string_view call, const at::Tensor& tensor) const {
     if (!tensor.defined()) refuse(call, "a tensor is undefined");
     if (!tensor.device().is_cpu()) {
       refuse(call, fmt::format("tensor on {}: {} takes CPU tensors only on this backend; move "
@@ -726,7 +745,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   /// A collective's tensor: dense, in host memory or on a CUDA device (which the engine runs
   /// on its NCCL communicator, or staged through host memory; a build or machine without
   /// CUDA fails the Work with the engine's reason).
-  void check_dense(const std::string& call, const at::Tensor& tensor) const {
+  void check_dense(std::string_view call, const at::Tensor& tensor) const {
     if (!tensor.defined()) refuse(call, "a tensor is undefined");
     if (tensor.is_sparse()) refuse(call, "sparse tensors are not supported; pass .to_dense()");
     if (!tensor.device().is_cpu() && !tensor.device().is_cuda()) {
@@ -736,7 +755,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     }
   }
 
-  at::Tensor single(const std::string& call, const std::vector<at::Tensor>& tensors) const {
+  at::Tensor single(std::string_view call, const std::vector<at::Tensor>& tensors) const {
     if (tensors.size() != 1) {
       refuse(call, fmt::format("expects exactly one tensor (one device per process), got {}",
                                tensors.size()));
@@ -746,19 +765,19 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   }
 
   /// The one tensor of a point-to-point call: the engine's send/recv take host memory only.
-  at::Tensor host_tensor(const std::string& call, const std::vector<at::Tensor>& tensors) const {
+  at::Tensor host_tensor(std::string_view call, const std::vector<at::Tensor>& tensors) const {
     auto tensor = single(call, tensors);
     check_cpu(call, tensor);
     return tensor;
   }
 
-  void check_root(const std::string& call, int64_t root) const {
+  void check_root(std::string_view call, int64_t root) const {
     if (root < 0 || root >= getSize()) {
       refuse(call, fmt::format("root rank {} is outside the group of {}", root, getSize()));
     }
   }
 
-  void check_list(const std::string& call, const std::string& role,
+  void check_list(std::string_view call, const std::string& role,
                   const std::vector<at::Tensor>& list, const at::Tensor& like) const {
     if (list.size() != static_cast<std::size_t>(getSize())) {
       refuse(call, fmt::format("the {} list holds {} tensors; it needs one per rank ({})", role,
@@ -775,7 +794,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     }
   }
 
-  DataType reducible(const std::string& call, const at::Tensor& tensor) const {
+  DataType reducible(std::string_view call, const at::Tensor& tensor) const {
     const auto type = ringfuse_dtype(tensor.scalar_type());
     if (!type) {
       refuse(call, fmt::format("dtype {} cannot be reduced by Ringfuse",
@@ -784,7 +803,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     return *type;
   }
 
-  ReduceOp reduce_op(const std::string& call, const ::c10d::ReduceOp& op) const {
+  ReduceOp reduce_op(std::string_view call, const ::c10d::ReduceOp& op) const {
     switch (op.op_) {
       case ::c10d::ReduceOp::SUM: return ReduceOp::sum;
       case ::c10d::ReduceOp::AVG: return ReduceOp::avg;
@@ -798,7 +817,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   }
 
   /// The rows (dimension 0) of `tensor` for each rank: `splits`, or equal shares.
-  std::vector<std::int64_t> split_rows(const std::string& call, const std::string& role,
+  std::vector<std::int64_t> split_rows(std::string_view call, const std::string& role,
                                        const at::Tensor& tensor,
                                        const std::vector<int64_t>& splits) const {
     const int64_t rows = tensor.dim() == 0 ? 1 : tensor.size(0);
@@ -850,22 +869,36 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
                        view.device == Device::cuda ? " on cuda" : "");
   }
 
-  /// shape_of() of `tensor` as `type`[numel], then `what`: `f32[1024] sum`. Without fmt or a
-  /// shape vector, since every all-reduce formats it (about a tenth of a 4 KiB all-reduce's
-  /// per-call work went to fmt).
+  /// shape_of() of `tensor` as `type`[numel], then `what`: `f32[1024] sum`, in a buffer of its
+  /// own: every all-reduce writes it (no fmt, no shape vector, no allocation).
+  class FlatSignature {
+   public:
+    FlatSignature(DataType type, const at::Tensor& tensor, std::string_view what) {
+      append(to_string(type));
+      append("[");
+      size_ = static_cast<std::size_t>(
+          std::to_chars(text_.data() + size_, text_.data() + text_.size(), tensor.numel()).ptr -
+          text_.data());
+      append("]");
+      if (tensor.is_cuda()) append(" on cuda");
+      append(" ");
+      append(what);
+    }
+    std::string_view view() const { return {text_.data(), size_}; }
+
+   private:
+    void append(std::string_view part) {  // cut at capacity: the operators' names are short
+      const auto n = std::min(part.size(), text_.size() - size_);
+      std::copy_n(part.data(), n, text_.data() + size_);
+      size_ += n;
+    }
+    std::array<char, 96> text_{};
+    std::size_t size_ = 0;
+  };
+
   static std::string flat_signature(DataType type, const at::Tensor& tensor,
                                     std::string_view what) {
-    std::array<char, 24> digits{};
-    const auto end =
-        std::to_chars(digits.data(), digits.data() + digits.size(), tensor.numel()).ptr;
-    std::string text(to_string(type));
-    text += '[';
-    text.append(digits.data(), end);
-    text += ']';
-    if (tensor.is_cuda()) text += " on cuda";
-    text += ' ';
-    text += what;
-    return text;
+    return std::string(FlatSignature(type, tensor, what).view());
   }
 
   /// An allgather of one row per rank of each of `inputs`: `f32[1,10] allgather`.
@@ -1055,12 +1088,21 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   }
   WorkLabel label(const char* call) const { return {where_, call, std::nullopt, 0}; }
 
+  /// One collective on the lane, given its Work (whose outputs it may read: an all-reduce's
+  /// body captures no tensor, so it fits std::function's own storage and allocates nothing).
+  using LaneBody = std::function<void(RingfuseWork&)>;
+  struct Item;  // a queued collective: its Work and its body
+
   /// Where a collective may run: in a thread that waits for it when it is in host memory and
   /// small (and the lane idle), else on the worker only.
   struct LaneHint {
     std::size_t bytes = 0;
     bool host = false;  // false: always the worker (device memory, the engine's collectives)
   };
+
+  static RingfuseWork::Outputs outputs_of(const std::vector<at::Tensor>& tensors) {
+    return {tensors.begin(), tensors.end()};
+  }
 
   static LaneHint lane_hint(const at::Tensor& tensor) {
     return {.bytes = tensor.nbytes(), .host = tensor.device().is_cpu()};
@@ -1084,8 +1126,8 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   /// this rank's own choice; the order is the call order either way, and the lane never runs
   /// two at once (the Context's blocking collectives take one thread at a time).
   c10::intrusive_ptr<::c10d::Work> on_lane(::c10d::OpType type, WorkLabel what,
-                                           std::vector<at::Tensor> outputs, LaneHint hint,
-                                           std::function<void()> body) {
+                                           RingfuseWork::Outputs&& outputs, LaneHint hint,
+                                           LaneBody body) {
     const bool small = hint.host && hint.bytes <= kInlineBytes;
     // Twice the group's timeout: a collective may wait for those queued before it.
     auto work = c10::make_intrusive<RingfuseWork>(global_rank(), type, std::move(outputs),
@@ -1119,7 +1161,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       if (failed_ || lane_busy_ || !queue_.empty()) return {};
     }
     auto work = c10::make_intrusive<RingfuseWork>(global_rank(), type,
-                                                  std::vector<at::Tensor>{tensor}, timeout_ * 2,
+                                                  RingfuseWork::Outputs{tensor}, timeout_ * 2,
                                                   std::move(what));
     work->complete(nullptr);
     return work;
@@ -1129,20 +1171,33 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   /// it and every collective queued before it in this thread, in order.
   void run_up_to(RingfuseWork* work) {
     // Only the thread that set lane_busy_ touches waiter_batch_: it keeps its capacity, so a
-    // steady loop of small collectives allocates nothing here.
+    // steady loop of small collectives allocates nothing here. The common case, `work` first
+    // in the queue, takes it alone without the batch.
+    Item first;
     {
       std::lock_guard lock(queue_mutex_);
-      if (lane_busy_) return;
-      const auto found = std::find_if(queue_.begin(), queue_.end(),
-                                      [&](const Item& item) { return item.work.get() == work; });
-      if (found == queue_.end()) return;
-      const auto end = std::next(found);
-      waiter_batch_.assign(std::make_move_iterator(queue_.begin()), std::make_move_iterator(end));
-      queue_.erase(queue_.begin(), end);
+      if (lane_busy_ || queue_.empty()) return;
+      if (queue_.front().work.get() == work) {
+        first = std::move(queue_.front());
+        queue_.pop_front();
+      } else {
+        const auto found = std::find_if(queue_.begin(), queue_.end(), [&](const Item& item) {
+          return item.work.get() == work;
+        });
+        if (found == queue_.end()) return;
+        const auto end = std::next(found);
+        waiter_batch_.assign(std::make_move_iterator(queue_.begin()),
+                             std::make_move_iterator(end));
+        queue_.erase(queue_.begin(), end);
+      }
       lane_busy_ = true;
     }
-    for (auto& item : waiter_batch_) item.work->complete(run_collective(item.body));
-    waiter_batch_.clear();
+    if (first.work) {
+      first.work->complete(run_collective(first));
+    } else {
+      for (auto& item : waiter_batch_) item.work->complete(run_collective(item));
+      waiter_batch_.clear();
+    }
     {
       std::lock_guard lock(queue_mutex_);
       lane_busy_ = false;
@@ -1153,10 +1208,10 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
 
   /// Runs one collective of the lane; its error, if any, which also fails the group's later
   /// collectives unless the connections stayed in step.
-  std::exception_ptr run_collective(const std::function<void()>& body) {
+  std::exception_ptr run_collective(const Item& item) {
     try {
       at::AutoDispatchBelowADInplaceOrView guard;  // the copies are not autograd's business
-      body();
+      item.body(*item.work);
       return nullptr;
     } catch (const Error& failure) {
       auto error = std::make_exception_ptr(naming_group_timeout(failure));
@@ -1200,7 +1255,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
         queue_.pop_front();
         lane_busy_ = true;
       }
-      item.work->complete(run_collective(item.body));
+      item.work->complete(run_collective(item));
       std::lock_guard lock(queue_mutex_);
       lane_busy_ = false;
     }
@@ -1223,7 +1278,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
 
   struct Item {
     c10::intrusive_ptr<RingfuseWork> work;
-    std::function<void()> body;
+    LaneBody body;
     bool small = false;  // a waiter may run it (run_up_to); the worker waits kStealGrace first
     std::chrono::steady_clock::time_point queued;
   };
@@ -1255,12 +1310,68 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
 }  // namespace
 }  // namespace ringfuse::python
 
+namespace ringfuse::python {
+namespace {
+
+/// The group's allreduce as torch.profiler saw it through c10d's operator dispatch: an event
+/// "c10d::allreduce_" with its tensors. When no profiler runs, the guard is a thread-local
+/// check and the inputs are never built.
+c10::intrusive_ptr<::c10d::Work> profiled_allreduce(ProcessGroupRingfuse& group,
+                                                    std::vector<at::Tensor>& tensors,
+                                                    const ::c10d::AllreduceOptions& opts) {
+  RECORD_FUNCTION("c10d::allreduce_", std::vector<c10::IValue>(tensors.begin(), tensors.end()));
+  return group.allreduce(tensors, opts);
+}
+
+}  // namespace
+}  // namespace ringfuse::python
+
 PYBIND11_MODULE(_c10d, module) {
   module.doc() = "The torch.distributed process group \"ringfuse\" (see ringfuse.distributed).";
   py::module::import("torch.distributed");  // registers c10d's ProcessGroup and Store types
-  py::class_<ringfuse::python::ProcessGroupRingfuse, ::c10d::ProcessGroup,
-             c10::intrusive_ptr<ringfuse::python::ProcessGroupRingfuse>>(module,
-                                                                         "ProcessGroupRingfuse")
+  using ringfuse::python::ProcessGroupRingfuse;
+  using ringfuse::python::RingfuseWork;
+  // Our Work's own Python type: returning one to Python then finds its type at the first
+  // look-up, instead of missing and falling back to c10d's Work (a hash of the type's name
+  // each). Its methods are Work's.
+  py::class_<RingfuseWork, ::c10d::Work, c10::intrusive_ptr<RingfuseWork>>(module, "Work");
+  py::class_<ProcessGroupRingfuse, ::c10d::ProcessGroup,
+             c10::intrusive_ptr<ProcessGroupRingfuse>>(module, "ProcessGroupRingfuse")
+      // torch's ProcessGroup.allreduce, the same three forms, without c10d's operator
+      // dispatch: dist.all_reduce reaches allreduce() with no copy of the tensor list, no boxed
+      // call and no ReduceOp allocated (for torch's c10d::allreduce_ kernel on CPU and CUDA
+      // alike that is all it does before calling allreduce(); torch.profiler still sees the
+      // operator: profiled_allreduce records it). They release the GIL as
+      // torch's do: keeping it saved about 470 instructions a call and no time measurable here
+      // (perf/RESULTS.md, issue 21, seventh session).
+      .def(
+          "allreduce",
+          [](ProcessGroupRingfuse& group, std::vector<at::Tensor>& tensors,
+             const ::c10d::AllreduceOptions& opts) {
+            return ringfuse::python::profiled_allreduce(group, tensors, opts);
+          },
+          py::arg("tensors"), py::arg("opts") = ::c10d::AllreduceOptions(),
+          py::call_guard<py::gil_scoped_release>())
+      .def(
+          "allreduce",
+          [](ProcessGroupRingfuse& group, std::vector<at::Tensor>& tensors,
+             const ::c10d::ReduceOp& op) {
+            ::c10d::AllreduceOptions opts;
+            opts.reduceOp = op;
+            return ringfuse::python::profiled_allreduce(group, tensors, opts);
+          },
+          py::arg("tensors"), py::arg("op") = ::c10d::ReduceOp::SUM,
+          py::call_guard<py::gil_scoped_release>())
+      .def(
+          "allreduce",
+          [](ProcessGroupRingfuse& group, const at::Tensor& tensor, const ::c10d::ReduceOp& op) {
+            ::c10d::AllreduceOptions opts;
+            opts.reduceOp = op;
+            std::vector<at::Tensor> tensors{tensor};
+            return ringfuse::python::profiled_allreduce(group, tensors, opts);
+          },
+          py::arg("tensor"), py::arg("op") = ::c10d::ReduceOp::SUM,
+          py::call_guard<py::gil_scoped_release>())
       .def(py::init([](const c10::intrusive_ptr<::c10d::Store>& store, int rank, int size,
                        std::chrono::milliseconds timeout, int local_rank, int local_size,
                        std::string host_addr, std::string job_secret, std::string job_id,
@@ -1270,7 +1381,7 @@ PYBIND11_MODULE(_c10d, module) {
                  std::move(host_addr), std::move(job_secret),
                  std::move(job_id),    std::move(global_ranks),
                  std::move(label)};
-             return c10::make_intrusive<ringfuse::python::ProcessGroupRingfuse>(
+             return c10::make_intrusive<ProcessGroupRingfuse>(
                  store, rank, size, timeout, placement);
            }),
            py::arg("store"), py::arg("rank"), py::arg("size"), py::arg("timeout"),

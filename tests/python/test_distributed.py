@@ -132,6 +132,46 @@ def test_all_reduce_non_contiguous_and_future():
     torch.testing.assert_close(chained.wait(), expected * 2)
 
 
+def test_process_group_allreduce_takes_torchs_three_forms():
+    # The group binds ProcessGroup.allreduce itself (no operator dispatch): the forms torch's
+    # binding takes must all still work, each returning a torch Work that holds the result.
+    rank, size = ranks()
+    pg = dist.distributed_c10d._get_default_group()
+    total = float(size * (size + 1) // 2)
+    opts = dist.AllreduceOptions()
+    opts.reduceOp = dist.ReduceOp.MAX
+    calls = [
+        (lambda t: pg.allreduce([t]), total),                          # tensors, default opts
+        (lambda t: pg.allreduce([t], opts), float(size)),              # tensors, opts
+        (lambda t: pg.allreduce([t], dist.ReduceOp.MIN), 1.0),         # tensors, op
+        (lambda t: pg.allreduce([t], op=dist.ReduceOp.PRODUCT), float(
+            torch.arange(1, size + 1).prod())),                        # tensors, op=
+        (lambda t: pg.allreduce(t), total),                            # one tensor, default op
+        (lambda t: pg.allreduce(t, dist.ReduceOp.MAX), float(size)),   # one tensor, op
+    ]
+    for call, expected in calls:
+        tensor = torch.full((5,), float(rank + 1))
+        work = call(tensor)
+        assert isinstance(work, dist.Work)
+        work.wait()
+        torch.testing.assert_close(tensor, torch.full((5,), expected))
+        torch.testing.assert_close(work.result()[0], torch.full((5,), expected))
+    with pytest.raises(TypeError):
+        pg.allreduce("not a tensor")
+
+
+def test_the_profiler_sees_all_reduce_as_torchs_dispatch_records_it():
+    # The group's allreduce binding skips c10d's operator dispatch, which is what records the
+    # c10d::allreduce_ event torch.profiler shows: the binding must record it itself.
+    _, size = ranks()
+    tensor = torch.ones(8)
+    with torch.profiler.profile(activities=[torch.profiler.ProfilerActivity.CPU]) as profile:
+        dist.all_reduce(tensor)
+    names = [event.name for event in profile.events()]
+    assert "c10d::allreduce_" in names, names
+    torch.testing.assert_close(tensor, torch.full((8,), float(size)))
+
+
 def test_all_reduce_coalesced():
     rank, size = ranks()
     tensors = [data(rank, 3), data(rank, 5)]

@@ -190,3 +190,27 @@ def test_sub_group_receive_names_the_global_peer():
         assert f"new_group([{size - 2}, {size - 1}])" in message, message
     dist.destroy_process_group(group)
     dist.barrier()
+
+
+def test_a_new_group_leaves_the_timeline_files_of_the_world_alone(tmp_path_factory):
+    # RINGFUSE_TIMELINE names one file per rank of a world. A new_group is a world of its own
+    # whose ranks are group ranks: if it wrote a timeline, global rank 1 (rank 0 of
+    # new_group([1, ...])) would write NAME.0.json, global rank 0's file.
+    rank, size = dist.get_rank(), dist.get_world_size()
+    store = dist.distributed_c10d._get_default_store()
+    if rank == 0:
+        store.set("timeline-dir", str(tmp_path_factory.mktemp("timeline")))
+    path = os.path.join(store.get("timeline-dir").decode(), "t.json")
+    os.environ["RINGFUSE_TIMELINE"] = path  # read when a group is made
+    try:
+        members = list(range(1, size))
+        group = dist.new_group(members)
+        if rank in members:
+            tensors = [data(rank), data(rank, 3)]
+            dist.all_reduce_coalesced(tensors, group=group)  # on the group's engine
+            torch.testing.assert_close(tensors[0], sum(data(r) for r in members))
+    finally:
+        del os.environ["RINGFUSE_TIMELINE"]
+    dist.barrier()
+    written = sorted(os.listdir(os.path.dirname(path)))
+    assert written == [], written  # the world group was made without RINGFUSE_TIMELINE

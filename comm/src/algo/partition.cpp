@@ -16,13 +16,18 @@ std::vector<Block> even_blocks(std::size_t count, int parts) {
 
 std::vector<Block> blocks_from_counts(std::span<const std::size_t> counts) {
   std::vector<Block> blocks;
+  blocks_from_counts(counts, blocks);
+  return blocks;
+}
+
+void blocks_from_counts(std::span<const std::size_t> counts, std::vector<Block>& blocks) {
+  blocks.clear();
   blocks.reserve(counts.size());
   std::size_t offset = 0;
   for (std::size_t count : counts) {
     blocks.push_back(Block{offset, count});
     offset += count;
   }
-  return blocks;
 }
 
 }  // namespace ringfuse::algo

@@ -18,6 +18,9 @@ std::vector<Block> even_blocks(std::size_t count, int parts);
 
 /// Blocks laid out back to back with the given sizes.
 std::vector<Block> blocks_from_counts(std::span<const std::size_t> counts);
+/// The same into `blocks`, which keeps its memory from call to call (a caller on a hot path
+/// allocates nothing once it has held as many blocks).
+void blocks_from_counts(std::span<const std::size_t> counts, std::vector<Block>& blocks);
 
 /// Non-negative modulo, for ring indices.
 constexpr int wrap(int value, int size) { return ((value % size) + size) % size; }

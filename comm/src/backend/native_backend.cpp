@@ -1,5 +1,7 @@
 #include "backend/native_backend.hpp"
 
+#include <array>
+#include <charconv>
 #include <cstring>
 #include <numeric>
 #include <vector>
@@ -29,6 +31,25 @@ NativeBackend::NativeBackend(std::unique_ptr<transport::Transport> transport,
       default_algorithm_(default_algorithm),
       rank_(transport_->rank()),
       size_(transport_->size()) {}
+
+void NativeBackend::begin_allgatherv(DataType type, std::size_t count) {
+  // The same words as begin("allgatherv {}[{}]", ...).
+  std::array<char, 24> digits{};
+  std::array<char, 24> sequence{};
+  const auto count_end = std::to_chars(digits.data(), digits.data() + digits.size(), count).ptr;
+  const auto sequence_end =
+      std::to_chars(sequence.data(), sequence.data() + sequence.size(), ++sequence_).ptr;
+  std::string label;
+  label.reserve(64);
+  label += "allgatherv ";
+  label += to_string(type);
+  label += '[';
+  label.append(digits.data(), count_end);
+  label += "] (collective #";
+  label.append(sequence.data(), sequence_end);
+  label += ')';
+  transport_->set_operation(std::move(label));
+}
 
 void NativeBackend::invalid(const std::string& label, const std::string& what) const {
   throw core::rank_error(ErrorKind::invalid_argument, rank_, "{}: {}", label, what);
@@ -117,14 +138,16 @@ void NativeBackend::broadcast(void* data, std::size_t count, DataType type, int 
 
 void NativeBackend::allgatherv(const void* send, void* recv, std::span<const std::size_t> counts,
                                DataType type) {
-  const auto label =
-      begin("allgatherv {}[{}]", to_string(type),
-            counts.size() == static_cast<std::size_t>(size_) ? counts[rank_] : 0);
   if (counts.size() != static_cast<std::size_t>(size_)) {
-    invalid(label, fmt::format("{} counts given for a world of {}", counts.size(), size_));
+    invalid(begin("allgatherv {}[0]", to_string(type)),
+            fmt::format("{} counts given for a world of {}", counts.size(), size_));
   }
+  begin_allgatherv(type, counts[rank_]);
   const std::size_t element_bytes = element_size(type);
-  const auto blocks = algo::blocks_from_counts(counts);
+  // The blocks in a vector kept from call to call: the small all-gathers (the c10d group's
+  // agreement frames) then allocate nothing here.
+  algo::blocks_from_counts(counts, blocks_);
+  const auto& blocks = blocks_;
   const auto& own = blocks[rank_];
   // A caller that placed its block where it belongs in `recv` already (in place) copies nothing.
   std::byte* own_place = bytes_of(recv) + own.offset * element_bytes;

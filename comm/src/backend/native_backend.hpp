@@ -9,9 +9,11 @@
 #include <span>
 #include <string>
 #include <utility>
+#include <vector>
 
 #include <fmt/format.h>
 
+#include "algo/partition.hpp"
 #include "algo/workspace.hpp"
 #include "backend/backend.hpp"
 #include "ringfuse/context.hpp"
@@ -80,6 +82,11 @@ class NativeBackend final : public Backend {
     transport_->set_operation(label);
     return label;
   }
+  /// begin() of an allgatherv of `count` elements here, whose label only the transport needs
+  /// from here on: written without fmt's parsing and handed over without a copy, since the
+  /// c10d group's agreement check runs one before each of its collectives (perf/RESULTS.md,
+  /// issue 21, seventh session).
+  void begin_allgatherv(DataType type, std::size_t count);
   [[noreturn]] void invalid(const std::string& label, const std::string& what) const;
   /// Whether allreduce(data, ...) of `bytes` with `algo` runs as algo::window_allreduce: the
   /// algorithm is automatic, the buffer lies inside the shared window, and it is large enough.
@@ -89,6 +96,7 @@ class NativeBackend final : public Backend {
   std::optional<Hierarchy> hierarchy_;
   Algorithm default_algorithm_;
   algo::Workspace workspace_;
+  std::vector<algo::Block> blocks_;  // allgatherv's, reused
   int rank_;
   int size_;
   std::uint64_t sequence_ = 0;

@@ -184,8 +184,10 @@ bool agree_and_allreduce(Context& context, const CollectiveCall& call, std::stri
   std::memcpy(own, &hash, sizeof hash);
   std::memcpy(own + sizeof hash, &bytes, sizeof bytes);
   if (bytes > 0) std::memcpy(own + kFrameHeaderBytes, allreduce->data, bytes);
+  // allgatherv with fixed counts: allgather() would build the counts for every call.
+  static constexpr std::array<std::size_t, kFramedWorldSize> counts{kFrameBytes, kFrameBytes};
   checking(context, call, where, [&] {
-    context.allgather(own, frames.data(), kFrameBytes, DataType::u8);
+    context.allgatherv(own, frames.data(), counts, DataType::u8);
   });
   const std::array<std::uint64_t, 2> header{static_cast<std::uint64_t>(hash), bytes};
   for (std::size_t rank = 0; rank < size; ++rank) {
