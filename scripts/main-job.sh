@@ -8,7 +8,11 @@ build_dir=${RINGFUSE_BUILD_DIR:-$root/build}
 epochs=${RINGFUSE_MAIN_JOB_EPOCHS:-2}
 
 "$root/scripts/install-deps.sh"
-RINGFUSE_BUILD_DIR=$build_dir "$root/scripts/build.sh" -DRINGFUSE_BUILD_TESTS=OFF
+# The job needs no tests, so a fresh build directory is configured without them; one that the
+# test command (scripts/test.sh) configured keeps its tests, so ctest there stays current.
+configure_tests=()
+[ -f "$build_dir/CMakeCache.txt" ] || configure_tests=(-DRINGFUSE_BUILD_TESTS=OFF)
+RINGFUSE_BUILD_DIR=$build_dir "$root/scripts/build.sh" "${configure_tests[@]}"
 
 job_dir=$build_dir/main-job
 rm -rf "$job_dir"
