@@ -217,6 +217,7 @@ class Engine {
 
   /// Starts this rank's timeline (Chrome trace / Perfetto JSON) at path_for_rank(path)
   /// ("t.json" -> "t.<rank>.json"), replacing the one open; invalid_config if it is unwritable.
+  /// A file that another world's timeline is writing is left alone: "t.<rank>.2.json" instead.
   /// One timeline per rank: every engine of its Contexts (the world's, a child's, a process
   /// set's; RINGFUSE_TIMELINE starts it with the first) writes to it, each child on a process
   /// row of its own, and any of them starts or stops it. `mark_cycles`: "CYCLE_START" marks.

@@ -1,5 +1,12 @@
 #include "engine/timeline.hpp"
 
+#include <fcntl.h>
+#include <sys/file.h>
+#include <unistd.h>
+
+#include <cerrno>
+#include <cstring>
+
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
@@ -34,6 +41,54 @@ std::string Timeline::path_for_rank(const std::string& path, int rank) {
   return fmt::format("{}.{}.json", path, rank);
 }
 
+namespace {
+
+// Timelines of one rank that may write side by side under one name (NAME.<rank>.<k>.json):
+// more means a path shared by mistake, not Contexts of one process.
+constexpr int kMostSharers = 16;
+
+std::string numbered(const std::string& file, int k) {
+  // file ends in ".json" (path_for_rank's).
+  return fmt::format("{}.{}.json", file.substr(0, file.size() - 5), k);
+}
+
+// Opens `file` for writing, unless another open file description holds its lock: then null
+// and the file untouched (not truncated). Where the file system has no flock, opens it anyway.
+std::FILE* open_unless_locked(const std::string& file, int rank) {
+  const int fd = ::open(file.c_str(), O_WRONLY | O_CREAT | O_CLOEXEC, 0644);
+  if (fd < 0) {
+    throw core::rank_error(ErrorKind::invalid_config, rank,
+                           "timeline: cannot write '{}' ({}); give a path in a writable "
+                           "directory",
+                           file, std::strerror(errno));
+  }
+  if (::flock(fd, LOCK_EX | LOCK_NB) != 0 && errno == EWOULDBLOCK) {
+    ::close(fd);
+    return nullptr;
+  }
+  if (::ftruncate(fd, 0) != 0) {
+    const int error = errno;
+    ::close(fd);
+    throw core::rank_error(ErrorKind::invalid_config, rank, "timeline: cannot truncate '{}' ({})",
+                           file, std::strerror(error));
+  }
+  std::FILE* stream = ::fdopen(fd, "w");
+  if (stream == nullptr) {
+    const int error = errno;
+    ::close(fd);
+    throw core::rank_error(ErrorKind::invalid_config, rank, "timeline: cannot write '{}' ({})",
+                           file, std::strerror(error));
+  }
+  return stream;
+}
+
+}  // namespace
+
+std::string Timeline::file_name() const {
+  std::lock_guard lock(mutex_);
+  return file_ != nullptr ? file_name_ : std::string{};
+}
+
 void Timeline::start(const std::string& path, bool mark_cycles) {
   std::lock_guard lock(mutex_);
   open_locked(path, mark_cycles);
@@ -45,14 +100,25 @@ void Timeline::start_configured(const std::string& path) {
 }
 
 void Timeline::open_locked(const std::string& path, bool mark_cycles) {
-  const auto name = path_for_rank(path, rank_);
+  const auto wanted = path_for_rank(path, rank_);
   close_locked();
-  file_ = std::fopen(name.c_str(), "w");
-  if (file_ == nullptr) {
-    throw core::rank_error(ErrorKind::invalid_config, rank_,
-                           "timeline: cannot write '{}'; give a path in a writable directory",
-                           name);
+  std::string name = wanted;
+  for (int k = 2; (file_ = open_unless_locked(name, rank_)) == nullptr; ++k) {
+    if (k > kMostSharers) {
+      throw core::rank_error(ErrorKind::invalid_config, rank_,
+                             "timeline: '{}' and {} numbered files beside it are being written "
+                             "by other timelines; give this rank's engines a path of their own",
+                             wanted, kMostSharers - 1);
+    }
+    name = numbered(wanted, k);
   }
+  if (name != wanted) {
+    spdlog::warn("rank {}: timeline '{}' is being written by another Context's engine (of this "
+                 "process, e.g. ringfuse.torch's beside torch.distributed's, or of another "
+                 "process given the same path); this one writes '{}'",
+                 rank_, wanted, name);
+  }
+  file_name_ = name;
   started_ = true;
   origin_ = Clock::now();
   std::fputs("[\n", file_);

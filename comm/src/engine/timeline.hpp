@@ -35,7 +35,10 @@ class Timeline {
   Timeline& operator=(const Timeline&) = delete;
 
   /// Opens path_for_rank(path) (closing the file being written first); throws
-  /// Error(invalid_config) naming the file when it cannot be written.
+  /// Error(invalid_config) naming the file when it cannot be written. A file another Timeline
+  /// is writing (another Context's in this process, e.g. ringfuse.torch's beside the
+  /// torch.distributed group's, or another process's) is left alone: this one then writes
+  /// NAME.<rank>.<k>.json, the first k >= 2 free, and says so in a warning.
   void start(const std::string& path, bool mark_cycles);
   /// RINGFUSE_TIMELINE: start(path, false) the first time an engine of the rank starts,
   /// unless the timeline was started before (by this or by start()): a child engine started
@@ -53,6 +56,8 @@ class Timeline {
   bool marking_cycles() const { return mark_cycles_.load(std::memory_order_relaxed); }
   int rank() const { return rank_; }
   static std::string path_for_rank(const std::string& path, int rank);
+  /// The file being written; empty when none is.
+  std::string file_name() const;
 
   /// A process row for a child engine's events, named `name` (metadata written now when a file
   /// is open, and at the top of every file started while the row exists); returns its pid.
@@ -78,8 +83,9 @@ class Timeline {
   void write_process_locked(const Process& process);
 
   const int rank_;
-  std::mutex mutex_;
-  std::FILE* file_ = nullptr;        // guarded by mutex_
+  mutable std::mutex mutex_;
+  std::FILE* file_ = nullptr;        // guarded by mutex_; flock()ed while open
+  std::string file_name_;            // guarded by mutex_
   Clock::time_point origin_;         // guarded by mutex_
   std::vector<Process> processes_;   // guarded by mutex_: the child engines' rows
   int processes_added_ = 0;          // guarded by mutex_
