@@ -141,6 +141,14 @@ def mean_and_deviation(rates):
     return mean, 1.96 * (sum((r - mean) ** 2 for r in rates) / len(rates)) ** 0.5
 
 
+def rank_zero_log(runner):
+    """print(), flushed, on the runner's rank 0 only."""
+    def log(text):
+        if runner.rank == 0:
+            print(text, flush=True)
+    return log
+
+
 def describe(runner, args):
     if isinstance(runner, Ddp):
         return "DDP over Gloo"
@@ -153,11 +161,7 @@ def main():
         return compare(args)
     _, runner, threads, data, target = set_up(args)
     step = training_step(runner, data, target)
-
-    def log(text):
-        if runner.rank == 0:
-            print(text, flush=True)
-
+    log = rank_zero_log(runner)
     log("Model: %s, batch size %d per rank, %d ranks, %s, %d threads per rank"
         % (args.model, args.batch_size, runner.size, describe(runner, args), threads))
     for _ in range(args.num_warmup_batches):
@@ -180,11 +184,7 @@ def compare(args):
     ringfuse, ddp = runners
     steps = [training_step(runner, data, target) for runner in runners]
     names = [describe(runner, args) for runner in runners]
-
-    def log(text):
-        if ringfuse.rank == 0:
-            print(text, flush=True)
-
+    log = rank_zero_log(ringfuse)
     log("Model: %s, batch size %d per rank, %d ranks, %s and %s alternating, %d threads per rank"
         % (args.model, args.batch_size, ringfuse.size, names[0], names[1], threads))
     for step in steps:
@@ -199,9 +199,9 @@ def compare(args):
     rates = ringfuse.hvd.allreduce(torch.tensor(rates, dtype=torch.float64),
                                    name="benchmark.rates").tolist()
     ratios = [a / b for a, b in zip(*rates)]
-    for i, (a, b) in enumerate(zip(*rates)):
+    for i, (a, b, ratio) in enumerate(zip(*rates, ratios)):
         log("Round #%d: %s %.1f, %s %.1f img/sec per rank (%s first), ratio %.3f"
-            % (i, names[0], a, names[1], b, names[0] if i % 2 == 0 else names[1], a / b))
+            % (i, names[0], a, names[1], b, names[0] if i % 2 == 0 else names[1], ratio))
     for name, round_rates in zip(names, rates):
         mean, deviation = mean_and_deviation(round_rates)
         log("Total img/sec on %d rank(s), %s: %.1f +-%.1f"
