@@ -448,6 +448,8 @@ class Session {
   /// Starts a negotiation cycle on the engine of `process_set` now, instead of after the
   /// queue went quiet.
   void flush(int process_set) { engine(process_set).flush(); }
+  /// The requests enqueued on `process_set` until flush() go to one negotiation cycle.
+  void hold(int process_set) { engine(process_set).hold(); }
 
   void start_timeline(const std::string& path, bool mark_cycles) {
     engine().start_timeline(path, mark_cycles);
@@ -739,7 +741,11 @@ PYBIND11_MODULE(_core, m) {
            "Removes a process set (collective over every rank)")
       .def("process_set_ranks", &Session::process_set_ranks, py::arg("id"))
       .def("flush", &Session::flush, py::arg("process_set") = 0,
-           "Starts a negotiation cycle now on the engine of the process set (0: global)")
+           "Starts a negotiation cycle now on the engine of the process set (0: global); "
+           "ends a hold")
+      .def("hold", &Session::hold, py::arg("process_set") = 0,
+           "What is enqueued on the process set until flush() is negotiated together "
+           "(a hold flush() does not end lapses after 1 s)")
       .def("stats", &Session::stats)
       .def("in_flight", &Session::in_flight)
       .def("step_from_cpp", &Session::step_from_cpp, py::arg("names"), py::arg("tensors"),

@@ -88,6 +88,53 @@ TEST_P(RequestQueueWait, EmptyQueueReturnsNothingAtTheDeadlineAndAtStop) {
   EXPECT_FALSE(push_one(queue));
 }
 
+// A bucket of gradients enqueued one by one under hold(): the cycles that come due meanwhile
+// (quiet timer, oldest request's wait, the deadline) run without it, and flush() hands the
+// whole bucket to one cycle.
+TEST_P(RequestQueueWait, HeldRequestsAreTakenTogetherAtFlush) {
+  RequestQueue queue;
+  queue.hold();
+  ASSERT_TRUE(push_one(queue));
+  // The caller descheduled in the middle of its bucket: every timer runs out.
+  EXPECT_TRUE(queue.wait_and_take(kThreshold, 0s, 0s, Clock::now() + 20ms, GetParam()).empty())
+      << "a cycle took part of a held bucket";
+  std::thread caller([&] {
+    std::this_thread::sleep_for(20ms);
+    ASSERT_TRUE(push_one(queue));
+    queue.flush();
+  });
+  const auto taken = queue.wait_and_take(kThreshold, 0s, 0s, Clock::now() + 60s, GetParam());
+  caller.join();
+  ASSERT_EQ(taken.size(), 2u);
+  EXPECT_EQ(taken[1].seq, 2u);
+}
+
+TEST_P(RequestQueueWait, AHoldNoFlushEndsLapses) {
+  RequestQueue queue;
+  queue.hold();
+  ASSERT_TRUE(push_one(queue));
+  const auto started = Clock::now();
+  const auto taken = queue.wait_and_take(kThreshold, 0s, 0s, Clock::now() + 60s, GetParam());
+  const auto waited = Clock::now() - started;
+  EXPECT_EQ(taken.size(), 1u);
+  EXPECT_GE(waited, 900ms);
+  EXPECT_LT(waited, 30s) << "a hold without flush() kept the request from the engine";
+}
+
+TEST_P(RequestQueueWait, StopEndsAHold) {
+  RequestQueue queue;
+  queue.hold();
+  ASSERT_TRUE(push_one(queue));
+  std::thread stopper([&] {
+    std::this_thread::sleep_for(20ms);
+    queue.stop();
+  });
+  // The engine's last take at stop: the held request gets the engine's answer too.
+  const auto taken = queue.wait_and_take(kThreshold, 60s, 60s, Clock::now() + 60s, GetParam());
+  stopper.join();
+  EXPECT_EQ(taken.size(), 1u);
+}
+
 // Issue 18: requests the engine gives back are filled again in place, their names' memory
 // and all, and the spares a smaller take leaves over travel with it, not freed on the way.
 // The test does what the engine thread does: every take goes back through recycle().

@@ -286,9 +286,11 @@ def engine_cycles():
 LAYER_BYTES = (16 * 16 + 16) * 8  # a Linear(16, 16) in float64: weight and bias
 
 
-# A round releases what every rank has announced: a rank descheduled in the middle of handing
-# over a bucket can split it into two rounds, hence the margins above the expected 1 and 3.
-@pytest.mark.parametrize("cap_mb,most", [(None, 3), (2.5 * LAYER_BYTES / 2**20, 5)],
+# A round releases what every rank has announced, and each rank announces a bucket whole
+# (hold() until flush()): a rank descheduled in the middle of handing it over, or the engine's
+# cycle timer firing then, must not split it into two rounds (before the hold, the next test
+# took a round more than its hand-overs in 5 of 8 runs at N = 3 beside 4 busy processes).
+@pytest.mark.parametrize("cap_mb,most", [(None, 1), (2.5 * LAYER_BYTES / 2**20, 3)],
                          ids=["default", "every_2.5_layers"])
 def test_gradients_ready_apart_share_negotiation_rounds(cap_mb, most):
     """Each hand-over of gradients to the engine costs a negotiation round: both ranks'
@@ -354,12 +356,14 @@ def test_only_a_small_last_bucket_is_left_when_backward_ends(grouped_last_layer)
     forward(per_rank_weights((4, 256), hvd.rank()).float()).sum().backward()
     optimizer.step()
     rounds = engine_cycles() - before
+    hand_overs = 3 + grouped_last_layer  # the group, two buckets, the rest at step()
     # The 4th layer's bias may come after its weight and be left for the end too.
-    assert 2 * (layers - 3) - 1 <= started_at_the_end[0] <= 2 * (layers - 3) and rounds <= 6, \
+    assert 2 * (layers - 3) - 1 <= started_at_the_end[0] <= 2 * (layers - 3) \
+        and rounds <= hand_overs, \
         "rank %d: when the first layer's gradient (backward's last) came, %d of the %d " \
         "gradients had been handed to the engine (expected all but the first 3 layers', %d), " \
-        "in %d negotiation rounds (expected 3)" \
-        % (hvd.rank(), started_at_the_end[0], 2 * layers, 2 * (layers - 3), rounds)
+        "in %d negotiation rounds (expected one per hand-over, %d)" \
+        % (hvd.rank(), started_at_the_end[0], 2 * layers, 2 * (layers - 3), rounds, hand_overs)
 
 
 def test_a_second_backward_before_step_is_refused_while_gradients_wait_in_a_bucket():

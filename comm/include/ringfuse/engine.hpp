@@ -212,7 +212,14 @@ class Engine {
   /// kAnySource (Work::source_rank() says who sent). Host memory only.
   virtual Work send(TensorView tensor, int peer, int tag = 0) = 0;
   virtual Work recv(TensorView tensor, int peer, int tag = 0) = 0;
-  /// Starts a negotiation cycle now instead of waiting for the queue to go quiet.
+  /// The requests enqueued from now until flush() belong together (a bucket of gradients,
+  /// enqueued one by one): no negotiation cycle takes some of them without the others, even
+  /// when the caller is descheduled in between or the cycle timer fires. Cycles still run
+  /// (other ranks' requests complete meanwhile). Bounded: a hold that flush() does not end
+  /// lapses after one second, and the queue is negotiated as usual.
+  virtual void hold() = 0;
+  /// Starts a negotiation cycle now instead of waiting for the queue to go quiet; ends a
+  /// hold().
   virtual void flush() = 0;
 
   /// Starts this rank's timeline (Chrome trace / Perfetto JSON) at path_for_rank(path)

@@ -84,6 +84,7 @@ class EngineImpl final : public Engine {
   Work join() override;
   Work send(TensorView tensor, int peer, int tag) override;
   Work recv(TensorView tensor, int peer, int tag) override;
+  void hold() override { queue_.hold(); }
   void flush() override { queue_.flush(); }
   void start_timeline(const std::string& path, bool mark_cycles) override;
   void stop_timeline() override { timeline_.timeline().stop(); }

@@ -40,9 +40,15 @@ void RequestQueue::recycle(std::vector<Request>&& done) {
   if (done.size() > spare_.size()) spare_ = std::move(done);
 }
 
+void RequestQueue::hold() {
+  std::lock_guard lock(mutex_);
+  if (!held_since_) held_since_ = Clock::now();
+}
+
 void RequestQueue::flush() {
   {
     std::lock_guard lock(mutex_);
+    held_since_.reset();
     // Nothing queued, nothing to start: a flag kept until the next push would send that push
     // (most likely the first tensor of the next step) alone into a cycle of its own.
     if (count_ == 0) return;
@@ -75,11 +81,16 @@ TakenRequests RequestQueue::wait_and_take(std::size_t threshold, std::chrono::mi
                                           std::chrono::microseconds spin) {
   std::unique_lock lock(mutex_);
   const auto spin_until = Clock::now() + spin;
+  bool held = false;
   while (true) {
     const auto now = Clock::now();
+    if (held_since_ && now >= *held_since_ + kMaxHold) held_since_.reset();
+    held = held_since_.has_value() && !stop_;
     if (stop_ || now >= deadline) break;
     auto due = deadline;
-    if (count_ > 0) {
+    if (held) {
+      due = std::min(deadline, *held_since_ + kMaxHold);
+    } else if (count_ > 0) {
       if (flush_ || bytes_ >= threshold || queue_[count_ - 1].join) break;
       const auto quiet_at = last_push_ + quiet;
       const auto oldest_at = queue_.front().enqueued + max_wait;
@@ -94,9 +105,11 @@ TakenRequests RequestQueue::wait_and_take(std::size_t threshold, std::chrono::mi
     }
     cv_.wait_until(lock, due);
   }
+  TakenRequests taken;
+  // A cycle runs (the other ranks' requests may be due) without the ones held back.
+  if (held) return taken;
   flush_ = false;
   bytes_ = 0;
-  TakenRequests taken;
   if (count_ == 0) return taken;  // the spares stay for the next requests
   // The whole vector, spares and all (a cycle may take fewer requests than the last, e.g.
   // one step's buckets of different sizes): nothing is moved, nothing freed here.

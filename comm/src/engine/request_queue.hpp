@@ -4,6 +4,7 @@
 
 #include <condition_variable>
 #include <mutex>
+#include <optional>
 #include <span>
 #include <vector>
 
@@ -52,14 +53,17 @@ class RequestQueue {
     if (wake) cv_.notify_one();
     return true;
   }
-  /// Ends the wait for the requests queued now (a no-op when none are).
+  /// Until flush() (or kMaxHold), wait_and_take() takes nothing: the requests pushed
+  /// meanwhile are taken together.
+  void hold();
+  /// Ends the wait for the requests queued now (a no-op when none are) and a hold().
   void flush();
   void stop();
   bool stopping() const;
 
   /// Waits until a cycle should run: the queue is non-empty and (bytes >= threshold, flush
   /// requested, quiet for `quiet`, or the oldest request waited `max_wait`), or `deadline`
-  /// passed, or stop(). Returns the queued requests (possibly none). For the first `spin` it
+  /// passed, or stop(). Returns the queued requests (possibly none; none while held). For the first `spin` it
   /// checks, yielding the CPU in between, instead of sleeping: a caller's push then finds the
   /// engine thread awake, and no wake-up has to go through the scheduler.
   TakenRequests wait_and_take(std::size_t threshold, std::chrono::microseconds quiet,
@@ -90,6 +94,9 @@ class RequestQueue {
   std::size_t bytes_ = 0;
   bool flush_ = false;
   bool stop_ = false;
+  // A hold() that no flush() ends must not keep requests from the engine forever.
+  static constexpr std::chrono::seconds kMaxHold{1};
+  std::optional<Clock::time_point> held_since_;
   std::uint64_t next_seq_ = 1;
   Clock::time_point last_push_{};
 };

@@ -12,6 +12,7 @@ global ranks, as in Horovod.
 """
 
 import atexit
+from contextlib import contextmanager
 import itertools
 import os
 import threading
@@ -372,6 +373,23 @@ def poll(handle):
     if type(entry) is _core.Session:
         return entry.poll_average(handle)
     return entry[0].poll()
+
+
+@contextmanager
+def _handing_over(process_set):
+    """Enqueues in the block go to one negotiation round together, then start it (_flush):
+    for a bucket of gradients enqueued one by one. Without it, the engine's cycle timer (or
+    this thread descheduled in the middle) can split the bucket over two rounds."""
+    set_id = 0 if process_set is global_process_set else \
+        _process_set_id(process_set, "synchronize")
+    try:
+        _require_session().hold(set_id)
+    except _core.RingfuseError as e:
+        raise _library_error(e) from e
+    try:
+        yield
+    finally:
+        _flush(process_set)
 
 
 def _flush(process_set):

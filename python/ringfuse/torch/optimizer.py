@@ -198,6 +198,12 @@ class _DistributedOptimizer(torch.optim.Optimizer):
             self._start_bucket()
 
     def _start_bucket(self):
+        # Negotiated in one round, which starts as soon as every gradient of the bucket is
+        # enqueued instead of after the engine's queue went quiet.
+        with mpi_ops._handing_over(self.process_set):
+            self._enqueue_bucket()
+
+    def _enqueue_bucket(self):
         bucket, self._bucket, self._bucket_bytes = self._bucket, [], 0
         self._in_bucket.clear()
         if not bucket:
@@ -205,9 +211,6 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         for q in bucket:
             self._handles[q] = self._allreduce_grad_async(q)
         self._buckets_started += 1
-        # Every gradient of the bucket is enqueued: negotiate them now, in one round, instead
-        # of after the engine's queue went quiet.
-        mpi_ops._flush(self.process_set)
 
     def _make_hook(self, p):
         def hook(*unused):
@@ -242,26 +245,27 @@ class _DistributedOptimizer(torch.optim.Optimizer):
         if mpi_ops._set_of(self.process_set).size() == 1:
             self._synchronized = True
             return
-        self._start_bucket()  # the last gradients of backward, first
-        self._buckets_started = 0
-        self._bytes_this_step = 0
-        for p in self._requires_update:
-            if p not in self._handles:
-                self._handles[p] = (None, None)
-        started_groups = set()
-        for p, (handle, _) in list(self._handles.items()):
-            if handle is not None:
-                continue
-            if p in self._group_of:
-                index = self._group_of[p]
-                if index not in started_groups:
-                    started_groups.add(index)
-                    self._allreduce_group_async(index)
-            else:
-                self._handles[p] = self._allreduce_grad_async(p)
-        # Every gradient is enqueued and nothing more will come: the engine need not wait for
-        # its queue to go quiet before the last of them (the first layers') start.
-        mpi_ops._flush(self.process_set)
+        # Every gradient not handed over yet goes in one round, which starts once they are
+        # enqueued: nothing more will come, so the engine need not wait for its queue to go
+        # quiet before the last of them (the first layers') start.
+        with mpi_ops._handing_over(self.process_set):
+            self._enqueue_bucket()  # the last gradients of backward, first
+            self._buckets_started = 0
+            self._bytes_this_step = 0
+            for p in self._requires_update:
+                if p not in self._handles:
+                    self._handles[p] = (None, None)
+            started_groups = set()
+            for p, (handle, _) in list(self._handles.items()):
+                if handle is not None:
+                    continue
+                if p in self._group_of:
+                    index = self._group_of[p]
+                    if index not in started_groups:
+                        started_groups.add(index)
+                        self._allreduce_group_async(index)
+                else:
+                    self._handles[p] = self._allreduce_grad_async(p)
         results = {}
         for p, (handle, ctx) in self._handles.items():
             if handle not in results:
