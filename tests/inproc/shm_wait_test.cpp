@@ -60,8 +60,10 @@ TEST(ShmWait, APeer25MicrosecondsLateIsNotWaitedForAsleep) {
     rank.expect(true, "exchanged");
   });
   // Not zero: on a loaded machine the late rank is sometimes descheduled for longer than a
-  // rank keeps checking. The old wait slept in nearly every exchange.
-  EXPECT_LT(slept.load(), kExchanges / 4) << fmt::format(
+  // rank keeps checking (under `ctest -j2` beside multi-process tests: 138 (shm) and 182
+  // (tcp) once). The old wait slept in nearly every exchange.
+  // That is about kExchanges on rank 0 alone: half of it still tells the two apart.
+  EXPECT_LT(slept.load(), kExchanges / 2) << fmt::format(
       "the ranks went to sleep {} times in {} exchanges with a peer 25 us late", slept.load(),
       kExchanges);
 }

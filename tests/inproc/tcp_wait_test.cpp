@@ -54,8 +54,10 @@ TEST(TcpWait, APeer25MicrosecondsLateIsNotWaitedForAsleep) {
     rank.expect(in.front() == 1.0f && in.back() == 1.0f, "received the peer's bytes");
   });
   // Not zero: on a loaded machine the late rank is sometimes descheduled for longer than a
-  // rank keeps checking. Sleeping in poll() at once slept in nearly every exchange.
-  EXPECT_LT(slept.load(), kExchanges / 4) << fmt::format(
+  // rank keeps checking (under `ctest -j2` beside multi-process tests: 138 (shm) and 182
+  // (tcp) once). Sleeping in poll() at once slept in nearly every exchange.
+  // That is about kExchanges on rank 0 alone: half of it still tells the two apart.
+  EXPECT_LT(slept.load(), kExchanges / 2) << fmt::format(
       "the ranks went to sleep {} times in {} exchanges with a peer 25 us late", slept.load(),
       kExchanges);
 }
