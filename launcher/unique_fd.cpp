@@ -1,6 +1,7 @@
 #include "unique_fd.hpp"
 
 #include <fcntl.h>
+#include <poll.h>
 
 #include <cerrno>
 #include <cstring>
@@ -32,6 +33,15 @@ bool write_all(int fd, const char* data, std::size_t size) noexcept {
     const ssize_t n = ::write(fd, data, size);
     if (n < 0) {
       if (errno == EINTR) continue;
+      if (errno == EAGAIN || errno == EWOULDBLOCK) {
+        // A descriptor handed to us non-blocking (Node.js-based runners make their pipes so;
+        // O_NONBLOCK belongs to the pipe, not to us) with its reader behind: wait as a
+        // blocking write would, instead of calling the output lost.
+        pollfd writable{fd, POLLOUT, 0};
+        if (::poll(&writable, 1, -1) < 0 && errno != EINTR) return false;
+        if ((writable.revents & (POLLERR | POLLNVAL)) != 0) return false;
+        continue;
+      }
       return false;
     }
     data += n;

@@ -52,8 +52,9 @@ Pipe make_pipe(const char* what);
 /// Sets O_NONBLOCK on `fd`; throws ringfuse::Error(system) on failure.
 void set_nonblocking(int fd);
 
-/// Writes all of `data`, retrying on EINTR and short writes. Returns false if the descriptor
-/// refuses (EPIPE when our reader went away, ...): output loss must not stop supervision.
+/// Writes all of `data`, retrying on EINTR and short writes, and waiting like a blocking write
+/// where `fd` is non-blocking and full. Returns false if the descriptor refuses (EPIPE when our
+/// reader went away, ...): output loss must not stop supervision.
 bool write_all(int fd, const char* data, std::size_t size) noexcept;
 
 }  // namespace ringfuse::launcher
