@@ -515,6 +515,9 @@ void mode_aliased(ringfuse::Context& ctx) {
     std::fill(twice.begin(), twice.end(), mine);
     std::fill(large.begin(), large.end(), mine);
     std::vector<ringfuse::Work> works;
+    // One group on every load: a cycle that came due between the enqueues (this thread
+    // descheduled, the cycle timer) made two all-reduces of one tensor, which sum it twice.
+    engine.hold();
     works.push_back(engine.allreduce("twice.a", {twice.data(), DataType::f32, {1000}}));
     works.push_back(engine.allreduce("twice.b", {twice.data(), DataType::f32, {1000}}));
     works.push_back(engine.allreduce("large", {large.data(), DataType::f32, {8000}}));
@@ -540,6 +543,7 @@ void mode_aliased_on_one_rank(ringfuse::Context& ctx) {
     std::fill(second.begin(), second.end(), mine);
     float* b = ctx.rank() == 0 ? first.data() : second.data();
     std::vector<ringfuse::Work> works;
+    engine.hold();  // one group, as in mode_aliased
     works.push_back(engine.allreduce("one-rank.a", {first.data(), DataType::f32, {1000}}));
     works.push_back(engine.allreduce("one-rank.b", {b, DataType::f32, {1000}}));
     engine.flush();
