@@ -14,8 +14,8 @@ that does what DDP's default does (divide the bucket by the world size, all-redu
 bucket, from the hook's call to its future's completion, summed over the step ("comm_ms"), and
 the span from the first bucket's launch to the last completion ("span_ms"), and, per bucket
 from the moment the last rank launched it to its completion here ("ready_ms", summed): comm_ms
-without the wait for slower ranks, which on shared cores is most of it. Rank 0 prints the
-medians over the timed steps and the load average.
+without the wait for slower ranks, which on shared cores is most of it. Rank 0 prints its
+medians over the timed steps, every rank's comm_ms and ready_ms, and the load average.
 """
 
 import argparse
@@ -173,6 +173,11 @@ def main():
                          statistics.median(comm) * 1e3, statistics.median(span) * 1e3, buckets,
                          statistics.median(ready) * 1e3))
 
+    # Every rank's medians: rank 0's comm_ms depends on where it launches among the ranks
+    # (the first to launch waits for the last), the mean over ranks does not.
+    mine = torch.tensor([[row[3], row[6]] for row in rows], dtype=torch.float64)
+    per_rank = [torch.empty_like(mine) for _ in range(size)]
+    dist.all_gather(per_rank, mine, group=groups["gloo"])
     if rank == 0:
         load = os.getloadavg()
         print(f"# DDP, {size} ranks, {args.rounds} rounds x {args.steps} steps per backend; "
@@ -182,12 +187,21 @@ def main():
         for model_name, backend, step, comm, span, buckets, ready in rows:
             print(f"{model_name:<9} {backend:<9} {step:>9.2f} {comm:>9.2f} {span:>9.2f} "
                   f"{buckets:>8} {ready:>9.2f}")
+        mean_comm = {}
+        for i, (model_name, backend, *_) in enumerate(rows):
+            comms = [r[i][0].item() for r in per_rank]
+            readies = [r[i][1].item() for r in per_rank]
+            mean_comm[(model_name, backend)] = statistics.mean(comms)
+            print(f"{model_name:<9} {backend:<9} per rank: comm_ms "
+                  f"{' / '.join(f'{c:.1f}' for c in comms)}, ready_ms "
+                  f"{' / '.join(f'{r:.1f}' for r in readies)}")
         by = {(m, b): (s, c, r) for m, b, s, c, _, _, r in rows}
         for model_name in args.models.split(","):
             ours, gloo = by[(model_name, "ringfuse")], by[(model_name, "gloo")]
+            mean_ratio = mean_comm[(model_name, "ringfuse")] / mean_comm[(model_name, "gloo")]
             print(f"{model_name}: step ringfuse/gloo {ours[0] / gloo[0]:.2f} (target <= 1), "
-                  f"comm ringfuse/gloo {ours[1] / gloo[1]:.2f} (target <= 0.5), "
-                  f"after the last launch {ours[2] / gloo[2]:.2f}")
+                  f"comm ringfuse/gloo {ours[1] / gloo[1]:.2f} (target <= 0.5; mean over "
+                  f"ranks {mean_ratio:.2f}), after the last launch {ours[2] / gloo[2]:.2f}")
     dist.destroy_process_group()
 
 
