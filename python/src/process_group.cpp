@@ -284,10 +284,6 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     options.op_timeout = timeout;
     options.connect_timeout = timeout;
     if (!placement.host_addr.empty()) options.host_addr = placement.host_addr;
-    // A new_group's Context is a world of its own whose ranks are group ranks: its engine
-    // would write RINGFUSE_TIMELINE's "NAME.<group rank>.json", the file of another process
-    // (global rank = group rank) or of this one's world group. Only the world group writes it.
-    if (!placement.label.empty()) options.engine.timeline_path.clear();
     context_ = ringfuse::init(world, options, std::make_shared<C10dStore>(store, rank));
     // The engine carries send/recv. Started here, as the Context was: collective, and on
     // the thread that uses torch's store (see process_group_p2p.hpp).

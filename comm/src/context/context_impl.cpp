@@ -93,7 +93,10 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
     label_ = world_.label.empty() ? "group" : world_.label;
   }
   progress_ = core::ProgressPublisher::open_if_set(options_.progress_file, world_.rank);
-  timeline_ = std::make_shared<engine::Timeline>(world_.rank);
+  // Files are named by the job's rank: a group's world (a torch.distributed new_group) would
+  // otherwise write the file of the process whose global rank is its group rank.
+  timeline_ = std::make_shared<engine::Timeline>(
+      global_ranks_.empty() ? world_.rank : global_ranks_[static_cast<std::size_t>(world_.rank)]);
   if (world_.mpi_bootstrap) mpi_ = std::make_shared<MpiSession>(world_);
   if (world_.size > 1 && external_store_) {
     // The caller's store is already shared by the world: nothing to serve or connect to.
