@@ -375,17 +375,22 @@ def poll(handle):
     return entry[0].poll()
 
 
+def _call_set_engine(process_set, method):
+    """session.<method>(set id): the engine of `process_set` (hold or flush)."""
+    set_id = 0 if process_set is global_process_set else \
+        _process_set_id(process_set, "synchronize")
+    try:
+        getattr(_require_session(), method)(set_id)
+    except _core.RingfuseError as e:
+        raise _library_error(e) from e
+
+
 @contextmanager
 def _handing_over(process_set):
     """Enqueues in the block go to one negotiation round together, then start it (_flush):
     for a bucket of gradients enqueued one by one. Without it, the engine's cycle timer (or
     this thread descheduled in the middle) can split the bucket over two rounds."""
-    set_id = 0 if process_set is global_process_set else \
-        _process_set_id(process_set, "synchronize")
-    try:
-        _require_session().hold(set_id)
-    except _core.RingfuseError as e:
-        raise _library_error(e) from e
+    _call_set_engine(process_set, "hold")
     try:
         yield
     finally:
@@ -396,12 +401,7 @@ def _flush(process_set):
     """Starts the engine's negotiation cycle for what `process_set` has queued now, instead of
     after the queue went quiet (a fifth of RINGFUSE_CYCLE_TIME_MS): for a caller about to
     wait for all of it, as DistributedOptimizer.synchronize() at the end of backward."""
-    set_id = 0 if process_set is global_process_set else \
-        _process_set_id(process_set, "synchronize")
-    try:
-        _require_session().flush(set_id)
-    except _core.RingfuseError as e:
-        raise _library_error(e) from e
+    _call_set_engine(process_set, "flush")
 
 
 def synchronize(handle):
