@@ -11,6 +11,7 @@
 #include "rendezvous/auth.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/error.hpp"
+#include "transport/hello.hpp"
 #include "transport/socket.hpp"
 #include "transport/tcp_mesh.hpp"
 
@@ -79,7 +80,7 @@ TEST(Auth, MeshRefusesAnImpostorAndConnectsTheRealPeer) {
   struct {
     std::uint32_t magic, version, rank, job_hash;
     std::array<char, 16> nonce;
-  } hello{0x52465345, 1, 1, 0, {}};
+  } hello{0x52465345, ringfuse::transport::kHelloVersion, 1, 0, {}};
   std::uint32_t hash = 2166136261u;  // FNV-1a of the job id, as the mesh computes it
   for (unsigned char c : options.job_id) {
     hash ^= c;

@@ -30,6 +30,7 @@
 #include "ringfuse/error.hpp"
 #include "store.pb.h"
 #include "transport/full_mesh.hpp"
+#include "transport/hello.hpp"
 #include "transport/tcp_mesh.hpp"
 
 namespace {
@@ -108,7 +109,7 @@ class Raw {
     return accepted && accepted->has_auth();
   }
 
- private:
+  /// Exactly `size` bytes, or false when the server closed or stayed silent.
   bool read_exact(char* out, std::size_t size) {
     std::size_t done = 0;
     while (done < size) {
@@ -118,6 +119,8 @@ class Raw {
     }
     return true;
   }
+
+ private:
   int fd_;
   bool connected_ = false;
 };
@@ -260,10 +263,9 @@ TEST_F(BadStoreInput, OversizedFramesBeforeAuthenticatingAreRefusedWithoutWaitin
 
 // --- the mesh listener ---
 
-struct Hello {
-  std::uint32_t magic, version, rank, job_hash;
-  std::array<char, 16> nonce;
-};
+using ringfuse::transport::Hello;
+using ringfuse::transport::kHelloVersion;
+constexpr std::uint32_t kMeshMagic = 0x52465345;  // "RFSE", full_mesh.cpp's
 
 std::string bytes_of(const Hello& hello) {
   return std::string(reinterpret_cast<const char*>(&hello), sizeof(hello));
@@ -278,8 +280,8 @@ void attack_mesh_port(std::uint16_t port, const std::string& job_id, int size) {
     for (auto& c : out) c = static_cast<char>(random());
     return out;
   };
-  const Hello good{0x52465345,
-                   1,
+  const Hello good{kMeshMagic,
+                   kHelloVersion,
                    static_cast<std::uint32_t>(size - 1),
                    ringfuse::transport::job_hash(job_id),
                    {}};
@@ -353,6 +355,93 @@ TEST(BadMeshInput, GarbageOnTheMeshPortDuringSetUpDoesNotStopTheJob) {
   }
   // Data flows around the ring: every rank sends its rank to the next.
   ASSERT_NO_FATAL_FAILURE(ringfuse::test_support::expect_ring_exchange(meshes));
+}
+
+// A rank of another Ringfuse build (another wire version) that connects is told this rank's
+// version and refused, and the job goes on waiting for its real peer.
+TEST(BadMeshInput, AHelloOfAnotherWireVersionIsAnsweredWithOursAndRefused) {
+  TcpStoreServer server("127.0.0.1", 0, kSecret);
+  ringfuse::transport::MeshOptions options;
+  options.secret = kSecret;
+  options.job_id = "version-test";
+  options.connect_timeout = 30s;
+  TcpStoreClient store0("127.0.0.1", server.port(), kConnect, kSecret);
+  TcpStoreClient store1("127.0.0.1", server.port(), kConnect, kSecret);
+  using Mesh = ringfuse::transport::TcpMesh;
+  auto rank0 = std::async(std::launch::async,
+                          [&] { return std::make_unique<Mesh>(0, 2, store0, options); });
+  TcpStoreClient spy("127.0.0.1", server.port(), kConnect, kSecret);
+  const auto address = spy.get(options.key_prefix + "mesh/addr/0", 10s);
+  const auto port = static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
+  {
+    Raw older("127.0.0.1", port, 5);
+    const Hello old{kMeshMagic, kHelloVersion - 1, 1,
+                    ringfuse::transport::job_hash(options.job_id), {}};
+    ASSERT_TRUE(older.send(bytes_of(old)));
+    Hello reply{};
+    ASSERT_TRUE(older.read_exact(reinterpret_cast<char*>(&reply), sizeof(reply)))
+        << "no hello came back to a rank of another version";
+    EXPECT_EQ(reply.magic, kMeshMagic);
+    EXPECT_EQ(reply.version, kHelloVersion);
+    EXPECT_TRUE(older.closed_by_peer()) << "a rank of another version was not refused";
+  }
+  auto rank1 = std::async(std::launch::async,
+                          [&] { return std::make_unique<Mesh>(1, 2, store1, options); });
+  ASSERT_EQ(rank0.wait_for(25s), std::future_status::ready);
+  ASSERT_EQ(rank1.wait_for(25s), std::future_status::ready);
+  EXPECT_NO_THROW(rank0.get());
+  EXPECT_NO_THROW(rank1.get());
+}
+
+// Connecting to a listener of another wire version fails at once, saying so.
+TEST(BadMeshInput, AListenerOfAnotherWireVersionIsNamedAsSuch) {
+  TcpStoreServer server("127.0.0.1", 0, kSecret);
+  ringfuse::transport::MeshOptions options;
+  options.secret = kSecret;
+  options.job_id = "version-test";
+  options.connect_timeout = 30s;
+  // Rank 0 of an older build: a listener that answers any hello with a hello of version 1.
+  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
+  ASSERT_GE(listener, 0);
+  sockaddr_in addr{};
+  addr.sin_family = AF_INET;
+  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
+  socklen_t length = sizeof(addr);
+  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
+  ASSERT_EQ(::listen(listener, 4), 0);
+  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &length), 0);
+  TcpStoreClient publisher("127.0.0.1", server.port(), kConnect, kSecret);
+  publisher.set(options.key_prefix + "mesh/addr/0",
+                "127.0.0.1:" + std::to_string(ntohs(addr.sin_port)));
+  std::thread older([&] {
+    timeval tv{10, 0};
+    ::setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    const int fd = ::accept(listener, nullptr, nullptr);
+    if (fd < 0) return;
+    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
+    Hello hello{};
+    if (::recv(fd, &hello, sizeof(hello), MSG_WAITALL) == static_cast<ssize_t>(sizeof(hello))) {
+      const Hello reply{kMeshMagic, kHelloVersion - 1, 0, hello.job_hash, {}};
+      ::send(fd, &reply, sizeof(reply), MSG_NOSIGNAL);
+    }
+    ::close(fd);
+  });
+  TcpStoreClient store1("127.0.0.1", server.port(), kConnect, kSecret);
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    ringfuse::transport::TcpMesh mesh(1, 2, store1, options);
+    ADD_FAILURE() << "connected to a listener of another wire version";
+  } catch (const Error& e) {
+    const std::string what = e.what();
+    EXPECT_NE(what.find("wire version " + std::to_string(kHelloVersion - 1) +
+                        ", this rank one of version " + std::to_string(kHelloVersion)),
+              std::string::npos)
+        << what;
+    EXPECT_NE(what.find("same Ringfuse build"), std::string::npos) << what;
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 10s) << "not refused at once";
+  older.join();
+  ::close(listener);
 }
 
 }  // namespace

@@ -22,6 +22,7 @@
 #include "ring_exchange.hpp"
 #include "ringfuse/error.hpp"
 #include "algo/algorithms.hpp"
+#include "transport/hello.hpp"
 #include "transport/shm_ring.hpp"
 #include "transport/shm_segment.hpp"
 #include "transport/shm_transport.hpp"
@@ -483,7 +484,8 @@ TEST(ShmTransport, StrayLivenessClientWithoutTheSecretIsRefusedAndTheJobIsUnaffe
   struct {
     std::uint32_t magic, version, rank, job_hash;
     std::array<char, 16> nonce;
-  } mesh_hello{0x52465345, 1, 2, job_hash(options.mesh.job_id), {}};
+  } mesh_hello{0x52465345, ringfuse::transport::kHelloVersion, 2, job_hash(options.mesh.job_id),
+               {}};
   Socket forger = connect();
   ASSERT_TRUE(write_all(forger.fd(), &mesh_hello, sizeof(mesh_hello),
                         std::chrono::steady_clock::now() + 5s));

@@ -30,6 +30,15 @@ int authenticate_connector(const transport::Socket& socket, const Identity& self
     if (!transport::read_all(socket.fd(), &hello, sizeof(hello), deadline)) {
       return refuse("no complete hello in time");
     }
+    if (transport::of_another_version(hello, kHelloMagic, self.job_id)) {
+      const Hello own = make_hello(self.rank, self.job_id);  // tells it why; no proof
+      (void)transport::write_all(socket.fd(), &own, sizeof(own), deadline);
+      spdlog::error("rank {}: {}: refused a connection: {}", self.global_ranks(self.rank),
+                    self.purpose,
+                    transport::wire_version_mismatch(
+                        hello.version, fmt::format("the rank claiming position {}", hello.rank)));
+      return -1;
+    }
     if (hello.magic != kHelloMagic || hello.version != transport::kHelloVersion ||
         hello.job_hash != transport::job_hash(self.job_id) ||
         hello.rank >= static_cast<std::uint32_t>(self.size) ||

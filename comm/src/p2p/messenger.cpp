@@ -481,13 +481,21 @@ void Messenger::handshake(int peer, const transport::Socket& socket,
   const Hello own = make_hello(options_.rank, options_.job_id);
   Hello reply{};
   Proof proof{};
+  const auto no_answer = [&] {
+    return core::error_at(ErrorKind::timeout, me(), who,
+                          "{}: rank {} did not answer the handshake within {}",
+                          options_.purpose, who, seconds(options_.connect_timeout));
+  };
   if (!transport::write_all(socket.fd(), &own, sizeof(own), deadline) ||
-      !transport::read_all(socket.fd(), &reply, sizeof(reply), deadline) ||
-      !transport::read_all(socket.fd(), proof.data(), proof.size(), deadline)) {
-    throw core::error_at(ErrorKind::timeout, me(), who,
-                         "{}: rank {} did not answer the handshake within {}",
-                         options_.purpose, who, seconds(options_.connect_timeout));
+      !transport::read_all(socket.fd(), &reply, sizeof(reply), deadline)) {
+    throw no_answer();
   }
+  if (transport::of_another_version(reply, kHelloMagic, options_.job_id)) {
+    throw core::error_at(ErrorKind::protocol, me(), who, "{}: {}", options_.purpose,
+                         transport::wire_version_mismatch(reply.version,
+                                                          fmt::format("rank {}", who)));
+  }
+  if (!transport::read_all(socket.fd(), proof.data(), proof.size(), deadline)) throw no_answer();
   if (reply.magic != kHelloMagic || reply.rank != static_cast<std::uint32_t>(peer) ||
       reply.job_hash != own.job_hash) {
     throw core::error_at(ErrorKind::protocol, me(), who,

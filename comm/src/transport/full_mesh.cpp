@@ -72,8 +72,20 @@ class MeshSetUp {
       socket = connect_with_retry(host, port, deadline_, options_.advertise_host);
       configure_data_socket(socket.fd(), options_.user_timeout);
       if (!write_all(socket.fd(), &hello, sizeof(hello), deadline_) ||
-          !read_all(socket.fd(), &reply, sizeof(reply), deadline_) ||
-          !read_all(socket.fd(), acceptor_proof.data(), acceptor_proof.size(), deadline_)) {
+          !read_all(socket.fd(), &reply, sizeof(reply), deadline_)) {
+        throw core::error_at(ErrorKind::timeout, global_(rank_), global_(peer),
+                             "{}: timed out connecting to {} at {}", options_.purpose,
+                             global_.name(peer), address);
+      }
+      // A listener of another version answers with its hello and no proof.
+      if (of_another_version(reply, kHelloMagic, options_.job_id)) {
+        throw core::error_at(ErrorKind::protocol, global_(rank_), global_(peer), "{}: {}",
+                             options_.purpose,
+                             wire_version_mismatch(reply.version,
+                                                   fmt::format("{} (at {})", global_.name(peer),
+                                                               address)));
+      }
+      if (!read_all(socket.fd(), acceptor_proof.data(), acceptor_proof.size(), deadline_)) {
         throw core::error_at(ErrorKind::timeout, global_(rank_), global_(peer),
                              "{}: timed out connecting to {} at {}", options_.purpose,
                              global_.name(peer), address);
@@ -135,6 +147,21 @@ class MeshSetUp {
     } catch (const std::exception& e) {
       spdlog::warn("rank {}: {}: dropped a connection during set-up: {}", global_(rank_),
                    options_.purpose, e.what());
+      return -1;
+    }
+    if (of_another_version(hello, kHelloMagic, options_.job_id)) {
+      // Our hello tells it why (nothing secret: no proof is sent), then the job goes on
+      // waiting for a peer of this build.
+      const Hello own = make_hello(rank_, options_.job_id);
+      try {
+        (void)write_all(socket.fd(), &own, sizeof(own), limit);
+      } catch (const std::exception&) {
+        // Gone already: the log below is all there is to say.
+      }
+      spdlog::error("rank {}: {}: refused a connection: {}", global_(rank_), options_.purpose,
+                    wire_version_mismatch(hello.version,
+                                          fmt::format("the rank claiming position {}",
+                                                      hello.rank)));
       return -1;
     }
     if (hello.magic != kHelloMagic || hello.version != kHelloVersion ||

@@ -25,6 +25,16 @@ Proof make_proof(const std::string& secret, std::string_view label, std::string_
   return proof;
 }
 
+bool of_another_version(const Hello& got, std::uint32_t magic, const std::string& job_id) {
+  return got.magic == magic && got.job_hash == job_hash(job_id) && got.version != kHelloVersion;
+}
+
+std::string wire_version_mismatch(std::uint32_t version, std::string_view peer) {
+  return fmt::format("{} runs a Ringfuse build of wire version {}, this rank one of version {}: "
+                     "every rank of a job must run the same Ringfuse build",
+                     peer, version, kHelloVersion);
+}
+
 bool proofs_match(const Proof& got, const Proof& expected) {
   return rendezvous::auth::proofs_equal({got.data(), got.size()},
                                         {expected.data(), expected.size()});

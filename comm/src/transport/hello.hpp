@@ -14,7 +14,11 @@
 
 namespace ringfuse::transport {
 
-inline constexpr std::uint32_t kHelloVersion = 1;
+/// The wire format's version, in every hello. 2: with several connections per peer
+/// (RINGFUSE_SOCKETS_PER_PEER > 1) large messages travel in pieces over all of them
+/// (tcp_pieces.hpp). Ranks of different versions refuse each other's connections and say why
+/// (wire_version_mismatch), instead of misreading each other's bytes.
+inline constexpr std::uint32_t kHelloVersion = 2;
 
 struct Hello {
   std::uint32_t magic;
@@ -33,6 +37,13 @@ Hello make_hello(std::uint32_t magic, int rank, const std::string& job_id);
 /// ("acceptor", "connector").
 Proof make_proof(const std::string& secret, std::string_view label, std::string_view side,
                  const Hello& from, const Hello& to);
+
+/// Whether `got` is a hello of protocol `magic` from job `job_id` whose wire version is not
+/// this build's.
+bool of_another_version(const Hello& got, std::uint32_t magic, const std::string& job_id);
+
+/// What a rank says of `peer` (e.g. "rank 3") whose hello carried wire version `version`.
+std::string wire_version_mismatch(std::uint32_t version, std::string_view peer);
 
 /// Compares in constant time.
 bool proofs_match(const Proof& got, const Proof& expected);
