@@ -192,10 +192,10 @@ def test_sub_group_receive_names_the_global_peer():
     dist.barrier()
 
 
-def test_a_new_group_leaves_the_timeline_files_of_the_world_alone(tmp_path_factory):
-    # RINGFUSE_TIMELINE names one file per rank of a world. A new_group is a world of its own
-    # whose ranks are group ranks: if it wrote a timeline, global rank 1 (rank 0 of
-    # new_group([1, ...])) would write NAME.0.json, global rank 0's file.
+def test_a_new_group_names_its_timeline_files_by_global_rank(tmp_path_factory):
+    # RINGFUSE_TIMELINE names one file per rank. A new_group is a world of its own whose ranks
+    # are group ranks: named by those, global rank 1 (rank 0 of new_group([1, ...])) would
+    # write NAME.0.json, global rank 0's file. It writes NAME.1.json.
     rank, size = dist.get_rank(), dist.get_world_size()
     store = dist.distributed_c10d._get_default_store()
     if rank == 0:
@@ -213,4 +213,5 @@ def test_a_new_group_leaves_the_timeline_files_of_the_world_alone(tmp_path_facto
         del os.environ["RINGFUSE_TIMELINE"]
     dist.barrier()
     written = sorted(os.listdir(os.path.dirname(path)))
-    assert written == [], written  # the world group was made without RINGFUSE_TIMELINE
+    # The world group was made without RINGFUSE_TIMELINE: only the group's members write.
+    assert written == sorted(f"t.{r}.json" for r in members), written
