@@ -29,6 +29,7 @@
 #include "ring_exchange.hpp"
 #include "ringfuse/error.hpp"
 #include "store.pb.h"
+#include "p2p/handshake.hpp"
 #include "transport/full_mesh.hpp"
 #include "transport/hello.hpp"
 #include "transport/tcp_mesh.hpp"
@@ -442,6 +443,30 @@ TEST(BadMeshInput, AListenerOfAnotherWireVersionIsNamedAsSuch) {
   EXPECT_LT(std::chrono::steady_clock::now() - started, 10s) << "not refused at once";
   older.join();
   ::close(listener);
+}
+
+// The point-to-point listener's side of the same: a connector of another wire version gets
+// this rank's hello (no proof) and is refused.
+TEST(BadP2pInput, AHelloOfAnotherWireVersionIsAnsweredWithOursAndRefused) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  ringfuse::transport::Socket acceptor(fds[0]);
+  ringfuse::transport::Socket older(fds[1]);
+  const ringfuse::p2p::Identity self{0, 2, "version-test", kSecret, "point-to-point", {}};
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  auto accepted = std::async(std::launch::async, [&] {
+    return ringfuse::p2p::authenticate_connector(acceptor, self, deadline);
+  });
+  const Hello old{ringfuse::p2p::kHelloMagic, kHelloVersion - 1, 1,
+                  ringfuse::transport::job_hash(self.job_id), {}};
+  ASSERT_TRUE(ringfuse::transport::write_all(older.fd(), &old, sizeof(old), deadline));
+  Hello reply{};
+  ASSERT_TRUE(ringfuse::transport::read_all(older.fd(), &reply, sizeof(reply), deadline))
+      << "no hello came back to a rank of another version";
+  EXPECT_EQ(reply.magic, ringfuse::p2p::kHelloMagic);
+  EXPECT_EQ(reply.version, kHelloVersion);
+  ASSERT_EQ(accepted.wait_for(10s), std::future_status::ready);
+  EXPECT_EQ(accepted.get(), -1) << "a rank of another version was accepted";
 }
 
 }  // namespace
