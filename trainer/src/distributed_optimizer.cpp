@@ -62,7 +62,8 @@ void DistributedOptimizer::zero_grad() { inner_.zero_grad(); }
 
 void DistributedOptimizer::synchronize() {
   // Parameters that took no part in this backward still join the collective (as zeros), in
-  // the same order on every rank.
+  // the same order on every rank, all in one negotiation round (hold() until flush()).
+  engine_.hold();
   for (auto& slot : slots_) {
     if (!slot.pending) enqueue(slot, torch::zeros_like(slot.parameter));
   }
