@@ -8,6 +8,7 @@
 #include <future>
 #include <thread>
 
+#include "published_mesh_port.hpp"
 #include "rendezvous/auth.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/error.hpp"
@@ -72,10 +73,8 @@ TEST(Auth, MeshRefusesAnImpostorAndConnectsTheRealPeer) {
 
   // The impostor knows the job id and the protocol, not the secret: it claims to be rank 1.
   TcpStoreClient spy("127.0.0.1", server.port(), 5s, kSecret);  // only to find the address
-  const std::string address = spy.get(options.key_prefix + "mesh/addr/0", 10s);
-  const auto colon = address.rfind(':');
   auto socket = ringfuse::transport::connect_with_retry(
-      address.substr(0, colon), static_cast<std::uint16_t>(std::stoi(address.substr(colon + 1))),
+      "127.0.0.1", ringfuse::test_support::published_mesh_port(spy, options.key_prefix, 0),
       std::chrono::steady_clock::now() + 5s);
   struct {
     std::uint32_t magic, version, rank, job_hash;

@@ -7,6 +7,7 @@
 // connection is closed or ignored and the job's set-up still completes. Every wait is bounded.
 #include <arpa/inet.h>
 #include <netinet/in.h>
+#include <poll.h>
 #include <sys/socket.h>
 #include <sys/time.h>
 #include <unistd.h>
@@ -26,12 +27,14 @@
 #include "rendezvous/auth.hpp"
 #include "rendezvous/framing.hpp"
 #include "rendezvous/tcp_store.hpp"
+#include "published_mesh_port.hpp"
 #include "ring_exchange.hpp"
 #include "ringfuse/error.hpp"
 #include "store.pb.h"
 #include "p2p/handshake.hpp"
 #include "transport/full_mesh.hpp"
 #include "transport/hello.hpp"
+#include "transport/socket.hpp"
 #include "transport/tcp_mesh.hpp"
 
 namespace {
@@ -43,6 +46,7 @@ using ringfuse::rendezvous::TcpStoreServer;
 namespace auth = ringfuse::rendezvous::auth;
 namespace framing = ringfuse::rendezvous::framing;
 namespace wire = ringfuse::rendezvous::wire;
+using ringfuse::test_support::published_mesh_port;
 
 constexpr char kSecret[] = "bad-input-secret";
 constexpr auto kConnect = 5s;
@@ -317,13 +321,19 @@ void attack_mesh_port(std::uint16_t port, const std::string& job_id, int size) {
   std::this_thread::sleep_for(200ms);
 }
 
+ringfuse::transport::MeshOptions mesh_options(const std::string& job_id,
+                                              std::chrono::seconds connect_timeout) {
+  ringfuse::transport::MeshOptions options;
+  options.secret = kSecret;
+  options.job_id = job_id;
+  options.connect_timeout = connect_timeout;
+  return options;
+}
+
 TEST(BadMeshInput, GarbageOnTheMeshPortDuringSetUpDoesNotStopTheJob) {
   constexpr int kSize = 3;
   TcpStoreServer server("127.0.0.1", 0, kSecret);
-  ringfuse::transport::MeshOptions options;
-  options.secret = kSecret;
-  options.job_id = "bad-input-test";
-  options.connect_timeout = 40s;
+  auto options = mesh_options("bad-input-test", 40s);
   options.op_timeout = 10s;
 
   std::vector<std::unique_ptr<TcpStoreClient>> stores;
@@ -340,13 +350,9 @@ TEST(BadMeshInput, GarbageOnTheMeshPortDuringSetUpDoesNotStopTheJob) {
   // connection to rank 0 follows the garbage too, on rank 0's listener) arrives.
   auto rank0 = start(0);
   TcpStoreClient spy("127.0.0.1", server.port(), kConnect, kSecret);
-  const auto port_of = [&](int rank) {
-    const auto address = spy.get(options.key_prefix + "mesh/addr/" + std::to_string(rank), 10s);
-    return static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
-  };
-  attack_mesh_port(port_of(0), options.job_id, kSize);
+  attack_mesh_port(published_mesh_port(spy, options.key_prefix, 0), options.job_id, kSize);
   auto rank1 = start(1);
-  attack_mesh_port(port_of(1), options.job_id, kSize);
+  attack_mesh_port(published_mesh_port(spy, options.key_prefix, 1), options.job_id, kSize);
   auto rank2 = start(2);
 
   std::vector<std::unique_ptr<Mesh>> meshes;
@@ -362,20 +368,15 @@ TEST(BadMeshInput, GarbageOnTheMeshPortDuringSetUpDoesNotStopTheJob) {
 // version and refused, and the job goes on waiting for its real peer.
 TEST(BadMeshInput, AHelloOfAnotherWireVersionIsAnsweredWithOursAndRefused) {
   TcpStoreServer server("127.0.0.1", 0, kSecret);
-  ringfuse::transport::MeshOptions options;
-  options.secret = kSecret;
-  options.job_id = "version-test";
-  options.connect_timeout = 30s;
+  const auto options = mesh_options("version-test", 30s);
   TcpStoreClient store0("127.0.0.1", server.port(), kConnect, kSecret);
   TcpStoreClient store1("127.0.0.1", server.port(), kConnect, kSecret);
   using Mesh = ringfuse::transport::TcpMesh;
   auto rank0 = std::async(std::launch::async,
                           [&] { return std::make_unique<Mesh>(0, 2, store0, options); });
   TcpStoreClient spy("127.0.0.1", server.port(), kConnect, kSecret);
-  const auto address = spy.get(options.key_prefix + "mesh/addr/0", 10s);
-  const auto port = static_cast<std::uint16_t>(std::stoi(address.substr(address.rfind(':') + 1)));
   {
-    Raw older("127.0.0.1", port, 5);
+    Raw older("127.0.0.1", published_mesh_port(spy, options.key_prefix, 0), 5);
     const Hello old{kMeshMagic, kHelloVersion - 1, 1,
                     ringfuse::transport::job_hash(options.job_id), {}};
     ASSERT_TRUE(older.send(bytes_of(old)));
@@ -397,35 +398,28 @@ TEST(BadMeshInput, AHelloOfAnotherWireVersionIsAnsweredWithOursAndRefused) {
 // Connecting to a listener of another wire version fails at once, saying so.
 TEST(BadMeshInput, AListenerOfAnotherWireVersionIsNamedAsSuch) {
   TcpStoreServer server("127.0.0.1", 0, kSecret);
-  ringfuse::transport::MeshOptions options;
-  options.secret = kSecret;
-  options.job_id = "version-test";
-  options.connect_timeout = 30s;
+  const auto options = mesh_options("version-test", 30s);
   // Rank 0 of an older build: a listener that answers any hello with a hello of version 1.
-  const int listener = ::socket(AF_INET, SOCK_STREAM | SOCK_CLOEXEC, 0);
-  ASSERT_GE(listener, 0);
-  sockaddr_in addr{};
-  addr.sin_family = AF_INET;
-  addr.sin_addr.s_addr = htonl(INADDR_LOOPBACK);
-  socklen_t length = sizeof(addr);
-  ASSERT_EQ(::bind(listener, reinterpret_cast<sockaddr*>(&addr), sizeof(addr)), 0);
-  ASSERT_EQ(::listen(listener, 4), 0);
-  ASSERT_EQ(::getsockname(listener, reinterpret_cast<sockaddr*>(&addr), &length), 0);
+  auto listening = ringfuse::transport::listen_on("127.0.0.1", 4);
+  const ringfuse::transport::Socket& listener = listening.first;
   TcpStoreClient publisher("127.0.0.1", server.port(), kConnect, kSecret);
   publisher.set(options.key_prefix + "mesh/addr/0",
-                "127.0.0.1:" + std::to_string(ntohs(addr.sin_port)));
-  std::thread older([&] {
-    timeval tv{10, 0};
-    ::setsockopt(listener, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    const int fd = ::accept(listener, nullptr, nullptr);
-    if (fd < 0) return;
-    ::setsockopt(fd, SOL_SOCKET, SO_RCVTIMEO, &tv, sizeof(tv));
-    Hello hello{};
-    if (::recv(fd, &hello, sizeof(hello), MSG_WAITALL) == static_cast<ssize_t>(sizeof(hello))) {
+                "127.0.0.1:" + std::to_string(listening.second));
+  std::thread older([&listener] {
+    const auto deadline = std::chrono::steady_clock::now() + 10s;
+    pollfd ready{listener.fd(), POLLIN, 0};
+    if (::poll(&ready, 1, 10'000) != 1) return;
+    const ringfuse::transport::Socket peer(
+        ::accept4(listener.fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
+    if (!peer.valid()) return;
+    try {
+      Hello hello{};
+      if (!ringfuse::transport::read_all(peer.fd(), &hello, sizeof(hello), deadline)) return;
       const Hello reply{kMeshMagic, kHelloVersion - 1, 0, hello.job_hash, {}};
-      ::send(fd, &reply, sizeof(reply), MSG_NOSIGNAL);
+      (void)ringfuse::transport::write_all(peer.fd(), &reply, sizeof(reply), deadline);
+    } catch (const std::exception&) {
+      // The connector went away first: its own assertions say what happened.
     }
-    ::close(fd);
   });
   TcpStoreClient store1("127.0.0.1", server.port(), kConnect, kSecret);
   const auto started = std::chrono::steady_clock::now();
@@ -442,7 +436,6 @@ TEST(BadMeshInput, AListenerOfAnotherWireVersionIsNamedAsSuch) {
   }
   EXPECT_LT(std::chrono::steady_clock::now() - started, 10s) << "not refused at once";
   older.join();
-  ::close(listener);
 }
 
 // The point-to-point listener's side of the same: a connector of another wire version gets
