@@ -60,11 +60,12 @@ JobIdentity JobIdentity::generate() {
 }
 
 JobEnvironment::JobEnvironment(WorldLayout layout, std::string store_host,
-                               std::uint16_t store_port, JobIdentity identity,
-                               std::vector<std::string> inherited)
+                               std::uint16_t store_port, TorchMaster torch_master,
+                               JobIdentity identity, std::vector<std::string> inherited)
     : layout_(layout),
       store_host_(std::move(store_host)),
       store_port_(store_port),
+      torch_master_(std::move(torch_master)),
       identity_(std::move(identity)),
       inherited_(std::move(inherited)) {
   if (layout_.world_size < 1 || layout_.local_size < 1 ||
@@ -122,15 +123,16 @@ std::vector<std::string> JobEnvironment::assignments_for_local_rank(int local_ra
   set("RINGFUSE_STORE_ADDR", store_address());
   set("RINGFUSE_JOB_ID", identity_.job_id);
   set("RINGFUSE_JOB_SECRET", identity_.job_secret);
-  // torchrun's names, so torch.distributed-style programs run unchanged.
+  // torchrun's names, so torch.distributed-style programs run unchanged: MASTER_* is where
+  // env:// meets (rank 0's TCPStore), not our store.
   set("RANK", std::to_string(rank));
   set("WORLD_SIZE", std::to_string(layout_.world_size));
   set("LOCAL_RANK", std::to_string(local_rank));
   set("LOCAL_WORLD_SIZE", std::to_string(layout_.local_size));
   set("GROUP_RANK", std::to_string(layout_.cross_rank));
   set("GROUP_WORLD_SIZE", std::to_string(layout_.cross_size));
-  set("MASTER_ADDR", store_host_);
-  set("MASTER_PORT", std::to_string(store_port_));
+  set("MASTER_ADDR", torch_master_.host);
+  set("MASTER_PORT", std::to_string(torch_master_.port));
   // horovodrun's names, so Horovod scripts (import ringfuse.torch as hvd) that read them see
   // the same world.
   set("HOROVOD_RANK", std::to_string(rank));

@@ -6,6 +6,8 @@
 #include <string>
 #include <vector>
 
+#include "torch_master.hpp"
+
 namespace ringfuse::launcher {
 
 /// Identifies one run of ringfuse-run. The secret lets ranks refuse peers from another job
@@ -34,9 +36,11 @@ struct WorldLayout {
 class JobEnvironment {
  public:
   /// `inherited` is the launcher's own environment ("NAME=value" entries); the contract
-  /// variables replace any same-named entries in it.
+  /// variables replace any same-named entries in it. `torch_master` becomes MASTER_ADDR and
+  /// MASTER_PORT (torch_master.hpp).
   JobEnvironment(WorldLayout layout, std::string store_host, std::uint16_t store_port,
-                 JobIdentity identity, std::vector<std::string> inherited);
+                 TorchMaster torch_master, JobIdentity identity,
+                 std::vector<std::string> inherited);
 
   /// The launcher's current environment (environ), as JobEnvironment's `inherited` wants it.
   static std::vector<std::string> current_environment();
@@ -58,6 +62,7 @@ class JobEnvironment {
   WorldLayout layout_;
   std::string store_host_;
   std::uint16_t store_port_;
+  TorchMaster torch_master_;
   JobIdentity identity_;
   std::vector<std::string> inherited_;  // already stripped of contract variables
   std::vector<std::string> extra_;      // "NAME=value"

@@ -2,8 +2,10 @@
 
 #include <unistd.h>
 
+#include <charconv>
 #include <cstdlib>
 #include <memory>
+#include <system_error>
 
 #include <fmt/format.h>
 
@@ -32,6 +34,18 @@ std::chrono::milliseconds left_until(Clock::time_point deadline) {
 }
 
 std::string done_key(int pod) { return "ringfuse-run/k8s/done/" + std::to_string(pod); }
+
+constexpr const char* kTorchMasterPortKey = "ringfuse-run/k8s/torch-master-port";
+
+std::uint16_t parse_port(const std::string& text, const std::string& what) {
+  int port = 0;
+  const auto [end, error] = std::from_chars(text.data(), text.data() + text.size(), port);
+  if (error != std::errc{} || end != text.data() + text.size() || port < 1 || port > 65535) {
+    throw Error(ErrorKind::invalid_config, what + " is '" + text + "', not a TCP port: do all "
+                                           "pods run the same ringfuse-run?");
+  }
+  return static_cast<std::uint16_t>(port);
+}
 
 }  // namespace
 
@@ -89,8 +103,13 @@ int run_k8s(const K8sOptions& options, const std::vector<std::string>& command,
   const auto store_client = connect_to_pod_zero_store(membership, port, left_until(deadline),
                                                       secret, options.start_timeout);
   rendezvous::TcpStoreClient& store = *store_client;
+  // torch's env:// meets at rank 0's TCPStore, in pod 0: pod 0 finds a port free there and
+  // tells the other pods, which read it once every pod has joined.
+  if (index == 0) store.set(kTorchMasterPortKey, std::to_string(free_port_for_rank_zero()));
   if (health) health->set_starting("agreeing on the membership through the store on pod 0");
   agree_on_membership(store, membership, left_until(deadline), options.start_timeout);
+  const std::uint16_t torch_port =
+      parse_port(store.get(kTorchMasterPortKey, left_until(deadline)), "pod 0's MASTER_PORT");
   if (options.supervisor.verbose) report("k8s: every pod agrees on " + membership.canonical());
 
   WorldLayout layout;
@@ -102,7 +121,8 @@ int run_k8s(const K8sOptions& options, const std::vector<std::string>& command,
   JobIdentity identity{getenv_string("RINGFUSE_JOB_ID").value_or("k8s-" + options.ns + "-" +
                                                                  options.service),
                        secret};
-  JobEnvironment environment(layout, store_ip, port, std::move(identity),
+  const TorchMaster torch_master{store_ip, torch_port};
+  JobEnvironment environment(layout, store_ip, port, torch_master, std::move(identity),
                              JobEnvironment::current_environment());
   for (const auto& [name, value] : options.rank_variables) environment.set_extra(name, value);
   // The ranks advertise the pod's address to their peers (the library's mesh reads it).

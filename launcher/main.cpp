@@ -277,9 +277,10 @@ SupervisorOptions supervisor_options(const Options& options, HealthState* health
 }
 
 JobEnvironment make_environment(WorldLayout layout, const std::string& store_host,
-                                std::uint16_t store_port, const JobIdentity& identity,
+                                std::uint16_t store_port, const TorchMaster& torch_master,
+                                const JobIdentity& identity,
                                 const std::map<std::string, std::string>& variables) {
-  JobEnvironment environment(layout, store_host, store_port, identity,
+  JobEnvironment environment(layout, store_host, store_port, torch_master, identity,
                              JobEnvironment::current_environment());
   for (const auto& [name, value] : variables) environment.set_extra(name, value);
   return environment;
@@ -293,7 +294,9 @@ int run_local(const Options& options, SignalPipe& signals, HealthState* health) 
   layout.world_size = options.np;
   layout.local_size = options.np;
   const auto environment =
-      make_environment(layout, store.host(), store.port(), identity, rank_variables(options));
+      make_environment(layout, store.host(), store.port(),
+                       TorchMaster{store.host(), free_port_for_rank_zero()}, identity,
+                       rank_variables(options));
   if (options.verbose) {
     report("job " + environment.identity().job_id + ": " + std::to_string(options.np) +
            " ranks, store at " + environment.store_address());
@@ -333,6 +336,11 @@ int run_hosts(const Options& options, SignalPipe& signals, HealthState* health) 
                                   : any_remote         ? "0.0.0.0"
                                                        : "127.0.0.1";
   ringfuse::rendezvous::TcpStoreServer store(listen_addr, 0, identity.job_secret);
+  // torch's env:// meets at rank 0's TCPStore: on the first host, which the others reach as
+  // they reach our store when that host is this one, else by the name it was given.
+  const std::string& rank_zero_host = placements.front().host;
+  const bool rank_zero_here = is_local_host(rank_zero_host);
+  const std::uint16_t torch_port = free_port_for_rank_zero();
   const auto variables = rank_variables(options);
   const auto agent = split_agent(options.rsh_agent);
   const std::string cwd = std::filesystem::current_path().string();
@@ -366,8 +374,10 @@ int run_hosts(const Options& options, SignalPipe& signals, HealthState* health) 
     // --host-addr names an address of this host: only its own ranks advertise it.
     auto host_variables = variables;
     if (!is_local_host(placement.host)) host_variables.erase("RINGFUSE_HOST_ADDR");
-    auto environment = make_environment(layout, store_addresses[host], store.port(), identity,
-                                        host_variables);
+    const TorchMaster torch_master{rank_zero_here ? store_addresses[host] : rank_zero_host,
+                                   torch_port};
+    auto environment = make_environment(layout, store_addresses[host], store.port(),
+                                        torch_master, identity, host_variables);
     // Ranks advertise the address their host was named by, so peers connect to that host.
     if (is_ip_literal(placement.host) && !is_local_host(placement.host)) {
       environment.set_extra("RINGFUSE_HOST_ADDR", placement.host);

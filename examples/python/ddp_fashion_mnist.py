@@ -48,8 +48,8 @@ def main():
     parser.add_argument("--limit", type=int, default=None, help="use the first N images")
     args = parser.parse_args()
 
-    # env:// under torchrun; under ringfuse-run, a store of the launcher's job (see init_method).
-    dist.init_process_group("ringfuse", init_method=ringfuse.distributed.init_method())
+    # env://, from torchrun's variables: torchrun and ringfuse-run both set them.
+    dist.init_process_group("ringfuse")
     rank, size = dist.get_rank(), dist.get_world_size()
     torch.manual_seed(0)
 

@@ -68,18 +68,16 @@ class Ringfuse:
 
 
 class Ddp:
-    """torch.distributed + DistributedDataParallel over Gloo, for comparison. The store is a
-    file: ringfuse-run's own store already listens on MASTER_PORT."""
+    """torch.distributed + DistributedDataParallel over Gloo, for comparison (env://, from the
+    launcher's MASTER_ADDR and MASTER_PORT)."""
 
     def __init__(self, model, args):
         import torch.distributed as dist
         self.dist = dist
-        job = os.environ.get("RINGFUSE_JOB_ID", "local")
         self.rank = int(os.environ.get("RANK", 0))
         self.size = int(os.environ.get("WORLD_SIZE", 1))
         self.local_size = int(os.environ.get("LOCAL_WORLD_SIZE", self.size))
-        dist.init_process_group("gloo", init_method="file:///tmp/ringfuse-ddp-%s" % job,
-                                rank=self.rank, world_size=self.size)
+        dist.init_process_group("gloo")
         self.model = torch.nn.parallel.DistributedDataParallel(model)
         self.optimizer = torch.optim.SGD(self.model.parameters(), lr=0.01)
 

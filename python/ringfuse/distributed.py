@@ -2,9 +2,7 @@
 
     import ringfuse.distributed  # noqa: F401  (registers the backend)
     import torch.distributed as dist
-    dist.init_process_group("ringfuse")      # env:// (torchrun), tcp://, file://
-    # under ringfuse-run (or torchrun alike):
-    dist.init_process_group("ringfuse", init_method=ringfuse.distributed.init_method())
+    dist.init_process_group("ringfuse")      # env:// (torchrun or ringfuse-run), tcp://, file://
     model = torch.nn.parallel.DistributedDataParallel(model)
 
 The process group bootstraps over the c10d Store torch hands it (so torchrun, or any init_method,
@@ -28,7 +26,6 @@ import ipaddress
 import os
 import secrets
 import socket
-import tempfile
 
 import torch.distributed as dist
 
@@ -60,18 +57,11 @@ def _advertised_address():
 
 
 def init_method():
-    """The init_method for ``init_process_group("ringfuse", init_method=...)`` that works under
-    torchrun and under ringfuse-run alike. torchrun's MASTER_ADDR:MASTER_PORT is a c10d store
-    ("env://"); ringfuse-run's is the launcher's own store, which speaks another protocol, so
-    under it ranks meet in a file store named after the job when they share this host, else in
-    a c10d TCPStore that rank 0 serves on MASTER_PORT + 1."""
-    if not os.environ.get("RINGFUSE_STORE_ADDR"):
-        return "env://"
-    job = os.environ.get("RINGFUSE_JOB_ID", "job")
-    who = f"?rank={os.environ['RANK']}&world_size={os.environ['WORLD_SIZE']}"
-    if os.environ.get("LOCAL_WORLD_SIZE") == os.environ.get("WORLD_SIZE"):
-        return "file://" + os.path.join(tempfile.gettempdir(), f"ringfuse-c10d-{job}") + who
-    return f"tcp://{os.environ['MASTER_ADDR']}:{int(os.environ['MASTER_PORT']) + 1}" + who
+    """The init_method for ``init_process_group("ringfuse", init_method=...)`` under torchrun
+    and ringfuse-run: "env://", torch's default. Both set MASTER_ADDR and MASTER_PORT to where
+    rank 0 serves a torch TCPStore, so leaving init_method out does the same. Kept for scripts
+    written when ringfuse-run's MASTER_PORT was its own store's port."""
+    return "env://"
 
 
 def _shared_value(store, rank, key, make):

@@ -12,6 +12,8 @@
 #include <filesystem>
 #include <fstream>
 #include <memory>
+#include <regex>
+#include <set>
 #include <string>
 #include <thread>
 #include <vector>
@@ -66,15 +68,17 @@ class K8sLauncher : public ::testing::Test {
     store_port_ = free_port(SOCK_STREAM);
   }
 
-  std::unique_ptr<Process> start(const Pod& pod, int np, double start_timeout = 20) {
+  std::unique_ptr<Process> start(const Pod& pod, int np, double start_timeout = 20,
+                                 std::vector<std::string> command = {
+                                     COLLECTIVE_CHECK_PATH, "--collective", "allreduce",
+                                     "--counts", "1,1009", "--algos", "ring"}) {
+    std::vector<std::string> argv{RINGFUSE_RUN_PATH, "--k8s-service", "trainer", "-np",
+                                  std::to_string(np), "--dns-server", dns_->server(), "--port",
+                                  std::to_string(store_port_), "--start-timeout",
+                                  std::to_string(start_timeout), "--transport", "tcp", "--"};
+    argv.insert(argv.end(), command.begin(), command.end());
     return std::make_unique<Process>(
-        std::vector<std::string>{RINGFUSE_RUN_PATH, "--k8s-service", "trainer", "-np",
-                                 std::to_string(np), "--dns-server", dns_->server(), "--port",
-                                 std::to_string(store_port_), "--start-timeout",
-                                 std::to_string(start_timeout), "--transport", "tcp", "--",
-                                 COLLECTIVE_CHECK_PATH, "--collective", "allreduce", "--counts",
-                                 "1,1009", "--algos", "ring"},
-        std::map<std::string, std::string>{{"POD_IP", pod.ip},
+        argv, std::map<std::string, std::string>{{"POD_IP", pod.ip},
                                            {"HOSTNAME", pod.hostname},
                                            {"RINGFUSE_JOB_SECRET", pod.secret}});
   }
@@ -113,6 +117,33 @@ TEST_F(K8sLauncher, FourPodsFindEachOtherAndAllReduce) {
   std::vector<std::unique_ptr<Process>> launchers;
   for (const auto& pod : pods) launchers.push_back(start(pod, 4));
   expect_all_ran(launchers);
+}
+
+// torch's env:// (init_process_group with no init_method) meets at MASTER_ADDR:MASTER_PORT,
+// where rank 0 serves a torch TCPStore: every rank must be told pod 0's address and one port
+// that is free in pod 0, not the port of our own store, which speaks another protocol.
+TEST_F(K8sLauncher, EveryRankIsToldOneTorchMasterInPodZero) {
+  const auto pods = four_pods();
+  for (int k = 0; k < 4; ++k) dns_->add_pod(k, pods[k].ip);
+  std::vector<std::unique_ptr<Process>> launchers;
+  for (const auto& pod : pods) {
+    launchers.push_back(start(pod, 4, 20, {"/bin/sh", "-c", "echo torch $MASTER_ADDR:$MASTER_PORT"}));
+  }
+  std::set<std::string> masters;
+  const std::regex told(R"(\] torch (\S+))");
+  for (auto& launcher : launchers) {
+    const ProcessResult r = launcher->wait(30s);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    for (std::sregex_iterator m(r.output.begin(), r.output.end(), told), end; m != end; ++m) {
+      masters.insert((*m)[1]);
+    }
+  }
+  ASSERT_EQ(masters.size(), 1u) << "every rank must be told the same master";
+  const std::string master = *masters.begin();
+  ASSERT_TRUE(master.starts_with(pods[0].ip + ":")) << master;
+  const int port = std::stoi(master.substr(pods[0].ip.size() + 1));
+  EXPECT_GT(port, 0);
+  EXPECT_NE(port, store_port_) << "MASTER_PORT must not be our store's port";
 }
 
 TEST_F(K8sLauncher, RecordsAddedWhileTheLaunchersWait) {

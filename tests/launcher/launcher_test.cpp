@@ -293,7 +293,7 @@ TEST(Launcher, SetsTheEnvironmentContract) {
   const auto out = lines_of(r.out);
   ASSERT_EQ(out.size(), 4u) << r.out;
   std::set<int> ranks;
-  std::set<std::string> job_ids, secrets, stores;
+  std::set<std::string> job_ids, secrets, stores, masters;
   const std::regex hex("[0-9a-f]{16,}");
   for (const auto& line : out) {
     std::istringstream in(line);
@@ -319,7 +319,10 @@ TEST(Launcher, SetsTheEnvironmentContract) {
     EXPECT_EQ(group_world, 1);
     EXPECT_EQ(master_addr, "127.0.0.1");
     EXPECT_GT(master_port, 0);
-    EXPECT_EQ(store, "127.0.0.1:" + std::to_string(master_port));
+    EXPECT_TRUE(store.starts_with("127.0.0.1:")) << store;
+    // MASTER_PORT is where rank 0 serves torch's TCPStore (env://): never our own store.
+    EXPECT_NE(store, "127.0.0.1:" + std::to_string(master_port));
+    masters.insert(master_addr + ":" + std::to_string(master_port));
     EXPECT_TRUE(std::regex_match(job_id, hex)) << job_id;
     EXPECT_TRUE(std::regex_match(secret, hex)) << secret;
     EXPECT_EQ(inherited, "kept");
@@ -331,6 +334,7 @@ TEST(Launcher, SetsTheEnvironmentContract) {
   EXPECT_EQ(job_ids.size(), 1u);
   EXPECT_EQ(secrets.size(), 1u);
   EXPECT_EQ(stores.size(), 1u);
+  EXPECT_EQ(masters.size(), 1u);
 }
 
 TEST(Launcher, SetsHorovodVariablesLikeHorovodrun) {

@@ -6,7 +6,10 @@
 
 #include <filesystem>
 #include <fstream>
+#include <regex>
+#include <set>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "subprocess.hpp"
@@ -140,6 +143,29 @@ TEST_F(MultiHost, HostfileFormatsAndALocalHost) {
   EXPECT_NE(r.output.find("[2] at=127.0.0.3 2/3"), std::string::npos) << r.output;
   EXPECT_EQ(r.output.find("[0] fake-rsh"), std::string::npos) << r.output;
   EXPECT_NE(r.output.find("[1] fake-rsh on 127.0.0.3"), std::string::npos) << r.output;
+}
+
+// torch's env:// meets where rank 0 serves a TCPStore: MASTER_ADDR is rank 0's host (by the
+// name it was given when it is another host, else the address the ranks reach ours at) and
+// MASTER_PORT one port for every rank, not the port of our own store.
+TEST_F(MultiHost, EveryRankIsToldRankZerosHostAsTheTorchMaster) {
+  const std::string script =
+      "echo torch=$MASTER_ADDR:$MASTER_PORT store=${RINGFUSE_STORE_ADDR##*:}";
+  const std::regex told(R"(\] torch=([^ ]+):(\d+) store=(\d+))");
+  for (const auto& [hosts, master] : {std::pair<std::string, std::string>{
+                                          "127.0.0.2:2,127.0.0.3:1", "127.0.0.2"},
+                                      {"localhost:1,127.0.0.3:2", "127.0.0.1"}}) {
+    const auto r = run_on(hosts, {}, {"sh", "-c", script}, 30s);
+    EXPECT_EQ(r.exit_code, 0) << r.output;
+    std::set<std::string> masters;
+    for (std::sregex_iterator m(r.output.begin(), r.output.end(), told), end; m != end; ++m) {
+      EXPECT_EQ((*m)[1], master) << hosts << "\n" << r.output;
+      EXPECT_NE((*m)[2], (*m)[3]) << "MASTER_PORT must not be our store's port\n" << r.output;
+      masters.insert((*m)[1].str() + ":" + (*m)[2].str());
+    }
+    EXPECT_EQ(count_of(r.output, "] torch="), 3u) << r.output;
+    EXPECT_EQ(masters.size(), 1u) << r.output;
+  }
 }
 
 TEST_F(MultiHost, TooFewSlotsIsAClearError) {
