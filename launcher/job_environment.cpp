@@ -27,13 +27,15 @@ constexpr std::array<std::string_view, 23> kContractVariables = {
 };
 
 bool is_contract_entry(std::string_view entry) {
-  const auto eq = entry.find('=');
-  const auto name = entry.substr(0, eq);
-  return std::find(kContractVariables.begin(), kContractVariables.end(), name) !=
-         kContractVariables.end();
+  return is_contract_variable(entry.substr(0, entry.find('=')));
 }
 
 }  // namespace
+
+bool is_contract_variable(std::string_view name) {
+  return std::find(kContractVariables.begin(), kContractVariables.end(), name) !=
+         kContractVariables.end();
+}
 
 std::string random_hex(std::size_t bytes) {
   std::ifstream urandom("/dev/urandom", std::ios::binary);

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <string_view>
 #include <vector>
 
 #include "torch_master.hpp"
@@ -19,6 +20,9 @@ struct JobIdentity {
   /// Fresh random id and secret from /dev/urandom; throws ringfuse::Error(system) if unreadable.
   static JobIdentity generate();
 };
+
+/// Whether ringfuse-run sets `name` for every rank itself (RINGFUSE_RANK, RANK, MASTER_PORT, ...).
+bool is_contract_variable(std::string_view name);
 
 /// Lowercase hex of `bytes` bytes from /dev/urandom.
 std::string random_hex(std::size_t bytes);

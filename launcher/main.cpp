@@ -18,6 +18,7 @@
 
 #include "closest_flag.hpp"
 #include "descriptor_budget.hpp"
+#include "exported_variables.hpp"
 #include "host_list.hpp"
 #include "health_server.hpp"
 #include "hostfile.hpp"
@@ -25,6 +26,7 @@
 #include "k8s_mode.hpp"
 #include "rank_process.hpp"
 #include "rendezvous/tcp_store.hpp"
+#include "ringfuse/error.hpp"
 #include "rsh_command.hpp"
 #include "signal_pipe.hpp"
 #include "store_address.hpp"
@@ -55,6 +57,8 @@ struct Options {
   int port = 29500;
   int health_port = 0;
   Tunables tunables;
+  std::vector<std::string> exports;            // -x NAME[=VALUE], as given
+  std::map<std::string, std::string> exported;  // and as every rank gets them
   std::vector<std::string> command;
 };
 
@@ -180,6 +184,15 @@ int parse_command_line(int argc, char** argv, Options& options) {
                  "threads, data loaders)")
       ->type_name("none|core")
       ->check(CLI::IsMember({"none", "core"}));
+  app.add_option("-x", options.exports,
+                 "Set an environment variable for every rank, as mpirun's -x: NAME=VALUE, or "
+                 "NAME for this launcher's value (repeat for more). Ranks on this host inherit "
+                 "the launcher's environment anyway; ranks on other hosts get only the "
+                 "RINGFUSE_* settings and what -x names")
+      ->type_name("NAME[=VALUE]")
+      ->expected(1)
+      ->allow_extra_args(false)
+      ->multi_option_policy(CLI::MultiOptionPolicy::TakeAll);
   app.add_flag("--verbose", options.verbose,
                "Report the store address, job id, and each rank's start and end");
   app.add_flag("--timestamp", options.timestamp,
@@ -236,6 +249,14 @@ int parse_command_line(int argc, char** argv, Options& options) {
     return usage("-np N is required (the number of ranks)");
   }
   if (const auto problem = options.tunables.inconsistency()) return usage(*problem);
+  try {
+    options.exported = exported_variables(options.exports, [](const std::string& name) {
+      const char* value = std::getenv(name.c_str());
+      return value != nullptr ? std::optional<std::string>(value) : std::nullopt;
+    });
+  } catch (const ringfuse::Error& e) {
+    return usage(e.what());
+  }
   if (options.np > 0) {
     // With --k8s-service this pod supervises its own ranks, and pod 0 serves the store to
     // every rank and pod; otherwise this launcher does both for all of them.
@@ -263,8 +284,12 @@ JobIdentity job_identity() {
   return identity;
 }
 
+// What every rank gets set beyond the contract: -x's variables, and the tunables' flags, which
+// win where both name one.
 std::map<std::string, std::string> rank_variables(const Options& options) {
-  return options.tunables.variables();
+  auto variables = options.exported;
+  for (auto& [name, value] : options.tunables.variables()) variables[name] = value;
+  return variables;
 }
 
 SupervisorOptions supervisor_options(const Options& options, HealthState* health) {

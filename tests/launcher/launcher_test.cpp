@@ -337,6 +337,25 @@ TEST(Launcher, SetsTheEnvironmentContract) {
   EXPECT_EQ(masters.size(), 1u);
 }
 
+TEST(Launcher, DashXIsCheckedBeforeAnyRankStarts) {
+  for (const auto& [spec, says] : std::vector<std::pair<std::string, std::string>>{
+           {"1BAD=x", "'1BAD' is not an environment variable's name"},
+           {"RANK=3", "ringfuse-run sets RANK for each rank itself"},
+           {"LAUNCHER_TEST_UNSET", "LAUNCHER_TEST_UNSET is not set in ringfuse-run's environment; "
+                                   "set it, or give -x LAUNCHER_TEST_UNSET=VALUE"}}) {
+    const auto r = run_launcher({"-np", "1", "-x", spec, "--", "/bin/echo", "started"});
+    ASSERT_FALSE(r.timed_out);
+    EXPECT_EQ(r.exit_code, 2) << r.err;
+    EXPECT_NE(r.err.find(says), std::string::npos) << r.err;
+    EXPECT_EQ(r.out.find("started"), std::string::npos) << r.out;
+  }
+  // Repeated, and each takes one value: the program after them is still the program.
+  const auto r = run_launcher({"-np", "1", "-x", "A_X=1", "-xB_X=2", "/bin/sh", "-c",
+                               "echo $A_X$B_X"});
+  EXPECT_EQ(r.exit_code, 0) << r.err;
+  EXPECT_EQ(r.out, "[0] 12\n");
+}
+
 TEST(Launcher, SetsHorovodVariablesLikeHorovodrun) {
   const std::string script =
       "echo \"$HOROVOD_RANK $HOROVOD_SIZE $HOROVOD_LOCAL_RANK $HOROVOD_LOCAL_SIZE "

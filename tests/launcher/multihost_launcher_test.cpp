@@ -168,6 +168,26 @@ TEST_F(MultiHost, EveryRankIsToldRankZerosHostAsTheTorchMaster) {
   }
 }
 
+// mpirun's -x: a remote rank gets only what travels on its command line, as under ssh, whose
+// remote shell starts from a clean environment (so does this agent). -x NAME=VALUE sets a value
+// (quotes, spaces and '$' arrive unchanged); -x NAME passes the launcher's own.
+TEST_F(MultiHost, DashXSendsVariablesToRemoteRanks) {
+  const std::string clean_agent = (dir_ / "clean-rsh").string();
+  std::ofstream(clean_agent) << "#!/bin/sh\nshift\nexec env -i PATH=/usr/bin:/bin /bin/sh -c \"$1\"\n";
+  ::chmod(clean_agent.c_str(), 0755);
+  const std::string value = "it's a \"quoted\" $HOME value";
+  const auto r = run_process(
+      {RINGFUSE_RUN_PATH, "-H", "localhost:1,127.0.0.3:1", "--rsh-agent", clean_agent, "-x",
+       "RF_X_SET=" + value, "-x", "RF_X_PASSED", "--", "sh", "-c",
+       "echo \"set=[$RF_X_SET] passed=[$RF_X_PASSED] other=[$RF_X_OTHER]\""},
+      {{"RF_X_PASSED", "from the launcher"}, {"RF_X_OTHER", "not exported"}}, 30s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  const std::string sent = "set=[" + value + "] passed=[from the launcher]";
+  EXPECT_NE(r.output.find("[0] " + sent + " other=[not exported]"), std::string::npos)
+      << r.output;
+  EXPECT_NE(r.output.find("[1] " + sent + " other=[]"), std::string::npos) << r.output;
+}
+
 TEST_F(MultiHost, TooFewSlotsIsAClearError) {
   const auto r = run_process({RINGFUSE_RUN_PATH, "-np", "5", "-H", "127.0.0.2:2,127.0.0.3:2",
                               "--rsh-agent", agent_, "--", "true"},
