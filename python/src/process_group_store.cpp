@@ -1,5 +1,9 @@
 #include "process_group_store.hpp"
 
+#include <algorithm>
+#include <chrono>
+#include <thread>
+
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -40,14 +44,24 @@ std::string C10dStore::get(const std::string& key, std::chrono::milliseconds tim
 }
 
 void C10dStore::wait(const std::vector<std::string>& keys, std::chrono::milliseconds timeout) {
-  translated(rank_, ErrorKind::timeout,
-             fmt::format("waiting {} ms for keys [{}] (a rank has not reached this rendezvous; "
-                         "check that every rank started and uses the same backend)",
-                         timeout.count(), fmt::join(keys, ", ")),
-             [&] {
-               store_->wait(keys, timeout);
-               return 0;
-             });
+  // Polled with check(), never c10d's own wait: a TCPStore wait that times out leaves its
+  // answer to come later on the connection, where the next request reads it as its own (a
+  // failure report then waited out the whole store timeout, 30 min by default), and a zero
+  // timeout means "forever" to c10d where it means "do not wait" here.
+  const auto deadline = std::chrono::steady_clock::now() + timeout;
+  auto pause = std::chrono::milliseconds(1);
+  while (!check(keys)) {
+    const auto now = std::chrono::steady_clock::now();
+    if (now >= deadline) {
+      throw core::rank_error(
+          ErrorKind::timeout, rank_,
+          "torch.distributed store: waited {} ms for keys [{}]: a rank has not reached this "
+          "rendezvous; check that every rank started and uses the same backend",
+          timeout.count(), fmt::join(keys, ", "));
+    }
+    std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
+    pause = std::min(pause * 2, std::chrono::milliseconds(50));
+  }
 }
 
 std::int64_t C10dStore::add(const std::string& key, std::int64_t delta) {
