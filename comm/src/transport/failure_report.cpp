@@ -44,10 +44,13 @@ std::string describe_lost_peer(rendezvous::Store& world, int rank, const std::st
                                     std::chrono::milliseconds(peer_closed && !left ? 1000 : 0));
   if (origin) return message + fmt::format(" (first failure in this world: {})", *origin);
   if (left) {
+    // An uncaught exception ends a Python program in order too, so this is not always the
+    // user's collective calls: point at the rank's own output first.
     message += fmt::format(
-        "; rank {} left: it shut Ringfuse down in order (destroyed its Context, or returned "
-        "from main) while this rank still needed it; every rank must make the same "
-        "collective calls before shutting down",
+        "; rank {0} left: it shut Ringfuse down in order (its program ended, by returning or by "
+        "an exception it did not catch, or it destroyed its Context) while this rank still "
+        "needed it: rank {0}'s own output says why it stopped; if it ended as planned, every "
+        "rank must make the same collective calls before shutting down",
         peer);
   } else if (peer_closed) {
     message += fmt::format("; rank {} probably exited or crashed", peer);
