@@ -28,6 +28,24 @@ TEST_F(NamespaceHostsTest, DefaultStoreAddressIsTheOneThatRoutesToTheHosts) {
   EXPECT_EQ(count_of(r.output, "checks, 0 failed"), 2u) << r.output;
 }
 
+// The usual mpirun layout: launched on one of the hosts, with ranks there too. Those ranks
+// advertise to their peers the address they reach the store at, so it must be one the other
+// hosts reach, not 127.0.0.1 (their peers once failed to connect to rank 0 at 127.0.0.1).
+TEST_F(NamespaceHostsTest, RanksOnTheLaunchersHostAreReachableFromTheOthers) {
+  make_hosts({"rfhost0", "rfhost1"});
+  if (!hosts_) return;
+  const std::string script =
+      "echo store=$RINGFUSE_STORE_ADDR; exec \"$0\" --collective allreduce --counts 1009 "
+      "--algos ring";
+  const auto r = launch_on_host0(
+      {"-H", "localhost:2," + hosts_->address(1) + ":2", "--rsh-agent", hosts_->agent(),
+       "--start-timeout", "15", "--", "sh", "-c", script, COLLECTIVE_CHECK_PATH},
+      40s);
+  EXPECT_EQ(r.exit_code, 0) << r.output;
+  EXPECT_EQ(count_of(r.output, "] store=10.99.0.1:"), 4u) << r.output;
+  EXPECT_EQ(count_of(r.output, "checks, 0 failed"), 4u) << r.output;
+}
+
 // Issue #17.1: a remote host this host has no route to (a name only the rsh agent knows), and
 // this host's name on loopback: refused at once, saying what to do.
 TEST_F(NamespaceHostsTest, RemoteHostWithOnlyALoopbackAddressKnownIsRefusedAtOnce) {
