@@ -3,6 +3,10 @@
 // other hosts, whether rank 0 runs on the launcher's host or on another one.
 #include <gtest/gtest.h>
 
+#include <map>
+#include <memory>
+#include <vector>
+
 #include "namespace_hosts_test.hpp"
 
 namespace {
@@ -36,6 +40,30 @@ TEST_F(NamespaceHostsTest, TorchEnvInitMeetsAtRankZerosHost) {
     EXPECT_EQ(r.exit_code, 0) << hosts << "\n" << r.output;
     EXPECT_EQ(count_of(r.output, backend + " from env:// at " + master + ":"), 2u)
         << hosts << "\n" << r.output;
+  }
+}
+
+// As a PyTorchJob starts its pods: no launcher, torchrun's variables, MASTER_ADDR the first
+// pod's address; two ranks on each of two hosts. The "ringfuse" group's ranks must advertise
+// addresses the other host reaches, and sum right.
+TEST_F(NamespaceHostsTest, TorchEnvInitAcrossHostsWithoutALauncher) {
+  make_hosts({"rfhost0", "rfhost1"});
+  if (!hosts_) return;
+  std::vector<std::unique_ptr<ringfuse::testing::Process>> ranks;
+  for (int rank = 0; rank < 4; ++rank) {
+    ranks.push_back(std::make_unique<ringfuse::testing::Process>(
+        hosts_->on_host(rank / 2, {PYTHON_PATH, ENV_INIT_SCRIPT, "ringfuse"}),
+        std::map<std::string, std::string>{
+            {"RANK", std::to_string(rank)}, {"WORLD_SIZE", "4"},
+            {"LOCAL_RANK", std::to_string(rank % 2)}, {"LOCAL_WORLD_SIZE", "2"},
+            {"GROUP_RANK", std::to_string(rank / 2)}, {"GROUP_WORLD_SIZE", "2"},
+            {"MASTER_ADDR", hosts_->address(0)}, {"MASTER_PORT", "29531"},
+            {"PYTHONPATH", PYTHON_BUILD_DIR}, {"RINGFUSE_LOG_LEVEL", "warn"}}));
+  }
+  for (int rank = 0; rank < 4; ++rank) {
+    const auto r = ranks[rank]->wait(90s);
+    EXPECT_EQ(r.exit_code, 0) << "rank " << rank << ":\n" << r.output;
+    EXPECT_NE(r.output.find("all_reduce of 4 ranks right"), std::string::npos) << r.output;
   }
 }
 #else
