@@ -462,4 +462,47 @@ TEST(BadP2pInput, AHelloOfAnotherWireVersionIsAnsweredWithOursAndRefused) {
   EXPECT_EQ(accepted.get(), -1) << "a rank of another version was accepted";
 }
 
+TEST(BadP2pInput, AConnectorAnsweredByAnotherWireVersionFailsAtOnceSayingSo) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  ringfuse::transport::Socket connector(fds[0]);
+  ringfuse::transport::Socket older(fds[1]);
+  const ringfuse::p2p::Identity self{0, 2, "version-test", kSecret, "point-to-point", {}};
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  auto answered = std::async(std::launch::async, [&] {
+    Hello hello{};
+    if (!ringfuse::transport::read_all(older.fd(), &hello, sizeof(hello), deadline)) return false;
+    const Hello old{ringfuse::p2p::kHelloMagic, kHelloVersion - 1, 1,
+                    ringfuse::transport::job_hash(self.job_id), {}};
+    return ringfuse::transport::write_all(older.fd(), &old, sizeof(old), deadline);
+  });
+  const auto start = std::chrono::steady_clock::now();
+  try {
+    ringfuse::p2p::authenticate_to_acceptor(connector, self, 1, deadline);
+    ADD_FAILURE() << "an acceptor of another wire version was trusted";
+  } catch (const ringfuse::Error& e) {
+    EXPECT_EQ(e.kind(), ringfuse::ErrorKind::protocol) << e.what();
+    EXPECT_NE(std::string(e.what()).find("every rank of a job must run the same Ringfuse build"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - start, 5s) << "it waited instead of failing";
+  EXPECT_TRUE(answered.get());
+}
+
+TEST(BadP2pInput, ConnectorAndAcceptorOfOneJobProveThemselvesToEachOther) {
+  int fds[2];
+  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
+  ringfuse::transport::Socket connector(fds[0]);
+  ringfuse::transport::Socket acceptor(fds[1]);
+  const ringfuse::p2p::Identity rank0{0, 2, "pair-test", kSecret, "point-to-point", {}};
+  const ringfuse::p2p::Identity rank1{1, 2, "pair-test", kSecret, "point-to-point", {}};
+  const auto deadline = std::chrono::steady_clock::now() + 10s;
+  auto accepted = std::async(std::launch::async, [&] {
+    return ringfuse::p2p::authenticate_connector(acceptor, rank1, deadline);
+  });
+  EXPECT_NO_THROW(ringfuse::p2p::authenticate_to_acceptor(connector, rank0, 1, deadline));
+  EXPECT_EQ(accepted.get(), 0);
+}
+
 }  // namespace

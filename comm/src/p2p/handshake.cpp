@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "core/errors.hpp"
 #include "transport/full_mesh.hpp"
 
 namespace ringfuse::p2p {
@@ -63,6 +64,50 @@ int authenticate_connector(const transport::Socket& socket, const Identity& self
     return static_cast<int>(hello.rank);
   } catch (const std::exception& e) {
     return refuse(fmt::format("{} (wrong job secret?)", e.what()));
+  }
+}
+
+void authenticate_to_acceptor(const transport::Socket& socket, const Identity& self, int peer,
+                              std::chrono::steady_clock::time_point deadline) {
+  const int me = self.global_ranks(self.rank);
+  const int who = self.global_ranks(peer);
+  const Hello own = make_hello(self.rank, self.job_id);
+  Hello reply{};
+  Proof proof{};
+  const auto no_answer = [&] {
+    return core::error_at(ErrorKind::timeout, me, who,
+                          "{}: rank {} did not answer the handshake in time "
+                          "(RINGFUSE_CONNECT_TIMEOUT_S)",
+                          self.purpose, who);
+  };
+  if (!transport::write_all(socket.fd(), &own, sizeof(own), deadline) ||
+      !transport::read_all(socket.fd(), &reply, sizeof(reply), deadline)) {
+    throw no_answer();
+  }
+  if (transport::of_another_version(reply, kHelloMagic, self.job_id)) {
+    throw core::error_at(ErrorKind::protocol, me, who, "{}: {}", self.purpose,
+                         transport::wire_version_mismatch(reply.version,
+                                                          fmt::format("rank {}", who)));
+  }
+  if (!transport::read_all(socket.fd(), proof.data(), proof.size(), deadline)) throw no_answer();
+  if (reply.magic != kHelloMagic || reply.rank != static_cast<std::uint32_t>(peer) ||
+      reply.job_hash != own.job_hash) {
+    throw core::error_at(ErrorKind::protocol, me, who,
+                         "{}: the listener of rank {} answered as rank {} of another job or "
+                         "protocol; check that RINGFUSE_JOB_ID and RINGFUSE_STORE_ADDR are the "
+                         "same for every rank",
+                         self.purpose, who, self.global_ranks(static_cast<int>(reply.rank)));
+  }
+  if (!proofs_match(proof, make_proof(self.secret, "acceptor", reply, own))) {
+    throw core::error_at(ErrorKind::peer_failure, me, who,
+                         "{}: rank {} could not prove this job's secret; RINGFUSE_JOB_SECRET "
+                         "must be the same for every rank",
+                         self.purpose, who);
+  }
+  const Proof own_proof = make_proof(self.secret, "connector", own, reply);
+  if (!transport::write_all(socket.fd(), own_proof.data(), own_proof.size(), deadline)) {
+    throw core::error_at(ErrorKind::timeout, me, who, "{}: timed out authenticating to rank {}",
+                         self.purpose, who);
   }
 }
 

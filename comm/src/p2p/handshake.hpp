@@ -41,4 +41,11 @@ struct Identity {
 int authenticate_connector(const transport::Socket& socket, const Identity& self,
                            std::chrono::steady_clock::time_point deadline);
 
+/// The connector's side, to `peer` (a position in self's group), blocking until `deadline`:
+/// returns once both proofs are exchanged. Throws Error naming both global ranks: timeout (no
+/// answer), protocol (an acceptor of another wire version, job or protocol), peer_failure (it
+/// could not prove the job secret).
+void authenticate_to_acceptor(const transport::Socket& socket, const Identity& self, int peer,
+                              std::chrono::steady_clock::time_point deadline);
+
 }  // namespace ringfuse::p2p

@@ -456,7 +456,10 @@ void Messenger::start_connect(int peer) {
     auto link = std::make_unique<Link>();
     link->socket = transport::connect_with_retry(host, port, deadline);
     transport::configure_data_socket(link->socket.fd(), options_.user_timeout);
-    handshake(peer, link->socket, deadline);
+    authenticate_to_acceptor(link->socket,
+                             Identity{options_.rank, options_.size, options_.job_id,
+                                      options_.secret, options_.purpose, options_.global_ranks},
+                             peer, deadline);
     // Segment names under the world's scope, so the launcher's clean-up of a job finds them.
     std::string_view scope = options_.key_prefix;
     if (scope.starts_with("ringfuse/")) scope.remove_prefix(9);
@@ -472,48 +475,6 @@ void Messenger::start_connect(int peer) {
     throw core::error_at(ErrorKind::peer_failure, me(), global(peer),
                          "{}: cannot connect to rank {} at {}: {}; is it still running?",
                          options_.purpose, global(peer), address, e.what());
-  }
-}
-
-void Messenger::handshake(int peer, const transport::Socket& socket,
-                          Clock::time_point deadline) {
-  const int who = global(peer);
-  const Hello own = make_hello(options_.rank, options_.job_id);
-  Hello reply{};
-  Proof proof{};
-  const auto no_answer = [&] {
-    return core::error_at(ErrorKind::timeout, me(), who,
-                          "{}: rank {} did not answer the handshake within {}",
-                          options_.purpose, who, seconds(options_.connect_timeout));
-  };
-  if (!transport::write_all(socket.fd(), &own, sizeof(own), deadline) ||
-      !transport::read_all(socket.fd(), &reply, sizeof(reply), deadline)) {
-    throw no_answer();
-  }
-  if (transport::of_another_version(reply, kHelloMagic, options_.job_id)) {
-    throw core::error_at(ErrorKind::protocol, me(), who, "{}: {}", options_.purpose,
-                         transport::wire_version_mismatch(reply.version,
-                                                          fmt::format("rank {}", who)));
-  }
-  if (!transport::read_all(socket.fd(), proof.data(), proof.size(), deadline)) throw no_answer();
-  if (reply.magic != kHelloMagic || reply.rank != static_cast<std::uint32_t>(peer) ||
-      reply.job_hash != own.job_hash) {
-    throw core::error_at(ErrorKind::protocol, me(), who,
-                         "{}: the listener of rank {} answered as rank {} of another job or "
-                         "protocol; check that RINGFUSE_JOB_ID and RINGFUSE_STORE_ADDR are the "
-                         "same for every rank",
-                         options_.purpose, who, global(static_cast<int>(reply.rank)));
-  }
-  if (!proofs_match(proof, make_proof(options_.secret, "acceptor", reply, own))) {
-    throw core::error_at(ErrorKind::peer_failure, me(), who,
-                         "{}: rank {} could not prove this job's secret; RINGFUSE_JOB_SECRET "
-                         "must be the same for every rank",
-                         options_.purpose, who);
-  }
-  const Proof own_proof = make_proof(options_.secret, "connector", own, reply);
-  if (!transport::write_all(socket.fd(), own_proof.data(), own_proof.size(), deadline)) {
-    throw core::error_at(ErrorKind::timeout, me(), who,
-                         "{}: timed out authenticating to rank {}", options_.purpose, who);
   }
 }
 

@@ -158,8 +158,6 @@ class Messenger final : public Channel {
   void start_connect(int peer);
   void poll_once(std::chrono::microseconds wait);
   void progress_sends(int peer, std::vector<Completion>& done);
-  /// The connector's side of the proof (handshake.hpp), blocking until `deadline`.
-  void handshake(int peer, const transport::Socket& socket, Clock::time_point deadline);
   /// `check_socket`: also look at the socket behind a pipe (doorbells, the peer's close).
   void read_incoming(int peer, std::vector<Completion>& done, bool check_socket);
   /// One pass over every connection; without `check_sockets`, only the pipes (spinning).
