@@ -93,6 +93,44 @@ TEST(ContextOverStore, GroupOfALargerJobNamesGlobalRanksAndItsLabel) {
   EXPECT_NE(message.find("rank 4"), std::string::npos) << message;
 }
 
+// A rank that never joins a collective stalls its neighbours, and their neighbours wait for
+// them in turn: every rank that times out names the rank that stopped, whichever peer it
+// waited for itself (context/stall_chain.hpp).
+TEST(ContextOverStore, EveryRankThatTimesOutNamesTheRankThatStopped) {
+  constexpr int kSize = 4;
+  constexpr int kStopped = 1;
+  for (const Algorithm algo : {Algorithm::tree, Algorithm::ring}) {
+    auto store = std::make_shared<rendezvous::MemoryStore>();
+    Options options;
+    options.connect_timeout = 20s;
+    options.op_timeout = 1s;
+    std::vector<std::future<std::string>> ranks;
+    for (int rank = 0; rank < kSize; ++rank) {
+      ranks.push_back(std::async(std::launch::async, [=]() -> std::string {
+        auto context = init(world_of(rank, kSize), options, store);
+        context->barrier();
+        if (rank == kStopped) {
+          // Stays connected past the others' timeouts and their 2 s wait for each other's
+          // reports, so they time out rather than see it leave.
+          std::this_thread::sleep_for(options.op_timeout * 4);
+          return {};
+        }
+        std::vector<float> values(16, 1.0f);
+        return test_support::expect_error(ErrorKind::timeout, [&] {
+          context->allreduce(values.data(), values.size(), DataType::f32, ReduceOp::sum, algo);
+        });
+      }));
+    }
+    for (int rank = 0; rank < kSize; ++rank) {
+      const auto message = ranks[rank].get();
+      if (rank == kStopped) continue;
+      EXPECT_NE(message.find("ank 1 has not timed out waiting for another rank"),
+                std::string::npos)
+          << to_string(algo) << ", rank " << rank << ": " << message;
+    }
+  }
+}
+
 TEST(ContextOverStore, GlobalRanksMustCoverTheWorld) {
   auto world = world_of(0, 2);
   world.global_ranks = {3};

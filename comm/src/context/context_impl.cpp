@@ -15,6 +15,7 @@
 #include "backend/mpi_backend.hpp"
 #include "backend/nccl_backend.hpp"
 #include "context/only_ringfuse_errors.hpp"
+#include "context/stall_chain.hpp"
 #include "core/environment.hpp"
 #include "core/errors.hpp"
 #include "core/host_address.hpp"
@@ -487,6 +488,20 @@ auto ContextImpl::run(backend::OpKind kind, DataType type, ReduceOp op, const vo
   } catch (Error& error) {
     if (error.backend().empty())
       error.in_collective(backend.sequence(), std::string(backend.name()));
+    if (error.kind() == ErrorKind::timeout && error.peer() != Error::kNoRank &&
+        store_ != nullptr && world_.size > 2) {
+      // The peer that made no progress may only be waiting for another rank in turn (from
+      // three ranks on: of two, the peer can only have stopped itself).
+      const auto scope = fmt::format("{}{}/{}/", key_prefix_, backend.name(), backend.sequence());
+      if (const auto why = explain_stall(*store_, scope, global_rank(world_.rank), error.peer(),
+                                         backend.sequence(), kStallPatience)) {
+        Error explained(error.kind(), fmt::format("{} {}", error.what(), *why), error.rank(),
+                        error.peer());
+        explained.in_collective(error.sequence(), error.backend());
+        if (named_group()) throw in_this_group(explained);
+        throw explained;
+      }
+    }
     if (named_group()) throw in_this_group(error);
     throw;
   }

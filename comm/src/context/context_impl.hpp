@@ -129,6 +129,9 @@ class ContextImpl final : public Context {
   /// The host-level and cross-host connections of a hierarchical all-reduce for `channel`,
   /// when RINGFUSE_HIERARCHICAL and the world's layout call for one (every rank agrees).
   std::optional<backend::NativeBackend::Hierarchy> make_hierarchy(const std::string& channel);
+  /// How long a collective that timed out waits for the other ranks' timeouts, to tell which
+  /// rank stopped it (stall_chain.hpp): they time out at about the same moment.
+  static constexpr std::chrono::milliseconds kStallPatience{2000};
   /// Below this, a flat all-reduce's fewer steps win over the network bytes saved.
   static constexpr std::size_t kHierarchicalMinBytes = std::size_t{64} << 10;
   /// The first backend in priority order that accepts the operation on `buffer`'s memory.
