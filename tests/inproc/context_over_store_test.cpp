@@ -28,12 +28,18 @@ WorldSpec world_of(int rank, int size) {
   return world;
 }
 
+// Connections get time on a loaded machine; collectives fail after `op_timeout`.
+Options timeouts(std::chrono::milliseconds op_timeout) {
+  Options options;
+  options.connect_timeout = 20s;
+  options.op_timeout = op_timeout;
+  return options;
+}
+
 TEST(ContextOverStore, RanksMeetOverTheGivenStoreAndAllReduce) {
   constexpr int kSize = 3;
   auto store = std::make_shared<rendezvous::MemoryStore>();
-  Options options;
-  options.connect_timeout = 20s;
-  options.op_timeout = 20s;
+  const Options options = timeouts(20s);
   std::vector<std::future<std::vector<float>>> ranks;
   for (int rank = 0; rank < kSize; ++rank) {
     ranks.push_back(std::async(std::launch::async, [=] {
@@ -62,9 +68,7 @@ TEST(ContextOverStore, NullStoreIsRefused) {
 TEST(ContextOverStore, GroupOfALargerJobNamesGlobalRanksAndItsLabel) {
   constexpr int kSize = 2;
   auto store = std::make_shared<rendezvous::MemoryStore>();
-  Options options;
-  options.connect_timeout = 20s;
-  options.op_timeout = 1s;
+  const Options options = timeouts(1s);
   std::vector<std::future<std::string>> ranks;
   for (int rank = 0; rank < kSize; ++rank) {
     ranks.push_back(std::async(std::launch::async, [=]() -> std::string {
@@ -101,9 +105,7 @@ TEST(ContextOverStore, EveryRankThatTimesOutNamesTheRankThatStopped) {
   constexpr int kStopped = 1;
   for (const Algorithm algo : {Algorithm::tree, Algorithm::ring}) {
     auto store = std::make_shared<rendezvous::MemoryStore>();
-    Options options;
-    options.connect_timeout = 20s;
-    options.op_timeout = 1s;
+    const Options options = timeouts(1s);
     std::vector<std::future<std::string>> ranks;
     for (int rank = 0; rank < kSize; ++rank) {
       ranks.push_back(std::async(std::launch::async, [=]() -> std::string {
