@@ -146,6 +146,27 @@ TEST_F(K8sLauncher, EveryRankIsToldOneTorchMasterInPodZero) {
   EXPECT_NE(port, store_port_) << "MASTER_PORT must not be our store's port";
 }
 
+#ifdef ENV_INIT_SCRIPT
+// The same, end to end: a torch.distributed program with no init_method in each of two pods.
+TEST_F(K8sLauncher, TorchEnvInitMeetsInPodZero) {
+  const auto pods = four_pods();
+  for (int k = 0; k < 2; ++k) dns_->add_pod(k, pods[k].ip);
+  std::vector<std::unique_ptr<Process>> launchers;
+  for (int k = 0; k < 2; ++k) {
+    launchers.push_back(start(pods[k], 2, 20,
+                              {"/usr/bin/env", "PYTHONPATH=" PYTHON_BUILD_DIR,
+                               "RINGFUSE_LOG_LEVEL=warn", PYTHON_PATH, ENV_INIT_SCRIPT,
+                               "ringfuse"}));
+  }
+  for (int k = 0; k < 2; ++k) {
+    const ProcessResult r = launchers[k]->wait(90s);
+    EXPECT_EQ(r.exit_code, 0) << "pod " << k << ":\n" << r.output;
+    EXPECT_NE(r.output.find("ringfuse from env:// at " + pods[0].ip + ":"), std::string::npos)
+        << "pod " << k << ":\n" << r.output;
+  }
+}
+#endif
+
 TEST_F(K8sLauncher, RecordsAddedWhileTheLaunchersWait) {
   const auto pods = four_pods();
   dns_->add_pod(0, pods[0].ip);
