@@ -50,14 +50,23 @@ void C10dStore::wait(const std::vector<std::string>& keys, std::chrono::millisec
   // timeout means "forever" to c10d where it means "do not wait" here.
   const auto deadline = std::chrono::steady_clock::now() + timeout;
   auto pause = std::chrono::milliseconds(1);
-  while (!check(keys)) {
+  // Keys before `present` are known to exist; a rendezvous of many ranks then asks about one
+  // missing key per round, not about all of them.
+  std::size_t present = 0;
+  const auto rest = [&] {
+    return std::vector<std::string>(keys.begin() + static_cast<std::ptrdiff_t>(present),
+                                    keys.end());
+  };
+  while (present < keys.size()) {
+    if (check(rest())) return;
+    while (present < keys.size() && check({keys[present]})) ++present;
     const auto now = std::chrono::steady_clock::now();
     if (now >= deadline) {
       throw core::rank_error(
           ErrorKind::timeout, rank_,
           "torch.distributed store: waited {} ms for keys [{}]: a rank has not reached this "
           "rendezvous; check that every rank started and uses the same backend",
-          timeout.count(), fmt::join(keys, ", "));
+          timeout.count(), fmt::join(rest(), ", "));
     }
     std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
     pause = std::min(pause * 2, std::chrono::milliseconds(50));

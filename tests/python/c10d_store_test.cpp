@@ -77,4 +77,22 @@ TEST_F(C10dStoreTest, AWaitReturnsOnceAnotherClientSetsTheKey) {
   setter.join();
 }
 
+TEST_F(C10dStoreTest, AWaitForManyKeysEndsWhenTheLastArrivesAndNamesTheMissingOnes) {
+  server_->set("k/0", std::vector<std::uint8_t>{'0'});
+  std::thread setter([&] {
+    std::this_thread::sleep_for(30ms);
+    server_->set("k/2", std::vector<std::uint8_t>{'2'});
+    std::this_thread::sleep_for(30ms);
+    server_->set("k/1", std::vector<std::uint8_t>{'1'});
+  });
+  EXPECT_NO_THROW(store_->wait({"k/0", "k/1", "k/2"}, 5s));
+  setter.join();
+  try {
+    store_->wait({"k/0", "k/1", "k/3", "k/2"}, 100ms);
+    ADD_FAILURE() << "no error";
+  } catch (const ringfuse::Error& error) {
+    EXPECT_NE(std::string(error.what()).find("[k/3, k/2]"), std::string::npos) << error.what();
+  }
+}
+
 }  // namespace
