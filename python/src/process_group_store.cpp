@@ -48,8 +48,9 @@ void C10dStore::wait(const std::vector<std::string>& keys, std::chrono::millisec
   // answer to come later on the connection, where the next request reads it as its own (a
   // failure report then waited out the whole store timeout, 30 min by default), and a zero
   // timeout means "forever" to c10d where it means "do not wait" here.
-  const auto deadline = std::chrono::steady_clock::now() + timeout;
-  auto pause = std::chrono::milliseconds(1);
+  const auto start = std::chrono::steady_clock::now();
+  const auto deadline = start + timeout;
+  std::chrono::microseconds pause{100};
   // Keys before `present` are known to exist; a rendezvous of many ranks then asks about one
   // missing key per round, not about all of them.
   std::size_t present = 0;
@@ -69,7 +70,12 @@ void C10dStore::wait(const std::vector<std::string>& keys, std::chrono::millisec
           timeout.count(), fmt::join(rest(), ", "));
     }
     std::this_thread::sleep_for(std::min<std::chrono::steady_clock::duration>(pause, deadline - now));
-    pause = std::min(pause * 2, std::chrono::milliseconds(50));
+    // From 0.1 ms up to 10 ms at first (a group's ranks arrive within milliseconds of each
+    // other: a new_group takes 15 ms, as with c10d's own wait), up to 50 ms once a rank is late.
+    const std::chrono::microseconds most = now - start < std::chrono::seconds(1)
+                                               ? std::chrono::milliseconds(10)
+                                               : std::chrono::milliseconds(50);
+    pause = std::min(pause * 2, most);
   }
 }
 
