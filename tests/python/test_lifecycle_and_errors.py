@@ -199,3 +199,10 @@ def test_importing_ringfuse_torch_registers_the_torch_distributed_backend():
     result = subprocess.run([sys.executable, "-c", check], capture_output=True, text=True,
                             timeout=120)
     assert result.returncode == 0, result.stderr
+
+
+def test_horovods_elastic_training_is_refused_saying_what_to_do():
+    with pytest.raises(AttributeError, match="no elastic training .*restart it from a checkpoint"):
+        hvd.elastic.run  # noqa: B018  (the attribute access is the test)
+    with pytest.raises(AttributeError, match="has no attribute 'no_such_function'"):
+        hvd.no_such_function  # noqa: B018

@@ -32,3 +32,13 @@ from ringfuse.torch.sync_batch_norm import SyncBatchNorm
 # Importing ringfuse.torch also registers the torch.distributed backend "ringfuse", so
 # dist.init_process_group("ringfuse") works after either import.
 import ringfuse.distributed  # noqa: E402,F401  (registration is the import's effect)
+
+
+def __getattr__(name):
+    """Horovod names this module does not have, refused with what to do instead."""
+    if name == "elastic":
+        raise AttributeError(
+            "ringfuse.torch has no elastic training (Horovod's hvd.elastic): a lost rank fails "
+            "the job, on every rank within seconds, and ringfuse-run then stops the others; "
+            "restart it from a checkpoint (a Kubernetes Job's backoffLimit, or your scheduler)")
+    raise AttributeError(f"module 'ringfuse.torch' has no attribute {name!r}")
