@@ -354,16 +354,15 @@ int run_hosts(const Options& options, SignalPipe& signals, HealthState* health) 
   // Ranks advertise to their peers the address they reach the store at. With ranks on another
   // host, this host's ranks must advertise one that host reaches, not 127.0.0.1: they reach the
   // store at our address that routes to the first such host.
-  const auto routed = std::find_if(store_addresses.begin(), store_addresses.end(),
-                                   [&](const std::string& at) {
-                                     const auto host = &at - store_addresses.data();
-                                     return !is_local_host(placements[host].host) &&
-                                            !is_loopback_literal(at);
-                                   });
-  if (routed != store_addresses.end() && options.store_addr.empty()) {
-    const std::string reachable = *routed;
+  std::optional<std::string> reachable;
+  for (std::size_t host = 0; host < placements.size() && !reachable; ++host) {
+    if (!is_local_host(placements[host].host) && !is_loopback_literal(store_addresses[host])) {
+      reachable = store_addresses[host];
+    }
+  }
+  if (reachable && options.store_addr.empty()) {
     for (std::size_t host = 0; host < placements.size(); ++host) {
-      if (is_local_host(placements[host].host)) store_addresses[host] = reachable;
+      if (is_local_host(placements[host].host)) store_addresses[host] = *reachable;
     }
   }
   const JobIdentity identity = job_identity();
