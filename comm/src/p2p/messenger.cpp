@@ -218,8 +218,7 @@ Messenger::Messenger(rendezvous::Store* store, MessengerOptions options)
   try {
     acceptor_ = std::make_unique<Acceptor>(
         options_.advertise_host,
-        Identity{options_.rank, options_.size, options_.job_id, options_.secret,
-                 options_.purpose, options_.global_ranks},
+        identity(),
         options_.user_timeout);
   } catch (const std::system_error& e) {
     throw core::rank_error(ErrorKind::system, me(),
@@ -456,10 +455,7 @@ void Messenger::start_connect(int peer) {
     auto link = std::make_unique<Link>();
     link->socket = transport::connect_with_retry(host, port, deadline);
     transport::configure_data_socket(link->socket.fd(), options_.user_timeout);
-    authenticate_to_acceptor(link->socket,
-                             Identity{options_.rank, options_.size, options_.job_id,
-                                      options_.secret, options_.purpose, options_.global_ranks},
-                             peer, deadline);
+    authenticate_to_acceptor(link->socket, identity(), peer, deadline);
     // Segment names under the world's scope, so the launcher's clean-up of a job finds them.
     std::string_view scope = options_.key_prefix;
     if (scope.starts_with("ringfuse/")) scope.remove_prefix(9);

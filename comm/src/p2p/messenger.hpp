@@ -123,6 +123,11 @@ class Messenger final : public Channel {
   /// This rank's, and `peer`'s, global rank: what messages name.
   int me() const { return options_.global_ranks(options_.rank); }
   int global(int peer) const { return options_.global_ranks(peer); }
+  /// Who this rank is in a handshake (handshake.hpp), as acceptor and as connector.
+  Identity identity() const {
+    return Identity{options_.rank, options_.size, options_.job_id, options_.secret,
+                    options_.purpose, options_.global_ranks};
+  }
   int size() const { return options_.size; }
 
   /// Checks the arguments (throws invalid_argument naming them) and posts the op; nothing
