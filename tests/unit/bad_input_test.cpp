@@ -13,13 +13,16 @@
 #include <unistd.h>
 
 #include <array>
+#include <cerrno>
 #include <chrono>
 #include <cstdint>
 #include <future>
 #include <memory>
 #include <random>
 #include <string>
+#include <system_error>
 #include <thread>
+#include <utility>
 #include <vector>
 
 #include <gtest/gtest.h>
@@ -438,20 +441,32 @@ TEST(BadMeshInput, AListenerOfAnotherWireVersionIsNamedAsSuch) {
   older.join();
 }
 
+// Two connected ends, as a point-to-point connection's two sides.
+std::pair<ringfuse::transport::Socket, ringfuse::transport::Socket> connected_pair() {
+  int fds[2];
+  if (::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds) != 0) {
+    throw std::system_error(errno, std::generic_category(), "socketpair");
+  }
+  return {ringfuse::transport::Socket(fds[0]), ringfuse::transport::Socket(fds[1])};
+}
+
+// The point-to-point hello of position `rank` of `job_id`, as a build of the previous wire
+// version sends it.
+Hello older_p2p_hello(std::uint32_t rank, const std::string& job_id) {
+  return Hello{ringfuse::p2p::kHelloMagic, kHelloVersion - 1, rank,
+               ringfuse::transport::job_hash(job_id), {}};
+}
+
 // The point-to-point listener's side of the same: a connector of another wire version gets
 // this rank's hello (no proof) and is refused.
 TEST(BadP2pInput, AHelloOfAnotherWireVersionIsAnsweredWithOursAndRefused) {
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-  ringfuse::transport::Socket acceptor(fds[0]);
-  ringfuse::transport::Socket older(fds[1]);
+  auto [acceptor, older] = connected_pair();
   const ringfuse::p2p::Identity self{0, 2, "version-test", kSecret, "point-to-point", {}};
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   auto accepted = std::async(std::launch::async, [&] {
     return ringfuse::p2p::authenticate_connector(acceptor, self, deadline);
   });
-  const Hello old{ringfuse::p2p::kHelloMagic, kHelloVersion - 1, 1,
-                  ringfuse::transport::job_hash(self.job_id), {}};
+  const Hello old = older_p2p_hello(1, self.job_id);
   ASSERT_TRUE(ringfuse::transport::write_all(older.fd(), &old, sizeof(old), deadline));
   Hello reply{};
   ASSERT_TRUE(ringfuse::transport::read_all(older.fd(), &reply, sizeof(reply), deadline))
@@ -463,17 +478,13 @@ TEST(BadP2pInput, AHelloOfAnotherWireVersionIsAnsweredWithOursAndRefused) {
 }
 
 TEST(BadP2pInput, AConnectorAnsweredByAnotherWireVersionFailsAtOnceSayingSo) {
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-  ringfuse::transport::Socket connector(fds[0]);
-  ringfuse::transport::Socket older(fds[1]);
+  auto [connector, older] = connected_pair();
   const ringfuse::p2p::Identity self{0, 2, "version-test", kSecret, "point-to-point", {}};
   const auto deadline = std::chrono::steady_clock::now() + 10s;
   auto answered = std::async(std::launch::async, [&] {
     Hello hello{};
     if (!ringfuse::transport::read_all(older.fd(), &hello, sizeof(hello), deadline)) return false;
-    const Hello old{ringfuse::p2p::kHelloMagic, kHelloVersion - 1, 1,
-                    ringfuse::transport::job_hash(self.job_id), {}};
+    const Hello old = older_p2p_hello(1, self.job_id);
     return ringfuse::transport::write_all(older.fd(), &old, sizeof(old), deadline);
   });
   const auto start = std::chrono::steady_clock::now();
@@ -491,10 +502,7 @@ TEST(BadP2pInput, AConnectorAnsweredByAnotherWireVersionFailsAtOnceSayingSo) {
 }
 
 TEST(BadP2pInput, ConnectorAndAcceptorOfOneJobProveThemselvesToEachOther) {
-  int fds[2];
-  ASSERT_EQ(::socketpair(AF_UNIX, SOCK_STREAM | SOCK_CLOEXEC, 0, fds), 0);
-  ringfuse::transport::Socket connector(fds[0]);
-  ringfuse::transport::Socket acceptor(fds[1]);
+  auto [connector, acceptor] = connected_pair();
   const ringfuse::p2p::Identity rank0{0, 2, "pair-test", kSecret, "point-to-point", {}};
   const ringfuse::p2p::Identity rank1{1, 2, "pair-test", kSecret, "point-to-point", {}};
   const auto deadline = std::chrono::steady_clock::now() + 10s;
