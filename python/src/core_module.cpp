@@ -14,6 +14,7 @@
 
 #include <ATen/ATen.h>
 #include <pybind11/stl.h>
+#include <spdlog/spdlog.h>
 
 #include <algorithm>
 #include <chrono>
@@ -25,7 +26,9 @@
 #include <utility>
 #include <vector>
 
+#include "core/environment.hpp"
 #include "core/errors.hpp"
+#include "core/horovod_variables.hpp"
 #include "ringfuse/context.hpp"
 #include "ringfuse/engine.hpp"
 #include "ringfuse/error.hpp"
@@ -193,13 +196,25 @@ class Session {
  public:
   /// `match`: the engine's matching mode ("sequence" or "name"), overriding the environment's
   /// RINGFUSE_MATCH; None keeps what the environment says.
+  /// Horovod's own variables (HOROVOD_FUSION_THRESHOLD, HOROVOD_TIMELINE, ...) stand in for
+  /// the RINGFUSE_* variables they name where those are unset (core/horovod_variables.hpp):
+  /// this is the Horovod API.
   explicit Session(const std::optional<std::string>& match) {
-    auto options = rf::options_from_environment();
+    const auto env = rf::core::process_environment();
+    auto options = rf::core::parse_options(rf::core::with_horovod_variables(env));
     if (match) options.engine.match = match_mode(*match);
     const auto world = rf::world_from_environment();
     py::gil_scoped_release no_gil;  // init() connects to every peer: let other threads run
     context_ = rf::init(world, options);
     engine_ = &context_->engine();
+    if (context_->rank() == 0) {  // after init(): its log level applies
+      for (const auto& read : rf::core::horovod_variables_read(env)) {
+        spdlog::info("ringfuse.torch: {}", read);
+      }
+      for (const auto& ignored : rf::core::horovod_variables_not_honoured(env)) {
+        spdlog::warn("ringfuse.torch: {}", ignored);
+      }
+    }
   }
   ~Session() { close(); }
 

@@ -551,7 +551,8 @@ TEST(Launcher, HelpListsEveryTunableWithItsVariable) {
       {"RINGFUSE_STALL_TIMEOUT_S", "--stall-timeout"},
       {"RINGFUSE_STALL_ABORT_S", "--stall-abort"},
       {"RINGFUSE_MATCH", "--match"},
-      {"RINGFUSE_TIMELINE", "--timeline"}};
+      {"RINGFUSE_TIMELINE", "--timeline"},
+      {"RINGFUSE_TIMELINE_MARK_CYCLES", "--timeline-mark-cycles"}};
   for (const auto& [variable, flag] : flags) {
     EXPECT_NE(r.out.find(flag + " "), std::string::npos) << flag << " missing from\n" << r.out;
     EXPECT_NE(r.out.find(variable), std::string::npos) << variable << " missing from\n" << r.out;

@@ -132,6 +132,51 @@ def test_start_and_stop_timeline(tmp_path):
         hvd.start_timeline(str(tmp_path / "no-such-dir" / "t.json"))
 
 
+class _Environment:
+    """Sets variables for a fresh hvd.init() and puts everything back afterwards, the
+    conftest's session included."""
+
+    def __init__(self, **variables):
+        self.variables = variables
+
+    def __enter__(self):
+        hvd.shutdown()
+        self.saved = {name: os.environ.get(name) for name in self.variables}
+        os.environ.update(self.variables)
+        return self
+
+    def __exit__(self, *exc):
+        hvd.shutdown()
+        for name, value in self.saved.items():
+            if value is None:
+                os.environ.pop(name, None)
+            else:
+                os.environ[name] = value
+        hvd.init()
+
+
+def test_horovods_timeline_variables_write_the_timeline(tmp_path):
+    # A Horovod job's settings keep working: HOROVOD_TIMELINE and HOROVOD_TIMELINE_MARK_CYCLES
+    # stand in for RINGFUSE_TIMELINE and RINGFUSE_TIMELINE_MARK_CYCLES.
+    path = tmp_path / "horovod.json"
+    with _Environment(HOROVOD_TIMELINE=str(path), HOROVOD_TIMELINE_MARK_CYCLES="1",
+                      HOROVOD_FUSION_THRESHOLD="0"):
+        hvd.init()
+        hvd.allreduce(torch.ones(3), op=hvd.Sum, name="horovod.timeline.tensor")
+        hvd.shutdown()
+    text = (tmp_path / ("horovod.%d.json" % hvd.rank())).read_text()
+    json.loads(text)
+    assert "horovod.timeline.tensor" in text and "CYCLE_START" in text
+
+
+def test_a_bad_horovod_variable_fails_init_naming_it():
+    with _Environment(HOROVOD_CYCLE_TIME="fast"):
+        with pytest.raises(hvd.HorovodInternalError,
+                           match=r"HOROVOD_CYCLE_TIME='fast' \(Horovod's name for "
+                                 r"RINGFUSE_CYCLE_TIME_MS\)"):
+            hvd.init()
+
+
 # --- join -----------------------------------------------------------------------------------
 
 def test_join_returns_the_last_rank_to_join_as_an_int():

@@ -121,6 +121,7 @@ struct EngineConfig {
   std::chrono::microseconds cycle_time{5'000};                // RINGFUSE_CYCLE_TIME_MS
   std::size_t cache_capacity = 1024;                          // RINGFUSE_CACHE_CAPACITY
   std::string timeline_path;                                  // RINGFUSE_TIMELINE
+  bool timeline_mark_cycles = false;                          // RINGFUSE_TIMELINE_MARK_CYCLES
   std::chrono::milliseconds stall_warning{60'000};            // RINGFUSE_STALL_TIMEOUT_S
   std::chrono::milliseconds stall_abort{300'000};             // RINGFUSE_STALL_ABORT_S
   std::size_t fusion_lookahead = 64;                          // RINGFUSE_FUSION_LOOKAHEAD

@@ -154,7 +154,7 @@ Problem host_address(const std::string& text, std::string& field) {
 }
 
 // The rows. Captureless lambdas: each row's parser and display sit next to its name.
-const std::array<Tunable, 24> kTunables{{
+const std::array<Tunable, 25> kTunables{{
     {"RINGFUSE_ALGO", "--algo", true, "auto|ring|tree|rhd",
      "all-reduce algorithm (auto: tree up to 32 KiB, rhd up to 1 MiB, ring above)", "",
      TunableScope::context,
@@ -323,6 +323,13 @@ const std::array<Tunable, 24> kTunables{{
        return std::nullopt;
      },
      [](const Options& o) { return o.engine.timeline_path; }},
+    {"RINGFUSE_TIMELINE_MARK_CYCLES", "--timeline-mark-cycles", true, "1|0",
+     "engine: also mark each negotiation cycle in the timeline (CYCLE_START)", "",
+     TunableScope::engine,
+     [](const std::string& v, Options& o) {
+       return choose(v, kSwitch, o.engine.timeline_mark_cycles, "1 (on) or 0 (off)");
+     },
+     [](const Options& o) { return name_of(kSwitch, o.engine.timeline_mark_cycles); }},
 }};
 
 }  // namespace

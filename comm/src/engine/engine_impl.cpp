@@ -36,7 +36,7 @@ EngineImpl::EngineImpl(EngineResources resources)
                 outstanding_, timeline_),
       idle_interval_(config_.cycle_time) {
   if (!config_.timeline_path.empty()) {
-    timeline_.timeline().start_configured(config_.timeline_path);
+    timeline_.timeline().start_configured(config_.timeline_path, config_.timeline_mark_cycles);
   }
   if (rank_ == 0 && names_.label.empty()) {
     spdlog::info("ringfuse engine: {}", describe_config(config_, core::process_environment()));

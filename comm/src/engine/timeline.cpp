@@ -94,9 +94,9 @@ void Timeline::start(const std::string& path, bool mark_cycles) {
   open_locked(path, mark_cycles);
 }
 
-void Timeline::start_configured(const std::string& path) {
+void Timeline::start_configured(const std::string& path, bool mark_cycles) {
   std::lock_guard lock(mutex_);
-  if (!started_) open_locked(path, false);
+  if (!started_) open_locked(path, mark_cycles);
 }
 
 void Timeline::open_locked(const std::string& path, bool mark_cycles) {

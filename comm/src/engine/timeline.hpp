@@ -40,10 +40,11 @@ class Timeline {
   /// torch.distributed group's, or another process's) is left alone: this one then writes
   /// NAME.<rank>.<k>.json, the first k >= 2 free, and says so in a warning.
   void start(const std::string& path, bool mark_cycles);
-  /// RINGFUSE_TIMELINE: start(path, false) the first time an engine of the rank starts,
-  /// unless the timeline was started before (by this or by start()): a child engine started
-  /// later, or after stop(), neither reopens nor truncates the file.
-  void start_configured(const std::string& path);
+  /// RINGFUSE_TIMELINE (and RINGFUSE_TIMELINE_MARK_CYCLES): start(path, mark_cycles) the
+  /// first time an engine of the rank starts, unless the timeline was started before (by this
+  /// or by start()): a child engine started later, or after stop(), neither reopens nor
+  /// truncates the file.
+  void start_configured(const std::string& path, bool mark_cycles);
   /// Closes the file being written, as a complete JSON document; nothing if none is open.
   /// Also done when the last engine and Context sharing the timeline are gone.
   void stop();
