@@ -5,7 +5,10 @@
 #include <functional>
 #include <map>
 #include <optional>
+#include <tuple>
 #include <typeinfo>
+
+#include <fmt/format.h>
 
 #include "core/environment.hpp"
 #include "core/tunables.hpp"
@@ -92,6 +95,35 @@ TEST(Environment, PlainMpirunBootstrapsThroughMpi) {
   EXPECT_EQ(world.local_rank, 1);
   EXPECT_EQ(world.local_size, 2);
   EXPECT_TRUE(world.mpi_bootstrap);
+}
+
+// A launcher Ringfuse cannot join (MPICH's mpiexec, MVAPICH, horovodrun's Gloo mode) used to
+// give each of its ranks a world of one: N copies of the training, each alone, without a word.
+TEST(Environment, RanksOfALauncherWeCannotJoinAreRefusedNotLeftAlone) {
+  for (const auto& [size, rank, who] :
+       {std::tuple{"PMI_SIZE", "PMI_RANK", "MPICH"},
+        std::tuple{"MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK", "MVAPICH"},
+        std::tuple{"HOROVOD_SIZE", "HOROVOD_RANK", "horovodrun"}}) {
+    const auto message = config_error({{size, "4"}, {rank, "2"}});
+    EXPECT_NE(message.find(fmt::format("this process is rank 2 of 4 ({}=2, {}=4", rank, size)),
+              std::string::npos)
+        << message;
+    EXPECT_NE(message.find(who), std::string::npos) << message;
+    EXPECT_NE(message.find("ringfuse-run -np 4"), std::string::npos) << message;
+    EXPECT_NE(message.find("RINGFUSE_SIZE=1 and RINGFUSE_RANK=0"), std::string::npos) << message;
+    // One rank of such a launcher is a world of one indeed; and the escape hatch works.
+    EXPECT_EQ(ringfuse::core::parse_world(env_of({{size, "1"}, {rank, "0"}})).size, 1);
+    const auto alone = ringfuse::core::parse_world(
+        env_of({{size, "4"}, {rank, "2"}, {"RINGFUSE_SIZE", "1"}, {"RINGFUSE_RANK", "0"}}));
+    EXPECT_EQ(alone.size, 1);
+  }
+  // ringfuse-run exports Horovod's variables beside its own, and Open MPI's mpirun wins
+  // over anything else it may have inherited.
+  EXPECT_EQ(ringfuse::core::parse_world(
+                env_of({{"OMPI_COMM_WORLD_SIZE", "2"}, {"OMPI_COMM_WORLD_RANK", "1"},
+                        {"HOROVOD_SIZE", "2"}, {"HOROVOD_RANK", "1"}}))
+                .size,
+            2);
 }
 
 TEST(Environment, NonNumericSizeNamesTheVariable) {

@@ -1,5 +1,6 @@
 #include "core/environment.hpp"
 
+#include <array>
 #include <charconv>
 #include <cstdlib>
 
@@ -157,6 +158,38 @@ WorldSpec mpirun_world(const EnvLookup& env) {
   return world;
 }
 
+/// A launcher whose ranks Ringfuse cannot join: its variables say that this process is one
+/// of several, and taken for a world of one each rank would train alone, without a word.
+struct ForeignLauncher {
+  const char* size;
+  const char* rank;
+  const char* who;
+};
+
+constexpr std::array<ForeignLauncher, 3> kForeignLaunchers{{
+    // MPICH's ABI, not Open MPI's (the MPI this build bootstraps plain mpirun through).
+    {"PMI_SIZE", "PMI_RANK", "an MPICH-family mpiexec (MPICH, Intel MPI) or srun's PMI"},
+    {"MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK", "MVAPICH's mpirun_rsh"},
+    // ringfuse-run sets these too, always beside RINGFUSE_*, which come first.
+    {"HOROVOD_SIZE", "HOROVOD_RANK", "horovodrun's Gloo mode (its rendezvous is Horovod's own)"},
+}};
+
+void refuse_foreign_launchers(const EnvLookup& env) {
+  for (const auto& launcher : kForeignLaunchers) {
+    const auto size = integer(env, launcher.size, 0, kMaxRanks, "a number of ranks");
+    if (!size || *size <= 1) continue;
+    const auto rank = env(launcher.rank);
+    throw Error(ErrorKind::invalid_config,
+                fmt::format("this process is rank {} of {} ({}={}, {}={}: {}), but Ringfuse "
+                            "cannot join that launcher's ranks, and alone each rank would "
+                            "train by itself; launch with ringfuse-run -np {} (or -H/--hostfile "
+                            "for several hosts), Open MPI's mpirun, or torchrun. To run this "
+                            "process alone on purpose, set RINGFUSE_SIZE=1 and RINGFUSE_RANK=0",
+                            rank.value_or("?"), *size, launcher.rank, rank.value_or("(unset)"),
+                            launcher.size, *size, launcher.who, *size));
+  }
+}
+
 }  // namespace
 
 EnvLookup process_environment() {
@@ -170,6 +203,7 @@ WorldSpec parse_world(const EnvLookup& env) {
   if (env("RINGFUSE_RANK") || env("RINGFUSE_SIZE")) return ringfuse_world(env);
   if (env("RANK") || env("WORLD_SIZE")) return torchrun_world(env);
   if (env("OMPI_COMM_WORLD_SIZE")) return mpirun_world(env);
+  refuse_foreign_launchers(env);
   WorldSpec world;
   world.source = "no launcher variables: a world of one";
   return world;

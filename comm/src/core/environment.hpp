@@ -16,7 +16,10 @@ using EnvLookup = std::function<std::optional<std::string>(const std::string& na
 EnvLookup process_environment();
 
 /// The world described by RINGFUSE_* (preferred), else torchrun's RANK/WORLD_SIZE/MASTER_*,
-/// else a world of one. Throws Error(ErrorKind::invalid_config) naming the variable.
+/// else Open MPI's OMPI_COMM_WORLD_*, else a world of one. Throws
+/// Error(ErrorKind::invalid_config) naming the variable, also where a launcher Ringfuse cannot
+/// join says this process is one of several (MPICH's PMI_SIZE, MVAPICH's MV2_COMM_WORLD_SIZE,
+/// horovodrun's HOROVOD_SIZE above 1) rather than let each rank train alone.
 WorldSpec parse_world(const EnvLookup& env);
 
 /// Every tunable of core/tunables.hpp's table that `env` sets (RINGFUSE_ALGO,
