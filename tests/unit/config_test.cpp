@@ -97,12 +97,14 @@ TEST(Environment, PlainMpirunBootstrapsThroughMpi) {
   EXPECT_TRUE(world.mpi_bootstrap);
 }
 
-// A launcher Ringfuse cannot join (MPICH's mpiexec, MVAPICH, horovodrun's Gloo mode) used to
-// give each of its ranks a world of one: N copies of the training, each alone, without a word.
+// A launcher Ringfuse cannot join (MPICH's mpiexec, MVAPICH, srun, horovodrun's Gloo mode)
+// used to give each of its ranks a world of one: N copies of the training, each alone, without
+// a word.
 TEST(Environment, RanksOfALauncherWeCannotJoinAreRefusedNotLeftAlone) {
   for (const auto& [size, rank, who] :
        {std::tuple{"PMI_SIZE", "PMI_RANK", "MPICH"},
         std::tuple{"MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK", "MVAPICH"},
+        std::tuple{"SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "srun"},
         std::tuple{"HOROVOD_SIZE", "HOROVOD_RANK", "horovodrun"}}) {
     const auto message = config_error({{size, "4"}, {rank, "2"}});
     EXPECT_NE(message.find(fmt::format("this process is rank 2 of 4 ({}=2, {}=4", rank, size)),
@@ -117,6 +119,13 @@ TEST(Environment, RanksOfALauncherWeCannotJoinAreRefusedNotLeftAlone) {
         env_of({{size, "4"}, {rank, "2"}, {"RINGFUSE_SIZE", "1"}, {"RINGFUSE_RANK", "0"}}));
     EXPECT_EQ(alone.size, 1);
   }
+  EXPECT_NE(config_error({{"SLURM_STEP_NUM_TASKS", "4"}, {"SLURM_PROCID", "2"}})
+                .find("RANK=$SLURM_PROCID, WORLD_SIZE=$SLURM_NTASKS"),
+            std::string::npos);
+  // A batch script's environment (sbatch: SLURM_NTASKS, but no step) is no such launcher.
+  EXPECT_EQ(ringfuse::core::parse_world(env_of({{"SLURM_NTASKS", "4"}, {"SLURM_PROCID", "0"}}))
+                .size,
+            1);
   // ringfuse-run exports Horovod's variables beside its own, and Open MPI's mpirun wins
   // over anything else it may have inherited.
   EXPECT_EQ(ringfuse::core::parse_world(

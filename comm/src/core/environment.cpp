@@ -164,14 +164,21 @@ struct ForeignLauncher {
   const char* size;
   const char* rank;
   const char* who;
+  const char* instead;  // what works in its place, beyond ringfuse-run, mpirun and torchrun
 };
 
-constexpr std::array<ForeignLauncher, 3> kForeignLaunchers{{
+constexpr std::array<ForeignLauncher, 4> kForeignLaunchers{{
     // MPICH's ABI, not Open MPI's (the MPI this build bootstraps plain mpirun through).
-    {"PMI_SIZE", "PMI_RANK", "an MPICH-family mpiexec (MPICH, Intel MPI) or srun's PMI"},
-    {"MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK", "MVAPICH's mpirun_rsh"},
+    {"PMI_SIZE", "PMI_RANK", "an MPICH-family mpiexec (MPICH, Intel MPI) or srun's PMI", ""},
+    {"MV2_COMM_WORLD_SIZE", "MV2_COMM_WORLD_RANK", "MVAPICH's mpirun_rsh", ""},
+    // srun sets SLURM_STEP_NUM_TASKS for the tasks of a step; sbatch's script has none.
+    {"SLURM_STEP_NUM_TASKS", "SLURM_PROCID", "Slurm's srun",
+     "; under srun, give each task torchrun's variables (RANK=$SLURM_PROCID, "
+     "WORLD_SIZE=$SLURM_NTASKS, LOCAL_RANK=$SLURM_LOCALID, LOCAL_WORLD_SIZE=<tasks per node>, "
+     "MASTER_ADDR=<the first node>, MASTER_PORT=<a free port>)"},
     // ringfuse-run sets these too, always beside RINGFUSE_*, which come first.
-    {"HOROVOD_SIZE", "HOROVOD_RANK", "horovodrun's Gloo mode (its rendezvous is Horovod's own)"},
+    {"HOROVOD_SIZE", "HOROVOD_RANK", "horovodrun's Gloo mode (its rendezvous is Horovod's own)",
+     ""},
 }};
 
 void refuse_foreign_launchers(const EnvLookup& env) {
@@ -183,10 +190,11 @@ void refuse_foreign_launchers(const EnvLookup& env) {
                 fmt::format("this process is rank {} of {} ({}={}, {}={}: {}), but Ringfuse "
                             "cannot join that launcher's ranks, and alone each rank would "
                             "train by itself; launch with ringfuse-run -np {} (or -H/--hostfile "
-                            "for several hosts), Open MPI's mpirun, or torchrun. To run this "
-                            "process alone on purpose, set RINGFUSE_SIZE=1 and RINGFUSE_RANK=0",
+                            "for several hosts), Open MPI's mpirun, or torchrun{}. To run "
+                            "this process alone on purpose, set RINGFUSE_SIZE=1 and "
+                            "RINGFUSE_RANK=0",
                             rank.value_or("?"), *size, launcher.rank, rank.value_or("(unset)"),
-                            launcher.size, *size, launcher.who, *size));
+                            launcher.size, *size, launcher.who, *size, launcher.instead));
   }
 }
 
