@@ -22,6 +22,7 @@ the group (``rank 2: new_group([1, 2]): ...``).
 ``send``/``recv``/``isend``/``irecv``/``batch_isend_irecv`` run on the group's engine.
 """
 
+import atexit
 import ipaddress
 import os
 import secrets
@@ -125,3 +126,8 @@ def _create_process_group(store, rank, size, timeout):
 
 if BACKEND_NAME.upper() not in dist.Backend._plugins:
     dist.Backend.register_backend(BACKEND_NAME, _create_process_group)
+
+# A group's worker may still be running torch's callbacks of a finished collective (a DDP
+# communication hook's) when the script ends; they take the GIL, which no thread gets once the
+# interpreter is finalizing. Registered after torch's own handlers, so it runs before them.
+atexit.register(_c10d._wait_for_settled_futures, 10.0)

@@ -17,6 +17,11 @@
 // engine (its NCCL communicator, on a build with CUDA and NCCL; the engine's split checks),
 // behind the same agreement check, on the worker.
 //
+// A Work's future is settled (torch's callbacks run) only after its collective has left the
+// lane, and a worker that settles one leaves another worker waiting for the lane: torch's own
+// DDP communication hooks (PowerSGD) start a collective inside such a callback and wait for
+// it there, which on a lane held by the settling thread never ran.
+//
 // send, recv and recvAnysource go through the Context's engine (process_group_p2p.hpp), beside
 // the collectives' lane; new_group needs nothing here (ringfuse.distributed builds a group's
 // Context over the group's store).
@@ -77,6 +82,35 @@ constexpr std::chrono::microseconds kWorkerPoll{1000};
 constexpr std::chrono::seconds kWorkerAwake{1};
 
 class RingfuseWork;
+
+// Threads settling a Work's future now, in every group of this process. torch's callbacks, and
+// the references to Python objects a settled future drops, take the GIL, which no thread gets
+// once the interpreter is finalizing: Python ends it with pthread_exit, whose unwinding through
+// C++ frames terminates the process (PowerSGD's hook, whose callbacks are Python closures, ended
+// training runs with SIGABRT). ringfuse.distributed waits at exit until none is left. Process
+// wide, as the interpreter is.
+std::atomic<int> threads_settling{0};
+
+/// Counts the calling thread in threads_settling while it lives.
+class SettlingFutures {
+ public:
+  SettlingFutures() { threads_settling.fetch_add(1, std::memory_order_relaxed); }
+  ~SettlingFutures() { threads_settling.fetch_sub(1, std::memory_order_release); }
+  SettlingFutures(const SettlingFutures&) = delete;
+  SettlingFutures& operator=(const SettlingFutures&) = delete;
+};
+
+/// Waits (without the GIL) until no thread is settling a future, for at most `seconds`.
+void wait_for_settled_futures(double seconds) {
+  py::gil_scoped_release no_gil;
+  const auto until = std::chrono::steady_clock::now() +
+                     std::chrono::duration_cast<std::chrono::steady_clock::duration>(
+                         std::chrono::duration<double>(seconds));
+  while (threads_settling.load(std::memory_order_acquire) > 0 &&
+         std::chrono::steady_clock::now() < until) {
+    std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
+}
 
 /// Lets a Work's wait() run its own collective, and those queued before it, in the waiting
 /// thread. Held by the group and by its Works; the group detaches it (and waits for a thread
@@ -209,8 +243,14 @@ class RingfuseWork final : public ::c10d::Work {
   }
 
   void complete(std::exception_ptr error) {
-    // Work::finish() with the future looked up in the same step, so a getFuture() racing with
-    // this either finds the Work completed or hands over the future this settles.
+    if (auto future = finish(error)) settle(*future, error);
+  }
+
+  /// Marks the Work completed (wait() returns) and hands back its future, if one was asked
+  /// for, to be settled with settle(): that runs torch's callbacks, which may start another
+  /// collective and wait for it. Work::finish() with the future looked up in the same step, so
+  /// a getFuture() racing with this either finds the Work completed or hands over the future.
+  c10::intrusive_ptr<c10::ivalue::Future> finish(std::exception_ptr error) {
     c10::intrusive_ptr<c10::ivalue::Future> future;
     std::function<void()> profiling_end;
     {
@@ -222,15 +262,8 @@ class RingfuseWork final : public ::c10d::Work {
     }
     if (profiling_end) profiling_end();
     cv_.notify_all();
-    if (future) settle(*future, error);
+    return future;
   }
-
- private:
-  Outputs outputs_;
-  std::chrono::milliseconds default_timeout_;
-  WorkLabel what_;
-  std::shared_ptr<LaneAccess> lane_;  // a small collective's: wait() may run it
-  c10::intrusive_ptr<c10::ivalue::Future> future_;  // guarded by mutex_; null until asked for
 
   void settle(c10::ivalue::Future& future, const std::exception_ptr& error) {
     if (error) {
@@ -239,6 +272,13 @@ class RingfuseWork final : public ::c10d::Work {
       future.markCompleted(c10::IValue(result()));
     }
   }
+
+ private:
+  Outputs outputs_;
+  std::chrono::milliseconds default_timeout_;
+  WorkLabel what_;
+  std::shared_ptr<LaneAccess> lane_;  // a small collective's: wait() may run it
+  c10::intrusive_ptr<c10::ivalue::Future> future_;  // guarded by mutex_; null until asked for
 };
 
 struct WorldPlacement {
@@ -288,7 +328,10 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     // The engine carries send/recv. Started here, as the Context was: collective, and on
     // the thread that uses torch's store (see process_group_p2p.hpp).
     p2p_ = std::make_unique<PointToPoint>(*context_, context_->engine(), timeout);
-    worker_ = std::thread([this] { run_queue(); });
+    {
+      std::lock_guard lock(queue_mutex_);
+      workers_.emplace_back([this] { run_queue(); });
+    }
   }
 
   ~ProcessGroupRingfuse() override {
@@ -297,13 +340,14 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       stopping_ = true;
     }
     queue_cv_.notify_all();
-    if (!worker_.joinable()) return;
-    // The worker drops the tensors of the collectives it ran and runs torch's future
+    // No worker starts another once stopping_ is set: workers_ stays as it is now.
+    if (workers_.empty()) return;
+    // The workers drop the tensors of the collectives they ran and run torch's future
     // callbacks, and the engine's thread may still release tensors of transfers; dropping a
-    // tensor that has a Python object takes the GIL: joining either thread with the GIL held
+    // tensor that has a Python object takes the GIL: joining any of them with the GIL held
     // (destroy_process_group) would deadlock.
     const auto stop = [this] {
-      worker_.join();
+      for (auto& worker : workers_) worker.join();
       lane_access_->detach();  // a waiter running collectives in its thread finishes first
       context_.reset();
     };
@@ -1140,7 +1184,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       const auto now = std::chrono::steady_clock::now();
       queue_.push_back({work, std::move(body), small, now});
       last_queued_ = now;
-      if (small && !worker_asleep_) return work;  // it looks within kWorkerPoll
+      if (small && polling_ > 0) return work;  // a worker looks within kWorkerPoll
     }
     queue_cv_.notify_one();
     return work;
@@ -1188,18 +1232,51 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       }
       lane_busy_ = true;
     }
+    // Settled once the lane is free again: a callback may start a collective and wait for it.
+    Settlements settlements;
+    SettlingFutures settling;  // from before the Works complete (their waiters may then exit)
     if (first.work) {
-      first.work->complete(run_collective(first));
+      finish(first, run_collective(first), settlements);
     } else {
-      for (auto& item : waiter_batch_) item.work->complete(run_collective(item));
+      for (auto& item : waiter_batch_) finish(item, run_collective(item), settlements);
       waiter_batch_.clear();
     }
     {
       std::lock_guard lock(queue_mutex_);
       lane_busy_ = false;
-      if (queue_.empty()) return;
+      if (!settlements.empty()) keep_a_worker_for_the_lane();
+      if (queue_.empty() && settlements.empty()) return;
     }
     queue_cv_.notify_one();  // collectives queued behind these meanwhile
+    for (auto& [work, future, error] : settlements) work->settle(*future, error);
+    settlements.clear();  // the futures' last references may be these
+    first = Item{};       // and their tensors' these
+  }
+
+  /// A finished collective's Work and the future to settle after the lane was let go.
+  struct Settlement {
+    c10::intrusive_ptr<RingfuseWork> work;
+    c10::intrusive_ptr<c10::ivalue::Future> future;
+    std::exception_ptr error;
+  };
+  using Settlements = c10::SmallVector<Settlement, 1>;
+
+  /// Marks `item`'s Work completed with `error` (its collective's outcome); its future, if
+  /// one was asked for, goes into `settlements`.
+  static void finish(const Item& item, std::exception_ptr error, Settlements& settlements) {
+    if (auto future = item.work->finish(error)) {
+      settlements.push_back({item.work, std::move(future), std::move(error)});
+    }
+  }
+
+  /// Called with queue_mutex_ held, before a thread settles futures (a worker counted in
+  /// settling_ already): torch's callbacks may start a collective and wait for it in that
+  /// thread (PowerSGD's hook does), so some worker must be left to run the lane. Starts one
+  /// when every worker is settling.
+  void keep_a_worker_for_the_lane() {
+    if (!stopping_ && settling_ >= workers_.size()) {
+      workers_.emplace_back([this] { run_queue(); });
+    }
   }
 
   /// Runs one collective of the lane; its error, if any, which also fails the group's later
@@ -1230,12 +1307,14 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       {
         std::unique_lock lock(queue_mutex_);
         while (!((stopping_ && queue_.empty()) || (!queue_.empty() && !lane_busy_))) {
-          if (std::chrono::steady_clock::now() - last_queued_ < kWorkerAwake) {
+          // One worker polls (a small collective's on_lane wakes no one then); the others,
+          // and all of them once the group was idle for kWorkerAwake, wait to be woken.
+          if (polling_ == 0 && std::chrono::steady_clock::now() - last_queued_ < kWorkerAwake) {
+            ++polling_;
             queue_cv_.wait_for(lock, kWorkerPoll);
+            --polling_;
           } else {
-            worker_asleep_ = true;  // on_lane wakes it from now on
             queue_cv_.wait(lock);
-            worker_asleep_ = false;
           }
         }
         if (queue_.empty()) return;
@@ -1251,9 +1330,31 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
         queue_.pop_front();
         lane_busy_ = true;
       }
-      item.work->complete(run_collective(item));
-      std::lock_guard lock(queue_mutex_);
-      lane_busy_ = false;
+      auto error = run_collective(item);
+      // From before the Work completes: a thread waiting for it may then leave, and exit,
+      // while this one still drops the collective's tensors and settles its future.
+      SettlingFutures settling;
+      Settlements settlements;
+      finish(item, std::move(error), settlements);
+      bool queued = false;
+      {
+        std::lock_guard lock(queue_mutex_);
+        lane_busy_ = false;
+        if (!settlements.empty()) {
+          ++settling_;
+          keep_a_worker_for_the_lane();
+          queued = !queue_.empty();
+        }
+      }
+      if (queued) queue_cv_.notify_one();  // another worker takes the lane meanwhile
+      const bool settled = !settlements.empty();
+      for (auto& [work, future, outcome] : settlements) work->settle(*future, outcome);
+      settlements.clear();  // the future's last reference may be this
+      item = Item{};        // and its tensors' these
+      if (settled) {
+        std::lock_guard lock(queue_mutex_);
+        --settling_;
+      }
     }
   }
 
@@ -1297,10 +1398,14 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   std::exception_ptr failed_;
   // What a small collective's Work calls to run it in the waiting thread.
   std::chrono::steady_clock::time_point last_queued_;  // the worker polls for a while after
-  bool worker_asleep_ = false;  // the worker waits to be woken (idle longer than kWorkerAwake)
+  int polling_ = 0;  // workers looking at the queue every kWorkerPoll (at most one)
+  std::size_t settling_ = 0;  // workers running torch's callbacks of a finished collective
   std::shared_ptr<LaneAccess> lane_access_ = std::make_shared<LaneAccess>(
       [this](RingfuseWork* work) { run_up_to(work); }, [this] { queue_cv_.notify_one(); });
-  std::thread worker_;  // last: started once everything it uses exists
+  // Last: started once everything they use exists. The first in the constructor; another
+  // whenever all of them are settling futures (keep_a_worker_for_the_lane). Guarded by
+  // queue_mutex_ until stopping_.
+  std::vector<std::thread> workers_;
 };
 
 }  // namespace
@@ -1331,6 +1436,10 @@ PYBIND11_MODULE(_c10d, module) {
   // look-up, instead of missing and falling back to c10d's Work (a hash of the type's name
   // each). Its methods are Work's.
   py::class_<RingfuseWork, ::c10d::Work, c10::intrusive_ptr<RingfuseWork>>(module, "Work");
+  module.def("_wait_for_settled_futures", &ringfuse::python::wait_for_settled_futures,
+             py::arg("seconds"),
+             "Waits until no thread of this process's ringfuse groups is settling a Work's "
+             "future (running torch's callbacks), for at most `seconds`: registered with atexit");
   py::class_<ProcessGroupRingfuse, ::c10d::ProcessGroup,
              c10::intrusive_ptr<ProcessGroupRingfuse>>(module, "ProcessGroupRingfuse")
       // torch's ProcessGroup.allreduce, the same three forms, without c10d's operator

@@ -20,6 +20,7 @@ if not os.environ.get("RINGFUSE_TEST_C10D"):
 import torch.distributed as dist  # noqa: E402
 import torch.nn.functional as F  # noqa: E402
 from torch.distributed.algorithms.ddp_comm_hooks import default_hooks  # noqa: E402
+from torch.distributed.algorithms.ddp_comm_hooks import powerSGD_hook  # noqa: E402
 from torch.nn.parallel import DistributedDataParallel  # noqa: E402
 
 import ringfuse.distributed  # noqa: E402,F401  (registers the backend)
@@ -38,13 +39,13 @@ def groups():
     dist.destroy_process_group()
 
 
-def train(group, hook=None, no_sync_every=0, steps=6):
+def train(group, hook=None, no_sync_every=0, steps=6, hook_state=None):
     torch.manual_seed(7)  # the same initial model everywhere; DDP broadcasts rank 0's anyway
     model = torch.nn.Sequential(torch.nn.Conv2d(1, 4, 3), torch.nn.ReLU(), torch.nn.Flatten(),
                                 torch.nn.Linear(4 * 6 * 6, 10))
     ddp = DistributedDataParallel(model, process_group=group, bucket_cap_mb=0.001)
     if hook:
-        ddp.register_comm_hook(group, hook)
+        ddp.register_comm_hook(hook_state(group) if hook_state else group, hook)
     optimizer = torch.optim.SGD(ddp.parameters(), lr=0.05, momentum=0.9)
     data = torch.Generator().manual_seed(100 + dist.get_rank())
     for step in range(steps):
@@ -73,3 +74,17 @@ def test_ddp_matches_gloo(groups, hook, no_sync_every):
     gathered = [None] * dist.get_world_size()
     dist.all_gather_object(gathered, [p.sum().item() for p in ours])
     assert all(g == gathered[0] for g in gathered)
+
+
+def test_ddp_with_powersgd_matches_gloo(groups):
+    # PowerSGD's hook starts a collective inside a future's callback and waits for it there;
+    # with every bucket (bucket_cap_mb=0.001) several such callbacks wait at once. The group's
+    # lane ran callbacks in the thread that held it, and this hung in the first compressed step.
+    def state(group):
+        return powerSGD_hook.PowerSGDState(process_group=group, matrix_approximation_rank=1,
+                                           start_powerSGD_iter=2, random_seed=5)
+
+    ours = train(groups["ringfuse"], powerSGD_hook.powerSGD_hook, hook_state=state)
+    reference = train(groups["gloo"], powerSGD_hook.powerSGD_hook, hook_state=state)
+    for mine, theirs in zip(ours, reference):
+        assert torch.equal(mine, theirs), (mine - theirs).abs().max()
