@@ -13,6 +13,7 @@
 #include "core/environment.hpp"
 #include "core/tunables.hpp"
 #include "engine/config.hpp"
+#include "env_map.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/context.hpp"
 #include "ringfuse/error.hpp"
@@ -21,15 +22,7 @@ namespace {
 
 using ringfuse::Error;
 using ringfuse::ErrorKind;
-using ringfuse::core::EnvLookup;
-
-EnvLookup env_of(std::map<std::string, std::string> vars) {
-  return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
-    const auto it = vars.find(name);
-    if (it == vars.end()) return std::nullopt;
-    return it->second;
-  };
-}
+using ringfuse::test_support::env_of;
 
 std::string config_error(const std::map<std::string, std::string>& vars) {
   try {

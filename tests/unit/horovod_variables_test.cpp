@@ -10,36 +10,24 @@
 
 #include "core/environment.hpp"
 #include "core/tunables.hpp"
+#include "env_map.hpp"
+#include "expect_error.hpp"
 #include "ringfuse/error.hpp"
 
 namespace {
 
-using ringfuse::Error;
 using ringfuse::ErrorKind;
 using ringfuse::Options;
-using ringfuse::core::EnvLookup;
+using ringfuse::test_support::env_of;
+using ringfuse::test_support::expect_error;
 using namespace std::chrono_literals;
-
-EnvLookup env_of(std::map<std::string, std::string> vars) {
-  return [vars = std::move(vars)](const std::string& name) -> std::optional<std::string> {
-    const auto it = vars.find(name);
-    if (it == vars.end()) return std::nullopt;
-    return it->second;
-  };
-}
 
 Options horovod_options(const std::map<std::string, std::string>& vars) {
   return ringfuse::core::parse_options(ringfuse::core::with_horovod_variables(env_of(vars)));
 }
 
 std::string horovod_error(const std::map<std::string, std::string>& vars) {
-  try {
-    horovod_options(vars);
-  } catch (const Error& e) {
-    EXPECT_EQ(e.kind(), ErrorKind::invalid_config);
-    return e.what();
-  }
-  return "";
+  return expect_error(ErrorKind::invalid_config, [&] { horovod_options(vars); });
 }
 
 TEST(HorovodVariables, EachSetsTheTunableItNames) {
