@@ -1241,16 +1241,8 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       for (auto& item : waiter_batch_) finish(item, run_collective(item), settlements);
       waiter_batch_.clear();
     }
-    {
-      std::lock_guard lock(queue_mutex_);
-      lane_busy_ = false;
-      if (!settlements.empty()) keep_a_worker_for_the_lane();
-      if (queue_.empty() && settlements.empty()) return;
-    }
-    queue_cv_.notify_one();  // collectives queued behind these meanwhile
-    for (auto& [work, future, error] : settlements) work->settle(*future, error);
-    settlements.clear();  // the futures' last references may be these
-    first = Item{};       // and their tensors' these
+    release_lane_and_settle(settlements, /*worker=*/false);
+    first = Item{};  // the tensors' last references may be these
   }
 
   /// A finished collective's Work and the future to settle after the lane was let go.
@@ -1269,13 +1261,32 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     }
   }
 
-  /// Called with queue_mutex_ held, before a thread settles futures (a worker counted in
-  /// settling_ already): torch's callbacks may start a collective and wait for it in that
-  /// thread (PowerSGD's hook does), so some worker must be left to run the lane. Starts one
-  /// when every worker is settling.
-  void keep_a_worker_for_the_lane() {
-    if (!stopping_ && settling_ >= workers_.size()) {
-      workers_.emplace_back([this] { run_queue(); });
+  /// Lets the lane go after this thread ran collectives on it, then settles their futures
+  /// here. torch's callbacks may start a collective and wait for it in this thread (PowerSGD's
+  /// hook does), so some worker must be left to run the lane: one is started when every worker
+  /// is settling. `worker`: this thread is one of workers_ (and so counts in settling_ while
+  /// it settles); else a waiter of run_up_to().
+  void release_lane_and_settle(Settlements& settlements, bool worker) {
+    bool wake = false;
+    {
+      std::lock_guard lock(queue_mutex_);
+      lane_busy_ = false;
+      if (!settlements.empty()) {
+        if (worker) ++settling_;
+        if (!stopping_ && settling_ >= workers_.size()) {
+          workers_.emplace_back([this] { run_queue(); });
+        }
+      }
+      // A worker with nothing to settle goes back to the queue itself.
+      wake = !queue_.empty() && (!worker || !settlements.empty());
+    }
+    if (wake) queue_cv_.notify_one();  // collectives queued behind these meanwhile
+    if (settlements.empty()) return;
+    for (auto& [work, future, error] : settlements) work->settle(*future, error);
+    settlements.clear();  // the futures' last references may be these
+    if (worker) {
+      std::lock_guard lock(queue_mutex_);
+      --settling_;
     }
   }
 
@@ -1336,25 +1347,8 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       SettlingFutures settling;
       Settlements settlements;
       finish(item, std::move(error), settlements);
-      bool queued = false;
-      {
-        std::lock_guard lock(queue_mutex_);
-        lane_busy_ = false;
-        if (!settlements.empty()) {
-          ++settling_;
-          keep_a_worker_for_the_lane();
-          queued = !queue_.empty();
-        }
-      }
-      if (queued) queue_cv_.notify_one();  // another worker takes the lane meanwhile
-      const bool settled = !settlements.empty();
-      for (auto& [work, future, outcome] : settlements) work->settle(*future, outcome);
-      settlements.clear();  // the future's last reference may be this
-      item = Item{};        // and its tensors' these
-      if (settled) {
-        std::lock_guard lock(queue_mutex_);
-        --settling_;
-      }
+      release_lane_and_settle(settlements, /*worker=*/true);
+      item = Item{};  // the tensors' last references may be these
     }
   }
 
@@ -1403,7 +1397,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   std::shared_ptr<LaneAccess> lane_access_ = std::make_shared<LaneAccess>(
       [this](RingfuseWork* work) { run_up_to(work); }, [this] { queue_cv_.notify_one(); });
   // Last: started once everything they use exists. The first in the constructor; another
-  // whenever all of them are settling futures (keep_a_worker_for_the_lane). Guarded by
+  // whenever all of them are settling futures (release_lane_and_settle). Guarded by
   // queue_mutex_ until stopping_.
   std::vector<std::thread> workers_;
 };
