@@ -15,6 +15,7 @@
 #include "k8s_identity.hpp"
 #include "membership_agreement.hpp"
 #include "pod_zero_store.hpp"
+#include "rendezvous/rank_exits.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/error.hpp"
 
@@ -130,6 +131,16 @@ int run_k8s(const K8sOptions& options, const std::vector<std::string>& command,
 
   SupervisorOptions supervisor_options = options.supervisor;
   supervisor_options.host = self.hostname;
+  // Recorded in pod 0's store, where the ranks of every pod wait for each other.
+  supervisor_options.on_rank_exit = [&store](int rank, const std::string& description) {
+    try {
+      for (const auto& [key, value] : rendezvous::rank_exit_records(rank, description)) {
+        store.set(key, value);
+      }
+    } catch (const std::exception&) {
+      // Pod 0's store is gone: the waiting ranks lose it too, and their errors say so.
+    }
+  };
   Supervisor supervisor(supervisor_options, signals);
   const int code = supervisor.run(local_launches(command, environment, self.hostname));
 

@@ -25,6 +25,7 @@
 #include "job_environment.hpp"
 #include "k8s_mode.hpp"
 #include "rank_process.hpp"
+#include "rendezvous/rank_exits.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/error.hpp"
 #include "rsh_command.hpp"
@@ -301,6 +302,18 @@ SupervisorOptions supervisor_options(const Options& options, HealthState* health
   return s;
 }
 
+// The same, recording each rank's end in the store we host, for the ranks waiting for it.
+SupervisorOptions supervisor_options(const Options& options, HealthState* health,
+                                     ringfuse::rendezvous::TcpStoreServer& store) {
+  SupervisorOptions s = supervisor_options(options, health);
+  s.on_rank_exit = [&store](int rank, const std::string& description) {
+    for (const auto& [key, value] : ringfuse::rendezvous::rank_exit_records(rank, description)) {
+      store.set(key, value);
+    }
+  };
+  return s;
+}
+
 JobEnvironment make_environment(WorldLayout layout, const std::string& store_host,
                                 std::uint16_t store_port, const TorchMaster& torch_master,
                                 const JobIdentity& identity,
@@ -326,7 +339,7 @@ int run_local(const Options& options, SignalPipe& signals, HealthState* health) 
     report("job " + environment.identity().job_id + ": " + std::to_string(options.np) +
            " ranks, store at " + environment.store_address());
   }
-  Supervisor supervisor(supervisor_options(options, health), signals);
+  Supervisor supervisor(supervisor_options(options, health, store), signals);
   return supervisor.run(local_launches(options.command, environment, "localhost"));
 }
 
@@ -441,7 +454,7 @@ int run_hosts(const Options& options, SignalPipe& signals, HealthState* health) 
           JobEnvironment::current_environment(), /*remote=*/true});
     }
   }
-  Supervisor supervisor(supervisor_options(options, health), signals);
+  Supervisor supervisor(supervisor_options(options, health, store), signals);
   return supervisor.run(launches);
 }
 

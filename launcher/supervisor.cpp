@@ -140,6 +140,11 @@ class Job {
       if (options_.health) {
         options_.health->rank_exited(slot->process.rank(), status->launcher_exit_code());
       }
+      if (options_.on_rank_exit) {
+        options_.on_rank_exit(slot->process.rank(),
+                              status->describe() + " (pid " + std::to_string(slot->process.pid()) +
+                                  " on " + slot->process.host() + ")");
+      }
       if (options_.verbose) {
         report("rank " + std::to_string(slot->process.rank()) + " (pid " +
                std::to_string(slot->process.pid()) + ") " + status->describe());

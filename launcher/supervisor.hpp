@@ -3,6 +3,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <vector>
 
@@ -27,6 +28,10 @@ struct SupervisorOptions {
   /// --bind-to core: the i-th rank started on this host is bound to the i-th CPU the launcher
   /// may use (wrapping around, with a warning, when there are more ranks than CPUs).
   bool bind_to_core = false;
+  /// Told each rank whose process ends, with what ended it ("exited with status 0 (pid 12 on
+  /// localhost)"), so it can be recorded for the ranks that wait for it (rank_exits.hpp).
+  /// Must not throw.
+  std::function<void(int rank, const std::string& description)> on_rank_exit;
 };
 
 /// One rank to start: its program (for a remote rank, the rsh agent's command line) and the

@@ -205,6 +205,26 @@ TEST_F(K8sLauncher, AMissingPodFailsEveryLauncherNamingIt) {
   }
 }
 
+// A pod whose rank ends before joining (exit 0 before init()): the pods waiting for it stop at
+// once, naming it, instead of at the start timeout.
+TEST_F(K8sLauncher, ARankThatEndsBeforeJoiningIsNamedAtOnceInTheOtherPods) {
+  const auto pods = four_pods();
+  for (int k = 0; k < 2; ++k) dns_->add_pod(k, pods[k].ip);
+  const std::string script =
+      "if [ \"$RINGFUSE_RANK\" = 1 ]; then exit 0; fi; "
+      "exec \"$0\" --collective allreduce --counts 1 --algos ring";
+  const auto started = std::chrono::steady_clock::now();
+  auto pod0 = start(pods[0], 2, 60, {"/bin/sh", "-c", script, COLLECTIVE_CHECK_PATH});
+  auto pod1 = start(pods[1], 2, 60, {"/bin/sh", "-c", script, COLLECTIVE_CHECK_PATH});
+  const ProcessResult r0 = pod0->wait(50s);
+  const ProcessResult r1 = pod1->wait(10s);
+  EXPECT_EQ(r0.exit_code, 2) << r0.output;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 20s) << r0.output;
+  EXPECT_NE(r0.output.find("rank 1 exited with status 0 (pid "), std::string::npos) << r0.output;
+  EXPECT_NE(r0.output.find(" on trainer-1) before it joined"), std::string::npos) << r0.output;
+  EXPECT_EQ(r1.exit_code, 0) << r1.output;
+}
+
 TEST_F(K8sLauncher, ADuplicateOrdinalIsAClearError) {
   std::vector<Pod> pods = four_pods();
   pods[2].hostname = "trainer-1";  // two pods claim ordinal 1

@@ -599,6 +599,24 @@ class ScopedOpenFileLimit {
   rlimit saved_{};
 };
 
+// A rank whose program ends before init() (an `if rank == 0:` around it, a crash on import)
+// will never join: its peers' set-up used to wait the whole connect timeout (60 s) and then
+// ask whether it was "still running". ringfuse-run records the end in its store and the
+// waiting ranks stop at once, naming the rank and how it ended.
+TEST(Launcher, ARankThatEndsBeforeJoiningEndsItsPeersWaitAtOnce) {
+  const auto r = run_launcher(
+      sh(3, std::string("if [ \"$RINGFUSE_RANK\" = 1 ]; then echo leaving; exit 0; fi; exec ") +
+                COLLECTIVE_CHECK_PATH + " --collective allreduce --counts 1 --algos ring"),
+      {"RINGFUSE_CONNECT_TIMEOUT_S=60"}, std::nullopt, 50s);
+  ASSERT_FALSE(r.timed_out) << r.err;
+  EXPECT_EQ(r.exit_code, 2) << r.err;
+  EXPECT_LT(r.elapsed, 20s) << r.err;
+  const std::regex named(
+      R"(\[[02]\] init failed: rank [02]: .*: rank 1 exited with status 0 \(pid [0-9]+ on localhost\) )"
+      R"(before it joined, so it will never arrive)");
+  EXPECT_TRUE(std::regex_search(r.err, named)) << r.err;
+}
+
 // Issue #22.4: -np beyond what the launcher's descriptors can hold ran out of them half-way
 // and kept running; it is refused before any rank starts, with the ulimit -n to ask for.
 // The limit is lowered so that the test never depends on (or, on a broken launcher, exhausts)

@@ -188,6 +188,20 @@ TEST_F(MultiHost, DashXSendsVariablesToRemoteRanks) {
   EXPECT_NE(r.output.find("[1] " + sent + " other=[]"), std::string::npos) << r.output;
 }
 
+// A remote rank (its rsh agent) that ends before joining: the others stop waiting at once.
+TEST_F(MultiHost, ARemoteRankThatEndsBeforeJoiningIsNamedAtOnce) {
+  const std::string script =
+      "if [ \"$RINGFUSE_RANK\" = 3 ]; then exit 0; fi; "
+      "exec \"$0\" --collective allreduce --counts 1 --algos ring";
+  const auto started = std::chrono::steady_clock::now();
+  const auto r = run_on("127.0.0.2:2,127.0.0.3:2", {"--transport", "tcp", "--start-timeout", "60"},
+                        {"sh", "-c", script, COLLECTIVE_CHECK_PATH}, 50s);
+  EXPECT_EQ(r.exit_code, 2) << r.output;
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 20s) << r.output;
+  EXPECT_NE(r.output.find("rank 3 exited with status 0 (pid "), std::string::npos) << r.output;
+  EXPECT_NE(r.output.find(" on 127.0.0.3) before it joined"), std::string::npos) << r.output;
+}
+
 TEST_F(MultiHost, TooFewSlotsIsAClearError) {
   const auto r = run_process({RINGFUSE_RUN_PATH, "-np", "5", "-H", "127.0.0.2:2,127.0.0.3:2",
                               "--rsh-agent", agent_, "--", "true"},

@@ -10,8 +10,10 @@
 
 #include "rendezvous/all_gather.hpp"
 #include "rendezvous/prefix_store.hpp"
+#include "rendezvous/rank_exits.hpp"
 #include "rendezvous/tcp_store.hpp"
 #include "ringfuse/error.hpp"
+#include "transport/group_gather.hpp"
 
 namespace ringfuse::rendezvous {
 namespace {
@@ -99,6 +101,57 @@ TEST(Broadcast, EveryRankGetsTheRootsValue) {
   });
   EXPECT_EQ(broadcast(root, "id", "the-id", 0, 0, 10s), "the-id");
   EXPECT_EQ(received.get(), "the-id");
+}
+
+// The launcher records a rank's end in the store it hosts (ringfuse-run, rank_exits.hpp); a
+// group waiting for that rank stops at once, naming it by its global rank, while a rank that
+// published before it ended is not waited for and not blamed.
+TEST(GatherInGroup, APeerWhoseEndIsRecordedEndsTheWaitAtOnce) {
+  TcpStoreServer server("127.0.0.1", 0);
+  TcpStoreClient client("127.0.0.1", server.port(), 5s);
+  PrefixStore world(client, "w/");
+  const transport::GlobalRanks global({4, 7, 9});
+  client.set("w/addr/1", "seven");
+  for (const int ended : {7, 9}) {
+    for (const auto& [key, value] : rank_exit_records(ended, "exited with status 0 (pid 1 on h)")) {
+      server.set(key, value);
+    }
+  }
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    transport::all_gather_in_group(world, "addr", "four", 0, 3, 30s, global, "set-up");
+    FAIL() << "expected the wait to end";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::peer_failure) << e.what();
+    EXPECT_EQ(e.rank(), 4);
+    EXPECT_EQ(e.peer(), 9);
+    EXPECT_NE(std::string(e.what()).find(
+                  "set-up: rank 9 exited with status 0 (pid 1 on h) before it joined"),
+              std::string::npos)
+        << e.what();
+  }
+  EXPECT_LT(std::chrono::steady_clock::now() - started, 5s);
+
+  // The same group once position 2 (rank 9) has published after all: nobody is missing.
+  client.set("w/addr/2", "nine");
+  EXPECT_EQ(transport::all_gather_in_group(world, "addr", "four", 0, 3, 30s, global, "set-up"),
+            (std::vector<std::string>{"four", "seven", "nine"}));
+}
+
+TEST(GatherInGroup, WithNoEndRecordedThePeersAreWaitedForUntilTheTimeout) {
+  TcpStoreServer server("127.0.0.1", 0);
+  TcpStoreClient client("127.0.0.1", server.port(), 5s);
+  const transport::GlobalRanks global({0, 1});
+  const auto started = std::chrono::steady_clock::now();
+  try {
+    transport::all_gather_in_group(client, "addr", "zero", 0, 2, 1200ms, global, "set-up");
+    FAIL() << "expected a timeout";
+  } catch (const Error& e) {
+    EXPECT_EQ(e.kind(), ErrorKind::timeout) << e.what();
+    EXPECT_NE(std::string(e.what()).find("rank 1 did not arrive within 1 s"), std::string::npos)
+        << e.what();
+  }
+  EXPECT_GE(std::chrono::steady_clock::now() - started, 1200ms);
 }
 
 }  // namespace

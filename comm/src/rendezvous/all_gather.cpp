@@ -4,6 +4,8 @@
 
 #include <fmt/format.h>
 
+#include "ringfuse/error.hpp"
+
 namespace ringfuse::rendezvous {
 
 std::vector<std::string> all_gather(Store& store, const std::string& key, std::string_view value,
@@ -13,7 +15,8 @@ std::vector<std::string> all_gather(Store& store, const std::string& key, std::s
 
 std::vector<std::string> gather_first(Store& store, const std::string& key,
                                       std::string_view value, int rank, int count,
-                                      std::chrono::milliseconds timeout) {
+                                      std::chrono::milliseconds timeout,
+                                      const WhileWaiting& while_waiting) {
   const auto key_of = [&](int r) { return fmt::format("{}/{}", key, r); };
   store.set(key_of(rank), value);
   std::vector<std::string> keys;
@@ -22,7 +25,21 @@ std::vector<std::string> gather_first(Store& store, const std::string& key,
   if (keys.empty()) return {};
   // One wait for all keys, so a timeout names every missing rank rather than the first.
   const auto deadline = std::chrono::steady_clock::now() + timeout;
-  store.wait(keys, timeout);
+  if (!while_waiting.check) {
+    store.wait(keys, timeout);
+  } else {
+    for (;;) {
+      const auto left = std::chrono::ceil<std::chrono::milliseconds>(
+          deadline - std::chrono::steady_clock::now());
+      try {
+        store.wait(keys, std::clamp(left, std::chrono::milliseconds(1), while_waiting.every));
+        break;
+      } catch (const Error& e) {
+        if (e.kind() != ErrorKind::timeout || left <= while_waiting.every) throw;
+      }
+      while_waiting.check();
+    }
+  }
   std::vector<std::string> values;
   values.reserve(keys.size());
   for (int r = 0; r < count; ++r) {

@@ -2,6 +2,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <string>
 #include <string_view>
 #include <vector>
@@ -16,13 +17,21 @@ namespace ringfuse::rendezvous {
 std::vector<std::string> all_gather(Store& store, const std::string& key, std::string_view value,
                                     int rank, int size, std::chrono::milliseconds timeout);
 
+/// Looks, every `every` of a long wait, at whether to go on waiting: `check` throws to give up
+/// before the timeout (a peer that is known never to arrive).
+struct WhileWaiting {
+  std::chrono::milliseconds every{500};
+  std::function<void()> check;
+};
+
 /// Publishes `value` as `key/<rank>` and returns the values of ranks 0 .. `count`-1 only
 /// (this rank's own among them when rank < count), without waiting for the others: the
 /// full-mesh connect needs only the lower ranks' listeners, so a rank starts accepting before
 /// the higher ranks have published. all_gather() is gather_first(..., size, ...).
 std::vector<std::string> gather_first(Store& store, const std::string& key,
                                       std::string_view value, int rank, int count,
-                                      std::chrono::milliseconds timeout);
+                                      std::chrono::milliseconds timeout,
+                                      const WhileWaiting& while_waiting = {});
 
 /// Collective: `root` publishes `value` as `key`; every rank (root included) returns it.
 /// Non-root ranks pass what they like as `value` (it is ignored).

@@ -27,6 +27,7 @@ class PrefixStore final : public Store {
   std::int64_t add(const std::string& key, std::int64_t delta) override;
   bool remove(const std::string& key) override;
   bool check(const std::vector<std::string>& keys) override;
+  Store& root() override { return base_.root(); }
 
  private:
   Store& base_;

@@ -27,6 +27,9 @@ class Store {
   virtual bool remove(const std::string& key) = 0;
   /// Returns whether every key exists, without waiting.
   virtual bool check(const std::vector<std::string>& keys) = 0;
+  /// The same store without any key prefix (PrefixStore): where the launcher's own records
+  /// (rank_exits.hpp) are.
+  virtual Store& root() { return *this; }
 };
 
 }  // namespace ringfuse::rendezvous

@@ -41,6 +41,10 @@ class TcpStoreServer {
   std::uint16_t port() const;
   const std::string& host() const;
 
+  /// Sets `key` as a client's set would (waking its waiters), from the process hosting the
+  /// server: for the launcher's own records (rank_exits.hpp). Returns without waiting for it.
+  void set(const std::string& key, std::string_view value);
+
  private:
   class Impl;
   std::unique_ptr<Impl> impl_;

@@ -88,6 +88,7 @@ class TcpStoreServer::Impl {
 
   std::uint16_t port() const { return port_; }
   const std::string& host() const { return host_; }
+  void set_here(std::string key, std::string value);
 
  private:
   struct Session {
@@ -734,6 +735,14 @@ void TcpStoreServer::Impl::expire(std::uint64_t waiter_id) {
   send(waiter->session, response);
 }
 
+void TcpStoreServer::Impl::set_here(std::string key, std::string value) {
+  // The io thread owns the data; a server already closing has no one left to tell.
+  asio::post(io_, [this, key = std::move(key), value = std::move(value)]() mutable {
+    if (closing_) return;
+    if (data_.insert_or_assign(key, std::move(value)).second) key_present(key);
+  });
+}
+
 TcpStoreServer::TcpStoreServer(const std::string& host, std::uint16_t port, std::string secret)
     : impl_(std::make_unique<Impl>(host, port, std::move(secret))) {}
 
@@ -742,5 +751,9 @@ TcpStoreServer::~TcpStoreServer() = default;
 std::uint16_t TcpStoreServer::port() const { return impl_->port(); }
 
 const std::string& TcpStoreServer::host() const { return impl_->host(); }
+
+void TcpStoreServer::set(const std::string& key, std::string_view value) {
+  impl_->set_here(key, std::string(value));
+}
 
 }  // namespace ringfuse::rendezvous

@@ -12,6 +12,7 @@
 
 #include "core/errors.hpp"
 #include "rendezvous/auth.hpp"
+#include "transport/ended_peers.hpp"
 #include "transport/group_gather.hpp"
 #include "transport/hello.hpp"
 #include "transport/tcp_mesh.hpp"
@@ -23,6 +24,8 @@ using Clock = std::chrono::steady_clock;
 
 constexpr std::uint32_t kHelloMagic = 0x52465345;  // "RFSE"
 constexpr auto kHandshakeLimit = std::chrono::seconds(5);  // per accepted connection
+// How often a rank waiting for higher ranks to connect looks for one whose process ended.
+constexpr auto kEndedPeerCheckEvery = std::chrono::milliseconds(500);
 
 Hello make_hello(int rank, const std::string& job_id) {
   return transport::make_hello(kHelloMagic, rank, job_id);
@@ -123,7 +126,18 @@ class MeshSetUp {
   void accept_higher_ranks(Socket& listener) {
     for (int missing = size_ - 1 - rank_; missing > 0;) {
       pollfd pfd{listener.fd(), POLLIN, 0};
-      if (::poll(&pfd, 1, poll_timeout_ms(deadline_)) == 0) throw absent_ranks();
+      const auto slice = std::min(deadline_, Clock::now() + kEndedPeerCheckEvery);
+      if (::poll(&pfd, 1, poll_timeout_ms(slice)) == 0) {
+        if (Clock::now() >= deadline_) throw absent_ranks();
+        give_up_on_ended_peers(*store_, global_, rank_, [&] {
+          std::vector<int> absent;
+          for (int peer = rank_ + 1; peer < size_; ++peer) {
+            if (!peers_[peer].valid()) absent.push_back(peer);
+          }
+          return absent;
+        }, options_.purpose);
+        continue;
+      }
       Socket socket(::accept4(listener.fd(), nullptr, nullptr, SOCK_CLOEXEC | SOCK_NONBLOCK));
       if (!socket.valid()) continue;
       configure_data_socket(socket.fd(), options_.user_timeout);

@@ -8,15 +8,27 @@
 #include "core/errors.hpp"
 #include "rendezvous/all_gather.hpp"
 #include "ringfuse/error.hpp"
+#include "transport/ended_peers.hpp"
 
 namespace ringfuse::transport {
-
 std::vector<std::string> gather_first_in_group(rendezvous::Store& store, const std::string& key,
                                                std::string_view value, int position, int count,
                                                std::chrono::milliseconds timeout,
                                                const GlobalRanks& global, std::string_view what) {
   try {
-    return rendezvous::gather_first(store, key, value, position, count, timeout);
+    return rendezvous::gather_first(
+        store, key, value, position, count, timeout,
+        {.check = [&] {
+          give_up_on_ended_peers(store, global, position, [&] {
+            std::vector<int> absent;
+            for (int peer = 0; peer < count; ++peer) {
+              if (peer != position && !store.check({fmt::format("{}/{}", key, peer)})) {
+                absent.push_back(peer);
+              }
+            }
+            return absent;
+          }, what);
+        }});
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::timeout) throw;
     std::vector<std::string> missing;
