@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
+#include <latch>
 #include <future>
 #include <map>
 #include <memory>
@@ -24,6 +25,7 @@
 #include "expect_error.hpp"
 #include "one_host_world.hpp"
 #include "rendezvous/memory_store.hpp"
+#include "rendezvous/rank_exits.hpp"
 #include "ringfuse/context.hpp"
 #include "ringfuse/error.hpp"
 
@@ -277,6 +279,47 @@ TEST(Split, ChildrenOfOneAndAWorldOfOne) {
   EXPECT_EQ(child->label(), "split 1 (color 5) of world");
   check_every_collective(*child);
   EXPECT_EQ(single->split(kUndefinedColor, 0), nullptr);
+}
+
+// Every rank of the parent takes part in a split, members or not. One that never does is named
+// by its global rank and what was being made, not by the store key the others waited on; one
+// whose end the launcher recorded in the store is named at once.
+TEST(Split, ARankThatNeverSplitsIsNamedAndOneThatEndedIsNamedAtOnce) {
+  Options options = test_options();
+  options.connect_timeout = 2s;
+  run_world(3, 0, options, [](Context& world) {
+    if (world.rank() == 2) return;
+    const auto waited = test_support::expect_error(ErrorKind::timeout, [&] { world.split(0, 0); });
+    EXPECT_TRUE(contains(waited, "split 1 (color 0) of world: rank 2 did not arrive within 2 s"))
+        << waited;
+  });
+  auto store = std::make_shared<rendezvous::MemoryStore>();
+  std::latch joined(3);
+  std::latch recorded(3);
+  std::vector<std::future<void>> ranks;
+  for (int rank = 0; rank < 3; ++rank) {
+    ranks.push_back(std::async(std::launch::async, [&, rank] {
+      auto context = init(world_of(rank, 3, 0, fmt::format("ended-{}", ::getpid())), options,
+                          store);
+      joined.arrive_and_wait();
+      // Rank 2 "ends" once every rank has joined: ringfuse-run records it in the store.
+      if (rank == 2) {
+        for (const auto& [key, value] : rendezvous::rank_exit_records(2, "exited with status 0")) {
+          store->set(key, value);
+        }
+      }
+      recorded.arrive_and_wait();
+      if (rank == 2) return;
+      const auto started = std::chrono::steady_clock::now();
+      const auto ended =
+          test_support::expect_error(ErrorKind::peer_failure, [&] { context->split(0, 0); });
+      EXPECT_TRUE(contains(ended, "split 1 (color 0) of world: rank 2 exited with status 0 "
+                                  "before it joined"))
+          << ended;
+      EXPECT_LT(std::chrono::steady_clock::now() - started, 1900ms);
+    }));
+  }
+  for (auto& rank : ranks) rank.get();
 }
 
 TEST(Subgroup, ReorderedRanksAreTheChildsOrder) {

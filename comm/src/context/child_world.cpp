@@ -14,8 +14,8 @@
 #include "backend/nccl_backend.hpp"
 #include "context/context_impl.hpp"
 #include "core/errors.hpp"
-#include "rendezvous/all_gather.hpp"
 #include "rendezvous/prefix_store.hpp"
+#include "transport/group_gather.hpp"
 
 namespace ringfuse::context {
 
@@ -180,9 +180,9 @@ std::unique_ptr<Context> ContextImpl::make_child(int number, int color, int key,
     entries.push_back(mine);
   } else {
     rendezvous::PrefixStore split_store(*store_, prefix);
-    for (const auto& value : rendezvous::all_gather(split_store, "entry", mine.encode(),
-                                                    world_.rank, world_.size,
-                                                    options_.connect_timeout)) {
+    for (const auto& value : transport::all_gather_in_group(
+             split_store, "entry", mine.encode(), world_.rank, world_.size,
+             options_.connect_timeout, transport::GlobalRanks(global_ranks_), label)) {
       entries.push_back(SplitEntry::decode(value));
     }
   }
