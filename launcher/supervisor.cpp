@@ -12,6 +12,7 @@
 
 #include "cpu_binding.hpp"
 #include "exit_status.hpp"
+#include "orphan_guard.hpp"
 #include "output_relay.hpp"
 #include "rank_process.hpp"
 #include "shm_cleanup.hpp"
@@ -56,7 +57,8 @@ struct Failure {
 // The state of one run; Supervisor::run drives it.
 class Job {
  public:
-  Job(const SupervisorOptions& options, SignalPipe& signals) : options_(options), signals_(signals) {}
+  Job(const SupervisorOptions& options, SignalPipe& signals, OrphanGuard& guard)
+      : options_(options), signals_(signals), guard_(guard) {}
 
   void spawn_all(const std::vector<RankLaunch>& launches) {
     slots_.reserve(launches.size());
@@ -84,6 +86,7 @@ class Job {
       slots_.push_back(std::make_unique<RankSlot>(
           RankProcess::spawn(launch.rank, launch.host, launch.argv, environment, cpu),
           options_.timestamps));
+      guard_.watch(slots_.back()->process.pid());
       if (options_.health) options_.health->rank_started();
       if (options_.verbose) {
         report("started rank " + std::to_string(launch.rank) + " on " + launch.host + " (pid " +
@@ -136,6 +139,7 @@ class Job {
       if (!slot->process.running()) continue;
       const auto& status = slot->process.poll_exit();
       if (!status) continue;
+      guard_.forget(slot->process.pid());
       slot->exited_at = Clock::now();
       if (options_.health) {
         options_.health->rank_exited(slot->process.rank(), status->launcher_exit_code());
@@ -244,6 +248,7 @@ class Job {
 
   const SupervisorOptions& options_;
   SignalPipe& signals_;
+  OrphanGuard& guard_;
   // unique_ptr: a relay's line handler points into its slot, so slots must not move.
   std::vector<std::unique_ptr<RankSlot>> slots_;
   std::optional<Failure> failure_;
@@ -268,7 +273,9 @@ std::vector<RankLaunch> local_launches(const std::vector<std::string>& command,
 }
 
 int Supervisor::run(const std::vector<RankLaunch>& launches) {
-  Job job(options_, signals_);
+  // Before any rank starts, and destroyed after every rank is reaped (it outlives `job`).
+  OrphanGuard guard(options_.stop_grace);
+  Job job(options_, signals_, guard);
   // If a later rank cannot start, Job's destructor kills and reaps the ones already running.
   job.spawn_all(launches);
   const int code = job.supervise();

@@ -450,6 +450,31 @@ TEST(Launcher, RanksThatIgnoreSigtermAreKilledAfterTheGracePeriod) {
   expect_all_gone(pids_tagged(r.out, "shell"));
 }
 
+// A launcher killed outright (SIGKILL: the OOM killer, `timeout -s KILL`) forwards nothing:
+// its guard process stops the ranks instead, with SIGTERM and then, after the grace period,
+// SIGKILL, which also ends a rank that ignores SIGTERM, and the ranks' background children.
+TEST(Launcher, RanksDoNotOutliveALauncherKilledOutright) {
+  ScratchDir dir;
+  const auto r = run_launcher(
+      sh(2, "if [ \"$RINGFUSE_RANK\" = 1 ]; then trap '' TERM; fi; " + dir.sleeper()), {},
+      SignalTrigger{"ready", 2, SIGKILL});
+  ASSERT_FALSE(r.timed_out) << r.err;
+  EXPECT_EQ(r.exit_code, 128 + SIGKILL) << r.err;
+  auto left = pids_tagged(r.out, "shell");
+  const auto children = pids_tagged(r.out, "child");
+  ASSERT_EQ(left.size(), 2u) << r.out;
+  ASSERT_EQ(children.size(), 2u) << r.out;
+  left.insert(left.end(), children.begin(), children.end());
+  const auto until = Clock::now() + 10s;  // the grace period is 5 s
+  while (!std::all_of(left.begin(), left.end(), process_gone) && Clock::now() < until) {
+    std::this_thread::sleep_for(50ms);
+  }
+  for (const pid_t pid : left) {
+    EXPECT_TRUE(process_gone(pid)) << "process " << pid << " outlived the killed ringfuse-run";
+    if (!process_gone(pid)) ::kill(pid, SIGKILL);
+  }
+}
+
 TEST(Launcher, UnexecutableProgramGives127) {
   const auto r = run_launcher({"-np", "2", "--", "ringfuse-no-such-program", "x"});
   ASSERT_FALSE(r.timed_out);
