@@ -348,7 +348,12 @@ int run_hosts(const Options& options, SignalPipe& signals, HealthState* health) 
                                               : read_hostfile(options.hostfile);
   const auto placements = place_ranks(hosts, options.np);
   const int np = placements.back().first_rank + placements.back().local_size;
-  if (const auto shortfall = descriptor_shortfall(DescriptorNeed{np, np})) {
+  int remote_ranks = 0;
+  for (const auto& placement : placements) {
+    if (!is_local_host(placement.host)) remote_ranks += placement.local_size;
+  }
+  // A remote rank keeps a second store connection: its watch on this launcher.
+  if (const auto shortfall = descriptor_shortfall(DescriptorNeed{np, np + remote_ranks})) {
     report(std::to_string(np) + " ranks (the hosts' slots): " + *shortfall +
            "; see ringfuse-run --help");
     return kUsageError;
@@ -448,6 +453,8 @@ int run_hosts(const Options& options, SignalPipe& signals, HealthState* health) 
                            [&name](const std::string& o) { return o.starts_with(name); });
       });
       assignments.insert(assignments.end(), own.begin(), own.end());
+      // The agent may not pass our signals on (ssh without -tt): the rank watches us itself.
+      assignments.emplace_back("RINGFUSE_WATCH_LAUNCHER=1");
       launches.push_back(RankLaunch{
           placement.first_rank + local, placement.host,
           remote_rank_command(agent, placement.host, cwd, assignments, options.command),

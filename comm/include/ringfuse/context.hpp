@@ -51,6 +51,10 @@ struct WorldSpec {
   std::string source = "default"; // which variables described the world, for the start-up log
   bool mpi_bootstrap = false;     // started by plain mpirun: store address and secret travel
                                   // over MPI from rank 0 (needs a build with Open MPI)
+  /// Started on another host by ringfuse-run through an rsh agent (RINGFUSE_WATCH_LAUNCHER=1):
+  /// when the launcher's store goes away while the Context lives, the launcher was stopped or
+  /// killed and the agent did not pass that on, so the rank stops itself (SIGTERM, SIGKILL).
+  bool watch_launcher = false;
   /// A group of a larger job that bootstraps over its own store (a torch.distributed
   /// new_group): global_ranks[r] is the job's rank of this world's rank r, and `label` names
   /// the group ("torch.distributed group 1 (global ranks 1,2)"). Errors then name global ranks

@@ -117,6 +117,10 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
     store_ = own_store_.get();
     advertise_host_ =
         options_.host_addr.empty() ? own_store_->local_address() : options_.host_addr;
+    if (world_.watch_launcher && !world_.host_store) {
+      launcher_watch_ = std::make_unique<LauncherWatch>(
+          store_ip, world_.store_port, world_.job_secret, options_.connect_timeout, world_.rank);
+    }
   }
   if (world_.size > 1) {
     // Every init() of every rank arrives once, so arrivals / size numbers the world and keeps

@@ -16,6 +16,7 @@
 #include "backend/backend.hpp"
 #include "backend/native_backend.hpp"
 #include "context/child_world.hpp"
+#include "context/launcher_watch.hpp"
 #include "context/mpi_bootstrap.hpp"
 #include "core/progress_record.hpp"
 #include "p2p/channel.hpp"
@@ -167,6 +168,7 @@ class ContextImpl final : public Context {
   std::shared_ptr<MpiSession> mpi_;  // before everything that may talk over it; finalised last
   std::shared_ptr<rendezvous::TcpStoreServer> store_server_;
   std::shared_ptr<rendezvous::TcpStoreClient> own_store_;  // unless a store was handed over
+  std::unique_ptr<LauncherWatch> launcher_watch_;  // WorldSpec::watch_launcher, else null
   std::shared_ptr<rendezvous::Store> external_store_;     // init()'s caller's store, or null
   rendezvous::Store* store_ = nullptr;                    // whichever of the two is in use
   std::string advertise_host_;                            // where peers reach this rank

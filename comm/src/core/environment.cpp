@@ -115,6 +115,7 @@ WorldSpec ringfuse_world(const EnvLookup& env) {
   WorldSpec world = parse_ranks(env, kRingfuseNames, "RINGFUSE_* variables");
   if (const auto job = env("RINGFUSE_JOB_ID"); job && !job->empty()) world.job_id = *job;
   world.job_secret = env("RINGFUSE_JOB_SECRET").value_or("");
+  world.watch_launcher = env("RINGFUSE_WATCH_LAUNCHER").value_or("") == "1";
   const auto store = env("RINGFUSE_STORE_ADDR");
   if (store) {
     std::tie(world.store_host, world.store_port) = host_port("RINGFUSE_STORE_ADDR", *store);

@@ -71,6 +71,9 @@ class TcpStoreClient final : public Store {
 
   /// The local IP address of the connection to the server: the address peers can reach us at.
   std::string local_address() const;
+  /// The connection's descriptor, for poll() to notice the server going away (POLLRDHUP);
+  /// never for reading or writing, which would break the protocol.
+  int connection_handle();
 
  private:
   class Impl;

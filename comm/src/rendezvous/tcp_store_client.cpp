@@ -82,6 +82,7 @@ class TcpStoreClient::Impl {
               const std::string& what);
 
   const std::string& local_address() const { return local_address_; }
+  int connection_handle() { return socket_.native_handle(); }
 
  private:
   error_code try_connect(Clock::time_point deadline);
@@ -461,5 +462,7 @@ bool TcpStoreClient::check(const std::vector<std::string>& keys) {
 }
 
 std::string TcpStoreClient::local_address() const { return impl_->local_address(); }
+
+int TcpStoreClient::connection_handle() { return impl_->connection_handle(); }
 
 }  // namespace ringfuse::rendezvous
