@@ -7,6 +7,7 @@
 #include <sys/wait.h>
 #include <unistd.h>
 
+#include <array>
 #include <cerrno>
 #include <cstring>
 #include <string>
@@ -19,13 +20,12 @@ namespace {
 // Records on the pipe: a positive id is a group to watch, a negative one a group to forget,
 // 0 the goodbye.
 constexpr pid_t kGoodbye = 0;
-// Groups the guard can hold at once: far beyond the ranks of one host.
-constexpr std::size_t kMaxGroups = 1 << 16;
+// Groups the guard can hold at once: far beyond the ranks (and rsh agents) of one launcher.
+constexpr std::size_t kMaxGroups = 1 << 14;
 constexpr std::chrono::milliseconds kGuardExitLimit{2000};
 
 // Everything below runs in the forked guard of a multithreaded launcher: only
 // async-signal-safe calls (read, kill, poll, sigaction, close_range, _exit), no allocation.
-pid_t groups[kMaxGroups];
 
 bool alive(const pid_t* watched, std::size_t count) {
   for (std::size_t i = 0; i < count; ++i) {
@@ -53,6 +53,7 @@ bool alive(const pid_t* watched, std::size_t count) {
   ::close_range(4, ~0U, 0);
   ::prctl(PR_SET_NAME, "ringfuse-guard");  // what ps and top show beside the launcher
 
+  std::array<pid_t, kMaxGroups> groups{};  // 64 KiB of the guard's own stack
   std::size_t count = 0;
   for (;;) {
     pid_t record = 0;
@@ -77,7 +78,7 @@ bool alive(const pid_t* watched, std::size_t count) {
     }
   }
   for (std::size_t i = 0; i < count; ++i) ::kill(-groups[i], SIGTERM);
-  for (auto left = grace; left.count() > 0 && alive(groups, count);
+  for (auto left = grace; left.count() > 0 && alive(groups.data(), count);
        left -= std::chrono::milliseconds(50)) {
     ::poll(nullptr, 0, 50);
   }

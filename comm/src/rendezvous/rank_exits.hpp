@@ -14,8 +14,8 @@
 namespace ringfuse::rendezvous {
 
 /// The keys and values a launcher sets, in this order, when `rank` (a global rank) has
-/// ended: what ended it ("(host h, pid p) exited with status 0"), then a key that says some
-/// rank has ended, so that a waiter needs one look while none has.
+/// ended: what ended it ("exited with status 0 (pid 12 on node-a)"), then a key that says
+/// some rank has ended, so that a waiter needs one look while none has.
 std::vector<std::pair<std::string, std::string>> rank_exit_records(int rank,
                                                                    std::string_view description);
 
