@@ -134,9 +134,7 @@ int run_k8s(const K8sOptions& options, const std::vector<std::string>& command,
   // Recorded in pod 0's store, where the ranks of every pod wait for each other.
   supervisor_options.on_rank_exit = [&store](int rank, const std::string& description) {
     try {
-      for (const auto& [key, value] : rendezvous::rank_exit_records(rank, description)) {
-        store.set(key, value);
-      }
+      rendezvous::record_rank_exit(store, rank, description);
     } catch (const std::exception&) {
       // Pod 0's store is gone: the waiting ranks lose it too, and their errors say so.
     }

@@ -307,9 +307,7 @@ SupervisorOptions supervisor_options(const Options& options, HealthState* health
                                      ringfuse::rendezvous::TcpStoreServer& store) {
   SupervisorOptions s = supervisor_options(options, health);
   s.on_rank_exit = [&store](int rank, const std::string& description) {
-    for (const auto& [key, value] : ringfuse::rendezvous::rank_exit_records(rank, description)) {
-      store.set(key, value);
-    }
+    ringfuse::rendezvous::record_rank_exit(store, rank, description);
   };
   return s;
 }

@@ -304,9 +304,7 @@ TEST(Split, ARankThatNeverSplitsIsNamedAndOneThatEndedIsNamedAtOnce) {
       joined.arrive_and_wait();
       // Rank 2 "ends" once every rank has joined: ringfuse-run records it in the store.
       if (rank == 2) {
-        for (const auto& [key, value] : rendezvous::rank_exit_records(2, "exited with status 0")) {
-          store->set(key, value);
-        }
+        rendezvous::record_rank_exit(*store, 2, "exited with status 0");
       }
       recorded.arrive_and_wait();
       if (rank == 2) return;
