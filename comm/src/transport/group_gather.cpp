@@ -1,7 +1,5 @@
 #include "transport/group_gather.hpp"
 
-#include <optional>
-
 #include <fmt/format.h>
 #include <fmt/ranges.h>
 
@@ -11,6 +9,23 @@
 #include "transport/ended_peers.hpp"
 
 namespace ringfuse::transport {
+namespace {
+
+// The positions (other than `position`) among the first `count` that have not published
+// `key`: one store round trip each.
+std::vector<int> not_published(rendezvous::Store& store, const std::string& key, int position,
+                               int count) {
+  std::vector<int> absent;
+  for (int peer = 0; peer < count; ++peer) {
+    if (peer != position && !store.check({fmt::format("{}/{}", key, peer)})) {
+      absent.push_back(peer);
+    }
+  }
+  return absent;
+}
+
+}  // namespace
+
 std::vector<std::string> gather_first_in_group(rendezvous::Store& store, const std::string& key,
                                                std::string_view value, int position, int count,
                                                std::chrono::milliseconds timeout,
@@ -19,31 +34,22 @@ std::vector<std::string> gather_first_in_group(rendezvous::Store& store, const s
     return rendezvous::gather_first(
         store, key, value, position, count, timeout,
         {.check = [&] {
-          give_up_on_ended_peers(store, global, position, [&] {
-            std::vector<int> absent;
-            for (int peer = 0; peer < count; ++peer) {
-              if (peer != position && !store.check({fmt::format("{}/{}", key, peer)})) {
-                absent.push_back(peer);
-              }
-            }
-            return absent;
-          }, what);
+          give_up_on_ended_peers(
+              store, global, position, [&] { return not_published(store, key, position, count); },
+              what);
         }});
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::timeout) throw;
-    std::vector<std::string> missing;
-    std::optional<int> first;
+    std::vector<int> absent;
     try {
-      for (int peer = 0; peer < count; ++peer) {
-        if (peer == position || store.check({fmt::format("{}/{}", key, peer)})) continue;
-        missing.push_back(global.name(peer));
-        if (!first) first = global(peer);
-      }
+      absent = not_published(store, key, position, count);
     } catch (const std::exception&) {
       throw e;  // the store is gone as well: its own message says so
     }
-    if (missing.empty()) throw;
-    throw core::error_at(ErrorKind::timeout, global(position), *first,
+    if (absent.empty()) throw;
+    std::vector<std::string> missing;
+    for (const int peer : absent) missing.push_back(global.name(peer));
+    throw core::error_at(ErrorKind::timeout, global(position), global(absent.front()),
                          "{}: {} did not arrive within {} s (RINGFUSE_CONNECT_TIMEOUT_S); check "
                          "that {} still running and can reach the rendezvous store",
                          what, fmt::join(missing, ", "),
