@@ -15,14 +15,22 @@
 #include "ringfuse/error.hpp"
 
 namespace ringfuse {
+namespace {
+
+// A rank that lost its launcher first gets time to finish what it is saying (a failure it
+// reports when the launcher stopped because of it), then the launcher's own grace period
+// between SIGTERM and SIGKILL.
+constexpr std::chrono::milliseconds kBeforeTerm{2000};
+constexpr std::chrono::milliseconds kBeforeKill{5000};
+
+}  // namespace
 
 LauncherWatch::LauncherWatch(const std::string& host, std::uint16_t port,
                              const std::string& secret, std::chrono::milliseconds connect_timeout,
-                             int rank, Grace grace)
+                             int rank)
     : client_(std::make_unique<rendezvous::TcpStoreClient>(host, port, connect_timeout, secret)),
       address_(fmt::format("{}:{}", host, port)),
-      rank_(rank),
-      grace_(grace) {
+      rank_(rank) {
   stop_fd_ = ::eventfd(0, EFD_CLOEXEC);
   if (stop_fd_ < 0) {
     throw Error(ErrorKind::system,
@@ -66,10 +74,10 @@ void LauncherWatch::watch() {
       "it was stopped or killed, and the rsh agent that started this rank did not pass that on "
       "(ssh without -tt does not). Stopping this rank as ringfuse-run would have: SIGTERM in "
       "{} s, SIGKILL {} s later",
-      rank_, address_, grace_.before_term.count() / 1000.0, grace_.before_kill.count() / 1000.0);
-  if (stopped_within(grace_.before_term)) return;
+      rank_, address_, kBeforeTerm.count() / 1000.0, kBeforeKill.count() / 1000.0);
+  if (stopped_within(kBeforeTerm)) return;
   ::kill(::getpid(), SIGTERM);
-  if (stopped_within(grace_.before_kill)) return;
+  if (stopped_within(kBeforeKill)) return;
   ::kill(::getpid(), SIGKILL);
 }
 

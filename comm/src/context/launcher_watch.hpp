@@ -17,21 +17,10 @@ namespace ringfuse {
 
 class LauncherWatch {
  public:
-  /// How long a rank that lost its launcher has to finish what it is saying (a failure it is
-  /// reporting when the launcher stopped because of it) before SIGTERM, and to end after it
-  /// before SIGKILL.
-  struct Grace {
-    std::chrono::milliseconds before_term{2000};
-    std::chrono::milliseconds before_kill{5000};
-  };
-
   /// Connects to the store at host:port (proving `secret`) and starts watching. Throws what
   /// the store's client throws.
   LauncherWatch(const std::string& host, std::uint16_t port, const std::string& secret,
-                std::chrono::milliseconds connect_timeout, int rank, Grace grace);
-  LauncherWatch(const std::string& host, std::uint16_t port, const std::string& secret,
-                std::chrono::milliseconds connect_timeout, int rank)
-      : LauncherWatch(host, port, secret, connect_timeout, rank, Grace{}) {}
+                std::chrono::milliseconds connect_timeout, int rank);
   /// Stops watching (also a rank already counting down to its SIGTERM).
   ~LauncherWatch();
   LauncherWatch(const LauncherWatch&) = delete;
@@ -45,7 +34,6 @@ class LauncherWatch {
   std::unique_ptr<rendezvous::TcpStoreClient> client_;
   std::string address_;
   int rank_;
-  Grace grace_;
   int stop_fd_ = -1;  // an eventfd: written once to stop the thread
   std::thread thread_;
 };
