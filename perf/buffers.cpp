@@ -73,25 +73,31 @@ double decode(S s) {
 constexpr std::size_t kPeriod = 10;
 
 double input_value(ReduceOp op, int rank, std::size_t index, DataType type) {
+  const std::size_t phase = (static_cast<std::size_t>(rank) + 3 * index) % 5;
   if (type == DataType::boolean) {
-    // True on about one rank in five for or (sum, max), false on one in five for and (min,
-    // prod): both results turn up at any world size.
-    const bool marked = (static_cast<std::size_t>(rank) + 3 * index) % 5 == 0;
-    return (op == ReduceOp::min || op == ReduceOp::prod) != marked ? 1.0 : 0.0;
+    // True on about one rank in five for or (sum, max, bor) and exclusive or, false on one in
+    // five for and (min, prod, band): both results turn up at any world size.
+    return core::is_logical_and(op) != (phase == 0) ? 1.0 : 0.0;
+  }
+  if (is_bitwise(op)) {
+    // Seven-bit patterns (they fit i8), one all ones, so that and, or and exclusive or each
+    // keep some bits and clear others.
+    static constexpr double kBits[] = {0x7f, 0x5b, 0x6e, 0x3d, 0x77};
+    return kBits[phase];
   }
   if (op == ReduceOp::prod) return 1.0 + static_cast<double>((rank + index) % 2);
-  return 1.0 + static_cast<double>((static_cast<std::size_t>(rank) + 3 * index) % 5);
+  return 1.0 + static_cast<double>(phase);
 }
 
 template <DataType D, class S>
 S reduced_value(const CaseSpec& spec, std::size_t index) {
   if constexpr (D == DataType::boolean) {
-    // sum and max are logical or, min and prod logical and (avg is refused).
-    const bool any = spec.op != ReduceOp::min && spec.op != ReduceOp::prod;
+    // sum, max and bor are logical or, min, prod and band logical and, bxor logical
+    // exclusive or (avg is refused).
     bool acc = encode<D, S>(input_value(spec.op, 0, index, D)) != 0;
     for (int q = 1; q < spec.size; ++q) {
       const bool v = encode<D, S>(input_value(spec.op, q, index, D)) != 0;
-      acc = any ? acc || v : acc && v;
+      acc = core::combine_bools(spec.op, acc, v);
     }
     return static_cast<S>(acc);
   }

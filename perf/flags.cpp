@@ -39,6 +39,13 @@ std::optional<DataType> parse_type_name(const std::string& name) {
   return parse_data_type(name);
 }
 
+/// "sum avg min max prod band bor bxor": every operator, for the help and its error.
+std::string operator_names() {
+  std::vector<std::string_view> names;
+  for (const ReduceOp op : kAllReduceOps) names.push_back(to_string(op));
+  return fmt::format("{}", fmt::join(names, " "));
+}
+
 std::optional<Algorithm> parse_algorithm(const std::string& name) {
   if (name == "auto") return Algorithm::automatic;
   if (name == "ring") return Algorithm::ring;
@@ -105,7 +112,8 @@ ParsedFlags parse_flags(int argc, char** argv) {
                  "f16 bf16 f32 f64 i8 u8 i16 i32 i64 bool (or nccl-tests' half bfloat16 float "
                  "double int8 uint8 int16 int32 int64)")
       ->capture_default_str();
-  app.add_option("-o,--op", op, "sum avg min max prod")->capture_default_str();
+  app.add_option("-o,--op", op, operator_names() + " (band, bor and bxor: integer and bool types)")
+      ->capture_default_str();
   app.add_option("-r,--root", o.root, "broadcast root")->capture_default_str();
   app.add_option("--algo", algo, "all-reduce algorithm of ours: auto ring tree rhd")
       ->capture_default_str();
@@ -176,10 +184,10 @@ ParsedFlags parse_flags(int argc, char** argv) {
   }
   o.collective = *parsed_collective;
   const auto parsed_type = parse_type_name(dtype);
-  if (!parsed_type) return fail(fmt::format("-d {}: unknown type (f16 bf16 f32 f64 i8 u8 i32 i64)", dtype));
+  if (!parsed_type) return fail(fmt::format("-d {}: unknown type (f16 bf16 f32 f64 i8 u8 i16 i32 i64 bool)", dtype));
   o.type = *parsed_type;
   const auto parsed_op = parse_reduce_op(op);
-  if (!parsed_op) return fail(fmt::format("-o {}: unknown operator (sum avg min max prod)", op));
+  if (!parsed_op) return fail(fmt::format("-o {}: unknown operator ({})", op, operator_names()));
   o.op = *parsed_op;
   const auto parsed_algo = parse_algorithm(algo);
   if (!parsed_algo) return fail(fmt::format("--algo {}: expected auto, ring, tree or rhd", algo));

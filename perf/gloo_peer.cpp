@@ -97,7 +97,10 @@ const gloo::ReductionFunction<T>* reduction(ReduceOp op) {
     case ReduceOp::prod: return gloo::ReductionFunction<T>::product;
     case ReduceOp::min: return gloo::ReductionFunction<T>::min;
     case ReduceOp::max: return gloo::ReductionFunction<T>::max;
-    case ReduceOp::avg: break;
+    case ReduceOp::avg:
+    case ReduceOp::band:
+    case ReduceOp::bor:
+    case ReduceOp::bxor: break;
   }
   return nullptr;
 }
@@ -208,6 +211,7 @@ class GlooPeer final : public Implementation {
       if (spec.type == DataType::bf16) return "Gloo has no bf16 reductions";
       if (spec.type == DataType::boolean) return "Gloo has no bool reductions";
       if (spec.op == ReduceOp::avg) return "Gloo has no average operator";
+      if (is_bitwise(spec.op)) return "Gloo has no bitwise operators";
     }
     if (int_sized(v) && spec.layout.bytes > static_cast<std::size_t>(INT_MAX)) {
       return "size exceeds the int Gloo counts it in";

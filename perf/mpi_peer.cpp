@@ -3,7 +3,10 @@
 #include <climits>
 
 #ifdef RINGFUSE_PERF_HAVE_MPI
+#include <fmt/format.h>
 #include <mpi.h>
+
+#include "core/combine.hpp"
 #endif
 
 namespace ringfuse::perf {
@@ -32,13 +35,17 @@ MPI_Datatype mpi_type(DataType type) {
 MPI_Op mpi_op(ReduceOp op, DataType type) {
   if (type == DataType::boolean) {
     // MPI defines only the logical operators on MPI_C_BOOL.
-    return op == ReduceOp::min || op == ReduceOp::prod ? MPI_LAND : MPI_LOR;
+    if (op == ReduceOp::bxor) return MPI_LXOR;
+    return core::is_logical_and(op) ? MPI_LAND : MPI_LOR;
   }
   switch (op) {
     case ReduceOp::sum: return MPI_SUM;
     case ReduceOp::prod: return MPI_PROD;
     case ReduceOp::min: return MPI_MIN;
     case ReduceOp::max: return MPI_MAX;
+    case ReduceOp::band: return MPI_BAND;
+    case ReduceOp::bor: return MPI_BOR;
+    case ReduceOp::bxor: return MPI_BXOR;
     case ReduceOp::avg: break;
   }
   return MPI_OP_NULL;
@@ -58,6 +65,9 @@ class MpiPeer final : public Implementation {
         return "MPI has no f16/bf16 reductions";
       }
       if (spec.op == ReduceOp::avg) return "MPI has no average operator";
+      if (!is_defined(spec.type, spec.op)) {
+        return fmt::format("{} of {} is not defined", to_string(spec.op), to_string(spec.type));
+      }
     }
     return {};
   }

@@ -40,7 +40,8 @@ class Nccl final : public Implementation {
   std::string algo(const CaseSpec&) const override { return "nccl"; }
   std::string unsupported(const CaseSpec& spec) const override {
     if (spec.device != Device::cuda) return "GPU buffers only (--device cuda)";
-    if (reduces(spec.collective) && !nccl::can_reduce(spec.type)) {
+    if (reduces(spec.collective) && is_bitwise(spec.op)) return "NCCL has no bitwise reductions";
+    if (reduces(spec.collective) && !nccl::can_reduce(spec.type, spec.op)) {
       return fmt::format("NCCL has no {} reductions", to_string(spec.type));
     }
     if (reduces(spec.collective) && !is_defined(spec.type, spec.op)) {

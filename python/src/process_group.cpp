@@ -850,9 +850,12 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       case ::c10d::ReduceOp::PRODUCT: return ReduceOp::prod;
       case ::c10d::ReduceOp::MIN: return ReduceOp::min;
       case ::c10d::ReduceOp::MAX: return ReduceOp::max;
+      case ::c10d::ReduceOp::BAND: return ReduceOp::band;
+      case ::c10d::ReduceOp::BOR: return ReduceOp::bor;
+      case ::c10d::ReduceOp::BXOR: return ReduceOp::bxor;
       default:
         refuse(call, "reduce op not supported (Ringfuse reduces with SUM, AVG, PRODUCT, MIN, "
-                     "MAX; not BAND, BOR, BXOR or PREMUL_SUM)");
+                     "MAX, BAND, BOR and BXOR; not PREMUL_SUM)");
     }
   }
 

@@ -17,6 +17,8 @@
 
 #include <ringfuse/ringfuse.hpp>
 
+#include "core/combine.hpp"
+
 namespace {
 
 using namespace std::chrono_literals;
@@ -41,14 +43,7 @@ double value_at(int rank, std::size_t index) { return static_cast<double>(rank +
 double expected_reduce(int size, std::size_t index, ReduceOp op) {
   double acc = value_at(0, index);
   for (int r = 1; r < size; ++r) {
-    const double v = value_at(r, index);
-    switch (op) {
-      case ReduceOp::sum:
-      case ReduceOp::avg: acc += v; break;
-      case ReduceOp::min: acc = std::min(acc, v); break;
-      case ReduceOp::max: acc = std::max(acc, v); break;
-      case ReduceOp::prod: acc *= v; break;
-    }
+    acc = ringfuse::core::combine(op, acc, value_at(r, index));
   }
   return op == ReduceOp::avg ? acc / size : acc;
 }
@@ -647,14 +642,7 @@ std::int64_t scaled(std::int64_t x, double factor) {
 std::int64_t int_expected(const IntScaleCase& c, int size, std::size_t index) {
   std::int64_t acc = scaled(int_input(0, index, c.type), c.prescale);
   for (int r = 1; r < size; ++r) {
-    const std::int64_t v = scaled(int_input(r, index, c.type), c.prescale);
-    switch (c.op) {
-      case ReduceOp::sum:
-      case ReduceOp::avg: acc += v; break;
-      case ReduceOp::min: acc = std::min(acc, v); break;
-      case ReduceOp::max: acc = std::max(acc, v); break;
-      case ReduceOp::prod: acc *= v; break;
-    }
+    acc = ringfuse::core::combine(c.op, acc, scaled(int_input(r, index, c.type), c.prescale));
   }
   if (c.op == ReduceOp::avg) acc /= size;  // divided first, toward zero, then scaled
   return scaled(acc, c.postscale);
@@ -741,18 +729,18 @@ void mode_int_scale(ringfuse::Context& ctx) {
 bool bool_input(int rank, std::size_t index, ReduceOp op, int size) {
   // True on at most one rank for or, false on at most one rank for and: both results turn up.
   const bool marked = index % static_cast<std::size_t>(size + 1) == static_cast<std::size_t>(rank);
-  return op == ReduceOp::min || op == ReduceOp::prod ? !marked : marked;
+  return ringfuse::core::is_logical_and(op) ? !marked : marked;
 }
 
-// i16 and bool through the engine (issue #18.4), fused and alone, every operator (bool: sum and
-// max are or, min and prod and); the average of bools and a scaled bool are refused on the
-// caller's thread, and the engine goes on.
+// i16 and bool through the engine (issue #18.4), fused and alone, every operator (bool: sum,
+// max and bor are or, min, prod and band and, bxor exclusive or); the average of bools, a
+// bitwise operator on floats and a scaled bool are refused on the caller's thread, and the
+// engine goes on.
 void mode_dtypes(ringfuse::Context& ctx) {
   auto& engine = ctx.engine();
   const int rank = ctx.rank();
   const int size = ctx.size();
-  const ReduceOp ops[] = {ReduceOp::sum, ReduceOp::avg, ReduceOp::min, ReduceOp::max,
-                          ReduceOp::prod};
+  const auto& ops = ringfuse::kAllReduceOps;
   const std::size_t counts[] = {1, 1003, 600011};  // the last runs in place (over 1 MiB)
   const auto i16_input = [](int r, std::size_t i) {
     const auto v = (static_cast<std::size_t>(r) * 37 + i * 11) % 200;
@@ -788,11 +776,7 @@ void mode_dtypes(ringfuse::Context& ctx) {
       for (std::size_t i = 0; i < count; ++i) {
         std::int64_t acc = i16_input(0, i);
         for (int r = 1; r < size; ++r) {
-          const std::int64_t v = i16_input(r, i);
-          if (op == ReduceOp::sum || op == ReduceOp::avg) acc += v;
-          if (op == ReduceOp::min) acc = std::min(acc, v);
-          if (op == ReduceOp::max) acc = std::max(acc, v);
-          if (op == ReduceOp::prod) acc *= v;
+          acc = ringfuse::core::combine(op, acc, std::int64_t{i16_input(r, i)});
         }
         if (op == ReduceOp::avg) acc /= size;
         const auto want = static_cast<std::int16_t>(acc);  // prod wraps modulo 2^16
@@ -804,12 +788,10 @@ void mode_dtypes(ringfuse::Context& ctx) {
     }
     for (std::size_t k = 0; k < flag_cases.size(); ++k) {
       const auto [op, count] = flag_cases[k];
-      const bool is_and = op == ReduceOp::min || op == ReduceOp::prod;
       for (std::size_t i = 0; i < count; ++i) {
-        bool acc = is_and;
+        bool acc = ringfuse::core::is_logical_and(op);
         for (int r = 0; r < size; ++r) {
-          const bool v = bool_input(r, i, op, size);
-          acc = is_and ? acc && v : acc || v;
+          acc = ringfuse::core::combine_bools(op, acc, bool_input(r, i, op, size));
         }
         if (flags[k][i] != (acc ? 1 : 0)) {
           fail("bool " + std::string(ringfuse::to_string(op)) + "[" + std::to_string(i) +
@@ -835,6 +817,11 @@ void mode_dtypes(ringfuse::Context& ctx) {
   };
   expect_refused("bool avg", [&] { engine.allreduce("bool.avg", view, {ReduceOp::avg}); },
                  "avg of bool is not defined");
+  std::vector<float> floats(8, 1.0f);
+  expect_refused(
+      "f32 bxor",
+      [&] { engine.allreduce("f32.bxor", {floats.data(), DataType::f32, {8}}, {ReduceOp::bxor}); },
+      "bxor of f32 is not defined");
   expect_refused("bool prescale",
                  [&] { engine.allreduce("bool.scaled", view, {ReduceOp::max, 2.0, 1.0}); },
                  "prescale/postscale");

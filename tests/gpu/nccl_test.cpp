@@ -100,6 +100,11 @@ void run_every_collective_on_device_memory(ringfuse::Context& context) {
   EXPECT_EQ(out.read(), values);
   context.alltoall(data.data, out.data, data.count, DataType::f32);
   EXPECT_EQ(out.read(), values);
+  // NCCL has no bitwise operators: a Context stages them through host memory instead.
+  const std::vector<std::int32_t> patterns{0x0f, -1, 0x70};
+  DeviceBuffer<std::int32_t> bits(patterns);
+  context.allreduce(bits.data, bits.count, DataType::i32, ReduceOp::band);
+  EXPECT_EQ(bits.read(), patterns);
   context.barrier();  // host: runs on the native backend
 }
 

@@ -56,12 +56,23 @@ double input(int rank, std::size_t index, DataType type, ReduceOp op, std::uint6
   const std::uint64_t h =
       mix(seed ^ mix(static_cast<std::uint64_t>(rank) * 0x100000001b3ull + index));
   if (type == DataType::boolean) {
-    // Mostly false for or (sum, max), mostly true for and (min, prod), so that with up to 8
-    // ranks both results turn up often.
+    // Mostly false for or (sum, max, bor) and bxor, mostly true for and (min, prod, band), so
+    // that with up to 8 ranks both results turn up often.
     const bool rare = h % 8 == 0;
-    return (op == ReduceOp::min || op == ReduceOp::prod) != rare ? 1.0 : 0.0;
+    return core::is_logical_and(op) != rare ? 1.0 : 0.0;
   }
   const bool is_unsigned = type == DataType::u8;
+  if (is_bitwise(op)) {
+    // Eight-bit patterns, sign-extended for the signed types (their high bits take part too):
+    // one bit cleared for band, one set for bor, any for bxor, so that with up to 8 ranks
+    // every result keeps some bits and clears others.
+    const std::uint64_t bit = std::uint64_t{1} << (h % 8);
+    const std::uint64_t pattern = op == ReduceOp::band  ? 0xff & ~bit
+                                  : op == ReduceOp::bor ? bit
+                                                        : (h >> 8) & 0xff;
+    return is_unsigned ? static_cast<double>(pattern)
+                       : static_cast<double>(static_cast<std::int8_t>(pattern));
+  }
   switch (op) {
     case ReduceOp::prod: {
       static constexpr double kSigned[] = {1, -1, 2};
@@ -74,7 +85,10 @@ double input(int rank, std::size_t index, DataType type, ReduceOp op, std::uint6
       return is_unsigned ? v : v - 8;
     }
     case ReduceOp::sum:
-    case ReduceOp::avg: break;
+    case ReduceOp::avg:
+    case ReduceOp::band:
+    case ReduceOp::bor:
+    case ReduceOp::bxor: break;
   }
   const double v = static_cast<double>(h % 9);
   return is_unsigned ? v : v - 4;
@@ -82,17 +96,17 @@ double input(int rank, std::size_t index, DataType type, ReduceOp op, std::uint6
 
 double reference(int size, std::size_t index, DataType type, ReduceOp op, std::uint64_t seed) {
   if (type == DataType::boolean) {
-    // sum and max are logical or, min and prod logical and; avg is not defined (no reference).
-    const bool is_and = op == ReduceOp::min || op == ReduceOp::prod;
-    bool acc = is_and;
+    // Logical and, or or exclusive or (core::combine_bools); avg is not defined (no reference).
+    bool acc = core::is_logical_and(op);
     for (int r = 0; r < size; ++r) {
       const bool v = input(r, index, type, op, seed) != 0;
-      acc = is_and ? acc && v : acc || v;
+      acc = core::combine_bools(op, acc, v);
     }
     return acc ? 1.0 : 0.0;
   }
-  // Every partial result is an integer of magnitude at most 3^8, exact in a double and an
-  // int64; the dtype's rounding or wrap-around is applied once at the end.
+  // Every partial result is an integer of magnitude at most 3^8 (bitwise: an eight-bit
+  // pattern), exact in a double and an int64; the dtype's rounding or wrap-around is applied
+  // once at the end.
   std::int64_t acc = static_cast<std::int64_t>(input(0, index, type, op, seed));
   for (int r = 1; r < size; ++r) {
     acc =

@@ -85,13 +85,26 @@ double load(const std::byte* base, std::size_t index, DataType type) {
 
 /// Rank `rank`'s input at `index`: small integers, so sums and products are exact in every
 /// dtype and the reference does not depend on the order of reduction.
-/// bool: 0 or 1, mostly 0 for the or-operators (sum, max), mostly 1 for the and-operators.
+/// bool: 0 or 1, mostly 0 for the or-operators (sum, max, bor) and bxor, mostly 1 for the
+/// and-operators (min, prod, band).
 double input(int rank, std::size_t index, DataType type, ReduceOp op) {
   const bool is_unsigned = type == DataType::u8;
   const auto r = static_cast<std::size_t>(rank);
   if (type == DataType::boolean) {
     const bool rare = (r * 7 + index * 3) % 9 == 0;
-    return (op == ReduceOp::min || op == ReduceOp::prod) != rare ? 1 : 0;
+    return ringfuse::core::is_logical_and(op) != rare ? 1 : 0;
+  }
+  if (ringfuse::is_bitwise(op)) {
+    // Eight-bit patterns, sign-extended for the signed types (so their high bits take part):
+    // one bit cleared for band, one set for bor, any for bxor, so that every result keeps
+    // some bits and clears others at any world size.
+    const std::size_t bit = (r * 5 + index * 3) % 8;
+    const std::size_t any = (r * 151 + index * 37 + (index >> 3)) & 0xff;
+    const std::size_t pattern = op == ReduceOp::band  ? 0xff & ~(std::size_t{1} << bit)
+                                : op == ReduceOp::bor ? std::size_t{1} << bit
+                                                      : any;
+    return is_unsigned ? static_cast<double>(pattern)
+                       : static_cast<double>(static_cast<std::int8_t>(pattern));
   }
   switch (op) {
     case ReduceOp::prod: {
@@ -112,12 +125,11 @@ double input(int rank, std::size_t index, DataType type, ReduceOp op) {
 }
 
 double reference(int size, std::size_t index, DataType type, ReduceOp op) {
-  if (type == DataType::boolean) {  // sum and max: logical or; min and prod: logical and
-    const bool is_and = op == ReduceOp::min || op == ReduceOp::prod;
-    bool acc = is_and;
+  if (type == DataType::boolean) {  // logical and, or or exclusive or (core::combine_bools)
+    bool acc = ringfuse::core::is_logical_and(op);
     for (int r = 0; r < size; ++r) {
       const bool v = input(r, index, type, op) != 0;
-      acc = is_and ? acc && v : acc || v;
+      acc = ringfuse::core::combine_bools(op, acc, v);
     }
     return acc ? 1 : 0;
   }

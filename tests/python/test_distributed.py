@@ -302,9 +302,60 @@ def test_barrier_ignores_device_ids_on_cpu():
     dist.distributed_c10d._get_default_group().barrier(options).wait()
 
 
+def bits(rank, n=64, dtype=torch.int32):
+    """Rank `rank`'s bit patterns: every byte value turns up, and ranks differ in every bit."""
+    patterns = (torch.arange(n, dtype=torch.int64) * 37 + rank * 101) % 256
+    if dtype == torch.bool:
+        return patterns % 3 == 0
+    return patterns.to(dtype) * (1 if dtype in (torch.int8, torch.uint8) else 257)
+
+
+BITWISE = {"BAND": torch.bitwise_and, "BOR": torch.bitwise_or, "BXOR": torch.bitwise_xor}
+
+
+def bitwise_reference(op, values):
+    result = values[0].clone()
+    for value in values[1:]:
+        result = BITWISE[op](result, value)
+    return result
+
+
+@pytest.mark.parametrize("dtype", [torch.int8, torch.uint8, torch.int16, torch.int32, torch.int64,
+                                   torch.bool])
+@pytest.mark.parametrize("op", ["BAND", "BOR", "BXOR"])
+def test_all_reduce_bitwise(dtype, op):
+    """As Gloo and MPI: bitwise and, or and exclusive or of integer and bool tensors."""
+    rank, size = ranks()
+    tensor = bits(rank, dtype=dtype)
+    dist.all_reduce(tensor, op=getattr(dist.ReduceOp, op))
+    assert torch.equal(tensor, bitwise_reference(op, [bits(r, dtype=dtype) for r in range(size)]))
+
+
+def test_reduce_and_reduce_scatter_bitwise():
+    rank, size = ranks()
+    root = size - 1
+    tensor = bits(rank)
+    dist.reduce(tensor, dst=root, op=dist.ReduceOp.BOR)
+    if rank == root:
+        assert torch.equal(tensor, bitwise_reference("BOR", [bits(r) for r in range(size)]))
+    else:
+        assert torch.equal(tensor, bits(rank))
+    output = torch.empty(8, dtype=torch.int64)
+    dist.reduce_scatter_tensor(output, bits(rank, 8 * size, torch.int64), op=dist.ReduceOp.BXOR)
+    everyone = bitwise_reference("BXOR", [bits(r, 8 * size, torch.int64) for r in range(size)])
+    assert torch.equal(output, everyone[8 * rank:8 * rank + 8])
+
+
+def test_bitwise_op_on_floats_is_refused_on_every_rank():
+    with pytest.raises(RuntimeError, match="band of f32 is not defined .* integer"):
+        dist.all_reduce(torch.ones(2), op=dist.ReduceOp.BAND)
+    dist.all_reduce(torch.ones(2))  # the group is still usable
+
+
 def test_unsupported_op_is_refused():
+    # PREMUL_SUM comes with a factor only NCCL's groups take (torch's _make_nccl_premul_sum).
     with pytest.raises(RuntimeError, match="reduce op not supported"):
-        dist.all_reduce(torch.ones(2, dtype=torch.int32), op=dist.ReduceOp.BAND)
+        dist.all_reduce(torch.ones(2), op=dist._make_nccl_premul_sum(2.0))
     dist.all_reduce(torch.ones(2))  # the group is still usable
 
 

@@ -272,7 +272,7 @@ TEST(HostMemorySpace, ScalesIntegersInF64TruncatingTowardZeroAndSaturating) {
   EXPECT_EQ(i64, (std::vector<std::int64_t>{-4, 4}));
 }
 
-TEST(HostMemorySpace, FillsTheIdentitiesOfI16AndBool) {
+TEST(HostMemorySpace, FillsTheIdentitiesOfI16AndBoolForEveryOperator) {
   using ringfuse::DataType;
   using ringfuse::ReduceOp;
   using ringfuse::memory::fill_identity;
@@ -283,12 +283,18 @@ TEST(HostMemorySpace, FillsTheIdentitiesOfI16AndBool) {
   EXPECT_EQ(i16[1], std::numeric_limits<std::int16_t>::min());
   fill_identity(i16, DataType::i16, ReduceOp::prod, 2);
   EXPECT_EQ(i16[1], 1);
-  std::uint8_t flags[3] = {7, 7, 7};
-  for (const ReduceOp op : {ReduceOp::sum, ReduceOp::max}) {
-    fill_identity(flags, DataType::boolean, op, 3);
-    EXPECT_EQ(flags[2], 0) << "false is the identity of or";
+  fill_identity(i16, DataType::i16, ReduceOp::band, 2);
+  EXPECT_EQ(i16[1], -1) << "all bits set is the identity of bitwise and";
+  for (const ReduceOp op : {ReduceOp::bor, ReduceOp::bxor}) {
+    fill_identity(i16, DataType::i16, op, 2);
+    EXPECT_EQ(i16[1], 0) << to_string(op);
   }
-  for (const ReduceOp op : {ReduceOp::min, ReduceOp::prod}) {
+  std::uint8_t flags[3] = {7, 7, 7};
+  for (const ReduceOp op : {ReduceOp::sum, ReduceOp::max, ReduceOp::bor, ReduceOp::bxor}) {
+    fill_identity(flags, DataType::boolean, op, 3);
+    EXPECT_EQ(flags[2], 0) << "false is the identity of or and exclusive or";
+  }
+  for (const ReduceOp op : {ReduceOp::min, ReduceOp::prod, ReduceOp::band}) {
     fill_identity(flags, DataType::boolean, op, 3);
     EXPECT_EQ(flags[2], 1) << "true is the identity of and";
   }

@@ -51,6 +51,9 @@ T ref_int_op(ReduceOp op, T x, T y) {
     case ReduceOp::prod: r = wx * wy; break;
     case ReduceOp::min: r = std::min(wx, wy); break;
     case ReduceOp::max: r = std::max(wx, wy); break;
+    case ReduceOp::band: r = wx & wy; break;
+    case ReduceOp::bor: r = wx | wy; break;
+    case ReduceOp::bxor: r = wx ^ wy; break;
   }
   return static_cast<T>(static_cast<unsigned __int128>(r) &
                         std::numeric_limits<std::make_unsigned_t<T>>::max());
@@ -84,11 +87,11 @@ void ref_element(DataType type, ReduceOp op, const std::uint8_t* a, const std::u
     case DataType::i16:
       return store(out, ref_int_op(op, load<std::int16_t>(a), load<std::int16_t>(b)));
     case DataType::boolean: {
-      // Any nonzero byte is true; sum and max are or, min and prod and; the result is 0 or 1.
+      // Any nonzero byte is true; sum, max and bor are or, min, prod and band and, bxor
+      // exclusive or; the result is 0 or 1.
       const bool x = *a != 0;
       const bool y = *b != 0;
-      const bool any = op == ReduceOp::sum || op == ReduceOp::max;
-      return store(out, static_cast<std::uint8_t>(any ? (x || y) : (x && y)));
+      return store(out, static_cast<std::uint8_t>(core::combine_bools(op, x, y)));
     }
   }
 }
@@ -179,7 +182,8 @@ class ReduceKernelTest : public ::testing::TestWithParam<KernelParam> {};
 TEST_P(ReduceKernelTest, MatchesScalarReferenceForEveryAliasing) {
   const auto [type, op, count] = GetParam();
   if (!is_defined(type, op)) {
-    // The average of bools: refused, whatever the buffers.
+    // The average of bools, a bitwise operator on floating point: refused, whatever the
+    // buffers, before reading them.
     Bytes a(count, 1);
     if (count > 0) {
       EXPECT_THROW(reduce_into(a.data(), a.data(), count, type, op), Error);
@@ -350,8 +354,51 @@ TEST(ReduceKernel, FloatMinMaxWithNaNDoesNotCrash) {
   std::vector<std::uint16_t> g = {0x3c00, 0x7e00, 0x7e00, 0x7e00, 0x0000, 0x8001, 0x7c00, 0x7e00};
   for (DataType type : {DataType::f16, DataType::bf16}) {
     for (ReduceOp op : kAllReduceOps) {
+      if (!is_defined(type, op)) continue;  // bitwise: refused (BitwiseOperators...)
       std::vector<std::uint16_t> out(h.size());
       EXPECT_NO_THROW(reduce(out.data(), h.data(), g.data(), h.size(), type, op));
+    }
+  }
+}
+
+TEST(ReduceKernel, BitwiseOperatorsOnIntegersAndBools) {
+  using I8 = std::int8_t;
+  using U8 = std::uint8_t;
+  EXPECT_EQ(reduce_values<I8>({-1, 0x5a, -128}, {0x0f, 0x3c, -1}, DataType::i8, ReduceOp::band),
+            (std::vector<I8>{0x0f, 0x18, -128}));
+  EXPECT_EQ(reduce_values<U8>({0xf0, 0x5a}, {0x0f, 0x3c}, DataType::u8, ReduceOp::bor),
+            (std::vector<U8>{0xff, 0x7e}));
+  EXPECT_EQ(reduce_values<std::int64_t>({-1, std::int64_t{1} << 40}, {1, (std::int64_t{1} << 40) | 3},
+                                        DataType::i64, ReduceOp::bxor),
+            (std::vector<std::int64_t>{-2, 3}));
+  // Bools: band is and, bor or, bxor exclusive or, of any nonzero bytes; results are 0 or 1.
+  const std::vector<U8> a{0, 0, 1, 1, 2, 128};
+  const std::vector<U8> b{0, 1, 0, 1, 255, 0};
+  EXPECT_EQ(reduce_values<U8>(a, b, DataType::boolean, ReduceOp::band),
+            (std::vector<U8>{0, 0, 0, 1, 1, 0}));
+  EXPECT_EQ(reduce_values<U8>(a, b, DataType::boolean, ReduceOp::bor),
+            (std::vector<U8>{0, 1, 1, 1, 1, 1}));
+  EXPECT_EQ(reduce_values<U8>(a, b, DataType::boolean, ReduceOp::bxor),
+            (std::vector<U8>{0, 1, 1, 0, 0, 1}));
+}
+
+TEST(ReduceKernel, BitwiseOperatorsRefuseFloatingPointSayingWhatToDo) {
+  for (DataType type : {DataType::f16, DataType::bf16, DataType::f32, DataType::f64}) {
+    for (ReduceOp op : {ReduceOp::band, ReduceOp::bor, ReduceOp::bxor}) {
+      EXPECT_FALSE(is_defined(type, op));
+      std::vector<double> values{1.0, 2.0};
+      try {
+        reduce_into(values.data(), values.data(), 1, type, op);
+        FAIL() << "expected an Error for " << to_string(op) << " of " << to_string(type);
+      } catch (const Error& e) {
+        EXPECT_EQ(e.kind(), ErrorKind::invalid_argument);
+        const std::string what = e.what();
+        EXPECT_NE(what.find(std::string(to_string(op)) + " of " + std::string(to_string(type)) +
+                            " is not defined"),
+                  std::string::npos)
+            << what;
+        EXPECT_NE(what.find("integer"), std::string::npos) << what;
+      }
     }
   }
 }

@@ -11,6 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "backend/collective_watchdog.hpp"
+#include "core/combine.hpp"
 #include "core/errors.hpp"
 #include "reduce/reduce.hpp"
 #include "ringfuse/error.hpp"
@@ -40,11 +41,15 @@ MPI_User_function* half_function(ReduceOp op) {
     case ReduceOp::min: return &half_reduce<Type, ReduceOp::min>;
     case ReduceOp::max: return &half_reduce<Type, ReduceOp::max>;
     case ReduceOp::prod: return &half_reduce<Type, ReduceOp::prod>;
+    case ReduceOp::band:
+    case ReduceOp::bor:
+    case ReduceOp::bxor: break;  // not defined on floating point (ringfuse::is_defined)
   }
   return &half_reduce<Type, ReduceOp::sum>;
 }
 
-constexpr int kOps = 5;  // ReduceOp values
+// The operators defined on f16 and bf16: sum to prod, the first ReduceOp values.
+constexpr int kHalfOps = static_cast<int>(ReduceOp::prod) + 1;
 
 class MpiBackend final : public Backend {
  public:
@@ -90,7 +95,7 @@ class MpiBackend final : public Backend {
     int finalised = 0;
     MPI_Finalized(&finalised);
     if (finalised) return;  // the program finalised MPI itself: nothing left to free
-    for (int op = 0; op < kOps; ++op) {
+    for (int op = 0; op < kHalfOps; ++op) {
       MPI_Op_free(&f16_ops_[op]);
       MPI_Op_free(&bf16_ops_[op]);
     }
@@ -226,7 +231,7 @@ class MpiBackend final : public Backend {
   void make_half_types() {
     MPI_Type_contiguous(2, MPI_BYTE, &half_type_);
     MPI_Type_commit(&half_type_);
-    for (int op = 0; op < kOps; ++op) {
+    for (int op = 0; op < kHalfOps; ++op) {
       MPI_Op_create(half_function<DataType::f16>(static_cast<ReduceOp>(op)), 1, &f16_ops_[op]);
       MPI_Op_create(half_function<DataType::bf16>(static_cast<ReduceOp>(op)), 1, &bf16_ops_[op]);
     }
@@ -279,7 +284,8 @@ class MpiBackend final : public Backend {
     if (type == DataType::bf16) return bf16_ops_[static_cast<int>(op)];
     if (type == DataType::boolean) {
       // MPI defines only the logical operators on MPI_C_BOOL.
-      return op == ReduceOp::min || op == ReduceOp::prod ? MPI_LAND : MPI_LOR;
+      if (op == ReduceOp::bxor) return MPI_LXOR;
+      return core::is_logical_and(op) ? MPI_LAND : MPI_LOR;
     }
     switch (op) {
       case ReduceOp::sum:
@@ -287,6 +293,9 @@ class MpiBackend final : public Backend {
       case ReduceOp::min: return MPI_MIN;
       case ReduceOp::max: return MPI_MAX;
       case ReduceOp::prod: return MPI_PROD;
+      case ReduceOp::band: return MPI_BAND;
+      case ReduceOp::bor: return MPI_BOR;
+      case ReduceOp::bxor: return MPI_BXOR;
     }
     return MPI_SUM;
   }
@@ -295,8 +304,8 @@ class MpiBackend final : public Backend {
   int size_;
   MPI_Comm comm_ = MPI_COMM_NULL;
   MPI_Datatype half_type_ = MPI_DATATYPE_NULL;
-  MPI_Op f16_ops_[kOps] = {};
-  MPI_Op bf16_ops_[kOps] = {};
+  MPI_Op f16_ops_[kHalfOps] = {};
+  MPI_Op bf16_ops_[kHalfOps] = {};
   std::uint64_t sequence_ = 0;
   CollectiveWatchdog watchdog_;  // last: its thread is stopped before the rest goes
 };

@@ -21,6 +21,7 @@
 #include "core/host_address.hpp"
 #include "core/progress_record.hpp"
 #include "core/tunables.hpp"
+#include "core/undefined_reduction.hpp"
 #include "engine/make_engine.hpp"
 #include "p2p/messenger.hpp"
 #include "rendezvous/prefix_store.hpp"
@@ -514,11 +515,8 @@ auto ContextImpl::run(backend::OpKind kind, DataType type, ReduceOp op, const vo
 void ContextImpl::refuse_undefined(std::string_view collective, DataType type,
                                    ReduceOp op) const {
   if (is_defined(type, op)) return;
-  throw core::rank_error(ErrorKind::invalid_argument, global_rank(world_.rank),
-                         "{}: {} of {} is not defined (on bools sum and max are logical or, min "
-                         "and prod logical and); use another operator, or an integer type to "
-                         "count",
-                         collective, to_string(op), to_string(type));
+  throw core::rank_error(ErrorKind::invalid_argument, global_rank(world_.rank), "{}: {}",
+                         collective, core::undefined_reduction(type, op));
 }
 
 void ContextImpl::allreduce(void* data, std::size_t count, DataType type, ReduceOp op,

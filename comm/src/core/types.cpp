@@ -22,12 +22,15 @@ constexpr std::array<std::pair<DataType, std::string_view>, 10> kTypeNames{{
     {DataType::boolean, "bool"},
 }};
 
-constexpr std::array<std::pair<ReduceOp, std::string_view>, 5> kOpNames{{
+constexpr std::array<std::pair<ReduceOp, std::string_view>, 8> kOpNames{{
     {ReduceOp::sum, "sum"},
     {ReduceOp::avg, "avg"},
     {ReduceOp::min, "min"},
     {ReduceOp::max, "max"},
     {ReduceOp::prod, "prod"},
+    {ReduceOp::band, "band"},
+    {ReduceOp::bor, "bor"},
+    {ReduceOp::bxor, "bxor"},
 }};
 
 constexpr std::array<std::pair<Algorithm, std::string_view>, 4> kAlgorithmNames{{

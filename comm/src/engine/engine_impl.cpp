@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/errors.hpp"
+#include "core/undefined_reduction.hpp"
 #include "engine/config.hpp"
 
 namespace ringfuse::engine {
@@ -78,10 +79,7 @@ EngineStats EngineImpl::stats() const {
 // Callers' side
 
 static std::string undefined_reduction(std::string_view name, DataType type, ReduceOp op) {
-  return fmt::format("tensor '{}': {} of {} is not defined (on bools sum and max are logical or, "
-                     "min and prod logical and); use another operator, or an integer tensor to "
-                     "count",
-                     name, to_string(op), to_string(type));
+  return fmt::format("tensor '{}': {}", name, core::undefined_reduction(type, op));
 }
 
 void EngineImpl::refuse(const std::string& what) const {

@@ -4,7 +4,9 @@
 #include <cmath>
 #include <cstring>
 #include <limits>
+#include <type_traits>
 
+#include "core/combine.hpp"
 #include "reduce/half.hpp"
 
 namespace ringfuse::memory {
@@ -85,6 +87,11 @@ void fill_limits(void* dst, ReduceOp op, std::size_t count) {
     case ReduceOp::prod: fill<T>(dst, count, T(1)); break;
     case ReduceOp::min: fill<T>(dst, count, high); break;
     case ReduceOp::max: fill<T>(dst, count, low); break;
+    case ReduceOp::bor:
+    case ReduceOp::bxor: fill<T>(dst, count, T(0)); break;
+    case ReduceOp::band:
+      if constexpr (std::is_integral_v<T>) fill<T>(dst, count, static_cast<T>(~T(0)));
+      break;  // not defined on floating point (ringfuse::is_defined)
   }
 }
 
@@ -155,9 +162,8 @@ void fill_identity(void* dst, DataType type, ReduceOp op, std::size_t count) {
     case DataType::i64: fill_limits<std::int64_t>(dst, op, count); break;
     case DataType::i16: fill_limits<std::int16_t>(dst, op, count); break;
     case DataType::boolean: {
-      // false for or (sum, max), true for and (min, prod).
-      const bool is_or = op == ReduceOp::sum || op == ReduceOp::avg || op == ReduceOp::max;
-      fill<std::uint8_t>(dst, count, is_or ? 0 : 1);
+      // true for and, false for or and exclusive or.
+      fill<std::uint8_t>(dst, count, core::is_logical_and(op) ? 1 : 0);
       break;
     }
   }

@@ -10,6 +10,7 @@
 #include <string>
 #include <type_traits>
 
+#include "core/undefined_reduction.hpp"
 #include "reduce/half_impl.hpp"
 #include "ringfuse/error.hpp"
 
@@ -64,8 +65,25 @@ struct Max {
   T operator()(T x, T y) const { return x < y ? y : x; }
 };
 
-// On bools (one byte, nonzero is true) sum and max are logical or, min and prod logical and.
-// Results are always 0 or 1, whatever nonzero bytes came in. Branch-free, so they vectorize.
+// Bitwise, for integer types only (ringfuse::is_defined refuses them on floating point).
+struct BitAnd {
+  template <class T>
+  T operator()(T x, T y) const { return static_cast<T>(x & y); }
+};
+
+struct BitOr {
+  template <class T>
+  T operator()(T x, T y) const { return static_cast<T>(x | y); }
+};
+
+struct BitXor {
+  template <class T>
+  T operator()(T x, T y) const { return static_cast<T>(x ^ y); }
+};
+
+// On bools (one byte, nonzero is true) sum, max and bor are logical or, min, prod and band
+// logical and, bxor logical exclusive or. Results are always 0 or 1, whatever nonzero bytes
+// came in. Branch-free, so they vectorize.
 struct LogicalOr {
   std::uint8_t operator()(std::uint8_t x, std::uint8_t y) const {
     return static_cast<std::uint8_t>((x | y) != 0);
@@ -78,9 +96,18 @@ struct LogicalAnd {
   }
 };
 
+struct LogicalXor {
+  std::uint8_t operator()(std::uint8_t x, std::uint8_t y) const {
+    return static_cast<std::uint8_t>((x != 0) ^ (y != 0));
+  }
+};
+
 template <class Op>
-using LogicalOf =
-    std::conditional_t<std::is_same_v<Op, Sum> || std::is_same_v<Op, Max>, LogicalOr, LogicalAnd>;
+using LogicalOf = std::conditional_t<
+    std::is_same_v<Op, BitXor>, LogicalXor,
+    std::conditional_t<std::is_same_v<Op, Sum> || std::is_same_v<Op, Max> ||
+                           std::is_same_v<Op, BitOr>,
+                       LogicalOr, LogicalAnd>>;
 
 // Four loop shapes so every pointer can be __restrict: writing through `out` while reading
 // the same element through another restrict pointer would be UB, so each permitted aliasing
@@ -283,10 +310,8 @@ bool have_f16c() {
                   "); pass a DataType and ReduceOp from ringfuse/types.hpp");
 }
 
-[[noreturn]] void throw_bool_average() {
-  throw Error(ErrorKind::invalid_argument,
-              "reduce: avg of bool is not defined (the sum of bools is their logical or); use "
-              "max for any, min for all, or an integer type to count the true values");
+[[noreturn]] void throw_undefined(DataType type, ReduceOp op) {
+  throw Error(ErrorKind::invalid_argument, "reduce: " + core::undefined_reduction(type, op));
 }
 
 template <class T, class Op>
@@ -298,6 +323,24 @@ void reduce_typed(void* out, const void* a, const void* b, std::size_t n) {
   if (have_avx2()) return reduce_plain_avx2<T, Op>(o, x, y, n);
 #endif
   reduce_plain<T, Op>(o, x, y, n);
+}
+
+template <class Op>
+void reduce_bitwise(void* out, const void* a, const void* b, std::size_t n, DataType type,
+                    ReduceOp op) {
+  switch (type) {
+    case DataType::i8: return reduce_typed<std::int8_t, Op>(out, a, b, n);
+    case DataType::u8: return reduce_typed<std::uint8_t, Op>(out, a, b, n);
+    case DataType::i16: return reduce_typed<std::int16_t, Op>(out, a, b, n);
+    case DataType::i32: return reduce_typed<std::int32_t, Op>(out, a, b, n);
+    case DataType::i64: return reduce_typed<std::int64_t, Op>(out, a, b, n);
+    case DataType::boolean: return reduce_typed<std::uint8_t, LogicalOf<Op>>(out, a, b, n);
+    case DataType::f16:
+    case DataType::bf16:
+    case DataType::f32:
+    case DataType::f64: throw_undefined(type, op);
+  }
+  throw_bad_combination(type, op);
 }
 
 template <class Op>
@@ -330,7 +373,7 @@ void reduce_with_op(void* out, const void* a, const void* b, std::size_t n, Data
     case DataType::i32: return reduce_typed<std::int32_t, Op>(out, a, b, n);
     case DataType::i64: return reduce_typed<std::int64_t, Op>(out, a, b, n);
     case DataType::boolean:
-      if (op == ReduceOp::avg) throw_bool_average();
+      if (op == ReduceOp::avg) throw_undefined(type, op);
       return reduce_typed<std::uint8_t, LogicalOf<Op>>(out, a, b, n);
   }
   throw_bad_combination(type, op);
@@ -419,6 +462,9 @@ void reduce(void* out, const void* a, const void* b, std::size_t count, DataType
     case ReduceOp::min: return reduce_with_op<Min>(out, a, b, count, type, op);
     case ReduceOp::max: return reduce_with_op<Max>(out, a, b, count, type, op);
     case ReduceOp::prod: return reduce_with_op<Prod>(out, a, b, count, type, op);
+    case ReduceOp::band: return reduce_bitwise<BitAnd>(out, a, b, count, type, op);
+    case ReduceOp::bor: return reduce_bitwise<BitOr>(out, a, b, count, type, op);
+    case ReduceOp::bxor: return reduce_bitwise<BitXor>(out, a, b, count, type, op);
   }
   throw_bad_combination(type, op);
 }
@@ -434,7 +480,7 @@ void divide(void* buf, std::size_t count, DataType type, std::size_t divisor) {
                 "the number of ranks, at least 1");
   }
   // Before the early returns: a world of one must refuse what every other world refuses.
-  if (type == DataType::boolean) throw_bool_average();
+  if (type == DataType::boolean) throw_undefined(type, ReduceOp::avg);
   if (count == 0 || divisor == 1) return;
   if (buf == nullptr) {
     throw Error(ErrorKind::invalid_argument,
@@ -455,7 +501,7 @@ void divide(void* buf, std::size_t count, DataType type, std::size_t divisor) {
     case DataType::i16: return divide_int(static_cast<std::int16_t*>(buf), count, divisor);
     case DataType::i32: return divide_int(static_cast<std::int32_t*>(buf), count, divisor);
     case DataType::i64: return divide_int(static_cast<std::int64_t*>(buf), count, divisor);
-    case DataType::boolean: throw_bool_average();
+    case DataType::boolean: throw_undefined(type, ReduceOp::avg);
   }
   throw Error(ErrorKind::invalid_argument,
               "reduce: divide on unknown data type " + std::to_string(static_cast<int>(type)));

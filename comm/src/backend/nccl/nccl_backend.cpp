@@ -72,16 +72,17 @@ class NcclBackend final : public Backend {
 
   std::string_view name() const override { return "nccl"; }
   std::uint64_t sequence() const override { return sequence_; }
-  // NCCL cannot reduce i16: those reductions go to the next backend (staging through the host).
+  // NCCL cannot reduce i16, nor with a bitwise operator: those reductions go to the next
+  // backend (staging through the host).
   bool enabled(const OpDesc& op) const override {
     const bool reduces = op.kind == OpKind::allreduce || op.kind == OpKind::reducescatter;
-    return op.device == Device::cuda && (!reduces || nccl::can_reduce(op.type));
+    return op.device == Device::cuda && (!reduces || nccl::can_reduce(op.type, op.op));
   }
 
   Executed allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
                      Algorithm) override {
     auto label = fmt::format("allreduce {}[{}] {}", to_string(type), count, to_string(op));
-    check_reducible(label, type);
+    check_reducible(label, type, op);
     run(label, [&] {
       return ncclAllReduce(data, data, count, nccl::data_type(type), nccl::reduce_op(op, type),
                            comm_, stream_);
@@ -132,7 +133,7 @@ class NcclBackend final : public Backend {
                      ReduceOp op) override {
     const auto label = fmt::format("reducescatter {}[{}x{}] {}", to_string(type), setup_.size,
                                    recv_count, to_string(op));
-    check_reducible(label, type);
+    check_reducible(label, type, op);
     run(label, [&] {
       return ncclReduceScatter(send, recv, recv_count, nccl::data_type(type),
                                nccl::reduce_op(op, type), comm_, stream_);
@@ -210,8 +211,15 @@ class NcclBackend final : public Backend {
 
  private:
   // The engine hands its device collectives to this backend directly (no enabled() asked).
-  void check_reducible(const std::string& label, DataType type) const {
-    if (!nccl::can_reduce(type)) {
+  void check_reducible(const std::string& label, DataType type, ReduceOp op) const {
+    if (is_bitwise(op)) {
+      throw core::rank_error(ErrorKind::invalid_argument, setup_.rank,
+                             "nccl {}: NCCL has no bitwise reductions ({}); reduce a copy in "
+                             "host memory, or run with RINGFUSE_BACKEND=native to stage it "
+                             "through host memory",
+                             label, to_string(op));
+    }
+    if (!nccl::can_reduce(type, op)) {
       throw core::rank_error(ErrorKind::invalid_argument, setup_.rank,
                              "nccl {}: NCCL cannot reduce {} (it has no such type); reduce it "
                              "as i32, or run with RINGFUSE_BACKEND=native to stage it through "

@@ -26,10 +26,13 @@ inline ncclDataType_t data_type(DataType type) {
   return ncclUint8;
 }
 
-/// Whether NCCL reduces `type` correctly with data_type(type) and reduce_op(op, type): all
-/// but i16 (NCCL has no 16-bit integer; i16 reductions on device memory are staged through
-/// the host backend instead, see backend/cuda_staging_backend.hpp).
-inline bool can_reduce(DataType type) { return type != DataType::i16; }
+/// Whether NCCL reduces `type` under `op` correctly with data_type(type) and
+/// reduce_op(op, type): all but i16 (NCCL has no 16-bit integer) and the bitwise operators
+/// (NCCL has none). A Context stages those reductions on device memory through the host
+/// backend instead (backend/cuda_staging_backend.hpp).
+inline bool can_reduce(DataType type, ReduceOp op) {
+  return type != DataType::i16 && !is_bitwise(op);
+}
 
 /// NCCL's operator for `op` on `type`. bool travels as ncclUint8, where max is logical or and
 /// min logical and (a nonzero byte is true), so sum/max map to ncclMax and min/prod to ncclMin;
@@ -45,6 +48,9 @@ inline ncclRedOp_t reduce_op(ReduceOp op, DataType type) {
     case ReduceOp::min: return ncclMin;
     case ReduceOp::max: return ncclMax;
     case ReduceOp::prod: return ncclProd;
+    case ReduceOp::band:
+    case ReduceOp::bor:
+    case ReduceOp::bxor: break;  // NCCL has none: can_reduce() is false
   }
   return ncclSum;
 }
