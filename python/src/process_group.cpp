@@ -52,6 +52,7 @@
 #include <utility>
 #include <vector>
 
+#include "core/environment.hpp"
 #include "core/errors.hpp"
 #include "process_group_p2p.hpp"
 #include "process_group_store.hpp"
@@ -320,6 +321,14 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     world.source = "torch.distributed store";
     world.global_ranks = placement.global_ranks;
     world.label = placement.label;
+    // Ranks that ringfuse-run started through its rsh agent watch it (context/launcher_watch.hpp)
+    // though the group meets at torch's store: the world group does, for the process.
+    if (placement.global_ranks.empty()) {
+      if (const auto launcher = core::launcher_store_to_watch(core::process_environment())) {
+        world.watch_launcher = true;
+        std::tie(world.store_host, world.store_port) = *launcher;
+      }
+    }
     ringfuse::Options options = options_from_environment();
     options.op_timeout = timeout;
     options.connect_timeout = timeout;

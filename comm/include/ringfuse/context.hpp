@@ -54,6 +54,8 @@ struct WorldSpec {
   /// Started on another host by ringfuse-run through an rsh agent (RINGFUSE_WATCH_LAUNCHER=1):
   /// when the launcher's store goes away while the Context lives, the launcher was stopped or
   /// killed and the agent did not pass that on, so the rank stops itself (SIGTERM, SIGKILL).
+  /// The launcher's store is at store_host:store_port, also for a world that meets at a store
+  /// of the caller's (init() with a Store).
   bool watch_launcher = false;
   /// A group of a larger job that bootstraps over its own store (a torch.distributed
   /// new_group): global_ranks[r] is the job's rank of this world's rank r, and `label` names

@@ -118,10 +118,14 @@ ContextImpl::ContextImpl(const WorldSpec& world, const Options& options,
     store_ = own_store_.get();
     advertise_host_ =
         options_.host_addr.empty() ? own_store_->local_address() : options_.host_addr;
-    if (world_.watch_launcher && !world_.host_store) {
-      launcher_watch_ = std::make_unique<LauncherWatch>(
-          store_ip, world_.store_port, world_.job_secret, options_.connect_timeout, world_.rank);
-    }
+  }
+  // Also for a world over a store of the caller's (a torch.distributed group), which names the
+  // launcher's store only to be watched.
+  if (world_.size > 1 && world_.watch_launcher && !world_.host_store &&
+      !world_.store_host.empty()) {
+    launcher_watch_ = std::make_unique<LauncherWatch>(
+        store_ipv4(world_.store_host, world_.rank), world_.store_port, world_.job_secret,
+        options_.connect_timeout, world_.rank);
   }
   if (world_.size > 1) {
     // Every init() of every rank arrives once, so arrivals / size numbers the world and keeps

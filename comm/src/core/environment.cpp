@@ -218,6 +218,13 @@ WorldSpec parse_world(const EnvLookup& env) {
   return world;
 }
 
+std::optional<std::pair<std::string, std::uint16_t>> launcher_store_to_watch(
+    const EnvLookup& env) {
+  const auto store = env("RINGFUSE_STORE_ADDR");
+  if (env("RINGFUSE_WATCH_LAUNCHER").value_or("") != "1" || !store) return std::nullopt;
+  return host_port("RINGFUSE_STORE_ADDR", *store);
+}
+
 namespace {
 
 // Walks the rows of `scope` (every row when nullopt) that `env` sets.

@@ -2,9 +2,11 @@
 // feed a map instead of the process environment.
 #pragma once
 
+#include <cstdint>
 #include <functional>
 #include <optional>
 #include <string>
+#include <utility>
 
 #include "ringfuse/context.hpp"
 
@@ -21,6 +23,13 @@ EnvLookup process_environment();
 /// join says this process is one of several (MPICH's PMI_SIZE, MVAPICH's MV2_COMM_WORLD_SIZE,
 /// horovodrun's HOROVOD_SIZE above 1) rather than let each rank train alone.
 WorldSpec parse_world(const EnvLookup& env);
+
+/// The launcher's store to watch (WorldSpec::watch_launcher) when ringfuse-run asked for it
+/// (RINGFUSE_WATCH_LAUNCHER=1, its rsh agent's ranks) and said where it is
+/// (RINGFUSE_STORE_ADDR); std::nullopt otherwise. For worlds that meet elsewhere (a
+/// torch.distributed group at torch's store) but still belong to ringfuse-run.
+std::optional<std::pair<std::string, std::uint16_t>> launcher_store_to_watch(
+    const EnvLookup& env);
 
 /// Every tunable of core/tunables.hpp's table that `env` sets (RINGFUSE_ALGO,
 /// RINGFUSE_TIMEOUT_S, RINGFUSE_HOST_ADDR, RINGFUSE_LOG_LEVEL, the engine's, ...). Throws
