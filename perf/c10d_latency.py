@@ -5,9 +5,11 @@ target: dist.all_reduce of 4 KiB <= 2x the C++ blocking latency).
 
     ringfuse-run -np 2 /usr/bin/python3 perf/c10d_latency.py --bytes 4096 --iters 2000
 
-Every rank runs the same rows in the same order; rank 0 prints, per row, the median and p90
-wall time per call and the process CPU time per call (all threads: the caller, the group's
-worker, the engine thread). Rows:
+Every rank runs the same rows in the same order, in --rounds interleaved rounds (each row takes
+its turn in every round, so that the machine's swings fall on all rows alike); rank 0 prints,
+per row, the median and p90 wall time per call over all rounds and the process CPU time per
+call (all threads: the caller, the group's worker, the engine thread), and the target's ratio
+within each round. Rows:
 
   C++ blocking        Context::allreduce through ringfuse._core (GIL released; pybind11 only)
   C++ engine          Engine::allreduce + flush + Work::wait through ringfuse._core
@@ -41,19 +43,32 @@ import ringfuse.distributed
 import ringfuse.torch as hvd
 
 
-def measure(call, iters, warmup):
-    for _ in range(warmup):
-        call()
-    dist.barrier()
-    samples = []
-    cpu_started = time.process_time()
-    for _ in range(iters):
-        started = time.perf_counter()
-        call()
-        samples.append(time.perf_counter() - started)
-    cpu = (time.process_time() - cpu_started) / iters
-    samples.sort()
-    return (statistics.median(samples) * 1e6, samples[int(len(samples) * 0.9)] * 1e6, cpu * 1e6)
+class Row:
+    """One row's per-call wall times (over every round) and process CPU time."""
+
+    def __init__(self):
+        self.samples = []
+        self.cpu = 0.0
+        self.round_medians = []
+
+    def measure(self, call, iters, warmup):
+        for _ in range(warmup):
+            call()
+        dist.barrier()
+        samples = []
+        cpu_started = time.process_time()
+        for _ in range(iters):
+            started = time.perf_counter()
+            call()
+            samples.append(time.perf_counter() - started)
+        self.cpu += time.process_time() - cpu_started
+        self.samples += samples
+        self.round_medians.append(statistics.median(samples))
+
+    def summary(self, with_cpu=True):
+        ordered = sorted(self.samples)
+        cpu = self.cpu / len(ordered) * 1e6 if with_cpu else float("nan")
+        return (statistics.median(ordered) * 1e6, ordered[int(len(ordered) * 0.9)] * 1e6, cpu)
 
 
 class NoOpProcessGroup(dist.ProcessGroup):
@@ -83,6 +98,8 @@ def main():
     parser.add_argument("--bytes", type=int, default=4096)
     parser.add_argument("--iters", type=int, default=2000)
     parser.add_argument("--warmup", type=int, default=200)
+    parser.add_argument("--rounds", type=int, default=5,
+                        help="the rows take turns this many times (iters and warmup are split)")
     args = parser.parse_args()
 
     hvd.init()
@@ -116,44 +133,54 @@ def main():
         ("pg.allreduce", lambda: pg.allreduce([tensor]).wait()),
         ("dist.all_reduce", lambda: dist.all_reduce(tensor)),
     ]
-    results = {name: measure(call, args.iters, args.warmup) for name, call in rows}
-
-    # enqueue and wait of one call, timed apart.
-    enqueue_us, wait_us = [], []
-    for i in range(args.warmup + args.iters):
-        started = time.perf_counter()
-        enqueue()
-        enqueued = time.perf_counter()
-        wait()
-        if i >= args.warmup:
-            enqueue_us.append((enqueued - started) * 1e6)
-            wait_us.append((time.perf_counter() - enqueued) * 1e6)
-    results["  enqueue"] = (statistics.median(enqueue_us), sorted(enqueue_us)[
-        int(len(enqueue_us) * 0.9)], float("nan"))
-    results["  wait"] = (statistics.median(wait_us), sorted(wait_us)[int(len(wait_us) * 0.9)],
-                         float("nan"))
     if outside is not None:
-        results["torch no-op"] = measure(lambda: dist.all_reduce(tensor, group=outside),
-                                         args.iters, args.warmup)
-    results["no-op group"] = measure(lambda: dist.all_reduce(tensor, group=noop), args.iters,
-                                     args.warmup)
-    results["ringfuse of one"] = measure(lambda: dist.all_reduce(tensor, group=alone),
-                                         args.iters, args.warmup)
-    results["gloo"] = measure(lambda: dist.all_reduce(tensor, group=gloo), args.iters,
-                              args.warmup)
+        rows.append(("torch no-op", lambda: dist.all_reduce(tensor, group=outside)))
+    rows += [
+        ("no-op group", lambda: dist.all_reduce(tensor, group=noop)),
+        ("ringfuse of one", lambda: dist.all_reduce(tensor, group=alone)),
+        ("gloo", lambda: dist.all_reduce(tensor, group=gloo)),
+    ]
+    # Every row takes its turn in every round, so that a change of the machine's speed during
+    # the run (this VM's swings within seconds) falls on all rows alike.
+    results = {name: Row() for name, _ in rows}
+    enqueue_row, wait_row = Row(), Row()
+    per_round, warmup = max(1, args.iters // args.rounds), max(20, args.warmup // args.rounds)
+    for _ in range(args.rounds):
+        for name, call in rows:
+            results[name].measure(call, per_round, warmup)
+        # enqueue and wait of one call, timed apart.
+        enqueue_s, wait_s = [], []
+        for i in range(warmup + per_round):
+            started = time.perf_counter()
+            enqueue()
+            enqueued = time.perf_counter()
+            wait()
+            if i >= warmup:
+                enqueue_s.append(enqueued - started)
+                wait_s.append(time.perf_counter() - enqueued)
+        enqueue_row.samples += enqueue_s
+        wait_row.samples += wait_s
+    table = {name: row.summary() for name, row in results.items()}
+    table["  enqueue"] = enqueue_row.summary(with_cpu=False)
+    table["  wait"] = wait_row.summary(with_cpu=False)
+    order = ["C++ blocking", "C++ engine", "pg.allreduce", "dist.all_reduce", "  enqueue",
+             "  wait"] + [name for name, _ in rows[4:]]
+    round_ratios = [d / c for d, c in zip(results["dist.all_reduce"].round_medians,
+                                           results["C++ blocking"].round_medians)]
 
     if rank == 0:
         load = os.getloadavg()
         print(f"# all-reduce of {args.bytes} bytes (f32[{tensor.numel()}] sum), {size} ranks, "
-              f"{args.iters} calls per row; load average {load[0]:.2f} {load[1]:.2f} "
-              f"{load[2]:.2f}")
+              f"{per_round * args.rounds} calls per row in {args.rounds} interleaved rounds; "
+              f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         print(f"{'row':<18} {'median_us':>10} {'p90_us':>10} {'cpu_us/call':>12}")
-        for name, (median, p90, cpu) in results.items():
+        for name in order:
+            median, p90, cpu = table[name]
             print(f"{name:<18} {median:>10.2f} {p90:>10.2f} {cpu:>12.2f}")
-        blocking = results["C++ blocking"][0]
-        print(f"dist.all_reduce / C++ blocking: {results['dist.all_reduce'][0] / blocking:.2f}x "
-              f"(target <= 2x); the no-op group alone: "
-              f"{results['no-op group'][0] / blocking:.2f}x")
+        blocking = table["C++ blocking"][0]
+        print(f"dist.all_reduce / C++ blocking: {table['dist.all_reduce'][0] / blocking:.2f}x "
+              f"(target <= 2x); per round: {', '.join(f'{r:.2f}' for r in round_ratios)}; "
+              f"the no-op group alone: {table['no-op group'][0] / blocking:.2f}x")
     dist.destroy_process_group()
     hvd.shutdown()
 
