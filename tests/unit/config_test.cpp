@@ -11,6 +11,7 @@
 #include <fmt/format.h>
 
 #include "core/environment.hpp"
+#include "core/horovod_variables.hpp"
 #include "core/tunables.hpp"
 #include "engine/config.hpp"
 #include "env_map.hpp"
@@ -337,6 +338,19 @@ TEST(Tunables, StartUpLogShowsEveryEngineValueAndWhereItCameFrom) {
     const bool listed = log.find(std::string(row.variable) + "=") != std::string::npos;
     EXPECT_EQ(listed, row.scope == ringfuse::core::TunableScope::engine) << row.variable;
   }
+}
+
+// Values that no RINGFUSE_* variable set and that are not the default came from the code
+// (Options), or, under the Horovod API, from Horovod's name for the variable: the log says which.
+TEST(Tunables, StartUpLogNamesTheHorovodVariableOrTheCodeAValueCameFrom) {
+  const auto env = env_of({{"HOROVOD_CYCLE_TIME", "3"}});
+  auto config = ringfuse::core::parse_engine_config(
+      ringfuse::core::with_horovod_variables(env));
+  config.cache_capacity = 7;  // as a program's Options would
+  const auto log = ringfuse::engine::describe_config(config, env);
+  EXPECT_NE(log.find("RINGFUSE_CYCLE_TIME_MS=3 (HOROVOD_CYCLE_TIME)"), std::string::npos) << log;
+  EXPECT_NE(log.find("RINGFUSE_CACHE_CAPACITY=7 (set in code)"), std::string::npos) << log;
+  EXPECT_EQ(log.find("(Options)"), std::string::npos) << log;
 }
 
 // Sets environment variables for one test and restores them.

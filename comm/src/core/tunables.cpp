@@ -12,6 +12,7 @@
 #include <fmt/ranges.h>
 #include <spdlog/common.h>
 
+#include "core/horovod_variables.hpp"
 #include "core/host_address.hpp"
 
 namespace ringfuse::core {
@@ -363,9 +364,17 @@ std::string describe_tunables(const Options& options, const EnvLookup& env, Tuna
   for (const auto& row : kTunables) {
     if (row.scope != scope) continue;
     const std::string value = shown_value(row, options);
-    const char* source = env(std::string(row.variable)).has_value() ? "environment"
+    std::string source = env(std::string(row.variable)).has_value() ? "environment"
                          : value == shown_value(row, defaults)      ? "default"
-                                                                    : "Options";
+                                                                    : "set in code";
+    if (source == "set in code") {
+      // The Horovod API (ringfuse.torch) honours Horovod's name for the variable.
+      for (const auto& horovod : horovod_variables()) {
+        if (horovod.ringfuse == row.variable && env(std::string(horovod.horovod))) {
+          source = std::string(horovod.horovod);
+        }
+      }
+    }
     parts.push_back(fmt::format("{}={} ({})", row.variable, value, source));
   }
   return fmt::format("{}", fmt::join(parts, ", "));

@@ -53,8 +53,10 @@ std::string shown_value(const Tunable& row, const Options& options);
 /// warning), naming the variables; nullopt when nothing.
 std::optional<std::string> inconsistency(const Options& options);
 
-/// "RINGFUSE_ALGO=ring (set), RINGFUSE_TIMEOUT_S=300 (default), ...": the effective value of
-/// every tunable of `scope`, and whether `env` set it.
+/// "RINGFUSE_ALGO=ring (environment), RINGFUSE_TIMEOUT_S=300 (default), ...": the effective
+/// value of every tunable of `scope`, and where it came from: `env`, the default, Horovod's
+/// name for the variable in `env` (HOROVOD_CYCLE_TIME, as ringfuse.torch honours it), or else
+/// the Options the program or a front-end passed ("set in code").
 std::string describe_tunables(const Options& options, const EnvLookup& env, TunableScope scope);
 
 }  // namespace ringfuse::core
