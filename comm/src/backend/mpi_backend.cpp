@@ -11,7 +11,7 @@
 #include <spdlog/spdlog.h>
 
 #include "backend/collective_watchdog.hpp"
-#include "core/combine.hpp"
+#include "backend/mpi_types.hpp"
 #include "core/errors.hpp"
 #include "reduce/reduce.hpp"
 #include "ringfuse/error.hpp"
@@ -264,40 +264,14 @@ class MpiBackend final : public Backend {
   }
 
   MPI_Datatype datatype(DataType type) const {
-    switch (type) {
-      case DataType::f16:
-      case DataType::bf16: return half_type_;
-      case DataType::f32: return MPI_FLOAT;
-      case DataType::f64: return MPI_DOUBLE;
-      case DataType::i8: return MPI_INT8_T;
-      case DataType::u8: return MPI_UINT8_T;
-      case DataType::i32: return MPI_INT32_T;
-      case DataType::i64: return MPI_INT64_T;
-      case DataType::i16: return MPI_INT16_T;
-      case DataType::boolean: return MPI_C_BOOL;  // one byte, as our bool
-    }
-    return MPI_BYTE;
+    if (type == DataType::f16 || type == DataType::bf16) return half_type_;
+    return mpi::datatype(type);
   }
 
   MPI_Op mpi_op(DataType type, ReduceOp op) const {
     if (type == DataType::f16) return f16_ops_[static_cast<int>(op)];
     if (type == DataType::bf16) return bf16_ops_[static_cast<int>(op)];
-    if (type == DataType::boolean) {
-      // MPI defines only the logical operators on MPI_C_BOOL.
-      if (op == ReduceOp::bxor) return MPI_LXOR;
-      return core::is_logical_and(op) ? MPI_LAND : MPI_LOR;
-    }
-    switch (op) {
-      case ReduceOp::sum:
-      case ReduceOp::avg: return MPI_SUM;
-      case ReduceOp::min: return MPI_MIN;
-      case ReduceOp::max: return MPI_MAX;
-      case ReduceOp::prod: return MPI_PROD;
-      case ReduceOp::band: return MPI_BAND;
-      case ReduceOp::bor: return MPI_BOR;
-      case ReduceOp::bxor: return MPI_BXOR;
-    }
-    return MPI_SUM;
+    return mpi::reduce_op(type, op);
   }
 
   int rank_;
