@@ -358,24 +358,29 @@ std::optional<std::string> inconsistency(const Options& options) {
   return std::nullopt;
 }
 
+namespace {
+
+// Where `row`'s effective `value` came from, for describe_tunables.
+std::string_view source_of(const Tunable& row, const std::string& value, const EnvLookup& env) {
+  if (env(std::string(row.variable))) return "environment";
+  if (value == shown_value(row, Options{})) return "default";
+  // The Horovod API (ringfuse.torch) honours Horovod's name for the variable.
+  for (const auto& horovod : horovod_variables()) {
+    if (horovod.ringfuse == row.variable && env(std::string(horovod.horovod))) {
+      return horovod.horovod;
+    }
+  }
+  return "set in code";
+}
+
+}  // namespace
+
 std::string describe_tunables(const Options& options, const EnvLookup& env, TunableScope scope) {
-  const Options defaults;
   std::vector<std::string> parts;
   for (const auto& row : kTunables) {
     if (row.scope != scope) continue;
     const std::string value = shown_value(row, options);
-    std::string source = env(std::string(row.variable)).has_value() ? "environment"
-                         : value == shown_value(row, defaults)      ? "default"
-                                                                    : "set in code";
-    if (source == "set in code") {
-      // The Horovod API (ringfuse.torch) honours Horovod's name for the variable.
-      for (const auto& horovod : horovod_variables()) {
-        if (horovod.ringfuse == row.variable && env(std::string(horovod.horovod))) {
-          source = std::string(horovod.horovod);
-        }
-      }
-    }
-    parts.push_back(fmt::format("{}={} ({})", row.variable, value, source));
+    parts.push_back(fmt::format("{}={} ({})", row.variable, value, source_of(row, value, env)));
   }
   return fmt::format("{}", fmt::join(parts, ", "));
 }
