@@ -15,6 +15,7 @@
 #include <numeric>
 #include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -287,11 +288,20 @@ TEST(Split, ChildrenOfOneAndAWorldOfOne) {
 TEST(Split, ARankThatNeverSplitsIsNamedAndOneThatEndedIsNamedAtOnce) {
   Options options = test_options();
   options.connect_timeout = 2s;
-  run_world(3, 0, options, [](Context& world) {
-    if (world.rank() == 2) return;
+  // Rank 2 keeps its Context until the others have given up: one it destroyed is said so at
+  // once (ARankThatDestroyedItsContextIsNamedAtOnceButNotInTheNextWorld).
+  std::latch gave_up(2);
+  run_world(3, 0, options, [&](Context& world) {
+    if (world.rank() == 2) {
+      for (int waited = 0; waited < 100 && !gave_up.try_wait(); ++waited) {
+        std::this_thread::sleep_for(100ms);
+      }
+      return;
+    }
     const auto waited = test_support::expect_error(ErrorKind::timeout, [&] { world.split(0, 0); });
     EXPECT_TRUE(contains(waited, "split 1 (color 0) of world: rank 2 did not arrive within 2 s"))
         << waited;
+    gave_up.count_down();
   });
   auto store = std::make_shared<rendezvous::MemoryStore>();
   std::latch joined(3);
@@ -315,6 +325,49 @@ TEST(Split, ARankThatNeverSplitsIsNamedAndOneThatEndedIsNamedAtOnce) {
                                   "before it joined"))
           << ended;
       EXPECT_LT(std::chrono::steady_clock::now() - started, 1900ms);
+    }));
+  }
+  for (auto& rank : ranks) rank.get();
+}
+
+// hvd.shutdown() in a program that goes on: the others' split (or add_process_set) stops at
+// once, naming the rank, instead of waiting out the connect timeout for it. The record
+// belongs to that world's generation: the same job initialised again splits as usual.
+TEST(Split, ARankThatDestroyedItsContextIsNamedAtOnceButNotInTheNextWorld) {
+  Options options = test_options();
+  options.connect_timeout = 2s;
+  const std::string job = fmt::format("closed-{}", ::getpid());
+  auto store = std::make_shared<rendezvous::MemoryStore>();
+  std::latch joined(3);
+  std::latch closed(3);
+  std::vector<std::future<void>> ranks;
+  for (int rank = 0; rank < 3; ++rank) {
+    ranks.push_back(std::async(std::launch::async, [&, rank] {
+      auto context = init(world_of(rank, 3, 0, job), options, store);
+      joined.arrive_and_wait();
+      if (rank == 2) context.reset();
+      closed.arrive_and_wait();
+      if (context) {
+        const auto started = std::chrono::steady_clock::now();
+        const auto refused =
+            test_support::expect_error(ErrorKind::peer_failure, [&] { context->split(0, 0); });
+        EXPECT_TRUE(contains(refused, "split 1 (color 0) of world: rank 2 shut Ringfuse down "
+                                      "(destroyed its Context"))
+            << refused;
+        EXPECT_TRUE(contains(refused, "so it will never arrive. Every rank must make the same "
+                                      "splits"))
+            << refused;
+        EXPECT_LT(std::chrono::steady_clock::now() - started, 1900ms);
+        context.reset();
+      }
+      auto again = init(world_of(rank, 3, 0, job), options, store);
+      auto child = again->split(rank == 2 ? kUndefinedColor : 0, 0);
+      ASSERT_EQ(child == nullptr, rank == 2);
+      if (child) {
+        double value = rank + 1;
+        child->allreduce(&value, 1, DataType::f64, ReduceOp::sum);
+        EXPECT_EQ(value, 3.0);
+      }
     }));
   }
   for (auto& rank : ranks) rank.get();

@@ -87,6 +87,30 @@ def test_shutdown_then_init_again():
                        torch.full((3,), float(hvd.size())))
 
 
+def test_a_rank_that_shut_down_is_named_at_once_by_add_process_set():
+    """A rank that shuts down in a program that goes on will never add a set: the others say so
+    within a second instead of waiting out the connect timeout (60 s) for it."""
+    if hvd.size() < 2:
+        pytest.skip("needs 2 ranks")
+    last = hvd.size() - 1
+    if hvd.rank() == last:
+        hvd.shutdown()
+    else:
+        started = time.monotonic()
+        with pytest.raises(hvd.HorovodInternalError,
+                           match=r"rank %d shut Ringfuse down \(destroyed its Context" % last):
+            hvd.add_process_set([0, last])
+        assert time.monotonic() - started < 10
+        hvd.shutdown()
+    # Initialised again, the world does not take that for a rank that shut down.
+    hvd.init()
+    subset = hvd.add_process_set([0, last])
+    if subset.included():
+        assert torch.equal(hvd.allreduce(torch.ones(2), op=hvd.Sum, process_set=subset),
+                           torch.full((2,), 2.0))
+    assert hvd.remove_process_set(subset)
+
+
 @pytest.mark.parametrize("in_place", [False, True], ids=["new tensor", "in place"])
 def test_shutdown_with_pending_collectives_fails_them(in_place):
     # The Context's barrier (not the engine's) keeps the others from shutting down before rank

@@ -182,7 +182,8 @@ std::unique_ptr<Context> ContextImpl::make_child(int number, int color, int key,
     rendezvous::PrefixStore split_store(*store_, prefix);
     for (const auto& value : transport::all_gather_in_group(
              split_store, "entry", mine.encode(), world_.rank, world_.size,
-             options_.connect_timeout, transport::GlobalRanks(global_ranks_), label)) {
+             options_.connect_timeout, transport::GlobalRanks(global_ranks_), label,
+             key_prefix_)) {
       entries.push_back(SplitEntry::decode(value));
     }
   }

@@ -1,10 +1,12 @@
 // A set-up step that waits for peers (a store key they publish, a connection they make) can
 // stop at once when the launcher has recorded that a peer's process ended
-// (rendezvous/rank_exits.hpp): that peer will never arrive, and waiting out the connect timeout
-// would only end in a vaguer error.
+// (rendezvous/rank_exits.hpp), or when the peer destroyed the Context the set-up is made from
+// (hvd.shutdown() in a program that goes on): that peer will never arrive, and waiting out the
+// connect timeout would only end in a vaguer error.
 #pragma once
 
 #include <functional>
+#include <string>
 #include <string_view>
 #include <vector>
 
@@ -13,12 +15,21 @@
 
 namespace ringfuse::transport {
 
+/// Records in `root` (the store without a prefix) that the rank at `position` of the Context
+/// whose keys start with `context_prefix` destroyed it, with why that Context had failed
+/// before, if it had (`failure`, else empty). The prefix names the world's generation
+/// (ContextImpl), so the record never speaks for a world initialised again. Throws what the
+/// store's set throws.
+void record_context_closed(rendezvous::Store& root, const std::string& context_prefix,
+                           int position, std::string_view failure);
+
 /// Throws Error(ErrorKind::peer_failure) from `global(position)`, during `what`, when the end
 /// of one of the peers that `not_arrived` returns (positions in the group) is recorded in
-/// `store`'s root. One round trip of the store while no rank of the job has ended;
-/// `not_arrived` is called only when one has.
+/// `store`'s root, or, given `context_prefix`, when one of them destroyed that Context
+/// (record_context_closed; positions are the Context's). One round trip of the store while no
+/// rank of the job has ended (two with a prefix); `not_arrived` is called only when one has.
 void give_up_on_ended_peers(rendezvous::Store& store, const GlobalRanks& global, int position,
                             const std::function<std::vector<int>()>& not_arrived,
-                            std::string_view what);
+                            std::string_view what, const std::string& context_prefix = {});
 
 }  // namespace ringfuse::transport

@@ -29,14 +29,15 @@ std::vector<int> not_published(rendezvous::Store& store, const std::string& key,
 std::vector<std::string> gather_first_in_group(rendezvous::Store& store, const std::string& key,
                                                std::string_view value, int position, int count,
                                                std::chrono::milliseconds timeout,
-                                               const GlobalRanks& global, std::string_view what) {
+                                               const GlobalRanks& global, std::string_view what,
+                                               const std::string& context_prefix) {
   try {
     return rendezvous::gather_first(
         store, key, value, position, count, timeout,
         {.check = [&] {
           give_up_on_ended_peers(
               store, global, position, [&] { return not_published(store, key, position, count); },
-              what);
+              what, context_prefix);
         }});
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::timeout) throw;
@@ -61,8 +62,10 @@ std::vector<std::string> gather_first_in_group(rendezvous::Store& store, const s
 std::vector<std::string> all_gather_in_group(rendezvous::Store& store, const std::string& key,
                                              std::string_view value, int position, int size,
                                              std::chrono::milliseconds timeout,
-                                             const GlobalRanks& global, std::string_view what) {
-  return gather_first_in_group(store, key, value, position, size, timeout, global, what);
+                                             const GlobalRanks& global, std::string_view what,
+                                             const std::string& context_prefix) {
+  return gather_first_in_group(store, key, value, position, size, timeout, global, what,
+                               context_prefix);
 }
 
 }  // namespace ringfuse::transport
