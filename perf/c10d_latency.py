@@ -17,6 +17,9 @@ within each round. Rows:
   dist.all_reduce     torch's Python wrapper on top: what scripts call
     enqueue           dist.all_reduce(async_op=True) until it returns
     wait              then work.wait()
+  future.wait()       dist.all_reduce(async_op=True).get_future().wait(): the collective run by
+                      the group's worker, as DDP's communication hooks have it (nobody waits on
+                      the Work itself)
   torch no-op         dist.all_reduce on a group this rank is not in: torch's wrapper returns
                       before any backend
   no-op group         dist.all_reduce on a group of every rank whose process group does nothing
@@ -132,6 +135,8 @@ def main():
         ("C++ engine", lambda: engine_allreduce(session, tensor)),
         ("pg.allreduce", lambda: pg.allreduce([tensor]).wait()),
         ("dist.all_reduce", lambda: dist.all_reduce(tensor)),
+        ("future.wait()",
+         lambda: dist.all_reduce(tensor, async_op=True).get_future().wait()),
     ]
     if outside is not None:
         rows.append(("torch no-op", lambda: dist.all_reduce(tensor, group=outside)))

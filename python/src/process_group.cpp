@@ -227,9 +227,17 @@ class RingfuseWork final : public ::c10d::Work {
   /// The collective's own tensors, for its body on the lane.
   const Outputs& outputs() const { return outputs_; }
 
+  /// Whether a future was asked for before the collective started: the worker starts it
+  /// without leaving it to a waiter first.
+  bool start_now() const { return start_now_.load(std::memory_order_acquire); }
+
   // Made on first request: a plain dist.all_reduce never asks for it (DDP's hooks do).
   c10::intrusive_ptr<c10::ivalue::Future> getFuture() override {
-    if (lane_ && !isCompleted()) lane_->start_soon();  // DDP's hooks chain on it at once
+    if (lane_ && !isCompleted()) {
+      // DDP's hooks chain on it at once and nobody waits on the Work: no grace for a waiter.
+      start_now_.store(true, std::memory_order_release);
+      lane_->start_soon();
+    }
     std::unique_lock lock(mutex_);
     if (!future_) {
       future_ = c10::make_intrusive<at::ivalue::Future>(
@@ -279,6 +287,7 @@ class RingfuseWork final : public ::c10d::Work {
   std::chrono::milliseconds default_timeout_;
   WorkLabel what_;
   std::shared_ptr<LaneAccess> lane_;  // a small collective's: wait() may run it
+  std::atomic<bool> start_now_{false};
   c10::intrusive_ptr<c10::ivalue::Future> future_;  // guarded by mutex_; null until asked for
 };
 
@@ -1341,7 +1350,8 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
           }
         }
         if (queue_.empty()) return;
-        if (const auto& head = queue_.front(); head.small && !stopping_) {
+        if (const auto& head = queue_.front();
+            head.small && !stopping_ && !head.work->start_now()) {
           const auto until = head.queued + kStealGrace;
           if (std::chrono::steady_clock::now() < until) {
             // Left to a waiter for a moment; look again then (or when woken). Counted as
