@@ -195,12 +195,13 @@ void ContextImpl::start_backends() {
 }
 
 ContextImpl::~ContextImpl() {
-  if (world_.size > 1 && store_ != nullptr) {
+  if (world_.size > 1 && store_ != nullptr && !abort_state_->reason()) {
     // First, so that a member still making a split or a process set of this Context stops
-    // waiting for this rank now, not after the connect timeout.
+    // waiting for this rank now, not after the connect timeout. Not after a failure, as the
+    // transports' orderly closes: the store may be what failed, and each set could wait out
+    // its request timeout in this destructor.
     try {
-      transport::record_context_closed(store_->root(), key_prefix_, world_.rank,
-                                       abort_state_->reason().value_or(""));
+      transport::record_context_closed(store_->root(), key_prefix_, world_.rank);
     } catch (const std::exception& e) {
       spdlog::debug("rank {}: could not record that {} was destroyed: {}",
                     global_rank(world_.rank), label_, e.what());

@@ -1,7 +1,5 @@
 #include "transport/ended_peers.hpp"
 
-#include <chrono>
-
 #include "core/errors.hpp"
 #include "rendezvous/rank_exits.hpp"
 
@@ -19,8 +17,8 @@ std::string any_closed_key(const std::string& context_prefix) {
 }  // namespace
 
 void record_context_closed(rendezvous::Store& root, const std::string& context_prefix,
-                           int position, std::string_view failure) {
-  root.set(closed_key(context_prefix, position), std::string(failure));
+                           int position) {
+  root.set(closed_key(context_prefix, position), "1");
   root.set(any_closed_key(context_prefix), "1");
 }
 
@@ -39,15 +37,13 @@ void give_up_on_ended_peers(rendezvous::Store& store, const GlobalRanks& global,
                            "must add it; look at rank {}'s output above for why it ended",
                            what, global.name(peer), *ended, global(peer));
     }
-    if (const auto key = closed_key(context_prefix, peer); closes && root.check({key})) {
-      const auto failure = root.get(key, std::chrono::seconds(1));
+    if (closes && root.check({closed_key(context_prefix, peer)})) {
       throw core::error_at(ErrorKind::peer_failure, global(position), global(peer),
                            "{}: {} shut Ringfuse down (destroyed its Context: hvd.shutdown(), "
                            "or the end of its program) before it joined, so it will never "
-                           "arrive{}{}. Every rank must make the same splits and add the same "
+                           "arrive. Every rank must make the same splits and add the same "
                            "process sets before any of them shuts down",
-                           what, global.name(peer), failure.empty() ? "" : "; it had failed: ",
-                           failure);
+                           what, global.name(peer));
     }
   }
 }

@@ -16,12 +16,11 @@
 namespace ringfuse::transport {
 
 /// Records in `root` (the store without a prefix) that the rank at `position` of the Context
-/// whose keys start with `context_prefix` destroyed it, with why that Context had failed
-/// before, if it had (`failure`, else empty). The prefix names the world's generation
-/// (ContextImpl), so the record never speaks for a world initialised again. Throws what the
-/// store's set throws.
+/// whose keys start with `context_prefix` destroyed it. The prefix names the world's
+/// generation (ContextImpl), so the record never speaks for a world initialised again. Throws
+/// what the store's set throws.
 void record_context_closed(rendezvous::Store& root, const std::string& context_prefix,
-                           int position, std::string_view failure);
+                           int position);
 
 /// Throws Error(ErrorKind::peer_failure) from `global(position)`, during `what`, when the end
 /// of one of the peers that `not_arrived` returns (positions in the group) is recorded in
