@@ -183,7 +183,9 @@ std::unique_ptr<Context> ContextImpl::make_child(int number, int color, int key,
     for (const auto& value : transport::all_gather_in_group(
              split_store, "entry", mine.encode(), world_.rank, world_.size,
              options_.connect_timeout, transport::GlobalRanks(global_ranks_), label,
-             key_prefix_)) {
+             // A member that shut down in order will never add its entry: its main
+             // channel's transport recorded that there (open_channel("main")).
+             key_prefix_ + "main/")) {
       entries.push_back(SplitEntry::decode(value));
     }
   }

@@ -26,7 +26,6 @@
 #include "p2p/messenger.hpp"
 #include "rendezvous/prefix_store.hpp"
 #include "ringfuse/error.hpp"
-#include "transport/ended_peers.hpp"
 #include "transport/group_gather.hpp"
 #include "transport/mixed_transport.hpp"
 #include "transport/self_transport.hpp"
@@ -195,18 +194,6 @@ void ContextImpl::start_backends() {
 }
 
 ContextImpl::~ContextImpl() {
-  if (world_.size > 1 && store_ != nullptr && !abort_state_->reason()) {
-    // First, so that a member still making a split or a process set of this Context stops
-    // waiting for this rank now, not after the connect timeout. Not after a failure, as the
-    // transports' orderly closes: the store may be what failed, and each set could wait out
-    // its request timeout in this destructor.
-    try {
-      transport::record_context_closed(store_->root(), key_prefix_, world_.rank);
-    } catch (const std::exception& e) {
-      spdlog::debug("rank {}: could not record that {} was destroyed: {}",
-                    global_rank(world_.rank), label_, e.what());
-    }
-  }
   process_sets_.sets.clear();  // their Contexts are children of this one
   lifeline_->alive = false;
   if (const auto children = lifeline_.use_count() - 1; children > 0) {

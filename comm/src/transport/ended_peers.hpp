@@ -15,20 +15,15 @@
 
 namespace ringfuse::transport {
 
-/// Records in `root` (the store without a prefix) that the rank at `position` of the Context
-/// whose keys start with `context_prefix` destroyed it. The prefix names the world's
-/// generation (ContextImpl), so the record never speaks for a world initialised again. Throws
-/// what the store's set throws.
-void record_context_closed(rendezvous::Store& root, const std::string& context_prefix,
-                           int position);
-
 /// Throws Error(ErrorKind::peer_failure) from `global(position)`, during `what`, when the end
 /// of one of the peers that `not_arrived` returns (positions in the group) is recorded in
-/// `store`'s root, or, given `context_prefix`, when one of them destroyed that Context
-/// (record_context_closed; positions are the Context's). One round trip of the store while no
-/// rank of the job has ended (two with a prefix); `not_arrived` is called only when one has.
+/// `store`'s root, or, given `closes_prefix`, when one of them shut its Context down in order:
+/// its transport recorded an orderly close (failure_report.hpp) under that prefix of the root
+/// (the Context's main channel, whose keys name the world's generation, so a world initialised
+/// again is not taken for one that closed). One round trip of the store while no rank of the
+/// job has ended (two with a prefix); `not_arrived` is called only when one has.
 void give_up_on_ended_peers(rendezvous::Store& store, const GlobalRanks& global, int position,
                             const std::function<std::vector<int>()>& not_arrived,
-                            std::string_view what, const std::string& context_prefix = {});
+                            std::string_view what, const std::string& closes_prefix = {});
 
 }  // namespace ringfuse::transport

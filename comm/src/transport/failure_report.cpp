@@ -20,10 +20,12 @@ std::optional<std::string> first_failure(rendezvous::Store& world,
 }
 
 std::string left_key(int rank) { return fmt::format("left/{}", rank); }
+// Set after any left_key: a rank waiting for peers needs one look while nobody left.
+constexpr const char* kAnyLeftKey = "left/any";
 
 bool peer_left(rendezvous::Store& world, int peer) {
   try {
-    return world.check({left_key(peer)});
+    return recorded_orderly_close(world, peer);
   } catch (const std::exception&) {
     return false;  // the store is gone: say what the connection alone tells
   }
@@ -33,6 +35,13 @@ bool peer_left(rendezvous::Store& world, int peer) {
 
 void record_orderly_close(rendezvous::Store& world, int rank) {
   world.set(left_key(rank), "1");
+  world.set(kAnyLeftKey, "1");
+}
+
+bool any_orderly_close(rendezvous::Store& world) { return world.check({kAnyLeftKey}); }
+
+bool recorded_orderly_close(rendezvous::Store& world, int rank) {
+  return world.check({left_key(rank)});
 }
 
 std::string describe_lost_peer(rendezvous::Store& world, int rank, const std::string& operation,

@@ -17,10 +17,16 @@ namespace ringfuse::transport {
 /// hierarchy and the world's flat transport.
 
 /// Marks `rank` as leaving in order (its transport is being destroyed, not crashing), so a peer
-/// that sees the connection close can say so. Call it before closing the connections; it
-/// talks to the store, so only while the store is believed reachable. Throws what the store
-/// throws.
+/// that sees the connection close can say so, and one waiting for it in a set-up stops
+/// (ended_peers.hpp). Call it before closing the connections; it talks to the store, so only
+/// while the store is believed reachable. Throws what the store throws.
 void record_orderly_close(rendezvous::Store& world, int rank);
+
+/// Whether any rank recorded an orderly close in `world`: one round trip.
+bool any_orderly_close(rendezvous::Store& world);
+
+/// Whether `rank` recorded an orderly close in `world`.
+bool recorded_orderly_close(rendezvous::Store& world, int rank);
 
 /// The message for `peer` lost during `operation`. When another rank already recorded a
 /// failure in `world`, it is quoted as the first one (after up to 1 s of waiting for

@@ -30,14 +30,14 @@ std::vector<std::string> gather_first_in_group(rendezvous::Store& store, const s
                                                std::string_view value, int position, int count,
                                                std::chrono::milliseconds timeout,
                                                const GlobalRanks& global, std::string_view what,
-                                               const std::string& context_prefix) {
+                                               const std::string& closes_prefix) {
   try {
     return rendezvous::gather_first(
         store, key, value, position, count, timeout,
         {.check = [&] {
           give_up_on_ended_peers(
               store, global, position, [&] { return not_published(store, key, position, count); },
-              what, context_prefix);
+              what, closes_prefix);
         }});
   } catch (const Error& e) {
     if (e.kind() != ErrorKind::timeout) throw;
@@ -63,9 +63,9 @@ std::vector<std::string> all_gather_in_group(rendezvous::Store& store, const std
                                              std::string_view value, int position, int size,
                                              std::chrono::milliseconds timeout,
                                              const GlobalRanks& global, std::string_view what,
-                                             const std::string& context_prefix) {
+                                             const std::string& closes_prefix) {
   return gather_first_in_group(store, key, value, position, size, timeout, global, what,
-                               context_prefix);
+                               closes_prefix);
 }
 
 }  // namespace ringfuse::transport

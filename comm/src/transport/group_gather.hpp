@@ -19,19 +19,19 @@ namespace ringfuse::transport {
 /// rendezvous::gather_first() over a transport's group; on a timeout, throws
 /// Error(ErrorKind::timeout) from `global(position)` naming each missing peer
 /// (GlobalRanks::name) and `what` this step is ("set-up of shared memory"). Stops waiting
-/// for a peer that ended, or that destroyed the Context whose keys start with
-/// `context_prefix` when one is given (give_up_on_ended_peers).
+/// for a peer that ended, or, given `closes_prefix`, that shut its Context down in order
+/// (give_up_on_ended_peers).
 std::vector<std::string> gather_first_in_group(rendezvous::Store& store, const std::string& key,
                                                std::string_view value, int position, int count,
                                                std::chrono::milliseconds timeout,
                                                const GlobalRanks& global, std::string_view what,
-                                               const std::string& context_prefix = {});
+                                               const std::string& closes_prefix = {});
 
 /// rendezvous::all_gather() over a transport's group of `size`, as above.
 std::vector<std::string> all_gather_in_group(rendezvous::Store& store, const std::string& key,
                                              std::string_view value, int position, int size,
                                              std::chrono::milliseconds timeout,
                                              const GlobalRanks& global, std::string_view what,
-                                             const std::string& context_prefix = {});
+                                             const std::string& closes_prefix = {});
 
 }  // namespace ringfuse::transport
