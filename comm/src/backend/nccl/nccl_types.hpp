@@ -3,6 +3,7 @@
 
 #include <nccl.h>
 
+#include "core/combine.hpp"
 #include "ringfuse/types.hpp"
 
 namespace ringfuse::nccl {
@@ -35,13 +36,12 @@ inline bool can_reduce(DataType type, ReduceOp op) {
 }
 
 /// NCCL's operator for `op` on `type`. bool travels as ncclUint8, where max is logical or and
-/// min logical and (a nonzero byte is true), so sum/max map to ncclMax and min/prod to ncclMin;
-/// from 0/1 inputs (torch's bools) the results are 0 or 1, as on the host.
-/// The average of bools is not defined (ringfuse::is_defined); callers refuse it first.
+/// min logical and (a nonzero byte is true), so the logical ands (core::is_logical_and: min,
+/// prod) map to ncclMin and the ors (sum, max) to ncclMax; from 0/1 inputs (torch's bools) the
+/// results are 0 or 1, as on the host. The average of bools is not defined
+/// (ringfuse::is_defined); callers refuse it first.
 inline ncclRedOp_t reduce_op(ReduceOp op, DataType type) {
-  if (type == DataType::boolean) {
-    return op == ReduceOp::min || op == ReduceOp::prod ? ncclMin : ncclMax;
-  }
+  if (type == DataType::boolean) return core::is_logical_and(op) ? ncclMin : ncclMax;
   switch (op) {
     case ReduceOp::sum: return ncclSum;
     case ReduceOp::avg: return ncclAvg;  // NCCL >= 2.10
