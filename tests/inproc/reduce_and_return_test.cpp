@@ -1,6 +1,7 @@
 // Transport::reduce_and_return, the pipelined last halving / first doubling step (all of the
-// all-reduce at N = 2): over TCP it interleaves unreduced and reduced pieces on one connection
-// (transport/tcp_return_schedule.hpp), 64 KiB to 256 KiB each by the size of the exchange.
+// all-reduce at N = 2): over TCP and shared memory it interleaves unreduced and reduced pieces
+// on one connection or ring (transport/return_schedule.hpp), 64 KiB to 256 KiB each by the size
+// of the exchange.
 // The schedule and the piece size are checked alone, then every dtype and operator goes
 // through ring and rhd at N = 2..4 on buffers of several pieces per half, with odd counts
 // (halves one element apart, short last pieces) on both sides of each size where the piece
@@ -13,7 +14,7 @@
 #include <vector>
 
 #include "allreduce_check.hpp"
-#include "transport/tcp_return_schedule.hpp"
+#include "transport/return_schedule.hpp"
 
 namespace ringfuse::inproc {
 namespace {
@@ -120,11 +121,12 @@ std::vector<PipelineCase> pipeline_cases() {
   std::vector<PipelineCase> list;
   // Ring pairs its ranks only at N = 2; rhd's innermost step pairs them at every N (after
   // the fold at N = 3, after a halving step at N = 4).
-  list.push_back({Algorithm::ring, {2, TransportKind::tcp}});
-  for (int size : {2, 3, 4}) list.push_back({Algorithm::rhd, {size, TransportKind::tcp}});
-  // The paths that run the halves one after the other: several connections, shared memory.
+  for (TransportKind kind : {TransportKind::tcp, TransportKind::shm}) {
+    list.push_back({Algorithm::ring, {2, kind}});
+    for (int size : {2, 3, 4}) list.push_back({Algorithm::rhd, {size, kind}});
+  }
+  // The path that runs the halves one after the other: several connections per peer.
   list.push_back({Algorithm::ring, {2, TransportKind::tcp, 2}});
-  list.push_back({Algorithm::ring, {2, TransportKind::shm}});
   return list;
 }
 

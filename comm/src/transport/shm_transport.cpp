@@ -27,6 +27,7 @@
 #include "ringfuse/error.hpp"
 #include "transport/full_mesh.hpp"
 #include "transport/group_gather.hpp"
+#include "transport/return_schedule.hpp"
 #include "transport/shared_memory_proof.hpp"
 #include "transport/shm_capacity.hpp"
 #include "transport/shm_placement.hpp"
@@ -75,6 +76,14 @@ constexpr WaitPolicy kOversubscribedLargeSleep{0, 8, std::chrono::microseconds{0
 // fused scalar step stayed at 17-24 us in 3 of 10 runs (100 us: 10.0-13.7 in 12 of 12;
 // perf/RESULTS.md, issue 18).
 constexpr auto kMoveInterval = 100us;
+// Unreduced pieces sent before the first reduced one in reduce_and_return (return_schedule.hpp).
+// With one, as over TCP, each reduced piece waits for a round trip, and a rank whose core is
+// shared with a busy thread gives that thread a time slice at each wait (its yields): beside a
+// busy thread per core, N = 2, a 16 MiB all-reduce took 120 ms against 12-14 ms for the two
+// halves one after the other. Two pieces ahead took 6.4-6.8 ms there and 3 was alike, 4 (the
+// whole ring) 18 ms. Without the busy threads two ahead took 6-17 % less time than the halves
+// one after the other from 4 MiB to 64 MiB (perf/RESULTS.md, fifteenth session).
+constexpr std::size_t kReturnLookahead = 2;
 constexpr auto kSleepSlice = 1000us;
 constexpr auto kLivenessInterval = 1ms;
 
@@ -568,6 +577,14 @@ template <class Produce, class Consume>
 void ShmTransport::exchange(int send_peer, std::size_t send_bytes, Produce&& produce,
                             int recv_peer, std::size_t recv_bytes, std::size_t granule,
                             Consume&& consume) {
+  exchange(send_peer, send_bytes, std::forward<Produce>(produce), recv_peer, recv_bytes, granule,
+           std::forward<Consume>(consume), [] { return true; });
+}
+
+template <class Produce, class Consume, class CanProduce>
+void ShmTransport::exchange(int send_peer, std::size_t send_bytes, Produce&& produce,
+                            int recv_peer, std::size_t recv_bytes, std::size_t granule,
+                            Consume&& consume, CanProduce&& can_produce) {
   check_exchange(rank_, size_, options_.mesh.global_ranks, operation_, aborted_, send_peer,
                  recv_peer);
   if (send_peer == kNoPeer) send_bytes = 0;
@@ -586,7 +603,7 @@ void ShmTransport::exchange(int send_peer, std::size_t send_bytes, Produce&& pro
   int waiting_for[2] = {kNoPeer, kNoPeer};
 
   const auto ready = [&] {
-    return (sent < send_bytes && writer->has_space()) ||
+    return (sent < send_bytes && can_produce() && writer->has_space()) ||
            (received < recv_bytes && reader->has_data(std::min(granule, recv_bytes - received)));
   };
   while (sent < send_bytes || received < recv_bytes) {
@@ -668,6 +685,80 @@ void ShmTransport::send_recv_reduce(int send_peer, const void* send_buf, std::si
              if (count > 0) reduce::reduce_into(out + offset, piece.data(), count, type, op);
              return count * element_bytes;
            });
+}
+
+void ShmTransport::reduce_and_return(int peer, std::byte* give, std::size_t give_count,
+                                     std::byte* keep, std::size_t keep_count, DataType type,
+                                     ReduceOp op, const Staging& staging,
+                                     const Finish& finish) {
+  if (peer == kNoPeer) {
+    Transport::reduce_and_return(peer, give, give_count, keep, keep_count, type, op, staging,
+                                 finish);
+    return;
+  }
+  const std::size_t element_bytes = element_size(type);
+  const std::size_t give_bytes = give_count * element_bytes;
+  const std::size_t keep_bytes = keep_count * element_bytes;
+  // A quarter of the ring at most, so that the pieces ahead leave room for a reduced one.
+  const std::size_t piece =
+      std::min(return_piece_bytes(give_bytes + keep_bytes), options_.ring_bytes / 4);
+  const auto outgoing = return_schedule(give_bytes, keep_bytes, piece, kReturnLookahead);
+  // The peer's schedule: its `give` is our `keep`.
+  const auto incoming = return_schedule(keep_bytes, give_bytes, piece, kReturnLookahead);
+  std::size_t send_index = 0;  // outgoing segment in progress, and its bytes already written
+  std::size_t sent = 0;
+  std::size_t recv_index = 0;  // incoming segment in progress, and its bytes already taken
+  std::size_t received = 0;
+  std::size_t finished = 0;  // pieces of `keep` reduced and finished: these may go back
+  const auto can_send = [&] {
+    return send_index < outgoing.size() &&
+           (outgoing[send_index].kind == ReturnSegment::give ||
+            outgoing[send_index].index < finished);
+  };
+  exchange(
+      peer, give_bytes + keep_bytes,
+      [&](shm::RingWriter& writer, std::size_t max) {
+        std::size_t written = 0;
+        while (written < max && can_send()) {
+          const ReturnSegment& segment = outgoing[send_index];
+          const std::byte* from =
+              (segment.kind == ReturnSegment::give ? give : keep) + segment.offset + sent;
+          const std::size_t n = writer.write(from, std::min(max - written, segment.bytes - sent));
+          if (n == 0) break;
+          written += n;
+          sent += n;
+          if (sent == segment.bytes) {
+            ++send_index;
+            sent = 0;
+          }
+        }
+        return written;
+      },
+      peer, keep_bytes + give_bytes, element_bytes,
+      [&](std::span<const std::byte> bytes, std::size_t) {
+        const ReturnSegment& segment = incoming[recv_index];
+        std::size_t used = std::min(bytes.size(), segment.bytes - received);
+        if (segment.kind == ReturnSegment::give) {
+          // The peer's unreduced piece of our `keep`: reduced straight out of the ring.
+          const std::size_t count = used / element_bytes;
+          reduce::reduce_into(keep + segment.offset + received, bytes.data(), count, type, op);
+          used = count * element_bytes;
+        } else {
+          // Its finished piece of our `give`: straight into place.
+          std::memcpy(give + segment.offset + received, bytes.data(), used);
+        }
+        received += used;
+        if (received == segment.bytes) {
+          if (segment.kind == ReturnSegment::give) {
+            if (finish) finish(keep + segment.offset, segment.bytes / element_bytes);
+            ++finished;
+          }
+          ++recv_index;
+          received = 0;
+        }
+        return used;
+      },
+      can_send);
 }
 
 void ShmTransport::send_recv_pieces(int send_peer, Pieces send, int recv_peer, Pieces recv,

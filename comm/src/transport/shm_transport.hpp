@@ -98,6 +98,11 @@ class ShmTransport final : public Transport {
   void send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes,
                         int recv_peer, void* dst, std::size_t recv_count, DataType type,
                         ReduceOp op, const Staging& staging) override;
+  /// Both halves interleaved on the one ring to `peer` (return_schedule.hpp), as over TCP:
+  /// each reduced piece is copied back while it is still in cache.
+  void reduce_and_return(int peer, std::byte* give, std::size_t give_count, std::byte* keep,
+                         std::size_t keep_count, DataType type, ReduceOp op,
+                         const Staging& staging, const Finish& finish) override;
   bool copies_pieces() const override { return true; }
   /// Copies each piece straight into the ring and what arrives straight into the pieces.
   void send_recv_pieces(int send_peer, Pieces send, int recv_peer, Pieces recv,
@@ -154,6 +159,12 @@ class ShmTransport final : public Transport {
   template <class Produce, class Consume>
   void exchange(int send_peer, std::size_t send_bytes, Produce&& produce, int recv_peer,
                 std::size_t recv_bytes, std::size_t granule, Consume&& consume);
+  /// The same, when what is sent may wait for what is received: `can_produce()` says whether
+  /// `produce` could write now, so that a rank with nothing to write waits instead of polling.
+  template <class Produce, class Consume, class CanProduce>
+  void exchange(int send_peer, std::size_t send_bytes, Produce&& produce, int recv_peer,
+                std::size_t recv_bytes, std::size_t granule, Consume&& consume,
+                CanProduce&& can_produce);
   /// Non-blocking: fails naming `peer` if its liveness connection reports EOF or an error.
   void check_alive(int peer);
   [[noreturn]] void fail(int peer, std::string what, bool peer_closed);

@@ -86,7 +86,7 @@ class TcpMesh final : public Transport {
   void send_recv_reduce(int send_peer, const void* send_buf, std::size_t send_bytes,
                         int recv_peer, void* dst, std::size_t recv_count, DataType type,
                         ReduceOp op, const Staging& staging) override;
-  /// Interleaves both halves on the one connection to `peer` (tcp_return_schedule.hpp):
+  /// Interleaves both halves on the one connection to `peer` (return_schedule.hpp):
   /// each piece of `keep` goes back as soon as it is reduced and finished, from cache, and
   /// the peer's finished pieces land straight in `give`. With several connections per peer it
   /// runs the halves one after the other, in pieces, as the base class does.

@@ -1,5 +1,5 @@
 // TcpMesh::reduce_and_return: the innermost halving-doubling step (all of an all-reduce at
-// N = 2) as one exchange on one connection, in the order tcp_return_schedule.hpp fixes.
+// N = 2) as one exchange on one connection, in the order return_schedule.hpp fixes.
 #include <poll.h>
 #include <sys/socket.h>
 #include <sys/uio.h>
@@ -16,7 +16,7 @@
 #include "reduce/reduce.hpp"
 #include "transport/failure_report.hpp"
 #include "transport/tcp_mesh.hpp"
-#include "transport/tcp_return_schedule.hpp"
+#include "transport/return_schedule.hpp"
 
 namespace ringfuse::transport {
 namespace {

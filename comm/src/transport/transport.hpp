@@ -75,8 +75,9 @@ class Transport {
   /// into `keep`, applies `finish` to it and sends it back, while receiving the peer's
   /// finished `give` into `give`. Both ranks call it with their halves swapped. The default
   /// runs the two halves one after the other; a transport that keeps one byte stream per peer
-  /// (TCP) interleaves them, so each reduced piece leaves while it is still in cache and the
-  /// second half needs no second round trip.
+  /// (a TCP connection, a shared-memory ring) interleaves them (return_schedule.hpp), so each
+  /// reduced piece leaves while it is still in cache and the second half needs no second
+  /// round trip.
   virtual void reduce_and_return(int peer, std::byte* give, std::size_t give_count,
                                  std::byte* keep, std::size_t keep_count, DataType type,
                                  ReduceOp op, const Staging& staging, const Finish& finish) {

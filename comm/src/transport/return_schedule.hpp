@@ -1,10 +1,10 @@
-// The order in which TcpMesh::reduce_and_return puts pieces on its one byte stream to the
-// peer: first `lookahead` pieces of `give` (the peer's half, unreduced), then one reduced piece
-// of `keep` and one more piece of `give` in turn, then whatever is left of either. Both ends
-// derive it from the two byte counts alone, so the receiver knows what every incoming byte
-// is without a header. Reduced piece j waits only for the peer's unreduced piece j, which the
-// peer's own schedule puts 2·lookahead − 1 places earlier than this one puts reduced piece j:
-// neither side can wait on the other in a circle.
+// The order in which reduce_and_return puts pieces on its one byte stream to the peer (a TCP
+// connection: TcpMesh; a ring: ShmTransport): first `lookahead` pieces of `give` (the peer's
+// half, unreduced), then one reduced piece of `keep` and one more piece of `give` in turn,
+// then whatever is left of either. Both ends derive it from the two byte counts alone, so the
+// receiver knows what every incoming byte is without a header. Reduced piece j waits only for
+// the peer's unreduced piece j, which the peer's own schedule puts 2·lookahead − 1 places
+// earlier than this one puts reduced piece j: neither side can wait on the other in a circle.
 #pragma once
 
 #include <algorithm>
