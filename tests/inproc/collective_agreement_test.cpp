@@ -111,7 +111,7 @@ TEST(CollectiveAgreement, APeerThatNeverCallsTimesOutNamingTheCollective) {
   std::promise<void> checked;
   auto peer = std::async(std::launch::async, [&] {
     auto context = init(one_host_world(1, 2, "agree-timeout"), options, store);
-    checked.get_future().wait();  // never calls the check
+    checked.get_future().wait_for(60s);  // never calls the check
   });
   auto context = init(one_host_world(0, 2, "agree-timeout"), options, store);
   const auto message = test_support::expect_error(ErrorKind::timeout, [&] {

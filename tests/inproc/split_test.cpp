@@ -24,6 +24,7 @@
 
 #include "engine/timeline.hpp"
 #include "expect_error.hpp"
+#include "meeting_point.hpp"
 #include "one_host_world.hpp"
 #include "rendezvous/memory_store.hpp"
 #include "rendezvous/rank_exits.hpp"
@@ -304,8 +305,8 @@ TEST(Split, ARankThatNeverSplitsIsNamedAndOneThatEndedIsNamedAtOnce) {
     gave_up.count_down();
   });
   auto store = std::make_shared<rendezvous::MemoryStore>();
-  std::latch joined(3);
-  std::latch recorded(3);
+  test_support::MeetingPoint joined(3, "every rank joined");
+  test_support::MeetingPoint recorded(3, "rank 2's exit recorded");
   std::vector<std::future<void>> ranks;
   for (int rank = 0; rank < 3; ++rank) {
     ranks.push_back(std::async(std::launch::async, [&, rank] {
@@ -338,8 +339,8 @@ TEST(Split, ARankThatDestroyedItsContextIsNamedAtOnceButNotInTheNextWorld) {
   options.connect_timeout = 2s;
   const std::string job = fmt::format("closed-{}", ::getpid());
   auto store = std::make_shared<rendezvous::MemoryStore>();
-  std::latch joined(3);
-  std::latch closed(3);
+  test_support::MeetingPoint joined(3, "every rank joined");
+  test_support::MeetingPoint closed(3, "rank 2's Context destroyed");
   std::vector<std::future<void>> ranks;
   for (int rank = 0; rank < 3; ++rank) {
     ranks.push_back(std::async(std::launch::async, [&, rank] {
