@@ -8,8 +8,11 @@ synthetic data (issue #21's targets: step time never worse than Gloo's, communic
     ringfuse-run -np 4 /usr/bin/python3 perf/ddp_vs_gloo.py --models cnn --steps 30
 
 The world group is on ringfuse and a group of the same ranks on gloo; each model is wrapped in
-DDP twice (same initial weights), once over each group, and the two are timed in alternating
-rounds, so that load from elsewhere falls on both alike. Communication is timed by a comm hook
+DDP twice (same initial weights), once over each group, and the two take turns, so that load
+from elsewhere falls on both alike: step by step (`--alternate step`, the default), or in
+rounds of `--steps` steps each (`--alternate round`, what this script did before the fifteenth
+session: on this project's VM the machine's speed changes within a round, which moved the step
+ratio of one run by up to 20 %). Communication is timed by a comm hook
 that does what DDP's default does (divide the bucket by the world size, all-reduce it): per
 bucket, from the hook's call to its future's completion, summed over the step ("comm_ms"), and
 the span from the first bucket's launch to the last completion ("span_ms"), and, per bucket
@@ -107,9 +110,9 @@ def after_last_launch(hook, gloo):
     return sum(max(0.0, done - launched) for done, launched in zip(hook.finished, last))
 
 
-def run(name, model, hook, batch, steps, optimizer, gloo):
+def run(name, model, hook, batch, steps, optimizer, gloo, first_step=0):
     times, comm, span, ready = [], [], [], []
-    for step in range(steps):
+    for step in range(first_step, first_step + steps):
         hook.reset()
         started = time.perf_counter()
         data, target = batch(step)
@@ -129,6 +132,8 @@ def main():
     parser.add_argument("--models", default="cnn,resnet18")
     parser.add_argument("--steps", type=int, default=10, help="timed steps per round")
     parser.add_argument("--rounds", type=int, default=3)
+    parser.add_argument("--alternate", choices=("step", "round"), default="step",
+                        help="take turns between the backends every step or every round")
     parser.add_argument("--warmup", type=int, default=3)
     parser.add_argument("--cnn-batch", type=int, default=64)
     parser.add_argument("--resnet-batch", type=int, default=8)
@@ -158,11 +163,14 @@ def main():
             optimizer = torch.optim.SGD(model.parameters(), lr=0.01, momentum=0.9)
             run(backend, model, hook, batch, args.warmup, optimizer, groups["gloo"])
             runs[backend] = (model, hook, optimizer, [], [], [], [])
-        for _ in range(args.rounds):
+        turns = [(first, args.steps) for first in range(0, args.rounds * args.steps, args.steps)]
+        if args.alternate == "step":
+            turns = [(step, 1) for step in range(args.rounds * args.steps)]
+        for first_step, steps in turns:
             for backend, (model, hook, optimizer, times, comm, span, ready) in runs.items():
                 dist.barrier()
-                t, c, s, r = run(backend, model, hook, batch, args.steps, optimizer,
-                                 groups["gloo"])
+                t, c, s, r = run(backend, model, hook, batch, steps, optimizer,
+                                 groups["gloo"], first_step)
                 times += t
                 comm += c
                 span += s
@@ -180,7 +188,8 @@ def main():
     dist.all_gather(per_rank, mine, group=groups["gloo"])
     if rank == 0:
         load = os.getloadavg()
-        print(f"# DDP, {size} ranks, {args.rounds} rounds x {args.steps} steps per backend; "
+        print(f"# DDP, {size} ranks, {args.rounds} rounds x {args.steps} steps per backend, "
+              f"taking turns every {args.alternate}; "
               f"load average {load[0]:.2f} {load[1]:.2f} {load[2]:.2f}")
         print(f"{'model':<9} {'backend':<9} {'step_ms':>9} {'comm_ms':>9} {'span_ms':>9} "
               f"{'buckets':>8} {'ready_ms':>9}")
