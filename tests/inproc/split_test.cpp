@@ -8,14 +8,12 @@
 #include <cstdio>
 #include <fstream>
 #include <functional>
-#include <latch>
 #include <future>
 #include <map>
 #include <memory>
 #include <numeric>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include <fmt/format.h>
@@ -57,19 +55,12 @@ Options test_options() {
   return options;
 }
 
-/// Runs body(context) on `size` threads, each with its own Context over one shared store;
-/// rethrows the first rank's exception (after all finished), naming the rank.
-void run_world(int size, int per_host, const Options& options,
-               const std::function<void(Context&)>& body) {
-  static std::atomic<int> runs{0};
-  const std::string job = fmt::format("split-{}-{}", ::getpid(), runs++);
-  auto store = std::make_shared<rendezvous::MemoryStore>();
+/// Runs body(rank) on `size` threads, one per rank; each rank that threw is reported as a test
+/// failure naming it, after all of them finished.
+void on_rank_threads(int size, const std::function<void(int rank)>& body) {
   std::vector<std::future<void>> ranks;
   for (int rank = 0; rank < size; ++rank) {
-    ranks.push_back(std::async(std::launch::async, [=, &body] {
-      auto context = init(world_of(rank, size, per_host, job), options, store);
-      body(*context);
-    }));
+    ranks.push_back(std::async(std::launch::async, [rank, &body] { body(rank); }));
   }
   std::vector<std::string> failures;
   for (int rank = 0; rank < size; ++rank) {
@@ -80,6 +71,18 @@ void run_world(int size, int per_host, const Options& options,
     }
   }
   for (const auto& failure : failures) ADD_FAILURE() << failure;
+}
+
+/// Runs body(context) on `size` threads, each with its own Context over one shared store.
+void run_world(int size, int per_host, const Options& options,
+               const std::function<void(Context&)>& body) {
+  static std::atomic<int> runs{0};
+  const std::string job = fmt::format("split-{}-{}", ::getpid(), runs++);
+  auto store = std::make_shared<rendezvous::MemoryStore>();
+  on_rank_threads(size, [&](int rank) {
+    auto context = init(world_of(rank, size, per_host, job), options, store);
+    body(*context);
+  });
 }
 
 /// A value only global rank `global` holds at index `i`: the reference can be computed.
@@ -291,44 +294,37 @@ TEST(Split, ARankThatNeverSplitsIsNamedAndOneThatEndedIsNamedAtOnce) {
   options.connect_timeout = 2s;
   // Rank 2 keeps its Context until the others have given up: one it destroyed is said so at
   // once (ARankThatDestroyedItsContextIsNamedAtOnceButNotInTheNextWorld).
-  std::latch gave_up(2);
+  test_support::MeetingPoint gave_up(3, "ranks 0 and 1 gave up on rank 2");
   run_world(3, 0, options, [&](Context& world) {
-    if (world.rank() == 2) {
-      for (int waited = 0; waited < 100 && !gave_up.try_wait(); ++waited) {
-        std::this_thread::sleep_for(100ms);
-      }
-      return;
+    if (world.rank() != 2) {
+      const auto waited =
+          test_support::expect_error(ErrorKind::timeout, [&] { world.split(0, 0); });
+      EXPECT_TRUE(contains(waited, "split 1 (color 0) of world: rank 2 did not arrive within 2 s"))
+          << waited;
     }
-    const auto waited = test_support::expect_error(ErrorKind::timeout, [&] { world.split(0, 0); });
-    EXPECT_TRUE(contains(waited, "split 1 (color 0) of world: rank 2 did not arrive within 2 s"))
-        << waited;
-    gave_up.count_down();
+    gave_up.arrive_and_wait();
   });
   auto store = std::make_shared<rendezvous::MemoryStore>();
   test_support::MeetingPoint joined(3, "every rank joined");
   test_support::MeetingPoint recorded(3, "rank 2's exit recorded");
-  std::vector<std::future<void>> ranks;
-  for (int rank = 0; rank < 3; ++rank) {
-    ranks.push_back(std::async(std::launch::async, [&, rank] {
-      auto context = init(world_of(rank, 3, 0, fmt::format("ended-{}", ::getpid())), options,
-                          store);
-      joined.arrive_and_wait();
-      // Rank 2 "ends" once every rank has joined: ringfuse-run records it in the store.
-      if (rank == 2) {
-        rendezvous::record_rank_exit(*store, 2, "exited with status 0");
-      }
-      recorded.arrive_and_wait();
-      if (rank == 2) return;
-      const auto started = std::chrono::steady_clock::now();
-      const auto ended =
-          test_support::expect_error(ErrorKind::peer_failure, [&] { context->split(0, 0); });
-      EXPECT_TRUE(contains(ended, "split 1 (color 0) of world: rank 2 exited with status 0 "
-                                  "before it joined"))
-          << ended;
-      EXPECT_LT(std::chrono::steady_clock::now() - started, 1900ms);
-    }));
-  }
-  for (auto& rank : ranks) rank.get();
+  on_rank_threads(3, [&](int rank) {
+    auto context = init(world_of(rank, 3, 0, fmt::format("ended-{}", ::getpid())), options,
+                        store);
+    joined.arrive_and_wait();
+    // Rank 2 "ends" once every rank has joined: ringfuse-run records it in the store.
+    if (rank == 2) {
+      rendezvous::record_rank_exit(*store, 2, "exited with status 0");
+    }
+    recorded.arrive_and_wait();
+    if (rank == 2) return;
+    const auto started = std::chrono::steady_clock::now();
+    const auto ended =
+        test_support::expect_error(ErrorKind::peer_failure, [&] { context->split(0, 0); });
+    EXPECT_TRUE(contains(ended, "split 1 (color 0) of world: rank 2 exited with status 0 "
+                                "before it joined"))
+        << ended;
+    EXPECT_LT(std::chrono::steady_clock::now() - started, 1900ms);
+  });
 }
 
 // hvd.shutdown() in a program that goes on: the others' split (or add_process_set) stops at
@@ -341,37 +337,33 @@ TEST(Split, ARankThatDestroyedItsContextIsNamedAtOnceButNotInTheNextWorld) {
   auto store = std::make_shared<rendezvous::MemoryStore>();
   test_support::MeetingPoint joined(3, "every rank joined");
   test_support::MeetingPoint closed(3, "rank 2's Context destroyed");
-  std::vector<std::future<void>> ranks;
-  for (int rank = 0; rank < 3; ++rank) {
-    ranks.push_back(std::async(std::launch::async, [&, rank] {
-      auto context = init(world_of(rank, 3, 0, job), options, store);
-      joined.arrive_and_wait();
-      if (rank == 2) context.reset();
-      closed.arrive_and_wait();
-      if (context) {
-        const auto started = std::chrono::steady_clock::now();
-        const auto refused =
-            test_support::expect_error(ErrorKind::peer_failure, [&] { context->split(0, 0); });
-        EXPECT_TRUE(contains(refused, "split 1 (color 0) of world: rank 2 shut Ringfuse down "
-                                      "(destroyed its Context"))
-            << refused;
-        EXPECT_TRUE(contains(refused, "so it will never arrive. Every rank must make the same "
-                                      "splits"))
-            << refused;
-        EXPECT_LT(std::chrono::steady_clock::now() - started, 1900ms);
-        context.reset();
-      }
-      auto again = init(world_of(rank, 3, 0, job), options, store);
-      auto child = again->split(rank == 2 ? kUndefinedColor : 0, 0);
-      ASSERT_EQ(child == nullptr, rank == 2);
-      if (child) {
-        double value = rank + 1;
-        child->allreduce(&value, 1, DataType::f64, ReduceOp::sum);
-        EXPECT_EQ(value, 3.0);
-      }
-    }));
-  }
-  for (auto& rank : ranks) rank.get();
+  on_rank_threads(3, [&](int rank) {
+    auto context = init(world_of(rank, 3, 0, job), options, store);
+    joined.arrive_and_wait();
+    if (rank == 2) context.reset();
+    closed.arrive_and_wait();
+    if (context) {
+      const auto started = std::chrono::steady_clock::now();
+      const auto refused =
+          test_support::expect_error(ErrorKind::peer_failure, [&] { context->split(0, 0); });
+      EXPECT_TRUE(contains(refused, "split 1 (color 0) of world: rank 2 shut Ringfuse down "
+                                    "(destroyed its Context"))
+          << refused;
+      EXPECT_TRUE(contains(refused, "so it will never arrive. Every rank must make the same "
+                                    "splits"))
+          << refused;
+      EXPECT_LT(std::chrono::steady_clock::now() - started, 1900ms);
+      context.reset();
+    }
+    auto again = init(world_of(rank, 3, 0, job), options, store);
+    auto child = again->split(rank == 2 ? kUndefinedColor : 0, 0);
+    ASSERT_EQ(child == nullptr, rank == 2);
+    if (child) {
+      double value = rank + 1;
+      child->allreduce(&value, 1, DataType::f64, ReduceOp::sum);
+      EXPECT_EQ(value, 3.0);
+    }
+  });
 }
 
 TEST(Subgroup, ReorderedRanksAreTheChildsOrder) {
