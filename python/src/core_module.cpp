@@ -142,12 +142,7 @@ void wait_for(const rf::Work& work, double timeout_s) {
     bool finished = false;
     {
       py::gil_scoped_release no_gil;
-      try {
-        work.wait(100ms);
-        finished = true;
-      } catch (const rf::Error&) {
-        if (work.test()) throw;  // the collective's own error
-      }
+      finished = work.wait_for(100ms);  // throws the collective's own error
     }
     if (finished) return;
     if (PyErr_CheckSignals() != 0) throw py::error_already_set();

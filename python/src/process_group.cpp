@@ -1041,10 +1041,7 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     // The worker waits for this collective before it takes the next: negotiate it now rather
     // than after the engine's quiet timer (about a millisecond per collective otherwise).
     engine().flush();
-    try {
-      work.wait(timeout_);
-    } catch (const Error& failure) {
-      if (failure.kind() != ErrorKind::timeout || work.test()) throw;
+    if (!work.wait_for(timeout_)) {  // throws the collective's own error
       std::vector<c10::Storage> storages;
       for (const auto& buffer : buffers) storages.push_back(buffer.storage());
       work.on_complete([keep = std::move(storages)](const Error*) {});

@@ -40,10 +40,13 @@ class TransferWork final : public ::c10d::Work {
     // kNoTimeout still has a deadline: the engine fails a transfer that makes no progress for
     // the group's timeout, so twice that is never reached by a live one.
     const auto limit = timeout == ::kNoTimeout ? default_timeout_ * 2 : timeout;
+    bool finished = false;
     try {
-      transfer_.wait(limit);
+      finished = transfer_.wait_for(limit);
     } catch (const Error& failure) {
-      if (transfer_.test()) throw in_group(failure);  // the transfer's own failure
+      throw in_group(failure);  // the transfer's own failure
+    }
+    if (!finished) {
       throw core::error_at(ErrorKind::timeout, rank_, peer_,
                            "{}: not finished after {} ms (Work.wait timeout); the peer may not "
                            "have posted the matching {} yet",

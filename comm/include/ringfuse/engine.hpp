@@ -92,6 +92,10 @@ class Work {
   /// Blocks until the collective finishes; throws its ringfuse::Error if it failed, or an
   /// Error of kind timeout when `timeout` passes first (the collective keeps running).
   void wait(std::chrono::milliseconds timeout = std::chrono::minutes(10)) const;
+  /// The same, but says a timeout by returning false instead of throwing, so that a caller
+  /// waiting in slices cannot take a slice that ran out as the collective finished for the
+  /// collective's own error. True once it finished; throws its error if it failed.
+  bool wait_for(std::chrono::milliseconds timeout) const;
   /// Runs `callback` once the collective finished (at once, on this thread, if it already
   /// has; else on the engine thread): nullptr for success, else the error.
   void on_complete(std::function<void(const Error*)> callback) const;

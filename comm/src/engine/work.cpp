@@ -72,25 +72,31 @@ bool Work::test() const {
   return state_->is_done();
 }
 
-void Work::wait(std::chrono::milliseconds timeout) const {
+bool Work::wait_for(std::chrono::milliseconds timeout) const {
   if (!state_) throw no_state();
-  if (test()) {  // nothing changes a finished state: its error can be read without the mutex
-    if (state_->error) throw *state_->error;
-    return;
+  if (!test()) {
+    const auto spin = std::min<std::chrono::microseconds>(kSpinBeforeSleep, timeout);
+    for (const auto spin_until = std::chrono::steady_clock::now() + spin;
+         !test() && std::chrono::steady_clock::now() < spin_until;) {
+      ::sched_yield();
+    }
+    std::unique_lock lock(state_->mutex);
+    state_->watch();  // the completion wakes this thread (the predicate checks done first)
+    if (!state_->done_cv.wait_for(lock, timeout, [&] { return state_->is_done(); })) {
+      return false;
+    }
   }
-  const auto spin = std::min<std::chrono::microseconds>(kSpinBeforeSleep, timeout);
-  for (const auto spin_until = std::chrono::steady_clock::now() + spin;
-       !test() && std::chrono::steady_clock::now() < spin_until;) {
-    ::sched_yield();
-  }
-  std::unique_lock lock(state_->mutex);
-  state_->watch();  // the completion wakes this thread (the predicate checks done first)
-  if (!state_->done_cv.wait_for(lock, timeout, [&] { return state_->is_done(); })) {
+  // Nothing changes a finished state: its error can be read without the mutex.
+  if (state_->error) throw *state_->error;
+  return true;
+}
+
+void Work::wait(std::chrono::milliseconds timeout) const {
+  if (!wait_for(timeout)) {
     throw Error(ErrorKind::timeout,
                 fmt::format("Work::wait: the collective did not finish within {} ms",
                             timeout.count()));
   }
-  if (state_->error) throw *state_->error;
 }
 
 void Work::on_complete(std::function<void(const Error*)> callback) const {
