@@ -10,7 +10,7 @@ __version__ = "0.1.0"
 
 import os as _os
 
-# A Python rank trains: torch's compute threads share its cores with the all-reduce. When a
-# host's ranks outnumber its CPUs, a rank waiting in a large shared-memory exchange then sleeps
-# at once instead of yielding the core to those threads for a time slice (README, tunables).
+# A Python rank trains: torch's compute threads share its cores with the all-reduce. A rank
+# waiting in a large shared-memory exchange then sleeps at once instead of yielding the core
+# to those threads for a time slice (README, tunables).
 _os.environ.setdefault("RINGFUSE_SHM_LARGE_WAIT", "sleep")

@@ -90,9 +90,9 @@ struct Options {
   /// RINGFUSE_SOCKETS_PER_PEER: TCP connections between each pair of ranks (1..16); large
   /// messages are striped across them, for networks that cap each TCP flow below the link.
   int sockets_per_peer = 1;
-  /// RINGFUSE_SHM_LARGE_WAIT=sleep: when this host's ranks outnumber its CPUs, a rank waiting
-  /// in a shared-memory exchange of 256 KiB or more sleeps at once instead of yielding first
-  /// (for training, where a yield hands the core to compute threads for a time slice).
+  /// RINGFUSE_SHM_LARGE_WAIT=sleep: a rank waiting in a shared-memory exchange of 256 KiB or
+  /// more sleeps at once instead of yielding first (for training, where a yield hands the
+  /// core to compute threads for a time slice).
   bool shm_large_waits_sleep = false;
   /// RINGFUSE_P2P_EAGER_BYTES: point-to-point messages of up to this many bytes are sent
   /// without waiting for their receive (while the receiver has room for them, below);

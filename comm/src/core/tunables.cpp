@@ -222,9 +222,9 @@ const std::array<Tunable, 25> kTunables{{
      },
      [](const Options& o) { return fmt::format("{}", o.sockets_per_peer); }},
     {"RINGFUSE_SHM_LARGE_WAIT", "--shm-large-wait", true, "yield|sleep",
-     "when a host's ranks outnumber its CPUs, how a rank waits in a shared-memory exchange of "
-     "256 KiB or more: yield to the other ranks first (yield), or sleep at once, leaving the "
-     "core to compute threads (sleep; the Python front-ends' default)",
+     "how a rank waits in a shared-memory exchange of 256 KiB or more: yield first (yield), "
+     "or sleep at once, leaving the core to compute threads until the peer's doorbell wakes "
+     "it (sleep; the Python front-ends' default)",
      "yield", TunableScope::context,
      [](const std::string& v, Options& o) -> Problem {
        if (v != "yield" && v != "sleep") return "yield or sleep";

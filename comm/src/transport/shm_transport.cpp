@@ -65,11 +65,19 @@ constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 // sleeping at once made ResNet-50's fused step at N = 4 1.3-1.4x slower; a yield's length did
 // not tell the two apart (perf/RESULTS.md, issue 21, 07:30). Small exchanges always yield
 // first: sleeping at once made a 4 KiB all-reduce 2-3x slower.
+// With a CPU per rank the same holds beside compute threads: in DDP at N = 2 on 2 CPUs, a
+// bucket's all-reduce runs beside backward (or DDP's copying out of the last bucket), and
+// resnet18's three buckets took 1.2-2.4, 15-18 and 8-10 ms from the last rank's launch
+// sleeping at once against 5-7, 21-25 and 9-10 yielding first (perf/RESULTS.md, issue 21,
+// sixteenth session). A rank woken by its peer's doorbell preempts the compute thread; one
+// that yields waits for the compute thread's time slice to end.
 constexpr std::size_t kNeverSleepAtOnce = std::numeric_limits<std::size_t>::max();
+constexpr std::size_t kLargeExchange = std::size_t{256} << 10;
 constexpr WaitPolicy kCpuEach{64, 1, std::chrono::microseconds{50}, kNeverSleepAtOnce};
+constexpr WaitPolicy kCpuEachLargeSleep{64, 1, std::chrono::microseconds{50}, kLargeExchange};
 constexpr WaitPolicy kOversubscribed{0, 8, std::chrono::microseconds{0}, kNeverSleepAtOnce};
 constexpr WaitPolicy kOversubscribedLargeSleep{0, 8, std::chrono::microseconds{0},
-                                               std::size_t{256} << 10};
+                                               kLargeExchange};
 // A rank whose peer keeps being put on its CPU moves at most this often: the migration
 // costs two system calls and the caches of the CPU it leaves. Once a millisecond was too
 // rare: the scheduler put unbound ranks together again within a few 10-25 us steps, and the
@@ -328,7 +336,7 @@ WaitPolicy ShmTransport::agree_wait_policy(Clock::time_point deadline) {
     return options_.mesh.large_waits_sleep ? kOversubscribedLargeSleep : kOversubscribed;
   }
   may_move_ = unbound;
-  return kCpuEach;
+  return options_.mesh.large_waits_sleep ? kCpuEachLargeSleep : kCpuEach;
 }
 
 ShmTransport::~ShmTransport() {

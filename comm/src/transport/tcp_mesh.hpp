@@ -42,8 +42,8 @@ struct MeshOptions {
   /// TcpMesh: when a rank waiting for a peer on its own host checks before it sleeps
   /// (tcp_peer_wait.hpp).
   PeerWaitMode peer_wait = PeerWaitMode::when_cpus_spare;
-  /// ShmTransport on a host whose ranks outnumber its CPUs: large exchanges sleep at once
-  /// (RINGFUSE_SHM_LARGE_WAIT=sleep; shm_transport.cpp).
+  /// ShmTransport: large exchanges sleep at once instead of yielding first, leaving the core
+  /// to compute threads (RINGFUSE_SHM_LARGE_WAIT=sleep; shm_transport.cpp).
   bool large_waits_sleep = false;
   /// For a transport over a group of the world (a hierarchy's): the global rank of each
   /// position, which errors name and the failure keys below are written under.
