@@ -18,7 +18,8 @@ bucket, from the hook's call to its future's completion, summed over the step ("
 the span from the first bucket's launch to the last completion ("span_ms"), and, per bucket
 from the moment the last rank launched it to its completion here ("ready_ms", summed): comm_ms
 without the wait for slower ranks, which on shared cores is most of it. Rank 0 prints its
-medians over the timed steps, every rank's comm_ms and ready_ms, and the load average.
+medians over the timed steps, every rank's comm_ms and ready_ms, and the load average;
+`--per-bucket` adds every rank's median ready_ms of each bucket, in launch order.
 """
 
 import argparse
@@ -79,6 +80,7 @@ class TimedAllreduce:
     def __init__(self, group):
         self.group = group
         self.size = dist.get_world_size(group)
+        self.ready_per_bucket = []  # per step (warm-up first): ready seconds of each bucket
         self.reset()
 
     def reset(self):
@@ -107,7 +109,9 @@ def after_last_launch(hook, gloo):
     everyone = [torch.empty_like(mine) for _ in range(dist.get_world_size(gloo))]
     dist.all_gather(everyone, mine, group=gloo)
     last = torch.stack(everyone).max(dim=0).values.tolist()
-    return sum(max(0.0, done - launched) for done, launched in zip(hook.finished, last))
+    per_bucket = [max(0.0, done - launched) for done, launched in zip(hook.finished, last)]
+    hook.ready_per_bucket.append(per_bucket)
+    return sum(per_bucket)
 
 
 def run(name, model, hook, batch, steps, optimizer, gloo, first_step=0):
@@ -138,6 +142,8 @@ def main():
     parser.add_argument("--cnn-batch", type=int, default=64)
     parser.add_argument("--resnet-batch", type=int, default=8)
     parser.add_argument("--image-size", type=int, default=112)
+    parser.add_argument("--per-bucket", action="store_true",
+                        help="also print each bucket's median ready_ms, every rank")
     args = parser.parse_args()
 
     torch.set_num_threads(1)  # ranks share the cores: one compute thread each, on both sides
@@ -177,6 +183,14 @@ def main():
                 ready += r
         for backend, (model, hook, optimizer, times, comm, span, ready) in runs.items():
             buckets = len(hook.durations)
+            if args.per_bucket:
+                # DDP may rebuild its buckets after the first step: only steps like the last.
+                timed = [step for step in hook.ready_per_bucket[args.warmup:]
+                         if len(step) == buckets]
+                medians = [statistics.median(step[i] for step in timed) * 1e3
+                           for i in range(buckets)]
+                print(f"rank {rank} {model_name} {backend} ready_ms per bucket: "
+                      + " / ".join(f"{m:.1f}" for m in medians), flush=True)
             rows.append((model_name, backend, statistics.median(times) * 1e3,
                          statistics.median(comm) * 1e3, statistics.median(span) * 1e3, buckets,
                          statistics.median(ready) * 1e3))

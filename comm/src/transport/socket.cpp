@@ -64,7 +64,7 @@ bool within_this_host(int fd) {
 /// A connection inside this host has no network to share, so it gets a congestion control
 /// that does not pace. A host that defaults to BBR (this Debian image and many clouds do)
 /// paces every flow at BBR's estimate of the path's rate; on loopback that estimate settled
-/// at 40-62 Gbit/s for one direction in 22 of 89 runs (against 260-520 in the
+/// at 40-62 Gbit/s for one direction in 24 of 105 runs (against 260-520 in the
 /// others), and the 1 MiB all-reduce at N = 2 then took 520-580 us instead of 250-265, with
 /// the pacing's softirqs on one rank's CPU (perf/RESULTS.md, issue 17, sixteenth session).
 /// Set before connecting or listening where the address is a loopback one, so BBR never
