@@ -36,6 +36,48 @@ void start_on_first_of(const cpu_set_t& cpus) {
   ASSERT_EQ(pthread_setaffinity_np(pthread_self(), sizeof(cpus), &cpus), 0);
 }
 
+/// What `count()` rose by over rounds of 1 MiB exchanges (large ones) with the other of two
+/// ranks: over a shared-memory transport whose large waits sleep at once
+/// (RINGFUSE_SHM_LARGE_WAIT=sleep) and one whose large waits yield first, in alternating
+/// rounds, so that load from elsewhere falls on both alike. `before_each()` runs before every
+/// exchange.
+struct SleepingAndYielding {
+  long sleeping = 0;
+  long yielding = 0;
+};
+
+template <class Count, class BeforeEach>
+SleepingAndYielding large_exchanges_both_ways(Rank& rank, int rounds, int exchanges_per_round,
+                                              Count&& count, BeforeEach&& before_each) {
+  constexpr std::size_t kFloats = std::size_t{1} << 18;
+  TransportSpec sleeping_spec{TransportKind::shm};
+  sleeping_spec.large_waits_sleep = true;
+  TransportSpec yielding_spec{TransportKind::shm};
+  auto sleeping = rank.connect(rank.rank(), 2, "sleeping", sleeping_spec);
+  auto yielding = rank.connect(rank.rank(), 2, "yielding", yielding_spec);
+  std::vector<float> out(kFloats, 1.0F);
+  std::vector<float> in(kFloats);
+  const int peer = 1 - rank.rank();
+  const std::size_t bytes = kFloats * sizeof(float);
+  const auto exchanges = [&](transport::Transport& transport) {
+    const long before = count();
+    for (int i = 0; i < exchanges_per_round; ++i) {
+      before_each();
+      transport.send_recv(peer, out.data(), bytes, peer, in.data(), bytes);
+    }
+    return count() - before;
+  };
+  exchanges(*sleeping);  // warm both
+  exchanges(*yielding);
+  SleepingAndYielding counted;
+  for (int round = 0; round < rounds; ++round) {
+    counted.sleeping += exchanges(*sleeping);
+    counted.yielding += exchanges(*yielding);
+  }
+  rank.expect(in.front() == 1.0F && in.back() == 1.0F, "exchanged");
+  return counted;
+}
+
 TEST(ShmWait, APeer25MicrosecondsLateIsNotWaitedForAsleep) {
   if (cpus_we_may_use() < 2) GTEST_SKIP() << "needs a CPU per rank (with fewer, ranks sleep)";
   constexpr int kExchanges = 400;
@@ -122,7 +164,6 @@ TEST(ShmWait, AnOversubscribedRankInALargeExchangeSleepsInsteadOfYieldingToCompu
   // from elsewhere (which preempts the compute thread in either mode) falls on both alike.
   constexpr int kRounds = 4;
   constexpr int kExchangesPerRound = 5;
-  constexpr std::size_t kFloats = std::size_t{1} << 18;  // 1 MiB: a large exchange
   std::atomic<bool> done{false};
   std::atomic<bool> compute_bound{false};
   std::atomic<long> compute_preempted{0};  // as last seen by the compute thread itself
@@ -136,37 +177,12 @@ TEST(ShmWait, AnOversubscribedRankInALargeExchangeSleepsInsteadOfYieldingToCompu
     }
   });
   while (!compute_bound) std::this_thread::yield();
-  long given_away_sleeping = 0;  // rank 0 reads the compute thread's count around each round
-  long given_away_yielding = 0;
+  SleepingAndYielding given_away;  // rank 0's reading of the compute thread's count
   run_ranks(2, [&](Rank& rank) {
     bind_this_thread_to(0);
-    TransportSpec sleeping_spec{TransportKind::shm};
-    sleeping_spec.large_waits_sleep = true;
-    TransportSpec yielding_spec{TransportKind::shm};
-    auto sleeping = rank.connect(rank.rank(), 2, "sleeping", sleeping_spec);
-    auto yielding = rank.connect(rank.rank(), 2, "yielding", yielding_spec);
-    std::vector<float> out(kFloats, 1.0F);
-    std::vector<float> in(kFloats);
-    const int peer = 1 - rank.rank();
-    const std::size_t bytes = kFloats * sizeof(float);
-    const auto exchanges = [&](transport::Transport& transport) {
-      const long before = compute_preempted.load();
-      for (int i = 0; i < kExchangesPerRound; ++i) {
-        transport.send_recv(peer, out.data(), bytes, peer, in.data(), bytes);
-      }
-      return compute_preempted.load() - before;
-    };
-    exchanges(*sleeping);  // warm both
-    exchanges(*yielding);
-    for (int round = 0; round < kRounds; ++round) {
-      const long sleeping_round = exchanges(*sleeping);
-      const long yielding_round = exchanges(*yielding);
-      if (rank.rank() == 0) {
-        given_away_sleeping += sleeping_round;
-        given_away_yielding += yielding_round;
-      }
-    }
-    rank.expect(in.front() == 1.0F && in.back() == 1.0F, "exchanged");
+    const auto counted = large_exchanges_both_ways(
+        rank, kRounds, kExchangesPerRound, [&] { return compute_preempted.load(); }, [] {});
+    if (rank.rank() == 0) given_away = counted;
   });
   done = true;
   compute.join();
@@ -174,10 +190,10 @@ TEST(ShmWait, AnOversubscribedRankInALargeExchangeSleepsInsteadOfYieldingToCompu
   // times sleeping. Load from elsewhere adds about as much to both, so the difference is what
   // is checked.
   constexpr int kExchanges = kRounds * kExchangesPerRound;
-  EXPECT_LT(given_away_sleeping + 2 * kExchanges, given_away_yielding) << fmt::format(
+  EXPECT_LT(given_away.sleeping + 2 * kExchanges, given_away.yielding) << fmt::format(
       "in {} exchanges of 1 MiB each way, the ranks gave the CPU to a busy thread {} times "
       "when they slept while waiting and {} times when they yielded",
-      kExchanges, given_away_sleeping, given_away_yielding);
+      kExchanges, given_away.sleeping, given_away.yielding);
 }
 
 TEST(ShmWait, WithACpuPerRankALargeExchangeSleepsAtOnceWhenAskedTo) {
@@ -192,49 +208,25 @@ TEST(ShmWait, WithACpuPerRankALargeExchangeSleepsAtOnceWhenAskedTo) {
   if (cpus_we_may_use() < 2) GTEST_SKIP() << "needs a CPU per rank (with fewer, ranks sleep)";
   constexpr int kRounds = 5;
   constexpr int kExchangesPerRound = 20;
-  constexpr std::size_t kFloats = std::size_t{1} << 18;  // 1 MiB: a large exchange
-  std::atomic<long> slept_sleeping{0};
-  std::atomic<long> slept_yielding{0};
+  SleepingAndYielding slept;  // rank 0's voluntary context switches
   run_ranks(2, [&](Rank& rank) {
     bind_this_thread_to(rank.rank());
-    TransportSpec sleeping_spec{TransportKind::shm};
-    sleeping_spec.large_waits_sleep = true;
-    TransportSpec yielding_spec{TransportKind::shm};
-    auto sleeping = rank.connect(rank.rank(), 2, "sleeping", sleeping_spec);
-    auto yielding = rank.connect(rank.rank(), 2, "yielding", yielding_spec);
-    std::vector<float> out(kFloats, 1.0F);
-    std::vector<float> in(kFloats);
-    const int peer = 1 - rank.rank();
-    const std::size_t bytes = kFloats * sizeof(float);
-    const auto exchanges = [&](transport::Transport& transport) {
-      const long before = voluntary_switches_of_this_thread();
-      for (int i = 0; i < kExchangesPerRound; ++i) {
-        if (rank.rank() == 1) busy_wait(std::chrono::microseconds{25});
-        transport.send_recv(peer, out.data(), bytes, peer, in.data(), bytes);
-      }
-      return voluntary_switches_of_this_thread() - before;
-    };
-    exchanges(*sleeping);  // warm both
-    exchanges(*yielding);
-    for (int round = 0; round < kRounds; ++round) {
-      const long sleeping_round = exchanges(*sleeping);
-      const long yielding_round = exchanges(*yielding);
-      if (rank.rank() == 0) {
-        slept_sleeping += sleeping_round;
-        slept_yielding += yielding_round;
-      }
-    }
-    rank.expect(in.front() == 1.0F && in.back() == 1.0F, "exchanged");
+    const auto counted = large_exchanges_both_ways(
+        rank, kRounds, kExchangesPerRound, [] { return voluntary_switches_of_this_thread(); },
+        [&] {
+          if (rank.rank() == 1) busy_wait(std::chrono::microseconds{25});
+        });
+    if (rank.rank() == 0) slept = counted;
   });
   // Not zero yielding: on a loaded machine the late rank is sometimes descheduled for longer
   // than a rank keeps checking (as in APeer25MicrosecondsLateIsNotWaitedForAsleep).
   constexpr int kExchanges = kRounds * kExchangesPerRound;
-  EXPECT_GE(slept_sleeping.load(), kExchanges) << fmt::format(
+  EXPECT_GE(slept.sleeping, kExchanges) << fmt::format(
       "asked to sleep at once, rank 0 slept {} times in {} exchanges of 1 MiB with a peer "
-      "25 us late", slept_sleeping.load(), kExchanges);
-  EXPECT_LT(slept_yielding.load(), kExchanges / 2) << fmt::format(
+      "25 us late", slept.sleeping, kExchanges);
+  EXPECT_LT(slept.yielding, kExchanges / 2) << fmt::format(
       "yielding first, rank 0 slept {} times in {} exchanges of 1 MiB with a peer 25 us late",
-      slept_yielding.load(), kExchanges);
+      slept.yielding, kExchanges);
 }
 
 }  // namespace
