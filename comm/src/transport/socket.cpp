@@ -62,15 +62,15 @@ bool within_this_host(int fd) {
 }
 
 /// A connection inside this host has no network to share, so it gets a congestion control
-/// that does not pace. A host that defaults to BBR (this Debian image and many clouds do)
-/// paces every flow at BBR's estimate of the path's rate; on loopback that estimate settled
-/// at 40-62 Gbit/s for one direction in 24 of 105 runs (against 260-520 in the
-/// others), and the 1 MiB all-reduce at N = 2 then took 520-580 us instead of 250-265, with
-/// the pacing's softirqs on one rank's CPU (perf/RESULTS.md, issue 17, sixteenth session).
-/// Set before connecting or listening where the address is a loopback one, so BBR never
-/// starts; on an established connection the kernel keeps pacing, at 1.2-2x the new
-/// control's window per round trip, which measured as fast. Best effort: cubic, else reno
-/// (built into every kernel), else whatever the socket has.
+/// that does not pace. A host that defaults to BBR (this project's machine image does) paces
+/// every flow at BBR's estimate of the path's rate; on loopback one direction's estimate
+/// settled at 40-62 Gbit/s in 24 of 105 runs (260-520 in the others), and the 1 MiB
+/// all-reduce at N = 2 then took 500-580 us instead of 240-265, with the pacing's softirqs
+/// on one rank's CPU (perf/RESULTS.md, issue 17, sixteenth session). Set before connecting
+/// or listening where the address is a loopback one, so BBR never starts; on a connection
+/// switched after it was made the kernel keeps pacing, at 1.2-2x the new control's window
+/// per round trip, which measured as fast. Best effort: cubic, else reno (built into every
+/// kernel), else whatever the socket has.
 void use_unpaced_congestion_control(int fd) {
   for (const std::string_view name : {std::string_view("cubic"), std::string_view("reno")}) {
     if (::setsockopt(fd, IPPROTO_TCP, TCP_CONGESTION, name.data(),
