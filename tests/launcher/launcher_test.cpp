@@ -563,6 +563,7 @@ TEST(Launcher, HelpListsEveryTunableWithItsVariable) {
       {"RINGFUSE_CONNECT_TIMEOUT_S", "--start-timeout"},
       {"RINGFUSE_HOST_ADDR", "--host-addr"},
       {"RINGFUSE_SOCKETS_PER_PEER", "--sockets-per-peer"},
+      {"RINGFUSE_CROSS_MEMORY_MIN", "--cross-memory-min"},
       {"RINGFUSE_P2P_EAGER_BYTES", "--p2p-eager-bytes"},
       {"RINGFUSE_P2P_UNEXPECTED_BYTES", "--p2p-unexpected-bytes"},
       {"RINGFUSE_LOG_LEVEL", "--log-level"},

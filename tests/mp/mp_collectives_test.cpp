@@ -7,6 +7,7 @@
 #include <gtest/gtest.h>
 
 #include <ostream>
+#include <regex>
 #include <string>
 #include <vector>
 
@@ -81,5 +82,31 @@ INSTANTIATE_TEST_SUITE_P(
                       Run{4, "allreduce", "shm", kLargeCount},
                       Run{2, "allreduce", "auto", kSmallCounts}),
     name);
+
+// Large all-reduces between processes through their private memory (RINGFUSE_CROSS_MEMORY_MIN,
+// on by default: process_vm_readv / _writev between the ranks), and the same through the
+// shared-memory rings with it off.
+TEST(CrossMemory, LargeAllreducesBetweenProcessesMatchTheReferenceEitherWay) {
+  constexpr int kRanks = 4;
+  for (const char* min_bytes : {"auto", "off"}) {
+    const auto result = ringfuse::testing::run_process(
+        {RINGFUSE_RUN_PATH, "-np", std::to_string(kRanks), "--", COLLECTIVE_CHECK_PATH,
+         "--collective", "allreduce", "--counts", kLargeCount},
+        {{"RINGFUSE_TIMEOUT_S", "60"}, {"RINGFUSE_TRANSPORT", "shm"},
+         {"RINGFUSE_CROSS_MEMORY_MIN", min_bytes}, {"RINGFUSE_LOG_LEVEL", "debug"}},
+        std::chrono::minutes(4));
+    ASSERT_FALSE(result.timed_out) << result.output;
+    EXPECT_EQ(result.exit_code, 0) << result.output;
+    EXPECT_EQ(result.output.find("MISMATCH"), std::string::npos) << result.output;
+    const bool on = std::string(min_bytes) == "auto";
+    for (int rank = 0; rank < kRanks; ++rank) {
+      const std::regex reached("rank " + std::to_string(rank) +
+                               ": [^\n]*cross-memory: large all-reduces read and write");
+      EXPECT_EQ(std::regex_search(result.output, reached), on)
+          << "RINGFUSE_CROSS_MEMORY_MIN=" << min_bytes << ", rank " << rank << ":\n"
+          << result.output;
+    }
+  }
+}
 
 }  // namespace

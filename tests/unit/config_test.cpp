@@ -307,6 +307,27 @@ TEST(Config, ShmLargeWaitIsYieldOrSleep) {
   }
 }
 
+// RINGFUSE_CROSS_MEMORY_MIN: auto (the default), off, or a positive number of bytes.
+TEST(Config, CrossMemoryMinIsAutoOffOrBytes) {
+  using ringfuse::Options;
+  const auto parsed = [](const char* value) {
+    return ringfuse::core::parse_options(env_of({{"RINGFUSE_CROSS_MEMORY_MIN", value}}))
+        .cross_memory_min;
+  };
+  EXPECT_EQ(Options{}.cross_memory_min, Options::kCrossMemoryAuto);
+  EXPECT_EQ(parsed("auto"), Options::kCrossMemoryAuto);
+  EXPECT_EQ(parsed("off"), Options::kCrossMemoryOff);
+  EXPECT_EQ(parsed("4M"), std::size_t{4} << 20);
+  EXPECT_EQ(parsed("300000"), 300000u);
+  for (const char* bad : {"", "0", "on", "-1", "4Q"}) {
+    const auto message = config_error({{"RINGFUSE_CROSS_MEMORY_MIN", bad}});
+    EXPECT_NE(message.find("RINGFUSE_CROSS_MEMORY_MIN"), std::string::npos)
+        << bad << ": " << message;
+    EXPECT_NE(message.find("auto, off or a number of bytes"), std::string::npos)
+        << bad << ": " << message;
+  }
+}
+
 // The table is what the parser, the start-up log and ringfuse-run --help walk: each row must
 // take back what it shows as its default, and name a flag.
 TEST(Tunables, EveryRowHasAFlagAndParsesItsOwnDefault) {

@@ -94,6 +94,14 @@ struct Options {
   /// more sleeps at once instead of yielding first (for training, where a yield hands the
   /// core to compute threads for a time slice).
   bool shm_large_waits_sleep = false;
+  /// RINGFUSE_CROSS_MEMORY_MIN: an all-reduce of at least this many bytes over shared memory
+  /// reads and writes the peers' buffers in place (process_vm_readv / process_vm_writev),
+  /// its pieces done by whichever ranks are running. kCrossMemoryAuto: 64 KiB times the
+  /// square of the number of ranks (256 KiB for 2, 1 MiB for 4); kCrossMemoryOff: never.
+  /// Where the kernel does not let the ranks reach each other's memory, never either.
+  static constexpr std::size_t kCrossMemoryAuto = 0;
+  static constexpr std::size_t kCrossMemoryOff = static_cast<std::size_t>(-1);
+  std::size_t cross_memory_min = kCrossMemoryAuto;
   /// RINGFUSE_P2P_EAGER_BYTES: point-to-point messages of up to this many bytes are sent
   /// without waiting for their receive (while the receiver has room for them, below);
   /// larger ones wait for it, then go straight into its buffer.

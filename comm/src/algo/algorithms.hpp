@@ -11,6 +11,7 @@
 #include "algo/workspace.hpp"
 #include "ringfuse/context.hpp"
 #include "ringfuse/types.hpp"
+#include "transport/peer_memory.hpp"
 #include "transport/transport.hpp"
 
 namespace ringfuse::algo {
@@ -53,6 +54,17 @@ void hierarchical_allreduce(Transport& local, Transport& cross, Workspace& works
 /// (N = 2) and less still for more ranks.
 void window_allreduce(transport::SharedWindow& window, std::size_t offset,
                       const ReduceBuffer& buffer);
+
+/// All-reduce of buffers in each rank's private memory, read and written across processes
+/// (transport::PeerMemory): the buffer is cut into pieces of 128 KiB that any rank claims; the
+/// claimer reads every rank's copy of its piece, reduces them in rank order and writes the
+/// result back to every rank. Two waits in all (every rank's buffer is open, every piece is
+/// done) instead of a ring's 2(N-1) chained steps, and a rank that is not running delays no
+/// piece but its own claims: made for ranks that share a host's CPUs with compute threads.
+void cross_memory_allreduce(transport::PeerMemory& memory, Workspace& workspace,
+                            const ReduceBuffer& buffer);
+/// How many pieces cross_memory_allreduce cuts `count` elements of `type` into.
+std::size_t cross_memory_pieces(std::size_t count, DataType type);
 
 /// Ring reduce-scatter over `blocks` of buffer.data, in place. Afterwards this rank's block
 /// wrap(rank + 1 + shift) holds the reduction (as a sum for avg: the caller divides).

@@ -19,6 +19,11 @@ namespace {
 // Below this, the window's three barriers cost more than the rings' few exchanges
 // (perf/RESULTS.md, "Fusion buffer in shared memory").
 constexpr std::size_t kWindowMinBytes = std::size_t{256} << 10;
+// RINGFUSE_CROSS_MEMORY_MIN=auto: 64 KiB x N^2. Below it the rings were as fast or faster
+// with nothing else running (a piece each for few ranks leaves the others idle, and each
+// piece costs every rank a system call): N = 2 from 256 KiB, N = 4 from 1 MiB
+// (perf/RESULTS.md, seventeenth session).
+constexpr std::size_t kCrossMemoryUnitBytes = std::size_t{64} << 10;
 
 std::byte* bytes_of(void* data) { return static_cast<std::byte*>(data); }
 const std::byte* bytes_of(const void* data) { return static_cast<const std::byte*>(data); }
@@ -66,6 +71,18 @@ bool NativeBackend::runs_in_window(const void* data, std::size_t bytes, Algorith
   return at >= window->local() && at + bytes <= window->local() + window->capacity();
 }
 
+bool NativeBackend::runs_in_peer_memory(std::size_t bytes, std::size_t count,
+                                       Algorithm algo) const {
+  if (transport_->peer_memory() == nullptr || algo != Algorithm::automatic ||
+      cross_memory_min_ == Options::kCrossMemoryOff || count < static_cast<std::size_t>(size_)) {
+    return false;
+  }
+  const auto ranks = static_cast<std::size_t>(size_);
+  return bytes >= (cross_memory_min_ == Options::kCrossMemoryAuto
+                       ? kCrossMemoryUnitBytes * ranks * ranks
+                       : cross_memory_min_);
+}
+
 Executed NativeBackend::allreduce(void* data, std::size_t count, DataType type, ReduceOp op,
                                   Algorithm algo) {
   if (algo == Algorithm::automatic) algo = default_algorithm_;
@@ -92,6 +109,14 @@ Executed NativeBackend::allreduce(void* data, std::size_t count, DataType type, 
     algo::window_allreduce(*window, static_cast<std::size_t>(bytes_of(data) - window->local()),
                            algo::ReduceBuffer{bytes_of(data), count, type, op});
     return Executed{"shared-window", bytes, std::move(label)};
+  }
+  if (runs_in_peer_memory(bytes, count, algo)) {
+    auto label = begin("allreduce {}[{}] {} (cross-memory)", to_string(type), count,
+                       to_string(op));
+    if (data == nullptr) invalid(label, "data is null");
+    algo::cross_memory_allreduce(*transport_->peer_memory(), workspace_,
+                                 algo::ReduceBuffer{bytes_of(data), count, type, op});
+    return Executed{"cross-memory", bytes, std::move(label)};
   }
   if (algo == Algorithm::automatic) algo = algo::choose_allreduce(bytes, count, size_);
   auto label =

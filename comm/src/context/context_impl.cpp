@@ -237,6 +237,7 @@ std::unique_ptr<transport::Transport> ContextImpl::transport_over(
   if (sharing.everyone) {
     transport::ShmOptions shm{mesh};
     shm.window_bytes = window_bytes;
+    shm.cross_memory = options_.cross_memory_min != Options::kCrossMemoryOff;
     shm.ring_bytes = shm_ring_bytes(mesh, rank, size, shm.ring_bytes);
     if (shm.ring_bytes > 0) {
       return std::make_unique<transport::ShmTransport>(rank, size, *store_, shm);
@@ -384,6 +385,7 @@ std::unique_ptr<backend::NativeBackend> ContextImpl::open_channel(const std::str
   auto native = std::make_unique<backend::NativeBackend>(make_transport(name, window_bytes),
                                                          options_.algorithm);
   if (auto hierarchy = make_hierarchy(name)) native->set_hierarchy(std::move(*hierarchy));
+  native->set_cross_memory_min(options_.cross_memory_min);
   return native;
 }
 

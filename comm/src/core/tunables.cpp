@@ -155,9 +155,10 @@ Problem host_address(const std::string& text, std::string& field) {
 }
 
 // The rows. Captureless lambdas: each row's parser and display sit next to its name.
-const std::array<Tunable, 25> kTunables{{
+const std::array<Tunable, 26> kTunables{{
     {"RINGFUSE_ALGO", "--algo", true, "auto|ring|tree|rhd",
-     "all-reduce algorithm (auto: tree up to 32 KiB, rhd up to 1 MiB, ring above)", "",
+     "all-reduce algorithm (auto: tree up to 32 KiB, rhd up to 1 MiB, ring above; on one "
+     "host, through the ranks' own memory from RINGFUSE_CROSS_MEMORY_MIN)", "",
      TunableScope::context,
      [](const std::string& v, Options& o) {
        return choose(v, kAlgorithms, o.algorithm, "one of auto, ring, tree, rhd");
@@ -232,6 +233,26 @@ const std::array<Tunable, 25> kTunables{{
        return std::nullopt;
      },
      [](const Options& o) { return std::string(o.shm_large_waits_sleep ? "sleep" : "yield"); }},
+    {"RINGFUSE_CROSS_MEMORY_MIN", "--cross-memory-min", true, "auto|off|BYTES",
+     "all-reduces of at least this many bytes over shared memory read and write the peers' "
+     "buffers in place (cross-memory attach), shared out among the ranks that are running "
+     "(auto: 64 KiB x ranks^2; off: always through the rings)",
+     "auto", TunableScope::context,
+     [](const std::string& v, Options& o) -> Problem {
+       if (v == "auto" || v == "off") {
+         o.cross_memory_min = v == "auto" ? Options::kCrossMemoryAuto : Options::kCrossMemoryOff;
+         return std::nullopt;
+       }
+       std::size_t parsed = 0;
+       if (bytes(v, parsed) || parsed == 0) return "auto, off or a number of bytes (K/M/G) > 0";
+       o.cross_memory_min = parsed;
+       return std::nullopt;
+     },
+     [](const Options& o) {
+       if (o.cross_memory_min == Options::kCrossMemoryAuto) return std::string("auto");
+       if (o.cross_memory_min == Options::kCrossMemoryOff) return std::string("off");
+       return show_bytes(o.cross_memory_min);
+     }},
     {"RINGFUSE_P2P_EAGER_BYTES", "--p2p-eager-bytes", true, "BYTES",
      "point-to-point: messages up to this size (K/M/G suffixes) are sent without waiting for "
      "their receive; larger ones wait for it, then go straight into its buffer",

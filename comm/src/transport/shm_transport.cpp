@@ -15,6 +15,7 @@
 #include <fstream>
 #include <limits>
 #include <new>
+#include <random>
 #include <sstream>
 #include <system_error>
 
@@ -30,6 +31,7 @@
 #include "transport/return_schedule.hpp"
 #include "transport/shared_memory_proof.hpp"
 #include "transport/shm_capacity.hpp"
+#include "transport/shm_cross_memory.hpp"
 #include "transport/shm_placement.hpp"
 #include "transport/unlink_on_signal.hpp"
 
@@ -38,9 +40,10 @@ namespace {
 
 using namespace std::chrono_literals;
 
-constexpr std::uint64_t kSegmentMagic = 0x52465348'4d000002;  // "RFSHM", layout version 2
-// The magic line, the doorbell line and the window-barrier line.
-constexpr std::size_t kHeaderBytes = 3 * shm::kLineStride;
+constexpr std::uint64_t kSegmentMagic = 0x52465348'4d000003;  // "RFSHM", layout version 3
+// The magic line, the doorbell line, the window-barrier line and the cross-memory lines
+// (shm_cross_memory.hpp).
+constexpr std::size_t kHeaderBytes = shm::kCrossMemoryEnd;
 constexpr std::size_t kWindowArrivalsOffset = 2 * shm::kLineStride;
 constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 
@@ -107,6 +110,11 @@ inline void cpu_relax() {
 #elif defined(__aarch64__)
   asm volatile("yield");
 #endif
+}
+
+std::uint64_t random_nonce() {
+  std::random_device device;
+  return (std::uint64_t{device()} << 32) | device();
 }
 
 std::size_t slot_bytes(std::size_t ring_bytes) { return sizeof(shm::RingControl) + ring_bytes; }
@@ -304,10 +312,15 @@ ShmTransport::ShmTransport(int rank, int size, rendezvous::Store& store, ShmOpti
   const auto deadline = Clock::now() + options_.mesh.connect_timeout;
   connect_liveness(deadline);
   map_segments(deadline);
-  wait_ = agree_wait_policy(deadline);
+  agree_on_host(deadline);
   spdlog::debug("rank {}: shared-memory rings to {} peers ({} KiB each)",
                 options_.mesh.global_ranks(rank_), size_ - 1,
                 ring >> 10);
+  if (cross_memory_) {
+    spdlog::debug("rank {}: {}: cross-memory: large all-reduces read and write the peers' "
+                  "buffers in place",
+                  options_.mesh.global_ranks(rank_), options_.mesh.key_prefix);
+  }
   if (window_) {
     spdlog::debug("rank {}: {}: shared window of up to {} KiB per rank",
                   options_.mesh.global_ranks(rank_),
@@ -315,7 +328,7 @@ ShmTransport::ShmTransport(int rank, int size, rendezvous::Store& store, ShmOpti
   }
 }
 
-WaitPolicy ShmTransport::agree_wait_policy(Clock::time_point deadline) {
+void ShmTransport::agree_on_host(Clock::time_point deadline) {
   // The CPUs this host's ranks may use between them: each rank's own mask may be one CPU
   // (mpirun binds), so only the union says whether the ranks outnumber the CPUs.
   cpu_set_t cpus;
@@ -326,17 +339,38 @@ WaitPolicy ShmTransport::agree_wait_policy(Clock::time_point deadline) {
     for (long cpu = 0; cpu < online && cpu < CPU_SETSIZE; ++cpu) CPU_SET(cpu, &cpus);
   }
   const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  const auto masks = all_gather_in_group(world_, "shm/cpus", encode_cpus(cpus), rank_, size_,
-                                         std::max(wait, std::chrono::milliseconds(1)),
+  // "<cpus> <1 when this rank reached every peer's memory, else 0>"
+  std::string why_not;
+  const bool reached = options_.cross_memory && CrossMemory::probe(*this, why_not);
+  const auto facts = all_gather_in_group(world_, "shm/cpus",
+                                         fmt::format("{} {}", encode_cpus(cpus), reached ? 1 : 0),
+                                         rank_, size_, std::max(wait, std::chrono::milliseconds(1)),
                                          options_.mesh.global_ranks,
                                          "set-up of shared memory (CPUs of this host)");
   const bool unbound = CPU_COUNT(&cpus) > 1;  // still this rank's own mask
-  for (const auto& mask : masks) add_cpus(mask, cpus);
+  bool everyone_reached = options_.cross_memory;
+  for (const auto& fact : facts) {
+    const auto space = fact.rfind(' ');
+    add_cpus(fact.substr(0, space), cpus);
+    everyone_reached = everyone_reached && fact.substr(space + 1) == "1";
+  }
+  if (everyone_reached) {
+    cross_memory_ = std::make_unique<CrossMemory>(*this);
+  } else if (options_.cross_memory && !reached) {
+    // Not an error: the rings carry everything, with one copy more.
+    spdlog::log(rank_ == 0 ? spdlog::level::info : spdlog::level::debug,
+                "rank {}: {}: {}, so large all-reduces copy through the shared-memory rings "
+                "(the ranks may read each other's buffers in place where the kernel lets them "
+                "ptrace each other: kernel.yama.ptrace_scope 0, or the capability SYS_PTRACE; "
+                "RINGFUSE_CROSS_MEMORY_MIN=off silences this)",
+                options_.mesh.global_ranks(rank_), options_.mesh.key_prefix, why_not);
+  }
   if (size_ > CPU_COUNT(&cpus)) {
-    return options_.mesh.large_waits_sleep ? kOversubscribedLargeSleep : kOversubscribed;
+    wait_ = options_.mesh.large_waits_sleep ? kOversubscribedLargeSleep : kOversubscribed;
+    return;
   }
   may_move_ = unbound;
-  return options_.mesh.large_waits_sleep ? kCpuEachLargeSleep : kCpuEach;
+  wait_ = options_.mesh.large_waits_sleep ? kCpuEachLargeSleep : kCpuEach;
 }
 
 ShmTransport::~ShmTransport() {
@@ -385,6 +419,10 @@ void ShmTransport::map_segments(Clock::time_point deadline) {
     new (base) SegmentHeader{kSegmentMagic, ring, static_cast<std::uint64_t>(size_)};
     new (base + shm::kLineStride) shm::Doorbell{};
     new (base + kWindowArrivalsOffset) std::atomic<std::uint64_t>{0};
+    auto* reach = new (base + shm::kCrossMemoryLineOffset) shm::CrossMemoryLine{
+        static_cast<std::uint64_t>(::getpid()), 0, random_nonce(), {0}, {0}};
+    reach->nonce_address = reinterpret_cast<std::uintptr_t>(&reach->nonce);
+    new (base + shm::kPieceCountersOffset) shm::PieceCounters{};
     for (int sender = 0; sender < size_; ++sender) {
       if (sender != rank_) new (base + kHeaderBytes + slot_of(sender, rank_) * slot_bytes(ring)) shm::RingControl{};
     }
@@ -487,6 +525,8 @@ std::atomic<std::uint64_t>& ShmTransport::window_arrivals(int owner) const {
 
 SharedWindow* ShmTransport::shared_window() { return window_.get(); }
 
+PeerMemory* ShmTransport::peer_memory() { return cross_memory_.get(); }
+
 bool ShmTransport::window_fits() const {
   // Every rank of this host grows its window in the same /dev/shm; knowing now beats a full
   // /dev/shm in the middle of training.
@@ -534,6 +574,11 @@ void ShmTransport::idle(Idle& state, std::span<const int> waiting_for, Ready&& r
   shm::sleep(doorbell(rank_), kSleepSlice, ready);
 }
 
+void ShmTransport::idle(Idle& state, std::span<const int> waiting_for,
+                        const std::function<bool()>& ready) {
+  idle<const std::function<bool()>&>(state, waiting_for, ready);
+}
+
 void ShmTransport::keep_apart_from(int peer) {
   const std::int32_t here = shm::cpu_tag_of_this_thread();
   // Written only when it changed: the line is the one peers read in every ring().
@@ -548,7 +593,9 @@ void ShmTransport::keep_apart_from(int peer) {
   }
 }
 
-void ShmTransport::window_barrier() {
+void ShmTransport::window_barrier() { arrive_and_wait(false); }
+
+void ShmTransport::arrive_and_wait(bool sleep_at_once) {
   check_exchange(rank_, size_, options_.mesh.global_ranks, operation_, aborted_, kNoPeer,
                  kNoPeer);
   const std::uint64_t epoch = ++window_epoch_;
@@ -567,6 +614,7 @@ void ShmTransport::window_barrier() {
     return true;
   };
   Idle state;
+  state.sleep_at_once = sleep_at_once;
   std::size_t missing = static_cast<std::size_t>(size_);
   for (;;) {
     window_waiting_.clear();

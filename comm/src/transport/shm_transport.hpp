@@ -8,6 +8,7 @@
 #pragma once
 
 #include <chrono>
+#include <functional>
 #include <memory>
 #include <optional>
 #include <span>
@@ -67,6 +68,9 @@ struct ShmOptions {
   /// A SharedWindow of up to this many bytes per rank (0: none). It is left out, for every
   /// rank alike, when /dev/shm has not room for every rank's window grown in full.
   std::size_t window_bytes = 0;
+  /// Offer the peers' private memory (peer_memory()) when every rank can reach every
+  /// other's through the kernel (cross_memory.hpp); left out, for every rank alike, otherwise.
+  bool cross_memory = false;
 };
 
 /// How an idle rank waits: `spins` pause-spins, then sched_yield()s between checks (at least
@@ -118,9 +122,11 @@ class ShmTransport final : public Transport {
   bool wait_readable(int peer, std::chrono::microseconds timeout) override;
   void set_operation(std::string label) override { operation_ = std::move(label); }
   SharedWindow* shared_window() override;
+  PeerMemory* peer_memory() override;
 
  private:
   class Window;
+  class CrossMemory;
   using Clock = std::chrono::steady_clock;
   /// How long this rank has been waiting without progress, for idle().
   struct Idle {
@@ -145,12 +151,17 @@ class ShmTransport final : public Transport {
   /// How many window barriers `owner` has reached (in its ring segment's header).
   std::atomic<std::uint64_t>& window_arrivals(int owner) const;
   void window_barrier();
+  /// The barrier behind window_barrier() and CrossMemory::open(): a large collective's
+  /// (`sleep_at_once`) waits as its exchanges would (WaitPolicy::sleep_from_bytes).
+  void arrive_and_wait(bool sleep_at_once);
 
   /// One round of waiting while nothing can progress: spin, yield, then sleep on this rank's
   /// doorbell until `ready()` (wait_), polling the liveness of the peers in `waiting_for`
   /// every millisecond; fails naming the first of them after the operation timeout.
   template <class Ready>
   void idle(Idle& state, std::span<const int> waiting_for, Ready&& ready);
+  /// idle() for code outside shm_transport.cpp (CrossMemory).
+  void idle(Idle& state, std::span<const int> waiting_for, const std::function<bool()>& ready);
 
   /// The one loop behind every entry point. `produce(writer, max)` writes the next at most
   /// `max` bytes to send into the ring and returns how many it wrote; `consume(piece, offset)`
@@ -169,8 +180,9 @@ class ShmTransport final : public Transport {
   void check_alive(int peer);
   [[noreturn]] void fail(int peer, std::string what, bool peer_closed);
   [[noreturn]] void fail_timeout(int stalled);
-  /// Spin only when the ranks on this host have a CPU each (shm_transport.cpp).
-  WaitPolicy agree_wait_policy(Clock::time_point deadline);
+  /// Collective: how idle ranks wait (spin only when the ranks on this host have a CPU each;
+  /// shm_transport.cpp), and whether every rank reaches every other's memory (cross_memory_).
+  void agree_on_host(Clock::time_point deadline);
   /// At the start of a wait: records this rank's CPU in its doorbell and, when `peer` last
   /// waited on the same CPU and this rank may run on others, moves this rank to another
   /// (shm_placement.hpp).
@@ -193,6 +205,7 @@ class ShmTransport final : public Transport {
   std::vector<shm::RingWriter> writers_;   // by destination rank
   std::vector<shm::RingReader> readers_;   // by source rank
   std::unique_ptr<Window> window_;         // null unless options.window_bytes asked for one
+  std::unique_ptr<CrossMemory> cross_memory_;  // null unless asked for and every rank can
   std::uint64_t window_epoch_ = 0;         // window barriers this rank has reached
   std::vector<int> window_waiting_;        // peers a window barrier still waits for
 };

@@ -12,6 +12,7 @@
 #include "reduce/reduce.hpp"
 #include "ringfuse/error.hpp"
 #include "ringfuse/types.hpp"
+#include "transport/peer_memory.hpp"
 #include "transport/pieces.hpp"
 #include "transport/shared_window.hpp"
 
@@ -140,6 +141,11 @@ class Transport {
   /// Memory every rank maps (shared memory on one host, when the transport was asked for a
   /// window), or null.
   virtual SharedWindow* shared_window() { return nullptr; }
+
+  /// The peers' private memory, read and written in place (shared memory on one host, where
+  /// the kernel lets the ranks reach each other's memory and the transport was asked to), or
+  /// null.
+  virtual PeerMemory* peer_memory() { return nullptr; }
 
   /// Waits at most `timeout` for `peer`'s next bytes without taking them: true when a
   /// receive from `peer` would progress now (data, or a closed connection that the receive
