@@ -6,6 +6,7 @@
 #include <fmt/format.h>
 
 #include "transport/cross_memory.hpp"
+#include "transport/failure_report.hpp"
 
 namespace ringfuse::transport {
 
@@ -61,6 +62,9 @@ void ShmTransport::CrossMemory::open(std::byte* data, std::size_t bytes, std::si
 }
 
 std::optional<std::size_t> ShmTransport::CrossMemory::claim() {
+  // A transport that failed meanwhile (a peer's death seen elsewhere) takes no more pieces.
+  check_exchange(rank(), size(), transport_.options_.mesh.global_ranks, transport_.operation_,
+                 transport_.aborted_, kNoPeer, kNoPeer);
   auto& claimed = counters().claimed;
   std::uint64_t next = claimed.load(std::memory_order_relaxed);
   while (next < end_) {
@@ -81,6 +85,10 @@ void ShmTransport::CrossMemory::read(int peer, std::size_t offset, std::byte* to
 
 void ShmTransport::CrossMemory::write(int peer, std::size_t offset, const std::byte* from,
                                       std::size_t bytes) {
+  // A peer that gave up on the collective (its wait failed) may already reuse its buffer.
+  if (line(peer).buffer.load(std::memory_order_acquire) != buffers_[peer]) {
+    transport_.fail(peer, "it left the all-reduce before every piece was written back", false);
+  }
   if (const int error = cross_memory::write(pids_[peer], buffers_[peer] + offset, from, bytes)) {
     copy_failed(peer, "writing to", error);
   }
@@ -97,6 +105,16 @@ void ShmTransport::CrossMemory::finish() {
 }
 
 void ShmTransport::CrossMemory::close() {
+  try {
+    wait_for_every_piece();
+  } catch (...) {
+    // Peers still holding a piece check this before writing into the buffer.
+    line(rank()).buffer.store(0, std::memory_order_release);
+    throw;
+  }
+}
+
+void ShmTransport::CrossMemory::wait_for_every_piece() {
   auto& finished = counters().finished;
   const std::function<bool()> done = [&] {
     return finished.load(std::memory_order_acquire) >= end_;

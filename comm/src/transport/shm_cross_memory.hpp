@@ -55,6 +55,7 @@ class ShmTransport::CrossMemory final : public PeerMemory {
   void close() override;
 
  private:
+  void wait_for_every_piece();
   shm::CrossMemoryLine& line(int owner) const;
   shm::PieceCounters& counters() const;
   [[noreturn]] void copy_failed(int peer, const char* direction, int error);
