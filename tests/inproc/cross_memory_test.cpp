@@ -22,7 +22,7 @@ using namespace std::chrono_literals;
 
 TransportSpec with_cross_memory() {
   TransportSpec spec{TransportKind::shm};
-  spec.cross_memory = true;
+  spec.cross_memory_min_bytes = 1;
   return spec;
 }
 
@@ -147,7 +147,23 @@ TEST(CrossMemory, TheRanksThatRunDoEveryPiece) {
   });
 }
 
-// Without ShmOptions::cross_memory the transport offers nothing (RINGFUSE_CROSS_MEMORY_MIN=off).
+// Ranks that were given different thresholds all take the largest: every rank must choose
+// the same algorithm for every size.
+TEST(CrossMemory, TheRanksAgreeOnTheLargestThreshold) {
+  run_ranks(3, [&](Rank& rank) {
+    TransportSpec spec{TransportKind::shm};
+    spec.cross_memory_min_bytes = std::size_t{1} << (20 + rank.rank());  // 1, 2, 4 MiB
+    auto transport = rank.connect(spec);
+    auto* memory = transport->peer_memory();
+    rank.expect(memory != nullptr && memory->min_bytes() == std::size_t{4} << 20,
+                fmt::format("rank {}: threshold {}", rank.rank(),
+                            memory != nullptr ? memory->min_bytes() : 0));
+    algo::barrier(*transport);
+  });
+}
+
+// With ShmOptions::cross_memory_min_bytes 0 the transport offers nothing
+// (RINGFUSE_CROSS_MEMORY_MIN=off).
 TEST(CrossMemory, NotOfferedUnlessAskedFor) {
   run_ranks(2, [&](Rank& rank) {
     auto transport = rank.connect({TransportKind::shm});

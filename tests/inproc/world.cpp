@@ -52,7 +52,7 @@ std::unique_ptr<transport::Transport> connect_transport(int rank, int size,
     transport::ShmOptions shm{mesh};
     shm.ring_bytes = kRingBytes;
     shm.window_bytes = spec.window_bytes;
-    shm.cross_memory = spec.cross_memory;
+    shm.cross_memory_min_bytes = spec.cross_memory_min_bytes;
     return std::make_unique<transport::ShmTransport>(rank, size, store, shm);
   }
   return std::make_unique<transport::TcpMesh>(rank, size, store, mesh);

@@ -24,7 +24,7 @@ struct TransportSpec {
   std::size_t window_bytes = 0;             // shm: a SharedWindow of this many bytes per rank
   int streams = 1;                          // tcp: connections per peer (RINGFUSE_SOCKETS_PER_PEER)
   bool large_waits_sleep = false;           // shm: RINGFUSE_SHM_LARGE_WAIT=sleep
-  bool cross_memory = false;                // shm: offer the peers' memory (peer_memory())
+  std::size_t cross_memory_min_bytes = 0;   // shm: offer the peers' memory from this size; 0 no
   // tcp: when a rank waiting for a peer on this host checks before it sleeps
   transport::PeerWaitMode peer_wait = transport::PeerWaitMode::when_cpus_spare;
 };

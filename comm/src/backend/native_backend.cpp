@@ -19,11 +19,6 @@ namespace {
 // Below this, the window's three barriers cost more than the rings' few exchanges
 // (perf/RESULTS.md, "Fusion buffer in shared memory").
 constexpr std::size_t kWindowMinBytes = std::size_t{256} << 10;
-// RINGFUSE_CROSS_MEMORY_MIN=auto: 64 KiB x N^2. Below it the rings were as fast or faster
-// with nothing else running (a piece each for few ranks leaves the others idle, and each
-// piece costs every rank a system call): N = 2 from 256 KiB, N = 4 from 1 MiB
-// (perf/RESULTS.md, seventeenth session).
-constexpr std::size_t kCrossMemoryUnitBytes = std::size_t{64} << 10;
 
 std::byte* bytes_of(void* data) { return static_cast<std::byte*>(data); }
 const std::byte* bytes_of(const void* data) { return static_cast<const std::byte*>(data); }
@@ -73,14 +68,10 @@ bool NativeBackend::runs_in_window(const void* data, std::size_t bytes, Algorith
 
 bool NativeBackend::runs_in_peer_memory(std::size_t bytes, std::size_t count,
                                        Algorithm algo) const {
-  if (transport_->peer_memory() == nullptr || algo != Algorithm::automatic ||
-      cross_memory_min_ == Options::kCrossMemoryOff || count < static_cast<std::size_t>(size_)) {
-    return false;
-  }
-  const auto ranks = static_cast<std::size_t>(size_);
-  return bytes >= (cross_memory_min_ == Options::kCrossMemoryAuto
-                       ? kCrossMemoryUnitBytes * ranks * ranks
-                       : cross_memory_min_);
+  const auto* memory = transport_->peer_memory();
+  // The threshold is the same on every rank (the transport agreed on it), so all pick alike.
+  return memory != nullptr && algo == Algorithm::automatic &&
+         count >= static_cast<std::size_t>(size_) && bytes >= memory->min_bytes();
 }
 
 Executed NativeBackend::allreduce(void* data, std::size_t count, DataType type, ReduceOp op,

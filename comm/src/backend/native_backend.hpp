@@ -35,10 +35,6 @@ class NativeBackend final : public Backend {
     std::size_t min_bytes = 0;
   };
   void set_hierarchy(Hierarchy hierarchy) { hierarchy_ = std::move(hierarchy); }
-  /// All-reduces of at least this many bytes, with no algorithm forced, go through the
-  /// transport's PeerMemory where it has one (algo::cross_memory_allreduce);
-  /// Options::kCrossMemoryAuto by default (RINGFUSE_CROSS_MEMORY_MIN).
-  void set_cross_memory_min(std::size_t bytes) { cross_memory_min_ = bytes; }
 
   std::string_view name() const override { return "native"; }
   std::uint64_t sequence() const override { return sequence_; }
@@ -98,7 +94,6 @@ class NativeBackend final : public Backend {
   bool runs_in_peer_memory(std::size_t bytes, std::size_t count, Algorithm algo) const;
 
   std::unique_ptr<transport::Transport> transport_;
-  std::size_t cross_memory_min_ = Options::kCrossMemoryAuto;
   std::optional<Hierarchy> hierarchy_;
   Algorithm default_algorithm_;
   algo::Workspace workspace_;

@@ -36,6 +36,21 @@
 namespace ringfuse::context {
 namespace {
 
+// RINGFUSE_CROSS_MEMORY_MIN=auto: 64 KiB x N^2. Below it the rings were as fast or faster
+// with nothing else running (a piece each for few ranks leaves the others idle, and each
+// piece costs every rank a system call): N = 2 from 256 KiB, N = 4 from 1 MiB
+// (perf/RESULTS.md, seventeenth session).
+constexpr std::size_t kCrossMemoryUnitBytes = std::size_t{64} << 10;
+
+/// ShmOptions::cross_memory_min_bytes for `option` (Options::cross_memory_min) among `size`
+/// ranks: 0 for off.
+std::size_t cross_memory_min_bytes(std::size_t option, int size) {
+  if (option == Options::kCrossMemoryOff) return 0;
+  if (option != Options::kCrossMemoryAuto) return option;
+  const auto ranks = static_cast<std::size_t>(size);
+  return kCrossMemoryUnitBytes * ranks * ranks;
+}
+
 /// MASTER_ADDR may be a name ("localhost", a pod's DNS name); the store and mesh speak IPv4.
 std::string store_ipv4(const std::string& host, int rank) {
   const auto resolution = core::resolve_ipv4(host);
@@ -237,7 +252,7 @@ std::unique_ptr<transport::Transport> ContextImpl::transport_over(
   if (sharing.everyone) {
     transport::ShmOptions shm{mesh};
     shm.window_bytes = window_bytes;
-    shm.cross_memory = options_.cross_memory_min != Options::kCrossMemoryOff;
+    shm.cross_memory_min_bytes = cross_memory_min_bytes(options_.cross_memory_min, size);
     shm.ring_bytes = shm_ring_bytes(mesh, rank, size, shm.ring_bytes);
     if (shm.ring_bytes > 0) {
       return std::make_unique<transport::ShmTransport>(rank, size, *store_, shm);
@@ -385,7 +400,6 @@ std::unique_ptr<backend::NativeBackend> ContextImpl::open_channel(const std::str
   auto native = std::make_unique<backend::NativeBackend>(make_transport(name, window_bytes),
                                                          options_.algorithm);
   if (auto hierarchy = make_hierarchy(name)) native->set_hierarchy(std::move(*hierarchy));
-  native->set_cross_memory_min(options_.cross_memory_min);
   return native;
 }
 

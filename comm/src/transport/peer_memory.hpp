@@ -17,6 +17,8 @@ class PeerMemory {
 
   virtual int rank() const = 0;
   virtual int size() const = 0;
+  /// All-reduces of at least this many bytes go this way: the same on every rank.
+  virtual std::size_t min_bytes() const = 0;
 
   /// Collective: makes `data` (this rank's `bytes` for the collective about to run) what
   /// read() and write() reach at this rank, and returns once every rank has done so. The

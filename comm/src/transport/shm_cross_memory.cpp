@@ -10,8 +10,9 @@
 
 namespace ringfuse::transport {
 
-ShmTransport::CrossMemory::CrossMemory(ShmTransport& transport)
+ShmTransport::CrossMemory::CrossMemory(ShmTransport& transport, std::size_t min_bytes)
     : transport_(transport),
+      min_bytes_(min_bytes),
       pids_(static_cast<std::size_t>(transport.size_)),
       buffers_(static_cast<std::size_t>(transport.size_)) {
   for (int owner = 0; owner < transport_.size_; ++owner) {

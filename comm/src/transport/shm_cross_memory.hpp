@@ -40,13 +40,14 @@ struct PieceCounters {
 
 class ShmTransport::CrossMemory final : public PeerMemory {
  public:
-  explicit CrossMemory(ShmTransport& transport);
+  CrossMemory(ShmTransport& transport, std::size_t min_bytes);
 
   /// Whether this rank can read every peer's nonce across processes; `why` says what failed.
   static bool probe(const ShmTransport& transport, std::string& why);
 
   int rank() const override { return transport_.rank_; }
   int size() const override { return transport_.size_; }
+  std::size_t min_bytes() const override { return min_bytes_; }
   void open(std::byte* data, std::size_t bytes, std::size_t pieces) override;
   std::optional<std::size_t> claim() override;
   void read(int peer, std::size_t offset, std::byte* to, std::size_t bytes) override;
@@ -61,6 +62,7 @@ class ShmTransport::CrossMemory final : public PeerMemory {
   [[noreturn]] void copy_failed(int peer, const char* direction, int error);
 
   ShmTransport& transport_;
+  std::size_t min_bytes_;
   std::vector<pid_t> pids_;              // by rank
   std::vector<std::uintptr_t> buffers_;  // by rank: the open collective's buffers
   std::uint64_t first_ = 0;              // the open collective's pieces, numbered as the

@@ -339,24 +339,39 @@ void ShmTransport::agree_on_host(Clock::time_point deadline) {
     for (long cpu = 0; cpu < online && cpu < CPU_SETSIZE; ++cpu) CPU_SET(cpu, &cpus);
   }
   const auto wait = std::chrono::duration_cast<std::chrono::milliseconds>(deadline - Clock::now());
-  // "<cpus> <1 when this rank reached every peer's memory, else 0>"
+  // "<cpus> <1 when this rank reached every peer's memory, else 0> <its cross_memory_min_bytes>"
+  const bool asked = options_.cross_memory_min_bytes > 0;
   std::string why_not;
-  const bool reached = options_.cross_memory && CrossMemory::probe(*this, why_not);
-  const auto facts = all_gather_in_group(world_, "shm/cpus",
-                                         fmt::format("{} {}", encode_cpus(cpus), reached ? 1 : 0),
-                                         rank_, size_, std::max(wait, std::chrono::milliseconds(1)),
-                                         options_.mesh.global_ranks,
-                                         "set-up of shared memory (CPUs of this host)");
+  const bool reached = asked && CrossMemory::probe(*this, why_not);
+  const auto facts = all_gather_in_group(
+      world_, "shm/cpus",
+      fmt::format("{} {} {}", encode_cpus(cpus), reached ? 1 : 0, options_.cross_memory_min_bytes),
+      rank_, size_, std::max(wait, std::chrono::milliseconds(1)), options_.mesh.global_ranks,
+      "set-up of shared memory (CPUs of this host)");
   const bool unbound = CPU_COUNT(&cpus) > 1;  // still this rank's own mask
-  bool everyone_reached = options_.cross_memory;
+  bool everyone_reached = asked;
+  std::size_t min_bytes = 0;
+  std::vector<std::size_t> every_min;
   for (const auto& fact : facts) {
-    const auto space = fact.rfind(' ');
-    add_cpus(fact.substr(0, space), cpus);
-    everyone_reached = everyone_reached && fact.substr(space + 1) == "1";
+    std::istringstream fields(fact);
+    std::string mask;
+    int rank_reached = 0;
+    std::size_t rank_min = 0;
+    fields >> mask >> rank_reached >> rank_min;
+    add_cpus(mask, cpus);
+    everyone_reached = everyone_reached && rank_reached == 1;
+    min_bytes = std::max(min_bytes, rank_min);
+    every_min.push_back(rank_min);
   }
   if (everyone_reached) {
-    cross_memory_ = std::make_unique<CrossMemory>(*this);
-  } else if (options_.cross_memory && !reached) {
+    if (rank_ == 0 && std::adjacent_find(every_min.begin(), every_min.end(),
+                                         std::not_equal_to<>()) != every_min.end()) {
+      spdlog::warn("ringfuse: {}: the ranks set different RINGFUSE_CROSS_MEMORY_MIN values "
+                   "(in bytes, by rank: {}); all use the largest, {}",
+                   options_.mesh.key_prefix, fmt::join(every_min, ", "), min_bytes);
+    }
+    cross_memory_ = std::make_unique<CrossMemory>(*this, min_bytes);
+  } else if (asked && !reached) {
     // Not an error: the rings carry everything, with one copy more.
     spdlog::log(rank_ == 0 ? spdlog::level::info : spdlog::level::debug,
                 "rank {}: {}: {}, so large all-reduces copy through the shared-memory rings "

@@ -68,9 +68,11 @@ struct ShmOptions {
   /// A SharedWindow of up to this many bytes per rank (0: none). It is left out, for every
   /// rank alike, when /dev/shm has not room for every rank's window grown in full.
   std::size_t window_bytes = 0;
-  /// Offer the peers' private memory (peer_memory()) when every rank can reach every
-  /// other's through the kernel (cross_memory.hpp); left out, for every rank alike, otherwise.
-  bool cross_memory = false;
+  /// Offer the peers' private memory (peer_memory()) for all-reduces of at least this many
+  /// bytes, when every rank can reach every other's through the kernel (cross_memory.hpp);
+  /// 0: never. Left out, for every rank alike, when one cannot; the ranks take the largest
+  /// of their values (rank 0 warns when they differ), so every rank picks alike per size.
+  std::size_t cross_memory_min_bytes = 0;
 };
 
 /// How an idle rank waits: `spins` pause-spins, then sched_yield()s between checks (at least
