@@ -6,8 +6,16 @@
 // except --victim: after --after all-reduces it stops calling them, and either returns 0 from
 // main (early-exit) or destroys its Context and stays alive for --linger-s (leave), so the
 // others' next all-reduce has a peer that left in order rather than crashed.
+#include <linux/filter.h>
+#include <linux/seccomp.h>
+#include <sys/prctl.h>
+#include <sys/syscall.h>
+
+#include <cerrno>
 #include <chrono>
 #include <cmath>
+#include <cstddef>
+#include <cstdlib>
 #include <cstring>
 #include <iostream>
 #include <memory>
@@ -411,6 +419,22 @@ int endless_allreduce(std::unique_ptr<ringfuse::Context>& ctx, std::size_t count
 
 }  // namespace
 
+/// Makes process_vm_readv / process_vm_writev fail with EPERM in this process from now on (a
+/// seccomp filter, as a restrictive container profile would), so that its Context's probe of
+/// the peers' memory fails.
+bool deny_cross_memory() {
+  sock_filter filter[] = {
+      BPF_STMT(BPF_LD | BPF_W | BPF_ABS, offsetof(seccomp_data, nr)),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_process_vm_readv, 2, 0),
+      BPF_JUMP(BPF_JMP | BPF_JEQ | BPF_K, __NR_process_vm_writev, 1, 0),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ALLOW),
+      BPF_STMT(BPF_RET | BPF_K, SECCOMP_RET_ERRNO | (EPERM & SECCOMP_RET_DATA)),
+  };
+  sock_fprog program{static_cast<unsigned short>(std::size(filter)), filter};
+  return ::prctl(PR_SET_NO_NEW_PRIVS, 1, 0, 0, 0) == 0 &&
+         ::prctl(PR_SET_SECCOMP, SECCOMP_MODE_FILTER, &program) == 0;
+}
+
 int main(int argc, char** argv) {
   CLI::App app{"Ringfuse multi-process collective check (one rank)"};
   std::string collective = "allreduce";
@@ -447,8 +471,16 @@ int main(int argc, char** argv) {
                  "check mode: run the checks on a child Context instead of the world (parity: "
                  "Context::split(rank % 2, rank))")
       ->check(CLI::IsMember({"none", "parity"}));
+  int deny_cross_memory_on = -1;
+  app.add_option("--deny-cross-memory-on", deny_cross_memory_on,
+                 "this rank (RINGFUSE_RANK) may not read or write other processes' memory");
   CLI11_PARSE(app, argc, argv);
 
+  if (const char* own = std::getenv("RINGFUSE_RANK");
+      own != nullptr && std::atoi(own) == deny_cross_memory_on && !deny_cross_memory()) {
+    std::cerr << "cannot install the seccomp filter: " << std::strerror(errno) << std::endl;
+    return 2;
+  }
   std::unique_ptr<ringfuse::Context> ctx;
   try {
     ctx = ringfuse::init();

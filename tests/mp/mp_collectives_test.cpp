@@ -109,4 +109,32 @@ TEST(CrossMemory, LargeAllreducesBetweenProcessesMatchTheReferenceEitherWay) {
   }
 }
 
+// A rank that may not reach its peers' memory (a seccomp filter denies the two calls, as a
+// restrictive container profile would): its probe fails, so every rank keeps the rings, and
+// the all-reduces still match.
+TEST(CrossMemory, WhereOneRankIsDeniedEveryRankKeepsTheRings) {
+  constexpr int kRanks = 3;
+  const auto result = ringfuse::testing::run_process(
+      {RINGFUSE_RUN_PATH, "-np", std::to_string(kRanks), "--", COLLECTIVE_CHECK_PATH,
+       "--collective", "allreduce", "--counts", kLargeCount, "--deny-cross-memory-on", "1"},
+      {{"RINGFUSE_TIMEOUT_S", "60"}, {"RINGFUSE_TRANSPORT", "shm"},
+       {"RINGFUSE_LOG_LEVEL", "debug"}},
+      std::chrono::minutes(4));
+  ASSERT_FALSE(result.timed_out) << result.output;
+  EXPECT_EQ(result.exit_code, 0) << result.output;
+  EXPECT_EQ(result.output.find("MISMATCH"), std::string::npos) << result.output;
+  EXPECT_TRUE(std::regex_search(
+      result.output, std::regex("rank 1: [^\n]*reading rank 0's memory \\(process [0-9]+\\) "
+                                "failed: Operation not permitted, so large all-reduces copy "
+                                "through the shared-memory rings")))
+      << result.output;
+  EXPECT_NE(result.output.find("rank 1 cannot reach the peers' memory (the debug log there says "
+                               "why), so large all-reduces copy through the shared-memory rings"),
+            std::string::npos)
+      << result.output;
+  EXPECT_EQ(result.output.find("cross-memory: large all-reduces read and write"),
+            std::string::npos)
+      << result.output;
+}
+
 }  // namespace

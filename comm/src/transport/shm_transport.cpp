@@ -352,6 +352,7 @@ void ShmTransport::agree_on_host(Clock::time_point deadline) {
   bool everyone_reached = asked;
   std::size_t min_bytes = 0;
   std::vector<std::size_t> every_min;
+  std::vector<int> unreached;  // global ranks that asked for it and could not
   for (const auto& fact : facts) {
     std::istringstream fields(fact);
     std::string mask;
@@ -360,6 +361,9 @@ void ShmTransport::agree_on_host(Clock::time_point deadline) {
     fields >> mask >> rank_reached >> rank_min;
     add_cpus(mask, cpus);
     everyone_reached = everyone_reached && rank_reached == 1;
+    if (rank_reached != 1 && rank_min > 0) {
+      unreached.push_back(options_.mesh.global_ranks(static_cast<int>(every_min.size())));
+    }
     min_bytes = std::max(min_bytes, rank_min);
     every_min.push_back(rank_min);
   }
@@ -379,6 +383,11 @@ void ShmTransport::agree_on_host(Clock::time_point deadline) {
                 "ptrace each other: kernel.yama.ptrace_scope 0, or the capability SYS_PTRACE; "
                 "RINGFUSE_CROSS_MEMORY_MIN=off silences this)",
                 options_.mesh.global_ranks(rank_), options_.mesh.key_prefix, why_not);
+  } else if (reached && rank_ == 0 && !unreached.empty()) {
+    spdlog::info("rank {}: {}: rank{} {} cannot reach the peers' memory (the debug log there "
+                 "says why), so large all-reduces copy through the shared-memory rings",
+                 options_.mesh.global_ranks(rank_), options_.mesh.key_prefix,
+                 unreached.size() == 1 ? "" : "s", fmt::join(unreached, ", "));
   }
   if (size_ > CPU_COUNT(&cpus)) {
     wait_ = options_.mesh.large_waits_sleep ? kOversubscribedLargeSleep : kOversubscribed;
