@@ -11,10 +11,14 @@ namespace {
 // passes through; pieces small enough that the ranks that are running share the work evenly.
 constexpr std::size_t kPieceBytes = std::size_t{128} << 10;
 
+std::size_t piece_elements(DataType type) {
+  return std::max<std::size_t>(1, kPieceBytes / element_size(type));
+}
+
 }  // namespace
 
 std::size_t cross_memory_pieces(std::size_t count, DataType type) {
-  const std::size_t piece = std::max<std::size_t>(1, kPieceBytes / element_size(type));
+  const std::size_t piece = piece_elements(type);
   return (count + piece - 1) / piece;
 }
 
@@ -23,7 +27,7 @@ void cross_memory_allreduce(transport::PeerMemory& memory, Workspace& workspace,
   const int size = memory.size();
   const int rank = memory.rank();
   const std::size_t element_bytes = element_size(buffer.type);
-  const std::size_t piece = std::max<std::size_t>(1, kPieceBytes / element_bytes);
+  const std::size_t piece = piece_elements(buffer.type);
   std::byte* scratch = workspace.get(Workspace::kReceive, 2 * piece * element_bytes);
   std::byte* landed = scratch + piece * element_bytes;
 

@@ -23,8 +23,7 @@ ShmTransport::CrossMemory::CrossMemory(ShmTransport& transport, std::size_t min_
 bool ShmTransport::CrossMemory::probe(const ShmTransport& transport, std::string& why) {
   for (int peer = 0; peer < transport.size_; ++peer) {
     if (peer == transport.rank_) continue;
-    const auto& seen = *reinterpret_cast<const shm::CrossMemoryLine*>(
-        transport.segments_[peer].data() + shm::kCrossMemoryLineOffset);
+    const auto& seen = line_of(transport, peer);
     std::uint64_t nonce = 0;
     const int error = cross_memory::read(static_cast<pid_t>(seen.pid), seen.nonce_address,
                                          &nonce, sizeof(nonce));
@@ -39,9 +38,14 @@ bool ShmTransport::CrossMemory::probe(const ShmTransport& transport, std::string
   return true;
 }
 
-shm::CrossMemoryLine& ShmTransport::CrossMemory::line(int owner) const {
-  return *reinterpret_cast<shm::CrossMemoryLine*>(transport_.segments_[owner].data() +
+shm::CrossMemoryLine& ShmTransport::CrossMemory::line_of(const ShmTransport& transport,
+                                                        int owner) {
+  return *reinterpret_cast<shm::CrossMemoryLine*>(transport.segments_[owner].data() +
                                                   shm::kCrossMemoryLineOffset);
+}
+
+shm::CrossMemoryLine& ShmTransport::CrossMemory::line(int owner) const {
+  return line_of(transport_, owner);
 }
 
 shm::PieceCounters& ShmTransport::CrossMemory::counters() const {

@@ -57,6 +57,8 @@ class ShmTransport::CrossMemory final : public PeerMemory {
 
  private:
   void wait_for_every_piece();
+  /// `owner`'s CrossMemoryLine in its segment.
+  static shm::CrossMemoryLine& line_of(const ShmTransport& transport, int owner);
   shm::CrossMemoryLine& line(int owner) const;
   shm::PieceCounters& counters() const;
   [[noreturn]] void copy_failed(int peer, const char* direction, int error);

@@ -353,8 +353,8 @@ void ShmTransport::agree_on_host(Clock::time_point deadline) {
   std::size_t min_bytes = 0;
   std::vector<std::size_t> every_min;
   std::vector<int> unreached;  // global ranks that asked for it and could not
-  for (const auto& fact : facts) {
-    std::istringstream fields(fact);
+  for (int position = 0; position < size_; ++position) {
+    std::istringstream fields(facts[position]);
     std::string mask;
     int rank_reached = 0;
     std::size_t rank_min = 0;
@@ -362,7 +362,7 @@ void ShmTransport::agree_on_host(Clock::time_point deadline) {
     add_cpus(mask, cpus);
     everyone_reached = everyone_reached && rank_reached == 1;
     if (rank_reached != 1 && rank_min > 0) {
-      unreached.push_back(options_.mesh.global_ranks(static_cast<int>(every_min.size())));
+      unreached.push_back(options_.mesh.global_ranks(position));
     }
     min_bytes = std::max(min_bytes, rank_min);
     every_min.push_back(rank_min);
