@@ -7,6 +7,7 @@
 
 #include <array>
 #include <cerrno>
+#include <csignal>
 #include <cstdint>
 #include <numeric>
 #include <vector>
@@ -17,6 +18,16 @@ namespace ringfuse::transport {
 namespace {
 
 std::uintptr_t address_of(const void* data) { return reinterpret_cast<std::uintptr_t>(data); }
+
+/// Kills and reaps the child when the test ends early (a failed ASSERT), so no child waits on.
+struct ReapChild {
+  pid_t pid;
+  ~ReapChild() {
+    if (pid <= 0) return;
+    ::kill(pid, SIGKILL);
+    ::waitpid(pid, nullptr, 0);
+  }
+};
 
 // A child process forked from this one has the same addresses: it writes a pattern into its
 // copy of `shared`, reports over a pipe, and waits to be killed.
@@ -33,6 +44,9 @@ TEST(CrossMemory, ReadsAndWritesAnotherProcess) {
     ::pause();
     ::_exit(0);
   }
+  ReapChild reap{child};
+  // Only the child holds the write end now: should it die first, the read ends at EOF.
+  ::close(ready[1]);
   char byte = 0;
   ASSERT_EQ(::read(ready[0], &byte, 1), 1);
 
@@ -59,9 +73,9 @@ TEST(CrossMemory, ReadsAndWritesAnotherProcess) {
   EXPECT_EQ(cross_memory::read(child, 8, &word, sizeof(word)), EFAULT);
   ::kill(child, SIGKILL);
   ::waitpid(child, nullptr, 0);
+  reap.pid = 0;
   EXPECT_EQ(cross_memory::read(child, address_of(theirs.data()), &word, sizeof(word)), ESRCH);
   ::close(ready[0]);
-  ::close(ready[1]);
 }
 
 }  // namespace
