@@ -2,6 +2,8 @@
 
 #include <algorithm>
 
+#include "core/thread_name.hpp"
+
 namespace ringfuse::backend {
 namespace {
 
@@ -17,7 +19,10 @@ CollectiveWatchdog::CollectiveWatchdog(std::chrono::milliseconds timeout, Expire
     : timeout_(timeout),
       tick_(std::clamp(timeout / 10, std::chrono::milliseconds(10), std::chrono::milliseconds(1000))),
       on_expired_(std::move(on_expired)),
-      thread_([this] { run(); }) {}
+      thread_([this] {
+        core::name_this_thread("rf-watchdog");
+        run();
+      }) {}
 
 CollectiveWatchdog::~CollectiveWatchdog() {
   {

@@ -12,6 +12,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "core/thread_name.hpp"
 #include "ringfuse/error.hpp"
 
 namespace ringfuse {
@@ -37,7 +38,10 @@ LauncherWatch::LauncherWatch(const std::string& host, std::uint16_t port,
                 fmt::format("rank {}: cannot watch the launcher (eventfd: {})", rank_,
                             std::strerror(errno)));
   }
-  thread_ = std::thread([this] { watch(); });
+  thread_ = std::thread([this] {
+    core::name_this_thread("rf-launch-watch");
+    watch();
+  });
 }
 
 LauncherWatch::~LauncherWatch() {

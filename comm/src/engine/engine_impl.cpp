@@ -6,6 +6,7 @@
 #include <spdlog/spdlog.h>
 
 #include "core/errors.hpp"
+#include "core/thread_name.hpp"
 #include "core/undefined_reduction.hpp"
 #include "engine/config.hpp"
 
@@ -42,7 +43,10 @@ EngineImpl::EngineImpl(EngineResources resources)
   if (rank_ == 0 && names_.label.empty()) {
     spdlog::info("ringfuse engine: {}", describe_config(config_, core::process_environment()));
   }
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    core::name_this_thread("rf-engine");
+    run();
+  });
   if (resources.p2p) p2p_ = std::make_unique<P2PWorker>(std::move(resources.p2p));
 }
 

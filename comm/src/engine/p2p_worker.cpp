@@ -3,12 +3,16 @@
 #include <fmt/format.h>
 
 #include "core/errors.hpp"
+#include "core/thread_name.hpp"
 
 namespace ringfuse::engine {
 
 P2PWorker::P2PWorker(std::unique_ptr<p2p::Messenger> messenger)
     : messenger_(std::move(messenger)), rank_(messenger_->rank()), size_(messenger_->size()) {
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    core::name_this_thread("rf-p2p");
+    run();
+  });
 }
 
 P2PWorker::~P2PWorker() {

@@ -10,6 +10,8 @@
 
 #include <spdlog/spdlog.h>
 
+#include "core/thread_name.hpp"
+
 namespace ringfuse::p2p {
 namespace {
 
@@ -34,7 +36,10 @@ Acceptor::Acceptor(const std::string& host, Identity self, std::chrono::millisec
   auto [listener, port] = transport::listen_on(host, self_.size + 8);
   listener_ = std::move(listener);
   port_ = port;
-  thread_ = std::thread([this] { run(); });
+  thread_ = std::thread([this] {
+    core::name_this_thread("rf-p2p-accept");
+    run();
+  });
 }
 
 Acceptor::~Acceptor() {

@@ -42,6 +42,7 @@
 #include <fmt/format.h>
 #include <spdlog/spdlog.h>
 
+#include "core/thread_name.hpp"
 #include "rendezvous/auth.hpp"
 #include "rendezvous/framing.hpp"
 #include "rendezvous/tcp_store.hpp"
@@ -225,6 +226,7 @@ TcpStoreServer::Impl::Impl(std::string host, std::uint16_t port, std::string sec
   accept_next();
   auth::initialise();  // before the io thread authenticates anyone (see auth.hpp)
   thread_ = std::thread([this] {
+    core::name_this_thread("rf-store");
     // Handlers never throw by construction; a failure here would be a bug, and letting it
     // escape the thread would terminate the process without a word.
     try {

@@ -6,10 +6,15 @@
 #include <fmt/format.h>
 
 #include "core/errors.hpp"
+#include "core/thread_name.hpp"
 
 namespace ringfuse::transport {
 
-MixedTransport::Sender::Sender() : thread_([this] { loop(); }) {}
+MixedTransport::Sender::Sender()
+    : thread_([this] {
+        core::name_this_thread("rf-host-send");
+        loop();
+      }) {}
 
 MixedTransport::Sender::~Sender() {
   {
