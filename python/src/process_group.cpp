@@ -54,8 +54,10 @@
 
 #include "core/environment.hpp"
 #include "core/errors.hpp"
+#include "core/thread_name.hpp"
 #include "process_group_p2p.hpp"
 #include "process_group_store.hpp"
+#include "python_thread_state.hpp"
 #include "ringfuse/context.hpp"
 #include "ringfuse/error.hpp"
 
@@ -75,12 +77,17 @@ constexpr std::size_t kInlineBytes = 64 * 1024;
 // synchronous call waits within microseconds; an async_op caller that waits later (or never:
 // a future, a poll) still sees it start without waiting, as with Gloo.
 constexpr std::chrono::microseconds kStealGrace{50};
-// Queuing a small collective wakes no one (a wake-up costs the peers a core on a small host:
-// 8-31 us instead of 4 per 4 KiB dist.all_reduce here); the worker looks at the queue this
-// often while the group was used in the last kWorkerAwake, and is woken only when it slept
-// longer (or for a large collective, or when a future is asked for).
+// In a run of small collectives, queuing one wakes no one (a wake-up costs the peers a core on
+// a small host: 8-31 us instead of 4 per 4 KiB dist.all_reduce here): the worker looks at the
+// queue this often while a small one was queued in the last kWorkerAwake, and is woken
+// otherwise (and for a large collective, or when a future is asked for). Not while the group
+// was used at all, as before: DDP queues a small collective or two per step, and a poll every
+// millisecond through a training step took a core from the ranks' compute a thousand times a
+// second: the ranks reached the CNN's bucket of perf/ddp_vs_gloo.py 0.27-0.66 ms apart (median
+// of 30 steps, nine runs) against 0.20-0.35 without the poll (N = 2; perf/RESULTS.md, issue
+// 21, eighteenth session).
 constexpr std::chrono::microseconds kWorkerPoll{1000};
-constexpr std::chrono::seconds kWorkerAwake{1};
+constexpr std::chrono::microseconds kWorkerAwake{2 * kWorkerPoll};
 
 class RingfuseWork;
 
@@ -1201,8 +1208,10 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
       }
       const auto now = std::chrono::steady_clock::now();
       queue_.push_back({work, std::move(body), small, now});
-      last_queued_ = now;
-      if (small && polling_ > 0) return work;  // a worker looks within kWorkerPoll
+      if (small) {
+        last_small_queued_ = now;
+        if (polling_ > 0) return work;  // a worker looks within kWorkerPoll
+      }
     }
     queue_cv_.notify_one();
     return work;
@@ -1300,6 +1309,11 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
     }
     if (wake) queue_cv_.notify_one();  // collectives queued behind these meanwhile
     if (settlements.empty()) return;
+    if (worker) {
+      // torch's callbacks on these futures may be Python (DDP's communication hooks are).
+      thread_local KeptThreadState python_state;
+      python_state.keep();
+    }
     for (auto& [work, future, error] : settlements) work->settle(*future, error);
     settlements.clear();  // the futures' last references may be these
     if (worker) {
@@ -1331,14 +1345,16 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   }
 
   void run_queue() {
+    core::name_this_thread("rf-c10d-lane");
     for (;;) {
       Item item;
       {
         std::unique_lock lock(queue_mutex_);
         while (!((stopping_ && queue_.empty()) || (!queue_.empty() && !lane_busy_))) {
           // One worker polls (a small collective's on_lane wakes no one then); the others,
-          // and all of them once the group was idle for kWorkerAwake, wait to be woken.
-          if (polling_ == 0 && std::chrono::steady_clock::now() - last_queued_ < kWorkerAwake) {
+          // and all of them once no small collective came for kWorkerAwake, wait to be woken.
+          if (polling_ == 0 &&
+              std::chrono::steady_clock::now() - last_small_queued_ < kWorkerAwake) {
             ++polling_;
             queue_cv_.wait_for(lock, kWorkerPoll);
             --polling_;
@@ -1415,12 +1431,13 @@ class ProcessGroupRingfuse final : public ::c10d::ProcessGroup {
   bool stopping_ = false;
   bool lane_busy_ = false;  // a collective runs (in a waiter or the worker): later ones queue
   std::exception_ptr failed_;
-  // What a small collective's Work calls to run it in the waiting thread.
-  std::chrono::steady_clock::time_point last_queued_;  // the worker polls for a while after
+  // A worker polls for kWorkerAwake after a small collective was queued.
+  std::chrono::steady_clock::time_point last_small_queued_;
   // Workers that look at the queue soon on their own: one every kWorkerPoll, and one leaving
   // a small collective to its waiter for kStealGrace.
   int polling_ = 0;
   std::size_t settling_ = 0;  // workers running torch's callbacks of a finished collective
+  // What a small collective's Work calls to run it in the waiting thread.
   std::shared_ptr<LaneAccess> lane_access_ = std::make_shared<LaneAccess>(
       [this](RingfuseWork* work) { run_up_to(work); }, [this] { queue_cv_.notify_one(); });
   // Last: started once everything they use exists. The first in the constructor; another

@@ -7,6 +7,7 @@ group bootstraps from a file:// store named after the job, as any init_method wo
 
 import datetime
 import os
+import threading
 import time
 
 import pytest
@@ -84,6 +85,37 @@ def test_small_async_collective_nobody_waits_for_still_runs():
             time.sleep(0.001)
     work.wait()
     torch.testing.assert_close(tensor, torch.full((64,), float(size * (size + 1) // 2)))
+
+
+def test_future_callbacks_on_the_worker_keep_its_python_thread_state():
+    # torch's callbacks of a collective's future (DDP's communication hooks) run on the group's
+    # worker, which keeps one Python thread state for its life (python_thread_state.hpp): a
+    # threading.local set by one callback is there for the next on that thread, as on any
+    # Python thread. Without it, each callback got a state of its own, made and dropped.
+    rank, size = ranks()
+    local = threading.local()
+    seen = []  # per callback off this thread: (its thread, what the local held there)
+
+    def record(fut):
+        if threading.get_ident() != main:
+            seen.append((threading.get_ident(), getattr(local, "thread", None)))
+            local.thread = threading.get_ident()
+        return fut.value()
+
+    main = threading.get_ident()
+    for step in range(12):
+        tensor = torch.full((1 << 16,), float(rank + 1))  # 256 KiB: the worker runs it
+        if rank == step % size:
+            time.sleep(0.02)  # the others attach their callbacks before it can finish
+        chained = dist.all_reduce(tensor, async_op=True).get_future().then(record)
+        torch.testing.assert_close(chained.wait()[0], torch.full((1 << 16,),
+                                                                 float(size * (size + 1) // 2)))
+    assert len(seen) >= 6, f"only {len(seen)} of 12 callbacks ran on the group's worker"
+    met = set()
+    for thread, held in seen:
+        assert held == (thread if thread in met else None), (
+            f"a threading.local set on worker thread {thread} held {held} in its next callback")
+        met.add(thread)
 
 
 def test_order_kept_when_large_and_small_collectives_interleave():
