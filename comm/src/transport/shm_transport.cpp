@@ -53,7 +53,7 @@ constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 // running, so spinning only delays it: no spins, more yields (perf/RESULTS.md, run 3: N=4 on
 // 2 cores, 4 KiB in ~40-65 us against ~60-145 us; with a CPU each, spinning keeps N=2 at ~2 us
 // against ~3.7 us without it).
-// With a CPU each, a rank keeps checking (yielding in between) for 50 us before it sleeps.
+// With a CPU each, a rank keeps checking (yielding in between) for 1 ms before it sleeps.
 // Sleeping after a few microseconds made back-to-back small collectives fall into a convoy:
 // the rank that rings a sleeper pays the futex wake and the sleeper the wake-up (16-47 us on
 // this VM), so each comes late to the other's next message, and that one sleeps in turn: one
@@ -74,10 +74,18 @@ constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 // sleeping at once against 5-7, 21-25 and 9-10 yielding first (perf/RESULTS.md, issue 21,
 // sixteenth session). A rank woken by its peer's doorbell preempts the compute thread; one
 // that yields waits for the compute thread's time slice to end.
+// The 1 ms (once 50 us) covers how far DDP's ranks drift apart in a step: the first rank to
+// launch a bucket waits 0.1-0.4 ms for the last. Asleep by then, it cost the last rank 11-40 us
+// of CPU time in the FUTEX_WAKE of its first message (median 11: waking an idle vCPU of this VM
+// is that dear), in the middle of the all-reduce that both wait for; and the sleeper then woke
+// up. Yielding for 1 ms, the CNN's 72 KiB bucket of perf/ddp_vs_gloo.py at N = 2 took 0.11-0.13
+// ms from the last rank's launch instead of 0.16-0.18 (resnet18's 0.28 s steps alike either
+// way; perf/RESULTS.md, issue 21, eighteenth session). A rank with nothing to run but a yielding
+// peer loses nothing to it; one running compute threads gets its core back at each yield.
 constexpr std::size_t kNeverSleepAtOnce = std::numeric_limits<std::size_t>::max();
 constexpr std::size_t kLargeExchange = std::size_t{256} << 10;
-constexpr WaitPolicy kCpuEach{64, 1, std::chrono::microseconds{50}, kNeverSleepAtOnce};
-constexpr WaitPolicy kCpuEachLargeSleep{64, 1, std::chrono::microseconds{50}, kLargeExchange};
+constexpr WaitPolicy kCpuEach{64, 1, std::chrono::microseconds{1000}, kNeverSleepAtOnce};
+constexpr WaitPolicy kCpuEachLargeSleep{64, 1, std::chrono::microseconds{1000}, kLargeExchange};
 constexpr WaitPolicy kOversubscribed{0, 8, std::chrono::microseconds{0}, kNeverSleepAtOnce};
 constexpr WaitPolicy kOversubscribedLargeSleep{0, 8, std::chrono::microseconds{0},
                                                kLargeExchange};
