@@ -78,9 +78,9 @@ constexpr std::size_t kProgressGranularity = std::size_t{256} << 10;
 // launch a bucket waits 0.1-0.4 ms for the last. Asleep by then, it cost the last rank 11-40 us
 // of CPU time in the FUTEX_WAKE of its first message (median 11: waking an idle vCPU of this VM
 // is that dear), in the middle of the all-reduce that both wait for; and the sleeper then woke
-// up. Yielding for 1 ms, the CNN's 72 KiB bucket of perf/ddp_vs_gloo.py at N = 2 took 0.11-0.13
-// ms from the last rank's launch instead of 0.16-0.18 (resnet18's 0.28 s steps alike either
-// way; perf/RESULTS.md, issue 21, eighteenth session). A rank with nothing to run but a yielding
+// up. Yielding for 1 ms, the CNN's 72 KiB bucket of perf/ddp_vs_gloo.py at N = 2 took 0.11-0.16
+// ms from the last rank's launch (0.11-0.13 in three runs of four) instead of 0.16-0.18
+// (resnet18's 0.3 s steps alike either way; perf/RESULTS.md, issue 21, eighteenth session). A rank with nothing to run but a yielding
 // peer loses nothing to it; one running compute threads gets its core back at each yield.
 constexpr std::size_t kNeverSleepAtOnce = std::numeric_limits<std::size_t>::max();
 constexpr std::size_t kLargeExchange = std::size_t{256} << 10;
